@@ -1,0 +1,474 @@
+//! `manifest.json` (schema `rescue.acquisition/1`, documented in `docs/manifest.md`), the `SHA256SUMS`
+//! list, RFC 3339 timestamps and durable (write, fsync, rename) file replacement.
+//!
+//! Parsing is from bytes ([`Manifest::parse`]); loading from a path is separate ([`Manifest::load`]).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::hash::{HashAlgorithm, Window};
+use super::segments::OutputFile;
+use super::source::Extent;
+
+/// The value of the `schema` field this version writes and reads.
+pub const SCHEMA: &str = "rescue.acquisition/1";
+/// File names inside an acquisition directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const SUMS_FILE: &str = "SHA256SUMS";
+pub const LOG_FILE: &str = "acquisition.log";
+pub const MAP_FILE: &str = "unreadable.map";
+
+/// Errors while reading or writing manifests and checksum lists.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("reading {path}")]
+    ReadManifest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("manifest is not valid JSON for schema {SCHEMA}")]
+    ParseManifest(#[source] serde_json::Error),
+    #[error("manifest has schema {found:?}; this tool reads {SCHEMA:?}")]
+    UnsupportedSchema { found: String },
+    #[error("manifest is inconsistent: {reason}")]
+    InvalidManifest { reason: String },
+    #[error("writing {path}")]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("line {line} of {SUMS_FILE} is not `<sha256>  <file>`")]
+    ParseSums { line: usize },
+}
+
+/// The program that made the acquisition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub version: String,
+    pub commit: String,
+}
+
+impl ToolInfo {
+    /// This build: version from Cargo, commit from `RESCUE_GIT_COMMIT` at compile time.
+    pub fn current() -> Self {
+        Self {
+            name: "rescue".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: option_env!("RESCUE_GIT_COMMIT")
+                .unwrap_or("unknown")
+                .to_owned(),
+        }
+    }
+}
+
+/// Case metadata typed by the examiner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseInfo {
+    pub case_id: Option<String>,
+    pub evidence_id: Option<String>,
+    pub examiner: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// The machine the acquisition ran on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub dmi_vendor: Option<String>,
+    pub dmi_product: Option<String>,
+    pub dmi_serial: Option<String>,
+    pub kernel: String,
+    pub boot_mode: String,
+}
+
+/// The evidence source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub path: String,
+    /// `block_device` or `regular_file`.
+    pub kind: String,
+    pub size_bytes: u64,
+    pub logical_sector_size: u32,
+    pub physical_sector_size: u32,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub transport: Option<String>,
+}
+
+/// How the image is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// `raw` or `zstd-seekable`.
+    pub format: String,
+    /// Segment size with `--split`, else `null`.
+    pub split_bytes: Option<u64>,
+    /// Read size, and uncompressed size of every zstd frame but the last.
+    pub block_bytes: u64,
+    pub zstd_level: Option<i32>,
+    pub window_bytes: u64,
+}
+
+/// Software write-block state of a block device source and its family.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadOnlyState {
+    /// False for a regular-file source (nothing to write-block).
+    pub applied: bool,
+    /// Kernel read-only flag of each family member before `rescue` set it.
+    pub before: BTreeMap<String, bool>,
+    /// The flag read back (`BLKROGET`) at the end of the acquisition.
+    pub after: BTreeMap<String, bool>,
+}
+
+/// Result of re-reading the source after acquisition (`--verify-source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceVerification {
+    pub matched: bool,
+    pub hashes: BTreeMap<String, String>,
+    pub unreadable: Vec<Extent>,
+    pub finished_at: String,
+}
+
+/// One continuation of an interrupted run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRecord {
+    pub at: String,
+    pub offset: u64,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: String,
+    pub tool: ToolInfo,
+    pub case: CaseInfo,
+    pub host: HostFacts,
+    pub source: SourceInfo,
+    pub image: ImageInfo,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub complete: bool,
+    pub stop_reason: Option<String>,
+    pub acquired_bytes: u64,
+    pub hashes: BTreeMap<String, String>,
+    pub windows: Vec<Window>,
+    pub unreadable: Vec<Extent>,
+    pub outputs: Vec<OutputFile>,
+    pub read_only: ReadOnlyState,
+    pub source_verification: Option<SourceVerification>,
+    pub resumes: Vec<ResumeRecord>,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest: schema, hash names and digests, windows tiling the source.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(ManifestError::ParseManifest)?;
+        if let Some(found) = value.get("schema").and_then(|s| s.as_str()) {
+            if found != SCHEMA {
+                return Err(ManifestError::UnsupportedSchema {
+                    found: found.to_owned(),
+                });
+            }
+        }
+        let m: Manifest = serde_json::from_value(value).map_err(ManifestError::ParseManifest)?;
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Reads and parses `DIR/manifest.json`.
+    pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes =
+            fs::read(&path).map_err(|source| ManifestError::ReadManifest { path, source })?;
+        Self::parse(&bytes)
+    }
+
+    fn check(&self) -> Result<(), ManifestError> {
+        let bad = |reason: String| Err(ManifestError::InvalidManifest { reason });
+        for (name, digest) in &self.hashes {
+            let Ok(algo) = name.parse::<HashAlgorithm>() else {
+                return bad(format!("unknown hash algorithm {name:?}"));
+            };
+            if !is_hex_of_len(digest, expected_hex_len(algo)) {
+                return bad(format!(
+                    "{name} digest {digest:?} is not lowercase hex of the right length"
+                ));
+            }
+        }
+        if !matches!(self.image.format.as_str(), "raw" | "zstd-seekable") {
+            return bad(format!("unknown image format {:?}", self.image.format));
+        }
+        if !self.complete {
+            return Ok(());
+        }
+        let mut next = 0;
+        for (i, w) in self.windows.iter().enumerate() {
+            if w.offset != next || w.length == 0 || !is_hex_of_len(&w.sha256, 64) {
+                return bad(format!(
+                    "window {i} (offset {}) does not continue the previous one",
+                    w.offset
+                ));
+            }
+            next = w.offset + w.length;
+        }
+        if next != self.source.size_bytes {
+            return bad(format!(
+                "windows cover {next} bytes but the source has {}",
+                self.source.size_bytes
+            ));
+        }
+        if self.outputs.is_empty() {
+            return bad("no output files are listed".to_owned());
+        }
+        for o in &self.outputs {
+            if o.file.contains('/') || o.file.starts_with('.') || !is_hex_of_len(&o.sha256, 64) {
+                return bad(format!(
+                    "output entry {:?} is not a plain file name with a SHA-256",
+                    o.file
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+fn expected_hex_len(algo: HashAlgorithm) -> usize {
+    match algo {
+        HashAlgorithm::Md5 => 32,
+        HashAlgorithm::Sha1 => 40,
+        HashAlgorithm::Sha256 | HashAlgorithm::Blake3 => 64,
+        HashAlgorithm::Sha512 => 128,
+    }
+}
+
+fn is_hex_of_len(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Renders `SHA256SUMS` (`<hex>  <name>` per line, as `sha256sum` writes and `sha256sum -c` reads).
+pub fn render_sums(entries: &[(String, String)]) -> String {
+    entries
+        .iter()
+        .map(|(name, digest)| format!("{digest}  {name}\n"))
+        .collect()
+}
+
+/// Parses `SHA256SUMS` lines in GNU text (`<hex>  <name>`) or binary (`<hex> *<name>`) form.
+pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = line.split_once(' ').and_then(|(digest, rest)| {
+            let name = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*'))?;
+            (is_hex_of_len(digest, 64) && !name.is_empty())
+                .then(|| (name.to_owned(), digest.to_owned()))
+        });
+        out.push(parsed.ok_or(ManifestError::ParseSums { line: i + 1 })?);
+    }
+    Ok(out)
+}
+
+/// Replaces `dir/name` durably: write a temporary file, fsync it, rename over, fsync the directory.
+pub fn write_durable(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ManifestError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let err = |source| ManifestError::WriteFile {
+        path: path.clone(),
+        source,
+    };
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(err)?;
+    sync_dir(dir).map_err(err)
+}
+
+/// fsyncs a directory so renames and new names in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// `SystemTime` as RFC 3339 UTC with second precision, e.g. `2024-05-01T12:00:00Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// The current time as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    rfc3339(SystemTime::now())
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn civil_dates_match_known_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_714_564_800 + 3661)),
+            "2024-05-01T13:01:01Z"
+        );
+    }
+
+    #[test]
+    fn sums_round_trip_and_accept_binary_marker() {
+        let d = "a".repeat(64);
+        let text = render_sums(&[("image.raw".into(), d.clone())]);
+        assert_eq!(text, format!("{d}  image.raw\n"));
+        assert_eq!(
+            parse_sums(&text).unwrap(),
+            [("image.raw".to_owned(), d.clone())]
+        );
+        assert_eq!(
+            parse_sums(&format!("{d} *x y\n")).unwrap(),
+            [("x y".to_owned(), d)]
+        );
+        assert!(matches!(
+            parse_sums("zz  file\n"),
+            Err(ManifestError::ParseSums { line: 1 })
+        ));
+    }
+
+    pub(crate) fn sample() -> Manifest {
+        Manifest {
+            schema: SCHEMA.into(),
+            tool: ToolInfo::current(),
+            case: CaseInfo::default(),
+            host: HostFacts::default(),
+            source: SourceInfo {
+                path: "/dev/x".into(),
+                kind: "block_device".into(),
+                size_bytes: 10,
+                logical_sector_size: 512,
+                physical_sector_size: 512,
+                model: None,
+                serial: None,
+                wwn: None,
+                transport: None,
+            },
+            image: ImageInfo {
+                format: "raw".into(),
+                split_bytes: None,
+                block_bytes: 4096,
+                zstd_level: None,
+                window_bytes: 8,
+            },
+            started_at: "2024-05-01T13:01:01Z".into(),
+            finished_at: None,
+            complete: true,
+            stop_reason: None,
+            acquired_bytes: 10,
+            hashes: BTreeMap::from([("md5".into(), "0".repeat(32))]),
+            windows: vec![
+                Window {
+                    offset: 0,
+                    length: 8,
+                    sha256: "1".repeat(64),
+                },
+                Window {
+                    offset: 8,
+                    length: 2,
+                    sha256: "2".repeat(64),
+                },
+            ],
+            unreadable: vec![],
+            outputs: vec![OutputFile {
+                file: "image.raw".into(),
+                size_bytes: 10,
+                sha256: "3".repeat(64),
+            }],
+            read_only: ReadOnlyState::default(),
+            source_verification: None,
+            resumes: vec![],
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips_and_edits_are_caught() {
+        let m = sample();
+        assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+
+        let mut gap = sample();
+        gap.windows[1].offset = 9;
+        assert!(matches!(
+            Manifest::parse(&gap.to_json()),
+            Err(ManifestError::InvalidManifest { .. })
+        ));
+
+        let mut bad_hash = sample();
+        bad_hash.hashes.insert("sha256".into(), "XYZ".into());
+        assert!(matches!(
+            Manifest::parse(&bad_hash.to_json()),
+            Err(ManifestError::InvalidManifest { .. })
+        ));
+
+        let mut escape = sample();
+        escape.outputs[0].file = "../etc/passwd".into();
+        assert!(matches!(
+            Manifest::parse(&escape.to_json()),
+            Err(ManifestError::InvalidManifest { .. })
+        ));
+
+        let other = String::from_utf8(m.to_json())
+            .unwrap()
+            .replace(SCHEMA, "other/9");
+        assert!(matches!(
+            Manifest::parse(other.as_bytes()),
+            Err(ManifestError::UnsupportedSchema { .. })
+        ));
+        assert!(matches!(
+            Manifest::parse(b"{\"schema\": "),
+            Err(ManifestError::ParseManifest(_))
+        ));
+    }
+}

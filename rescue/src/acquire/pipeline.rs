@@ -1,0 +1,366 @@
+//! The streaming engine: one producer (the calling thread) fills pooled buffers and fans each block out,
+//! shared behind an `Arc`, to one thread per hash algorithm, a window-hash thread and the output side
+//! (a writer thread, fed in order by a small pool of zstd compressors when compressing). Memory is
+//! bounded by the buffer pool plus at most two compressed frames per compressor.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread;
+
+use super::buffer::{Block, BufferPool};
+use super::hash::{HashAlgorithm, Window, WindowHasher};
+use super::reader::ReadImageError;
+use super::segments::{Layout, OutputFile, SegmentHasher};
+use super::source::ReadBlockError;
+use super::writer::{ImageWriter, WriteImageError};
+
+/// Errors that stop a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    ReadSource(#[from] ReadBlockError),
+    #[error(transparent)]
+    ReadImage(#[from] ReadImageError),
+    #[error(transparent)]
+    WriteImage(#[from] WriteImageError),
+    #[error("compressing a zstd frame")]
+    CompressFrame(#[source] io::Error),
+    #[error("starting the {name} thread")]
+    SpawnThread {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the {0} thread panicked")]
+    PanicThread(String),
+}
+
+/// What happens to the bytes besides hashing.
+pub enum Output {
+    /// Nothing (re-reading the source).
+    None,
+    /// Write the image, compressing with zstd at `level` on `workers` threads when `Some`.
+    Write {
+        writer: ImageWriter,
+        zstd: Option<(i32, usize)>,
+    },
+    /// Hash the output files as the layout cuts them (verify); bytes come from `Block::stored` or the data.
+    HashFiles { layout: Layout },
+}
+
+/// What the producer's observer wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// How the stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The producer had no more blocks.
+    Complete,
+    /// The observer asked to stop.
+    Stopped,
+}
+
+/// Everything computed over the stream.
+pub struct StreamResult {
+    pub ending: Ending,
+    pub hashes: BTreeMap<String, String>,
+    pub windows: Vec<Window>,
+    pub bytes: u64,
+    /// The writer, to finish or checkpoint, for [`Output::Write`].
+    pub writer: Option<ImageWriter>,
+    /// Output files, for [`Output::HashFiles`].
+    pub files: Option<Vec<OutputFile>>,
+}
+
+/// A stream failure, with the writer when it survived (so the caller can still checkpoint it).
+pub struct StreamFailure {
+    pub error: StreamError,
+    pub writer: Option<ImageWriter>,
+    pub bytes: u64,
+}
+
+type Joined<'s, T> = thread::ScopedJoinHandle<'s, T>;
+
+fn spawn<'s, 'e, T: Send + 's>(
+    scope: &'s thread::Scope<'s, 'e>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 's,
+) -> Result<Joined<'s, T>, StreamError> {
+    thread::Builder::new()
+        .name(format!("acq-{name}"))
+        .spawn_scoped(scope, f)
+        .map_err(|source| StreamError::SpawnThread {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+fn join<T>(h: Joined<'_, T>, name: &str) -> Result<T, StreamError> {
+    h.join()
+        .map_err(|_| StreamError::PanicThread(name.to_owned()))
+}
+
+/// Runs the stream to its end. `produce` yields blocks (`Ok(None)` at the end); `observe` sees every
+/// block after it was handed to the consumers and may stop the stream.
+pub fn run(
+    pool: &BufferPool,
+    algorithms: &[HashAlgorithm],
+    window: Option<u64>,
+    output: Output,
+    produce: &mut dyn FnMut(&BufferPool) -> Result<Option<Block>, StreamError>,
+    observe: &mut dyn FnMut(&Block) -> Control,
+) -> Result<StreamResult, StreamFailure> {
+    let depth = 4;
+    thread::scope(|s| {
+        let mut broadcast: Vec<SyncSender<Arc<Block>>> = Vec::new();
+        let mut round_robin: Vec<SyncSender<Arc<Block>>> = Vec::new();
+        let mut setup_error = None;
+
+        let mut hash_threads = Vec::new();
+        for &algo in algorithms {
+            let (tx, rx) = sync_channel::<Arc<Block>>(depth);
+            match spawn(s, algo.name(), move || {
+                let mut h = algo.hasher();
+                for b in rx {
+                    h.update(b.data());
+                }
+                h.finish_hex()
+            }) {
+                Ok(j) => {
+                    broadcast.push(tx);
+                    hash_threads.push((algo, j));
+                }
+                Err(e) => setup_error = Some(e),
+            }
+        }
+        let window_thread = match window {
+            Some(size) => {
+                let (tx, rx) = sync_channel::<Arc<Block>>(depth);
+                match spawn(s, "windows", move || {
+                    let mut w = WindowHasher::new(size);
+                    for b in rx {
+                        w.update(b.data());
+                    }
+                    w.finish()
+                }) {
+                    Ok(j) => {
+                        broadcast.push(tx);
+                        Some(j)
+                    }
+                    Err(e) => {
+                        setup_error = Some(e);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let mut writer_thread = None;
+        let mut compressors = Vec::new();
+        let mut files_thread = None;
+        match output {
+            Output::None => {}
+            Output::HashFiles { layout } => {
+                let (tx, rx) = sync_channel::<Arc<Block>>(depth);
+                match spawn(s, "outputs", move || {
+                    let mut h = SegmentHasher::new(layout, true);
+                    for b in rx {
+                        h.update(b.stored.as_deref().unwrap_or(b.data()));
+                    }
+                    h.finish()
+                }) {
+                    Ok(j) => {
+                        broadcast.push(tx);
+                        files_thread = Some(j);
+                    }
+                    Err(e) => setup_error = Some(e),
+                }
+            }
+            Output::Write {
+                mut writer,
+                zstd: None,
+            } => {
+                let (tx, rx) = sync_channel::<Arc<Block>>(depth);
+                match spawn(s, "writer", move || {
+                    for b in rx {
+                        let out = b.stored.as_deref().unwrap_or(b.data());
+                        if let Err(e) = writer.accept(&b, out) {
+                            return (writer, Err(StreamError::from(e)));
+                        }
+                    }
+                    (writer, Ok(()))
+                }) {
+                    Ok(j) => {
+                        broadcast.push(tx);
+                        writer_thread = Some(j);
+                    }
+                    Err(e) => setup_error = Some(e),
+                }
+            }
+            Output::Write {
+                mut writer,
+                zstd: Some((level, workers)),
+            } => {
+                let mut frame_rx: Vec<Receiver<(Arc<Block>, Option<Vec<u8>>)>> = Vec::new();
+                for i in 0..workers.max(1) {
+                    let (tx, rx) = sync_channel::<Arc<Block>>(1);
+                    let (ftx, frx) = sync_channel::<(Arc<Block>, Option<Vec<u8>>)>(1);
+                    match spawn(
+                        s,
+                        &format!("zstd{i}"),
+                        move || -> Result<(), StreamError> {
+                            let mut c = zstd::bulk::Compressor::new(level)
+                                .map_err(StreamError::CompressFrame)?;
+                            for b in rx {
+                                let frame = match b.stored {
+                                    Some(_) => None,
+                                    None => Some(
+                                        c.compress(b.data()).map_err(StreamError::CompressFrame)?,
+                                    ),
+                                };
+                                if ftx.send((b, frame)).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(())
+                        },
+                    ) {
+                        Ok(j) => {
+                            round_robin.push(tx);
+                            frame_rx.push(frx);
+                            compressors.push(j);
+                        }
+                        Err(e) => setup_error = Some(e),
+                    }
+                }
+                match spawn(s, "writer", move || {
+                    // Frames come back in block order because blocks were dealt round-robin.
+                    let mut turn = 0;
+                    loop {
+                        let Some(rx) = frame_rx.get(turn % frame_rx.len().max(1)) else {
+                            break;
+                        };
+                        let Ok((b, frame)) = rx.recv() else { break };
+                        turn += 1;
+                        let out = frame.as_deref().or(b.stored.as_deref()).unwrap_or(&[]);
+                        if let Err(e) = writer.accept(&b, out) {
+                            return (writer, Err(StreamError::from(e)));
+                        }
+                    }
+                    (writer, Ok(()))
+                }) {
+                    Ok(j) => writer_thread = Some(j),
+                    Err(e) => setup_error = Some(e),
+                }
+            }
+        }
+
+        // Produce.
+        let mut ending = Ending::Complete;
+        let mut error = setup_error;
+        let mut bytes = 0;
+        let mut seq = 0usize;
+        while error.is_none() {
+            let block = match produce(pool) {
+                Ok(Some(b)) => Arc::new(b),
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            };
+            let mut delivered = true;
+            for tx in &broadcast {
+                delivered &= tx.send(Arc::clone(&block)).is_ok();
+            }
+            if !round_robin.is_empty() {
+                delivered &= round_robin[seq % round_robin.len()]
+                    .send(Arc::clone(&block))
+                    .is_ok();
+            }
+            seq += 1;
+            if !delivered {
+                // A consumer quit; its join below says why.
+                ending = Ending::Stopped;
+                break;
+            }
+            bytes = block.end();
+            if observe(&block) == Control::Stop {
+                ending = Ending::Stopped;
+                break;
+            }
+        }
+        drop(broadcast);
+        drop(round_robin);
+
+        // Collect, keeping the first error.
+        let mut keep = |r: Result<(), StreamError>| {
+            if let Err(e) = r {
+                error.get_or_insert(e);
+            }
+        };
+        let mut hashes = BTreeMap::new();
+        for (algo, j) in hash_threads {
+            match join(j, algo.name()) {
+                Ok(hex) => {
+                    hashes.insert(algo.name().to_owned(), hex);
+                }
+                Err(e) => keep(Err(e)),
+            }
+        }
+        let windows = match window_thread.map(|j| join(j, "windows")) {
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                keep(Err(e));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        for (i, j) in compressors.into_iter().enumerate() {
+            keep(join(j, &format!("zstd{i}")).and_then(|r| r));
+        }
+        let mut writer = None;
+        if let Some(j) = writer_thread {
+            match join(j, "writer") {
+                Ok((w, r)) => {
+                    // A writer error is the real cause; replace a consumer-gone stop.
+                    if let Err(e) = r {
+                        error = Some(e);
+                    }
+                    writer = Some(w);
+                }
+                Err(e) => keep(Err(e)),
+            }
+        }
+        let files = match files_thread.map(|j| join(j, "outputs")) {
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => {
+                keep(Err(e));
+                None
+            }
+            None => None,
+        };
+        match error {
+            Some(error) => Err(StreamFailure {
+                error,
+                writer,
+                bytes,
+            }),
+            None => Ok(StreamResult {
+                ending,
+                hashes,
+                windows,
+                bytes,
+                writer,
+                files,
+            }),
+        }
+    })
+}

@@ -1,0 +1,480 @@
+//! The image as one logical byte stream stored in one file (`image.raw`) or in numbered segments
+//! (`image.raw.001`, `.002`, … with `--split`): writing with periodic durability, truncating back to a
+//! checkpoint, hashing each file as it is written, and reading the files back as one stream.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::hash::hex;
+
+/// Errors from segment files.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("creating image file {path}")]
+    CreateSegment {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing image file {path}")]
+    WriteSegment {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("flushing image file {path} to stable storage")]
+    SyncSegment {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("truncating image file {path} back to the checkpoint")]
+    TruncateSegment {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "image file {path} holds {actual} bytes, fewer than the {expected} the checkpoint recorded"
+    )]
+    MissingCheckpointData {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+/// One output file with its size and SHA-256 (when computed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub file: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
+/// How the logical image stream maps onto files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// File name without segment suffix: `image.raw` or `image.raw.zst`.
+    pub base: String,
+    /// Segment size in bytes, or `None` for one file.
+    pub split: Option<u64>,
+}
+
+impl Layout {
+    /// Name of segment `index` (0-based).
+    pub fn name(&self, index: u64) -> String {
+        match self.split {
+            None => self.base.clone(),
+            Some(_) => format!("{}.{:03}", self.base, index + 1),
+        }
+    }
+
+    /// Segment index and offset inside it of a stream position.
+    pub fn locate(&self, pos: u64) -> (u64, u64) {
+        match self.split {
+            None => (0, pos),
+            Some(s) => (pos / s, pos % s),
+        }
+    }
+
+    /// Names and sizes of the files that hold a stream of `total` bytes (at least one file).
+    pub fn files_for(&self, total: u64) -> Vec<(String, u64)> {
+        match self.split {
+            None => vec![(self.base.clone(), total)],
+            Some(s) => {
+                let count = total.div_ceil(s).max(1);
+                (0..count)
+                    .map(|i| (self.name(i), total.saturating_sub(i * s).min(s)))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Hashes a stream as the sequence of files the layout cuts it into.
+pub struct SegmentHasher {
+    layout: Layout,
+    hash: bool,
+    pos: u64,
+    current: sha2::Sha256,
+    done: Vec<OutputFile>,
+}
+
+impl SegmentHasher {
+    /// `hash == false` only counts sizes (the caller knows the digest another way).
+    pub fn new(layout: Layout, hash: bool) -> Self {
+        Self {
+            layout,
+            hash,
+            pos: 0,
+            current: sha2::Sha256::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Feeds the next output bytes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let take = match self.layout.split {
+                None => data.len(),
+                Some(s) => {
+                    let room = s - self.pos % s;
+                    usize::try_from(room).map_or(data.len(), |r| r.min(data.len()))
+                }
+            };
+            if self.hash {
+                self.current.update(&data[..take]);
+            }
+            self.pos += take as u64;
+            data = &data[take..];
+            if let Some(s) = self.layout.split {
+                if self.pos % s == 0 {
+                    self.close(s);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, size: u64) {
+        let digest = std::mem::take(&mut self.current).finalize();
+        let index = self.done.len() as u64;
+        self.done.push(OutputFile {
+            file: self.layout.name(index),
+            size_bytes: size,
+            sha256: if self.hash {
+                hex(&digest)
+            } else {
+                String::new()
+            },
+        });
+    }
+
+    /// Bytes seen so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Closes the last file and lists all of them (always at least one).
+    pub fn finish(mut self) -> Vec<OutputFile> {
+        let closed: u64 = self.done.iter().map(|f| f.size_bytes).sum();
+        if self.pos > closed || self.done.is_empty() {
+            self.close(self.pos - closed);
+        }
+        self.done
+    }
+}
+
+/// Writes the stream into the layout's files.
+pub struct SegmentWriter {
+    dir: PathBuf,
+    layout: Layout,
+    pos: u64,
+    /// Bytes already on disk from an interrupted run; [`SegmentWriter::account`] walks over them.
+    existing: u64,
+    file: Option<(u64, File, PathBuf)>,
+    hasher: SegmentHasher,
+}
+
+impl SegmentWriter {
+    /// A writer for a new image; `hash` selects per-file SHA-256.
+    pub fn create(dir: &Path, layout: Layout, hash: bool) -> Self {
+        let hasher = SegmentHasher::new(layout.clone(), hash);
+        Self {
+            dir: dir.to_owned(),
+            layout,
+            pos: 0,
+            existing: 0,
+            file: None,
+            hasher,
+        }
+    }
+
+    /// A writer that continues an image of which `existing` bytes are durable: later bytes and later
+    /// segments are removed. The first `existing` bytes must then be fed through [`Self::account`].
+    pub fn resume(
+        dir: &Path,
+        layout: Layout,
+        existing: u64,
+        hash: bool,
+    ) -> Result<Self, SegmentError> {
+        truncate_to(dir, &layout, existing)?;
+        let mut w = Self::create(dir, layout, hash);
+        w.existing = existing;
+        Ok(w)
+    }
+
+    /// Feeds bytes that are already in the files (re-read from them) to the hashers.
+    pub fn account(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        self.pos += data.len() as u64;
+    }
+
+    /// Appends bytes to the stream.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), SegmentError> {
+        self.hasher.update(data);
+        while !data.is_empty() {
+            let (index, off) = self.layout.locate(self.pos);
+            let take = match self.layout.split {
+                None => data.len(),
+                Some(s) => usize::try_from(s - off).map_or(data.len(), |r| r.min(data.len())),
+            };
+            let (_, file, path) = self.open(index, off)?;
+            file.write_all(&data[..take])
+                .map_err(|source| SegmentError::WriteSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+            self.pos += take as u64;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, index: u64, off: u64) -> Result<&mut (u64, File, PathBuf), SegmentError> {
+        if self.file.as_ref().is_some_and(|(i, _, _)| *i != index) {
+            // A finished segment is made durable before the next one starts.
+            self.sync()?;
+            self.file = None;
+        }
+        if self.file.is_none() {
+            let path = self.dir.join(self.layout.name(index));
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|source| SegmentError::CreateSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+            file.seek(SeekFrom::Start(off))
+                .map_err(|source| SegmentError::CreateSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+            self.file = Some((index, file, path));
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| SegmentError::CreateSegment {
+                path: self.dir.clone(),
+                source: io::Error::other("segment not open"),
+            })
+    }
+
+    /// Stream bytes written or accounted so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Flushes the open file to stable storage.
+    pub fn sync(&mut self) -> Result<(), SegmentError> {
+        if let Some((_, file, path)) = &self.file {
+            file.sync_data()
+                .map_err(|source| SegmentError::SyncSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything durable and lists the files (sizes, and SHA-256 when hashing was on).
+    pub fn finish(mut self) -> Result<Vec<OutputFile>, SegmentError> {
+        if self.pos == 0 && self.existing == 0 {
+            // An empty stream still has one (empty) file.
+            self.open(0, 0)?;
+        }
+        self.sync()?;
+        Ok(self.hasher.finish())
+    }
+}
+
+/// Removes everything after stream byte `keep`: later segments are deleted, the segment holding `keep`
+/// is truncated. Fails when the files hold fewer bytes than `keep`.
+pub fn truncate_to(dir: &Path, layout: &Layout, keep: u64) -> Result<(), SegmentError> {
+    let files = layout.files_for(keep);
+    for (name, len) in &files {
+        let path = dir.join(name);
+        let actual = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if actual < *len {
+            return Err(SegmentError::MissingCheckpointData {
+                path,
+                expected: *len,
+                actual,
+            });
+        }
+        if actual > *len {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| SegmentError::TruncateSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+            f.set_len(*len)
+                .map_err(|source| SegmentError::TruncateSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+            f.sync_all()
+                .map_err(|source| SegmentError::TruncateSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+    }
+    if layout.split.is_some() {
+        let mut index = files.len() as u64;
+        loop {
+            let path = dir.join(layout.name(index));
+            match fs::remove_file(&path) {
+                Ok(()) => index += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(source) => return Err(SegmentError::TruncateSegment { path, source }),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a list of files as one stream, in order.
+pub struct SegmentReader {
+    paths: Vec<PathBuf>,
+    next: usize,
+    current: Option<File>,
+}
+
+impl SegmentReader {
+    /// Opens nothing yet; each file is opened when the stream reaches it.
+    pub fn new(paths: Vec<PathBuf>) -> Self {
+        Self {
+            paths,
+            next: 0,
+            current: None,
+        }
+    }
+}
+
+impl Read for SegmentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.current.is_none() {
+                let Some(path) = self.paths.get(self.next) else {
+                    return Ok(0);
+                };
+                let file = File::open(path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                self.current = Some(file);
+                self.next += 1;
+            }
+            if let Some(f) = self.current.as_mut() {
+                let n = f.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+            }
+            self.current = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acquire::hash::sha256_hex;
+
+    fn layout(split: Option<u64>) -> Layout {
+        Layout {
+            base: "image.raw".into(),
+            split,
+        }
+    }
+
+    #[test]
+    fn split_files_concatenate_to_the_stream_and_hash_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let mut w = SegmentWriter::create(dir.path(), layout(Some(1000)), true);
+        for chunk in data.chunks(300) {
+            w.write(chunk).unwrap();
+        }
+        let out = w.finish().unwrap();
+        let names: Vec<_> = out.iter().map(|o| o.file.as_str()).collect();
+        assert_eq!(names, ["image.raw.001", "image.raw.002", "image.raw.003"]);
+        assert_eq!(out[2].size_bytes, 500);
+        assert_eq!(out[1].sha256, sha256_hex(&data[1000..2000]));
+        let mut joined = Vec::new();
+        SegmentReader::new(out.iter().map(|o| dir.path().join(&o.file)).collect())
+            .read_to_end(&mut joined)
+            .unwrap();
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn resume_truncates_and_rehashes_to_the_same_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..2500u32).map(|i| (i * 3) as u8).collect();
+        let mut w = SegmentWriter::create(dir.path(), layout(Some(1000)), true);
+        w.write(&data[..2200]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        // The checkpoint said 1100 bytes were durable; everything after is discarded.
+        let mut w = SegmentWriter::resume(dir.path(), layout(Some(1000)), 1100, true).unwrap();
+        assert!(!dir.path().join("image.raw.003").exists());
+        assert_eq!(
+            fs::metadata(dir.path().join("image.raw.002"))
+                .unwrap()
+                .len(),
+            100
+        );
+        w.account(&data[..1100]);
+        w.write(&data[1100..]).unwrap();
+        let out = w.finish().unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].sha256, sha256_hex(&data[..1000]));
+        assert_eq!(out[2].sha256, sha256_hex(&data[2000..]));
+        assert_eq!(
+            fs::read(dir.path().join("image.raw.003")).unwrap(),
+            &data[2000..]
+        );
+    }
+
+    #[test]
+    fn resume_refuses_when_files_are_shorter_than_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("image.raw"), [0u8; 10]).unwrap();
+        let err = SegmentWriter::resume(dir.path(), layout(None), 20, true)
+            .err()
+            .unwrap();
+        assert!(matches!(
+            err,
+            SegmentError::MissingCheckpointData {
+                expected: 20,
+                actual: 10,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn empty_stream_has_one_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = SegmentWriter::create(dir.path(), layout(None), true)
+            .finish()
+            .unwrap();
+        assert_eq!(
+            out,
+            [OutputFile {
+                file: "image.raw".into(),
+                size_bytes: 0,
+                sha256: sha256_hex(b"")
+            }]
+        );
+    }
+}

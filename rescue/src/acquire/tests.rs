@@ -1,0 +1,321 @@
+//! Engine tests over in-memory and file sources: hashes, windows, zstd, split, bad sectors, resume,
+//! verify.
+
+use std::sync::atomic::AtomicUsize;
+
+use super::source::tests::{FlakySource, pattern};
+use super::*;
+
+fn info(size: u64) -> SourceInfo {
+    SourceInfo {
+        path: "test:source".into(),
+        kind: "regular_file".into(),
+        size_bytes: size,
+        logical_sector_size: 512,
+        physical_sector_size: 512,
+        model: None,
+        serial: None,
+        wwn: None,
+        transport: None,
+    }
+}
+
+fn source(len: usize, bad: Vec<u64>) -> FlakySource {
+    FlakySource {
+        data: pattern(len),
+        sector: 512,
+        bad_sectors: bad,
+        transient_failures: AtomicUsize::new(0),
+    }
+}
+
+fn opts(dir: &Path) -> AcquireOptions {
+    AcquireOptions {
+        out_dir: dir.to_owned(),
+        block_size: Some(64 << 10),
+        window: Some(100_000),
+        ..Default::default()
+    }
+}
+
+fn run(o: &AcquireOptions, src: &FlakySource) -> Result<AcquireOutcome, AcquireError> {
+    let size = src.data.len() as u64;
+    acquire_from(
+        o,
+        src,
+        info(size),
+        ReadOnlyState::default(),
+        &|| Some(size),
+        &mut |_| {},
+    )
+}
+
+fn verify_dir(dir: &Path) -> VerifyReport {
+    verify(dir, &AtomicBool::new(false), &mut |_| {}).unwrap()
+}
+
+#[test]
+fn raw_acquisition_hashes_windows_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(1_000_000, vec![]);
+    let mut o = opts(dir.path());
+    o.hashes = Some(vec![HashAlgorithm::Sha256, HashAlgorithm::Md5]);
+    let out = run(&o, &src).unwrap();
+    assert_eq!(out.status, AcquireStatus::Complete);
+    let m = &out.manifest;
+    assert_eq!(m.hashes["sha256"], hash::sha256_hex(&src.data));
+    assert_eq!(m.windows.len(), 10);
+    assert_eq!(
+        m.windows[3].sha256,
+        hash::sha256_hex(&src.data[300_000..400_000])
+    );
+    assert_eq!(fs::read(dir.path().join("image.raw")).unwrap(), src.data);
+    assert_eq!(m.outputs[0].sha256, m.hashes["sha256"]);
+    assert!(!dir.path().join(checkpoint::CHECKPOINT_FILE).exists());
+    let report = verify_dir(dir.path());
+    assert!(report.ok, "{:#?}", report.checks);
+
+    // The same directory is refused for a second acquisition.
+    let again = run(&o, &src).unwrap_err();
+    assert!(
+        matches!(again, AcquireError::RejectExistingAcquisition { .. }),
+        "{again}"
+    );
+    let resumed = {
+        let mut r = o.clone();
+        r.resume = true;
+        run(&r, &src).unwrap_err()
+    };
+    assert!(
+        matches!(resumed, AcquireError::RejectCompleteAcquisition { .. }),
+        "{resumed}"
+    );
+}
+
+#[test]
+fn flipped_byte_names_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(1_000_000, vec![]);
+    run(&opts(dir.path()), &src).unwrap();
+    let p = dir.path().join("image.raw");
+    let mut img = fs::read(&p).unwrap();
+    img[456_789] ^= 0x40;
+    fs::write(&p, img).unwrap();
+    let report = verify_dir(dir.path());
+    assert!(!report.ok);
+    let w = report.first_bad_window.unwrap();
+    assert_eq!((w.index, w.offset), (4, 400_000));
+    assert_eq!(report.bad_windows, 1);
+}
+
+#[test]
+fn zstd_split_acquisition_is_seekable_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = pattern(900_000);
+    data[200_000..600_000].fill(0);
+    let src = FlakySource {
+        data,
+        sector: 512,
+        bad_sectors: vec![],
+        transient_failures: AtomicUsize::new(0),
+    };
+    let mut o = opts(dir.path());
+    o.format = Some(ImageFormat::Zstd);
+    o.split = Some(100_000);
+    o.hashes = Some(vec![HashAlgorithm::Blake3, HashAlgorithm::Sha1]);
+    let out = run(&o, &src).unwrap();
+    let files: Vec<_> = out
+        .manifest
+        .outputs
+        .iter()
+        .map(|f| f.file.clone())
+        .collect();
+    assert!(
+        files[0] == "image.raw.zst.001" && files.last().unwrap() == MAP_FILE,
+        "{files:?}"
+    );
+    let mut joined = Vec::new();
+    for f in &out.manifest.outputs[..out.manifest.outputs.len() - 1] {
+        joined.extend(fs::read(dir.path().join(&f.file)).unwrap());
+        assert_eq!(
+            f.sha256,
+            hash::sha256_hex(&fs::read(dir.path().join(&f.file)).unwrap())
+        );
+    }
+    assert_eq!(zstd::stream::decode_all(&joined[..]).unwrap(), src.data);
+    assert_eq!(
+        out.manifest.hashes["blake3"],
+        blake3::hash(&src.data).to_hex().to_string()
+    );
+    assert!(verify_dir(dir.path()).ok);
+
+    // Damage one compressed byte in the middle: verify names a window rather than failing opaquely.
+    let seg = dir.path().join(&out.manifest.outputs[0].file);
+    let mut bytes = fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    fs::write(&seg, bytes).unwrap();
+    let report = verify_dir(dir.path());
+    assert!(!report.ok);
+    assert!(report.first_bad_window.is_some(), "{report:#?}");
+}
+
+#[test]
+fn bad_sectors_are_zero_filled_listed_and_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(300 * 512, vec![10, 11, 200]);
+    let out = run(&opts(dir.path()), &src).unwrap();
+    assert_eq!(out.status, AcquireStatus::CompleteWithUnreadable);
+    assert_eq!(
+        out.manifest.unreadable,
+        [
+            Extent {
+                offset: 5120,
+                length: 1024
+            },
+            Extent {
+                offset: 200 * 512,
+                length: 512
+            }
+        ]
+    );
+    let img = fs::read(dir.path().join("image.raw")).unwrap();
+    let mut expect = src.data.clone();
+    expect[5120..6144].fill(0);
+    expect[102_400..102_912].fill(0);
+    assert_eq!(img, expect);
+    assert_eq!(out.manifest.hashes["sha256"], hash::sha256_hex(&expect));
+    let map = fs::read_to_string(dir.path().join(MAP_FILE)).unwrap();
+    assert!(map.contains("0x00001400  0x00000400  -"), "{map}");
+    assert!(verify_dir(dir.path()).ok);
+}
+
+#[test]
+fn interrupted_run_resumes_to_identical_hashes() {
+    for format in [ImageFormat::Raw, ImageFormat::Zstd] {
+        let src = source(2_000_000, vec![7]);
+        let clean = tempfile::tempdir().unwrap();
+        let mut o = opts(clean.path());
+        o.format = Some(format);
+        o.split = Some(300_000);
+        let want = run(&o, &src).unwrap().manifest;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.format = Some(format);
+        o.split = Some(300_000);
+        o.checkpoint_bytes = Some(200_000);
+        let cancel = Arc::clone(&o.cancel);
+        let size = src.data.len() as u64;
+        let out = acquire_from(
+            &o,
+            &src,
+            info(size),
+            ReadOnlyState::default(),
+            &|| Some(size),
+            &mut |p| {
+                if p.done_bytes >= 1_000_000 {
+                    cancel.store(true, Ordering::SeqCst);
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(out.status, AcquireStatus::Interrupted);
+        assert!(!out.manifest.complete);
+        assert!(Manifest::load(dir.path()).is_ok_and(|m| !m.complete));
+        assert!(verify(dir.path(), &AtomicBool::new(false), &mut |_| {}).is_err());
+
+        // Garbage after the checkpoint (as after a crash) is cut away.
+        let cp = Checkpoint::load(dir.path()).unwrap().unwrap();
+        let last = Layout {
+            base: format.base_name().into(),
+            split: Some(300_000),
+        }
+        .files_for(cp.output_bytes);
+        let (name, _) = last.last().unwrap();
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(name))
+            .unwrap();
+        io::Write::write_all(&mut f, b"partial garbage").unwrap();
+
+        let mut r = opts(dir.path());
+        r.resume = true;
+        r.format = Some(format);
+        let got = run(&r, &src).unwrap().manifest;
+        assert!(got.complete);
+        assert_eq!(got.hashes, want.hashes, "{format:?}");
+        assert_eq!(got.windows, want.windows);
+        assert_eq!(got.unreadable, want.unreadable);
+        let outs = |m: &Manifest| {
+            m.outputs
+                .iter()
+                .map(|o| (o.file.clone(), o.sha256.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            outs(&got)[..outs(&got).len() - 1],
+            outs(&want)[..outs(&want).len() - 1]
+        );
+        assert_eq!(got.resumes.len(), 1);
+        assert!(verify_dir(dir.path()).ok);
+    }
+}
+
+#[test]
+fn resume_refuses_changed_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(500_000, vec![]);
+    let o = opts(dir.path());
+    o.cancel.store(true, Ordering::SeqCst);
+    assert_eq!(run(&o, &src).unwrap().status, AcquireStatus::Interrupted);
+    let mut r = opts(dir.path());
+    r.resume = true;
+    r.format = Some(ImageFormat::Zstd);
+    let err = run(&r, &src).unwrap_err();
+    assert!(matches!(err, AcquireError::MismatchResume { .. }), "{err}");
+}
+
+#[test]
+fn split_smaller_than_buffer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.split = Some(4096);
+    let err = run(&o, &source(10_000, vec![])).unwrap_err();
+    assert!(
+        matches!(err, AcquireError::RejectSmallSplit { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn source_that_shrinks_is_an_error_and_not_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(100_000, vec![]);
+    // Claim a larger size than the data: the reader hits the end early.
+    let err = acquire_from(
+        &opts(dir.path()),
+        &src,
+        info(200_000),
+        ReadOnlyState::default(),
+        &|| Some(100_000),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        error_chain(&err).contains("size changed"),
+        "{}",
+        error_chain(&err)
+    );
+    assert!(!Manifest::load(dir.path()).unwrap().complete);
+}
+
+#[test]
+fn sizes_parse_with_units() {
+    assert_eq!(parse_size("4096"), Ok(4096));
+    assert_eq!(parse_size("4M"), Ok(4 << 20));
+    assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+    assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+    assert!(parse_size("12Q").is_err());
+    assert!(parse_size("abc").is_err());
+}

@@ -1,0 +1,429 @@
+//! `verify DIR`: recomputes every hash of an acquisition from its image files (joining segments,
+//! decompressing zstd frames found through the seek table) and compares them with the manifest,
+//! window by window, plus the output file digests and `SHA256SUMS`. Reads only; writes nothing.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+use super::buffer::BufferPool;
+use super::hash::{HashAlgorithm, Window};
+use super::manifest::{MANIFEST_FILE, MAP_FILE, Manifest, ManifestError, SUMS_FILE};
+use super::pipeline::{self, Control, Ending, Output, StreamError};
+use super::reader::{ImageReader, ReadImageError};
+use super::seekable::{self, FOOTER_LEN};
+use super::segments::{Layout, OutputFile};
+use super::{DEFAULT_BLOCK, ImageFormat, MAX_BLOCK, Phase, Progress};
+
+/// Errors that prevent verification (a mismatch is not an error: it is a report with `ok == false`).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("loading the manifest of {dir}")]
+    LoadManifest {
+        dir: PathBuf,
+        #[source]
+        source: ManifestError,
+    },
+    #[error(
+        "the acquisition in {dir} is incomplete ({reason}); finish it with `rescue acquire --resume`"
+    )]
+    RejectIncomplete { dir: PathBuf, reason: String },
+    #[error("reading the image")]
+    ReadImage(#[source] StreamError),
+    #[error("verification was interrupted")]
+    Interrupted,
+}
+
+/// One comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub expected: String,
+    pub actual: String,
+    pub ok: bool,
+}
+
+/// Window that did not match, by index.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadWindow {
+    pub index: usize,
+    pub offset: u64,
+    pub length: u64,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// Outcome of [`verify`].
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub dir: PathBuf,
+    pub ok: bool,
+    pub bytes: u64,
+    pub checks: Vec<Check>,
+    pub first_bad_window: Option<BadWindow>,
+    pub bad_windows: usize,
+    /// Why the image could not be read to the end, if it could not.
+    pub image_error: Option<String>,
+}
+
+impl VerifyReport {
+    fn check(&mut self, what: impl Into<String>, expected: &str, actual: &str) {
+        let ok = expected == actual;
+        self.ok &= ok;
+        self.checks.push(Check {
+            what: what.into(),
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+            ok,
+        });
+    }
+}
+
+fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = HashAlgorithm::Sha256.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish_hex());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Reads the last `n` bytes of the concatenation of `files` (name, size).
+fn read_tail(dir: &Path, files: &[OutputFile], n: u64) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; usize::try_from(n).map_err(io::Error::other)?];
+    let mut need = n;
+    for f in files.iter().rev() {
+        if need == 0 {
+            break;
+        }
+        let take = need.min(f.size_bytes);
+        let mut file = File::open(dir.join(&f.file))?;
+        file.seek(SeekFrom::Start(f.size_bytes - take))?;
+        let at = (need - take) as usize;
+        file.read_exact(&mut out[at..at + take as usize])?;
+        need -= take;
+    }
+    if need > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "image shorter than its seek table",
+        ));
+    }
+    Ok(out)
+}
+
+/// Verifies the acquisition in `dir`.
+pub fn verify(
+    dir: &Path,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<VerifyReport, VerifyError> {
+    let manifest = Manifest::load(dir).map_err(|source| VerifyError::LoadManifest {
+        dir: dir.to_owned(),
+        source,
+    })?;
+    if !manifest.complete {
+        return Err(VerifyError::RejectIncomplete {
+            dir: dir.to_owned(),
+            reason: manifest
+                .stop_reason
+                .clone()
+                .unwrap_or_else(|| "no reason recorded".to_owned()),
+        });
+    }
+    let mut report = VerifyReport {
+        dir: dir.to_owned(),
+        ok: true,
+        bytes: 0,
+        checks: Vec::new(),
+        first_bad_window: None,
+        bad_windows: 0,
+        image_error: None,
+    };
+    let images: Vec<OutputFile> = manifest
+        .outputs
+        .iter()
+        .filter(|o| o.file != MAP_FILE)
+        .cloned()
+        .collect();
+
+    // SHA256SUMS: the small files are hashed here; image entries must agree with the manifest and are
+    // hashed in the stream pass below.
+    match fs::read_to_string(dir.join(SUMS_FILE)) {
+        Err(e) => report.check(
+            format!("{SUMS_FILE} is readable"),
+            "yes",
+            &format!("no ({e})"),
+        ),
+        Ok(text) => match super::manifest::parse_sums(&text) {
+            Err(e) => report.check(format!("{SUMS_FILE} parses"), "yes", &format!("no ({e})")),
+            Ok(sums) => {
+                for (name, digest) in &sums {
+                    if let Some(img) = images.iter().find(|o| &o.file == name) {
+                        report.check(
+                            format!("{SUMS_FILE} entry for {name} agrees with the manifest"),
+                            &img.sha256,
+                            digest,
+                        );
+                    } else if name.contains('/') {
+                        report.check(
+                            format!("{SUMS_FILE} entry {name}"),
+                            "a plain file name",
+                            name,
+                        );
+                    } else {
+                        let actual = file_sha256(&dir.join(name))
+                            .unwrap_or_else(|e| format!("unreadable ({e})"));
+                        let what = if name == MANIFEST_FILE {
+                            format!("sha256 of {name} (an edited manifest fails here)")
+                        } else {
+                            format!("sha256 of {name}")
+                        };
+                        report.check(what, digest, &actual);
+                    }
+                }
+                for o in &manifest.outputs {
+                    if !sums.iter().any(|(n, _)| n == &o.file) {
+                        report.check(format!("{SUMS_FILE} lists {}", o.file), "listed", "missing");
+                    }
+                }
+                if !sums.iter().any(|(n, _)| n == MANIFEST_FILE) {
+                    report.check(
+                        format!("{SUMS_FILE} lists {MANIFEST_FILE}"),
+                        "listed",
+                        "missing",
+                    );
+                }
+            }
+        },
+    }
+    if let Some(map) = manifest.outputs.iter().find(|o| o.file == MAP_FILE) {
+        let actual =
+            file_sha256(&dir.join(MAP_FILE)).unwrap_or_else(|e| format!("unreadable ({e})"));
+        report.check(format!("sha256 of {MAP_FILE}"), &map.sha256, &actual);
+    }
+
+    // Image files must exist with their recorded sizes before the stream pass.
+    let mut sizes_ok = true;
+    for o in &images {
+        let actual = fs::metadata(dir.join(&o.file))
+            .map(|m| m.len().to_string())
+            .unwrap_or_else(|e| format!("missing ({e})"));
+        sizes_ok &= actual == o.size_bytes.to_string();
+        report.check(
+            format!("size of {}", o.file),
+            &o.size_bytes.to_string(),
+            &actual,
+        );
+    }
+    if !sizes_ok {
+        return Ok(report);
+    }
+
+    let format =
+        ImageFormat::from_manifest_name(&manifest.image.format).unwrap_or(ImageFormat::Raw);
+    let paths: Vec<PathBuf> = images.iter().map(|o| dir.join(&o.file)).collect();
+    let total_out: u64 = images.iter().map(|o| o.size_bytes).sum();
+    let size = manifest.source.size_bytes;
+    let block = usize::try_from(manifest.image.block_bytes)
+        .unwrap_or(DEFAULT_BLOCK)
+        .clamp(4096, MAX_BLOCK);
+    let mut reader = match format {
+        ImageFormat::Raw => ImageReader::raw(paths, total_out.min(size), false),
+        ImageFormat::Zstd => {
+            let table = read_tail(dir, &images, FOOTER_LEN as u64)
+                .ok()
+                .and_then(|footer| seekable::table_len_from_footer(&footer).ok())
+                .filter(|len| *len <= total_out)
+                .and_then(|len| read_tail(dir, &images, len).ok())
+                .map(|t| seekable::parse_seek_table(&t).map(|f| (t.len() as u64, f)));
+            let (table_len, frames) = match table {
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    report.check("zstd seek table", "valid", &e.to_string());
+                    return Ok(report);
+                }
+                None => {
+                    report.check("zstd seek table", "present", "missing or unreadable");
+                    return Ok(report);
+                }
+            };
+            let covered: u64 = frames.iter().map(|f| u64::from(f.decompressed)).sum();
+            let compressed: u64 =
+                frames.iter().map(|f| u64::from(f.compressed)).sum::<u64>() + table_len;
+            report.check(
+                "seek table: uncompressed bytes",
+                &size.to_string(),
+                &covered.to_string(),
+            );
+            report.check(
+                "seek table: compressed bytes",
+                &total_out.to_string(),
+                &compressed.to_string(),
+            );
+            if covered != size || compressed != total_out {
+                return Ok(report);
+            }
+            ImageReader::zstd(paths, frames, table_len, false)
+                .map_err(|e| VerifyError::ReadImage(StreamError::CompressFrame(e)))?
+        }
+    };
+
+    let algorithms: Vec<HashAlgorithm> = manifest
+        .hashes
+        .keys()
+        .filter_map(|k| k.parse().ok())
+        .collect();
+    let stream_is_file = format == ImageFormat::Raw && manifest.image.split_bytes.is_none();
+    let reuse_stream_hash = stream_is_file && algorithms.contains(&HashAlgorithm::Sha256);
+    let output = if reuse_stream_hash {
+        Output::None
+    } else {
+        Output::HashFiles {
+            layout: Layout {
+                base: format.base_name().to_owned(),
+                split: manifest.image.split_bytes,
+            },
+        }
+    };
+    let pool = BufferPool::new((128 << 20) / block, block);
+    let mut produce = |pool: &BufferPool| reader.next_block(pool).map_err(StreamError::from);
+    let mut observe = |b: &super::buffer::Block| {
+        progress(&Progress {
+            phase: Phase::Verify,
+            done_bytes: b.end(),
+            total_bytes: size,
+            durable_bytes: size,
+            unreadable_bytes: 0,
+        });
+        if cancel.load(Ordering::Relaxed) {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    };
+    let window = manifest.image.window_bytes.max(1);
+    let result = pipeline::run(
+        &pool,
+        &algorithms,
+        Some(window),
+        output,
+        &mut produce,
+        &mut observe,
+    );
+    let result = match result {
+        Ok(r) if r.ending == Ending::Stopped => return Err(VerifyError::Interrupted),
+        Ok(r) => r,
+        Err(f) => match f.error {
+            StreamError::ReadImage(e) => {
+                // A damaged frame: name the window holding it.
+                let off = e.offset();
+                report.image_error = Some(super::error_chain(&e));
+                report.ok = false;
+                if let Some((i, w)) = manifest
+                    .windows
+                    .iter()
+                    .enumerate()
+                    .find(|(_, w)| off < w.offset + w.length)
+                {
+                    report.first_bad_window = Some(BadWindow {
+                        index: i,
+                        offset: w.offset,
+                        length: w.length,
+                        expected: w.sha256.clone(),
+                        actual: describe_read_error(&e),
+                    });
+                    report.bad_windows = 1;
+                }
+                return Ok(report);
+            }
+            other => return Err(VerifyError::ReadImage(other)),
+        },
+    };
+    report.bytes = result.bytes;
+    report.check(
+        "stream length",
+        &size.to_string(),
+        &result.bytes.to_string(),
+    );
+    for (name, expected) in &manifest.hashes {
+        let actual = result.hashes.get(name).cloned().unwrap_or_default();
+        report.check(format!("{name} of the stream"), expected, &actual);
+    }
+    compare_windows(&mut report, &manifest.windows, &result.windows);
+    let files = match result.files {
+        Some(f) => f,
+        None => images
+            .iter()
+            .map(|o| OutputFile {
+                file: o.file.clone(),
+                size_bytes: o.size_bytes,
+                sha256: result.hashes.get("sha256").cloned().unwrap_or_default(),
+            })
+            .collect(),
+    };
+    for o in &images {
+        let actual = files
+            .iter()
+            .find(|f| f.file == o.file)
+            .map(|f| f.sha256.clone())
+            .unwrap_or_default();
+        report.check(format!("sha256 of {}", o.file), &o.sha256, &actual);
+    }
+    Ok(report)
+}
+
+fn describe_read_error(e: &ReadImageError) -> String {
+    match e {
+        ReadImageError::DecompressFrame { index, .. } => {
+            format!("frame {index} does not decompress")
+        }
+        ReadImageError::MismatchedFrameSize { index, .. } => {
+            format!("frame {index} has the wrong size")
+        }
+        ReadImageError::ReadImage { .. } => "unreadable".to_owned(),
+    }
+}
+
+fn compare_windows(report: &mut VerifyReport, expected: &[Window], actual: &[Window]) {
+    let mut bad = 0;
+    for (i, w) in expected.iter().enumerate() {
+        let got = actual.get(i);
+        let same = got
+            .is_some_and(|g| g.offset == w.offset && g.length == w.length && g.sha256 == w.sha256);
+        if !same {
+            bad += 1;
+            if report.first_bad_window.is_none() {
+                report.first_bad_window = Some(BadWindow {
+                    index: i,
+                    offset: w.offset,
+                    length: w.length,
+                    expected: w.sha256.clone(),
+                    actual: got
+                        .map(|g| g.sha256.clone())
+                        .unwrap_or_else(|| "missing".to_owned()),
+                });
+            }
+        }
+    }
+    if actual.len() != expected.len() {
+        bad += 1;
+    }
+    report.bad_windows = bad;
+    report.check(
+        format!("{} hash windows", expected.len()),
+        "all match",
+        &if bad == 0 {
+            "all match".to_owned()
+        } else {
+            format!("{bad} differ")
+        },
+    );
+}

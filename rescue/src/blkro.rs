@@ -1,0 +1,369 @@
+//! Software write-blocking of block devices with `BLKROSET`/`BLKROGET`, and the facts needed to decide
+//! whether a device is safe to read as evidence: its family (disk, partitions, parent), its mounts, and
+//! which disk a destination path lives on.
+//!
+//! This module only ever opens devices `O_RDONLY`; it never writes to a device.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Errors from write-block ioctls and sysfs lookups.
+#[derive(Debug, thiserror::Error)]
+pub enum BlkRoError {
+    #[error("opening {path}")]
+    OpenDevice {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a block device")]
+    NotBlockDevice { path: PathBuf },
+    #[error("reading the read-only flag of {path}")]
+    GetReadOnly {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("setting the read-only flag of {path}")]
+    SetReadOnly {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("finding {path} in sysfs")]
+    ResolveSysfs {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the mount table")]
+    ReadMounts(#[source] std::io::Error),
+}
+
+nix::ioctl_write_ptr_bad!(
+    ioctl_blkroset,
+    nix::request_code_none!(0x12, 93),
+    libc::c_int
+);
+nix::ioctl_read_bad!(
+    ioctl_blkroget,
+    nix::request_code_none!(0x12, 94),
+    libc::c_int
+);
+
+fn open_ro(dev: &Path) -> Result<fs::File, BlkRoError> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dev)
+        .map_err(|source| BlkRoError::OpenDevice {
+            path: dev.to_owned(),
+            source,
+        })?;
+    let meta = file.metadata().map_err(|source| BlkRoError::OpenDevice {
+        path: dev.to_owned(),
+        source,
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(BlkRoError::NotBlockDevice {
+            path: dev.to_owned(),
+        });
+    }
+    Ok(file)
+}
+
+/// The kernel's read-only flag for this block device (`BLKROGET`).
+pub fn is_read_only(dev: &Path) -> Result<bool, BlkRoError> {
+    let file = open_ro(dev)?;
+    let mut value: libc::c_int = 0;
+    // SAFETY: BLKROGET writes one c_int through the pointer, which points at a live local.
+    unsafe { ioctl_blkroget(file.as_raw_fd(), &mut value) }.map_err(|source| {
+        BlkRoError::GetReadOnly {
+            path: dev.to_owned(),
+            source,
+        }
+    })?;
+    Ok(value != 0)
+}
+
+/// Sets or clears the kernel's read-only flag (`BLKROSET`). Needs CAP_SYS_ADMIN.
+pub fn set_read_only(dev: &Path, ro: bool) -> Result<(), BlkRoError> {
+    let file = open_ro(dev)?;
+    let value: libc::c_int = ro.into();
+    // SAFETY: BLKROSET reads one c_int through the pointer, which points at a live local.
+    unsafe { ioctl_blkroset(file.as_raw_fd(), &value) }.map_err(|source| {
+        BlkRoError::SetReadOnly {
+            path: dev.to_owned(),
+            source,
+        }
+    })?;
+    Ok(())
+}
+
+/// Read-only state of one member of a device family, before and after protection.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct MemberState {
+    pub path: String,
+    pub read_only_before: bool,
+    pub read_only_after: bool,
+}
+
+/// Read-only state of a disk, its partitions and its parent.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FamilyState {
+    pub members: Vec<MemberState>,
+}
+
+impl FamilyState {
+    /// True when every member reads back read-only from the kernel.
+    pub fn all_read_only(&self) -> bool {
+        self.members.iter().all(|m| m.read_only_after)
+    }
+}
+
+/// The sysfs name (`sda`, `nvme0n1p2`) of a block device node.
+pub fn sysfs_name(dev: &Path) -> Result<String, BlkRoError> {
+    let meta = fs::metadata(dev).map_err(|source| BlkRoError::ResolveSysfs {
+        path: dev.to_owned(),
+        source,
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(BlkRoError::NotBlockDevice {
+            path: dev.to_owned(),
+        });
+    }
+    let rdev = meta.rdev();
+    let link = format!("/sys/dev/block/{}:{}", libc::major(rdev), libc::minor(rdev));
+    let real = fs::canonicalize(&link).map_err(|source| BlkRoError::ResolveSysfs {
+        path: dev.to_owned(),
+        source,
+    })?;
+    real.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| BlkRoError::NotBlockDevice {
+            path: dev.to_owned(),
+        })
+}
+
+/// Whole disk of a sysfs block name: itself for a disk, the parent for a partition.
+pub fn whole_disk(name: &str) -> String {
+    let class = Path::new("/sys/class/block").join(name);
+    if class.join("partition").exists() {
+        if let Ok(real) = fs::canonicalize(&class) {
+            if let Some(parent) = real.parent().and_then(|p| p.file_name()) {
+                return parent.to_string_lossy().into_owned();
+            }
+        }
+    }
+    name.to_owned()
+}
+
+/// Partitions of a whole disk, by sysfs name, sorted.
+pub fn partitions_of(disk: &str) -> Vec<String> {
+    let dir = Path::new("/sys/class/block").join(disk);
+    let mut parts: Vec<String> = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("partition").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    parts.sort();
+    parts
+}
+
+/// Sysfs names of the device's family: its whole disk first, then every partition of that disk.
+pub fn family_names(dev: &Path) -> Result<Vec<String>, BlkRoError> {
+    let disk = whole_disk(&sysfs_name(dev)?);
+    let mut names = vec![disk.clone()];
+    names.extend(partitions_of(&disk));
+    Ok(names)
+}
+
+/// Marks the device, its whole disk and every partition read-only, and reads the flag back from the kernel.
+pub fn protect_family(dev: &Path) -> Result<FamilyState, BlkRoError> {
+    let mut members = Vec::new();
+    for name in family_names(dev)? {
+        let path = PathBuf::from("/dev").join(&name);
+        let before = is_read_only(&path)?;
+        if !before {
+            set_read_only(&path, true)?;
+        }
+        let after = is_read_only(&path)?;
+        members.push(MemberState {
+            path: path.display().to_string(),
+            read_only_before: before,
+            read_only_after: after,
+        });
+    }
+    Ok(FamilyState { members })
+}
+
+/// One line of the mount table.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    pub read_write: bool,
+    /// Device number "major:minor" of the mounted filesystem.
+    pub device: String,
+}
+
+/// Parses `/proc/self/mountinfo` text.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let l: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            let device = (*l.get(2)?).to_owned();
+            let target = unescape_mount(l.get(4)?);
+            let opts = l.get(5)?;
+            let source = unescape_mount(r.get(1)?);
+            let read_write = opts.split(',').any(|o| o == "rw");
+            Some(Mount {
+                source,
+                target,
+                read_write,
+                device,
+            })
+        })
+        .collect()
+}
+
+fn unescape_mount(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mounts whose filesystem lives on the device or any member of its family.
+pub fn family_mounts(dev: &Path) -> Result<Vec<Mount>, BlkRoError> {
+    let names = family_names(dev)?;
+    let numbers: Vec<String> = names
+        .iter()
+        .filter_map(|n| fs::read_to_string(Path::new("/sys/class/block").join(n).join("dev")).ok())
+        .map(|s| s.trim().to_owned())
+        .collect();
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(BlkRoError::ReadMounts)?;
+    Ok(parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| {
+            numbers.contains(&m.device) || names.iter().any(|n| m.source == format!("/dev/{n}"))
+        })
+        .collect())
+}
+
+/// Sysfs names of the block devices (partition and whole disk) holding the filesystem that contains `path`.
+/// Empty when the filesystem is not on a block device (tmpfs, proc, network).
+pub fn backing_disks(path: &Path) -> Vec<String> {
+    let Ok(meta) = fs::metadata(path) else {
+        return Vec::new();
+    };
+    let dev = meta.dev();
+    let link = format!("/sys/dev/block/{}:{}", libc::major(dev), libc::minor(dev));
+    let Ok(real) = fs::canonicalize(&link) else {
+        return Vec::new();
+    };
+    let Some(name) = real.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let mut out = vec![name.clone()];
+    // Stacked devices (dm, md, loop) name their lower devices under slaves/.
+    let disk = whole_disk(&name);
+    if disk != name {
+        out.push(disk.clone());
+    }
+    for lower in fs::read_dir(real.join("slaves"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let lname = lower.file_name().to_string_lossy().into_owned();
+        let ldisk = whole_disk(&lname);
+        out.push(lname);
+        out.push(ldisk);
+    }
+    // A loop device's backing file may itself sit on a disk.
+    if let Ok(backing) = fs::read_to_string(real.join("loop/backing_file")) {
+        out.extend(backing_disks(Path::new(backing.trim())));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every block device the kernel knows, by sysfs name (disks and partitions).
+pub fn all_block_names() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir("/sys/class/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Marks every block device read-only except those named in `skip`. Returns the names that could not be protected with the error.
+pub fn protect_all(skip: &[String]) -> Vec<(String, BlkRoError)> {
+    let mut failures = Vec::new();
+    for name in all_block_names().into_iter().filter(|n| !skip.contains(n)) {
+        let path = PathBuf::from("/dev").join(&name);
+        let result = is_read_only(&path).and_then(|ro| {
+            if ro {
+                Ok(())
+            } else {
+                set_read_only(&path, true)
+            }
+        });
+        if let Err(e) = result {
+            failures.push((name, e));
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_parses_rw_flag_and_escapes() {
+        let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                    30 22 8:2 / /mnt/with\\040space ro,nosuid - vfat /dev/sda2 ro\n";
+        let mounts = parse_mountinfo(text);
+        assert_eq!(mounts.len(), 2);
+        assert!(mounts[0].read_write);
+        assert_eq!(mounts[0].device, "8:1");
+        assert_eq!(mounts[1].target, "/mnt/with space");
+        assert!(!mounts[1].read_write);
+    }
+
+    #[test]
+    fn non_block_device_is_refused() {
+        let err = is_read_only(Path::new("/dev/null")).unwrap_err();
+        assert!(matches!(err, BlkRoError::NotBlockDevice { .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,200 @@
+//! Command-line grammar shared by the host CLI and the `rescue> ` prompt, and the dispatcher that runs a
+//! parsed command. Exit codes are documented on [`ExitStatus`]-like constants below.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::ui;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the command failed (the message says why).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the command line was not understood.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The rescue system and its host CLI.
+#[derive(Debug, Parser)]
+#[command(name = "rescue", version = crate::VERSION, about = "Incident-response rescue system and forensic acquisition tool")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command, as typed on a host shell or at the `rescue> ` prompt.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List disks with identity, size, sector sizes, transport and read-only state.
+    Devices {
+        /// One JSON array on one line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Image a disk or file read-only with inline hashing.
+    Acquire(ui::acquire::AcquireArgs),
+    /// Recompute and compare every hash of an acquisition.
+    Verify(ui::acquire::VerifyArgs),
+    /// Prove properties of the running system.
+    Selftest {
+        #[command(subcommand)]
+        what: SelftestCommand,
+    },
+    /// Version, build, kernel, boot mode and write-block state.
+    Status,
+    /// Drivers loaded at boot and devices no driver matched.
+    Drivers,
+    /// Sync and power off (rescue system only).
+    Poweroff,
+    /// Sync and reboot (rescue system only).
+    Reboot,
+    /// Run the line-mode prompt on a terminal device (started by init for each console).
+    #[command(hide = true)]
+    Console { tty: PathBuf },
+}
+
+/// What `selftest` can prove.
+#[derive(Debug, Subcommand)]
+pub enum SelftestCommand {
+    /// Try to write to every disk and partition and report that each write was refused.
+    WriteBlock,
+}
+
+/// Entry point for the binary: PID 1 becomes init, `modprobe` is the kernel's module helper, anything
+/// else is the CLI.
+pub fn main() -> ExitCode {
+    if nix::unistd::getpid().as_raw() == 1 {
+        crate::init::run_pid1();
+    }
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if argv0 == "modprobe" {
+        return ExitCode::from(crate::coldplug::modprobe_main(&args[1..]));
+    }
+    let cli = Cli::parse();
+    ExitCode::from(run(cli.command))
+}
+
+/// Runs one parsed command and returns its exit code; errors are printed by the UI.
+pub fn run(command: Command) -> u8 {
+    match dispatch(command) {
+        Ok(code) => code,
+        Err(err) => {
+            ui::print_error(&err);
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Devices { json } => ui::devices::run(json),
+        Command::Acquire(args) => ui::acquire::run_acquire(&args),
+        Command::Verify(args) => ui::acquire::run_verify(&args),
+        Command::Selftest {
+            what: SelftestCommand::WriteBlock,
+        } => ui::selftest::run_write_block(),
+        Command::Status => ui::status::run(),
+        Command::Drivers => ui::status::run_drivers(),
+        Command::Poweroff => ui::status::run_power(crate::init::PowerAction::PowerOff),
+        Command::Reboot => ui::status::run_power(crate::init::PowerAction::Reboot),
+        Command::Console { tty } => ui::prompt::run_console(&tty),
+    }
+}
+
+/// Parses one prompt line with the same grammar as the CLI. `Err` holds clap's rendered message.
+pub fn parse_line(words: &[String]) -> Result<Command, clap::Error> {
+    let argv = std::iter::once("rescue".to_owned()).chain(words.iter().cloned());
+    Cli::try_parse_from(argv).map(|cli| cli.command)
+}
+
+/// Splits a prompt line into words: whitespace separates, single and double quotes group, backslash escapes.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') | (None, '\\') => match chars.next() {
+                Some(n) => {
+                    cur.push(n);
+                    in_word = true;
+                }
+                None => return Err("line ends with a backslash".to_owned()),
+            },
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("unterminated quote".to_owned());
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_like_a_shell() {
+        assert_eq!(
+            split_words("devices --json").unwrap(),
+            ["devices", "--json"]
+        );
+        assert_eq!(
+            split_words(r#"acquire /dev/sda --notes "disk from rack 4" --case 'A 1'"#).unwrap(),
+            [
+                "acquire",
+                "/dev/sda",
+                "--notes",
+                "disk from rack 4",
+                "--case",
+                "A 1"
+            ]
+        );
+        assert_eq!(split_words(r"a\ b").unwrap(), ["a b"]);
+        assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
+        assert!(split_words("'open").is_err());
+    }
+
+    #[test]
+    fn prompt_lines_use_the_cli_grammar() {
+        assert!(matches!(
+            parse_line(&["devices".into(), "--json".into()]),
+            Ok(Command::Devices { json: true })
+        ));
+        assert!(matches!(
+            parse_line(&["selftest".into(), "write-block".into()]),
+            Ok(Command::Selftest {
+                what: SelftestCommand::WriteBlock
+            })
+        ));
+        assert!(parse_line(&["frobnicate".into()]).is_err());
+    }
+}

@@ -1,0 +1,417 @@
+//! PID 1 of the rescue system. In order: mount the kernel filesystems, write-block every disk before
+//! anything probes it, keep write-blocking disks that appear later (uevent listener plus a periodic
+//! sweep), load drivers (coldplug), start a console prompt on every active console, then supervise:
+//! reap children, respawn consoles, power off or reboot on request.
+//!
+//! Never activates swap, never assembles md/LVM/dm, never mounts a disk, never resumes hibernation,
+//! never brings a network interface up. Messages go to the kernel console through [`crate::ui::boot`].
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::mount::{MsFlags, mount};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::{blkro, coldplug, uevent, ui};
+
+/// Environment variable set for every process init starts.
+pub const RESCUE_SYSTEM_ENV: &str = "RESCUE_SYSTEM";
+/// Devices the operator unlocked for writing (one sysfs name per line); the sweeper leaves them alone.
+pub const UNLOCKED_PATH: &str = "/run/rescue/unlocked";
+
+/// What the operator asked init to do with the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerAction {
+    PowerOff,
+    Reboot,
+}
+
+/// Errors asking init for a power action.
+#[derive(Debug, thiserror::Error)]
+pub enum PowerError {
+    #[error("poweroff and reboot are only available inside the rescue system")]
+    NotRescueSystem,
+    #[error("signalling init")]
+    SignalInit(#[source] nix::Error),
+}
+
+/// True in processes started by the rescue system's init.
+pub fn in_rescue_system() -> bool {
+    std::env::var(RESCUE_SYSTEM_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Asks PID 1 to sync, stop everything and power off or reboot.
+pub fn request_power(action: PowerAction) -> Result<(), PowerError> {
+    if !in_rescue_system() {
+        return Err(PowerError::NotRescueSystem);
+    }
+    let sig = match action {
+        PowerAction::PowerOff => Signal::SIGUSR2,
+        PowerAction::Reboot => Signal::SIGTERM,
+    };
+    nix::sys::signal::kill(Pid::from_raw(1), sig).map_err(PowerError::SignalInit)
+}
+
+fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) {
+    let _ = fs::create_dir_all(target);
+    if let Err(e) = mount(Some(source), target, Some(fstype), flags, data) {
+        ui::boot::warn(&format!("mounting {fstype} on {target}: {e}"));
+    }
+}
+
+fn mount_kernel_filesystems() {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs("proc", "/proc", "proc", nosuid_nodev_noexec, None);
+    mount_fs("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, None);
+    mount_fs(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    );
+    mount_fs(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("gid=5,mode=0620,ptmxmode=0666"),
+    );
+    mount_fs(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    );
+    mount_fs(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    );
+    let _ = fs::create_dir_all("/run/rescue");
+    let _ = fs::create_dir_all("/mnt");
+}
+
+/// efivarfs read-only: we read Secure Boot state and never write firmware variables.
+fn mount_efivarfs() {
+    if Path::new("/sys/firmware/efi/efivars").is_dir() {
+        mount_fs(
+            "efivarfs",
+            "/sys/firmware/efi/efivars",
+            "efivarfs",
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None,
+        );
+    }
+}
+
+fn unlocked_names() -> Vec<String> {
+    fs::read_to_string(UNLOCKED_PATH)
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Write-blocks every block device except the ones the operator unlocked; returns failures.
+fn sweep() -> Vec<(String, blkro::BlkRoError)> {
+    blkro::protect_all(&unlocked_names())
+}
+
+fn protect_new(name: &str) {
+    if unlocked_names().iter().any(|n| n == name) {
+        return;
+    }
+    let dev = PathBuf::from("/dev").join(name);
+    if let Err(e) = blkro::set_read_only(&dev, true) {
+        ui::boot::warn(&format!("write-blocking new device {}: {e}", dev.display()));
+    }
+}
+
+/// Listens for uevents: write-blocks new block devices at once, forwards modaliases to the loader.
+fn spawn_uevent_thread(aliases: mpsc::Sender<String>, activity: mpsc::Sender<()>) {
+    let listener = match uevent::Listener::open() {
+        Ok(l) => l,
+        Err(e) => {
+            ui::boot::warn(&format!(
+                "uevents unavailable, relying on the periodic sweep: {e}"
+            ));
+            return;
+        }
+    };
+    thread::spawn(move || {
+        loop {
+            match listener.next() {
+                Ok(Some(ev)) => {
+                    if ev.action == "add" || ev.action == "change" {
+                        if ev.subsystem.as_deref() == Some("block") {
+                            if let Some(name) = &ev.devname {
+                                protect_new(name);
+                            }
+                        }
+                        if let Some(alias) = ev.modalias {
+                            let _ = aliases.send(alias);
+                        }
+                    }
+                    let _ = activity.send(());
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    // Overflow: the periodic sweep and coldplug rescan cover what was missed.
+                    let _ = activity.send(());
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    });
+}
+
+/// Periodic safety net in case an event was lost.
+fn spawn_sweeper() {
+    thread::spawn(|| {
+        loop {
+            thread::sleep(Duration::from_secs(1));
+            for (name, e) in sweep() {
+                // Devices vanish between listing and opening; only report the ones still there.
+                if Path::new("/sys/class/block").join(&name).exists() {
+                    ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
+                }
+            }
+        }
+    });
+}
+
+/// Loads drivers for everything present, then keeps loading for hotplugged devices. Returns once the
+/// system has been quiet for a moment (or a time limit passes), leaving the loader running.
+fn coldplug_and_settle(aliases: mpsc::Receiver<String>, activity: mpsc::Receiver<()>) {
+    let dir = coldplug::modules_dir();
+    let mut cp = match coldplug::Coldplug::open(&dir) {
+        Ok(cp) => cp,
+        Err(e) => {
+            ui::boot::warn(&format!(
+                "no drivers will be loaded: {}",
+                crate::ui::error_chain(&e)
+            ));
+            return;
+        }
+    };
+    for _ in 0..4 {
+        if cp.round() == 0 {
+            break;
+        }
+    }
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let mut last_report = Instant::now();
+        let mut settled = false;
+        loop {
+            match aliases.recv_timeout(Duration::from_millis(300)) {
+                Ok(alias) => {
+                    cp.load_modalias(&alias);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_secs(1)),
+            }
+            if !settled && done_rx.try_recv().is_ok() {
+                // After settling, rescan once: catches devices whose uevents were lost.
+                cp.round();
+                settled = true;
+            }
+            if last_report.elapsed() > Duration::from_millis(500) {
+                cp.refresh_unmatched();
+                write_report(&cp.report);
+                last_report = Instant::now();
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut quiet_since = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        match activity.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => quiet_since = Instant::now(),
+            Err(_) if quiet_since.elapsed() >= Duration::from_millis(1500) => break,
+            Err(_) => {}
+        }
+    }
+    let _ = done_tx.send(());
+    // Keep draining so the uevent thread never blocks.
+    thread::spawn(move || while activity.recv().is_ok() {});
+}
+
+fn write_report(report: &coldplug::ColdplugReport) {
+    if let Ok(json) = serde_json::to_vec(report) {
+        let tmp = format!("{}.tmp", coldplug::REPORT_PATH);
+        if fs::write(&tmp, json).is_ok() {
+            let _ = fs::rename(tmp, coldplug::REPORT_PATH);
+        }
+    }
+}
+
+/// Consoles to run a prompt on: the kernel's active consoles, `tty0` meaning the first VT.
+pub fn active_consoles() -> Vec<PathBuf> {
+    let text = fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    let mut out: Vec<PathBuf> = Vec::new();
+    for name in text.split_whitespace() {
+        let tty = if name == "tty0" { "tty1" } else { name };
+        let path = PathBuf::from("/dev").join(tty);
+        if path.exists() && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    if out.is_empty() {
+        out.push(PathBuf::from("/dev/console"));
+    }
+    out
+}
+
+fn spawn_console(tty: &Path) -> Option<Child> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
+    match Command::new(exe)
+        .arg("console")
+        .arg(tty)
+        .env(RESCUE_SYSTEM_ENV, "1")
+        .env("HOME", "/root")
+        .env("PATH", "/bin:/sbin")
+        .spawn()
+    {
+        Ok(child) => Some(child),
+        Err(e) => {
+            ui::boot::warn(&format!("starting the prompt on {}: {e}", tty.display()));
+            None
+        }
+    }
+}
+
+fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) -> ! {
+    ui::boot::info(match action {
+        PowerAction::PowerOff => "syncing disks and powering off",
+        PowerAction::Reboot => "syncing disks and rebooting",
+    });
+    for (_, (_, child)) in children.iter_mut() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline
+        && children
+            .values_mut()
+            .any(|(_, c)| matches!(c.try_wait(), Ok(None)))
+    {
+        thread::sleep(Duration::from_millis(50));
+    }
+    for (_, (_, child)) in children.iter_mut() {
+        let _ = child.kill();
+    }
+    nix::unistd::sync();
+    unmount_evidence();
+    nix::unistd::sync();
+    let how = match action {
+        PowerAction::PowerOff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+        PowerAction::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+    };
+    let _ = nix::sys::reboot::reboot(how);
+    loop {
+        thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Unmounts every filesystem under /mnt (evidence destinations), innermost first.
+fn unmount_evidence() {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<String> = blkro::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| m.target)
+        .filter(|t| t.starts_with("/mnt/"))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        if let Err(e) = nix::mount::umount(t.as_str()) {
+            ui::boot::warn(&format!("unmounting {t}: {e}"));
+        }
+    }
+}
+
+/// PID 1 main: never returns; a panic in setup is reported and the system still reaches the prompt.
+pub fn run_pid1() -> ! {
+    let mut signals = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGPWR,
+    ] {
+        signals.add(s);
+    }
+    // Block before any thread exists so every thread inherits the mask and only sigwait sees them.
+    let _ = signals.thread_block();
+    if let Err(panic) = std::panic::catch_unwind(setup) {
+        ui::boot::warn(&format!("init setup failed: {panic:?}"));
+    }
+    let mut children: BTreeMap<i32, (PathBuf, Child)> = BTreeMap::new();
+    for tty in active_consoles() {
+        if let Some(child) = spawn_console(&tty) {
+            children.insert(child.id() as i32, (tty, child));
+        }
+    }
+    loop {
+        let Ok(sig) = signals.wait() else { continue };
+        match sig {
+            Signal::SIGCHLD => reap(&mut children),
+            Signal::SIGUSR2 | Signal::SIGPWR | Signal::SIGUSR1 => {
+                power(PowerAction::PowerOff, &mut children)
+            }
+            Signal::SIGTERM => power(PowerAction::Reboot, &mut children),
+            Signal::SIGINT => {
+                ui::boot::info("Ctrl-Alt-Del ignored: type 'poweroff' or 'reboot' at the prompt")
+            }
+            _ => {}
+        }
+    }
+}
+
+fn reap(children: &mut BTreeMap<i32, (PathBuf, Child)>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
+                if let Some((tty, _)) = children.remove(&pid.as_raw()) {
+                    // A console that keeps dying must not spin: wait a moment before respawning.
+                    thread::sleep(Duration::from_secs(1));
+                    if let Some(child) = spawn_console(&tty) {
+                        children.insert(child.id() as i32, (tty, child));
+                    }
+                }
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn setup() {
+    mount_kernel_filesystems();
+    // Write-block before anything else looks at a disk: the kernel may already have found some.
+    for (name, e) in sweep() {
+        ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
+    }
+    let (alias_tx, alias_rx) = mpsc::channel();
+    let (activity_tx, activity_rx) = mpsc::channel();
+    spawn_uevent_thread(alias_tx, activity_tx);
+    spawn_sweeper();
+    let _ = nix::unistd::sethostname("rescue");
+    // Ctrl-Alt-Del must not reboot a machine mid-acquisition: the kernel sends SIGINT to init instead.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+    mount_efivarfs();
+    coldplug_and_settle(alias_rx, activity_rx);
+    for (name, e) in sweep() {
+        ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
+    }
+}

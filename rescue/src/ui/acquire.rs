@@ -1,0 +1,497 @@
+//! CLI glue for `rescue acquire` and `rescue verify`: argument grammar, signal-driven cancellation,
+//! progress rendering (indicatif bar on a terminal, plain lines otherwise, JSON lines with `--json`) and
+//! the final summary. The engine is [`crate::acquire`]; this is the only acquisition code that prints.
+//!
+//! Exit codes: 0 complete (or verified), 1 error, 2 usage, 3 complete with unreadable sectors,
+//! 4 verification mismatch (`verify`, or `--verify-source`), 5 incomplete: interrupted or destination
+//! full, continue with `--resume`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::acquire::hash::{HashAlgorithm, parse_hash_list};
+use crate::acquire::manifest::CaseInfo;
+use crate::acquire::{
+    self, AcquireError, AcquireOptions, AcquireStatus, ImageFormat, Phase, Progress, VerifyError,
+    error_chain, parse_size,
+};
+
+/// Exit code: complete, but some sectors were unreadable (zero-filled, listed in the manifest).
+pub const EXIT_UNREADABLE: u8 = 3;
+/// Exit code: a hash did not match (verify, or `--verify-source`).
+pub const EXIT_MISMATCH: u8 = 4;
+/// Exit code: the acquisition is incomplete (interrupted, destination full); `--resume` continues it.
+pub const EXIT_INCOMPLETE: u8 = 5;
+
+/// Image container on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Plain bytes, `image.raw`.
+    Raw,
+    /// zstd seekable format, `image.raw.zst`.
+    Zstd,
+}
+
+/// A parsed `--hash` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashList(pub Vec<HashAlgorithm>);
+
+fn parse_hashes(s: &str) -> Result<HashList, String> {
+    parse_hash_list(s).map(HashList).map_err(|e| e.to_string())
+}
+
+/// `rescue acquire`.
+#[derive(Debug, Clone, Args)]
+pub struct AcquireArgs {
+    /// Block device or regular file to image (opened read-only; block devices are write-blocked first).
+    pub source: PathBuf,
+    /// Destination directory (created if missing; must not be on the source disk).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Image format [default: raw].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Split the image into numbered files of this size (e.g. 4G for FAT32 destinations; 2000M keeps
+    /// under FAT32's 4 GiB limit with room).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub split: Option<u64>,
+    /// Hashes of the acquired stream, comma-separated: sha256, md5, sha1, sha512, blake3 [default: sha256].
+    #[arg(long, value_name = "LIST", value_parser = parse_hashes)]
+    pub hash: Option<HashList>,
+    /// Size of the per-window SHA-256 hashes in the manifest [default: 1G].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub window: Option<u64>,
+    /// Case identifier.
+    #[arg(long = "case", value_name = "ID")]
+    pub case_id: Option<String>,
+    /// Evidence item identifier.
+    #[arg(long, value_name = "ID")]
+    pub evidence_id: Option<String>,
+    /// Examiner name.
+    #[arg(long, value_name = "NAME")]
+    pub examiner: Option<String>,
+    /// Free-text notes.
+    #[arg(long, value_name = "TEXT")]
+    pub notes: Option<String>,
+    /// Extra reads of a failing sector before it is zero-filled [default: 2].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Re-read the source afterwards and compare its hashes.
+    #[arg(long)]
+    pub verify_source: bool,
+    /// Continue an interrupted acquisition in DIR.
+    #[arg(long)]
+    pub resume: bool,
+    /// JSON lines: progress, then the result.
+    #[arg(long)]
+    pub json: bool,
+    /// Read size (multiple of the sector size).
+    #[arg(long, hide = true, value_parser = parse_size)]
+    pub block_size: Option<u64>,
+    /// zstd compression level.
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub zstd_level: Option<i32>,
+    /// Checkpoint at least every SIZE bytes.
+    #[arg(long, hide = true, value_parser = parse_size)]
+    pub checkpoint_every: Option<u64>,
+}
+
+/// `rescue verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Acquisition directory (holding manifest.json).
+    pub dir: PathBuf,
+    /// JSON lines: progress, then the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT/SIGTERM ask the engine to stop at the next block, checkpoint and write an incomplete manifest.
+fn install_signal_handlers() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Renders progress at most twice a second.
+struct Reporter {
+    json: bool,
+    bar: Option<ProgressBar>,
+    phase: Option<Phase>,
+    last: Option<Instant>,
+    every: Duration,
+    started: Instant,
+}
+
+impl Reporter {
+    fn new(json: bool) -> Self {
+        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(2));
+            let style = ProgressStyle::with_template(
+                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        let every = if json {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
+        Self {
+            json,
+            bar,
+            phase: None,
+            last: None,
+            every,
+            started: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, p: &Progress) {
+        if self.phase != Some(p.phase) {
+            self.phase = Some(p.phase);
+            self.started = Instant::now();
+            if let Some(bar) = &self.bar {
+                bar.set_length(p.total_bytes);
+                bar.reset();
+                bar.set_message(phase_name(p.phase));
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(p.done_bytes);
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < self.every)
+            && p.done_bytes < p.total_bytes
+        {
+            return;
+        }
+        self.last = Some(now);
+        if self.json {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("type".into(), "progress".into());
+            }
+            println!("{v}");
+        } else {
+            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+            let pct = if p.total_bytes == 0 {
+                100.0
+            } else {
+                p.done_bytes as f64 * 100.0 / p.total_bytes as f64
+            };
+            eprintln!(
+                "{}: {} / {} ({pct:.0}%), {}/s, {} unreadable",
+                phase_name(p.phase),
+                crate::devices::human_size(p.done_bytes),
+                crate::devices::human_size(p.total_bytes),
+                crate::devices::human_size((p.done_bytes as f64 / secs) as u64),
+                crate::devices::human_size(p.unreadable_bytes),
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Rehash => "rehash",
+        Phase::Acquire => "acquire",
+        Phase::VerifySource => "re-read",
+        Phase::Verify => "verify",
+    }
+}
+
+/// Test hook: `RESCUE_TEST_ABORT_AFTER_BYTES=N` kills the process with SIGKILL once a checkpoint covers
+/// at least N bytes, so CLI tests can interrupt at a deterministic point. Read only here, never in the engine.
+fn abort_after() -> Option<u64> {
+    std::env::var("RESCUE_TEST_ABORT_AFTER_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+fn json_line(kind: &str, body: serde_json::Value) {
+    let mut v = body;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("type".into(), kind.into());
+    }
+    println!("{v}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Runs `rescue acquire` and returns the exit code.
+pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
+    install_signal_handlers();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let opts = AcquireOptions {
+        source: args.source.clone(),
+        out_dir: args.out.clone(),
+        format: args.format.map(|f| match f {
+            FormatArg::Raw => ImageFormat::Raw,
+            FormatArg::Zstd => ImageFormat::Zstd,
+        }),
+        split: args.split,
+        hashes: args.hash.clone().map(|h| h.0),
+        window: args.window,
+        case: CaseInfo {
+            case_id: args.case_id.clone(),
+            evidence_id: args.evidence_id.clone(),
+            examiner: args.examiner.clone(),
+            notes: args.notes.clone(),
+        },
+        retries: args.retries,
+        verify_source: args.verify_source,
+        resume: args.resume,
+        block_size: args
+            .block_size
+            .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+        zstd_level: args.zstd_level,
+        checkpoint_bytes: args.checkpoint_every,
+        cancel: Arc::clone(&cancel),
+    };
+    let abort = abort_after();
+    let mut reporter = Reporter::new(args.json);
+    let result = acquire::acquire(&opts, &mut |p| {
+        if SIGNALLED.load(Ordering::Relaxed) {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        if let Some(limit) = abort {
+            if p.phase == Phase::Acquire && p.durable_bytes >= limit {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::getpid(),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        reporter.update(p);
+    });
+    reporter.finish();
+    match result {
+        Ok(out) => {
+            let code = match out.status {
+                AcquireStatus::Complete => 0,
+                AcquireStatus::CompleteWithUnreadable => EXIT_UNREADABLE,
+                AcquireStatus::SourceMismatch => EXIT_MISMATCH,
+                AcquireStatus::Interrupted => EXIT_INCOMPLETE,
+            };
+            if args.json {
+                json_line(
+                    "result",
+                    serde_json::json!({
+                        "status": out.status,
+                        "exit_code": code,
+                        "dir": out.dir,
+                        "manifest": out.manifest,
+                    }),
+                );
+            } else {
+                print_acquire_summary(&out);
+            }
+            Ok(code)
+        }
+        Err(err) => {
+            let code = if err.is_resumable() {
+                EXIT_INCOMPLETE
+            } else {
+                1
+            };
+            if args.json {
+                json_line(
+                    "error",
+                    serde_json::json!({ "message": error_chain(&err), "exit_code": code }),
+                );
+            }
+            if code == 1 {
+                return Err(anyhow::Error::new(err));
+            }
+            crate::ui::print_error(&anyhow::Error::new(err));
+            Ok(code)
+        }
+    }
+}
+
+fn print_acquire_summary(out: &acquire::AcquireOutcome) {
+    let m = &out.manifest;
+    match out.status {
+        AcquireStatus::Interrupted => {
+            println!(
+                "interrupted after {} of {}; continue with: rescue acquire {} --out {} --resume",
+                crate::devices::human_size(m.acquired_bytes),
+                crate::devices::human_size(m.source.size_bytes),
+                m.source.path,
+                out.dir.display()
+            );
+            return;
+        }
+        AcquireStatus::Complete => println!(
+            "acquired {} ({} bytes) into {}",
+            m.source.path,
+            m.source.size_bytes,
+            out.dir.display()
+        ),
+        AcquireStatus::CompleteWithUnreadable => {
+            let bad: u64 = m.unreadable.iter().map(|e| e.length).sum();
+            println!(
+                "acquired {} into {} with {bad} unreadable bytes in {} extents (zero-filled; see unreadable.map)",
+                m.source.path,
+                out.dir.display(),
+                m.unreadable.len()
+            );
+        }
+        AcquireStatus::SourceMismatch => {
+            println!(
+                "acquired {} into {}, but RE-READING THE SOURCE GAVE DIFFERENT HASHES",
+                m.source.path,
+                out.dir.display()
+            );
+        }
+    }
+    for (algo, digest) in &m.hashes {
+        println!("  {algo:<7} {digest}");
+    }
+    for o in &m.outputs {
+        println!("  wrote {} ({} bytes)", o.file, o.size_bytes);
+    }
+    if let Some(v) = &m.source_verification {
+        println!(
+            "  source re-read: {}",
+            if v.matched {
+                "hashes match"
+            } else {
+                "hashes differ"
+            }
+        );
+    }
+}
+
+/// Runs `rescue verify` and returns the exit code.
+pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
+    install_signal_handlers();
+    let cancel = AtomicBool::new(false);
+    let mut reporter = Reporter::new(args.json);
+    let result = acquire::verify(&args.dir, &cancel, &mut |p| {
+        if SIGNALLED.load(Ordering::Relaxed) {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        reporter.update(p);
+    });
+    reporter.finish();
+    let report = match result {
+        Ok(r) => r,
+        Err(err) => {
+            let code = match &err {
+                VerifyError::LoadManifest { .. } => EXIT_MISMATCH,
+                VerifyError::RejectIncomplete { .. } | VerifyError::Interrupted => EXIT_INCOMPLETE,
+                VerifyError::ReadImage(_) => 1,
+            };
+            if args.json {
+                json_line(
+                    "error",
+                    serde_json::json!({ "message": error_chain(&err), "exit_code": code }),
+                );
+            }
+            crate::ui::print_error(&anyhow::Error::new(err));
+            return Ok(code);
+        }
+    };
+    let code = if report.ok { 0 } else { EXIT_MISMATCH };
+    if args.json {
+        json_line(
+            "result",
+            serde_json::json!({ "exit_code": code, "report": report }),
+        );
+        return Ok(code);
+    }
+    if report.ok {
+        println!(
+            "verified {}: {} checks match, {} bytes re-hashed",
+            args.dir.display(),
+            report.checks.len(),
+            report.bytes
+        );
+    } else {
+        println!("VERIFICATION FAILED for {}", args.dir.display());
+        for c in report.checks.iter().filter(|c| !c.ok) {
+            println!(
+                "  mismatch: {}: expected {}, found {}",
+                c.what, c.expected, c.actual
+            );
+        }
+        if let Some(e) = &report.image_error {
+            println!("  image error: {e}");
+        }
+        if let Some(w) = &report.first_bad_window {
+            println!(
+                "  first mismatching window: #{} at offset {} ({} bytes); {} window(s) differ",
+                w.index, w.offset, w.length, report.bad_windows
+            );
+        }
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: AcquireArgs,
+    }
+
+    #[test]
+    fn hash_list_and_sizes_parse_on_the_command_line() {
+        let t = T::try_parse_from([
+            "t",
+            "/dev/x",
+            "--out",
+            "d",
+            "--hash",
+            "sha256,md5",
+            "--split",
+            "2G",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.a.hash,
+            Some(HashList(vec![HashAlgorithm::Sha256, HashAlgorithm::Md5]))
+        );
+        assert_eq!(t.a.split, Some(2 << 30));
+        let err = T::try_parse_from(["t", "/dev/x", "--out", "d", "--hash", "sha3"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("unknown hash algorithm"), "{err}");
+    }
+}

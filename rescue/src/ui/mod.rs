@@ -1,0 +1,26 @@
+//! Everything that knows a terminal exists: rendering command results, progress, errors, the banner and
+//! the line-mode prompt. Other modules return values; this module decides how a person sees them.
+
+pub mod acquire;
+pub mod boot;
+pub mod devices;
+pub mod prompt;
+pub mod selftest;
+pub mod status;
+
+/// `a: b: c` from an error and its sources, lowercase first letter as house style asks.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        parts.push(c.to_string());
+        cur = c.source();
+    }
+    parts.join(": ")
+}
+
+/// Prints `error: …` with the whole cause chain to stderr.
+pub fn print_error(err: &anyhow::Error) {
+    let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+    eprintln!("error: {}", chain.join(": "));
+}

@@ -1,0 +1,99 @@
+//! The line-mode `rescue> ` prompt on one console: attaches the terminal, prints the banner and runs
+//! every CLI command typed at it.
+
+use std::io::{BufRead, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use clap::CommandFactory;
+
+use crate::cli;
+
+fn attach_tty(tty: &Path) -> anyhow::Result<()> {
+    let _ = nix::unistd::setsid();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(tty)
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", tty.display()))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: TIOCSCTTY takes an int argument by value; fd is open for the duration of the call.
+    unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    nix::unistd::dup2_stdin(&file)?;
+    nix::unistd::dup2_stdout(&file)?;
+    nix::unistd::dup2_stderr(&file)?;
+    Ok(())
+}
+
+/// Names and one-line descriptions of the prompt's commands.
+pub fn help_text() -> String {
+    let mut out = String::from("commands:\n");
+    for sub in cli::Cli::command()
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+    {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        out.push_str(&format!("  {:<12} {about}\n", sub.get_name()));
+    }
+    out.push_str("  help         this list; 'COMMAND --help' for details\n");
+    out
+}
+
+pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
+    attach_tty(tty)?;
+    let name = tty
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // SAFETY: this process has started no other thread yet, so nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var(
+            "TERM",
+            if name.starts_with("ttyS") {
+                "vt220"
+            } else {
+                "linux"
+            },
+        );
+        std::env::set_var("RESCUE_CONSOLE", &name);
+    }
+    print!("{}", super::status::banner(&name));
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        print!("rescue> ");
+        std::io::stdout().flush()?;
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            // Hang-up: init respawns the prompt.
+            return Ok(0);
+        }
+        let words = match cli::split_words(line.trim()) {
+            Ok(w) => w,
+            Err(e) => {
+                println!("error: {e}");
+                continue;
+            }
+        };
+        match words.first().map(String::as_str) {
+            None => continue,
+            Some("help" | "?") => {
+                print!("{}", help_text());
+                continue;
+            }
+            _ => {}
+        }
+        match cli::parse_line(&words) {
+            Ok(cli::Command::Console { .. }) => println!("error: not a prompt command"),
+            Ok(command) => {
+                let code = cli::run(command);
+                if code != 0 {
+                    println!("(exit status {code})");
+                }
+            }
+            Err(e) => {
+                let _ = e.print();
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `status`, `drivers`, `poweroff`, `reboot` and the boot banner.
+
+use std::fs;
+
+use crate::coldplug::{ColdplugReport, REPORT_PATH};
+use crate::init::{self, PowerAction};
+use crate::{devices, host};
+
+/// Build facts written by the builder into the initramfs.
+pub const BUILD_INFO_PATH: &str = "/etc/rescue/build.json";
+
+fn build_id() -> String {
+    fs::read_to_string(BUILD_INFO_PATH)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| {
+            v.get("build_id")
+                .and_then(|b| b.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "host".to_owned())
+}
+
+/// The banner lines: what is running, where, and whether the disks are protected.
+pub fn banner(console: &str) -> String {
+    let h = host::probe();
+    let disks = devices::list().unwrap_or_default();
+    let ro = disks
+        .iter()
+        .filter(|d| d.read_only && d.partitions.iter().all(|p| p.read_only))
+        .count();
+    let secure = match h.secure_boot {
+        Some(true) => "Secure Boot enabled",
+        Some(false) => "Secure Boot disabled",
+        None => "Secure Boot unknown",
+    };
+    let machine = [h.dmi_vendor.as_deref(), h.dmi_product.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut out = String::new();
+    out.push_str("==================================================================\n");
+    out.push_str(&format!(
+        " rescue {} (build {})\n",
+        crate::VERSION,
+        build_id()
+    ));
+    out.push_str(&format!(
+        " kernel {}  boot {} ({secure})  console {console}\n",
+        h.kernel, h.boot_mode
+    ));
+    if !machine.is_empty() {
+        out.push_str(&format!(
+            " machine {machine}  serial {}\n",
+            h.dmi_serial.as_deref().unwrap_or("-")
+        ));
+    }
+    out.push_str(&format!(
+        " disks {}, write-blocked {ro}; network down\n",
+        disks.len()
+    ));
+    out.push_str(" type 'help' for commands\n");
+    out.push_str("==================================================================\n");
+    out
+}
+
+pub fn run() -> anyhow::Result<u8> {
+    print!(
+        "{}",
+        banner(&std::env::var("RESCUE_CONSOLE").unwrap_or_else(|_| "-".to_owned()))
+    );
+    Ok(0)
+}
+
+pub fn run_drivers() -> anyhow::Result<u8> {
+    let text = fs::read_to_string(REPORT_PATH).map_err(|e| {
+        anyhow::anyhow!("no coldplug report at {REPORT_PATH} (only inside the rescue system): {e}")
+    })?;
+    let report: ColdplugReport = serde_json::from_str(&text)?;
+    println!(
+        "loaded {} modules: {}",
+        report.loaded.len(),
+        report.loaded.join(" ")
+    );
+    for (m, e) in &report.failed {
+        println!("failed {m}: {e}");
+    }
+    println!("{} devices without a driver:", report.unmatched.len());
+    for u in &report.unmatched {
+        println!("  {}  {}", u.devpath, u.modalias);
+    }
+    Ok(0)
+}
+
+pub fn run_power(action: PowerAction) -> anyhow::Result<u8> {
+    init::request_power(action)?;
+    // init stops this process; keep quiet until it does.
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    Ok(0)
+}

@@ -1,0 +1,542 @@
+//! QEMU harness for end-to-end scenarios: a builder (boot medium, firmware, disks with their controller
+//! and sector size, timeout) → a running VM with its serial console on a pipe → `expect` / `run` at the
+//! `rescue> ` prompt → exit. Every wait has a timeout; `Drop` kills QEMU; every failure carries the serial
+//! log and the exact QEMU command line.
+//!
+//! Gating: scenarios run only when `RESCUE_ARTIFACTS` names a build directory (`cargo xtask test` sets it)
+//! and each one that runs leaves a marker in `RESCUE_TEST_MARKERS`, so the runner can prove nothing was
+//! skipped.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The prompt printed by the rescue system's line mode.
+pub const PROMPT: &str = "rescue> ";
+
+/// Firmware to boot with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default BIOS (SeaBIOS).
+    SeaBios,
+    /// OVMF without Secure Boot.
+    Ovmf,
+}
+
+/// How a disk is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    Virtio,
+    Ahci,
+    Nvme,
+    Usb,
+}
+
+impl Bus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "virtio" => Some(Bus::Virtio),
+            "ahci" | "sata" => Some(Bus::Ahci),
+            "nvme" => Some(Bus::Nvme),
+            "usb" => Some(Bus::Usb),
+            _ => None,
+        }
+    }
+
+    /// The `transport` value `devices --json` reports for this bus.
+    pub fn transport(self) -> &'static str {
+        match self {
+            Bus::Virtio => "virtio",
+            Bus::Ahci => "sata",
+            Bus::Nvme => "nvme",
+            Bus::Usb => "usb",
+        }
+    }
+}
+
+/// A disk image attached to the VM.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub bus: Bus,
+    pub sector: Option<u32>,
+    pub serial: Option<String>,
+    pub bootindex: Option<u32>,
+}
+
+impl Disk {
+    pub fn new(path: impl Into<PathBuf>, bus: Bus) -> Self {
+        Disk {
+            path: path.into(),
+            bus,
+            sector: None,
+            serial: None,
+            bootindex: None,
+        }
+    }
+
+    /// Parses the `cargo xtask qemu --disk FILE[,if=BUS][,sector=N]` syntax.
+    pub fn parse_spec(spec: &str) -> anyhow::Result<Self> {
+        let mut parts = spec.split(',');
+        let path = parts
+            .next()
+            .filter(|p| !p.is_empty())
+            .context("--disk needs a file")?;
+        let mut disk = Disk::new(path, Bus::Virtio);
+        for opt in parts {
+            match opt.split_once('=') {
+                Some(("if", v)) => {
+                    disk.bus = Bus::parse(v)
+                        .with_context(|| format!("unknown bus {v:?} (virtio, ahci, nvme, usb)"))?
+                }
+                Some(("sector", v)) => {
+                    disk.sector = Some(
+                        v.parse()
+                            .with_context(|| format!("bad sector size {v:?}"))?,
+                    )
+                }
+                Some(("serial", v)) => disk.serial = Some(v.to_owned()),
+                _ => bail!("unknown disk option {opt:?} in {spec:?}"),
+            }
+        }
+        Ok(disk)
+    }
+}
+
+/// What the VM boots.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// `-kernel/-initrd/-append`.
+    Direct {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        cmdline: String,
+    },
+    /// A disk image as a removable USB stick (firmware boots it).
+    UsbImage(PathBuf),
+}
+
+/// Builder for one VM.
+#[derive(Debug, Clone)]
+pub struct QemuBuilder {
+    pub boot: Boot,
+    pub firmware: Firmware,
+    pub disks: Vec<Disk>,
+    pub memory_mib: u32,
+    pub workdir: PathBuf,
+    pub extra: Vec<String>,
+    /// Serial and monitor multiplexed on stdio for a person (Ctrl-A X quits) instead of a test pipe.
+    pub interactive: bool,
+}
+
+/// Artifacts of `cargo xtask build`.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub dir: PathBuf,
+}
+
+impl Artifacts {
+    pub fn vmlinuz(&self) -> PathBuf {
+        self.dir.join("vmlinuz")
+    }
+    pub fn initramfs(&self) -> PathBuf {
+        self.dir.join("initramfs.cpio.zst")
+    }
+    pub fn usb_image(&self) -> PathBuf {
+        self.dir.join("rescue-usb.img")
+    }
+    pub fn efi(&self) -> PathBuf {
+        self.dir.join("rescue.efi")
+    }
+}
+
+/// Command line for direct boots in tests: serial only, and a kernel panic ends QEMU (`-no-reboot`).
+pub const TEST_CMDLINE: &str = "console=ttyS0,115200n8 quiet panic=-1";
+
+/// Returns the artifacts when gated suites are enabled, and records that this test ran. Without the
+/// gate the test reports itself skipped and returns `None`.
+pub fn gate(test_name: &str) -> Option<Artifacts> {
+    let Some(dir) = std::env::var_os("RESCUE_ARTIFACTS") else {
+        eprintln!(
+            "skipped {test_name}: set RESCUE_ARTIFACTS to a build directory (cargo xtask test does)"
+        );
+        return None;
+    };
+    if let Some(markers) = std::env::var_os("RESCUE_TEST_MARKERS") {
+        let _ = std::fs::create_dir_all(&markers);
+        let _ = std::fs::write(Path::new(&markers).join(test_name), b"ran\n");
+    }
+    Some(Artifacts {
+        dir: PathBuf::from(dir),
+    })
+}
+
+impl QemuBuilder {
+    pub fn new(boot: Boot, workdir: &Path) -> Self {
+        QemuBuilder {
+            boot,
+            firmware: Firmware::SeaBios,
+            disks: Vec::new(),
+            memory_mib: 1024,
+            workdir: workdir.to_owned(),
+            extra: Vec::new(),
+            interactive: false,
+        }
+    }
+
+    pub fn direct(art: &Artifacts, workdir: &Path) -> Self {
+        Self::new(
+            Boot::Direct {
+                kernel: art.vmlinuz(),
+                initrd: art.initramfs(),
+                cmdline: TEST_CMDLINE.to_owned(),
+            },
+            workdir,
+        )
+    }
+
+    pub fn firmware(mut self, f: Firmware) -> Self {
+        self.firmware = f;
+        self
+    }
+
+    pub fn disk(mut self, d: Disk) -> Self {
+        self.disks.push(d);
+        self
+    }
+
+    /// The full QEMU command line.
+    pub fn command(&self) -> anyhow::Result<Command> {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args([
+            "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "2",
+        ]);
+        c.args(["-m", &self.memory_mib.to_string()]);
+        if self.interactive {
+            c.args([
+                "-nographic",
+                "-serial",
+                "mon:stdio",
+                "-no-reboot",
+                "-nodefaults",
+            ]);
+        } else {
+            c.args([
+                "-nographic",
+                "-monitor",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-nodefaults",
+            ]);
+        }
+        c.args(["-device", "qemu-xhci,id=xhci"]);
+        if self.firmware == Firmware::Ovmf {
+            let vars = self.workdir.join("OVMF_VARS.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
+                .context("copying OVMF_VARS_4M.fd (package ovmf)")?;
+            c.args([
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            ]);
+            c.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
+        }
+        match &self.boot {
+            Boot::Direct {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                c.arg("-kernel")
+                    .arg(kernel)
+                    .arg("-initrd")
+                    .arg(initrd)
+                    .arg("-append")
+                    .arg(cmdline);
+            }
+            Boot::UsbImage(img) => {
+                c.arg("-drive").arg(format!(
+                    "if=none,id=bootdisk,format=raw,file={}",
+                    img.display()
+                ));
+                c.args([
+                    "-device",
+                    "usb-storage,bus=xhci.0,drive=bootdisk,removable=on,bootindex=0",
+                ]);
+            }
+        }
+        for (i, d) in self.disks.iter().enumerate() {
+            let id = format!("disk{i}");
+            c.arg("-drive").arg(format!(
+                "if=none,id={id},format=raw,cache=unsafe,file={}",
+                d.path.display()
+            ));
+            let mut dev = match d.bus {
+                Bus::Virtio => format!("virtio-blk-pci,drive={id}"),
+                Bus::Ahci => format!("ide-hd,drive={id},bus=ide.{}", i % 6),
+                Bus::Nvme => format!("nvme,drive={id}"),
+                Bus::Usb => format!("usb-storage,bus=xhci.0,drive={id}"),
+            };
+            let serial = d
+                .serial
+                .clone()
+                .unwrap_or_else(|| format!("RESCUE-TEST-{i}"));
+            dev.push_str(&format!(",serial={serial}"));
+            if let Some(s) = d.sector {
+                dev.push_str(&format!(",logical_block_size={s},physical_block_size={s}"));
+            }
+            if let Some(b) = d.bootindex {
+                dev.push_str(&format!(",bootindex={b}"));
+            }
+            c.arg("-device").arg(dev);
+        }
+        c.args(&self.extra);
+        Ok(c)
+    }
+
+    pub fn spawn(&self) -> anyhow::Result<Qemu> {
+        let mut cmd = self.command()?;
+        let cmdline = display(&cmd);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {cmdline}"))?;
+        let stdin = child.stdin.take().context("qemu stdin")?;
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = Arc::clone(&log);
+            thread::spawn(move || pump(stream, log));
+        }
+        Ok(Qemu {
+            child,
+            stdin: Some(stdin),
+            log,
+            mark: 0,
+            cmdline,
+        })
+    }
+}
+
+fn pump(mut stream: Box<dyn Read + Send>, log: Arc<(Mutex<Vec<u8>>, Condvar)>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                log.1.notify_all();
+                return;
+            }
+            Ok(n) => {
+                if let Ok(mut l) = log.0.lock() {
+                    l.extend_from_slice(&buf[..n]);
+                }
+                log.1.notify_all();
+            }
+        }
+    }
+}
+
+/// The command line as a shell would show it.
+pub fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A running VM.
+pub struct Qemu {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    /// Offset in the log up to which output has been consumed by `expect`.
+    mark: usize,
+    pub cmdline: String,
+}
+
+impl Qemu {
+    /// Everything the VM printed so far (serial console and QEMU's own stderr).
+    pub fn log(&self) -> String {
+        self.log
+            .0
+            .lock()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn failure(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{what}\n--- qemu command line ---\n{}\n--- serial log ---\n{}\n--- end ---",
+            self.cmdline,
+            self.log()
+        )
+    }
+
+    /// Waits until `pattern` appears after the mark; returns the text from the mark to the end of the match
+    /// and moves the mark past it.
+    pub fn expect(&mut self, pattern: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.log;
+        let mut log = lock
+            .lock()
+            .map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
+        loop {
+            if let Some(pos) = find(&log[self.mark..], pattern.as_bytes()) {
+                let end = self.mark + pos + pattern.len();
+                let text = String::from_utf8_lossy(&log[self.mark..end]).into_owned();
+                self.mark = end;
+                return Ok(text);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(log);
+                return Err(self.failure(&format!(
+                    "timed out after {timeout:?} waiting for {pattern:?}"
+                )));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                drop(log);
+                return Err(self.failure(&format!(
+                    "qemu exited ({status}) while waiting for {pattern:?}"
+                )));
+            }
+            let wait = (deadline - now).min(Duration::from_millis(200));
+            log = cvar
+                .wait_timeout(log, wait)
+                .map_err(|_| anyhow::anyhow!("log lock poisoned"))?
+                .0;
+        }
+    }
+
+    pub fn send_line(&mut self, line: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("qemu stdin closed")?;
+        stdin.write_all(line.as_bytes())?;
+        stdin.write_all(b"\r")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Waits for the first prompt.
+    pub fn wait_prompt(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        self.expect(PROMPT, timeout)
+    }
+
+    /// Types a command at the prompt and returns what it printed before the next prompt (without the
+    /// echoed command line).
+    pub fn run(&mut self, command: &str, timeout: Duration) -> anyhow::Result<String> {
+        self.send_line(command)?;
+        let text = self.expect(PROMPT, timeout)?;
+        let body = text.strip_suffix(PROMPT).unwrap_or(&text);
+        // Drop the echo of the command itself (first line).
+        let body = match body.find('\n') {
+            Some(i) if body[..i].contains(command.split_whitespace().next().unwrap_or("")) => {
+                &body[i + 1..]
+            }
+            _ => body,
+        };
+        Ok(body.replace('\r', ""))
+    }
+
+    /// Runs a command whose output contains one JSON line (starting with `[` or `{`) and parses it.
+    pub fn run_json(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        let out = self.run(command, timeout)?;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with('[') || l.starts_with('{'))
+            .ok_or_else(|| self.failure(&format!("`{command}` printed no JSON:\n{out}")))?;
+        serde_json::from_str(line)
+            .map_err(|e| self.failure(&format!("`{command}` printed invalid JSON ({e}): {line}")))
+    }
+
+    /// Waits for QEMU to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(&format!(
+                    "qemu still running {timeout:?} after it should have exited"
+                )));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Attaches an error to the log: use in tests as `vm.check(cond, "what")?`.
+    pub fn check(&self, ok: bool, what: &str) -> anyhow::Result<()> {
+        if ok { Ok(()) } else { Err(self.failure(what)) }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Creates a disk image of `size` bytes with a recognisable, position-dependent pattern.
+pub fn make_disk(path: &Path, size: u64, seed: u8) -> anyhow::Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < size {
+        for (i, b) in block.iter_mut().enumerate() {
+            let pos = off + i as u64;
+            *b = (pos / 512) as u8 ^ seed ^ (pos as u8).rotate_left(3);
+        }
+        let n = (size - off).min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        off += n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Independent checks of what `cargo xtask build` wrote: `sgdisk -v` on the USB image, `fsck.vfat -n` on
+//! its ESP, `objdump -h` on the UKI, and the build manifest's hashes against the files.
+
+use std::process::Command;
+
+use tests::{gate, sha256_file};
+
+fn tool(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
+    let out = cmd.output().map_err(|e| {
+        anyhow::anyhow!(
+            "running {:?} (install gdisk, dosfstools, binutils): {e}",
+            cmd.get_program()
+        )
+    })?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[test]
+fn usb_image_passes_sgdisk_and_fsck() -> anyhow::Result<()> {
+    let Some(art) = gate("usb_image_passes_sgdisk_and_fsck") else {
+        return Ok(());
+    };
+    let (ok, out) = tool(Command::new("sgdisk").arg("-v").arg(art.usb_image()))?;
+    assert!(ok && out.contains("No problems found"), "sgdisk -v:\n{out}");
+    let (ok, table) = tool(Command::new("sgdisk").arg("-p").arg(art.usb_image()))?;
+    assert!(ok, "sgdisk -p:\n{table}");
+    // One partition, type EF00 (EFI system partition).
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains("EF00"))
+        .collect();
+    assert_eq!(rows.len(), 1, "one ESP expected:\n{table}");
+    let cols: Vec<&str> = rows[0].split_whitespace().collect();
+    let (start, end): (u64, u64) = (cols[1].parse()?, cols[2].parse()?);
+    let image = std::fs::read(art.usb_image())?;
+    let esp = &image[(start * 512) as usize..((end + 1) * 512) as usize];
+    let dir = tempfile::tempdir()?;
+    let esp_path = dir.path().join("esp.img");
+    std::fs::write(&esp_path, esp)?;
+    let (ok, out) = tool(Command::new("fsck.vfat").arg("-n").arg(&esp_path))?;
+    assert!(ok, "fsck.vfat -n:\n{out}");
+    // The UKI is on the ESP at the removable-media fallback path.
+    let (ok, out) = tool(Command::new("fsck.vfat").arg("-n").arg("-l").arg(&esp_path))?;
+    assert!(
+        ok && out.to_uppercase().contains("/EFI/BOOT/BOOTX64.EFI"),
+        "fsck.vfat -l:\n{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn uki_has_the_spec_sections() -> anyhow::Result<()> {
+    let Some(art) = gate("uki_has_the_spec_sections") else {
+        return Ok(());
+    };
+    let (ok, out) = tool(Command::new("objdump").arg("-h").arg(art.efi()))?;
+    assert!(ok, "objdump -h:\n{out}");
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    for s in [".osrel", ".cmdline", ".uname", ".initrd", ".linux"] {
+        assert!(names.contains(&s), "UKI lacks {s}: {names:?}");
+    }
+    assert_eq!(
+        names.last(),
+        Some(&".linux"),
+        ".linux must be the last section: {names:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn build_manifest_hashes_every_output() -> anyhow::Result<()> {
+    let Some(art) = gate("build_manifest_hashes_every_output") else {
+        return Ok(());
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(art.dir.join("build-manifest.json"))?)?;
+    assert_eq!(manifest["schema"], "rescue.build/1");
+    let outputs = manifest["outputs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    for o in &outputs {
+        let name = o["name"].as_str().unwrap_or_default();
+        assert_eq!(
+            o["sha256"].as_str(),
+            Some(sha256_file(&art.dir.join(name))?.as_str()),
+            "{name}"
+        );
+    }
+    assert!(
+        manifest["kernel"]["vmlinuz"]["sha256"]
+            .as_str()
+            .is_some_and(|s| s.len() == 64)
+    );
+    assert!(
+        manifest["stub"]["sha256"]
+            .as_str()
+            .is_some_and(|s| s.len() == 64)
+    );
+    assert!(
+        manifest["rescue_binary"]["sha256"]
+            .as_str()
+            .is_some_and(|s| s.len() == 64)
+    );
+    let modules = manifest["modules"].as_array().cloned().unwrap_or_default();
+    for m in [
+        "virtio_blk.ko",
+        "ahci.ko",
+        "nvme.ko",
+        "usb-storage.ko",
+        "ext4.ko",
+        "e1000e.ko",
+        "atkbd.ko",
+    ] {
+        assert!(
+            modules.iter().any(|x| x["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(&format!("/{m}")))),
+            "initramfs lacks {m}"
+        );
+    }
+    let size = std::fs::metadata(art.initramfs())?.len();
+    assert!(
+        size <= 40 << 20,
+        "initramfs is {size} bytes, over the 40 MiB budget"
+    );
+    // sha256sum -c accepts SHA256SUMS.
+    let out = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&art.dir)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "sha256sum -c SHA256SUMS: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}

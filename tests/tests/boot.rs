@@ -1,0 +1,181 @@
+//! Boot scenarios: the rescue system comes up from each medium, lists every disk on every bus with the
+//! right size and `read_only: true` (read back from the kernel), refuses every write, leaves the disk
+//! files byte-identical, and powers off cleanly.
+
+use std::time::Duration;
+
+use tests::{Boot, Bus, Disk, Firmware, QemuBuilder, gate, make_disk, sha256_file};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn devices(vm: &mut tests::Qemu) -> anyhow::Result<Vec<serde_json::Value>> {
+    let v = vm.run_json("devices --json", CMD_TIMEOUT)?;
+    v.as_array()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("devices --json is not an array: {v}"))
+}
+
+fn poweroff(vm: &mut tests::Qemu) -> anyhow::Result<()> {
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(
+        status.success(),
+        &format!("qemu exited with {status} after poweroff"),
+    )
+}
+
+#[test]
+fn direct_kernel_boot_reaches_prompt_and_powers_off() -> anyhow::Result<()> {
+    let Some(art) = gate("direct_kernel_boot_reaches_prompt_and_powers_off") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let mut vm = QemuBuilder::direct(&art, work.path()).spawn()?;
+    let banner = vm.wait_prompt(BOOT_TIMEOUT)?;
+    vm.check(banner.contains("rescue 0."), "banner names the version")?;
+    vm.check(
+        banner.contains("boot BIOS"),
+        "banner says the boot mode (SeaBIOS direct boot)",
+    )?;
+    vm.check(banner.contains("console ttyS0"), "banner names the console")?;
+    let help = vm.run("help", CMD_TIMEOUT)?;
+    for cmd in [
+        "devices", "acquire", "verify", "selftest", "poweroff", "reboot",
+    ] {
+        vm.check(help.contains(cmd), &format!("help lists {cmd}"))?;
+    }
+    let unknown = vm.run("frobnicate", CMD_TIMEOUT)?;
+    vm.check(
+        unknown.contains("unrecognized subcommand") || unknown.contains("error"),
+        "an unknown command gets an error",
+    )?;
+    poweroff(&mut vm)
+}
+
+#[test]
+fn usb_image_boots_through_ovmf() -> anyhow::Result<()> {
+    let Some(art) = gate("usb_image_boots_through_ovmf") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let usb = work.path().join("rescue-usb.img");
+    std::fs::copy(art.usb_image(), &usb)?;
+    let before = sha256_file(&usb)?;
+    let mut vm = QemuBuilder::new(Boot::UsbImage(usb.clone()), work.path())
+        .firmware(Firmware::Ovmf)
+        .spawn()?;
+    let banner = vm.wait_prompt(BOOT_TIMEOUT)?;
+    vm.check(banner.contains("boot UEFI"), "banner says UEFI")?;
+    vm.check(
+        banner.contains("Secure Boot disabled"),
+        "banner reads Secure Boot state from efivars",
+    )?;
+    let disks = devices(&mut vm)?;
+    let boot = disks.iter().find(|d| d["transport"] == "usb");
+    vm.check(boot.is_some(), "the USB boot stick is listed")?;
+    let boot = boot.cloned().unwrap_or_default();
+    vm.check(
+        boot["size_bytes"].as_u64() == Some(std::fs::metadata(&usb)?.len()),
+        "boot stick size matches the image",
+    )?;
+    vm.check(
+        boot["read_only"] == true,
+        "the boot stick is write-blocked too",
+    )?;
+    vm.check(
+        boot["partitions"]
+            .as_array()
+            .is_some_and(|p| p.len() == 1 && p[0]["read_only"] == true),
+        "its ESP partition is listed and write-blocked",
+    )?;
+    poweroff(&mut vm)?;
+    assert_eq!(sha256_file(&usb)?, before, "the boot medium changed");
+    Ok(())
+}
+
+#[test]
+fn disks_on_every_bus_are_listed_read_only_and_refuse_writes() -> anyhow::Result<()> {
+    let Some(art) = gate("disks_on_every_bus_are_listed_read_only_and_refuse_writes") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let specs = [
+        (Bus::Virtio, 64u64 << 20, Some(4096)),
+        (Bus::Ahci, 48 << 20, None),
+        (Bus::Nvme, 40 << 20, Some(4096)),
+        (Bus::Usb, 32 << 20, None),
+    ];
+    let mut builder = QemuBuilder::direct(&art, work.path());
+    let mut hashes = Vec::new();
+    for (i, (bus, size, sector)) in specs.iter().enumerate() {
+        let path = work.path().join(format!("disk{i}.img"));
+        make_disk(&path, *size, i as u8)?;
+        hashes.push(sha256_file(&path)?);
+        let mut d = Disk::new(&path, *bus);
+        d.sector = *sector;
+        d.serial = Some(format!("SER{i}{}", bus.transport().to_uppercase()));
+        builder = builder.disk(d);
+    }
+    let mut vm = builder.spawn()?;
+    vm.wait_prompt(BOOT_TIMEOUT)?;
+    let disks = devices(&mut vm)?;
+    for (i, (bus, size, sector)) in specs.iter().enumerate() {
+        let serial = format!("SER{i}{}", bus.transport().to_uppercase());
+        let d = disks.iter().find(|d| d["serial"] == serial.as_str());
+        vm.check(
+            d.is_some(),
+            &format!("disk {i} on {bus:?} (serial {serial}) is listed: {disks:?}"),
+        )?;
+        let d = d.cloned().unwrap_or_default();
+        vm.check(
+            d["transport"] == bus.transport(),
+            &format!("disk {i} transport is {}: {d}", bus.transport()),
+        )?;
+        vm.check(
+            d["size_bytes"].as_u64() == Some(*size),
+            &format!("disk {i} size is {size}: {d}"),
+        )?;
+        vm.check(
+            d["read_only"] == true,
+            &format!("disk {i} is read-only: {d}"),
+        )?;
+        vm.check(
+            d["logical_sector_size"].as_u64() == Some(u64::from(sector.unwrap_or(512))),
+            &format!("disk {i} sector size: {d}"),
+        )?;
+        for key in [
+            "name",
+            "path",
+            "physical_sector_size",
+            "model",
+            "removable",
+            "partitions",
+        ] {
+            vm.check(d.get(key).is_some(), &format!("disk {i} has {key}: {d}"))?;
+        }
+    }
+    let out = vm.run("selftest write-block", CMD_TIMEOUT)?;
+    vm.check(
+        out.contains("write-block selftest: PASSED"),
+        &format!("selftest passes:\n{out}"),
+    )?;
+    vm.check(
+        !out.contains("WRITE ACCEPTED"),
+        "no device accepted a write",
+    )?;
+    for d in &disks {
+        let path = d["path"].as_str().unwrap_or("?");
+        vm.check(
+            out.lines()
+                .any(|l| l.starts_with(path) && l.contains("refused")),
+            &format!("{path} refused the write:\n{out}"),
+        )?;
+    }
+    poweroff(&mut vm)?;
+    for (i, want) in hashes.iter().enumerate() {
+        let got = sha256_file(&work.path().join(format!("disk{i}.img")))?;
+        assert_eq!(&got, want, "disk {i} changed during the run");
+    }
+    Ok(())
+}

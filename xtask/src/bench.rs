@@ -1,0 +1,93 @@
+//! `cargo xtask bench build|boot|acquire`: measured figures for the README. Medians of repeated runs,
+//! because the machine is shared and noisy.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use tests::{Artifacts, Boot, Firmware, QemuBuilder};
+
+use crate::build::{self, BuildOptions};
+use crate::{deps, util};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("build") => bench_build(),
+        Some("boot") => bench_boot(),
+        Some("acquire") => bail!("the acquisition benchmark is not wired in yet"),
+        _ => bail!("usage: cargo xtask bench build|boot|acquire"),
+    }
+}
+
+fn bench_build() -> anyhow::Result<()> {
+    // The first build warms the cargo cache and the kernel download cache.
+    let opts = BuildOptions::parse(&[])?;
+    build::build(&opts)?;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        build::build(&opts)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let art = Artifacts {
+        dir: opts.out.clone(),
+    };
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / 1048576.0)
+            .unwrap_or(0.0)
+    };
+    println!("| measure | value |\n|---|---|");
+    println!(
+        "| `cargo xtask build`, warm cache (median of 3) | {:.1} s |",
+        median(times)
+    );
+    println!(
+        "| initramfs.cpio.zst (profile generic) | {:.1} MiB |",
+        size(&art.initramfs())
+    );
+    println!("| rescue.efi (UKI) | {:.1} MiB |", size(&art.efi()));
+    println!("| rescue-usb.img | {:.1} MiB |", size(&art.usb_image()));
+    Ok(())
+}
+
+fn time_to_prompt(b: &QemuBuilder) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut vm = b.spawn()?;
+    vm.wait_prompt(Duration::from_secs(120))?;
+    let secs = t.elapsed().as_secs_f64();
+    vm.send_line("poweroff")?;
+    let _ = vm.wait_exit(Duration::from_secs(30));
+    Ok(secs)
+}
+
+fn bench_boot() -> anyhow::Result<()> {
+    deps::ensure_packages(deps::TEST)?;
+    let art = Artifacts {
+        dir: util::project_root().join("target/rescue"),
+    };
+    if !art.usb_image().is_file() {
+        bail!("run `cargo xtask build` first");
+    }
+    let work = util::project_root().join("target/bench-boot");
+    std::fs::create_dir_all(&work)?;
+    let usb = work.join("rescue-usb.img");
+    std::fs::copy(art.usb_image(), &usb)?;
+    let direct = QemuBuilder::direct(&art, &work);
+    let uefi = QemuBuilder::new(Boot::UsbImage(usb), &work).firmware(Firmware::Ovmf);
+    let mut d = Vec::new();
+    let mut u = Vec::new();
+    for _ in 0..3 {
+        d.push(time_to_prompt(&direct)?);
+        u.push(time_to_prompt(&uefi)?);
+    }
+    println!("| boot to `rescue> ` under QEMU TCG (median of 3) | seconds |\n|---|---|");
+    println!("| direct kernel + initramfs (SeaBIOS) | {:.1} |", median(d));
+    println!("| rescue-usb.img via OVMF + UKI | {:.1} |", median(u));
+    Ok(())
+}

@@ -1,0 +1,492 @@
+//! `cargo xtask build`: the static `rescue` binary, the initramfs (profile modules, their dependency and
+//! firmware closure, a small module index), the UKI and the USB disk image, plus a build manifest that
+//! hashes every input and output. Identical inputs give byte-identical outputs.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use initramfs::cpio::Archive;
+use initramfs::modules::ModuleIndex;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::kernel::{self, Kernel};
+use crate::{deps, util};
+
+/// The kernel command line on every medium.
+pub const DEFAULT_CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 quiet";
+/// Target triple of the static rescue binary.
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+const ZSTD_LEVEL: i32 = 12;
+
+/// Parsed `cargo xtask build` options.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub kernel: Option<PathBuf>,
+    pub modules: Option<PathBuf>,
+    pub profile: String,
+    pub out: PathBuf,
+    pub cmdline: String,
+}
+
+impl BuildOptions {
+    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let root = util::project_root();
+        let mut o = BuildOptions {
+            profile: "generic".to_owned(),
+            out: root.join("target/rescue"),
+            cmdline: DEFAULT_CMDLINE.to_owned(),
+            ..Default::default()
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .with_context(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--kernel" => o.kernel = Some(PathBuf::from(value("--kernel")?)),
+                "--modules" => o.modules = Some(PathBuf::from(value("--modules")?)),
+                "--profile" => o.profile = value("--profile")?,
+                "--out" => o.out = PathBuf::from(value("--out")?),
+                "--cmdline" => o.cmdline = value("--cmdline")?,
+                other => bail!("unknown build option {other:?} (see `cargo xtask help`)"),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Paths of what a build produced.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub dir: PathBuf,
+    pub efi: PathBuf,
+    pub usb: PathBuf,
+    pub initramfs: PathBuf,
+    pub vmlinuz: PathBuf,
+    /// The modules tree the initramfs was built from.
+    pub modules_dir: Option<PathBuf>,
+}
+
+impl Artifacts {
+    pub fn in_dir(dir: &Path) -> Self {
+        Artifacts {
+            dir: dir.to_owned(),
+            efi: dir.join("rescue.efi"),
+            usb: dir.join("rescue-usb.img"),
+            initramfs: dir.join("initramfs.cpio.zst"),
+            vmlinuz: dir.join("vmlinuz"),
+            modules_dir: None,
+        }
+    }
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<Artifacts> {
+    build(&BuildOptions::parse(args)?)
+}
+
+/// SOURCE_DATE_EPOCH, else the last commit's time, else 0.
+fn source_date_epoch() -> u32 {
+    if let Some(v) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return v;
+    }
+    util::output(
+        Command::new("git")
+            .arg("-C")
+            .arg(util::project_root())
+            .args(["log", "-1", "--format=%ct"]),
+    )
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+    .unwrap_or(0)
+}
+
+fn git_commit() -> String {
+    util::output(
+        Command::new("git")
+            .arg("-C")
+            .arg(util::project_root())
+            .args(["rev-parse", "--short=12", "HEAD"]),
+    )
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Builds the static rescue binary and checks that it has no program interpreter.
+pub fn build_rescue_binary(epoch: u32) -> anyhow::Result<PathBuf> {
+    let root = util::project_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    util::run(
+        Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "rescue",
+                "--bin",
+                "rescue",
+                "--target",
+                TARGET,
+            ])
+            .env(
+                "RUSTFLAGS",
+                format!(
+                    "-C target-feature=+crt-static --remap-path-prefix={}=/build",
+                    root.display()
+                ),
+            )
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .env("RESCUE_GIT_COMMIT", git_commit()),
+    )?;
+    let bin = root.join("target").join(TARGET).join("release/rescue");
+    let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    let elf =
+        initramfs::elf::inspect(&bytes).with_context(|| format!("inspecting {}", bin.display()))?;
+    if let Some(interp) = elf.interpreter {
+        bail!(
+            "{} is dynamically linked (PT_INTERP {interp}); PID 1 must be static",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+#[derive(Debug, Serialize)]
+struct FileRecord {
+    name: String,
+    sha256: String,
+    size: u64,
+}
+
+/// Loads the kernel's module index, generating it from the `.ko` files when the tree has no depmod output
+/// (Debian's packages ship none: `depmod` runs at install time).
+fn module_index(kernel: &Kernel) -> anyhow::Result<ModuleIndex> {
+    if kernel.modules_dir.join("modules.dep").is_file()
+        && kernel.modules_dir.join("modules.alias").is_file()
+    {
+        ModuleIndex::load(&kernel.modules_dir).with_context(|| {
+            format!(
+                "reading the module index in {}",
+                kernel.modules_dir.display()
+            )
+        })
+    } else {
+        initramfs::modules::generate_index(&kernel.modules_dir)
+            .with_context(|| format!("indexing the modules in {}", kernel.modules_dir.display()))
+    }
+}
+
+struct InitramfsBuild {
+    cpio_zst: Vec<u8>,
+    modules: Vec<FileRecord>,
+    modules_missing: Vec<String>,
+    firmware: Vec<FileRecord>,
+    firmware_missing: Vec<String>,
+    uncompressed_size: u64,
+}
+
+fn build_initramfs(
+    kernel: &Kernel,
+    profile: &str,
+    rescue_bin: &[u8],
+    build_info: &[u8],
+    epoch: u32,
+) -> anyhow::Result<InitramfsBuild> {
+    let profile = initramfs::profile::by_name(profile).with_context(|| {
+        format!(
+            "unknown profile {profile:?}; known: {}",
+            initramfs::profile::names().join(", ")
+        )
+    })?;
+    let index = module_index(kernel)?;
+    let closure = index.closure(profile.modules);
+    if !closure.missing.is_empty() {
+        eprintln!(
+            "xtask: warning: kernel {} lacks {} module(s) named in profile {}: {} (continuing)",
+            kernel.release,
+            closure.missing.len(),
+            profile.name,
+            closure.missing.join(", ")
+        );
+    }
+    let mut archive = Archive::new();
+    for dir in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "mnt",
+        "root",
+        "etc/rescue",
+        "bin",
+        "sbin",
+        "usr/bin",
+    ] {
+        archive.add_dir(dir, 0o755);
+    }
+    archive.add_char_device("dev/console", 0o600, 5, 1);
+    archive.add_char_device("dev/null", 0o666, 1, 3);
+    archive.add_file("init", 0o755, rescue_bin.to_vec());
+    archive.add_symlink("bin/rescue", "/init");
+    archive.add_symlink("sbin/modprobe", "/init");
+    archive.add_file("etc/rescue/build.json", 0o644, build_info.to_vec());
+    archive.add_file("etc/hostname", 0o644, b"rescue\n".to_vec());
+    archive.add_file(
+        "etc/os-release",
+        0o644,
+        format!(
+            "NAME=rescue\nID=rescue\nPRETTY_NAME=\"rescue {}\"\nVERSION_ID={}\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_VERSION")
+        )
+        .into_bytes(),
+    );
+
+    let modroot = format!("lib/modules/{}", kernel.release);
+    let mut kept = BTreeSet::new();
+    let mut modules = Vec::new();
+    let mut firmware_names = BTreeSet::new();
+    let mut small_index = index.restrict(&closure.modules);
+    for name in &closure.modules {
+        let Some(rel) = index.module_path(name) else {
+            continue;
+        };
+        let path = kernel.modules_dir.join(rel);
+        let raw = fs::read(&path).with_context(|| format!("reading module {}", path.display()))?;
+        let (plain_rel, plain) = initramfs::decompress::decompress_by_name(rel, &raw)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        let info = initramfs::modinfo::parse(&plain)
+            .with_context(|| format!("reading .modinfo of {}", path.display()))?;
+        firmware_names.extend(info.firmware);
+        modules.push(FileRecord {
+            name: plain_rel.clone(),
+            sha256: util::sha256_hex(&plain),
+            size: plain.len() as u64,
+        });
+        archive.add_file(&format!("{modroot}/{plain_rel}"), 0o644, plain);
+        kept.insert(name.clone());
+    }
+    // The index inside the initramfs names the decompressed files.
+    small_index.strip_compression_suffixes();
+    let files = small_index.to_files();
+    for (file, text) in [
+        ("modules.dep", files.dep),
+        ("modules.alias", files.alias),
+        ("modules.softdep", files.softdep),
+        ("modules.builtin", files.builtin),
+    ] {
+        archive.add_file(&format!("{modroot}/{file}"), 0o644, text.into_bytes());
+    }
+    let firmware_names: Vec<String> = firmware_names.into_iter().collect();
+    let fw = initramfs::firmware::resolve(&firmware_names, &kernel.firmware_dir);
+    let mut firmware = Vec::new();
+    for (name, path) in &fw.found {
+        let raw = fs::read(path).with_context(|| format!("reading firmware {}", path.display()))?;
+        let (plain_name, plain) = initramfs::decompress::decompress_by_name(name, &raw)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        firmware.push(FileRecord {
+            name: plain_name.clone(),
+            sha256: util::sha256_hex(&plain),
+            size: plain.len() as u64,
+        });
+        archive.add_file(&format!("lib/firmware/{plain_name}"), 0o644, plain);
+    }
+    if !fw.missing.is_empty() {
+        eprintln!(
+            "xtask: note: {} firmware file(s) named by included modules are not in {} (NICs needing them will lack firmware; see build-manifest.json)",
+            fw.missing.len(),
+            kernel.firmware_dir.display()
+        );
+    }
+    let mut cpio = Vec::new();
+    archive
+        .write(&mut cpio, epoch)
+        .context("writing the initramfs cpio")?;
+    let uncompressed_size = cpio.len() as u64;
+    let cpio_zst = zstd::bulk::compress(&cpio, ZSTD_LEVEL).context("compressing the initramfs")?;
+    Ok(InitramfsBuild {
+        cpio_zst,
+        modules,
+        modules_missing: closure.missing,
+        firmware,
+        firmware_missing: fw.missing,
+        uncompressed_size,
+    })
+}
+
+fn guid_from(seed: &str, what: &str) -> [u8; 16] {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{what}:{seed}").as_bytes());
+    let mut g = [0u8; 16];
+    g.copy_from_slice(&d[..16]);
+    // RFC 4122 version 4 / variant bits so tools print it as a well-formed GUID.
+    g[7] = (g[7] & 0x0f) | 0x40;
+    g[8] = (g[8] & 0x3f) | 0x80;
+    g
+}
+
+pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
+    let started = Instant::now();
+    deps::ensure_packages(deps::BUILD)?;
+    let root = util::project_root();
+    let kernel = kernel::resolve(
+        o.kernel.as_deref(),
+        o.modules.as_deref(),
+        &root.join("target/cache/kernel"),
+    )?;
+    eprintln!(
+        "xtask: kernel {} from {}",
+        kernel.release,
+        kernel.vmlinuz.display()
+    );
+    let epoch = source_date_epoch();
+    let rescue_bin_path = build_rescue_binary(epoch)?;
+    let rescue_bin = fs::read(&rescue_bin_path)?;
+    let vmlinuz = fs::read(&kernel.vmlinuz)
+        .with_context(|| format!("reading {}", kernel.vmlinuz.display()))?;
+    let stub = fs::read(STUB).with_context(|| format!("reading the EFI stub {STUB}"))?;
+
+    let kernel_sha = util::sha256_hex(&vmlinuz);
+    let rescue_sha = util::sha256_hex(&rescue_bin);
+    let stub_sha = util::sha256_hex(&stub);
+    let build_id = util::sha256_hex(
+        format!(
+            "{kernel_sha}\n{rescue_sha}\n{stub_sha}\n{}\n{}\n{}",
+            o.cmdline,
+            o.profile,
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    )[..16]
+        .to_owned();
+    let build_info = serde_json::to_vec_pretty(&json!({
+        "build_id": build_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": git_commit(),
+        "kernel_release": kernel.release,
+        "kernel_sha256": kernel_sha,
+        "profile": o.profile,
+        "cmdline": o.cmdline,
+    }))?;
+
+    let initrd = build_initramfs(&kernel, &o.profile, &rescue_bin, &build_info, epoch)?;
+    let uname = kernel.release.clone();
+    let osrel = format!(
+        "NAME=rescue\nID=rescue\nPRETTY_NAME=\"rescue {} ({build_id})\"\nVERSION_ID={}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_VERSION")
+    );
+    let uki = images::uki::build(&images::uki::UkiInputs {
+        stub: &stub,
+        linux: &vmlinuz,
+        initrd: &initrd.cpio_zst,
+        cmdline: &o.cmdline,
+        osrel: &osrel,
+        uname: &uname,
+    })
+    .context("building the UKI")?;
+
+    let files = vec![images::EspFile {
+        path: "EFI/BOOT/BOOTX64.EFI".to_owned(),
+        data: uki.clone(),
+    }];
+    let mut label = *b"RESCUE     ";
+    label[..6].copy_from_slice(b"RESCUE");
+    let disk_opts = images::disk::DiskOptions {
+        disk_guid: guid_from(&build_id, "disk"),
+        esp_guid: guid_from(&build_id, "esp"),
+        esp_size: None,
+        fat: images::fat::FatOptions {
+            volume_id: u32::from_le_bytes(
+                guid_from(&build_id, "fat")[..4]
+                    .try_into()
+                    .unwrap_or([0; 4]),
+            ),
+            volume_label: label,
+        },
+    };
+    let mut disk = std::io::Cursor::new(Vec::new());
+    images::disk::write_esp_disk(&mut disk, &files, &disk_opts)
+        .context("building the USB disk image")?;
+
+    let mut art = Artifacts::in_dir(&o.out);
+    art.modules_dir = Some(kernel.modules_dir.clone());
+    fs::create_dir_all(&art.dir).with_context(|| format!("creating {}", art.dir.display()))?;
+    util::write_atomic(&art.vmlinuz, &vmlinuz)?;
+    util::write_atomic(&art.initramfs, &initrd.cpio_zst)?;
+    util::write_atomic(&art.efi, &uki)?;
+    util::write_atomic(&art.usb, disk.get_ref())?;
+
+    let outputs: Vec<FileRecord> = [&art.efi, &art.usb, &art.initramfs, &art.vmlinuz]
+        .iter()
+        .map(|p| {
+            let data = fs::read(p)?;
+            Ok(FileRecord {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: util::sha256_hex(&data),
+                size: data.len() as u64,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let manifest = json!({
+        "schema": "rescue.build/1",
+        "build_id": build_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": git_commit(),
+        "source_date_epoch": epoch,
+        "profile": o.profile,
+        "cmdline": o.cmdline,
+        "kernel": {
+            "release": kernel.release,
+            "vmlinuz": { "source": kernel.vmlinuz.display().to_string(), "sha256": kernel_sha, "size": vmlinuz.len() },
+            "package": kernel.package,
+        },
+        "stub": { "path": STUB, "sha256": stub_sha },
+        "rescue_binary": { "target": TARGET, "sha256": rescue_sha, "size": rescue_bin.len(), "static": true },
+        "initramfs": { "compression": format!("zstd-{ZSTD_LEVEL}"), "uncompressed_size": initrd.uncompressed_size, "compressed_size": initrd.cpio_zst.len() },
+        "modules": initrd.modules,
+        "modules_missing": initrd.modules_missing,
+        "firmware": initrd.firmware,
+        "firmware_missing": initrd.firmware_missing,
+        "outputs": outputs,
+    });
+    let manifest_path = art.dir.join("build-manifest.json");
+    let mut manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+    manifest_bytes.push(b'\n');
+    util::write_atomic(&manifest_path, &manifest_bytes)?;
+    let mut sums = String::new();
+    for r in &outputs {
+        sums.push_str(&format!("{}  {}\n", r.sha256, r.name));
+    }
+    sums.push_str(&format!(
+        "{}  build-manifest.json\n",
+        util::sha256_hex(&manifest_bytes)
+    ));
+    util::write_atomic(&art.dir.join("SHA256SUMS"), sums.as_bytes())?;
+    eprintln!(
+        "xtask: built {} in {:.1} s: initramfs {:.1} MiB ({} modules), UKI {:.1} MiB, USB image {:.1} MiB",
+        art.dir.display(),
+        started.elapsed().as_secs_f64(),
+        initrd.cpio_zst.len() as f64 / 1048576.0,
+        initrd.modules.len(),
+        uki.len() as f64 / 1048576.0,
+        disk.get_ref().len() as f64 / 1048576.0
+    );
+    Ok(art)
+}

@@ -1,0 +1,76 @@
+//! Host packages the builder and tests need. Missing ones are installed with `apt-get` when running as
+//! root; otherwise the build stops with the exact command to run.
+
+use std::process::Command;
+use std::sync::Once;
+
+use anyhow::bail;
+
+use crate::util;
+
+static APT_UPDATE: Once = Once::new();
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Ensures each `(tool, package)` is present: `tool` is a program name on PATH or an absolute file path.
+pub fn ensure_packages(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = tools
+        .iter()
+        .filter(|(tool, _)| !util::have(tool))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmdline = format!("apt-get install -y {}", missing.join(" "));
+    if !is_root() || !util::have("apt-get") {
+        bail!("missing host packages; run as root: {cmdline}");
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    let mut update_result = Ok(());
+    APT_UPDATE.call_once(|| {
+        update_result = util::run(Command::new("apt-get").args(["update", "-q"]));
+    });
+    update_result?;
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    let still: Vec<&str> = tools
+        .iter()
+        .filter(|(tool, _)| !util::have(tool))
+        .map(|(t, _)| *t)
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after `{cmdline}`: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+/// What `cargo xtask build` needs.
+pub const BUILD: &[(&str, &str)] = &[
+    (
+        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "systemd-boot-efi",
+    ),
+    ("dpkg-deb", "dpkg"),
+];
+
+/// What booting and checking the images needs.
+pub const TEST: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    ("sgdisk", "gdisk"),
+    ("fsck.vfat", "dosfstools"),
+    ("objdump", "binutils"),
+    ("zstd", "zstd"),
+    ("losetup", "mount"),
+    ("dmsetup", "dmsetup"),
+];

@@ -1,0 +1,221 @@
+//! Finding the kernel to put on the media: an explicit `--kernel/--modules` pair, else the newest kernel
+//! in `/boot` with its `/lib/modules` tree, else Debian's `linux-image-amd64` fetched with
+//! `apt-get download` into a cache under `target/` and unpacked with `dpkg-deb`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::util;
+
+/// Where the kernel came from, for the build manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelPackage {
+    pub name: String,
+    pub version: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// The kernel image and its modules tree.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
+    pub modules_dir: PathBuf,
+    /// Kernel release, the name of the modules directory (`6.1.0-27-amd64`).
+    pub release: String,
+    pub package: Option<KernelPackage>,
+    /// `/lib/firmware` of the same root, when there is one.
+    pub firmware_dir: PathBuf,
+}
+
+/// Resolves the kernel from explicit paths.
+pub fn explicit(vmlinuz: &Path, modules: &Path) -> anyhow::Result<Kernel> {
+    if !vmlinuz.is_file() {
+        bail!("kernel {} does not exist", vmlinuz.display());
+    }
+    if !modules.join("modules.builtin").is_file() && !modules.join("modules.dep").is_file() {
+        bail!(
+            "{} is not a kernel modules directory (no modules.dep or modules.builtin); pass the /lib/modules/<release> directory matching {}",
+            modules.display(),
+            vmlinuz.display()
+        );
+    }
+    let release = modules
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Kernel {
+        vmlinuz: vmlinuz.to_owned(),
+        modules_dir: modules.to_owned(),
+        release,
+        package: None,
+        firmware_dir: PathBuf::from("/lib/firmware"),
+    })
+}
+
+/// Compares kernel releases like `6.1.0-27-amd64` numerically where they are numbers.
+fn release_key(release: &str) -> Vec<(u64, String)> {
+    release
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .map(|p| (p.parse::<u64>().unwrap_or(0), p.to_owned()))
+        .collect()
+}
+
+/// The newest `/boot/vmlinuz-*` that has a matching `/lib/modules/<release>`.
+pub fn newest_installed(boot: &Path, modules_root: &Path) -> Option<Kernel> {
+    let mut found: Vec<(String, PathBuf)> = fs::read_dir(boot)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let release = name.strip_prefix("vmlinuz-")?.to_owned();
+            modules_root
+                .join(&release)
+                .join("modules.builtin")
+                .is_file()
+                .then(|| (release, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|(r, _)| release_key(r));
+    let (release, vmlinuz) = found.pop()?;
+    Some(Kernel {
+        modules_dir: modules_root.join(&release),
+        release,
+        vmlinuz,
+        package: None,
+        firmware_dir: PathBuf::from("/lib/firmware"),
+    })
+}
+
+/// Downloads and unpacks Debian's current `linux-image-amd64` dependency into `cache`.
+pub fn debian_package(cache: &Path) -> anyhow::Result<Kernel> {
+    if !util::have("apt-get") || !util::have("apt-cache") {
+        bail!(
+            "no kernel found in /boot and no apt-get to download one: pass --kernel PATH --modules DIR"
+        );
+    }
+    // linux-image-amd64 is a metapackage: its first dependency names the real image package.
+    let depends = util::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
+        .context(
+            "asking apt which kernel linux-image-amd64 depends on (run `apt-get update` first?)",
+        )?;
+    let package = depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .map(str::to_owned)
+        .context("apt-cache depends linux-image-amd64 names no linux-image-* package")?;
+    let downloads = cache.join("debs");
+    fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
+    let existing = find_deb(&downloads, &package);
+    let deb = match existing {
+        Some(deb) => deb,
+        None => {
+            eprintln!("xtask: downloading {package} with apt-get download");
+            util::run(
+                Command::new("apt-get")
+                    .args(["download", &package])
+                    .current_dir(&downloads),
+            )?;
+            find_deb(&downloads, &package).with_context(|| {
+                format!(
+                    "apt-get download left no {package}_*.deb in {}",
+                    downloads.display()
+                )
+            })?
+        }
+    };
+    let file = deb
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let version = file
+        .split('_')
+        .nth(1)
+        .unwrap_or("unknown")
+        .replace("%3a", ":");
+    let root = cache.join("root").join(file.trim_end_matches(".deb"));
+    if !root.join("boot").is_dir() {
+        let tmp = root.with_extension("partial");
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp)?;
+        util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+        fs::rename(&tmp, &root)?;
+    }
+    let mut kernel =
+        newest_installed(&root.join("boot"), &root.join("lib/modules")).with_context(|| {
+            format!(
+                "{} holds no vmlinuz with a matching modules directory",
+                deb.display()
+            )
+        })?;
+    kernel.firmware_dir = PathBuf::from("/lib/firmware");
+    kernel.package = Some(KernelPackage {
+        name: package,
+        version,
+        sha256: util::sha256_file(&deb)?,
+        file,
+    });
+    Ok(kernel)
+}
+
+fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
+    let prefix = format!("{package}_");
+    let mut debs: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                && p.extension().is_some_and(|e| e == "deb")
+        })
+        .collect();
+    debs.sort();
+    debs.pop()
+}
+
+/// Picks the kernel as documented in the module doc.
+pub fn resolve(
+    explicit_kernel: Option<&Path>,
+    explicit_modules: Option<&Path>,
+    cache: &Path,
+) -> anyhow::Result<Kernel> {
+    match (explicit_kernel, explicit_modules) {
+        (Some(k), Some(m)) => explicit(k, m),
+        (Some(_), None) | (None, Some(_)) => bail!("--kernel and --modules go together"),
+        (None, None) => match newest_installed(Path::new("/boot"), Path::new("/lib/modules")) {
+            Some(k) => Ok(k),
+            None => debian_package(cache),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_release_wins_numerically() {
+        let dir = tempfile_dir();
+        for r in ["6.1.0-9-amd64", "6.1.0-27-amd64", "6.1.0-10-amd64"] {
+            fs::write(dir.join(format!("boot/vmlinuz-{r}")), b"k").unwrap();
+            fs::create_dir_all(dir.join(format!("lib/modules/{r}"))).unwrap();
+            fs::write(dir.join(format!("lib/modules/{r}/modules.builtin")), b"").unwrap();
+        }
+        fs::write(dir.join("boot/vmlinuz-7.0.0-no-modules"), b"k").unwrap();
+        let k = newest_installed(&dir.join("boot"), &dir.join("lib/modules")).unwrap();
+        assert_eq!(k.release, "6.1.0-27-amd64");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-kernel-test-{}", std::process::id()));
+        fs::create_dir_all(dir.join("boot")).unwrap();
+        dir
+    }
+}

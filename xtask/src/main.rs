@@ -1,0 +1,57 @@
+//! `cargo xtask`: builds the rescue media, boots it, tests and benchmarks it. Orchestration only: the
+//! logic worth testing lives in the `initramfs` and `images` crates.
+
+mod bench;
+// The acquisition benchmark lands with the acquisition engine.
+// mod bench_acquire;
+mod build;
+mod deps;
+mod kernel;
+mod qemu;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR]
+                         build target/rescue/: rescue.efi, rescue-usb.img, initramfs.cpio.zst, vmlinuz,
+                         build-manifest.json, SHA256SUMS
+  qemu [--direct] [--ovmf] [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
+                         boot the built image in QEMU (TCG) with the serial console on stdio
+  test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)
+  bench build|boot|acquire
+                         measure build time, boot time and size, or acquisition speed against peers
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "build" => build::run(rest).map(|_| ()),
+        "qemu" => qemu::run(rest),
+        "test" => test::run(rest),
+        "bench" => bench::run(rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("unknown command {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
