@@ -105,10 +105,8 @@ pub fn describe_name(name: &str) -> BlockDevice {
     let model = read_trimmed(device.join("model")).or_else(|| read_trimmed(sys.join("model")));
     let serial = read_trimmed(sys.join("serial"))
         .or_else(|| read_trimmed(device.join("serial")))
-        .or_else(|| {
-            read_trimmed(device.join("vpd_pg80"))
-                .map(|s| s.chars().filter(|c| c.is_ascii_graphic()).collect())
-        });
+        .or_else(|| fs::read(device.join("vpd_pg80")).ok().and_then(|b| serial_from_vpd80(&b)))
+        .or_else(|| usb_serial(&real));
     let wwn = read_trimmed(sys.join("wwid"))
         .or_else(|| read_trimmed(device.join("wwid")))
         .or_else(|| read_trimmed(device.join("wwn")));
@@ -141,6 +139,26 @@ pub fn describe_name(name: &str) -> BlockDevice {
         partitions,
         name: name.to_owned(),
     }
+}
+
+/// The unit serial number from a SCSI VPD page 0x80 (4-byte header, then the ASCII serial).
+pub fn serial_from_vpd80(page: &[u8]) -> Option<String> {
+    let len = usize::from(u16::from_be_bytes([*page.get(2)?, *page.get(3)?]));
+    let body = page.get(4..4 + len).or_else(|| page.get(4..))?;
+    let text: String = String::from_utf8_lossy(body).trim_matches(|c: char| c.is_whitespace() || c == '\0').to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The serial string of the USB device a disk hangs off (the ancestor with `idVendor`).
+fn usb_serial(real_sysfs_path: &str) -> Option<String> {
+    let mut dir = Path::new(real_sysfs_path);
+    while let Some(parent) = dir.parent() {
+        if parent.join("idVendor").is_file() {
+            return read_trimmed(parent.join("serial"));
+        }
+        dir = parent;
+    }
+    None
 }
 
 /// Whether a disk is worth listing: RAM disks, zram and empty loop devices are not.
@@ -228,6 +246,15 @@ mod tests {
         for (name, path, want) in cases {
             assert_eq!(transport_from_sysfs_path(name, path), want, "{name}");
         }
+    }
+
+    #[test]
+    fn vpd_page_80_gives_the_serial() {
+        let mut page = vec![0x00, 0x80, 0x00, 0x0a];
+        page.extend_from_slice(b"  SER1SATA");
+        assert_eq!(serial_from_vpd80(&page).as_deref(), Some("SER1SATA"));
+        assert_eq!(serial_from_vpd80(&[0, 0x80, 0, 0]), None);
+        assert_eq!(serial_from_vpd80(&[0]), None);
     }
 
     #[test]
