@@ -156,7 +156,7 @@ impl Artifacts {
 }
 
 /// Command line for direct boots in tests: serial only, and a kernel panic ends QEMU (`-no-reboot`).
-pub const TEST_CMDLINE: &str = "console=ttyS0,115200n8 quiet panic=-1";
+pub const TEST_CMDLINE: &str = "console=ttyS0,115200n8 quiet noresume raid=noautodetect panic=-1";
 
 /// Returns the artifacts when gated suites are enabled, and records that this test ran. Without the
 /// gate the test reports itself skipped and returns `None`.
@@ -210,6 +210,11 @@ impl QemuBuilder {
         self
     }
 
+    /// Where QEMU listens for QMP commands.
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.workdir.join("qmp.sock")
+    }
+
     /// The full QEMU command line.
     pub fn command(&self) -> anyhow::Result<Command> {
         let mut c = Command::new("qemu-system-x86_64");
@@ -237,6 +242,11 @@ impl QemuBuilder {
             ]);
         }
         c.args(["-device", "qemu-xhci,id=xhci"]);
+        // QMP for hotplugging devices during a scenario.
+        c.arg("-qmp").arg(format!(
+            "unix:{},server=on,wait=off",
+            self.qmp_socket().display()
+        ));
         if self.firmware == Firmware::Ovmf {
             let vars = self.workdir.join("OVMF_VARS.fd");
             std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
@@ -336,6 +346,7 @@ impl QemuBuilder {
             log,
             mark: 0,
             cmdline,
+            qmp: self.qmp_socket(),
         })
     }
 }
@@ -374,9 +385,55 @@ pub struct Qemu {
     /// Offset in the log up to which output has been consumed by `expect`.
     mark: usize,
     pub cmdline: String,
+    qmp: PathBuf,
 }
 
 impl Qemu {
+    /// Runs a human-monitor command (e.g. `drive_add`, `device_add`) through QMP and returns its output.
+    pub fn hmp(&self, command: &str) -> anyhow::Result<String> {
+        use std::io::BufRead;
+        use std::os::unix::net::UnixStream;
+        let stream = UnixStream::connect(&self.qmp)
+            .with_context(|| format!("connecting to QMP at {}", self.qmp.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut reader = std::io::BufReader::new(stream.try_clone()?);
+        let mut writer = stream;
+        let read_reply =
+            |reader: &mut std::io::BufReader<UnixStream>| -> anyhow::Result<serde_json::Value> {
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 {
+                        bail!("QMP closed the connection");
+                    }
+                    let v: serde_json::Value = serde_json::from_str(&line)?;
+                    if v.get("event").is_none() {
+                        return Ok(v);
+                    }
+                }
+            };
+        read_reply(&mut reader)?; // greeting
+        writeln!(
+            writer,
+            "{}",
+            serde_json::json!({"execute": "qmp_capabilities"})
+        )?;
+        read_reply(&mut reader)?;
+        writeln!(
+            writer,
+            "{}",
+            serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": command}})
+        )?;
+        let reply = read_reply(&mut reader)?;
+        if let Some(err) = reply.get("error") {
+            return Err(self.failure(&format!("QMP `{command}` failed: {err}")));
+        }
+        let out = reply["return"].as_str().unwrap_or_default().to_owned();
+        if out.to_lowercase().contains("error") {
+            return Err(self.failure(&format!("monitor `{command}` failed: {out}")));
+        }
+        Ok(out)
+    }
+
     /// Everything the VM printed so far (serial console and QEMU's own stderr).
     pub fn log(&self) -> String {
         self.log

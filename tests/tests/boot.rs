@@ -172,10 +172,83 @@ fn disks_on_every_bus_are_listed_read_only_and_refuse_writes() -> anyhow::Result
             &format!("{path} refused the write:\n{out}"),
         )?;
     }
+    let drivers = vm.run("drivers", CMD_TIMEOUT)?;
+    for m in [
+        "virtio_blk",
+        "ahci",
+        "nvme",
+        "usb_storage",
+        "xhci_pci",
+        "sd_mod",
+    ] {
+        vm.check(
+            drivers.split_whitespace().any(|w| w == m),
+            &format!("coldplug loaded {m}:\n{drivers}"),
+        )?;
+    }
     poweroff(&mut vm)?;
     for (i, want) in hashes.iter().enumerate() {
         let got = sha256_file(&work.path().join(format!("disk{i}.img")))?;
         assert_eq!(&got, want, "disk {i} changed during the run");
     }
+    Ok(())
+}
+
+#[test]
+fn hotplugged_usb_disk_is_write_blocked_with_its_partitions() -> anyhow::Result<()> {
+    let Some(art) = gate("hotplugged_usb_disk_is_write_blocked_with_its_partitions") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let disk = work.path().join("hot.img");
+    make_disk(&disk, 24 << 20, 7)?;
+    // A GPT with one partition, so the kernel's partition scan creates a second block device.
+    let out = std::process::Command::new("sgdisk")
+        .args(["-o", "-n", "1:2048:0"])
+        .arg(&disk)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "sgdisk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = sha256_file(&disk)?;
+    let mut vm = QemuBuilder::direct(&art, work.path()).spawn()?;
+    vm.wait_prompt(BOOT_TIMEOUT)?;
+    vm.hmp(&format!(
+        "drive_add 0 if=none,id=hot,format=raw,file={}",
+        disk.display()
+    ))?;
+    vm.hmp("device_add usb-storage,bus=xhci.0,drive=hot,id=hotdev,serial=HOTPLUG1")?;
+    // The disk appears asynchronously (USB enumeration, SCSI scan); wait for it with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let hot = loop {
+        let disks = devices(&mut vm)?;
+        if let Some(d) = disks.into_iter().find(|d| {
+            d["serial"] == "HOTPLUG1" && d["partitions"].as_array().is_some_and(|p| !p.is_empty())
+        }) {
+            break d;
+        }
+        vm.check(
+            std::time::Instant::now() < deadline,
+            "the hotplugged disk never appeared",
+        )?;
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    vm.check(
+        hot["read_only"] == true,
+        &format!("hotplugged disk is read-only: {hot}"),
+    )?;
+    vm.check(
+        hot["partitions"][0]["read_only"] == true,
+        &format!("its partition is read-only: {hot}"),
+    )?;
+    let out = vm.run("selftest write-block", CMD_TIMEOUT)?;
+    vm.check(
+        out.contains("write-block selftest: PASSED"),
+        &format!("selftest passes:\n{out}"),
+    )?;
+    poweroff(&mut vm)?;
+    assert_eq!(sha256_file(&disk)?, before, "the hotplugged disk changed");
     Ok(())
 }

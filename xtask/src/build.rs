@@ -18,7 +18,10 @@ use crate::kernel::{self, Kernel};
 use crate::{deps, util};
 
 /// The kernel command line on every medium.
-pub const DEFAULT_CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 quiet";
+/// `noresume` and `raid=noautodetect` make sure the kernel itself never resumes a hibernation image or
+/// assembles RAID from the evidence disks.
+pub const DEFAULT_CMDLINE: &str =
+    "console=tty0 console=ttyS0,115200n8 quiet noresume raid=noautodetect";
 /// Target triple of the static rescue binary.
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
