@@ -208,6 +208,7 @@ fn coldplug_and_settle(aliases: mpsc::Receiver<String>, activity: mpsc::Receiver
             break;
         }
     }
+    ui::boot::info(&format!("{} drivers loaded at {:.1} s; waiting for devices to settle", cp.report.loaded.len(), uptime()));
     let (done_tx, done_rx) = mpsc::channel::<()>();
     thread::spawn(move || {
         let mut last_report = Instant::now();
@@ -410,8 +411,15 @@ fn setup() {
     // Ctrl-Alt-Del must not reboot a machine mid-acquisition: the kernel sends SIGINT to init instead.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     mount_efivarfs();
+    ui::boot::info(&format!("every disk write-blocked at {:.1} s; loading drivers", uptime()));
     coldplug_and_settle(alias_rx, activity_rx);
     for (name, e) in sweep() {
         ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
     }
+    ui::boot::info(&format!("drivers settled at {:.1} s", uptime()));
+}
+
+/// Seconds since the kernel started, for boot timing messages.
+fn uptime() -> f64 {
+    fs::read_to_string("/proc/uptime").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
 }
