@@ -35,6 +35,9 @@ pub struct BuildOptions {
     pub profile: String,
     pub out: PathBuf,
     pub cmdline: String,
+    pub stub: PathBuf,
+    /// ESP size in bytes; `None` sizes it to the content.
+    pub esp_size: Option<u64>,
 }
 
 impl BuildOptions {
@@ -44,6 +47,7 @@ impl BuildOptions {
             profile: "generic".to_owned(),
             out: root.join("target/rescue"),
             cmdline: DEFAULT_CMDLINE.to_owned(),
+            stub: PathBuf::from(STUB),
             ..Default::default()
         };
         let mut it = args.iter();
@@ -59,6 +63,13 @@ impl BuildOptions {
                 "--profile" => o.profile = value("--profile")?,
                 "--out" => o.out = PathBuf::from(value("--out")?),
                 "--cmdline" => o.cmdline = value("--cmdline")?,
+                "--stub" => o.stub = PathBuf::from(value("--stub")?),
+                "--esp-size" => {
+                    let mib: u64 = value("--esp-size")?
+                        .parse()
+                        .context("--esp-size takes a number of MiB")?;
+                    o.esp_size = Some(mib << 20);
+                }
                 other => bail!("unknown build option {other:?} (see `cargo xtask help`)"),
             }
         }
@@ -202,6 +213,7 @@ struct InitramfsBuild {
 
 fn build_initramfs(
     kernel: &Kernel,
+    index: &ModuleIndex,
     profile: &str,
     rescue_bin: &[u8],
     build_info: &[u8],
@@ -213,7 +225,6 @@ fn build_initramfs(
             initramfs::profile::names().join(", ")
         )
     })?;
-    let index = module_index(kernel)?;
     let closure = index.closure(profile.modules);
     if !closure.missing.is_empty() {
         eprintln!(
@@ -355,12 +366,34 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         kernel.release,
         kernel.vmlinuz.display()
     );
+    // Check every input before the slow steps, so bad input fails fast and writes nothing.
+    let vmlinuz = fs::read(&kernel.vmlinuz)
+        .with_context(|| format!("reading {}", kernel.vmlinuz.display()))?;
+    if let Some(release) = kernel::bzimage_release(&vmlinuz) {
+        if release != kernel.release {
+            bail!(
+                "kernel {} is release {release} but the modules directory {} is for {}",
+                kernel.vmlinuz.display(),
+                kernel.modules_dir.display(),
+                kernel.release
+            );
+        }
+    }
+    let stub =
+        fs::read(&o.stub).with_context(|| format!("reading the EFI stub {}", o.stub.display()))?;
+    images::pe::sections(&stub)
+        .with_context(|| format!("the EFI stub {} is not a usable PE file", o.stub.display()))?;
+    if initramfs::profile::by_name(&o.profile).is_none() {
+        bail!(
+            "unknown profile {:?}; known: {}",
+            o.profile,
+            initramfs::profile::names().join(", ")
+        );
+    }
+    let index = module_index(&kernel)?;
     let epoch = source_date_epoch();
     let rescue_bin_path = build_rescue_binary(epoch)?;
     let rescue_bin = fs::read(&rescue_bin_path)?;
-    let vmlinuz = fs::read(&kernel.vmlinuz)
-        .with_context(|| format!("reading {}", kernel.vmlinuz.display()))?;
-    let stub = fs::read(STUB).with_context(|| format!("reading the EFI stub {STUB}"))?;
 
     let kernel_sha = util::sha256_hex(&vmlinuz);
     let rescue_sha = util::sha256_hex(&rescue_bin);
@@ -385,7 +418,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "cmdline": o.cmdline,
     }))?;
 
-    let initrd = build_initramfs(&kernel, &o.profile, &rescue_bin, &build_info, epoch)?;
+    let initrd = build_initramfs(&kernel, &index, &o.profile, &rescue_bin, &build_info, epoch)?;
     let uname = kernel.release.clone();
     let osrel = format!(
         "NAME=rescue\nID=rescue\nPRETTY_NAME=\"rescue {} ({build_id})\"\nVERSION_ID={}\n",
@@ -411,7 +444,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     let disk_opts = images::disk::DiskOptions {
         disk_guid: guid_from(&build_id, "disk"),
         esp_guid: guid_from(&build_id, "esp"),
-        esp_size: None,
+        esp_size: o.esp_size,
         fat: images::fat::FatOptions {
             volume_id: u32::from_le_bytes(
                 guid_from(&build_id, "fat")[..4]
@@ -460,7 +493,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
             "vmlinuz": { "source": kernel.vmlinuz.display().to_string(), "sha256": kernel_sha, "size": vmlinuz.len() },
             "package": kernel.package,
         },
-        "stub": { "path": STUB, "sha256": stub_sha },
+        "stub": { "path": o.stub.display().to_string(), "sha256": stub_sha },
         "rescue_binary": { "target": TARGET, "sha256": rescue_sha, "size": rescue_bin.len(), "static": true },
         "initramfs": { "compression": format!("zstd-{ZSTD_LEVEL}"), "uncompressed_size": initrd.uncompressed_size, "compressed_size": initrd.cpio_zst.len() },
         "modules": initrd.modules,

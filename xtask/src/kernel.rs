@@ -57,6 +57,19 @@ pub fn explicit(vmlinuz: &Path, modules: &Path) -> anyhow::Result<Kernel> {
     })
 }
 
+/// The release (`6.1.0-27-amd64`) from a bzImage's setup header: at 0x202 the magic `HdrS`, at 0x20E the
+/// offset (minus 0x200) of a NUL-terminated version string whose first word is the release.
+pub fn bzimage_release(image: &[u8]) -> Option<String> {
+    if image.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let ptr = usize::from(u16::from_le_bytes([*image.get(0x20e)?, *image.get(0x20f)?])) + 0x200;
+    let tail = image.get(ptr..)?;
+    let end = tail.iter().take(256).position(|b| *b == 0)?;
+    let text = std::str::from_utf8(&tail[..end]).ok()?;
+    text.split_whitespace().next().map(str::to_owned)
+}
+
 /// Compares kernel releases like `6.1.0-27-amd64` numerically where they are numbers.
 fn release_key(release: &str) -> Vec<(u64, String)> {
     release
@@ -213,8 +226,38 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn bzimage_release_is_read_from_the_setup_header() {
+        let mut img = vec![0u8; 0x1000];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x20e..0x210].copy_from_slice(&0x0400u16.to_le_bytes());
+        let v = b"6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP\0";
+        img[0x600..0x600 + v.len()].copy_from_slice(v);
+        assert_eq!(bzimage_release(&img).as_deref(), Some("6.1.0-57-amd64"));
+        img[0x202] = b'X';
+        assert_eq!(bzimage_release(&img), None);
+        assert_eq!(bzimage_release(&img[..0x100]), None);
+    }
+
+    #[test]
+    fn explicit_kernel_needs_a_modules_directory() {
+        let dir = tempfile_dir();
+        fs::write(dir.join("boot/vmlinuz-x"), b"k").unwrap();
+        let err = explicit(&dir.join("boot/vmlinuz-x"), &dir.join("boot")).unwrap_err();
+        assert!(
+            err.to_string().contains("not a kernel modules directory"),
+            "{err}"
+        );
+        let err = explicit(&dir.join("boot/missing"), &dir).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-kernel-test-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("xtask-kernel-test-{}-{n}", std::process::id()));
         fs::create_dir_all(dir.join("boot")).unwrap();
         dir
     }
