@@ -208,7 +208,11 @@ fn coldplug_and_settle(aliases: mpsc::Receiver<String>, activity: mpsc::Receiver
             break;
         }
     }
-    ui::boot::info(&format!("{} drivers loaded at {:.1} s; waiting for devices to settle", cp.report.loaded.len(), uptime()));
+    ui::boot::info(&format!(
+        "{} drivers loaded at {:.1} s; waiting for devices to settle",
+        cp.report.loaded.len(),
+        uptime()
+    ));
     let (done_tx, done_rx) = mpsc::channel::<()>();
     thread::spawn(move || {
         let mut last_report = Instant::now();
@@ -264,6 +268,16 @@ pub fn active_consoles() -> Vec<PathBuf> {
         let tty = if name == "tty0" { "tty1" } else { name };
         let path = PathBuf::from("/dev").join(tty);
         if path.exists() && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    // BMC serial-over-LAN is ttyS0 or ttyS1 depending on the vendor: offer a prompt on every serial port
+    // that has a UART behind it, even when the command line named the other one.
+    for port in ["ttyS0", "ttyS1"] {
+        let has_uart = fs::read_to_string(format!("/sys/class/tty/{port}/type"))
+            .is_ok_and(|t| t.trim() != "0");
+        let path = PathBuf::from("/dev").join(port);
+        if has_uart && path.exists() && !out.contains(&path) {
             out.push(path);
         }
     }
@@ -411,7 +425,10 @@ fn setup() {
     // Ctrl-Alt-Del must not reboot a machine mid-acquisition: the kernel sends SIGINT to init instead.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     mount_efivarfs();
-    ui::boot::info(&format!("every disk write-blocked at {:.1} s; loading drivers", uptime()));
+    ui::boot::info(&format!(
+        "every disk write-blocked at {:.1} s; loading drivers",
+        uptime()
+    ));
     coldplug_and_settle(alias_rx, activity_rx);
     for (name, e) in sweep() {
         ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
@@ -421,5 +438,8 @@ fn setup() {
 
 /// Seconds since the kernel started, for boot timing messages.
 fn uptime() -> f64 {
-    fs::read_to_string("/proc/uptime").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
