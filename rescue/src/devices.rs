@@ -105,7 +105,11 @@ pub fn describe_name(name: &str) -> BlockDevice {
     let model = read_trimmed(device.join("model")).or_else(|| read_trimmed(sys.join("model")));
     let serial = read_trimmed(sys.join("serial"))
         .or_else(|| read_trimmed(device.join("serial")))
-        .or_else(|| fs::read(device.join("vpd_pg80")).ok().and_then(|b| serial_from_vpd80(&b)))
+        .or_else(|| {
+            fs::read(device.join("vpd_pg80"))
+                .ok()
+                .and_then(|b| serial_from_vpd80(&b))
+        })
         .or_else(|| usb_serial(&real));
     let wwn = read_trimmed(sys.join("wwid"))
         .or_else(|| read_trimmed(device.join("wwid")))
@@ -145,7 +149,9 @@ pub fn describe_name(name: &str) -> BlockDevice {
 pub fn serial_from_vpd80(page: &[u8]) -> Option<String> {
     let len = usize::from(u16::from_be_bytes([*page.get(2)?, *page.get(3)?]));
     let body = page.get(4..4 + len).or_else(|| page.get(4..))?;
-    let text: String = String::from_utf8_lossy(body).trim_matches(|c: char| c.is_whitespace() || c == '\0').to_owned();
+    let text: String = String::from_utf8_lossy(body)
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .to_owned();
     (!text.is_empty()).then_some(text)
 }
 
