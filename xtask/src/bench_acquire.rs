@@ -24,7 +24,12 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { out_dir: PathBuf::from("/dev/shm/rescue-bench"), size_mib: 2048, runs: 3, peers: true };
+    let mut o = Options {
+        out_dir: PathBuf::from("/dev/shm/rescue-bench"),
+        size_mib: 2048,
+        runs: 3,
+        peers: true,
+    };
     let mut it = args.iter().filter(|a| a.as_str() != "acquire");
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
@@ -33,7 +38,9 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--size" => o.size_mib = value()?.parse().context("--size takes MiB")?,
             "--runs" => o.runs = value()?.parse().context("--runs takes a count")?,
             "--skip-peers" => o.peers = false,
-            other => bail!("unknown flag {other:?}; flags: --out-dir DIR --size MIB --runs N --skip-peers"),
+            other => bail!(
+                "unknown flag {other:?}; flags: --out-dir DIR --size MIB --runs N --skip-peers"
+            ),
         }
     }
     o.runs = o.runs.max(1);
@@ -45,7 +52,10 @@ struct Loop(String);
 
 impl Drop for Loop {
     fn drop(&mut self) {
-        let _ = Command::new("blockdev").arg("--setrw").arg(&self.0).status();
+        let _ = Command::new("blockdev")
+            .arg("--setrw")
+            .arg(&self.0)
+            .status();
         let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
     }
 }
@@ -58,7 +68,10 @@ fn make_disk(path: &Path, size_mib: u64) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("bench: writing {size_mib} MiB test disk {}", path.display());
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut w = BufWriter::with_capacity(
+        1 << 20,
+        File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
     let text = b"Incident response: the examiner images the disk read-only, hashes it inline and records the chain of custody. ";
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut stripe = vec![0u8; 16 << 20];
@@ -100,19 +113,30 @@ fn timed(mut cmd: Command, stdout_to: Option<&Path>, rss: bool) -> anyhow::Resul
         std::mem::replace(&mut cmd, Command::new("true"))
     };
     match stdout_to {
-        Some(p) => cmd.stdout(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => {
+            cmd.stdout(File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => cmd.stdout(Stdio::null()),
     };
     cmd.stdin(Stdio::null()).stderr(Stdio::piped());
     let start = Instant::now();
-    let out = cmd.output().with_context(|| format!("starting `{}`", util::display(&cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("starting `{}`", util::display(&cmd)))?;
     let secs = start.elapsed().as_secs_f64();
     if !out.status.success() {
-        bail!("`{}` failed with {}: {}", util::display(&cmd), out.status, tail(&out.stderr));
+        bail!(
+            "`{}` failed with {}: {}",
+            util::display(&cmd),
+            out.status,
+            tail(&out.stderr)
+        );
     }
-    let rss_kib = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):").and_then(|v| v.trim().parse().ok()));
+    let rss_kib = String::from_utf8_lossy(&out.stderr).lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Maximum resident set size (kbytes):")
+            .and_then(|v| v.trim().parse().ok())
+    });
     Ok(Sample { secs, rss_kib })
 }
 
@@ -147,13 +171,18 @@ fn fresh(dir: &Path) -> anyhow::Result<()> {
 
 /// Single-core SHA-256 speed in bytes/s from `openssl speed -evp sha256`.
 fn openssl_sha256() -> anyhow::Result<f64> {
-    let out = util::output(Command::new("openssl").args(["speed", "-mr", "-seconds", "2", "-bytes", "1048576", "-evp", "sha256"]))?;
+    let out = util::output(Command::new("openssl").args([
+        "speed", "-mr", "-seconds", "2", "-bytes", "1048576", "-evp", "sha256",
+    ]))?;
     // Machine-readable result line: `+F:<n>:<alg>:<bytes/s for each size>`.
     out.lines()
         .filter(|l| l.starts_with("+F:"))
         .find_map(|l| l.rsplit(':').next().and_then(|v| v.parse().ok()))
         .context("no +F: line in `openssl speed -mr` output")
 }
+
+/// A named benchmark step: one timed run per call.
+type Step = (&'static str, Box<dyn Fn() -> anyhow::Result<Sample>>);
 
 struct Row {
     name: String,
@@ -164,86 +193,147 @@ struct Row {
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let o = parse(args)?;
-    let mut tools = vec![("losetup", "mount"), ("/usr/bin/time", "time"), ("openssl", "openssl")];
+    let mut tools = vec![
+        ("losetup", "mount"),
+        ("/usr/bin/time", "time"),
+        ("openssl", "openssl"),
+    ];
     if o.peers {
-        tools.extend([("dc3dd", "dc3dd"), ("dcfldd", "dcfldd"), ("ewfacquire", "ewf-tools")]);
+        tools.extend([
+            ("dc3dd", "dc3dd"),
+            ("dcfldd", "dcfldd"),
+            ("ewfacquire", "ewf-tools"),
+        ]);
     }
     deps::ensure_packages(&tools)?;
     let root = util::project_root();
-    util::run(Command::new("cargo").args(["build", "--release", "-p", "rescue"]).current_dir(&root))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    util::run(
+        Command::new("cargo")
+            .args(["build", "--release", "-p", "rescue"])
+            .current_dir(&root),
+    )?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let rescue = target.join("release/rescue");
     let bench_dir = root.join("target/bench");
     fs::create_dir_all(&bench_dir)?;
     let disk = bench_dir.join("acquire-disk.img");
     make_disk(&disk, o.size_mib)?;
-    let dev = Loop(util::output(Command::new("losetup").args(["-r", "-f", "--show"]).arg(&disk))?.trim().to_owned());
+    let dev = Loop(
+        util::output(
+            Command::new("losetup")
+                .args(["-r", "-f", "--show"])
+                .arg(&disk),
+        )?
+        .trim()
+        .to_owned(),
+    );
     let size = o.size_mib << 20;
     // Warm the backing file's page cache so every tool reads at the same speed.
     timed(cmd("cat", &[&dev.0]), None, false)?;
     fs::create_dir_all(&o.out_dir)?;
 
     let out = |n: &str| o.out_dir.join(n);
-    let mut plan: Vec<(&str, Box<dyn Fn() -> anyhow::Result<Sample>>)> = Vec::new();
+    let mut plan: Vec<Step> = Vec::new();
     let d = dev.0.clone();
-    plan.push(("cat", Box::new({
-        let (d, p) = (d.clone(), out("cat"));
-        move || {
-            fresh(&p)?;
-            timed(cmd("cat", &[&d]), Some(&p.join("image.raw")), false)
-        }
-    })));
+    plan.push((
+        "cat",
+        Box::new({
+            let (d, p) = (d.clone(), out("cat"));
+            move || {
+                fresh(&p)?;
+                timed(cmd("cat", &[&d]), Some(&p.join("image.raw")), false)
+            }
+        }),
+    ));
     if o.peers {
-        plan.push(("dc3dd hash=sha256", Box::new({
-            let (d, p) = (d.clone(), out("dc3dd"));
-            move || {
-                fresh(&p)?;
-                let of = format!("of={}", p.join("image.raw").display());
-                let log = format!("log={}", p.join("dc3dd.log").display());
-                timed(cmd("dc3dd", &[&format!("if={d}"), &of, "hash=sha256", &log]), None, false)
-            }
-        })));
-        plan.push(("dcfldd hash=sha256", Box::new({
-            let (d, p) = (d.clone(), out("dcfldd"));
-            move || {
-                fresh(&p)?;
-                let of = format!("of={}", p.join("image.raw").display());
-                let log = format!("hashlog={}", p.join("hash.log").display());
-                timed(cmd("dcfldd", &[&format!("if={d}"), &of, "hash=sha256", &log]), None, false)
-            }
-        })));
-        plan.push(("ewfacquire -c fast -d sha256", Box::new({
-            let (d, p) = (d.clone(), out("ewf"));
-            move || {
-                fresh(&p)?;
-                let target = p.join("image");
-                let t = target.to_string_lossy().into_owned();
-                timed(cmd("ewfacquire", &["-u", "-q", "-t", &t, "-c", "fast", "-d", "sha256", "-S", "8EiB", &d]), None, false)
-            }
-        })));
+        plan.push((
+            "dc3dd hash=sha256",
+            Box::new({
+                let (d, p) = (d.clone(), out("dc3dd"));
+                move || {
+                    fresh(&p)?;
+                    let of = format!("of={}", p.join("image.raw").display());
+                    let log = format!("log={}", p.join("dc3dd.log").display());
+                    timed(
+                        cmd("dc3dd", &[&format!("if={d}"), &of, "hash=sha256", &log]),
+                        None,
+                        false,
+                    )
+                }
+            }),
+        ));
+        plan.push((
+            "dcfldd hash=sha256",
+            Box::new({
+                let (d, p) = (d.clone(), out("dcfldd"));
+                move || {
+                    fresh(&p)?;
+                    let of = format!("of={}", p.join("image.raw").display());
+                    let log = format!("hashlog={}", p.join("hash.log").display());
+                    timed(
+                        cmd("dcfldd", &[&format!("if={d}"), &of, "hash=sha256", &log]),
+                        None,
+                        false,
+                    )
+                }
+            }),
+        ));
+        plan.push((
+            "ewfacquire -c fast -d sha256",
+            Box::new({
+                let (d, p) = (d.clone(), out("ewf"));
+                move || {
+                    fresh(&p)?;
+                    let target = p.join("image");
+                    let t = target.to_string_lossy().into_owned();
+                    timed(
+                        cmd(
+                            "ewfacquire",
+                            &[
+                                "-u", "-q", "-t", &t, "-c", "fast", "-d", "sha256", "-S", "8EiB",
+                                &d,
+                            ],
+                        ),
+                        None,
+                        false,
+                    )
+                }
+            }),
+        ));
     }
     for (name, extra) in [
         ("rescue raw+sha256", &[][..]),
         ("rescue zstd+sha256", &["--format", "zstd"][..]),
         ("rescue raw+sha256+md5", &["--hash", "sha256,md5"][..]),
     ] {
-        let (d, p, bin) = (d.clone(), out(&name.replace([' ', '+'], "-")), rescue.clone());
-        plan.push((name, Box::new(move || {
-            fresh(&p)?;
-            let acq = p.join("acq");
-            let mut c = Command::new(&bin);
-            c.arg("acquire").arg(&d).arg("--out").arg(&acq).args(extra);
-            timed(c, None, true)
-        })));
+        let (d, p, bin) = (
+            d.clone(),
+            out(&name.replace([' ', '+'], "-")),
+            rescue.clone(),
+        );
+        plan.push((
+            name,
+            Box::new(move || {
+                fresh(&p)?;
+                let acq = p.join("acq");
+                let mut c = Command::new(&bin);
+                c.arg("acquire").arg(&d).arg("--out").arg(&acq).args(extra);
+                timed(c, None, true)
+            }),
+        ));
     }
     {
         // Verify re-hashes the raw+sha256 image, which the previous raw run left in place.
         let (p, bin) = (out("rescue-raw-sha256").join("acq"), rescue.clone());
-        plan.push(("rescue verify (raw)", Box::new(move || {
-            let mut c = Command::new(&bin);
-            c.arg("verify").arg(&p);
-            timed(c, None, true)
-        })));
+        plan.push((
+            "rescue verify (raw)",
+            Box::new(move || {
+                let mut c = Command::new(&bin);
+                c.arg("verify").arg(&p);
+                timed(c, None, true)
+            }),
+        ));
     }
 
     let mut rows: Vec<Row> = Vec::new();
@@ -263,7 +353,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "ewfacquire -c fast -d sha256" => Some(dir_size(&out("ewf"))),
             _ => None,
         };
-        rows.push(Row { name: name.to_string(), secs: median(s.iter().map(|x| x.secs).collect()), rss_kib: rss, out_bytes });
+        rows.push(Row {
+            name: name.to_string(),
+            secs: median(s.iter().map(|x| x.secs).collect()),
+            rss_kib: rss,
+            out_bytes,
+        });
     }
     let sha = openssl_sha256()?;
     let md = report(&rows, size, sha, &o)?;
@@ -287,7 +382,12 @@ fn report(rows: &[Row], size: u64, sha: f64, o: &Options) -> anyhow::Result<Stri
     let mut md = String::new();
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     md.push_str(&format!(
@@ -305,15 +405,32 @@ fn report(rows: &[Row], size: u64, sha: f64, o: &Options) -> anyhow::Result<Stri
             r.name,
             r.secs,
             size as f64 / r.secs / 1e6,
-            if r.name.starts_with("rescue") { "—".to_owned() } else { format!("{ratio:.2}") },
-            r.out_bytes.map_or("—".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0)),
-            r.rss_kib.map_or("—".to_owned(), |k| format!("{:.0} MiB", k as f64 / 1024.0)),
+            if r.name.starts_with("rescue") {
+                "—".to_owned()
+            } else {
+                format!("{ratio:.2}")
+            },
+            r.out_bytes.map_or("—".to_owned(), |b| format!(
+                "{:.0} MiB",
+                b as f64 / 1048576.0
+            )),
+            r.rss_kib.map_or("—".to_owned(), |k| format!(
+                "{:.0} MiB",
+                k as f64 / 1024.0
+            )),
         ));
     }
-    md.push_str(&format!("\nSingle-core SHA-256 (`openssl speed -evp sha256`): {:.0} MB/s.\n\n", sha / 1e6));
+    md.push_str(&format!(
+        "\nSingle-core SHA-256 (`openssl speed -evp sha256`): {:.0} MB/s.\n\n",
+        sha / 1e6
+    ));
     md.push_str("| target (issue #3) | measured | met |\n|---|---:|:---:|\n");
     let mut target = |what: &str, value: f64, goal: f64, fmt: &dyn Fn(f64) -> String| {
-        md.push_str(&format!("| {what} | {} | {} |\n", fmt(value), if value >= goal { "yes" } else { "**no**" }));
+        md.push_str(&format!(
+            "| {what} | {} | {} |\n",
+            fmt(value),
+            if value >= goal { "yes" } else { "**no**" }
+        ));
     };
     let x = |v: f64| format!("{v:.2}×");
     if let Some(cat) = find("cat") {
@@ -325,14 +442,32 @@ fn report(rows: &[Row], size: u64, sha: f64, o: &Options) -> anyhow::Result<Stri
     if let Some(p) = find("dcfldd hash=sha256") {
         target("raw+sha256 ≥ 8 × dcfldd", p.secs / ours.secs, 8.0, &x);
     }
-    if let (Some(z), Some(e)) = (find("rescue zstd+sha256"), find("ewfacquire -c fast -d sha256")) {
-        target("zstd+sha256 ≥ 8 × `ewfacquire -c fast`", e.secs / z.secs, 8.0, &x);
+    if let (Some(z), Some(e)) = (
+        find("rescue zstd+sha256"),
+        find("ewfacquire -c fast -d sha256"),
+    ) {
+        target(
+            "zstd+sha256 ≥ 8 × `ewfacquire -c fast`",
+            e.secs / z.secs,
+            8.0,
+            &x,
+        );
         if let (Some(zb), Some(eb)) = (z.out_bytes, e.out_bytes) {
-            target("zstd output ≤ E01 size", eb as f64 / zb as f64, 1.0, &|v| format!("E01/zstd = {v:.2}"));
+            target(
+                "zstd output ≤ E01 size",
+                eb as f64 / zb as f64,
+                1.0,
+                &|v| format!("E01/zstd = {v:.2}"),
+            );
         }
     }
     if let Some(v) = find("rescue verify (raw)") {
-        target("verify ≥ 0.9 × single-core SHA-256", size as f64 / v.secs / sha, 0.9, &x);
+        target(
+            "verify ≥ 0.9 × single-core SHA-256",
+            size as f64 / v.secs / sha,
+            0.9,
+            &x,
+        );
     }
     let rss = rows.iter().filter_map(|r| r.rss_kib).max().unwrap_or(0);
     md.push_str(&format!(

@@ -369,15 +369,15 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     // Check every input before the slow steps, so bad input fails fast and writes nothing.
     let vmlinuz = fs::read(&kernel.vmlinuz)
         .with_context(|| format!("reading {}", kernel.vmlinuz.display()))?;
-    if let Some(release) = kernel::bzimage_release(&vmlinuz) {
-        if release != kernel.release {
-            bail!(
-                "kernel {} is release {release} but the modules directory {} is for {}",
-                kernel.vmlinuz.display(),
-                kernel.modules_dir.display(),
-                kernel.release
-            );
-        }
+    if let Some(release) = kernel::bzimage_release(&vmlinuz)
+        && release != kernel.release
+    {
+        bail!(
+            "kernel {} is release {release} but the modules directory {} is for {}",
+            kernel.vmlinuz.display(),
+            kernel.modules_dir.display(),
+            kernel.release
+        );
     }
     let stub =
         fs::read(&o.stub).with_context(|| format!("reading the EFI stub {}", o.stub.display()))?;

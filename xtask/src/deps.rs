@@ -15,6 +15,18 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Refreshes apt's package lists once per run (a fresh machine may have none), when running as root.
+pub fn apt_update() -> anyhow::Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let mut result = Ok(());
+    APT_UPDATE.call_once(|| {
+        result = util::run(Command::new("apt-get").args(["update", "-q"]));
+    });
+    result
+}
+
 /// Ensures each `(tool, package)` is present: `tool` is a program name on PATH or an absolute file path.
 pub fn ensure_packages(tools: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut missing: Vec<&str> = tools
@@ -32,11 +44,7 @@ pub fn ensure_packages(tools: &[(&str, &str)]) -> anyhow::Result<()> {
         bail!("missing host packages; run as root: {cmdline}");
     }
     eprintln!("xtask: installing {}", missing.join(" "));
-    let mut update_result = Ok(());
-    APT_UPDATE.call_once(|| {
-        update_result = util::run(Command::new("apt-get").args(["update", "-q"]));
-    });
-    update_result?;
+    apt_update()?;
     util::run(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])

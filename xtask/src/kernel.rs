@@ -104,59 +104,59 @@ pub fn newest_installed(boot: &Path, modules_root: &Path) -> Option<Kernel> {
     })
 }
 
-/// Downloads and unpacks Debian's current `linux-image-amd64` dependency into `cache`.
+/// Debian's `linux-image-amd64` kernel: the package already in `cache` if there is one (so repeated
+/// builds use the same kernel and need no network), else the current one downloaded and unpacked.
 pub fn debian_package(cache: &Path) -> anyhow::Result<Kernel> {
+    let downloads = cache.join("debs");
+    if let Some(deb) = find_deb(&downloads, "linux-image-") {
+        return unpack(cache, &deb);
+    }
     if !util::have("apt-get") || !util::have("apt-cache") {
         bail!(
             "no kernel found in /boot and no apt-get to download one: pass --kernel PATH --modules DIR"
         );
     }
+    crate::deps::apt_update()?;
     // linux-image-amd64 is a metapackage: its first dependency names the real image package.
     let depends = util::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
-        .context(
-            "asking apt which kernel linux-image-amd64 depends on (run `apt-get update` first?)",
-        )?;
+        .context("asking apt which kernel linux-image-amd64 depends on")?;
     let package = depends
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Depends: "))
         .find(|p| p.starts_with("linux-image-"))
         .map(str::to_owned)
         .context("apt-cache depends linux-image-amd64 names no linux-image-* package")?;
-    let downloads = cache.join("debs");
     fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
-    let existing = find_deb(&downloads, &package);
-    let deb = match existing {
-        Some(deb) => deb,
-        None => {
-            eprintln!("xtask: downloading {package} with apt-get download");
-            util::run(
-                Command::new("apt-get")
-                    .args(["download", &package])
-                    .current_dir(&downloads),
-            )?;
-            find_deb(&downloads, &package).with_context(|| {
-                format!(
-                    "apt-get download left no {package}_*.deb in {}",
-                    downloads.display()
-                )
-            })?
-        }
-    };
+    eprintln!("xtask: downloading {package} with apt-get download");
+    util::run(
+        Command::new("apt-get")
+            .args(["download", &package])
+            .current_dir(&downloads),
+    )?;
+    let deb = find_deb(&downloads, &format!("{package}_")).with_context(|| {
+        format!(
+            "apt-get download left no {package}_*.deb in {}",
+            downloads.display()
+        )
+    })?;
+    unpack(cache, &deb)
+}
+
+/// Unpacks a kernel package into the cache (once) and finds its kernel and modules.
+fn unpack(cache: &Path, deb: &Path) -> anyhow::Result<Kernel> {
     let file = deb
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let version = file
-        .split('_')
-        .nth(1)
-        .unwrap_or("unknown")
-        .replace("%3a", ":");
+    let mut fields = file.trim_end_matches(".deb").split('_');
+    let name = fields.next().unwrap_or_default().to_owned();
+    let version = fields.next().unwrap_or("unknown").replace("%3a", ":");
     let root = cache.join("root").join(file.trim_end_matches(".deb"));
     if !root.join("boot").is_dir() {
         let tmp = root.with_extension("partial");
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp)?;
-        util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+        util::run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp))?;
         fs::rename(&tmp, &root)?;
     }
     let mut kernel =
@@ -166,25 +166,23 @@ pub fn debian_package(cache: &Path) -> anyhow::Result<Kernel> {
                 deb.display()
             )
         })?;
-    kernel.firmware_dir = PathBuf::from("/lib/firmware");
     kernel.package = Some(KernelPackage {
-        name: package,
+        name,
         version,
-        sha256: util::sha256_file(&deb)?,
+        sha256: util::sha256_file(deb)?,
         file,
     });
     Ok(kernel)
 }
 
-fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
-    let prefix = format!("{package}_");
+fn find_deb(dir: &Path, prefix: &str) -> Option<PathBuf> {
     let mut debs: Vec<PathBuf> = fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
             p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
                 && p.extension().is_some_and(|e| e == "deb")
         })
         .collect();
