@@ -152,12 +152,11 @@ pub fn sysfs_name(dev: &Path) -> Result<String, BlkRoError> {
 /// Whole disk of a sysfs block name: itself for a disk, the parent for a partition.
 pub fn whole_disk(name: &str) -> String {
     let class = Path::new("/sys/class/block").join(name);
-    if class.join("partition").exists() {
-        if let Ok(real) = fs::canonicalize(&class) {
-            if let Some(parent) = real.parent().and_then(|p| p.file_name()) {
-                return parent.to_string_lossy().into_owned();
-            }
-        }
+    if class.join("partition").exists()
+        && let Ok(real) = fs::canonicalize(&class)
+        && let Some(parent) = real.parent().and_then(|p| p.file_name())
+    {
+        return parent.to_string_lossy().into_owned();
     }
     name.to_owned()
 }

@@ -34,7 +34,7 @@ pub enum Command {
         json: bool,
     },
     /// Image a disk or file read-only with inline hashing.
-    Acquire(ui::acquire::AcquireArgs),
+    Acquire(Box<ui::acquire::AcquireArgs>),
     /// Recompute and compare every hash of an acquisition.
     Verify(ui::acquire::VerifyArgs),
     /// Prove properties of the running system.

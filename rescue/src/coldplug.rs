@@ -196,13 +196,12 @@ pub fn scan_modaliases(root: &Path) -> Vec<(String, String)> {
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
                 stack.push(entry.path());
-            } else if ft.is_file() && entry.file_name() == "modalias" {
-                if let Ok(text) = fs::read_to_string(entry.path()) {
-                    let alias = text.trim();
-                    if !alias.is_empty() {
-                        out.push((dir.display().to_string(), alias.to_owned()));
-                    }
-                }
+            } else if ft.is_file()
+                && entry.file_name() == "modalias"
+                && let Ok(text) = fs::read_to_string(entry.path())
+                && !text.trim().is_empty()
+            {
+                out.push((dir.display().to_string(), text.trim().to_owned()));
             }
         }
     }

@@ -152,10 +152,10 @@ fn spawn_uevent_thread(aliases: mpsc::Sender<String>, activity: mpsc::Sender<()>
             match listener.next() {
                 Ok(Some(ev)) => {
                     if ev.action == "add" || ev.action == "change" {
-                        if ev.subsystem.as_deref() == Some("block") {
-                            if let Some(name) = &ev.devname {
-                                protect_new(name);
-                            }
+                        if ev.subsystem.as_deref() == Some("block")
+                            && let Some(name) = &ev.devname
+                        {
+                            protect_new(name);
                         }
                         if let Some(alias) = ev.modalias {
                             let _ = aliases.send(alias);
