@@ -8,7 +8,7 @@ use anyhow::bail;
 use tests::{Artifacts, Boot, Firmware, QemuBuilder};
 
 use crate::build::{self, BuildOptions};
-use crate::{deps, util};
+use crate::{bench_acquire, deps, util};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -19,7 +19,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("build") => bench_build(),
         Some("boot") => bench_boot(),
-        Some("acquire") => bail!("the acquisition benchmark is not wired in yet"),
+        Some("acquire") => bench_acquire::run(&args[1..]),
         _ => bail!("usage: cargo xtask bench build|boot|acquire"),
     }
 }

@@ -181,8 +181,15 @@ fn openssl_sha256() -> anyhow::Result<f64> {
         .context("no +F: line in `openssl speed -mr` output")
 }
 
-/// A named benchmark step: one timed run per call.
-type Step = (&'static str, Box<dyn Fn() -> anyhow::Result<Sample>>);
+/// A named benchmark step: one timed run per call, writing into `dir`, which is measured and then
+/// removed after each run (unless `keep`) so tmpfs never fills with earlier tools' images: page reclaim
+/// would otherwise slow down whichever tool runs last.
+struct Step {
+    name: &'static str,
+    dir: PathBuf,
+    keep: bool,
+    run: Box<dyn Fn() -> anyhow::Result<Sample>>,
+}
 
 struct Row {
     name: String,
@@ -236,20 +243,24 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let out = |n: &str| o.out_dir.join(n);
     let mut plan: Vec<Step> = Vec::new();
     let d = dev.0.clone();
-    plan.push((
-        "cat",
-        Box::new({
+    plan.push(Step {
+        name: "cat",
+        dir: out("cat"),
+        keep: false,
+        run: Box::new({
             let (d, p) = (d.clone(), out("cat"));
             move || {
                 fresh(&p)?;
                 timed(cmd("cat", &[&d]), Some(&p.join("image.raw")), false)
             }
         }),
-    ));
+    });
     if o.peers {
-        plan.push((
-            "dc3dd hash=sha256",
-            Box::new({
+        plan.push(Step {
+            name: "dc3dd hash=sha256",
+            dir: out("dc3dd"),
+            keep: false,
+            run: Box::new({
                 let (d, p) = (d.clone(), out("dc3dd"));
                 move || {
                     fresh(&p)?;
@@ -262,10 +273,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     )
                 }
             }),
-        ));
-        plan.push((
-            "dcfldd hash=sha256",
-            Box::new({
+        });
+        plan.push(Step {
+            name: "dcfldd hash=sha256",
+            dir: out("dcfldd"),
+            keep: false,
+            run: Box::new({
                 let (d, p) = (d.clone(), out("dcfldd"));
                 move || {
                     fresh(&p)?;
@@ -278,10 +291,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     )
                 }
             }),
-        ));
-        plan.push((
-            "ewfacquire -c fast -d sha256",
-            Box::new({
+        });
+        plan.push(Step {
+            name: "ewfacquire -c fast -d sha256",
+            dir: out("ewf"),
+            keep: false,
+            run: Box::new({
                 let (d, p) = (d.clone(), out("ewf"));
                 move || {
                     fresh(&p)?;
@@ -300,7 +315,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     )
                 }
             }),
-        ));
+        });
     }
     for (name, extra) in [
         ("rescue raw+sha256", &[][..]),
@@ -312,50 +327,61 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             out(&name.replace([' ', '+'], "-")),
             rescue.clone(),
         );
-        plan.push((
+        plan.push(Step {
             name,
-            Box::new(move || {
+            dir: p.clone(),
+            // The raw image stays for the verify step, which removes it.
+            keep: name == "rescue raw+sha256",
+            run: Box::new(move || {
                 fresh(&p)?;
                 let acq = p.join("acq");
                 let mut c = Command::new(&bin);
                 c.arg("acquire").arg(&d).arg("--out").arg(&acq).args(extra);
                 timed(c, None, true)
             }),
-        ));
+        });
     }
     {
         // Verify re-hashes the raw+sha256 image, which the previous raw run left in place.
-        let (p, bin) = (out("rescue-raw-sha256").join("acq"), rescue.clone());
-        plan.push((
-            "rescue verify (raw)",
-            Box::new(move || {
+        let dir = out("rescue-raw-sha256");
+        let (p, bin) = (dir.join("acq"), rescue.clone());
+        plan.push(Step {
+            name: "rescue verify (raw)",
+            dir,
+            keep: false,
+            run: Box::new(move || {
                 let mut c = Command::new(&bin);
                 c.arg("verify").arg(&p);
                 timed(c, None, true)
             }),
-        ));
+        });
     }
 
     let mut rows: Vec<Row> = Vec::new();
-    let mut samples: Vec<Vec<Sample>> = (0..plan.len()).map(|_| Vec::new()).collect();
+    let mut samples: Vec<Vec<(Sample, u64)>> = (0..plan.len()).map(|_| Vec::new()).collect();
     // Interleave repetitions so a noisy moment hurts every tool alike.
     for round in 0..o.runs {
-        for (i, (name, f)) in plan.iter().enumerate() {
-            let s = f().with_context(|| format!("benchmark {name}"))?;
-            eprintln!("bench: round {} {name}: {:.2} s", round + 1, s.secs);
-            samples[i].push(s);
+        for (i, step) in plan.iter().enumerate() {
+            let s = (step.run)().with_context(|| format!("benchmark {}", step.name))?;
+            eprintln!("bench: round {} {}: {:.2} s", round + 1, step.name, s.secs);
+            let bytes = dir_size(&step.dir) + dir_size(&step.dir.join("acq"));
+            if !step.keep {
+                fs::remove_dir_all(&step.dir)
+                    .with_context(|| format!("removing {}", step.dir.display()))?;
+            }
+            samples[i].push((s, bytes));
         }
     }
-    for ((name, _), s) in plan.iter().zip(samples) {
-        let rss = s.iter().filter_map(|x| x.rss_kib).max();
-        let out_bytes = match *name {
-            "rescue zstd+sha256" => Some(dir_size(&out("rescue-zstd-sha256").join("acq"))),
-            "ewfacquire -c fast -d sha256" => Some(dir_size(&out("ewf"))),
-            _ => None,
-        };
+    for (step, s) in plan.iter().zip(samples) {
+        let rss = s.iter().filter_map(|(x, _)| x.rss_kib).max();
+        let out_bytes = matches!(
+            step.name,
+            "rescue zstd+sha256" | "ewfacquire -c fast -d sha256"
+        )
+        .then(|| s.last().map_or(0, |(_, b)| *b));
         rows.push(Row {
-            name: name.to_string(),
-            secs: median(s.iter().map(|x| x.secs).collect()),
+            name: step.name.to_string(),
+            secs: median(s.iter().map(|(x, _)| x.secs).collect()),
             rss_kib: rss,
             out_bytes,
         });

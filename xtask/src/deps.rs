@@ -81,4 +81,7 @@ pub const TEST: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("losetup", "mount"),
     ("dmsetup", "dmsetup"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("blockdev", "util-linux"),
+    ("sha256sum", "coreutils"),
 ];

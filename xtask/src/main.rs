@@ -2,8 +2,7 @@
 //! logic worth testing lives in the `initramfs` and `images` crates.
 
 mod bench;
-// The acquisition benchmark lands with the acquisition engine.
-// mod bench_acquire;
+mod bench_acquire;
 mod build;
 mod deps;
 mod kernel;

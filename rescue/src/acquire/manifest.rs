@@ -171,12 +171,12 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(ManifestError::ParseManifest)?;
-        if let Some(found) = value.get("schema").and_then(|s| s.as_str()) {
-            if found != SCHEMA {
-                return Err(ManifestError::UnsupportedSchema {
-                    found: found.to_owned(),
-                });
-            }
+        if let Some(found) = value.get("schema").and_then(|s| s.as_str())
+            && found != SCHEMA
+        {
+            return Err(ManifestError::UnsupportedSchema {
+                found: found.to_owned(),
+            });
         }
         let m: Manifest = serde_json::from_value(value).map_err(ManifestError::ParseManifest)?;
         m.check()?;
@@ -205,6 +205,12 @@ impl Manifest {
         }
         if !matches!(self.image.format.as_str(), "raw" | "zstd-seekable") {
             return bad(format!("unknown image format {:?}", self.image.format));
+        }
+        if self.image.split_bytes == Some(0)
+            || self.image.block_bytes == 0
+            || self.image.window_bytes == 0
+        {
+            return bad("split, block and window sizes must be larger than 0".to_owned());
         }
         if !self.complete {
             return Ok(());
@@ -301,6 +307,40 @@ pub fn write_durable(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Manifes
     drop(f);
     fs::rename(&tmp, &path).map_err(err)?;
     sync_dir(dir).map_err(err)
+}
+
+/// Overwrites `dir/name` in place, padding with spaces to at least `reserve` bytes (JSON and the
+/// mapfile allow trailing whitespace). Rewriting within the reserved size allocates nothing, so an
+/// incomplete manifest can still be recorded on a destination that is full.
+pub fn write_reserved(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    reserve: usize,
+) -> Result<(), ManifestError> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(name);
+    let err = |source| ManifestError::WriteFile {
+        path: path.clone(),
+        source,
+    };
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(err)?;
+    let have = usize::try_from(f.metadata().map_err(err)?.len()).unwrap_or(0);
+    let len = bytes.len().max(reserve).max(have);
+    let mut padded = bytes.to_vec();
+    padded.resize(len, b' ');
+    if len > bytes.len()
+        && let Some(last) = padded.last_mut()
+    {
+        *last = b'\n';
+    }
+    f.write_all_at(&padded, 0).map_err(err)?;
+    f.sync_all().map_err(err)
 }
 
 /// fsyncs a directory so renames and new names in it are durable.

@@ -275,11 +275,28 @@ pub fn acquire(
     opts: &AcquireOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<AcquireOutcome, AcquireError> {
+    // Write-block a block device (and its family) before anything, even a read-only open, touches it.
+    let is_block = fs::metadata(&opts.source).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_block_device()
+    });
+    let protected = if is_block {
+        Some(protect_block_device(&opts.source)?)
+    } else {
+        None
+    };
     let source = Source::open(&opts.source)?;
     let size = source.size()?;
-    let facts = match source.kind() {
-        SourceKind::BlockDevice => protect_block_device(&opts.source, size)?,
-        SourceKind::RegularFile => SourceFacts {
+    let facts = match (source.kind(), protected) {
+        (SourceKind::BlockDevice, Some(mut facts)) => {
+            facts.info.size_bytes = size;
+            facts
+        }
+        (SourceKind::BlockDevice, None) => protect_block_device(&opts.source).map(|mut f| {
+            f.info.size_bytes = size;
+            f
+        })?,
+        (SourceKind::RegularFile, _) => SourceFacts {
             info: SourceInfo {
                 path: opts.source.display().to_string(),
                 kind: "regular_file".to_owned(),
@@ -307,7 +324,9 @@ pub fn acquire(
     )
 }
 
-fn protect_block_device(path: &Path, size: u64) -> Result<SourceFacts, AcquireError> {
+/// Refuses a family mounted read-write, sets BLKROSET on every member and checks it stuck. The size is
+/// filled in by the caller once the source is open.
+fn protect_block_device(path: &Path) -> Result<SourceFacts, AcquireError> {
     let dev = crate::devices::describe(path).map_err(|source| AcquireError::DescribeSource {
         path: path.to_owned(),
         source,
@@ -340,7 +359,7 @@ fn protect_block_device(path: &Path, size: u64) -> Result<SourceFacts, AcquireEr
         info: SourceInfo {
             path: path.display().to_string(),
             kind: "block_device".to_owned(),
-            size_bytes: size,
+            size_bytes: 0,
             logical_sector_size: dev.logical_sector_size.max(512),
             physical_sector_size: dev
                 .physical_sector_size
@@ -389,13 +408,13 @@ fn check_destination(
     };
     match kind {
         SourceKind::BlockDevice => {
-            if let Ok(mounts) = crate::blkro::family_mounts(src) {
-                if let Some(m) = mounts.iter().find(|m| anchor.starts_with(&m.target)) {
-                    return Err(AcquireError::RejectDestinationInsideSource {
-                        dest: out.to_owned(),
-                        mount: format!("{} on {}", m.source, m.target),
-                    });
-                }
+            if let Ok(mounts) = crate::blkro::family_mounts(src)
+                && let Some(m) = mounts.iter().find(|m| anchor.starts_with(&m.target))
+            {
+                return Err(AcquireError::RejectDestinationInsideSource {
+                    dest: out.to_owned(),
+                    mount: format!("{} on {}", m.source, m.target),
+                });
             }
             let disks = crate::blkro::backing_disks(&anchor);
             if let Some(d) = disks.iter().find(|d| family.contains(d)) {
@@ -473,10 +492,10 @@ fn resolve_settings(
                 requested,
             })
         };
-        if let Some(f) = opts.format {
-            if f.manifest_name() != r.format {
-                return mismatch("--format", r.format.clone(), f.manifest_name().to_owned());
-            }
+        if let Some(f) = opts.format
+            && f.manifest_name() != r.format
+        {
+            return mismatch("--format", r.format.clone(), f.manifest_name().to_owned());
         }
         if opts.split.is_some() && opts.split != r.split_bytes {
             return mismatch(
@@ -485,33 +504,45 @@ fn resolve_settings(
                 format!("{:?}", opts.split),
             );
         }
-        if let Some(h) = &opts.hashes {
-            if *h != r.hashes {
-                return mismatch("--hash", names(&r.hashes), names(h));
-            }
+        if let Some(h) = &opts.hashes
+            && *h != r.hashes
+        {
+            return mismatch("--hash", names(&r.hashes), names(h));
         }
-        if let Some(w) = opts.window {
-            if w != r.window_bytes {
-                return mismatch("--window", r.window_bytes.to_string(), w.to_string());
-            }
+        if let Some(w) = opts.window
+            && w != r.window_bytes
+        {
+            return mismatch("--window", r.window_bytes.to_string(), w.to_string());
         }
         let mut s = r.clone();
         if let Some(n) = opts.retries {
             s.retries = n;
         }
+        // The checkpoint is a file on the destination: check it as strictly as options.
+        let block = usize::try_from(s.block_bytes).unwrap_or(0);
+        if block == 0
+            || block > MAX_BLOCK
+            || s.split_bytes.is_some_and(|x| x < s.block_bytes)
+            || s.window_bytes == 0
+        {
+            return Err(AcquireError::RejectOption(format!(
+                "the checkpoint records impossible settings (block {}, split {:?}, window {})",
+                s.block_bytes, s.split_bytes, s.window_bytes
+            )));
+        }
         return Ok(s);
     }
     let format = opts.format.unwrap_or(ImageFormat::Raw);
     let block = opts.block_size.unwrap_or(DEFAULT_BLOCK);
-    if block == 0 || block > MAX_BLOCK || block % sector as usize != 0 {
+    if block == 0 || block > MAX_BLOCK || !block.is_multiple_of(sector as usize) {
         return Err(AcquireError::RejectOption(format!(
             "the read size {block} must be a multiple of the {sector}-byte sector and at most {MAX_BLOCK}"
         )));
     }
-    if let Some(split) = opts.split {
-        if split < block as u64 {
-            return Err(AcquireError::RejectSmallSplit { split, block });
-        }
+    if let Some(split) = opts.split
+        && split < block as u64
+    {
+        return Err(AcquireError::RejectSmallSplit { split, block });
     }
     let window = opts.window.unwrap_or(DEFAULT_WINDOW);
     if window == 0 {
@@ -646,6 +677,8 @@ pub fn acquire_from(
                 at: now_rfc3339(),
                 offset: cp.source_offset,
             });
+            // Same durable point, now also recording this continuation.
+            cp.store(dir)?;
             log.line(&format!(
                 "resuming from source offset {} ({} image bytes durable); re-hashing them from the image",
                 cp.source_offset, cp.output_bytes
@@ -743,9 +776,47 @@ pub fn acquire_from(
             })?
         }
     };
+    let mut base = Manifest {
+        schema: SCHEMA.to_owned(),
+        tool: ToolInfo::current(),
+        case: checkpoint.case.clone(),
+        host: host_facts(),
+        source: info.clone(),
+        image: ImageInfo {
+            format: settings.format.clone(),
+            split_bytes: settings.split_bytes,
+            block_bytes: settings.block_bytes,
+            zstd_level: settings.zstd_level,
+            window_bytes: settings.window_bytes,
+        },
+        started_at: checkpoint.started_at.clone(),
+        finished_at: None,
+        complete: false,
+        stop_reason: None,
+        acquired_bytes: 0,
+        hashes: BTreeMap::new(),
+        windows: Vec::new(),
+        unreadable: Vec::new(),
+        outputs: Vec::new(),
+        read_only: ReadOnlyState {
+            // On resume the flags were already set by the first run; its "before" is the true one.
+            before: if checkpoint.read_only_before.is_empty() {
+                read_only.before.clone()
+            } else {
+                checkpoint.read_only_before.clone()
+            },
+            ..read_only.clone()
+        },
+        source_verification: None,
+        resumes: checkpoint.resumes.clone(),
+    };
+    // Reserve the manifest early: an incomplete one must still fit when the destination fills up.
+    let mut in_progress = base.clone();
+    in_progress.stop_reason = Some("in progress (or interrupted without a clean stop)".to_owned());
+    in_progress.acquired_bytes = checkpoint.source_offset;
+    in_progress.unreadable = checkpoint.unreadable.clone();
+    write_incomplete(dir, &in_progress, size, checkpoint.source_offset);
     let start = checkpoint.source_offset;
-    let started_at = checkpoint.started_at.clone();
-    let resumes = checkpoint.resumes.clone();
     let writer = ImageWriter::new(
         dir,
         segment_writer,
@@ -811,7 +882,10 @@ pub fn acquire_from(
         &pool,
         &settings.hashes,
         Some(settings.window_bytes),
-        Output::Write { writer, zstd },
+        Output::Write {
+            writer: Box::new(writer),
+            zstd,
+        },
         &mut produce,
         &mut observe,
     );
@@ -822,41 +896,21 @@ pub fn acquire_from(
         ));
     }
 
-    let mut base = Manifest {
-        schema: SCHEMA.to_owned(),
-        tool: ToolInfo::current(),
-        case: opts.case.clone(),
-        host: host_facts(),
-        source: info.clone(),
-        image: ImageInfo {
-            format: settings.format.clone(),
-            split_bytes: settings.split_bytes,
-            block_bytes: settings.block_bytes,
-            zstd_level: settings.zstd_level,
-            window_bytes: settings.window_bytes,
-        },
-        started_at,
-        finished_at: None,
-        complete: false,
-        stop_reason: None,
-        acquired_bytes: 0,
-        hashes: BTreeMap::new(),
-        windows: Vec::new(),
-        unreadable: Vec::new(),
-        outputs: Vec::new(),
-        read_only: read_only.clone(),
-        source_verification: None,
-        resumes,
-    };
-
     let result = match result {
         Ok(r) => r,
-        Err(StreamFailure { error, writer, .. }) => {
+        Err(failure) => {
+            let StreamFailure { error, writer, .. } = *failure;
             let is_full = matches!(&error, StreamError::WriteImage(e) if e.is_disk_full());
             let mut acquired = durable.load(Ordering::Relaxed);
+            if let (true, Some(w)) = (is_full, &writer) {
+                // Give back the space written after the checkpoint so the records below fit;
+                // resume would cut it anyway.
+                let _ = segments::truncate_to(dir, &layout, w.last_checkpoint().output_bytes);
+                base.unreadable = w.last_checkpoint().unreadable.clone();
+            }
             if let (false, Some(mut w)) = (matches!(error, StreamError::WriteImage(_)), writer) {
                 if w.checkpoint().is_ok() {
-                    acquired = w.position();
+                    acquired = w.last_checkpoint().source_offset;
                 }
                 base.unreadable = w.unreadable().to_vec();
                 base.case = w.last_checkpoint().case.clone();
@@ -889,8 +943,9 @@ pub fn acquire_from(
 
     if result.ending == Ending::Stopped {
         let stopped = writer.checkpoint();
+        // Stopping while re-hashing a resumed prefix keeps the older, further checkpoint.
         let acquired = if stopped.is_ok() {
-            writer.position()
+            writer.last_checkpoint().source_offset
         } else {
             durable.load(Ordering::Relaxed)
         };
@@ -935,10 +990,8 @@ pub fn acquire_from(
         log.line(&format!("stopped: {}", error_chain(&err)));
         err
     })?;
-    if !hash_files {
-        if let (Some(f), Some(h)) = (files.first_mut(), result.hashes.get("sha256")) {
-            f.sha256 = h.clone();
-        }
+    if !hash_files && let (Some(f), Some(h)) = (files.first_mut(), result.hashes.get("sha256")) {
+        f.sha256 = h.clone();
     }
     for f in &files {
         log.line(&format!(
@@ -1064,8 +1117,8 @@ fn write_incomplete(dir: &Path, base: &Manifest, size: u64, acquired: u64) {
         &m.started_at,
         env!("CARGO_PKG_VERSION"),
     );
-    let _ = manifest::write_durable(dir, MAP_FILE, map.as_bytes());
-    let _ = manifest::write_durable(dir, MANIFEST_FILE, &m.to_json());
+    let _ = manifest::write_reserved(dir, MAP_FILE, map.as_bytes(), 16 << 10);
+    let _ = manifest::write_reserved(dir, MANIFEST_FILE, &m.to_json(), 64 << 10);
 }
 
 struct Reread {

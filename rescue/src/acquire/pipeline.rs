@@ -43,7 +43,7 @@ pub enum Output {
     None,
     /// Write the image, compressing with zstd at `level` on `workers` threads when `Some`.
     Write {
-        writer: ImageWriter,
+        writer: Box<ImageWriter>,
         zstd: Option<(i32, usize)>,
     },
     /// Hash the output files as the layout cuts them (verify); bytes come from `Block::stored` or the data.
@@ -73,7 +73,7 @@ pub struct StreamResult {
     pub windows: Vec<Window>,
     pub bytes: u64,
     /// The writer, to finish or checkpoint, for [`Output::Write`].
-    pub writer: Option<ImageWriter>,
+    pub writer: Option<Box<ImageWriter>>,
     /// Output files, for [`Output::HashFiles`].
     pub files: Option<Vec<OutputFile>>,
 }
@@ -81,9 +81,12 @@ pub struct StreamResult {
 /// A stream failure, with the writer when it survived (so the caller can still checkpoint it).
 pub struct StreamFailure {
     pub error: StreamError,
-    pub writer: Option<ImageWriter>,
+    pub writer: Option<Box<ImageWriter>>,
     pub bytes: u64,
 }
+
+/// A block and, when it was compressed here, its zstd frame.
+type Framed = (Arc<Block>, Option<Vec<u8>>);
 
 type Joined<'s, T> = thread::ScopedJoinHandle<'s, T>;
 
@@ -115,7 +118,7 @@ pub fn run(
     output: Output,
     produce: &mut dyn FnMut(&BufferPool) -> Result<Option<Block>, StreamError>,
     observe: &mut dyn FnMut(&Block) -> Control,
-) -> Result<StreamResult, StreamFailure> {
+) -> Result<StreamResult, Box<StreamFailure>> {
     let depth = 4;
     thread::scope(|s| {
         let mut broadcast: Vec<SyncSender<Arc<Block>>> = Vec::new();
@@ -208,10 +211,10 @@ pub fn run(
                 mut writer,
                 zstd: Some((level, workers)),
             } => {
-                let mut frame_rx: Vec<Receiver<(Arc<Block>, Option<Vec<u8>>)>> = Vec::new();
+                let mut frame_rx: Vec<Receiver<Framed>> = Vec::new();
                 for i in 0..workers.max(1) {
                     let (tx, rx) = sync_channel::<Arc<Block>>(1);
-                    let (ftx, frx) = sync_channel::<(Arc<Block>, Option<Vec<u8>>)>(1);
+                    let (ftx, frx) = sync_channel::<Framed>(1);
                     match spawn(
                         s,
                         &format!("zstd{i}"),
@@ -243,11 +246,10 @@ pub fn run(
                 match spawn(s, "writer", move || {
                     // Frames come back in block order because blocks were dealt round-robin.
                     let mut turn = 0;
-                    loop {
-                        let Some(rx) = frame_rx.get(turn % frame_rx.len().max(1)) else {
-                            break;
-                        };
-                        let Ok((b, frame)) = rx.recv() else { break };
+                    while let Some(Ok((b, frame))) = frame_rx
+                        .get(turn % frame_rx.len().max(1))
+                        .map(Receiver::recv)
+                    {
                         turn += 1;
                         let out = frame.as_deref().or(b.stored.as_deref()).unwrap_or(&[]);
                         if let Err(e) = writer.accept(&b, out) {
@@ -301,30 +303,30 @@ pub fn run(
         drop(round_robin);
 
         // Collect, keeping the first error.
-        let mut keep = |r: Result<(), StreamError>| {
+        fn keep(error: &mut Option<StreamError>, r: Result<(), StreamError>) {
             if let Err(e) = r {
                 error.get_or_insert(e);
             }
-        };
+        }
         let mut hashes = BTreeMap::new();
         for (algo, j) in hash_threads {
             match join(j, algo.name()) {
                 Ok(hex) => {
                     hashes.insert(algo.name().to_owned(), hex);
                 }
-                Err(e) => keep(Err(e)),
+                Err(e) => keep(&mut error, Err(e)),
             }
         }
         let windows = match window_thread.map(|j| join(j, "windows")) {
             Some(Ok(w)) => w,
             Some(Err(e)) => {
-                keep(Err(e));
+                keep(&mut error, Err(e));
                 Vec::new()
             }
             None => Vec::new(),
         };
         for (i, j) in compressors.into_iter().enumerate() {
-            keep(join(j, &format!("zstd{i}")).and_then(|r| r));
+            keep(&mut error, join(j, &format!("zstd{i}")).and_then(|r| r));
         }
         let mut writer = None;
         if let Some(j) = writer_thread {
@@ -336,23 +338,23 @@ pub fn run(
                     }
                     writer = Some(w);
                 }
-                Err(e) => keep(Err(e)),
+                Err(e) => keep(&mut error, Err(e)),
             }
         }
         let files = match files_thread.map(|j| join(j, "outputs")) {
             Some(Ok(f)) => Some(f),
             Some(Err(e)) => {
-                keep(Err(e));
+                keep(&mut error, Err(e));
                 None
             }
             None => None,
         };
         match error {
-            Some(error) => Err(StreamFailure {
+            Some(error) => Err(Box::new(StreamFailure {
                 error,
                 writer,
                 bytes,
-            }),
+            })),
             None => Ok(StreamResult {
                 ending,
                 hashes,

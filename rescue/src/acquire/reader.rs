@@ -34,6 +34,15 @@ pub enum ReadImageError {
         expected: u64,
         actual: u64,
     },
+    #[error(
+        "zstd frame {index} (stream offset {offset}) records impossible sizes ({compressed} compressed, {decompressed} uncompressed)"
+    )]
+    ImplausibleFrame {
+        index: usize,
+        offset: u64,
+        compressed: u64,
+        decompressed: u64,
+    },
 }
 
 impl ReadImageError {
@@ -42,7 +51,8 @@ impl ReadImageError {
         match self {
             Self::ReadImage { offset, .. }
             | Self::DecompressFrame { offset, .. }
-            | Self::MismatchedFrameSize { offset, .. } => *offset,
+            | Self::MismatchedFrameSize { offset, .. }
+            | Self::ImplausibleFrame { offset, .. } => *offset,
         }
     }
 }
@@ -144,12 +154,15 @@ impl ImageReader {
                 };
                 *next += 1;
                 let expected = frame.decompressed as usize;
-                if expected > pool.buffer_size() {
-                    return Err(ReadImageError::MismatchedFrameSize {
+                // A frame never compresses to much more than its input; a larger size is damage, and
+                // must not turn into a huge allocation.
+                let bound = pool.buffer_size() + pool.buffer_size() / 128 + (1 << 16);
+                if expected > pool.buffer_size() || frame.compressed as usize > bound {
+                    return Err(ReadImageError::ImplausibleFrame {
                         index,
                         offset,
-                        expected: expected as u64,
-                        actual: pool.buffer_size() as u64,
+                        compressed: u64::from(frame.compressed),
+                        decompressed: u64::from(frame.decompressed),
                     });
                 }
                 let mut compressed = vec![0u8; frame.compressed as usize];

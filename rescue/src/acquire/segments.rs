@@ -132,10 +132,10 @@ impl SegmentHasher {
             }
             self.pos += take as u64;
             data = &data[take..];
-            if let Some(s) = self.layout.split {
-                if self.pos % s == 0 {
-                    self.close(s);
-                }
+            if let Some(s) = self.layout.split
+                && self.pos.is_multiple_of(s)
+            {
+                self.close(s);
             }
         }
     }

@@ -30,11 +30,11 @@ pub fn push_extent(list: &mut Vec<Extent>, e: Extent) {
     if e.length == 0 {
         return;
     }
-    if let Some(last) = list.last_mut() {
-        if last.end() == e.offset {
-            last.length += e.length;
-            return;
-        }
+    if let Some(last) = list.last_mut()
+        && last.end() == e.offset
+    {
+        last.length += e.length;
+        return;
     }
     list.push(e);
 }

@@ -319,3 +319,46 @@ fn sizes_parse_with_units() {
     assert!(parse_size("12Q").is_err());
     assert!(parse_size("abc").is_err());
 }
+
+#[test]
+fn stopping_while_rehashing_keeps_the_durable_point() {
+    let src = source(1_500_000, vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.checkpoint_bytes = Some(100_000);
+    let cancel = Arc::clone(&o.cancel);
+    let size = src.data.len() as u64;
+    let first = acquire_from(
+        &o,
+        &src,
+        info(size),
+        ReadOnlyState::default(),
+        &|| Some(size),
+        &mut |p| {
+            if p.done_bytes >= 1_000_000 {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    let durable = first.manifest.acquired_bytes;
+    assert!(durable >= 1_000_000, "{durable}");
+
+    // Stop again at once, while the resumed prefix is being re-hashed.
+    let mut r = opts(dir.path());
+    r.resume = true;
+    r.cancel.store(true, Ordering::SeqCst);
+    let second = run(&r, &src).unwrap();
+    assert_eq!(second.status, AcquireStatus::Interrupted);
+    assert_eq!(second.manifest.acquired_bytes, durable);
+    assert_eq!(
+        Checkpoint::load(dir.path()).unwrap().unwrap().source_offset,
+        durable
+    );
+
+    let mut r = opts(dir.path());
+    r.resume = true;
+    let done = run(&r, &src).unwrap();
+    assert_eq!(done.manifest.hashes["sha256"], hash::sha256_hex(&src.data));
+    assert_eq!(done.manifest.resumes.len(), 2);
+}

@@ -241,7 +241,7 @@ pub fn verify(
             let table = read_tail(dir, &images, FOOTER_LEN as u64)
                 .ok()
                 .and_then(|footer| seekable::table_len_from_footer(&footer).ok())
-                .filter(|len| *len <= total_out)
+                .filter(|len| *len <= total_out && *len <= 256 << 20)
                 .and_then(|len| read_tail(dir, &images, len).ok())
                 .map(|t| seekable::parse_seek_table(&t).map(|f| (t.len() as u64, f)));
             let (table_len, frames) = match table {
@@ -293,7 +293,7 @@ pub fn verify(
             },
         }
     };
-    let pool = BufferPool::new((128 << 20) / block, block);
+    let pool = BufferPool::new(((64 << 20) / block).max(4), block);
     let mut produce = |pool: &BufferPool| reader.next_block(pool).map_err(StreamError::from);
     let mut observe = |b: &super::buffer::Block| {
         progress(&Progress {
@@ -385,7 +385,8 @@ fn describe_read_error(e: &ReadImageError) -> String {
         ReadImageError::DecompressFrame { index, .. } => {
             format!("frame {index} does not decompress")
         }
-        ReadImageError::MismatchedFrameSize { index, .. } => {
+        ReadImageError::MismatchedFrameSize { index, .. }
+        | ReadImageError::ImplausibleFrame { index, .. } => {
             format!("frame {index} has the wrong size")
         }
         ReadImageError::ReadImage { .. } => "unreadable".to_owned(),

@@ -3,8 +3,8 @@
 //! the final summary. The engine is [`crate::acquire`]; this is the only acquisition code that prints.
 //!
 //! Exit codes: 0 complete (or verified), 1 error, 2 usage, 3 complete with unreadable sectors,
-//! 4 verification mismatch (`verify`, or `--verify-source`), 5 incomplete: interrupted or destination
-//! full, continue with `--resume`.
+//! 4 verification mismatch (`verify`, also for a damaged manifest, or `--verify-source`), 5 incomplete:
+//! interrupted or destination full, continue with `--resume`.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -16,10 +16,10 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::acquire::hash::{HashAlgorithm, parse_hash_list};
-use crate::acquire::manifest::CaseInfo;
+use crate::acquire::manifest::{CaseInfo, ManifestError};
 use crate::acquire::{
-    self, AcquireError, AcquireOptions, AcquireStatus, ImageFormat, Phase, Progress, VerifyError,
-    error_chain, parse_size,
+    self, AcquireOptions, AcquireStatus, ImageFormat, Phase, Progress, VerifyError, error_chain,
+    parse_size,
 };
 
 /// Exit code: complete, but some sectors were unreadable (zero-filled, listed in the manifest).
@@ -57,8 +57,7 @@ pub struct AcquireArgs {
     /// Image format [default: raw].
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
-    /// Split the image into numbered files of this size (e.g. 4G for FAT32 destinations; 2000M keeps
-    /// under FAT32's 4 GiB limit with room).
+    /// Split the image into numbered files of this size (FAT32 files must stay under 4 GiB: use e.g. 4000M).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub split: Option<u64>,
     /// Hashes of the acquired stream, comma-separated: sha256, md5, sha1, sha512, blake3 [default: sha256].
@@ -232,12 +231,19 @@ fn phase_name(p: Phase) -> &'static str {
     }
 }
 
-/// Test hook: `RESCUE_TEST_ABORT_AFTER_BYTES=N` kills the process with SIGKILL once a checkpoint covers
-/// at least N bytes, so CLI tests can interrupt at a deterministic point. Read only here, never in the engine.
-fn abort_after() -> Option<u64> {
-    std::env::var("RESCUE_TEST_ABORT_AFTER_BYTES")
+/// Test hook: `RESCUE_TEST_ABORT_AFTER_BYTES=N` sends the process SIGKILL (or the signal named by
+/// `RESCUE_TEST_ABORT_SIGNAL`, e.g. `SIGINT`) once a checkpoint covers at least N bytes, so CLI tests can
+/// interrupt at a deterministic point. Read only here, never in the engine.
+fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
+    let bytes = std::env::var("RESCUE_TEST_ABORT_AFTER_BYTES")
+        .ok()?
+        .parse()
+        .ok()?;
+    let signal = std::env::var("RESCUE_TEST_ABORT_SIGNAL")
         .ok()
-        .and_then(|v| v.parse().ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(nix::sys::signal::Signal::SIGKILL);
+    Some((bytes, signal))
 }
 
 fn json_line(kind: &str, body: serde_json::Value) {
@@ -285,13 +291,12 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         if SIGNALLED.load(Ordering::Relaxed) {
             cancel.store(true, Ordering::Relaxed);
         }
-        if let Some(limit) = abort {
-            if p.phase == Phase::Acquire && p.durable_bytes >= limit {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::getpid(),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        if let Some((limit, signal)) = abort
+            && p.phase == Phase::Acquire
+            && p.durable_bytes >= limit
+            && !SIGNALLED.load(Ordering::Relaxed)
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), signal);
         }
         reporter.update(p);
     });
@@ -410,6 +415,10 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
         Ok(r) => r,
         Err(err) => {
             let code = match &err {
+                VerifyError::LoadManifest {
+                    source: ManifestError::ReadManifest { .. },
+                    ..
+                } => 1,
                 VerifyError::LoadManifest { .. } => EXIT_MISMATCH,
                 VerifyError::RejectIncomplete { .. } | VerifyError::Interrupted => EXIT_INCOMPLETE,
                 VerifyError::ReadImage(_) => 1,
