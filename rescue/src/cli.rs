@@ -37,6 +37,14 @@ pub enum Command {
     Acquire(Box<ui::acquire::AcquireArgs>),
     /// Recompute and compare every hash of an acquisition.
     Verify(ui::acquire::VerifyArgs),
+    /// Show an acquisition's manifest (a summary, or the whole manifest as one JSON line).
+    Manifest {
+        /// Acquisition directory (holding manifest.json).
+        dir: PathBuf,
+        /// The manifest itself, as one line of JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prove properties of the running system.
     Selftest {
         #[command(subcommand)]
@@ -97,6 +105,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Devices { json } => ui::devices::run(json),
         Command::Acquire(args) => ui::acquire::run_acquire(&args),
         Command::Verify(args) => ui::acquire::run_verify(&args),
+        Command::Manifest { dir, json } => ui::acquire::run_manifest(&dir, json),
         Command::Selftest {
             what: SelftestCommand::WriteBlock,
         } => ui::selftest::run_write_block(),

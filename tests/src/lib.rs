@@ -67,6 +67,8 @@ pub struct Disk {
     pub sector: Option<u32>,
     pub serial: Option<String>,
     pub bootindex: Option<u32>,
+    /// 512-byte sectors whose reads fail with EIO (QEMU's blkdebug driver).
+    pub fail_reads: Vec<u64>,
 }
 
 impl Disk {
@@ -77,6 +79,7 @@ impl Disk {
             sector: None,
             serial: None,
             bootindex: None,
+            fail_reads: Vec::new(),
         }
     }
 
@@ -286,9 +289,21 @@ impl QemuBuilder {
         }
         for (i, d) in self.disks.iter().enumerate() {
             let id = format!("disk{i}");
+            let file = if d.fail_reads.is_empty() {
+                d.path.display().to_string()
+            } else {
+                let conf = self.workdir.join(format!("blkdebug{i}.conf"));
+                let rules: String = d
+                    .fail_reads
+                    .iter()
+                    .map(|s| format!("[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"{s}\"\nonce = \"off\"\n\n"))
+                    .collect();
+                std::fs::write(&conf, rules)
+                    .with_context(|| format!("writing {}", conf.display()))?;
+                format!("blkdebug:{}:{}", conf.display(), d.path.display())
+            };
             c.arg("-drive").arg(format!(
-                "if=none,id={id},format=raw,cache=unsafe,file={}",
-                d.path.display()
+                "if=none,id={id},format=raw,cache=unsafe,file={file}"
             ));
             let mut dev = match d.bus {
                 Bus::Virtio => format!("virtio-blk-pci,drive={id}"),

@@ -504,3 +504,48 @@ mod tests {
         assert!(err.to_string().contains("unknown hash algorithm"), "{err}");
     }
 }
+
+/// `rescue manifest DIR [--json]`: what an acquisition recorded, without re-reading the image.
+pub fn run_manifest(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
+    let manifest = crate::acquire::manifest::Manifest::load(dir)?;
+    if json {
+        println!("{}", serde_json::to_string(&manifest)?);
+        return Ok(0);
+    }
+    println!(
+        "source      {} ({} bytes)",
+        manifest.source.path, manifest.source.size_bytes
+    );
+    println!("started     {}", manifest.started_at);
+    println!(
+        "finished    {}",
+        manifest.finished_at.as_deref().unwrap_or("-")
+    );
+    println!(
+        "complete    {}",
+        if manifest.complete {
+            "yes"
+        } else {
+            "NO (resume with --resume)"
+        }
+    );
+    for (alg, hex) in &manifest.hashes {
+        println!("{alg:<11} {hex}");
+    }
+    let unreadable: u64 = manifest.unreadable.iter().map(|e| e.length).sum();
+    println!("windows     {}", manifest.windows.len());
+    println!(
+        "unreadable  {} range(s), {unreadable} bytes",
+        manifest.unreadable.len()
+    );
+    for e in &manifest.unreadable {
+        println!("            offset {} length {}", e.offset, e.length);
+    }
+    for o in &manifest.outputs {
+        println!(
+            "output      {} {} bytes sha256 {}",
+            o.file, o.size_bytes, o.sha256
+        );
+    }
+    Ok(0)
+}
