@@ -469,42 +469,6 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        a: AcquireArgs,
-    }
-
-    #[test]
-    fn hash_list_and_sizes_parse_on_the_command_line() {
-        let t = T::try_parse_from([
-            "t",
-            "/dev/x",
-            "--out",
-            "d",
-            "--hash",
-            "sha256,md5",
-            "--split",
-            "2G",
-        ])
-        .unwrap();
-        assert_eq!(
-            t.a.hash,
-            Some(HashList(vec![HashAlgorithm::Sha256, HashAlgorithm::Md5]))
-        );
-        assert_eq!(t.a.split, Some(2 << 30));
-        let err = T::try_parse_from(["t", "/dev/x", "--out", "d", "--hash", "sha3"])
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("unknown hash algorithm"), "{err}");
-    }
-}
-
 /// `rescue manifest DIR [--json]`: what an acquisition recorded, without re-reading the image.
 pub fn run_manifest(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
     let manifest = crate::acquire::manifest::Manifest::load(dir)?;
@@ -548,4 +512,40 @@ pub fn run_manifest(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: AcquireArgs,
+    }
+
+    #[test]
+    fn hash_list_and_sizes_parse_on_the_command_line() {
+        let t = T::try_parse_from([
+            "t",
+            "/dev/x",
+            "--out",
+            "d",
+            "--hash",
+            "sha256,md5",
+            "--split",
+            "2G",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.a.hash,
+            Some(HashList(vec![HashAlgorithm::Sha256, HashAlgorithm::Md5]))
+        );
+        assert_eq!(t.a.split, Some(2 << 30));
+        let err = T::try_parse_from(["t", "/dev/x", "--out", "d", "--hash", "sha3"])
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("unknown hash algorithm"), "{err}");
+    }
 }
