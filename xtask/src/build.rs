@@ -38,6 +38,9 @@ pub struct BuildOptions {
     pub stub: PathBuf,
     /// ESP size in bytes; `None` sizes it to the content.
     pub esp_size: Option<u64>,
+    /// Source date and commit, fixed once so that builds compared with each other see the same values.
+    pub epoch: u32,
+    pub commit: String,
 }
 
 impl BuildOptions {
@@ -48,6 +51,8 @@ impl BuildOptions {
             out: root.join("target/rescue"),
             cmdline: DEFAULT_CMDLINE.to_owned(),
             stub: PathBuf::from(STUB),
+            epoch: source_date_epoch(),
+            commit: git_commit(),
             ..Default::default()
         };
         let mut it = args.iter();
@@ -137,7 +142,7 @@ fn git_commit() -> String {
 }
 
 /// Builds the static rescue binary and checks that it has no program interpreter.
-pub fn build_rescue_binary(epoch: u32) -> anyhow::Result<PathBuf> {
+pub fn build_rescue_binary(epoch: u32, commit: &str) -> anyhow::Result<PathBuf> {
     let root = util::project_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     util::run(
@@ -162,7 +167,7 @@ pub fn build_rescue_binary(epoch: u32) -> anyhow::Result<PathBuf> {
                 ),
             )
             .env("SOURCE_DATE_EPOCH", epoch.to_string())
-            .env("RESCUE_GIT_COMMIT", git_commit()),
+            .env("RESCUE_GIT_COMMIT", commit),
     )?;
     let bin = root.join("target").join(TARGET).join("release/rescue");
     let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
@@ -391,8 +396,8 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         );
     }
     let index = module_index(&kernel)?;
-    let epoch = source_date_epoch();
-    let rescue_bin_path = build_rescue_binary(epoch)?;
+    let epoch = o.epoch;
+    let rescue_bin_path = build_rescue_binary(epoch, &o.commit)?;
     let rescue_bin = fs::read(&rescue_bin_path)?;
 
     let kernel_sha = util::sha256_hex(&vmlinuz);
@@ -411,7 +416,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     let build_info = serde_json::to_vec_pretty(&json!({
         "build_id": build_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": git_commit(),
+        "commit": o.commit,
         "kernel_release": kernel.release,
         "kernel_sha256": kernel_sha,
         "profile": o.profile,
@@ -484,7 +489,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "schema": "rescue.build/1",
         "build_id": build_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "commit": git_commit(),
+        "commit": o.commit,
         "source_date_epoch": epoch,
         "profile": o.profile,
         "cmdline": o.cmdline,
