@@ -211,6 +211,8 @@ struct InitramfsBuild {
     cpio_zst: Vec<u8>,
     modules: Vec<FileRecord>,
     modules_missing: Vec<String>,
+    /// Profile entries the kernel has built in (nothing to ship).
+    modules_builtin: Vec<String>,
     firmware: Vec<FileRecord>,
     firmware_missing: Vec<String>,
     uncompressed_size: u64,
@@ -340,6 +342,12 @@ fn build_initramfs(
         cpio_zst,
         modules,
         modules_missing: closure.missing,
+        modules_builtin: profile
+            .modules
+            .iter()
+            .filter(|m| index.is_builtin(m))
+            .map(|m| m.to_string())
+            .collect(),
         firmware,
         firmware_missing: fw.missing,
         uncompressed_size,
@@ -503,6 +511,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "initramfs": { "compression": format!("zstd-{ZSTD_LEVEL}"), "uncompressed_size": initrd.uncompressed_size, "compressed_size": initrd.cpio_zst.len() },
         "modules": initrd.modules,
         "modules_missing": initrd.modules_missing,
+        "modules_builtin": initrd.modules_builtin,
         "firmware": initrd.firmware,
         "firmware_missing": initrd.firmware_missing,
         "outputs": outputs,

@@ -80,7 +80,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("objdump", "binutils"),
     ("zstd", "zstd"),
     ("losetup", "mount"),
-    ("dmsetup", "dmsetup"),
     ("mkfs.ext4", "e2fsprogs"),
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
