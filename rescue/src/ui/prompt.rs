@@ -40,6 +40,9 @@ pub fn help_text() -> String {
 }
 
 pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
+    // Init blocks the signals it waits for, and a spawned child may inherit that mask: unblock them so
+    // SIGTERM at power-off ends this process at once.
+    let _ = nix::sys::signal::SigSet::all().thread_unblock();
     attach_tty(tty)?;
     let name = tty
         .file_name()
