@@ -502,6 +502,14 @@ impl Qemu {
         }
     }
 
+    /// Sends bytes to the serial console as typed, e.g. `\x03` for Ctrl-C.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("qemu stdin closed")?;
+        stdin.write_all(bytes)?;
+        stdin.flush()?;
+        Ok(())
+    }
+
     pub fn send_line(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("qemu stdin closed")?;
         stdin.write_all(line.as_bytes())?;

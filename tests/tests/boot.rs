@@ -45,6 +45,15 @@ fn direct_kernel_boot_reaches_prompt_and_powers_off() -> anyhow::Result<()> {
     ] {
         vm.check(help.contains(cmd), &format!("help lists {cmd}"))?;
     }
+    // Ctrl-C at the prompt discards the line; it must not kill the console (which would reprint the banner).
+    vm.send_raw(b"devi\x03")?;
+    let status = vm.run("status", CMD_TIMEOUT)?;
+    vm.check(status.contains("rescue 0."), "status prints the banner")?;
+    let log = vm.log();
+    vm.check(
+        log.matches("type 'help' for commands").count() == 2,
+        "one banner at boot, one from status: the console survived Ctrl-C",
+    )?;
     let unknown = vm.run("frobnicate", CMD_TIMEOUT)?;
     vm.check(
         unknown.contains("unrecognized subcommand") || unknown.contains("error"),

@@ -43,6 +43,16 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
     // Init blocks the signals it waits for, and a spawned child may inherit that mask: unblock them so
     // SIGTERM at power-off ends this process at once.
     let _ = nix::sys::signal::SigSet::all().thread_unblock();
+    // Ctrl-C, Ctrl-\ and Ctrl-Z at the prompt must not kill or stop the console (a long-running command
+    // installs its own SIGINT handler to stop cleanly).
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGQUIT,
+        nix::sys::signal::Signal::SIGTSTP,
+    ] {
+        // SAFETY: installing SIG_IGN runs no code in signal context.
+        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) };
+    }
     attach_tty(tty)?;
     let name = tty
         .file_name()
