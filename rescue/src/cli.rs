@@ -45,6 +45,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a case log's hash chain.
+    Log {
+        #[command(subcommand)]
+        what: LogCommand,
+    },
     /// Prove properties of the running system.
     Selftest {
         #[command(subcommand)]
@@ -61,6 +66,16 @@ pub enum Command {
     /// Run the line-mode prompt on a terminal device (started by init for each console).
     #[command(hide = true)]
     Console { tty: PathBuf },
+}
+
+/// What `log` does.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Verify that no line of a case log was edited, inserted or deleted (exit 4 if one was).
+    Verify {
+        /// The case log (`case-log.jsonl`).
+        file: PathBuf,
+    },
 }
 
 /// What `selftest` can prove.
@@ -106,6 +121,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Acquire(args) => ui::acquire::run_acquire(&args),
         Command::Verify(args) => ui::acquire::run_verify(&args),
         Command::Manifest { dir, json } => ui::acquire::run_manifest(&dir, json),
+        Command::Log {
+            what: LogCommand::Verify { file },
+        } => ui::caselog::run_verify(&file),
         Command::Selftest {
             what: SelftestCommand::WriteBlock,
         } => ui::selftest::run_write_block(),

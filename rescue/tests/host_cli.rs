@@ -92,3 +92,43 @@ fn unknown_command_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 }
+
+#[test]
+fn log_verify_passes_and_fails_after_one_edited_byte() {
+    use rescue::caselog::{CaseLog, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("case-log.jsonl");
+    let mut log = CaseLog::in_memory();
+    for cmd in [
+        "case new CASE-7",
+        "unlock /dev/sdc --confirm 4C53",
+        "acquire /dev/sda --out /mnt/evidence",
+    ] {
+        log.append(Record {
+            kind: "action".into(),
+            command: cmd.into(),
+            detail: serde_json::json!({}),
+        })
+        .unwrap();
+    }
+    log.attach(&path).unwrap();
+    let out = rescue(&["log", "verify", path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 entries, chain intact"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"sdc ").unwrap();
+    bytes[at + 2] = b'b';
+    std::fs::write(&path, &bytes).unwrap();
+    let out = rescue(&["log", "verify", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BROKEN at line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod acquire;
 pub mod boot;
+pub mod caselog;
 pub mod devices;
 pub mod prompt;
 pub mod selftest;
