@@ -83,4 +83,5 @@ pub const TEST: &[(&str, &str)] = &[
     ("mkfs.ext4", "e2fsprogs"),
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
+    ("cpio", "cpio"),
 ];
