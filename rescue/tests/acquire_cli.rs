@@ -295,6 +295,36 @@ fn flipped_byte_fails_verify_and_names_the_window() {
 }
 
 #[test]
+fn without_window_no_windows_are_recorded_and_verify_says_so() {
+    let f = fixture(4 << 20);
+    let out = f.out("acq");
+    let o = rescue(&["acquire", s(&f.src), "--out", s(&out)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let m = manifest(&out);
+    assert_eq!(m["image"]["window_bytes"], serde_json::Value::Null);
+    assert_eq!(m["windows"], serde_json::json!([]));
+    let shown = rescue(&["manifest", s(&out)]);
+    assert!(
+        text(&shown).contains("windows     none recorded"),
+        "{}",
+        text(&shown)
+    );
+    let img = out.join("image.raw");
+    let mut bytes = fs::read(&img).unwrap();
+    bytes[(3 << 20) + 7] ^= 1;
+    fs::write(&img, bytes).unwrap();
+    let v = rescue(&["verify", s(&out)]);
+    assert_eq!(code(&v), 4, "{}", text(&v));
+    let t = text(&v);
+    assert!(t.contains("mismatch: sha256 of the stream"), "{t}");
+    assert!(
+        t.contains("no hash windows were recorded") && t.contains("acquire with --window"),
+        "{t}"
+    );
+    assert!(!t.contains("first mismatching window"), "{t}");
+}
+
+#[test]
 fn edited_or_corrupt_manifest_fails_verify() {
     let f = fixture(2 << 20);
     let out = f.out("acq");

@@ -63,7 +63,8 @@ pub struct Settings {
     pub format: String,
     pub split_bytes: Option<u64>,
     pub hashes: Vec<HashAlgorithm>,
-    pub window_bytes: u64,
+    /// Hash window size with `--window`; `None` records no windows.
+    pub window_bytes: Option<u64>,
     pub block_bytes: u64,
     pub zstd_level: Option<i32>,
     pub retries: u32,

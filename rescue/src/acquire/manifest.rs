@@ -113,7 +113,8 @@ pub struct ImageInfo {
     /// Read size, and uncompressed size of every zstd frame but the last.
     pub block_bytes: u64,
     pub zstd_level: Option<i32>,
-    pub window_bytes: u64,
+    /// Hash window size with `--window`, else `null` (and `windows` is empty).
+    pub window_bytes: Option<u64>,
 }
 
 /// Software write-block state of a block device source and its family.
@@ -167,7 +168,8 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Parses and checks a manifest: schema, hash names and digests, windows tiling the source.
+    /// Parses and checks a manifest: schema, hash names and digests, windows (when recorded) tiling
+    /// the source.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(ManifestError::ParseManifest)?;
@@ -208,28 +210,36 @@ impl Manifest {
         }
         if self.image.split_bytes == Some(0)
             || self.image.block_bytes == 0
-            || self.image.window_bytes == 0
+            || self.image.window_bytes == Some(0)
         {
             return bad("split, block and window sizes must be larger than 0".to_owned());
+        }
+        if self.image.window_bytes.is_none() && !self.windows.is_empty() {
+            return bad(format!(
+                "{} windows are listed but window_bytes is null",
+                self.windows.len()
+            ));
         }
         if !self.complete {
             return Ok(());
         }
-        let mut next = 0;
-        for (i, w) in self.windows.iter().enumerate() {
-            if w.offset != next || w.length == 0 || !is_hex_of_len(&w.sha256, 64) {
+        if self.image.window_bytes.is_some() {
+            let mut next = 0;
+            for (i, w) in self.windows.iter().enumerate() {
+                if w.offset != next || w.length == 0 || !is_hex_of_len(&w.sha256, 64) {
+                    return bad(format!(
+                        "window {i} (offset {}) does not continue the previous one",
+                        w.offset
+                    ));
+                }
+                next = w.offset + w.length;
+            }
+            if next != self.source.size_bytes {
                 return bad(format!(
-                    "window {i} (offset {}) does not continue the previous one",
-                    w.offset
+                    "windows cover {next} bytes but the source has {}",
+                    self.source.size_bytes
                 ));
             }
-            next = w.offset + w.length;
-        }
-        if next != self.source.size_bytes {
-            return bad(format!(
-                "windows cover {next} bytes but the source has {}",
-                self.source.size_bytes
-            ));
         }
         if self.outputs.is_empty() {
             return bad("no output files are listed".to_owned());
@@ -441,7 +451,7 @@ mod tests {
                 split_bytes: None,
                 block_bytes: 4096,
                 zstd_level: None,
-                window_bytes: 8,
+                window_bytes: Some(8),
             },
             started_at: "2024-05-01T13:01:01Z".into(),
             finished_at: None,
@@ -482,6 +492,24 @@ mod tests {
         gap.windows[1].offset = 9;
         assert!(matches!(
             Manifest::parse(&gap.to_json()),
+            Err(ManifestError::InvalidManifest { .. })
+        ));
+
+        // Windows are opt-in: none recorded is consistent, windows without a size are not.
+        let mut unwindowed = sample();
+        unwindowed.image.window_bytes = None;
+        unwindowed.windows.clear();
+        assert_eq!(Manifest::parse(&unwindowed.to_json()).unwrap(), unwindowed);
+        let mut stray = sample();
+        stray.image.window_bytes = None;
+        assert!(matches!(
+            Manifest::parse(&stray.to_json()),
+            Err(ManifestError::InvalidManifest { .. })
+        ));
+        let mut zero = sample();
+        zero.image.window_bytes = Some(0);
+        assert!(matches!(
+            Manifest::parse(&zero.to_json()),
             Err(ManifestError::InvalidManifest { .. })
         ));
 

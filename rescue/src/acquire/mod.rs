@@ -1,6 +1,7 @@
 //! Forensic acquisition engine: images a block device or a file read-only into a directory with inline
-//! hashes, hash windows, optional zstd seekable compression and splitting, bad-sector handling, a
-//! manifest and checksum list, and resume after interruption. Also verifies such a directory.
+//! hashes, optional hash windows, optional zstd seekable compression and splitting, bad-sector
+//! handling, a manifest and checksum list, and resume after interruption. Also verifies such a
+//! directory.
 //!
 //! This module never prints, never exits and never panics on device input: it returns errors and
 //! reports progress through a callback. It never opens the source for writing ([`source::Source`] has
@@ -52,8 +53,6 @@ pub use self::verify::{VerifyError, VerifyReport, verify};
 pub const DEFAULT_BLOCK: usize = 4 << 20;
 /// Buffers in flight; with [`DEFAULT_BLOCK`] this bounds stream data to 64 MiB.
 pub const POOL_BUFFERS: usize = 16;
-/// Default hash window.
-pub const DEFAULT_WINDOW: u64 = 1 << 30;
 /// Default retries of a failing sector.
 pub const DEFAULT_RETRIES: u32 = 2;
 /// Default zstd level: fast, and still smaller than E01 "fast".
@@ -104,6 +103,8 @@ pub struct AcquireOptions {
     pub format: Option<ImageFormat>,
     pub split: Option<u64>,
     pub hashes: Option<Vec<HashAlgorithm>>,
+    /// Hash window size; windows are opt-in (each costs a second SHA-256 pass over the stream), so a
+    /// new acquisition without one records none.
     pub window: Option<u64>,
     pub case: CaseInfo,
     pub retries: Option<u32>,
@@ -509,10 +510,14 @@ fn resolve_settings(
         {
             return mismatch("--hash", names(&r.hashes), names(h));
         }
-        if let Some(w) = opts.window
-            && w != r.window_bytes
-        {
-            return mismatch("--window", r.window_bytes.to_string(), w.to_string());
+        // Leaving --window out on resume keeps the recorded choice, like the other settings; giving one
+        // must match, and cannot add windows to a run that recorded none.
+        if opts.window.is_some() && opts.window != r.window_bytes {
+            return mismatch(
+                "--window",
+                window_name(r.window_bytes),
+                window_name(opts.window),
+            );
         }
         let mut s = r.clone();
         if let Some(n) = opts.retries {
@@ -523,11 +528,13 @@ fn resolve_settings(
         if block == 0
             || block > MAX_BLOCK
             || s.split_bytes.is_some_and(|x| x < s.block_bytes)
-            || s.window_bytes == 0
+            || s.window_bytes == Some(0)
         {
             return Err(AcquireError::RejectOption(format!(
                 "the checkpoint records impossible settings (block {}, split {:?}, window {})",
-                s.block_bytes, s.split_bytes, s.window_bytes
+                s.block_bytes,
+                s.split_bytes,
+                window_name(s.window_bytes)
             )));
         }
         return Ok(s);
@@ -544,8 +551,7 @@ fn resolve_settings(
     {
         return Err(AcquireError::RejectSmallSplit { split, block });
     }
-    let window = opts.window.unwrap_or(DEFAULT_WINDOW);
-    if window == 0 {
+    if opts.window == Some(0) {
         return Err(AcquireError::RejectOption(
             "--window must be larger than 0".to_owned(),
         ));
@@ -563,7 +569,7 @@ fn resolve_settings(
         format: format.manifest_name().to_owned(),
         split_bytes: opts.split,
         hashes,
-        window_bytes: window,
+        window_bytes: opts.window,
         block_bytes: block as u64,
         zstd_level: (format == ImageFormat::Zstd)
             .then(|| opts.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL)),
@@ -573,6 +579,10 @@ fn resolve_settings(
 
 fn names(h: &[HashAlgorithm]) -> String {
     h.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
+}
+
+fn window_name(w: Option<u64>) -> String {
+    w.map_or_else(|| "none".to_owned(), |w| w.to_string())
 }
 
 fn host_facts() -> HostFacts {
@@ -725,7 +735,7 @@ pub fn acquire_from(
                 settings.format,
                 settings.split_bytes,
                 names(&settings.hashes),
-                settings.window_bytes,
+                window_name(settings.window_bytes),
                 settings.block_bytes,
                 settings.retries
             ));
@@ -881,7 +891,7 @@ pub fn acquire_from(
     let result = pipeline::run(
         &pool,
         &settings.hashes,
-        Some(settings.window_bytes),
+        settings.window_bytes,
         Output::Write {
             writer: Box::new(writer),
             zstd,

@@ -109,6 +109,34 @@ fn flipped_byte_names_its_window() {
 }
 
 #[test]
+fn windows_are_opt_in_and_a_mismatch_without_them_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(1_000_000, vec![]);
+    let mut o = opts(dir.path());
+    o.window = None;
+    let m = run(&o, &src).unwrap().manifest;
+    assert_eq!(m.image.window_bytes, None);
+    assert!(m.windows.is_empty());
+    assert_eq!(Manifest::load(dir.path()).unwrap(), m);
+    let report = verify_dir(dir.path());
+    assert!(report.ok, "{:#?}", report.checks);
+    assert!(report.note.is_none());
+
+    let p = dir.path().join("image.raw");
+    let mut img = fs::read(&p).unwrap();
+    img[456_789] ^= 0x40;
+    fs::write(&p, img).unwrap();
+    let report = verify_dir(dir.path());
+    assert!(!report.ok);
+    assert!(report.first_bad_window.is_none());
+    let note = report.note.unwrap_or_default();
+    assert!(
+        note.contains("no hash windows were recorded") && note.contains("--window"),
+        "{note}"
+    );
+}
+
+#[test]
 fn zstd_split_acquisition_is_seekable_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let mut data = pattern(900_000);
@@ -274,6 +302,41 @@ fn resume_refuses_changed_settings() {
     r.format = Some(ImageFormat::Zstd);
     let err = run(&r, &src).unwrap_err();
     assert!(matches!(err, AcquireError::MismatchResume { .. }), "{err}");
+    let mut r = opts(dir.path());
+    r.resume = true;
+    r.window = Some(200_000);
+    let err = run(&r, &src).unwrap_err();
+    assert!(error_chain(&err).contains("--window"), "{err}");
+}
+
+#[test]
+fn resume_cannot_add_windows_and_keeps_the_recorded_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(500_000, vec![]);
+    let mut o = opts(dir.path());
+    o.window = None;
+    o.cancel.store(true, Ordering::SeqCst);
+    assert_eq!(run(&o, &src).unwrap().status, AcquireStatus::Interrupted);
+    assert_eq!(
+        Checkpoint::load(dir.path())
+            .unwrap()
+            .unwrap()
+            .settings
+            .window_bytes,
+        None
+    );
+    let mut r = opts(dir.path());
+    r.resume = true;
+    let err = run(&r, &src).unwrap_err();
+    assert!(
+        matches!(&err, AcquireError::MismatchResume { what, recorded, .. }
+            if what == "--window" && recorded == "none"),
+        "{err}"
+    );
+    r.window = None;
+    let m = run(&r, &src).unwrap().manifest;
+    assert!(m.complete && m.windows.is_empty() && m.image.window_bytes.is_none());
+    assert!(verify_dir(dir.path()).ok);
 }
 
 #[test]
@@ -356,9 +419,13 @@ fn stopping_while_rehashing_keeps_the_durable_point() {
         durable
     );
 
+    // Leaving --window out on resume keeps the recorded windows.
     let mut r = opts(dir.path());
     r.resume = true;
+    r.window = None;
     let done = run(&r, &src).unwrap();
     assert_eq!(done.manifest.hashes["sha256"], hash::sha256_hex(&src.data));
     assert_eq!(done.manifest.resumes.len(), 2);
+    assert_eq!(done.manifest.image.window_bytes, Some(100_000));
+    assert_eq!(done.manifest.windows.len(), 15);
 }

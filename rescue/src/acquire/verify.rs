@@ -1,6 +1,7 @@
 //! `verify DIR`: recomputes every hash of an acquisition from its image files (joining segments,
 //! decompressing zstd frames found through the seek table) and compares them with the manifest,
-//! window by window, plus the output file digests and `SHA256SUMS`. Reads only; writes nothing.
+//! window by window when windows were recorded, plus the output file digests and `SHA256SUMS`. Reads
+//! only; writes nothing.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -67,6 +68,8 @@ pub struct VerifyReport {
     pub bad_windows: usize,
     /// Why the image could not be read to the end, if it could not.
     pub image_error: Option<String>,
+    /// What the examiner should know beyond the checks, e.g. that a mismatch cannot be localised.
+    pub note: Option<String>,
 }
 
 impl VerifyReport {
@@ -146,6 +149,7 @@ pub fn verify(
         first_bad_window: None,
         bad_windows: 0,
         image_error: None,
+        note: None,
     };
     let images: Vec<OutputFile> = manifest
         .outputs
@@ -309,11 +313,11 @@ pub fn verify(
             Control::Continue
         }
     };
-    let window = manifest.image.window_bytes.max(1);
+    // Windows are recomputed only when the acquisition recorded them: they cost a SHA-256 pass.
     let result = pipeline::run(
         &pool,
         &algorithms,
-        Some(window),
+        manifest.image.window_bytes,
         output,
         &mut produce,
         &mut observe,
@@ -353,11 +357,21 @@ pub fn verify(
         &size.to_string(),
         &result.bytes.to_string(),
     );
+    let mut stream_ok = result.bytes == size;
     for (name, expected) in &manifest.hashes {
         let actual = result.hashes.get(name).cloned().unwrap_or_default();
+        stream_ok &= *expected == actual;
         report.check(format!("{name} of the stream"), expected, &actual);
     }
-    compare_windows(&mut report, &manifest.windows, &result.windows);
+    if manifest.image.window_bytes.is_some() {
+        compare_windows(&mut report, &manifest.windows, &result.windows);
+    } else if !stream_ok {
+        report.note = Some(
+            "the image differs from the acquired stream; no hash windows were recorded, so the \
+             difference cannot be localised (acquire with --window to localise)"
+                .to_owned(),
+        );
+    }
     let files = match result.files {
         Some(f) => f,
         None => images

@@ -63,7 +63,7 @@ pub struct AcquireArgs {
     /// Hashes of the acquired stream, comma-separated: sha256, md5, sha1, sha512, blake3 [default: sha256].
     #[arg(long, value_name = "LIST", value_parser = parse_hashes)]
     pub hash: Option<HashList>,
-    /// Size of the per-window SHA-256 hashes in the manifest [default: 1G].
+    /// Size of the per-window SHA-256 hashes in the manifest; none unless given, e.g. 1G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub window: Option<u64>,
     /// Case identifier.
@@ -120,6 +120,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// SIGINT/SIGTERM ask the engine to stop at the next block, checkpoint and write an incomplete manifest.
 fn install_signal_handlers() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    // A console runs many commands in one process: a Ctrl-C that stopped the last one must not stop this one.
+    SIGNALLED.store(false, Ordering::SeqCst);
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
         SaFlags::SA_RESTART,
@@ -465,6 +467,9 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
                 w.index, w.offset, w.length, report.bad_windows
             );
         }
+        if let Some(note) = &report.note {
+            println!("  {note}");
+        }
     }
     Ok(code)
 }
@@ -497,7 +502,10 @@ pub fn run_manifest(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         println!("{alg:<11} {hex}");
     }
     let unreadable: u64 = manifest.unreadable.iter().map(|e| e.length).sum();
-    println!("windows     {}", manifest.windows.len());
+    match manifest.image.window_bytes {
+        Some(size) => println!("windows     {} of {size} bytes", manifest.windows.len()),
+        None => println!("windows     none recorded"),
+    }
     println!(
         "unreadable  {} range(s), {unreadable} bytes",
         manifest.unreadable.len()
