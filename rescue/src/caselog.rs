@@ -221,6 +221,24 @@ impl CaseLog {
         Ok(())
     }
 
+    /// A log whose entries so far are the (verified) lines of another log, e.g. the one kept in RAM before
+    /// a destination existed; [`CaseLog::attach`] then writes them out.
+    pub fn from_verified_lines(bytes: &[u8]) -> Result<Self, ChainError> {
+        let entries = verify(bytes)?;
+        let text = String::from_utf8_lossy(bytes);
+        let pending: Vec<String> = text.lines().map(str::to_owned).collect();
+        let last_hash = pending
+            .last()
+            .and_then(|l| unseal(l).ok())
+            .map_or_else(|| GENESIS.to_owned(), |(_, h)| h);
+        Ok(CaseLog {
+            file: None,
+            pending,
+            last_hash,
+            next_seq: entries.len() as u64 + 1,
+        })
+    }
+
     /// Entries kept in memory, not yet written to a file.
     pub fn pending(&self) -> usize {
         self.pending.len()

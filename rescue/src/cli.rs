@@ -45,6 +45,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Open or show the case (id, examiner, sources, evidence destination, case log).
+    Case {
+        #[command(subcommand)]
+        what: CaseCommand,
+    },
+    /// Make exactly one disk writable as the evidence destination, after confirming its serial.
+    Unlock {
+        /// The disk (e.g. /dev/sdb).
+        device: PathBuf,
+        /// The disk's serial number, or its last 6 characters (its size in bytes if it has no serial).
+        #[arg(long, value_name = "SERIAL")]
+        confirm: String,
+    },
+    /// Mount an unlocked disk or partition as the evidence destination and move the case log onto it.
+    MountEvidence {
+        /// The partition (or whole disk) holding an ext4, exFAT or FAT32 filesystem.
+        device: PathBuf,
+    },
     /// Check a case log's hash chain.
     Log {
         #[command(subcommand)]
@@ -66,6 +84,22 @@ pub enum Command {
     /// Run the line-mode prompt on a terminal device (started by init for each console).
     #[command(hide = true)]
     Console { tty: PathBuf },
+}
+
+/// What `case` does.
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Open a case.
+    New {
+        /// Case identifier (letters, digits, '-', '_', '.'); names the directory on the evidence disk.
+        id: String,
+        #[arg(long, value_name = "NAME")]
+        examiner: Option<String>,
+        #[arg(long, value_name = "TEXT")]
+        notes: Option<String>,
+    },
+    /// Show the case.
+    Show,
 }
 
 /// What `log` does.
@@ -118,7 +152,29 @@ pub fn run(command: Command) -> u8 {
 fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Devices { json } => ui::devices::run(json),
-        Command::Acquire(args) => ui::acquire::run_acquire(&args),
+        Command::Acquire(mut args) => {
+            if crate::init::in_rescue_system() {
+                // Inside the rescue system the case supplies defaults and the interlocks apply.
+                let mut locked = crate::case::Locked::open()?;
+                crate::case::add_source(&mut locked, &args.source)?;
+                args.case_id = args.case_id.or_else(|| locked.state.case_id.clone());
+                args.examiner = args.examiner.or_else(|| locked.state.examiner.clone());
+            }
+            ui::acquire::run_acquire(&args)
+        }
+        Command::Case {
+            what:
+                CaseCommand::New {
+                    id,
+                    examiner,
+                    notes,
+                },
+        } => ui::case::run_case_new(&id, examiner.as_deref(), notes.as_deref()),
+        Command::Case {
+            what: CaseCommand::Show,
+        } => ui::case::run_case_show(),
+        Command::Unlock { device, confirm } => ui::case::run_unlock(&device, &confirm),
+        Command::MountEvidence { device } => ui::case::run_mount_evidence(&device),
         Command::Verify(args) => ui::acquire::run_verify(&args),
         Command::Manifest { dir, json } => ui::acquire::run_manifest(&dir, json),
         Command::Log {

@@ -5,6 +5,7 @@
 
 pub mod acquire;
 pub mod blkro;
+pub mod case;
 pub mod caselog;
 pub mod cli;
 pub mod coldplug;

@@ -81,6 +81,7 @@ pub const TEST: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("losetup", "mount"),
     ("mkfs.ext4", "e2fsprogs"),
+    ("debugfs", "e2fsprogs"),
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),

@@ -3,6 +3,7 @@
 
 pub mod acquire;
 pub mod boot;
+pub mod case;
 pub mod caselog;
 pub mod devices;
 pub mod prompt;

@@ -96,15 +96,23 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
             }
             _ => {}
         }
+        let typed = line.trim();
+        super::case::log_command("action", typed, serde_json::json!({"console": name}));
         match cli::parse_line(&words) {
             Ok(cli::Command::Console { .. }) => println!("error: not a prompt command"),
             Ok(command) => {
                 let code = cli::run(command);
+                super::case::log_command("result", typed, serde_json::json!({"exit": code}));
                 if code != 0 {
                     println!("(exit status {code})");
                 }
             }
             Err(e) => {
+                super::case::log_command(
+                    "result",
+                    typed,
+                    serde_json::json!({"error": "not understood"}),
+                );
                 let _ = e.print();
             }
         }

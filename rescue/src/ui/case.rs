@@ -1,0 +1,129 @@
+//! `case new|show`, `unlock`, `mount-evidence`: the line-mode face of [`crate::case`].
+
+use std::path::Path;
+
+use crate::case::{self, Locked};
+use crate::caselog;
+
+pub fn run_case_new(id: &str, examiner: Option<&str>, notes: Option<&str>) -> anyhow::Result<u8> {
+    case::check_case_id(id)?;
+    let mut locked = Locked::open()?;
+    if let Some(open) = &locked.state.case_id {
+        return Err(case::CaseError::CaseOpen(open.clone()).into());
+    }
+    locked.state.case_id = Some(id.to_owned());
+    locked.state.examiner = examiner.map(str::to_owned);
+    locked.state.notes = notes.map(str::to_owned);
+    locked.state.opened_utc = Some(crate::acquire::manifest::now_rfc3339());
+    locked.state.opened_rtc = caselog::rtc_now();
+    locked.save()?;
+    locked.log(
+        "result",
+        "case new",
+        serde_json::json!({"case_id": id, "examiner": examiner, "notes": notes, "rtc": locked.state.opened_rtc}),
+    )?;
+    println!(
+        "case {id} opened at {} (RTC {})",
+        locked.state.opened_utc.as_deref().unwrap_or("-"),
+        locked.state.opened_rtc.as_deref().unwrap_or("unreadable")
+    );
+    println!(
+        "next: unlock the evidence disk with `unlock DEVICE --confirm SERIAL`, then `mount-evidence PARTITION`"
+    );
+    Ok(0)
+}
+
+pub fn run_case_show() -> anyhow::Result<u8> {
+    let locked = Locked::open()?;
+    let s = &locked.state;
+    println!(
+        "case        {}",
+        s.case_id.as_deref().unwrap_or("(none: `case new ID`)")
+    );
+    println!("examiner    {}", s.examiner.as_deref().unwrap_or("-"));
+    println!(
+        "opened      {} (RTC {})",
+        s.opened_utc.as_deref().unwrap_or("-"),
+        s.opened_rtc.as_deref().unwrap_or("-")
+    );
+    println!(
+        "sources     {}",
+        if s.sources.is_empty() {
+            "-".to_owned()
+        } else {
+            s.sources.join(" ")
+        }
+    );
+    println!(
+        "unlocked    {}",
+        if s.unlocked.is_empty() {
+            "-".to_owned()
+        } else {
+            s.unlocked.join(" ")
+        }
+    );
+    match &s.destination {
+        Some(d) => println!(
+            "evidence    {} ({}) on {}",
+            d.device, d.fstype, d.mountpoint
+        ),
+        None => println!("evidence    (not mounted; the case log is kept in RAM)"),
+    }
+    println!("case log    {}", locked.log_path().display());
+    Ok(0)
+}
+
+pub fn run_unlock(device: &Path, confirm: &str) -> anyhow::Result<u8> {
+    let mut locked = Locked::open()?;
+    match case::unlock(&mut locked, device, confirm) {
+        Ok(names) => {
+            locked.log(
+                "result",
+                &format!("unlock {}", device.display()),
+                serde_json::json!({"unlocked": names}),
+            )?;
+            println!(
+                "unlocked for writing: {} (every other disk stays write-blocked)",
+                names.join(" ")
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            locked.log(
+                "result",
+                &format!("unlock {}", device.display()),
+                serde_json::json!({"refused": e.to_string()}),
+            )?;
+            Err(e.into())
+        }
+    }
+}
+
+pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
+    let mut locked = Locked::open()?;
+    let dest = case::mount_evidence(&mut locked, device)?;
+    locked.log(
+        "result",
+        &format!("mount-evidence {}", device.display()),
+        serde_json::to_value(&dest)?,
+    )?;
+    let case_id = locked.state.case_id.clone().unwrap_or_default();
+    println!(
+        "evidence destination {} ({}) mounted on {}",
+        dest.device, dest.fstype, dest.mountpoint
+    );
+    println!(
+        "case directory {}/{case_id}; case log moved there: {}",
+        dest.mountpoint,
+        locked.log_path().display()
+    );
+    Ok(0)
+}
+
+/// Records the operator's command line and, after it ran, its exit status. Logging failures are reported
+/// but do not stop the rescue system.
+pub fn log_command(kind: &str, line: &str, detail: serde_json::Value) {
+    if let Err(e) = Locked::open().and_then(|l| l.log(kind, line, detail)) {
+        eprintln!("warning: case log: {}", super::error_chain(&e));
+    }
+}

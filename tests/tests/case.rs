@@ -1,0 +1,168 @@
+//! The line-mode incident flow inside the rescue system: open a case, unlock the evidence disk only with
+//! its serial, mount it, acquire the source onto it, verify, power off. On the host the evidence disk
+//! holds the image and a case log whose hash chain verifies (and breaks after one edited byte), and the
+//! source disk is byte-identical.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
+
+const T: Duration = Duration::from_secs(120);
+
+/// Copies a file out of an ext4 image without mounting it.
+fn debugfs_dump(image: &Path, inside: &str, out: &Path) -> anyhow::Result<()> {
+    let o = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump {inside} {}", out.display()))
+        .arg(image)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success() && out.exists(),
+        "debugfs dump {inside}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Result<()> {
+    let Some(art) = gate("line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let source = work.path().join("source.img");
+    make_disk(&source, 16 << 20, 9)?;
+    let source_sha = sha256_file(&source)?;
+    let evidence = work.path().join("evidence.img");
+    std::fs::File::create(&evidence)?.set_len(128 << 20)?;
+    let o = Command::new("mkfs.ext4")
+        .args(["-F", "-q", "-L", "EVIDENCE"])
+        .arg(&evidence)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "mkfs.ext4: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let mut src = Disk::new(&source, Bus::Virtio);
+    src.serial = Some("SRC1".into());
+    let mut ev = Disk::new(&evidence, Bus::Virtio);
+    ev.serial = Some("EVIDENCE-0042".into());
+    let mut vm = QemuBuilder::direct(&art, work.path())
+        .disk(src)
+        .disk(ev)
+        .spawn()?;
+    vm.wait_prompt(T)?;
+
+    let out = vm.run("case new CASE-1 --examiner tester", T)?;
+    vm.check(
+        out.contains("case CASE-1 opened"),
+        &format!("case opened:\n{out}"),
+    )?;
+    let out = vm.run("mount-evidence /dev/vdb", T)?;
+    vm.check(
+        out.contains("is not unlocked"),
+        &format!("a locked disk cannot be mounted:\n{out}"),
+    )?;
+    let out = vm.run("unlock /dev/vdb --confirm 0041", T)?;
+    vm.check(
+        out.contains("has serial EVIDENCE-0042") && out.contains("(exit status 1)"),
+        &format!("wrong serial refused:\n{out}"),
+    )?;
+    let out = vm.run("unlock /dev/vdb --confirm E-0042", T)?;
+    vm.check(
+        out.contains("unlocked for writing: vdb"),
+        &format!("unlock with the last 6 characters:\n{out}"),
+    )?;
+    let out = vm.run("mount-evidence /dev/vdb", T)?;
+    vm.check(
+        out.contains("mounted on /mnt/evidence"),
+        &format!("mounted:\n{out}"),
+    )?;
+    let out = vm.run(
+        "acquire /dev/vda --out /mnt/evidence/CASE-1/disk-1 --evidence-id disk-1",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        !out.contains("(exit status"),
+        &format!("acquisition succeeded:\n{out}"),
+    )?;
+    let out = vm.run(
+        "verify /mnt/evidence/CASE-1/disk-1",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        !out.contains("(exit status"),
+        &format!("verify passed:\n{out}"),
+    )?;
+    let out = vm.run("unlock /dev/vda --confirm SRC1", T)?;
+    vm.check(
+        out.contains("was chosen as a source"),
+        &format!("a source disk can never be unlocked:\n{out}"),
+    )?;
+    let out = vm.run("acquire /dev/vdb --out /tmp/x", T)?;
+    vm.check(
+        out.contains("(exit status 1)"),
+        &format!("the evidence disk cannot be acquired as a source:\n{out}"),
+    )?;
+    let disks = vm.run_json("devices --json", T)?;
+    let vda = disks
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["name"] == "vda").cloned())
+        .unwrap_or_default();
+    vm.check(vda["read_only"] == true, "the source stays write-blocked")?;
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "clean power-off")?;
+
+    assert_eq!(sha256_file(&source)?, source_sha, "the source disk changed");
+    let image = work.path().join("image.raw");
+    debugfs_dump(&evidence, "/CASE-1/disk-1/image.raw", &image)?;
+    assert_eq!(
+        sha256_file(&image)?,
+        source_sha,
+        "the image on the evidence disk equals the source"
+    );
+    let manifest = work.path().join("manifest.json");
+    debugfs_dump(&evidence, "/CASE-1/disk-1/manifest.json", &manifest)?;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest)?)?;
+    assert_eq!(
+        m["case"]["case_id"], "CASE-1",
+        "the case id comes from the open case"
+    );
+    assert_eq!(m["case"]["examiner"], "tester");
+    let log = work.path().join("case-log.jsonl");
+    debugfs_dump(&evidence, "/CASE-1/case-log.jsonl", &log)?;
+    let bytes = std::fs::read(&log)?;
+    let entries =
+        rescue::caselog::verify(&bytes).map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
+    let commands: Vec<&str> = entries.iter().map(|e| e.command.as_str()).collect();
+    for want in [
+        "case new CASE-1 --examiner tester",
+        "unlock /dev/vdb --confirm 0041",
+        "mount-evidence /dev/vdb",
+        "poweroff",
+    ] {
+        assert!(
+            commands.contains(&want),
+            "the case log records {want:?}: {commands:?}"
+        );
+    }
+    assert!(
+        entries.iter().any(|e| e.detail["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("has serial"))),
+        "the refusal is logged"
+    );
+    let mut edited = bytes.clone();
+    let at = edited.windows(6).position(|w| w == b"CASE-1").unwrap_or(0);
+    edited[at + 5] = b'2';
+    assert!(
+        rescue::caselog::verify(&edited).is_err(),
+        "one edited byte breaks the chain"
+    );
+    Ok(())
+}
