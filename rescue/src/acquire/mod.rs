@@ -144,6 +144,36 @@ pub struct Progress {
     pub unreadable_bytes: u64,
 }
 
+impl Progress {
+    /// Progress of a pass that only reads (`verify`, `--verify-source`): nothing is durable but the whole.
+    fn reading(phase: Phase, done_bytes: u64, total_bytes: u64) -> Self {
+        Progress {
+            phase,
+            done_bytes,
+            total_bytes,
+            durable_bytes: total_bytes,
+            unreadable_bytes: 0,
+        }
+    }
+}
+
+/// The observer of a read-only pass: reports each block's progress and stops once `cancel` is set.
+fn reading_observer<'a>(
+    phase: Phase,
+    total_bytes: u64,
+    progress: &'a mut dyn FnMut(&Progress),
+    cancel: &'a std::sync::atomic::AtomicBool,
+) -> impl FnMut(&buffer::Block) -> Control + 'a {
+    move |b| {
+        progress(&Progress::reading(phase, b.end(), total_bytes));
+        if cancel.load(Ordering::Relaxed) {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+}
+
 /// How an acquisition that returned normally ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -1170,20 +1200,7 @@ fn reread_source(
         offset += len as u64;
         Ok(Some(b))
     };
-    let mut observe = |b: &buffer::Block| {
-        progress(&Progress {
-            phase: Phase::VerifySource,
-            done_bytes: b.end(),
-            total_bytes: size,
-            durable_bytes: size,
-            unreadable_bytes: 0,
-        });
-        if cancel.load(Ordering::Relaxed) {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    };
+    let mut observe = reading_observer(Phase::VerifySource, size, progress, cancel);
     let r = pipeline::run(
         &pool,
         &settings.hashes,

@@ -6,14 +6,14 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
 use super::buffer::BufferPool;
 use super::hash::{HashAlgorithm, Window};
 use super::manifest::{MANIFEST_FILE, MAP_FILE, Manifest, ManifestError, SUMS_FILE};
-use super::pipeline::{self, Control, Ending, Output, StreamError};
+use super::pipeline::{self, Ending, Output, StreamError};
 use super::reader::{ImageReader, ReadImageError};
 use super::seekable::{self, FOOTER_LEN};
 use super::segments::{Layout, OutputFile};
@@ -299,20 +299,7 @@ pub fn verify(
     };
     let pool = BufferPool::new(((64 << 20) / block).max(4), block);
     let mut produce = |pool: &BufferPool| reader.next_block(pool).map_err(StreamError::from);
-    let mut observe = |b: &super::buffer::Block| {
-        progress(&Progress {
-            phase: Phase::Verify,
-            done_bytes: b.end(),
-            total_bytes: size,
-            durable_bytes: size,
-            unreadable_bytes: 0,
-        });
-        if cancel.load(Ordering::Relaxed) {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    };
+    let mut observe = super::reading_observer(Phase::Verify, size, progress, cancel);
     // Windows are recomputed only when the acquisition recorded them: they cost a SHA-256 pass.
     let result = pipeline::run(
         &pool,
