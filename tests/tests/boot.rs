@@ -54,6 +54,13 @@ fn direct_kernel_boot_reaches_prompt_and_powers_off() -> anyhow::Result<()> {
         log.matches("type 'help' for commands").count() == 2,
         "one banner at boot, one from status: the console survived Ctrl-C",
     )?;
+    // BMC serial consoles send BS or DEL for Backspace: both must erase.
+    vm.send_raw(b"devx\x7f\x08vices --json\r")?;
+    let out = vm.expect(tests::PROMPT, CMD_TIMEOUT)?;
+    vm.check(
+        out.lines().any(|l| l.trim_start().starts_with('[')),
+        &format!("the corrected line ran `devices --json`:\n{out}"),
+    )?;
     let unknown = vm.run("frobnicate", CMD_TIMEOUT)?;
     vm.check(
         unknown.contains("unrecognized subcommand") || unknown.contains("error"),

@@ -1,7 +1,6 @@
 //! The line-mode `rescue> ` prompt on one console: attaches the terminal, prints the banner and runs
 //! every CLI command typed at it.
 
-use std::io::{BufRead, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -71,16 +70,11 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
         std::env::set_var("RESCUE_CONSOLE", &name);
     }
     print!("{}", super::status::banner(&name));
-    let stdin = std::io::stdin();
-    let mut line = String::new();
     loop {
-        print!("rescue> ");
-        std::io::stdout().flush()?;
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        let Some(line) = super::lineedit::read_line("rescue> ")? else {
             // Hang-up: init respawns the prompt.
             return Ok(0);
-        }
+        };
         let words = match cli::split_words(line.trim()) {
             Ok(w) => w,
             Err(e) => {
