@@ -260,6 +260,35 @@ fn write_report(report: &coldplug::ColdplugReport) {
     }
 }
 
+/// The value of `name=` on the kernel command line; a value may be double-quoted to hold spaces.
+pub fn kernel_param(cmdline: &str, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    let mut rest = cmdline;
+    while let Some(at) = rest.find(&prefix) {
+        let starts_word = at == 0 || rest[..at].ends_with(char::is_whitespace);
+        let value = &rest[at + prefix.len()..];
+        if starts_word {
+            return Some(match value.strip_prefix('"') {
+                Some(q) => q.split('"').next().unwrap_or("").to_owned(),
+                None => value.split_whitespace().next().unwrap_or("").to_owned(),
+            });
+        }
+        rest = value;
+    }
+    None
+}
+
+/// The device behind `/dev/console`: the last `console=` on the command line (`tty0` meaning `tty1`).
+pub fn primary_console(cmdline: &str) -> Option<PathBuf> {
+    let last = cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("console="))
+        .next_back()?;
+    let name = last.split(',').next().unwrap_or(last);
+    let name = if name == "tty0" { "tty1" } else { name };
+    Some(PathBuf::from("/dev").join(name))
+}
+
 /// Consoles to run a prompt on: the kernel's active consoles, `tty0` meaning the first VT.
 pub fn active_consoles() -> Vec<PathBuf> {
     let text = fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
@@ -287,16 +316,18 @@ pub fn active_consoles() -> Vec<PathBuf> {
     out
 }
 
-fn spawn_console(tty: &Path) -> Option<Child> {
+fn spawn_console(tty: &Path, auto: Option<&str>) -> Option<Child> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
-    match Command::new(exe)
-        .arg("console")
+    let mut cmd = Command::new(exe);
+    cmd.arg("console")
         .arg(tty)
         .env(RESCUE_SYSTEM_ENV, "1")
         .env("HOME", "/root")
-        .env("PATH", "/bin:/sbin")
-        .spawn()
-    {
+        .env("PATH", "/bin:/sbin");
+    if let Some(list) = auto {
+        cmd.env(ui::prompt::AUTO_ENV, list);
+    }
+    match cmd.spawn() {
         Ok(child) => Some(child),
         Err(e) => {
             ui::boot::warn(&format!("starting the prompt on {}: {e}", tty.display()));
@@ -372,8 +403,12 @@ pub fn run_pid1() -> ! {
         ui::boot::warn(&format!("init setup failed: {panic:?}"));
     }
     let mut children: BTreeMap<i32, (PathBuf, Child)> = BTreeMap::new();
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let auto = kernel_param(&cmdline, "rescue.auto");
+    let primary = primary_console(&cmdline);
     for tty in active_consoles() {
-        if let Some(child) = spawn_console(&tty) {
+        let runs_auto = auto.is_some() && primary.as_deref().is_none_or(|p| p == tty);
+        if let Some(child) = spawn_console(&tty, auto.as_deref().filter(|_| runs_auto)) {
             children.insert(child.id() as i32, (tty, child));
         }
     }
@@ -400,7 +435,7 @@ fn reap(children: &mut BTreeMap<i32, (PathBuf, Child)>) {
                 if let Some((tty, _)) = children.remove(&pid.as_raw()) {
                     // A console that keeps dying must not spin: wait a moment before respawning.
                     thread::sleep(Duration::from_secs(1));
-                    if let Some(child) = spawn_console(&tty) {
+                    if let Some(child) = spawn_console(&tty, None) {
                         children.insert(child.id() as i32, (tty, child));
                     }
                 }
@@ -442,4 +477,29 @@ fn uptime() -> f64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_params_are_found_with_and_without_quotes() {
+        let cmdline = "console=tty0 console=ttyS0,115200n8 quiet rescue.auto=\"devices --json;selftest write-block\" x.rescue.auto=no";
+        assert_eq!(
+            kernel_param(cmdline, "rescue.auto").as_deref(),
+            Some("devices --json;selftest write-block")
+        );
+        assert_eq!(
+            kernel_param("a rescue.auto=status b", "rescue.auto").as_deref(),
+            Some("status")
+        );
+        assert_eq!(kernel_param("x.rescue.auto=no", "rescue.auto"), None);
+        assert_eq!(primary_console(cmdline), Some(PathBuf::from("/dev/ttyS0")));
+        assert_eq!(
+            primary_console("console=tty0"),
+            Some(PathBuf::from("/dev/tty1"))
+        );
+        assert_eq!(primary_console("quiet"), None);
+    }
 }

@@ -268,3 +268,35 @@ fn hotplugged_usb_disk_is_write_blocked_with_its_partitions() -> anyhow::Result<
     assert_eq!(sha256_file(&disk)?, before, "the hotplugged disk changed");
     Ok(())
 }
+
+#[test]
+fn unattended_command_list_runs_and_powers_off() -> anyhow::Result<()> {
+    let Some(art) = gate("unattended_command_list_runs_and_powers_off") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let disk = work.path().join("disk.img");
+    make_disk(&disk, 8 << 20, 5)?;
+    let before = sha256_file(&disk)?;
+    let mut b = QemuBuilder::direct(&art, work.path()).disk(Disk::new(&disk, Bus::Virtio));
+    if let Boot::Direct { cmdline, .. } = &mut b.boot {
+        cmdline.push_str(" rescue.auto=\"devices --json;selftest write-block\"");
+    }
+    let mut vm = b.spawn()?;
+    // Nobody types anything: the list runs and the machine powers off by itself.
+    let status = vm.wait_exit(BOOT_TIMEOUT)?;
+    let log = vm.log();
+    vm.check(status.success(), &format!("qemu exited cleanly ({status})"))?;
+    vm.check(
+        log.lines()
+            .any(|l| l.starts_with("[{") && l.contains("\"name\":\"vda\"")),
+        "devices --json ran",
+    )?;
+    vm.check(log.contains("write-block selftest: PASSED"), "selftest ran")?;
+    vm.check(
+        log.contains("syncing disks and powering off"),
+        "it powered off by itself",
+    )?;
+    assert_eq!(sha256_file(&disk)?, before);
+    Ok(())
+}

@@ -70,45 +70,63 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
         std::env::set_var("RESCUE_CONSOLE", &name);
     }
     print!("{}", super::status::banner(&name));
+    // Unattended mode: init hands the primary console the `rescue.auto=` command list from the kernel
+    // command line; it runs like typed lines, then the machine powers off.
+    if let Ok(list) = std::env::var(AUTO_ENV) {
+        for command in list.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+            println!("rescue> {command}");
+            execute(command, &name);
+        }
+        println!("rescue> poweroff");
+        execute("poweroff", &name);
+    }
     loop {
         let Some(line) = super::lineedit::read_line("rescue> ")? else {
             // Hang-up: init respawns the prompt.
             return Ok(0);
         };
-        let words = match cli::split_words(line.trim()) {
-            Ok(w) => w,
-            Err(e) => {
-                println!("error: {e}");
-                continue;
-            }
-        };
-        match words.first().map(String::as_str) {
-            None => continue,
-            Some("help" | "?") => {
-                print!("{}", help_text());
-                continue;
-            }
-            _ => {}
+        execute(&line, &name);
+    }
+}
+
+/// Environment variable through which init passes the unattended command list.
+pub const AUTO_ENV: &str = "RESCUE_AUTO";
+
+/// Runs one prompt line: help, or a CLI command; both the line and its outcome go to the case log.
+fn execute(line: &str, console: &str) {
+    let words = match cli::split_words(line.trim()) {
+        Ok(w) => w,
+        Err(e) => {
+            println!("error: {e}");
+            return;
         }
-        let typed = line.trim();
-        super::case::log_command("action", typed, serde_json::json!({"console": name}));
-        match cli::parse_line(&words) {
-            Ok(cli::Command::Console { .. }) => println!("error: not a prompt command"),
-            Ok(command) => {
-                let code = cli::run(command);
-                super::case::log_command("result", typed, serde_json::json!({"exit": code}));
-                if code != 0 {
-                    println!("(exit status {code})");
-                }
+    };
+    match words.first().map(String::as_str) {
+        None => return,
+        Some("help" | "?") => {
+            print!("{}", help_text());
+            return;
+        }
+        _ => {}
+    }
+    let typed = line.trim();
+    super::case::log_command("action", typed, serde_json::json!({"console": console}));
+    match cli::parse_line(&words) {
+        Ok(cli::Command::Console { .. }) => println!("error: not a prompt command"),
+        Ok(command) => {
+            let code = cli::run(command);
+            super::case::log_command("result", typed, serde_json::json!({"exit": code}));
+            if code != 0 {
+                println!("(exit status {code})");
             }
-            Err(e) => {
-                super::case::log_command(
-                    "result",
-                    typed,
-                    serde_json::json!({"error": "not understood"}),
-                );
-                let _ = e.print();
-            }
+        }
+        Err(e) => {
+            super::case::log_command(
+                "result",
+                typed,
+                serde_json::json!({"error": "not understood"}),
+            );
+            let _ = e.print();
         }
     }
 }
