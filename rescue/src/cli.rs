@@ -50,6 +50,13 @@ pub enum Command {
         #[command(subcommand)]
         what: CaseCommand,
     },
+    /// Machine identity and every disk with its partition table and filesystem signatures (saved as
+    /// inventory.json in the case directory).
+    Inventory {
+        /// One JSON object on one line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make exactly one disk writable as the evidence destination, after confirming its serial.
     Unlock {
         /// The disk (e.g. /dev/sdb).
@@ -173,6 +180,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Case {
             what: CaseCommand::Show,
         } => ui::case::run_case_show(),
+        Command::Inventory { json } => ui::case::run_inventory(json),
         Command::Unlock { device, confirm } => ui::case::run_unlock(&device, &confirm),
         Command::MountEvidence { device } => ui::case::run_mount_evidence(&device),
         Command::Verify(args) => ui::acquire::run_verify(&args),

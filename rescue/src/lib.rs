@@ -12,6 +12,7 @@ pub mod coldplug;
 pub mod devices;
 pub mod host;
 pub mod init;
+pub mod inventory;
 pub mod selftest;
 pub mod uevent;
 pub mod ui;

@@ -82,6 +82,11 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
         out.contains("mounted on /mnt/evidence"),
         &format!("mounted:\n{out}"),
     )?;
+    let out = vm.run("inventory", T)?;
+    vm.check(
+        out.contains("saved /mnt/evidence/CASE-1/inventory.json"),
+        &format!("inventory saved in the case:\n{out}"),
+    )?;
     let out = vm.run(
         "acquire /dev/vda --out /mnt/evidence/CASE-1/disk-1 --evidence-id disk-1",
         Duration::from_secs(300),
@@ -134,6 +139,21 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
         "the case id comes from the open case"
     );
     assert_eq!(m["case"]["examiner"], "tester");
+    let inventory = work.path().join("inventory.json");
+    debugfs_dump(&evidence, "/CASE-1/inventory.json", &inventory)?;
+    let inv: serde_json::Value = serde_json::from_slice(&std::fs::read(&inventory)?)?;
+    let disk = |name: &str| {
+        inv["disks"]
+            .as_array()
+            .and_then(|d| d.iter().find(|x| x["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(disk("vda")["serial"], "SRC1", "{inv}");
+    assert_eq!(
+        disk("vdb")["signature"],
+        "ext4",
+        "the evidence disk's filesystem is recognised: {inv}"
+    );
     let log = work.path().join("case-log.jsonl");
     debugfs_dump(&evidence, "/CASE-1/case-log.jsonl", &log)?;
     let bytes = std::fs::read(&log)?;

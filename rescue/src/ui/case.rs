@@ -127,3 +127,71 @@ pub fn log_command(kind: &str, line: &str, detail: serde_json::Value) {
         eprintln!("warning: case log: {}", super::error_chain(&e));
     }
 }
+
+/// `inventory [--json]`: machine identity and every disk with its partition table and signatures; saved as
+/// `inventory.json` in the case directory when an evidence destination is mounted (else under /run/rescue).
+pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
+    let inv = crate::inventory::take()?;
+    let bytes = serde_json::to_vec_pretty(&inv)?;
+    if json {
+        println!("{}", serde_json::to_string(&inv)?);
+    } else {
+        let h = &inv.host;
+        println!(
+            "machine  {} {}  serial {}  BIOS {} {}",
+            h.dmi_vendor.as_deref().unwrap_or("-"),
+            h.dmi_product.as_deref().unwrap_or("-"),
+            h.dmi_serial.as_deref().unwrap_or("-"),
+            h.bios_vendor.as_deref().unwrap_or("-"),
+            h.bios_version.as_deref().unwrap_or("-")
+        );
+        for d in &inv.disks {
+            let dev = &d.device;
+            println!(
+                "{:<10} {:>10} {:<11} {:<20} {:<20} table {}{}",
+                dev.name,
+                crate::devices::human_size(dev.size_bytes),
+                dev.transport,
+                dev.model.as_deref().unwrap_or("-"),
+                dev.serial.as_deref().unwrap_or("-"),
+                d.table.as_deref().unwrap_or("none"),
+                d.signature
+                    .as_deref()
+                    .map(|s| format!(", whole disk: {s}"))
+                    .unwrap_or_default()
+            );
+            for e in &d.entries {
+                println!(
+                    "  #{:<3} at {:>12} {:>10} {:<38} {:<16} {}",
+                    e.number,
+                    e.start_bytes,
+                    crate::devices::human_size(e.size_bytes),
+                    e.type_id,
+                    e.name.as_deref().unwrap_or("-"),
+                    e.signature.as_deref().unwrap_or("-")
+                );
+            }
+            if let Some(err) = &d.error {
+                println!("  error: {err}");
+            }
+        }
+    }
+    if crate::init::in_rescue_system() {
+        let locked = Locked::open()?;
+        let dir = match (&locked.state.destination, &locked.state.case_id) {
+            (Some(d), Some(case)) => Path::new(&d.mountpoint).join(case),
+            _ => case::state_dir(),
+        };
+        let path = dir.join("inventory.json");
+        crate::acquire::manifest::write_durable(&dir, "inventory.json", &bytes)?;
+        locked.log(
+            "result",
+            "inventory",
+            serde_json::json!({"saved": path.display().to_string(), "disks": inv.disks.len()}),
+        )?;
+        if !json {
+            println!("saved {}", path.display());
+        }
+    }
+    Ok(0)
+}
