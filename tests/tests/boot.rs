@@ -105,7 +105,14 @@ fn usb_image_boots_through_ovmf() -> anyhow::Result<()> {
             .is_some_and(|p| p.len() == 1 && p[0]["read_only"] == true),
         "its ESP partition is listed and write-blocked",
     )?;
-    poweroff(&mut vm)?;
+    // `reboot` restarts the machine; QEMU runs with -no-reboot, so it exits instead.
+    vm.send_line("reboot")?;
+    vm.expect("syncing disks and rebooting", CMD_TIMEOUT)?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(
+        status.success(),
+        &format!("qemu exited with {status} after reboot"),
+    )?;
     assert_eq!(sha256_file(&usb)?, before, "the boot medium changed");
     Ok(())
 }
