@@ -105,6 +105,18 @@ pub fn state_dir() -> PathBuf {
     std::env::var_os("RESCUE_STATE_DIR").map_or_else(|| PathBuf::from("/run/rescue"), PathBuf::from)
 }
 
+/// Devices the operator unlocked for writing (one sysfs name per line); init's sweeper leaves them alone.
+pub fn unlocked_path() -> PathBuf {
+    state_dir().join("unlocked")
+}
+
+/// The sysfs names listed in [`unlocked_path`].
+pub fn unlocked_names() -> Vec<String> {
+    fs::read_to_string(unlocked_path())
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 fn state_path() -> PathBuf {
     state_dir().join("case.json")
 }
@@ -273,10 +285,8 @@ pub fn unlock(locked: &mut Locked, dev: &Path, confirm: &str) -> Result<Vec<Stri
     let mut names = vec![disk.name.clone()];
     names.extend(disk.partitions.iter().map(|p| p.name.clone()));
     // Tell init's sweeper first, so it does not write-block the disk again behind our back.
-    let unlocked_file = state_dir().join("unlocked");
-    let mut current: Vec<String> = fs::read_to_string(&unlocked_file)
-        .map(|s| s.lines().map(str::to_owned).collect())
-        .unwrap_or_default();
+    let unlocked_file = unlocked_path();
+    let mut current = unlocked_names();
     for n in &names {
         if !current.contains(n) {
             current.push(n.clone());

@@ -113,7 +113,9 @@ impl Coldplug {
                     newly.push(module);
                 }
                 Err(e) => {
-                    self.report.failed.push((module.clone(), error_chain(&e)));
+                    self.report
+                        .failed
+                        .push((module.clone(), crate::error_chain(&e)));
                     // A failed dependency means the module itself cannot load either.
                     if module != initramfs::modules::normalize(name) {
                         continue;
@@ -156,17 +158,6 @@ impl Coldplug {
             .unmatched
             .retain(|u| !Path::new(&u.devpath).join("driver").exists());
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn finit(path: &Path, name: &str) -> Result<(), ColdplugError> {

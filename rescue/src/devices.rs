@@ -57,7 +57,8 @@ fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
     (!t.is_empty()).then(|| t.to_owned())
 }
 
-fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
+/// A number from a sysfs attribute file.
+pub(crate) fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
     read_trimmed(path)?.parse().ok()
 }
 

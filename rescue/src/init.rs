@@ -23,8 +23,6 @@ use crate::{blkro, coldplug, uevent, ui};
 
 /// Environment variable set for every process init starts.
 pub const RESCUE_SYSTEM_ENV: &str = "RESCUE_SYSTEM";
-/// Devices the operator unlocked for writing (one sysfs name per line); the sweeper leaves them alone.
-pub const UNLOCKED_PATH: &str = "/run/rescue/unlocked";
 
 /// What the operator asked init to do with the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,19 +113,13 @@ fn mount_efivarfs() {
     }
 }
 
-fn unlocked_names() -> Vec<String> {
-    fs::read_to_string(UNLOCKED_PATH)
-        .map(|s| s.lines().map(str::to_owned).collect())
-        .unwrap_or_default()
-}
-
 /// Write-blocks every block device except the ones the operator unlocked; returns failures.
 fn sweep() -> Vec<(String, blkro::BlkRoError)> {
-    blkro::protect_all(&unlocked_names())
+    blkro::protect_all(&crate::case::unlocked_names())
 }
 
 fn protect_new(name: &str) {
-    if unlocked_names().iter().any(|n| n == name) {
+    if crate::case::unlocked_names().iter().any(|n| n == name) {
         return;
     }
     let dev = PathBuf::from("/dev").join(name);

@@ -145,7 +145,7 @@ fn inspect(device: BlockDevice) -> DiskInventory {
     } else {
         gpt::disk::LogicalBlockSize::Lb512
     };
-    let gpt = File::open(&inv.device.path).ok().and_then(|f| {
+    let gpt = file.try_clone().ok().and_then(|f| {
         gpt::GptConfig::new()
             .writable(false)
             .logical_block_size(lb)

@@ -17,5 +17,17 @@ pub mod selftest;
 pub mod uevent;
 pub mod ui;
 
+/// `err: cause: cause` on one line: an error and every source below it.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

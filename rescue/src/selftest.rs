@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::blkro;
+use crate::devices::read_u64;
 
 /// How a write attempt ended.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -47,14 +48,12 @@ impl WriteProbe {
 }
 
 fn probe_one(dev: &Path) -> WriteOutcome {
-    let sector = fs::read_to_string(
+    let sector = read_u64(
         Path::new("/sys/class/block")
             .join(dev.file_name().unwrap_or_default())
             .join("queue/logical_block_size"),
     )
-    .ok()
-    .and_then(|s| s.trim().parse::<usize>().ok())
-    .unwrap_or(512);
+    .map_or(512, |s| s as usize);
     let mut original = vec![0u8; sector];
     let read = fs::File::open(dev).and_then(|mut f| f.read_exact(&mut original));
     if let Err(e) = read {
@@ -87,13 +86,7 @@ pub fn write_block() -> Vec<WriteProbe> {
     blkro::all_block_names()
         .into_iter()
         .filter(|n| !n.starts_with("ram") && !n.starts_with("zram"))
-        .filter(|n| {
-            fs::read_to_string(Path::new("/sys/class/block").join(n).join("size"))
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-                > 0
-        })
+        .filter(|n| read_u64(Path::new("/sys/class/block").join(n).join("size")).unwrap_or(0) > 0)
         .map(|name| {
             let dev = Path::new("/dev").join(&name);
             WriteProbe {

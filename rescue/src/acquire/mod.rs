@@ -1216,17 +1216,7 @@ fn reread_source(
     })
 }
 
-/// `err: cause: cause` on one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use crate::error_chain;
 
 /// Parses a size such as `4096`, `512K`, `4M`, `1G`, `4GiB` (binary units) or `4GB` (decimal units).
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -11,16 +11,7 @@ pub mod prompt;
 pub mod selftest;
 pub mod status;
 
-/// `a: b: c` from an error and its sources, lowercase first letter as house style asks.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(c) = cur {
-        parts.push(c.to_string());
-        cur = c.source();
-    }
-    parts.join(": ")
-}
+pub use crate::error_chain;
 
 /// Prints `error: …` with the whole cause chain to stderr.
 pub fn print_error(err: &anyhow::Error) {
