@@ -107,6 +107,15 @@ pub enum CaseCommand {
     },
     /// Show the case.
     Show,
+    /// Check whether a disk may be overwritten by a reinstall or restore (the target interlock): refused
+    /// for the boot medium and the evidence disk, and without a reason for unverified or unacquired disks.
+    Target {
+        /// The disk to reinstall or restore onto.
+        device: PathBuf,
+        /// Why overwriting is acceptable although its evidence is not verified (logged in the case log).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
 }
 
 /// What `log` does.
@@ -166,6 +175,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 crate::case::add_source(&mut locked, &args.source)?;
                 args.case_id = args.case_id.or_else(|| locked.state.case_id.clone());
                 args.examiner = args.examiner.or_else(|| locked.state.examiner.clone());
+                drop(locked);
+                return ui::case::run_case_acquire(*args);
             }
             ui::acquire::run_acquire(&args)
         }
@@ -180,9 +191,15 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Case {
             what: CaseCommand::Show,
         } => ui::case::run_case_show(),
+        Command::Case {
+            what: CaseCommand::Target { device, reason },
+        } => ui::case::run_case_target(&device, reason.as_deref()),
         Command::Inventory { json } => ui::case::run_inventory(json),
         Command::Unlock { device, confirm } => ui::case::run_unlock(&device, &confirm),
         Command::MountEvidence { device } => ui::case::run_mount_evidence(&device),
+        Command::Verify(args) if crate::init::in_rescue_system() => {
+            ui::case::run_case_verify(&args)
+        }
         Command::Verify(args) => ui::acquire::run_verify(&args),
         Command::Manifest { dir, json } => ui::acquire::run_manifest(&dir, json),
         Command::Log {

@@ -120,6 +120,43 @@ pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `acquire` inside the rescue system: runs the acquisition, then records in the case which disk went into
+/// which directory (complete or resumable), for the reinstall/restore interlock.
+pub fn run_case_acquire(args: super::acquire::AcquireArgs) -> anyhow::Result<u8> {
+    let code = super::acquire::run_acquire(&args)?;
+    let complete = matches!(code, 0 | super::acquire::EXIT_UNREADABLE);
+    if complete || code == super::acquire::EXIT_INCOMPLETE {
+        let mut locked = Locked::open()?;
+        case::record_acquired(&mut locked, &args.source, &args.out, complete)?;
+    }
+    Ok(code)
+}
+
+/// `verify` inside the rescue system: records the verdict for the acquisition directory in the case.
+pub fn run_case_verify(args: &super::acquire::VerifyArgs) -> anyhow::Result<u8> {
+    let code = super::acquire::run_verify(args)?;
+    let mut locked = Locked::open()?;
+    case::record_verified(&mut locked, &args.dir, code == 0)?;
+    Ok(code)
+}
+
+/// `case target DEVICE [--reason TEXT]`: the reinstall/restore interlock's verdict on one disk.
+pub fn run_case_target(device: &Path, reason: Option<&str>) -> anyhow::Result<u8> {
+    let mut locked = Locked::open()?;
+    let clearance = case::target_interlock(&mut locked, device, reason)?;
+    match &clearance.overridden {
+        None => println!(
+            "{} may be a reinstall/restore target: its evidence is acquired and verified",
+            clearance.disk
+        ),
+        Some(r) => println!(
+            "{} may be a reinstall/restore target by override; reason logged: {r}",
+            clearance.disk
+        ),
+    }
+    Ok(0)
+}
+
 /// Records the operator's command line and, after it ran, its exit status. Logging failures are reported
 /// but do not stop the rescue system.
 pub fn log_command(kind: &str, line: &str, detail: serde_json::Value) {
