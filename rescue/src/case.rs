@@ -246,6 +246,60 @@ pub fn check_case_id(id: &str) -> Result<(), CaseError> {
     }
 }
 
+/// Seconds since the Unix epoch for a UTC time typed by the operator: `YYYY-MM-DD HH:MM[:SS]`, also with
+/// `T` between date and time and a trailing `Z`.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let t = text.trim().trim_end_matches(['Z', 'z']);
+    let (date, time) = t.split_once([' ', 'T', 't'])?;
+    let d: Vec<&str> = date.split('-').collect();
+    let h: Vec<&str> = time.trim().split(':').collect();
+    if d.len() != 3 || !(2..=3).contains(&h.len()) {
+        return None;
+    }
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
+    let (hh, mm) = (num(h[0])?, num(h[1])?);
+    let ss = h.get(2).map_or(Some(0), |s| num(s))?;
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || day < 1
+        || day > month_days[(m - 1) as usize]
+        || hh > 23
+        || mm > 59
+        || ss > 59
+    {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
 /// Whether `typed` confirms `serial`: the whole serial or at least its last 6 characters, ignoring case
 /// and surrounding spaces.
 pub fn serial_confirms(serial: &str, typed: &str) -> bool {
@@ -663,6 +717,26 @@ mod tests {
         let old = br#"{"case_id":"C","examiner":null,"notes":null,"opened_utc":null,"opened_rtc":null,"sources":["sda"],"unlocked":[],"destination":null}"#;
         let s: CaseState = serde_json::from_slice(old).unwrap();
         assert!(s.acquisitions.is_empty() && s.clock_offset_seconds.is_none());
+    }
+
+    #[test]
+    fn typed_utc_times_parse() {
+        assert_eq!(parse_utc("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(parse_utc("2026-11-29 15:04:05"), Some(1_795_964_645));
+        assert_eq!(parse_utc("2026-11-29T15:04:05Z"), Some(1_795_964_645));
+        assert_eq!(parse_utc("2026-11-29 15:04"), Some(1_795_964_640));
+        assert_eq!(parse_utc("2024-02-29 00:00:00"), Some(1_709_164_800));
+        for bad in [
+            "",
+            "2026-11-29",
+            "2023-02-29 00:00",
+            "2026-13-01 00:00",
+            "2026-11-29 24:00",
+            "yesterday 10:00",
+            "2026-11-29 10:-1",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

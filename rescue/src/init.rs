@@ -319,6 +319,11 @@ fn spawn_console(tty: &Path, auto: Option<&str>) -> Option<Child> {
     if let Some(list) = auto {
         cmd.env(ui::prompt::AUTO_ENV, list);
     }
+    // `rescue.shell=line` starts the bare prompt without the guided menu in front of it.
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(mode) = kernel_param(&cmdline, "rescue.shell") {
+        cmd.env(ui::prompt::SHELL_ENV, mode);
+    }
     match cmd.spawn() {
         Ok(child) => Some(child),
         Err(e) => {

@@ -10,6 +10,7 @@ pub mod caselog;
 pub mod cli;
 pub mod coldplug;
 pub mod devices;
+pub mod format;
 pub mod host;
 pub mod init;
 pub mod inventory;

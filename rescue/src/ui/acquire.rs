@@ -78,6 +78,10 @@ pub struct AcquireArgs {
     /// Free-text notes.
     #[arg(long, value_name = "TEXT")]
     pub notes: Option<String>,
+    /// True time minus this machine's clock, in seconds (recorded in the manifest; inside the rescue
+    /// system the open case supplies it).
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub clock_offset: Option<i64>,
     /// Extra reads of a failing sector before it is zero-filled [default: 2].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
@@ -276,6 +280,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
             evidence_id: args.evidence_id.clone(),
             examiner: args.examiner.clone(),
             notes: args.notes.clone(),
+            clock_offset_seconds: args.clock_offset,
         },
         retries: args.retries,
         verify_source: args.verify_source,

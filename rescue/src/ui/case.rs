@@ -5,8 +5,25 @@ use std::path::Path;
 use crate::case::{self, Locked};
 use crate::caselog;
 
-pub fn run_case_new(id: &str, examiner: Option<&str>, notes: Option<&str>) -> anyhow::Result<u8> {
+pub fn run_case_new(
+    id: &str,
+    examiner: Option<&str>,
+    notes: Option<&str>,
+    true_time: Option<&str>,
+) -> anyhow::Result<u8> {
     case::check_case_id(id)?;
+    let clock_offset = match true_time {
+        None => None,
+        Some(t) => {
+            let truth = case::parse_utc(t).ok_or_else(|| {
+                anyhow::anyhow!("--true-time {t:?} is not a UTC time like 2026-11-29 15:04:05")
+            })?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            Some(truth - now)
+        }
+    };
     let mut locked = Locked::open()?;
     if let Some(open) = &locked.state.case_id {
         return Err(case::CaseError::CaseOpen(open.clone()).into());
@@ -16,17 +33,34 @@ pub fn run_case_new(id: &str, examiner: Option<&str>, notes: Option<&str>) -> an
     locked.state.notes = notes.map(str::to_owned);
     locked.state.opened_utc = Some(crate::acquire::manifest::now_rfc3339());
     locked.state.opened_rtc = caselog::rtc_now();
+    locked.state.clock_offset_seconds = clock_offset;
     locked.save()?;
     locked.log(
         "result",
         "case new",
-        serde_json::json!({"case_id": id, "examiner": examiner, "notes": notes, "rtc": locked.state.opened_rtc}),
+        serde_json::json!({
+            "case_id": id,
+            "examiner": examiner,
+            "notes": notes,
+            "rtc": locked.state.opened_rtc,
+            "system_clock": locked.state.opened_utc,
+            "true_time": true_time,
+            "clock_offset_seconds": clock_offset,
+        }),
     )?;
     println!(
         "case {id} opened at {} (RTC {})",
         locked.state.opened_utc.as_deref().unwrap_or("-"),
         locked.state.opened_rtc.as_deref().unwrap_or("unreadable")
     );
+    match clock_offset {
+        Some(o) => println!(
+            "clock offset {o:+} s (true time minus this machine's clock): recorded in the case log and every manifest"
+        ),
+        None => println!(
+            "clock offset not recorded (no --true-time): the machine's clock is taken as right"
+        ),
+    }
     println!(
         "next: unlock the evidence disk with `unlock DEVICE --confirm SERIAL`, then `mount-evidence PARTITION`"
     );
@@ -41,6 +75,13 @@ pub fn run_case_show() -> anyhow::Result<u8> {
         s.case_id.as_deref().unwrap_or("(none: `case new ID`)")
     );
     println!("examiner    {}", s.examiner.as_deref().unwrap_or("-"));
+    println!(
+        "clock       {}",
+        s.clock_offset_seconds.map_or_else(
+            || "taken as right (no offset recorded)".to_owned(),
+            |o| format!("offset {o:+} s (true time minus this machine's clock)")
+        )
+    );
     println!(
         "opened      {} (RTC {})",
         s.opened_utc.as_deref().unwrap_or("-"),
@@ -93,6 +134,42 @@ pub fn run_unlock(device: &Path, confirm: &str) -> anyhow::Result<u8> {
                 "result",
                 &format!("unlock {}", device.display()),
                 serde_json::json!({"refused": e.to_string()}),
+            )?;
+            Err(e.into())
+        }
+    }
+}
+
+/// `format DEVICE --fs ext4|exfat --confirm SERIAL`.
+pub fn run_format(
+    device: &Path,
+    fs: crate::format::Filesystem,
+    confirm: &str,
+) -> anyhow::Result<u8> {
+    let locked = Locked::open()?;
+    let command = format!("format {} --fs {}", device.display(), fs.name());
+    println!("formatting {} as {} ...", device.display(), fs.name());
+    match crate::format::format(&locked, device, fs, confirm) {
+        Ok(()) => {
+            locked.log(
+                "result",
+                &command,
+                serde_json::json!({"formatted": device.display().to_string(), "fs": fs.name(), "label": crate::format::LABEL}),
+            )?;
+            println!(
+                "{} now holds an empty {} filesystem labelled {}; next: mount-evidence {}",
+                device.display(),
+                fs.name(),
+                crate::format::LABEL,
+                device.display()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            locked.log(
+                "result",
+                &command,
+                serde_json::json!({"refused": crate::error_chain(&e)}),
             )?;
             Err(e.into())
         }

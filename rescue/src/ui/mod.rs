@@ -6,6 +6,7 @@ pub mod boot;
 pub mod case;
 pub mod caselog;
 pub mod devices;
+pub mod guided;
 pub mod lineedit;
 pub mod prompt;
 pub mod selftest;
