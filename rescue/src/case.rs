@@ -70,6 +70,8 @@ pub enum CaseError {
         target: String,
         tried: String,
     },
+    #[error("no boot medium (a FAT32 filesystem labelled RESCUE) was found")]
+    FindBootMedium,
     #[error("an evidence destination is already mounted: {0}")]
     EvidenceMounted(String),
     #[error("{device} is the rescue boot medium and can never be a reinstall or restore target")]
@@ -313,6 +315,14 @@ pub fn serial_confirms(serial: &str, typed: &str) -> bool {
 /// Whole disks holding the rescue system's own boot medium: a partition whose FAT volume label is the one
 /// the builder writes (`RESCUE`).
 pub fn boot_medium_disks() -> Vec<String> {
+    boot_medium_filesystems()
+        .into_iter()
+        .map(|(disk, _)| disk)
+        .collect()
+}
+
+/// `(disk name, device path)` of each FAT32 filesystem labelled `RESCUE` (one per boot medium).
+pub fn boot_medium_filesystems() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for disk in devices::list().unwrap_or_default() {
         let candidates = disk
@@ -329,12 +339,43 @@ pub fn boot_medium_disks() -> Vec<String> {
                 && &sector[0x52..0x5a] == b"FAT32   "
                 && &sector[0x47..0x52] == b"RESCUE     "
             {
-                out.push(disk.name.clone());
+                out.push((disk.name.clone(), PathBuf::from(path)));
                 break;
             }
         }
     }
     out
+}
+
+/// Reads a file from the boot medium (`rescue.run=`): mounts its FAT filesystem read-only on a private
+/// directory, reads `path` (relative to its root), unmounts.
+pub fn read_boot_medium_file(path: &Path) -> Result<Vec<u8>, CaseError> {
+    let Some((_, dev)) = boot_medium_filesystems().into_iter().next() else {
+        return Err(CaseError::FindBootMedium);
+    };
+    let target = state_dir().join("boot-medium");
+    fs::create_dir_all(&target).map_err(|source| CaseError::AccessState {
+        path: target.clone(),
+        source,
+    })?;
+    let flags = nix::mount::MsFlags::MS_RDONLY
+        | nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    nix::mount::mount(Some(&dev), &target, Some("vfat"), flags, None::<&str>).map_err(|_| {
+        CaseError::MountDevice {
+            device: dev.display().to_string(),
+            target: target.display().to_string(),
+            tried: "vfat (read-only)".into(),
+        }
+    })?;
+    let inside = target.join(path.strip_prefix("/").unwrap_or(path));
+    let read = fs::read(&inside).map_err(|source| CaseError::AccessState {
+        path: inside.clone(),
+        source,
+    });
+    let _ = nix::mount::umount(&target);
+    read
 }
 
 /// Unlocks exactly one disk for writing after the operator confirmed its serial; the interlocks refuse

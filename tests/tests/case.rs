@@ -1,7 +1,8 @@
 //! The line-mode incident flow inside the rescue system: open a case, unlock the evidence disk only with
 //! its serial, mount it, acquire the source onto it, verify, power off. On the host the evidence disk
 //! holds the image and a case log whose hash chain verifies (and breaks after one edited byte), and the
-//! source disk is byte-identical.
+//! source disk is byte-identical. The boot medium is never unlocked, and the reinstall/restore target
+//! interlock refuses the unverified source, the boot medium and the evidence disk.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,9 +52,15 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     src.serial = Some("SRC1".into());
     let mut ev = Disk::new(&evidence, Bus::Virtio);
     ev.serial = Some("EVIDENCE-0042".into());
+    // A copy of the boot medium (FAT label RESCUE) as a third disk: it can never be unlocked.
+    let boot_copy = work.path().join("rescue-usb.img");
+    std::fs::copy(art.usb_image(), &boot_copy)?;
+    let mut medium = Disk::new(&boot_copy, Bus::Virtio);
+    medium.serial = Some("BOOTSTICK-1".into());
     let mut vm = QemuBuilder::direct(&art, work.path())
         .disk(src)
         .disk(ev)
+        .disk(medium)
         .spawn()?;
     vm.wait_prompt(T)?;
 
@@ -71,6 +78,11 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     vm.check(
         out.contains("has serial EVIDENCE-0042") && out.contains("(exit status 1)"),
         &format!("wrong serial refused:\n{out}"),
+    )?;
+    let out = vm.run("unlock /dev/vdc --confirm BOOTSTICK-1", T)?;
+    vm.check(
+        out.contains("is the rescue boot medium") && out.contains("(exit status 1)"),
+        &format!("the boot medium is never unlocked:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vdb --confirm E-0042", T)?;
     vm.check(
@@ -95,6 +107,21 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
         !out.contains("(exit status"),
         &format!("acquisition succeeded:\n{out}"),
     )?;
+    let out = vm.run("case target /dev/vda", T)?;
+    vm.check(
+        out.contains("not verified yet") && out.contains("(exit status 1)"),
+        &format!("an acquired but unverified disk is no reinstall target:\n{out}"),
+    )?;
+    let out = vm.run("case target /dev/vdc --reason 'reflash it'", T)?;
+    vm.check(
+        out.contains("boot medium") && out.contains("(exit status 1)"),
+        &format!("the boot medium is never a target, whatever the reason:\n{out}"),
+    )?;
+    let out = vm.run("case target /dev/vdb --reason x", T)?;
+    vm.check(
+        out.contains("evidence destination") && out.contains("(exit status 1)"),
+        &format!("the evidence disk is never a target:\n{out}"),
+    )?;
     let out = vm.run(
         "verify /mnt/evidence/CASE-1/disk-1",
         Duration::from_secs(300),
@@ -102,6 +129,11 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     vm.check(
         !out.contains("(exit status"),
         &format!("verify passed:\n{out}"),
+    )?;
+    let out = vm.run("case target /dev/vda", T)?;
+    vm.check(
+        out.contains("may be a reinstall/restore target") && !out.contains("(exit status"),
+        &format!("after verify the source may be reinstalled:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vda --confirm SRC1", T)?;
     vm.check(
@@ -176,6 +208,13 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
             .as_str()
             .is_some_and(|r| r.contains("has serial"))),
         "the refusal is logged"
+    );
+    assert!(
+        entries.iter().any(|e| e.command == "case target /dev/vda"
+            && e.detail["refused"]
+                .as_str()
+                .is_some_and(|r| r.contains("not verified"))),
+        "the target refusal is logged"
     );
     let mut edited = bytes.clone();
     let at = edited.windows(6).position(|w| w == b"CASE-1").unwrap_or(0);

@@ -221,6 +221,14 @@ impl Reporter {
         }
     }
 
+    /// Runs `f` with the bar hidden (to ask a question under it).
+    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -250,6 +258,22 @@ fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(nix::sys::signal::Signal::SIGKILL);
     Some((bytes, signal))
+}
+
+/// Ctrl-C during an acquisition: asks before stopping. Any answer but yes continues.
+fn confirm_stop(resume_hint: &str) -> bool {
+    eprintln!(
+        "\nstop the acquisition? It stops cleanly and can be resumed later with:\n  {resume_hint}"
+    );
+    let answer = super::lineedit::read_line("stop? [y/N] ")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let stop = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    if !stop {
+        eprintln!("continuing");
+    }
+    stop
 }
 
 fn json_line(kind: &str, body: serde_json::Value) {
@@ -294,9 +318,21 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
     };
     let abort = abort_after();
     let mut reporter = Reporter::new(args.json);
+    // On a terminal Ctrl-C asks first (the acquisition pauses meanwhile); elsewhere it stops at once.
+    let ask = !args.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let resume_hint = format!(
+        "rescue acquire {} --out {} --resume",
+        args.source.display(),
+        args.out.display()
+    );
     let result = acquire::acquire(&opts, &mut |p| {
-        if SIGNALLED.load(Ordering::Relaxed) {
-            cancel.store(true, Ordering::Relaxed);
+        if SIGNALLED.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+            let stop = !ask || reporter.suspend(|| confirm_stop(&resume_hint));
+            if stop {
+                cancel.store(true, Ordering::Relaxed);
+            } else {
+                SIGNALLED.store(false, Ordering::SeqCst);
+            }
         }
         if let Some((limit, signal)) = abort
             && p.phase == Phase::Acquire

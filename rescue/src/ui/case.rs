@@ -199,7 +199,22 @@ pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
 
 /// `acquire` inside the rescue system: runs the acquisition, then records in the case which disk went into
 /// which directory (complete or resumable), for the reinstall/restore interlock.
-pub fn run_case_acquire(args: super::acquire::AcquireArgs) -> anyhow::Result<u8> {
+pub fn run_case_acquire(mut args: super::acquire::AcquireArgs) -> anyhow::Result<u8> {
+    let dest = Locked::open()?.state.destination;
+    if let Some(d) = &dest
+        && d.fstype == "vfat"
+        && args.split.is_none()
+        && args.out.starts_with(&d.mountpoint)
+    {
+        args.split = Some(FAT32_SPLIT);
+        println!(
+            "the evidence disk is FAT32 (files < 4 GiB): splitting the image into {} segments",
+            crate::devices::human_size(FAT32_SPLIT)
+        );
+    }
+    if !args.resume {
+        check_space(&args)?;
+    }
     let code = super::acquire::run_acquire(&args)?;
     let complete = matches!(code, 0 | super::acquire::EXIT_UNREADABLE);
     if complete || code == super::acquire::EXIT_INCOMPLETE {
@@ -207,6 +222,58 @@ pub fn run_case_acquire(args: super::acquire::AcquireArgs) -> anyhow::Result<u8>
         case::record_acquired(&mut locked, &args.source, &args.out, complete)?;
     }
     Ok(code)
+}
+
+/// Segment size on a FAT32 destination: files there must stay below 4 GiB.
+pub const FAT32_SPLIT: u64 = 4095 << 20;
+
+/// Refuses before anything is written when a raw image cannot fit: the source's size is known and the
+/// destination's free space is smaller.
+fn check_space(args: &super::acquire::AcquireArgs) -> anyhow::Result<()> {
+    if args.format == Some(super::acquire::FormatArg::Zstd) {
+        return Ok(()); // compressed size is unknown beforehand
+    }
+    let is_block = std::fs::metadata(&args.source)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let size = if is_block {
+        // A disk or a partition: the kernel's size of exactly that device, in 512-byte units.
+        let Ok(name) = crate::blkro::sysfs_name(&args.source) else {
+            return Ok(());
+        };
+        match std::fs::read_to_string(format!("/sys/class/block/{name}/size"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            Some(sectors) => sectors * 512,
+            None => return Ok(()),
+        }
+    } else {
+        match std::fs::metadata(&args.source) {
+            Ok(m) if m.is_file() => m.len(),
+            _ => return Ok(()),
+        }
+    };
+    // The directory may not exist yet: ask the nearest existing ancestor.
+    let mut probe = args.out.as_path();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => return Ok(()),
+        }
+    }
+    let Ok(st) = nix::sys::statvfs::statvfs(probe) else {
+        return Ok(());
+    };
+    let free = st.blocks_available() * st.fragment_size();
+    if free < size {
+        anyhow::bail!(
+            "the destination has {} free but the raw image of {} needs {}: free space, choose another destination, or use --format zstd",
+            crate::devices::human_size(free),
+            args.source.display(),
+            crate::devices::human_size(size)
+        );
+    }
+    Ok(())
 }
 
 /// `verify` inside the rescue system: records the verdict for the acquisition directory in the case.

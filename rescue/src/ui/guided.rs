@@ -291,7 +291,7 @@ impl Ask {
             let mut i = Input::<String>::with_theme(&self.theme)
                 .with_prompt(prompt)
                 .allow_empty(true);
-            if let Some(d) = default {
+            if let Some(d) = default.filter(|d| !d.is_empty()) {
                 i = i.default(d.to_owned());
             }
             return i

@@ -10,6 +10,7 @@ pub mod guided;
 pub mod lineedit;
 pub mod prompt;
 pub mod selftest;
+pub mod serial;
 pub mod status;
 
 pub use crate::error_chain;

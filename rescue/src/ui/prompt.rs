@@ -70,11 +70,40 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
         );
         std::env::set_var("RESCUE_CONSOLE", &name);
     }
+    if name.starts_with("ttyS") {
+        super::serial::probe_window_size(std::time::Duration::from_millis(500));
+    }
     print!("{}", super::status::banner(&name));
     // Unattended mode: init hands the primary console the `rescue.auto=` command list from the kernel
-    // command line; it runs like typed lines, then the machine powers off.
-    if let Ok(list) = std::env::var(AUTO_ENV) {
-        for command in list.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+    // command line, or `rescue.run=` names a command file on the boot medium; the commands run like
+    // typed lines, then the machine powers off.
+    let mut unattended: Option<Vec<String>> = std::env::var(AUTO_ENV).ok().map(|list| {
+        list.split(';')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    if let Ok(file) = std::env::var(RUN_ENV) {
+        match crate::case::read_boot_medium_file(Path::new(&file)) {
+            Ok(bytes) => {
+                println!("rescue.run: running {file} from the boot medium");
+                unattended.get_or_insert_with(Vec::new).extend(
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_owned),
+                );
+            }
+            Err(e) => {
+                println!("rescue.run: {}", crate::error_chain(&e));
+                unattended.get_or_insert_with(Vec::new);
+            }
+        }
+    }
+    if let Some(commands) = unattended {
+        for command in &commands {
             println!("rescue> {command}");
             execute(command, &name);
         }
@@ -122,6 +151,9 @@ pub fn interactive_loop(console: &str) -> anyhow::Result<()> {
 
 /// Environment variable through which init passes `rescue.shell=` (`line`: no guided menu at start-up).
 pub const SHELL_ENV: &str = "RESCUE_SHELL";
+
+/// Environment variable through which init passes `rescue.run=` (a command file on the boot medium).
+pub const RUN_ENV: &str = "RESCUE_RUN";
 
 /// Environment variable through which init passes the unattended command list.
 pub const AUTO_ENV: &str = "RESCUE_AUTO";
