@@ -4,6 +4,7 @@
 //! progress through callbacks. See `ARCHITECTURE.md` for the invariants.
 
 pub mod acquire;
+pub mod ata;
 pub mod blkro;
 pub mod case;
 pub mod caselog;

@@ -352,6 +352,7 @@ pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
                     e.signature.as_deref().unwrap_or("-")
                 );
             }
+            println!("  hidden areas: {}", d.hidden_areas.summary);
             if let Some(err) = &d.error {
                 println!("  error: {err}");
             }
