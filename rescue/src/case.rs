@@ -671,6 +671,17 @@ pub fn mount_evidence(locked: &mut Locked, dev: &Path) -> Result<Destination, Ca
     })?;
     log.attach(&case_dir.join("case-log.jsonl"))?;
     let _ = fs::remove_file(&ram);
+    // An inventory taken before the destination existed belongs in the case directory too.
+    if let Ok(bytes) = fs::read(state_dir().join("inventory.json"))
+        && !case_dir.join("inventory.json").exists()
+    {
+        crate::acquire::manifest::write_durable(&case_dir, "inventory.json", &bytes).map_err(
+            |e| CaseError::AccessState {
+                path: case_dir.join("inventory.json"),
+                source: std::io::Error::other(e),
+            },
+        )?;
+    }
     locked.state.destination = Some(dest.clone());
     locked.save()?;
     Ok(dest)

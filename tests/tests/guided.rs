@@ -145,16 +145,18 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_raw(b"j\r")?;
     vm.expect("to make it writable", T)?;
     vm.send_line("ENCE-77")?;
-    vm.expect("What to do with it", T)?;
+    let out = vm.expect("What to do with it", T)?;
+    vm.check(
+        out.contains("unlocked for writing: vdb"),
+        &format!("unlocked with the last 6 characters of its serial:\n{out}"),
+    )?;
     vm.send_raw(b"j\r")?;
     vm.expect("Type its serial", T)?;
     vm.send_line("USBEVIDENCE-77")?;
     let out = vm.expect(PROMPT, Duration::from_secs(300))?;
     vm.check(
-        out.contains("unlocked for writing: vdb")
-            && out.contains("empty ext4 filesystem")
-            && out.contains("mounted on /mnt/evidence"),
-        &format!("evidence disk unlocked, formatted, mounted:\n{out}"),
+        out.contains("empty ext4 filesystem") && out.contains("mounted on /mnt/evidence"),
+        &format!("evidence disk formatted and mounted:\n{out}"),
     )?;
 
     // Step 4: acquire the source and verify it.

@@ -106,21 +106,40 @@ pub fn add_tools(archive: &mut Archive) -> anyhow::Result<Vec<ToolFile>> {
             bytes,
         );
     }
+    let mut copied = BTreeSet::new();
+    let mut links = Vec::new();
     for (path, bytes) in closure.libraries {
         let file = Path::new(&path)
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
+        copied.insert(format!("{LIB_DIR}/{file}"));
         add(format!("{LIB_DIR}/{file}"), path, 0o755, bytes);
     }
     for interp in closure.interpreters {
-        let bytes = read_real(Path::new(&interp))?;
-        add(
-            interp.trim_start_matches('/').to_owned(),
-            interp,
-            0o755,
-            bytes,
-        );
+        let file = Path::new(&interp)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let in_lib_dir = format!("{LIB_DIR}/{file}");
+        if copied.contains(&in_lib_dir) {
+            // libc names the loader too: one copy, and the PT_INTERP path points at it.
+            links.push((
+                interp.trim_start_matches('/').to_owned(),
+                format!("/{in_lib_dir}"),
+            ));
+        } else {
+            let bytes = read_real(Path::new(&interp))?;
+            add(
+                interp.trim_start_matches('/').to_owned(),
+                interp,
+                0o755,
+                bytes,
+            );
+        }
+    }
+    for (path, target) in links {
+        archive.add_symlink(&path, &target);
     }
     // mke2fs looks for mounted filesystems in /etc/mtab.
     archive.add_symlink("etc/mtab", "/proc/self/mounts");

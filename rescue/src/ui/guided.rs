@@ -10,6 +10,9 @@
 //! every prompt falls back to a numbered list answered with a typed line.
 
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
+
+use nix::sys::termios;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -192,6 +195,34 @@ pub fn run_shell() -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Keeps the terminal from echoing (and line-buffering) while a dialoguer prompt runs: dialoguer reads
+/// one key at a time in raw mode and draws its own echo, so bytes that arrive between two key reads (a
+/// fast typist, a pasted answer, a test harness) must not be echoed a second time by the line discipline.
+struct QuietTerminal(Option<termios::Termios>);
+
+impl QuietTerminal {
+    fn new() -> Self {
+        let stdin = std::io::stdin();
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return QuietTerminal(None);
+        };
+        let mut quiet = saved.clone();
+        quiet
+            .local_flags
+            .remove(termios::LocalFlags::ECHO | termios::LocalFlags::ICANON);
+        let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &quiet);
+        QuietTerminal(Some(saved))
+    }
+}
+
+impl Drop for QuietTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
+        }
+    }
+}
+
 /// Prompts: dialoguer on a terminal, numbered lists otherwise.
 struct Ask {
     fancy: bool,
@@ -227,6 +258,7 @@ impl Ask {
 
     fn select(&self, prompt: &str, items: &[String]) -> Answer<usize> {
         if self.fancy {
+            let _quiet = QuietTerminal::new();
             return Select::with_theme(&self.theme)
                 .with_prompt(format!("{prompt} (j/k or arrows, Enter; q cancels)"))
                 .items(items)
@@ -255,6 +287,7 @@ impl Ask {
 
     fn multi(&self, prompt: &str, items: &[String]) -> Answer<Vec<usize>> {
         if self.fancy {
+            let _quiet = QuietTerminal::new();
             return MultiSelect::with_theme(&self.theme)
                 .with_prompt(format!(
                     "{prompt} (Space marks, j/k or arrows move, Enter accepts)"
@@ -288,6 +321,7 @@ impl Ask {
     /// A line of text; `default` is taken on an empty answer.
     fn input(&self, prompt: &str, default: Option<&str>) -> Answer<String> {
         if self.fancy {
+            let _quiet = QuietTerminal::new();
             let mut i = Input::<String>::with_theme(&self.theme)
                 .with_prompt(prompt)
                 .allow_empty(true);
@@ -314,6 +348,7 @@ impl Ask {
 
     fn confirm(&self, prompt: &str) -> anyhow::Result<bool> {
         if self.fancy {
+            let _quiet = QuietTerminal::new();
             return Ok(Confirm::with_theme(&self.theme)
                 .with_prompt(prompt)
                 .default(false)
@@ -668,7 +703,7 @@ fn step_target(ask: &Ask, what: &str, command: &str) -> anyhow::Result<()> {
     }
     if code == 0 {
         println!(
-            "{} is cleared as the {what} target. The {what} itself is a line-mode command: `{command} … {}` (it runs the same interlock)",
+            "{} is cleared as the {what} target. The {what} itself is a line-mode command: `{command} ... {}` (it runs the same interlock)",
             disk.path, disk.path
         );
     }
