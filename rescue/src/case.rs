@@ -639,10 +639,13 @@ pub fn mount_evidence(locked: &mut Locked, dev: &Path) -> Result<Destination, Ca
         | nix::mount::MsFlags::MS_NODEV
         | nix::mount::MsFlags::MS_NOEXEC;
     let tried = ["ext4", "exfat", "vfat"];
+    // vfat's default character set is the kernel's CONFIG_FAT_DEFAULT_IOCHARSET (Debian: "ascii", a
+    // module the initramfs need not carry); name UTF-8, which exFAT uses too, explicitly.
+    let options = |fs: &str| (fs == "vfat").then_some("iocharset=utf8");
     let fstype = tried
         .iter()
         .find(|fs| {
-            nix::mount::mount(Some(dev), EVIDENCE_MOUNT, Some(**fs), flags, None::<&str>).is_ok()
+            nix::mount::mount(Some(dev), EVIDENCE_MOUNT, Some(**fs), flags, options(fs)).is_ok()
         })
         .ok_or_else(|| CaseError::MountDevice {
             device: device.clone(),

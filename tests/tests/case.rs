@@ -225,3 +225,190 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     );
     Ok(())
 }
+
+/// Line mode on a FAT32 evidence disk: a raw image that cannot fit is refused before anything is written,
+/// one that fits is split automatically below 4 GiB; `format` refuses a source disk and makes an exFAT
+/// filesystem (with the initramfs's own mkfs.exfat) on an unlocked one; the inventory reports HPA/DCO for
+/// an AHCI disk.
+#[test]
+fn line_mode_fat32_split_space_check_and_exfat_format() -> anyhow::Result<()> {
+    let Some(art) = gate("line_mode_fat32_split_space_check_and_exfat_format") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let big = work.path().join("big.img");
+    make_disk(&big, 64 << 20, 3)?;
+    let big_sha = sha256_file(&big)?;
+    let small = work.path().join("small.img");
+    make_disk(&small, 8 << 20, 5)?;
+    let small_sha = sha256_file(&small)?;
+    let fat = work.path().join("fat32.img");
+    std::fs::File::create(&fat)?.set_len(40 << 20)?;
+    let o = Command::new("mkfs.vfat")
+        .args(["-F", "32", "-s", "1", "-n", "EVID32"])
+        .arg(&fat)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "mkfs.vfat: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let exfat = work.path().join("exfat.img");
+    std::fs::File::create(&exfat)?.set_len(64 << 20)?;
+    let ata_img = work.path().join("ata.img");
+    std::fs::File::create(&ata_img)?.set_len(16 << 20)?;
+    let mut ata = Disk::new(&ata_img, Bus::Ahci);
+    ata.serial = Some("ATA-1".into());
+
+    let disk = |path: &Path, serial: &str| {
+        let mut d = Disk::new(path, Bus::Virtio);
+        d.serial = Some(serial.into());
+        d
+    };
+    let mut vm = QemuBuilder::direct(&art, work.path())
+        .disk(disk(&big, "SRCBIG1"))
+        .disk(disk(&small, "SRCSMALL1"))
+        .disk(disk(&fat, "FAT-000032"))
+        .disk(disk(&exfat, "EXF-000001"))
+        .disk(ata)
+        .spawn()?;
+    vm.wait_prompt(T)?;
+    vm.run("case new C2 --examiner tester", T)?;
+    // An AHCI disk answers IDENTIFY: the inventory reports its HPA/DCO feature state.
+    let out = vm.run("inventory", T)?;
+    let sda = out
+        .lines()
+        .skip_while(|l| !l.starts_with("sda"))
+        .find(|l| l.contains("hidden areas"))
+        .unwrap_or_default()
+        .to_owned();
+    vm.check(
+        sda.contains("HPA") && !sda.contains("not reported"),
+        &format!("HPA/DCO reported for the ATA disk: {sda:?}\n{out}"),
+    )?;
+    let out = vm.run("unlock /dev/vdc --confirm 000032", T)?;
+    vm.check(out.contains("unlocked for writing: vdc"), &out)?;
+    let out = vm.run("mount-evidence /dev/vdc", T)?;
+    vm.check(
+        out.contains("(vfat) mounted on /mnt/evidence"),
+        &format!("FAT32 evidence mounted:\n{out}"),
+    )?;
+    let out = vm.run(
+        "acquire /dev/vda --out /mnt/evidence/C2/big --evidence-id big",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("free but the raw image of /dev/vda needs") && out.contains("(exit status 1)"),
+        &format!("no space: refused before starting:\n{out}"),
+    )?;
+    let out = vm.run("manifest /mnt/evidence/C2/big", T)?;
+    vm.check(
+        out.contains("(exit status"),
+        &format!("nothing was written for the refused acquisition:\n{out}"),
+    )?;
+    let out = vm.run(
+        "acquire /dev/vdb --out /mnt/evidence/C2/small --evidence-id small",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("splitting the image into") && !out.contains("(exit status"),
+        &format!("FAT32: split automatically:\n{out}"),
+    )?;
+    let m = vm.run_json("manifest /mnt/evidence/C2/small --json", T)?;
+    vm.check(
+        m["image"]["split_bytes"] == 4095u64 << 20 && m["hashes"]["sha256"] == small_sha.as_str(),
+        &format!("manifest of the split image: {m}"),
+    )?;
+    let out = vm.run("format /dev/vda --fs ext4 --confirm SRCBIG1", T)?;
+    vm.check(
+        out.contains("never formatted") && out.contains("(exit status 1)"),
+        &format!("a source disk is never formatted:\n{out}"),
+    )?;
+    let out = vm.run("format /dev/vdd --fs exfat --confirm EXF-000001", T)?;
+    vm.check(
+        out.contains("is not unlocked") && out.contains("(exit status 1)"),
+        &format!("a locked disk is not formatted:\n{out}"),
+    )?;
+    vm.run("unlock /dev/vdd --confirm EXF-000001", T)?;
+    let out = vm.run("format /dev/vdd --fs exfat --confirm 000002", T)?;
+    vm.check(
+        out.contains("has serial EXF-000001") && out.contains("(exit status 1)"),
+        &format!("a wrong serial formats nothing:\n{out}"),
+    )?;
+    let out = vm.run(
+        "format /dev/vdd --fs exfat --confirm EXF-000001",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("empty exfat filesystem labelled EVIDENCE") && !out.contains("(exit status"),
+        &format!("exFAT made inside the rescue system:\n{out}"),
+    )?;
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "clean power-off")?;
+
+    assert_eq!(
+        sha256_file(&big)?,
+        big_sha,
+        "the refused source is unchanged"
+    );
+    assert_eq!(sha256_file(&small)?, small_sha, "the source is unchanged");
+    let head = std::fs::read(&exfat)?;
+    assert_eq!(
+        &head[3..11],
+        b"EXFAT   ",
+        "an exFAT boot sector on the formatted disk"
+    );
+    Ok(())
+}
+
+/// `rescue.run=PATH`: a command file on the boot medium (FAT, label RESCUE) runs unattended on the
+/// primary console, then the machine powers off; reading it leaves the boot medium unchanged.
+#[test]
+fn run_file_on_the_boot_medium_runs_unattended() -> anyhow::Result<()> {
+    let Some(art) = gate("run_file_on_the_boot_medium_runs_unattended") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let medium = work.path().join("rescue-usb.img");
+    std::fs::copy(art.usb_image(), &medium)?;
+    let cmds = work.path().join("incident.txt");
+    std::fs::write(
+        &cmds,
+        "# unattended triage\ncase new RUN-1 --examiner robot\n\ncase show\ninventory\n",
+    )?;
+    // The ESP starts at sector 2048 (1 MiB), as the builder lays it out.
+    let o = Command::new("mcopy")
+        .arg("-i")
+        .arg(format!("{}@@1M", medium.display()))
+        .arg(&cmds)
+        .arg("::/incident.txt")
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "mcopy: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let medium_sha = sha256_file(&medium)?;
+    let mut b = QemuBuilder::direct(&art, work.path()).disk(Disk::new(&medium, Bus::Virtio));
+    if let tests::Boot::Direct { cmdline, .. } = &mut b.boot {
+        cmdline.push_str(" rescue.run=/incident.txt");
+    }
+    let mut vm = b.spawn()?;
+    let out = vm.expect("rescue> poweroff", Duration::from_secs(300))?;
+    vm.check(
+        out.contains("rescue.run: running /incident.txt from the boot medium")
+            && out.contains("case RUN-1 opened")
+            && out.contains("examiner    robot")
+            && out.contains("saved /run/rescue/inventory.json"),
+        &format!("the command file ran:\n{out}"),
+    )?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "powered off after the command file")?;
+    assert_eq!(
+        sha256_file(&medium)?,
+        medium_sha,
+        "reading the command file left the boot medium unchanged"
+    );
+    Ok(())
+}

@@ -88,4 +88,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),
+    // Puts a rescue.run command file onto a copy of the boot medium.
+    ("mcopy", "mtools"),
 ];
