@@ -362,12 +362,17 @@ pub fn read_boot_medium_file(path: &Path) -> Result<Vec<u8>, CaseError> {
         | nix::mount::MsFlags::MS_NOSUID
         | nix::mount::MsFlags::MS_NODEV
         | nix::mount::MsFlags::MS_NOEXEC;
-    nix::mount::mount(Some(&dev), &target, Some("vfat"), flags, None::<&str>).map_err(|_| {
-        CaseError::MountDevice {
-            device: dev.display().to_string(),
-            target: target.display().to_string(),
-            tried: "vfat (read-only)".into(),
-        }
+    nix::mount::mount(
+        Some(&dev),
+        &target,
+        Some("vfat"),
+        flags,
+        Some("iocharset=utf8"),
+    )
+    .map_err(|_| CaseError::MountDevice {
+        device: dev.display().to_string(),
+        target: target.display().to_string(),
+        tried: "vfat (read-only)".into(),
     })?;
     let inside = target.join(path.strip_prefix("/").unwrap_or(path));
     let read = fs::read(&inside).map_err(|source| CaseError::AccessState {

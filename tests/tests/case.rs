@@ -412,3 +412,66 @@ fn run_file_on_the_boot_medium_runs_unattended() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Ctrl-C during an acquisition asks first ("no" continues), then stops cleanly and leaves a state that
+/// `--resume` completes into an image equal to the source. The source disk is read-throttled so the
+/// acquisition lasts long enough to interrupt.
+#[test]
+fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Result<()> {
+    let Some(art) = gate("ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let source = work.path().join("slow.img");
+    make_disk(&source, 32 << 20, 11)?;
+    let source_sha = sha256_file(&source)?;
+    let mut b = QemuBuilder::direct(&art, work.path());
+    b.extra.extend([
+        "-drive".to_owned(),
+        format!(
+            "if=none,id=slow,format=raw,readonly=on,file={},throttling.bps-read=2097152",
+            source.display()
+        ),
+        "-device".to_owned(),
+        "virtio-blk-pci,drive=slow,serial=SLOW-1".to_owned(),
+    ]);
+    let mut vm = b.spawn()?;
+    vm.wait_prompt(T)?;
+    vm.send_line("acquire /dev/vda --out /tmp/ev --evidence-id slow")?;
+    std::thread::sleep(Duration::from_secs(4));
+    vm.send_raw(b"\x03")?;
+    let out = vm.expect("stop? [y/N] ", T)?;
+    vm.check(
+        out.contains("rescue acquire /dev/vda --out /tmp/ev --resume"),
+        &format!("the question shows how to resume:\n{out}"),
+    )?;
+    vm.send_line("n")?;
+    vm.expect("continuing", T)?;
+    std::thread::sleep(Duration::from_secs(2));
+    vm.send_raw(b"\x03")?;
+    vm.expect("stop? [y/N] ", T)?;
+    vm.send_line("y")?;
+    let out = vm.expect(tests::PROMPT, Duration::from_secs(300))?;
+    vm.check(
+        out.contains("interrupted after") && out.contains("(exit status 5)"),
+        &format!("stopped cleanly, resumable (exit 5):\n{out}"),
+    )?;
+    let out = vm.run(
+        "acquire /dev/vda --out /tmp/ev --evidence-id slow --resume",
+        Duration::from_secs(600),
+    )?;
+    vm.check(
+        out.contains("acquired /dev/vda") && !out.contains("(exit status"),
+        &format!("resumed to completion:\n{out}"),
+    )?;
+    let m = vm.run_json("manifest /tmp/ev --json", T)?;
+    vm.check(
+        m["complete"] == true && m["hashes"]["sha256"] == source_sha.as_str(),
+        &format!("the resumed image hashes like the source: {m}"),
+    )?;
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "clean power-off")?;
+    assert_eq!(sha256_file(&source)?, source_sha, "the source disk changed");
+    Ok(())
+}

@@ -97,8 +97,8 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
                 );
             }
             Err(e) => {
-                println!("rescue.run: {}", crate::error_chain(&e));
-                unattended.get_or_insert_with(Vec::new);
+                // Nothing to run: stay up so whoever looks at the console sees why.
+                println!("rescue.run: {}; not powering off", crate::error_chain(&e));
             }
         }
     }
