@@ -4,12 +4,14 @@
 //! progress through callbacks. See `ARCHITECTURE.md` for the invariants.
 
 pub mod acquire;
+pub mod ata;
 pub mod blkro;
 pub mod case;
 pub mod caselog;
 pub mod cli;
 pub mod coldplug;
 pub mod devices;
+pub mod format;
 pub mod host;
 pub mod init;
 pub mod inventory;

@@ -215,6 +215,8 @@ struct InitramfsBuild {
     modules_builtin: Vec<String>,
     firmware: Vec<FileRecord>,
     firmware_missing: Vec<String>,
+    /// Host programs (mkfs) with their libraries and loader.
+    tools: Vec<crate::tools::ToolFile>,
     uncompressed_size: u64,
 }
 
@@ -332,6 +334,7 @@ fn build_initramfs(
             kernel.firmware_dir.display()
         );
     }
+    let tools = crate::tools::add_tools(&mut archive)?;
     let mut cpio = Vec::new();
     archive
         .write(&mut cpio, epoch)
@@ -350,6 +353,7 @@ fn build_initramfs(
             .collect(),
         firmware,
         firmware_missing: fw.missing,
+        tools,
         uncompressed_size,
     })
 }
@@ -514,6 +518,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "modules_builtin": initrd.modules_builtin,
         "firmware": initrd.firmware,
         "firmware_missing": initrd.firmware_missing,
+        "tools": initrd.tools,
         "outputs": outputs,
     });
     let manifest_path = art.dir.join("build-manifest.json");

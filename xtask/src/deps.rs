@@ -69,6 +69,9 @@ pub const BUILD: &[(&str, &str)] = &[
         "systemd-boot-efi",
     ),
     ("dpkg-deb", "dpkg"),
+    // Copied into the initramfs to format evidence disks.
+    ("mkfs.ext4", "e2fsprogs"),
+    ("mkfs.exfat", "exfatprogs"),
 ];
 
 /// What booting and checking the images needs.
@@ -85,4 +88,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),
+    // Puts a rescue.run command file onto a copy of the boot medium.
+    ("mcopy", "mtools"),
 ];

@@ -8,6 +8,7 @@ mod deps;
 mod kernel;
 mod qemu;
 mod test;
+mod tools;
 mod util;
 
 use std::process::ExitCode;

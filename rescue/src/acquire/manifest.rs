@@ -76,6 +76,10 @@ pub struct CaseInfo {
     pub evidence_id: Option<String>,
     pub examiner: Option<String>,
     pub notes: Option<String>,
+    /// True time minus the machine's clock in seconds, as the operator stated it when opening the case
+    /// (timestamps in this manifest are the machine's clock). Absent in manifests of older versions.
+    #[serde(default)]
+    pub clock_offset_seconds: Option<i64>,
 }
 
 /// The machine the acquisition ran on.

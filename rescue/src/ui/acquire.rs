@@ -78,6 +78,10 @@ pub struct AcquireArgs {
     /// Free-text notes.
     #[arg(long, value_name = "TEXT")]
     pub notes: Option<String>,
+    /// True time minus this machine's clock, in seconds (recorded in the manifest; inside the rescue
+    /// system the open case supplies it).
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub clock_offset: Option<i64>,
     /// Extra reads of a failing sector before it is zero-filled [default: 2].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
@@ -217,6 +221,14 @@ impl Reporter {
         }
     }
 
+    /// Runs `f` with the bar hidden (to ask a question under it).
+    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -248,6 +260,22 @@ fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     Some((bytes, signal))
 }
 
+/// Ctrl-C during an acquisition: asks before stopping. Any answer but yes continues.
+fn confirm_stop(resume_hint: &str) -> bool {
+    eprintln!(
+        "\nstop the acquisition? It stops cleanly and can be resumed later with:\n  {resume_hint}"
+    );
+    let answer = super::lineedit::read_line("stop? [y/N] ")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let stop = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    if !stop {
+        eprintln!("continuing");
+    }
+    stop
+}
+
 fn json_line(kind: &str, body: serde_json::Value) {
     let mut v = body;
     if let Some(o) = v.as_object_mut() {
@@ -276,6 +304,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
             evidence_id: args.evidence_id.clone(),
             examiner: args.examiner.clone(),
             notes: args.notes.clone(),
+            clock_offset_seconds: args.clock_offset,
         },
         retries: args.retries,
         verify_source: args.verify_source,
@@ -289,9 +318,21 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
     };
     let abort = abort_after();
     let mut reporter = Reporter::new(args.json);
+    // On a terminal Ctrl-C asks first (the acquisition pauses meanwhile); elsewhere it stops at once.
+    let ask = !args.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let resume_hint = format!(
+        "rescue acquire {} --out {} --resume",
+        args.source.display(),
+        args.out.display()
+    );
     let result = acquire::acquire(&opts, &mut |p| {
-        if SIGNALLED.load(Ordering::Relaxed) {
-            cancel.store(true, Ordering::Relaxed);
+        if SIGNALLED.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+            let stop = !ask || reporter.suspend(|| confirm_stop(&resume_hint));
+            if stop {
+                cancel.store(true, Ordering::Relaxed);
+            } else {
+                SIGNALLED.store(false, Ordering::SeqCst);
+            }
         }
         if let Some((limit, signal)) = abort
             && p.phase == Phase::Acquire

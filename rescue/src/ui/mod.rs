@@ -6,9 +6,11 @@ pub mod boot;
 pub mod case;
 pub mod caselog;
 pub mod devices;
+pub mod guided;
 pub mod lineedit;
 pub mod prompt;
 pub mod selftest;
+pub mod serial;
 pub mod status;
 
 pub use crate::error_chain;
