@@ -74,6 +74,9 @@ pub enum CaseError {
     EvidenceMounted(String),
     #[error(transparent)]
     Log(#[from] caselog::CaseLogError),
+    /// A deploy/restore target refused by the target interlock.
+    #[error("{device} cannot be a deploy or restore target: {why}")]
+    RefuseTarget { device: String, why: String },
 }
 
 /// The evidence destination.
@@ -395,6 +398,79 @@ pub fn mount_evidence(locked: &mut Locked, dev: &Path) -> Result<Destination, Ca
     Ok(dest)
 }
 
+/// Makes a deploy or restore target writable (disk and partitions) after the operator confirmed its
+/// serial, once [`target_interlock`] cleared it. Unlike [`unlock`] it does not make the disk an evidence
+/// destination, and a source disk that was acquired may be cleared (that is what reinstalling means).
+pub fn unlock_target(
+    locked: &Locked,
+    clearance: &TargetClearance,
+    dev: &Path,
+    confirm: &str,
+) -> Result<Vec<String>, CaseError> {
+    let disk = devices::describe(dev).map_err(|source| CaseError::DescribeDevice {
+        path: dev.to_owned(),
+        source,
+    })?;
+    let device = disk.path.clone();
+    if disk.name != clearance.disk {
+        return Err(CaseError::RefuseTarget {
+            device,
+            why: format!("the interlock cleared {}, not this disk", clearance.disk),
+        });
+    }
+    match &disk.serial {
+        Some(serial) if !serial_confirms(serial, confirm) => {
+            return Err(CaseError::WrongSerial {
+                device,
+                serial: serial.clone(),
+            });
+        }
+        None if confirm.trim() != disk.size_bytes.to_string() => {
+            return Err(CaseError::WrongSize {
+                device,
+                size: disk.size_bytes,
+            });
+        }
+        _ => {}
+    }
+    let mounts = blkro::family_mounts(Path::new(&device)).unwrap_or_default();
+    if !mounts.is_empty() {
+        let list = mounts
+            .iter()
+            .map(|m| format!("{} on {}", m.source, m.target))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(CaseError::RefuseMounted {
+            device,
+            mounts: list,
+        });
+    }
+    let mut names = vec![disk.name.clone()];
+    names.extend(disk.partitions.iter().map(|p| p.name.clone()));
+    let unlocked_file = unlocked_path();
+    let mut current = unlocked_names();
+    for n in &names {
+        if !current.contains(n) {
+            current.push(n.clone());
+        }
+    }
+    fs::write(&unlocked_file, current.join("\n") + "\n").map_err(|source| {
+        CaseError::AccessState {
+            path: unlocked_file.clone(),
+            source,
+        }
+    })?;
+    for n in &names {
+        let path = PathBuf::from("/dev").join(n);
+        blkro::set_read_only(&path, false).map_err(|source| CaseError::SetWriteBlock {
+            device: path.display().to_string(),
+            source,
+        })?;
+    }
+    let _ = locked;
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,4 +494,63 @@ mod tests {
             assert!(check_case_id(bad).is_err(), "{bad:?}");
         }
     }
+}
+
+// --- target_interlock (provisional; the guided-shell branch owns the real one) ---
+
+/// A disk the target interlock allows deploy/restore to write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetClearance {
+    pub disk: String,
+    pub overridden: Option<String>,
+}
+
+/// Provisional: refuses the boot medium and the evidence destination always, and any disk not recorded
+/// as an acquisition source in this case unless a non-empty reason is given (and logged).
+pub fn target_interlock(
+    locked: &mut Locked,
+    device: &std::path::Path,
+    reason: Option<&str>,
+) -> Result<TargetClearance, CaseError> {
+    let disk = devices::describe(device).map_err(|source| CaseError::DescribeDevice {
+        path: device.to_owned(),
+        source,
+    })?;
+    let refuse = |why: &str| CaseError::RefuseTarget {
+        device: disk.path.clone(),
+        why: why.to_owned(),
+    };
+    if boot_medium_disks().contains(&disk.name) {
+        return Err(refuse("it is the rescue boot medium"));
+    }
+    let dest_disk = locked
+        .state
+        .destination
+        .as_ref()
+        .and_then(|d| blkro::sysfs_name(Path::new(&d.device)).ok())
+        .map(|n| blkro::whole_disk(&n));
+    if locked.state.unlocked.contains(&disk.name) || dest_disk.as_deref() == Some(&disk.name) {
+        return Err(refuse("it is the evidence destination"));
+    }
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if locked.state.sources.contains(&disk.name) {
+        return Ok(TargetClearance {
+            disk: disk.name,
+            overridden: None,
+        });
+    }
+    let Some(reason) = reason else {
+        return Err(refuse(
+            "it was never acquired in this case; acquire and verify it first, or give --reason TEXT (logged)",
+        ));
+    };
+    locked.log(
+        "interlock",
+        &format!("target {}", disk.path),
+        serde_json::json!({"overridden": reason, "disk": disk.name}),
+    )?;
+    Ok(TargetClearance {
+        disk: disk.name,
+        overridden: Some(reason.to_owned()),
+    })
 }

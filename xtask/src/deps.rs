@@ -85,4 +85,9 @@ pub const TEST: &[(&str, &str)] = &[
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),
+    // reinstall/restore: test keys and signatures, the installer ISO built at test time.
+    ("gpg", "gnupg"),
+    ("gpgconf", "gnupg"),
+    ("xorriso", "xorriso"),
+    ("apt-get", "apt"),
 ];

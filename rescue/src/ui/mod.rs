@@ -8,6 +8,8 @@ pub mod caselog;
 pub mod devices;
 pub mod lineedit;
 pub mod prompt;
+pub mod reinstall;
+pub mod restore;
 pub mod selftest;
 pub mod status;
 
