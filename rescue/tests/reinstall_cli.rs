@@ -651,3 +651,146 @@ fn restore_cli_writes_the_manifest_and_resumes_identical_files() {
     assert!(text(&o).contains("1 identical"), "{}", text(&o));
     assert!(!dst.join("etc/cron.d/job").exists());
 }
+
+/// Skips a root-only test, unless `RESCUE_REQUIRE_LOOP=1` (set by `cargo xtask test`) makes it a failure.
+fn need_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
+        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
+    );
+    eprintln!("skipped {what}: needs root");
+    false
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn restore_into_a_full_target_stops_cleanly_and_a_rerun_resumes() {
+    if !need_root("restore_into_a_full_target_stops_cleanly_and_a_rerun_resumes") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("backup");
+    std::fs::create_dir_all(src.join("srv")).unwrap();
+    for i in 0..6u8 {
+        std::fs::write(src.join(format!("srv/f{i}.bin")), vec![i; 300_000]).unwrap();
+    }
+    let dst = d.path().join("root");
+    std::fs::create_dir_all(&dst).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount tmpfs");
+    let _guard = Unmount(dst.clone());
+    let report = d.path().join("report");
+    let run = || {
+        rescue(
+            &["restore", s(&src), s(&dst), "--report-dir", s(&report)],
+            &[],
+        )
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        text(&o).contains("the target filesystem is full"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("run the same command again"),
+        "{}",
+        text(&o)
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("restore-manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["complete"], false);
+    let first = m["counts"]["restored"].as_u64().unwrap_or(0);
+    assert!((1..6).contains(&first), "some files fit: {m}");
+    let temps: Vec<_> = std::fs::read_dir(dst.join("srv"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("rescue-restore"))
+        .collect();
+    assert!(temps.is_empty(), "no half-written temporary file is left");
+
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let o = run();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{first} identical"))
+            && text(&o).contains(&format!("{} restored", 6 - first)),
+        "the rerun skips what was done and finishes the rest:\n{}",
+        text(&o)
+    );
+    for i in 0..6u8 {
+        assert_eq!(
+            std::fs::read(dst.join(format!("srv/f{i}.bin"))).unwrap(),
+            vec![i; 300_000]
+        );
+    }
+}
+
+#[test]
+fn restore_from_a_disk_image_mounts_it_read_only_through_a_loop_device() {
+    if !need_root("restore_from_a_disk_image_mounts_it_read_only_through_a_loop_device") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let files = d.path().join("files");
+    std::fs::create_dir_all(files.join("srv")).unwrap();
+    std::fs::write(files.join("srv/data.txt"), b"from the image").unwrap();
+    let image = d.path().join("backup.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let mk = Command::new("mkfs.ext4")
+        .args(["-F", "-q", "-d"])
+        .arg(&files)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        mk.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mk.stderr)
+    );
+    let before = std::fs::read(&image).unwrap();
+    let dst = d.path().join("root");
+    std::fs::create_dir_all(&dst).unwrap();
+    let o = rescue(&["restore", s(&image), s(&dst), "--json"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("mounted read-only"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(dst.join("srv/data.txt")).unwrap(),
+        b"from the image"
+    );
+    assert_eq!(
+        std::fs::read(&image).unwrap(),
+        before,
+        "the image is unchanged"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("restore-source-"),
+        "the source is unmounted afterwards"
+    );
+}

@@ -1,8 +1,9 @@
 //! Verified reinstall inside the rescue system: (a) an installer ISO built at test time from Debian's
 //! `debian-installer-12-netboot-amd64` with a GnuPG-signed SHA256SUMS beside it on a media disk —
 //! `reinstall verify` proves it, `reinstall boot` kexecs its kernel and the Debian installer's first
-//! screen appears on the serial console; (b) a signed golden image deployed onto a target disk (the
-//! interlock, a wrong serial and a too-small disk refused first), checked byte for byte on the host.
+//! screen appears on the serial console; (b) a golden image signed by a key embedded in the initramfs
+//! (as `--trust-key` does) deployed onto a target disk (the interlock, a wrong serial and a too-small
+//! disk refused first), checked byte for byte on the host.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -229,16 +230,59 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
         d.serial = Some(serial.into());
         d
     };
-    let mut vm = QemuBuilder::direct(&art, work.path())
+    // Embed the signer's key the way `cargo xtask build --trust-key` does (/etc/rescue/trusted-keys/), as
+    // an uncompressed cpio in front of the build's initramfs (the kernel unpacks concatenated archives).
+    let extra = work.path().join("extra");
+    std::fs::create_dir_all(extra.join("etc/rescue/trusted-keys"))?;
+    std::fs::copy(
+        media_dir.join("signer.asc"),
+        extra.join("etc/rescue/trusted-keys/01-golden.asc"),
+    )?;
+    let mut child = Command::new("cpio")
+        .current_dir(&extra)
+        .args(["--quiet", "-o", "-H", "newc", "--owner", "0:0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("cpio stdin"))?;
+        stdin.write_all(
+            b"etc\netc/rescue\netc/rescue/trusted-keys\netc/rescue/trusted-keys/01-golden.asc\n",
+        )?;
+    }
+    let cpio = child.wait_with_output()?;
+    anyhow::ensure!(
+        cpio.status.success(),
+        "cpio: {}",
+        String::from_utf8_lossy(&cpio.stderr)
+    );
+    let initrd = work.path().join("initrd-with-key");
+    let mut bytes = cpio.stdout;
+    bytes.extend(std::fs::read(art.initramfs())?);
+    std::fs::write(&initrd, bytes)?;
+    let mut b = QemuBuilder::direct(&art, work.path())
         .disk(disk(&media, "MEDIA-2"))
         .disk(disk(&target, "TARGET-0007"))
-        .disk(disk(&small, "SMALL-0001"))
-        .spawn()?;
+        .disk(disk(&small, "SMALL-0001"));
+    if let tests::Boot::Direct { initrd: i, .. } = &mut b.boot {
+        *i = initrd;
+    }
+    let mut vm = b.spawn()?;
     vm.wait_prompt(T)?;
+    let out = vm.run("reinstall keys", T)?;
+    vm.check(
+        out.contains(&signer.fpr) && out.contains("Golden image builder <golden@example.org>"),
+        &format!("the embedded key is listed:\n{out}"),
+    )?;
     let out = vm.run("case new CASE-R --examiner tester", T)?;
     vm.check(out.contains("case CASE-R opened"), &out)?;
-    let src =
-        "golden.img --media /dev/vda --sums SHA256SUMS --sig SHA256SUMS.sign --keyring signer.asc";
+    // No --keyring: the key embedded in the initramfs is the trust anchor.
+    let src = "golden.img --media /dev/vda --sums SHA256SUMS --sig SHA256SUMS.sign";
     let out = vm.run(
         &format!("deploy {src} --target /dev/vdb --confirm TARGET-0007"),
         T,
