@@ -155,6 +155,14 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         &format!("the interlock wants a reason:\n{out}"),
     )?;
     let out = vm.run(
+        "restore /dev/vda /dev/vdc --confirm EVIDENCE-0042 --reason 'wrong disk'",
+        T,
+    )?;
+    vm.check(
+        out.contains("is the evidence destination") && out.contains("(exit status 1)"),
+        &format!("the evidence disk is never a restore target, reason or not:\n{out}"),
+    )?;
+    let out = vm.run(
         &format!("{restore} --reason 'new root disk'"),
         Duration::from_secs(300),
     )?;

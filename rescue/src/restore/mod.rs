@@ -23,6 +23,9 @@ use crate::reinstall::checksums::{self, Algorithm, Hasher};
 
 /// Schema of `restore-manifest.json`.
 pub const SCHEMA: &str = "rescue.restore/1";
+/// Copy and hash buffer: small enough to stay on the heap (a fresh mmap per file costs page faults on
+/// every one of thousands of small files), big enough for full-speed SHA-256.
+const COPY_BUF: usize = 128 << 10;
 /// File name of the restore manifest.
 pub const MANIFEST_NAME: &str = "restore-manifest.json";
 
@@ -203,7 +206,7 @@ fn hash_with_head(
 ) -> std::io::Result<(String, Vec<u8>, u64)> {
     let mut h = Hasher::new(Algorithm::Sha256);
     let mut head = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
     let mut out = out;
     loop {
@@ -609,7 +612,7 @@ impl Restorer {
         // Spool while hashing; a write error (full target) must be told apart from a read error.
         let mut h = Hasher::new(Algorithm::Sha256);
         let mut head = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; COPY_BUF];
         loop {
             let n = match r.read(&mut buf) {
                 Ok(0) => break,
