@@ -794,3 +794,39 @@ fn restore_from_a_disk_image_mounts_it_read_only_through_a_loop_device() {
         "the source is unmounted afterwards"
     );
 }
+
+#[test]
+fn deploy_writes_back_a_zstd_acquisition_and_checks_it_against_its_manifest() {
+    let d = tempfile::tempdir().unwrap();
+    let disk = d.path().join("disk.img");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i / 1000 % 251) as u8).collect();
+    std::fs::write(&disk, &data).unwrap();
+    let acq = d.path().join("disk-1");
+    let o = rescue(
+        &["acquire", s(&disk), "--out", s(&acq), "--format", "zstd"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let target = d.path().join("target.img");
+    std::fs::write(&target, vec![0xFFu8; 4_000_000]).unwrap();
+    let o = rescue(
+        &[
+            "deploy",
+            s(&acq.join("image.raw.zst")),
+            "--target",
+            s(&target),
+            "--confirm",
+            "x",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("seekable zstd") && text(&o).contains("matches the acquisition manifest"),
+        "{}",
+        text(&o)
+    );
+    let t = std::fs::read(&target).unwrap();
+    assert_eq!(&t[..data.len()], &data[..]);
+    assert!(t[data.len()..].iter().all(|b| *b == 0xFF));
+}

@@ -201,6 +201,15 @@ pub fn walk_tar(
         } else {
             EntryKind::Special(format!("{et:?}").to_lowercase())
         };
+        // GNU tar and bsdtar store xattrs as PAX records `SCHILY.xattr.<name>`.
+        let mut xattrs = Vec::new();
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
         let h = entry.header();
         let mtime = h.mtime().unwrap_or(0) as i64;
         let se = SourceEntry {
@@ -212,7 +221,7 @@ pub fn walk_tar(
             atime: mtime,
             mtime,
             size: entry.size(),
-            xattrs: Vec::new(),
+            xattrs,
         };
         if matches!(se.kind, EntryKind::File) {
             f(&se, Content::Stream(&mut entry))?;

@@ -275,3 +275,58 @@ fn tar_traversal_is_refused_and_dry_run_writes_nothing() {
     let m = run(&zpath, &dst2, Policy::default(), None, false);
     assert_eq!(rec(&m, "srv/ok.txt").action, Action::Restored);
 }
+
+fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: lgetxattr into a buffer of the given size.
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| {
+        buf.truncate(len as usize);
+        buf
+    })
+}
+
+#[test]
+fn xattrs_come_back_from_directories_and_pax_archives() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("backup");
+    write(&src, "srv/tagged.txt", b"tagged", 0o644);
+    let p = std::ffi::CString::new(src.join("srv/tagged.txt").to_str().unwrap()).unwrap();
+    let name = std::ffi::CString::new("user.origin").unwrap();
+    // SAFETY: setxattr with valid C strings and a value buffer of the given length.
+    let rc =
+        unsafe { libc::setxattr(p.as_ptr(), name.as_ptr(), b"backup-7".as_ptr().cast(), 8, 0) };
+    assert_eq!(rc, 0, "the test directory supports user xattrs");
+    let dst = t.path().join("root");
+    fs::create_dir_all(&dst).unwrap();
+    run(&src, &dst, Policy::default(), None, false);
+    assert_eq!(
+        getxattr(&dst.join("srv/tagged.txt"), "user.origin").as_deref(),
+        Some(&b"backup-7"[..])
+    );
+
+    let tarpath = t.path().join("x.tar");
+    let mut b = tar::Builder::new(fs::File::create(&tarpath).unwrap());
+    b.append_pax_extensions([("SCHILY.xattr.user.origin", &b"tar-9"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_path("srv/from-tar.txt").unwrap();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append(&h, &b"abc"[..]).unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let dst2 = t.path().join("root2");
+    fs::create_dir_all(&dst2).unwrap();
+    let m = run(&tarpath, &dst2, Policy::default(), None, false);
+    assert_eq!(rec(&m, "srv/from-tar.txt").action, Action::Restored);
+    assert_eq!(
+        getxattr(&dst2.join("srv/from-tar.txt"), "user.origin").as_deref(),
+        Some(&b"tar-9"[..])
+    );
+}
