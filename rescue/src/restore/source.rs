@@ -427,3 +427,29 @@ pub fn mount_readonly(path: &Path, mount_base: &Path) -> Result<Mounted, SourceE
             .join(", "),
     })
 }
+
+/// Whole disks a path lives on: the disk of a block device, or the disks holding a file's filesystem
+/// (through loop devices and stacked devices). Used to refuse a source and target on the same disk.
+pub fn disks_of(path: &Path) -> Vec<String> {
+    let is_block = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    let names = if is_block {
+        crate::blkro::sysfs_name(path).into_iter().collect()
+    } else {
+        crate::blkro::backing_disks(path)
+    };
+    let mut disks: Vec<String> = names.iter().map(|n| crate::blkro::whole_disk(n)).collect();
+    disks.sort();
+    disks.dedup();
+    disks
+}
+
+/// The first disk both paths live on, when at least one of them is a block device (two files on one
+/// host filesystem are fine; a disk and a file on it, or one disk twice, are not).
+pub fn shared_disk(a: &Path, b: &Path) -> Option<String> {
+    let is_block = |p: &Path| fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device());
+    if !is_block(a) && !is_block(b) {
+        return None;
+    }
+    let other = disks_of(b);
+    disks_of(a).into_iter().find(|d| other.contains(d))
+}

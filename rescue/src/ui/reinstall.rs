@@ -365,6 +365,12 @@ pub fn run_deploy(a: &DeployArgs) -> anyhow::Result<u8> {
         },
         None => None,
     };
+    if let Some(disk) = crate::restore::source::shared_disk(&image, &a.target) {
+        anyhow::bail!(
+            "the image {} is on {disk}, the disk it would overwrite",
+            image.display()
+        );
+    }
     let mut plan = deploy::plan(&image, &a.target)?;
     if plan.expected_sha256.is_none()
         && let Some(p) = proof.as_ref().filter(|p| {

@@ -126,6 +126,13 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
     };
     let pol = policy::Policy::new(&a.include, &a.exclude, blocklist, a.allow_executables)?;
 
+    if let Some(disk) = source::shared_disk(&a.source, &a.target) {
+        anyhow::bail!(
+            "the restore source {} and the target {} are both on {disk}: a backup is never restored onto the disk it is read from",
+            a.source.display(),
+            a.target.display()
+        );
+    }
     // The target: a disk (cleared by the interlock, confirmed, unlocked, mounted) or a directory.
     let target_is_device = std::fs::metadata(&a.target)
         .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
