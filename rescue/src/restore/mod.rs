@@ -234,7 +234,7 @@ pub struct Restorer {
     target_path: PathBuf,
     policy: Policy,
     dry_run: bool,
-    root: Option<target::Root>,
+    root: target::Root,
     backup_manifest: Option<(PathBuf, BTreeMap<String, String>)>,
     seen: BTreeSet<String>,
     dirs: HashMap<String, (u32, u32, u32)>,
@@ -264,7 +264,7 @@ impl Restorer {
             target_path: target.to_owned(),
             policy,
             dry_run,
-            root: Some(root),
+            root,
             backup_manifest,
             seen: BTreeSet::new(),
             dirs: HashMap::new(),
@@ -296,16 +296,9 @@ impl Restorer {
         });
     }
 
-    fn root(&self) -> &target::Root {
-        // `root` is set in `new` and only taken in `finish`, which consumes self.
-        self.root
-            .as_ref()
-            .expect("target root is open until finish")
-    }
-
     fn open_dir(&self, parent: &str) -> std::io::Result<target::Dir> {
         let dirs = &self.dirs;
-        self.root()
+        self.root
             .dir(parent, true, &|p| dirs.get(p).map_or(0o755, |d| d.0))
     }
 
@@ -710,9 +703,7 @@ impl Restorer {
                 if policy::traversal(rel).is_some() {
                     continue;
                 }
-                if let Some(root) = &self.root
-                    && let Ok(d) = root.dir(parent, false, &|_| 0o755)
-                {
+                if let Ok(d) = self.root.dir(parent, false, &|_| 0o755) {
                     // Only directories that exist (something was restored into them).
                     if d.read_link(name).is_none() {
                         d.set_dir_meta(name, *mode, *uid, *gid);
@@ -741,7 +732,6 @@ impl Restorer {
                 );
             }
         }
-        self.root = None;
         let mut counts = BTreeMap::new();
         for r in &self.records {
             *counts.entry(r.action.name()).or_insert(0) += 1;
