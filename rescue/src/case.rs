@@ -90,6 +90,9 @@ pub enum CaseError {
     RefuseTargetNotAcquired { device: String },
     #[error(transparent)]
     Log(#[from] caselog::CaseLogError),
+    /// A deploy/restore target refused by the target interlock.
+    #[error("{device} cannot be a deploy or restore target: {why}")]
+    RefuseTarget { device: String, why: String },
 }
 
 /// One acquisition of a source disk in this case, as the target interlock sees it.
@@ -693,6 +696,79 @@ pub fn mount_evidence(locked: &mut Locked, dev: &Path) -> Result<Destination, Ca
     locked.state.destination = Some(dest.clone());
     locked.save()?;
     Ok(dest)
+}
+
+/// Makes a deploy or restore target writable (disk and partitions) after the operator confirmed its
+/// serial, once [`target_interlock`] cleared it. Unlike [`unlock`] it does not make the disk an evidence
+/// destination, and a source disk that was acquired may be cleared (that is what reinstalling means).
+pub fn unlock_target(
+    locked: &Locked,
+    clearance: &TargetClearance,
+    dev: &Path,
+    confirm: &str,
+) -> Result<Vec<String>, CaseError> {
+    let disk = devices::describe(dev).map_err(|source| CaseError::DescribeDevice {
+        path: dev.to_owned(),
+        source,
+    })?;
+    let device = disk.path.clone();
+    if disk.path != clearance.disk {
+        return Err(CaseError::RefuseTarget {
+            device,
+            why: format!("the interlock cleared {}, not this disk", clearance.disk),
+        });
+    }
+    match &disk.serial {
+        Some(serial) if !serial_confirms(serial, confirm) => {
+            return Err(CaseError::WrongSerial {
+                device,
+                serial: serial.clone(),
+            });
+        }
+        None if confirm.trim() != disk.size_bytes.to_string() => {
+            return Err(CaseError::WrongSize {
+                device,
+                size: disk.size_bytes,
+            });
+        }
+        _ => {}
+    }
+    let mounts = blkro::family_mounts(Path::new(&device)).unwrap_or_default();
+    if !mounts.is_empty() {
+        let list = mounts
+            .iter()
+            .map(|m| format!("{} on {}", m.source, m.target))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(CaseError::RefuseMounted {
+            device,
+            mounts: list,
+        });
+    }
+    let mut names = vec![disk.name.clone()];
+    names.extend(disk.partitions.iter().map(|p| p.name.clone()));
+    let unlocked_file = unlocked_path();
+    let mut current = unlocked_names();
+    for n in &names {
+        if !current.contains(n) {
+            current.push(n.clone());
+        }
+    }
+    fs::write(&unlocked_file, current.join("\n") + "\n").map_err(|source| {
+        CaseError::AccessState {
+            path: unlocked_file.clone(),
+            source,
+        }
+    })?;
+    for n in &names {
+        let path = PathBuf::from("/dev").join(n);
+        blkro::set_read_only(&path, false).map_err(|source| CaseError::SetWriteBlock {
+            device: path.display().to_string(),
+            source,
+        })?;
+    }
+    let _ = locked;
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -93,6 +93,15 @@ pub enum Command {
         #[command(subcommand)]
         what: SelftestCommand,
     },
+    /// Verify an installer or golden image (signed checksums), list trusted keys, boot an installer ISO.
+    Reinstall {
+        #[command(subcommand)]
+        what: ui::reinstall::ReinstallCommand,
+    },
+    /// Write a verified image to a disk and read it back.
+    Deploy(Box<ui::reinstall::DeployArgs>),
+    /// Restore files from a backup onto the new root: checksummed, screened, read back.
+    Restore(Box<ui::restore::RestoreArgs>),
     /// Version, build, kernel, boot mode and write-block state.
     Status,
     /// Drivers loaded at boot and devices no driver matched.
@@ -238,6 +247,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Selftest {
             what: SelftestCommand::WriteBlock,
         } => ui::selftest::run_write_block(),
+        Command::Reinstall { what } => ui::reinstall::run(what),
+        Command::Deploy(args) => ui::reinstall::run_deploy(&args),
+        Command::Restore(args) => ui::restore::run(&args),
         Command::Status => ui::status::run(),
         Command::Drivers => ui::status::run_drivers(),
         Command::Poweroff => ui::status::run_power(crate::init::PowerAction::PowerOff),

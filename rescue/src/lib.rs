@@ -15,6 +15,8 @@ pub mod format;
 pub mod host;
 pub mod init;
 pub mod inventory;
+pub mod reinstall;
+pub mod restore;
 pub mod selftest;
 pub mod uevent;
 pub mod ui;

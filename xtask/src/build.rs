@@ -41,6 +41,8 @@ pub struct BuildOptions {
     /// Source date and commit, fixed once so that builds compared with each other see the same values.
     pub epoch: u32,
     pub commit: String,
+    /// OpenPGP public keys to embed in the initramfs (`--trust-key FILE`, repeatable).
+    pub trust_keys: Vec<PathBuf>,
 }
 
 impl BuildOptions {
@@ -69,6 +71,7 @@ impl BuildOptions {
                 "--out" => o.out = PathBuf::from(value("--out")?),
                 "--cmdline" => o.cmdline = value("--cmdline")?,
                 "--stub" => o.stub = PathBuf::from(value("--stub")?),
+                "--trust-key" => o.trust_keys.push(PathBuf::from(value("--trust-key")?)),
                 "--esp-size" => {
                     let mib: u64 = value("--esp-size")?
                         .parse()
@@ -226,6 +229,7 @@ fn build_initramfs(
     profile: &str,
     rescue_bin: &[u8],
     build_info: &[u8],
+    trusted: &[TrustedKey],
     epoch: u32,
 ) -> anyhow::Result<InitramfsBuild> {
     let profile = initramfs::profile::by_name(profile).with_context(|| {
@@ -267,6 +271,16 @@ fn build_initramfs(
     archive.add_symlink("sbin/modprobe", "/init");
     archive.add_file("etc/rescue/build.json", 0o644, build_info.to_vec());
     archive.add_file("etc/hostname", 0o644, b"rescue\n".to_vec());
+    if !trusted.is_empty() {
+        archive.add_dir("etc/rescue/trusted-keys", 0o755);
+        for k in trusted {
+            archive.add_file(
+                &format!("etc/rescue/trusted-keys/{}", k.file),
+                0o644,
+                k.data.clone(),
+            );
+        }
+    }
     archive.add_file(
         "etc/os-release",
         0o644,
@@ -415,9 +429,16 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     let kernel_sha = util::sha256_hex(&vmlinuz);
     let rescue_sha = util::sha256_hex(&rescue_bin);
     let stub_sha = util::sha256_hex(&stub);
+    let trusted = trusted_keys(&rescue_bin_path, &o.trust_keys)?;
+    // Trusted keys change what the image accepts, so they are part of its identity (only when present,
+    // so that builds without keys keep their id).
+    let keys_id: String = trusted
+        .iter()
+        .map(|k| format!("\nkey {} {}", k.fingerprint, k.sha256))
+        .collect();
     let build_id = util::sha256_hex(
         format!(
-            "{kernel_sha}\n{rescue_sha}\n{stub_sha}\n{}\n{}\n{}",
+            "{kernel_sha}\n{rescue_sha}\n{stub_sha}\n{}\n{}\n{}{keys_id}",
             o.cmdline,
             o.profile,
             env!("CARGO_PKG_VERSION")
@@ -435,7 +456,15 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "cmdline": o.cmdline,
     }))?;
 
-    let initrd = build_initramfs(&kernel, &index, &o.profile, &rescue_bin, &build_info, epoch)?;
+    let initrd = build_initramfs(
+        &kernel,
+        &index,
+        &o.profile,
+        &rescue_bin,
+        &build_info,
+        &trusted,
+        epoch,
+    )?;
     let uname = kernel.release.clone();
     let osrel = format!(
         "NAME=rescue\nID=rescue\nPRETTY_NAME=\"rescue {} ({build_id})\"\nVERSION_ID={}\n",
@@ -519,6 +548,10 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "firmware": initrd.firmware,
         "firmware_missing": initrd.firmware_missing,
         "tools": initrd.tools,
+        "trusted_keys": trusted.iter().map(|k| json!({
+            "fingerprint": k.fingerprint, "uid": k.uid, "file": format!("/etc/rescue/trusted-keys/{}", k.file),
+            "source": k.source.display().to_string(), "sha256": k.sha256,
+        })).collect::<Vec<_>>(),
         "outputs": outputs,
     });
     let manifest_path = art.dir.join("build-manifest.json");
@@ -544,4 +577,67 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         disk.get_ref().len() as f64 / 1048576.0
     );
     Ok(art)
+}
+
+/// A `--trust-key` input, checked and fingerprinted.
+#[derive(Debug, Clone)]
+struct TrustedKey {
+    source: PathBuf,
+    /// Name inside `/etc/rescue/trusted-keys/`.
+    file: String,
+    data: Vec<u8>,
+    sha256: String,
+    fingerprint: String,
+    uid: String,
+}
+
+/// Reads every `--trust-key` file and fingerprints it with the freshly built rescue binary itself
+/// (`rescue reinstall keys --keyring FILE --json`), so the build accepts exactly the keys the rescue
+/// system will be able to parse, and xtask needs no OpenPGP code of its own.
+fn trusted_keys(rescue_bin: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<TrustedKey>> {
+    let mut out = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let data =
+            fs::read(path).with_context(|| format!("reading --trust-key {}", path.display()))?;
+        let listing = util::output(
+            Command::new(rescue_bin)
+                .args(["reinstall", "keys", "--json", "--keyring"])
+                .arg(path),
+        )
+        .with_context(|| {
+            format!(
+                "--trust-key {} is not a usable OpenPGP public key",
+                path.display()
+            )
+        })?;
+        let keys: Vec<serde_json::Value> = serde_json::from_str(listing.trim())
+            .with_context(|| format!("parsing the key listing of {}", path.display()))?;
+        let first = keys
+            .first()
+            .with_context(|| format!("--trust-key {} holds no public key", path.display()))?;
+        let fingerprint = first["fingerprint"].as_str().unwrap_or_default().to_owned();
+        let armoured = data.windows(10).any(|w| w == b"-----BEGIN");
+        let file = format!(
+            "{:02}-{fingerprint}.{}",
+            i + 1,
+            if armoured { "asc" } else { "gpg" }
+        );
+        for k in &keys {
+            eprintln!(
+                "xtask: trusting key {} ({}) from {}",
+                k["fingerprint"].as_str().unwrap_or("?"),
+                k["uid"].as_str().unwrap_or("?"),
+                path.display()
+            );
+        }
+        out.push(TrustedKey {
+            source: path.clone(),
+            file,
+            sha256: util::sha256_hex(&data),
+            uid: first["uid"].as_str().unwrap_or_default().to_owned(),
+            fingerprint,
+            data,
+        });
+    }
+    Ok(out)
 }

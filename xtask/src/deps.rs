@@ -90,4 +90,9 @@ pub const TEST: &[(&str, &str)] = &[
     ("cpio", "cpio"),
     // Puts a rescue.run command file onto a copy of the boot medium.
     ("mcopy", "mtools"),
+    // reinstall/restore: test keys and signatures, the installer ISO built at test time.
+    ("gpg", "gnupg"),
+    ("gpgconf", "gnupg"),
+    ("xorriso", "xorriso"),
+    ("apt-get", "apt"),
 ];

@@ -16,9 +16,10 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR]
+  build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR] [--trust-key FILE]...
                          build target/rescue/: rescue.efi, rescue-usb.img, initramfs.cpio.zst, vmlinuz,
-                         build-manifest.json, SHA256SUMS
+                         build-manifest.json, SHA256SUMS; --trust-key embeds an OpenPGP key for
+                         `rescue reinstall verify` (fingerprints listed in build-manifest.json)
   qemu [--direct] [--ovmf] [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
   test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)

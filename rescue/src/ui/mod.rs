@@ -9,6 +9,8 @@ pub mod devices;
 pub mod guided;
 pub mod lineedit;
 pub mod prompt;
+pub mod reinstall;
+pub mod restore;
 pub mod selftest;
 pub mod serial;
 pub mod status;
