@@ -80,6 +80,11 @@ pub enum Command {
         #[command(subcommand)]
         what: SelftestCommand,
     },
+    /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
+    Net {
+        #[command(subcommand)]
+        what: ui::net::NetCommand,
+    },
     /// Version, build, kernel, boot mode and write-block state.
     Status,
     /// Drivers loaded at boot and devices no driver matched.
@@ -191,6 +196,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Selftest {
             what: SelftestCommand::WriteBlock,
         } => ui::selftest::run_write_block(),
+        Command::Net { what } => ui::net::run(&what),
         Command::Status => ui::status::run(),
         Command::Drivers => ui::status::run_drivers(),
         Command::Poweroff => ui::status::run_power(crate::init::PowerAction::PowerOff),

@@ -13,6 +13,8 @@ pub mod devices;
 pub mod host;
 pub mod init;
 pub mod inventory;
+pub mod net;
+pub mod s3;
 pub mod selftest;
 pub mod uevent;
 pub mod ui;

@@ -85,4 +85,5 @@ pub const TEST: &[(&str, &str)] = &[
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),
+    ("socat", "socat"),
 ];

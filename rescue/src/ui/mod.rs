@@ -7,7 +7,9 @@ pub mod case;
 pub mod caselog;
 pub mod devices;
 pub mod lineedit;
+pub mod net;
 pub mod prompt;
+pub mod remote;
 pub mod selftest;
 pub mod status;
 
