@@ -868,6 +868,7 @@ pub fn upload(
         &mut produce,
         &mut observe,
     );
+    drop(observe);
     let mut s = lock(&sink);
     let result = match result {
         Ok(r) if r.ending == Ending::Complete => r,
@@ -937,11 +938,23 @@ pub fn upload(
     }
 
     // The last (short) part, then every answer.
+    // The reader usually finishes first (its buffers absorb the last parts): keep reporting what
+    // becomes durable while the uploads drain.
     let finish = (|| -> Result<(), S3Error> {
         if !s.buf.is_empty() || s.next_number == 1 {
             s.dispatch()?;
         }
-        s.settle()
+        while s.outstanding > 0 {
+            s.wait_one()?;
+            events(&UploadEvent::Progress(Progress {
+                phase: Phase::Acquire,
+                done_bytes: size,
+                total_bytes: size,
+                durable_bytes: uploaded.load(Ordering::Relaxed),
+                unreadable_bytes: unreadable.iter().map(|e| e.length).sum(),
+            }));
+        }
+        Ok(())
     })();
     s.stop_workers();
     if let Err(e) = finish {
