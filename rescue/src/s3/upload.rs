@@ -868,7 +868,6 @@ pub fn upload(
         &mut produce,
         &mut observe,
     );
-    drop(observe);
     let mut s = lock(&sink);
     let result = match result {
         Ok(r) if r.ending == Ending::Complete => r,
