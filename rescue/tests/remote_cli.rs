@@ -462,3 +462,165 @@ fn a_killed_upload_resumes_and_a_wrong_clock_is_corrected() {
     let v = store.rescue(&["verify", url], &[]);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = run(Command::new("openssl").args(args).current_dir(dir));
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
+}
+
+/// A TLS front (socat with a certificate from a throw-away CA) for the store.
+struct TlsFront {
+    child: Child,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl TlsFront {
+    fn start(store: &Store, dir: &Path) -> TlsFront {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rescue-test-ca",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        fs::write(
+            dir.join("ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                dir.join("leaf.pem").display(),
+                dir.join("leaf.key").display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{}", store.port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting socat (package socat)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "socat did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsFront {
+            child,
+            port,
+            ca: dir.join("ca.pem"),
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_with_a_custom_ca_without_it_and_insecure() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 9 * MIB);
+    let src_s = src.to_str().unwrap();
+    let tls = TlsFront::start(&store, tmp.path());
+    let https = format!("https://127.0.0.1:{}", tls.port);
+    let go = |url: &str, extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["acquire", src_s, "--out", url, "--endpoint", &https])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        run(&mut c)
+    };
+
+    // The CA is not in the system bundle: a clear TLS failure, nothing written.
+    let before = store.files();
+    let o = go("s3://evidence/tls/none", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("TLS with 127.0.0.1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(store.files(), before);
+
+    let o = go("s3://evidence/tls/ca", &["--ca", tls.ca.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = check_stored(&store, "tls/ca", &src);
+    assert_eq!(m["remote"]["insecure"], false);
+    assert_eq!(m["remote"]["ca_file"].as_str(), tls.ca.to_str());
+    assert_eq!(m["remote"]["endpoint"].as_str(), Some(https.as_str()));
+
+    let o = go("s3://evidence/tls/insecure", &["--insecure"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--insecure"),
+        "{}",
+        text(&o)
+    );
+    let m = check_stored(&store, "tls/insecure", &src);
+    assert_eq!(m["remote"]["insecure"], true);
+    let log = fs::read_to_string(store.root.join("evidence/tls/insecure/acquisition.log")).unwrap();
+    assert!(log.contains("NOT checked"), "{log}");
+}

@@ -86,4 +86,5 @@ pub const TEST: &[(&str, &str)] = &[
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),
     ("socat", "socat"),
+    ("openssl", "openssl"),
 ];

@@ -47,6 +47,14 @@ pub enum HttpError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "TLS with {addr} failed (a certificate the CA bundle does not vouch for needs --ca FILE, or --insecure)"
+    )]
+    Tls {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("malformed HTTP response from {addr}: {what}")]
     ParseResponse { addr: String, what: String },
 }
@@ -332,9 +340,20 @@ impl Connection {
             self.stream = Some(self.connect()?);
         }
         let addr = self.origin.addr();
-        let io_err = |source| HttpError::Exchange {
-            addr: addr.clone(),
-            source,
+        let tls = self.tls.is_some();
+        let io_err = |source: io::Error| {
+            // rustls reports handshake and certificate failures as InvalidData.
+            if tls && source.kind() == io::ErrorKind::InvalidData {
+                HttpError::Tls {
+                    addr: addr.clone(),
+                    source,
+                }
+            } else {
+                HttpError::Exchange {
+                    addr: addr.clone(),
+                    source,
+                }
+            }
         };
         let Some(stream) = self.stream.as_mut() else {
             return Err(HttpError::ParseResponse {
@@ -356,10 +375,7 @@ impl Connection {
         w.write_all(body).map_err(io_err)?;
         w.flush().map_err(io_err)?;
         read_response(stream, method == "HEAD").map_err(|e| match e {
-            ReadError::Io(source) => HttpError::Exchange {
-                addr: addr.clone(),
-                source,
-            },
+            ReadError::Io(source) => io_err(source),
             ReadError::Parse(what) => HttpError::ParseResponse {
                 addr: addr.clone(),
                 what,

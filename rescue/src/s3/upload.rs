@@ -623,6 +623,10 @@ pub fn upload(
                 return mismatch("--hash", names(&st.hashes), names(&h));
             }
         }
+        if st.upload_id.is_empty() {
+            // Killed between claiming the prefix and starting the upload.
+            st.upload_id = client.create_multipart(&image_key)?;
+        }
         let listed = client.list_parts(&image_key, &st.upload_id)?;
         let mut bytes_held = 0;
         for p in &listed {
