@@ -136,12 +136,12 @@ pub fn run(cmd: &NetCommand) -> anyhow::Result<u8> {
             match net::up(iface, &method, dns) {
                 Ok(c) => {
                     println!(
-                        "{}: {}/{} via {} ({}{}), dns {}",
+                        "{}: {}/{}, gateway {} ({}{}), dns {}",
                         c.iface,
                         c.address,
                         c.prefix,
                         c.gateway
-                            .map_or_else(|| "no gateway".to_owned(), |g| g.to_string()),
+                            .map_or_else(|| "none".to_owned(), |g| g.to_string()),
                         c.method,
                         c.dhcp_server
                             .map_or_else(String::new, |s| format!(" from {s}")),
