@@ -624,3 +624,45 @@ fn tls_with_a_custom_ca_without_it_and_insecure() {
     let log = fs::read_to_string(store.root.join("evidence/tls/insecure/acquisition.log")).unwrap();
     assert!(log.contains("NOT checked"), "{log}");
 }
+
+#[test]
+fn the_store_refuses_a_part_whose_checksum_does_not_match() {
+    use rescue::s3::client::S3Error;
+    use rescue::s3::{Store as S3, StoreConfig};
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let s3 = S3::new(StoreConfig {
+        endpoint: store.endpoint(),
+        region: "us-east-1".to_owned(),
+        bucket: "evidence".to_owned(),
+        credentials: rescue::s3::sigv4::Credentials::new(ACCESS, SECRET),
+        trust: rescue::s3::http::Trust::System,
+        timeout: Duration::from_secs(30),
+        local_clock_error: 0,
+    })
+    .unwrap();
+    let mut c = s3.client();
+    let id = c.create_multipart("x/image.raw").unwrap();
+    let data = vec![7u8; 1 << 20];
+    let wrong: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"something else").into()
+    };
+    let err = c
+        .upload_part("x/image.raw", &id, 1, &data, &wrong)
+        .expect_err("a part with a wrong checksum was accepted");
+    // Real S3 answers BadDigest / XAmzContentSHA256Mismatch (reported as RejectChecksum); s3s-fs
+    // answers 500 after comparing the payload hash. Either way the part is not stored and the error
+    // is not a network failure, so an acquisition aborts instead of waiting for --resume.
+    assert!(
+        matches!(err, S3Error::RejectChecksum { .. } | S3Error::Status { .. }) && !err.is_network(),
+        "unexpected error: {err:?}"
+    );
+    c.abort_multipart("x/image.raw", &id).unwrap();
+    assert!(
+        !store.files().iter().any(|f| f.contains(".upload_id-")),
+        "{:?}",
+        store.files()
+    );
+}
