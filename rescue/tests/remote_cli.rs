@@ -666,3 +666,139 @@ fn the_store_refuses_a_part_whose_checksum_does_not_match() {
         store.files()
     );
 }
+
+/// A TCP relay in front of the store that can cut connections: once after `cut_after` client bytes,
+/// and every connection while `down` is set (a network outage), which happens by itself once
+/// `outage_after` client bytes went through.
+struct FlakyLink {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyLink {
+    fn start(upstream: u16, cut_after: u64, outage_after: u64) -> FlakyLink {
+        use std::io::Write;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let cut = Arc::new(AtomicBool::new(false));
+        let d = Arc::clone(&down);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (sent, cut, d2) = (Arc::clone(&sent), Arc::clone(&cut), Arc::clone(&d));
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                        if total > outage_after {
+                            d2.store(true, Ordering::SeqCst);
+                        }
+                        if d2.load(Ordering::SeqCst)
+                            || (total > cut_after && !cut.swap(true, Ordering::SeqCst))
+                        {
+                            break;
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_in.shutdown(std::net::Shutdown::Both);
+                    let _ = s_out.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        FlakyLink { port, down }
+    }
+}
+
+#[test]
+fn a_dropped_connection_is_retried_and_an_outage_resumes() {
+    use std::sync::atomic::Ordering;
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 30 * MIB);
+    let src_s = src.to_str().unwrap();
+    let link = FlakyLink::start(store.port, 12 * MIB as u64, u64::MAX);
+    let endpoint = format!("http://127.0.0.1:{}", link.port);
+    let go = |url: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.args(["acquire", src_s, "--out", url, "--endpoint", &endpoint])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run(&mut c)
+    };
+    // One connection cut in the middle of a part: the request is retried, the run completes.
+    let o = go("s3://evidence/flaky/once", &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    check_stored(&store, "flaky/once", &src);
+
+    // Store unreachable before anything started: a plain error (nothing to resume).
+    link.down.store(true, Ordering::SeqCst);
+    let o = go("s3://evidence/flaky/outage", &[], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    link.down.store(false, Ordering::SeqCst);
+
+    // An outage mid-upload that outlasts the retries: exit 5, then --resume completes it.
+    let link2 = FlakyLink::start(store.port, u64::MAX, 20 * MIB as u64);
+    let endpoint2 = format!("http://127.0.0.1:{}", link2.port);
+    let go2 = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["acquire", src_s, "--out", "s3://evidence/flaky/outage"])
+            .args(["--endpoint", &endpoint2])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        run(&mut c)
+    };
+    let o = go2(&[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--resume"),
+        "{}",
+        text(&o)
+    );
+    link2.down.store(false, Ordering::SeqCst);
+    let o = {
+        // The relay would go down again after another 20 MiB; give the resume a clean link.
+        let mut c = Command::new(BIN);
+        c.args([
+            "acquire",
+            src_s,
+            "--out",
+            "s3://evidence/flaky/outage",
+            "--resume",
+        ])
+        .args(["--endpoint", &store.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", ACCESS)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        run(&mut c)
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    check_stored(&store, "flaky/outage", &src);
+}
