@@ -52,8 +52,8 @@ pub const MAX_PARTS: u64 = 10_000;
 pub const PART_MEMORY: u64 = 128 << 20;
 /// Most uploader threads.
 pub const MAX_UPLOADERS: usize = 4;
-/// While resumed parts are only being checked, the state object is rewritten at most this often.
-pub const STATE_INTERVAL: Duration = Duration::from_secs(5);
+/// The state object (and with it the durable point) is rewritten at most this often.
+pub const STATE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// `s3://BUCKET/PREFIX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +158,8 @@ pub struct UploadOptions {
     pub retries: Option<u32>,
     pub resume: bool,
     pub block_size: Option<usize>,
+    /// How often the state object is rewritten [default: STATE_INTERVAL]; zero records every part.
+    pub state_interval: Option<Duration>,
     pub cancel: Arc<AtomicBool>,
 }
 
@@ -323,6 +325,7 @@ struct SinkState {
     state_client: super::client::Client,
     state_key: String,
     last_store: Instant,
+    state_interval: Duration,
     uploaded: Arc<AtomicU64>,
     failure: Option<S3Error>,
 }
@@ -374,20 +377,13 @@ impl SinkState {
                         etag,
                     },
                 );
-                // Contiguous bytes stored from the start.
-                let mut end = 0;
-                for p in self.done.values() {
-                    if p.offset != end {
-                        break;
-                    }
-                    end += p.size;
-                }
-                // Recorded in the store before it counts as durable: a resume trusts only recorded
-                // checksums (stores like s3s-fs list parts without them).
-                if !reused || self.last_store.elapsed() >= STATE_INTERVAL {
+                // Parts count as durable once the state object records them: a resume trusts only
+                // recorded checksums (stores like s3s-fs list parts without them). One small PUT per
+                // part would cost more than the parts on a fast link, so it is rewritten every
+                // STATE_INTERVAL; a resume re-sends the few parts stored after it.
+                if self.last_store.elapsed() >= self.state_interval {
                     self.store_state()?;
                 }
-                self.uploaded.store(end, Ordering::Relaxed);
                 Ok(())
             }
             PartResult::Failed(e) => Err(e),
@@ -476,10 +472,19 @@ impl SinkState {
     }
 
     fn store_state(&mut self) -> Result<(), S3Error> {
+        // Contiguous bytes stored from the start, as this snapshot records them.
+        let mut end = 0;
+        for p in self.done.values() {
+            if p.offset != end {
+                break;
+            }
+            end += p.size;
+        }
         let json = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
         self.state_client
             .put_object(&self.state_key, &json, false)?;
         self.last_store = Instant::now();
+        self.uploaded.store(end, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -812,6 +817,7 @@ pub fn upload(
         state_client: store.client(),
         state_key: state_key.clone(),
         last_store: Instant::now(),
+        state_interval: opts.state_interval.unwrap_or(STATE_INTERVAL),
         uploaded: Arc::clone(&uploaded),
         failure: None,
     }));
