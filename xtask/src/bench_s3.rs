@@ -65,8 +65,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs `cmd` under `/usr/bin/time -v`: wall seconds and peak RSS in KiB.
-fn timed(cmd: &Command) -> anyhow::Result<(f64, u64)> {
+/// One run: wall seconds, CPU seconds (user + system) and peak RSS in KiB.
+struct Sample {
+    wall: f64,
+    cpu: f64,
+    rss_kib: u64,
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
+}
+
+/// Runs `cmd` under `/usr/bin/time -v`.
+fn timed(cmd: &Command) -> anyhow::Result<Sample> {
     let mut t = Command::new("/usr/bin/time");
     t.arg("-v").arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
@@ -82,15 +104,17 @@ fn timed(cmd: &Command) -> anyhow::Result<(f64, u64)> {
     if !out.status.success() {
         bail!("`{}` failed: {err}", util::display(&t));
     }
-    let rss = err
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    Ok((secs, rss))
+    let field = |name: &str| -> f64 {
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Sample {
+        wall: secs,
+        cpu: field("User time (seconds): ") + field("System time (seconds): "),
+        rss_kib: field("Maximum resident set size (kbytes): ") as u64,
+    })
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -155,16 +179,24 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let endpoint = format!("http://127.0.0.1:{port}");
+    let server_pid = _server.0.id();
     let (mut local, mut remote) = (Vec::new(), Vec::new());
+    let (mut cpu_local, mut cpu_remote, mut cpu_server) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rss_local, mut rss_remote) = (0, 0);
     for i in 0..runs.max(1) {
         let out = dir.join(format!("local-{i}"));
         let mut c = Command::new(&rescue);
         c.arg("acquire").arg(&source).arg("--out").arg(&out);
-        let (s, r) = timed(&c)?;
-        eprintln!("bench: local run {i}: {s:.1} s, {} MiB RSS", r / 1024);
-        local.push(s);
-        rss_local = rss_local.max(r);
+        let s = timed(&c)?;
+        eprintln!(
+            "bench: local run {i}: {:.1} s, {:.1} s CPU, {} MiB RSS",
+            s.wall,
+            s.cpu,
+            s.rss_kib / 1024
+        );
+        local.push(s.wall);
+        cpu_local.push(s.cpu);
+        rss_local = rss_local.max(s.rss_kib);
         let _ = fs::remove_dir_all(&out);
 
         let mut c = Command::new(&rescue);
@@ -178,19 +210,29 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             ])
             .env("AWS_ACCESS_KEY_ID", "BENCHKEY")
             .env("AWS_SECRET_ACCESS_KEY", "bench-secret");
-        let (s, r) = timed(&c)?;
-        eprintln!("bench: s3 run {i}: {s:.1} s, {} MiB RSS", r / 1024);
-        remote.push(s);
-        rss_remote = rss_remote.max(r);
+        let before = process_cpu(server_pid);
+        let s = timed(&c)?;
+        let server = process_cpu(server_pid) - before;
+        eprintln!(
+            "bench: s3 run {i}: {:.1} s, {:.1} s CPU (server {server:.1} s), {} MiB RSS",
+            s.wall,
+            s.cpu,
+            s.rss_kib / 1024
+        );
+        remote.push(s.wall);
+        cpu_remote.push(s.cpu);
+        cpu_server.push(server);
+        rss_remote = rss_remote.max(s.rss_kib);
         let _ = fs::remove_dir_all(store.join(format!("bench/run-{i}")));
     }
     let (l, r) = (median(local), median(remote));
+    let (cl, cr, cs) = (median(cpu_local), median(cpu_remote), median(cpu_server));
     let mb = size_mib as f64 * 1.048576;
     let ratio = l / r;
     let table = format!(
-        "| run ({size_mib} MiB file, tmpfs, median of {runs}) | time (s) | MB/s | peak RSS |\n|---|---:|---:|---:|\n\
-         | `rescue acquire --out DIR` | {l:.1} | {:.0} | {:.0} MiB |\n\
-         | `rescue acquire --out s3://…` to s3s-fs on loopback | {r:.1} | {:.0} | {:.0} MiB |\n\n\
+        "| run ({size_mib} MiB file, tmpfs, median of {runs}) | time (s) | MB/s | CPU of rescue (s) | CPU of s3s-fs (s) | peak RSS |\n|---|---:|---:|---:|---:|---:|\n\
+         | `rescue acquire --out DIR` | {l:.1} | {:.0} | {cl:.1} | | {:.0} MiB |\n\
+         | `rescue acquire --out s3://…` to s3s-fs on loopback | {r:.1} | {:.0} | {cr:.1} | {cs:.1} | {:.0} MiB |\n\n\
          Upload / local throughput: **{ratio:.2}×** (target ≥ 0.7×: {}); peak RSS of the upload {:.0} MiB (target ≤ 256 MiB: {}).\n",
         mb / l,
         rss_local as f64 / 1024.0,
