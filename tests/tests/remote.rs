@@ -168,6 +168,36 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
     )?;
     let down = vm.run("net down", Duration::from_secs(60))?;
     vm.check(down.contains(": down"), &format!("net down:\n{down}"))?;
+
+    // The same interface with a static address, route and DNS instead of DHCP.
+    let out = vm.run(
+        &format!("net up {good} --address 10.0.2.20/24 --gateway 10.0.2.2 --dns 10.0.2.3"),
+        Duration::from_secs(60),
+    )?;
+    vm.check(
+        out.contains("10.0.2.20/24, gateway 10.0.2.2 (static), dns 10.0.2.3"),
+        &format!("static configuration:\n{out}"),
+    )?;
+    let status = vm.run_json("net status --json", Duration::from_secs(60))?;
+    let config = status
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == good.as_str()))
+        .map(|i| i["config"].clone())
+        .unwrap_or_default();
+    vm.check(
+        config["method"] == "static" && config["wrote_resolv_conf"] == true,
+        &format!("net status shows the static configuration: {status}"),
+    )?;
+    let verify = vm.run(
+        "verify s3://evidence/CASE-Q/vm/disk-1 --endpoint http://10.0.2.100:9000 --credentials /dev/vdb",
+        Duration::from_secs(600),
+    )?;
+    vm.check(
+        verify.contains("verified"),
+        &format!("verify over the static address:\n{verify}"),
+    )?;
+    let down = vm.run("net down", Duration::from_secs(60))?;
+    vm.check(down.contains(": down"), &format!("net down:\n{down}"))?;
     vm.send_line("poweroff")?;
     vm.wait_exit(Duration::from_secs(60))?;
 
