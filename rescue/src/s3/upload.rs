@@ -48,8 +48,10 @@ pub const STATE_SCHEMA: &str = "rescue.s3-upload/1";
 pub const MIN_PART: u64 = 8 << 20;
 /// Most parts S3 allows in one upload.
 pub const MAX_PARTS: u64 = 10_000;
-/// Part data in flight (uploading or queued) is kept under this many bytes when parts allow it.
-pub const PART_MEMORY: u64 = 128 << 20;
+/// Part buffers (filling, queued, uploading) stay under this many bytes while two parts fit in it:
+/// with the 64 MiB read pool that keeps the process under 256 MiB for parts up to 80 MiB, i.e.
+/// sources up to about 800 GB. Larger parts still need two buffers (2 × part + 64 MiB).
+pub const PART_MEMORY: u64 = 160 << 20;
 /// Most uploader threads.
 pub const MAX_UPLOADERS: usize = 4;
 /// The state object (and with it the durable point) is rewritten at most this often.
@@ -768,8 +770,9 @@ pub fn upload(
         clock_offset_secs: skew,
     };
 
-    // Uploaders and part buffers: at most PART_MEMORY of part data when parts are small enough.
-    let uploaders = ((PART_MEMORY / part_bytes) as usize).clamp(1, MAX_UPLOADERS);
+    // One buffer fills while the others upload: at most PART_MEMORY of part data.
+    let buffers = ((PART_MEMORY / part_bytes) as usize).clamp(2, MAX_UPLOADERS + 1);
+    let uploaders = buffers - 1;
     let (job_tx, job_rx) = sync_channel::<PartJob>(0);
     let (res_tx, res_rx) = sync_channel::<PartResult>(uploaders + 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
@@ -804,7 +807,7 @@ pub fn upload(
         buf: Vec::new(),
         spare: Vec::new(),
         buffers: 0,
-        max_buffers: uploaders + 1,
+        max_buffers: buffers,
         next_number: 1,
         part_offset: 0,
         jobs: Some(job_tx),
