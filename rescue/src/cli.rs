@@ -102,6 +102,11 @@ pub enum Command {
     Deploy(Box<ui::reinstall::DeployArgs>),
     /// Restore files from a backup onto the new root: checksummed, screened, read back.
     Restore(Box<ui::restore::RestoreArgs>),
+    /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
+    Net {
+        #[command(subcommand)]
+        what: ui::net::NetCommand,
+    },
     /// Version, build, kernel, boot mode and write-block state.
     Status,
     /// Drivers loaded at boot and devices no driver matched.
@@ -250,6 +255,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Reinstall { what } => ui::reinstall::run(what),
         Command::Deploy(args) => ui::reinstall::run_deploy(&args),
         Command::Restore(args) => ui::restore::run(&args),
+        Command::Net { what } => ui::net::run(&what),
         Command::Status => ui::status::run(),
         Command::Drivers => ui::status::run_drivers(),
         Command::Poweroff => ui::status::run_power(crate::init::PowerAction::PowerOff),

@@ -17,6 +17,8 @@ pub mod init;
 pub mod inventory;
 pub mod reinstall;
 pub mod restore;
+pub mod net;
+pub mod s3;
 pub mod selftest;
 pub mod uevent;
 pub mod ui;

@@ -95,4 +95,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("gpgconf", "gnupg"),
     ("xorriso", "xorriso"),
     ("apt-get", "apt"),
+    ("socat", "socat"),
+    ("openssl", "openssl"),
 ];

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_acquire;
+mod bench_s3;
 mod build;
 mod deps;
 mod kernel;

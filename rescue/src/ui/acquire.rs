@@ -51,7 +51,8 @@ fn parse_hashes(s: &str) -> Result<HashList, String> {
 pub struct AcquireArgs {
     /// Block device or regular file to image (opened read-only; block devices are write-blocked first).
     pub source: PathBuf,
-    /// Destination directory (created if missing; must not be on the source disk).
+    /// Destination directory (created if missing; must not be on the source disk), or
+    /// s3://BUCKET[/PREFIX] with --endpoint (default prefix <case>/<host serial>/<evidence-id>/).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Image format [default: raw].
@@ -103,26 +104,35 @@ pub struct AcquireArgs {
     /// Checkpoint at least every SIZE bytes.
     #[arg(long, hide = true, value_parser = parse_size)]
     pub checkpoint_every: Option<u64>,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 /// `rescue verify`.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Acquisition directory (holding manifest.json).
+    /// Acquisition directory (holding manifest.json), or s3://BUCKET/PREFIX/ with --endpoint.
     pub dir: PathBuf,
     /// JSON lines: progress, then the report.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// True once SIGINT/SIGTERM arrived (after [`install_signal_handlers`]).
+pub(crate) fn signalled() -> bool {
+    SIGNALLED.load(Ordering::Relaxed)
+}
 
 extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
 /// SIGINT/SIGTERM ask the engine to stop at the next block, checkpoint and write an incomplete manifest.
-fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     // A console runs many commands in one process: a Ctrl-C that stopped the last one must not stop this one.
     SIGNALLED.store(false, Ordering::SeqCst);
@@ -248,7 +258,7 @@ fn phase_name(p: Phase) -> &'static str {
 /// Test hook: `RESCUE_TEST_ABORT_AFTER_BYTES=N` sends the process SIGKILL (or the signal named by
 /// `RESCUE_TEST_ABORT_SIGNAL`, e.g. `SIGINT`) once a checkpoint covers at least N bytes, so CLI tests can
 /// interrupt at a deterministic point. Read only here, never in the engine.
-fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
+pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     let bytes = std::env::var("RESCUE_TEST_ABORT_AFTER_BYTES")
         .ok()?
         .parse()
@@ -276,7 +286,7 @@ fn confirm_stop(resume_hint: &str) -> bool {
     stop
 }
 
-fn json_line(kind: &str, body: serde_json::Value) {
+pub(crate) fn json_line(kind: &str, body: serde_json::Value) {
     let mut v = body;
     if let Some(o) = v.as_object_mut() {
         o.insert("type".into(), kind.into());
@@ -287,6 +297,9 @@ fn json_line(kind: &str, body: serde_json::Value) {
 
 /// Runs `rescue acquire` and returns the exit code.
 pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
+    if super::remote::is_s3(&args.out) {
+        return super::remote::run_acquire(args);
+    }
     install_signal_handlers();
     let cancel = Arc::new(AtomicBool::new(false));
     let opts = AcquireOptions {
@@ -444,6 +457,9 @@ fn print_acquire_summary(out: &acquire::AcquireOutcome) {
 
 /// Runs `rescue verify` and returns the exit code.
 pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
+    if super::remote::is_s3(&args.dir) {
+        return super::remote::run_verify(args);
+    }
     install_signal_handlers();
     let cancel = AtomicBool::new(false);
     let mut reporter = Reporter::new(args.json);
