@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod fat;
+pub mod iso;
 pub mod pe;
 pub mod uki;
 
