@@ -457,6 +457,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     let disk_opts = images::disk::DiskOptions {
         disk_guid: guid_from(&build_id, "disk"),
         esp_guid: guid_from(&build_id, "esp"),
+        bios_guid: guid_from(&build_id, "bios"),
         esp_size: o.esp_size,
         fat: images::fat::FatOptions {
             volume_id: u32::from_le_bytes(
