@@ -13,6 +13,7 @@ pub mod devices;
 pub mod host;
 pub mod init;
 pub mod inventory;
+pub mod selfcheck;
 pub mod selftest;
 pub mod uevent;
 pub mod ui;

@@ -69,6 +69,8 @@ pub const BUILD: &[(&str, &str)] = &[
         "systemd-boot-efi",
     ),
     ("dpkg-deb", "dpkg"),
+    // Links GRUB's BIOS core.img from the pinned grub-pc-bin modules (issue 6).
+    ("grub-mkimage", "grub-common"),
 ];
 
 /// What booting and checking the images needs.
@@ -85,4 +87,7 @@ pub const TEST: &[(&str, &str)] = &[
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),
+    // Independent checks of the hybrid ISO (issue 6).
+    ("xorriso", "xorriso"),
+    ("isoinfo", "genisoimage"),
 ];

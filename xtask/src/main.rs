@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_acquire;
+mod bootloader;
 mod build;
 mod deps;
 mod kernel;
@@ -15,9 +16,9 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR]
-                         build target/rescue/: rescue.efi, rescue-usb.img, initramfs.cpio.zst, vmlinuz,
-                         build-manifest.json, SHA256SUMS
+  build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR] [--sign-key KEY --sign-cert CERT]
+                         build target/rescue/: rescue.efi, rescue-usb.img, rescue.iso, initramfs.cpio.zst,
+                         vmlinuz, build-manifest.json, SHA256SUMS (--sign-*: sign the UKI with sbsign)
   qemu [--direct] [--ovmf] [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
   test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)
