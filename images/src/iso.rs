@@ -23,6 +23,10 @@ const PVD_LBA: u32 = 16;
 const BOOT_RECORD_LBA: u32 = 17;
 const TERMINATOR_LBA: u32 = 18;
 const FIRST_FREE_LBA: u32 = 19;
+/// Zero sectors after the last file, inside the volume (xorriso's default `-padding 300k`): loaders
+/// read ahead in whole blocks, and GRUB's BIOS CD driver read zeros for the last bytes of a kernel that
+/// ended exactly at the end of the medium.
+const TAIL_PADDING: u64 = 150;
 
 /// One file of the image; `path` is `/`-separated, e.g. `BOOT/GRUB/CORE.IMG`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,6 +414,7 @@ impl IsoImage {
             });
             lba += (f.data.len() as u64).div_ceil(BLOCK);
         }
+        let lba = lba + TAIL_PADDING;
         if lba > u64::from(u32::MAX) {
             return Err(IsoImageError::LimitSize { sectors: lba });
         }

@@ -17,8 +17,13 @@ use serde::Serialize;
 
 use crate::util;
 
-/// Debian packages a build unpacks, and the files it takes from each.
-const PACKAGES: &[&str] = &["shim-signed", "grub-efi-amd64-signed", "grub-pc-bin"];
+/// Debian packages a build unpacks: shim, MokManager (in the helpers package), GRUB for UEFI and BIOS.
+const PACKAGES: &[&str] = &[
+    "shim-signed",
+    "shim-helpers-amd64-signed",
+    "grub-efi-amd64-signed",
+    "grub-pc-bin",
+];
 
 /// GRUB modules linked into the BIOS `core.img` (dependencies are added by `grub-mkimage`).
 const BIOS_MODULES: &[&str] = &[
@@ -180,7 +185,8 @@ pub fn prepare(cache: &Path, marker: &str) -> anyhow::Result<BootLoaders> {
         roots.push(root);
         packages.push(record);
     }
-    let (shim_root, grub_root, pc_root) = (&roots[0], &roots[1], &roots[2]);
+    let (shim_root, helpers_root, grub_root, pc_root) =
+        (&roots[0], &roots[1], &roots[2], &roots[3]);
     let modules_dir = pc_root.join("usr/lib/grub/i386-pc");
     let work = cache.join("work");
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
@@ -188,7 +194,7 @@ pub fn prepare(cache: &Path, marker: &str) -> anyhow::Result<BootLoaders> {
     fs::write(&cfg, early_config(marker)).with_context(|| format!("writing {}", cfg.display()))?;
     Ok(BootLoaders {
         shim: read(&shim_root.join("usr/lib/shim/shimx64.efi.signed"))?,
-        mok_manager: read(&shim_root.join("usr/lib/shim/mmx64.efi.signed"))?,
+        mok_manager: read(&helpers_root.join("usr/lib/shim/mmx64.efi.signed"))?,
         grub_efi: read(&grub_root.join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"))?,
         boot_img: read(&modules_dir.join("boot.img"))?,
         core_disk: mkimage(&modules_dir, "i386-pc", &cfg, &work.join("core.img"))?,
