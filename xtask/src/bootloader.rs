@@ -1,13 +1,14 @@
 //! Boot loaders from Debian packages: the Microsoft-signed `shim`, Debian's signed monolithic GRUB
 //! (`grubx64.efi.signed`, which reads `/EFI/debian/grub.cfg` on the device it was loaded from: its
 //! embedded prefix is `/EFI/debian`, with `$cmdpath/grub.cfg` as fallback) and GRUB's i386-pc images for
-//! legacy BIOS. The packages are fetched once with `apt-get download` into `target/cache/bootloader/`
-//! and unpacked with `dpkg-deb -x`, like the kernel; their hashes go into the build manifest.
+//! legacy BIOS. The packages are fetched once with `apt-get download` into `target/cache/bootloader/`,
+//! read in Rust (`initramfs::deb`: ar, data.tar.xz, tar), and their hashes go into the build manifest.
 //!
 //! BIOS GRUB needs a `core.img` holding the modules and a small embedded configuration; only GRUB's own
 //! `grub-mkimage` (package `grub-common`) can link one, so it runs here with the modules of the pinned
 //! `grub-pc-bin` package (`-d`). Its output is byte-identical across runs. It also writes the GRUB menu.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,8 +88,8 @@ fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
     debs.pop()
 }
 
-/// The package's `.deb` in the cache, downloaded first if there is none; unpacked once.
-fn package(cache: &Path, name: &str) -> anyhow::Result<(PathBuf, PackageRecord)> {
+/// The package's `.deb` in the cache, downloaded first if there is none, and its files.
+fn package(cache: &Path, name: &str) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, PackageRecord)> {
     let debs = cache.join("debs");
     let deb = match find_deb(&debs, name) {
         Some(deb) => deb,
@@ -125,21 +126,23 @@ fn package(cache: &Path, name: &str) -> anyhow::Result<(PathBuf, PackageRecord)>
         .nth(1)
         .unwrap_or("unknown")
         .replace("%3a", ":");
-    let root = cache.join("root").join(file.trim_end_matches(".deb"));
-    if !root.join("usr").is_dir() {
-        let tmp = root.with_extension("partial");
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp)?;
-        util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
-        fs::rename(&tmp, &root)?;
-    }
+    let bytes = fs::read(&deb).with_context(|| format!("reading {}", deb.display()))?;
+    let files = initramfs::deb::data_files(&bytes)
+        .with_context(|| format!("unpacking {}", deb.display()))?;
     let record = PackageRecord {
         name: name.to_owned(),
         version,
-        sha256: util::sha256_file(&deb)?,
+        sha256: util::sha256_hex(&bytes),
         file,
     };
-    Ok((root, record))
+    Ok((files, record))
+}
+
+fn take(files: &BTreeMap<String, Vec<u8>>, path: &str, package: &str) -> anyhow::Result<Vec<u8>> {
+    files
+        .get(path)
+        .cloned()
+        .with_context(|| format!("package {package} has no {path}"))
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -178,25 +181,39 @@ fn mkimage(
 /// Fetches the packages and links the BIOS core images. `marker` is the medium's marker file
 /// (e.g. `RESCUE/ID_0123…`), which the BIOS core searches for.
 pub fn prepare(cache: &Path, marker: &str) -> anyhow::Result<BootLoaders> {
-    let mut roots = Vec::new();
+    let mut contents = Vec::new();
     let mut packages = Vec::new();
     for name in PACKAGES {
-        let (root, record) = package(cache, name)?;
-        roots.push(root);
+        let (files, record) = package(cache, name)?;
+        contents.push(files);
         packages.push(record);
     }
-    let (shim_root, helpers_root, grub_root, pc_root) =
-        (&roots[0], &roots[1], &roots[2], &roots[3]);
-    let modules_dir = pc_root.join("usr/lib/grub/i386-pc");
+    let (shim, helpers, grub, pc) = (&contents[0], &contents[1], &contents[2], &contents[3]);
     let work = cache.join("work");
-    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    // grub-mkimage reads the i386-pc modules from a directory: write the package's, fresh each build.
+    let modules_dir = work.join("i386-pc");
+    let _ = fs::remove_dir_all(&modules_dir);
+    fs::create_dir_all(&modules_dir)
+        .with_context(|| format!("creating {}", modules_dir.display()))?;
+    for (path, data) in pc {
+        if let Some(name) = path.strip_prefix("usr/lib/grub/i386-pc/")
+            && !name.contains('/')
+        {
+            let to = modules_dir.join(name);
+            fs::write(&to, data).with_context(|| format!("writing {}", to.display()))?;
+        }
+    }
     let cfg = work.join("early.cfg");
     fs::write(&cfg, early_config(marker)).with_context(|| format!("writing {}", cfg.display()))?;
     Ok(BootLoaders {
-        shim: read(&shim_root.join("usr/lib/shim/shimx64.efi.signed"))?,
-        mok_manager: read(&helpers_root.join("usr/lib/shim/mmx64.efi.signed"))?,
-        grub_efi: read(&grub_root.join("usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"))?,
-        boot_img: read(&modules_dir.join("boot.img"))?,
+        shim: take(shim, "usr/lib/shim/shimx64.efi.signed", PACKAGES[0])?,
+        mok_manager: take(helpers, "usr/lib/shim/mmx64.efi.signed", PACKAGES[1])?,
+        grub_efi: take(
+            grub,
+            "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+            PACKAGES[2],
+        )?,
+        boot_img: take(pc, "usr/lib/grub/i386-pc/boot.img", PACKAGES[3])?,
         core_disk: mkimage(&modules_dir, "i386-pc", &cfg, &work.join("core.img"))?,
         core_cd: mkimage(
             &modules_dir,
