@@ -1,10 +1,13 @@
-//! A whole GPT disk image whose only partition is a FAT32 EFI System Partition: protective MBR,
-//! primary and backup GPT (via the `gpt` crate), the ESP at 1 MiB (via [`crate::fat`]).
+//! A whole GPT disk image holding a FAT32 EFI System Partition: protective MBR, primary and backup GPT
+//! (via the `gpt` crate), the ESP at 1 MiB (via [`crate::fat`]). With [`BiosBoot`] it also boots on a
+//! legacy BIOS: GRUB's `boot.img` in the MBR's code area and `core.img` in a BIOS boot partition
+//! (LBA 40 up to the ESP, partition 2), the layout `grub-install` makes on a GPT disk.
 //!
 //! Reproducible: the disk and partition GUIDs come from [`DiskOptions`] (the `gpt` crate would
 //! otherwise pick random ones). Writes only to the device it is given, and never past `disk_size`.
 
 use crate::EspFile;
+use crate::biosboot::{self, BiosBootError};
 use crate::fat::{self, FatImageError, FatOptions};
 use gpt::disk::LogicalBlockSize;
 use gpt::mbr::{MBRError, ProtectiveMBR};
@@ -19,6 +22,19 @@ const MIB: u64 = 1024 * 1024;
 const ESP_FIRST_LBA: u64 = MIB / SECTOR;
 /// GPT partition name of the ESP.
 pub const ESP_NAME: &str = "EFI System Partition";
+/// GPT partition name of the BIOS boot partition.
+pub const BIOS_BOOT_NAME: &str = "BIOS boot partition";
+/// First LBA of the BIOS boot partition: after the primary GPT (LBA 1–33), 8-sector aligned.
+pub const BIOS_BOOT_FIRST_LBA: u64 = 40;
+
+/// GRUB i386-pc images that make the disk boot on a legacy BIOS (see [`crate::biosboot`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BiosBoot<'a> {
+    /// GRUB's 512-byte `boot.img`.
+    pub boot_img: &'a [u8],
+    /// `grub-mkimage -O i386-pc` output (starts with `diskboot.img`).
+    pub core_img: &'a [u8],
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskOptions {
@@ -27,6 +43,8 @@ pub struct DiskOptions {
     pub disk_guid: [u8; 16],
     /// Unique partition GUID of the ESP, same byte order as `disk_guid`.
     pub esp_guid: [u8; 16],
+    /// Unique partition GUID of the BIOS boot partition (used only with [`BiosBoot`]).
+    pub bios_guid: [u8; 16],
     /// ESP size in bytes (a multiple of 512); `None` means [`fat::esp_size_for`] the files.
     pub esp_size: Option<u64>,
     pub fat: FatOptions,
@@ -58,6 +76,10 @@ pub enum DiskImageError {
     AddPartition(#[source] GptError),
     #[error("writing the GPT")]
     WritePartitionTable(#[source] GptError),
+    #[error("core.img is {len} bytes; the BIOS boot partition holds {room}")]
+    FitCoreImage { len: usize, room: u64 },
+    #[error("placing GRUB's BIOS boot code")]
+    PlaceBiosBoot(#[source] BiosBootError),
 }
 
 /// Layout for an ESP of `esp_size` bytes: 1 MiB in front (MBR, primary GPT, alignment), the ESP,
@@ -123,7 +145,36 @@ pub fn write_esp_disk<D: Read + Write + Seek>(
     files: &[EspFile],
     opts: &DiskOptions,
 ) -> Result<DiskLayout, DiskImageError> {
+    write_disk(dev, files, opts, None)
+}
+
+/// [`write_esp_disk`], plus GRUB's BIOS boot code when `bios` is given (partition 2, LBA 40).
+pub fn write_disk<D: Read + Write + Seek>(
+    dev: &mut D,
+    files: &[EspFile],
+    opts: &DiskOptions,
+    bios: Option<BiosBoot>,
+) -> Result<DiskLayout, DiskImageError> {
     let esp_size = opts.esp_size.unwrap_or_else(|| fat::esp_size_for(files));
+    // Check and patch the BIOS pieces before anything is written.
+    let bios = match bios {
+        Some(b) => {
+            let room = (ESP_FIRST_LBA - BIOS_BOOT_FIRST_LBA) * SECTOR;
+            if b.core_img.len() as u64 > room {
+                return Err(DiskImageError::FitCoreImage {
+                    len: b.core_img.len(),
+                    room,
+                });
+            }
+            let mut core = b.core_img.to_vec();
+            biosboot::place_core(&mut core, BIOS_BOOT_FIRST_LBA)
+                .map_err(DiskImageError::PlaceBiosBoot)?;
+            let code = biosboot::mbr_code(b.boot_img, BIOS_BOOT_FIRST_LBA)
+                .map_err(DiskImageError::PlaceBiosBoot)?;
+            Some((code, core))
+        }
+        None => None,
+    };
     let esp = fat::build_fat32(files, esp_size, &opts.fat).map_err(DiskImageError::BuildEsp)?;
     let layout = layout(esp_size);
 
@@ -143,7 +194,12 @@ pub fn write_esp_disk<D: Read + Write + Seek>(
         dev.seek(SeekFrom::Start(0))?;
         write_zeros(dev, ESP_FIRST_LBA * SECTOR)?;
         dev.write_all(&esp)?;
-        write_zeros(dev, tail)
+        write_zeros(dev, tail)?;
+        if let Some((_, core)) = &bios {
+            dev.seek(SeekFrom::Start(BIOS_BOOT_FIRST_LBA * SECTOR))?;
+            dev.write_all(core)?;
+        }
+        Ok(())
     })()
     .map_err(DiskImageError::WriteDevice)?;
 
@@ -170,14 +226,39 @@ pub fn write_esp_disk<D: Read + Write + Seek>(
             0,
         )
         .map_err(DiskImageError::AddPartition)?;
+    let bios_id = match bios {
+        Some(_) => Some(
+            disk.add_partition_at(
+                BIOS_BOOT_NAME,
+                2,
+                BIOS_BOOT_FIRST_LBA,
+                ESP_FIRST_LBA - BIOS_BOOT_FIRST_LBA,
+                gpt::partition_types::BIOS,
+                0,
+            )
+            .map_err(DiskImageError::AddPartition)?,
+        ),
+        None => None,
+    };
     // add_partition_at draws a random partition GUID; replace it with the fixed one.
     let mut partitions = disk.take_partitions();
     if let Some(p) = partitions.get_mut(&id) {
         p.part_guid = uuid::Uuid::from_bytes(opts.esp_guid);
     }
+    if let Some(p) = bios_id.and_then(|b| partitions.get_mut(&b)) {
+        p.part_guid = uuid::Uuid::from_bytes(opts.bios_guid);
+    }
     disk.update_partitions(partitions)
         .map_err(DiskImageError::AddPartition)?;
-    disk.write().map_err(DiskImageError::WritePartitionTable)?;
+    let dev = disk.write().map_err(DiskImageError::WritePartitionTable)?;
+    if let Some((code, _)) = &bios {
+        // The protective MBR's code area; its partition entry and signature stay as written.
+        (|| {
+            dev.0.seek(SeekFrom::Start(0))?;
+            dev.0.write_all(code)
+        })()
+        .map_err(DiskImageError::WriteDevice)?;
+    }
     Ok(layout)
 }
 
@@ -195,6 +276,7 @@ mod tests {
         DiskOptions {
             disk_guid: DISK_GUID,
             esp_guid: ESP_GUID,
+            bios_guid: *b"rescue-biosboot!",
             esp_size,
             fat: OPTS,
         }
@@ -269,6 +351,68 @@ mod tests {
         assert!(
             esp_disk(&files, &opts(None)).0 == image,
             "same inputs, different bytes"
+        );
+    }
+
+    #[test]
+    fn bios_bootable_disk_keeps_the_esp_and_passes_sgdisk() {
+        use crate::biosboot::tests::{fake_boot_img, fake_core_img};
+        let files = sample_files();
+        let core = fake_core_img(300);
+        let mut dev = Cursor::new(Vec::new());
+        let bios = BiosBoot {
+            boot_img: &fake_boot_img(),
+            core_img: &core,
+        };
+        let layout = write_disk(&mut dev, &files, &opts(None), Some(bios)).unwrap();
+        let image = dev.into_inner();
+        // MBR: GRUB's code pointing at LBA 40, then the protective 0xEE entry and the signature.
+        assert_eq!(&image[0x5c..0x64], &40u64.to_le_bytes());
+        assert_eq!(image[446 + 4], 0xee);
+        assert_eq!(&image[510..512], &[0x55, 0xaa]);
+        let at = (BIOS_BOOT_FIRST_LBA * SECTOR) as usize;
+        assert_eq!(&image[at + 0x1f4..at + 0x1fc], &41u64.to_le_bytes());
+        assert_eq!(&image[at + 0x200..at + core.len()], &core[0x200..]);
+
+        let disk = GptConfig::new()
+            .open_from_device(Cursor::new(image.clone()))
+            .unwrap();
+        let parts = disk.partitions();
+        assert_eq!(parts[&1].part_type_guid, gpt::partition_types::EFI);
+        assert_eq!(parts[&2].part_type_guid, gpt::partition_types::BIOS);
+        assert_eq!((parts[&2].first_lba, parts[&2].last_lba), (40, 2047));
+        let esp = &image[(layout.esp_first_lba * SECTOR) as usize
+            ..((layout.esp_last_lba + 1) * SECTOR) as usize];
+        assert_holds(esp, &files);
+        if let Some(sgdisk) = test_tools::tool("sgdisk") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("disk.img");
+            std::fs::write(&path, &image).unwrap();
+            let out = std::process::Command::new(sgdisk)
+                .arg("-v")
+                .arg(&path)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("No problems found"),
+                "sgdisk -v:\n{text}"
+            );
+        }
+        let too_big = vec![0u8; 2 << 20];
+        let err = write_disk(
+            &mut Cursor::new(Vec::new()),
+            &files,
+            &opts(None),
+            Some(BiosBoot {
+                boot_img: &fake_boot_img(),
+                core_img: &too_big,
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DiskImageError::FitCoreImage { .. }),
+            "{err:?}"
         );
     }
 

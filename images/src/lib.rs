@@ -3,8 +3,10 @@
 //!
 //! Nothing here runs external tools, needs root, or reads the clock: identical inputs give identical bytes.
 
+pub mod biosboot;
 pub mod disk;
 pub mod fat;
+pub mod iso;
 pub mod pe;
 pub mod uki;
 

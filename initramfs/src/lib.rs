@@ -7,6 +7,8 @@
 
 pub mod cpio;
 #[cfg(feature = "build")]
+pub mod deb;
+#[cfg(feature = "build")]
 pub mod decompress;
 pub mod elf;
 pub mod firmware;

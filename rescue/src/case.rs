@@ -337,10 +337,14 @@ pub fn boot_medium_filesystems() -> Vec<(String, PathBuf)> {
             let mut sector = [0u8; 512];
             let read = fs::File::open(&path)
                 .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut sector, 0));
-            // FAT32 BPB: volume label at 0x47, filesystem type "FAT32   " at 0x52.
-            if read.is_ok()
-                && &sector[0x52..0x5a] == b"FAT32   "
-                && &sector[0x47..0x52] == b"RESCUE     "
+            // FAT32 BPB: volume label at 0x47, filesystem type "FAT32   " at 0x52; or a rescue ISO
+            // (a CD such as sr0, or the hybrid ISO written to a disk).
+            let rescue_iso = crate::selfcheck::iso_volume_id(Path::new(&path))
+                .is_some_and(|id| id.starts_with("RESCUE"));
+            if rescue_iso
+                || read.is_ok()
+                    && &sector[0x52..0x5a] == b"FAT32   "
+                    && &sector[0x47..0x52] == b"RESCUE     "
             {
                 out.push((disk.name.clone(), PathBuf::from(path)));
                 break;

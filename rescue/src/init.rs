@@ -476,6 +476,15 @@ fn setup() {
         ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
     }
     ui::boot::info(&format!("drivers settled at {:.1} s", uptime()));
+    // Self-check of the boot medium: the file hashes before the consoles start, so the banner has
+    // them; the whole-medium hash continues in the background.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        crate::selfcheck::run_and_store_then(move || {
+            let _ = tx.send(());
+        })
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(60));
 }
 
 /// Seconds since the kernel started, for boot timing messages.

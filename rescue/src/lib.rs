@@ -19,6 +19,7 @@ pub mod net;
 pub mod reinstall;
 pub mod restore;
 pub mod s3;
+pub mod selfcheck;
 pub mod selftest;
 pub mod uevent;
 pub mod ui;

@@ -26,6 +26,9 @@ pub enum Firmware {
     SeaBios,
     /// OVMF without Secure Boot.
     Ovmf,
+    /// OVMF with Secure Boot enforced and Microsoft's keys enrolled (`OVMF_CODE_4M.secboot.fd` with a
+    /// copy of `OVMF_VARS_4M.ms.fd`; needs SMM).
+    OvmfSecureBoot,
 }
 
 /// How a disk is attached.
@@ -122,6 +125,21 @@ pub enum Boot {
     },
     /// A disk image as a removable USB stick (firmware boots it).
     UsbImage(PathBuf),
+    /// A boot medium on a given drive type (firmware boots it).
+    Medium(PathBuf, Drive),
+}
+
+/// How a boot medium is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// A SATA (AHCI) CD-ROM drive, the way BMC virtual media often shows up.
+    SataCd,
+    /// A CD-ROM drive behind USB mass storage (BMC "virtual CD" on USB).
+    UsbCd,
+    /// A removable USB disk.
+    UsbDisk,
+    /// A fixed SATA disk (e.g. the ISO written to a disk).
+    SataDisk,
 }
 
 /// Builder for one VM.
@@ -155,6 +173,9 @@ impl Artifacts {
     }
     pub fn efi(&self) -> PathBuf {
         self.dir.join("rescue.efi")
+    }
+    pub fn iso(&self) -> PathBuf {
+        self.dir.join("rescue.iso")
     }
 }
 
@@ -279,14 +300,27 @@ impl QemuBuilder {
             "unix:{},server=on,wait=off",
             self.qmp_socket().display()
         ));
-        if self.firmware == Firmware::Ovmf {
+        let ovmf = match self.firmware {
+            Firmware::SeaBios => None,
+            Firmware::Ovmf => Some(("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd")),
+            Firmware::OvmfSecureBoot => {
+                // The Secure Boot build keeps its variables in SMM-protected flash.
+                c.args([
+                    "-machine",
+                    "smm=on",
+                    "-global",
+                    "driver=cfi.pflash01,property=secure,value=on",
+                ]);
+                Some(("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd"))
+            }
+        };
+        if let Some((code, vars_template)) = ovmf {
             let vars = self.workdir.join("OVMF_VARS.fd");
-            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
-                .context("copying OVMF_VARS_4M.fd (package ovmf)")?;
-            c.args([
-                "-drive",
-                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-            ]);
+            std::fs::copy(Path::new("/usr/share/OVMF").join(vars_template), &vars)
+                .with_context(|| format!("copying {vars_template} (package ovmf)"))?;
+            c.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/{code}"
+            ));
             c.arg("-drive").arg(format!(
                 "if=pflash,format=raw,unit=1,file={}",
                 vars.display()
@@ -314,6 +348,37 @@ impl QemuBuilder {
                     "-device",
                     "usb-storage,bus=xhci.0,drive=bootdisk,removable=on,bootindex=0",
                 ]);
+            }
+            Boot::Medium(img, drive) => {
+                // IDE disks cannot be read-only in QEMU: tests give disks a copy and compare hashes.
+                let media = match drive {
+                    Drive::SataCd | Drive::UsbCd => "media=cdrom,readonly=on",
+                    Drive::UsbDisk | Drive::SataDisk => "media=disk",
+                };
+                c.arg("-drive").arg(format!(
+                    "if=none,id=bootmedium,format=raw,{media},file={}",
+                    img.display()
+                ));
+                match drive {
+                    // ide.5: the last AHCI port, away from the test disks (which count from ide.0).
+                    Drive::SataCd => {
+                        c.args(["-device", "ide-cd,drive=bootmedium,bus=ide.5,bootindex=0"])
+                    }
+                    Drive::SataDisk => c.args([
+                        "-device",
+                        "ide-hd,drive=bootmedium,bus=ide.5,serial=BOOTDISK,bootindex=0",
+                    ]),
+                    Drive::UsbDisk => c.args([
+                        "-device",
+                        "usb-storage,bus=xhci.0,drive=bootmedium,removable=on,bootindex=0",
+                    ]),
+                    Drive::UsbCd => c.args([
+                        "-device",
+                        "usb-bot,bus=xhci.0,id=usbcd",
+                        "-device",
+                        "scsi-cd,bus=usbcd.0,drive=bootmedium,bootindex=0",
+                    ]),
+                };
             }
         }
         for (i, d) in self.disks.iter().enumerate() {

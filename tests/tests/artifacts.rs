@@ -87,7 +87,8 @@ fn build_manifest_hashes_every_output() -> anyhow::Result<()> {
         serde_json::from_slice(&std::fs::read(art.dir.join("build-manifest.json"))?)?;
     assert_eq!(manifest["schema"], "rescue.build/1");
     let outputs = manifest["outputs"].as_array().cloned().unwrap_or_default();
-    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    // rescue.efi, rescue-usb.img, rescue.iso, initramfs.cpio.zst, vmlinuz.
+    assert_eq!(outputs.len(), 5, "{outputs:?}");
     for o in &outputs {
         let name = o["name"].as_str().unwrap_or_default();
         assert_eq!(

@@ -102,8 +102,8 @@ fn usb_image_boots_through_ovmf() -> anyhow::Result<()> {
     vm.check(
         boot["partitions"]
             .as_array()
-            .is_some_and(|p| p.len() == 1 && p[0]["read_only"] == true),
-        "its ESP partition is listed and write-blocked",
+            .is_some_and(|p| p.len() == 2 && p.iter().all(|p| p["read_only"] == true)),
+        "its ESP and BIOS boot partitions are listed and write-blocked",
     )?;
     // `reboot` restarts the machine; QEMU runs with -no-reboot, so it exits instead.
     vm.send_line("reboot")?;

@@ -1,6 +1,15 @@
 //! `cargo xtask build`: the static `rescue` binary, the initramfs (profile modules, their dependency and
-//! firmware closure, a small module index), the UKI and the USB disk image, plus a build manifest that
-//! hashes every input and output. Identical inputs give byte-identical outputs.
+//! firmware closure, a small module index), the UKI, the USB disk image and the hybrid ISO, plus a build
+//! manifest that hashes every input, every output and every file on the boot media. Identical inputs
+//! give byte-identical outputs.
+//!
+//! Boot media (issue 6): shim → signed GRUB → Debian's signed kernel + our initramfs is the default
+//! path on UEFI (Secure Boot or not), GRUB i386-pc on legacy BIOS, the unsigned UKI a fallback entry.
+//! The initramfs is two concatenated archives so that it can carry the hashes of the media files
+//! including its own main part: `INITRD.IMG` = small uncompressed cpio holding
+//! `/etc/rescue/boot-files.json` ‖ the zstd-compressed main cpio. `boot-files.json` records the main
+//! part's sha256 and size; the rescue system checks that part by hash and the small head by comparing
+//! it with its own copy (see `rescue::selfcheck`).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,7 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::kernel::{self, Kernel};
-use crate::{deps, util};
+use crate::{bootloader, deps, util};
 
 /// The kernel command line on every medium.
 /// `noresume` and `raid=noautodetect` make sure the kernel itself never resumes a hibernation image or
@@ -43,6 +52,8 @@ pub struct BuildOptions {
     pub commit: String,
     /// OpenPGP public keys to embed in the initramfs (`--trust-key FILE`, repeatable).
     pub trust_keys: Vec<PathBuf>,
+    /// Optional key and certificate to sign the UKI with `sbsign` (users' own Secure Boot keys).
+    pub sign: Option<(PathBuf, PathBuf)>,
 }
 
 impl BuildOptions {
@@ -58,6 +69,7 @@ impl BuildOptions {
             ..Default::default()
         };
         let mut it = args.iter();
+        let (mut sign_key, mut sign_cert) = (None, None);
         while let Some(a) = it.next() {
             let mut value = |name: &str| {
                 it.next()
@@ -78,9 +90,16 @@ impl BuildOptions {
                         .context("--esp-size takes a number of MiB")?;
                     o.esp_size = Some(mib << 20);
                 }
+                "--sign-key" => sign_key = Some(PathBuf::from(value("--sign-key")?)),
+                "--sign-cert" => sign_cert = Some(PathBuf::from(value("--sign-cert")?)),
                 other => bail!("unknown build option {other:?} (see `cargo xtask help`)"),
             }
         }
+        o.sign = match (sign_key, sign_cert) {
+            (Some(k), Some(c)) => Some((k, c)),
+            (None, None) => None,
+            _ => bail!("--sign-key and --sign-cert go together"),
+        };
         Ok(o)
     }
 }
@@ -91,6 +110,7 @@ pub struct Artifacts {
     pub dir: PathBuf,
     pub efi: PathBuf,
     pub usb: PathBuf,
+    pub iso: PathBuf,
     pub initramfs: PathBuf,
     pub vmlinuz: PathBuf,
     /// The modules tree the initramfs was built from.
@@ -103,6 +123,7 @@ impl Artifacts {
             dir: dir.to_owned(),
             efi: dir.join("rescue.efi"),
             usb: dir.join("rescue-usb.img"),
+            iso: dir.join("rescue.iso"),
             initramfs: dir.join("initramfs.cpio.zst"),
             vmlinuz: dir.join("vmlinuz"),
             modules_dir: None,
@@ -465,31 +486,90 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         &trusted,
         epoch,
     )?;
+    let marker = format!("RESCUE/ID_{}", build_id.to_uppercase());
+    let marker_data = format!("{build_id}\n").into_bytes();
+    let loaders = bootloader::prepare(&root.join("target/cache/bootloader"), &marker)?;
+    let grub_cfg = bootloader::grub_cfg(&o.cmdline, env!("CARGO_PKG_VERSION"), &build_id, &marker)
+        .into_bytes();
+    let iso_volume_id = format!("RESCUE_{}", build_id.to_uppercase());
+
+    // Stage two of the initramfs: the hashes of the media files, the main part's included.
+    let main_sha = util::sha256_hex(&initrd.cpio_zst);
+    let record = |path: &str, data: &[u8], on: &[&str]| json!({ "path": path, "sha256": util::sha256_hex(data), "size": data.len(), "on": on });
+    let boot_files = json!({
+        "schema": "rescue.boot-files/1",
+        "build_id": build_id,
+        "fat_label": "RESCUE",
+        "iso_volume_id": iso_volume_id,
+        "initramfs": {
+            "path": "RESCUE/INITRD.IMG",
+            "main_sha256": main_sha,
+            "main_size": initrd.cpio_zst.len(),
+        },
+        "files": [
+            record("RESCUE/VMLINUZ", &vmlinuz, &["fat", "iso"]),
+            record(&marker, &marker_data, &["fat", "iso"]),
+            record("BOOT/GRUB/GRUB.CFG", &grub_cfg, &["fat", "iso"]),
+            record("EFI/BOOT/BOOTX64.EFI", &loaders.shim, &["fat"]),
+            record("EFI/BOOT/GRUBX64.EFI", &loaders.grub_efi, &["fat"]),
+            record("EFI/BOOT/MMX64.EFI", &loaders.mok_manager, &["fat"]),
+            record("EFI/BOOT/GRUB.CFG", &grub_cfg, &["fat"]),
+            record("EFI/DEBIAN/GRUB.CFG", &grub_cfg, &["fat"]),
+        ],
+    });
+    let mut boot_files_bytes = serde_json::to_vec_pretty(&boot_files)?;
+    boot_files_bytes.push(b'\n');
+    let mut head = Archive::new();
+    head.add_dir("etc", 0o755);
+    head.add_dir("etc/rescue", 0o755);
+    head.add_file("etc/rescue/boot-files.json", 0o644, boot_files_bytes);
+    let mut initrd_file = Vec::new();
+    head.write(&mut initrd_file, epoch)
+        .context("writing the initramfs head archive")?;
+    initrd_file.extend_from_slice(&initrd.cpio_zst);
+
     let uname = kernel.release.clone();
     let osrel = format!(
         "NAME=rescue\nID=rescue\nPRETTY_NAME=\"rescue {} ({build_id})\"\nVERSION_ID={}\n",
         env!("CARGO_PKG_VERSION"),
         env!("CARGO_PKG_VERSION")
     );
-    let uki = images::uki::build(&images::uki::UkiInputs {
+    let mut uki = images::uki::build(&images::uki::UkiInputs {
         stub: &stub,
         linux: &vmlinuz,
-        initrd: &initrd.cpio_zst,
+        initrd: &initrd_file,
         cmdline: &o.cmdline,
         osrel: &osrel,
         uname: &uname,
     })
     .context("building the UKI")?;
+    if let Some((key, cert)) = &o.sign {
+        let work = root.join("target/cache/bootloader/work");
+        uki = bootloader::sbsign(&uki, key, cert, &work).context("signing the UKI")?;
+    }
 
-    let files = vec![images::EspFile {
-        path: "EFI/BOOT/BOOTX64.EFI".to_owned(),
-        data: uki.clone(),
-    }];
+    let esp_file = |path: &str, data: &[u8]| images::EspFile {
+        path: path.to_owned(),
+        data: data.to_vec(),
+    };
+    let files = vec![
+        esp_file("EFI/BOOT/BOOTX64.EFI", &loaders.shim),
+        esp_file("EFI/BOOT/GRUBX64.EFI", &loaders.grub_efi),
+        esp_file("EFI/BOOT/MMX64.EFI", &loaders.mok_manager),
+        esp_file("EFI/BOOT/GRUB.CFG", &grub_cfg),
+        esp_file("EFI/DEBIAN/GRUB.CFG", &grub_cfg),
+        esp_file("EFI/RESCUE/RESCUE.EFI", &uki),
+        esp_file("BOOT/GRUB/GRUB.CFG", &grub_cfg),
+        esp_file("RESCUE/VMLINUZ", &vmlinuz),
+        esp_file("RESCUE/INITRD.IMG", &initrd_file),
+        esp_file(&marker, &marker_data),
+    ];
     let mut label = *b"RESCUE     ";
     label[..6].copy_from_slice(b"RESCUE");
     let disk_opts = images::disk::DiskOptions {
         disk_guid: guid_from(&build_id, "disk"),
         esp_guid: guid_from(&build_id, "esp"),
+        bios_guid: guid_from(&build_id, "bios"),
         esp_size: o.esp_size,
         fat: images::fat::FatOptions {
             volume_id: u32::from_le_bytes(
@@ -501,18 +581,54 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         },
     };
     let mut disk = std::io::Cursor::new(Vec::new());
-    images::disk::write_esp_disk(&mut disk, &files, &disk_opts)
-        .context("building the USB disk image")?;
+    images::disk::write_disk(
+        &mut disk,
+        &files,
+        &disk_opts,
+        Some(images::disk::BiosBoot {
+            boot_img: &loaders.boot_img,
+            core_img: &loaders.core_disk,
+        }),
+    )
+    .context("building the USB disk image")?;
+
+    // The ISO: BIOS El Torito image, hybrid MBR, and the same ESP as El Torito EFI image and partition 2.
+    let esp_size = o
+        .esp_size
+        .unwrap_or_else(|| images::fat::esp_size_for(&files));
+    let esp_image = images::fat::build_fat32(&files, esp_size, &disk_opts.fat)
+        .context("building the ESP image for the ISO")?;
+    let iso_file = |path: &str, data: &[u8]| images::iso::IsoFile {
+        path: path.to_owned(),
+        data: data.to_vec(),
+    };
+    let iso_files = vec![
+        iso_file("BOOT/GRUB/ELTORITO.IMG", &loaders.core_cd),
+        iso_file("BOOT/GRUB/CORE.IMG", &loaders.core_disk),
+        iso_file("BOOT/GRUB/GRUB.CFG", &grub_cfg),
+        iso_file("RESCUE/VMLINUZ", &vmlinuz),
+        iso_file("RESCUE/INITRD.IMG", &initrd_file),
+        iso_file(&marker, &marker_data),
+        iso_file("EFI/ESP.IMG", &esp_image),
+    ];
+    let iso = build_iso(
+        &iso_files,
+        &iso_volume_id,
+        epoch,
+        &loaders.boot_img,
+        &build_id,
+    )?;
 
     let mut art = Artifacts::in_dir(&o.out);
     art.modules_dir = Some(kernel.modules_dir.clone());
     fs::create_dir_all(&art.dir).with_context(|| format!("creating {}", art.dir.display()))?;
     util::write_atomic(&art.vmlinuz, &vmlinuz)?;
-    util::write_atomic(&art.initramfs, &initrd.cpio_zst)?;
+    util::write_atomic(&art.initramfs, &initrd_file)?;
     util::write_atomic(&art.efi, &uki)?;
     util::write_atomic(&art.usb, disk.get_ref())?;
+    util::write_atomic(&art.iso, &iso)?;
 
-    let outputs: Vec<FileRecord> = [&art.efi, &art.usb, &art.initramfs, &art.vmlinuz]
+    let outputs: Vec<FileRecord> = [&art.efi, &art.usb, &art.iso, &art.initramfs, &art.vmlinuz]
         .iter()
         .map(|p| {
             let data = fs::read(p)?;
@@ -553,6 +669,12 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
             "source": k.source.display().to_string(), "sha256": k.sha256,
         })).collect::<Vec<_>>(),
         "outputs": outputs,
+        "bootloader": { "packages": loaders.packages, "grub_bios_modules": "grub-mkimage -d <grub-pc-bin>/usr/lib/grub/i386-pc" },
+        "boot_files": boot_files,
+        "media": {
+            "rescue-usb.img": files.iter().map(|f| json!({ "path": f.path, "sha256": util::sha256_hex(&f.data), "size": f.data.len() })).collect::<Vec<_>>(),
+            "rescue.iso": iso_files_on_medium(&iso, &iso_files)?,
+        },
     });
     let manifest_path = art.dir.join("build-manifest.json");
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
@@ -568,13 +690,14 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     ));
     util::write_atomic(&art.dir.join("SHA256SUMS"), sums.as_bytes())?;
     eprintln!(
-        "xtask: built {} in {:.1} s: initramfs {:.1} MiB ({} modules), UKI {:.1} MiB, USB image {:.1} MiB",
+        "xtask: built {} in {:.1} s: initramfs {:.1} MiB ({} modules), UKI {:.1} MiB, USB image {:.1} MiB, ISO {:.1} MiB",
         art.dir.display(),
         started.elapsed().as_secs_f64(),
         initrd.cpio_zst.len() as f64 / 1048576.0,
         initrd.modules.len(),
         uki.len() as f64 / 1048576.0,
-        disk.get_ref().len() as f64 / 1048576.0
+        disk.get_ref().len() as f64 / 1048576.0,
+        iso.len() as f64 / 1048576.0
     );
     Ok(art)
 }
@@ -640,4 +763,88 @@ fn trusted_keys(rescue_bin: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<Trus
         });
     }
     Ok(out)
+}
+
+/// Lays out the hybrid ISO: El Torito BIOS (GRUB `cdboot` core, boot info table) and UEFI (`EFI/ESP.IMG`)
+/// entries; in the MBR, GRUB's `boot.img` pointing at `BOOT/GRUB/CORE.IMG`, partition 1 (type 0, the
+/// whole image, which UEFI ignores) and partition 2 (type 0xEF, the ESP image).
+fn build_iso(
+    files: &[images::iso::IsoFile],
+    volume_id: &str,
+    epoch: u32,
+    boot_img: &[u8],
+    build_id: &str,
+) -> anyhow::Result<Vec<u8>> {
+    use images::iso::{BiosBoot, IsoImage, IsoOptions, MbrPartition};
+    let mut iso = IsoImage::new(
+        IsoOptions {
+            volume_id: volume_id.to_owned(),
+            epoch,
+            bios_boot: Some(BiosBoot {
+                path: "BOOT/GRUB/ELTORITO.IMG".to_owned(),
+                load_sectors: 4,
+                boot_info_table: true,
+            }),
+            efi_boot: Some("EFI/ESP.IMG".to_owned()),
+        },
+        files.to_vec(),
+    )
+    .context("laying out the ISO")?;
+    let core = iso
+        .layout("BOOT/GRUB/CORE.IMG")
+        .context("the ISO lacks BOOT/GRUB/CORE.IMG")?;
+    let esp = iso
+        .layout("EFI/ESP.IMG")
+        .context("the ISO lacks EFI/ESP.IMG")?;
+    let core_img = iso
+        .file_mut("BOOT/GRUB/CORE.IMG")
+        .context("the ISO lacks BOOT/GRUB/CORE.IMG")?;
+    images::biosboot::place_core(core_img, core.lba512()).context("placing GRUB's core.img")?;
+    let code =
+        images::biosboot::mbr_code(boot_img, core.lba512()).context("placing GRUB's boot.img")?;
+    let sectors = |n: u64| u32::try_from(n).context("the ISO is too large for an MBR");
+    let signature = u32::from_le_bytes(
+        guid_from(build_id, "iso-mbr")[..4]
+            .try_into()
+            .unwrap_or([0; 4]),
+    );
+    iso.set_mbr(
+        &code,
+        signature,
+        &[
+            MbrPartition {
+                bootable: true,
+                kind: 0x00,
+                first_lba: 0,
+                sectors: sectors(iso.size() / 512)?,
+            },
+            MbrPartition {
+                bootable: false,
+                kind: 0xef,
+                first_lba: sectors(esp.lba512())?,
+                sectors: sectors(esp.sectors512())?,
+            },
+        ],
+    )?;
+    Ok(iso.to_vec()?)
+}
+
+/// Every file of the ISO as it is on the medium (after patching), for the manifest.
+fn iso_files_on_medium(
+    iso: &[u8],
+    files: &[images::iso::IsoFile],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut cursor = std::io::Cursor::new(iso);
+    files
+        .iter()
+        .map(|f| {
+            let e = images::iso::find_file(&mut cursor, &f.path)
+                .with_context(|| format!("reading {} back from the ISO", f.path))?;
+            let start = (u64::from(e.lba) * images::iso::BLOCK) as usize;
+            let data = iso
+                .get(start..start + e.len as usize)
+                .context("ISO extent past the end")?;
+            Ok(json!({ "path": f.path, "sha256": util::sha256_hex(data), "size": data.len(), "lba": e.lba }))
+        })
+        .collect()
 }

@@ -72,6 +72,8 @@ pub const BUILD: &[(&str, &str)] = &[
     // Copied into the initramfs to format evidence disks.
     ("mkfs.ext4", "e2fsprogs"),
     ("mkfs.exfat", "exfatprogs"),
+    // Links GRUB's BIOS core.img from the pinned grub-pc-bin modules (issue 6).
+    ("grub-mkimage", "grub-common"),
 ];
 
 /// What booting and checking the images needs.
@@ -97,4 +99,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("apt-get", "apt"),
     ("socat", "socat"),
     ("openssl", "openssl"),
+    // Independent checks of the hybrid ISO (issue 6).
+    ("isoinfo", "genisoimage"),
 ];

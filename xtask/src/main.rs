@@ -4,6 +4,7 @@
 mod bench;
 mod bench_acquire;
 mod bench_s3;
+mod bootloader;
 mod build;
 mod deps;
 mod kernel;
@@ -18,9 +19,11 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR] [--trust-key FILE]...
-                         build target/rescue/: rescue.efi, rescue-usb.img, initramfs.cpio.zst, vmlinuz,
-                         build-manifest.json, SHA256SUMS; --trust-key embeds an OpenPGP key for
-                         `rescue reinstall verify` (fingerprints listed in build-manifest.json)
+        [--sign-key KEY --sign-cert CERT]
+                         build target/rescue/: rescue.efi, rescue-usb.img, rescue.iso, initramfs.cpio.zst,
+                         vmlinuz, build-manifest.json, SHA256SUMS; --trust-key embeds an OpenPGP key for
+                         `rescue reinstall verify` (fingerprints listed in build-manifest.json);
+                         --sign-*: sign the UKI with sbsign
   qemu [--direct] [--ovmf] [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
   test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)

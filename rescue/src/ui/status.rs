@@ -60,8 +60,58 @@ pub fn banner(console: &str) -> String {
         " disks {}, write-blocked {ro}; network down\n",
         disks.len()
     ));
+    out.push_str(&selfcheck_lines(crate::selfcheck::stored()));
     out.push_str(" type 'help' for commands\n");
     out.push_str("==================================================================\n");
+    out
+}
+
+/// The self-check lines of the banner: which medium, whether its files match the build, its sha256.
+pub fn selfcheck_lines(check: Option<crate::selfcheck::SelfCheck>) -> String {
+    let Some(c) = check else {
+        return " self-check: not run (only inside the rescue system)\n".to_owned();
+    };
+    let Some(m) = &c.medium else {
+        return format!(
+            " self-check: {}\n",
+            c.note.as_deref().unwrap_or("no boot medium found")
+        );
+    };
+    let kind = match m.kind {
+        crate::selfcheck::MediumKind::Fat => "FAT RESCUE",
+        crate::selfcheck::MediumKind::Iso => "ISO 9660",
+    };
+    let mut out = if c.passed() {
+        format!(
+            " self-check: boot medium {} ({kind}): OK, {} files match build {}\n",
+            m.node.display(),
+            c.files.len(),
+            c.build_id.as_deref().unwrap_or("-")
+        )
+    } else {
+        let bad: Vec<String> = c
+            .files
+            .iter()
+            .filter(|f| !f.ok)
+            .map(|f| format!("{} ({})", f.path, f.problem.as_deref().unwrap_or("differs")))
+            .collect();
+        format!(
+            " self-check: boot medium {} ({kind}): MISMATCH: {}\n",
+            m.node.display(),
+            bad.join("; ")
+        )
+    };
+    match (&c.medium_sha256, &c.medium_hash_state) {
+        (Some(sha), _) => out.push_str(&format!(
+            " medium sha256 {sha} ({} bytes of /dev/{})\n",
+            c.medium_bytes.unwrap_or(0),
+            m.disk
+        )),
+        (None, Some(state)) => {
+            out.push_str(&format!(" medium sha256 {state} (see `status` later)\n"))
+        }
+        (None, None) => {}
+    }
     out
 }
 

@@ -1,0 +1,513 @@
+//! Boot matrix (issue 6): each firmware (OVMF, OVMF with Secure Boot enforced and Microsoft keys,
+//! SeaBIOS) and each medium (ISO as SATA CD, ISO as USB CD, ISO as USB disk, ISO written to a disk,
+//! `rescue-usb.img` as USB disk) is booted at least once to the `rescue> ` prompt, where the banner must
+//! report the boot mode, the Secure Boot state and a passing self-check of the boot medium, `devices
+//! --json` must list the medium write-blocked, and `status` must end up showing the medium's sha256,
+//! equal to the image's. Under Secure Boot the unsigned UKI is refused by the firmware; a modified
+//! initramfs on the medium is reported by the self-check.
+//!
+//! Left out of the full 3 × 4 product to fit the CI budget under TCG: OVMF × ISO written to a disk,
+//! OVMF × rescue-usb.img (covered by `boot.rs`), Secure Boot × SATA CD / USB CD, SeaBIOS × USB CD /
+//! ISO as USB disk. Every firmware and every medium is still covered.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tests::{Artifacts, Boot, Drive, Firmware, Qemu, QemuBuilder, gate, sha256_file};
+
+/// Firmware, GRUB's 3 s menu and the kernel, under TCG on a loaded machine.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
+const CMD_TIMEOUT: Duration = Duration::from_secs(120);
+/// The whole-medium hash runs in the background; under TCG it takes a while.
+const HASH_TIMEOUT: Duration = Duration::from_secs(400);
+
+struct Expect {
+    boot_mode: &'static str,
+    secure_boot: &'static str,
+    /// `ISO 9660` or `FAT RESCUE`.
+    medium_kind: &'static str,
+}
+
+fn copy_to(work: &Path, from: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let to = work.join(name);
+    std::fs::copy(from, &to)?;
+    Ok(to)
+}
+
+/// Waits until `status` shows the medium's sha256 and returns it.
+fn medium_sha256(vm: &mut Qemu) -> anyhow::Result<String> {
+    let deadline = Instant::now() + HASH_TIMEOUT;
+    loop {
+        let status = vm.run("status", CMD_TIMEOUT)?;
+        if let Some(sha) = status.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("medium sha256 ")
+                .and_then(|r| r.split_whitespace().next())
+                .filter(|h| h.len() == 64)
+                .map(str::to_owned)
+        }) {
+            return Ok(sha);
+        }
+        vm.check(
+            Instant::now() < deadline,
+            &format!("no medium sha256 after {HASH_TIMEOUT:?}:\n{status}"),
+        )?;
+        std::thread::sleep(Duration::from_secs(10));
+    }
+}
+
+/// Boots `medium` on `drive`, checks banner, devices and the medium hash, powers off.
+/// `image_sha` is the sha256 the medium hash must equal (the image as built).
+fn boot_medium(
+    art: &Artifacts,
+    work: &Path,
+    firmware: Firmware,
+    medium: PathBuf,
+    drive: Drive,
+    expect: Expect,
+    image_sha: &str,
+) -> anyhow::Result<Qemu> {
+    let mut vm = QemuBuilder::new(Boot::Medium(medium.clone(), drive), work)
+        .firmware(firmware)
+        .spawn()?;
+    let banner = vm.wait_prompt(BOOT_TIMEOUT)?;
+    vm.check(
+        banner.contains(&format!("boot {}", expect.boot_mode)),
+        &format!("banner says boot {}", expect.boot_mode),
+    )?;
+    vm.check(
+        banner.contains(expect.secure_boot),
+        &format!("banner says {}", expect.secure_boot),
+    )?;
+    vm.check(
+        banner.contains(&format!("({}): OK,", expect.medium_kind)),
+        &format!(
+            "banner reports a passing self-check of the {} medium",
+            expect.medium_kind
+        ),
+    )?;
+    let build = std::fs::read_to_string(art.dir.join("build-manifest.json"))?;
+    let build: serde_json::Value = serde_json::from_str(&build)?;
+    let build_id = build["build_id"].as_str().unwrap_or("?");
+    vm.check(
+        banner.contains(&format!("match build {build_id}")),
+        "the self-check names this build",
+    )?;
+    let disks = vm.run_json("devices --json", CMD_TIMEOUT)?;
+    let disks = disks.as_array().cloned().unwrap_or_default();
+    let size = std::fs::metadata(&medium)?.len();
+    let boot_disk = disks
+        .iter()
+        .find(|d| d["size_bytes"].as_u64() == Some(size));
+    vm.check(
+        boot_disk.is_some_and(|d| d["read_only"] == true),
+        &format!("the boot medium ({size} bytes) is listed write-blocked: {disks:?}"),
+    )?;
+    let sha = medium_sha256(&mut vm)?;
+    vm.check(
+        sha == image_sha,
+        &format!("medium sha256 {sha} is the image's {image_sha}"),
+    )?;
+    Ok(vm)
+}
+
+fn poweroff(mut vm: Qemu) -> anyhow::Result<()> {
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(120))?;
+    vm.check(
+        status.success(),
+        &format!("qemu exited with {status} after poweroff"),
+    )
+}
+
+const UEFI: Expect = Expect {
+    boot_mode: "UEFI",
+    secure_boot: "Secure Boot disabled",
+    medium_kind: "ISO 9660",
+};
+
+#[test]
+fn ovmf_boots_the_iso_as_a_sata_cd() -> anyhow::Result<()> {
+    let Some(art) = gate("ovmf_boots_the_iso_as_a_sata_cd") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let sha = sha256_file(&art.iso())?;
+    let mut vm = boot_medium(
+        &art,
+        work.path(),
+        Firmware::Ovmf,
+        art.iso(),
+        Drive::SataCd,
+        UEFI,
+        &sha,
+    )?;
+    // The CD is the boot medium: never an evidence destination.
+    let out = vm.run("unlock /dev/sr0 --confirm 000000", CMD_TIMEOUT)?;
+    vm.check(
+        out.contains("boot medium"),
+        &format!("unlocking the boot CD is refused as the boot medium:\n{out}"),
+    )?;
+    poweroff(vm)
+}
+
+#[test]
+fn ovmf_boots_the_iso_as_a_usb_cd() -> anyhow::Result<()> {
+    let Some(art) = gate("ovmf_boots_the_iso_as_a_usb_cd") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let sha = sha256_file(&art.iso())?;
+    poweroff(boot_medium(
+        &art,
+        work.path(),
+        Firmware::Ovmf,
+        art.iso(),
+        Drive::UsbCd,
+        UEFI,
+        &sha,
+    )?)
+}
+
+#[test]
+fn secure_boot_boots_the_iso_as_a_usb_disk() -> anyhow::Result<()> {
+    let Some(art) = gate("secure_boot_boots_the_iso_as_a_usb_disk") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let iso = copy_to(work.path(), &art.iso(), "rescue.iso")?;
+    let sha = sha256_file(&iso)?;
+    let expect = Expect {
+        boot_mode: "UEFI",
+        secure_boot: "Secure Boot enabled",
+        // Partition 2 of the hybrid ISO is the ESP; the self-check reads the ISO 9660 on the disk.
+        medium_kind: "ISO 9660",
+    };
+    let vm = boot_medium(
+        &art,
+        work.path(),
+        Firmware::OvmfSecureBoot,
+        iso.clone(),
+        Drive::UsbDisk,
+        expect,
+        &sha,
+    )?;
+    poweroff(vm)?;
+    assert_eq!(sha256_file(&iso)?, sha, "the boot medium changed");
+    Ok(())
+}
+
+#[test]
+fn secure_boot_boots_the_usb_image() -> anyhow::Result<()> {
+    let Some(art) = gate("secure_boot_boots_the_usb_image") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let usb = copy_to(work.path(), &art.usb_image(), "rescue-usb.img")?;
+    let sha = sha256_file(&usb)?;
+    let expect = Expect {
+        boot_mode: "UEFI",
+        secure_boot: "Secure Boot enabled",
+        medium_kind: "FAT RESCUE",
+    };
+    let vm = boot_medium(
+        &art,
+        work.path(),
+        Firmware::OvmfSecureBoot,
+        usb.clone(),
+        Drive::UsbDisk,
+        expect,
+        &sha,
+    )?;
+    poweroff(vm)?;
+    assert_eq!(sha256_file(&usb)?, sha, "the boot medium changed");
+    Ok(())
+}
+
+#[test]
+fn secure_boot_refuses_the_unsigned_uki() -> anyhow::Result<()> {
+    let Some(art) = gate("secure_boot_refuses_the_unsigned_uki") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    // A stick whose only loader is the unsigned UKI at the removable-media path.
+    let img = work.path().join("uki-only.img");
+    let mut dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&img)?;
+    let opts = images::disk::DiskOptions {
+        disk_guid: *b"uki-only-disk-id",
+        esp_guid: *b"uki-only-esp--id",
+        bios_guid: *b"uki-only-bios-id",
+        esp_size: None,
+        fat: images::fat::FatOptions {
+            volume_id: 0x1234_5678,
+            volume_label: *b"UKIONLY    ",
+        },
+    };
+    images::disk::write_esp_disk(
+        &mut dev,
+        &[images::EspFile {
+            path: "EFI/BOOT/BOOTX64.EFI".into(),
+            data: std::fs::read(art.efi())?,
+        }],
+        &opts,
+    )?;
+    drop(dev);
+    let mut vm = QemuBuilder::new(Boot::Medium(img, Drive::UsbDisk), work.path())
+        .firmware(Firmware::OvmfSecureBoot)
+        .spawn()?;
+    // OVMF's boot manager reports the failed signature check as "Access Denied".
+    vm.expect("Access Denied", BOOT_TIMEOUT)?;
+    // Give a wrongly accepted image time to get somewhere, then make sure it did not.
+    std::thread::sleep(Duration::from_secs(20));
+    let log = vm.log();
+    vm.check(
+        !log.contains("rescue> ") && !log.contains("Linux version"),
+        "the unsigned UKI must not start under Secure Boot",
+    )
+}
+
+const BIOS: Expect = Expect {
+    boot_mode: "BIOS",
+    secure_boot: "Secure Boot unknown",
+    medium_kind: "ISO 9660",
+};
+
+#[test]
+fn seabios_boots_the_iso_as_a_sata_cd() -> anyhow::Result<()> {
+    let Some(art) = gate("seabios_boots_the_iso_as_a_sata_cd") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let sha = sha256_file(&art.iso())?;
+    poweroff(boot_medium(
+        &art,
+        work.path(),
+        Firmware::SeaBios,
+        art.iso(),
+        Drive::SataCd,
+        BIOS,
+        &sha,
+    )?)
+}
+
+#[test]
+fn seabios_boots_the_usb_image() -> anyhow::Result<()> {
+    let Some(art) = gate("seabios_boots_the_usb_image") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let usb = copy_to(work.path(), &art.usb_image(), "rescue-usb.img")?;
+    let sha = sha256_file(&usb)?;
+    let expect = Expect {
+        medium_kind: "FAT RESCUE",
+        ..BIOS
+    };
+    poweroff(boot_medium(
+        &art,
+        work.path(),
+        Firmware::SeaBios,
+        usb,
+        Drive::UsbDisk,
+        expect,
+        &sha,
+    )?)
+}
+
+#[test]
+fn seabios_boots_the_iso_written_to_a_disk() -> anyhow::Result<()> {
+    let Some(art) = gate("seabios_boots_the_iso_written_to_a_disk") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    // `dd` onto a bigger disk: the rest of the disk is not part of the medium's hash.
+    let disk = copy_to(work.path(), &art.iso(), "disk.img")?;
+    let iso_sha = sha256_file(&disk)?;
+    let len = std::fs::metadata(&disk)?.len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)?
+        .set_len(len + (32 << 20))?;
+    let vm = boot_medium(
+        &art,
+        work.path(),
+        Firmware::SeaBios,
+        disk,
+        Drive::SataDisk,
+        BIOS,
+        &iso_sha,
+    )?;
+    poweroff(vm)
+}
+
+#[test]
+fn selfcheck_reports_a_modified_initramfs_on_the_medium() -> anyhow::Result<()> {
+    let Some(art) = gate("selfcheck_reports_a_modified_initramfs_on_the_medium") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    // Flip one byte in the middle of RESCUE/INITRD.IMG inside a copy of the ISO. The system itself
+    // boots from the unmodified artifacts (direct kernel boot), so it can report what it finds.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(art.dir.join("build-manifest.json"))?)?;
+    let initrd = manifest["media"]["rescue.iso"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["path"] == "RESCUE/INITRD.IMG"))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the manifest lists no RESCUE/INITRD.IMG on the ISO"))?;
+    let lba = initrd["lba"].as_u64().unwrap_or(0);
+    let size = initrd["size"].as_u64().unwrap_or(0);
+    anyhow::ensure!(lba > 0 && size > 0, "bad manifest entry {initrd}");
+    let iso = copy_to(work.path(), &art.iso(), "tampered.iso")?;
+    let mut bytes = std::fs::read(&iso)?;
+    let at = (lba * 2048 + size / 2) as usize;
+    bytes[at] ^= 0x40;
+    std::fs::write(&iso, &bytes)?;
+    drop(bytes);
+
+    let mut builder = QemuBuilder::direct(&art, work.path());
+    builder.extra.extend(
+        [
+            "-drive",
+            &format!(
+                "if=none,id=tampered,format=raw,media=cdrom,readonly=on,file={}",
+                iso.display()
+            ),
+            "-device",
+            "ide-cd,drive=tampered,bus=ide.5",
+        ]
+        .map(str::to_owned),
+    );
+    let mut vm = builder.spawn()?;
+    let banner = vm.wait_prompt(BOOT_TIMEOUT)?;
+    vm.check(
+        banner.contains("(ISO 9660): MISMATCH: RESCUE/INITRD.IMG (main part sha256"),
+        "the banner reports the modified initramfs",
+    )?;
+    vm.check(
+        !banner.contains("RESCUE/VMLINUZ ("),
+        "the unmodified kernel is not reported",
+    )?;
+    poweroff(vm)
+}
+
+fn tool(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
+    let out = cmd.output().map_err(|e| {
+        anyhow::anyhow!(
+            "running {:?} (install xorriso, genisoimage, dosfstools, gdisk): {e}",
+            cmd.get_program()
+        )
+    })?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[test]
+fn iso_passes_xorriso_isoinfo_and_fsck() -> anyhow::Result<()> {
+    let Some(art) = gate("iso_passes_xorriso_isoinfo_and_fsck") else {
+        return Ok(());
+    };
+    let iso = art.iso();
+    let (ok, report) = tool(Command::new("xorriso").arg("-indev").arg(&iso).args([
+        "-report_el_torito",
+        "plain",
+        "-report_system_area",
+        "plain",
+    ]))?;
+    assert!(ok, "xorriso:\n{report}");
+    let entry = |n: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("El Torito boot img :   {n}")))
+            .map(|l| l.split_whitespace().skip(6).take(3).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(entry("1"), ["BIOS", "y", "none"], "{report}");
+    assert_eq!(entry("2"), ["UEFI", "y", "none"], "{report}");
+    assert!(
+        report.contains("El Torito img path :   1  /BOOT/GRUB/ELTORITO.IMG")
+            && report.contains("El Torito img opts :   1  boot-info-table")
+            && report.contains("El Torito img path :   2  /EFI/ESP.IMG"),
+        "{report}"
+    );
+    // The hybrid MBR: partition 2 is the ESP image, type 0xef.
+    assert!(
+        report
+            .lines()
+            .filter_map(|l| l.strip_prefix("MBR partition"))
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..]
+                .starts_with(&[":", "2", "0x00", "0xef"])),
+        "{report}"
+    );
+
+    let (ok, info) = tool(Command::new("isoinfo").arg("-d").arg("-i").arg(&iso))?;
+    assert!(ok, "isoinfo -d:\n{info}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(art.dir.join("build-manifest.json"))?)?;
+    let volume_id = manifest["boot_files"]["iso_volume_id"]
+        .as_str()
+        .unwrap_or("?");
+    assert!(info.contains(&format!("Volume id: {volume_id}")), "{info}");
+    assert!(info.contains("El Torito VD version 1 found"), "{info}");
+    let size = std::fs::metadata(&iso)?.len();
+    assert!(
+        info.contains(&format!("Volume size is: {}", size / 2048)),
+        "the volume is the whole file:\n{info}"
+    );
+
+    // Every file the manifest lists for the ISO is there with that hash, per isoinfo's extraction.
+    let files = manifest["media"]["rescue.iso"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(files.len() >= 7, "{files:?}");
+    let (ok, listing) = tool(Command::new("isoinfo").arg("-f").arg("-i").arg(&iso))?;
+    assert!(ok, "isoinfo -f:\n{listing}");
+    let dir = tempfile::tempdir()?;
+    for f in &files {
+        let path = f["path"].as_str().unwrap_or_default();
+        // isoinfo names files as recorded: `/RESCUE/VMLINUZ.;1`, `/EFI/ESP.IMG;1`.
+        let recorded = listing
+            .lines()
+            .find(|l| {
+                let name = l.trim().split(';').next().unwrap_or_default();
+                name.strip_suffix('.').unwrap_or(name) == format!("/{path}")
+            })
+            .ok_or_else(|| anyhow::anyhow!("isoinfo -f does not list {path}:\n{listing}"))?;
+        let out = Command::new("isoinfo")
+            .arg("-i")
+            .arg(&iso)
+            .arg("-x")
+            .arg(recorded.trim())
+            .output()?;
+        let extracted = dir.path().join("x");
+        std::fs::write(&extracted, &out.stdout)?;
+        assert_eq!(
+            f["sha256"].as_str(),
+            Some(sha256_file(&extracted)?.as_str()),
+            "{path} on the ISO"
+        );
+        if path == "EFI/ESP.IMG" {
+            let (ok, out) = tool(Command::new("fsck.vfat").arg("-n").arg(&extracted))?;
+            assert!(ok, "fsck.vfat -n on the ISO's ESP:\n{out}");
+        }
+    }
+    // The USB image: GPT still valid with the BIOS boot partition (EF02) next to the ESP (EF00).
+    let (ok, table) = tool(Command::new("sgdisk").arg("-p").arg(art.usb_image()))?;
+    assert!(
+        ok && table.contains("EF02") && table.contains("EF00"),
+        "{table}"
+    );
+    Ok(())
+}
