@@ -214,7 +214,11 @@ impl Locked {
     /// Where the case log lives now.
     pub fn log_path(&self) -> PathBuf {
         match (&self.state.destination, &self.state.case_id) {
-            (Some(d), Some(case)) => Path::new(&d.mountpoint).join(case).join("case-log.jsonl"),
+            // A destination whose device disappeared cannot take entries: they wait in RAM and are
+            // re-chained onto the case log when the disk is mounted again.
+            (Some(d), Some(case)) if destination_present(d) => {
+                Path::new(&d.mountpoint).join(case).join("case-log.jsonl")
+            }
             _ => state_dir().join("case-log.jsonl"),
         }
     }
@@ -626,6 +630,40 @@ pub fn target_interlock(
             Err(e)
         }
     }
+}
+
+/// Whether the evidence destination's device still exists (a USB disk can be pulled mid-acquisition).
+pub fn destination_present(d: &Destination) -> bool {
+    Path::new(&d.device).exists()
+}
+
+/// When the evidence destination's device has disappeared: detaches its stale mount, forgets it (and
+/// takes its disk off the unlocked list, so a disk that comes back is write-blocked until unlocked
+/// again) and returns it. The case log continues in RAM until a destination is mounted again.
+pub fn forget_lost_destination(locked: &mut Locked) -> Result<Option<Destination>, CaseError> {
+    let Some(dest) = locked.state.destination.clone() else {
+        return Ok(None);
+    };
+    if destination_present(&dest) {
+        return Ok(None);
+    }
+    let _ = nix::mount::umount2(dest.mountpoint.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    let disk = blkro::whole_disk(dest.device.trim_start_matches("/dev/"));
+    locked.state.destination = None;
+    locked.state.unlocked.retain(|u| *u != disk);
+    let family: Vec<String> = unlocked_names()
+        .into_iter()
+        .filter(|n| blkro::whole_disk(n) != disk)
+        .collect();
+    let file = unlocked_path();
+    let text = if family.is_empty() {
+        String::new()
+    } else {
+        family.join("\n") + "\n"
+    };
+    fs::write(&file, text).map_err(|source| CaseError::AccessState { path: file, source })?;
+    locked.save()?;
+    Ok(Some(dest))
 }
 
 /// Mounts an unlocked device (a partition, or a whole disk holding a filesystem) as the evidence

@@ -475,3 +475,130 @@ fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Res
     assert_eq!(sha256_file(&source)?, source_sha, "the source disk changed");
     Ok(())
 }
+
+/// The evidence disk is pulled (PCIe hot-unplug) in the middle of an acquisition: a clear error, a case-log
+/// entry (kept in RAM, then re-chained onto the case log), and a state that `--resume` completes after the
+/// disk is plugged back, unlocked and mounted again.
+#[test]
+fn evidence_disk_pulled_mid_acquisition_is_resumable() -> anyhow::Result<()> {
+    let Some(art) = gate("evidence_disk_pulled_mid_acquisition_is_resumable") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let source = work.path().join("slow.img");
+    make_disk(&source, 32 << 20, 13)?;
+    let source_sha = sha256_file(&source)?;
+    let evidence = work.path().join("evidence.img");
+    std::fs::File::create(&evidence)?.set_len(128 << 20)?;
+    let o = Command::new("mkfs.ext4")
+        .args(["-F", "-q", "-L", "EVIDENCE"])
+        .arg(&evidence)
+        .output()?;
+    anyhow::ensure!(o.status.success(), "mkfs.ext4 failed");
+    let mut b = QemuBuilder::direct(&art, work.path());
+    b.extra.extend([
+        "-drive".to_owned(),
+        format!(
+            "if=none,id=slow,format=raw,readonly=on,file={},throttling.bps-read=2097152",
+            source.display()
+        ),
+        "-device".to_owned(),
+        "virtio-blk-pci,drive=slow,serial=SLOW-2".to_owned(),
+        "-device".to_owned(),
+        "pcie-root-port,id=rp1,chassis=1".to_owned(),
+        "-drive".to_owned(),
+        format!(
+            "if=none,id=ev,format=raw,cache=unsafe,file={}",
+            evidence.display()
+        ),
+        "-device".to_owned(),
+        "virtio-blk-pci,bus=rp1,id=evdev,drive=ev,serial=EV-LOST-1".to_owned(),
+    ]);
+    let mut vm = b.spawn()?;
+    vm.wait_prompt(T)?;
+    let name_of = |vm: &mut tests::Qemu, serial: &str| -> anyhow::Result<String> {
+        let disks = vm.run_json("devices --json", T)?;
+        Ok(disks
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["serial"] == serial))
+            .and_then(|d| d["name"].as_str())
+            .unwrap_or_default()
+            .to_owned())
+    };
+    let src = name_of(&mut vm, "SLOW-2")?;
+    let ev = name_of(&mut vm, "EV-LOST-1")?;
+    vm.check(!src.is_empty() && !ev.is_empty(), "both disks are listed")?;
+    vm.run("case new C3 --examiner tester", T)?;
+    vm.run(&format!("unlock /dev/{ev} --confirm EV-LOST-1"), T)?;
+    let out = vm.run(&format!("mount-evidence /dev/{ev}"), T)?;
+    vm.check(out.contains("mounted on /mnt/evidence"), &out)?;
+    vm.send_line(&format!(
+        "acquire /dev/{src} --out /mnt/evidence/C3/d1 --evidence-id d1"
+    ))?;
+    std::thread::sleep(Duration::from_secs(4));
+    vm.hmp("device_del evdev")?;
+    let out = vm.expect(tests::PROMPT, Duration::from_secs(300))?;
+    vm.check(
+        out.contains("disappeared during the acquisition") && out.contains("(exit status 5)"),
+        &format!("a clear error and a resumable exit:\n{out}"),
+    )?;
+    let out = vm.run("case show", T)?;
+    vm.check(
+        out.contains("evidence    (not mounted"),
+        &format!("the lost destination is forgotten:\n{out}"),
+    )?;
+    // Plug it back: it comes back write-blocked and must be unlocked again.
+    std::thread::sleep(Duration::from_secs(3));
+    vm.hmp(&format!(
+        "drive_add 0 if=none,id=ev2,format=raw,cache=unsafe,file.locking=off,file={}",
+        evidence.display()
+    ))?;
+    vm.hmp("device_add virtio-blk-pci,bus=rp1,id=evdev2,drive=ev2,serial=EV-LOST-1")?;
+    let mut ev2 = String::new();
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        ev2 = name_of(&mut vm, "EV-LOST-1")?;
+        if !ev2.is_empty() {
+            break;
+        }
+    }
+    vm.check(!ev2.is_empty(), "the evidence disk is back")?;
+    let out = vm.run(&format!("mount-evidence /dev/{ev2}"), T)?;
+    vm.check(
+        out.contains("is not unlocked"),
+        &format!("a returning disk is write-blocked until unlocked again:\n{out}"),
+    )?;
+    vm.run(&format!("unlock /dev/{ev2} --confirm EV-LOST-1"), T)?;
+    let out = vm.run(&format!("mount-evidence /dev/{ev2}"), T)?;
+    vm.check(out.contains("mounted on /mnt/evidence"), &out)?;
+    let out = vm.run(
+        &format!("acquire /dev/{src} --out /mnt/evidence/C3/d1 --evidence-id d1 --resume"),
+        Duration::from_secs(600),
+    )?;
+    vm.check(
+        !out.contains("(exit status"),
+        &format!("resumed onto the returned disk:\n{out}"),
+    )?;
+    let out = vm.run("verify /mnt/evidence/C3/d1", Duration::from_secs(300))?;
+    vm.check(!out.contains("(exit status"), &format!("verified:\n{out}"))?;
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "clean power-off")?;
+
+    assert_eq!(sha256_file(&source)?, source_sha, "the source disk changed");
+    let image = work.path().join("image.raw");
+    debugfs_dump(&evidence, "/C3/d1/image.raw", &image)?;
+    assert_eq!(sha256_file(&image)?, source_sha, "resumed image == source");
+    let log = work.path().join("case-log.jsonl");
+    debugfs_dump(&evidence, "/C3/case-log.jsonl", &log)?;
+    let entries = rescue::caselog::verify(&std::fs::read(&log)?)
+        .map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.command == "evidence destination lost"),
+        "the loss is in the case log: {:?}",
+        entries.iter().map(|e| &e.command).collect::<Vec<_>>()
+    );
+    Ok(())
+}

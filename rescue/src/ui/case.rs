@@ -215,7 +215,33 @@ pub fn run_case_acquire(mut args: super::acquire::AcquireArgs) -> anyhow::Result
     if !args.resume {
         check_space(&args)?;
     }
-    let code = super::acquire::run_acquire(&args)?;
+    let result = super::acquire::run_acquire(&args);
+    let mut locked = Locked::open()?;
+    if let Some(lost) = case::forget_lost_destination(&mut locked)? {
+        let resume = format!(
+            "acquire {} --out {} --resume",
+            args.source.display(),
+            args.out.display()
+        );
+        locked.log(
+            "result",
+            "evidence destination lost",
+            serde_json::json!({
+                "device": lost.device,
+                "during": format!("acquire {} --out {}", args.source.display(), args.out.display()),
+                "resume_with": resume,
+            }),
+        )?;
+        drop(locked);
+        eprintln!(
+            "error: the evidence destination {} disappeared during the acquisition; what was made durable stays on it.\n  reattach it, then: unlock DEVICE --confirm SERIAL, mount-evidence DEVICE, {resume}",
+            lost.device
+        );
+        // The directory on the lost disk keeps its checkpoint: resumable.
+        return Ok(super::acquire::EXIT_INCOMPLETE);
+    }
+    drop(locked);
+    let code = result?;
     let complete = matches!(code, 0 | super::acquire::EXIT_UNREADABLE);
     if complete || code == super::acquire::EXIT_INCOMPLETE {
         let mut locked = Locked::open()?;

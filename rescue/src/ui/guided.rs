@@ -559,14 +559,20 @@ fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
     let Some(action) = ask.select("What to do with it", &actions)? else {
         return Ok(());
     };
-    let target = if action == 0 && !disk.partitions.is_empty() {
+    // A disk with partitions: mount or format one of them, or the whole disk.
+    let target = if !disk.partitions.is_empty() {
         let mut items: Vec<String> = disk
             .partitions
             .iter()
             .map(|p| format!("{} ({})", p.path, devices::human_size(p.size_bytes)))
             .collect();
         items.push(format!("{} (whole disk)", disk.path));
-        let Some(j) = ask.select("Which filesystem", &items)? else {
+        let which = if action == 0 {
+            "Which filesystem"
+        } else {
+            "Format which"
+        };
+        let Some(j) = ask.select(which, &items)? else {
             return Ok(());
         };
         disk.partitions
