@@ -267,11 +267,31 @@ fn acquire_to_the_store_then_verify_and_detect_damage() {
     let src_s = src.to_str().unwrap();
     let url = "s3://evidence/CASE-1/host-a/disk-1";
     let o = store.rescue(
-        &["acquire", src_s, "--out", url, "--hash", "sha256,md5"],
+        &[
+            "acquire",
+            src_s,
+            "--out",
+            url,
+            "--hash",
+            "sha256,md5",
+            "--window",
+            "4M",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let m = check_stored(&store, "CASE-1/host-a/disk-1", &src);
+    // Hash windows as for a local acquisition: 4 MiB windows tiling the source, the last short.
+    let source = fs::read(&src).unwrap();
+    let windows = m["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 6);
+    for w in windows {
+        let (o, n) = (
+            w["offset"].as_u64().unwrap() as usize,
+            w["length"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(w["sha256"].as_str().unwrap(), sha256(&source[o..o + n]));
+    }
     assert_eq!(m["remote"]["parts"].as_array().unwrap().len(), 3);
     assert_eq!(m["remote"]["insecure"], false);
     let md5 = run(Command::new("md5sum").arg(&src));
@@ -317,6 +337,8 @@ fn acquire_to_the_store_then_verify_and_detect_damage() {
     let out = String::from_utf8_lossy(&bad.stdout);
     let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(last["report"]["first_bad_part"], 2, "{out}");
+    // The flipped byte is at 9 MiB: the window at 8 MiB is named.
+    assert!(out.contains("window 2 at offset 8388608"), "{out}");
 }
 
 #[test]

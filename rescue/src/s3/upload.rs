@@ -156,6 +156,8 @@ pub struct UploadOptions {
     pub ca_file: Option<String>,
     /// Stream hashes; SHA-256 is always added (the image object's checksum).
     pub hashes: Option<Vec<HashAlgorithm>>,
+    /// Hash window size (`--window`), recorded in the manifest like a local acquisition's.
+    pub window: Option<u64>,
     pub case: CaseInfo,
     pub retries: Option<u32>,
     pub resume: bool,
@@ -254,6 +256,8 @@ struct UploadState {
     part_bytes: u64,
     block_bytes: u64,
     hashes: Vec<HashAlgorithm>,
+    #[serde(default)]
+    window_bytes: Option<u64>,
     retries: u32,
     source_path: String,
     source_size: u64,
@@ -634,6 +638,13 @@ pub fn upload(
             // Killed between claiming the prefix and starting the upload.
             st.upload_id = client.create_multipart(&image_key)?;
         }
+        if opts.window.is_some() && opts.window != st.window_bytes {
+            return mismatch(
+                "--window",
+                format!("{:?}", st.window_bytes),
+                format!("{:?}", opts.window),
+            );
+        }
         let listed = client.list_parts(&image_key, &st.upload_id)?;
         let mut bytes_held = 0;
         for p in &listed {
@@ -678,6 +689,11 @@ pub fn upload(
                 "the read size {block} must be a multiple of the {sector}-byte sector and at most {MAX_BLOCK}"
             )));
         }
+        if opts.window == Some(0) {
+            return Err(UploadError::RejectOption(
+                "--window must be larger than 0".to_owned(),
+            ));
+        }
         let mut hashes = opts
             .hashes
             .clone()
@@ -691,6 +707,7 @@ pub fn upload(
             part_bytes: part_size(size, block as u64),
             block_bytes: block as u64,
             hashes,
+            window_bytes: opts.window,
             retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
             source_path: info.path.clone(),
             source_size: size,
@@ -757,6 +774,7 @@ pub fn upload(
     let block = state.block_bytes as usize;
     let part_bytes = state.part_bytes;
     let hashes = state.hashes.clone();
+    let window = state.window_bytes;
     let retries = opts.retries.unwrap_or(state.retries);
     let remote = RemoteInfo {
         endpoint: opts.store.endpoint.clone(),
@@ -876,7 +894,7 @@ pub fn upload(
     let result = pipeline::run(
         &pool,
         &hashes,
-        None,
+        window,
         Output::Sink(Box::new(S3Sink(Arc::clone(&sink)))),
         &mut produce,
         &mut observe,
@@ -1031,6 +1049,7 @@ pub fn upload(
     manifest.complete = true;
     manifest.stop_reason = None;
     manifest.hashes = result.hashes.clone();
+    manifest.windows = result.windows.clone();
     manifest.unreadable = unreadable.clone();
     manifest.outputs = vec![
         OutputFile {
@@ -1116,7 +1135,7 @@ fn incomplete_manifest(
             split_bytes: None,
             block_bytes: state.block_bytes,
             zstd_level: None,
-            window_bytes: None,
+            window_bytes: state.window_bytes,
         },
         started_at: state.started_at.clone(),
         finished_at: Some(now_rfc3339()),

@@ -123,6 +123,10 @@ pub fn verify(
                 .map(|a: HashAlgorithm| (name.clone(), a.hasher()))
         })
         .collect();
+    let mut windows = manifest
+        .image
+        .window_bytes
+        .map(crate::acquire::hash::WindowHasher::new);
     if stored == Some(size) {
         for (number, offset, len, expected) in &parts {
             if cancel.load(Ordering::Relaxed) {
@@ -142,6 +146,9 @@ pub fn verify(
             for (_, h) in hashers.iter_mut() {
                 h.update(&data);
             }
+            if let Some(w) = windows.as_mut() {
+                w.update(&data);
+            }
             report.bytes += *len;
             report.parts += 1;
             progress(&Progress {
@@ -155,6 +162,24 @@ pub fn verify(
         for (name, h) in hashers {
             let expected = manifest.hashes.get(&name).cloned().unwrap_or_default();
             report.check(format!("{name} of the image"), &expected, &h.finish_hex());
+        }
+        if let Some(w) = windows {
+            let got = w.finish();
+            for (i, want) in manifest.windows.iter().enumerate() {
+                let actual = got.get(i).map_or("missing", |g| g.sha256.as_str());
+                if actual != want.sha256 {
+                    report.check(
+                        format!("window {i} at offset {}", want.offset),
+                        &want.sha256,
+                        actual,
+                    );
+                }
+            }
+            report.check(
+                "hash windows",
+                &manifest.windows.len().to_string(),
+                &got.len().to_string(),
+            );
         }
     }
     // Every other object against SHA256SUMS, and SHA256SUMS against the manifest.

@@ -127,11 +127,10 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
     super::acquire::install_signal_handlers();
     if args.format == Some(super::acquire::FormatArg::Zstd)
         || args.split.is_some()
-        || args.window.is_some()
         || args.verify_source
     {
         anyhow::bail!(
-            "--format zstd, --split, --window and --verify-source are not available for s3:// destinations yet"
+            "--format zstd, --split and --verify-source are not available for s3:// destinations yet"
         );
     }
     let url = parse_url(&args.out)?;
@@ -145,6 +144,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         insecure: args.remote.insecure,
         ca_file: args.remote.ca.as_ref().map(|p| p.display().to_string()),
         hashes: args.hash.clone().map(|h| h.0),
+        window: args.window,
         case: CaseInfo {
             case_id: args.case_id.clone(),
             evidence_id: args.evidence_id.clone(),
