@@ -442,6 +442,20 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
             initramfs::profile::names().join(", ")
         );
     }
+    for key in &o.trust_keys {
+        let data =
+            fs::read(key).with_context(|| format!("reading --trust-key {}", key.display()))?;
+        // Armoured key block, or a binary OpenPGP packet (tag byte with bit 7 set); parsed in full later.
+        let armoured = data
+            .windows(36)
+            .any(|w| w == b"-----BEGIN PGP PUBLIC KEY BLOCK-----");
+        if !armoured && data.first().is_none_or(|b| b & 0x80 == 0) {
+            bail!(
+                "--trust-key {} is not an OpenPGP public key (armoured or binary)",
+                key.display()
+            );
+        }
+    }
     let index = module_index(&kernel)?;
     let epoch = o.epoch;
     let rescue_bin_path = build_rescue_binary(epoch, &o.commit)?;

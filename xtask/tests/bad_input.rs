@@ -176,3 +176,39 @@ fn unknown_profile_lists_the_known_ones() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn trust_keys_that_are_missing_or_not_keys_are_refused_before_building() {
+    if !stub_installed() && std::env::var_os("RESCUE_REQUIRE_TOOLS").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("vmlinuz");
+    fake_kernel(&kernel, "6.1.0-3-amd64");
+    let modules = fake_modules(dir.path(), "6.1.0-3-amd64");
+    let not_a_key = dir.path().join("notes.txt");
+    fs::write(&not_a_key, "trust me\n").unwrap();
+    let out = dir.path().join("out");
+    for (key, want) in [
+        (
+            "/nonexistent/key.asc",
+            "reading --trust-key /nonexistent/key.asc",
+        ),
+        (not_a_key.to_str().unwrap(), "is not an OpenPGP public key"),
+    ] {
+        let (ok, err) = build(
+            &[
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--modules",
+                modules.to_str().unwrap(),
+                "--trust-key",
+                key,
+            ],
+            &out,
+        );
+        assert!(!ok);
+        assert!(err.contains(want), "{err}");
+        assert!(!out.exists());
+    }
+}

@@ -124,7 +124,8 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink(Vec<u8>),
-    HardLink,
+    /// An archive member that names an earlier member (path as written in the archive).
+    HardLink(String),
     Special(String),
 }
 
@@ -328,7 +329,7 @@ impl Restorer {
             EntryKind::File => "file",
             EntryKind::Dir => "dir",
             EntryKind::Symlink(_) => "symlink",
-            EntryKind::HardLink => "hardlink",
+            EntryKind::HardLink(_) => "hardlink",
             EntryKind::Special(_) => "special",
         };
         if let Some(why) = policy::traversal(raw) {
@@ -348,19 +349,7 @@ impl Restorer {
                 self.dirs.insert(rel.clone(), (e.mode, e.uid, e.gid));
                 Ok(())
             }
-            EntryKind::HardLink => {
-                self.record(
-                    &rel,
-                    kind_name,
-                    None,
-                    None,
-                    Action::Refused,
-                    Some(
-                        "hard link in the archive: not restored (restore the file it names)".into(),
-                    ),
-                );
-                Ok(())
-            }
+            EntryKind::HardLink(to) => self.hard_link(&rel, e, to),
             EntryKind::Special(what) => {
                 self.record(
                     &rel,
@@ -410,6 +399,67 @@ impl Restorer {
             Err(err) => {
                 dir.unlink(&tmp);
                 self.io_failure(rel, "symlink", size, None, err)
+            }
+        }
+    }
+
+    /// A hard link is restored only as a link to a file this run restored (or found identical), so its
+    /// content was screened; its own path is screened like any file's.
+    fn hard_link(&mut self, rel: &str, e: &SourceEntry, to: &str) -> Result<(), RestoreError> {
+        let to_rel = to.strip_prefix("./").unwrap_or(to).trim_end_matches('/');
+        if let Some(why) = policy::traversal(to) {
+            self.record(rel, "hardlink", None, None, Action::Refused, Some(why));
+            return Ok(());
+        }
+        let linked = self
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.path == to_rel && r.kind == "file")
+            .map(|r| (r.action, r.sha256.clone(), r.size));
+        let (sha, size) = match linked {
+            Some((Action::Restored | Action::Identical | Action::WouldRestore, sha, size)) => {
+                (sha, size)
+            }
+            _ => {
+                self.record(
+                    rel,
+                    "hardlink",
+                    None,
+                    None,
+                    Action::Refused,
+                    Some(format!("hard link to {to_rel}, which was not restored")),
+                );
+                return Ok(());
+            }
+        };
+        match self.policy.check_meta(rel, e.mode) {
+            Verdict::Allow => {}
+            v => return self.verdict(rel, "hardlink", size, sha, v),
+        }
+        if self.dry_run {
+            self.record(rel, "hardlink", size, sha, Action::WouldRestore, None);
+            return Ok(());
+        }
+        let (tp, tn) = split(to_rel);
+        let (parent, name) = split(rel);
+        let dirs = (self.open_dir(tp), self.open_dir(parent));
+        let (from_dir, dir) = match dirs {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(err), _) | (_, Err(err)) => {
+                return self.io_failure(rel, "hardlink", size, sha, err);
+            }
+        };
+        let tmp = format!(".{name}.rescue-restore");
+        dir.unlink(&tmp);
+        match target::link(&from_dir, tn, &dir, &tmp).and_then(|()| dir.rename(&tmp, name)) {
+            Ok(()) => {
+                self.record(rel, "hardlink", size, sha, Action::Restored, None);
+                Ok(())
+            }
+            Err(err) => {
+                dir.unlink(&tmp);
+                self.io_failure(rel, "hardlink", size, sha, err)
             }
         }
     }

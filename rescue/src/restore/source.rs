@@ -197,7 +197,12 @@ pub fn walk_tar(
                     .unwrap_or_default(),
             )
         } else if et.is_hard_link() {
-            EntryKind::HardLink
+            EntryKind::HardLink(
+                entry
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned())
+                    .unwrap_or_default(),
+            )
         } else {
             EntryKind::Special(format!("{et:?}").to_lowercase())
         };

@@ -234,6 +234,15 @@ impl Dir {
     }
 }
 
+/// Hard-links `from_dir/from` as `to_dir/to` (`linkat` without `AT_SYMLINK_FOLLOW`: a symlink is
+/// linked as itself, never followed).
+pub fn link(from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
+    let (a, b) = (cstr(from)?, cstr(to)?);
+    // SAFETY: linkat between two directory fds we own, with valid C strings and no follow flag.
+    check(unsafe { libc::linkat(from_dir.raw(), a.as_ptr(), to_dir.raw(), b.as_ptr(), 0) })?;
+    Ok(())
+}
+
 /// Applies mode, owner, times and xattrs to an open file.
 pub fn apply_meta(
     f: &File,

@@ -330,3 +330,61 @@ fn xattrs_come_back_from_directories_and_pax_archives() {
         Some(&b"tar-9"[..])
     );
 }
+
+#[test]
+fn tar_hard_links_point_only_at_files_this_restore_screened() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let tarpath = t.path().join("links.tar");
+    let mut b = tar::Builder::new(fs::File::create(&tarpath).unwrap());
+    let mut file = |name: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    file("srv/a.txt", b"shared", 0o644);
+    file("usr/bin/su2", b"#!/bin/sh", 0o4755);
+    let mut link = |name: &str, to: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        let n = to.len();
+        h.as_old_mut().linkname[..n].copy_from_slice(to);
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+    };
+    link("srv/b.txt", b"srv/a.txt");
+    link("srv/c", b"usr/bin/su2");
+    link("srv/d", b"../../etc/shadow");
+    b.finish().unwrap();
+    drop(b);
+    let dst = t.path().join("root");
+    fs::create_dir_all(&dst).unwrap();
+    let m = run(&tarpath, &dst, Policy::default(), None, false);
+    assert_eq!(rec(&m, "srv/b.txt").action, Action::Restored);
+    assert_eq!(
+        fs::metadata(dst.join("srv/b.txt")).unwrap().ino(),
+        fs::metadata(dst.join("srv/a.txt")).unwrap().ino(),
+        "restored as a hard link"
+    );
+    assert!(
+        rec(&m, "srv/c")
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not restored")
+    );
+    assert!(
+        rec(&m, "srv/d")
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("traversal")
+    );
+    assert!(!dst.join("srv/c").exists() && !dst.join("srv/d").exists());
+}
