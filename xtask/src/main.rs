@@ -19,7 +19,8 @@ commands:
   build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR] [--sign-key KEY --sign-cert CERT]
                          build target/rescue/: rescue.efi, rescue-usb.img, rescue.iso, initramfs.cpio.zst,
                          vmlinuz, build-manifest.json, SHA256SUMS (--sign-*: sign the UKI with sbsign)
-  qemu [--direct] [--ovmf] [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
+  qemu [--direct | --iso] [--ovmf | --bios | --secure-boot]
+       [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
   test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)
   bench build|boot|acquire
