@@ -1,6 +1,8 @@
 //! Just enough ELF64 little-endian parsing for the initramfs builder: whether a binary needs a dynamic
-//! loader (the rescue init must be static), and the bytes of a named section (kernel modules keep their
-//! `.modinfo` strings there).
+//! loader (the rescue init must be static), the bytes of a named section (kernel modules keep their
+//! `.modinfo` strings there), and the shared libraries (`DT_NEEDED`) a dynamically linked tool needs,
+//! with their closure resolved through a caller-supplied lookup (the builder searches the host's library
+//! directories; this module never touches the file system).
 //!
 //! Every offset is bounds-checked: a truncated or hostile file gives an [`ElfError`], never a panic.
 
@@ -13,10 +15,12 @@ pub const ET_EXEC: u16 = 2;
 /// `e_type` of a shared object or position-independent executable.
 pub const ET_DYN: u16 = 3;
 
+const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
 const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
+const DT_STRTAB: u64 = 5;
 const DT_FLAGS_1: u64 = 0x6fff_fffb;
 const DF_1_PIE: u64 = 0x0800_0000;
 const SHN_XINDEX: u16 = 0xffff;
@@ -97,6 +101,148 @@ pub fn inspect(bytes: &[u8]) -> Result<ElfInfo, ElfError> {
         interpreter,
         machine: header.machine,
     })
+}
+
+/// The dynamic linking needs of an executable or shared library.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicNeeds {
+    /// `PT_INTERP`, e.g. `/lib64/ld-linux-x86-64.so.2`.
+    pub interpreter: Option<String>,
+    /// `DT_NEEDED` names in order, e.g. `libext2fs.so.2`.
+    pub needed: Vec<String>,
+}
+
+/// Reads `PT_INTERP` and the `DT_NEEDED` names (looked up in the `DT_STRTAB` string table, whose virtual
+/// address is mapped to a file offset through the `PT_LOAD` segments).
+pub fn dynamic_needs(bytes: &[u8]) -> Result<DynamicNeeds, ElfError> {
+    let header = Header::parse(bytes)?;
+    let what = "program header table";
+    let mut loads = Vec::new();
+    let mut dynamic = None;
+    let mut interpreter = None;
+    for i in 0..u64::from(header.phnum) {
+        let at = header
+            .phoff
+            .checked_add(i * u64::from(header.phentsize))
+            .ok_or(ElfError::ReadTruncated { what })?;
+        let p_type = u32_at(bytes, at, what)?;
+        let p_offset = u64_at(bytes, at.saturating_add(8), what)?;
+        let p_vaddr = u64_at(bytes, at.saturating_add(16), what)?;
+        let p_filesz = u64_at(bytes, at.saturating_add(32), what)?;
+        match p_type {
+            PT_LOAD => loads.push((p_vaddr, p_offset, p_filesz)),
+            PT_DYNAMIC => dynamic = Some(slice(bytes, p_offset, p_filesz, "PT_DYNAMIC segment")?),
+            PT_INTERP => {
+                let what = "PT_INTERP segment";
+                let raw = slice(bytes, p_offset, p_filesz, what)?;
+                let raw = raw
+                    .strip_suffix(&[0])
+                    .ok_or(ElfError::DecodeString { what })?;
+                let text = std::str::from_utf8(raw).map_err(|_| ElfError::DecodeString { what })?;
+                interpreter = Some(text.to_owned());
+            }
+            _ => {}
+        }
+    }
+    let Some(dynamic) = dynamic else {
+        return Ok(DynamicNeeds {
+            interpreter,
+            needed: Vec::new(),
+        });
+    };
+    let mut strtab = None;
+    let mut needed_offsets = Vec::new();
+    for entry in dynamic.chunks_exact(16) {
+        let tag = u64_at(entry, 0, "dynamic entry")?;
+        let value = u64_at(entry, 8, "dynamic entry")?;
+        match tag {
+            DT_NULL => break,
+            DT_NEEDED => needed_offsets.push(value),
+            DT_STRTAB => strtab = Some(value),
+            _ => {}
+        }
+    }
+    let mut needed = Vec::new();
+    if !needed_offsets.is_empty() {
+        let what = "DT_STRTAB string table";
+        let vaddr = strtab.ok_or(ElfError::ReadTruncated { what })?;
+        let (seg_vaddr, seg_offset, seg_size) = loads
+            .iter()
+            .copied()
+            .find(|(v, _, size)| vaddr >= *v && vaddr - *v < *size)
+            .ok_or(ElfError::ReadTruncated { what })?;
+        let table = slice(
+            bytes,
+            seg_offset + (vaddr - seg_vaddr),
+            seg_size - (vaddr - seg_vaddr),
+            what,
+        )?;
+        for off in needed_offsets {
+            let what = "DT_NEEDED name";
+            let start = usize::try_from(off).map_err(|_| ElfError::ReadTruncated { what })?;
+            let rest = table.get(start..).ok_or(ElfError::ReadTruncated { what })?;
+            let end = rest
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or(ElfError::DecodeString { what })?;
+            let name =
+                std::str::from_utf8(&rest[..end]).map_err(|_| ElfError::DecodeString { what })?;
+            needed.push(name.to_owned());
+        }
+    }
+    Ok(DynamicNeeds {
+        interpreter,
+        needed,
+    })
+}
+
+/// Every shared object a set of executables needs, transitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LibraryClosure {
+    /// `(path the lookup returned, contents)` for each library, in discovery order, each once.
+    pub libraries: Vec<(String, Vec<u8>)>,
+    /// Dynamic loaders named by `PT_INTERP` (absolute paths), each once.
+    pub interpreters: Vec<String>,
+    /// `DT_NEEDED` names the lookup could not find.
+    pub missing: Vec<String>,
+}
+
+/// Resolves the `DT_NEEDED` closure of `roots`: `find(name)` returns where a library lives and its bytes.
+pub fn library_closure(
+    roots: &[&[u8]],
+    mut find: impl FnMut(&str) -> Option<(String, Vec<u8>)>,
+) -> Result<LibraryClosure, ElfError> {
+    let mut out = LibraryClosure::default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut visit = |needs: DynamicNeeds,
+                     out: &mut LibraryClosure,
+                     queue: &mut std::collections::VecDeque<String>| {
+        if let Some(i) = needs.interpreter
+            && !out.interpreters.contains(&i)
+        {
+            out.interpreters.push(i);
+        }
+        for n in needs.needed {
+            if seen.insert(n.clone()) {
+                queue.push_back(n);
+            }
+        }
+    };
+    for root in roots {
+        visit(dynamic_needs(root)?, &mut out, &mut queue);
+    }
+    while let Some(name) = queue.pop_front() {
+        match find(&name) {
+            Some((path, bytes)) => {
+                let needs = dynamic_needs(&bytes)?;
+                out.libraries.push((path, bytes));
+                visit(needs, &mut out, &mut queue);
+            }
+            None => out.missing.push(name),
+        }
+    }
+    Ok(out)
 }
 
 /// `e_type` of the file (`ET_REL` for kernel modules, `ET_DYN` for PIE executables).
@@ -319,6 +465,67 @@ mod tests {
             out.extend_from_slice(&value.to_le_bytes());
         }
         out
+    }
+
+    /// A shared object or executable needing `needed`, with its string table in a PT_LOAD at vaddr 0.
+    fn needing(interp: Option<&str>, needed: &[&str]) -> Vec<u8> {
+        let mut strtab = vec![0u8];
+        let mut entries = vec![(DT_STRTAB, 0)];
+        for n in needed {
+            entries.push((DT_NEEDED, strtab.len() as u64));
+            strtab.extend_from_slice(n.as_bytes());
+            strtab.push(0);
+        }
+        let mut segments = vec![(PT_LOAD, strtab), (PT_DYNAMIC, dynamic(&entries))];
+        if let Some(i) = interp {
+            segments.push((PT_INTERP, format!("{i}\0").into_bytes()));
+        }
+        elf(ET_DYN, &segments, &[])
+    }
+
+    #[test]
+    fn needed_libraries_are_read_from_the_string_table() {
+        let bin = needing(Some("/lib64/ld.so"), &["libext2fs.so.2", "libc.so.6"]);
+        let needs = dynamic_needs(&bin).unwrap();
+        assert_eq!(needs.interpreter.as_deref(), Some("/lib64/ld.so"));
+        assert_eq!(needs.needed, ["libext2fs.so.2", "libc.so.6"]);
+        let lone = elf(ET_DYN, &[(PT_DYNAMIC, dynamic(&[(DT_NEEDED, 1)]))], &[]);
+        assert!(
+            dynamic_needs(&lone).is_err(),
+            "DT_NEEDED without a string table"
+        );
+    }
+
+    #[test]
+    fn closure_follows_needed_transitively_once_each() {
+        let mkfs = needing(Some("/lib64/ld.so"), &["libext2fs.so.2", "libc.so.6"]);
+        let exfat = needing(Some("/lib64/ld.so"), &["libc.so.6"]);
+        let libs = std::collections::BTreeMap::from([
+            (
+                "libext2fs.so.2",
+                needing(None, &["libcom_err.so.2", "libc.so.6"]),
+            ),
+            ("libcom_err.so.2", needing(None, &["libc.so.6"])),
+            ("libc.so.6", needing(Some("/lib64/ld.so"), &[])),
+        ]);
+        let mut asked = Vec::new();
+        let closure = library_closure(&[&mkfs, &exfat, &needing(None, &["libgone.so.1"])], |n| {
+            asked.push(n.to_owned());
+            libs.get(n).map(|b| (format!("/lib/{n}"), b.clone()))
+        })
+        .unwrap();
+        let paths: Vec<&str> = closure.libraries.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/lib/libext2fs.so.2",
+                "/lib/libc.so.6",
+                "/lib/libcom_err.so.2"
+            ]
+        );
+        assert_eq!(closure.interpreters, ["/lib64/ld.so"]);
+        assert_eq!(closure.missing, ["libgone.so.1"]);
+        assert_eq!(asked.len(), 4, "each name is looked up once: {asked:?}");
     }
 
     #[test]

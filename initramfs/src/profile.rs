@@ -86,6 +86,7 @@ const QEMU: &[&str] = &[
     "xhci_pci",
     "ext4",
     "vfat",
+    "exfat",
     "nls_cp437",
     "nls_iso8859_1",
     "isofs",

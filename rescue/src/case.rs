@@ -70,10 +70,51 @@ pub enum CaseError {
         target: String,
         tried: String,
     },
+    #[error("no boot medium (a FAT32 filesystem labelled RESCUE) was found")]
+    FindBootMedium,
     #[error("an evidence destination is already mounted: {0}")]
     EvidenceMounted(String),
+    #[error("{device} is the rescue boot medium and can never be a reinstall or restore target")]
+    RefuseTargetBootMedium { device: String },
+    #[error(
+        "{device} is the evidence destination of this case and can never be a reinstall or restore target"
+    )]
+    RefuseTargetEvidence { device: String },
+    #[error(
+        "{device} holds evidence acquired into {dir} that is not verified yet: run `verify {dir}` first, or give a reason (--reason TEXT) to override"
+    )]
+    RefuseTargetUnverified { device: String, dir: String },
+    #[error(
+        "{device} was never acquired in this case: acquire and verify it first, or give a reason (--reason TEXT) to override"
+    )]
+    RefuseTargetNotAcquired { device: String },
     #[error(transparent)]
     Log(#[from] caselog::CaseLogError),
+    /// A deploy/restore target refused by the target interlock.
+    #[error("{device} cannot be a deploy or restore target: {why}")]
+    RefuseTarget { device: String, why: String },
+}
+
+/// One acquisition of a source disk in this case, as the target interlock sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcquisitionRecord {
+    /// Whole disk (sysfs name) that was acquired.
+    pub disk: String,
+    /// The acquisition directory.
+    pub dir: String,
+    /// Every byte acquired and the manifest final (false: interrupted, resumable).
+    pub complete: bool,
+    /// `verify` recomputed every hash of this directory and they all matched.
+    pub verified: bool,
+}
+
+/// A disk the target interlock cleared for reinstall or restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetClearance {
+    /// The whole disk, e.g. `/dev/sda`.
+    pub disk: String,
+    /// The operator's reason when the interlock was overridden (logged in the case log).
+    pub overridden: Option<String>,
 }
 
 /// The evidence destination.
@@ -98,6 +139,12 @@ pub struct CaseState {
     /// Whole disks unlocked for writing.
     pub unlocked: Vec<String>,
     pub destination: Option<Destination>,
+    /// Every acquisition of a source disk in this case (for the reinstall/restore target interlock).
+    #[serde(default)]
+    pub acquisitions: Vec<AcquisitionRecord>,
+    /// True time minus the system (RTC) clock in seconds, as the operator stated it when opening the case.
+    #[serde(default)]
+    pub clock_offset_seconds: Option<i64>,
 }
 
 /// The directory holding the state, the lock and the RAM case log.
@@ -204,6 +251,60 @@ pub fn check_case_id(id: &str) -> Result<(), CaseError> {
     }
 }
 
+/// Seconds since the Unix epoch for a UTC time typed by the operator: `YYYY-MM-DD HH:MM[:SS]`, also with
+/// `T` between date and time and a trailing `Z`.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let t = text.trim().trim_end_matches(['Z', 'z']);
+    let (date, time) = t.split_once([' ', 'T', 't'])?;
+    let d: Vec<&str> = date.split('-').collect();
+    let h: Vec<&str> = time.trim().split(':').collect();
+    if d.len() != 3 || !(2..=3).contains(&h.len()) {
+        return None;
+    }
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
+    let (hh, mm) = (num(h[0])?, num(h[1])?);
+    let ss = h.get(2).map_or(Some(0), |s| num(s))?;
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || day < 1
+        || day > month_days[(m - 1) as usize]
+        || hh > 23
+        || mm > 59
+        || ss > 59
+    {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
 /// Whether `typed` confirms `serial`: the whole serial or at least its last 6 characters, ignoring case
 /// and surrounding spaces.
 pub fn serial_confirms(serial: &str, typed: &str) -> bool {
@@ -217,6 +318,14 @@ pub fn serial_confirms(serial: &str, typed: &str) -> bool {
 /// Whole disks holding the rescue system's own boot medium: a partition whose FAT volume label is the one
 /// the builder writes (`RESCUE`).
 pub fn boot_medium_disks() -> Vec<String> {
+    boot_medium_filesystems()
+        .into_iter()
+        .map(|(disk, _)| disk)
+        .collect()
+}
+
+/// `(disk name, device path)` of each FAT32 filesystem labelled `RESCUE` (one per boot medium).
+pub fn boot_medium_filesystems() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for disk in devices::list().unwrap_or_default() {
         let candidates = disk
@@ -237,12 +346,48 @@ pub fn boot_medium_disks() -> Vec<String> {
                     && &sector[0x52..0x5a] == b"FAT32   "
                     && &sector[0x47..0x52] == b"RESCUE     "
             {
-                out.push(disk.name.clone());
+                out.push((disk.name.clone(), PathBuf::from(path)));
                 break;
             }
         }
     }
     out
+}
+
+/// Reads a file from the boot medium (`rescue.run=`): mounts its FAT filesystem read-only on a private
+/// directory, reads `path` (relative to its root), unmounts.
+pub fn read_boot_medium_file(path: &Path) -> Result<Vec<u8>, CaseError> {
+    let Some((_, dev)) = boot_medium_filesystems().into_iter().next() else {
+        return Err(CaseError::FindBootMedium);
+    };
+    let target = state_dir().join("boot-medium");
+    fs::create_dir_all(&target).map_err(|source| CaseError::AccessState {
+        path: target.clone(),
+        source,
+    })?;
+    let flags = nix::mount::MsFlags::MS_RDONLY
+        | nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOEXEC;
+    nix::mount::mount(
+        Some(&dev),
+        &target,
+        Some("vfat"),
+        flags,
+        Some("iocharset=utf8"),
+    )
+    .map_err(|_| CaseError::MountDevice {
+        device: dev.display().to_string(),
+        target: target.display().to_string(),
+        tried: "vfat (read-only)".into(),
+    })?;
+    let inside = target.join(path.strip_prefix("/").unwrap_or(path));
+    let read = fs::read(&inside).map_err(|source| CaseError::AccessState {
+        path: inside.clone(),
+        source,
+    });
+    let _ = nix::mount::umount(&target);
+    read
 }
 
 /// Unlocks exactly one disk for writing after the operator confirmed its serial; the interlocks refuse
@@ -339,6 +484,150 @@ pub fn add_source(locked: &mut Locked, dev: &Path) -> Result<(), CaseError> {
     Ok(())
 }
 
+/// Records that `source` was acquired into `dir` (complete or resumable); a new acquisition into the same
+/// directory replaces the old record and is unverified again.
+pub fn record_acquired(
+    locked: &mut Locked,
+    source: &Path,
+    dir: &Path,
+    complete: bool,
+) -> Result<(), CaseError> {
+    let Ok(disk) = devices::describe(source) else {
+        // A regular file is no disk: nothing to reinstall onto.
+        return Ok(());
+    };
+    let dir = dir_key(dir);
+    locked.state.acquisitions.retain(|a| a.dir != dir);
+    locked.state.acquisitions.push(AcquisitionRecord {
+        disk: disk.name,
+        dir,
+        complete,
+        verified: false,
+    });
+    locked.save()
+}
+
+/// Records the verdict of `verify` on an acquisition directory of this case; returns whether the
+/// directory belongs to one.
+pub fn record_verified(locked: &mut Locked, dir: &Path, ok: bool) -> Result<bool, CaseError> {
+    let dir = dir_key(dir);
+    let mut found = false;
+    for a in locked
+        .state
+        .acquisitions
+        .iter_mut()
+        .filter(|a| a.dir == dir)
+    {
+        a.verified = ok && a.complete;
+        found = true;
+    }
+    if found {
+        locked.save()?;
+    }
+    Ok(found)
+}
+
+/// The same directory spelled differently (`dir/`, `./dir`) must map to one record.
+fn dir_key(dir: &Path) -> String {
+    fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_owned())
+        .display()
+        .to_string()
+}
+
+/// The whole disk (sysfs name) a device path belongs to, or the path itself when it is no block device.
+fn disk_name_of(path: &str) -> String {
+    devices::describe(Path::new(path))
+        .map(|d| d.name)
+        .unwrap_or_else(|_| path.trim_start_matches("/dev/").to_owned())
+}
+
+/// Why a disk may or may not be overwritten by a reinstall or restore, from the case state alone.
+fn target_decision(
+    state: &CaseState,
+    disk: &str,
+    device: &str,
+    boot_medium: bool,
+    evidence_disk: Option<&str>,
+    reason: Option<&str>,
+) -> Result<Option<String>, CaseError> {
+    let device = device.to_owned();
+    if boot_medium {
+        return Err(CaseError::RefuseTargetBootMedium { device });
+    }
+    if evidence_disk == Some(disk) || state.unlocked.iter().any(|u| u == disk) {
+        return Err(CaseError::RefuseTargetEvidence { device });
+    }
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    let mine: Vec<&AcquisitionRecord> = state
+        .acquisitions
+        .iter()
+        .filter(|a| a.disk == disk)
+        .collect();
+    if mine.iter().any(|a| a.verified) {
+        return Ok(None);
+    }
+    match (reason, mine.last()) {
+        (Some(r), _) => Ok(Some(r.to_owned())),
+        (None, Some(a)) => Err(CaseError::RefuseTargetUnverified {
+            device,
+            dir: a.dir.clone(),
+        }),
+        (None, None) => Err(CaseError::RefuseTargetNotAcquired { device }),
+    }
+}
+
+/// The reinstall/restore interlock: whether `device` may be overwritten. Refuses the boot medium and the
+/// evidence destination always; refuses a disk whose evidence was acquired but not verified, or that was
+/// never acquired in this case, unless `reason` is given (non-empty). Every decision, and the reason of
+/// an override, goes to the case log.
+pub fn target_interlock(
+    locked: &mut Locked,
+    device: &Path,
+    reason: Option<&str>,
+) -> Result<TargetClearance, CaseError> {
+    let disk = devices::describe(device).map_err(|source| CaseError::DescribeDevice {
+        path: device.to_owned(),
+        source,
+    })?;
+    let evidence_disk = locked
+        .state
+        .destination
+        .as_ref()
+        .map(|d| disk_name_of(&d.device));
+    let boot = boot_medium_disks().contains(&disk.name);
+    let command = format!("case target {}", device.display());
+    let decision = target_decision(
+        &locked.state,
+        &disk.name,
+        &disk.path,
+        boot,
+        evidence_disk.as_deref(),
+        reason,
+    );
+    match decision {
+        Ok(overridden) => {
+            locked.log(
+                "result",
+                &command,
+                serde_json::json!({"target": disk.path, "cleared": true, "override_reason": overridden}),
+            )?;
+            Ok(TargetClearance {
+                disk: disk.path,
+                overridden,
+            })
+        }
+        Err(e) => {
+            locked.log(
+                "result",
+                &command,
+                serde_json::json!({"target": disk.path, "refused": e.to_string()}),
+            )?;
+            Err(e)
+        }
+    }
+}
+
 /// Mounts an unlocked device (a partition, or a whole disk holding a filesystem) as the evidence
 /// destination and moves the case log from RAM onto it.
 pub fn mount_evidence(locked: &mut Locked, dev: &Path) -> Result<Destination, CaseError> {
@@ -362,10 +651,13 @@ pub fn mount_evidence(locked: &mut Locked, dev: &Path) -> Result<Destination, Ca
         | nix::mount::MsFlags::MS_NODEV
         | nix::mount::MsFlags::MS_NOEXEC;
     let tried = ["ext4", "exfat", "vfat"];
+    // vfat's default character set is the kernel's CONFIG_FAT_DEFAULT_IOCHARSET (Debian: "ascii", a
+    // module the initramfs need not carry); name UTF-8, which exFAT uses too, explicitly.
+    let options = |fs: &str| (fs == "vfat").then_some("iocharset=utf8");
     let fstype = tried
         .iter()
         .find(|fs| {
-            nix::mount::mount(Some(dev), EVIDENCE_MOUNT, Some(**fs), flags, None::<&str>).is_ok()
+            nix::mount::mount(Some(dev), EVIDENCE_MOUNT, Some(**fs), flags, options(fs)).is_ok()
         })
         .ok_or_else(|| CaseError::MountDevice {
             device: device.clone(),
@@ -394,9 +686,93 @@ pub fn mount_evidence(locked: &mut Locked, dev: &Path) -> Result<Destination, Ca
     })?;
     log.attach(&case_dir.join("case-log.jsonl"))?;
     let _ = fs::remove_file(&ram);
+    // An inventory taken before the destination existed belongs in the case directory too.
+    if let Ok(bytes) = fs::read(state_dir().join("inventory.json"))
+        && !case_dir.join("inventory.json").exists()
+    {
+        crate::acquire::manifest::write_durable(&case_dir, "inventory.json", &bytes).map_err(
+            |e| CaseError::AccessState {
+                path: case_dir.join("inventory.json"),
+                source: std::io::Error::other(e),
+            },
+        )?;
+    }
     locked.state.destination = Some(dest.clone());
     locked.save()?;
     Ok(dest)
+}
+
+/// Makes a deploy or restore target writable (disk and partitions) after the operator confirmed its
+/// serial, once [`target_interlock`] cleared it. Unlike [`unlock`] it does not make the disk an evidence
+/// destination, and a source disk that was acquired may be cleared (that is what reinstalling means).
+pub fn unlock_target(
+    locked: &Locked,
+    clearance: &TargetClearance,
+    dev: &Path,
+    confirm: &str,
+) -> Result<Vec<String>, CaseError> {
+    let disk = devices::describe(dev).map_err(|source| CaseError::DescribeDevice {
+        path: dev.to_owned(),
+        source,
+    })?;
+    let device = disk.path.clone();
+    if disk.path != clearance.disk {
+        return Err(CaseError::RefuseTarget {
+            device,
+            why: format!("the interlock cleared {}, not this disk", clearance.disk),
+        });
+    }
+    match &disk.serial {
+        Some(serial) if !serial_confirms(serial, confirm) => {
+            return Err(CaseError::WrongSerial {
+                device,
+                serial: serial.clone(),
+            });
+        }
+        None if confirm.trim() != disk.size_bytes.to_string() => {
+            return Err(CaseError::WrongSize {
+                device,
+                size: disk.size_bytes,
+            });
+        }
+        _ => {}
+    }
+    let mounts = blkro::family_mounts(Path::new(&device)).unwrap_or_default();
+    if !mounts.is_empty() {
+        let list = mounts
+            .iter()
+            .map(|m| format!("{} on {}", m.source, m.target))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(CaseError::RefuseMounted {
+            device,
+            mounts: list,
+        });
+    }
+    let mut names = vec![disk.name.clone()];
+    names.extend(disk.partitions.iter().map(|p| p.name.clone()));
+    let unlocked_file = unlocked_path();
+    let mut current = unlocked_names();
+    for n in &names {
+        if !current.contains(n) {
+            current.push(n.clone());
+        }
+    }
+    fs::write(&unlocked_file, current.join("\n") + "\n").map_err(|source| {
+        CaseError::AccessState {
+            path: unlocked_file.clone(),
+            source,
+        }
+    })?;
+    for n in &names {
+        let path = PathBuf::from("/dev").join(n);
+        blkro::set_read_only(&path, false).map_err(|source| CaseError::SetWriteBlock {
+            device: path.display().to_string(),
+            source,
+        })?;
+    }
+    let _ = locked;
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -413,6 +789,94 @@ mod tests {
         assert!(!serial_confirms("WD-WCC4E1234567", ""));
         assert!(serial_confirms("AB12", "ab12"));
         assert!(!serial_confirms("AB12", "B12"));
+    }
+
+    fn acquired(disk: &str, dir: &str, verified: bool) -> AcquisitionRecord {
+        AcquisitionRecord {
+            disk: disk.into(),
+            dir: dir.into(),
+            complete: true,
+            verified,
+        }
+    }
+
+    #[test]
+    fn target_interlock_wants_verified_evidence_or_a_reason() {
+        let mut state = CaseState {
+            unlocked: vec!["sdb".into()],
+            acquisitions: vec![
+                acquired("sda", "/mnt/evidence/C/disk-1", true),
+                acquired("sdc", "/mnt/evidence/C/disk-2", false),
+            ],
+            ..CaseState::default()
+        };
+        let d = |s: &CaseState, disk: &str, boot, reason| {
+            target_decision(s, disk, &format!("/dev/{disk}"), boot, Some("sdb"), reason)
+        };
+        assert_eq!(d(&state, "sda", false, None).unwrap(), None);
+        assert!(matches!(
+            d(&state, "sdc", false, None),
+            Err(CaseError::RefuseTargetUnverified { ref dir, .. }) if dir == "/mnt/evidence/C/disk-2"
+        ));
+        assert!(matches!(
+            d(&state, "sdc", false, Some("  ")),
+            Err(CaseError::RefuseTargetUnverified { .. })
+        ));
+        assert_eq!(
+            d(&state, "sdc", false, Some("copy is on tape")).unwrap(),
+            Some("copy is on tape".to_owned())
+        );
+        assert!(matches!(
+            d(&state, "sdd", false, None),
+            Err(CaseError::RefuseTargetNotAcquired { .. })
+        ));
+        assert!(d(&state, "sdd", false, Some("spare disk")).is_ok());
+        // The boot medium and the evidence destination: never, whatever the reason.
+        assert!(matches!(
+            d(&state, "sda", true, Some("x")),
+            Err(CaseError::RefuseTargetBootMedium { .. })
+        ));
+        assert!(matches!(
+            d(&state, "sdb", false, Some("x")),
+            Err(CaseError::RefuseTargetEvidence { .. })
+        ));
+        state.unlocked.clear();
+        assert!(matches!(
+            target_decision(&state, "sdb", "/dev/sdb", false, Some("sdb"), Some("x")),
+            Err(CaseError::RefuseTargetEvidence { .. })
+        ));
+        // A newer, unverified acquisition does not undo a verified one of the same disk.
+        state
+            .acquisitions
+            .push(acquired("sda", "/mnt/evidence/C/disk-3", false));
+        assert_eq!(d(&state, "sda", false, None).unwrap(), None);
+    }
+
+    #[test]
+    fn older_case_state_without_the_new_fields_still_loads() {
+        let old = br#"{"case_id":"C","examiner":null,"notes":null,"opened_utc":null,"opened_rtc":null,"sources":["sda"],"unlocked":[],"destination":null}"#;
+        let s: CaseState = serde_json::from_slice(old).unwrap();
+        assert!(s.acquisitions.is_empty() && s.clock_offset_seconds.is_none());
+    }
+
+    #[test]
+    fn typed_utc_times_parse() {
+        assert_eq!(parse_utc("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(parse_utc("2026-11-29 15:04:05"), Some(1_795_964_645));
+        assert_eq!(parse_utc("2026-11-29T15:04:05Z"), Some(1_795_964_645));
+        assert_eq!(parse_utc("2026-11-29 15:04"), Some(1_795_964_640));
+        assert_eq!(parse_utc("2024-02-29 00:00:00"), Some(1_709_164_800));
+        for bad in [
+            "",
+            "2026-11-29",
+            "2023-02-29 00:00",
+            "2026-13-01 00:00",
+            "2026-11-29 24:00",
+            "yesterday 10:00",
+            "2026-11-29 10:-1",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

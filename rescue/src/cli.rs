@@ -70,6 +70,19 @@ pub enum Command {
         /// The partition (or whole disk) holding an ext4, exFAT or FAT32 filesystem.
         device: PathBuf,
     },
+    /// Format an unlocked disk or partition as the evidence filesystem (ERASES it; confirm with its serial).
+    Format {
+        /// The unlocked disk or partition.
+        device: PathBuf,
+        /// Filesystem to create (label EVIDENCE).
+        #[arg(long = "fs", value_enum)]
+        fs: crate::format::Filesystem,
+        /// The disk's serial number, or its last 6 characters (its size in bytes if it has no serial).
+        #[arg(long, value_name = "SERIAL")]
+        confirm: String,
+    },
+    /// The guided incident steps: show the guided menu in front of the prompt (`line` hides it).
+    Shell,
     /// Check a case log's hash chain.
     Log {
         #[command(subcommand)]
@@ -79,6 +92,20 @@ pub enum Command {
     Selftest {
         #[command(subcommand)]
         what: SelftestCommand,
+    },
+    /// Verify an installer or golden image (signed checksums), list trusted keys, boot an installer ISO.
+    Reinstall {
+        #[command(subcommand)]
+        what: ui::reinstall::ReinstallCommand,
+    },
+    /// Write a verified image to a disk and read it back.
+    Deploy(Box<ui::reinstall::DeployArgs>),
+    /// Restore files from a backup onto the new root: checksummed, screened, read back.
+    Restore(Box<ui::restore::RestoreArgs>),
+    /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
+    Net {
+        #[command(subcommand)]
+        what: ui::net::NetCommand,
     },
     /// Version, build, kernel, boot mode and write-block state.
     Status,
@@ -104,9 +131,22 @@ pub enum CaseCommand {
         examiner: Option<String>,
         #[arg(long, value_name = "TEXT")]
         notes: Option<String>,
+        /// The true UTC time now ("YYYY-MM-DD HH:MM:SS"), when this machine's clock is wrong: the offset
+        /// goes into the case log and every manifest of the case.
+        #[arg(long, value_name = "TIME")]
+        true_time: Option<String>,
     },
     /// Show the case.
     Show,
+    /// Check whether a disk may be overwritten by a reinstall or restore (the target interlock): refused
+    /// for the boot medium and the evidence disk, and without a reason for unverified or unacquired disks.
+    Target {
+        /// The disk to reinstall or restore onto.
+        device: PathBuf,
+        /// Why overwriting is acceptable although its evidence is not verified (logged in the case log).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
 }
 
 /// What `log` does.
@@ -166,6 +206,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                 crate::case::add_source(&mut locked, &args.source)?;
                 args.case_id = args.case_id.or_else(|| locked.state.case_id.clone());
                 args.examiner = args.examiner.or_else(|| locked.state.examiner.clone());
+                args.clock_offset = args.clock_offset.or(locked.state.clock_offset_seconds);
+                drop(locked);
+                return ui::case::run_case_acquire(*args);
             }
             ui::acquire::run_acquire(&args)
         }
@@ -175,14 +218,32 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
                     id,
                     examiner,
                     notes,
+                    true_time,
                 },
-        } => ui::case::run_case_new(&id, examiner.as_deref(), notes.as_deref()),
+        } => ui::case::run_case_new(
+            &id,
+            examiner.as_deref(),
+            notes.as_deref(),
+            true_time.as_deref(),
+        ),
         Command::Case {
             what: CaseCommand::Show,
         } => ui::case::run_case_show(),
+        Command::Case {
+            what: CaseCommand::Target { device, reason },
+        } => ui::case::run_case_target(&device, reason.as_deref()),
         Command::Inventory { json } => ui::case::run_inventory(json),
         Command::Unlock { device, confirm } => ui::case::run_unlock(&device, &confirm),
         Command::MountEvidence { device } => ui::case::run_mount_evidence(&device),
+        Command::Format {
+            device,
+            fs,
+            confirm,
+        } => ui::case::run_format(&device, fs, &confirm),
+        Command::Shell => ui::guided::run_shell(),
+        Command::Verify(args) if crate::init::in_rescue_system() => {
+            ui::case::run_case_verify(&args)
+        }
         Command::Verify(args) => ui::acquire::run_verify(&args),
         Command::Manifest { dir, json } => ui::acquire::run_manifest(&dir, json),
         Command::Log {
@@ -191,6 +252,10 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Selftest {
             what: SelftestCommand::WriteBlock,
         } => ui::selftest::run_write_block(),
+        Command::Reinstall { what } => ui::reinstall::run(what),
+        Command::Deploy(args) => ui::reinstall::run_deploy(&args),
+        Command::Restore(args) => ui::restore::run(&args),
+        Command::Net { what } => ui::net::run(&what),
         Command::Status => ui::status::run(),
         Command::Drivers => ui::status::run_drivers(),
         Command::Poweroff => ui::status::run_power(crate::init::PowerAction::PowerOff),

@@ -308,7 +308,7 @@ pub fn active_consoles() -> Vec<PathBuf> {
     out
 }
 
-fn spawn_console(tty: &Path, auto: Option<&str>) -> Option<Child> {
+fn spawn_console(tty: &Path, auto: Option<&str>, run: Option<&str>) -> Option<Child> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
     let mut cmd = Command::new(exe);
     cmd.arg("console")
@@ -318,6 +318,14 @@ fn spawn_console(tty: &Path, auto: Option<&str>) -> Option<Child> {
         .env("PATH", "/bin:/sbin");
     if let Some(list) = auto {
         cmd.env(ui::prompt::AUTO_ENV, list);
+    }
+    if let Some(file) = run {
+        cmd.env(ui::prompt::RUN_ENV, file);
+    }
+    // `rescue.shell=line` starts the bare prompt without the guided menu in front of it.
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(mode) = kernel_param(&cmdline, "rescue.shell") {
+        cmd.env(ui::prompt::SHELL_ENV, mode);
     }
     match cmd.spawn() {
         Ok(child) => Some(child),
@@ -397,10 +405,17 @@ pub fn run_pid1() -> ! {
     let mut children: BTreeMap<i32, (PathBuf, Child)> = BTreeMap::new();
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let auto = kernel_param(&cmdline, "rescue.auto");
+    // `rescue.run=PATH`: a command file on the boot medium, run like rescue.auto.
+    let run = kernel_param(&cmdline, "rescue.run");
     let primary = primary_console(&cmdline);
     for tty in active_consoles() {
-        let runs_auto = auto.is_some() && primary.as_deref().is_none_or(|p| p == tty);
-        if let Some(child) = spawn_console(&tty, auto.as_deref().filter(|_| runs_auto)) {
+        let runs_auto =
+            (auto.is_some() || run.is_some()) && primary.as_deref().is_none_or(|p| p == tty);
+        if let Some(child) = spawn_console(
+            &tty,
+            auto.as_deref().filter(|_| runs_auto),
+            run.as_deref().filter(|_| runs_auto),
+        ) {
             children.insert(child.id() as i32, (tty, child));
         }
     }
@@ -427,7 +442,7 @@ fn reap(children: &mut BTreeMap<i32, (PathBuf, Child)>) {
                 if let Some((tty, _)) = children.remove(&pid.as_raw()) {
                     // A console that keeps dying must not spin: wait a moment before respawning.
                     thread::sleep(Duration::from_secs(1));
-                    if let Some(child) = spawn_console(&tty, None) {
+                    if let Some(child) = spawn_console(&tty, None, None) {
                         children.insert(child.id() as i32, (tty, child));
                     }
                 }

@@ -1,6 +1,7 @@
 //! The machine's inventory for the case record: identity (DMI, BIOS), and every disk with its identity,
 //! geometry, transport, partition table (GPT through the `gpt` crate, MBR parsed here) and the filesystem
-//! or volume signature found at the start of each partition.
+//! or volume signature found at the start of each partition, and the HPA/DCO the drive reports
+//! ([`crate::ata`], read-only commands only).
 //!
 //! Reads only, through `O_RDONLY` file handles; never prints.
 
@@ -37,6 +38,8 @@ pub struct DiskInventory {
     /// Signature found at the start of the whole disk when it has no table.
     pub signature: Option<String>,
     pub error: Option<String>,
+    /// Host Protected Area / Device Configuration Overlay as the drive reports them (ATA only).
+    pub hidden_areas: crate::ata::HiddenAreas,
 }
 
 /// The machine and its disks.
@@ -130,6 +133,7 @@ fn inspect(device: BlockDevice) -> DiskInventory {
         entries: Vec::new(),
         signature: None,
         error: None,
+        hidden_areas: crate::ata::hidden_areas(Path::new(&device.path)),
         device,
     };
     let file = match File::open(&inv.device.path) {

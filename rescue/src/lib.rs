@@ -4,15 +4,21 @@
 //! progress through callbacks. See `ARCHITECTURE.md` for the invariants.
 
 pub mod acquire;
+pub mod ata;
 pub mod blkro;
 pub mod case;
 pub mod caselog;
 pub mod cli;
 pub mod coldplug;
 pub mod devices;
+pub mod format;
 pub mod host;
 pub mod init;
 pub mod inventory;
+pub mod net;
+pub mod reinstall;
+pub mod restore;
+pub mod s3;
 pub mod selfcheck;
 pub mod selftest;
 pub mod uevent;

@@ -234,6 +234,35 @@ impl QemuBuilder {
         self
     }
 
+    /// A virtio NIC on QEMU's user-mode network in `restrict=on` mode (the guest reaches nothing
+    /// outside), with the given MAC and optional `guestfwd` rules such as
+    /// `tcp:10.0.2.100:9000-cmd:socat STDIO TCP:127.0.0.1:PORT`. QEMU's built-in DHCP still answers.
+    pub fn user_nic(mut self, id: &str, mac: &str, guestfwd: &[String]) -> Self {
+        let mut netdev = format!("user,id={id},restrict=on");
+        for f in guestfwd {
+            // QEMU option syntax: a literal comma is doubled.
+            netdev.push_str(&format!(",guestfwd={}", f.replace(',', ",,")));
+        }
+        self.extra.extend([
+            "-netdev".to_owned(),
+            netdev,
+            "-device".to_owned(),
+            format!("virtio-net-pci,netdev={id},mac={mac}"),
+        ]);
+        self
+    }
+
+    /// A virtio NIC on an empty QEMU hub: link up, but nobody answers (no DHCP server).
+    pub fn isolated_nic(mut self, id: &str, mac: &str) -> Self {
+        self.extra.extend([
+            "-netdev".to_owned(),
+            format!("hubport,id={id},hubid=7"),
+            "-device".to_owned(),
+            format!("virtio-net-pci,netdev={id},mac={mac}"),
+        ]);
+        self
+    }
+
     /// Where QEMU listens for QMP commands.
     pub fn qmp_socket(&self) -> PathBuf {
         self.workdir.join("qmp.sock")

@@ -1,7 +1,8 @@
 //! The line-mode incident flow inside the rescue system: open a case, unlock the evidence disk only with
 //! its serial, mount it, acquire the source onto it, verify, power off. On the host the evidence disk
 //! holds the image and a case log whose hash chain verifies (and breaks after one edited byte), and the
-//! source disk is byte-identical.
+//! source disk is byte-identical. The boot medium is never unlocked, and the reinstall/restore target
+//! interlock refuses the unverified source, the boot medium and the evidence disk.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,9 +52,15 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     src.serial = Some("SRC1".into());
     let mut ev = Disk::new(&evidence, Bus::Virtio);
     ev.serial = Some("EVIDENCE-0042".into());
+    // A copy of the boot medium (FAT label RESCUE) as a third disk: it can never be unlocked.
+    let boot_copy = work.path().join("rescue-usb.img");
+    std::fs::copy(art.usb_image(), &boot_copy)?;
+    let mut medium = Disk::new(&boot_copy, Bus::Virtio);
+    medium.serial = Some("BOOTSTICK-1".into());
     let mut vm = QemuBuilder::direct(&art, work.path())
         .disk(src)
         .disk(ev)
+        .disk(medium)
         .spawn()?;
     vm.wait_prompt(T)?;
 
@@ -71,6 +78,11 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     vm.check(
         out.contains("has serial EVIDENCE-0042") && out.contains("(exit status 1)"),
         &format!("wrong serial refused:\n{out}"),
+    )?;
+    let out = vm.run("unlock /dev/vdc --confirm BOOTSTICK-1", T)?;
+    vm.check(
+        out.contains("is the rescue boot medium") && out.contains("(exit status 1)"),
+        &format!("the boot medium is never unlocked:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vdb --confirm E-0042", T)?;
     vm.check(
@@ -95,6 +107,21 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
         !out.contains("(exit status"),
         &format!("acquisition succeeded:\n{out}"),
     )?;
+    let out = vm.run("case target /dev/vda", T)?;
+    vm.check(
+        out.contains("not verified yet") && out.contains("(exit status 1)"),
+        &format!("an acquired but unverified disk is no reinstall target:\n{out}"),
+    )?;
+    let out = vm.run("case target /dev/vdc --reason 'reflash it'", T)?;
+    vm.check(
+        out.contains("boot medium") && out.contains("(exit status 1)"),
+        &format!("the boot medium is never a target, whatever the reason:\n{out}"),
+    )?;
+    let out = vm.run("case target /dev/vdb --reason x", T)?;
+    vm.check(
+        out.contains("evidence destination") && out.contains("(exit status 1)"),
+        &format!("the evidence disk is never a target:\n{out}"),
+    )?;
     let out = vm.run(
         "verify /mnt/evidence/CASE-1/disk-1",
         Duration::from_secs(300),
@@ -102,6 +129,11 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     vm.check(
         !out.contains("(exit status"),
         &format!("verify passed:\n{out}"),
+    )?;
+    let out = vm.run("case target /dev/vda", T)?;
+    vm.check(
+        out.contains("may be a reinstall/restore target") && !out.contains("(exit status"),
+        &format!("after verify the source may be reinstalled:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vda --confirm SRC1", T)?;
     vm.check(
@@ -177,6 +209,13 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
             .is_some_and(|r| r.contains("has serial"))),
         "the refusal is logged"
     );
+    assert!(
+        entries.iter().any(|e| e.command == "case target /dev/vda"
+            && e.detail["refused"]
+                .as_str()
+                .is_some_and(|r| r.contains("not verified"))),
+        "the target refusal is logged"
+    );
     let mut edited = bytes.clone();
     let at = edited.windows(6).position(|w| w == b"CASE-1").unwrap_or(0);
     edited[at + 5] = b'2';
@@ -184,5 +223,255 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
         rescue::caselog::verify(&edited).is_err(),
         "one edited byte breaks the chain"
     );
+    Ok(())
+}
+
+/// Line mode on a FAT32 evidence disk: a raw image that cannot fit is refused before anything is written,
+/// one that fits is split automatically below 4 GiB; `format` refuses a source disk and makes an exFAT
+/// filesystem (with the initramfs's own mkfs.exfat) on an unlocked one; the inventory reports HPA/DCO for
+/// an AHCI disk.
+#[test]
+fn line_mode_fat32_split_space_check_and_exfat_format() -> anyhow::Result<()> {
+    let Some(art) = gate("line_mode_fat32_split_space_check_and_exfat_format") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let big = work.path().join("big.img");
+    make_disk(&big, 64 << 20, 3)?;
+    let big_sha = sha256_file(&big)?;
+    let small = work.path().join("small.img");
+    make_disk(&small, 8 << 20, 5)?;
+    let small_sha = sha256_file(&small)?;
+    let fat = work.path().join("fat32.img");
+    std::fs::File::create(&fat)?.set_len(40 << 20)?;
+    let o = Command::new("mkfs.vfat")
+        .args(["-F", "32", "-s", "1", "-n", "EVID32"])
+        .arg(&fat)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "mkfs.vfat: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let exfat = work.path().join("exfat.img");
+    std::fs::File::create(&exfat)?.set_len(64 << 20)?;
+    let ata_img = work.path().join("ata.img");
+    std::fs::File::create(&ata_img)?.set_len(16 << 20)?;
+    let mut ata = Disk::new(&ata_img, Bus::Ahci);
+    ata.serial = Some("ATA-1".into());
+
+    let disk = |path: &Path, serial: &str| {
+        let mut d = Disk::new(path, Bus::Virtio);
+        d.serial = Some(serial.into());
+        d
+    };
+    let mut vm = QemuBuilder::direct(&art, work.path())
+        .disk(disk(&big, "SRCBIG1"))
+        .disk(disk(&small, "SRCSMALL1"))
+        .disk(disk(&fat, "FAT-000032"))
+        .disk(disk(&exfat, "EXF-000001"))
+        .disk(ata)
+        .spawn()?;
+    vm.wait_prompt(T)?;
+    vm.run("case new C2 --examiner tester", T)?;
+    // An AHCI disk answers IDENTIFY: the inventory reports its HPA/DCO feature state.
+    let out = vm.run("inventory", T)?;
+    let sda = out
+        .lines()
+        .skip_while(|l| !l.starts_with("sda"))
+        .find(|l| l.contains("hidden areas"))
+        .unwrap_or_default()
+        .to_owned();
+    vm.check(
+        sda.contains("HPA") && !sda.contains("not reported"),
+        &format!("HPA/DCO reported for the ATA disk: {sda:?}\n{out}"),
+    )?;
+    let out = vm.run("unlock /dev/vdc --confirm 000032", T)?;
+    vm.check(out.contains("unlocked for writing: vdc"), &out)?;
+    let out = vm.run("mount-evidence /dev/vdc", T)?;
+    vm.check(
+        out.contains("(vfat) mounted on /mnt/evidence"),
+        &format!("FAT32 evidence mounted:\n{out}"),
+    )?;
+    let out = vm.run(
+        "acquire /dev/vda --out /mnt/evidence/C2/big --evidence-id big",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("free but the raw image of /dev/vda needs") && out.contains("(exit status 1)"),
+        &format!("no space: refused before starting:\n{out}"),
+    )?;
+    let out = vm.run("manifest /mnt/evidence/C2/big", T)?;
+    vm.check(
+        out.contains("(exit status"),
+        &format!("nothing was written for the refused acquisition:\n{out}"),
+    )?;
+    let out = vm.run(
+        "acquire /dev/vdb --out /mnt/evidence/C2/small --evidence-id small",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("splitting the image into") && !out.contains("(exit status"),
+        &format!("FAT32: split automatically:\n{out}"),
+    )?;
+    let m = vm.run_json("manifest /mnt/evidence/C2/small --json", T)?;
+    vm.check(
+        m["image"]["split_bytes"] == 4095u64 << 20 && m["hashes"]["sha256"] == small_sha.as_str(),
+        &format!("manifest of the split image: {m}"),
+    )?;
+    let out = vm.run("format /dev/vda --fs ext4 --confirm SRCBIG1", T)?;
+    vm.check(
+        out.contains("never formatted") && out.contains("(exit status 1)"),
+        &format!("a source disk is never formatted:\n{out}"),
+    )?;
+    let out = vm.run("format /dev/vdd --fs exfat --confirm EXF-000001", T)?;
+    vm.check(
+        out.contains("is not unlocked") && out.contains("(exit status 1)"),
+        &format!("a locked disk is not formatted:\n{out}"),
+    )?;
+    vm.run("unlock /dev/vdd --confirm EXF-000001", T)?;
+    let out = vm.run("format /dev/vdd --fs exfat --confirm 000002", T)?;
+    vm.check(
+        out.contains("has serial EXF-000001") && out.contains("(exit status 1)"),
+        &format!("a wrong serial formats nothing:\n{out}"),
+    )?;
+    let out = vm.run(
+        "format /dev/vdd --fs exfat --confirm EXF-000001",
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("empty exfat filesystem labelled EVIDENCE") && !out.contains("(exit status"),
+        &format!("exFAT made inside the rescue system:\n{out}"),
+    )?;
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "clean power-off")?;
+
+    assert_eq!(
+        sha256_file(&big)?,
+        big_sha,
+        "the refused source is unchanged"
+    );
+    assert_eq!(sha256_file(&small)?, small_sha, "the source is unchanged");
+    let head = std::fs::read(&exfat)?;
+    assert_eq!(
+        &head[3..11],
+        b"EXFAT   ",
+        "an exFAT boot sector on the formatted disk"
+    );
+    Ok(())
+}
+
+/// `rescue.run=PATH`: a command file on the boot medium (FAT, label RESCUE) runs unattended on the
+/// primary console, then the machine powers off; reading it leaves the boot medium unchanged.
+#[test]
+fn run_file_on_the_boot_medium_runs_unattended() -> anyhow::Result<()> {
+    let Some(art) = gate("run_file_on_the_boot_medium_runs_unattended") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let medium = work.path().join("rescue-usb.img");
+    std::fs::copy(art.usb_image(), &medium)?;
+    let cmds = work.path().join("incident.txt");
+    std::fs::write(
+        &cmds,
+        "# unattended triage\ncase new RUN-1 --examiner robot\n\ncase show\ninventory\n",
+    )?;
+    // The ESP starts at sector 2048 (1 MiB), as the builder lays it out.
+    let o = Command::new("mcopy")
+        .arg("-i")
+        .arg(format!("{}@@1M", medium.display()))
+        .arg(&cmds)
+        .arg("::/incident.txt")
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "mcopy: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let medium_sha = sha256_file(&medium)?;
+    let mut b = QemuBuilder::direct(&art, work.path()).disk(Disk::new(&medium, Bus::Virtio));
+    if let tests::Boot::Direct { cmdline, .. } = &mut b.boot {
+        cmdline.push_str(" rescue.run=/incident.txt");
+    }
+    let mut vm = b.spawn()?;
+    let out = vm.expect("rescue> poweroff", Duration::from_secs(300))?;
+    vm.check(
+        out.contains("rescue.run: running /incident.txt from the boot medium")
+            && out.contains("case RUN-1 opened")
+            && out.contains("examiner    robot")
+            && out.contains("saved /run/rescue/inventory.json"),
+        &format!("the command file ran:\n{out}"),
+    )?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "powered off after the command file")?;
+    assert_eq!(
+        sha256_file(&medium)?,
+        medium_sha,
+        "reading the command file left the boot medium unchanged"
+    );
+    Ok(())
+}
+
+/// Ctrl-C during an acquisition asks first ("no" continues), then stops cleanly and leaves a state that
+/// `--resume` completes into an image equal to the source. The source disk is read-throttled so the
+/// acquisition lasts long enough to interrupt.
+#[test]
+fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Result<()> {
+    let Some(art) = gate("ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let source = work.path().join("slow.img");
+    make_disk(&source, 32 << 20, 11)?;
+    let source_sha = sha256_file(&source)?;
+    let mut b = QemuBuilder::direct(&art, work.path());
+    b.extra.extend([
+        "-drive".to_owned(),
+        format!(
+            "if=none,id=slow,format=raw,readonly=on,file={},throttling.bps-read=2097152",
+            source.display()
+        ),
+        "-device".to_owned(),
+        "virtio-blk-pci,drive=slow,serial=SLOW-1".to_owned(),
+    ]);
+    let mut vm = b.spawn()?;
+    vm.wait_prompt(T)?;
+    vm.send_line("acquire /dev/vda --out /tmp/ev --evidence-id slow")?;
+    std::thread::sleep(Duration::from_secs(4));
+    vm.send_raw(b"\x03")?;
+    let out = vm.expect("stop? [y/N] ", T)?;
+    vm.check(
+        out.contains("rescue acquire /dev/vda --out /tmp/ev --resume"),
+        &format!("the question shows how to resume:\n{out}"),
+    )?;
+    vm.send_line("n")?;
+    vm.expect("continuing", T)?;
+    std::thread::sleep(Duration::from_secs(2));
+    vm.send_raw(b"\x03")?;
+    vm.expect("stop? [y/N] ", T)?;
+    vm.send_line("y")?;
+    let out = vm.expect(tests::PROMPT, Duration::from_secs(300))?;
+    vm.check(
+        out.contains("interrupted after") && out.contains("(exit status 5)"),
+        &format!("stopped cleanly, resumable (exit 5):\n{out}"),
+    )?;
+    let out = vm.run(
+        "acquire /dev/vda --out /tmp/ev --evidence-id slow --resume",
+        Duration::from_secs(600),
+    )?;
+    vm.check(
+        out.contains("acquired /dev/vda") && !out.contains("(exit status"),
+        &format!("resumed to completion:\n{out}"),
+    )?;
+    let m = vm.run_json("manifest /tmp/ev --json", T)?;
+    vm.check(
+        m["complete"] == true && m["hashes"]["sha256"] == source_sha.as_str(),
+        &format!("the resumed image hashes like the source: {m}"),
+    )?;
+    vm.send_line("poweroff")?;
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    vm.check(status.success(), "clean power-off")?;
+    assert_eq!(sha256_file(&source)?, source_sha, "the source disk changed");
     Ok(())
 }

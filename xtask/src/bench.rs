@@ -8,7 +8,7 @@ use anyhow::bail;
 use tests::{Artifacts, Boot, Firmware, QemuBuilder};
 
 use crate::build::{self, BuildOptions};
-use crate::{bench_acquire, deps, util};
+use crate::{bench_acquire, bench_s3, deps, util};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -20,7 +20,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Some("build") => bench_build(),
         Some("boot") => bench_boot(),
         Some("acquire") => bench_acquire::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench build|boot|acquire"),
+        Some("s3") => bench_s3::run(&args[1..]),
+        _ => bail!("usage: cargo xtask bench build|boot|acquire|s3"),
     }
 }
 

@@ -50,6 +50,8 @@ pub struct BuildOptions {
     /// Source date and commit, fixed once so that builds compared with each other see the same values.
     pub epoch: u32,
     pub commit: String,
+    /// OpenPGP public keys to embed in the initramfs (`--trust-key FILE`, repeatable).
+    pub trust_keys: Vec<PathBuf>,
     /// Optional key and certificate to sign the UKI with `sbsign` (users' own Secure Boot keys).
     pub sign: Option<(PathBuf, PathBuf)>,
 }
@@ -81,6 +83,7 @@ impl BuildOptions {
                 "--out" => o.out = PathBuf::from(value("--out")?),
                 "--cmdline" => o.cmdline = value("--cmdline")?,
                 "--stub" => o.stub = PathBuf::from(value("--stub")?),
+                "--trust-key" => o.trust_keys.push(PathBuf::from(value("--trust-key")?)),
                 "--esp-size" => {
                     let mib: u64 = value("--esp-size")?
                         .parse()
@@ -236,6 +239,8 @@ struct InitramfsBuild {
     modules_builtin: Vec<String>,
     firmware: Vec<FileRecord>,
     firmware_missing: Vec<String>,
+    /// Host programs (mkfs) with their libraries and loader.
+    tools: Vec<crate::tools::ToolFile>,
     uncompressed_size: u64,
 }
 
@@ -245,6 +250,7 @@ fn build_initramfs(
     profile: &str,
     rescue_bin: &[u8],
     build_info: &[u8],
+    trusted: &[TrustedKey],
     epoch: u32,
 ) -> anyhow::Result<InitramfsBuild> {
     let profile = initramfs::profile::by_name(profile).with_context(|| {
@@ -286,6 +292,16 @@ fn build_initramfs(
     archive.add_symlink("sbin/modprobe", "/init");
     archive.add_file("etc/rescue/build.json", 0o644, build_info.to_vec());
     archive.add_file("etc/hostname", 0o644, b"rescue\n".to_vec());
+    if !trusted.is_empty() {
+        archive.add_dir("etc/rescue/trusted-keys", 0o755);
+        for k in trusted {
+            archive.add_file(
+                &format!("etc/rescue/trusted-keys/{}", k.file),
+                0o644,
+                k.data.clone(),
+            );
+        }
+    }
     archive.add_file(
         "etc/os-release",
         0o644,
@@ -353,6 +369,7 @@ fn build_initramfs(
             kernel.firmware_dir.display()
         );
     }
+    let tools = crate::tools::add_tools(&mut archive)?;
     let mut cpio = Vec::new();
     archive
         .write(&mut cpio, epoch)
@@ -371,6 +388,7 @@ fn build_initramfs(
             .collect(),
         firmware,
         firmware_missing: fw.missing,
+        tools,
         uncompressed_size,
     })
 }
@@ -432,9 +450,16 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     let kernel_sha = util::sha256_hex(&vmlinuz);
     let rescue_sha = util::sha256_hex(&rescue_bin);
     let stub_sha = util::sha256_hex(&stub);
+    let trusted = trusted_keys(&rescue_bin_path, &o.trust_keys)?;
+    // Trusted keys change what the image accepts, so they are part of its identity (only when present,
+    // so that builds without keys keep their id).
+    let keys_id: String = trusted
+        .iter()
+        .map(|k| format!("\nkey {} {}", k.fingerprint, k.sha256))
+        .collect();
     let build_id = util::sha256_hex(
         format!(
-            "{kernel_sha}\n{rescue_sha}\n{stub_sha}\n{}\n{}\n{}",
+            "{kernel_sha}\n{rescue_sha}\n{stub_sha}\n{}\n{}\n{}{keys_id}",
             o.cmdline,
             o.profile,
             env!("CARGO_PKG_VERSION")
@@ -452,7 +477,15 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "cmdline": o.cmdline,
     }))?;
 
-    let initrd = build_initramfs(&kernel, &index, &o.profile, &rescue_bin, &build_info, epoch)?;
+    let initrd = build_initramfs(
+        &kernel,
+        &index,
+        &o.profile,
+        &rescue_bin,
+        &build_info,
+        &trusted,
+        epoch,
+    )?;
     let marker = format!("RESCUE/ID_{}", build_id.to_uppercase());
     let marker_data = format!("{build_id}\n").into_bytes();
     let loaders = bootloader::prepare(&root.join("target/cache/bootloader"), &marker)?;
@@ -630,6 +663,11 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "modules_builtin": initrd.modules_builtin,
         "firmware": initrd.firmware,
         "firmware_missing": initrd.firmware_missing,
+        "tools": initrd.tools,
+        "trusted_keys": trusted.iter().map(|k| json!({
+            "fingerprint": k.fingerprint, "uid": k.uid, "file": format!("/etc/rescue/trusted-keys/{}", k.file),
+            "source": k.source.display().to_string(), "sha256": k.sha256,
+        })).collect::<Vec<_>>(),
         "outputs": outputs,
         "bootloader": { "packages": loaders.packages, "grub_bios_modules": "grub-mkimage -d <grub-pc-bin>/usr/lib/grub/i386-pc" },
         "boot_files": boot_files,
@@ -662,6 +700,69 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         iso.len() as f64 / 1048576.0
     );
     Ok(art)
+}
+
+/// A `--trust-key` input, checked and fingerprinted.
+#[derive(Debug, Clone)]
+struct TrustedKey {
+    source: PathBuf,
+    /// Name inside `/etc/rescue/trusted-keys/`.
+    file: String,
+    data: Vec<u8>,
+    sha256: String,
+    fingerprint: String,
+    uid: String,
+}
+
+/// Reads every `--trust-key` file and fingerprints it with the freshly built rescue binary itself
+/// (`rescue reinstall keys --keyring FILE --json`), so the build accepts exactly the keys the rescue
+/// system will be able to parse, and xtask needs no OpenPGP code of its own.
+fn trusted_keys(rescue_bin: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<TrustedKey>> {
+    let mut out = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let data =
+            fs::read(path).with_context(|| format!("reading --trust-key {}", path.display()))?;
+        let listing = util::output(
+            Command::new(rescue_bin)
+                .args(["reinstall", "keys", "--json", "--keyring"])
+                .arg(path),
+        )
+        .with_context(|| {
+            format!(
+                "--trust-key {} is not a usable OpenPGP public key",
+                path.display()
+            )
+        })?;
+        let keys: Vec<serde_json::Value> = serde_json::from_str(listing.trim())
+            .with_context(|| format!("parsing the key listing of {}", path.display()))?;
+        let first = keys
+            .first()
+            .with_context(|| format!("--trust-key {} holds no public key", path.display()))?;
+        let fingerprint = first["fingerprint"].as_str().unwrap_or_default().to_owned();
+        let armoured = data.windows(10).any(|w| w == b"-----BEGIN");
+        let file = format!(
+            "{:02}-{fingerprint}.{}",
+            i + 1,
+            if armoured { "asc" } else { "gpg" }
+        );
+        for k in &keys {
+            eprintln!(
+                "xtask: trusting key {} ({}) from {}",
+                k["fingerprint"].as_str().unwrap_or("?"),
+                k["uid"].as_str().unwrap_or("?"),
+                path.display()
+            );
+        }
+        out.push(TrustedKey {
+            source: path.clone(),
+            file,
+            sha256: util::sha256_hex(&data),
+            uid: first["uid"].as_str().unwrap_or_default().to_owned(),
+            fingerprint,
+            data,
+        });
+    }
+    Ok(out)
 }
 
 /// Lays out the hybrid ISO: El Torito BIOS (GRUB `cdboot` core, boot info table) and UEFI (`EFI/ESP.IMG`)

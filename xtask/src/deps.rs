@@ -69,6 +69,9 @@ pub const BUILD: &[(&str, &str)] = &[
         "systemd-boot-efi",
     ),
     ("dpkg-deb", "dpkg"),
+    // Copied into the initramfs to format evidence disks.
+    ("mkfs.ext4", "e2fsprogs"),
+    ("mkfs.exfat", "exfatprogs"),
     // Links GRUB's BIOS core.img from the pinned grub-pc-bin modules (issue 6).
     ("grub-mkimage", "grub-common"),
 ];
@@ -87,7 +90,15 @@ pub const TEST: &[(&str, &str)] = &[
     ("blockdev", "util-linux"),
     ("sha256sum", "coreutils"),
     ("cpio", "cpio"),
-    // Independent checks of the hybrid ISO (issue 6).
+    // Puts a rescue.run command file onto a copy of the boot medium.
+    ("mcopy", "mtools"),
+    // reinstall/restore: test keys and signatures, the installer ISO built at test time.
+    ("gpg", "gnupg"),
+    ("gpgconf", "gnupg"),
     ("xorriso", "xorriso"),
+    ("apt-get", "apt"),
+    ("socat", "socat"),
+    ("openssl", "openssl"),
+    // Independent checks of the hybrid ISO (issue 6).
     ("isoinfo", "genisoimage"),
 ];

@@ -3,12 +3,14 @@
 
 mod bench;
 mod bench_acquire;
+mod bench_s3;
 mod bootloader;
 mod build;
 mod deps;
 mod kernel;
 mod qemu;
 mod test;
+mod tools;
 mod util;
 
 use std::process::ExitCode;
@@ -16,9 +18,12 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR] [--sign-key KEY --sign-cert CERT]
+  build [--kernel PATH --modules DIR] [--profile NAME] [--out DIR] [--trust-key FILE]...
+        [--sign-key KEY --sign-cert CERT]
                          build target/rescue/: rescue.efi, rescue-usb.img, rescue.iso, initramfs.cpio.zst,
-                         vmlinuz, build-manifest.json, SHA256SUMS (--sign-*: sign the UKI with sbsign)
+                         vmlinuz, build-manifest.json, SHA256SUMS; --trust-key embeds an OpenPGP key for
+                         `rescue reinstall verify` (fingerprints listed in build-manifest.json);
+                         --sign-*: sign the UKI with sbsign
   qemu [--direct | --iso] [--ovmf | --bios | --secure-boot]
        [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio

@@ -64,6 +64,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let root = util::project_root();
     deps::ensure_packages(deps::BUILD)?;
     deps::ensure_packages(deps::TEST)?;
+    let s3s_fs = crate::bench_s3::ensure_s3s_fs()?;
 
     let t = step("cargo fmt --check");
     util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -101,6 +102,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .env("RESCUE_REQUIRE_TOOLS", "1")
             .env("RESCUE_REQUIRE_LOOP", "1")
             .env("RESCUE_REQUIRE_BOOT_FILES", "1")
+            .env("RESCUE_S3S_FS", &s3s_fs)
+            .env("RESCUE_REQUIRE_S3S", "1")
             .env("RESCUE_STUB", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
             .env("RESCUE_KERNEL", &art.vmlinuz);
         if let Some(m) = &art.modules_dir {

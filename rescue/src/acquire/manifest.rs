@@ -76,6 +76,10 @@ pub struct CaseInfo {
     pub evidence_id: Option<String>,
     pub examiner: Option<String>,
     pub notes: Option<String>,
+    /// True time minus the machine's clock in seconds, as the operator stated it when opening the case
+    /// (timestamps in this manifest are the machine's clock). Absent in manifests of older versions.
+    #[serde(default)]
+    pub clock_offset_seconds: Option<i64>,
 }
 
 /// The machine the acquisition ran on.
@@ -144,6 +148,35 @@ pub struct ResumeRecord {
     pub offset: u64,
 }
 
+/// One part of a multipart upload to an object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemotePart {
+    pub number: u32,
+    pub offset: u64,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
+/// Where an acquisition streamed to an S3-compatible store (`--out s3://…`). Absent for local ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteInfo {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Key prefix of every object of this acquisition, ending in `/`.
+    pub prefix: String,
+    /// `--insecure`: the store's TLS certificate was not checked.
+    pub insecure: bool,
+    /// `--ca FILE` when given.
+    pub ca_file: Option<String>,
+    pub part_bytes: u64,
+    /// Every part of the image object in order, with the SHA-256 of its bytes (an ETag is not one).
+    pub parts: Vec<RemotePart>,
+    /// Seconds the store's clock (its `Date` header) was ahead of ours; requests were signed with the
+    /// corrected time. `null` when the clocks agreed within a minute.
+    pub clock_offset_secs: Option<i64>,
+}
+
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -165,6 +198,9 @@ pub struct Manifest {
     pub read_only: ReadOnlyState,
     pub source_verification: Option<SourceVerification>,
     pub resumes: Vec<ResumeRecord>,
+    /// Object-store destination; only present for `--out s3://…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteInfo>,
 }
 
 impl Manifest {
@@ -480,6 +516,7 @@ mod tests {
             read_only: ReadOnlyState::default(),
             source_verification: None,
             resumes: vec![],
+            remote: None,
         }
     }
 

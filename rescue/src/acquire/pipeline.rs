@@ -36,6 +36,14 @@ pub enum StreamError {
     },
     #[error("the {0} thread panicked")]
     PanicThread(String),
+    #[error("writing to the destination")]
+    WriteSink(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A destination other than the local image writer (e.g. an object store): takes every block in order
+/// on its own thread. Raw bytes only; the block's `already_written` flag says it was resumed.
+pub trait BlockSink: Send {
+    fn accept(&mut self, block: &Block) -> Result<(), StreamError>;
 }
 
 /// What happens to the bytes besides hashing.
@@ -49,6 +57,8 @@ pub enum Output {
     },
     /// Hash the output files as the layout cuts them (verify); bytes come from `Block::stored` or the data.
     HashFiles { layout: Layout },
+    /// Hand every block to a [`BlockSink`], returned in the result to be finished by the caller.
+    Sink(Box<dyn BlockSink>),
 }
 
 /// What the producer's observer wants next.
@@ -77,6 +87,8 @@ pub struct StreamResult {
     pub writer: Option<Box<ImageWriter>>,
     /// Output files, for [`Output::HashFiles`].
     pub files: Option<Vec<OutputFile>>,
+    /// The sink, for [`Output::Sink`].
+    pub sink: Option<Box<dyn BlockSink>>,
 }
 
 /// A stream failure, with the writer when it survived (so the caller can still checkpoint it).
@@ -84,6 +96,8 @@ pub struct StreamFailure {
     pub error: StreamError,
     pub writer: Option<Box<ImageWriter>>,
     pub bytes: u64,
+    /// The sink, for [`Output::Sink`], when its thread survived.
+    pub sink: Option<Box<dyn BlockSink>>,
 }
 
 /// A block and, when it was compressed here, its zstd frame.
@@ -172,8 +186,26 @@ pub fn run(
         let mut writer_thread = None;
         let mut compressors = Vec::new();
         let mut files_thread = None;
+        let mut sink_thread = None;
         match output {
             Output::None => {}
+            Output::Sink(mut sink) => {
+                let (tx, rx) = sync_channel::<Arc<Block>>(depth);
+                match spawn(s, "sink", move || {
+                    for b in rx {
+                        if let Err(e) = sink.accept(&b) {
+                            return (sink, Err(e));
+                        }
+                    }
+                    (sink, Ok(()))
+                }) {
+                    Ok(j) => {
+                        broadcast.push(tx);
+                        sink_thread = Some(j);
+                    }
+                    Err(e) => setup_error = Some(e),
+                }
+            }
             Output::HashFiles { layout } => {
                 let (tx, rx) = sync_channel::<Arc<Block>>(depth);
                 match spawn(s, "outputs", move || {
@@ -345,6 +377,18 @@ pub fn run(
                 Err(e) => keep(&mut error, Err(e)),
             }
         }
+        let mut sink = None;
+        if let Some(j) = sink_thread {
+            match join(j, "sink") {
+                Ok((k, r)) => {
+                    if let Err(e) = r {
+                        error = Some(e);
+                    }
+                    sink = Some(k);
+                }
+                Err(e) => keep(&mut error, Err(e)),
+            }
+        }
         let files = match files_thread.map(|j| join(j, "outputs")) {
             Some(Ok(f)) => Some(f),
             Some(Err(e)) => {
@@ -358,6 +402,7 @@ pub fn run(
                 error,
                 writer,
                 bytes,
+                sink,
             })),
             None => Ok(StreamResult {
                 ending,
@@ -366,6 +411,7 @@ pub fn run(
                 bytes,
                 writer,
                 files,
+                sink,
             }),
         }
     })

@@ -51,7 +51,8 @@ fn parse_hashes(s: &str) -> Result<HashList, String> {
 pub struct AcquireArgs {
     /// Block device or regular file to image (opened read-only; block devices are write-blocked first).
     pub source: PathBuf,
-    /// Destination directory (created if missing; must not be on the source disk).
+    /// Destination directory (created if missing; must not be on the source disk), or
+    /// s3://BUCKET[/PREFIX] with --endpoint (default prefix <case>/<host serial>/<evidence-id>/).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Image format [default: raw].
@@ -78,6 +79,10 @@ pub struct AcquireArgs {
     /// Free-text notes.
     #[arg(long, value_name = "TEXT")]
     pub notes: Option<String>,
+    /// True time minus this machine's clock, in seconds (recorded in the manifest; inside the rescue
+    /// system the open case supplies it).
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    pub clock_offset: Option<i64>,
     /// Extra reads of a failing sector before it is zero-filled [default: 2].
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
@@ -99,26 +104,35 @@ pub struct AcquireArgs {
     /// Checkpoint at least every SIZE bytes.
     #[arg(long, hide = true, value_parser = parse_size)]
     pub checkpoint_every: Option<u64>,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 /// `rescue verify`.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Acquisition directory (holding manifest.json).
+    /// Acquisition directory (holding manifest.json), or s3://BUCKET/PREFIX/ with --endpoint.
     pub dir: PathBuf,
     /// JSON lines: progress, then the report.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// True once SIGINT/SIGTERM arrived (after [`install_signal_handlers`]).
+pub(crate) fn signalled() -> bool {
+    SIGNALLED.load(Ordering::Relaxed)
+}
 
 extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
 }
 
 /// SIGINT/SIGTERM ask the engine to stop at the next block, checkpoint and write an incomplete manifest.
-fn install_signal_handlers() {
+pub(crate) fn install_signal_handlers() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     // A console runs many commands in one process: a Ctrl-C that stopped the last one must not stop this one.
     SIGNALLED.store(false, Ordering::SeqCst);
@@ -217,6 +231,14 @@ impl Reporter {
         }
     }
 
+    /// Runs `f` with the bar hidden (to ask a question under it).
+    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -236,7 +258,7 @@ fn phase_name(p: Phase) -> &'static str {
 /// Test hook: `RESCUE_TEST_ABORT_AFTER_BYTES=N` sends the process SIGKILL (or the signal named by
 /// `RESCUE_TEST_ABORT_SIGNAL`, e.g. `SIGINT`) once a checkpoint covers at least N bytes, so CLI tests can
 /// interrupt at a deterministic point. Read only here, never in the engine.
-fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
+pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     let bytes = std::env::var("RESCUE_TEST_ABORT_AFTER_BYTES")
         .ok()?
         .parse()
@@ -248,7 +270,23 @@ fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     Some((bytes, signal))
 }
 
-fn json_line(kind: &str, body: serde_json::Value) {
+/// Ctrl-C during an acquisition: asks before stopping. Any answer but yes continues.
+fn confirm_stop(resume_hint: &str) -> bool {
+    eprintln!(
+        "\nstop the acquisition? It stops cleanly and can be resumed later with:\n  {resume_hint}"
+    );
+    let answer = super::lineedit::read_line("stop? [y/N] ")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let stop = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    if !stop {
+        eprintln!("continuing");
+    }
+    stop
+}
+
+pub(crate) fn json_line(kind: &str, body: serde_json::Value) {
     let mut v = body;
     if let Some(o) = v.as_object_mut() {
         o.insert("type".into(), kind.into());
@@ -259,6 +297,9 @@ fn json_line(kind: &str, body: serde_json::Value) {
 
 /// Runs `rescue acquire` and returns the exit code.
 pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
+    if super::remote::is_s3(&args.out) {
+        return super::remote::run_acquire(args);
+    }
     install_signal_handlers();
     let cancel = Arc::new(AtomicBool::new(false));
     let opts = AcquireOptions {
@@ -276,6 +317,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
             evidence_id: args.evidence_id.clone(),
             examiner: args.examiner.clone(),
             notes: args.notes.clone(),
+            clock_offset_seconds: args.clock_offset,
         },
         retries: args.retries,
         verify_source: args.verify_source,
@@ -289,9 +331,21 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
     };
     let abort = abort_after();
     let mut reporter = Reporter::new(args.json);
+    // On a terminal Ctrl-C asks first (the acquisition pauses meanwhile); elsewhere it stops at once.
+    let ask = !args.json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let resume_hint = format!(
+        "rescue acquire {} --out {} --resume",
+        args.source.display(),
+        args.out.display()
+    );
     let result = acquire::acquire(&opts, &mut |p| {
-        if SIGNALLED.load(Ordering::Relaxed) {
-            cancel.store(true, Ordering::Relaxed);
+        if SIGNALLED.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+            let stop = !ask || reporter.suspend(|| confirm_stop(&resume_hint));
+            if stop {
+                cancel.store(true, Ordering::Relaxed);
+            } else {
+                SIGNALLED.store(false, Ordering::SeqCst);
+            }
         }
         if let Some((limit, signal)) = abort
             && p.phase == Phase::Acquire
@@ -403,6 +457,9 @@ fn print_acquire_summary(out: &acquire::AcquireOutcome) {
 
 /// Runs `rescue verify` and returns the exit code.
 pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
+    if super::remote::is_s3(&args.dir) {
+        return super::remote::run_verify(args);
+    }
     install_signal_handlers();
     let cancel = AtomicBool::new(false);
     let mut reporter = Reporter::new(args.json);

@@ -5,8 +5,25 @@ use std::path::Path;
 use crate::case::{self, Locked};
 use crate::caselog;
 
-pub fn run_case_new(id: &str, examiner: Option<&str>, notes: Option<&str>) -> anyhow::Result<u8> {
+pub fn run_case_new(
+    id: &str,
+    examiner: Option<&str>,
+    notes: Option<&str>,
+    true_time: Option<&str>,
+) -> anyhow::Result<u8> {
     case::check_case_id(id)?;
+    let clock_offset = match true_time {
+        None => None,
+        Some(t) => {
+            let truth = case::parse_utc(t).ok_or_else(|| {
+                anyhow::anyhow!("--true-time {t:?} is not a UTC time like 2026-11-29 15:04:05")
+            })?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            Some(truth - now)
+        }
+    };
     let mut locked = Locked::open()?;
     if let Some(open) = &locked.state.case_id {
         return Err(case::CaseError::CaseOpen(open.clone()).into());
@@ -16,17 +33,34 @@ pub fn run_case_new(id: &str, examiner: Option<&str>, notes: Option<&str>) -> an
     locked.state.notes = notes.map(str::to_owned);
     locked.state.opened_utc = Some(crate::acquire::manifest::now_rfc3339());
     locked.state.opened_rtc = caselog::rtc_now();
+    locked.state.clock_offset_seconds = clock_offset;
     locked.save()?;
     locked.log(
         "result",
         "case new",
-        serde_json::json!({"case_id": id, "examiner": examiner, "notes": notes, "rtc": locked.state.opened_rtc}),
+        serde_json::json!({
+            "case_id": id,
+            "examiner": examiner,
+            "notes": notes,
+            "rtc": locked.state.opened_rtc,
+            "system_clock": locked.state.opened_utc,
+            "true_time": true_time,
+            "clock_offset_seconds": clock_offset,
+        }),
     )?;
     println!(
         "case {id} opened at {} (RTC {})",
         locked.state.opened_utc.as_deref().unwrap_or("-"),
         locked.state.opened_rtc.as_deref().unwrap_or("unreadable")
     );
+    match clock_offset {
+        Some(o) => println!(
+            "clock offset {o:+} s (true time minus this machine's clock): recorded in the case log and every manifest"
+        ),
+        None => println!(
+            "clock offset not recorded (no --true-time): the machine's clock is taken as right"
+        ),
+    }
     println!(
         "next: unlock the evidence disk with `unlock DEVICE --confirm SERIAL`, then `mount-evidence PARTITION`"
     );
@@ -41,6 +75,13 @@ pub fn run_case_show() -> anyhow::Result<u8> {
         s.case_id.as_deref().unwrap_or("(none: `case new ID`)")
     );
     println!("examiner    {}", s.examiner.as_deref().unwrap_or("-"));
+    println!(
+        "clock       {}",
+        s.clock_offset_seconds.map_or_else(
+            || "taken as right (no offset recorded)".to_owned(),
+            |o| format!("offset {o:+} s (true time minus this machine's clock)")
+        )
+    );
     println!(
         "opened      {} (RTC {})",
         s.opened_utc.as_deref().unwrap_or("-"),
@@ -99,6 +140,42 @@ pub fn run_unlock(device: &Path, confirm: &str) -> anyhow::Result<u8> {
     }
 }
 
+/// `format DEVICE --fs ext4|exfat --confirm SERIAL`.
+pub fn run_format(
+    device: &Path,
+    fs: crate::format::Filesystem,
+    confirm: &str,
+) -> anyhow::Result<u8> {
+    let locked = Locked::open()?;
+    let command = format!("format {} --fs {}", device.display(), fs.name());
+    println!("formatting {} as {} ...", device.display(), fs.name());
+    match crate::format::format(&locked, device, fs, confirm) {
+        Ok(()) => {
+            locked.log(
+                "result",
+                &command,
+                serde_json::json!({"formatted": device.display().to_string(), "fs": fs.name(), "label": crate::format::LABEL}),
+            )?;
+            println!(
+                "{} now holds an empty {} filesystem labelled {}; next: mount-evidence {}",
+                device.display(),
+                fs.name(),
+                crate::format::LABEL,
+                device.display()
+            );
+            Ok(0)
+        }
+        Err(e) => {
+            locked.log(
+                "result",
+                &command,
+                serde_json::json!({"refused": crate::error_chain(&e)}),
+            )?;
+            Err(e.into())
+        }
+    }
+}
+
 pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
     let mut locked = Locked::open()?;
     let dest = case::mount_evidence(&mut locked, device)?;
@@ -117,6 +194,110 @@ pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
         dest.mountpoint,
         locked.log_path().display()
     );
+    Ok(0)
+}
+
+/// `acquire` inside the rescue system: runs the acquisition, then records in the case which disk went into
+/// which directory (complete or resumable), for the reinstall/restore interlock.
+pub fn run_case_acquire(mut args: super::acquire::AcquireArgs) -> anyhow::Result<u8> {
+    let dest = Locked::open()?.state.destination;
+    if let Some(d) = &dest
+        && d.fstype == "vfat"
+        && args.split.is_none()
+        && args.out.starts_with(&d.mountpoint)
+    {
+        args.split = Some(FAT32_SPLIT);
+        println!(
+            "the evidence disk is FAT32 (files < 4 GiB): splitting the image into {} segments",
+            crate::devices::human_size(FAT32_SPLIT)
+        );
+    }
+    if !args.resume {
+        check_space(&args)?;
+    }
+    let code = super::acquire::run_acquire(&args)?;
+    let complete = matches!(code, 0 | super::acquire::EXIT_UNREADABLE);
+    if complete || code == super::acquire::EXIT_INCOMPLETE {
+        let mut locked = Locked::open()?;
+        case::record_acquired(&mut locked, &args.source, &args.out, complete)?;
+    }
+    Ok(code)
+}
+
+/// Segment size on a FAT32 destination: files there must stay below 4 GiB.
+pub const FAT32_SPLIT: u64 = 4095 << 20;
+
+/// Refuses before anything is written when a raw image cannot fit: the source's size is known and the
+/// destination's free space is smaller.
+fn check_space(args: &super::acquire::AcquireArgs) -> anyhow::Result<()> {
+    if args.format == Some(super::acquire::FormatArg::Zstd) {
+        return Ok(()); // compressed size is unknown beforehand
+    }
+    let is_block = std::fs::metadata(&args.source)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    let size = if is_block {
+        // A disk or a partition: the kernel's size of exactly that device, in 512-byte units.
+        let Ok(name) = crate::blkro::sysfs_name(&args.source) else {
+            return Ok(());
+        };
+        match std::fs::read_to_string(format!("/sys/class/block/{name}/size"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            Some(sectors) => sectors * 512,
+            None => return Ok(()),
+        }
+    } else {
+        match std::fs::metadata(&args.source) {
+            Ok(m) if m.is_file() => m.len(),
+            _ => return Ok(()),
+        }
+    };
+    // The directory may not exist yet: ask the nearest existing ancestor.
+    let mut probe = args.out.as_path();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => return Ok(()),
+        }
+    }
+    let Ok(st) = nix::sys::statvfs::statvfs(probe) else {
+        return Ok(());
+    };
+    let free = st.blocks_available() * st.fragment_size();
+    if free < size {
+        anyhow::bail!(
+            "the destination has {} free but the raw image of {} needs {}: free space, choose another destination, or use --format zstd",
+            crate::devices::human_size(free),
+            args.source.display(),
+            crate::devices::human_size(size)
+        );
+    }
+    Ok(())
+}
+
+/// `verify` inside the rescue system: records the verdict for the acquisition directory in the case.
+pub fn run_case_verify(args: &super::acquire::VerifyArgs) -> anyhow::Result<u8> {
+    let code = super::acquire::run_verify(args)?;
+    let mut locked = Locked::open()?;
+    case::record_verified(&mut locked, &args.dir, code == 0)?;
+    Ok(code)
+}
+
+/// `case target DEVICE [--reason TEXT]`: the reinstall/restore interlock's verdict on one disk.
+pub fn run_case_target(device: &Path, reason: Option<&str>) -> anyhow::Result<u8> {
+    let mut locked = Locked::open()?;
+    let clearance = case::target_interlock(&mut locked, device, reason)?;
+    match &clearance.overridden {
+        None => println!(
+            "{} may be a reinstall/restore target: its evidence is acquired and verified",
+            clearance.disk
+        ),
+        Some(r) => println!(
+            "{} may be a reinstall/restore target by override; reason logged: {r}",
+            clearance.disk
+        ),
+    }
     Ok(0)
 }
 
@@ -171,6 +352,7 @@ pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
                     e.signature.as_deref().unwrap_or("-")
                 );
             }
+            println!("  hidden areas: {}", d.hidden_areas.summary);
             if let Some(err) = &d.error {
                 println!("  error: {err}");
             }

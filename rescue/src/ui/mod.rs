@@ -6,9 +6,15 @@ pub mod boot;
 pub mod case;
 pub mod caselog;
 pub mod devices;
+pub mod guided;
 pub mod lineedit;
+pub mod net;
 pub mod prompt;
+pub mod reinstall;
+pub mod remote;
+pub mod restore;
 pub mod selftest;
+pub mod serial;
 pub mod status;
 
 pub use crate::error_chain;

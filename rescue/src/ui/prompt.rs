@@ -35,6 +35,7 @@ pub fn help_text() -> String {
         out.push_str(&format!("  {:<12} {about}\n", sub.get_name()));
     }
     out.push_str("  help         this list; 'COMMAND --help' for details\n");
+    out.push_str("  1 .. 7       a guided step; 'shell' shows the guided menu, 'line' hides it\n");
     out
 }
 
@@ -69,56 +70,126 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
         );
         std::env::set_var("RESCUE_CONSOLE", &name);
     }
+    if name.starts_with("ttyS") {
+        super::serial::probe_window_size(std::time::Duration::from_millis(500));
+    }
     print!("{}", super::status::banner(&name));
     // Unattended mode: init hands the primary console the `rescue.auto=` command list from the kernel
-    // command line; it runs like typed lines, then the machine powers off.
-    if let Ok(list) = std::env::var(AUTO_ENV) {
-        for command in list.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+    // command line, or `rescue.run=` names a command file on the boot medium; the commands run like
+    // typed lines, then the machine powers off.
+    let mut unattended: Option<Vec<String>> = std::env::var(AUTO_ENV).ok().map(|list| {
+        list.split(';')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    if let Ok(file) = std::env::var(RUN_ENV) {
+        match crate::case::read_boot_medium_file(Path::new(&file)) {
+            Ok(bytes) => {
+                println!("rescue.run: running {file} from the boot medium");
+                unattended.get_or_insert_with(Vec::new).extend(
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_owned),
+                );
+            }
+            Err(e) => {
+                // Nothing to run: stay up so whoever looks at the console sees why.
+                println!("rescue.run: {}; not powering off", crate::error_chain(&e));
+            }
+        }
+    }
+    if let Some(commands) = unattended {
+        for command in &commands {
             println!("rescue> {command}");
             execute(command, &name);
         }
         println!("rescue> poweroff");
         execute("poweroff", &name);
     }
+    if std::env::var(SHELL_ENV).map_or(true, |m| m != "line") {
+        super::guided::enable();
+    }
+    interactive_loop(&name)?;
+    Ok(0)
+}
+
+/// The prompt loop: the guided menu in front of `rescue> ` (when shown), step numbers start guided
+/// steps, anything else is a line-mode command. Returns at end of input (hang-up: init respawns it).
+pub fn interactive_loop(console: &str) -> anyhow::Result<()> {
+    if super::guided::enabled() {
+        super::guided::print_menu();
+    }
     loop {
         let Some(line) = super::lineedit::read_line("rescue> ")? else {
-            // Hang-up: init respawns the prompt.
-            return Ok(0);
+            return Ok(());
         };
-        execute(&line, &name);
+        let typed = line.trim();
+        if let Some(step) = super::guided::Step::from_number(typed) {
+            super::case::log_command(
+                "action",
+                &format!("guided step {typed}"),
+                serde_json::json!({"console": console}),
+            );
+            if let Err(e) = super::guided::run_step(step) {
+                super::print_error(&e);
+            }
+            continue;
+        }
+        match typed {
+            "" if super::guided::enabled() => super::guided::print_menu(),
+            "line" => super::guided::disable(),
+            _ => {
+                execute(&line, console);
+            }
+        }
     }
 }
+
+/// Environment variable through which init passes `rescue.shell=` (`line`: no guided menu at start-up).
+pub const SHELL_ENV: &str = "RESCUE_SHELL";
+
+/// Environment variable through which init passes `rescue.run=` (a command file on the boot medium).
+pub const RUN_ENV: &str = "RESCUE_RUN";
 
 /// Environment variable through which init passes the unattended command list.
 pub const AUTO_ENV: &str = "RESCUE_AUTO";
 
 /// Runs one prompt line: help, or a CLI command; both the line and its outcome go to the case log.
-fn execute(line: &str, console: &str) {
+/// Returns the command's exit status (`None` when nothing ran).
+pub fn execute(line: &str, console: &str) -> Option<u8> {
     let words = match cli::split_words(line.trim()) {
         Ok(w) => w,
         Err(e) => {
             println!("error: {e}");
-            return;
+            return None;
         }
     };
     match words.first().map(String::as_str) {
-        None => return,
+        None => return None,
         Some("help" | "?") => {
             print!("{}", help_text());
-            return;
+            return Some(0);
         }
         _ => {}
     }
     let typed = line.trim();
     super::case::log_command("action", typed, serde_json::json!({"console": console}));
     match cli::parse_line(&words) {
-        Ok(cli::Command::Console { .. }) => println!("error: not a prompt command"),
+        Ok(cli::Command::Console { .. }) => {
+            println!("error: not a prompt command");
+            None
+        }
         Ok(command) => {
             let code = cli::run(command);
             super::case::log_command("result", typed, serde_json::json!({"exit": code}));
             if code != 0 {
                 println!("(exit status {code})");
             }
+            Some(code)
         }
         Err(e) => {
             super::case::log_command(
@@ -127,6 +198,7 @@ fn execute(line: &str, console: &str) {
                 serde_json::json!({"error": "not understood"}),
             );
             let _ = e.print();
+            Some(cli::EXIT_USAGE)
         }
     }
 }

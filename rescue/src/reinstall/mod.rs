@@ -1,0 +1,181 @@
+//! Verified reinstall: prove an installer or golden image authentic (checksum list + OpenPGP signature),
+//! write it to a disk and read it back ([`deploy`]), or boot the installer's own kernel out of its ISO
+//! ([`iso9660`], [`kexec`]). Never prints; progress goes through callbacks.
+
+pub mod checksums;
+pub mod deploy;
+pub mod iso9660;
+pub mod kexec;
+pub mod signature;
+
+use std::path::{Path, PathBuf};
+
+use checksums::{ChecksumError, Entry};
+use signature::{SignatureError, Signer};
+
+/// Errors of image verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("reading {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checking the signature of {list}")]
+    Signature {
+        list: PathBuf,
+        #[source]
+        source: SignatureError,
+    },
+    #[error(
+        "{list} is not signed: give its signature with --sig FILE (or --allow-unsigned to accept an unauthenticated list)"
+    )]
+    Unsigned { list: PathBuf },
+    #[error(transparent)]
+    Checksums(#[from] ChecksumError),
+    #[error(
+        "{image} does NOT match entry {entry} of the checksum list: {algorithm} is {actual}, the list says {expected}"
+    )]
+    Mismatch {
+        image: PathBuf,
+        entry: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// What to verify.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyRequest {
+    pub image: PathBuf,
+    pub sums: PathBuf,
+    pub sig: Option<PathBuf>,
+    pub keyrings: Vec<PathBuf>,
+    pub allow_unsigned: bool,
+}
+
+/// Exactly what was proven about an image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Proof {
+    pub image: PathBuf,
+    pub size: u64,
+    pub sums: PathBuf,
+    /// `None` when the list was accepted unsigned (`--allow-unsigned`).
+    pub signer: Option<Signer>,
+    pub entry: Entry,
+}
+
+impl Proof {
+    /// One sentence: "signed by <fingerprint> (<uid>), sha256 matches entry <name>".
+    pub fn statement(&self) -> String {
+        let matched = format!(
+            "{} matches entry {}",
+            self.entry.algorithm.name(),
+            self.entry.name
+        );
+        match &self.signer {
+            Some(s) => format!("signed by {} ({}), {matched}", s.fingerprint, s.uid),
+            None => format!("UNSIGNED list {}, {matched}", self.sums.display()),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, VerifyError> {
+    std::fs::read(path).map_err(|source| VerifyError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Authenticates the checksum list, then hashes the image and compares it with its entry.
+pub fn verify_image(
+    req: &VerifyRequest,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Proof, VerifyError> {
+    let now = chrono::Utc::now();
+    let list = read(&req.sums)?;
+    let sig_err = |source| VerifyError::Signature {
+        list: req.sums.clone(),
+        source,
+    };
+    let (signer, text) = if signature::is_cleartext_signed(&list) {
+        let keys = signature::trusted_keys(&req.keyrings).map_err(sig_err)?;
+        let (s, t) = signature::verify_cleartext(&list, &keys, now).map_err(sig_err)?;
+        (Some(s), t)
+    } else if let Some(sig) = &req.sig {
+        let keys = signature::trusted_keys(&req.keyrings).map_err(sig_err)?;
+        let s = signature::verify_detached(&list, &read(sig)?, &keys, now).map_err(sig_err)?;
+        (Some(s), String::from_utf8_lossy(&list).into_owned())
+    } else if req.allow_unsigned {
+        (None, String::from_utf8_lossy(&list).into_owned())
+    } else {
+        return Err(VerifyError::Unsigned {
+            list: req.sums.clone(),
+        });
+    };
+    let entries = checksums::parse(&text)?;
+    let name = req
+        .image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let entry = checksums::find(&entries, &name)?.clone();
+    let total = std::fs::metadata(&req.image)
+        .map_err(|source| VerifyError::ReadFile {
+            path: req.image.clone(),
+            source,
+        })?
+        .len();
+    let (actual, size) =
+        checksums::hash_file(&req.image, entry.algorithm, &mut |n| progress(n, total))?;
+    if actual != entry.digest {
+        return Err(VerifyError::Mismatch {
+            image: req.image.clone(),
+            entry: entry.name.clone(),
+            algorithm: entry.algorithm.name(),
+            expected: entry.digest.clone(),
+            actual,
+        });
+    }
+    Ok(Proof {
+        image: req.image.clone(),
+        size,
+        sums: req.sums.clone(),
+        signer,
+        entry,
+    })
+}
+
+/// A trusted key as `reinstall keys` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub fingerprint: String,
+    pub uid: String,
+    pub created: String,
+    pub expires: Option<String>,
+    pub revoked: bool,
+    pub source: PathBuf,
+}
+
+/// The keys embedded at build time (or in `--keyring` files).
+pub fn list_keys(keyrings: &[PathBuf]) -> Result<Vec<KeyInfo>, SignatureError> {
+    let keys = if keyrings.is_empty() {
+        signature::embedded_keys()?
+    } else {
+        signature::trusted_keys(keyrings)?
+    };
+    use pgp::types::PublicKeyTrait;
+    Ok(keys
+        .into_iter()
+        .map(|t| KeyInfo {
+            created: t.key.primary_key.created_at().to_rfc3339(),
+            expires: t.key.expires_at().map(|e| e.to_rfc3339()),
+            revoked: !t.key.details.revocation_signatures.is_empty(),
+            fingerprint: t.fingerprint,
+            uid: t.uid,
+            source: t.source,
+        })
+        .collect())
+}

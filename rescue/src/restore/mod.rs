@@ -1,0 +1,778 @@
+//! Checksummed, screened restore from a backup onto a freshly installed root.
+//!
+//! Every file of the SOURCE (a directory, a `tar`/`tar.zst` archive, or a filesystem in a disk image or
+//! on a disk, mounted read-only by [`source`]) is screened by [`policy`], compared with the backup's
+//! manifest when one is given, copied beneath TARGET without ever following a symlink ([`target`]),
+//! given back its mode, owner, times and xattrs, fsynced, read back and checked by SHA-256, and only
+//! then renamed into place. A rerun skips files already identical, so a run stopped by a full target
+//! resumes where it stopped. Every decision lands in a [`RestoreManifest`]. Never prints.
+
+pub mod policy;
+pub mod source;
+pub mod target;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use policy::{Policy, Verdict};
+use serde::Serialize;
+
+use crate::reinstall::checksums::{self, Algorithm, Hasher};
+
+/// Schema of `restore-manifest.json`.
+pub const SCHEMA: &str = "rescue.restore/1";
+/// Copy and hash buffer: small enough to stay on the heap (a fresh mmap per file costs page faults on
+/// every one of thousands of small files), big enough for full-speed SHA-256.
+const COPY_BUF: usize = 128 << 10;
+/// File name of the restore manifest.
+pub const MANIFEST_NAME: &str = "restore-manifest.json";
+
+/// Errors that stop a restore (per-file problems are records, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(
+        "the target filesystem is full while writing {path} ({restored} files restored so far): free space or use a bigger target, then run the same command again; files already restored are skipped"
+    )]
+    TargetFull { path: String, restored: u64 },
+    #[error("opening the target {path}")]
+    OpenTarget {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the backup manifest {path}")]
+    ReadManifest {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the backup manifest {path} lists no files (expected SHA256SUMS or restore-manifest.json)"
+    )]
+    EmptyManifest { path: PathBuf },
+    #[error("reading the source")]
+    ReadSource(#[source] std::io::Error),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+}
+
+/// What happened to one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Restored,
+    Identical,
+    WouldRestore,
+    Refused,
+    Held,
+    Excluded,
+    Missing,
+    Failed,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Restored => "restored",
+            Action::Identical => "identical",
+            Action::WouldRestore => "would-restore",
+            Action::Refused => "refused",
+            Action::Held => "held",
+            Action::Excluded => "excluded",
+            Action::Missing => "missing",
+            Action::Failed => "failed",
+        }
+    }
+}
+
+/// One line of the restore manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRecord {
+    pub path: String,
+    /// `file` or `symlink` (or `hardlink`, `special`).
+    pub kind: &'static str,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    pub action: Action,
+    pub reason: Option<String>,
+}
+
+/// `restore-manifest.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreManifest {
+    pub schema: &'static str,
+    pub source: String,
+    pub target: String,
+    pub dry_run: bool,
+    pub allow_executables: bool,
+    pub backup_manifest: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub complete: bool,
+    pub stop_reason: Option<String>,
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Persistence points held back: paths to review (restore them by listing each with --include).
+    pub review: Vec<String>,
+    pub files: Vec<FileRecord>,
+}
+
+/// Kind of a source entry.
+#[derive(Debug, Clone)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink(Vec<u8>),
+    HardLink,
+    Special(String),
+}
+
+/// One entry of the source, with its metadata.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    /// The path as the source names it (relative; an archive may hold anything here).
+    pub raw_path: String,
+    pub kind: EntryKind,
+    /// Permission bits (`& 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: i64,
+    pub mtime: i64,
+    pub size: u64,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// How a file's bytes are read.
+pub enum Content<'a> {
+    /// A file that can be opened (again): hashed first, then copied and hashed again.
+    Path(&'a Path),
+    /// A stream that can be read once (archive member): hashed while spooled.
+    Stream(&'a mut dyn Read),
+    /// No content (directories, links).
+    None,
+}
+
+/// Parses a backup manifest: SHA256SUMS (GNU or BSD) or our restore-manifest.json. Paths are relative.
+pub fn load_backup_manifest(path: &Path) -> Result<BTreeMap<String, String>, RestoreError> {
+    let bytes = std::fs::read(path).map_err(|source| RestoreError::ReadManifest {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = BTreeMap::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        for f in v["files"].as_array().into_iter().flatten() {
+            if let (Some(p), Some(h)) = (f["path"].as_str(), f["sha256"].as_str()) {
+                out.insert(normalise(p), h.to_ascii_lowercase());
+            }
+        }
+    } else if let Ok(entries) = checksums::parse(&String::from_utf8_lossy(&bytes)) {
+        for e in entries
+            .into_iter()
+            .filter(|e| e.algorithm == Algorithm::Sha256)
+        {
+            out.insert(normalise(&e.name), e.digest);
+        }
+    }
+    if out.is_empty() {
+        return Err(RestoreError::EmptyManifest {
+            path: path.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+fn normalise(p: &str) -> String {
+    let mut p = p;
+    while let Some(rest) = p.strip_prefix("./") {
+        p = rest;
+    }
+    p.trim_end_matches('/').to_owned()
+}
+
+fn split(rel: &str) -> (&str, &str) {
+    rel.rsplit_once('/').unwrap_or(("", rel))
+}
+
+fn is_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Hashes a reader, keeping its first bytes.
+fn hash_with_head(
+    r: &mut dyn Read,
+    out: Option<&mut dyn Write>,
+) -> std::io::Result<(String, Vec<u8>, u64)> {
+    let mut h = Hasher::new(Algorithm::Sha256);
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    let mut out = out;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if head.len() < 16 {
+            head.extend_from_slice(&buf[..n.min(16 - head.len())]);
+        }
+        h.update(&buf[..n]);
+        if let Some(w) = out.as_deref_mut() {
+            w.write_all(&buf[..n])?;
+        }
+        total += n as u64;
+    }
+    Ok((h.finish(), head, total))
+}
+
+/// The restore engine: feed it source entries, then [`Restorer::finish`].
+pub struct Restorer {
+    source_name: String,
+    target_path: PathBuf,
+    policy: Policy,
+    dry_run: bool,
+    root: target::Root,
+    backup_manifest: Option<(PathBuf, BTreeMap<String, String>)>,
+    seen: BTreeSet<String>,
+    dirs: HashMap<String, (u32, u32, u32)>,
+    records: Vec<FileRecord>,
+    started_at: String,
+    restored: u64,
+}
+
+impl Restorer {
+    pub fn new(
+        source_name: &str,
+        target: &Path,
+        policy: Policy,
+        backup_manifest: Option<&Path>,
+        dry_run: bool,
+    ) -> Result<Self, RestoreError> {
+        let root = target::Root::open(target).map_err(|source| RestoreError::OpenTarget {
+            path: target.to_owned(),
+            source,
+        })?;
+        let backup_manifest = match backup_manifest {
+            Some(p) => Some((p.to_owned(), load_backup_manifest(p)?)),
+            None => None,
+        };
+        Ok(Restorer {
+            source_name: source_name.to_owned(),
+            target_path: target.to_owned(),
+            policy,
+            dry_run,
+            root,
+            backup_manifest,
+            seen: BTreeSet::new(),
+            dirs: HashMap::new(),
+            records: Vec::new(),
+            started_at: crate::acquire::manifest::now_rfc3339(),
+            restored: 0,
+        })
+    }
+
+    fn record(
+        &mut self,
+        path: &str,
+        kind: &'static str,
+        size: Option<u64>,
+        sha256: Option<String>,
+        action: Action,
+        reason: Option<String>,
+    ) {
+        if action == Action::Restored {
+            self.restored += 1;
+        }
+        self.records.push(FileRecord {
+            path: path.to_owned(),
+            kind,
+            size,
+            sha256,
+            action,
+            reason,
+        });
+    }
+
+    fn open_dir(&self, parent: &str) -> std::io::Result<target::Dir> {
+        let dirs = &self.dirs;
+        self.root
+            .dir(parent, true, &|p| dirs.get(p).map_or(0o755, |d| d.0))
+    }
+
+    /// The manifest's verdict on a content hash.
+    fn manifest_check(&self, rel: &str, sha: &str) -> Option<String> {
+        let (path, m) = self.backup_manifest.as_ref()?;
+        match m.get(rel) {
+            None => Some(format!(
+                "not listed in the backup manifest {}",
+                path.display()
+            )),
+            Some(h) if h != sha => Some(format!(
+                "corrupted: sha256 {sha} differs from the backup manifest's {h}"
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Processes one source entry.
+    pub fn entry(&mut self, e: &SourceEntry, content: Content<'_>) -> Result<(), RestoreError> {
+        let raw = e.raw_path.strip_prefix("./").unwrap_or(&e.raw_path);
+        let rel = raw.trim_end_matches('/').to_owned();
+        if rel.is_empty() || rel == "." {
+            return Ok(());
+        }
+        let kind_name = match &e.kind {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink(_) => "symlink",
+            EntryKind::HardLink => "hardlink",
+            EntryKind::Special(_) => "special",
+        };
+        if let Some(why) = policy::traversal(raw) {
+            self.record(
+                &rel,
+                kind_name,
+                Some(e.size),
+                None,
+                Action::Refused,
+                Some(why),
+            );
+            return Ok(());
+        }
+        self.seen.insert(rel.clone());
+        match &e.kind {
+            EntryKind::Dir => {
+                self.dirs.insert(rel.clone(), (e.mode, e.uid, e.gid));
+                Ok(())
+            }
+            EntryKind::HardLink => {
+                self.record(
+                    &rel,
+                    kind_name,
+                    None,
+                    None,
+                    Action::Refused,
+                    Some(
+                        "hard link in the archive: not restored (restore the file it names)".into(),
+                    ),
+                );
+                Ok(())
+            }
+            EntryKind::Special(what) => {
+                self.record(
+                    &rel,
+                    kind_name,
+                    None,
+                    None,
+                    Action::Refused,
+                    Some(format!("{what}: special files are never restored")),
+                );
+                Ok(())
+            }
+            EntryKind::Symlink(to) => self.symlink(&rel, e, to),
+            EntryKind::File => self.file(&rel, e, content),
+        }
+    }
+
+    fn symlink(&mut self, rel: &str, e: &SourceEntry, to: &[u8]) -> Result<(), RestoreError> {
+        let size = Some(to.len() as u64);
+        match self.policy.check_meta(rel, 0o644) {
+            Verdict::Allow => {}
+            v => return self.verdict(rel, "symlink", size, None, v),
+        }
+        if self.dry_run {
+            self.record(rel, "symlink", size, None, Action::WouldRestore, None);
+            return Ok(());
+        }
+        let (parent, name) = split(rel);
+        let dir = match self.open_dir(parent) {
+            Ok(d) => d,
+            Err(err) => return self.io_failure(rel, "symlink", size, None, err),
+        };
+        if dir.read_link(name).as_deref() == Some(to) {
+            self.record(rel, "symlink", size, None, Action::Identical, None);
+            return Ok(());
+        }
+        let tmp = format!(".{name}.rescue-restore");
+        dir.unlink(&tmp);
+        let r = dir.symlink(to, &tmp).and_then(|()| {
+            dir.lchown_times(&tmp, e.uid, e.gid, e.mtime);
+            dir.rename(&tmp, name)
+        });
+        match r {
+            Ok(()) => {
+                self.record(rel, "symlink", size, None, Action::Restored, None);
+                Ok(())
+            }
+            Err(err) => {
+                dir.unlink(&tmp);
+                self.io_failure(rel, "symlink", size, None, err)
+            }
+        }
+    }
+
+    fn verdict(
+        &mut self,
+        rel: &str,
+        kind: &'static str,
+        size: Option<u64>,
+        sha: Option<String>,
+        v: Verdict,
+    ) -> Result<(), RestoreError> {
+        let (action, reason) = match v {
+            Verdict::Allow => (Action::Restored, None),
+            Verdict::Excluded(r) => (Action::Excluded, Some(r)),
+            Verdict::Refuse(r) => (Action::Refused, Some(r)),
+            Verdict::Hold(r) => (Action::Held, Some(r)),
+        };
+        self.record(rel, kind, size, sha, action, reason);
+        Ok(())
+    }
+
+    fn io_failure(
+        &mut self,
+        rel: &str,
+        kind: &'static str,
+        size: Option<u64>,
+        sha: Option<String>,
+        err: std::io::Error,
+    ) -> Result<(), RestoreError> {
+        if is_full(&err) {
+            return Err(RestoreError::TargetFull {
+                path: rel.to_owned(),
+                restored: self.restored,
+            });
+        }
+        self.record(rel, kind, size, sha, Action::Failed, Some(err.to_string()));
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        rel: &str,
+        e: &SourceEntry,
+        content: Content<'_>,
+    ) -> Result<(), RestoreError> {
+        let size = Some(e.size);
+        let meta_verdict = self.policy.check_meta(rel, e.mode);
+        if let Verdict::Excluded(_) = meta_verdict {
+            return self.verdict(rel, "file", size, None, meta_verdict);
+        }
+        match content {
+            Content::Path(p) => self.file_from_path(rel, e, p, meta_verdict),
+            Content::Stream(r) => self.file_from_stream(rel, e, r, meta_verdict),
+            Content::None => Ok(()),
+        }
+    }
+
+    /// Screens by content (blocklist, ELF, manifest). `None` means restore.
+    fn content_verdict(&self, rel: &str, sha: &str, head: &[u8]) -> Option<Verdict> {
+        match self.policy.check_content(sha, head) {
+            Verdict::Allow => {}
+            v => return Some(v),
+        }
+        self.manifest_check(rel, sha).map(Verdict::Refuse)
+    }
+
+    fn existing_identical(dir: &target::Dir, name: &str, sha: &str) -> bool {
+        match dir.open_existing(name) {
+            Ok(Some(mut f)) => hash_with_head(&mut f, None).is_ok_and(|(h, _, _)| h == sha),
+            _ => false,
+        }
+    }
+
+    fn file_from_path(
+        &mut self,
+        rel: &str,
+        e: &SourceEntry,
+        path: &Path,
+        meta_verdict: Verdict,
+    ) -> Result<(), RestoreError> {
+        let size = Some(e.size);
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags_nofollow()
+                .open(path)
+        };
+        let first = open().and_then(|mut f| hash_with_head(&mut f, None));
+        let (sha, head, _) = match first {
+            Ok(x) => x,
+            Err(err) => {
+                self.record(
+                    rel,
+                    "file",
+                    size,
+                    None,
+                    Action::Failed,
+                    Some(format!("reading the source: {err}")),
+                );
+                return Ok(());
+            }
+        };
+        if meta_verdict != Verdict::Allow {
+            return self.verdict(rel, "file", size, Some(sha), meta_verdict);
+        }
+        if let Some(v) = self.content_verdict(rel, &sha, &head) {
+            return self.verdict(rel, "file", size, Some(sha), v);
+        }
+        if self.dry_run {
+            self.record(rel, "file", size, Some(sha), Action::WouldRestore, None);
+            return Ok(());
+        }
+        let (parent, name) = split(rel);
+        let dir = match self.open_dir(parent) {
+            Ok(d) => d,
+            Err(err) => return self.io_failure(rel, "file", size, Some(sha), err),
+        };
+        if Self::existing_identical(&dir, name, &sha) {
+            self.record(rel, "file", size, Some(sha), Action::Identical, None);
+            return Ok(());
+        }
+        let tmp = format!(".{name}.rescue-restore");
+        dir.unlink(&tmp);
+        let copied = dir.create_exclusive(&tmp).and_then(|mut out| {
+            let mut src = open()?;
+            let (h, _, _) = hash_with_head(&mut src, Some(&mut out))?;
+            Ok((out, h))
+        });
+        let (out, second) = match copied {
+            Ok(x) => x,
+            Err(err) => {
+                dir.unlink(&tmp);
+                return self.io_failure(rel, "file", size, Some(sha), err);
+            }
+        };
+        if second != sha {
+            dir.unlink(&tmp);
+            self.record(
+                rel,
+                "file",
+                size,
+                Some(sha.clone()),
+                Action::Refused,
+                Some(format!(
+                    "changed between hashing and copying (sha256 {sha}, then {second})"
+                )),
+            );
+            return Ok(());
+        }
+        self.commit(rel, e, &dir, &tmp, name, out, sha)
+    }
+
+    fn file_from_stream(
+        &mut self,
+        rel: &str,
+        e: &SourceEntry,
+        r: &mut dyn Read,
+        meta_verdict: Verdict,
+    ) -> Result<(), RestoreError> {
+        let size = Some(e.size);
+        if meta_verdict != Verdict::Allow || self.dry_run {
+            let (sha, head, _) = match hash_with_head(r, None) {
+                Ok(x) => x,
+                Err(err) => return Err(RestoreError::ReadSource(err)),
+            };
+            if meta_verdict != Verdict::Allow {
+                return self.verdict(rel, "file", size, Some(sha), meta_verdict);
+            }
+            if let Some(v) = self.content_verdict(rel, &sha, &head) {
+                return self.verdict(rel, "file", size, Some(sha), v);
+            }
+            self.record(rel, "file", size, Some(sha), Action::WouldRestore, None);
+            return Ok(());
+        }
+        let (parent, name) = split(rel);
+        let dir = match self.open_dir(parent) {
+            Ok(d) => d,
+            Err(err) => {
+                std::io::copy(r, &mut std::io::sink()).map_err(RestoreError::ReadSource)?;
+                return self.io_failure(rel, "file", size, None, err);
+            }
+        };
+        let tmp = format!(".{name}.rescue-restore");
+        dir.unlink(&tmp);
+        let mut out = match dir.create_exclusive(&tmp) {
+            Ok(f) => f,
+            Err(err) => {
+                std::io::copy(r, &mut std::io::sink()).map_err(RestoreError::ReadSource)?;
+                return self.io_failure(rel, "file", size, None, err);
+            }
+        };
+        // Spool while hashing; a write error (full target) must be told apart from a read error.
+        let mut h = Hasher::new(Algorithm::Sha256);
+        let mut head = Vec::new();
+        let mut buf = vec![0u8; COPY_BUF];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    dir.unlink(&tmp);
+                    return Err(RestoreError::ReadSource(err));
+                }
+            };
+            if head.len() < 16 {
+                head.extend_from_slice(&buf[..n.min(16 - head.len())]);
+            }
+            h.update(&buf[..n]);
+            if let Err(err) = out.write_all(&buf[..n]) {
+                dir.unlink(&tmp);
+                std::io::copy(r, &mut std::io::sink()).map_err(RestoreError::ReadSource)?;
+                return self.io_failure(rel, "file", size, None, err);
+            }
+        }
+        let sha = h.finish();
+        if let Some(v) = self.content_verdict(rel, &sha, &head) {
+            dir.unlink(&tmp);
+            return self.verdict(rel, "file", size, Some(sha), v);
+        }
+        if Self::existing_identical(&dir, name, &sha) {
+            dir.unlink(&tmp);
+            self.record(rel, "file", size, Some(sha), Action::Identical, None);
+            return Ok(());
+        }
+        self.commit(rel, e, &dir, &tmp, name, out, sha)
+    }
+
+    /// Metadata, fsync, read back, rename into place, fsync the directory.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &mut self,
+        rel: &str,
+        e: &SourceEntry,
+        dir: &target::Dir,
+        tmp: &str,
+        name: &str,
+        out: std::fs::File,
+        sha: String,
+    ) -> Result<(), RestoreError> {
+        let size = Some(e.size);
+        let r = target::apply_meta(&out, e.mode, e.uid, e.gid, e.atime, e.mtime, &e.xattrs)
+            .and_then(|()| out.sync_all());
+        drop(out);
+        if let Err(err) = r {
+            dir.unlink(tmp);
+            return self.io_failure(rel, "file", size, Some(sha), err);
+        }
+        let back = dir.open_read(tmp).and_then(|mut f| {
+            // SAFETY: fadvise on an open fd; drops clean cached pages so the read-back hits the disk.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            hash_with_head(&mut f, None)
+        });
+        match back {
+            Ok((h, _, _)) if h == sha => {}
+            Ok((h, _, _)) => {
+                dir.unlink(tmp);
+                self.record(
+                    rel,
+                    "file",
+                    size,
+                    Some(sha.clone()),
+                    Action::Failed,
+                    Some(format!("read-back mismatch: wrote {sha}, read {h}")),
+                );
+                return Ok(());
+            }
+            Err(err) => {
+                dir.unlink(tmp);
+                return self.io_failure(rel, "file", size, Some(sha), err);
+            }
+        }
+        if let Err(err) = dir.rename(tmp, name) {
+            dir.unlink(tmp);
+            return self.io_failure(rel, "file", size, Some(sha), err);
+        }
+        // SAFETY: fsync on a directory fd we hold makes the rename durable.
+        unsafe { libc::fsync(dir.raw()) };
+        self.record(rel, "file", size, Some(sha), Action::Restored, None);
+        Ok(())
+    }
+
+    /// Sets directory modes/owners, lists manifest entries the source lacked, and builds the manifest.
+    pub fn finish(mut self, stop_reason: Option<String>) -> RestoreManifest {
+        if !self.dry_run {
+            let mut dirs: Vec<(&String, &(u32, u32, u32))> = self.dirs.iter().collect();
+            dirs.sort();
+            for (rel, (mode, uid, gid)) in dirs {
+                let (parent, name) = split(rel);
+                if policy::traversal(rel).is_some() {
+                    continue;
+                }
+                if let Ok(d) = self.root.dir(parent, false, &|_| 0o755) {
+                    // Only directories that exist (something was restored into them).
+                    if d.read_link(name).is_none() {
+                        d.set_dir_meta(name, *mode, *uid, *gid);
+                    }
+                }
+            }
+        }
+        if let Some((path, m)) = &self.backup_manifest {
+            let missing: Vec<(String, String)> = m
+                .iter()
+                .filter(|(p, _)| !self.seen.contains(*p))
+                .map(|(p, h)| (p.clone(), h.clone()))
+                .collect();
+            let reason = format!(
+                "listed in the backup manifest {} but absent from the source",
+                path.display()
+            );
+            for (p, h) in missing {
+                self.record(
+                    &p,
+                    "file",
+                    None,
+                    Some(h),
+                    Action::Missing,
+                    Some(reason.clone()),
+                );
+            }
+        }
+        let mut counts = BTreeMap::new();
+        for r in &self.records {
+            *counts.entry(r.action.name()).or_insert(0) += 1;
+        }
+        let review = self
+            .records
+            .iter()
+            .filter(|r| r.action == Action::Held)
+            .map(|r| r.path.clone())
+            .collect();
+        RestoreManifest {
+            schema: SCHEMA,
+            source: self.source_name,
+            target: self.target_path.display().to_string(),
+            dry_run: self.dry_run,
+            allow_executables: self.policy.allow_executables,
+            backup_manifest: self
+                .backup_manifest
+                .as_ref()
+                .map(|(p, _)| p.display().to_string()),
+            started_at: self.started_at,
+            finished_at: crate::acquire::manifest::now_rfc3339(),
+            complete: stop_reason.is_none(),
+            stop_reason,
+            counts,
+            review,
+            files: self.records,
+        }
+    }
+}
+
+trait NoFollow {
+    fn custom_flags_nofollow(&mut self) -> &mut Self;
+}
+
+impl NoFollow for std::fs::OpenOptions {
+    fn custom_flags_nofollow(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NOFOLLOW)
+    }
+}
+
+#[cfg(test)]
+mod tests;

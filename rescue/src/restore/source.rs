@@ -1,0 +1,455 @@
+//! Restore sources: a directory (walked without following symlinks), a `tar` or `tar.zst` archive
+//! (streamed; member paths are passed on raw so the policy can refuse `../` and absolute names), or a
+//! filesystem in a disk image (attached through a read-only loop device) or on a disk (write-blocked
+//! first), mounted `ro,noload,nodev,nosuid,noexec` (`norecovery` for XFS) and unmounted when dropped.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::{Content, EntryKind, RestoreError, SourceEntry};
+
+/// Errors opening a source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("opening the restore source {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("attaching {path} to a read-only loop device")]
+    AttachLoop {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("write-blocking {path}")]
+    WriteBlock {
+        path: PathBuf,
+        #[source]
+        source: crate::blkro::BlkRoError,
+    },
+    #[error("no filesystem on {path} could be mounted read-only (tried {tried} on {devices})")]
+    Mount {
+        path: PathBuf,
+        tried: String,
+        devices: String,
+    },
+    #[error("reading the archive {path}")]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What kind of source a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Dir,
+    Tar,
+    TarZst,
+    /// A disk image file: attached through a loop device.
+    Image,
+    /// A block device: write-blocked and mounted.
+    Device,
+}
+
+/// Classifies a source by type and content.
+pub fn classify(path: &Path) -> Result<SourceKind, SourceError> {
+    let open = |source| SourceError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(open)?;
+    if meta.is_dir() {
+        return Ok(SourceKind::Dir);
+    }
+    if meta.file_type().is_block_device() {
+        return Ok(SourceKind::Device);
+    }
+    let mut head = [0u8; 512];
+    let mut f = fs::File::open(path).map_err(open)?;
+    let n = f.read(&mut head).map_err(open)?;
+    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+        return Ok(SourceKind::TarZst);
+    }
+    if n >= 262 && &head[257..262] == b"ustar" {
+        return Ok(SourceKind::Tar);
+    }
+    Ok(SourceKind::Image)
+}
+
+/// Walks a directory tree in sorted order, never following symlinks.
+pub fn walk_dir(
+    root: &Path,
+    f: &mut dyn FnMut(&SourceEntry, Content<'_>) -> Result<(), RestoreError>,
+) -> Result<(), RestoreError> {
+    fn walk(
+        root: &Path,
+        rel: &str,
+        f: &mut dyn FnMut(&SourceEntry, Content<'_>) -> Result<(), RestoreError>,
+    ) -> Result<(), RestoreError> {
+        let dir = if rel.is_empty() {
+            root.to_owned()
+        } else {
+            root.join(rel)
+        };
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map_err(RestoreError::ReadSource)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let path = root.join(&child_rel);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            let kind = if ft.is_dir() {
+                EntryKind::Dir
+            } else if ft.is_file() {
+                EntryKind::File
+            } else if ft.is_symlink() {
+                let to = fs::read_link(&path).map_err(RestoreError::ReadSource)?;
+                EntryKind::Symlink(std::os::unix::ffi::OsStrExt::as_bytes(to.as_os_str()).to_vec())
+            } else {
+                EntryKind::Special(if ft.is_block_device() || ft.is_char_device() {
+                    "device node".into()
+                } else if ft.is_fifo() {
+                    "fifo".into()
+                } else {
+                    "socket".into()
+                })
+            };
+            let entry = SourceEntry {
+                raw_path: child_rel.clone(),
+                kind: kind.clone(),
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                atime: meta.atime(),
+                mtime: meta.mtime(),
+                size: meta.len(),
+                xattrs: if ft.is_file() {
+                    super::target::read_xattrs(&path)
+                } else {
+                    Vec::new()
+                },
+            };
+            let content = if ft.is_file() {
+                Content::Path(&path)
+            } else {
+                Content::None
+            };
+            f(&entry, content)?;
+            if ft.is_dir() {
+                walk(root, &child_rel, f)?;
+            }
+        }
+        Ok(())
+    }
+    walk(root, "", f)
+}
+
+/// Streams a tar archive (optionally zstd-compressed).
+pub fn walk_tar(
+    path: &Path,
+    zst: bool,
+    f: &mut dyn FnMut(&SourceEntry, Content<'_>) -> Result<(), RestoreError>,
+) -> Result<(), RestoreError> {
+    let arch = |source| {
+        RestoreError::Source(SourceError::Archive {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let file = fs::File::open(path).map_err(arch)?;
+    let reader: Box<dyn Read> = if zst {
+        Box::new(zstd::stream::read::Decoder::new(file).map_err(arch)?)
+    } else {
+        Box::new(file)
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(arch)? {
+        let mut entry = entry.map_err(arch)?;
+        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let h = entry.header();
+        let et = h.entry_type();
+        let kind = if et.is_dir() {
+            EntryKind::Dir
+        } else if et.is_file() || et == tar::EntryType::Continuous {
+            EntryKind::File
+        } else if et.is_symlink() {
+            EntryKind::Symlink(
+                entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default(),
+            )
+        } else if et.is_hard_link() {
+            EntryKind::HardLink
+        } else {
+            EntryKind::Special(format!("{et:?}").to_lowercase())
+        };
+        // GNU tar and bsdtar store xattrs as PAX records `SCHILY.xattr.<name>`.
+        let mut xattrs = Vec::new();
+        if let Ok(Some(pax)) = entry.pax_extensions() {
+            for ext in pax.flatten() {
+                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        let h = entry.header();
+        let mtime = h.mtime().unwrap_or(0) as i64;
+        let se = SourceEntry {
+            raw_path,
+            kind,
+            mode: h.mode().unwrap_or(0o644) & 0o7777,
+            uid: h.uid().unwrap_or(0) as u32,
+            gid: h.gid().unwrap_or(0) as u32,
+            atime: mtime,
+            mtime,
+            size: entry.size(),
+            xattrs,
+        };
+        if matches!(se.kind, EntryKind::File) {
+            f(&se, Content::Stream(&mut entry))?;
+        } else {
+            f(&se, Content::None)?;
+        }
+    }
+    Ok(())
+}
+
+/// A filesystem mounted read-only for the duration of a restore.
+pub struct Mounted {
+    pub mountpoint: PathBuf,
+    pub device: PathBuf,
+    pub fstype: String,
+    loop_dev: Option<fs::File>,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(&self.mountpoint);
+        if let Some(l) = &self.loop_dev {
+            // SAFETY: LOOP_CLR_FD on the loop device we configured; autoclear would also release it.
+            unsafe { libc::ioctl(l.as_raw_fd(), 0x4C01) };
+        }
+    }
+}
+
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LO_FLAGS_READ_ONLY: u32 = 1;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_FLAGS_PARTSCAN: u32 = 8;
+
+fn ensure_module(name: &str) {
+    if let Ok(mut c) = crate::coldplug::Coldplug::open(&crate::coldplug::modules_dir()) {
+        let _ = c.load_module(name);
+    }
+}
+
+/// Attaches an image file to a free loop device, read-only, with partition scanning.
+fn attach_loop(image: &Path) -> Result<(PathBuf, fs::File), SourceError> {
+    let err = |source| SourceError::AttachLoop {
+        path: image.to_owned(),
+        source,
+    };
+    if !Path::new("/dev/loop-control").exists() {
+        ensure_module("loop");
+    }
+    let ctl = fs::File::open("/dev/loop-control").map_err(err)?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number or -1.
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
+    if n < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    let dev = PathBuf::from(format!("/dev/loop{n}"));
+    let backing = fs::File::open(image).map_err(err)?;
+    let mut loopdev = None;
+    for _ in 0..50 {
+        match fs::OpenOptions::new().read(true).open(&dev) {
+            Ok(f) => {
+                loopdev = Some(f);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    let loopdev = loopdev.ok_or_else(|| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} did not appear", dev.display()),
+        ))
+    })?;
+    // SAFETY: zero is a valid bit pattern for this plain-data struct.
+    let mut cfg: LoopConfig = unsafe { std::mem::zeroed() };
+    cfg.fd = backing.as_raw_fd() as u32;
+    cfg.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN;
+    // SAFETY: LOOP_CONFIGURE reads a struct loop_config we own for the duration of the call.
+    let rc = unsafe {
+        libc::ioctl(
+            loopdev.as_raw_fd(),
+            LOOP_CONFIGURE,
+            &cfg as *const LoopConfig,
+        )
+    };
+    if rc < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok((dev, loopdev))
+}
+
+/// Partitions of a whole block device (from sysfs), as device paths.
+fn partitions(dev: &Path) -> Vec<PathBuf> {
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    crate::blkro::partitions_of(&name)
+        .into_iter()
+        .map(|p| PathBuf::from("/dev").join(p))
+        .collect()
+}
+
+/// Mounts the filesystem of an image file or block device read-only under `mount_base`.
+pub fn mount_readonly(path: &Path, mount_base: &Path) -> Result<Mounted, SourceError> {
+    let kind = classify(path)?;
+    let (device, loop_dev) = if kind == SourceKind::Device {
+        crate::blkro::protect_family(path).map_err(|source| SourceError::WriteBlock {
+            path: path.to_owned(),
+            source,
+        })?;
+        (path.to_owned(), None)
+    } else {
+        let (d, f) = attach_loop(path)?;
+        // Give the kernel a moment to scan the partition table.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        (d, Some(f))
+    };
+    let mountpoint = mount_base.join(format!("restore-source-{}", std::process::id()));
+    fs::create_dir_all(&mountpoint).map_err(|source| SourceError::Open {
+        path: mountpoint.clone(),
+        source,
+    })?;
+    let flags = nix::mount::MsFlags::MS_RDONLY
+        | nix::mount::MsFlags::MS_NODEV
+        | nix::mount::MsFlags::MS_NOSUID
+        | nix::mount::MsFlags::MS_NOEXEC;
+    let tried: [(&str, Option<&str>); 6] = [
+        ("ext4", Some("noload")),
+        ("iso9660", None),
+        ("xfs", Some("norecovery")),
+        ("btrfs", Some("rescue=nologreplay")),
+        ("vfat", None),
+        ("exfat", None),
+    ];
+    let mut candidates = vec![device.clone()];
+    candidates.extend(partitions(&device));
+    for cand in &candidates {
+        for (fs_type, data) in tried {
+            if nix::mount::mount(
+                Some(cand.as_path()),
+                &mountpoint,
+                Some(fs_type),
+                flags,
+                data,
+            )
+            .is_ok()
+            {
+                return Ok(Mounted {
+                    mountpoint,
+                    device: cand.clone(),
+                    fstype: fs_type.to_owned(),
+                    loop_dev,
+                });
+            }
+        }
+    }
+    let _ = fs::remove_dir(&mountpoint);
+    if let Some(l) = &loop_dev {
+        // SAFETY: LOOP_CLR_FD on the loop device we configured.
+        unsafe { libc::ioctl(l.as_raw_fd(), 0x4C01) };
+    }
+    Err(SourceError::Mount {
+        path: path.to_owned(),
+        tried: tried
+            .iter()
+            .map(|(t, d)| match d {
+                Some(d) => format!("{t} ({d})"),
+                None => (*t).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        devices: candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Whole disks a path lives on: the disk of a block device, or the disks holding a file's filesystem
+/// (through loop devices and stacked devices). Used to refuse a source and target on the same disk.
+pub fn disks_of(path: &Path) -> Vec<String> {
+    let is_block = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    let names = if is_block {
+        crate::blkro::sysfs_name(path).into_iter().collect()
+    } else {
+        crate::blkro::backing_disks(path)
+    };
+    let mut disks: Vec<String> = names.iter().map(|n| crate::blkro::whole_disk(n)).collect();
+    disks.sort();
+    disks.dedup();
+    disks
+}
+
+/// The first disk both paths live on, when at least one of them is a block device (two files on one
+/// host filesystem are fine; a disk and a file on it, or one disk twice, are not).
+pub fn shared_disk(a: &Path, b: &Path) -> Option<String> {
+    let is_block = |p: &Path| fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device());
+    if !is_block(a) && !is_block(b) {
+        return None;
+    }
+    let other = disks_of(b);
+    disks_of(a).into_iter().find(|d| other.contains(d))
+}

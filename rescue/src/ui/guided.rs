@@ -1,0 +1,771 @@
+//! Guided mode: the incident steps (case, inventory, evidence destination, acquire, reinstall, restore,
+//! report) as a numbered menu printed in front of the `rescue> ` prompt, each step asking its questions
+//! with dialoguer prompts (select, input, confirm) and then running the same line-mode commands an
+//! experienced operator would type, so the case log records identical entries either way.
+//!
+//! The menu marks what is done and what is next. `line` hides it (pure line mode), `shell` brings it
+//! back. On a terminal dialoguer draws the prompts (ASCII-only [`SimpleTheme`], no colour: fit for a
+//! 115200-baud serial line; `j`/`k`/Tab move as well as the arrow keys, since escape sequences may arrive
+//! split on a slow line); where dialoguer cannot work (no terminal, `TERM=dumb`, or `RESCUE_MENU=numbered`)
+//! every prompt falls back to a numbered list answered with a typed line.
+
+use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
+
+use nix::sys::termios;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dialoguer::theme::SimpleTheme;
+use dialoguer::{Confirm, Input, MultiSelect, Select};
+
+use crate::case::{self, CaseState, Locked};
+use crate::devices::{self, BlockDevice};
+
+/// Whether the menu is shown (guided) or hidden (line mode) on this console.
+static GUIDED: AtomicBool = AtomicBool::new(false);
+
+/// Shows the menu from now on (and now).
+pub fn enable() {
+    GUIDED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the menu is shown.
+pub fn enabled() -> bool {
+    GUIDED.load(Ordering::SeqCst)
+}
+
+/// `line`: hides the menu; numbers still start steps.
+pub fn disable() {
+    GUIDED.store(false, Ordering::SeqCst);
+    println!(
+        "line mode: type commands at the prompt ('help' lists them); 'shell' shows the guided menu again"
+    );
+}
+
+/// The steps, in the order of an incident response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Case,
+    Inventory,
+    Evidence,
+    Acquire,
+    Reinstall,
+    Restore,
+    Report,
+}
+
+impl Step {
+    pub const ALL: [Step; 7] = [
+        Step::Case,
+        Step::Inventory,
+        Step::Evidence,
+        Step::Acquire,
+        Step::Reinstall,
+        Step::Restore,
+        Step::Report,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Step::Case => "Case",
+            Step::Inventory => "Inventory",
+            Step::Evidence => "Evidence destination",
+            Step::Acquire => "Acquire",
+            Step::Reinstall => "Reinstall",
+            Step::Restore => "Restore",
+            Step::Report => "Report / power off",
+        }
+    }
+
+    /// The step a menu number names (`1` … `7`).
+    pub fn from_number(text: &str) -> Option<Step> {
+        let n: usize = text.trim().parse().ok()?;
+        Step::ALL.get(n.checked_sub(1)?).copied()
+    }
+
+    fn number(self) -> usize {
+        Step::ALL.iter().position(|s| *s == self).unwrap_or(0) + 1
+    }
+}
+
+/// Where `inventory` saved its file for this state.
+fn inventory_saved(state: &CaseState) -> bool {
+    let dir = match (&state.destination, &state.case_id) {
+        (Some(d), Some(c)) => Path::new(&d.mountpoint).join(c),
+        _ => case::state_dir(),
+    };
+    dir.join("inventory.json").exists() || case::state_dir().join("inventory.json").exists()
+}
+
+/// What each step has done so far, and which step is next.
+pub fn progress(state: &CaseState) -> (Vec<(Step, String)>, Step) {
+    let acquired = state.acquisitions.len();
+    let verified = state.acquisitions.iter().filter(|a| a.verified).count();
+    let status = |s: Step| -> (bool, String) {
+        match s {
+            Step::Case => match &state.case_id {
+                Some(id) => (
+                    true,
+                    format!(
+                        "done: {id}, examiner {}",
+                        state.examiner.as_deref().unwrap_or("-")
+                    ),
+                ),
+                None => (false, "open a case: id, examiner, true time".into()),
+            },
+            Step::Inventory => {
+                if inventory_saved(state) {
+                    (true, "done: inventory.json saved".into())
+                } else {
+                    (false, "machine identity, disks, partitions".into())
+                }
+            }
+            Step::Evidence => match &state.destination {
+                Some(d) => (
+                    true,
+                    format!("done: {} ({}) on {}", d.device, d.fstype, d.mountpoint),
+                ),
+                None => (false, "unlock, (format,) mount the evidence disk".into()),
+            },
+            Step::Acquire => {
+                if acquired == 0 {
+                    (false, "image source disks, then verify".into())
+                } else {
+                    (
+                        verified == acquired,
+                        format!("{acquired} acquired, {verified} verified"),
+                    )
+                }
+            }
+            Step::Reinstall => (true, "target interlock; then `deploy` in line mode".into()),
+            Step::Restore => (true, "target interlock; then `restore` in line mode".into()),
+            Step::Report => (true, "case log, chain check, safe power-off".into()),
+        }
+    };
+    let mut next = Step::Report;
+    let mut lines = Vec::new();
+    for s in Step::ALL {
+        let (done, text) = status(s);
+        if !done && next == Step::Report && s.number() <= 4 {
+            next = s;
+        }
+        lines.push((s, text));
+    }
+    (lines, next)
+}
+
+/// The menu as shown in front of the prompt.
+pub fn menu_text(state: &CaseState) -> String {
+    let (lines, next) = progress(state);
+    let mut out =
+        String::from("---------------------------- guided mode ----------------------------\n");
+    for (s, text) in lines {
+        let mark = if s == next { "next>" } else { "     " };
+        out.push_str(&format!(
+            "{mark} {}  {:<22} {text}\n",
+            s.number(),
+            s.title()
+        ));
+    }
+    out.push_str(&format!(
+        "type a step number (next: {}), a command ('help'), or 'line' to hide this menu\n",
+        next.number()
+    ));
+    out.push_str("---------------------------------------------------------------------\n");
+    out
+}
+
+/// Prints the menu for the current case state.
+pub fn print_menu() {
+    let state = Locked::open().map(|l| l.state).unwrap_or_default();
+    print!("{}", menu_text(&state));
+    let _ = std::io::stdout().flush();
+}
+
+/// `rescue shell`: shows the menu on this console (inside the rescue system the console's prompt then
+/// keeps showing it); on a host it runs the same menu-and-prompt loop on this terminal.
+pub fn run_shell() -> anyhow::Result<u8> {
+    enable();
+    if std::env::var_os("RESCUE_CONSOLE").is_some() {
+        print_menu();
+        return Ok(0);
+    }
+    super::prompt::interactive_loop("host")?;
+    Ok(0)
+}
+
+/// Keeps the terminal from echoing (and line-buffering) while a dialoguer prompt runs: dialoguer reads
+/// one key at a time in raw mode and draws its own echo, so bytes that arrive between two key reads (a
+/// fast typist, a pasted answer, a test harness) must not be echoed a second time by the line discipline.
+struct QuietTerminal(Option<termios::Termios>);
+
+impl QuietTerminal {
+    fn new() -> Self {
+        let stdin = std::io::stdin();
+        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+            return QuietTerminal(None);
+        };
+        let mut quiet = saved.clone();
+        quiet
+            .local_flags
+            .remove(termios::LocalFlags::ECHO | termios::LocalFlags::ICANON);
+        let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &quiet);
+        QuietTerminal(Some(saved))
+    }
+}
+
+impl Drop for QuietTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
+        }
+    }
+}
+
+/// Prompts: dialoguer on a terminal, numbered lists otherwise.
+struct Ask {
+    fancy: bool,
+    term: dialoguer::console::Term,
+    theme: SimpleTheme,
+}
+
+/// `Ok(None)`: the operator cancelled (Esc, `q`, Ctrl-C).
+type Answer<T> = anyhow::Result<Option<T>>;
+
+fn cancelled<T>(e: dialoguer::Error) -> Answer<T> {
+    let dialoguer::Error::IO(io) = e;
+    if io.kind() == std::io::ErrorKind::Interrupted {
+        println!();
+        Ok(None)
+    } else {
+        Err(io.into())
+    }
+}
+
+impl Ask {
+    fn new() -> Self {
+        let fancy = std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal()
+            && std::env::var("TERM").is_ok_and(|t| t != "dumb")
+            && std::env::var("RESCUE_MENU").map_or(true, |m| m != "numbered");
+        Ask {
+            fancy,
+            term: dialoguer::console::Term::stdout(),
+            theme: SimpleTheme,
+        }
+    }
+
+    fn select(&self, prompt: &str, items: &[String]) -> Answer<usize> {
+        if self.fancy {
+            let _quiet = QuietTerminal::new();
+            return Select::with_theme(&self.theme)
+                .with_prompt(format!("{prompt} (j/k or arrows, Enter; q cancels)"))
+                .items(items)
+                .default(0)
+                .interact_on_opt(&self.term)
+                .or_else(cancelled);
+        }
+        println!("{prompt}:");
+        for (i, it) in items.iter().enumerate() {
+            println!("  {}) {it}", i + 1);
+        }
+        loop {
+            let Some(line) = self.line(&format!("choose 1-{} (empty cancels): ", items.len()))?
+            else {
+                return Ok(None);
+            };
+            if line.is_empty() {
+                return Ok(None);
+            }
+            match line.parse::<usize>() {
+                Ok(n) if (1..=items.len()).contains(&n) => return Ok(Some(n - 1)),
+                _ => println!("not a choice: {line}"),
+            }
+        }
+    }
+
+    fn multi(&self, prompt: &str, items: &[String]) -> Answer<Vec<usize>> {
+        if self.fancy {
+            let _quiet = QuietTerminal::new();
+            return MultiSelect::with_theme(&self.theme)
+                .with_prompt(format!(
+                    "{prompt} (Space marks, j/k or arrows move, Enter accepts)"
+                ))
+                .items(items)
+                .interact_on_opt(&self.term)
+                .or_else(cancelled);
+        }
+        println!("{prompt}:");
+        for (i, it) in items.iter().enumerate() {
+            println!("  {}) {it}", i + 1);
+        }
+        let Some(line) = self.line("numbers separated by spaces (empty cancels): ")? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for w in line.split([' ', ',']).filter(|w| !w.is_empty()) {
+            match w.parse::<usize>() {
+                Ok(n) if (1..=items.len()).contains(&n) && !out.contains(&(n - 1)) => {
+                    out.push(n - 1)
+                }
+                _ => {
+                    println!("not a choice: {w}");
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A line of text; `default` is taken on an empty answer.
+    fn input(&self, prompt: &str, default: Option<&str>) -> Answer<String> {
+        if self.fancy {
+            let _quiet = QuietTerminal::new();
+            let mut i = Input::<String>::with_theme(&self.theme)
+                .with_prompt(prompt)
+                .allow_empty(true);
+            if let Some(d) = default.filter(|d| !d.is_empty()) {
+                i = i.default(d.to_owned());
+            }
+            return i
+                .interact_text_on(&self.term)
+                .map(|s| Some(s.trim().to_owned()))
+                .or_else(cancelled);
+        }
+        let shown = match default {
+            Some(d) if !d.is_empty() => format!("{prompt} [{d}]: "),
+            _ => format!("{prompt}: "),
+        };
+        Ok(self.line(&shown)?.map(|l| {
+            if l.is_empty() {
+                default.unwrap_or_default().to_owned()
+            } else {
+                l
+            }
+        }))
+    }
+
+    fn confirm(&self, prompt: &str) -> anyhow::Result<bool> {
+        if self.fancy {
+            let _quiet = QuietTerminal::new();
+            return Ok(Confirm::with_theme(&self.theme)
+                .with_prompt(prompt)
+                .default(false)
+                .interact_on_opt(&self.term)
+                .or_else(cancelled)?
+                .unwrap_or(false));
+        }
+        Ok(self
+            .line(&format!("{prompt} [y/N]: "))?
+            .is_some_and(|l| l.eq_ignore_ascii_case("y") || l.eq_ignore_ascii_case("yes")))
+    }
+
+    fn line(&self, prompt: &str) -> anyhow::Result<Option<String>> {
+        Ok(super::lineedit::read_line(prompt)?.map(|l| l.trim().to_owned()))
+    }
+}
+
+/// Quotes a word for the prompt grammar ([`crate::cli::split_words`]).
+pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c));
+    if plain {
+        return word.to_owned();
+    }
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Runs one line-mode command as if typed, showing it first so the operator learns the line mode.
+fn run(words: &[&str]) -> u8 {
+    let line = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+    println!("[guided] {line}");
+    super::prompt::execute(&line, &console_name()).unwrap_or(0)
+}
+
+fn console_name() -> String {
+    std::env::var("RESCUE_CONSOLE").unwrap_or_else(|_| "host".to_owned())
+}
+
+fn state() -> CaseState {
+    Locked::open().map(|l| l.state).unwrap_or_default()
+}
+
+fn disk_line(d: &BlockDevice) -> String {
+    format!(
+        "{:<8} {:>10}  {:<8} {:<20} serial {}",
+        d.name,
+        devices::human_size(d.size_bytes),
+        d.transport,
+        d.model.as_deref().unwrap_or("-"),
+        d.serial.as_deref().unwrap_or("(none)")
+    )
+}
+
+/// Runs one step of the guided flow, then shows what it did and the menu.
+pub fn run_step(step: Step) -> anyhow::Result<()> {
+    println!("== step {}: {} ==", step.number(), step.title());
+    let ask = Ask::new();
+    match step {
+        Step::Case => step_case(&ask)?,
+        Step::Inventory => {
+            run(&["inventory"]);
+        }
+        Step::Evidence => step_evidence(&ask)?,
+        Step::Acquire => step_acquire(&ask)?,
+        Step::Reinstall => step_target(&ask, "reinstall", "deploy")?,
+        Step::Restore => step_target(&ask, "restore", "restore")?,
+        Step::Report => step_report(&ask)?,
+    }
+    let s = state();
+    let (_, next) = progress(&s);
+    println!(
+        "== step {} finished; next: {} {} ==",
+        step.number(),
+        next.number(),
+        next.title()
+    );
+    print!("{}", menu_text(&s));
+    Ok(())
+}
+
+fn step_case(ask: &Ask) -> anyhow::Result<()> {
+    let s = state();
+    if s.case_id.is_some() {
+        println!("a case is open:");
+        run(&["case", "show"]);
+        return Ok(());
+    }
+    let id = loop {
+        let Some(id) = ask.input("Case id (letters, digits, - _ .)", None)? else {
+            return Ok(());
+        };
+        match case::check_case_id(&id) {
+            Ok(()) => break id,
+            Err(e) => println!("{e}"),
+        }
+    };
+    let Some(examiner) = ask.input("Examiner", None)? else {
+        return Ok(());
+    };
+    let Some(notes) = ask.input("Notes (optional)", Some(""))? else {
+        return Ok(());
+    };
+    let clock = crate::acquire::manifest::now_rfc3339();
+    println!(
+        "this machine's clock (RTC) says {clock} (RTC device: {})",
+        crate::caselog::rtc_now().unwrap_or_else(|| "unreadable".into())
+    );
+    let true_time = loop {
+        let Some(t) = ask.input(
+            "True UTC time now, YYYY-MM-DD HH:MM:SS (Enter: the clock is right)",
+            Some(""),
+        )?
+        else {
+            return Ok(());
+        };
+        if t.is_empty() || case::parse_utc(&t).is_some() {
+            break t;
+        }
+        println!("not a time: {t:?}; e.g. 2026-11-29 15:04:05");
+    };
+    let mut words = vec!["case", "new", id.as_str()];
+    if !examiner.is_empty() {
+        words.extend(["--examiner", examiner.as_str()]);
+    }
+    if !notes.is_empty() {
+        words.extend(["--notes", notes.as_str()]);
+    }
+    if !true_time.is_empty() {
+        words.extend(["--true-time", true_time.as_str()]);
+    }
+    run(&words);
+    Ok(())
+}
+
+fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
+    let s = state();
+    if s.case_id.is_none() {
+        println!("open a case first (step 1): the case log and the case directory need its id");
+        return Ok(());
+    }
+    if let Some(d) = &s.destination {
+        println!(
+            "the evidence destination is {} ({}) on {}",
+            d.device, d.fstype, d.mountpoint
+        );
+        return Ok(());
+    }
+    let boot = case::boot_medium_disks();
+    let disks: Vec<BlockDevice> = devices::list()?
+        .into_iter()
+        .filter(|d| !boot.contains(&d.name) && !s.sources.contains(&d.name))
+        .collect();
+    if disks.is_empty() {
+        println!(
+            "no disk can be the destination (boot medium and source disks are never offered); attach one and try again"
+        );
+        return Ok(());
+    }
+    let items: Vec<String> = disks.iter().map(disk_line).collect();
+    let Some(i) = ask.select("Evidence destination disk", &items)? else {
+        return Ok(());
+    };
+    let disk = &disks[i];
+    println!("chosen: {}", disk_line(disk));
+    for p in &disk.partitions {
+        println!(
+            "  partition {:<10} {:>10}",
+            p.name,
+            devices::human_size(p.size_bytes)
+        );
+    }
+    let confirm_what = if disk.serial.is_some() {
+        "serial (or its last 6 characters)"
+    } else {
+        "size in bytes (it reports no serial)"
+    };
+    if !s.unlocked.contains(&disk.name) {
+        let Some(typed) = ask.input(
+            &format!(
+                "Type the {confirm_what} of {} to make it writable",
+                disk.path
+            ),
+            None,
+        )?
+        else {
+            return Ok(());
+        };
+        if run(&["unlock", &disk.path, "--confirm", &typed]) != 0 {
+            println!("{} stays write-blocked", disk.path);
+            return Ok(());
+        }
+    }
+    let actions = [
+        "Mount the filesystem it already has".to_owned(),
+        "Format it as ext4 (ERASES it), then mount".to_owned(),
+        "Format it as exFAT (ERASES it), then mount".to_owned(),
+    ];
+    let Some(action) = ask.select("What to do with it", &actions)? else {
+        return Ok(());
+    };
+    let target = if action == 0 && !disk.partitions.is_empty() {
+        let mut items: Vec<String> = disk
+            .partitions
+            .iter()
+            .map(|p| format!("{} ({})", p.path, devices::human_size(p.size_bytes)))
+            .collect();
+        items.push(format!("{} (whole disk)", disk.path));
+        let Some(j) = ask.select("Which filesystem", &items)? else {
+            return Ok(());
+        };
+        disk.partitions
+            .get(j)
+            .map_or_else(|| disk.path.clone(), |p| p.path.clone())
+    } else {
+        disk.path.clone()
+    };
+    if action > 0 {
+        let fs = if action == 1 { "ext4" } else { "exfat" };
+        let Some(typed) = ask.input(
+            &format!(
+                "Formatting ERASES everything on {}. Type its {confirm_what} again",
+                disk.path
+            ),
+            None,
+        )?
+        else {
+            return Ok(());
+        };
+        if run(&["format", &target, "--fs", fs, "--confirm", &typed]) != 0 {
+            return Ok(());
+        }
+    }
+    run(&["mount-evidence", &target]);
+    Ok(())
+}
+
+fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
+    let s = state();
+    let (Some(case_id), Some(dest)) = (&s.case_id, &s.destination) else {
+        println!("open a case (step 1) and mount an evidence destination (step 3) first");
+        return Ok(());
+    };
+    let boot = case::boot_medium_disks();
+    let disks: Vec<BlockDevice> = devices::list()?
+        .into_iter()
+        .filter(|d| !boot.contains(&d.name) && !s.unlocked.contains(&d.name))
+        .collect();
+    if disks.is_empty() {
+        println!("no disk to acquire (the boot medium and the evidence disk are never offered)");
+        return Ok(());
+    }
+    let items: Vec<String> = disks.iter().map(disk_line).collect();
+    let Some(chosen) = ask.multi("Disks to acquire", &items)? else {
+        return Ok(());
+    };
+    if chosen.is_empty() {
+        println!("nothing chosen");
+        return Ok(());
+    }
+    let case_dir = Path::new(&dest.mountpoint).join(case_id);
+    for i in chosen {
+        let disk = &disks[i];
+        let default_id = disk.name.clone();
+        let evidence_id = loop {
+            let Some(e) =
+                ask.input(&format!("Evidence id for {}", disk.path), Some(&default_id))?
+            else {
+                return Ok(());
+            };
+            match case::check_case_id(&e) {
+                Ok(()) => break e,
+                Err(_) => println!("an evidence id names a directory: letters, digits, - _ ."),
+            }
+        };
+        let dir: PathBuf = case_dir.join(&evidence_id);
+        let dir_s = dir.display().to_string();
+        let mut words = vec![
+            "acquire",
+            disk.path.as_str(),
+            "--out",
+            dir_s.as_str(),
+            "--evidence-id",
+            evidence_id.as_str(),
+        ];
+        if dir.join(".resume.json").exists() {
+            println!("{dir_s} holds an interrupted acquisition: continuing it");
+            words.push("--resume");
+        }
+        let code = run(&words);
+        if code != 0 && code != super::acquire::EXIT_UNREADABLE {
+            println!(
+                "{} is not completely acquired (exit status {code}); choose step 4 again to continue it",
+                disk.path
+            );
+            continue;
+        }
+        let verdict = run(&["verify", &dir_s]);
+        println!(
+            "{}: {}",
+            disk.path,
+            if verdict == 0 {
+                "acquired and verified"
+            } else {
+                "acquired, but VERIFICATION FAILED"
+            }
+        );
+    }
+    Ok(())
+}
+
+fn step_target(ask: &Ask, what: &str, command: &str) -> anyhow::Result<()> {
+    let disks = devices::list()?;
+    if disks.is_empty() {
+        println!("no disks");
+        return Ok(());
+    }
+    let items: Vec<String> = disks.iter().map(disk_line).collect();
+    let Some(i) = ask.select(&format!("Disk to {what}"), &items)? else {
+        return Ok(());
+    };
+    let disk = &disks[i];
+    let mut code = run(&["case", "target", &disk.path]);
+    if code != 0 {
+        // The boot medium and the evidence disk are refused whatever the reason: do not ask for one.
+        let hard =
+            case::boot_medium_disks().contains(&disk.name) || state().unlocked.contains(&disk.name);
+        if hard {
+            return Ok(());
+        }
+        let Some(reason) = ask.input(
+            "Reason to overwrite it anyway (recorded in the case log; empty cancels)",
+            Some(""),
+        )?
+        else {
+            return Ok(());
+        };
+        if reason.is_empty() {
+            println!("{} is not cleared as a {what} target", disk.path);
+            return Ok(());
+        }
+        code = run(&["case", "target", &disk.path, "--reason", &reason]);
+    }
+    if code == 0 {
+        println!(
+            "{} is cleared as the {what} target. The {what} itself is a line-mode command: `{command} ... {}` (it runs the same interlock)",
+            disk.path, disk.path
+        );
+    }
+    Ok(())
+}
+
+fn step_report(ask: &Ask) -> anyhow::Result<()> {
+    run(&["case", "show"]);
+    let s = state();
+    for a in &s.acquisitions {
+        println!(
+            "  {:<8} {:<40} {} {}",
+            a.disk,
+            a.dir,
+            if a.complete { "complete" } else { "INCOMPLETE" },
+            if a.verified {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        );
+    }
+    let log = Locked::open()?.log_path();
+    run(&["log", "verify", &log.display().to_string()]);
+    if ask.confirm("Power off now (sync, unmount the evidence disk, power off)?")? {
+        run(&["poweroff"]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_words_split_back_unchanged() {
+        for w in ["plain", "two words", "a\"b", "back\\slash", "", "x'y"] {
+            let line = format!("case new {}", quote(w));
+            let words = crate::cli::split_words(&line).unwrap();
+            assert_eq!(words[2], w, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_menu_points_at_the_first_unfinished_step() {
+        let mut s = CaseState::default();
+        assert_eq!(progress(&s).1, Step::Case);
+        s.case_id = Some("C".into());
+        // Inventory is optional for "next" only when saved; with no state dir it is not.
+        s.destination = Some(case::Destination {
+            device: "/dev/sdb1".into(),
+            serial: None,
+            mountpoint: "/mnt/evidence".into(),
+            fstype: "ext4".into(),
+        });
+        let next = progress(&s).1;
+        assert!(matches!(next, Step::Inventory | Step::Acquire), "{next:?}");
+        let text = menu_text(&s);
+        assert!(text.contains("done: /dev/sdb1 (ext4)"), "{text}");
+        assert!(text.is_ascii(), "serial consoles get ASCII only");
+        assert_eq!(Step::from_number("3"), Some(Step::Evidence));
+        assert_eq!(Step::from_number("0"), None);
+        assert_eq!(Step::from_number("8"), None);
+    }
+}

@@ -1,0 +1,471 @@
+//! `reinstall verify|keys|boot` and `deploy`: the line-mode face of [`crate::reinstall`]. Prints what
+//! was proven, asks the case for the target interlock, unlocks only the confirmed target, and logs every
+//! result in the case log.
+//!
+//! Exit codes: 0 verified / written and read back, 1 error, 2 usage, 4 verification failed (bad or
+//! untrusted signature, hash mismatch, read-back mismatch).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+
+use crate::case::{self, Locked};
+use crate::reinstall::{self, VerifyError, VerifyRequest, deploy, iso9660, kexec};
+
+/// Exit code: the image, its signature or the read-back did not verify.
+pub const EXIT_NOT_VERIFIED: u8 = 4;
+
+/// What `reinstall` does.
+#[derive(Debug, Subcommand)]
+pub enum ReinstallCommand {
+    /// Prove an installer or golden image authentic: signed checksum list, then its hash.
+    Verify(VerifyArgs),
+    /// The OpenPGP keys embedded in this build (or in --keyring files).
+    Keys {
+        /// Show these keyrings instead of the embedded keys.
+        #[arg(long, value_name = "FILE")]
+        keyring: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an installer ISO, load its kernel and initrd with kexec and boot into it.
+    Boot(BootArgs),
+}
+
+/// Checksum list and signature options shared by verify, deploy and boot.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SumsArgs {
+    /// The checksum list (SHA256SUMS, SHA512SUMS, CHECKSUM; GNU or BSD tag format; may be cleartext-signed).
+    #[arg(long, value_name = "FILE")]
+    pub sums: Option<PathBuf>,
+    /// Detached signature of the list (armoured or binary, e.g. SHA256SUMS.sign, SHA256SUMS.gpg).
+    #[arg(long, value_name = "FILE")]
+    pub sig: Option<PathBuf>,
+    /// Trusted public keys (armoured or binary); repeatable. Default: the keys embedded in this build.
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Vec<PathBuf>,
+    /// Accept a checksum list that is not signed (proves integrity only against the list itself).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// A disk, partition or CD holding the files: mounted read-only (ro,noload,nodev,nosuid,noexec);
+    /// relative IMAGE, --sums, --sig and --keyring paths are looked up inside it.
+    #[arg(long, value_name = "DEVICE")]
+    pub media: Option<PathBuf>,
+}
+
+/// The mounted `--media`, if any (unmounted when dropped).
+struct Media(Option<crate::restore::source::Mounted>);
+
+impl Media {
+    fn mount(s: &SumsArgs) -> anyhow::Result<Self> {
+        let Some(dev) = &s.media else {
+            return Ok(Media(None));
+        };
+        let base = if crate::init::in_rescue_system() {
+            case::state_dir()
+        } else {
+            std::env::temp_dir()
+        };
+        let m = crate::restore::source::mount_readonly(dev, &base)?;
+        println!(
+            "media {} ({}) mounted read-only on {}",
+            m.device.display(),
+            m.fstype,
+            m.mountpoint.display()
+        );
+        Ok(Media(Some(m)))
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        match &self.0 {
+            Some(m) if p.is_relative() => m.mountpoint.join(p),
+            _ => p.to_owned(),
+        }
+    }
+}
+
+/// `reinstall verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The installer ISO or image file.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub sums: SumsArgs,
+    /// The result as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `reinstall boot`.
+#[derive(Debug, Clone, Args)]
+pub struct BootArgs {
+    /// The installer ISO.
+    pub iso: PathBuf,
+    #[command(flatten)]
+    pub sums: SumsArgs,
+    /// Kernel path inside the ISO (default: the first known layout: Debian, Ubuntu, Rocky/Alma).
+    #[arg(long, value_name = "PATH", requires = "initrd")]
+    pub kernel: Option<String>,
+    /// Initrd path inside the ISO.
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<String>,
+    /// Extra kernel command line for the installer (our console= is added unless this sets one).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub append: String,
+    /// Load the kernel but do not reboot into it.
+    #[arg(long)]
+    pub no_reboot: bool,
+}
+
+/// `deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// Raw disk image, image.raw.zst from `rescue acquire`, or installer ISO.
+    pub image: PathBuf,
+    /// The disk to overwrite.
+    #[arg(long, value_name = "DEVICE")]
+    pub target: PathBuf,
+    /// The target's serial number (or its last 6 characters; its size in bytes if it has none).
+    #[arg(long, value_name = "SERIAL")]
+    pub confirm: String,
+    #[command(flatten)]
+    pub sums: SumsArgs,
+    /// Why the interlock may be overridden (the target was never acquired in this case); logged.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Progress on stderr: a rewritten line on a terminal, a line every 10 % otherwise.
+struct Meter {
+    tty: bool,
+    last: Instant,
+    last_pct: u64,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Meter {
+            tty: std::io::stderr().is_terminal(),
+            last: Instant::now(),
+            last_pct: 0,
+        }
+    }
+
+    fn show(&mut self, what: &str, done: u64, total: u64) {
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        if self.tty {
+            if self.last.elapsed() >= Duration::from_millis(500) || done == total {
+                self.last = Instant::now();
+                eprint!(
+                    "\r{what}: {pct:>3} % ({} / {})   ",
+                    crate::devices::human_size(done),
+                    crate::devices::human_size(total)
+                );
+                if done == total {
+                    eprintln!();
+                }
+                let _ = std::io::stderr().flush();
+            }
+        } else if pct >= self.last_pct + 10 || (done == total && self.last_pct != 100) {
+            self.last_pct = pct - pct % 10;
+            eprintln!("{what}: {pct} %");
+        }
+    }
+}
+
+fn request(media: &Media, image: &Path, s: &SumsArgs) -> Option<VerifyRequest> {
+    s.sums.as_ref().map(|sums| VerifyRequest {
+        image: media.path(image),
+        sums: media.path(sums),
+        sig: s.sig.as_deref().map(|p| media.path(p)),
+        keyrings: s.keyring.iter().map(|p| media.path(p)).collect(),
+        allow_unsigned: s.allow_unsigned,
+    })
+}
+
+fn log(command: &str, detail: serde_json::Value) {
+    if crate::init::in_rescue_system() {
+        super::case::log_command("result", command, detail);
+    }
+}
+
+fn verify_with_meter(req: &VerifyRequest) -> Result<reinstall::Proof, VerifyError> {
+    let mut m = Meter::new();
+    reinstall::verify_image(req, &mut |d, t| m.show("hashing", d, t))
+}
+
+pub fn run(cmd: ReinstallCommand) -> anyhow::Result<u8> {
+    match cmd {
+        ReinstallCommand::Verify(a) => run_verify(&a),
+        ReinstallCommand::Keys { keyring, json } => run_keys(&keyring, json),
+        ReinstallCommand::Boot(a) => run_boot(&a),
+    }
+}
+
+fn run_verify(a: &VerifyArgs) -> anyhow::Result<u8> {
+    let media = Media::mount(&a.sums)?;
+    let Some(req) = request(&media, &a.image, &a.sums) else {
+        anyhow::bail!("give the checksum list with --sums FILE");
+    };
+    let command = format!("reinstall verify {}", a.image.display());
+    match verify_with_meter(&req) {
+        Ok(proof) => {
+            log(
+                &command,
+                serde_json::json!({"verified": proof.statement(), "proof": proof}),
+            );
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": true, "statement": proof.statement(), "proof": proof})
+                );
+            } else {
+                println!("VERIFIED {}: {}", a.image.display(), proof.statement());
+                if proof.signer.is_none() {
+                    println!(
+                        "warning: the checksum list is not signed; nothing proves who published it"
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            let msg = crate::error_chain(&e);
+            log(
+                &command,
+                serde_json::json!({"verified": false, "error": msg}),
+            );
+            if a.json {
+                println!("{}", serde_json::json!({"verified": false, "error": msg}));
+            } else {
+                println!("NOT VERIFIED {}: {msg}", a.image.display());
+            }
+            Ok(EXIT_NOT_VERIFIED)
+        }
+    }
+}
+
+fn run_keys(keyring: &[PathBuf], json: bool) -> anyhow::Result<u8> {
+    let keys = reinstall::list_keys(keyring)?;
+    if json {
+        println!("{}", serde_json::to_string(&keys)?);
+        return Ok(0);
+    }
+    if keys.is_empty() {
+        println!(
+            "no trusted keys embedded in this build ({}); build with `cargo xtask build --trust-key FILE` or pass --keyring FILE",
+            crate::reinstall::signature::embedded_keys_dir().display()
+        );
+        return Ok(0);
+    }
+    for k in &keys {
+        println!(
+            "{}  {}  created {}{}{}",
+            k.fingerprint,
+            k.uid,
+            k.created,
+            k.expires
+                .as_deref()
+                .map(|e| format!(", expires {e}"))
+                .unwrap_or_default(),
+            if k.revoked { ", REVOKED" } else { "" }
+        );
+    }
+    Ok(0)
+}
+
+fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
+    let command = format!("reinstall boot {}", a.iso.display());
+    let media = Media::mount(&a.sums)?;
+    let iso_path = media.path(&a.iso);
+    let proof = match request(&media, &a.iso, &a.sums) {
+        Some(req) => match verify_with_meter(&req) {
+            Ok(p) => {
+                println!("VERIFIED {}: {}", a.iso.display(), p.statement());
+                Some(p)
+            }
+            Err(e) => {
+                let msg = crate::error_chain(&e);
+                log(&command, serde_json::json!({"refused": msg}));
+                println!("NOT VERIFIED {}: {msg}", a.iso.display());
+                println!("refusing to boot an installer that did not verify");
+                return Ok(EXIT_NOT_VERIFIED);
+            }
+        },
+        None => anyhow::bail!(
+            "give the installer's checksum list with --sums FILE (and --sig FILE): an unverified installer is never booted"
+        ),
+    };
+    let file = std::fs::File::open(&iso_path)?;
+    let mut iso = iso9660::Iso::open(std::io::BufReader::new(file))?;
+    let (kpath, ipath) = match (&a.kernel, &a.initrd) {
+        (Some(k), Some(i)) => (k.clone(), i.clone()),
+        _ => {
+            let (k, i) = iso.find_installer()?;
+            (k.to_owned(), i.to_owned())
+        }
+    };
+    let kernel = iso.read_file(&kpath)?;
+    let initrd = iso.read_file(&ipath)?;
+    let own = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let cmdline = kexec::installer_cmdline(&own, &a.append);
+    println!(
+        "installer kernel {kpath} ({} bytes), initrd {ipath} ({} bytes), command line: {cmdline}",
+        kernel.len(),
+        initrd.len()
+    );
+    let detail = serde_json::json!({
+        "proof": proof, "kernel": kpath, "initrd": ipath, "cmdline": cmdline,
+    });
+    if let Err(e) = kexec::load(&kernel, &initrd, &cmdline) {
+        log(
+            &command,
+            serde_json::json!({"kexec_error": crate::error_chain(&e), "detail": detail}),
+        );
+        return Err(e.into());
+    }
+    log(&command, serde_json::json!({"kexec_loaded": detail}));
+    if a.no_reboot {
+        println!("loaded; not rebooting (--no-reboot)");
+        return Ok(0);
+    }
+    println!("booting the installer now");
+    let _ = std::io::stdout().flush();
+    Err(kexec::reboot_into_loaded().into())
+}
+
+/// `deploy IMAGE --target DEVICE --confirm SERIAL`.
+pub fn run_deploy(a: &DeployArgs) -> anyhow::Result<u8> {
+    let command = format!(
+        "deploy {} --target {}",
+        a.image.display(),
+        a.target.display()
+    );
+    let media = Media::mount(&a.sums)?;
+    let image = media.path(&a.image);
+    let proof = match request(&media, &a.image, &a.sums) {
+        Some(req) => match verify_with_meter(&req) {
+            Ok(p) => {
+                println!("VERIFIED {}: {}", a.image.display(), p.statement());
+                Some(p)
+            }
+            Err(e) => {
+                let msg = crate::error_chain(&e);
+                log(&command, serde_json::json!({"refused": msg}));
+                println!("NOT VERIFIED {}: {msg}", a.image.display());
+                println!(
+                    "refusing to deploy an image that did not verify; the target was not touched"
+                );
+                return Ok(EXIT_NOT_VERIFIED);
+            }
+        },
+        None => None,
+    };
+    if let Some(disk) = crate::restore::source::shared_disk(&image, &a.target) {
+        anyhow::bail!(
+            "the image {} is on {disk}, the disk it would overwrite",
+            image.display()
+        );
+    }
+    let mut plan = deploy::plan(&image, &a.target)?;
+    if plan.expected_sha256.is_none()
+        && let Some(p) = proof.as_ref().filter(|p| {
+            p.entry.algorithm == reinstall::checksums::Algorithm::Sha256
+                && plan.format == deploy::ImageFormat::Raw
+        })
+    {
+        plan.expected_sha256 = Some((p.entry.digest.clone(), "the verified checksum list".into()));
+    }
+    if proof.is_none() && plan.expected_sha256.is_none() {
+        println!(
+            "warning: no --sums given and no acquisition manifest beside the image: the image is not authenticated"
+        );
+    }
+    let mut clearance = None;
+    if plan.target_is_block_device {
+        let mut locked = Locked::open()?;
+        let c = match case::target_interlock(&mut locked, &a.target, a.reason.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                locked.log(
+                    "result",
+                    &command,
+                    serde_json::json!({"refused": e.to_string()}),
+                )?;
+                return Err(e.into());
+            }
+        };
+        match case::unlock_target(&locked, &c, &a.target, &a.confirm) {
+            Ok(names) => {
+                println!("unlocked for writing: {} (deploy target)", names.join(" "));
+            }
+            Err(e) => {
+                locked.log(
+                    "result",
+                    &command,
+                    serde_json::json!({"refused": e.to_string()}),
+                )?;
+                return Err(e.into());
+            }
+        }
+        clearance = Some(c);
+    }
+    println!(
+        "writing {} ({}, {}) to {} ({})",
+        a.image.display(),
+        crate::devices::human_size(plan.image_bytes),
+        match plan.format {
+            deploy::ImageFormat::Raw => "raw",
+            deploy::ImageFormat::ZstdSeekable => "seekable zstd",
+        },
+        a.target.display(),
+        crate::devices::human_size(plan.target_bytes)
+    );
+    let mut m = Meter::new();
+    match deploy::write(&plan, &mut |what, d, t| m.show(what, d, t)) {
+        Ok(report) => {
+            let detail = serde_json::json!({
+                "proof": proof, "clearance": clearance, "report": report,
+            });
+            log(&command, detail.clone());
+            if a.json {
+                println!("{}", serde_json::to_string(&detail)?);
+            } else {
+                println!(
+                    "DEPLOYED and read back: sha256 {} over {} bytes on {} ({:.1} s){}",
+                    report.read_back_sha256,
+                    report.plan.image_bytes,
+                    a.target.display(),
+                    report.seconds,
+                    report
+                        .plan
+                        .expected_sha256
+                        .as_ref()
+                        .map(|(_, w)| format!("; matches {w}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            let msg = crate::error_chain(&e);
+            log(
+                &command,
+                serde_json::json!({"error": msg, "clearance": clearance}),
+            );
+            if matches!(
+                e,
+                deploy::DeployError::ReadBackMismatch { .. }
+                    | deploy::DeployError::ContentMismatch { .. }
+            ) {
+                println!("NOT VERIFIED: {msg}");
+                return Ok(EXIT_NOT_VERIFIED);
+            }
+            Err(e.into())
+        }
+    }
+}

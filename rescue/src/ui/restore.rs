@@ -1,0 +1,299 @@
+//! `restore SOURCE TARGET`: the line-mode face of [`crate::restore`]. Opens the source (mounting a disk
+//! or image read-only), clears and mounts a target disk when TARGET is a device, runs the screened
+//! restore, writes `restore-manifest.json`, prints the summary, the refusals and the files held for
+//! review, and logs the result in the case log.
+//!
+//! Exit codes: 0 complete, 1 error, 2 usage, 4 a file failed its read-back or the backup manifest lists
+//! files the source lacks, 5 incomplete (target full): rerun the same command to resume.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::case::{self, Locked};
+use crate::restore::{self, Action, RestoreError, Restorer, policy, source};
+
+/// Exit code: a file failed verification, or the manifest names files the source lacks.
+pub const EXIT_NOT_VERIFIED: u8 = 4;
+/// Exit code: stopped before the end (target full); rerun to resume.
+pub const EXIT_INCOMPLETE: u8 = 5;
+
+/// `restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// A directory, a tar / tar.zst archive, a disk image file or a disk holding the backup.
+    pub source: PathBuf,
+    /// The mounted new root, or a disk (then --confirm SERIAL; it is mounted on /mnt/restore-target).
+    pub target: PathBuf,
+    /// The backup's manifest: SHA256SUMS (GNU or BSD) or a restore-manifest.json.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Restore only paths matching this glob (repeatable); an exact path also releases a held
+    /// persistence point (authorized_keys, cron, systemd units, ld.so.preload, shell rc files).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Never restore paths matching this glob (repeatable; beats --include).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// SHA-256 hashes to refuse (one per line; sha256sum output works).
+    #[arg(long, value_name = "FILE")]
+    pub blocklist: Option<PathBuf>,
+    /// Restore setuid/setgid files and executables too.
+    #[arg(long)]
+    pub allow_executables: bool,
+    /// Decide and report everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The restore manifest as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+    /// When TARGET is a disk: its serial (or last 6 characters).
+    #[arg(long, value_name = "SERIAL")]
+    pub confirm: Option<String>,
+    /// Why the target interlock may be overridden; logged.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Where restore-manifest.json goes [default: the case directory, else TARGET].
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+}
+
+/// A target disk mounted read-write for the restore; synced and unmounted when dropped.
+struct TargetMount {
+    mountpoint: PathBuf,
+}
+
+impl Drop for TargetMount {
+    fn drop(&mut self) {
+        nix::unistd::sync();
+        let _ = nix::mount::umount(&self.mountpoint);
+    }
+}
+
+fn mount_target(dev: &Path) -> anyhow::Result<(TargetMount, PathBuf)> {
+    let mp = PathBuf::from("/mnt/restore-target");
+    std::fs::create_dir_all(&mp)?;
+    let flags = nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOSUID;
+    let mut candidates = vec![dev.to_owned()];
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    candidates.extend(
+        crate::blkro::partitions_of(&name)
+            .into_iter()
+            .map(|p| PathBuf::from("/dev").join(p)),
+    );
+    for c in &candidates {
+        for fs in ["ext4", "xfs", "btrfs", "vfat", "exfat"] {
+            if nix::mount::mount(Some(c.as_path()), &mp, Some(fs), flags, None::<&str>).is_ok() {
+                return Ok((
+                    TargetMount {
+                        mountpoint: mp.clone(),
+                    },
+                    c.clone(),
+                ));
+            }
+        }
+    }
+    anyhow::bail!(
+        "no ext4, xfs, btrfs, FAT or exFAT filesystem on {} could be mounted as the restore target",
+        dev.display()
+    )
+}
+
+fn report_dir(a: &RestoreArgs, target_root: &Path) -> Option<PathBuf> {
+    if let Some(d) = &a.report_dir {
+        return Some(d.clone());
+    }
+    if crate::init::in_rescue_system()
+        && let Ok(l) = Locked::open()
+        && let (Some(d), Some(c)) = (&l.state.destination, &l.state.case_id)
+    {
+        return Some(Path::new(&d.mountpoint).join(c));
+    }
+    (!a.dry_run).then(|| target_root.to_owned())
+}
+
+pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
+    let command = format!("restore {} {}", a.source.display(), a.target.display());
+    let blocklist = match &a.blocklist {
+        Some(p) => policy::parse_blocklist(
+            &std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("reading the blocklist {}: {e}", p.display()))?,
+        ),
+        None => Default::default(),
+    };
+    let pol = policy::Policy::new(&a.include, &a.exclude, blocklist, a.allow_executables)?;
+
+    if let Some(disk) = source::shared_disk(&a.source, &a.target) {
+        anyhow::bail!(
+            "the restore source {} and the target {} are both on {disk}: a backup is never restored onto the disk it is read from",
+            a.source.display(),
+            a.target.display()
+        );
+    }
+    // The target: a disk (cleared by the interlock, confirmed, unlocked, mounted) or a directory.
+    let target_is_device = std::fs::metadata(&a.target)
+        .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+        .unwrap_or(false);
+    let mut _target_mount = None;
+    let mut clearance = Vec::new();
+    let target_root = if target_is_device {
+        let Some(confirm) = &a.confirm else {
+            anyhow::bail!(
+                "{} is a disk: confirm it with --confirm SERIAL (or give a mounted directory)",
+                a.target.display()
+            );
+        };
+        let mut locked = Locked::open()?;
+        let c = case::target_interlock(&mut locked, &a.target, a.reason.as_deref()).inspect_err(
+            |e| {
+                let _ = locked.log(
+                    "result",
+                    &command,
+                    serde_json::json!({"refused": e.to_string()}),
+                );
+            },
+        )?;
+        if !a.dry_run {
+            case::unlock_target(&locked, &c, &a.target, confirm)?;
+        }
+        clearance.push(c);
+        drop(locked);
+        let (m, dev) = mount_target(&a.target)?;
+        println!(
+            "target {} mounted on {}",
+            dev.display(),
+            m.mountpoint.display()
+        );
+        let root = m.mountpoint.clone();
+        _target_mount = Some(m);
+        root
+    } else {
+        if crate::init::in_rescue_system() {
+            let mut locked = Locked::open()?;
+            for disk in crate::blkro::backing_disks(&a.target) {
+                let dev = PathBuf::from("/dev").join(&disk);
+                clearance.push(case::target_interlock(
+                    &mut locked,
+                    &dev,
+                    a.reason.as_deref(),
+                )?);
+            }
+        }
+        a.target.clone()
+    };
+
+    let kind = source::classify(&a.source)?;
+    let mount_base = if crate::init::in_rescue_system() {
+        case::state_dir()
+    } else {
+        std::env::temp_dir()
+    };
+    let mut restorer = Restorer::new(
+        &a.source.display().to_string(),
+        &target_root,
+        pol,
+        a.manifest.as_deref(),
+        a.dry_run,
+    )?;
+    let walked = {
+        let mut visit = |e: &restore::SourceEntry, c: restore::Content<'_>| restorer.entry(e, c);
+        match kind {
+            source::SourceKind::Dir => source::walk_dir(&a.source, &mut visit),
+            source::SourceKind::Tar => source::walk_tar(&a.source, false, &mut visit),
+            source::SourceKind::TarZst => source::walk_tar(&a.source, true, &mut visit),
+            source::SourceKind::Image | source::SourceKind::Device => {
+                let m = source::mount_readonly(&a.source, &mount_base)?;
+                println!(
+                    "source {} ({}) mounted read-only (ro,noload,nodev,nosuid,noexec)",
+                    m.device.display(),
+                    m.fstype
+                );
+                let r = source::walk_dir(&m.mountpoint, &mut visit);
+                drop(m);
+                r
+            }
+        }
+    };
+    let stop = match &walked {
+        Ok(()) => None,
+        Err(e @ RestoreError::TargetFull { .. }) => Some(crate::error_chain(e)),
+        Err(e) => Some(crate::error_chain(e)),
+    };
+    let manifest = restorer.finish(stop.clone());
+    let bytes = serde_json::to_vec_pretty(&manifest)?;
+    let saved = match report_dir(a, &target_root) {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            crate::acquire::manifest::write_durable(&dir, restore::MANIFEST_NAME, &bytes)?;
+            Some(dir.join(restore::MANIFEST_NAME))
+        }
+        None => None,
+    };
+    let count = |a: Action| manifest.counts.get(a.name()).copied().unwrap_or(0);
+    if crate::init::in_rescue_system() {
+        super::case::log_command(
+            "result",
+            &command,
+            serde_json::json!({
+                "counts": manifest.counts, "complete": manifest.complete,
+                "stop_reason": manifest.stop_reason, "manifest": saved,
+                "review": manifest.review, "clearance": clearance,
+            }),
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&manifest)?);
+    } else {
+        for f in &manifest.files {
+            if matches!(
+                f.action,
+                Action::Refused | Action::Held | Action::Missing | Action::Failed
+            ) {
+                println!(
+                    "{:<9} {}: {}",
+                    f.action.name().to_uppercase(),
+                    f.path,
+                    f.reason.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        let summary: Vec<String> = manifest
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        println!(
+            "{}restore {}: {}",
+            if a.dry_run { "dry-run " } else { "" },
+            if manifest.complete {
+                "complete"
+            } else {
+                "INCOMPLETE"
+            },
+            summary.join(", ")
+        );
+        if !manifest.review.is_empty() {
+            println!(
+                "held for review (persistence points; restore each by listing it with --include PATH): {}",
+                manifest.review.join(" ")
+            );
+        }
+        if let Some(p) = &saved {
+            println!("restore manifest: {}", p.display());
+        }
+    }
+    if let Err(e) = walked {
+        if matches!(e, RestoreError::TargetFull { .. }) {
+            eprintln!("error: {}", crate::error_chain(&e));
+            return Ok(EXIT_INCOMPLETE);
+        }
+        return Err(e.into());
+    }
+    if count(Action::Failed) > 0 || count(Action::Missing) > 0 {
+        return Ok(EXIT_NOT_VERIFIED);
+    }
+    Ok(0)
+}

@@ -1,0 +1,804 @@
+//! `rescue acquire --out s3://…` and `rescue verify s3://…` through the real binary against a real S3
+//! server on the loopback: `s3s-fs` (checks SigV4 and request checksums), started per test on a free
+//! port with its own root directory. Objects are also checked on the server's disk with independent
+//! tools (`sha256sum`, `sha256sum -c SHA256SUMS`): s3s-fs stores `BUCKET/KEY` as plain files.
+//!
+//! Gate: the server binary comes from `RESCUE_S3S_FS`, `target/tools/bin/s3s-fs` or `~/.cargo/bin`;
+//! without one the tests skip, unless `RESCUE_REQUIRE_S3S=1` (set by `cargo xtask test`, which installs
+//! it) turns the skip into a failure.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rescue");
+const TIMEOUT: Duration = Duration::from_secs(180);
+const ACCESS: &str = "RESCUETESTKEY";
+const SECRET: &str = "rescue-test-secret-0123456789";
+const MIB: usize = 1 << 20;
+
+fn run(cmd: &mut Command) -> Output {
+    let line = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {line}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            panic!("timed out after {TIMEOUT:?}: {line}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn server_binary() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = [
+        std::env::var_os("RESCUE_S3S_FS").map(PathBuf::from),
+        Some(root.join("target/tools/bin/s3s-fs")),
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("RESCUE_REQUIRE_S3S").as_deref() != Ok("1"),
+            "s3s-fs not found (cargo install s3s-fs@0.14.1 --features binary --locked)"
+        );
+        eprintln!("skipped: no s3s-fs binary (cargo xtask test installs it)");
+    }
+    found
+}
+
+/// An s3s-fs server on 127.0.0.1, killed on drop.
+struct Store {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn start(bucket: &str) -> Option<Store> {
+        let bin = server_binary()?;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        fs::create_dir_all(root.join(bucket)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS, "--secret-key", SECRET])
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting s3s-fs");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "s3s-fs did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Store {
+            child,
+            port,
+            root,
+            _dir: dir,
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn rescue(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .args(["--endpoint", &self.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run(&mut c)
+    }
+
+    /// Every file under the store's root (objects and multipart leftovers), relative.
+    fn files(&self) -> Vec<String> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut v = Vec::new();
+        walk(&self.root, &self.root, &mut v);
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Deterministic, incompressible-looking test data with a zero stripe.
+fn make_source(dir: &Path, size: usize) -> PathBuf {
+    let mut data = vec![0u8; size];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for (i, chunk) in data.chunks_mut(8).enumerate() {
+        if (i * 8 / MIB) % 5 == 3 {
+            continue;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    let p = dir.join("source.img");
+    fs::write(&p, &data).unwrap();
+    p
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn tool_sha256(path: &Path) -> String {
+    let o = run(Command::new("sha256sum").arg(path));
+    assert!(o.status.success(), "sha256sum: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn manifest(store: &Store, prefix: &str) -> Value {
+    let p = store
+        .root
+        .join("evidence")
+        .join(prefix)
+        .join("manifest.json");
+    serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+/// Checks the stored object equals the source and every recorded part hash holds.
+fn check_stored(store: &Store, prefix: &str, src: &Path) -> Value {
+    let dir = store.root.join("evidence").join(prefix);
+    let object = dir.join("image.raw");
+    let source = fs::read(src).unwrap();
+    assert_eq!(
+        fs::read(&object).unwrap(),
+        source,
+        "stored object differs from the source"
+    );
+    let m = manifest(store, prefix);
+    assert_eq!(m["complete"], true);
+    assert_eq!(m["hashes"]["sha256"].as_str().unwrap(), tool_sha256(src));
+    let parts = m["remote"]["parts"].as_array().unwrap();
+    let part_bytes = m["remote"]["part_bytes"].as_u64().unwrap();
+    assert!(part_bytes >= 8 * MIB as u64);
+    assert_eq!(parts.len(), source.len().div_ceil(part_bytes as usize));
+    for p in parts {
+        let (o, n) = (
+            p["offset"].as_u64().unwrap() as usize,
+            p["size_bytes"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(p["sha256"].as_str().unwrap(), sha256(&source[o..o + n]));
+    }
+    let o = run(Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&dir));
+    assert!(o.status.success(), "sha256sum -c: {}", text(&o));
+    assert!(
+        !dir.join(".rescue-upload.json").exists(),
+        "upload state left behind"
+    );
+    m
+}
+
+#[test]
+fn acquire_to_the_store_then_verify_and_detect_damage() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 20 * MIB + 4096);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/CASE-1/host-a/disk-1";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--hash", "sha256,md5"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = check_stored(&store, "CASE-1/host-a/disk-1", &src);
+    assert_eq!(m["remote"]["parts"].as_array().unwrap().len(), 3);
+    assert_eq!(m["remote"]["insecure"], false);
+    let md5 = run(Command::new("md5sum").arg(&src));
+    assert!(String::from_utf8_lossy(&md5.stdout).starts_with(m["hashes"]["md5"].as_str().unwrap()));
+    let log = fs::read_to_string(
+        store
+            .root
+            .join("evidence/CASE-1/host-a/disk-1/acquisition.log"),
+    )
+    .unwrap();
+    assert!(log.contains("acquisition complete"), "{log}");
+    assert!(
+        !log.contains(SECRET) && !text(&o).contains(SECRET),
+        "secret leaked"
+    );
+
+    let v = store.rescue(&["verify", url], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("verified"),
+        "{}",
+        text(&v)
+    );
+
+    // A second writer to the same prefix is refused and changes nothing.
+    let before = store.files();
+    let again = store.rescue(&["acquire", src_s, "--out", url], &[]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds objects"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(store.files(), before);
+
+    // One flipped byte in the middle part: verify fails and names it.
+    let object = store.root.join("evidence/CASE-1/host-a/disk-1/image.raw");
+    let mut bytes = fs::read(&object).unwrap();
+    bytes[9 * MIB] ^= 0xff;
+    fs::write(&object, &bytes).unwrap();
+    let bad = store.rescue(&["verify", url, "--json"], &[]);
+    assert_eq!(bad.status.code(), Some(4), "{}", text(&bad));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["report"]["first_bad_part"], 2, "{out}");
+}
+
+#[test]
+fn bad_credentials_missing_bucket_and_unreachable_store_are_refused_cleanly() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 9 * MIB);
+    let src_s = src.to_str().unwrap();
+    let before = store.files();
+
+    let o = store.rescue(
+        &["acquire", src_s, "--out", "s3://evidence/c/h/e"],
+        &[("AWS_SECRET_ACCESS_KEY", "wrong-secret")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused the credentials"), "{}", text(&o));
+    assert!(!err.contains("wrong-secret"), "secret echoed");
+    assert_eq!(
+        store.files(),
+        before,
+        "something was written with bad credentials"
+    );
+
+    let o = store.rescue(&["acquire", src_s, "--out", "s3://nosuchbucket/x"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+        "{}",
+        text(&o)
+    );
+
+    // A credentials file that others can read works, with a warning.
+    let creds = tmp.path().join("creds");
+    fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = {ACCESS}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&creds, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = Command::new(BIN);
+    c.args([
+        "acquire",
+        src_s,
+        "--out",
+        "s3://evidence",
+        "--case",
+        "C9",
+        "--evidence-id",
+        "e1",
+    ])
+    .args([
+        "--endpoint",
+        &store.endpoint(),
+        "--credentials",
+        creds.to_str().unwrap(),
+    ])
+    .env_remove("AWS_ACCESS_KEY_ID")
+    .env_remove("AWS_SECRET_ACCESS_KEY");
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("readable by every user"),
+        "{}",
+        text(&o)
+    );
+    // Default prefix <case>/<host serial>/<evidence-id>/.
+    let under: Vec<String> = store
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("evidence/C9/") && f.ends_with("/e1/manifest.json"))
+        .collect();
+    assert_eq!(under.len(), 1, "{:?}", store.files());
+
+    // Nothing listens on this port any more.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = Command::new(BIN);
+    c.args(["acquire", src_s, "--out", "s3://evidence/u"])
+        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", ACCESS)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
+    let o = run(&mut c);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("connecting to 127.0.0.1"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_killed_upload_resumes_and_a_wrong_clock_is_corrected() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 40 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/CASE-2/host-b/disk-2";
+    // SIGKILL once 16 MiB are stored (the test hook), with this machine's clock an hour slow.
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url],
+        &[
+            ("RESCUE_TEST_ABORT_AFTER_BYTES", "16777216"),
+            ("RESCUE_TEST_CLOCK_ERROR_SECS", "-3600"),
+        ],
+    );
+    assert_eq!(o.status.code(), None, "not killed: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("clock differs"),
+        "{}",
+        text(&o)
+    );
+    let dir = store.root.join("evidence/CASE-2/host-b/disk-2");
+    assert!(dir.join(".rescue-upload.json").exists());
+    assert!(!dir.join("image.raw").exists());
+
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--resume", "--json"],
+        &[("RESCUE_TEST_CLOCK_ERROR_SECS", "-3600")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(last["reused_parts"].as_u64().unwrap() >= 2, "{out}");
+    let m = check_stored(&store, "CASE-2/host-b/disk-2", &src);
+    let offset = m["remote"]["clock_offset_secs"].as_i64().unwrap();
+    assert!((3500..3700).contains(&offset), "offset {offset}");
+    assert_eq!(m["resumes"].as_array().unwrap().len(), 1);
+    // No multipart leftovers on the server.
+    assert!(
+        !store.files().iter().any(|f| f.contains(".upload_id-")),
+        "{:?}",
+        store.files()
+    );
+    let v = store.rescue(&["verify", url], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = run(Command::new("openssl").args(args).current_dir(dir));
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
+}
+
+/// A TLS front (socat with a certificate from a throw-away CA) for the store.
+struct TlsFront {
+    child: Child,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl TlsFront {
+    fn start(store: &Store, dir: &Path) -> TlsFront {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rescue-test-ca",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        fs::write(
+            dir.join("ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                dir.join("leaf.pem").display(),
+                dir.join("leaf.key").display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{}", store.port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting socat (package socat)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "socat did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsFront {
+            child,
+            port,
+            ca: dir.join("ca.pem"),
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_with_a_custom_ca_without_it_and_insecure() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 9 * MIB);
+    let src_s = src.to_str().unwrap();
+    let tls = TlsFront::start(&store, tmp.path());
+    let https = format!("https://127.0.0.1:{}", tls.port);
+    let go = |url: &str, extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["acquire", src_s, "--out", url, "--endpoint", &https])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        run(&mut c)
+    };
+
+    // The CA is not in the system bundle: a clear TLS failure, nothing written.
+    let before = store.files();
+    let o = go("s3://evidence/tls/none", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("TLS with 127.0.0.1"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(store.files(), before);
+
+    let o = go("s3://evidence/tls/ca", &["--ca", tls.ca.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = check_stored(&store, "tls/ca", &src);
+    assert_eq!(m["remote"]["insecure"], false);
+    assert_eq!(m["remote"]["ca_file"].as_str(), tls.ca.to_str());
+    assert_eq!(m["remote"]["endpoint"].as_str(), Some(https.as_str()));
+
+    let o = go("s3://evidence/tls/insecure", &["--insecure"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--insecure"),
+        "{}",
+        text(&o)
+    );
+    let m = check_stored(&store, "tls/insecure", &src);
+    assert_eq!(m["remote"]["insecure"], true);
+    let log = fs::read_to_string(store.root.join("evidence/tls/insecure/acquisition.log")).unwrap();
+    assert!(log.contains("NOT checked"), "{log}");
+}
+
+#[test]
+fn the_store_refuses_a_part_whose_checksum_does_not_match() {
+    use rescue::s3::client::S3Error;
+    use rescue::s3::{Store as S3, StoreConfig};
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let s3 = S3::new(StoreConfig {
+        endpoint: store.endpoint(),
+        region: "us-east-1".to_owned(),
+        bucket: "evidence".to_owned(),
+        credentials: rescue::s3::sigv4::Credentials::new(ACCESS, SECRET),
+        trust: rescue::s3::http::Trust::System,
+        timeout: Duration::from_secs(30),
+        local_clock_error: 0,
+    })
+    .unwrap();
+    let mut c = s3.client();
+    let id = c.create_multipart("x/image.raw").unwrap();
+    let data = vec![7u8; 1 << 20];
+    let wrong: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"something else").into()
+    };
+    let err = c
+        .upload_part("x/image.raw", &id, 1, &data, &wrong)
+        .expect_err("a part with a wrong checksum was accepted");
+    // Real S3 answers BadDigest / XAmzContentSHA256Mismatch (reported as RejectChecksum); s3s-fs
+    // answers 500 after comparing the payload hash. Either way the part is not stored and the error
+    // is not a network failure, so an acquisition aborts instead of waiting for --resume.
+    assert!(
+        matches!(err, S3Error::RejectChecksum { .. } | S3Error::Status { .. }) && !err.is_network(),
+        "unexpected error: {err:?}"
+    );
+    c.abort_multipart("x/image.raw", &id).unwrap();
+    assert!(
+        !store.files().iter().any(|f| f.contains(".upload_id-")),
+        "{:?}",
+        store.files()
+    );
+}
+
+/// A TCP relay in front of the store that can cut connections: once after `cut_after` client bytes,
+/// and every connection while `down` is set (a network outage), which happens by itself once
+/// `outage_after` client bytes went through.
+struct FlakyLink {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyLink {
+    fn start(upstream: u16, cut_after: u64, outage_after: u64) -> FlakyLink {
+        use std::io::Write;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let cut = Arc::new(AtomicBool::new(false));
+        let d = Arc::clone(&down);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (sent, cut, d2) = (Arc::clone(&sent), Arc::clone(&cut), Arc::clone(&d));
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 << 10];
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                        if total > outage_after {
+                            d2.store(true, Ordering::SeqCst);
+                        }
+                        if d2.load(Ordering::SeqCst)
+                            || (total > cut_after && !cut.swap(true, Ordering::SeqCst))
+                        {
+                            break;
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_in.shutdown(std::net::Shutdown::Both);
+                    let _ = s_out.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        FlakyLink { port, down }
+    }
+}
+
+#[test]
+fn a_dropped_connection_is_retried_and_an_outage_resumes() {
+    use std::sync::atomic::Ordering;
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 30 * MIB);
+    let src_s = src.to_str().unwrap();
+    let link = FlakyLink::start(store.port, 12 * MIB as u64, u64::MAX);
+    let endpoint = format!("http://127.0.0.1:{}", link.port);
+    let go = |url: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.args(["acquire", src_s, "--out", url, "--endpoint", &endpoint])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run(&mut c)
+    };
+    // One connection cut in the middle of a part: the request is retried, the run completes.
+    let o = go("s3://evidence/flaky/once", &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    check_stored(&store, "flaky/once", &src);
+
+    // Store unreachable before anything started: a plain error (nothing to resume).
+    link.down.store(true, Ordering::SeqCst);
+    let o = go("s3://evidence/flaky/outage", &[], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    link.down.store(false, Ordering::SeqCst);
+
+    // An outage mid-upload that outlasts the retries: exit 5, then --resume completes it.
+    let link2 = FlakyLink::start(store.port, u64::MAX, 20 * MIB as u64);
+    let endpoint2 = format!("http://127.0.0.1:{}", link2.port);
+    let go2 = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["acquire", src_s, "--out", "s3://evidence/flaky/outage"])
+            .args(["--endpoint", &endpoint2])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        run(&mut c)
+    };
+    let o = go2(&[]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--resume"),
+        "{}",
+        text(&o)
+    );
+    link2.down.store(false, Ordering::SeqCst);
+    let o = {
+        // The relay would go down again after another 20 MiB; give the resume a clean link.
+        let mut c = Command::new(BIN);
+        c.args([
+            "acquire",
+            src_s,
+            "--out",
+            "s3://evidence/flaky/outage",
+            "--resume",
+        ])
+        .args(["--endpoint", &store.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", ACCESS)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        run(&mut c)
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    check_stored(&store, "flaky/outage", &src);
+}

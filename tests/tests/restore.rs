@@ -1,0 +1,279 @@
+//! Screened restore inside the rescue system: a backup disk with good files, a file corrupted since the
+//! backup's SHA256SUMS was written, a setuid binary, a file whose hash is on the investigation's
+//! blocklist and an attacker's authorized_keys is restored onto a new root disk. On the host the target
+//! holds exactly the good files (content and mode), and the restore-manifest.json written to the case
+//! directory names every refusal with its reason.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tests::{Bus, Disk, QemuBuilder, gate};
+
+const T: Duration = Duration::from_secs(180);
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn mkfs(image: &Path, mib: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+    std::fs::File::create(image)?.set_len(mib << 20)?;
+    let mut c = Command::new("mkfs.ext4");
+    c.args(["-F", "-q"]);
+    if let Some(d) = dir {
+        c.arg("-d").arg(d);
+    }
+    let o = c.arg(image).output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "mkfs.ext4: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(())
+}
+
+fn write(root: &Path, rel: &str, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&p, data)?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// Every regular file under `dir` (relative path → content), skipping lost+found.
+fn files(dir: &Path, rel: &str, out: &mut BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(dir.join(rel))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let r = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let meta = std::fs::symlink_metadata(e.path())?;
+        if meta.is_dir() {
+            if r != "lost+found" {
+                files(dir, &r, out)?;
+            }
+        } else {
+            out.insert(
+                r,
+                (std::fs::read(e.path())?, meta.permissions().mode() & 0o7777),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
+    let Some(art) = gate("screened_restore_brings_back_only_the_good_files") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let b = work.path().join("backup");
+    write(&b, "srv/data/report.txt", b"quarterly numbers\n", 0o640)?;
+    write(&b, "srv/data/sub/photo.bin", &[7u8; 100_000], 0o644)?;
+    write(&b, "home/alice/notes.md", b"# notes\n", 0o600)?;
+    write(&b, "srv/data/orders.db", b"rotted bytes", 0o644)?;
+    write(&b, "usr/local/bin/helper", b"\x7fELF helper", 0o4755)?;
+    write(&b, "srv/data/implant.so", b"attacker library", 0o644)?;
+    write(
+        &b,
+        "root/.ssh/authorized_keys",
+        b"ssh-ed25519 AAAA attacker@evil",
+        0o600,
+    )?;
+    // The backup's manifest was written before orders.db rotted.
+    let mut sums = String::new();
+    for (rel, data) in [
+        ("srv/data/report.txt", &b"quarterly numbers\n"[..]),
+        ("srv/data/sub/photo.bin", &[7u8; 100_000][..]),
+        ("home/alice/notes.md", b"# notes\n"),
+        ("srv/data/orders.db", b"original orders"),
+        ("usr/local/bin/helper", b"\x7fELF helper"),
+        ("srv/data/implant.so", b"attacker library"),
+        (
+            "root/.ssh/authorized_keys",
+            b"ssh-ed25519 AAAA attacker@evil",
+        ),
+    ] {
+        sums.push_str(&format!("{}  ./{rel}\n", sha256(data)));
+    }
+    let ev = work.path().join("evidence-files");
+    write(&ev, "SHA256SUMS", sums.as_bytes(), 0o644)?;
+    write(
+        &ev,
+        "blocklist.txt",
+        format!(
+            "# IOCs from CASE-9\n{}  implant.so\n",
+            sha256(b"attacker library")
+        )
+        .as_bytes(),
+        0o644,
+    )?;
+    let backup = work.path().join("backup.img");
+    mkfs(&backup, 32, Some(&b))?;
+    let target = work.path().join("target.img");
+    mkfs(&target, 32, None)?;
+    let evidence = work.path().join("evidence.img");
+    mkfs(&evidence, 32, Some(&ev))?;
+
+    let disk = |p: &Path, serial: &str| {
+        let mut d = Disk::new(p, Bus::Virtio);
+        d.serial = Some(serial.into());
+        d
+    };
+    let mut vm = QemuBuilder::direct(&art, work.path())
+        .disk(disk(&backup, "BACKUP-0001"))
+        .disk(disk(&target, "NEWROOT-0001"))
+        .disk(disk(&evidence, "EVIDENCE-0042"))
+        .spawn()?;
+    vm.wait_prompt(T)?;
+    for (cmd, want) in [
+        ("case new CASE-9 --examiner tester", "case CASE-9 opened"),
+        (
+            "unlock /dev/vdc --confirm EVIDENCE-0042",
+            "unlocked for writing: vdc",
+        ),
+        ("mount-evidence /dev/vdc", "mounted on /mnt/evidence"),
+    ] {
+        let out = vm.run(cmd, T)?;
+        vm.check(out.contains(want), &format!("{cmd}:\n{out}"))?;
+    }
+    let restore = "restore /dev/vda /dev/vdb --confirm NEWROOT-0001 --manifest /mnt/evidence/SHA256SUMS --blocklist /mnt/evidence/blocklist.txt";
+    let out = vm.run(restore, T)?;
+    vm.check(
+        out.contains("never acquired in this case") && out.contains("(exit status 1)"),
+        &format!("the interlock wants a reason:\n{out}"),
+    )?;
+    let out = vm.run(
+        "restore /dev/vda /dev/vdc --confirm EVIDENCE-0042 --reason 'wrong disk'",
+        T,
+    )?;
+    vm.check(
+        out.contains("is the evidence destination") && out.contains("(exit status 1)"),
+        &format!("the evidence disk is never a restore target, reason or not:\n{out}"),
+    )?;
+    let out = vm.run(
+        &format!("{restore} --reason 'new root disk'"),
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("REFUSED   srv/data/orders.db: corrupted")
+            && out.contains("REFUSED   usr/local/bin/helper: setuid")
+            && out.contains("REFUSED   srv/data/implant.so: sha256")
+            && out.contains("HELD      root/.ssh/authorized_keys: ssh authorized_keys")
+            && out.contains("restore complete: 1 held, 3 refused, 3 restored")
+            && out.contains("restore manifest: /mnt/evidence/CASE-9/restore-manifest.json"),
+        &format!("restore summary:\n{out}"),
+    )?;
+    // A rerun finds everything in place.
+    let out = vm.run(
+        &format!("{restore} --reason 'new root disk'"),
+        Duration::from_secs(300),
+    )?;
+    vm.check(
+        out.contains("3 identical"),
+        &format!("rerun skips identical files:\n{out}"),
+    )?;
+    vm.send_line("poweroff")?;
+    vm.wait_exit(Duration::from_secs(60))?;
+
+    let out_dir = work.path().join("restored");
+    std::fs::create_dir_all(&out_dir)?;
+    let o = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump / {}", out_dir.display()))
+        .arg(&target)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "debugfs rdump: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut got = BTreeMap::new();
+    files(&out_dir, "", &mut got)?;
+    let want: BTreeMap<String, (Vec<u8>, u32)> = [
+        (
+            "srv/data/report.txt",
+            (b"quarterly numbers\n".to_vec(), 0o640),
+        ),
+        ("srv/data/sub/photo.bin", (vec![7u8; 100_000], 0o644)),
+        ("home/alice/notes.md", (b"# notes\n".to_vec(), 0o600)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "exactly the good files are on the target"
+    );
+    assert_eq!(got, want, "content and mode of every restored file");
+
+    let manifest = work.path().join("restore-manifest.json");
+    let o = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!(
+            "dump /CASE-9/restore-manifest.json {}",
+            manifest.display()
+        ))
+        .arg(&evidence)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success() && manifest.exists(),
+        "debugfs dump manifest"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest)?)?;
+    let record = |p: &str| {
+        m["files"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["path"] == p).cloned())
+            .unwrap_or_default()
+    };
+    for (path, action, reason) in [
+        ("srv/data/orders.db", "refused", "corrupted"),
+        ("usr/local/bin/helper", "refused", "setuid"),
+        ("srv/data/implant.so", "refused", "blocklist"),
+        ("root/.ssh/authorized_keys", "held", "authorized_keys"),
+        ("srv/data/report.txt", "identical", ""),
+    ] {
+        let r = record(path);
+        assert_eq!(r["action"], action, "{path}: {r}");
+        assert!(
+            r["reason"].as_str().unwrap_or_default().contains(reason),
+            "{path}: {r}"
+        );
+    }
+    assert_eq!(m["complete"], true);
+    let log = work.path().join("case-log.jsonl");
+    let o = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump /CASE-9/case-log.jsonl {}", log.display()))
+        .arg(&evidence)
+        .output()?;
+    anyhow::ensure!(o.status.success() && log.exists(), "debugfs dump case log");
+    let entries = rescue::caselog::verify(&std::fs::read(&log)?)
+        .map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
+    assert!(
+        entries.iter().any(
+            |e| e.command.starts_with("restore /dev/vda") && e.detail["counts"]["refused"] == 3
+        ),
+        "the restore result is in the case log"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.detail["overridden"] == "new root disk"),
+        "the interlock override and its reason are logged"
+    );
+    Ok(())
+}
