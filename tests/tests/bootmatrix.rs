@@ -4,7 +4,8 @@
 //! report the boot mode, the Secure Boot state and a passing self-check of the boot medium, `devices
 //! --json` must list the medium write-blocked, and `status` must end up showing the medium's sha256,
 //! equal to the image's. Under Secure Boot the unsigned UKI is refused by the firmware; a modified
-//! initramfs on the medium is reported by the self-check.
+//! initramfs on the medium is reported by the self-check; the GRUB entry "serial ttyS1 only" moves the
+//! kernel console to ttyS1.
 //!
 //! Left out of the full 3 × 4 product to fit the CI budget under TCG: OVMF × ISO written to a disk,
 //! OVMF × rescue-usb.img (covered by `boot.rs`), Secure Boot × SATA CD / USB CD, SeaBIOS × USB CD /
@@ -510,4 +511,50 @@ fn iso_passes_xorriso_isoinfo_and_fsck() -> anyhow::Result<()> {
         "{table}"
     );
     Ok(())
+}
+
+#[test]
+fn grub_menu_entry_sends_the_console_to_ttys1() -> anyhow::Result<()> {
+    let Some(art) = gate("grub_menu_entry_sends_the_console_to_ttys1") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let ttys1 = work.path().join("ttyS1.log");
+    let mut builder = QemuBuilder::new(Boot::Medium(art.iso(), Drive::SataCd), work.path())
+        .firmware(Firmware::SeaBios);
+    // The second -serial is ttyS1 (the first, stdio, is ttyS0 where GRUB's menu is).
+    builder
+        .extra
+        .extend(["-serial".to_owned(), format!("file:{}", ttys1.display())]);
+    let mut vm = builder.spawn()?;
+    vm.expect("executed automatically in", BOOT_TIMEOUT)?;
+    // Third entry, "serial ttyS1 only": two cursor-down keys (VT100), then Enter.
+    vm.send_raw(b"\x1b[B")?;
+    std::thread::sleep(Duration::from_millis(500));
+    vm.send_raw(b"\x1b[B")?;
+    std::thread::sleep(Duration::from_millis(500));
+    vm.send_raw(b"\r")?;
+    vm.expect("serial ttyS1 only", CMD_TIMEOUT)?;
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(&ttys1).unwrap_or_default();
+        if text.contains("rescue> ") {
+            vm.check(
+                text.contains("console ttyS1") && text.contains("rescue: every disk write-blocked"),
+                &format!("ttyS1 is the kernel console and its banner names it:\n{text}"),
+            )?;
+            break;
+        }
+        vm.check(
+            Instant::now() < deadline,
+            &format!("no prompt on ttyS1 after {BOOT_TIMEOUT:?}:\n{text}"),
+        )?;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // The kernel console (where PID 1 reports its boot steps) is ttyS1 only; ttyS0 still gets a prompt,
+    // as every serial port with a UART does.
+    vm.check(
+        !vm.log().contains("rescue: every disk write-blocked"),
+        "boot messages went to ttyS1 only with the ttyS1-only entry",
+    )
 }

@@ -24,7 +24,8 @@ commands:
                          vmlinuz, build-manifest.json, SHA256SUMS; --trust-key embeds an OpenPGP key for
                          `rescue reinstall verify` (fingerprints listed in build-manifest.json);
                          --sign-*: sign the UKI with sbsign
-  qemu [--direct] [--ovmf] [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
+  qemu [--direct | --iso] [--ovmf | --bios | --secure-boot]
+       [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
   test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)
   bench build|boot|acquire

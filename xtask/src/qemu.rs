@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use tests::{Artifacts, Boot, Disk, Firmware, QemuBuilder};
+use tests::{Artifacts, Boot, Disk, Drive, Firmware, QemuBuilder};
 
 use crate::{deps, util};
 
@@ -22,6 +22,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let workdir = util::project_root().join("target/qemu");
     std::fs::create_dir_all(&workdir)?;
     let mut direct = false;
+    let mut iso = false;
+    let mut secure_boot = false;
     let mut disks = Vec::new();
     let mut memory = 1024;
     let mut ovmf = None;
@@ -29,6 +31,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--direct" => direct = true,
+            "--iso" => iso = true,
+            "--secure-boot" => secure_boot = true,
             "--ovmf" => ovmf = Some(true),
             "--bios" => ovmf = Some(false),
             "--disk" => disks.push(Disk::parse_spec(
@@ -50,15 +54,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             initrd: art.initramfs(),
             cmdline: crate::build::DEFAULT_CMDLINE.to_owned(),
         }
+    } else if iso {
+        Boot::Medium(art.iso(), Drive::SataCd)
     } else {
-        // The USB image boots the UKI, so it needs UEFI firmware.
+        // A copy: the firmware or a test inside the VM must never change the built image.
         let copy: PathBuf = workdir.join("rescue-usb.img");
         std::fs::copy(art.usb_image(), &copy)?;
         Boot::UsbImage(copy)
     };
-    let firmware = match ovmf.unwrap_or(!direct) {
-        true => Firmware::Ovmf,
-        false => Firmware::SeaBios,
+    let firmware = match (secure_boot, ovmf.unwrap_or(!direct)) {
+        (true, _) => Firmware::OvmfSecureBoot,
+        (false, true) => Firmware::Ovmf,
+        (false, false) => Firmware::SeaBios,
     };
     let mut b = QemuBuilder::new(boot, &workdir).firmware(firmware);
     b.memory_mib = memory;
