@@ -7,9 +7,9 @@
 //! initramfs on the medium is reported by the self-check; the GRUB entry "serial ttyS1 only" moves the
 //! kernel console to ttyS1.
 //!
-//! Left out of the full 3 × 4 product to fit the CI budget under TCG: OVMF × ISO written to a disk,
-//! OVMF × rescue-usb.img (covered by `boot.rs`), Secure Boot × SATA CD / USB CD, SeaBIOS × USB CD /
-//! ISO as USB disk. Every firmware and every medium is still covered.
+//! Together with `boot.rs` (OVMF × `rescue-usb.img`) this is the whole product: {OVMF, OVMF with Secure
+//! Boot, SeaBIOS} × {ISO as SATA CD, ISO as USB CD, ISO as USB disk, ISO written to a disk,
+//! `rescue-usb.img` as USB disk}.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -556,5 +556,102 @@ fn grub_menu_entry_sends_the_console_to_ttys1() -> anyhow::Result<()> {
     vm.check(
         !vm.log().contains("rescue: every disk write-blocked"),
         "boot messages went to ttyS1 only with the ttyS1-only entry",
+    )
+}
+
+/// The rest of the firmware × medium product: one VM each, the same checks as above.
+fn iso_boot(name: &str, firmware: Firmware, drive: Drive, expect: Expect) -> anyhow::Result<()> {
+    let Some(art) = gate(name) else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let iso = copy_to(work.path(), &art.iso(), "rescue.iso")?;
+    let sha = sha256_file(&iso)?;
+    let vm = boot_medium(
+        &art,
+        work.path(),
+        firmware,
+        iso.clone(),
+        drive,
+        expect,
+        &sha,
+    )?;
+    poweroff(vm)?;
+    anyhow::ensure!(sha256_file(&iso)? == sha, "the boot medium changed");
+    Ok(())
+}
+
+const SECURE: Expect = Expect {
+    secure_boot: "Secure Boot enabled",
+    ..UEFI
+};
+
+#[test]
+fn secure_boot_boots_the_iso_as_a_sata_cd() -> anyhow::Result<()> {
+    iso_boot(
+        "secure_boot_boots_the_iso_as_a_sata_cd",
+        Firmware::OvmfSecureBoot,
+        Drive::SataCd,
+        SECURE,
+    )
+}
+
+#[test]
+fn secure_boot_boots_the_iso_as_a_usb_cd() -> anyhow::Result<()> {
+    iso_boot(
+        "secure_boot_boots_the_iso_as_a_usb_cd",
+        Firmware::OvmfSecureBoot,
+        Drive::UsbCd,
+        SECURE,
+    )
+}
+
+#[test]
+fn seabios_boots_the_iso_as_a_usb_cd() -> anyhow::Result<()> {
+    iso_boot(
+        "seabios_boots_the_iso_as_a_usb_cd",
+        Firmware::SeaBios,
+        Drive::UsbCd,
+        BIOS,
+    )
+}
+
+#[test]
+fn seabios_boots_the_iso_as_a_usb_disk() -> anyhow::Result<()> {
+    iso_boot(
+        "seabios_boots_the_iso_as_a_usb_disk",
+        Firmware::SeaBios,
+        Drive::UsbDisk,
+        BIOS,
+    )
+}
+
+#[test]
+fn ovmf_boots_the_iso_written_to_a_disk() -> anyhow::Result<()> {
+    iso_boot(
+        "ovmf_boots_the_iso_written_to_a_disk",
+        Firmware::Ovmf,
+        Drive::SataDisk,
+        UEFI,
+    )
+}
+
+#[test]
+fn ovmf_boots_the_iso_as_a_usb_disk() -> anyhow::Result<()> {
+    iso_boot(
+        "ovmf_boots_the_iso_as_a_usb_disk",
+        Firmware::Ovmf,
+        Drive::UsbDisk,
+        UEFI,
+    )
+}
+
+#[test]
+fn secure_boot_boots_the_iso_written_to_a_disk() -> anyhow::Result<()> {
+    iso_boot(
+        "secure_boot_boots_the_iso_written_to_a_disk",
+        Firmware::OvmfSecureBoot,
+        Drive::SataDisk,
+        SECURE,
     )
 }

@@ -175,11 +175,19 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line("5")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"\r")?;
-    let out = vm.expect(PROMPT, T)?;
+    let out = vm.expect("Reinstall how", T)?;
     vm.check(
         out.contains("/dev/vda is cleared as the reinstall target"),
         &format!("verified disk cleared:\n{out}"),
     )?;
+    // Deploy, kexec an installer, or nothing now: leave it.
+    let out = vm.expect("Nothing now", T)?;
+    vm.check(
+        out.contains("deploy") && out.contains("kexec"),
+        &format!("the reinstall step offers deploy and kexec:\n{out}"),
+    )?;
+    vm.send_raw(b"jj\r")?;
+    vm.expect(PROMPT, T)?;
     vm.send_line("5")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"j\r")?;

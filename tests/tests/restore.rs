@@ -272,7 +272,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     assert!(
         entries
             .iter()
-            .any(|e| e.detail["overridden"] == "new root disk"),
+            .any(|e| e.detail["override_reason"] == "new root disk"),
         "the interlock override and its reason are logged"
     );
     Ok(())

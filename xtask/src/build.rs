@@ -190,7 +190,9 @@ pub fn build_rescue_binary(epoch: u32, commit: &str) -> anyhow::Result<PathBuf> 
                     root.display()
                 ),
             )
-            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            // Not SOURCE_DATE_EPOCH: nothing in the binary reads the clock at build time, and C build
+            // scripts (ring, zstd-sys) rerun when it changes, which recompiled them after every commit.
+            .env_remove("SOURCE_DATE_EPOCH")
             .env("RESCUE_GIT_COMMIT", commit),
     )?;
     let bin = root.join("target").join(TARGET).join("release/rescue");

@@ -138,8 +138,15 @@ pub fn progress(state: &CaseState) -> (Vec<(Step, String)>, Step) {
                     )
                 }
             }
-            Step::Reinstall => (true, "target interlock; then `deploy` in line mode".into()),
-            Step::Restore => (true, "target interlock; then `restore` in line mode".into()),
+            Step::Reinstall => (
+                true,
+                "target interlock, then deploy a verified image or kexec a verified installer"
+                    .into(),
+            ),
+            Step::Restore => (
+                true,
+                "target interlock, then a screened restore (dry run first)".into(),
+            ),
             Step::Report => (true, "case log, chain check, safe power-off".into()),
         }
     };
@@ -423,8 +430,8 @@ pub fn run_step(step: Step) -> anyhow::Result<()> {
         }
         Step::Evidence => step_evidence(&ask)?,
         Step::Acquire => step_acquire(&ask)?,
-        Step::Reinstall => step_target(&ask, "reinstall", "deploy")?,
-        Step::Restore => step_target(&ask, "restore", "restore")?,
+        Step::Reinstall => step_target(&ask, "reinstall")?,
+        Step::Restore => step_target(&ask, "restore")?,
         Step::Report => step_report(&ask)?,
     }
     let s = state();
@@ -675,7 +682,7 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn step_target(ask: &Ask, what: &str, command: &str) -> anyhow::Result<()> {
+fn step_target(ask: &Ask, what: &str) -> anyhow::Result<()> {
     let disks = devices::list()?;
     if disks.is_empty() {
         println!("no disks");
@@ -686,6 +693,7 @@ fn step_target(ask: &Ask, what: &str, command: &str) -> anyhow::Result<()> {
         return Ok(());
     };
     let disk = &disks[i];
+    let mut reason = None;
     let mut code = run(&["case", "target", &disk.path]);
     if code != 0 {
         // The boot medium and the evidence disk are refused whatever the reason: do not ask for one.
@@ -694,24 +702,136 @@ fn step_target(ask: &Ask, what: &str, command: &str) -> anyhow::Result<()> {
         if hard {
             return Ok(());
         }
-        let Some(reason) = ask.input(
+        let Some(typed) = ask.input(
             "Reason to overwrite it anyway (recorded in the case log; empty cancels)",
             Some(""),
         )?
         else {
             return Ok(());
         };
-        if reason.is_empty() {
+        if typed.is_empty() {
             println!("{} is not cleared as a {what} target", disk.path);
             return Ok(());
         }
-        code = run(&["case", "target", &disk.path, "--reason", &reason]);
+        code = run(&["case", "target", &disk.path, "--reason", &typed]);
+        reason = Some(typed);
     }
-    if code == 0 {
-        println!(
-            "{} is cleared as the {what} target. The {what} itself is a line-mode command: `{command} ... {}` (it runs the same interlock)",
-            disk.path, disk.path
-        );
+    if code != 0 {
+        return Ok(());
+    }
+    println!("{} is cleared as the {what} target", disk.path);
+    if what == "reinstall" {
+        reinstall_onto(ask, &disk.path, reason.as_deref())
+    } else {
+        restore_onto(ask, &disk.path, reason.as_deref())
+    }
+}
+
+/// Asks for a path; `None` when the operator leaves it empty or cancels.
+fn ask_path(ask: &Ask, prompt: &str) -> anyhow::Result<Option<String>> {
+    Ok(ask
+        .input(prompt, Some(""))?
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty()))
+}
+
+/// `--sums FILE [--sig FILE]` as the operator names them (nothing when no list is given: the command
+/// then says the image is not authenticated, or refuses).
+fn ask_sums(ask: &Ask) -> anyhow::Result<Vec<String>> {
+    let mut words = Vec::new();
+    if let Some(sums) = ask_path(
+        ask,
+        "Checksum list (SHA256SUMS, CHECKSUM, ...; empty: none, an acquisition manifest is used if present)",
+    )? {
+        words.extend(["--sums".to_owned(), sums]);
+        if let Some(sig) = ask_path(
+            ask,
+            "Its detached signature (.sign/.gpg; empty: the list is cleartext-signed)",
+        )? {
+            words.extend(["--sig".to_owned(), sig]);
+        }
+    }
+    Ok(words)
+}
+
+/// Reinstall step after the interlock: write a verified image onto the disk, or kexec a verified installer.
+fn reinstall_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Result<()> {
+    let actions = [
+        format!("Write a verified golden/installer image onto {target} (deploy, read back)"),
+        "Boot a verified installer ISO now (kexec; the rescue system ends)".to_owned(),
+        "Nothing now".to_owned(),
+    ];
+    let Some(choice) = ask.select("Reinstall how", &actions)? else {
+        return Ok(());
+    };
+    match choice {
+        0 => {
+            let Some(image) = ask_path(ask, "Image file (raw, image.raw.zst or ISO)")? else {
+                return Ok(());
+            };
+            let sums = ask_sums(ask)?;
+            let Some(serial) = ask_path(
+                ask,
+                &format!("Type the serial of {target} (or its last 6 characters) to overwrite it"),
+            )?
+            else {
+                return Ok(());
+            };
+            let mut words = vec!["deploy".to_owned(), image, "--target".to_owned()];
+            words.extend([target.to_owned(), "--confirm".to_owned(), serial]);
+            words.extend(sums);
+            if let Some(r) = reason {
+                words.extend(["--reason".to_owned(), r.to_owned()]);
+            }
+            run(&words.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        1 => {
+            let Some(iso) = ask_path(ask, "Installer ISO")? else {
+                return Ok(());
+            };
+            let mut words = vec!["reinstall".to_owned(), "boot".to_owned(), iso];
+            words.extend(ask_sums(ask)?);
+            if ask.confirm("Verify it and boot it now (this ends the rescue system)?")? {
+                run(&words.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Restore step after the interlock: a dry run first (what would be restored and what refused), then the
+/// restore itself after a confirmation.
+fn restore_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Result<()> {
+    let Some(source) = ask_path(
+        ask,
+        "Backup to restore from (directory, .tar/.tar.zst, disk image or disk)",
+    )?
+    else {
+        return Ok(());
+    };
+    let mut words = vec!["restore".to_owned(), source, target.to_owned()];
+    if let Some(list) = ask_path(ask, "Blocklist of IOC hashes (empty: none)")? {
+        words.extend(["--blocklist".to_owned(), list]);
+    }
+    if let Some(r) = reason {
+        words.extend(["--reason".to_owned(), r.to_owned()]);
+    }
+    let Some(serial) = ask_path(
+        ask,
+        &format!("Type the serial of {target} (or its last 6 characters) to write to it"),
+    )?
+    else {
+        return Ok(());
+    };
+    words.extend(["--confirm".to_owned(), serial]);
+    let mut dry = words.clone();
+    dry.push("--dry-run".to_owned());
+    if run(&dry.iter().map(String::as_str).collect::<Vec<_>>()) != 0 {
+        return Ok(());
+    }
+    if ask.confirm("Restore these files now (screened files stay out, as listed above)?")? {
+        run(&words.iter().map(String::as_str).collect::<Vec<_>>());
     }
     Ok(())
 }

@@ -70,10 +70,14 @@ impl Drop for TargetMount {
     }
 }
 
-fn mount_target(dev: &Path) -> anyhow::Result<(TargetMount, PathBuf)> {
+/// A dry run leaves the target write-blocked, so it is mounted read-only.
+fn mount_target(dev: &Path, read_only: bool) -> anyhow::Result<(TargetMount, PathBuf)> {
     let mp = PathBuf::from("/mnt/restore-target");
     std::fs::create_dir_all(&mp)?;
-    let flags = nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOSUID;
+    let mut flags = nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOSUID;
+    if read_only {
+        flags |= nix::mount::MsFlags::MS_RDONLY;
+    }
     let mut candidates = vec![dev.to_owned()];
     let name = dev
         .file_name()
@@ -161,7 +165,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         }
         clearance.push(c);
         drop(locked);
-        let (m, dev) = mount_target(&a.target)?;
+        let (m, dev) = mount_target(&a.target, a.dry_run)?;
         println!(
             "target {} mounted on {}",
             dev.display(),
