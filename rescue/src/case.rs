@@ -394,20 +394,14 @@ pub fn read_boot_medium_file(path: &Path) -> Result<Vec<u8>, CaseError> {
     read
 }
 
-/// Unlocks exactly one disk for writing after the operator confirmed its serial; the interlocks refuse
-/// source disks, the boot medium and mounted disks. Returns the unlocked device names (disk and partitions).
-pub fn unlock(locked: &mut Locked, dev: &Path, confirm: &str) -> Result<Vec<String>, CaseError> {
-    let disk = devices::describe(dev).map_err(|source| CaseError::DescribeDevice {
-        path: dev.to_owned(),
-        source,
-    })?;
+/// The part of unlocking shared by the evidence destination and a deploy/restore target: the typed serial
+/// (or size) must match, nothing of the disk may be mounted; then init's sweeper is told (first, so it does
+/// not write-block the disk again behind our back) and the disk and its partitions become writable.
+fn confirm_and_write_enable(
+    disk: &devices::BlockDevice,
+    confirm: &str,
+) -> Result<Vec<String>, CaseError> {
     let device = disk.path.clone();
-    if locked.state.sources.contains(&disk.name) {
-        return Err(CaseError::RefuseSource { device });
-    }
-    if boot_medium_disks().contains(&disk.name) {
-        return Err(CaseError::RefuseBootMedium { device });
-    }
     match &disk.serial {
         Some(serial) if !serial_confirms(serial, confirm) => {
             return Err(CaseError::WrongSerial {
@@ -437,7 +431,6 @@ pub fn unlock(locked: &mut Locked, dev: &Path, confirm: &str) -> Result<Vec<Stri
     }
     let mut names = vec![disk.name.clone()];
     names.extend(disk.partitions.iter().map(|p| p.name.clone()));
-    // Tell init's sweeper first, so it does not write-block the disk again behind our back.
     let unlocked_file = unlocked_path();
     let mut current = unlocked_names();
     for n in &names {
@@ -458,6 +451,24 @@ pub fn unlock(locked: &mut Locked, dev: &Path, confirm: &str) -> Result<Vec<Stri
             source,
         })?;
     }
+    Ok(names)
+}
+
+/// Unlocks exactly one disk for writing after the operator confirmed its serial; the interlocks refuse
+/// source disks, the boot medium and mounted disks. Returns the unlocked device names (disk and partitions).
+pub fn unlock(locked: &mut Locked, dev: &Path, confirm: &str) -> Result<Vec<String>, CaseError> {
+    let disk = devices::describe(dev).map_err(|source| CaseError::DescribeDevice {
+        path: dev.to_owned(),
+        source,
+    })?;
+    let device = disk.path.clone();
+    if locked.state.sources.contains(&disk.name) {
+        return Err(CaseError::RefuseSource { device });
+    }
+    if boot_medium_disks().contains(&disk.name) {
+        return Err(CaseError::RefuseBootMedium { device });
+    }
+    let names = confirm_and_write_enable(&disk, confirm)?;
     if !locked.state.unlocked.contains(&disk.name) {
         locked.state.unlocked.push(disk.name.clone());
     }
@@ -760,57 +771,8 @@ pub fn unlock_target(
             why: format!("the interlock cleared {}, not this disk", clearance.disk),
         });
     }
-    match &disk.serial {
-        Some(serial) if !serial_confirms(serial, confirm) => {
-            return Err(CaseError::WrongSerial {
-                device,
-                serial: serial.clone(),
-            });
-        }
-        None if confirm.trim() != disk.size_bytes.to_string() => {
-            return Err(CaseError::WrongSize {
-                device,
-                size: disk.size_bytes,
-            });
-        }
-        _ => {}
-    }
-    let mounts = blkro::family_mounts(Path::new(&device)).unwrap_or_default();
-    if !mounts.is_empty() {
-        let list = mounts
-            .iter()
-            .map(|m| format!("{} on {}", m.source, m.target))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(CaseError::RefuseMounted {
-            device,
-            mounts: list,
-        });
-    }
-    let mut names = vec![disk.name.clone()];
-    names.extend(disk.partitions.iter().map(|p| p.name.clone()));
-    let unlocked_file = unlocked_path();
-    let mut current = unlocked_names();
-    for n in &names {
-        if !current.contains(n) {
-            current.push(n.clone());
-        }
-    }
-    fs::write(&unlocked_file, current.join("\n") + "\n").map_err(|source| {
-        CaseError::AccessState {
-            path: unlocked_file.clone(),
-            source,
-        }
-    })?;
-    for n in &names {
-        let path = PathBuf::from("/dev").join(n);
-        blkro::set_read_only(&path, false).map_err(|source| CaseError::SetWriteBlock {
-            device: path.display().to_string(),
-            source,
-        })?;
-    }
     let _ = locked;
-    Ok(names)
+    confirm_and_write_enable(&disk, confirm)
 }
 
 #[cfg(test)]
