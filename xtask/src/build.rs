@@ -166,7 +166,7 @@ fn git_commit() -> String {
 }
 
 /// Builds the static rescue binary and checks that it has no program interpreter.
-pub fn build_rescue_binary(epoch: u32, commit: &str) -> anyhow::Result<PathBuf> {
+pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     let root = util::project_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     util::run(
@@ -460,7 +460,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     }
     let index = module_index(&kernel)?;
     let epoch = o.epoch;
-    let rescue_bin_path = build_rescue_binary(epoch, &o.commit)?;
+    let rescue_bin_path = build_rescue_binary(&o.commit)?;
     let rescue_bin = fs::read(&rescue_bin_path)?;
 
     let kernel_sha = util::sha256_hex(&vmlinuz);
