@@ -193,6 +193,28 @@ fn log(command: &str, detail: serde_json::Value) {
     }
 }
 
+/// Verifies before boot or deploy: prints what was proven, or prints and logs the refusal (then `None`).
+fn verified_or_refused(
+    req: &VerifyRequest,
+    shown: &Path,
+    command: &str,
+    refusal: &str,
+) -> Option<reinstall::Proof> {
+    match verify_with_meter(req) {
+        Ok(p) => {
+            println!("VERIFIED {}: {}", shown.display(), p.statement());
+            Some(p)
+        }
+        Err(e) => {
+            let msg = crate::error_chain(&e);
+            log(command, serde_json::json!({"refused": msg}));
+            println!("NOT VERIFIED {}: {msg}", shown.display());
+            println!("{refusal}");
+            None
+        }
+    }
+}
+
 fn verify_with_meter(req: &VerifyRequest) -> Result<reinstall::Proof, VerifyError> {
     let mut m = Meter::new();
     reinstall::verify_image(req, &mut |d, t| m.show("hashing", d, t))
@@ -283,18 +305,14 @@ fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
     let media = Media::mount(&a.sums)?;
     let iso_path = media.path(&a.iso);
     let proof = match request(&media, &a.iso, &a.sums) {
-        Some(req) => match verify_with_meter(&req) {
-            Ok(p) => {
-                println!("VERIFIED {}: {}", a.iso.display(), p.statement());
-                Some(p)
-            }
-            Err(e) => {
-                let msg = crate::error_chain(&e);
-                log(&command, serde_json::json!({"refused": msg}));
-                println!("NOT VERIFIED {}: {msg}", a.iso.display());
-                println!("refusing to boot an installer that did not verify");
-                return Ok(EXIT_NOT_VERIFIED);
-            }
+        Some(req) => match verified_or_refused(
+            &req,
+            &a.iso,
+            &command,
+            "refusing to boot an installer that did not verify",
+        ) {
+            Some(p) => Some(p),
+            None => return Ok(EXIT_NOT_VERIFIED),
         },
         None => anyhow::bail!(
             "give the installer's checksum list with --sums FILE (and --sig FILE): an unverified installer is never booted"
@@ -348,20 +366,14 @@ pub fn run_deploy(a: &DeployArgs) -> anyhow::Result<u8> {
     let media = Media::mount(&a.sums)?;
     let image = media.path(&a.image);
     let proof = match request(&media, &a.image, &a.sums) {
-        Some(req) => match verify_with_meter(&req) {
-            Ok(p) => {
-                println!("VERIFIED {}: {}", a.image.display(), p.statement());
-                Some(p)
-            }
-            Err(e) => {
-                let msg = crate::error_chain(&e);
-                log(&command, serde_json::json!({"refused": msg}));
-                println!("NOT VERIFIED {}: {msg}", a.image.display());
-                println!(
-                    "refusing to deploy an image that did not verify; the target was not touched"
-                );
-                return Ok(EXIT_NOT_VERIFIED);
-            }
+        Some(req) => match verified_or_refused(
+            &req,
+            &a.image,
+            &command,
+            "refusing to deploy an image that did not verify; the target was not touched",
+        ) {
+            Some(p) => Some(p),
+            None => return Ok(EXIT_NOT_VERIFIED),
         },
         None => None,
     };
