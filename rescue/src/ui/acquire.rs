@@ -295,6 +295,19 @@ pub(crate) fn json_line(kind: &str, body: serde_json::Value) {
     let _ = std::io::stdout().flush();
 }
 
+impl AcquireArgs {
+    /// The case fields of the manifest, as given on the command line (the same for local and S3).
+    pub(crate) fn case_info(&self) -> CaseInfo {
+        CaseInfo {
+            case_id: self.case_id.clone(),
+            evidence_id: self.evidence_id.clone(),
+            examiner: self.examiner.clone(),
+            notes: self.notes.clone(),
+            clock_offset_seconds: self.clock_offset,
+        }
+    }
+}
+
 /// Runs `rescue acquire` and returns the exit code.
 pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
     if super::remote::is_s3(&args.out) {
@@ -312,13 +325,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         split: args.split,
         hashes: args.hash.clone().map(|h| h.0),
         window: args.window,
-        case: CaseInfo {
-            case_id: args.case_id.clone(),
-            evidence_id: args.evidence_id.clone(),
-            examiner: args.examiner.clone(),
-            notes: args.notes.clone(),
-            clock_offset_seconds: args.clock_offset,
-        },
+        case: args.case_info(),
         retries: args.retries,
         verify_source: args.verify_source,
         resume: args.resume,

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::acquire::manifest::CaseInfo;
 use crate::acquire::{AcquireStatus, Phase, error_chain};
 use crate::s3::http::Trust;
 use crate::s3::upload::{UploadEvent, UploadOptions};
@@ -145,13 +144,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         ca_file: args.remote.ca.as_ref().map(|p| p.display().to_string()),
         hashes: args.hash.clone().map(|h| h.0),
         window: args.window,
-        case: CaseInfo {
-            case_id: args.case_id.clone(),
-            evidence_id: args.evidence_id.clone(),
-            examiner: args.examiner.clone(),
-            notes: args.notes.clone(),
-            clock_offset_seconds: args.clock_offset,
-        },
+        case: args.case_info(),
         retries: args.retries,
         resume: args.resume,
         block_size: args
