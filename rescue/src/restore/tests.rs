@@ -388,3 +388,50 @@ fn tar_hard_links_point_only_at_files_this_restore_screened() {
     );
     assert!(!dst.join("srv/c").exists() && !dst.join("srv/d").exists());
 }
+
+#[test]
+fn a_file_that_changes_between_hashing_and_copying_is_refused_and_leaves_nothing() {
+    // procfs hands out a new random UUID on every open: a regular file whose content differs between
+    // the screening hash and the copy, exactly like a file an attacker (or a busy service) rewrites.
+    let changing = Path::new("/proc/sys/kernel/random/uuid");
+    let first = fs::read(changing).unwrap();
+    assert_ne!(
+        first,
+        fs::read(changing).unwrap(),
+        "the fixture changes per open"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let dst = t.path().join("newroot");
+    fs::create_dir_all(&dst).unwrap();
+    let mut r = Restorer::new("test", &dst, Policy::default(), None, false).unwrap();
+    let entry = SourceEntry {
+        raw_path: "srv/data/ledger.csv".to_owned(),
+        kind: EntryKind::File,
+        mode: 0o640,
+        uid: 0,
+        gid: 0,
+        atime: 0,
+        mtime: 0,
+        size: first.len() as u64,
+        xattrs: Vec::new(),
+    };
+    r.entry(&entry, Content::Path(changing)).unwrap();
+    let m = r.finish(None);
+    let f = rec(&m, "srv/data/ledger.csv");
+    assert_eq!(f.action, Action::Refused, "{f:?}");
+    assert!(
+        f.reason
+            .as_deref()
+            .unwrap()
+            .contains("changed between hashing and copying"),
+        "{f:?}"
+    );
+    let dir = dst.join("srv/data");
+    let left: Vec<_> = fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "neither the file nor its temporary copy is left: {left:?}"
+    );
+}
