@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod fixtures;
+
 /// The prompt printed by the rescue system's line mode.
 pub const PROMPT: &str = "rescue> ";
 

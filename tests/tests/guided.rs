@@ -9,20 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, sha256_file};
+use tests::fixtures::{Signer, debugfs_dump, ext4_from, run_tool};
+use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
 const LONG: Duration = Duration::from_secs(1200);
-
-fn run_tool(cmd: &mut Command) -> anyhow::Result<()> {
-    let o = cmd.output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(())
-}
 
 /// A 256 MiB GPT disk whose one partition holds an ext4 filesystem with known files, made without root:
 /// the filesystem is built in its own file with `mkfs.ext4 -d` and copied to the partition's offset.
@@ -59,20 +50,6 @@ fn make_compromised_disk(work: &Path) -> anyhow::Result<std::path::PathBuf> {
     f.write_all(&bytes)?;
     f.sync_all()?;
     Ok(disk)
-}
-
-fn debugfs_dump(image: &Path, inside: &str, out: &Path) -> anyhow::Result<()> {
-    let o = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("dump {inside} {}", out.display()))
-        .arg(image)
-        .output()?;
-    anyhow::ensure!(
-        o.status.success() && out.exists(),
-        "debugfs dump {inside}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(())
 }
 
 #[test]
@@ -274,5 +251,336 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         rescue::caselog::verify(&edited).is_err(),
         "one edited byte breaks the chain"
     );
+    Ok(())
+}
+
+/// Every regular file under `dir` (relative path → content), skipping lost+found.
+fn tree(dir: &Path, rel: &str, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+    let Ok(rd) = std::fs::read_dir(dir.join(rel)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        match e.file_type() {
+            Ok(t) if t.is_dir() => {
+                if r != "lost+found" {
+                    tree(dir, &r, out);
+                }
+            }
+            Ok(_) => {
+                out.insert(r, std::fs::read(e.path()).unwrap_or_default());
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn write_file(root: &Path, rel: &str, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&p, data)?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// The close of an incident through the guided menu alone: steps 5 and 6 write a signed golden image
+/// (read from a media disk, verified against a GnuPG-signed SHA256SUMS and the signer's key on that disk)
+/// onto the compromised server's disk, then restore a screened backup onto the freshly deployed root.
+/// On the host the server's disk holds the golden files plus exactly the good backup files, the
+/// restore manifest on the evidence disk names every refusal, and the case log records both commands
+/// with the operator's reasons.
+#[test]
+fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_screened_backup()
+-> anyhow::Result<()> {
+    let Some(art) = gate(
+        "guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_screened_backup",
+    ) else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let w = work.path();
+
+    // The golden image: an ext4 root with a marker file, signed on a media disk with the signer's key.
+    let golden_root = w.join("golden-root");
+    write_file(
+        &golden_root,
+        "etc/golden-release",
+        b"golden build 12.7\n",
+        0o644,
+    )?;
+    write_file(
+        &golden_root,
+        "usr/bin/app",
+        b"\x7fELF app from the golden image",
+        0o755,
+    )?;
+    let media_dir = w.join("media");
+    std::fs::create_dir_all(&media_dir)?;
+    let golden = media_dir.join("golden.img");
+    std::fs::File::create(&golden)?.set_len(40 << 20)?;
+    run_tool(
+        Command::new("mkfs.ext4")
+            .args(["-F", "-q", "-L", "NEWROOT", "-d"])
+            .arg(&golden_root)
+            .arg(&golden),
+    )?;
+    let golden_sha = sha256_file(&golden)?;
+    let signer = Signer::new("Golden image builder <golden@example.org>")?;
+    signer.sign_sums(&media_dir, &["golden.img"])?;
+    let media = w.join("media.img");
+    ext4_from(&media_dir, &media, 16, "MEDIA")?;
+
+    // The backup: good files, one rotted since its SHA256SUMS was written, a setuid binary, a
+    // blocklisted implant and an attacker's authorized_keys. Its list and the IOCs are on the
+    // examiner's evidence disk.
+    let backup_dir = w.join("backup");
+    let good: [(&str, &[u8], u32); 2] = [
+        ("srv/data/report.txt", b"quarterly numbers\n", 0o640),
+        ("home/alice/notes.md", b"# notes\n", 0o600),
+    ];
+    for (rel, data, mode) in good {
+        write_file(&backup_dir, rel, data, mode)?;
+    }
+    write_file(&backup_dir, "srv/data/orders.db", b"rotted bytes", 0o644)?;
+    write_file(
+        &backup_dir,
+        "usr/local/bin/helper",
+        b"\x7fELF helper",
+        0o4755,
+    )?;
+    write_file(
+        &backup_dir,
+        "srv/data/implant.so",
+        b"attacker library",
+        0o644,
+    )?;
+    write_file(
+        &backup_dir,
+        "root/.ssh/authorized_keys",
+        b"ssh-ed25519 AAAA attacker@evil",
+        0o600,
+    )?;
+    let sha = |d: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(d)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut sums = String::new();
+    for (rel, data) in [
+        ("srv/data/report.txt", &b"quarterly numbers\n"[..]),
+        ("home/alice/notes.md", b"# notes\n"),
+        ("srv/data/orders.db", b"original orders"),
+        ("usr/local/bin/helper", b"\x7fELF helper"),
+        ("srv/data/implant.so", b"attacker library"),
+        (
+            "root/.ssh/authorized_keys",
+            b"ssh-ed25519 AAAA attacker@evil",
+        ),
+    ] {
+        sums.push_str(&format!("{}  ./{rel}\n", sha(data)));
+    }
+    let backup = w.join("backup.img");
+    std::fs::File::create(&backup)?.set_len(32 << 20)?;
+    run_tool(
+        Command::new("mkfs.ext4")
+            .args(["-F", "-q", "-d"])
+            .arg(&backup_dir)
+            .arg(&backup),
+    )?;
+    let ev_dir = w.join("evidence-files");
+    write_file(&ev_dir, "backup-SHA256SUMS", sums.as_bytes(), 0o644)?;
+    write_file(
+        &ev_dir,
+        "iocs.txt",
+        format!("{}  implant.so\n", sha(b"attacker library")).as_bytes(),
+        0o644,
+    )?;
+    let evidence = w.join("evidence.img");
+    ext4_from(&ev_dir, &evidence, 32, "EVIDENCE")?;
+    // The compromised server's disk, about to be rebuilt.
+    let server = w.join("server.img");
+    make_disk(&server, 64 << 20, 9)?;
+
+    let disk = |p: &Path, serial: &str| {
+        let mut d = Disk::new(p, Bus::Virtio);
+        d.serial = Some(serial.into());
+        d
+    };
+    let mut vm = QemuBuilder::direct(&art, w)
+        .disk(disk(&server, "VICTIM-01"))
+        .disk(disk(&media, "MEDIA-2"))
+        .disk(disk(&backup, "BACKUP-0001"))
+        .disk(disk(&evidence, "EVIDENCE-0042"))
+        .spawn()?;
+    vm.wait_prompt(T)?;
+
+    vm.send_line("1")?;
+    vm.expect("Case id", T)?;
+    vm.send_line("CASE-RR")?;
+    vm.expect("Examiner", T)?;
+    vm.send_line("tester")?;
+    vm.expect("Notes (optional)", T)?;
+    vm.send_line("")?;
+    vm.expect("True UTC time now", T)?;
+    vm.send_line("")?;
+    let out = vm.expect(PROMPT, T)?;
+    vm.check(out.contains("case CASE-RR opened"), &out)?;
+
+    // Step 3: the examiner's disk (vdd, fourth in the list) holds the IOC list and the backup's list.
+    vm.send_line("3")?;
+    vm.expect("Evidence destination disk", T)?;
+    vm.send_raw(b"jjj\r")?;
+    vm.expect("to make it writable", T)?;
+    vm.send_line("EVIDENCE-0042")?;
+    vm.expect("What to do with it", T)?;
+    vm.send_raw(b"\r")?;
+    let out = vm.expect(PROMPT, T)?;
+    vm.check(
+        out.contains("mounted on /mnt/evidence"),
+        &format!("the evidence disk is mounted:\n{out}"),
+    )?;
+
+    // Step 5: reinstall vda (never acquired: a reason is asked for) by deploying the signed image.
+    vm.send_line("5")?;
+    vm.expect("Disk to reinstall", T)?;
+    vm.send_raw(b"\r")?;
+    vm.expect("Reason to overwrite it anyway", T)?;
+    vm.send_line("rebuilt from the golden image after imaging offsite")?;
+    let out = vm.expect("Reinstall how", T)?;
+    vm.check(
+        out.contains("/dev/vda is cleared as the reinstall target"),
+        &format!("cleared with a reason:\n{out}"),
+    )?;
+    vm.send_raw(b"\r")?;
+    vm.expect("Disk or CD holding the image", T)?;
+    // Offered: no medium, vdb (media), vdc (backup); never the target or the evidence disk.
+    let menu = vm.expect("BACKUP-0001", T)?;
+    vm.check(
+        menu.contains("MEDIA-2") && !menu.contains("VICTIM-01") && !menu.contains("EVIDENCE-0042"),
+        &format!("the medium list leaves out the target and the evidence disk:\n{menu}"),
+    )?;
+    vm.send_raw(b"j\r")?;
+    vm.expect("Image file", T)?;
+    vm.send_line("golden.img")?;
+    vm.expect("Checksum list", T)?;
+    vm.send_line("SHA256SUMS")?;
+    vm.expect("Its detached signature", T)?;
+    vm.send_line("SHA256SUMS.sign")?;
+    vm.expect("public key file", T)?;
+    vm.send_line("signer.asc")?;
+    vm.expect("to overwrite it", T)?;
+    vm.send_line("VICTIM-01")?;
+    let out = vm.expect(PROMPT, Duration::from_secs(300))?;
+    vm.check(
+        out.contains(&format!("signed by {}", signer.fpr))
+            && out.contains("DEPLOYED and read back")
+            && out.contains(&golden_sha),
+        &format!("the signed image was deployed and read back:\n{out}"),
+    )?;
+
+    // Step 6: restore the backup disk onto the new root, dry run first, then for real.
+    vm.send_line("6")?;
+    vm.expect("Disk to restore", T)?;
+    vm.send_raw(b"\r")?;
+    vm.expect("Reason to overwrite it anyway", T)?;
+    vm.send_line("business data onto the rebuilt root")?;
+    vm.expect("Backup to restore from", T)?;
+    vm.send_line("/dev/vdc")?;
+    vm.expect("checksum list", T)?;
+    vm.send_line("/mnt/evidence/backup-SHA256SUMS")?;
+    vm.expect("Blocklist", T)?;
+    vm.send_line("/mnt/evidence/iocs.txt")?;
+    vm.expect("to write to it", T)?;
+    vm.send_line("TIM-01")?;
+    let out = vm.expect("Restore these files now", Duration::from_secs(300))?;
+    vm.check(
+        out.contains("--dry-run")
+            && out.contains("REFUSED   srv/data/orders.db: corrupted")
+            && out.contains("REFUSED   usr/local/bin/helper: setuid")
+            && out.contains("REFUSED   srv/data/implant.so: sha256")
+            && out.contains("HELD      root/.ssh/authorized_keys"),
+        &format!("the dry run shows what stays out:\n{out}"),
+    )?;
+    vm.send_raw(b"y")?;
+    let out = vm.expect(PROMPT, Duration::from_secs(300))?;
+    vm.check(
+        out.contains("restore complete: 1 held, 3 refused, 2 restored")
+            && out.contains("restore manifest: /mnt/evidence/CASE-RR/restore-manifest.json"),
+        &format!("restore summary:\n{out}"),
+    )?;
+
+    vm.send_line("7")?;
+    vm.expect("Power off now", T)?;
+    vm.send_raw(b"y")?;
+    let status = vm.wait_exit(Duration::from_secs(120))?;
+    vm.check(status.success(), "clean power-off")?;
+
+    // On the host: the rebuilt root holds the golden files and exactly the good backup files.
+    let out_dir = w.join("rebuilt");
+    std::fs::create_dir_all(&out_dir)?;
+    run_tool(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("rdump / {}", out_dir.display()))
+            .arg(&server),
+    )?;
+    let mut got = std::collections::BTreeMap::new();
+    tree(&out_dir, "", &mut got);
+    let mut want: std::collections::BTreeMap<String, Vec<u8>> = good
+        .iter()
+        .map(|(rel, data, _)| ((*rel).to_owned(), data.to_vec()))
+        .collect();
+    want.insert("etc/golden-release".into(), b"golden build 12.7\n".to_vec());
+    want.insert(
+        "usr/bin/app".into(),
+        b"\x7fELF app from the golden image".to_vec(),
+    );
+    assert_eq!(got, want, "golden files plus exactly the good backup files");
+
+    let manifest = w.join("restore-manifest.json");
+    debugfs_dump(&evidence, "/CASE-RR/restore-manifest.json", &manifest)?;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest)?)?;
+    for (path, action, reason) in [
+        ("srv/data/orders.db", "refused", "corrupted"),
+        ("usr/local/bin/helper", "refused", "setuid"),
+        ("srv/data/implant.so", "refused", "blocklist"),
+        ("root/.ssh/authorized_keys", "held", "authorized_keys"),
+        ("srv/data/report.txt", "restored", ""),
+    ] {
+        let r = m["files"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["path"] == path).cloned())
+            .unwrap_or_default();
+        assert_eq!(r["action"], action, "{path}: {r}");
+        assert!(
+            r["reason"].as_str().unwrap_or_default().contains(reason),
+            "{path}: {r}"
+        );
+    }
+
+    let case_log = w.join("case-log.jsonl");
+    debugfs_dump(&evidence, "/CASE-RR/case-log.jsonl", &case_log)?;
+    let entries = rescue::caselog::verify(&std::fs::read(&case_log)?)
+        .map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
+    let commands: Vec<&str> = entries.iter().map(|e| e.command.as_str()).collect();
+    for want in [
+        "deploy golden.img --target /dev/vda --confirm VICTIM-01 --media /dev/vdb --sums SHA256SUMS --sig SHA256SUMS.sign --keyring signer.asc --reason \"rebuilt from the golden image after imaging offsite\"",
+        "restore /dev/vdc /dev/vda --manifest /mnt/evidence/backup-SHA256SUMS --blocklist /mnt/evidence/iocs.txt --reason \"business data onto the rebuilt root\" --confirm TIM-01",
+    ] {
+        assert!(
+            commands.contains(&want),
+            "the case log records {want:?}: {commands:?}"
+        );
+    }
     Ok(())
 }

@@ -9,111 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use tests::fixtures::{Signer, ext4_from, initrd_with_trusted_key, run_tool as run};
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(180);
-
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let o = cmd.output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "{} failed: {}",
-        tests::display(cmd),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-/// A throw-away GnuPG home with one signing key.
-struct Signer {
-    home: tempfile::TempDir,
-    fpr: String,
-}
-
-impl Signer {
-    fn new(uid: &str) -> anyhow::Result<Self> {
-        let home = tempfile::Builder::new().prefix("g").tempdir_in("/tmp")?;
-        let mut s = Signer {
-            home,
-            fpr: String::new(),
-        };
-        s.gpg(&["--quick-gen-key", uid, "ed25519", "sign", "never"])?;
-        let listing = s.gpg(&["--with-colons", "--list-keys", uid])?;
-        s.fpr = listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .map(|l| l.trim_matches(':').to_owned())
-            .ok_or_else(|| anyhow::anyhow!("no fingerprint in {listing}"))?;
-        Ok(s)
-    }
-
-    fn gpg(&self, args: &[&str]) -> anyhow::Result<String> {
-        run(Command::new("gpg")
-            .env("GNUPGHOME", self.home.path())
-            .args([
-                "--batch",
-                "--yes",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-            ])
-            .args(args))
-    }
-
-    /// Writes SHA256SUMS for `files` into `dir`, its armoured detached signature and the public key.
-    fn sign_sums(&self, dir: &Path, files: &[&str]) -> anyhow::Result<()> {
-        let mut sums = String::new();
-        for f in files {
-            sums.push_str(&format!("{}  {f}\n", sha256_file(&dir.join(f))?));
-        }
-        std::fs::write(dir.join("SHA256SUMS"), sums)?;
-        let sums = dir.join("SHA256SUMS");
-        let sig = dir.join("SHA256SUMS.sign");
-        let key = dir.join("signer.asc");
-        self.gpg(&[
-            "--local-user",
-            &self.fpr,
-            "--armor",
-            "--output",
-            sig.to_str().unwrap_or_default(),
-            "--detach-sign",
-            sums.to_str().unwrap_or_default(),
-        ])?;
-        self.gpg(&[
-            "--armor",
-            "--output",
-            key.to_str().unwrap_or_default(),
-            "--export",
-            &self.fpr,
-        ])?;
-        Ok(())
-    }
-}
-
-impl Drop for Signer {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.home.path())
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
-}
-
-/// An ext4 image holding the files of `dir`.
-fn ext4_from(dir: &Path, image: &Path, extra_mib: u64) -> anyhow::Result<()> {
-    let mut size = 0u64;
-    for e in std::fs::read_dir(dir)?.flatten() {
-        size += e.metadata()?.len();
-    }
-    std::fs::File::create(image)?.set_len(size + (extra_mib << 20))?;
-    run(Command::new("mkfs.ext4")
-        .args(["-F", "-q", "-L", "MEDIA", "-d"])
-        .arg(dir)
-        .arg(image))?;
-    Ok(())
-}
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -145,34 +44,50 @@ fn installer_deb() -> anyhow::Result<PathBuf> {
     find().ok_or_else(|| anyhow::anyhow!("apt-get download left no .deb in {}", cache.display()))
 }
 
-#[test]
-fn reinstall_boot_kexecs_the_verified_debian_installer() -> anyhow::Result<()> {
-    let Some(art) = gate("reinstall_boot_kexecs_the_verified_debian_installer") else {
-        return Ok(());
-    };
-    let work = tempfile::tempdir()?;
+/// Debian's netboot installer kernel and initrd laid out as on a Debian CD (`/install.amd/`), in `work/iso`.
+fn installer_tree(work: &Path) -> anyhow::Result<PathBuf> {
     let deb = installer_deb()?;
-    let unpacked = work.path().join("deb");
+    let unpacked = work.join("deb");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
     let images =
         unpacked.join("usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64");
-    let iso_root = work.path().join("iso");
+    let iso_root = work.join("iso");
     std::fs::create_dir_all(iso_root.join("install.amd"))?;
     std::fs::copy(images.join("linux"), iso_root.join("install.amd/vmlinuz"))?;
     std::fs::copy(
         images.join("initrd.gz"),
         iso_root.join("install.amd/initrd.gz"),
     )?;
+    Ok(iso_root)
+}
+
+/// An ISO 9660 image (Rock Ridge + Joliet) of `root`.
+fn make_iso(root: &Path, iso: &Path, volume: &str) -> anyhow::Result<()> {
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-R", "-J", "-V", volume, "-o"])
+        .arg(iso)
+        .arg(root))?;
+    Ok(())
+}
+
+#[test]
+fn reinstall_boot_kexecs_the_verified_debian_installer() -> anyhow::Result<()> {
+    let Some(art) = gate("reinstall_boot_kexecs_the_verified_debian_installer") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let iso_root = installer_tree(work.path())?;
     let media_dir = work.path().join("media");
     std::fs::create_dir_all(&media_dir)?;
-    run(Command::new("xorriso")
-        .args(["-as", "mkisofs", "-R", "-J", "-V", "DEBIAN_12", "-o"])
-        .arg(media_dir.join("debian-installer.iso"))
-        .arg(&iso_root))?;
+    make_iso(
+        &iso_root,
+        &media_dir.join("debian-installer.iso"),
+        "DEBIAN_12",
+    )?;
     let signer = Signer::new("Debian CD signing test key <cd@example.org>")?;
     signer.sign_sums(&media_dir, &["debian-installer.iso"])?;
     let media = work.path().join("media.img");
-    ext4_from(&media_dir, &media, 16)?;
+    ext4_from(&media_dir, &media, 16, "MEDIA")?;
 
     let mut d = Disk::new(&media, Bus::Virtio);
     d.serial = Some("MEDIA-1".into());
@@ -219,7 +134,7 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
     let signer = Signer::new("Golden image builder <golden@example.org>")?;
     signer.sign_sums(&media_dir, &["golden.img"])?;
     let media = work.path().join("media.img");
-    ext4_from(&media_dir, &media, 16)?;
+    ext4_from(&media_dir, &media, 16, "MEDIA")?;
     let target = work.path().join("target.img");
     std::fs::File::create(&target)?.set_len(32 << 20)?;
     let small = work.path().join("small.img");
@@ -230,41 +145,9 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
         d.serial = Some(serial.into());
         d
     };
-    // Embed the signer's key the way `cargo xtask build --trust-key` does (/etc/rescue/trusted-keys/), as
-    // an uncompressed cpio in front of the build's initramfs (the kernel unpacks concatenated archives).
-    let extra = work.path().join("extra");
-    std::fs::create_dir_all(extra.join("etc/rescue/trusted-keys"))?;
-    std::fs::copy(
-        media_dir.join("signer.asc"),
-        extra.join("etc/rescue/trusted-keys/01-golden.asc"),
-    )?;
-    let mut child = Command::new("cpio")
-        .current_dir(&extra)
-        .args(["--quiet", "-o", "-H", "newc", "--owner", "0:0"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    {
-        use std::io::Write;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("cpio stdin"))?;
-        stdin.write_all(
-            b"etc\netc/rescue\netc/rescue/trusted-keys\netc/rescue/trusted-keys/01-golden.asc\n",
-        )?;
-    }
-    let cpio = child.wait_with_output()?;
-    anyhow::ensure!(
-        cpio.status.success(),
-        "cpio: {}",
-        String::from_utf8_lossy(&cpio.stderr)
-    );
-    let initrd = work.path().join("initrd-with-key");
-    let mut bytes = cpio.stdout;
-    bytes.extend(std::fs::read(art.initramfs())?);
-    std::fs::write(&initrd, bytes)?;
+    // Embed the signer's key the way `cargo xtask build --trust-key` does.
+    let initrd =
+        initrd_with_trusted_key(&art, &media_dir.join("signer.asc"), "golden", work.path())?;
     let mut b = QemuBuilder::direct(&art, work.path())
         .disk(disk(&media, "MEDIA-2"))
         .disk(disk(&target, "TARGET-0007"))
@@ -348,5 +231,72 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
         std::fs::read(&small)?.iter().all(|b| *b == 0),
         "the refused small disk is untouched"
     );
+    Ok(())
+}
+
+/// Under Secure Boot the kernel is locked down and `kexec_file_load` takes only kernels signed by a key
+/// it trusts. An installer ISO whose checksum list is authentic but whose kernel carries no valid
+/// Secure Boot signature (one byte of the signed kernel changed, as in a rebuilt or tampered kernel) is
+/// refused with an error that says why, and the rescue system stays up; Debian's signed installer
+/// kernel is then accepted and its first screen appears. Booted from rescue-usb.img through shim and
+/// GRUB with OVMF's Secure Boot enforced.
+#[test]
+fn under_secure_boot_kexec_refuses_an_unsigned_installer_kernel_and_boots_a_signed_one()
+-> anyhow::Result<()> {
+    let Some(art) =
+        gate("under_secure_boot_kexec_refuses_an_unsigned_installer_kernel_and_boots_a_signed_one")
+    else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let iso_root = installer_tree(work.path())?;
+    let media_dir = work.path().join("media");
+    std::fs::create_dir_all(&media_dir)?;
+    make_iso(&iso_root, &media_dir.join("signed.iso"), "DEBIAN_12")?;
+    let kernel = iso_root.join("install.amd/vmlinuz");
+    let mut bytes = std::fs::read(&kernel)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&kernel, bytes)?;
+    make_iso(&iso_root, &media_dir.join("unsigned.iso"), "CUSTOM_12")?;
+    let signer = Signer::new("Golden installer builder <build@example.org>")?;
+    signer.sign_sums(&media_dir, &["signed.iso", "unsigned.iso"])?;
+    let media = work.path().join("media.img");
+    ext4_from(&media_dir, &media, 16, "MEDIA")?;
+
+    let usb = work.path().join("rescue-usb.img");
+    std::fs::copy(art.usb_image(), &usb)?;
+    let mut d = Disk::new(&media, Bus::Virtio);
+    d.serial = Some("MEDIA-3".into());
+    let mut b = QemuBuilder::new(tests::Boot::UsbImage(usb), work.path())
+        .firmware(tests::Firmware::OvmfSecureBoot)
+        .disk(d);
+    b.memory_mib = 2048;
+    let mut vm = b.spawn()?;
+    let banner = vm.wait_prompt(Duration::from_secs(600))?;
+    vm.check(
+        banner.contains("Secure Boot enabled"),
+        &format!("booted with Secure Boot enforced:\n{banner}"),
+    )?;
+    let sums = "--media /dev/vda --sums SHA256SUMS --sig SHA256SUMS.sign --keyring signer.asc";
+    let out = vm.run(
+        &format!("reinstall boot unsigned.iso {sums}"),
+        Duration::from_secs(600),
+    )?;
+    vm.check(
+        out.contains("sha256 matches entry unsigned.iso")
+            && (out.contains("signature was rejected") || out.contains("locked down"))
+            && out.contains("(exit status")
+            && !out.contains("booting the installer now"),
+        &format!("the unsigned kernel is refused, saying why:\n{out}"),
+    )?;
+    let out = vm.run("status", T)?;
+    vm.check(
+        out.contains("Secure Boot enabled"),
+        &format!("the rescue system is still running:\n{out}"),
+    )?;
+    vm.send_line(&format!("reinstall boot signed.iso {sums}"))?;
+    vm.expect("booting the installer now", Duration::from_secs(600))?;
+    vm.expect("Select a language", Duration::from_secs(900))?;
     Ok(())
 }

@@ -735,8 +735,8 @@ fn ask_path(ask: &Ask, prompt: &str) -> anyhow::Result<Option<String>> {
         .filter(|p| !p.is_empty()))
 }
 
-/// `--sums FILE [--sig FILE]` as the operator names them (nothing when no list is given: the command
-/// then says the image is not authenticated, or refuses).
+/// `--sums FILE [--sig FILE] [--keyring FILE]` as the operator names them (nothing when no list is given:
+/// the command then says the image is not authenticated, or refuses).
 fn ask_sums(ask: &Ask) -> anyhow::Result<Vec<String>> {
     let mut words = Vec::new();
     if let Some(sums) = ask_path(
@@ -750,8 +750,54 @@ fn ask_sums(ask: &Ask) -> anyhow::Result<Vec<String>> {
         )? {
             words.extend(["--sig".to_owned(), sig]);
         }
+        if let Some(key) = ask_path(
+            ask,
+            "The signer's public key file (empty: the keys built into this image)",
+        )? {
+            words.extend(["--keyring".to_owned(), key]);
+        }
     }
     Ok(words)
+}
+
+/// Where the image and its checksum list are read from: `--media DEVICE` (a disk, partition or CD other
+/// than the target and the evidence disk, mounted read-only by the command), or no medium (paths in the
+/// rescue system, e.g. under /mnt/evidence). `None` when the operator cancels.
+fn ask_media(ask: &Ask, target: &str) -> anyhow::Result<Option<Vec<String>>> {
+    let s = state();
+    let mut choices: Vec<(String, Option<String>)> = vec![(
+        "No medium: paths in the rescue system (e.g. /mnt/evidence/...)".to_owned(),
+        None,
+    )];
+    for d in devices::list()? {
+        if d.path == target || s.unlocked.contains(&d.name) {
+            continue;
+        }
+        if d.partitions.is_empty() {
+            choices.push((disk_line(&d), Some(d.path.clone())));
+        }
+        for p in &d.partitions {
+            let line = format!(
+                "{:<8} {:>10}  partition of {}",
+                p.name,
+                devices::human_size(p.size_bytes),
+                disk_line(&d)
+            );
+            choices.push((line, Some(p.path.clone())));
+        }
+    }
+    let items: Vec<String> = choices.iter().map(|(l, _)| l.clone()).collect();
+    let Some(i) = ask.select(
+        "Disk or CD holding the image and its checksum list (mounted read-only)",
+        &items,
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(match &choices[i].1 {
+        Some(dev) => vec!["--media".to_owned(), dev.clone()],
+        None => Vec::new(),
+    }))
 }
 
 /// Reinstall step after the interlock: write a verified image onto the disk, or kexec a verified installer.
@@ -766,6 +812,9 @@ fn reinstall_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Resu
     };
     match choice {
         0 => {
+            let Some(media) = ask_media(ask, target)? else {
+                return Ok(());
+            };
             let Some(image) = ask_path(ask, "Image file (raw, image.raw.zst or ISO)")? else {
                 return Ok(());
             };
@@ -779,6 +828,7 @@ fn reinstall_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Resu
             };
             let mut words = vec!["deploy".to_owned(), image, "--target".to_owned()];
             words.extend([target.to_owned(), "--confirm".to_owned(), serial]);
+            words.extend(media);
             words.extend(sums);
             if let Some(r) = reason {
                 words.extend(["--reason".to_owned(), r.to_owned()]);
@@ -786,10 +836,14 @@ fn reinstall_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Resu
             run(&words.iter().map(String::as_str).collect::<Vec<_>>());
         }
         1 => {
+            let Some(media) = ask_media(ask, target)? else {
+                return Ok(());
+            };
             let Some(iso) = ask_path(ask, "Installer ISO")? else {
                 return Ok(());
             };
             let mut words = vec!["reinstall".to_owned(), "boot".to_owned(), iso];
+            words.extend(media);
             words.extend(ask_sums(ask)?);
             if ask.confirm("Verify it and boot it now (this ends the rescue system)?")? {
                 run(&words.iter().map(String::as_str).collect::<Vec<_>>());
@@ -811,6 +865,12 @@ fn restore_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Result
         return Ok(());
     };
     let mut words = vec!["restore".to_owned(), source, target.to_owned()];
+    if let Some(sums) = ask_path(
+        ask,
+        "The backup's checksum list (SHA256SUMS or restore-manifest.json; empty: none)",
+    )? {
+        words.extend(["--manifest".to_owned(), sums]);
+    }
     if let Some(list) = ask_path(ask, "Blocklist of IOC hashes (empty: none)")? {
         words.extend(["--blocklist".to_owned(), list]);
     }
