@@ -319,16 +319,17 @@ fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
         ),
     };
     let file = std::fs::File::open(&iso_path)?;
-    let mut iso = iso9660::Iso::open(std::io::BufReader::new(file))?;
+    let mut iso =
+        iso9660::IsoReader::open(std::io::BufReader::new(file)).map_err(iso9660::IsoError::from)?;
     let (kpath, ipath) = match (&a.kernel, &a.initrd) {
         (Some(k), Some(i)) => (k.clone(), i.clone()),
         _ => {
-            let (k, i) = iso.find_installer()?;
+            let (k, i) = iso9660::find_installer(&mut iso)?;
             (k.to_owned(), i.to_owned())
         }
     };
-    let kernel = iso.read_file(&kpath)?;
-    let initrd = iso.read_file(&ipath)?;
+    let kernel = iso.read_file(&kpath).map_err(iso9660::IsoError::from)?;
+    let initrd = iso.read_file(&ipath).map_err(iso9660::IsoError::from)?;
     let own = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let cmdline = kexec::installer_cmdline(&own, &a.append);
     println!(
