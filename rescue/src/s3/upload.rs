@@ -502,9 +502,9 @@ fn lock(m: &Mutex<SinkState>) -> MutexGuard<'_, SinkState> {
 }
 
 impl BlockSink for S3Sink {
-    fn accept(&mut self, block: &Block) -> Result<(), StreamError> {
+    fn accept(&mut self, _block: &Block, out: &[u8]) -> Result<(), StreamError> {
         lock(&self.0)
-            .accept(block.data())
+            .accept(out)
             .map_err(|e| StreamError::WriteSink(Box::new(e)))
     }
 }
@@ -895,7 +895,10 @@ pub fn upload(
         &pool,
         &hashes,
         window,
-        Output::Sink(Box::new(S3Sink(Arc::clone(&sink)))),
+        Output::Sink {
+            sink: Box::new(S3Sink(Arc::clone(&sink))),
+            zstd: None,
+        },
         &mut produce,
         &mut observe,
     );
