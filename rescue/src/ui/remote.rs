@@ -355,7 +355,18 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
             );
         }
         if let Some(p) = report.first_bad_part {
-            println!("  first bad part: {p}");
+            match &report.first_bad_object {
+                Some(o) => println!("  first bad part: {p} of {o}"),
+                None => println!("  first bad part: {p}"),
+            }
+        }
+        if let Some(w) = &report.first_bad_window {
+            println!(
+                "  first bad window: {} (bytes {}..{})",
+                w.index,
+                w.offset,
+                w.offset + w.length
+            );
         }
     }
     Ok(code)
