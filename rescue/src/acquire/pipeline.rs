@@ -137,6 +137,9 @@ type Fanout<'a, 's> = (
     &'a mut Vec<Joined<'s, Result<(), StreamError>>>,
 );
 
+/// The ordered output thread, which gives its consumer back with how it ended.
+type OrderedThread<'s, C> = Joined<'s, (C, Result<(), StreamError>)>;
+
 /// Starts the ordered output side: a thread that hands `consumer` every block in stream order with its
 /// output bytes (the block's stored bytes or data for raw; its zstd frame, compressed by a pool of
 /// `workers` threads at `level`, when `zstd` is `Some`). Returns the thread (which gives the consumer
@@ -150,10 +153,7 @@ fn spawn_ordered<'s, 'e, C: Send + 's>(
     zstd: Option<(i32, usize)>,
     depth: usize,
     (broadcast, round_robin, compressors): Fanout<'_, 's>,
-) -> (
-    Option<Joined<'s, (C, Result<(), StreamError>)>>,
-    Option<StreamError>,
-) {
+) -> (Option<OrderedThread<'s, C>>, Option<StreamError>) {
     let mut setup_error = None;
     let Some((level, workers)) = zstd else {
         let (tx, rx) = sync_channel::<Arc<Block>>(depth);
@@ -454,8 +454,11 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Records what a sink is handed: each block's offset and length, and its output bytes.
-    struct Collect(Arc<Mutex<(Vec<(u64, usize)>, Vec<u8>)>>);
+    /// What a sink was handed: each block's offset and length, and all output bytes.
+    type Seen = (Vec<(u64, usize)>, Vec<u8>);
+
+    /// Records what a sink is handed.
+    struct Collect(Arc<Mutex<Seen>>);
 
     impl BlockSink for Collect {
         fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError> {
@@ -466,11 +469,7 @@ mod tests {
         }
     }
 
-    fn through_sink(
-        data: &[u8],
-        block: usize,
-        zstd: Option<(i32, usize)>,
-    ) -> (Vec<(u64, usize)>, Vec<u8>) {
+    fn through_sink(data: &[u8], block: usize, zstd: Option<(i32, usize)>) -> Seen {
         let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
         let pool = BufferPool::new(4, block);
         let mut offset = 0;

@@ -1377,7 +1377,11 @@ pub fn upload(
     }
     let reused = s.reused;
     let mut state = s.state.clone();
+    // The part buffers and the read pool are not needed any more; --verify-source brings its own.
+    s.spare = Vec::new();
+    s.buf = Vec::new();
     drop(s);
+    drop(pool);
 
     for e in &unreadable {
         state.line(&format!(
