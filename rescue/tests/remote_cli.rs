@@ -824,3 +824,415 @@ fn a_dropped_connection_is_retried_and_an_outage_resumes() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     check_stored(&store, "flaky/outage", &src);
 }
+
+/// Our S3 client, for downloading what an acquisition stored.
+fn client(store: &Store) -> rescue::s3::client::Client {
+    use rescue::s3::{Store as S3, StoreConfig};
+    S3::new(StoreConfig {
+        endpoint: store.endpoint(),
+        region: "us-east-1".to_owned(),
+        bucket: "evidence".to_owned(),
+        credentials: rescue::s3::sigv4::Credentials::new(ACCESS, SECRET),
+        trust: rescue::s3::http::Trust::System,
+        timeout: Duration::from_secs(30),
+        local_clock_error: 0,
+    })
+    .unwrap()
+    .client()
+}
+
+/// Downloads every object under `prefix` into a fresh directory, as an examiner would.
+fn download(store: &Store, prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = client(store);
+    let objects = c.list_objects(&format!("{prefix}/")).unwrap();
+    assert!(!objects.is_empty(), "nothing under {prefix}");
+    for (key, _) in objects {
+        let name = key.rsplit('/').next().unwrap();
+        fs::write(dir.path().join(name), c.get_object(&key, None).unwrap()).unwrap();
+    }
+    dir
+}
+
+/// A local acquisition of the same source with the same options, to compare image files with.
+fn local_acquisition(src: &Path, extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("acq");
+    let o = run(Command::new(BIN)
+        .args([
+            "acquire",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(extra));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    dir
+}
+
+fn assert_sums_and_local_verify(dir: &Path) {
+    let o = run(Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(dir));
+    assert!(o.status.success(), "sha256sum -c: {}", text(&o));
+    let v = run(Command::new(BIN).arg("verify").arg(dir));
+    assert_eq!(v.status.code(), Some(0), "local verify: {}", text(&v));
+}
+
+fn zstd_decompress(file: &Path) -> Vec<u8> {
+    let o = run(Command::new("zstd").arg("-dc").arg(file));
+    assert!(o.status.success(), "zstd -d: {}", text(&o));
+    o.stdout
+}
+
+/// Every recorded part hash holds for the bytes of its object.
+fn check_parts(m: &Value, dir: &Path) {
+    let parts = m["remote"]["parts"].as_array().unwrap();
+    for o in m["outputs"].as_array().unwrap() {
+        let file = o["file"].as_str().unwrap();
+        if file == "unreadable.map" {
+            continue;
+        }
+        let bytes = fs::read(dir.join(file)).unwrap();
+        let mine: Vec<&Value> = parts.iter().filter(|p| p["file"] == file).collect();
+        assert!(!mine.is_empty(), "no parts listed for {file}");
+        let mut next = 0;
+        for (i, p) in mine.iter().enumerate() {
+            assert_eq!(p["number"].as_u64().unwrap(), i as u64 + 1);
+            let (at, n) = (
+                p["offset"].as_u64().unwrap() as usize,
+                p["size_bytes"].as_u64().unwrap() as usize,
+            );
+            assert_eq!(at, next, "parts of {file} leave a gap");
+            assert_eq!(p["sha256"].as_str().unwrap(), sha256(&bytes[at..at + n]));
+            next = at + n;
+        }
+        assert_eq!(next, bytes.len(), "parts do not cover {file}");
+        assert_eq!(o["sha256"].as_str().unwrap(), sha256(&bytes));
+    }
+}
+
+#[test]
+fn a_zstd_upload_is_the_local_seekable_file_and_damage_is_localised() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 20 * MIB + 4096);
+    let src_s = src.to_str().unwrap();
+    let source = fs::read(&src).unwrap();
+    let url = "s3://evidence/z/host/disk";
+    let o = store.rescue(
+        &[
+            "acquire", src_s, "--out", url, "--format", "zstd", "--window", "4M",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let got = download(&store, "z/host/disk");
+    let m: Value =
+        serde_json::from_slice(&fs::read(got.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["image"]["format"], "zstd-seekable");
+    assert_eq!(m["image"]["zstd_level"], -1);
+    assert_eq!(m["outputs"][0]["file"], "image.raw.zst");
+    assert_eq!(m["hashes"]["sha256"].as_str().unwrap(), sha256(&source));
+    let object = got.path().join("image.raw.zst");
+    assert!(!got.path().join("image.raw").exists());
+    assert!(fs::metadata(&object).unwrap().len() < source.len() as u64);
+    assert_eq!(
+        zstd_decompress(&object),
+        source,
+        "zstd -d differs from the source"
+    );
+    check_parts(&m, got.path());
+    assert_sums_and_local_verify(got.path());
+    // Byte for byte what a local acquisition writes: the same frames and seek table.
+    let local = local_acquisition(&src, &["--format", "zstd"]);
+    assert!(
+        fs::read(local.path().join("acq/image.raw.zst")).unwrap() == fs::read(&object).unwrap(),
+        "the uploaded image.raw.zst differs from a local one"
+    );
+    let v = store.rescue(&["verify", url], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+
+    // Flip one byte in the middle of the third frame (stream bytes 8..12 MiB) of the stored object.
+    let stored = store.root.join("evidence/z/host/disk/image.raw.zst");
+    let mut bytes = fs::read(&stored).unwrap();
+    let len = rescue::acquire::seekable::table_len_from_footer(&bytes[bytes.len() - 9..]).unwrap();
+    let frames =
+        rescue::acquire::seekable::parse_seek_table(&bytes[bytes.len() - len as usize..]).unwrap();
+    assert_eq!(frames.len(), 6);
+    let start: usize = frames[..2].iter().map(|f| f.compressed as usize).sum();
+    let at = start + frames[2].compressed as usize / 2;
+    bytes[at] ^= 0x55;
+    fs::write(&stored, &bytes).unwrap();
+    let bad = store.rescue(&["verify", url, "--json"], &[]);
+    assert_eq!(bad.status.code(), Some(4), "{}", text(&bad));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let part_bytes = m["remote"]["part_bytes"].as_u64().unwrap() as usize;
+    assert_eq!(
+        last["report"]["first_bad_part"],
+        at / part_bytes + 1,
+        "{out}"
+    );
+    assert_eq!(last["report"]["first_bad_window"]["index"], 2, "{out}");
+    assert!(out.contains("window 2 at offset 8388608"), "{out}");
+    // Only that window: the frames after it still decode to the right bytes.
+    assert!(!out.contains("window 3 at offset"), "{out}");
+    let plain = store.rescue(&["verify", url], &[]);
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).contains("first bad window: 2"),
+        "{}",
+        text(&plain)
+    );
+}
+
+#[test]
+fn split_uploads_are_segments_that_concatenate_to_the_source_and_verify_source_matches() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 20 * MIB + 4096);
+    let src_s = src.to_str().unwrap();
+    let source = fs::read(&src).unwrap();
+
+    // Raw, split in 8 MiB segments, with the source read a second time.
+    let url = "s3://evidence/split/raw";
+    let o = store.rescue(
+        &[
+            "acquire",
+            src_s,
+            "--out",
+            url,
+            "--split",
+            "8M",
+            "--verify-source",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("hashes match"),
+        "{}",
+        text(&o)
+    );
+    let got = download(&store, "split/raw");
+    let m: Value =
+        serde_json::from_slice(&fs::read(got.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["source_verification"]["matched"], true);
+    assert_eq!(
+        m["source_verification"]["hashes"]["sha256"]
+            .as_str()
+            .unwrap(),
+        sha256(&source)
+    );
+    let names: Vec<&str> = m["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "image.raw.001",
+            "image.raw.002",
+            "image.raw.003",
+            "unreadable.map"
+        ]
+    );
+    assert!(!got.path().join("image.raw").exists());
+    let mut joined = Vec::new();
+    for n in &names[..3] {
+        joined.extend(fs::read(got.path().join(n)).unwrap());
+    }
+    assert_eq!(
+        joined, source,
+        "the segments do not concatenate to the source"
+    );
+    assert_eq!(
+        fs::metadata(got.path().join("image.raw.003"))
+            .unwrap()
+            .len(),
+        4 * MIB as u64 + 4096
+    );
+    check_parts(&m, got.path());
+    assert_sums_and_local_verify(got.path());
+    let local = local_acquisition(&src, &["--split", "8M"]);
+    for n in &names[..3] {
+        assert!(
+            fs::read(local.path().join("acq").join(n)).unwrap()
+                == fs::read(got.path().join(n)).unwrap(),
+            "{n} differs from a local acquisition's"
+        );
+    }
+    let v = store.rescue(&["verify", url], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+
+    // zstd and split: the compressed stream is cut, as locally; verify joins and decompresses.
+    let url = "s3://evidence/split/zstd";
+    let o = store.rescue(
+        &[
+            "acquire", src_s, "--out", url, "--format", "zstd", "--split", "5M",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let got = download(&store, "split/zstd");
+    let local = local_acquisition(&src, &["--format", "zstd", "--split", "5M"]);
+    let mut local_names: Vec<String> = fs::read_dir(local.path().join("acq"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("image.raw.zst."))
+        .collect();
+    local_names.sort();
+    assert!(local_names.len() >= 3, "{local_names:?}");
+    let mut joined = Vec::new();
+    for n in &local_names {
+        let mine = fs::read(got.path().join(n)).unwrap_or_default();
+        assert!(
+            mine == fs::read(local.path().join("acq").join(n)).unwrap(),
+            "{n} differs from a local acquisition's"
+        );
+        joined.extend(mine);
+    }
+    let cat = tmp.path().join("joined.zst");
+    fs::write(&cat, &joined).unwrap();
+    assert_eq!(zstd_decompress(&cat), source);
+    let m: Value =
+        serde_json::from_slice(&fs::read(got.path().join("manifest.json")).unwrap()).unwrap();
+    check_parts(&m, got.path());
+    assert_sums_and_local_verify(got.path());
+    let v = store.rescue(&["verify", url], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+
+    // A damaged segment fails verify and is named.
+    let seg = store.root.join("evidence/split/raw/image.raw.002");
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&seg, &bytes).unwrap();
+    let bad = store.rescue(&["verify", "s3://evidence/split/raw", "--json"], &[]);
+    assert_eq!(bad.status.code(), Some(4), "{}", text(&bad));
+    let out = String::from_utf8_lossy(&bad.stdout);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["report"]["first_bad_object"], "image.raw.002", "{out}");
+    assert_eq!(last["report"]["first_bad_part"], 1, "{out}");
+}
+
+/// Kills a zstd upload once 16 MiB are stored, resumes it, and compares with an uninterrupted one.
+fn kill_and_resume(store: &Store, src: &Path, prefix: &str, extra: &[&str]) -> Value {
+    let src_s = src.to_str().unwrap();
+    let url = format!("s3://evidence/{prefix}");
+    let mut args = vec!["acquire", src_s, "--out", url.as_str()];
+    args.extend_from_slice(extra);
+    let o = store.rescue(&args, &[("RESCUE_TEST_ABORT_AFTER_BYTES", "16777216")]);
+    assert_eq!(o.status.code(), None, "not killed: {}", text(&o));
+    let dir = store.root.join("evidence").join(prefix);
+    assert!(dir.join(".rescue-upload.json").exists());
+    assert!(!dir.join("manifest.json").exists());
+
+    // --resume alone continues with the recorded --format and --split.
+    let o = store.rescue(
+        &["acquire", src_s, "--out", &url, "--resume", "--json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert!(last["reused_parts"].as_u64().unwrap() >= 2, "{out}");
+    let m = manifest(store, prefix);
+    assert_eq!(m["resumes"].as_array().unwrap().len(), 1);
+    assert!(!dir.join(".rescue-upload.json").exists());
+    assert!(
+        !store.files().iter().any(|f| f.contains(".upload_id-")),
+        "multipart leftovers: {:?}",
+        store.files()
+    );
+    let v = store.rescue(&["verify", &url], &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+
+    // The same objects and hashes as an upload that was never interrupted.
+    let clean = format!("{prefix}-clean");
+    let curl = format!("s3://evidence/{clean}");
+    let mut args = vec!["acquire", src_s, "--out", curl.as_str()];
+    args.extend_from_slice(extra);
+    let o = store.rescue(&args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let c = manifest(store, &clean);
+    assert_eq!(m["hashes"], c["hashes"]);
+    // unreadable.map names the start time, which differs; the image objects must not.
+    let images = |v: &Value| -> Vec<Value> {
+        v["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["file"] != "unreadable.map")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(images(&m), images(&c));
+    let parts = |v: &Value| -> Vec<(String, String)> {
+        v["remote"]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["file"].to_string(), p["sha256"].to_string()))
+            .collect()
+    };
+    assert_eq!(parts(&m), parts(&c));
+    for o in images(&m) {
+        let f = o["file"].as_str().unwrap();
+        assert!(
+            fs::read(dir.join(f)).unwrap()
+                == fs::read(store.root.join("evidence").join(&clean).join(f)).unwrap(),
+            "{f} differs from the uninterrupted upload's"
+        );
+    }
+    m
+}
+
+#[test]
+fn killed_zstd_and_split_uploads_resume_to_identical_objects() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 40 * MIB);
+    let source = fs::read(&src).unwrap();
+
+    let m = kill_and_resume(&store, &src, "resume/zstd", &["--format", "zstd"]);
+    assert_eq!(m["hashes"]["sha256"].as_str().unwrap(), sha256(&source));
+    let object = store.root.join("evidence/resume/zstd/image.raw.zst");
+    assert_eq!(zstd_decompress(&object), source);
+    let local = local_acquisition(&src, &["--format", "zstd"]);
+    assert!(
+        fs::read(local.path().join("acq/image.raw.zst")).unwrap() == fs::read(&object).unwrap(),
+        "the resumed image.raw.zst differs from a local one"
+    );
+
+    let m = kill_and_resume(
+        &store,
+        &src,
+        "resume/split",
+        &["--format", "zstd", "--split", "12M"],
+    );
+    let dir = store.root.join("evidence/resume/split");
+    let mut joined = Vec::new();
+    for o in m["outputs"].as_array().unwrap() {
+        let f = o["file"].as_str().unwrap();
+        if f.starts_with("image.raw.zst.") {
+            joined.extend(fs::read(dir.join(f)).unwrap());
+        }
+    }
+    let cat = tmp.path().join("joined.zst");
+    fs::write(&cat, &joined).unwrap();
+    assert_eq!(zstd_decompress(&cat), source);
+    let o = run(Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&dir));
+    assert!(o.status.success(), "sha256sum -c: {}", text(&o));
+}

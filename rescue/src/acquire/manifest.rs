@@ -151,10 +151,20 @@ pub struct ResumeRecord {
 /// One part of a multipart upload to an object store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemotePart {
+    /// The image object the part belongs to (`image.raw`, `image.raw.zst`, `image.raw.001`, …);
+    /// absent in manifests from before zstd and split uploads, which only had `image.raw`.
+    #[serde(default = "first_image_object")]
+    pub file: String,
+    /// Part number inside its object, from 1.
     pub number: u32,
+    /// Offset of the part inside its object (for `image.raw` also the stream offset).
     pub offset: u64,
     pub size_bytes: u64,
     pub sha256: String,
+}
+
+fn first_image_object() -> String {
+    "image.raw".to_owned()
 }
 
 /// Where an acquisition streamed to an S3-compatible store (`--out s3://…`). Absent for local ones.

@@ -79,7 +79,8 @@ impl ImageFormat {
         }
     }
 
-    fn from_manifest_name(s: &str) -> Option<Self> {
+    /// The format a manifest's `format` value names.
+    pub fn from_manifest_name(s: &str) -> Option<Self> {
         match s {
             "raw" => Some(Self::Raw),
             "zstd-seekable" => Some(Self::Zstd),
@@ -1056,8 +1057,17 @@ pub fn acquire_from(
     // Optional second read of the source.
     if opts.verify_source {
         log.line("re-reading the source to compare (--verify-source)");
-        let verification = reread_source(reader, size, sector, &settings, &opts.cancel, progress)
-            .map_err(AcquireError::VerifySource)?;
+        let verification = reread_source(
+            reader,
+            size,
+            sector,
+            settings.block_bytes as usize,
+            &settings.hashes,
+            settings.retries,
+            &opts.cancel,
+            progress,
+        )
+        .map_err(AcquireError::VerifySource)?;
         let matched = verification.hashes == result.hashes && verification.unreadable == unreadable;
         log.line(&format!(
             "source re-read: {}",
@@ -1148,7 +1158,7 @@ pub fn acquire_from(
 }
 
 /// zstd compressor threads: the machine's cores, at most 8.
-fn compressor_threads() -> usize {
+pub(crate) fn compressor_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8)
@@ -1171,20 +1181,24 @@ fn write_incomplete(dir: &Path, base: &Manifest, size: u64, acquired: u64) {
     let _ = manifest::write_reserved(dir, MANIFEST_FILE, &m.to_json(), 64 << 10);
 }
 
-struct Reread {
-    hashes: BTreeMap<String, String>,
-    unreadable: Vec<Extent>,
+/// What a second read of the source found (`--verify-source`).
+pub(crate) struct Reread {
+    pub(crate) hashes: BTreeMap<String, String>,
+    pub(crate) unreadable: Vec<Extent>,
 }
 
-fn reread_source(
+/// Reads the source again in `block`-byte reads and hashes it (local and object-store acquisitions).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn reread_source(
     reader: &dyn ReadAt,
     size: u64,
     sector: u32,
-    settings: &Settings,
+    block: usize,
+    hashes: &[HashAlgorithm],
+    retries: u32,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Reread, StreamError> {
-    let block = settings.block_bytes as usize;
     let pool = BufferPool::new(POOL_BUFFERS.min((256 << 20) / block / 2).max(4), block);
     let mut offset = 0;
     let mut unreadable = Vec::new();
@@ -1196,13 +1210,7 @@ fn reread_source(
         let Some(mut buf) = pool.take() else {
             return Ok(None);
         };
-        let bad = read_block(
-            reader,
-            buf.slice_mut(len),
-            offset,
-            sector as usize,
-            settings.retries,
-        )?;
+        let bad = read_block(reader, buf.slice_mut(len), offset, sector as usize, retries)?;
         for e in bad {
             source::push_extent(&mut unreadable, e);
         }
@@ -1213,7 +1221,7 @@ fn reread_source(
     let mut observe = reading_observer(Phase::VerifySource, size, progress, cancel);
     let r = pipeline::run(
         &pool,
-        &settings.hashes,
+        hashes,
         None,
         Output::None,
         &mut produce,

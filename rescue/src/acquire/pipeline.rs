@@ -41,9 +41,10 @@ pub enum StreamError {
 }
 
 /// A destination other than the local image writer (e.g. an object store): takes every block in order
-/// on its own thread. Raw bytes only; the block's `already_written` flag says it was resumed.
+/// on its own thread, with its output bytes: the block's data, or its zstd frame when the
+/// [`Output::Sink`] compresses (the same frames a local `--format zstd` acquisition writes).
 pub trait BlockSink: Send {
-    fn accept(&mut self, block: &Block) -> Result<(), StreamError>;
+    fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError>;
 }
 
 /// What happens to the bytes besides hashing.
@@ -57,8 +58,12 @@ pub enum Output {
     },
     /// Hash the output files as the layout cuts them (verify); bytes come from `Block::stored` or the data.
     HashFiles { layout: Layout },
-    /// Hand every block to a [`BlockSink`], returned in the result to be finished by the caller.
-    Sink(Box<dyn BlockSink>),
+    /// Hand every block to a [`BlockSink`], returned in the result to be finished by the caller;
+    /// compressed like [`Output::Write`] when `zstd` is `Some((level, workers))`.
+    Sink {
+        sink: Box<dyn BlockSink>,
+        zstd: Option<(i32, usize)>,
+    },
 }
 
 /// What the producer's observer wants next.
@@ -122,6 +127,100 @@ fn spawn<'s, 'e, T: Send + 's>(
 fn join<T>(h: Joined<'_, T>, name: &str) -> Result<T, StreamError> {
     h.join()
         .map_err(|_| StreamError::PanicThread(name.to_owned()))
+}
+
+/// Where the producer hands blocks: to every consumer, to one compressor in turn, and the compressor
+/// threads to join.
+type Fanout<'a, 's> = (
+    &'a mut Vec<SyncSender<Arc<Block>>>,
+    &'a mut Vec<SyncSender<Arc<Block>>>,
+    &'a mut Vec<Joined<'s, Result<(), StreamError>>>,
+);
+
+/// The ordered output thread, which gives its consumer back with how it ended.
+type OrderedThread<'s, C> = Joined<'s, (C, Result<(), StreamError>)>;
+
+/// Starts the ordered output side: a thread that hands `consumer` every block in stream order with its
+/// output bytes (the block's stored bytes or data for raw; its zstd frame, compressed by a pool of
+/// `workers` threads at `level`, when `zstd` is `Some`). Returns the thread (which gives the consumer
+/// back) and the first setup error. Frames depend only on the block and the level, never on the number
+/// of workers, so a re-read compresses to the same bytes.
+fn spawn_ordered<'s, 'e, C: Send + 's>(
+    s: &'s thread::Scope<'s, 'e>,
+    name: &str,
+    mut consumer: C,
+    accept: fn(&mut C, &Block, &[u8]) -> Result<(), StreamError>,
+    zstd: Option<(i32, usize)>,
+    depth: usize,
+    (broadcast, round_robin, compressors): Fanout<'_, 's>,
+) -> (Option<OrderedThread<'s, C>>, Option<StreamError>) {
+    let mut setup_error = None;
+    let Some((level, workers)) = zstd else {
+        let (tx, rx) = sync_channel::<Arc<Block>>(depth);
+        return match spawn(s, name, move || {
+            for b in rx {
+                let out = b.stored.as_deref().unwrap_or(b.data());
+                if let Err(e) = accept(&mut consumer, &b, out) {
+                    return (consumer, Err(e));
+                }
+            }
+            (consumer, Ok(()))
+        }) {
+            Ok(j) => {
+                broadcast.push(tx);
+                (Some(j), None)
+            }
+            Err(e) => (None, Some(e)),
+        };
+    };
+    let mut frame_rx: Vec<Receiver<Framed>> = Vec::new();
+    for i in 0..workers.max(1) {
+        let (tx, rx) = sync_channel::<Arc<Block>>(1);
+        let (ftx, frx) = sync_channel::<Framed>(1);
+        match spawn(
+            s,
+            &format!("zstd{i}"),
+            move || -> Result<(), StreamError> {
+                let mut c =
+                    zstd::bulk::Compressor::new(level).map_err(StreamError::CompressFrame)?;
+                for b in rx {
+                    let frame = match b.stored {
+                        Some(_) => None,
+                        None => Some(c.compress(b.data()).map_err(StreamError::CompressFrame)?),
+                    };
+                    if ftx.send((b, frame)).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+        ) {
+            Ok(j) => {
+                round_robin.push(tx);
+                frame_rx.push(frx);
+                compressors.push(j);
+            }
+            Err(e) => setup_error = Some(e),
+        }
+    }
+    match spawn(s, name, move || {
+        // Frames come back in block order because blocks were dealt round-robin.
+        let mut turn = 0;
+        while let Some(Ok((b, frame))) = frame_rx
+            .get(turn % frame_rx.len().max(1))
+            .map(Receiver::recv)
+        {
+            turn += 1;
+            let out = frame.as_deref().or(b.stored.as_deref()).unwrap_or(&[]);
+            if let Err(e) = accept(&mut consumer, &b, out) {
+                return (consumer, Err(e));
+            }
+        }
+        (consumer, Ok(()))
+    }) {
+        Ok(j) => (Some(j), setup_error),
+        Err(e) => (None, Some(e)),
+    }
 }
 
 /// Runs the stream to its end. `produce` yields blocks (`Ok(None)` at the end); `observe` sees every
@@ -189,22 +288,18 @@ pub fn run(
         let mut sink_thread = None;
         match output {
             Output::None => {}
-            Output::Sink(mut sink) => {
-                let (tx, rx) = sync_channel::<Arc<Block>>(depth);
-                match spawn(s, "sink", move || {
-                    for b in rx {
-                        if let Err(e) = sink.accept(&b) {
-                            return (sink, Err(e));
-                        }
-                    }
-                    (sink, Ok(()))
-                }) {
-                    Ok(j) => {
-                        broadcast.push(tx);
-                        sink_thread = Some(j);
-                    }
-                    Err(e) => setup_error = Some(e),
-                }
+            Output::Sink { sink, zstd } => {
+                let (j, e) = spawn_ordered(
+                    s,
+                    "sink",
+                    sink,
+                    |k: &mut Box<dyn BlockSink>, b, out| k.accept(b, out),
+                    zstd,
+                    depth,
+                    (&mut broadcast, &mut round_robin, &mut compressors),
+                );
+                sink_thread = j;
+                setup_error = setup_error.or(e);
             }
             Output::HashFiles { layout } => {
                 let (tx, rx) = sync_channel::<Arc<Block>>(depth);
@@ -222,81 +317,18 @@ pub fn run(
                     Err(e) => setup_error = Some(e),
                 }
             }
-            Output::Write {
-                mut writer,
-                zstd: None,
-            } => {
-                let (tx, rx) = sync_channel::<Arc<Block>>(depth);
-                match spawn(s, "writer", move || {
-                    for b in rx {
-                        let out = b.stored.as_deref().unwrap_or(b.data());
-                        if let Err(e) = writer.accept(&b, out) {
-                            return (writer, Err(StreamError::from(e)));
-                        }
-                    }
-                    (writer, Ok(()))
-                }) {
-                    Ok(j) => {
-                        broadcast.push(tx);
-                        writer_thread = Some(j);
-                    }
-                    Err(e) => setup_error = Some(e),
-                }
-            }
-            Output::Write {
-                mut writer,
-                zstd: Some((level, workers)),
-            } => {
-                let mut frame_rx: Vec<Receiver<Framed>> = Vec::new();
-                for i in 0..workers.max(1) {
-                    let (tx, rx) = sync_channel::<Arc<Block>>(1);
-                    let (ftx, frx) = sync_channel::<Framed>(1);
-                    match spawn(
-                        s,
-                        &format!("zstd{i}"),
-                        move || -> Result<(), StreamError> {
-                            let mut c = zstd::bulk::Compressor::new(level)
-                                .map_err(StreamError::CompressFrame)?;
-                            for b in rx {
-                                let frame = match b.stored {
-                                    Some(_) => None,
-                                    None => Some(
-                                        c.compress(b.data()).map_err(StreamError::CompressFrame)?,
-                                    ),
-                                };
-                                if ftx.send((b, frame)).is_err() {
-                                    break;
-                                }
-                            }
-                            Ok(())
-                        },
-                    ) {
-                        Ok(j) => {
-                            round_robin.push(tx);
-                            frame_rx.push(frx);
-                            compressors.push(j);
-                        }
-                        Err(e) => setup_error = Some(e),
-                    }
-                }
-                match spawn(s, "writer", move || {
-                    // Frames come back in block order because blocks were dealt round-robin.
-                    let mut turn = 0;
-                    while let Some(Ok((b, frame))) = frame_rx
-                        .get(turn % frame_rx.len().max(1))
-                        .map(Receiver::recv)
-                    {
-                        turn += 1;
-                        let out = frame.as_deref().or(b.stored.as_deref()).unwrap_or(&[]);
-                        if let Err(e) = writer.accept(&b, out) {
-                            return (writer, Err(StreamError::from(e)));
-                        }
-                    }
-                    (writer, Ok(()))
-                }) {
-                    Ok(j) => writer_thread = Some(j),
-                    Err(e) => setup_error = Some(e),
-                }
+            Output::Write { writer, zstd } => {
+                let (j, e) = spawn_ordered(
+                    s,
+                    "writer",
+                    writer,
+                    |w: &mut Box<ImageWriter>, b, out| w.accept(b, out).map_err(StreamError::from),
+                    zstd,
+                    depth,
+                    (&mut broadcast, &mut round_robin, &mut compressors),
+                );
+                writer_thread = j;
+                setup_error = setup_error.or(e);
             }
         }
 
@@ -415,4 +447,78 @@ pub fn run(
             }),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// What a sink was handed: each block's offset and length, and all output bytes.
+    type Seen = (Vec<(u64, usize)>, Vec<u8>);
+
+    /// Records what a sink is handed.
+    struct Collect(Arc<Mutex<Seen>>);
+
+    impl BlockSink for Collect {
+        fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError> {
+            let mut g = self.0.lock().unwrap();
+            g.0.push((block.offset, block.len));
+            g.1.extend_from_slice(out);
+            Ok(())
+        }
+    }
+
+    fn through_sink(data: &[u8], block: usize, zstd: Option<(i32, usize)>) -> Seen {
+        let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+        let pool = BufferPool::new(4, block);
+        let mut offset = 0;
+        let mut produce = |pool: &BufferPool| -> Result<Option<Block>, StreamError> {
+            if offset >= data.len() {
+                return Ok(None);
+            }
+            let len = block.min(data.len() - offset);
+            let mut buf = pool.take().unwrap();
+            buf.slice_mut(len)
+                .copy_from_slice(&data[offset..offset + len]);
+            let b = pool.block(buf, offset as u64, len);
+            offset += len;
+            Ok(Some(b))
+        };
+        let r = run(
+            &pool,
+            &[HashAlgorithm::Sha256],
+            None,
+            Output::Sink {
+                sink: Box::new(Collect(Arc::clone(&seen))),
+                zstd,
+            },
+            &mut produce,
+            &mut |_| Control::Continue,
+        )
+        .map_err(|f| f.error)
+        .unwrap();
+        assert_eq!(r.ending, Ending::Complete);
+        assert!(r.sink.is_some());
+        let g = seen.lock().unwrap();
+        (g.0.clone(), g.1.clone())
+    }
+
+    #[test]
+    fn a_compressing_sink_gets_every_frame_in_order_whatever_the_worker_count() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| if i % 7 == 0 { (i * 31 % 251) as u8 } else { 0 })
+            .collect();
+        let (order, raw) = through_sink(&data, 64 << 10, None);
+        assert_eq!(raw, data);
+        assert_eq!(order.len(), 5);
+        let (order1, one) = through_sink(&data, 64 << 10, Some((-1, 1)));
+        let (order3, three) = through_sink(&data, 64 << 10, Some((-1, 3)));
+        assert_eq!(order1, order);
+        assert_eq!(order3, order);
+        // The same bytes whatever the pool size: a resumed upload can compare part hashes.
+        assert_eq!(one, three);
+        assert!(one.len() < data.len() / 2, "not compressed");
+        assert_eq!(zstd::stream::decode_all(&one[..]).unwrap(), data);
+    }
 }

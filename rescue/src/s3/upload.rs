@@ -1,16 +1,20 @@
 //! Acquisition straight into an S3-compatible store: the source is read by the same pipeline as a local
-//! acquisition (read-only source, parallel stream hashes), and an [`crate::acquire::pipeline::BlockSink`]
-//! cuts the stream into parts that a bounded pool of uploader threads sends as a multipart upload, each
-//! part with `x-amz-checksum-sha256`. The object layout mirrors a local directory: `image.raw`,
-//! `unreadable.map`, `manifest.json` (listing every part and its SHA-256), `acquisition.log`,
-//! `SHA256SUMS`.
+//! acquisition (read-only source, parallel stream hashes, for `--format zstd` the same compressor pool
+//! and frames), and an [`crate::acquire::pipeline::BlockSink`] cuts the output stream into objects
+//! (one, or `--split` segments) and each object into parts that a bounded pool of uploader threads
+//! sends, one multipart upload per object, each part with `x-amz-checksum-sha256`. The object layout
+//! mirrors a local directory: `image.raw`, `image.raw.zst` (zstd seekable: frames, then the seek
+//! table) or their segments `….001`, `….002`, …, `unreadable.map`, `manifest.json` (listing every
+//! object and every part with its SHA-256), `acquisition.log`, `SHA256SUMS`.
 //!
-//! Durable state lives in the store itself (`.rescue-upload.json` under the prefix: upload id, settings,
-//! parts uploaded with their SHA-256, log so far), so a killed process or a restarted rescue system
-//! continues with `--resume`: the source is read again, each part the store already holds is checked
-//! against what was re-read and skipped, the rest is uploaded. A second writer to a prefix that holds
-//! anything is refused. A fatal refusal by the store aborts the multipart upload and removes the state,
-//! leaving nothing half-written; a network failure keeps both for `--resume`.
+//! Durable state lives in the store itself (`.rescue-upload.json` under the prefix: settings, each
+//! object's upload id and the parts uploaded with their SHA-256, log so far), so a killed process or a
+//! restarted rescue system continues with `--resume`: the source is read (and compressed) again, each
+//! part the store already holds is checked against what was re-read and skipped, the rest is
+//! uploaded; zstd frames depend only on the data and the level, so the parts come out the same. A
+//! second writer to a prefix that holds anything is refused. A fatal refusal by the store aborts the
+//! multipart uploads and removes the state, leaving nothing half-written; a network failure keeps
+//! both for `--resume`.
 //!
 //! Nothing here prints or exits; progress and clock skew are reported through the event callback.
 
@@ -30,20 +34,22 @@ use crate::acquire::buffer::{Block, BufferPool};
 use crate::acquire::hash::{self, HashAlgorithm, hex};
 use crate::acquire::manifest::{
     CaseInfo, ImageInfo, LOG_FILE, MANIFEST_FILE, MAP_FILE, Manifest, RemoteInfo, RemotePart,
-    ResumeRecord, SCHEMA, SUMS_FILE, ToolInfo, now_rfc3339,
+    ResumeRecord, SCHEMA, SUMS_FILE, SourceVerification, ToolInfo, now_rfc3339,
 };
 use crate::acquire::pipeline::{self, BlockSink, Control, Ending, Output, StreamError};
-use crate::acquire::segments::OutputFile;
+use crate::acquire::seekable::{self, FrameEntry};
+use crate::acquire::segments::{Layout, OutputFile};
 use crate::acquire::source::{Extent, read_block};
+use crate::acquire::writer::WriteImageError;
 use crate::acquire::{
-    AcquireError, AcquireStatus, DEFAULT_BLOCK, DEFAULT_RETRIES, MAX_BLOCK, Phase, Progress,
-    mapfile,
+    AcquireError, AcquireStatus, DEFAULT_BLOCK, DEFAULT_RETRIES, DEFAULT_ZSTD_LEVEL, ImageFormat,
+    MAX_BLOCK, Phase, Progress, mapfile,
 };
 
 /// Name of the state object under the prefix while an upload is under way.
 pub const STATE_OBJECT: &str = ".rescue-upload.json";
 /// Schema of the state object.
-pub const STATE_SCHEMA: &str = "rescue.s3-upload/1";
+pub const STATE_SCHEMA: &str = "rescue.s3-upload/2";
 /// Smallest part (S3 allows 5 MiB; 8 MiB matches common tools).
 pub const MIN_PART: u64 = 8 << 20;
 /// Most parts S3 allows in one upload.
@@ -138,13 +144,28 @@ impl std::fmt::Display for S3Url {
     }
 }
 
-/// Part size for a source: max(8 MiB, ⌈size/10000⌉), rounded up to whole read blocks.
+/// Part size for an object of at most `size` bytes: max(8 MiB, ⌈size/10000⌉), rounded up to whole
+/// read blocks.
 pub fn part_size(size: u64, block: u64) -> u64 {
     let p = MIN_PART.max(size.div_ceil(MAX_PARTS));
     p.div_ceil(block.max(1)) * block.max(1)
 }
 
-/// What the caller asks for.
+/// The most bytes one object of the layout can hold: the source size for raw; for zstd the source plus
+/// the growth of incompressible frames (zstd's bound is n/256 plus a header) and the seek table (8
+/// bytes a frame); `--split` caps either.
+pub fn largest_object(size: u64, block: u64, zstd: bool, split: Option<u64>) -> u64 {
+    let stream = if zstd {
+        let frames = size.div_ceil(block.max(1));
+        size + size / 128 + (frames + 1) * 64
+    } else {
+        size
+    };
+    split.map_or(stream, |s| s.min(stream))
+}
+
+/// What the caller asks for. `format`, `split` and `zstd_level` take defaults for a new upload and the
+/// recorded values on `resume` (where a `Some` that differs from the record is refused).
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
     pub source: PathBuf,
@@ -158,6 +179,14 @@ pub struct UploadOptions {
     pub hashes: Option<Vec<HashAlgorithm>>,
     /// Hash window size (`--window`), recorded in the manifest like a local acquisition's.
     pub window: Option<u64>,
+    /// Image format [default: raw]: zstd uploads `image.raw.zst` in the seekable format.
+    pub format: Option<ImageFormat>,
+    /// `--split`: the image stream is cut into objects of this many bytes (`image.raw.001`, …).
+    pub split: Option<u64>,
+    /// zstd level [default: [`crate::acquire::DEFAULT_ZSTD_LEVEL`]].
+    pub zstd_level: Option<i32>,
+    /// Re-read the source after the upload and compare the hashes (`--verify-source`).
+    pub verify_source: bool,
     pub case: CaseInfo,
     pub retries: Option<u32>,
     pub resume: bool,
@@ -221,15 +250,27 @@ pub enum UploadError {
     },
     #[error("invalid option: {0}")]
     RejectOption(String),
-    #[error("upload stopped after {uploaded} bytes were stored{}", if *.resumable { "; run again with --resume" } else { "; the multipart upload was aborted" })]
+    #[error("upload stopped after {uploaded} bytes were stored{}", stop_hint(*.resumable, *.aborted))]
     Stop {
         uploaded: u64,
         resumable: bool,
+        /// The multipart uploads and the state were removed.
+        aborted: bool,
         #[source]
         source: StreamError,
     },
     #[error("the source size changed during the run: {before} bytes at the start, {after} now")]
     ChangeSourceSize { before: u64, after: u64 },
+    #[error("re-reading the source")]
+    VerifySource(#[source] StreamError),
+}
+
+fn stop_hint(resumable: bool, aborted: bool) -> &'static str {
+    match (resumable, aborted) {
+        (true, _) => "; run again with --resume",
+        (false, true) => "; the multipart upload was aborted",
+        (false, false) => "; the objects in the store were left as they are",
+    }
 }
 
 impl UploadError {
@@ -242,17 +283,64 @@ impl UploadError {
     }
 }
 
+/// Errors of the part sink (the thread that cuts the output stream into objects and parts).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Store(#[from] S3Error),
+    #[error(
+        "part {number} of {file}, already complete in the store, differs from the source as read now"
+    )]
+    ChangeCompletedPart { file: String, number: u32 },
+    #[error("the uploader threads stopped answering")]
+    LoseUploaders,
+}
+
+impl SinkError {
+    fn is_network(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_network())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StatePart {
     size: u64,
     sha256: String,
 }
 
+/// One image object (`image.raw`, `image.raw.zst`, or a segment of either) and its multipart upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StateObject {
+    name: String,
+    upload_id: String,
+    parts: BTreeMap<u32, StatePart>,
+    /// CompleteMultipartUpload succeeded: the object exists and its upload id is gone.
+    #[serde(default)]
+    completed: bool,
+}
+
+fn raw_format() -> String {
+    ImageFormat::Raw.manifest_name().to_owned()
+}
+
 /// The state object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UploadState {
     schema: String,
+    /// `rescue.s3-upload/1` (raw only) kept the one upload of `image.raw` here; read, never written.
+    #[serde(default, skip_serializing)]
     upload_id: String,
+    #[serde(default, skip_serializing)]
+    parts: BTreeMap<u32, StatePart>,
+    /// Image objects in stream order, each created when the stream reaches it.
+    #[serde(default)]
+    objects: Vec<StateObject>,
+    #[serde(default = "raw_format")]
+    format: String,
+    #[serde(default)]
+    split_bytes: Option<u64>,
+    #[serde(default)]
+    zstd_level: Option<i32>,
     part_bytes: u64,
     block_bytes: u64,
     hashes: Vec<HashAlgorithm>,
@@ -265,7 +353,6 @@ struct UploadState {
     case: CaseInfo,
     started_at: String,
     resumes: Vec<ResumeRecord>,
-    parts: BTreeMap<u32, StatePart>,
     log: Vec<String>,
 }
 
@@ -273,9 +360,29 @@ impl UploadState {
     fn line(&mut self, msg: &str) {
         self.log.push(format!("{} {msg}", now_rfc3339()));
     }
+
+    /// Moves a version-1 record (one `image.raw` upload) into `objects`.
+    fn upgrade(&mut self) {
+        if self.objects.is_empty() && !self.upload_id.is_empty() {
+            self.objects.push(StateObject {
+                name: ImageFormat::Raw.base_name().to_owned(),
+                upload_id: std::mem::take(&mut self.upload_id),
+                parts: std::mem::take(&mut self.parts),
+                completed: false,
+            });
+        }
+    }
+
+    fn layout(&self) -> Layout {
+        let format = ImageFormat::from_manifest_name(&self.format).unwrap_or(ImageFormat::Raw);
+        Layout {
+            base: format.base_name().to_owned(),
+            split: self.split_bytes,
+        }
+    }
 }
 
-/// What the store already holds of part `n` on resume.
+/// What the store already holds of a part on resume.
 #[derive(Debug, Clone)]
 struct Held {
     size: u64,
@@ -286,13 +393,21 @@ struct Held {
 }
 
 struct PartJob {
+    object: usize,
+    key: String,
+    upload_id: String,
     number: u32,
+    /// Offset of the part inside its object.
     offset: u64,
     data: Vec<u8>,
+    held: Option<Held>,
+    /// The object is already complete: a part that does not match `held` cannot be sent again.
+    completed: bool,
 }
 
 enum PartResult {
     Done {
+        object: usize,
         number: u32,
         offset: u64,
         size: u64,
@@ -301,7 +416,7 @@ enum PartResult {
         reused: bool,
         data: Vec<u8>,
     },
-    Failed(S3Error),
+    Failed(SinkError),
 }
 
 #[derive(Debug, Clone)]
@@ -312,20 +427,43 @@ struct DonePart {
     etag: String,
 }
 
+/// The object the output stream is filling.
+struct OpenObject {
+    index: usize,
+    key: String,
+    upload_id: String,
+    completed: bool,
+    /// Bytes accepted into it so far (dispatched or in the part buffer).
+    size: u64,
+    next_number: u32,
+    hasher: Option<Sha256>,
+}
+
 /// The sink's state, shared with the caller (which needs it after the pipeline returns).
 struct SinkState {
+    url: S3Url,
+    layout: Layout,
+    /// Output bytes are zstd frames: keep their sizes for the seek table.
+    zstd: bool,
+    frames: Vec<FrameEntry>,
+    /// Hash each object here (not needed when the one raw object is the stream).
+    hash_objects: bool,
     part_bytes: u64,
     buf: Vec<u8>,
     spare: Vec<Vec<u8>>,
     buffers: usize,
     max_buffers: usize,
-    next_number: u32,
-    part_offset: u64,
+    /// Output stream bytes accepted.
+    pos: u64,
+    open: Option<OpenObject>,
+    /// Finished objects in order (SHA-256 empty when `hash_objects` is false).
+    closed: Vec<OutputFile>,
+    held: BTreeMap<(usize, u32), Held>,
     jobs: Option<SyncSender<PartJob>>,
     results: Receiver<PartResult>,
     workers: Vec<JoinHandle<()>>,
     outstanding: usize,
-    done: BTreeMap<u32, DonePart>,
+    done: BTreeMap<(usize, u32), DonePart>,
     reused: usize,
     state: UploadState,
     state_client: super::client::Client,
@@ -333,11 +471,10 @@ struct SinkState {
     last_store: Instant,
     state_interval: Duration,
     uploaded: Arc<AtomicU64>,
-    failure: Option<S3Error>,
 }
 
 impl SinkState {
-    fn take_buffer(&mut self) -> Result<Vec<u8>, S3Error> {
+    fn take_buffer(&mut self) -> Result<Vec<u8>, SinkError> {
         loop {
             if let Some(b) = self.spare.pop() {
                 return Ok(b);
@@ -350,10 +487,11 @@ impl SinkState {
         }
     }
 
-    fn handle(&mut self, r: PartResult) -> Result<(), S3Error> {
+    fn handle(&mut self, r: PartResult) -> Result<(), SinkError> {
         self.outstanding -= 1;
         match r {
             PartResult::Done {
+                object,
                 number,
                 offset,
                 size,
@@ -367,15 +505,17 @@ impl SinkState {
                 if reused {
                     self.reused += 1;
                 }
-                self.state.parts.insert(
-                    number,
-                    StatePart {
-                        size,
-                        sha256: hex(&sha256),
-                    },
-                );
+                if let Some(o) = self.state.objects.get_mut(object) {
+                    o.parts.insert(
+                        number,
+                        StatePart {
+                            size,
+                            sha256: hex(&sha256),
+                        },
+                    );
+                }
                 self.done.insert(
-                    number,
+                    (object, number),
                     DonePart {
                         offset,
                         size,
@@ -396,68 +536,159 @@ impl SinkState {
         }
     }
 
-    fn wait_one(&mut self) -> Result<(), S3Error> {
+    fn wait_one(&mut self) -> Result<(), SinkError> {
         match self.results.recv() {
             Ok(r) => self.handle(r),
-            Err(_) => Err(S3Error::ParseAnswer {
-                op: "UploadPart".to_owned(),
-                what: "an answer from the uploader threads".to_owned(),
-            }),
+            Err(_) => Err(SinkError::LoseUploaders),
         }
     }
 
-    fn drain_ready(&mut self) -> Result<(), S3Error> {
+    fn drain_ready(&mut self) -> Result<(), SinkError> {
         while let Ok(r) = self.results.try_recv() {
             self.handle(r)?;
         }
         Ok(())
     }
 
-    fn dispatch(&mut self) -> Result<(), S3Error> {
+    /// Opens object `index`: the one recorded by an interrupted run, or a new multipart upload.
+    fn begin_object(&mut self, index: usize) -> Result<(), SinkError> {
+        let name = self.layout.name(index as u64);
+        let key = self.url.key(&name);
+        let recorded = self
+            .state
+            .objects
+            .get(index)
+            .filter(|o| o.name == name)
+            .map(|o| (o.upload_id.clone(), o.completed));
+        let (upload_id, completed) = match recorded {
+            Some(r) => r,
+            None => {
+                let id = self.state_client.create_multipart(&key)?;
+                self.state.objects.truncate(index);
+                self.state.objects.push(StateObject {
+                    name,
+                    upload_id: id.clone(),
+                    parts: BTreeMap::new(),
+                    completed: false,
+                });
+                self.state.line(&format!(
+                    "multipart upload {id} of {key}, parts of {} bytes",
+                    self.part_bytes
+                ));
+                // Recorded at once: an upload the state does not name could be neither resumed nor
+                // aborted.
+                self.store_state()?;
+                (id, false)
+            }
+        };
+        self.open = Some(OpenObject {
+            index,
+            key,
+            upload_id,
+            completed,
+            size: 0,
+            next_number: 1,
+            hasher: self.hash_objects.then(Sha256::new),
+        });
+        Ok(())
+    }
+
+    /// Sends the part buffer as the open object's next part.
+    fn dispatch(&mut self) -> Result<(), SinkError> {
+        let Some(o) = self.open.as_mut() else {
+            return Ok(());
+        };
         let data = std::mem::take(&mut self.buf);
         let size = data.len() as u64;
+        let number = o.next_number;
+        o.next_number += 1;
         let job = PartJob {
-            number: self.next_number,
-            offset: self.part_offset,
+            object: o.index,
+            key: o.key.clone(),
+            upload_id: o.upload_id.clone(),
+            number,
+            offset: o.size - size,
             data,
+            held: self.held.remove(&(o.index, number)),
+            completed: o.completed,
         };
-        self.next_number += 1;
-        self.part_offset += size;
         let Some(tx) = &self.jobs else {
             return Ok(());
         };
         if tx.send(job).is_err() {
-            return Err(S3Error::ParseAnswer {
-                op: "UploadPart".to_owned(),
-                what: "a running uploader thread".to_owned(),
-            });
+            return Err(SinkError::LoseUploaders);
         }
         self.outstanding += 1;
         Ok(())
     }
 
-    fn accept(&mut self, mut data: &[u8]) -> Result<(), S3Error> {
-        if let Some(e) = self.failure.take() {
-            return Err(e);
+    /// Sends the open object's last part (an empty object gets one empty part) and lists it.
+    fn close_object(&mut self) -> Result<(), SinkError> {
+        if !self.buf.is_empty() || self.open.as_ref().is_some_and(|o| o.next_number == 1) {
+            self.dispatch()?;
         }
+        if let Some(o) = self.open.take() {
+            self.closed.push(OutputFile {
+                file: self.layout.name(o.index as u64),
+                size_bytes: o.size,
+                sha256: o.hasher.map(|h| hex(&h.finalize())).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends output bytes: cut into objects as the layout says, and into parts inside each.
+    fn write(&mut self, mut data: &[u8]) -> Result<(), SinkError> {
         self.drain_ready()?;
         while !data.is_empty() {
+            let (index, off) = self.layout.locate(self.pos);
+            if self.open.is_none() {
+                self.begin_object(usize::try_from(index).unwrap_or(usize::MAX))?;
+            }
             if self.buf.capacity() == 0 {
                 self.buf = self.take_buffer()?;
             }
-            let room = self.part_bytes as usize - self.buf.len();
-            let n = room.min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.buf.len() as u64 == self.part_bytes {
+            let object_room = self.layout.split.map_or(u64::MAX, |s| s - off);
+            let room = (self.part_bytes as usize - self.buf.len())
+                .min(usize::try_from(object_room).unwrap_or(usize::MAX));
+            let (chunk, rest) = data.split_at(room.min(data.len()));
+            self.buf.extend_from_slice(chunk);
+            if let Some(o) = self.open.as_mut() {
+                o.size += chunk.len() as u64;
+                if let Some(h) = o.hasher.as_mut() {
+                    h.update(chunk);
+                }
+            }
+            self.pos += chunk.len() as u64;
+            data = rest;
+            if self
+                .layout
+                .split
+                .is_some_and(|s| self.pos.is_multiple_of(s))
+            {
+                self.close_object()?;
+            } else if self.buf.len() as u64 == self.part_bytes {
                 self.dispatch()?;
             }
         }
         Ok(())
     }
 
+    /// The end of the stream: the seek table (zstd), the last part, and one empty object for an empty
+    /// stream (as a local acquisition has one empty file).
+    fn end_stream(&mut self) -> Result<(), SinkError> {
+        if self.zstd {
+            let table = seekable::encode_seek_table(&self.frames);
+            self.write(&table)?;
+        }
+        if self.open.is_none() && self.closed.is_empty() {
+            self.begin_object(0)?;
+        }
+        self.close_object()
+    }
+
     /// Waits for every part in flight (keeping the first error).
-    fn settle(&mut self) -> Result<(), S3Error> {
+    fn settle(&mut self) -> Result<(), SinkError> {
         let mut first = None;
         while self.outstanding > 0 {
             if let Err(e) = self.wait_one() {
@@ -477,21 +708,96 @@ impl SinkState {
         }
     }
 
-    fn store_state(&mut self) -> Result<(), S3Error> {
-        // Contiguous bytes stored from the start, as this snapshot records them.
+    /// Parts of object `index` done so far, in order.
+    fn parts_of(&self, index: usize) -> impl Iterator<Item = (u32, &DonePart)> {
+        self.done
+            .range((index, 0)..(index + 1, 0))
+            .map(|((_, n), p)| (*n, p))
+    }
+
+    /// Output stream bytes stored without a gap from the start.
+    fn contiguous(&self) -> u64 {
         let mut end = 0;
-        for p in self.done.values() {
-            if p.offset != end {
+        for index in 0..self.state.objects.len() {
+            let mut inside = 0;
+            for (_, p) in self.parts_of(index) {
+                if p.offset != inside {
+                    break;
+                }
+                inside += p.size;
+            }
+            end += inside;
+            if self
+                .closed
+                .get(index)
+                .is_none_or(|c| c.size_bytes != inside)
+            {
                 break;
             }
-            end += p.size;
         }
+        end
+    }
+
+    fn store_state(&mut self) -> Result<(), S3Error> {
+        let end = self.contiguous();
         let json = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
         self.state_client
             .put_object(&self.state_key, &json, false)?;
         self.last_store = Instant::now();
         self.uploaded.store(end, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Completes every object's multipart upload in order, recording each; uploads an interrupted run
+    /// recorded beyond this run's objects are aborted.
+    fn complete_objects(&mut self) -> Result<(), SinkError> {
+        // Every part recorded first: a kill while completing leaves a state that names them all.
+        self.store_state()?;
+        for index in 0..self.closed.len() {
+            let Some(obj) = self.state.objects.get(index).cloned() else {
+                continue;
+            };
+            if obj.completed {
+                continue;
+            }
+            let parts: Vec<CompletedPart> = self
+                .parts_of(index)
+                .map(|(number, p)| CompletedPart {
+                    number,
+                    etag: p.etag.clone(),
+                    checksum_sha256: base64(&p.sha256),
+                })
+                .collect();
+            self.state_client.complete_multipart(
+                &self.url.key(&obj.name),
+                &obj.upload_id,
+                &parts,
+            )?;
+            if let Some(o) = self.state.objects.get_mut(index) {
+                o.completed = true;
+            }
+            self.store_state()?;
+        }
+        let extra = self.state.objects.split_off(self.closed.len());
+        for o in extra.iter().filter(|o| !o.completed) {
+            let _ = self
+                .state_client
+                .abort_multipart(&self.url.key(&o.name), &o.upload_id);
+        }
+        Ok(())
+    }
+
+    /// Leaves nothing half-written: aborts every upload, removes completed objects and the state.
+    fn abort_all(&mut self) {
+        for o in self.state.objects.clone() {
+            let key = self.url.key(&o.name);
+            if o.completed {
+                let _ = self.state_client.delete_object(&key);
+            } else if !o.upload_id.is_empty() {
+                let _ = self.state_client.abort_multipart(&key, &o.upload_id);
+            }
+        }
+        let _ = self.state_client.delete_object(&self.state_key);
     }
 }
 
@@ -502,18 +808,24 @@ fn lock(m: &Mutex<SinkState>) -> MutexGuard<'_, SinkState> {
 }
 
 impl BlockSink for S3Sink {
-    fn accept(&mut self, block: &Block) -> Result<(), StreamError> {
-        lock(&self.0)
-            .accept(block.data())
+    fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError> {
+        let mut s = lock(&self.0);
+        if s.zstd {
+            let entry = FrameEntry {
+                compressed: u32::try_from(out.len())
+                    .map_err(|_| WriteImageError::OversizeFrame(out.len()))?,
+                decompressed: u32::try_from(block.len)
+                    .map_err(|_| WriteImageError::OversizeFrame(block.len))?,
+            };
+            s.frames.push(entry);
+        }
+        s.write(out)
             .map_err(|e| StreamError::WriteSink(Box::new(e)))
     }
 }
 
 fn spawn_uploader(
     store: &Store,
-    key: String,
-    upload_id: String,
-    held: Arc<BTreeMap<u32, Held>>,
     jobs: Arc<Mutex<Receiver<PartJob>>>,
     results: SyncSender<PartResult>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -528,19 +840,25 @@ fn spawn_uploader(
                 };
                 let sha256: [u8; 32] = Sha256::digest(&job.data).into();
                 let size = job.data.len() as u64;
-                let reusable = held.get(&job.number).filter(|h| {
+                let reusable = job.held.as_ref().filter(|h| {
                     h.size == size
                         && (h.sha256_b64.as_deref() == Some(base64(&sha256).as_str())
                             || h.sha256_hex.as_deref() == Some(hex(&sha256).as_str()))
                 });
                 let result = match reusable {
                     Some(h) => Ok((h.etag.clone(), true)),
+                    None if job.completed => Err(SinkError::ChangeCompletedPart {
+                        file: job.key.rsplit('/').next().unwrap_or_default().to_owned(),
+                        number: job.number,
+                    }),
                     None => client
-                        .upload_part(&key, &upload_id, job.number, &job.data, &sha256)
-                        .map(|e| (e, false)),
+                        .upload_part(&job.key, &job.upload_id, job.number, &job.data, &sha256)
+                        .map(|e| (e, false))
+                        .map_err(SinkError::from),
                 };
                 let msg = match result {
                     Ok((etag, reused)) => PartResult::Done {
+                        object: job.object,
                         number: job.number,
                         offset: job.offset,
                         size,
@@ -571,7 +889,6 @@ pub fn upload(
     let url = opts
         .url
         .with_default_prefix(&opts.case, host.dmi_serial.as_deref(), &info.path);
-    let image_key = url.key("image.raw");
     let state_key = url.key(STATE_OBJECT);
     let store = Store::new(opts.store.clone())?;
     let mut client = store.client();
@@ -604,6 +921,7 @@ pub fn upload(
                 url: url.to_string(),
                 source,
             })?;
+        st.upgrade();
         let mismatch = |what: &str, recorded: String, requested: String| {
             Err(UploadError::MismatchResume {
                 what: what.to_owned(),
@@ -634,10 +952,6 @@ pub fn upload(
                 return mismatch("--hash", names(&st.hashes), names(&h));
             }
         }
-        if st.upload_id.is_empty() {
-            // Killed between claiming the prefix and starting the upload.
-            st.upload_id = client.create_multipart(&image_key)?;
-        }
         if opts.window.is_some() && opts.window != st.window_bytes {
             return mismatch(
                 "--window",
@@ -645,24 +959,63 @@ pub fn upload(
                 format!("{:?}", opts.window),
             );
         }
-        let listed = client.list_parts(&image_key, &st.upload_id)?;
-        let mut bytes_held = 0;
-        for p in &listed {
-            bytes_held += p.size;
-            held.insert(
-                p.number,
-                Held {
-                    size: p.size,
-                    sha256_b64: p.checksum_sha256.clone(),
-                    sha256_hex: st.parts.get(&p.number).map(|s| s.sha256.clone()),
-                    etag: p.etag.clone(),
-                },
+        if let Some(f) = opts.format
+            && f.manifest_name() != st.format
+        {
+            return mismatch("--format", st.format.clone(), f.manifest_name().to_owned());
+        }
+        if opts.split.is_some() && opts.split != st.split_bytes {
+            return mismatch(
+                "--split",
+                format!("{:?}", st.split_bytes),
+                format!("{:?}", opts.split),
             );
         }
-        // Only what the store lists is there; the rest of the record is re-uploaded.
-        st.parts.retain(|n, _| held.contains_key(n));
+        for (index, obj) in st.objects.iter_mut().enumerate() {
+            let key = url.key(&obj.name);
+            if !obj.completed {
+                match client.list_parts(&key, &obj.upload_id) {
+                    Ok(listed) => {
+                        for p in &listed {
+                            held.insert(
+                                (index, p.number),
+                                Held {
+                                    size: p.size,
+                                    sha256_b64: p.checksum_sha256.clone(),
+                                    sha256_hex: obj.parts.get(&p.number).map(|s| s.sha256.clone()),
+                                    etag: p.etag.clone(),
+                                },
+                            );
+                        }
+                        // Only what the store lists is there; the rest of the record is re-uploaded.
+                        obj.parts.retain(|n, _| held.contains_key(&(index, *n)));
+                        continue;
+                    }
+                    Err(S3Error::Status { status: 404, .. })
+                        if client.head_object(&key)?.is_some() =>
+                    {
+                        // Completed just before the interruption, before the state recorded it.
+                        obj.completed = true;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // A complete object is checked against the part hashes its state recorded.
+            for (n, p) in &obj.parts {
+                held.insert(
+                    (index, *n),
+                    Held {
+                        size: p.size,
+                        sha256_b64: None,
+                        sha256_hex: Some(p.sha256.clone()),
+                        etag: String::new(),
+                    },
+                );
+            }
+        }
+        let bytes_held: u64 = held.values().map(|h| h.size).sum();
         events(&UploadEvent::Resuming {
-            parts: listed.len(),
+            parts: held.len(),
             bytes: bytes_held,
         });
         st.resumes.push(ResumeRecord {
@@ -670,10 +1023,10 @@ pub fn upload(
             offset: 0,
         });
         st.line(&format!(
-            "resuming upload {}: the store holds {} parts ({} bytes); re-reading the source to check them",
-            st.upload_id,
-            listed.len(),
-            bytes_held
+            "resuming: the store holds {} parts ({} bytes) of {} objects; re-reading the source to check them",
+            held.len(),
+            bytes_held,
+            st.objects.len()
         ));
         st
     } else {
@@ -694,6 +1047,13 @@ pub fn upload(
                 "--window must be larger than 0".to_owned(),
             ));
         }
+        if let Some(split) = opts.split
+            && split < block as u64
+        {
+            return Err(UploadError::RejectOption(format!(
+                "--split {split} is smaller than the {block}-byte read buffer"
+            )));
+        }
         let mut hashes = opts
             .hashes
             .clone()
@@ -701,10 +1061,21 @@ pub fn upload(
         if !hashes.contains(&HashAlgorithm::Sha256) {
             hashes.insert(0, HashAlgorithm::Sha256);
         }
+        let format = opts.format.unwrap_or(ImageFormat::Raw);
+        let zstd_level =
+            (format == ImageFormat::Zstd).then(|| opts.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL));
         let mut st = UploadState {
             schema: STATE_SCHEMA.to_owned(),
             upload_id: String::new(),
-            part_bytes: part_size(size, block as u64),
+            parts: BTreeMap::new(),
+            objects: Vec::new(),
+            format: format.manifest_name().to_owned(),
+            split_bytes: opts.split,
+            zstd_level,
+            part_bytes: part_size(
+                largest_object(size, block as u64, zstd_level.is_some(), opts.split),
+                block as u64,
+            ),
             block_bytes: block as u64,
             hashes,
             window_bytes: opts.window,
@@ -715,7 +1086,6 @@ pub fn upload(
             case: opts.case.clone(),
             started_at: now_rfc3339(),
             resumes: Vec::new(),
-            parts: BTreeMap::new(),
             log: Vec::new(),
         };
         st.line(&format!(
@@ -735,10 +1105,21 @@ pub fn upload(
                 "write-block: {member} read-only before={before} after=true"
             ));
         }
+        st.line(&format!(
+            "settings: format={} split={:?} zstd_level={:?} hashes={} window={:?} block={} parts of {} bytes",
+            st.format,
+            st.split_bytes,
+            st.zstd_level,
+            names(&st.hashes),
+            st.window_bytes,
+            st.block_bytes,
+            st.part_bytes
+        ));
         if opts.insecure {
             st.line("TLS certificate of the store NOT checked (--insecure)");
         }
-        // Claim the prefix first (a racing writer's conditional put fails), then start the upload.
+        // Claim the prefix first (a racing writer's conditional put fails); the sink starts each
+        // object's multipart upload when the stream reaches it.
         let json = serde_json::to_vec_pretty(&st).unwrap_or_default();
         match client.put_object(&state_key, &json, true) {
             Ok(()) => {}
@@ -750,19 +1131,6 @@ pub fn upload(
             }
             Err(e) => return Err(e.into()),
         }
-        st.upload_id = match client.create_multipart(&image_key) {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = client.delete_object(&state_key);
-                return Err(e.into());
-            }
-        };
-        st.line(&format!(
-            "multipart upload {} of {image_key}, parts of {} bytes, hashes {}",
-            st.upload_id,
-            st.part_bytes,
-            names(&st.hashes)
-        ));
         st
     };
     if let Some(offset) = skew {
@@ -770,9 +1138,22 @@ pub fn upload(
             "clock: the store's Date header is {offset} s ahead of this machine's clock; requests signed with the corrected time"
         ));
     }
-    let upload_id = state.upload_id.clone();
+    let format = ImageFormat::from_manifest_name(&state.format).ok_or_else(|| {
+        UploadError::RejectOption(format!(
+            "unknown format {:?} in the upload state",
+            state.format
+        ))
+    })?;
+    let zstd_level = state.zstd_level.filter(|_| format == ImageFormat::Zstd);
+    let layout = state.layout();
     let block = state.block_bytes as usize;
-    let part_bytes = state.part_bytes;
+    if block == 0 || block > MAX_BLOCK || state.split_bytes.is_some_and(|s| s < state.block_bytes) {
+        return Err(UploadError::RejectOption(format!(
+            "the upload state records impossible settings (block {}, split {:?})",
+            state.block_bytes, state.split_bytes
+        )));
+    }
+    let part_bytes = state.part_bytes.max(1);
     let hashes = state.hashes.clone();
     let window = state.window_bytes;
     let retries = opts.retries.unwrap_or(state.retries);
@@ -783,7 +1164,7 @@ pub fn upload(
         prefix: url.prefix.clone(),
         insecure: opts.insecure,
         ca_file: opts.ca_file.clone(),
-        part_bytes: state.part_bytes,
+        part_bytes,
         parts: Vec::new(),
         clock_offset_secs: skew,
     };
@@ -794,22 +1175,15 @@ pub fn upload(
     let (job_tx, job_rx) = sync_channel::<PartJob>(0);
     let (res_tx, res_rx) = sync_channel::<PartResult>(uploaders + 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let held = Arc::new(held);
     let mut workers = Vec::new();
     for _ in 0..uploaders {
-        match spawn_uploader(
-            &store,
-            image_key.clone(),
-            upload_id.clone(),
-            Arc::clone(&held),
-            Arc::clone(&job_rx),
-            res_tx.clone(),
-        ) {
+        match spawn_uploader(&store, Arc::clone(&job_rx), res_tx.clone()) {
             Ok(h) => workers.push(h),
             Err(e) => {
                 return Err(UploadError::Stop {
                     uploaded: 0,
                     resumable: true,
+                    aborted: false,
                     source: StreamError::SpawnThread {
                         name: "s3-upload".to_owned(),
                         source: e,
@@ -821,13 +1195,20 @@ pub fn upload(
     drop(res_tx);
     let uploaded = Arc::new(AtomicU64::new(0));
     let sink = Arc::new(Mutex::new(SinkState {
+        url: url.clone(),
+        layout,
+        zstd: zstd_level.is_some(),
+        frames: Vec::new(),
+        hash_objects: format != ImageFormat::Raw || state.split_bytes.is_some(),
         part_bytes,
         buf: Vec::new(),
         spare: Vec::new(),
         buffers: 0,
         max_buffers: buffers,
-        next_number: 1,
-        part_offset: 0,
+        pos: 0,
+        open: None,
+        closed: Vec::new(),
+        held,
         jobs: Some(job_tx),
         results: res_rx,
         workers,
@@ -840,7 +1221,6 @@ pub fn upload(
         last_store: Instant::now(),
         state_interval: opts.state_interval.unwrap_or(STATE_INTERVAL),
         uploaded: Arc::clone(&uploaded),
-        failure: None,
     }));
     lock(&sink).store_state()?;
 
@@ -895,7 +1275,10 @@ pub fn upload(
         &pool,
         &hashes,
         window,
-        Output::Sink(Box::new(S3Sink(Arc::clone(&sink)))),
+        Output::Sink {
+            sink: Box::new(S3Sink(Arc::clone(&sink))),
+            zstd: zstd_level.map(|l| (l, crate::acquire::compressor_threads())),
+        },
         &mut produce,
         &mut observe,
     );
@@ -911,7 +1294,9 @@ pub fn upload(
                 "interrupted on request after {stored} bytes stored; continue with --resume"
             ));
             s.store_state()?;
-            settled?;
+            if let Err(e) = settled {
+                return Err(stop(&mut s, &uploaded, StreamError::WriteSink(Box::new(e))));
+            }
             return Ok(UploadOutcome {
                 status: AcquireStatus::Interrupted,
                 manifest: incomplete_manifest(
@@ -929,29 +1314,13 @@ pub fn upload(
         Err(failure) => {
             let settled = s.settle();
             s.stop_workers();
-            let error = failure.error;
-            let network = match &error {
-                StreamError::WriteSink(e) => {
-                    e.downcast_ref::<S3Error>().is_some_and(S3Error::is_network)
-                }
-                _ => settled.as_ref().err().is_some_and(S3Error::is_network),
+            let error = match (failure.error, settled) {
+                // A consumer-gone stop hides the sink's real cause.
+                (StreamError::WriteSink(e), _) => StreamError::WriteSink(e),
+                (_, Err(e)) if e.is_network() => StreamError::WriteSink(Box::new(e)),
+                (other, _) => other,
             };
-            let stored = uploaded.load(Ordering::Relaxed);
-            let msg = crate::error_chain(&error);
-            if network {
-                s.state
-                    .line(&format!("stopped: {msg}; continue with --resume"));
-                let _ = s.store_state();
-            } else {
-                // A refusal by the store or a local failure: leave nothing half-written.
-                let _ = client.abort_multipart(&image_key, &upload_id);
-                let _ = client.delete_object(&state_key);
-            }
-            return Err(UploadError::Stop {
-                uploaded: stored,
-                resumable: network,
-                source: error,
-            });
+            return Err(stop(&mut s, &uploaded, error));
         }
     };
     if let Ok(now) = source.size()
@@ -959,21 +1328,18 @@ pub fn upload(
     {
         let _ = s.settle();
         s.stop_workers();
-        let _ = client.abort_multipart(&image_key, &upload_id);
-        let _ = client.delete_object(&state_key);
+        s.abort_all();
         return Err(UploadError::ChangeSourceSize {
             before: size,
             after: now,
         });
     }
 
-    // The last (short) part, then every answer.
+    // The seek table and the last parts, then every answer.
     // The reader usually finishes first (its buffers absorb the last parts): keep reporting what
     // becomes durable while the uploads drain.
-    let finish = (|| -> Result<(), S3Error> {
-        if !s.buf.is_empty() || s.next_number == 1 {
-            s.dispatch()?;
-        }
+    let finish = (|| -> Result<(), SinkError> {
+        s.end_stream()?;
         while s.outstanding > 0 {
             s.wait_one()?;
             events(&UploadEvent::Progress(Progress {
@@ -987,56 +1353,91 @@ pub fn upload(
         Ok(())
     })();
     s.stop_workers();
-    if let Err(e) = finish {
-        let network = e.is_network();
-        if network {
-            let _ = s.store_state();
-        } else {
-            let _ = client.abort_multipart(&image_key, &upload_id);
-            let _ = client.delete_object(&state_key);
-        }
-        return Err(UploadError::Stop {
-            uploaded: uploaded.load(Ordering::Relaxed),
-            resumable: network,
-            source: StreamError::WriteSink(Box::new(e)),
-        });
+    if let Err(e) = finish.and_then(|()| s.complete_objects()) {
+        return Err(stop(&mut s, &uploaded, StreamError::WriteSink(Box::new(e))));
     }
-    let parts: Vec<(u32, DonePart)> = s.done.iter().map(|(n, p)| (*n, p.clone())).collect();
-    let completed: Vec<CompletedPart> = parts
-        .iter()
-        .map(|(n, p)| CompletedPart {
-            number: *n,
-            etag: p.etag.clone(),
-            checksum_sha256: base64(&p.sha256),
-        })
-        .collect();
-    if let Err(e) = client.complete_multipart(&image_key, &upload_id, &completed) {
-        if !e.is_network() {
-            let _ = client.abort_multipart(&image_key, &upload_id);
-            let _ = client.delete_object(&state_key);
+    let sha = result.hashes.get("sha256").cloned().unwrap_or_default();
+    let mut objects = s.closed.clone();
+    if !s.hash_objects
+        && let Some(o) = objects.first_mut()
+    {
+        o.sha256 = sha.clone();
+    }
+    let mut parts = Vec::new();
+    for (index, o) in objects.iter().enumerate() {
+        for (number, p) in s.parts_of(index) {
+            parts.push(RemotePart {
+                file: o.file.clone(),
+                number,
+                offset: p.offset,
+                size_bytes: p.size,
+                sha256: hex(&p.sha256),
+            });
         }
-        return Err(e.into());
     }
     let reused = s.reused;
     let mut state = s.state.clone();
+    // The part buffers and the read pool are not needed any more; --verify-source brings its own.
+    s.spare = Vec::new();
+    s.buf = Vec::new();
     drop(s);
+    drop(pool);
 
-    // Small objects: unreadable.map, manifest.json, acquisition.log, SHA256SUMS.
-    let sha = result.hashes.get("sha256").cloned().unwrap_or_default();
     for e in &unreadable {
         state.line(&format!(
             "unreadable: {} bytes at offset {} (zero-filled)",
             e.length, e.offset
         ));
     }
+    for o in &objects {
+        state.line(&format!(
+            "stored {} ({} bytes in {} parts, sha256 {})",
+            url.key(&o.file),
+            o.size_bytes,
+            parts.iter().filter(|p| p.file == o.file).count(),
+            o.sha256
+        ));
+    }
     state.line(&format!(
-        "stored {image_key} ({size} bytes in {} parts, sha256 {sha}); {} parts already in the store were checked and kept",
-        parts.len(),
-        reused
+        "{reused} parts already in the store were checked against the source and kept"
     ));
     for (algo, digest) in &result.hashes {
         state.line(&format!("{algo} of the acquired stream: {digest}"));
     }
+
+    // Optional second read of the source, as a local acquisition does it.
+    let mut source_verification = None;
+    if opts.verify_source {
+        state.line("re-reading the source to compare (--verify-source)");
+        let verification = crate::acquire::reread_source(
+            &source,
+            size,
+            sector,
+            block,
+            &hashes,
+            retries,
+            &opts.cancel,
+            &mut |p| events(&UploadEvent::Progress(p.clone())),
+        )
+        .map_err(UploadError::VerifySource)?;
+        let matched = verification.hashes == result.hashes && verification.unreadable == unreadable;
+        state.line(&format!(
+            "source re-read: {}",
+            if matched {
+                "hashes match"
+            } else {
+                "HASHES DIFFER"
+            }
+        ));
+        source_verification = Some(SourceVerification {
+            matched,
+            hashes: verification.hashes,
+            unreadable: verification.unreadable,
+            finished_at: now_rfc3339(),
+        });
+    }
+
+    // Small objects: unreadable.map, manifest.json, acquisition.log, SHA256SUMS.
     let map = mapfile::render(
         size,
         size,
@@ -1051,28 +1452,15 @@ pub fn upload(
     manifest.hashes = result.hashes.clone();
     manifest.windows = result.windows.clone();
     manifest.unreadable = unreadable.clone();
-    manifest.outputs = vec![
-        OutputFile {
-            file: "image.raw".to_owned(),
-            size_bytes: size,
-            sha256: sha,
-        },
-        OutputFile {
-            file: MAP_FILE.to_owned(),
-            size_bytes: map.len() as u64,
-            sha256: hash::sha256_hex(map.as_bytes()),
-        },
-    ];
+    manifest.source_verification = source_verification;
+    manifest.outputs = objects;
+    manifest.outputs.push(OutputFile {
+        file: MAP_FILE.to_owned(),
+        size_bytes: map.len() as u64,
+        sha256: hash::sha256_hex(map.as_bytes()),
+    });
     if let Some(r) = manifest.remote.as_mut() {
-        r.parts = parts
-            .iter()
-            .map(|(n, p)| RemotePart {
-                number: *n,
-                offset: p.offset,
-                size_bytes: p.size,
-                sha256: hex(&p.sha256),
-            })
-            .collect();
+        r.parts = parts;
     }
     if manifest.read_only.applied {
         for (member, flag) in manifest.read_only.after.iter_mut() {
@@ -1099,7 +1487,13 @@ pub fn upload(
     let sums_text = crate::acquire::manifest::render_sums(&sums);
     client.put_object(&url.key(SUMS_FILE), sums_text.as_bytes(), false)?;
     client.delete_object(&state_key)?;
-    let status = if unreadable.is_empty() {
+    let status = if manifest
+        .source_verification
+        .as_ref()
+        .is_some_and(|v| !v.matched)
+    {
+        AcquireStatus::SourceMismatch
+    } else if unreadable.is_empty() {
         AcquireStatus::Complete
     } else {
         AcquireStatus::CompleteWithUnreadable
@@ -1110,6 +1504,31 @@ pub fn upload(
         url,
         reused_parts: reused,
     })
+}
+
+/// The error for a stream that stopped: a network failure keeps the uploads and the state for
+/// `--resume`; a completed object that no longer matches the source is left for the examiner; any
+/// other failure (a refusal by the store, a local error) removes everything.
+fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) -> UploadError {
+    let sink_error = match &error {
+        StreamError::WriteSink(e) => e.downcast_ref::<SinkError>(),
+        _ => None,
+    };
+    let network = sink_error.is_some_and(SinkError::is_network);
+    let changed = matches!(sink_error, Some(SinkError::ChangeCompletedPart { .. }));
+    let msg = crate::error_chain(&error);
+    if network || changed {
+        s.state.line(&format!("stopped: {msg}"));
+        let _ = s.store_state();
+    } else {
+        s.abort_all();
+    }
+    UploadError::Stop {
+        uploaded: uploaded.load(Ordering::Relaxed),
+        resumable: network,
+        aborted: !(network || changed),
+        source: error,
+    }
 }
 
 fn names(h: &[HashAlgorithm]) -> String {
@@ -1131,10 +1550,10 @@ fn incomplete_manifest(
         host,
         source: info.clone(),
         image: ImageInfo {
-            format: "raw".to_owned(),
-            split_bytes: None,
+            format: state.format.clone(),
+            split_bytes: state.split_bytes,
             block_bytes: state.block_bytes,
-            zstd_level: None,
+            zstd_level: state.zstd_level,
             window_bytes: state.window_bytes,
         },
         started_at: state.started_at.clone(),
@@ -1175,6 +1594,57 @@ mod tests {
         assert_eq!(u.with_default_prefix(&case, None, "a").prefix, "x/y/");
         assert!(S3Url::parse("s3:///x").is_none());
         assert!(S3Url::parse("/tmp/x").is_none());
+    }
+
+    #[test]
+    fn a_version_1_state_becomes_one_image_raw_object() {
+        let v1 = serde_json::json!({
+            "schema": "rescue.s3-upload/1",
+            "upload_id": "abc",
+            "part_bytes": 8388608,
+            "block_bytes": 4194304,
+            "hashes": ["sha256"],
+            "retries": 2,
+            "source_path": "/dev/sda",
+            "source_size": 100,
+            "source_serial": null,
+            "case": {},
+            "started_at": "2024-01-01T00:00:00Z",
+            "resumes": [],
+            "parts": {"1": {"size": 8388608, "sha256": "00"}},
+            "log": []
+        });
+        let mut st: UploadState = serde_json::from_value(v1).unwrap();
+        st.upgrade();
+        assert_eq!(st.format, "raw");
+        assert_eq!((st.split_bytes, st.zstd_level), (None, None));
+        assert_eq!(st.objects.len(), 1);
+        assert_eq!(st.objects[0].name, "image.raw");
+        assert_eq!(st.objects[0].upload_id, "abc");
+        assert_eq!(st.objects[0].parts[&1].size, 8388608);
+        assert!(!st.objects[0].completed);
+        // Written back, only the new form remains.
+        let again = serde_json::to_value(&st).unwrap();
+        assert!(again.get("upload_id").is_none() && again.get("parts").is_none());
+        assert_eq!(st.layout().name(0), "image.raw");
+    }
+
+    #[test]
+    fn zstd_and_split_bound_the_largest_object() {
+        let mib = 1 << 20;
+        // Incompressible frames grow a little; the bound leaves room for that and the seek table.
+        let size = 100_000 * mib;
+        let block = 4 * mib;
+        let bound = largest_object(size, block, true, None);
+        let frames = size / block;
+        assert!(bound >= size + size / 256 + frames * 8 + 17);
+        assert!(part_size(bound, block) * MAX_PARTS >= bound);
+        assert_eq!(largest_object(size, block, false, None), size);
+        assert_eq!(largest_object(size, block, true, Some(64 * mib)), 64 * mib);
+        assert_eq!(
+            part_size(largest_object(size, block, false, Some(64 * mib)), block),
+            8 * mib
+        );
     }
 
     #[test]

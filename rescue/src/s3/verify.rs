@@ -1,18 +1,26 @@
-//! `verify s3://…`: downloads `manifest.json`, re-downloads the image part by part with `Range`
-//! requests, checks every part's SHA-256 against the manifest, recomputes the stream hashes, and checks
-//! every other object against `SHA256SUMS`. A mismatch is a report with `ok == false`, not an error.
+//! `verify s3://…`: downloads `manifest.json`, re-downloads every image object (`image.raw`,
+//! `image.raw.zst`, or their `--split` segments) part by part with `Range` requests, checks every part's
+//! and every object's SHA-256 against the manifest, turns the objects back into the acquired stream
+//! (joining segments; decompressing zstd frames found through the seek table, frame by frame),
+//! recomputes the stream hashes and, window by window, the hash windows, and checks every other object
+//! against `SHA256SUMS`. Memory stays at about one part plus one frame. A mismatch is a report with
+//! `ok == false`, not an error.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::client::{S3Error, Store};
+use super::client::{Client, S3Error, Store};
 use super::upload::{MIN_PART, S3Url};
 use crate::acquire::hash::{HashAlgorithm, hex, sha256_hex};
-use crate::acquire::manifest::{MANIFEST_FILE, Manifest, ManifestError, SUMS_FILE, parse_sums};
-use crate::acquire::verify::Check;
-use crate::acquire::{Phase, Progress};
+use crate::acquire::manifest::{
+    MANIFEST_FILE, MAP_FILE, Manifest, ManifestError, SUMS_FILE, parse_sums,
+};
+use crate::acquire::seekable::{self, FOOTER_LEN, FrameEntry};
+use crate::acquire::segments::OutputFile;
+use crate::acquire::verify::{BadWindow, Check};
+use crate::acquire::{ImageFormat, Phase, Progress};
 
 /// Errors that prevent verification.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +39,8 @@ pub enum RemoteVerifyError {
     RejectIncomplete { url: String },
     #[error("verification was interrupted")]
     Interrupted,
+    #[error("starting the zstd decoder")]
+    StartDecoder(#[source] std::io::Error),
 }
 
 /// Outcome of [`verify`].
@@ -38,11 +48,15 @@ pub enum RemoteVerifyError {
 pub struct RemoteVerifyReport {
     pub url: String,
     pub ok: bool,
+    /// Stream bytes recomputed.
     pub bytes: u64,
     pub parts: usize,
     pub checks: Vec<Check>,
-    /// The first part whose bytes differ from the manifest's SHA-256.
+    /// The first part whose bytes differ from the manifest's SHA-256, and its object.
     pub first_bad_part: Option<u32>,
+    pub first_bad_object: Option<String>,
+    /// The first hash window that differs (when windows were recorded).
+    pub first_bad_window: Option<BadWindow>,
 }
 
 impl RemoteVerifyReport {
@@ -57,6 +71,117 @@ impl RemoteVerifyReport {
         });
         ok
     }
+}
+
+/// A zstd frame that did not decompress to its recorded size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedFrame {
+    pub index: usize,
+    /// Stream offset of its first byte.
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// Turns the bytes of a zstd seekable image, fed in any chunks, back into the stream, frame by frame.
+/// A damaged frame comes out as zeros of its recorded size (so later windows stay aligned and only the
+/// damaged one differs) and is listed in [`FrameDecoder::damaged`]. The seek table after the last
+/// frame is ignored (the object's SHA-256 covers it).
+pub struct FrameDecoder {
+    frames: Vec<FrameEntry>,
+    next: usize,
+    pending: Vec<u8>,
+    stream_pos: u64,
+    out: Vec<u8>,
+    decoder: zstd::bulk::Decompressor<'static>,
+    pub damaged: Vec<DamagedFrame>,
+}
+
+impl FrameDecoder {
+    pub fn new(frames: Vec<FrameEntry>) -> std::io::Result<Self> {
+        Ok(Self {
+            frames,
+            next: 0,
+            pending: Vec::new(),
+            stream_pos: 0,
+            out: Vec::new(),
+            decoder: zstd::bulk::Decompressor::new()?,
+            damaged: Vec::new(),
+        })
+    }
+
+    /// Feeds image bytes; `emit` receives each frame's stream bytes in order.
+    pub fn feed(&mut self, data: &[u8], emit: &mut dyn FnMut(&[u8])) {
+        self.pending.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(frame) = self.frames.get(self.next).copied() {
+            let c = frame.compressed as usize;
+            let d = frame.decompressed as usize;
+            if self.pending.len() - start < c {
+                break;
+            }
+            self.out.clear();
+            self.out.resize(d, 0);
+            let result = self
+                .decoder
+                .decompress_to_buffer(&self.pending[start..start + c], &mut self.out[..]);
+            let reason = match result {
+                Ok(n) if n == d => None,
+                Ok(n) => Some(format!("decompresses to {n} bytes")),
+                Err(e) => Some(format!("does not decompress ({e})")),
+            };
+            if let Some(reason) = reason {
+                self.damaged.push(DamagedFrame {
+                    index: self.next,
+                    offset: self.stream_pos,
+                    reason,
+                });
+                self.out.clear();
+                self.out.resize(d, 0);
+            }
+            emit(&self.out[..]);
+            self.stream_pos += d as u64;
+            self.next += 1;
+            start += c;
+        }
+        if self.next == self.frames.len() {
+            // Only the seek table is left.
+            self.pending.clear();
+        } else {
+            self.pending.drain(..start);
+        }
+    }
+}
+
+/// The last `n` bytes of the concatenation of `objects`, or `None` when they hold fewer.
+fn get_tail(
+    client: &mut Client,
+    url: &S3Url,
+    objects: &[OutputFile],
+    n: u64,
+) -> Result<Option<Vec<u8>>, S3Error> {
+    let Ok(len) = usize::try_from(n) else {
+        return Ok(None);
+    };
+    let mut out = vec![0u8; len];
+    let mut need = n;
+    for o in objects.iter().rev() {
+        if need == 0 {
+            break;
+        }
+        let take = need.min(o.size_bytes);
+        if take > 0 {
+            let d = client.get_object(
+                &url.key(&o.file),
+                Some((o.size_bytes - take, o.size_bytes - 1)),
+            )?;
+            if d.len() as u64 != take {
+                return Ok(None);
+            }
+            out[(need - take) as usize..need as usize].copy_from_slice(&d);
+        }
+        need -= take;
+    }
+    Ok((need == 0).then_some(out))
 }
 
 /// Verifies the acquisition at `url`.
@@ -90,29 +215,88 @@ pub fn verify(
         parts: 0,
         checks: Vec::new(),
         first_bad_part: None,
+        first_bad_object: None,
+        first_bad_window: None,
     };
     let size = manifest.source.size_bytes;
-    let image_key = url.key("image.raw");
-    let stored = client.head_object(&image_key)?;
-    report.check(
-        "image.raw size",
-        &size.to_string(),
-        &stored.map_or_else(|| "missing".to_owned(), |s| s.to_string()),
-    );
-    // Parts as recorded; a manifest without them is read in 8 MiB ranges.
-    let parts: Vec<(u32, u64, u64, Option<String>)> = match manifest.remote.as_ref() {
-        Some(r) if !r.parts.is_empty() => r
-            .parts
-            .iter()
-            .map(|p| (p.number, p.offset, p.size_bytes, Some(p.sha256.clone())))
-            .collect(),
-        _ => (0..size.div_ceil(MIN_PART))
-            .map(|i| {
-                let o = i * MIN_PART;
-                (i as u32 + 1, o, MIN_PART.min(size - o), None)
-            })
-            .collect(),
-    };
+    let format =
+        ImageFormat::from_manifest_name(&manifest.image.format).unwrap_or(ImageFormat::Raw);
+    let objects: Vec<OutputFile> = manifest
+        .outputs
+        .iter()
+        .filter(|o| o.file != MAP_FILE)
+        .cloned()
+        .collect();
+    let mut sizes_ok = true;
+    for o in &objects {
+        let stored = client.head_object(&url.key(&o.file))?;
+        sizes_ok &= report.check(
+            format!("size of {}", o.file),
+            &o.size_bytes.to_string(),
+            &stored.map_or_else(|| "missing".to_owned(), |s| s.to_string()),
+        );
+    }
+    let total_out: u64 = objects.iter().map(|o| o.size_bytes).sum();
+
+    // zstd: the seek table at the end of the (last) object says where each frame is.
+    let mut decoder = None;
+    if sizes_ok && format == ImageFormat::Zstd {
+        let table = match get_tail(&mut client, url, &objects, FOOTER_LEN as u64)? {
+            Some(footer) => match seekable::table_len_from_footer(&footer) {
+                Ok(len) if len <= total_out && len <= 256 << 20 => {
+                    get_tail(&mut client, url, &objects, len)?
+                        .map(|t| seekable::parse_seek_table(&t).map(|f| (len, f)))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            },
+            None => None,
+        };
+        match table {
+            Some(Ok((table_len, frames))) => {
+                let covered: u64 = frames.iter().map(|f| u64::from(f.decompressed)).sum();
+                let compressed: u64 =
+                    frames.iter().map(|f| u64::from(f.compressed)).sum::<u64>() + table_len;
+                // A frame holds one read block; anything larger is damage, not an allocation to make.
+                let block = manifest.image.block_bytes;
+                let plausible = frames.iter().all(|f| {
+                    u64::from(f.decompressed) <= block
+                        && u64::from(f.compressed) <= block + block / 128 + (1 << 16)
+                });
+                let a = report.check(
+                    "seek table: uncompressed bytes",
+                    &size.to_string(),
+                    &covered.to_string(),
+                );
+                let b = report.check(
+                    "seek table: compressed bytes",
+                    &total_out.to_string(),
+                    &compressed.to_string(),
+                );
+                let c = report.check(
+                    "seek table: frame sizes",
+                    "at most one read block each",
+                    if plausible {
+                        "at most one read block each"
+                    } else {
+                        "larger"
+                    },
+                );
+                if a && b && c {
+                    decoder =
+                        Some(FrameDecoder::new(frames).map_err(RemoteVerifyError::StartDecoder)?);
+                }
+            }
+            Some(Err(e)) => {
+                report.check("zstd seek table", "valid", &e.to_string());
+            }
+            None => {
+                report.check("zstd seek table", "present", "missing or unreadable");
+            }
+        }
+    }
+    let stream_pass = sizes_ok && (format == ImageFormat::Raw || decoder.is_some());
+
     let mut hashers: Vec<(String, crate::acquire::hash::StreamHasher)> = manifest
         .hashes
         .keys()
@@ -127,41 +311,121 @@ pub fn verify(
         .image
         .window_bytes
         .map(crate::acquire::hash::WindowHasher::new);
-    if stored == Some(size) {
-        for (number, offset, len, expected) in &parts {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(RemoteVerifyError::Interrupted);
-            }
-            let data = if *len == 0 {
-                Vec::new()
+    // One raw object is the stream: its SHA-256 is the stream's.
+    let object_is_stream = format == ImageFormat::Raw && objects.len() == 1;
+    if stream_pass {
+        let mut stream_bytes = 0u64;
+        let mut done_out = 0u64;
+        for o in &objects {
+            let key = url.key(&o.file);
+            let recorded: Vec<(u32, u64, u64, Option<String>)> = manifest
+                .remote
+                .iter()
+                .flat_map(|r| r.parts.iter())
+                .filter(|p| p.file == o.file)
+                .map(|p| (p.number, p.offset, p.size_bytes, Some(p.sha256.clone())))
+                .collect();
+            // A manifest without parts for the object is read in 8 MiB ranges.
+            let parts = if recorded.is_empty() {
+                (0..o.size_bytes.div_ceil(MIN_PART).max(1))
+                    .map(|i| {
+                        let at = i * MIN_PART;
+                        (i as u32 + 1, at, MIN_PART.min(o.size_bytes - at), None)
+                    })
+                    .collect()
             } else {
-                client.get_object(&image_key, Some((*offset, offset + len - 1)))?
+                recorded
             };
-            let actual = hex(&Sha256::digest(&data));
-            if let Some(e) = expected
-                && !report.check(format!("part {number} sha256"), e, &actual)
-            {
-                report.first_bad_part.get_or_insert(*number);
+            let mut object_hash = (!object_is_stream).then(Sha256::new);
+            for (number, offset, len, expected) in &parts {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(RemoteVerifyError::Interrupted);
+                }
+                let data = if *len == 0 {
+                    Vec::new()
+                } else {
+                    client.get_object(&key, Some((*offset, offset + len - 1)))?
+                };
+                let actual = hex(&Sha256::digest(&data));
+                if let Some(e) = expected
+                    && !report.check(format!("part {number} of {} sha256", o.file), e, &actual)
+                    && report.first_bad_part.is_none()
+                {
+                    report.first_bad_part = Some(*number);
+                    report.first_bad_object = Some(o.file.clone());
+                }
+                if let Some(h) = object_hash.as_mut() {
+                    h.update(&data);
+                }
+                let mut emit = |stream: &[u8]| {
+                    for (_, h) in hashers.iter_mut() {
+                        h.update(stream);
+                    }
+                    if let Some(w) = windows.as_mut() {
+                        w.update(stream);
+                    }
+                    stream_bytes += stream.len() as u64;
+                };
+                match decoder.as_mut() {
+                    Some(d) => d.feed(&data, &mut emit),
+                    None => emit(&data),
+                }
+                report.parts += 1;
+                done_out += len;
+                progress(&Progress {
+                    phase: Phase::Verify,
+                    done_bytes: stream_bytes,
+                    total_bytes: size,
+                    durable_bytes: size,
+                    unreadable_bytes: 0,
+                });
             }
-            for (_, h) in hashers.iter_mut() {
-                h.update(&data);
+            if let Some(h) = object_hash {
+                report.check(
+                    format!("sha256 of {}", o.file),
+                    &o.sha256,
+                    &hex(&h.finalize()),
+                );
             }
-            if let Some(w) = windows.as_mut() {
-                w.update(&data);
-            }
-            report.bytes += *len;
-            report.parts += 1;
-            progress(&Progress {
-                phase: Phase::Verify,
-                done_bytes: offset + len,
-                total_bytes: size,
-                durable_bytes: size,
-                unreadable_bytes: 0,
-            });
+        }
+        report.bytes = stream_bytes;
+        report.check(
+            "image bytes re-downloaded",
+            &total_out.to_string(),
+            &done_out.to_string(),
+        );
+        report.check(
+            "stream length",
+            &size.to_string(),
+            &stream_bytes.to_string(),
+        );
+        for f in decoder.iter().flat_map(|d| d.damaged.iter()) {
+            let window = manifest
+                .windows
+                .iter()
+                .enumerate()
+                .find(|(_, w)| f.offset < w.offset + w.length)
+                .map(|(i, w)| format!(" (window {i} at offset {})", w.offset))
+                .unwrap_or_default();
+            report.check(
+                format!(
+                    "zstd frame {} at stream offset {}{window}",
+                    f.index, f.offset
+                ),
+                "decompresses",
+                &f.reason,
+            );
         }
         for (name, h) in hashers {
             let expected = manifest.hashes.get(&name).cloned().unwrap_or_default();
-            report.check(format!("{name} of the image"), &expected, &h.finish_hex());
+            let actual = h.finish_hex();
+            report.check(format!("{name} of the image"), &expected, &actual);
+            if object_is_stream
+                && name == "sha256"
+                && let Some(o) = objects.first()
+            {
+                report.check(format!("sha256 of {}", o.file), &o.sha256, &actual);
+            }
         }
         if let Some(w) = windows {
             let got = w.finish();
@@ -173,6 +437,13 @@ pub fn verify(
                         &want.sha256,
                         actual,
                     );
+                    report.first_bad_window.get_or_insert(BadWindow {
+                        index: i,
+                        offset: want.offset,
+                        length: want.length,
+                        expected: want.sha256.clone(),
+                        actual: actual.to_owned(),
+                    });
                 }
             }
             report.check(
@@ -191,17 +462,33 @@ pub fn verify(
             let sums = client.get_object(&url.key(SUMS_FILE), None)?;
             match parse_sums(&String::from_utf8_lossy(&sums)) {
                 Ok(entries) => {
-                    for (file, digest) in entries {
-                        if file == "image.raw" {
-                            let m = manifest.hashes.get("sha256").cloned().unwrap_or_default();
-                            report.check("image.raw in SHA256SUMS", &digest, &m);
+                    for (file, digest) in &entries {
+                        if let Some(o) = objects.iter().find(|o| &o.file == file) {
+                            // Image objects were hashed above.
+                            report.check(
+                                format!("{file} in SHA256SUMS agrees with the manifest"),
+                                &o.sha256,
+                                digest,
+                            );
                             continue;
                         }
-                        let actual = match client.head_object(&url.key(&file))? {
-                            Some(_) => sha256_hex(&client.get_object(&url.key(&file), None)?),
+                        let actual = match client.head_object(&url.key(file))? {
+                            Some(_) => sha256_hex(&client.get_object(&url.key(file), None)?),
                             None => "missing".to_owned(),
                         };
-                        report.check(format!("{file} sha256"), &digest, &actual);
+                        report.check(format!("{file} sha256"), digest, &actual);
+                        if let Some(o) = manifest.outputs.iter().find(|o| &o.file == file) {
+                            report.check(format!("sha256 of {file}"), &o.sha256, &actual);
+                        }
+                    }
+                    for o in &manifest.outputs {
+                        if !entries.iter().any(|(n, _)| n == &o.file) {
+                            report.check(
+                                format!("{SUMS_FILE} lists {}", o.file),
+                                "listed",
+                                "missing",
+                            );
+                        }
                     }
                 }
                 Err(e) => {
@@ -211,4 +498,69 @@ pub fn verify(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seekable_image(blocks: &[Vec<u8>]) -> (Vec<u8>, Vec<FrameEntry>) {
+        let mut file = Vec::new();
+        let mut frames = Vec::new();
+        for b in blocks {
+            let c = zstd::bulk::compress(b, -1).unwrap();
+            frames.push(FrameEntry {
+                compressed: c.len() as u32,
+                decompressed: b.len() as u32,
+            });
+            file.extend_from_slice(&c);
+        }
+        file.extend_from_slice(&seekable::encode_seek_table(&frames));
+        (file, frames)
+    }
+
+    fn decode(file: &[u8], frames: Vec<FrameEntry>, chunk: usize) -> (Vec<u8>, Vec<DamagedFrame>) {
+        let mut d = FrameDecoder::new(frames).unwrap();
+        let mut out = Vec::new();
+        for c in file.chunks(chunk) {
+            d.feed(c, &mut |s| out.extend_from_slice(s));
+        }
+        (out, d.damaged)
+    }
+
+    #[test]
+    fn frames_fed_in_any_chunks_decode_to_the_stream() {
+        let blocks: Vec<Vec<u8>> = (0..4u32)
+            .map(|k| {
+                (0..10_000u32)
+                    .map(|i| ((i * (k + 3)) % 251) as u8)
+                    .collect()
+            })
+            .collect();
+        let stream: Vec<u8> = blocks.concat();
+        let (file, frames) = seekable_image(&blocks);
+        for chunk in [1, 7, 4096, file.len()] {
+            let (out, damaged) = decode(&file, frames.clone(), chunk);
+            assert_eq!(out, stream, "chunk {chunk}");
+            assert!(damaged.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_damaged_frame_becomes_zeros_and_is_named_by_stream_offset() {
+        let blocks: Vec<Vec<u8>> = (0..3u32)
+            .map(|k| (0..10_000u32).map(|i| ((i * (k + 5)) % 13) as u8).collect())
+            .collect();
+        let (mut file, frames) = seekable_image(&blocks);
+        // Break the magic number of the second frame.
+        let at = frames[0].compressed as usize;
+        file[at] ^= 0xff;
+        let (out, damaged) = decode(&file, frames, 1000);
+        assert_eq!(out.len(), 30_000);
+        assert_eq!(&out[..10_000], &blocks[0][..]);
+        assert!(out[10_000..20_000].iter().all(|b| *b == 0));
+        assert_eq!(&out[20_000..], &blocks[2][..]);
+        assert_eq!(damaged.len(), 1);
+        assert_eq!((damaged[0].index, damaged[0].offset), (1, 10_000));
+    }
 }

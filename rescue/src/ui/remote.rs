@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::acquire::{AcquireStatus, Phase, error_chain};
+use crate::acquire::{AcquireStatus, ImageFormat, Phase, error_chain};
 use crate::s3::http::Trust;
 use crate::s3::upload::{UploadEvent, UploadOptions};
 use crate::s3::{S3Url, Store, StoreConfig, credentials};
@@ -109,10 +109,10 @@ fn progress_line(json: bool, p: &crate::acquire::Progress, started: std::time::I
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     eprintln!(
         "{}: {} / {} read, {} stored, {}/s",
-        if p.phase == Phase::Verify {
-            "verify"
-        } else {
-            "upload"
+        match p.phase {
+            Phase::Verify => "verify",
+            Phase::VerifySource => "verify-source",
+            Phase::Acquire | Phase::Rehash => "upload",
         },
         crate::devices::human_size(p.done_bytes),
         crate::devices::human_size(p.total_bytes),
@@ -124,14 +124,6 @@ fn progress_line(json: bool, p: &crate::acquire::Progress, started: std::time::I
 /// `acquire SOURCE --out s3://…`.
 pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
     super::acquire::install_signal_handlers();
-    if args.format == Some(super::acquire::FormatArg::Zstd)
-        || args.split.is_some()
-        || args.verify_source
-    {
-        anyhow::bail!(
-            "--format zstd, --split and --verify-source are not available for s3:// destinations yet"
-        );
-    }
     let url = parse_url(&args.out)?;
     let store = store_config(&args.remote, &url.bucket)?;
     let endpoint = store.endpoint.clone();
@@ -144,6 +136,13 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         ca_file: args.remote.ca.as_ref().map(|p| p.display().to_string()),
         hashes: args.hash.clone().map(|h| h.0),
         window: args.window,
+        format: args.format.map(|f| match f {
+            super::acquire::FormatArg::Raw => ImageFormat::Raw,
+            super::acquire::FormatArg::Zstd => ImageFormat::Zstd,
+        }),
+        split: args.split,
+        zstd_level: args.zstd_level,
+        verify_source: args.verify_source,
         case: args.case_info(),
         retries: args.retries,
         resume: args.resume,
@@ -240,12 +239,19 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
                 let m = &out.manifest;
                 println!("acquired {} → {}", m.source.path, out.url);
                 println!(
-                    "  {} bytes in {} parts of {} bytes ({} already in the store were checked and kept)",
+                    "  {} bytes ({}) in {} parts of {} bytes ({} already in the store were checked and kept)",
                     m.source.size_bytes,
+                    m.image.format,
                     m.remote.as_ref().map_or(0, |r| r.parts.len()),
                     m.remote.as_ref().map_or(0, |r| r.part_bytes),
                     out.reused_parts
                 );
+                for o in &m.outputs {
+                    println!(
+                        "  {:<16} {:>14} bytes  sha256 {}",
+                        o.file, o.size_bytes, o.sha256
+                    );
+                }
                 for (algo, digest) in &m.hashes {
                     println!("  {algo:<7} {digest}");
                 }
@@ -254,6 +260,15 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
                 }
                 if !m.unreadable.is_empty() {
                     println!("  UNREADABLE: {} extents zero-filled", m.unreadable.len());
+                }
+                match &m.source_verification {
+                    Some(v) if v.matched => {
+                        println!("  source re-read (--verify-source): hashes match");
+                    }
+                    Some(_) => println!(
+                        "  SOURCE RE-READ GAVE DIFFERENT HASHES (--verify-source): the source changed or reads unstably"
+                    ),
+                    None => {}
                 }
             }
             Ok(code)
@@ -340,7 +355,18 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
             );
         }
         if let Some(p) = report.first_bad_part {
-            println!("  first bad part: {p}");
+            match &report.first_bad_object {
+                Some(o) => println!("  first bad part: {p} of {o}"),
+                None => println!("  first bad part: {p}"),
+            }
+        }
+        if let Some(w) = &report.first_bad_window {
+            println!(
+                "  first bad window: {} (bytes {}..{})",
+                w.index,
+                w.offset,
+                w.offset + w.length
+            );
         }
     }
     Ok(code)
