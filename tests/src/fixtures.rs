@@ -1,7 +1,9 @@
 //! Host-side fixtures the scenarios share: running a tool and checking it, a throw-away GnuPG signer,
-//! ext4 images made from a directory without root, reading files back out of ext4 images with
-//! `debugfs`, and an initramfs that trusts an extra key the way `cargo xtask build --trust-key` does.
+//! files with given modes and ext4 images made from a directory without root, reading files back out of
+//! ext4 images with `debugfs`, and an initramfs that trusts an extra key the way
+//! `cargo xtask build --trust-key` does.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,6 +20,83 @@ pub fn run_tool(cmd: &mut Command) -> anyhow::Result<String> {
         String::from_utf8_lossy(&o.stderr)
     );
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// SHA-256 of `data`, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes `root/rel` (creating its directories) with permission bits `mode`.
+pub fn write_file(root: &Path, rel: &str, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&p, data)?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// Every file under `dir` except directories and lost+found: relative path → (content, mode & 0o7777).
+pub fn tree(dir: &Path) -> anyhow::Result<BTreeMap<String, (Vec<u8>, u32)>> {
+    fn walk(
+        dir: &Path,
+        rel: &str,
+        out: &mut BTreeMap<String, (Vec<u8>, u32)>,
+    ) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for e in std::fs::read_dir(dir.join(rel))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(e.path())?;
+            if meta.is_dir() {
+                if r != "lost+found" {
+                    walk(dir, &r, out)?;
+                }
+            } else {
+                let mode = meta.permissions().mode() & 0o7777;
+                out.insert(r, (std::fs::read(e.path())?, mode));
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, "", &mut out)?;
+    Ok(out)
+}
+
+/// An ext4 image of `mib` MiB holding the tree `dir` (or empty), made without root.
+pub fn mkfs_ext4(image: &Path, mib: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+    std::fs::File::create(image)?.set_len(mib << 20)?;
+    let mut c = Command::new("mkfs.ext4");
+    c.args(["-F", "-q"]);
+    if let Some(d) = dir {
+        c.arg("-d").arg(d);
+    }
+    run_tool(c.arg(image))?;
+    Ok(())
+}
+
+/// Copies the whole tree of the ext4 image `image` into `out` (no mount, no root).
+pub fn debugfs_rdump(image: &Path, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    run_tool(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("rdump / {}", out.display()))
+            .arg(image),
+    )?;
+    Ok(())
 }
 
 /// A throw-away GnuPG home with one signing key.

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use tests::fixtures::{Signer, debugfs_dump, ext4_from, run_tool};
+use tests::fixtures::{
+    Signer, debugfs_dump, debugfs_rdump, ext4_from, mkfs_ext4, run_tool, sha256_hex, tree,
+    write_file,
+};
 use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
@@ -254,43 +257,6 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     Ok(())
 }
 
-/// Every regular file under `dir` (relative path → content), skipping lost+found.
-fn tree(dir: &Path, rel: &str, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
-    let Ok(rd) = std::fs::read_dir(dir.join(rel)) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let r = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        match e.file_type() {
-            Ok(t) if t.is_dir() => {
-                if r != "lost+found" {
-                    tree(dir, &r, out);
-                }
-            }
-            Ok(_) => {
-                out.insert(r, std::fs::read(e.path()).unwrap_or_default());
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-fn write_file(root: &Path, rel: &str, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let p = root.join(rel);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&p, data)?;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
 /// The close of an incident through the guided menu alone: steps 5 and 6 write a signed golden image
 /// (read from a media disk, verified against a GnuPG-signed SHA256SUMS and the signer's key on that disk)
 /// onto the compromised server's disk, then restore a screened backup onto the freshly deployed root.
@@ -325,13 +291,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     let media_dir = w.join("media");
     std::fs::create_dir_all(&media_dir)?;
     let golden = media_dir.join("golden.img");
-    std::fs::File::create(&golden)?.set_len(40 << 20)?;
-    run_tool(
-        Command::new("mkfs.ext4")
-            .args(["-F", "-q", "-L", "NEWROOT", "-d"])
-            .arg(&golden_root)
-            .arg(&golden),
-    )?;
+    mkfs_ext4(&golden, 40, Some(&golden_root))?;
     let golden_sha = sha256_file(&golden)?;
     let signer = Signer::new("Golden image builder <golden@example.org>")?;
     signer.sign_sums(&media_dir, &["golden.img"])?;
@@ -368,13 +328,6 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         b"ssh-ed25519 AAAA attacker@evil",
         0o600,
     )?;
-    let sha = |d: &[u8]| {
-        use sha2::Digest;
-        sha2::Sha256::digest(d)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
     let mut sums = String::new();
     for (rel, data) in [
         ("srv/data/report.txt", &b"quarterly numbers\n"[..]),
@@ -387,22 +340,16 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
             b"ssh-ed25519 AAAA attacker@evil",
         ),
     ] {
-        sums.push_str(&format!("{}  ./{rel}\n", sha(data)));
+        sums.push_str(&format!("{}  ./{rel}\n", sha256_hex(data)));
     }
     let backup = w.join("backup.img");
-    std::fs::File::create(&backup)?.set_len(32 << 20)?;
-    run_tool(
-        Command::new("mkfs.ext4")
-            .args(["-F", "-q", "-d"])
-            .arg(&backup_dir)
-            .arg(&backup),
-    )?;
+    mkfs_ext4(&backup, 32, Some(&backup_dir))?;
     let ev_dir = w.join("evidence-files");
     write_file(&ev_dir, "backup-SHA256SUMS", sums.as_bytes(), 0o644)?;
     write_file(
         &ev_dir,
         "iocs.txt",
-        format!("{}  implant.so\n", sha(b"attacker library")).as_bytes(),
+        format!("{}  implant.so\n", sha256_hex(b"attacker library")).as_bytes(),
         0o644,
     )?;
     let evidence = w.join("evidence.img");
@@ -527,25 +474,24 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
 
     // On the host: the rebuilt root holds the golden files and exactly the good backup files.
     let out_dir = w.join("rebuilt");
-    std::fs::create_dir_all(&out_dir)?;
-    run_tool(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("rdump / {}", out_dir.display()))
-            .arg(&server),
-    )?;
-    let mut got = std::collections::BTreeMap::new();
-    tree(&out_dir, "", &mut got);
-    let mut want: std::collections::BTreeMap<String, Vec<u8>> = good
+    debugfs_rdump(&server, &out_dir)?;
+    let got = tree(&out_dir)?;
+    let mut want: std::collections::BTreeMap<String, (Vec<u8>, u32)> = good
         .iter()
-        .map(|(rel, data, _)| ((*rel).to_owned(), data.to_vec()))
+        .map(|(rel, data, mode)| ((*rel).to_owned(), (data.to_vec(), *mode)))
         .collect();
-    want.insert("etc/golden-release".into(), b"golden build 12.7\n".to_vec());
+    want.insert(
+        "etc/golden-release".into(),
+        (b"golden build 12.7\n".to_vec(), 0o644),
+    );
     want.insert(
         "usr/bin/app".into(),
-        b"\x7fELF app from the golden image".to_vec(),
+        (b"\x7fELF app from the golden image".to_vec(), 0o755),
     );
-    assert_eq!(got, want, "golden files plus exactly the good backup files");
+    assert_eq!(
+        got, want,
+        "golden files plus exactly the good backup files, content and mode"
+    );
 
     let manifest = w.join("restore-manifest.json");
     debugfs_dump(&evidence, "/CASE-RR/restore-manifest.json", &manifest)?;

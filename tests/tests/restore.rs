@@ -5,72 +5,15 @@
 //! directory names every refusal with its reason.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use tests::fixtures::{
+    debugfs_dump, debugfs_rdump, mkfs_ext4 as mkfs, sha256_hex as sha256, tree, write_file as write,
+};
 use tests::{Bus, Disk, QemuBuilder, gate};
 
 const T: Duration = Duration::from_secs(180);
-
-fn sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn mkfs(image: &Path, mib: u64, dir: Option<&Path>) -> anyhow::Result<()> {
-    std::fs::File::create(image)?.set_len(mib << 20)?;
-    let mut c = Command::new("mkfs.ext4");
-    c.args(["-F", "-q"]);
-    if let Some(d) = dir {
-        c.arg("-d").arg(d);
-    }
-    let o = c.arg(image).output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "mkfs.ext4: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(())
-}
-
-fn write(root: &Path, rel: &str, data: &[u8], mode: u32) -> anyhow::Result<()> {
-    let p = root.join(rel);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&p, data)?;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
-/// Every regular file under `dir` (relative path → content), skipping lost+found.
-fn files(dir: &Path, rel: &str, out: &mut BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<()> {
-    for e in std::fs::read_dir(dir.join(rel))?.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let r = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let meta = std::fs::symlink_metadata(e.path())?;
-        if meta.is_dir() {
-            if r != "lost+found" {
-                files(dir, &r, out)?;
-            }
-        } else {
-            out.insert(
-                r,
-                (std::fs::read(e.path())?, meta.permissions().mode() & 0o7777),
-            );
-        }
-    }
-    Ok(())
-}
 
 #[test]
 fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
@@ -188,19 +131,8 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     vm.wait_exit(Duration::from_secs(60))?;
 
     let out_dir = work.path().join("restored");
-    std::fs::create_dir_all(&out_dir)?;
-    let o = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("rdump / {}", out_dir.display()))
-        .arg(&target)
-        .output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "debugfs rdump: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let mut got = BTreeMap::new();
-    files(&out_dir, "", &mut got)?;
+    debugfs_rdump(&target, &out_dir)?;
+    let got = tree(&out_dir)?;
     let want: BTreeMap<String, (Vec<u8>, u32)> = [
         (
             "srv/data/report.txt",
@@ -220,18 +152,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     assert_eq!(got, want, "content and mode of every restored file");
 
     let manifest = work.path().join("restore-manifest.json");
-    let o = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!(
-            "dump /CASE-9/restore-manifest.json {}",
-            manifest.display()
-        ))
-        .arg(&evidence)
-        .output()?;
-    anyhow::ensure!(
-        o.status.success() && manifest.exists(),
-        "debugfs dump manifest"
-    );
+    debugfs_dump(&evidence, "/CASE-9/restore-manifest.json", &manifest)?;
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest)?)?;
     let record = |p: &str| {
         m["files"]
@@ -255,12 +176,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     }
     assert_eq!(m["complete"], true);
     let log = work.path().join("case-log.jsonl");
-    let o = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("dump /CASE-9/case-log.jsonl {}", log.display()))
-        .arg(&evidence)
-        .output()?;
-    anyhow::ensure!(o.status.success() && log.exists(), "debugfs dump case log");
+    debugfs_dump(&evidence, "/CASE-9/case-log.jsonl", &log)?;
     let entries = rescue::caselog::verify(&std::fs::read(&log)?)
         .map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
     assert!(
