@@ -468,6 +468,31 @@ fn sigint_stops_cleanly_with_an_incomplete_manifest_and_resume_finishes() {
 }
 
 #[test]
+fn ctrl_c_during_verify_source_is_not_a_source_mismatch() {
+    let f = fixture(16 << 20);
+    let out = f.out("acq");
+    let o = run(Command::new(BIN)
+        .args(["acquire", s(&f.src), "--out", s(&out)])
+        .args(["--block-size", "256K", "--verify-source"])
+        .env(
+            "RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES",
+            (2 << 20).to_string(),
+        ));
+    // 6: complete image, source not compared (4 would claim the source changed).
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("NOT compared"), "{}", text(&o));
+    let m = manifest(&out);
+    assert_eq!(m["complete"], true);
+    assert_eq!(m["hashes"]["sha256"], tool_digest("sha256sum", &f.src));
+    assert!(m["source_verification"].is_null(), "{m}");
+    let log = fs::read_to_string(out.join("acquisition.log")).unwrap();
+    assert!(log.contains("re-read interrupted"), "{log}");
+    assert!(!log.contains("HASHES DIFFER"), "{log}");
+    let v = rescue(&["verify", s(&out)]);
+    assert_eq!(code(&v), 0, "{}", text(&v));
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let f = fixture(1 << 20);
     fs::copy(&f.src, f.out("image.raw")).unwrap();

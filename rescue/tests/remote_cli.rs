@@ -1236,3 +1236,41 @@ fn killed_zstd_and_split_uploads_resume_to_identical_objects() {
         .current_dir(&dir));
     assert!(o.status.success(), "sha256sum -c: {}", text(&o));
 }
+
+#[test]
+fn ctrl_c_during_verify_source_keeps_the_state_and_resume_verifies() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 20 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/reread/stop";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--verify-source"],
+        &[("RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES", "4194304")],
+    );
+    // Interrupted, resumable: not 4 (the source did not change) and nothing removed.
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let dir = store.root.join("evidence/reread/stop");
+    assert!(dir.join(".rescue-upload.json").exists(), "{}", text(&o));
+    assert!(!dir.join("manifest.json").exists());
+    let state = fs::read_to_string(dir.join(".rescue-upload.json")).unwrap();
+    assert!(state.contains("re-read interrupted"), "{state}");
+    assert!(!state.contains("HASHES DIFFER"), "{state}");
+
+    let o = store.rescue(
+        &[
+            "acquire",
+            src_s,
+            "--out",
+            url,
+            "--resume",
+            "--verify-source",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = check_stored(&store, "reread/stop", &src);
+    assert_eq!(m["source_verification"]["matched"], true);
+}

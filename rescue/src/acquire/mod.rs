@@ -187,6 +187,9 @@ pub enum AcquireStatus {
     CompleteWithUnreadable,
     /// Complete, but re-reading the source (`--verify-source`) gave different hashes.
     SourceMismatch,
+    /// Complete (unreadable sectors, if any, are in the manifest), but the `--verify-source` re-read
+    /// was stopped on request: the source was not compared (`source_verification` stays absent).
+    SourceUnverified,
     /// Stopped on request; `--resume` continues.
     Interrupted,
 }
@@ -1055,6 +1058,7 @@ pub fn acquire_from(
     }
 
     // Optional second read of the source.
+    let mut source_unverified = false;
     if opts.verify_source {
         log.line("re-reading the source to compare (--verify-source)");
         let verification = reread_source(
@@ -1068,21 +1072,32 @@ pub fn acquire_from(
             progress,
         )
         .map_err(AcquireError::VerifySource)?;
-        let matched = verification.hashes == result.hashes && verification.unreadable == unreadable;
-        log.line(&format!(
-            "source re-read: {}",
-            if matched {
-                "hashes match"
-            } else {
-                "HASHES DIFFER"
+        match verification {
+            Some(verification) => {
+                let matched =
+                    verification.hashes == result.hashes && verification.unreadable == unreadable;
+                log.line(&format!(
+                    "source re-read: {}",
+                    if matched {
+                        "hashes match"
+                    } else {
+                        "HASHES DIFFER"
+                    }
+                ));
+                base.source_verification = Some(SourceVerification {
+                    matched,
+                    hashes: verification.hashes,
+                    unreadable: verification.unreadable,
+                    finished_at: now_rfc3339(),
+                });
             }
-        ));
-        base.source_verification = Some(SourceVerification {
-            matched,
-            hashes: verification.hashes,
-            unreadable: verification.unreadable,
-            finished_at: now_rfc3339(),
-        });
+            None => {
+                source_unverified = true;
+                log.line(
+                    "source re-read interrupted on request: the image is complete, the source was NOT compared (--verify-source not done)",
+                );
+            }
+        }
     }
 
     if base.read_only.applied {
@@ -1145,6 +1160,8 @@ pub fn acquire_from(
         .is_some_and(|v| !v.matched)
     {
         AcquireStatus::SourceMismatch
+    } else if source_unverified {
+        AcquireStatus::SourceUnverified
     } else if base.unreadable.is_empty() {
         AcquireStatus::Complete
     } else {
@@ -1188,6 +1205,7 @@ pub(crate) struct Reread {
 }
 
 /// Reads the source again in `block`-byte reads and hashes it (local and object-store acquisitions).
+/// `None` when `cancel` stopped it: the source was not compared, which is not a mismatch.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn reread_source(
     reader: &dyn ReadAt,
@@ -1198,7 +1216,7 @@ pub(crate) fn reread_source(
     retries: u32,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<Reread, StreamError> {
+) -> Result<Option<Reread>, StreamError> {
     let pool = BufferPool::new(POOL_BUFFERS.min((256 << 20) / block / 2).max(4), block);
     let mut offset = 0;
     let mut unreadable = Vec::new();
@@ -1228,10 +1246,14 @@ pub(crate) fn reread_source(
         &mut observe,
     )
     .map_err(|f| f.error)?;
-    Ok(Reread {
+    if r.ending == Ending::Stopped {
+        // Stopped on request: partial hashes say nothing about the source.
+        return Ok(None);
+    }
+    Ok(Some(Reread {
         hashes: r.hashes,
         unreadable,
-    })
+    }))
 }
 
 pub use crate::error_chain;

@@ -740,7 +740,7 @@ impl SinkState {
 
     fn store_state(&mut self) -> Result<(), S3Error> {
         let end = self.contiguous();
-        let json = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+        let json = state_json(&self.state)?;
         self.state_client
             .put_object(&self.state_key, &json, false)?;
         self.last_store = Instant::now();
@@ -1120,7 +1120,7 @@ pub fn upload(
         }
         // Claim the prefix first (a racing writer's conditional put fails); the sink starts each
         // object's multipart upload when the stream reaches it.
-        let json = serde_json::to_vec_pretty(&st).unwrap_or_default();
+        let json = state_json(&st)?;
         match client.put_object(&state_key, &json, true) {
             Ok(()) => {}
             Err(S3Error::Status { status: 412, .. }) => {
@@ -1420,6 +1420,20 @@ pub fn upload(
             &mut |p| events(&UploadEvent::Progress(p.clone())),
         )
         .map_err(UploadError::VerifySource)?;
+        let Some(verification) = verification else {
+            // Stopped on request: the image objects are complete, the comparison is not done. The
+            // state stays so that `--resume --verify-source` checks the parts and re-reads again.
+            state.line(
+                "source re-read interrupted on request: the image objects are complete, the source was NOT compared; continue with --resume --verify-source",
+            );
+            client.put_object(&state_key, &state_json(&state)?, false)?;
+            return Ok(UploadOutcome {
+                status: AcquireStatus::Interrupted,
+                manifest: incomplete_manifest(&state, &info, &facts.read_only, host, size, remote),
+                url,
+                reused_parts: reused,
+            });
+        };
         let matched = verification.hashes == result.hashes && verification.unreadable == unreadable;
         state.line(&format!(
             "source re-read: {}",
@@ -1529,6 +1543,12 @@ fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) -> UploadEr
         aborted: !(network || changed),
         source: error,
     }
+}
+
+/// The state object's bytes. Serialising plain data does not fail in practice, but an empty state
+/// written over a good one would lose the upload ids, so a failure is an error, never `[]`.
+fn state_json(state: &UploadState) -> Result<Vec<u8>, S3Error> {
+    serde_json::to_vec_pretty(state).map_err(S3Error::EncodeState)
 }
 
 fn names(h: &[HashAlgorithm]) -> String {
