@@ -306,6 +306,43 @@ impl SinkError {
 struct StatePart {
     size: u64,
     sha256: String,
+    /// The ETag the store answered for this upload of the part. On resume `sha256` is trusted for a
+    /// part the store lists without a checksum only when the listed ETag is this one (a store that
+    /// lists no ETag, like s3s-fs, relies on the record being dropped durably before the part is
+    /// replaced, see [`PartResult::Replace`]). Absent in older states: such a part is uploaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+}
+
+/// ETags compare without their quotes; an empty one names nothing.
+fn same_etag(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_matches('"'), b.trim_matches('"'));
+    !a.is_empty() && a == b
+}
+
+/// What a resume may trust of a part the store lists: its own checksum when it lists one (required
+/// then); else the recorded SHA-256 when the state recorded an ETag and the store lists the same one
+/// or none at all; else nothing (the part is uploaded again).
+fn held_part(listed: &super::client::ListedPart, recorded: Option<&StatePart>) -> Held {
+    let (sha256_b64, sha256_hex) = match &listed.checksum_sha256 {
+        Some(b64) => (Some(b64.clone()), None),
+        None => (
+            None,
+            recorded
+                .filter(|r| {
+                    r.etag.as_deref().is_some_and(|e| {
+                        listed.etag.trim_matches('"').is_empty() || same_etag(e, &listed.etag)
+                    })
+                })
+                .map(|r| r.sha256.clone()),
+        ),
+    };
+    Held {
+        size: listed.size,
+        sha256_b64,
+        sha256_hex,
+        etag: listed.etag.clone(),
+    }
 }
 
 /// One image object (`image.raw`, `image.raw.zst`, or a segment of either) and its multipart upload.
@@ -416,6 +453,11 @@ enum PartResult {
         reused: bool,
         data: Vec<u8>,
     },
+    /// The store holds a different upload of this part than the source gives now, and the state
+    /// records a hash for it: the record is removed and the state stored before the part is sent
+    /// again, so a state never names bytes the store may no longer hold (a store that lists neither
+    /// checksums nor ETags gives no other way to tell).
+    Replace(PartJob),
     Failed(SinkError),
 }
 
@@ -511,6 +553,7 @@ impl SinkState {
                         StatePart {
                             size,
                             sha256: hex(&sha256),
+                            etag: Some(etag.clone()),
                         },
                     );
                 }
@@ -530,6 +573,19 @@ impl SinkState {
                 if self.last_store.elapsed() >= self.state_interval {
                     self.store_state()?;
                 }
+                Ok(())
+            }
+            PartResult::Replace(mut job) => {
+                if let Some(o) = self.state.objects.get_mut(job.object) {
+                    o.parts.remove(&job.number);
+                }
+                self.store_state()?;
+                job.held = None;
+                let Some(tx) = &self.jobs else {
+                    return Err(SinkError::LoseUploaders);
+                };
+                tx.send(job).map_err(|_| SinkError::LoseUploaders)?;
+                self.outstanding += 1;
                 Ok(())
             }
             PartResult::Failed(e) => Err(e),
@@ -845,8 +901,15 @@ fn spawn_uploader(
                         && (h.sha256_b64.as_deref() == Some(base64(&sha256).as_str())
                             || h.sha256_hex.as_deref() == Some(hex(&sha256).as_str()))
                 });
+                let recorded = job.held.as_ref().is_some_and(|h| h.sha256_hex.is_some());
                 let result = match reusable {
                     Some(h) => Ok((h.etag.clone(), true)),
+                    None if !job.completed && recorded => {
+                        if results.send(PartResult::Replace(job)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     None if job.completed => Err(SinkError::ChangeCompletedPart {
                         file: job.key.rsplit('/').next().unwrap_or_default().to_owned(),
                         number: job.number,
@@ -977,15 +1040,7 @@ pub fn upload(
                 match client.list_parts(&key, &obj.upload_id) {
                     Ok(listed) => {
                         for p in &listed {
-                            held.insert(
-                                (index, p.number),
-                                Held {
-                                    size: p.size,
-                                    sha256_b64: p.checksum_sha256.clone(),
-                                    sha256_hex: obj.parts.get(&p.number).map(|s| s.sha256.clone()),
-                                    etag: p.etag.clone(),
-                                },
-                            );
+                            held.insert((index, p.number), held_part(p, obj.parts.get(&p.number)));
                         }
                         // Only what the store lists is there; the rest of the record is re-uploaded.
                         obj.parts.retain(|n, _| held.contains_key(&(index, *n)));
@@ -1647,6 +1702,40 @@ mod tests {
         let again = serde_json::to_value(&st).unwrap();
         assert!(again.get("upload_id").is_none() && again.get("parts").is_none());
         assert_eq!(st.layout().name(0), "image.raw");
+    }
+
+    #[test]
+    fn a_held_part_is_trusted_only_through_the_store_checksum_or_a_matching_etag() {
+        let listed = |etag: &str, checksum: Option<&str>| super::super::client::ListedPart {
+            number: 1,
+            size: 8,
+            etag: etag.to_owned(),
+            checksum_sha256: checksum.map(str::to_owned),
+        };
+        let recorded: StatePart = serde_json::from_value(
+            serde_json::json!({"size": 8, "sha256": "aa", "etag": "\"e1\""}),
+        )
+        .unwrap();
+        // The store's checksum, when listed, is required; the state's hash does not stand in for it.
+        let h = held_part(&listed("\"e1\"", Some("Y2hr")), Some(&recorded));
+        assert_eq!(
+            (h.sha256_b64.as_deref(), h.sha256_hex),
+            (Some("Y2hr"), None)
+        );
+        // No checksum listed: the recorded hash holds only for the upload it was recorded for.
+        let h = held_part(&listed("e1", None), Some(&recorded));
+        assert_eq!(h.sha256_hex.as_deref(), Some("aa"));
+        let h = held_part(&listed("\"e2\"", None), Some(&recorded));
+        assert_eq!((h.sha256_b64, h.sha256_hex), (None, None));
+        // A store that lists no ETag (s3s-fs): the record stands, as it is dropped before a replacement.
+        let h = held_part(&listed("", None), Some(&recorded));
+        assert_eq!(h.sha256_hex.as_deref(), Some("aa"));
+        // A state written before ETags were recorded still loads, and its parts are sent again.
+        let old: StatePart =
+            serde_json::from_value(serde_json::json!({"size": 8, "sha256": "aa"})).unwrap();
+        let h = held_part(&listed("\"e1\"", None), Some(&old));
+        assert_eq!((h.sha256_b64, h.sha256_hex), (None, None));
+        assert!(held_part(&listed("", None), None).sha256_hex.is_none());
     }
 
     #[test]
