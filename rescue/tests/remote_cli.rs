@@ -1274,3 +1274,79 @@ fn ctrl_c_during_verify_source_keeps_the_state_and_resume_verifies() {
     let m = check_stored(&store, "reread/stop", &src);
     assert_eq!(m["source_verification"]["matched"], true);
 }
+
+#[test]
+fn a_changed_completed_object_aborts_the_unfinished_uploads_and_keeps_the_rest() {
+    use sha2::Digest;
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 20 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/changed/split";
+    let args = [
+        "acquire",
+        src_s,
+        "--out",
+        url,
+        "--split",
+        "8M",
+        "--verify-source",
+    ];
+    // All three segments completed, the re-read interrupted: the state stays.
+    let o = store.rescue(
+        &args,
+        &[("RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES", "4194304")],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    // Make the last segment an unfinished multipart upload holding one part, as a kill before its
+    // completion leaves it.
+    let mut c = client(&store);
+    let state_key = "changed/split/.rescue-upload.json";
+    let mut st: Value = serde_json::from_slice(&c.get_object(state_key, None).unwrap()).unwrap();
+    let last = st["objects"].as_array().unwrap().len() - 1;
+    let name = st["objects"][last]["name"].as_str().unwrap().to_owned();
+    let key = format!("changed/split/{name}");
+    c.delete_object(&key).unwrap();
+    let id = c.create_multipart(&key).unwrap();
+    let data = vec![7u8; 4096];
+    let digest: [u8; 32] = sha2::Sha256::digest(&data).into();
+    c.upload_part(&key, &id, 1, &data, &digest).unwrap();
+    st["objects"][last]["upload_id"] = id.clone().into();
+    st["objects"][last]["completed"] = false.into();
+    st["objects"][last]["parts"] = serde_json::json!({});
+    c.put_object(state_key, &serde_json::to_vec(&st).unwrap(), false)
+        .unwrap();
+    assert!(
+        store.files().iter().any(|f| f.contains(&id)),
+        "{:?}",
+        store.files()
+    );
+
+    // The source changes inside the first (completed) segment.
+    let mut bytes = fs::read(&src).unwrap();
+    bytes[100] ^= 0xff;
+    fs::write(&src, &bytes).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = store.rescue(&resume, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("differs from the source"), "{}", text(&o));
+    assert!(
+        err.contains("unfinished multipart uploads were aborted"),
+        "{}",
+        text(&o)
+    );
+    assert!(err.contains("new prefix"), "{}", text(&o));
+    assert!(
+        !store.files().iter().any(|f| f.contains(&id)),
+        "multipart upload left open: {:?}",
+        store.files()
+    );
+    let dir = store.root.join("evidence/changed/split");
+    assert!(dir.join(".rescue-upload.json").exists());
+    assert!(dir.join("image.raw.001").exists() && dir.join("image.raw.002").exists());
+    assert!(!dir.join("manifest.json").exists());
+}

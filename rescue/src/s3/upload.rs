@@ -13,8 +13,10 @@
 //! part the store already holds is checked against what was re-read and skipped, the rest is
 //! uploaded; zstd frames depend only on the data and the level, so the parts come out the same. A
 //! second writer to a prefix that holds anything is refused. A fatal refusal by the store aborts the
-//! multipart uploads and removes the state, leaving nothing half-written; a network failure keeps
-//! both for `--resume`.
+//! multipart uploads and removes the state, leaving nothing half-written (if an abort fails, the
+//! state stays and names what is left); a completed object that no longer matches the source keeps
+//! the completed objects and the state but aborts the unfinished uploads; a network failure keeps
+//! everything for `--resume`.
 //!
 //! Nothing here prints or exits; progress and clock skew are reported through the event callback.
 
@@ -250,26 +252,59 @@ pub enum UploadError {
     },
     #[error("invalid option: {0}")]
     RejectOption(String),
-    #[error("upload stopped after {uploaded} bytes were stored{}", stop_hint(*.resumable, *.aborted))]
+    #[error("upload stopped after {uploaded} bytes were stored; {left}")]
     Stop {
         uploaded: u64,
         resumable: bool,
-        /// The multipart uploads and the state were removed.
-        aborted: bool,
+        /// What the stop left in the store.
+        left: Leftover,
         #[source]
         source: StreamError,
     },
-    #[error("the source size changed during the run: {before} bytes at the start, {after} now")]
-    ChangeSourceSize { before: u64, after: u64 },
+    #[error(
+        "the source size changed during the run: {before} bytes at the start, {after} now; {left}"
+    )]
+    ChangeSourceSize {
+        before: u64,
+        after: u64,
+        left: Leftover,
+    },
     #[error("re-reading the source")]
     VerifySource(#[source] StreamError),
 }
 
-fn stop_hint(resumable: bool, aborted: bool) -> &'static str {
-    match (resumable, aborted) {
-        (true, _) => "; run again with --resume",
-        (false, true) => "; the multipart upload was aborted",
-        (false, false) => "; the objects in the store were left as they are",
+/// What a stopped upload left under its prefix, as the operator is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// Multipart uploads and state kept for `--resume`.
+    Resumable,
+    /// Every multipart upload aborted, every object and the state removed.
+    Nothing,
+    /// The unfinished multipart uploads were aborted; the completed image objects and the state (whose
+    /// log says what happened) stay for the examiner.
+    CompletedObjects { objects: usize },
+    /// These aborts or deletions failed; the state naming what is left stays.
+    Uncleaned { failed: Vec<String> },
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Resumable => write!(f, "run again with --resume"),
+            Self::Nothing => write!(
+                f,
+                "the multipart uploads were aborted and nothing is left under the prefix"
+            ),
+            Self::CompletedObjects { objects } => write!(
+                f,
+                "the unfinished multipart uploads were aborted; {objects} completed image objects and the upload state {STATE_OBJECT} (its log says what happened) are kept for the examiner; this prefix cannot be completed from this source: acquire again to a new prefix"
+            ),
+            Self::Uncleaned { failed } => write!(
+                f,
+                "cleaning up failed for {}; the upload state {STATE_OBJECT} naming them is kept: abort or delete them with the store's tools",
+                failed.join(", ")
+            ),
+        }
     }
 }
 
@@ -834,26 +869,112 @@ impl SinkState {
             }
             self.store_state()?;
         }
+        // Objects an interrupted run recorded beyond this run's (the stream came out shorter): not
+        // part of this acquisition, so removed; what cannot be removed is named in the log.
         let extra = self.state.objects.split_off(self.closed.len());
-        for o in extra.iter().filter(|o| !o.completed) {
-            let _ = self
-                .state_client
-                .abort_multipart(&self.url.key(&o.name), &o.upload_id);
+        for o in &extra {
+            if let Err(what) = self.remove_object(o) {
+                self.state.line(&format!(
+                    "LEFT IN THE STORE: {what}; not part of this acquisition, remove it with the store's tools"
+                ));
+            }
         }
         Ok(())
     }
 
-    /// Leaves nothing half-written: aborts every upload, removes completed objects and the state.
-    fn abort_all(&mut self) {
-        for o in self.state.objects.clone() {
-            let key = self.url.key(&o.name);
+    /// Aborts an object's multipart upload or deletes the completed object; `Err` names what is left.
+    fn remove_object(&mut self, o: &StateObject) -> Result<(), String> {
+        let key = self.url.key(&o.name);
+        let result = if o.completed {
+            self.state_client.delete_object(&key)
+        } else if o.upload_id.is_empty() {
+            Ok(())
+        } else {
+            match self.state_client.abort_multipart(&key, &o.upload_id) {
+                // Already gone (aborted, or expired by the store).
+                Err(S3Error::Status { status: 404, .. }) => Ok(()),
+                r => r,
+            }
+        };
+        result.map_err(|e| {
             if o.completed {
-                let _ = self.state_client.delete_object(&key);
-            } else if !o.upload_id.is_empty() {
-                let _ = self.state_client.abort_multipart(&key, &o.upload_id);
+                format!("object {key} ({})", crate::error_chain(&e))
+            } else {
+                format!(
+                    "multipart upload {} of {key} ({})",
+                    o.upload_id,
+                    crate::error_chain(&e)
+                )
+            }
+        })
+    }
+
+    /// Leaves nothing half-written: aborts every upload, removes completed objects, then the state,
+    /// but only when everything else went; otherwise the state keeps naming what is left.
+    fn abort_all(&mut self) -> Leftover {
+        let mut failed = Vec::new();
+        let mut left = Vec::new();
+        for o in std::mem::take(&mut self.state.objects) {
+            if let Err(what) = self.remove_object(&o) {
+                failed.push(what);
+                left.push(o);
             }
         }
-        let _ = self.state_client.delete_object(&self.state_key);
+        self.state.objects = left;
+        if failed.is_empty() {
+            match self.state_client.delete_object(&self.state_key) {
+                Ok(()) => return Leftover::Nothing,
+                Err(e) => failed.push(format!("{} ({})", self.state_key, crate::error_chain(&e))),
+            }
+        } else {
+            self.state.line(&format!(
+                "stopping: could not remove {}; the state is kept",
+                failed.join(", ")
+            ));
+            if let Err(e) = self.store_state() {
+                failed.push(format!(
+                    "updating {} ({})",
+                    self.state_key,
+                    crate::error_chain(&e)
+                ));
+            }
+        }
+        Leftover::Uncleaned { failed }
+    }
+
+    /// For a stop that cannot be resumed but whose completed objects are evidence to keep: aborts the
+    /// unfinished multipart uploads (invisible in a listing, and billed) and records that in the state.
+    fn abort_unfinished(&mut self) -> Leftover {
+        let mut failed = Vec::new();
+        let mut kept = Vec::new();
+        for o in std::mem::take(&mut self.state.objects) {
+            if o.completed {
+                kept.push(o);
+            } else if let Err(what) = self.remove_object(&o) {
+                failed.push(what);
+                kept.push(o);
+            } else {
+                self.state.line(&format!(
+                    "aborted the unfinished multipart upload {} of {}",
+                    o.upload_id,
+                    self.url.key(&o.name)
+                ));
+            }
+        }
+        let objects = kept.iter().filter(|o| o.completed).count();
+        self.state.objects = kept;
+        if let Err(e) = self.store_state() {
+            failed.push(format!(
+                "updating {} ({})",
+                self.state_key,
+                crate::error_chain(&e)
+            ));
+        }
+        if failed.is_empty() {
+            Leftover::CompletedObjects { objects }
+        } else {
+            Leftover::Uncleaned { failed }
+        }
     }
 }
 
@@ -1238,7 +1359,7 @@ pub fn upload(
                 return Err(UploadError::Stop {
                     uploaded: 0,
                     resumable: true,
-                    aborted: false,
+                    left: Leftover::Resumable,
                     source: StreamError::SpawnThread {
                         name: "s3-upload".to_owned(),
                         source: e,
@@ -1383,10 +1504,11 @@ pub fn upload(
     {
         let _ = s.settle();
         s.stop_workers();
-        s.abort_all();
+        let left = s.abort_all();
         return Err(UploadError::ChangeSourceSize {
             before: size,
             after: now,
+            left,
         });
     }
 
@@ -1576,8 +1698,9 @@ pub fn upload(
 }
 
 /// The error for a stream that stopped: a network failure keeps the uploads and the state for
-/// `--resume`; a completed object that no longer matches the source is left for the examiner; any
-/// other failure (a refusal by the store, a local error) removes everything.
+/// `--resume`; a completed object that no longer matches the source is left for the examiner with the
+/// state, the unfinished uploads aborted; any other failure (a refusal by the store, a local error)
+/// removes everything (or, where that fails, keeps the state naming what is left).
 fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) -> UploadError {
     let sink_error = match &error {
         StreamError::WriteSink(e) => e.downcast_ref::<SinkError>(),
@@ -1586,16 +1709,21 @@ fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) -> UploadEr
     let network = sink_error.is_some_and(SinkError::is_network);
     let changed = matches!(sink_error, Some(SinkError::ChangeCompletedPart { .. }));
     let msg = crate::error_chain(&error);
-    if network || changed {
+    let left = if network {
         s.state.line(&format!("stopped: {msg}"));
+        // If this write fails too, the last stored state still names every upload: resumable.
         let _ = s.store_state();
+        Leftover::Resumable
+    } else if changed {
+        s.state.line(&format!("stopped: {msg}"));
+        s.abort_unfinished()
     } else {
-        s.abort_all();
-    }
+        s.abort_all()
+    };
     UploadError::Stop {
         uploaded: uploaded.load(Ordering::Relaxed),
         resumable: network,
-        aborted: !(network || changed),
+        left,
         source: error,
     }
 }
