@@ -645,23 +645,34 @@ impl SinkState {
     fn begin_object(&mut self, index: usize) -> Result<(), SinkError> {
         let name = self.layout.name(index as u64);
         let key = self.url.key(&name);
+        // An empty upload id: the store dropped the recorded upload; it is started again in place.
+        let dropped = self
+            .state
+            .objects
+            .get(index)
+            .is_some_and(|o| o.name == name && !o.completed && o.upload_id.is_empty());
         let recorded = self
             .state
             .objects
             .get(index)
-            .filter(|o| o.name == name)
+            .filter(|o| o.name == name && !dropped)
             .map(|o| (o.upload_id.clone(), o.completed));
         let (upload_id, completed) = match recorded {
             Some(r) => r,
             None => {
                 let id = self.state_client.create_multipart(&key)?;
-                self.state.objects.truncate(index);
-                self.state.objects.push(StateObject {
+                let fresh = StateObject {
                     name,
                     upload_id: id.clone(),
                     parts: BTreeMap::new(),
                     completed: false,
-                });
+                };
+                if dropped {
+                    self.state.objects[index] = fresh;
+                } else {
+                    self.state.objects.truncate(index);
+                    self.state.objects.push(fresh);
+                }
                 self.state.line(&format!(
                     "multipart upload {id} of {key}, parts of {} bytes",
                     self.part_bytes
@@ -1167,11 +1178,22 @@ pub fn upload(
                         obj.parts.retain(|n, _| held.contains_key(&(index, *n)));
                         continue;
                     }
-                    Err(S3Error::Status { status: 404, .. })
-                        if client.head_object(&key)?.is_some() =>
-                    {
-                        // Completed just before the interruption, before the state recorded it.
-                        obj.completed = true;
+                    Err(S3Error::Status { status: 404, .. }) => {
+                        if client.head_object(&key)?.is_some() {
+                            // Completed just before the interruption, before the state recorded it.
+                            obj.completed = true;
+                        } else {
+                            // The store dropped the upload (aborted, or expired by a lifecycle rule):
+                            // nothing of it is held; the sink starts a new upload for this object.
+                            st.log.push(format!(
+                                "{} the store no longer knows multipart upload {} of {key}; starting it again",
+                                now_rfc3339(),
+                                obj.upload_id
+                            ));
+                            obj.upload_id.clear();
+                            obj.parts.clear();
+                            continue;
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 }
