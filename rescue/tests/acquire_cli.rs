@@ -493,6 +493,36 @@ fn ctrl_c_during_verify_source_is_not_a_source_mismatch() {
 }
 
 #[test]
+fn a_resume_with_another_zstd_level_is_refused() {
+    let f = fixture(16 << 20);
+    let out = f.out("acq");
+    let args = [
+        "acquire",
+        s(&f.src),
+        "--out",
+        s(&out),
+        "--format",
+        "zstd",
+        "--block-size",
+        "256K",
+        "--checkpoint-every",
+        "1M",
+    ];
+    let o = run(Command::new(BIN)
+        .args(args)
+        .env("RESCUE_TEST_ABORT_AFTER_BYTES", (4 << 20).to_string())
+        .env("RESCUE_TEST_ABORT_SIGNAL", "SIGINT"));
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    let o = run(Command::new(BIN)
+        .args(args)
+        .args(["--resume", "--zstd-level", "19"]));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("--zstd-level"), "{}", text(&o));
+    let o = run(Command::new(BIN).args(args).arg("--resume"));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let f = fixture(1 << 20);
     fs::copy(&f.src, f.out("image.raw")).unwrap();

@@ -1350,3 +1350,36 @@ fn a_changed_completed_object_aborts_the_unfinished_uploads_and_keeps_the_rest()
     assert!(dir.join("image.raw.001").exists() && dir.join("image.raw.002").exists());
     assert!(!dir.join("manifest.json").exists());
 }
+
+#[test]
+fn a_resume_with_another_zstd_level_is_refused() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 40 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/level/zstd";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--format", "zstd"],
+        &[("RESCUE_TEST_ABORT_AFTER_BYTES", "16777216")],
+    );
+    assert_eq!(o.status.code(), None, "not killed: {}", text(&o));
+    let o = store.rescue(
+        &[
+            "acquire",
+            src_s,
+            "--out",
+            url,
+            "--resume",
+            "--zstd-level",
+            "19",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--zstd-level"), "{}", text(&o));
+    // Refused before anything changed: the upload still resumes.
+    let o = store.rescue(&["acquire", src_s, "--out", url, "--resume"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

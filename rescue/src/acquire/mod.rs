@@ -562,6 +562,17 @@ fn resolve_settings(
                 window_name(opts.window),
             );
         }
+        // The frames of a resumed zstd image must come out as before; a raw image has no level, and
+        // --zstd-level is ignored for it as it is for a new raw acquisition.
+        if let Some(level) = opts.zstd_level
+            && r.zstd_level.is_some_and(|l| l != level)
+        {
+            return mismatch(
+                "--zstd-level",
+                format!("{:?}", r.zstd_level),
+                format!("{:?}", opts.zstd_level),
+            );
+        }
         let mut s = r.clone();
         if let Some(n) = opts.retries {
             s.retries = n;

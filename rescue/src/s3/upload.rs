@@ -1166,6 +1166,18 @@ pub fn upload(
                 format!("{:?}", opts.split),
             );
         }
+        // As for a local resume: a zstd upload's level must stay (the parts held are its frames);
+        // a raw upload ignores --zstd-level as a new one does.
+        if let Some(level) = opts.zstd_level
+            && st.format == ImageFormat::Zstd.manifest_name()
+            && st.zstd_level != Some(level)
+        {
+            return mismatch(
+                "--zstd-level",
+                format!("{:?}", st.zstd_level),
+                format!("{:?}", opts.zstd_level),
+            );
+        }
         for (index, obj) in st.objects.iter_mut().enumerate() {
             let key = url.key(&obj.name);
             if !obj.completed {
