@@ -523,6 +523,37 @@ fn a_resume_with_another_zstd_level_is_refused() {
 }
 
 #[test]
+fn a_checkpoint_with_zstd_but_no_level_is_refused() {
+    let f = fixture(16 << 20);
+    let out = f.out("acq");
+    let args = [
+        "acquire",
+        s(&f.src),
+        "--out",
+        s(&out),
+        "--format",
+        "zstd",
+        "--block-size",
+        "256K",
+        "--checkpoint-every",
+        "1M",
+    ];
+    let o = run(Command::new(BIN)
+        .args(args)
+        .env("RESCUE_TEST_ABORT_AFTER_BYTES", (4 << 20).to_string())
+        .env("RESCUE_TEST_ABORT_SIGNAL", "SIGINT"));
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    let path = out.join(".resume.json");
+    let mut cp: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(cp["settings"]["format"], "zstd-seekable");
+    cp["settings"]["zstd_level"] = serde_json::Value::Null;
+    fs::write(&path, serde_json::to_vec(&cp).unwrap()).unwrap();
+    let o = run(Command::new(BIN).args(args).arg("--resume"));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("impossible settings"), "{}", text(&o));
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let f = fixture(1 << 20);
     fs::copy(&f.src, f.out("image.raw")).unwrap();

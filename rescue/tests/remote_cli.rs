@@ -1383,3 +1383,34 @@ fn a_resume_with_another_zstd_level_is_refused() {
     let o = store.rescue(&["acquire", src_s, "--out", url, "--resume"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn a_state_with_zstd_but_no_level_is_refused() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 40 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/level/missing";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--format", "zstd"],
+        &[("RESCUE_TEST_ABORT_AFTER_BYTES", "16777216")],
+    );
+    assert_eq!(o.status.code(), None, "not killed: {}", text(&o));
+    let mut c = client(&store);
+    let key = "level/missing/.rescue-upload.json";
+    let mut st: Value = serde_json::from_slice(&c.get_object(key, None).unwrap()).unwrap();
+    st["zstd_level"] = Value::Null;
+    c.put_object(key, &serde_json::to_vec(&st).unwrap(), false)
+        .unwrap();
+    let o = store.rescue(&["acquire", src_s, "--out", url, "--resume"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("impossible settings"), "{}", text(&o));
+    assert!(
+        !store
+            .root
+            .join("evidence/level/missing/image.raw.zst")
+            .exists()
+    );
+}

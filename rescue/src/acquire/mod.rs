@@ -583,9 +583,12 @@ fn resolve_settings(
             || block > MAX_BLOCK
             || s.split_bytes.is_some_and(|x| x < s.block_bytes)
             || s.window_bytes == Some(0)
+            || !level_fits_format(&s.format, s.zstd_level)
         {
             return Err(AcquireError::RejectOption(format!(
-                "the checkpoint records impossible settings (block {}, split {:?}, window {})",
+                "the checkpoint records impossible settings (format {}, zstd level {:?}, block {}, split {:?}, window {})",
+                s.format,
+                s.zstd_level,
                 s.block_bytes,
                 s.split_bytes,
                 window_name(s.window_bytes)
@@ -629,6 +632,16 @@ fn resolve_settings(
             .then(|| opts.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL)),
         retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
     })
+}
+
+/// A recorded zstd image has a level and a raw one has none: a damaged record that breaks this would
+/// write raw bytes as `image.raw.zst`, or compress `image.raw`.
+pub(crate) fn level_fits_format(format: &str, zstd_level: Option<i32>) -> bool {
+    match ImageFormat::from_manifest_name(format) {
+        Some(ImageFormat::Zstd) => zstd_level.is_some(),
+        Some(ImageFormat::Raw) => zstd_level.is_none(),
+        None => false,
+    }
 }
 
 fn names(h: &[HashAlgorithm]) -> String {

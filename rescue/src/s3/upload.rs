@@ -1354,13 +1354,17 @@ pub fn upload(
             state.format
         ))
     })?;
-    let zstd_level = state.zstd_level.filter(|_| format == ImageFormat::Zstd);
+    let zstd_level = state.zstd_level;
     let layout = state.layout();
     let block = state.block_bytes as usize;
-    if block == 0 || block > MAX_BLOCK || state.split_bytes.is_some_and(|s| s < state.block_bytes) {
+    if block == 0
+        || block > MAX_BLOCK
+        || state.split_bytes.is_some_and(|s| s < state.block_bytes)
+        || !crate::acquire::level_fits_format(&state.format, state.zstd_level)
+    {
         return Err(UploadError::RejectOption(format!(
-            "the upload state records impossible settings (block {}, split {:?})",
-            state.block_bytes, state.split_bytes
+            "the upload state records impossible settings (format {}, zstd level {:?}, block {}, split {:?})",
+            state.format, state.zstd_level, state.block_bytes, state.split_bytes
         )));
     }
     let part_bytes = state.part_bytes.max(1);
