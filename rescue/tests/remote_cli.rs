@@ -1414,3 +1414,34 @@ fn a_state_with_zstd_but_no_level_is_refused() {
             .exists()
     );
 }
+
+#[test]
+fn verify_s3_requires_sha256sums_to_list_the_manifest() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 9 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/sums/nomanifest";
+    let o = store.rescue(&["acquire", src_s, "--out", url], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // An edited manifest would be caught by its SHA256SUMS line, so drop that line too.
+    let mut c = client(&store);
+    let key = "sums/nomanifest/SHA256SUMS";
+    let sums = String::from_utf8(c.get_object(key, None).unwrap()).unwrap();
+    let kept: String = sums
+        .lines()
+        .filter(|l| !l.ends_with("manifest.json"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(kept, sums);
+    c.put_object(key, kept.as_bytes(), false).unwrap();
+    let v = store.rescue(&["verify", url], &[]);
+    assert_eq!(v.status.code(), Some(4), "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("SHA256SUMS lists manifest.json"),
+        "{}",
+        text(&v)
+    );
+}
