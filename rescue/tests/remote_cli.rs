@@ -1445,3 +1445,25 @@ fn verify_s3_requires_sha256sums_to_list_the_manifest() {
         text(&v)
     );
 }
+
+#[test]
+fn verify_s3_reports_a_part_range_that_overflows() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 9 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/edited/range";
+    let o = store.rescue(&["acquire", src_s, "--out", url], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut c = client(&store);
+    let key = "edited/range/manifest.json";
+    let mut m: Value = serde_json::from_slice(&c.get_object(key, None).unwrap()).unwrap();
+    m["remote"]["parts"][1]["offset"] = u64::MAX.into();
+    c.put_object(key, &serde_json::to_vec_pretty(&m).unwrap(), false)
+        .unwrap();
+    let v = store.rescue(&["verify", url], &[]);
+    // A verification failure, not a crash.
+    assert_eq!(v.status.code(), Some(4), "{}", text(&v));
+}

@@ -342,7 +342,21 @@ pub fn verify(
                 let data = if *len == 0 {
                     Vec::new()
                 } else {
-                    client.get_object(&key, Some((*offset, offset + len - 1)))?
+                    // The range comes from the manifest, which may have been edited.
+                    let Some(last) = offset.checked_add(*len).and_then(|end| end.checked_sub(1))
+                    else {
+                        report.check(
+                            format!("part {number} of {} lies within the object", o.file),
+                            "an offset and size that fit in 64 bits",
+                            &format!("offset {offset}, size {len}"),
+                        );
+                        if report.first_bad_part.is_none() {
+                            report.first_bad_part = Some(*number);
+                            report.first_bad_object = Some(o.file.clone());
+                        }
+                        continue;
+                    };
+                    client.get_object(&key, Some((*offset, last)))?
                 };
                 let actual = hex(&Sha256::digest(&data));
                 if let Some(e) = expected

@@ -370,7 +370,7 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
                 "  first bad window: {} (bytes {}..{})",
                 w.index,
                 w.offset,
-                w.offset + w.length
+                w.offset.saturating_add(w.length)
             );
         }
     }
