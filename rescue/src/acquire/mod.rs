@@ -644,7 +644,8 @@ pub(crate) fn level_fits_format(format: &str, zstd_level: Option<i32>) -> bool {
     }
 }
 
-fn names(h: &[HashAlgorithm]) -> String {
+/// `sha256,md5`: hash names as options and logs spell them.
+pub(crate) fn names(h: &[HashAlgorithm]) -> String {
     h.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
 }
 
@@ -1084,8 +1085,7 @@ pub fn acquire_from(
     // Optional second read of the source.
     let mut source_unverified = false;
     if opts.verify_source {
-        log.line("re-reading the source to compare (--verify-source)");
-        let verification = reread_source(
+        let verification = verify_source(
             reader,
             size,
             sector,
@@ -1094,27 +1094,12 @@ pub fn acquire_from(
             settings.retries,
             &opts.cancel,
             progress,
+            (&result.hashes, &unreadable),
+            &mut |l| log.line(l),
         )
         .map_err(AcquireError::VerifySource)?;
         match verification {
-            Some(verification) => {
-                let matched =
-                    verification.hashes == result.hashes && verification.unreadable == unreadable;
-                log.line(&format!(
-                    "source re-read: {}",
-                    if matched {
-                        "hashes match"
-                    } else {
-                        "HASHES DIFFER"
-                    }
-                ));
-                base.source_verification = Some(SourceVerification {
-                    matched,
-                    hashes: verification.hashes,
-                    unreadable: verification.unreadable,
-                    finished_at: now_rfc3339(),
-                });
-            }
+            Some(v) => base.source_verification = Some(v),
             None => {
                 source_unverified = true;
                 log.line(
@@ -1222,16 +1207,56 @@ fn write_incomplete(dir: &Path, base: &Manifest, size: u64, acquired: u64) {
     let _ = manifest::write_reserved(dir, MANIFEST_FILE, &m.to_json(), 64 << 10);
 }
 
+/// `--verify-source` for local and object-store acquisitions: re-reads the source, compares with what
+/// the acquisition hashed (`acquired`: stream hashes and unreadable extents) and logs both steps.
+/// `None` when `cancel` stopped the re-read (the caller says what that leaves).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn verify_source(
+    reader: &dyn ReadAt,
+    size: u64,
+    sector: u32,
+    block: usize,
+    hashes: &[HashAlgorithm],
+    retries: u32,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+    acquired: (&BTreeMap<String, String>, &[Extent]),
+    log: &mut dyn FnMut(&str),
+) -> Result<Option<SourceVerification>, StreamError> {
+    log("re-reading the source to compare (--verify-source)");
+    let Some(v) = reread_source(
+        reader, size, sector, block, hashes, retries, cancel, progress,
+    )?
+    else {
+        return Ok(None);
+    };
+    let matched = v.hashes == *acquired.0 && v.unreadable == acquired.1;
+    log(&format!(
+        "source re-read: {}",
+        if matched {
+            "hashes match"
+        } else {
+            "HASHES DIFFER"
+        }
+    ));
+    Ok(Some(SourceVerification {
+        matched,
+        hashes: v.hashes,
+        unreadable: v.unreadable,
+        finished_at: now_rfc3339(),
+    }))
+}
+
 /// What a second read of the source found (`--verify-source`).
-pub(crate) struct Reread {
-    pub(crate) hashes: BTreeMap<String, String>,
-    pub(crate) unreadable: Vec<Extent>,
+struct Reread {
+    hashes: BTreeMap<String, String>,
+    unreadable: Vec<Extent>,
 }
 
 /// Reads the source again in `block`-byte reads and hashes it (local and object-store acquisitions).
 /// `None` when `cancel` stopped it: the source was not compared, which is not a mismatch.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn reread_source(
+fn reread_source(
     reader: &dyn ReadAt,
     size: u64,
     sector: u32,

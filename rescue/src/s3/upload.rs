@@ -36,7 +36,7 @@ use crate::acquire::buffer::{Block, BufferPool};
 use crate::acquire::hash::{self, HashAlgorithm, hex};
 use crate::acquire::manifest::{
     CaseInfo, ImageInfo, LOG_FILE, MANIFEST_FILE, MAP_FILE, Manifest, RemoteInfo, RemotePart,
-    ResumeRecord, SCHEMA, SUMS_FILE, SourceVerification, ToolInfo, now_rfc3339,
+    ResumeRecord, SCHEMA, SUMS_FILE, ToolInfo, now_rfc3339,
 };
 use crate::acquire::pipeline::{self, BlockSink, Control, Ending, Output, StreamError};
 use crate::acquire::seekable::{self, FrameEntry};
@@ -45,7 +45,7 @@ use crate::acquire::source::{Extent, read_block};
 use crate::acquire::writer::WriteImageError;
 use crate::acquire::{
     AcquireError, AcquireStatus, DEFAULT_BLOCK, DEFAULT_RETRIES, DEFAULT_ZSTD_LEVEL, ImageFormat,
-    MAX_BLOCK, Phase, Progress, mapfile,
+    MAX_BLOCK, Phase, Progress, mapfile, names,
 };
 
 /// Name of the state object under the prefix while an upload is under way.
@@ -1623,8 +1623,7 @@ pub fn upload(
     // Optional second read of the source, as a local acquisition does it.
     let mut source_verification = None;
     if opts.verify_source {
-        state.line("re-reading the source to compare (--verify-source)");
-        let verification = crate::acquire::reread_source(
+        let verification = crate::acquire::verify_source(
             &source,
             size,
             sector,
@@ -1633,6 +1632,8 @@ pub fn upload(
             retries,
             &opts.cancel,
             &mut |p| events(&UploadEvent::Progress(p.clone())),
+            (&result.hashes, &unreadable),
+            &mut |l| state.line(l),
         )
         .map_err(UploadError::VerifySource)?;
         let Some(verification) = verification else {
@@ -1649,21 +1650,7 @@ pub fn upload(
                 reused_parts: reused,
             });
         };
-        let matched = verification.hashes == result.hashes && verification.unreadable == unreadable;
-        state.line(&format!(
-            "source re-read: {}",
-            if matched {
-                "hashes match"
-            } else {
-                "HASHES DIFFER"
-            }
-        ));
-        source_verification = Some(SourceVerification {
-            matched,
-            hashes: verification.hashes,
-            unreadable: verification.unreadable,
-            finished_at: now_rfc3339(),
-        });
+        source_verification = Some(verification);
     }
 
     // Small objects: unreadable.map, manifest.json, acquisition.log, SHA256SUMS.
@@ -1770,10 +1757,6 @@ fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) -> UploadEr
 /// written over a good one would lose the upload ids, so a failure is an error, never `[]`.
 fn state_json(state: &UploadState) -> Result<Vec<u8>, S3Error> {
     serde_json::to_vec_pretty(state).map_err(S3Error::EncodeState)
-}
-
-fn names(h: &[HashAlgorithm]) -> String {
-    h.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
 }
 
 fn incomplete_manifest(
