@@ -964,7 +964,7 @@ impl SinkState {
             } else if let Err(what) = self.remove_object(&o) {
                 failed.push(what);
                 kept.push(o);
-            } else {
+            } else if !o.upload_id.is_empty() {
                 self.state.line(&format!(
                     "aborted the unfinished multipart upload {} of {}",
                     o.upload_id,
