@@ -468,6 +468,92 @@ fn sigint_stops_cleanly_with_an_incomplete_manifest_and_resume_finishes() {
 }
 
 #[test]
+fn ctrl_c_during_verify_source_is_not_a_source_mismatch() {
+    let f = fixture(16 << 20);
+    let out = f.out("acq");
+    let o = run(Command::new(BIN)
+        .args(["acquire", s(&f.src), "--out", s(&out)])
+        .args(["--block-size", "256K", "--verify-source"])
+        .env(
+            "RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES",
+            (2 << 20).to_string(),
+        ));
+    // 6: complete image, source not compared (4 would claim the source changed).
+    assert_eq!(code(&o), 6, "{}", text(&o));
+    assert!(text(&o).contains("NOT compared"), "{}", text(&o));
+    let m = manifest(&out);
+    assert_eq!(m["complete"], true);
+    assert_eq!(m["hashes"]["sha256"], tool_digest("sha256sum", &f.src));
+    assert!(m["source_verification"].is_null(), "{m}");
+    let log = fs::read_to_string(out.join("acquisition.log")).unwrap();
+    assert!(log.contains("re-read interrupted"), "{log}");
+    assert!(!log.contains("HASHES DIFFER"), "{log}");
+    let v = rescue(&["verify", s(&out)]);
+    assert_eq!(code(&v), 0, "{}", text(&v));
+}
+
+#[test]
+fn a_resume_with_another_zstd_level_is_refused() {
+    let f = fixture(16 << 20);
+    let out = f.out("acq");
+    let args = [
+        "acquire",
+        s(&f.src),
+        "--out",
+        s(&out),
+        "--format",
+        "zstd",
+        "--block-size",
+        "256K",
+        "--checkpoint-every",
+        "1M",
+    ];
+    let o = run(Command::new(BIN)
+        .args(args)
+        .env("RESCUE_TEST_ABORT_AFTER_BYTES", (4 << 20).to_string())
+        .env("RESCUE_TEST_ABORT_SIGNAL", "SIGINT"));
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    let o = run(Command::new(BIN)
+        .args(args)
+        .args(["--resume", "--zstd-level", "19"]));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("--zstd-level"), "{}", text(&o));
+    let o = run(Command::new(BIN).args(args).arg("--resume"));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
+
+#[test]
+fn a_checkpoint_with_zstd_but_no_level_is_refused() {
+    let f = fixture(16 << 20);
+    let out = f.out("acq");
+    let args = [
+        "acquire",
+        s(&f.src),
+        "--out",
+        s(&out),
+        "--format",
+        "zstd",
+        "--block-size",
+        "256K",
+        "--checkpoint-every",
+        "1M",
+    ];
+    let o = run(Command::new(BIN)
+        .args(args)
+        .env("RESCUE_TEST_ABORT_AFTER_BYTES", (4 << 20).to_string())
+        .env("RESCUE_TEST_ABORT_SIGNAL", "SIGINT"));
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    let path = out.join(".resume.json");
+    let mut cp: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(cp["settings"]["format"], "zstd-seekable");
+    cp["settings"]["zstd_level"] = serde_json::Value::Null;
+    fs::write(&path, serde_json::to_vec(&cp).unwrap()).unwrap();
+    let o = run(Command::new(BIN).args(args).arg("--resume"));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("impossible settings"), "{}", text(&o));
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let f = fixture(1 << 20);
     fs::copy(&f.src, f.out("image.raw")).unwrap();

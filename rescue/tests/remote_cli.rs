@@ -1236,3 +1236,234 @@ fn killed_zstd_and_split_uploads_resume_to_identical_objects() {
         .current_dir(&dir));
     assert!(o.status.success(), "sha256sum -c: {}", text(&o));
 }
+
+#[test]
+fn ctrl_c_during_verify_source_keeps_the_state_and_resume_verifies() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 20 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/reread/stop";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--verify-source"],
+        &[("RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES", "4194304")],
+    );
+    // Interrupted, resumable: not 4 (the source did not change) and nothing removed.
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let dir = store.root.join("evidence/reread/stop");
+    assert!(dir.join(".rescue-upload.json").exists(), "{}", text(&o));
+    assert!(!dir.join("manifest.json").exists());
+    let state = fs::read_to_string(dir.join(".rescue-upload.json")).unwrap();
+    assert!(state.contains("re-read interrupted"), "{state}");
+    assert!(!state.contains("HASHES DIFFER"), "{state}");
+
+    let o = store.rescue(
+        &[
+            "acquire",
+            src_s,
+            "--out",
+            url,
+            "--resume",
+            "--verify-source",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = check_stored(&store, "reread/stop", &src);
+    assert_eq!(m["source_verification"]["matched"], true);
+}
+
+#[test]
+fn a_changed_completed_object_aborts_the_unfinished_uploads_and_keeps_the_rest() {
+    use sha2::Digest;
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 20 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/changed/split";
+    let args = [
+        "acquire",
+        src_s,
+        "--out",
+        url,
+        "--split",
+        "8M",
+        "--verify-source",
+    ];
+    // All three segments completed, the re-read interrupted: the state stays.
+    let o = store.rescue(
+        &args,
+        &[("RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES", "4194304")],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    // Make the last segment an unfinished multipart upload holding one part, as a kill before its
+    // completion leaves it.
+    let mut c = client(&store);
+    let state_key = "changed/split/.rescue-upload.json";
+    let mut st: Value = serde_json::from_slice(&c.get_object(state_key, None).unwrap()).unwrap();
+    let last = st["objects"].as_array().unwrap().len() - 1;
+    let name = st["objects"][last]["name"].as_str().unwrap().to_owned();
+    let key = format!("changed/split/{name}");
+    c.delete_object(&key).unwrap();
+    let id = c.create_multipart(&key).unwrap();
+    let data = vec![7u8; 4096];
+    let digest: [u8; 32] = sha2::Sha256::digest(&data).into();
+    c.upload_part(&key, &id, 1, &data, &digest).unwrap();
+    st["objects"][last]["upload_id"] = id.clone().into();
+    st["objects"][last]["completed"] = false.into();
+    st["objects"][last]["parts"] = serde_json::json!({});
+    c.put_object(state_key, &serde_json::to_vec(&st).unwrap(), false)
+        .unwrap();
+    assert!(
+        store.files().iter().any(|f| f.contains(&id)),
+        "{:?}",
+        store.files()
+    );
+
+    // The source changes inside the first (completed) segment.
+    let mut bytes = fs::read(&src).unwrap();
+    bytes[100] ^= 0xff;
+    fs::write(&src, &bytes).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = store.rescue(&resume, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("differs from the source"), "{}", text(&o));
+    assert!(
+        err.contains("unfinished multipart uploads were aborted"),
+        "{}",
+        text(&o)
+    );
+    assert!(err.contains("new prefix"), "{}", text(&o));
+    assert!(
+        !store.files().iter().any(|f| f.contains(&id)),
+        "multipart upload left open: {:?}",
+        store.files()
+    );
+    let dir = store.root.join("evidence/changed/split");
+    assert!(dir.join(".rescue-upload.json").exists());
+    assert!(dir.join("image.raw.001").exists() && dir.join("image.raw.002").exists());
+    assert!(!dir.join("manifest.json").exists());
+}
+
+#[test]
+fn a_resume_with_another_zstd_level_is_refused() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 40 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/level/zstd";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--format", "zstd"],
+        &[("RESCUE_TEST_ABORT_AFTER_BYTES", "16777216")],
+    );
+    assert_eq!(o.status.code(), None, "not killed: {}", text(&o));
+    let o = store.rescue(
+        &[
+            "acquire",
+            src_s,
+            "--out",
+            url,
+            "--resume",
+            "--zstd-level",
+            "19",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--zstd-level"), "{}", text(&o));
+    // Refused before anything changed: the upload still resumes.
+    let o = store.rescue(&["acquire", src_s, "--out", url, "--resume"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn a_state_with_zstd_but_no_level_is_refused() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 40 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/level/missing";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url, "--format", "zstd"],
+        &[("RESCUE_TEST_ABORT_AFTER_BYTES", "16777216")],
+    );
+    assert_eq!(o.status.code(), None, "not killed: {}", text(&o));
+    let mut c = client(&store);
+    let key = "level/missing/.rescue-upload.json";
+    let mut st: Value = serde_json::from_slice(&c.get_object(key, None).unwrap()).unwrap();
+    st["zstd_level"] = Value::Null;
+    c.put_object(key, &serde_json::to_vec(&st).unwrap(), false)
+        .unwrap();
+    let o = store.rescue(&["acquire", src_s, "--out", url, "--resume"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("impossible settings"), "{}", text(&o));
+    assert!(
+        !store
+            .root
+            .join("evidence/level/missing/image.raw.zst")
+            .exists()
+    );
+}
+
+#[test]
+fn verify_s3_requires_sha256sums_to_list_the_manifest() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 9 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/sums/nomanifest";
+    let o = store.rescue(&["acquire", src_s, "--out", url], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // An edited manifest would be caught by its SHA256SUMS line, so drop that line too.
+    let mut c = client(&store);
+    let key = "sums/nomanifest/SHA256SUMS";
+    let sums = String::from_utf8(c.get_object(key, None).unwrap()).unwrap();
+    let kept: String = sums
+        .lines()
+        .filter(|l| !l.ends_with("manifest.json"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(kept, sums);
+    c.put_object(key, kept.as_bytes(), false).unwrap();
+    let v = store.rescue(&["verify", url], &[]);
+    assert_eq!(v.status.code(), Some(4), "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("SHA256SUMS lists manifest.json"),
+        "{}",
+        text(&v)
+    );
+}
+
+#[test]
+fn verify_s3_reports_a_part_range_that_overflows() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 9 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/edited/range";
+    let o = store.rescue(&["acquire", src_s, "--out", url], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut c = client(&store);
+    let key = "edited/range/manifest.json";
+    let mut m: Value = serde_json::from_slice(&c.get_object(key, None).unwrap()).unwrap();
+    m["remote"]["parts"][1]["offset"] = u64::MAX.into();
+    c.put_object(key, &serde_json::to_vec_pretty(&m).unwrap(), false)
+        .unwrap();
+    let v = store.rescue(&["verify", url], &[]);
+    // A verification failure, not a crash.
+    assert_eq!(v.status.code(), Some(4), "{}", text(&v));
+}

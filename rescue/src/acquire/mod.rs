@@ -187,6 +187,9 @@ pub enum AcquireStatus {
     CompleteWithUnreadable,
     /// Complete, but re-reading the source (`--verify-source`) gave different hashes.
     SourceMismatch,
+    /// Complete (unreadable sectors, if any, are in the manifest), but the `--verify-source` re-read
+    /// was stopped on request: the source was not compared (`source_verification` stays absent).
+    SourceUnverified,
     /// Stopped on request; `--resume` continues.
     Interrupted,
 }
@@ -559,6 +562,17 @@ fn resolve_settings(
                 window_name(opts.window),
             );
         }
+        // The frames of a resumed zstd image must come out as before; a raw image has no level, and
+        // --zstd-level is ignored for it as it is for a new raw acquisition.
+        if let Some(level) = opts.zstd_level
+            && r.zstd_level.is_some_and(|l| l != level)
+        {
+            return mismatch(
+                "--zstd-level",
+                format!("{:?}", r.zstd_level),
+                format!("{:?}", opts.zstd_level),
+            );
+        }
         let mut s = r.clone();
         if let Some(n) = opts.retries {
             s.retries = n;
@@ -569,9 +583,12 @@ fn resolve_settings(
             || block > MAX_BLOCK
             || s.split_bytes.is_some_and(|x| x < s.block_bytes)
             || s.window_bytes == Some(0)
+            || !level_fits_format(&s.format, s.zstd_level)
         {
             return Err(AcquireError::RejectOption(format!(
-                "the checkpoint records impossible settings (block {}, split {:?}, window {})",
+                "the checkpoint records impossible settings (format {}, zstd level {:?}, block {}, split {:?}, window {})",
+                s.format,
+                s.zstd_level,
                 s.block_bytes,
                 s.split_bytes,
                 window_name(s.window_bytes)
@@ -617,7 +634,18 @@ fn resolve_settings(
     })
 }
 
-fn names(h: &[HashAlgorithm]) -> String {
+/// A recorded zstd image has a level and a raw one has none: a damaged record that breaks this would
+/// write raw bytes as `image.raw.zst`, or compress `image.raw`.
+pub(crate) fn level_fits_format(format: &str, zstd_level: Option<i32>) -> bool {
+    match ImageFormat::from_manifest_name(format) {
+        Some(ImageFormat::Zstd) => zstd_level.is_some(),
+        Some(ImageFormat::Raw) => zstd_level.is_none(),
+        None => false,
+    }
+}
+
+/// `sha256,md5`: hash names as options and logs spell them.
+pub(crate) fn names(h: &[HashAlgorithm]) -> String {
     h.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
 }
 
@@ -1055,9 +1083,9 @@ pub fn acquire_from(
     }
 
     // Optional second read of the source.
+    let mut source_unverified = false;
     if opts.verify_source {
-        log.line("re-reading the source to compare (--verify-source)");
-        let verification = reread_source(
+        let verification = verify_source(
             reader,
             size,
             sector,
@@ -1066,23 +1094,19 @@ pub fn acquire_from(
             settings.retries,
             &opts.cancel,
             progress,
+            (&result.hashes, &unreadable),
+            &mut |l| log.line(l),
         )
         .map_err(AcquireError::VerifySource)?;
-        let matched = verification.hashes == result.hashes && verification.unreadable == unreadable;
-        log.line(&format!(
-            "source re-read: {}",
-            if matched {
-                "hashes match"
-            } else {
-                "HASHES DIFFER"
+        match verification {
+            Some(v) => base.source_verification = Some(v),
+            None => {
+                source_unverified = true;
+                log.line(
+                    "source re-read interrupted on request: the image is complete, the source was NOT compared (--verify-source not done)",
+                );
             }
-        ));
-        base.source_verification = Some(SourceVerification {
-            matched,
-            hashes: verification.hashes,
-            unreadable: verification.unreadable,
-            finished_at: now_rfc3339(),
-        });
+        }
     }
 
     if base.read_only.applied {
@@ -1145,6 +1169,8 @@ pub fn acquire_from(
         .is_some_and(|v| !v.matched)
     {
         AcquireStatus::SourceMismatch
+    } else if source_unverified {
+        AcquireStatus::SourceUnverified
     } else if base.unreadable.is_empty() {
         AcquireStatus::Complete
     } else {
@@ -1181,15 +1207,11 @@ fn write_incomplete(dir: &Path, base: &Manifest, size: u64, acquired: u64) {
     let _ = manifest::write_reserved(dir, MANIFEST_FILE, &m.to_json(), 64 << 10);
 }
 
-/// What a second read of the source found (`--verify-source`).
-pub(crate) struct Reread {
-    pub(crate) hashes: BTreeMap<String, String>,
-    pub(crate) unreadable: Vec<Extent>,
-}
-
-/// Reads the source again in `block`-byte reads and hashes it (local and object-store acquisitions).
+/// `--verify-source` for local and object-store acquisitions: re-reads the source, compares with what
+/// the acquisition hashed (`acquired`: stream hashes and unreadable extents) and logs both steps.
+/// `None` when `cancel` stopped the re-read (the caller says what that leaves).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn reread_source(
+pub(crate) fn verify_source(
     reader: &dyn ReadAt,
     size: u64,
     sector: u32,
@@ -1198,7 +1220,52 @@ pub(crate) fn reread_source(
     retries: u32,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<Reread, StreamError> {
+    acquired: (&BTreeMap<String, String>, &[Extent]),
+    log: &mut dyn FnMut(&str),
+) -> Result<Option<SourceVerification>, StreamError> {
+    log("re-reading the source to compare (--verify-source)");
+    let Some(v) = reread_source(
+        reader, size, sector, block, hashes, retries, cancel, progress,
+    )?
+    else {
+        return Ok(None);
+    };
+    let matched = v.hashes == *acquired.0 && v.unreadable == acquired.1;
+    log(&format!(
+        "source re-read: {}",
+        if matched {
+            "hashes match"
+        } else {
+            "HASHES DIFFER"
+        }
+    ));
+    Ok(Some(SourceVerification {
+        matched,
+        hashes: v.hashes,
+        unreadable: v.unreadable,
+        finished_at: now_rfc3339(),
+    }))
+}
+
+/// What a second read of the source found (`--verify-source`).
+struct Reread {
+    hashes: BTreeMap<String, String>,
+    unreadable: Vec<Extent>,
+}
+
+/// Reads the source again in `block`-byte reads and hashes it (local and object-store acquisitions).
+/// `None` when `cancel` stopped it: the source was not compared, which is not a mismatch.
+#[allow(clippy::too_many_arguments)]
+fn reread_source(
+    reader: &dyn ReadAt,
+    size: u64,
+    sector: u32,
+    block: usize,
+    hashes: &[HashAlgorithm],
+    retries: u32,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Option<Reread>, StreamError> {
     let pool = BufferPool::new(POOL_BUFFERS.min((256 << 20) / block / 2).max(4), block);
     let mut offset = 0;
     let mut unreadable = Vec::new();
@@ -1228,10 +1295,14 @@ pub(crate) fn reread_source(
         &mut observe,
     )
     .map_err(|f| f.error)?;
-    Ok(Reread {
+    if r.ending == Ending::Stopped {
+        // Stopped on request: partial hashes say nothing about the source.
+        return Ok(None);
+    }
+    Ok(Some(Reread {
         hashes: r.hashes,
         unreadable,
-    })
+    }))
 }
 
 pub use crate::error_chain;

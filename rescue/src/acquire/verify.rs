@@ -122,6 +122,73 @@ fn read_tail(dir: &Path, files: &[OutputFile], n: u64) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Checks a `SHA256SUMS` text against the manifest and the files it lists, the same way for a
+/// directory and an object store: every entry a plain name; image entries agree with the manifest
+/// (the images themselves are hashed by the stream pass); every other entry hashed through
+/// `sha256_of` (which answers a description such as `missing` when it cannot) and, when the manifest
+/// records the file too (`unreadable.map`), against the manifest; every manifest output and
+/// `manifest.json` itself listed. `check(what, expected, actual)` records one comparison.
+pub(crate) fn check_sums<E>(
+    text: &str,
+    manifest: &Manifest,
+    images: &[OutputFile],
+    check: &mut dyn FnMut(String, &str, &str),
+    mut sha256_of: impl FnMut(&str) -> Result<String, E>,
+) -> Result<(), E> {
+    let sums = match super::manifest::parse_sums(text) {
+        Ok(s) => s,
+        Err(e) => {
+            check(format!("{SUMS_FILE} parses"), "yes", &format!("no ({e})"));
+            return Ok(());
+        }
+    };
+    for (name, digest) in &sums {
+        if let Some(img) = images.iter().find(|o| &o.file == name) {
+            check(
+                format!("{SUMS_FILE} entry for {name} agrees with the manifest"),
+                &img.sha256,
+                digest,
+            );
+            continue;
+        }
+        if name.contains('/') || name.is_empty() {
+            check(
+                format!("{SUMS_FILE} entry {name}"),
+                "a plain file name",
+                name,
+            );
+            continue;
+        }
+        let actual = sha256_of(name)?;
+        let what = if name == MANIFEST_FILE {
+            format!("sha256 of {name} (an edited manifest fails here)")
+        } else {
+            format!("sha256 of {name}")
+        };
+        check(what, digest, &actual);
+        if let Some(o) = manifest.outputs.iter().find(|o| &o.file == name) {
+            check(
+                format!("sha256 of {name} as the manifest records it"),
+                &o.sha256,
+                &actual,
+            );
+        }
+    }
+    for o in &manifest.outputs {
+        if !sums.iter().any(|(n, _)| n == &o.file) {
+            check(format!("{SUMS_FILE} lists {}", o.file), "listed", "missing");
+        }
+    }
+    if !sums.iter().any(|(n, _)| n == MANIFEST_FILE) {
+        check(
+            format!("{SUMS_FILE} lists {MANIFEST_FILE}"),
+            "listed",
+            "missing",
+        );
+    }
+    Ok(())
+}
+
 /// Verifies the acquisition in `dir`.
 pub fn verify(
     dir: &Path,
@@ -161,57 +228,31 @@ pub fn verify(
     // SHA256SUMS: the small files are hashed here; image entries must agree with the manifest and are
     // hashed in the stream pass below.
     match fs::read_to_string(dir.join(SUMS_FILE)) {
-        Err(e) => report.check(
-            format!("{SUMS_FILE} is readable"),
-            "yes",
-            &format!("no ({e})"),
-        ),
-        Ok(text) => match super::manifest::parse_sums(&text) {
-            Err(e) => report.check(format!("{SUMS_FILE} parses"), "yes", &format!("no ({e})")),
-            Ok(sums) => {
-                for (name, digest) in &sums {
-                    if let Some(img) = images.iter().find(|o| &o.file == name) {
-                        report.check(
-                            format!("{SUMS_FILE} entry for {name} agrees with the manifest"),
-                            &img.sha256,
-                            digest,
-                        );
-                    } else if name.contains('/') {
-                        report.check(
-                            format!("{SUMS_FILE} entry {name}"),
-                            "a plain file name",
-                            name,
-                        );
-                    } else {
-                        let actual = file_sha256(&dir.join(name))
-                            .unwrap_or_else(|e| format!("unreadable ({e})"));
-                        let what = if name == MANIFEST_FILE {
-                            format!("sha256 of {name} (an edited manifest fails here)")
-                        } else {
-                            format!("sha256 of {name}")
-                        };
-                        report.check(what, digest, &actual);
-                    }
-                }
-                for o in &manifest.outputs {
-                    if !sums.iter().any(|(n, _)| n == &o.file) {
-                        report.check(format!("{SUMS_FILE} lists {}", o.file), "listed", "missing");
-                    }
-                }
-                if !sums.iter().any(|(n, _)| n == MANIFEST_FILE) {
-                    report.check(
-                        format!("{SUMS_FILE} lists {MANIFEST_FILE}"),
-                        "listed",
-                        "missing",
-                    );
-                }
+        Err(e) => {
+            report.check(
+                format!("{SUMS_FILE} is readable"),
+                "yes",
+                &format!("no ({e})"),
+            );
+            // The map is still checked against the manifest.
+            if let Some(map) = manifest.outputs.iter().find(|o| o.file == MAP_FILE) {
+                let actual = file_sha256(&dir.join(MAP_FILE))
+                    .unwrap_or_else(|e| format!("unreadable ({e})"));
+                report.check(format!("sha256 of {MAP_FILE}"), &map.sha256, &actual);
             }
-        },
-    }
-    if let Some(map) = manifest.outputs.iter().find(|o| o.file == MAP_FILE) {
-        let actual =
-            file_sha256(&dir.join(MAP_FILE)).unwrap_or_else(|e| format!("unreadable ({e})"));
-        report.check(format!("sha256 of {MAP_FILE}"), &map.sha256, &actual);
+        }
+        Ok(text) => {
+            let hash = |name: &str| -> Result<String, std::convert::Infallible> {
+                Ok(file_sha256(&dir.join(name)).unwrap_or_else(|e| format!("unreadable ({e})")))
+            };
+            let Ok(()) = check_sums(
+                &text,
+                &manifest,
+                &images,
+                &mut |what, expected, actual| report.check(what, expected, actual),
+                hash,
+            );
+        }
     }
 
     // Image files must exist with their recorded sizes before the stream pass.

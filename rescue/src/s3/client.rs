@@ -53,6 +53,8 @@ pub enum S3Error {
     },
     #[error("{op}: the store's answer lacks {what}")]
     ParseAnswer { op: String, what: String },
+    #[error("encoding the upload state")]
+    EncodeState(#[source] serde_json::Error),
     #[error("{op}: gave up after {attempts} attempts")]
     GiveUp {
         op: String,

@@ -13,8 +13,10 @@
 //! part the store already holds is checked against what was re-read and skipped, the rest is
 //! uploaded; zstd frames depend only on the data and the level, so the parts come out the same. A
 //! second writer to a prefix that holds anything is refused. A fatal refusal by the store aborts the
-//! multipart uploads and removes the state, leaving nothing half-written; a network failure keeps
-//! both for `--resume`.
+//! multipart uploads and removes the state, leaving nothing half-written (if an abort fails, the
+//! state stays and names what is left); a completed object that no longer matches the source keeps
+//! the completed objects and the state but aborts the unfinished uploads; a network failure keeps
+//! everything for `--resume`.
 //!
 //! Nothing here prints or exits; progress and clock skew are reported through the event callback.
 
@@ -34,7 +36,7 @@ use crate::acquire::buffer::{Block, BufferPool};
 use crate::acquire::hash::{self, HashAlgorithm, hex};
 use crate::acquire::manifest::{
     CaseInfo, ImageInfo, LOG_FILE, MANIFEST_FILE, MAP_FILE, Manifest, RemoteInfo, RemotePart,
-    ResumeRecord, SCHEMA, SUMS_FILE, SourceVerification, ToolInfo, now_rfc3339,
+    ResumeRecord, SCHEMA, SUMS_FILE, ToolInfo, now_rfc3339,
 };
 use crate::acquire::pipeline::{self, BlockSink, Control, Ending, Output, StreamError};
 use crate::acquire::seekable::{self, FrameEntry};
@@ -43,7 +45,7 @@ use crate::acquire::source::{Extent, read_block};
 use crate::acquire::writer::WriteImageError;
 use crate::acquire::{
     AcquireError, AcquireStatus, DEFAULT_BLOCK, DEFAULT_RETRIES, DEFAULT_ZSTD_LEVEL, ImageFormat,
-    MAX_BLOCK, Phase, Progress, mapfile,
+    MAX_BLOCK, Phase, Progress, mapfile, names,
 };
 
 /// Name of the state object under the prefix while an upload is under way.
@@ -250,26 +252,59 @@ pub enum UploadError {
     },
     #[error("invalid option: {0}")]
     RejectOption(String),
-    #[error("upload stopped after {uploaded} bytes were stored{}", stop_hint(*.resumable, *.aborted))]
+    #[error("upload stopped after {uploaded} bytes were stored; {left}")]
     Stop {
         uploaded: u64,
         resumable: bool,
-        /// The multipart uploads and the state were removed.
-        aborted: bool,
+        /// What the stop left in the store.
+        left: Leftover,
         #[source]
         source: StreamError,
     },
-    #[error("the source size changed during the run: {before} bytes at the start, {after} now")]
-    ChangeSourceSize { before: u64, after: u64 },
+    #[error(
+        "the source size changed during the run: {before} bytes at the start, {after} now; {left}"
+    )]
+    ChangeSourceSize {
+        before: u64,
+        after: u64,
+        left: Leftover,
+    },
     #[error("re-reading the source")]
     VerifySource(#[source] StreamError),
 }
 
-fn stop_hint(resumable: bool, aborted: bool) -> &'static str {
-    match (resumable, aborted) {
-        (true, _) => "; run again with --resume",
-        (false, true) => "; the multipart upload was aborted",
-        (false, false) => "; the objects in the store were left as they are",
+/// What a stopped upload left under its prefix, as the operator is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// Multipart uploads and state kept for `--resume`.
+    Resumable,
+    /// Every multipart upload aborted, every object and the state removed.
+    Nothing,
+    /// The unfinished multipart uploads were aborted; the completed image objects and the state (whose
+    /// log says what happened) stay for the examiner.
+    CompletedObjects { objects: usize },
+    /// These aborts or deletions failed; the state naming what is left stays.
+    Uncleaned { failed: Vec<String> },
+}
+
+impl std::fmt::Display for Leftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Resumable => write!(f, "run again with --resume"),
+            Self::Nothing => write!(
+                f,
+                "the multipart uploads were aborted and nothing is left under the prefix"
+            ),
+            Self::CompletedObjects { objects } => write!(
+                f,
+                "the unfinished multipart uploads were aborted; {objects} completed image objects and the upload state {STATE_OBJECT} (its log says what happened) are kept for the examiner; this prefix cannot be completed from this source: acquire again to a new prefix"
+            ),
+            Self::Uncleaned { failed } => write!(
+                f,
+                "cleaning up failed for {}; the upload state {STATE_OBJECT} naming them is kept: abort or delete them with the store's tools",
+                failed.join(", ")
+            ),
+        }
     }
 }
 
@@ -306,6 +341,43 @@ impl SinkError {
 struct StatePart {
     size: u64,
     sha256: String,
+    /// The ETag the store answered for this upload of the part. On resume `sha256` is trusted for a
+    /// part the store lists without a checksum only when the listed ETag is this one (a store that
+    /// lists no ETag, like s3s-fs, relies on the record being dropped durably before the part is
+    /// replaced, see [`PartResult::Replace`]). Absent in older states: such a part is uploaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+}
+
+/// ETags compare without their quotes; an empty one names nothing.
+fn same_etag(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_matches('"'), b.trim_matches('"'));
+    !a.is_empty() && a == b
+}
+
+/// What a resume may trust of a part the store lists: its own checksum when it lists one (required
+/// then); else the recorded SHA-256 when the state recorded an ETag and the store lists the same one
+/// or none at all; else nothing (the part is uploaded again).
+fn held_part(listed: &super::client::ListedPart, recorded: Option<&StatePart>) -> Held {
+    let (sha256_b64, sha256_hex) = match &listed.checksum_sha256 {
+        Some(b64) => (Some(b64.clone()), None),
+        None => (
+            None,
+            recorded
+                .filter(|r| {
+                    r.etag.as_deref().is_some_and(|e| {
+                        listed.etag.trim_matches('"').is_empty() || same_etag(e, &listed.etag)
+                    })
+                })
+                .map(|r| r.sha256.clone()),
+        ),
+    };
+    Held {
+        size: listed.size,
+        sha256_b64,
+        sha256_hex,
+        etag: listed.etag.clone(),
+    }
 }
 
 /// One image object (`image.raw`, `image.raw.zst`, or a segment of either) and its multipart upload.
@@ -416,6 +488,11 @@ enum PartResult {
         reused: bool,
         data: Vec<u8>,
     },
+    /// The store holds a different upload of this part than the source gives now, and the state
+    /// records a hash for it: the record is removed and the state stored before the part is sent
+    /// again, so a state never names bytes the store may no longer hold (a store that lists neither
+    /// checksums nor ETags gives no other way to tell).
+    Replace(PartJob),
     Failed(SinkError),
 }
 
@@ -511,6 +588,7 @@ impl SinkState {
                         StatePart {
                             size,
                             sha256: hex(&sha256),
+                            etag: Some(etag.clone()),
                         },
                     );
                 }
@@ -530,6 +608,19 @@ impl SinkState {
                 if self.last_store.elapsed() >= self.state_interval {
                     self.store_state()?;
                 }
+                Ok(())
+            }
+            PartResult::Replace(mut job) => {
+                if let Some(o) = self.state.objects.get_mut(job.object) {
+                    o.parts.remove(&job.number);
+                }
+                self.store_state()?;
+                job.held = None;
+                let Some(tx) = &self.jobs else {
+                    return Err(SinkError::LoseUploaders);
+                };
+                tx.send(job).map_err(|_| SinkError::LoseUploaders)?;
+                self.outstanding += 1;
                 Ok(())
             }
             PartResult::Failed(e) => Err(e),
@@ -554,23 +645,34 @@ impl SinkState {
     fn begin_object(&mut self, index: usize) -> Result<(), SinkError> {
         let name = self.layout.name(index as u64);
         let key = self.url.key(&name);
+        // An empty upload id: the store dropped the recorded upload; it is started again in place.
+        let dropped = self
+            .state
+            .objects
+            .get(index)
+            .is_some_and(|o| o.name == name && !o.completed && o.upload_id.is_empty());
         let recorded = self
             .state
             .objects
             .get(index)
-            .filter(|o| o.name == name)
+            .filter(|o| o.name == name && !dropped)
             .map(|o| (o.upload_id.clone(), o.completed));
         let (upload_id, completed) = match recorded {
             Some(r) => r,
             None => {
                 let id = self.state_client.create_multipart(&key)?;
-                self.state.objects.truncate(index);
-                self.state.objects.push(StateObject {
+                let fresh = StateObject {
                     name,
                     upload_id: id.clone(),
                     parts: BTreeMap::new(),
                     completed: false,
-                });
+                };
+                if dropped {
+                    self.state.objects[index] = fresh;
+                } else {
+                    self.state.objects.truncate(index);
+                    self.state.objects.push(fresh);
+                }
                 self.state.line(&format!(
                     "multipart upload {id} of {key}, parts of {} bytes",
                     self.part_bytes
@@ -740,7 +842,7 @@ impl SinkState {
 
     fn store_state(&mut self) -> Result<(), S3Error> {
         let end = self.contiguous();
-        let json = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+        let json = state_json(&self.state)?;
         self.state_client
             .put_object(&self.state_key, &json, false)?;
         self.last_store = Instant::now();
@@ -778,26 +880,112 @@ impl SinkState {
             }
             self.store_state()?;
         }
+        // Objects an interrupted run recorded beyond this run's (the stream came out shorter): not
+        // part of this acquisition, so removed; what cannot be removed is named in the log.
         let extra = self.state.objects.split_off(self.closed.len());
-        for o in extra.iter().filter(|o| !o.completed) {
-            let _ = self
-                .state_client
-                .abort_multipart(&self.url.key(&o.name), &o.upload_id);
+        for o in &extra {
+            if let Err(what) = self.remove_object(o) {
+                self.state.line(&format!(
+                    "LEFT IN THE STORE: {what}; not part of this acquisition, remove it with the store's tools"
+                ));
+            }
         }
         Ok(())
     }
 
-    /// Leaves nothing half-written: aborts every upload, removes completed objects and the state.
-    fn abort_all(&mut self) {
-        for o in self.state.objects.clone() {
-            let key = self.url.key(&o.name);
+    /// Aborts an object's multipart upload or deletes the completed object; `Err` names what is left.
+    fn remove_object(&mut self, o: &StateObject) -> Result<(), String> {
+        let key = self.url.key(&o.name);
+        let result = if o.completed {
+            self.state_client.delete_object(&key)
+        } else if o.upload_id.is_empty() {
+            Ok(())
+        } else {
+            match self.state_client.abort_multipart(&key, &o.upload_id) {
+                // Already gone (aborted, or expired by the store).
+                Err(S3Error::Status { status: 404, .. }) => Ok(()),
+                r => r,
+            }
+        };
+        result.map_err(|e| {
             if o.completed {
-                let _ = self.state_client.delete_object(&key);
-            } else if !o.upload_id.is_empty() {
-                let _ = self.state_client.abort_multipart(&key, &o.upload_id);
+                format!("object {key} ({})", crate::error_chain(&e))
+            } else {
+                format!(
+                    "multipart upload {} of {key} ({})",
+                    o.upload_id,
+                    crate::error_chain(&e)
+                )
+            }
+        })
+    }
+
+    /// Leaves nothing half-written: aborts every upload, removes completed objects, then the state,
+    /// but only when everything else went; otherwise the state keeps naming what is left.
+    fn abort_all(&mut self) -> Leftover {
+        let mut failed = Vec::new();
+        let mut left = Vec::new();
+        for o in std::mem::take(&mut self.state.objects) {
+            if let Err(what) = self.remove_object(&o) {
+                failed.push(what);
+                left.push(o);
             }
         }
-        let _ = self.state_client.delete_object(&self.state_key);
+        self.state.objects = left;
+        if failed.is_empty() {
+            match self.state_client.delete_object(&self.state_key) {
+                Ok(()) => return Leftover::Nothing,
+                Err(e) => failed.push(format!("{} ({})", self.state_key, crate::error_chain(&e))),
+            }
+        } else {
+            self.state.line(&format!(
+                "stopping: could not remove {}; the state is kept",
+                failed.join(", ")
+            ));
+            if let Err(e) = self.store_state() {
+                failed.push(format!(
+                    "updating {} ({})",
+                    self.state_key,
+                    crate::error_chain(&e)
+                ));
+            }
+        }
+        Leftover::Uncleaned { failed }
+    }
+
+    /// For a stop that cannot be resumed but whose completed objects are evidence to keep: aborts the
+    /// unfinished multipart uploads (invisible in a listing, and billed) and records that in the state.
+    fn abort_unfinished(&mut self) -> Leftover {
+        let mut failed = Vec::new();
+        let mut kept = Vec::new();
+        for o in std::mem::take(&mut self.state.objects) {
+            if o.completed {
+                kept.push(o);
+            } else if let Err(what) = self.remove_object(&o) {
+                failed.push(what);
+                kept.push(o);
+            } else if !o.upload_id.is_empty() {
+                self.state.line(&format!(
+                    "aborted the unfinished multipart upload {} of {}",
+                    o.upload_id,
+                    self.url.key(&o.name)
+                ));
+            }
+        }
+        let objects = kept.iter().filter(|o| o.completed).count();
+        self.state.objects = kept;
+        if let Err(e) = self.store_state() {
+            failed.push(format!(
+                "updating {} ({})",
+                self.state_key,
+                crate::error_chain(&e)
+            ));
+        }
+        if failed.is_empty() {
+            Leftover::CompletedObjects { objects }
+        } else {
+            Leftover::Uncleaned { failed }
+        }
     }
 }
 
@@ -845,8 +1033,15 @@ fn spawn_uploader(
                         && (h.sha256_b64.as_deref() == Some(base64(&sha256).as_str())
                             || h.sha256_hex.as_deref() == Some(hex(&sha256).as_str()))
                 });
+                let recorded = job.held.as_ref().is_some_and(|h| h.sha256_hex.is_some());
                 let result = match reusable {
                     Some(h) => Ok((h.etag.clone(), true)),
+                    None if !job.completed && recorded => {
+                        if results.send(PartResult::Replace(job)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     None if job.completed => Err(SinkError::ChangeCompletedPart {
                         file: job.key.rsplit('/').next().unwrap_or_default().to_owned(),
                         number: job.number,
@@ -971,31 +1166,46 @@ pub fn upload(
                 format!("{:?}", opts.split),
             );
         }
+        // As for a local resume: a zstd upload's level must stay (the parts held are its frames);
+        // a raw upload ignores --zstd-level as a new one does.
+        if let Some(level) = opts.zstd_level
+            && st.format == ImageFormat::Zstd.manifest_name()
+            && st.zstd_level != Some(level)
+        {
+            return mismatch(
+                "--zstd-level",
+                format!("{:?}", st.zstd_level),
+                format!("{:?}", opts.zstd_level),
+            );
+        }
         for (index, obj) in st.objects.iter_mut().enumerate() {
             let key = url.key(&obj.name);
             if !obj.completed {
                 match client.list_parts(&key, &obj.upload_id) {
                     Ok(listed) => {
                         for p in &listed {
-                            held.insert(
-                                (index, p.number),
-                                Held {
-                                    size: p.size,
-                                    sha256_b64: p.checksum_sha256.clone(),
-                                    sha256_hex: obj.parts.get(&p.number).map(|s| s.sha256.clone()),
-                                    etag: p.etag.clone(),
-                                },
-                            );
+                            held.insert((index, p.number), held_part(p, obj.parts.get(&p.number)));
                         }
                         // Only what the store lists is there; the rest of the record is re-uploaded.
                         obj.parts.retain(|n, _| held.contains_key(&(index, *n)));
                         continue;
                     }
-                    Err(S3Error::Status { status: 404, .. })
-                        if client.head_object(&key)?.is_some() =>
-                    {
-                        // Completed just before the interruption, before the state recorded it.
-                        obj.completed = true;
+                    Err(S3Error::Status { status: 404, .. }) => {
+                        if client.head_object(&key)?.is_some() {
+                            // Completed just before the interruption, before the state recorded it.
+                            obj.completed = true;
+                        } else {
+                            // The store dropped the upload (aborted, or expired by a lifecycle rule):
+                            // nothing of it is held; the sink starts a new upload for this object.
+                            st.log.push(format!(
+                                "{} the store no longer knows multipart upload {} of {key}; starting it again",
+                                now_rfc3339(),
+                                obj.upload_id
+                            ));
+                            obj.upload_id.clear();
+                            obj.parts.clear();
+                            continue;
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -1120,7 +1330,7 @@ pub fn upload(
         }
         // Claim the prefix first (a racing writer's conditional put fails); the sink starts each
         // object's multipart upload when the stream reaches it.
-        let json = serde_json::to_vec_pretty(&st).unwrap_or_default();
+        let json = state_json(&st)?;
         match client.put_object(&state_key, &json, true) {
             Ok(()) => {}
             Err(S3Error::Status { status: 412, .. }) => {
@@ -1144,13 +1354,17 @@ pub fn upload(
             state.format
         ))
     })?;
-    let zstd_level = state.zstd_level.filter(|_| format == ImageFormat::Zstd);
+    let zstd_level = state.zstd_level;
     let layout = state.layout();
     let block = state.block_bytes as usize;
-    if block == 0 || block > MAX_BLOCK || state.split_bytes.is_some_and(|s| s < state.block_bytes) {
+    if block == 0
+        || block > MAX_BLOCK
+        || state.split_bytes.is_some_and(|s| s < state.block_bytes)
+        || !crate::acquire::level_fits_format(&state.format, state.zstd_level)
+    {
         return Err(UploadError::RejectOption(format!(
-            "the upload state records impossible settings (block {}, split {:?})",
-            state.block_bytes, state.split_bytes
+            "the upload state records impossible settings (format {}, zstd level {:?}, block {}, split {:?})",
+            state.format, state.zstd_level, state.block_bytes, state.split_bytes
         )));
     }
     let part_bytes = state.part_bytes.max(1);
@@ -1183,7 +1397,7 @@ pub fn upload(
                 return Err(UploadError::Stop {
                     uploaded: 0,
                     resumable: true,
-                    aborted: false,
+                    left: Leftover::Resumable,
                     source: StreamError::SpawnThread {
                         name: "s3-upload".to_owned(),
                         source: e,
@@ -1328,10 +1542,11 @@ pub fn upload(
     {
         let _ = s.settle();
         s.stop_workers();
-        s.abort_all();
+        let left = s.abort_all();
         return Err(UploadError::ChangeSourceSize {
             before: size,
             after: now,
+            left,
         });
     }
 
@@ -1408,8 +1623,7 @@ pub fn upload(
     // Optional second read of the source, as a local acquisition does it.
     let mut source_verification = None;
     if opts.verify_source {
-        state.line("re-reading the source to compare (--verify-source)");
-        let verification = crate::acquire::reread_source(
+        let verification = crate::acquire::verify_source(
             &source,
             size,
             sector,
@@ -1418,23 +1632,25 @@ pub fn upload(
             retries,
             &opts.cancel,
             &mut |p| events(&UploadEvent::Progress(p.clone())),
+            (&result.hashes, &unreadable),
+            &mut |l| state.line(l),
         )
         .map_err(UploadError::VerifySource)?;
-        let matched = verification.hashes == result.hashes && verification.unreadable == unreadable;
-        state.line(&format!(
-            "source re-read: {}",
-            if matched {
-                "hashes match"
-            } else {
-                "HASHES DIFFER"
-            }
-        ));
-        source_verification = Some(SourceVerification {
-            matched,
-            hashes: verification.hashes,
-            unreadable: verification.unreadable,
-            finished_at: now_rfc3339(),
-        });
+        let Some(verification) = verification else {
+            // Stopped on request: the image objects are complete, the comparison is not done. The
+            // state stays so that `--resume --verify-source` checks the parts and re-reads again.
+            state.line(
+                "source re-read interrupted on request: the image objects are complete, the source was NOT compared; continue with --resume --verify-source",
+            );
+            client.put_object(&state_key, &state_json(&state)?, false)?;
+            return Ok(UploadOutcome {
+                status: AcquireStatus::Interrupted,
+                manifest: incomplete_manifest(&state, &info, &facts.read_only, host, size, remote),
+                url,
+                reused_parts: reused,
+            });
+        };
+        source_verification = Some(verification);
     }
 
     // Small objects: unreadable.map, manifest.json, acquisition.log, SHA256SUMS.
@@ -1507,8 +1723,9 @@ pub fn upload(
 }
 
 /// The error for a stream that stopped: a network failure keeps the uploads and the state for
-/// `--resume`; a completed object that no longer matches the source is left for the examiner; any
-/// other failure (a refusal by the store, a local error) removes everything.
+/// `--resume`; a completed object that no longer matches the source is left for the examiner with the
+/// state, the unfinished uploads aborted; any other failure (a refusal by the store, a local error)
+/// removes everything (or, where that fails, keeps the state naming what is left).
 fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) -> UploadError {
     let sink_error = match &error {
         StreamError::WriteSink(e) => e.downcast_ref::<SinkError>(),
@@ -1517,22 +1734,29 @@ fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) -> UploadEr
     let network = sink_error.is_some_and(SinkError::is_network);
     let changed = matches!(sink_error, Some(SinkError::ChangeCompletedPart { .. }));
     let msg = crate::error_chain(&error);
-    if network || changed {
+    let left = if network {
         s.state.line(&format!("stopped: {msg}"));
+        // If this write fails too, the last stored state still names every upload: resumable.
         let _ = s.store_state();
+        Leftover::Resumable
+    } else if changed {
+        s.state.line(&format!("stopped: {msg}"));
+        s.abort_unfinished()
     } else {
-        s.abort_all();
-    }
+        s.abort_all()
+    };
     UploadError::Stop {
         uploaded: uploaded.load(Ordering::Relaxed),
         resumable: network,
-        aborted: !(network || changed),
+        left,
         source: error,
     }
 }
 
-fn names(h: &[HashAlgorithm]) -> String {
-    h.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")
+/// The state object's bytes. Serialising plain data does not fail in practice, but an empty state
+/// written over a good one would lose the upload ids, so a failure is an error, never `[]`.
+fn state_json(state: &UploadState) -> Result<Vec<u8>, S3Error> {
+    serde_json::to_vec_pretty(state).map_err(S3Error::EncodeState)
 }
 
 fn incomplete_manifest(
@@ -1627,6 +1851,40 @@ mod tests {
         let again = serde_json::to_value(&st).unwrap();
         assert!(again.get("upload_id").is_none() && again.get("parts").is_none());
         assert_eq!(st.layout().name(0), "image.raw");
+    }
+
+    #[test]
+    fn a_held_part_is_trusted_only_through_the_store_checksum_or_a_matching_etag() {
+        let listed = |etag: &str, checksum: Option<&str>| super::super::client::ListedPart {
+            number: 1,
+            size: 8,
+            etag: etag.to_owned(),
+            checksum_sha256: checksum.map(str::to_owned),
+        };
+        let recorded: StatePart = serde_json::from_value(
+            serde_json::json!({"size": 8, "sha256": "aa", "etag": "\"e1\""}),
+        )
+        .unwrap();
+        // The store's checksum, when listed, is required; the state's hash does not stand in for it.
+        let h = held_part(&listed("\"e1\"", Some("Y2hr")), Some(&recorded));
+        assert_eq!(
+            (h.sha256_b64.as_deref(), h.sha256_hex),
+            (Some("Y2hr"), None)
+        );
+        // No checksum listed: the recorded hash holds only for the upload it was recorded for.
+        let h = held_part(&listed("e1", None), Some(&recorded));
+        assert_eq!(h.sha256_hex.as_deref(), Some("aa"));
+        let h = held_part(&listed("\"e2\"", None), Some(&recorded));
+        assert_eq!((h.sha256_b64, h.sha256_hex), (None, None));
+        // A store that lists no ETag (s3s-fs): the record stands, as it is dropped before a replacement.
+        let h = held_part(&listed("", None), Some(&recorded));
+        assert_eq!(h.sha256_hex.as_deref(), Some("aa"));
+        // A state written before ETags were recorded still loads, and its parts are sent again.
+        let old: StatePart =
+            serde_json::from_value(serde_json::json!({"size": 8, "sha256": "aa"})).unwrap();
+        let h = held_part(&listed("\"e1\"", None), Some(&old));
+        assert_eq!((h.sha256_b64, h.sha256_hex), (None, None));
+        assert!(held_part(&listed("", None), None).sha256_hex.is_none());
     }
 
     #[test]

@@ -14,9 +14,7 @@ use sha2::{Digest, Sha256};
 use super::client::{Client, S3Error, Store};
 use super::upload::{MIN_PART, S3Url};
 use crate::acquire::hash::{HashAlgorithm, hex, sha256_hex};
-use crate::acquire::manifest::{
-    MANIFEST_FILE, MAP_FILE, Manifest, ManifestError, SUMS_FILE, parse_sums,
-};
+use crate::acquire::manifest::{MANIFEST_FILE, MAP_FILE, Manifest, ManifestError, SUMS_FILE};
 use crate::acquire::seekable::{self, FOOTER_LEN, FrameEntry};
 use crate::acquire::segments::OutputFile;
 use crate::acquire::verify::{BadWindow, Check};
@@ -344,7 +342,21 @@ pub fn verify(
                 let data = if *len == 0 {
                     Vec::new()
                 } else {
-                    client.get_object(&key, Some((*offset, offset + len - 1)))?
+                    // The range comes from the manifest, which may have been edited.
+                    let Some(last) = offset.checked_add(*len).and_then(|end| end.checked_sub(1))
+                    else {
+                        report.check(
+                            format!("part {number} of {} lies within the object", o.file),
+                            "an offset and size that fit in 64 bits",
+                            &format!("offset {offset}, size {len}"),
+                        );
+                        if report.first_bad_part.is_none() {
+                            report.first_bad_part = Some(*number);
+                            report.first_bad_object = Some(o.file.clone());
+                        }
+                        continue;
+                    };
+                    client.get_object(&key, Some((*offset, last)))?
                 };
                 let actual = hex(&Sha256::digest(&data));
                 if let Some(e) = expected
@@ -459,42 +471,22 @@ pub fn verify(
             report.check(SUMS_FILE, "present", "missing");
         }
         Some(_) => {
+            // Image objects were hashed above; the rest is fetched here.
             let sums = client.get_object(&url.key(SUMS_FILE), None)?;
-            match parse_sums(&String::from_utf8_lossy(&sums)) {
-                Ok(entries) => {
-                    for (file, digest) in &entries {
-                        if let Some(o) = objects.iter().find(|o| &o.file == file) {
-                            // Image objects were hashed above.
-                            report.check(
-                                format!("{file} in SHA256SUMS agrees with the manifest"),
-                                &o.sha256,
-                                digest,
-                            );
-                            continue;
-                        }
-                        let actual = match client.head_object(&url.key(file))? {
-                            Some(_) => sha256_hex(&client.get_object(&url.key(file), None)?),
-                            None => "missing".to_owned(),
-                        };
-                        report.check(format!("{file} sha256"), digest, &actual);
-                        if let Some(o) = manifest.outputs.iter().find(|o| &o.file == file) {
-                            report.check(format!("sha256 of {file}"), &o.sha256, &actual);
-                        }
-                    }
-                    for o in &manifest.outputs {
-                        if !entries.iter().any(|(n, _)| n == &o.file) {
-                            report.check(
-                                format!("{SUMS_FILE} lists {}", o.file),
-                                "listed",
-                                "missing",
-                            );
-                        }
-                    }
-                }
-                Err(e) => {
-                    report.check(SUMS_FILE, "well-formed", &e.to_string());
-                }
-            }
+            crate::acquire::verify::check_sums(
+                &String::from_utf8_lossy(&sums),
+                &manifest,
+                &objects,
+                &mut |what, expected, actual| {
+                    report.check(what, expected, actual);
+                },
+                |file| -> Result<String, S3Error> {
+                    Ok(match client.head_object(&url.key(file))? {
+                        Some(_) => sha256_hex(&client.get_object(&url.key(file), None)?),
+                        None => "missing".to_owned(),
+                    })
+                },
+            )?;
         }
     }
     Ok(report)

@@ -4,7 +4,10 @@
 //!
 //! Exit codes: 0 complete (or verified), 1 error, 2 usage, 3 complete with unreadable sectors,
 //! 4 verification mismatch (`verify`, also for a damaged manifest, or `--verify-source`), 5 incomplete:
-//! interrupted or destination full, continue with `--resume`.
+//! interrupted or destination full, continue with `--resume`, 6 the image is complete and its hashes
+//! final, but the `--verify-source` re-read was interrupted, so the source was not compared (neither
+//! success, which would claim a check that did not happen, nor 4, which would claim the source changed,
+//! nor 5, since there is nothing to resume).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -28,6 +31,8 @@ pub const EXIT_UNREADABLE: u8 = 3;
 pub const EXIT_MISMATCH: u8 = 4;
 /// Exit code: the acquisition is incomplete (interrupted, destination full); `--resume` continues it.
 pub const EXIT_INCOMPLETE: u8 = 5;
+/// Exit code: complete, but the `--verify-source` re-read was interrupted; the source was not compared.
+pub const EXIT_UNVERIFIED: u8 = 6;
 
 /// Image container on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -270,6 +275,22 @@ pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     Some((bytes, signal))
 }
 
+/// Test hook: `RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES=N` sends this process SIGINT (a Ctrl-C) once
+/// the `--verify-source` re-read has passed N bytes.
+pub(crate) fn interrupt_reread(p: &Progress) {
+    static SENT: AtomicBool = AtomicBool::new(false);
+    let Some(limit) = std::env::var("RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if p.phase == Phase::VerifySource && p.done_bytes >= limit && !SENT.swap(true, Ordering::SeqCst)
+    {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGINT);
+    }
+}
+
 /// Ctrl-C during an acquisition: asks before stopping. Any answer but yes continues.
 fn confirm_stop(resume_hint: &str) -> bool {
     eprintln!(
@@ -361,6 +382,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         {
             let _ = nix::sys::signal::kill(nix::unistd::getpid(), signal);
         }
+        interrupt_reread(p);
         reporter.update(p);
     });
     reporter.finish();
@@ -371,6 +393,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
                 AcquireStatus::CompleteWithUnreadable => EXIT_UNREADABLE,
                 AcquireStatus::SourceMismatch => EXIT_MISMATCH,
                 AcquireStatus::Interrupted => EXIT_INCOMPLETE,
+                AcquireStatus::SourceUnverified => EXIT_UNVERIFIED,
             };
             if args.json {
                 json_line(
@@ -439,6 +462,13 @@ fn print_acquire_summary(out: &acquire::AcquireOutcome) {
         AcquireStatus::SourceMismatch => {
             println!(
                 "acquired {} into {}, but RE-READING THE SOURCE GAVE DIFFERENT HASHES",
+                m.source.path,
+                out.dir.display()
+            );
+        }
+        AcquireStatus::SourceUnverified => {
+            println!(
+                "acquired {} into {}; the source re-read (--verify-source) was interrupted, so the source was NOT compared",
                 m.source.path,
                 out.dir.display()
             );

@@ -14,7 +14,9 @@ use crate::s3::http::Trust;
 use crate::s3::upload::{UploadEvent, UploadOptions};
 use crate::s3::{S3Url, Store, StoreConfig, credentials};
 
-use super::acquire::{AcquireArgs, EXIT_INCOMPLETE, EXIT_MISMATCH, EXIT_UNREADABLE, VerifyArgs};
+use super::acquire::{
+    AcquireArgs, EXIT_INCOMPLETE, EXIT_MISMATCH, EXIT_UNREADABLE, EXIT_UNVERIFIED, VerifyArgs,
+};
 
 /// Object-store options shared by `acquire --out s3://…` and `verify s3://…`.
 #[derive(Debug, Clone, Default, Args)]
@@ -171,7 +173,9 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
             if super::acquire::signalled() {
                 cancel.store(true, Ordering::Relaxed);
             }
+            super::acquire::interrupt_reread(p);
             if let Some((limit, signal)) = abort
+                && p.phase == Phase::Acquire
                 && p.durable_bytes >= limit
                 && !super::acquire::signalled()
             {
@@ -206,6 +210,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
                 AcquireStatus::CompleteWithUnreadable => EXIT_UNREADABLE,
                 AcquireStatus::SourceMismatch => EXIT_MISMATCH,
                 AcquireStatus::Interrupted => EXIT_INCOMPLETE,
+                AcquireStatus::SourceUnverified => EXIT_UNVERIFIED,
             };
             case_log(
                 "remote",
@@ -365,7 +370,7 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
                 "  first bad window: {} (bytes {}..{})",
                 w.index,
                 w.offset,
-                w.offset + w.length
+                w.offset.saturating_add(w.length)
             );
         }
     }
