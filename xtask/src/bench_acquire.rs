@@ -407,11 +407,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lets the machine come to the same state before every run: dirty pages written back and a short
-/// pause for the memory the previous run freed. On this VM (lazily initialised guest memory, free page
-/// reporting) writing into memory that is not already in use costs far more: zstd+sha256 took 3.4 s
-/// right after a raw run that kept its 2 GiB image in tmpfs, 2.5 s right after one that removed it and
-/// 2.4 s five seconds later (medians of two, 2 cores). Hence also verify runs right after the raw run.
+/// Puts every run in the same starting state: dirty pages written back, then a pause long enough for
+/// the memory the previous run freed to be handed back to the hypervisor (free page reporting reports
+/// after about 2 s), so every tool writes into memory the VM must fault in again, as a first run on a
+/// fresh machine does. Without it a run's time depended on what ran before it: zstd+sha256 took 3.4 s
+/// right after a raw run that kept its 2 GiB image in tmpfs and 2.4 s when that image was gone (medians
+/// of two); hence also verify runs right after the raw run.
 fn settle() {
     let _ = Command::new("sync").status();
     std::thread::sleep(std::time::Duration::from_secs(2));
