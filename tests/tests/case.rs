@@ -8,24 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use tests::fixtures::debugfs_dump;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
-
-/// Copies a file out of an ext4 image without mounting it.
-fn debugfs_dump(image: &Path, inside: &str, out: &Path) -> anyhow::Result<()> {
-    let o = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("dump {inside} {}", out.display()))
-        .arg(image)
-        .output()?;
-    anyhow::ensure!(
-        o.status.success() && out.exists(),
-        "debugfs dump {inside}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(())
-}
 
 #[test]
 fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Result<()> {
