@@ -1209,7 +1209,8 @@ fn write_incomplete(dir: &Path, base: &Manifest, size: u64, acquired: u64) {
 
 /// `--verify-source` for local and object-store acquisitions: re-reads the source, compares with what
 /// the acquisition hashed (`acquired`: stream hashes and unreadable extents) and logs both steps.
-/// `None` when `cancel` stopped the re-read (the caller says what that leaves).
+/// `None` when `cancel` stopped the re-read: partial hashes say nothing about the source, which is not a
+/// mismatch (the caller says what that leaves).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn verify_source(
     reader: &dyn ReadAt,
@@ -1224,48 +1225,6 @@ pub(crate) fn verify_source(
     log: &mut dyn FnMut(&str),
 ) -> Result<Option<SourceVerification>, StreamError> {
     log("re-reading the source to compare (--verify-source)");
-    let Some(v) = reread_source(
-        reader, size, sector, block, hashes, retries, cancel, progress,
-    )?
-    else {
-        return Ok(None);
-    };
-    let matched = v.hashes == *acquired.0 && v.unreadable == acquired.1;
-    log(&format!(
-        "source re-read: {}",
-        if matched {
-            "hashes match"
-        } else {
-            "HASHES DIFFER"
-        }
-    ));
-    Ok(Some(SourceVerification {
-        matched,
-        hashes: v.hashes,
-        unreadable: v.unreadable,
-        finished_at: now_rfc3339(),
-    }))
-}
-
-/// What a second read of the source found (`--verify-source`).
-struct Reread {
-    hashes: BTreeMap<String, String>,
-    unreadable: Vec<Extent>,
-}
-
-/// Reads the source again in `block`-byte reads and hashes it (local and object-store acquisitions).
-/// `None` when `cancel` stopped it: the source was not compared, which is not a mismatch.
-#[allow(clippy::too_many_arguments)]
-fn reread_source(
-    reader: &dyn ReadAt,
-    size: u64,
-    sector: u32,
-    block: usize,
-    hashes: &[HashAlgorithm],
-    retries: u32,
-    cancel: &AtomicBool,
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<Option<Reread>, StreamError> {
     let pool = BufferPool::new(POOL_BUFFERS.min((256 << 20) / block / 2).max(4), block);
     let mut offset = 0;
     let mut unreadable = Vec::new();
@@ -1299,9 +1258,20 @@ fn reread_source(
         // Stopped on request: partial hashes say nothing about the source.
         return Ok(None);
     }
-    Ok(Some(Reread {
+    let matched = r.hashes == *acquired.0 && unreadable == acquired.1;
+    log(&format!(
+        "source re-read: {}",
+        if matched {
+            "hashes match"
+        } else {
+            "HASHES DIFFER"
+        }
+    ));
+    Ok(Some(SourceVerification {
+        matched,
         hashes: r.hashes,
         unreadable,
+        finished_at: now_rfc3339(),
     }))
 }
 
