@@ -45,17 +45,29 @@ pub struct BufferPool {
     home: Sender<AlignedBuf>,
     free: Receiver<AlignedBuf>,
     size: usize,
+    count: usize,
 }
 
 impl BufferPool {
     /// `count` buffers of `size` bytes each.
     pub fn new(count: usize, size: usize) -> Self {
         let (home, free) = channel();
-        for _ in 0..count.max(1) {
+        let count = count.max(1);
+        for _ in 0..count {
             // Sending on a channel whose receiver we hold cannot fail.
             let _ = home.send(AlignedBuf::new(size));
         }
-        Self { home, free, size }
+        Self {
+            home,
+            free,
+            size,
+            count,
+        }
+    }
+
+    /// Number of buffers: the most blocks that can be in flight at once.
+    pub fn count(&self) -> usize {
+        self.count
     }
 
     /// Buffer size.
