@@ -1351,6 +1351,72 @@ fn a_changed_completed_object_aborts_the_unfinished_uploads_and_keeps_the_rest()
     assert!(!dir.join("manifest.json").exists());
 }
 
+/// Ctrl-C during a zstd upload: the incomplete manifest counts source bytes (whole frames inside the
+/// stored parts), not the compressed bytes stored, so `--resume` and the examiner read the same figure.
+#[test]
+fn an_interrupted_zstd_upload_reports_source_bytes_acquired() {
+    use rescue::acquire::seekable::{FOOTER_LEN, parse_seek_table, table_len_from_footer};
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // Every fifth MiB zero: frames of 1 MiB compress to about 0.8 of the source. Large enough that
+    // the reader is still going when the first part is stored.
+    let src = make_source(tmp.path(), 160 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/zstd/stop";
+    let args = [
+        "acquire",
+        src_s,
+        "--out",
+        url,
+        "--format",
+        "zstd",
+        "--block-size",
+        "1M",
+    ];
+    let mut first = args.to_vec();
+    first.push("--json");
+    let o = store.rescue(
+        &first,
+        &[
+            ("RESCUE_TEST_ABORT_AFTER_BYTES", "1"),
+            ("RESCUE_TEST_ABORT_SIGNAL", "SIGINT"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let acquired = last["manifest"]["acquired_bytes"].as_u64().unwrap();
+
+    let o = store.rescue(&[&args[..], &["--resume"]].concat(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let image = fs::read(store.root.join("evidence/zstd/stop/image.raw.zst")).unwrap();
+    let table_len = table_len_from_footer(&image[image.len() - FOOTER_LEN..]).unwrap() as usize;
+    let frames = parse_seek_table(&image[image.len() - table_len..]).unwrap();
+    // The run stopped at a part boundary (8 MiB of output): the source bytes of the frames inside it.
+    let mut ends = Vec::new();
+    let (mut out_end, mut src_end) = (0u64, 0u64);
+    for f in &frames {
+        out_end += u64::from(f.compressed);
+        src_end += u64::from(f.decompressed);
+        ends.push((out_end, src_end));
+    }
+    let whole_frames = |stored: u64| {
+        ends.iter()
+            .take_while(|(o, _)| *o <= stored)
+            .last()
+            .map_or(0, |(_, s)| *s)
+    };
+    let part = 8 * MIB as u64;
+    let expected: Vec<u64> = (1..=20).map(|k| whole_frames(k * part)).collect();
+    assert!(
+        acquired > 0 && expected.contains(&acquired),
+        "acquired_bytes {acquired} is not the source bytes of the frames in whole stored parts {expected:?}"
+    );
+    assert!(acquired > part, "{acquired} counts compressed bytes");
+}
+
 #[test]
 fn a_resume_with_another_zstd_level_is_refused() {
     let Some(store) = Store::start("evidence") else {

@@ -70,6 +70,13 @@ impl BufferPool {
         self.count
     }
 
+    /// The pool for streaming a source in `block`-byte reads: up to [`super::POOL_BUFFERS`] buffers,
+    /// and never more than `budget` bytes of them (at least four buffers, so threads overlap).
+    pub fn for_stream(block: usize, budget: usize) -> Self {
+        let count = super::POOL_BUFFERS.min(budget / block.max(1)).max(4);
+        Self::new(count, block)
+    }
+
     /// Buffer size.
     pub fn buffer_size(&self) -> usize {
         self.size

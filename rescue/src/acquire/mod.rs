@@ -44,7 +44,7 @@ use self::manifest::{
 use self::pipeline::{Control, Ending, Output, StreamError, StreamFailure};
 use self::reader::ImageReader;
 use self::segments::{Layout, OutputFile, SegmentError, SegmentWriter};
-use self::source::{Extent, ReadAt, Source, SourceError, SourceKind, read_block};
+use self::source::{BlockReader, Extent, ReadAt, Source, SourceError, SourceKind};
 use self::writer::{Cadence, ImageWriter};
 
 pub use self::verify::{VerifyError, VerifyReport, verify};
@@ -53,6 +53,9 @@ pub use self::verify::{VerifyError, VerifyReport, verify};
 pub const DEFAULT_BLOCK: usize = 4 << 20;
 /// Buffers in flight; with [`DEFAULT_BLOCK`] this bounds stream data to 64 MiB.
 pub const POOL_BUFFERS: usize = 16;
+/// Most bytes of stream buffers, whatever `--block-size` asks: half the 256 MiB memory bound, the rest
+/// being compressed frames in flight and the program itself.
+pub const STREAM_BUDGET: usize = 128 << 20;
 /// Default retries of a failing sector.
 pub const DEFAULT_RETRIES: u32 = 2;
 /// Default zstd level: the first "fast" level. On the bench disk it gives the same output size as
@@ -829,7 +832,7 @@ pub fn acquire_from(
         interval: Duration::from_secs(10),
     };
     let block = settings.block_bytes as usize;
-    let pool = BufferPool::new(POOL_BUFFERS.min((256 << 20) / block / 2).max(4), block);
+    let pool = BufferPool::for_stream(block, STREAM_BUDGET);
     let prefix = match format {
         ImageFormat::Raw => {
             let paths = layout
@@ -911,9 +914,8 @@ pub fn acquire_from(
     let zstd = settings.zstd_level.map(|l| (l, compressor_threads()));
 
     let mut prefix = Some(prefix);
-    let mut offset = start;
     let mut unreadable_bytes: u64 = writer.unreadable().iter().map(|e| e.length).sum();
-    let retries = settings.retries;
+    let mut blocks = BlockReader::new(reader, start, size, sector, settings.retries);
     let mut produce = |pool: &BufferPool| -> Result<Option<buffer::Block>, StreamError> {
         if let Some(r) = prefix.as_mut() {
             match r.next_block(pool)? {
@@ -921,18 +923,7 @@ pub fn acquire_from(
                 None => prefix = None,
             }
         }
-        if offset >= size {
-            return Ok(None);
-        }
-        let len = usize::try_from(size - offset).map_or(block, |r| r.min(block));
-        let Some(mut buf) = pool.take() else {
-            return Ok(None);
-        };
-        let bad = read_block(reader, buf.slice_mut(len), offset, sector as usize, retries)?;
-        let mut b = pool.block(buf, offset, len);
-        b.unreadable = bad;
-        offset += len as u64;
-        Ok(Some(b))
+        Ok(blocks.next_block(pool)?)
     };
     let mut bad_log: Vec<Extent> = Vec::new();
     let mut observe = |b: &buffer::Block| {
@@ -1225,24 +1216,15 @@ pub(crate) fn verify_source(
     log: &mut dyn FnMut(&str),
 ) -> Result<Option<SourceVerification>, StreamError> {
     log("re-reading the source to compare (--verify-source)");
-    let pool = BufferPool::new(POOL_BUFFERS.min((256 << 20) / block / 2).max(4), block);
-    let mut offset = 0;
+    let pool = BufferPool::for_stream(block, STREAM_BUDGET);
     let mut unreadable = Vec::new();
+    let mut blocks = BlockReader::new(reader, 0, size, sector, retries);
     let mut produce = |pool: &BufferPool| -> Result<Option<buffer::Block>, StreamError> {
-        if offset >= size {
-            return Ok(None);
+        let b = blocks.next_block(pool)?;
+        for e in b.iter().flat_map(|b| &b.unreadable) {
+            source::push_extent(&mut unreadable, *e);
         }
-        let len = usize::try_from(size - offset).map_or(block, |r| r.min(block));
-        let Some(mut buf) = pool.take() else {
-            return Ok(None);
-        };
-        let bad = read_block(reader, buf.slice_mut(len), offset, sector as usize, retries)?;
-        for e in bad {
-            source::push_extent(&mut unreadable, e);
-        }
-        let b = pool.block(buf, offset, len);
-        offset += len as u64;
-        Ok(Some(b))
+        Ok(b)
     };
     let mut observe = reading_observer(Phase::VerifySource, size, progress, cancel);
     let r = pipeline::run(

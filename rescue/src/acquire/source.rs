@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::buffer::{Block, BufferPool};
+
 /// A byte range of the source, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extent {
@@ -193,6 +195,53 @@ pub enum ReadBlockError {
         "the source ended at byte {at}, before its recorded size {expected}: its size changed during the run"
     )]
     ShrinkSource { at: u64, expected: u64 },
+}
+
+/// Reads a source front to back in blocks of the pool's buffer size, each through [`read_block`], the
+/// unreadable ranges zero-filled and attached to the block. The one producer for every pass over a
+/// source (acquisition to disk or object store, `--verify-source`).
+pub struct BlockReader<'a> {
+    src: &'a dyn ReadAt,
+    offset: u64,
+    size: u64,
+    sector: usize,
+    retries: u32,
+}
+
+impl<'a> BlockReader<'a> {
+    /// Reads `src` from byte `start` up to `size`, bisecting failures down to `sector` bytes.
+    pub fn new(src: &'a dyn ReadAt, start: u64, size: u64, sector: u32, retries: u32) -> Self {
+        Self {
+            src,
+            offset: start,
+            size,
+            sector: sector as usize,
+            retries,
+        }
+    }
+
+    /// The next block, or `None` at the end (or when the pool is gone).
+    pub fn next_block(&mut self, pool: &BufferPool) -> Result<Option<Block>, ReadBlockError> {
+        if self.offset >= self.size {
+            return Ok(None);
+        }
+        let block = pool.buffer_size();
+        let len = usize::try_from(self.size - self.offset).map_or(block, |r| r.min(block));
+        let Some(mut buf) = pool.take() else {
+            return Ok(None);
+        };
+        let bad = read_block(
+            self.src,
+            buf.slice_mut(len),
+            self.offset,
+            self.sector,
+            self.retries,
+        )?;
+        let mut b = pool.block(buf, self.offset, len);
+        b.unreadable = bad;
+        self.offset += len as u64;
+        Ok(Some(b))
+    }
 }
 
 /// Reads `buf.len()` bytes at `offset`. A failing range is retried and bisected down to single

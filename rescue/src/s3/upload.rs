@@ -41,7 +41,7 @@ use crate::acquire::manifest::{
 use crate::acquire::pipeline::{self, BlockSink, Control, Ending, Output, StreamError};
 use crate::acquire::seekable::{self, FrameEntry};
 use crate::acquire::segments::{Layout, OutputFile};
-use crate::acquire::source::{Extent, read_block};
+use crate::acquire::source::{BlockReader, Extent};
 use crate::acquire::writer::WriteImageError;
 use crate::acquire::{
     AcquireError, AcquireStatus, DEFAULT_BLOCK, DEFAULT_RETRIES, DEFAULT_ZSTD_LEVEL, ImageFormat,
@@ -252,7 +252,7 @@ pub enum UploadError {
     },
     #[error("invalid option: {0}")]
     RejectOption(String),
-    #[error("upload stopped after {uploaded} bytes were stored; {left}")]
+    #[error("upload stopped after {uploaded} bytes of the source were stored; {left}")]
     Stop {
         uploaded: u64,
         resumable: bool,
@@ -547,10 +547,37 @@ struct SinkState {
     state_key: String,
     last_store: Instant,
     state_interval: Duration,
+    /// Source bytes whose output is stored without a gap from the start (what `--resume` keeps, and
+    /// the manifest's `acquired_bytes` when the run stops).
     uploaded: Arc<AtomicU64>,
+    /// With zstd: how far [`SinkState::source_end`] has walked `frames` (frame count, output bytes,
+    /// source bytes), so each state store walks only the frames stored since the last one.
+    walked: (usize, u64, u64),
 }
 
 impl SinkState {
+    /// Source bytes represented by the first `out_end` output bytes: the same number for raw; for
+    /// zstd the source bytes of the whole frames inside it (never the seek table).
+    fn source_end(&mut self, out_end: u64) -> u64 {
+        if !self.zstd {
+            return out_end;
+        }
+        if out_end < self.walked.1 {
+            self.walked = (0, 0, 0);
+        }
+        let (mut i, mut out, mut src) = self.walked;
+        while let Some(f) = self.frames.get(i) {
+            if out + u64::from(f.compressed) > out_end {
+                break;
+            }
+            out += u64::from(f.compressed);
+            src += u64::from(f.decompressed);
+            i += 1;
+        }
+        self.walked = (i, out, src);
+        src
+    }
+
     fn take_buffer(&mut self) -> Result<Vec<u8>, SinkError> {
         loop {
             if let Some(b) = self.spare.pop() {
@@ -846,7 +873,8 @@ impl SinkState {
         self.state_client
             .put_object(&self.state_key, &json, false)?;
         self.last_store = Instant::now();
-        self.uploaded.store(end, Ordering::Relaxed);
+        let source = self.source_end(end);
+        self.uploaded.store(source, Ordering::Relaxed);
         Ok(())
     }
 
@@ -1435,36 +1463,15 @@ pub fn upload(
         last_store: Instant::now(),
         state_interval: opts.state_interval.unwrap_or(STATE_INTERVAL),
         uploaded: Arc::clone(&uploaded),
+        walked: (0, 0, 0),
     }));
     lock(&sink).store_state()?;
 
-    let pool = BufferPool::new(
-        crate::acquire::POOL_BUFFERS
-            .min((256 << 20) / block / 4)
-            .max(4),
-        block,
-    );
-    let mut offset = 0u64;
-    let mut produce = |pool: &BufferPool| -> Result<Option<Block>, StreamError> {
-        if offset >= size {
-            return Ok(None);
-        }
-        let len = usize::try_from(size - offset).map_or(block, |r| r.min(block));
-        let Some(mut buf) = pool.take() else {
-            return Ok(None);
-        };
-        let bad = read_block(
-            &source,
-            buf.slice_mut(len),
-            offset,
-            sector as usize,
-            retries,
-        )?;
-        let mut b = pool.block(buf, offset, len);
-        b.unreadable = bad;
-        offset += len as u64;
-        Ok(Some(b))
-    };
+    // Half the local budget: the uploaders hold whole parts besides.
+    let pool = BufferPool::for_stream(block, crate::acquire::STREAM_BUDGET / 2);
+    let mut blocks = BlockReader::new(&source, 0, size, sector, retries);
+    let mut produce =
+        |pool: &BufferPool| -> Result<Option<Block>, StreamError> { Ok(blocks.next_block(pool)?) };
     let mut unreadable: Vec<Extent> = Vec::new();
     let mut unreadable_bytes = 0;
     let mut observe = |b: &Block| {
@@ -1505,7 +1512,7 @@ pub fn upload(
             s.stop_workers();
             let stored = uploaded.load(Ordering::Relaxed);
             s.state.line(&format!(
-                "interrupted on request after {stored} bytes stored; continue with --resume"
+                "interrupted on request after {stored} bytes of the source stored; continue with --resume"
             ));
             s.store_state()?;
             if let Err(e) = settled {

@@ -237,7 +237,7 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
                 );
             } else if out.status == AcquireStatus::Interrupted {
                 println!(
-                    "interrupted: {} bytes stored at {}; continue with the same command and --resume",
+                    "interrupted: {} bytes of the source stored at {}; continue with the same command and --resume",
                     out.manifest.acquired_bytes, out.url
                 );
             } else {
