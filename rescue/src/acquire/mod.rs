@@ -526,8 +526,37 @@ fn prepare_directory(dir: &Path, resume: bool) -> Result<(), AcquireError> {
     Ok(())
 }
 
-fn resolve_settings(
-    opts: &AcquireOptions,
+/// The image settings asked for on the command line, of a local or an object-store acquisition: what a
+/// new acquisition uses (with the defaults) and what a resume must agree with.
+pub(crate) struct Requested {
+    pub format: Option<ImageFormat>,
+    pub split: Option<u64>,
+    pub hashes: Option<Vec<HashAlgorithm>>,
+    pub window: Option<u64>,
+    pub zstd_level: Option<i32>,
+    pub block_size: Option<usize>,
+    pub retries: Option<u32>,
+}
+
+impl AcquireOptions {
+    fn requested(&self) -> Requested {
+        Requested {
+            format: self.format,
+            split: self.split,
+            hashes: self.hashes.clone(),
+            window: self.window,
+            zstd_level: self.zstd_level,
+            block_size: self.block_size,
+            retries: self.retries,
+        }
+    }
+}
+
+/// The settings of this run: those `recorded` by the interrupted run (checked as strictly as options:
+/// the record is a file on the destination), which what was asked for must not contradict; or, for a
+/// new acquisition, what was asked for with the defaults, refused when impossible.
+pub(crate) fn resolve_settings(
+    opts: &Requested,
     sector: u32,
     recorded: Option<&Settings>,
 ) -> Result<Settings, AcquireError> {
@@ -580,7 +609,6 @@ fn resolve_settings(
         if let Some(n) = opts.retries {
             s.retries = n;
         }
-        // The checkpoint is a file on the destination: check it as strictly as options.
         let block = usize::try_from(s.block_bytes).unwrap_or(0);
         if block == 0
             || block > MAX_BLOCK
@@ -589,7 +617,7 @@ fn resolve_settings(
             || !level_fits_format(&s.format, s.zstd_level)
         {
             return Err(AcquireError::RejectOption(format!(
-                "the checkpoint records impossible settings (format {}, zstd level {:?}, block {}, split {:?}, window {})",
+                "the interrupted run records impossible settings (format {}, zstd level {:?}, block {}, split {:?}, window {})",
                 s.format,
                 s.zstd_level,
                 s.block_bytes,
@@ -699,7 +727,11 @@ pub fn acquire_from(
     } else {
         None
     };
-    let settings = resolve_settings(opts, sector, recorded.as_ref().map(|c| &c.settings))?;
+    let settings = resolve_settings(
+        &opts.requested(),
+        sector,
+        recorded.as_ref().map(|c| &c.settings),
+    )?;
     let format = ImageFormat::from_manifest_name(&settings.format).ok_or_else(|| {
         AcquireError::RejectOption(format!(
             "unknown format {:?} in the checkpoint",

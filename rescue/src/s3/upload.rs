@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::{CompletedPart, S3Error, Store, StoreConfig, base64};
 use crate::acquire::buffer::{Block, BufferPool};
+use crate::acquire::checkpoint::Settings;
 use crate::acquire::hash::{self, HashAlgorithm, hex};
 use crate::acquire::manifest::{
     CaseInfo, ImageInfo, LOG_FILE, MANIFEST_FILE, MAP_FILE, Manifest, RemoteInfo, RemotePart,
@@ -44,8 +45,8 @@ use crate::acquire::segments::{Layout, OutputFile};
 use crate::acquire::source::{BlockReader, Extent};
 use crate::acquire::writer::WriteImageError;
 use crate::acquire::{
-    AcquireError, AcquireStatus, DEFAULT_BLOCK, DEFAULT_RETRIES, DEFAULT_ZSTD_LEVEL, ImageFormat,
-    MAX_BLOCK, Phase, Progress, mapfile, names,
+    AcquireError, AcquireStatus, ImageFormat, Phase, Progress, Requested, mapfile, names,
+    resolve_settings,
 };
 
 /// Name of the state object under the prefix while an upload is under way.
@@ -196,6 +197,27 @@ pub struct UploadOptions {
     /// How often the state object is rewritten [default: STATE_INTERVAL]; zero records every part.
     pub state_interval: Option<Duration>,
     pub cancel: Arc<AtomicBool>,
+}
+
+impl UploadOptions {
+    /// The image settings asked for, SHA-256 always among the hashes (the image object's checksum).
+    fn requested(&self) -> Requested {
+        let hashes = self.hashes.clone().map(|mut h| {
+            if !h.contains(&HashAlgorithm::Sha256) {
+                h.insert(0, HashAlgorithm::Sha256);
+            }
+            h
+        });
+        Requested {
+            format: self.format,
+            split: self.split,
+            hashes,
+            window: self.window,
+            zstd_level: self.zstd_level,
+            block_size: self.block_size,
+            retries: self.retries,
+        }
+    }
 }
 
 /// What the operator is told while the upload runs.
@@ -443,6 +465,29 @@ impl UploadState {
                 completed: false,
             });
         }
+    }
+
+    /// The image settings recorded, as a local checkpoint holds them.
+    fn settings(&self) -> Settings {
+        Settings {
+            format: self.format.clone(),
+            split_bytes: self.split_bytes,
+            hashes: self.hashes.clone(),
+            window_bytes: self.window_bytes,
+            block_bytes: self.block_bytes,
+            zstd_level: self.zstd_level,
+            retries: self.retries,
+        }
+    }
+
+    fn set_settings(&mut self, s: Settings) {
+        self.format = s.format;
+        self.split_bytes = s.split_bytes;
+        self.hashes = s.hashes;
+        self.window_bytes = s.window_bytes;
+        self.block_bytes = s.block_bytes;
+        self.zstd_level = s.zstd_level;
+        self.retries = s.retries;
     }
 
     fn layout(&self) -> Layout {
@@ -1166,46 +1211,10 @@ pub fn upload(
                 format!("{:?}", info.serial),
             );
         }
-        if let Some(h) = &opts.hashes {
-            let mut h = h.clone();
-            if !h.contains(&HashAlgorithm::Sha256) {
-                h.insert(0, HashAlgorithm::Sha256);
-            }
-            if h != st.hashes {
-                return mismatch("--hash", names(&st.hashes), names(&h));
-            }
-        }
-        if opts.window.is_some() && opts.window != st.window_bytes {
-            return mismatch(
-                "--window",
-                format!("{:?}", st.window_bytes),
-                format!("{:?}", opts.window),
-            );
-        }
-        if let Some(f) = opts.format
-            && f.manifest_name() != st.format
-        {
-            return mismatch("--format", st.format.clone(), f.manifest_name().to_owned());
-        }
-        if opts.split.is_some() && opts.split != st.split_bytes {
-            return mismatch(
-                "--split",
-                format!("{:?}", st.split_bytes),
-                format!("{:?}", opts.split),
-            );
-        }
-        // As for a local resume: a zstd upload's level must stay (the parts held are its frames);
-        // a raw upload ignores --zstd-level as a new one does.
-        if let Some(level) = opts.zstd_level
-            && st.format == ImageFormat::Zstd.manifest_name()
-            && st.zstd_level != Some(level)
-        {
-            return mismatch(
-                "--zstd-level",
-                format!("{:?}", st.zstd_level),
-                format!("{:?}", opts.zstd_level),
-            );
-        }
+        // The same rules as a local resume (a zstd upload's level must stay: the parts held are its
+        // frames; a raw upload ignores --zstd-level as a new one does).
+        let settings = resolve_settings(&opts.requested(), sector, Some(&st.settings()))?;
+        st.set_settings(settings);
         for (index, obj) in st.objects.iter_mut().enumerate() {
             let key = url.key(&obj.name);
             if !obj.completed {
@@ -1274,50 +1283,23 @@ pub fn upload(
                 key: k.clone(),
             });
         }
-        let block = opts.block_size.unwrap_or(DEFAULT_BLOCK);
-        if block == 0 || block > MAX_BLOCK || !block.is_multiple_of(sector as usize) {
-            return Err(UploadError::RejectOption(format!(
-                "the read size {block} must be a multiple of the {sector}-byte sector and at most {MAX_BLOCK}"
-            )));
-        }
-        if opts.window == Some(0) {
-            return Err(UploadError::RejectOption(
-                "--window must be larger than 0".to_owned(),
-            ));
-        }
-        if let Some(split) = opts.split
-            && split < block as u64
-        {
-            return Err(UploadError::RejectOption(format!(
-                "--split {split} is smaller than the {block}-byte read buffer"
-            )));
-        }
-        let mut hashes = opts
-            .hashes
-            .clone()
-            .unwrap_or_else(|| vec![HashAlgorithm::Sha256]);
-        if !hashes.contains(&HashAlgorithm::Sha256) {
-            hashes.insert(0, HashAlgorithm::Sha256);
-        }
-        let format = opts.format.unwrap_or(ImageFormat::Raw);
-        let zstd_level =
-            (format == ImageFormat::Zstd).then(|| opts.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL));
+        let s = resolve_settings(&opts.requested(), sector, None)?;
         let mut st = UploadState {
             schema: STATE_SCHEMA.to_owned(),
             upload_id: String::new(),
             parts: BTreeMap::new(),
             objects: Vec::new(),
-            format: format.manifest_name().to_owned(),
-            split_bytes: opts.split,
-            zstd_level,
             part_bytes: part_size(
-                largest_object(size, block as u64, zstd_level.is_some(), opts.split),
-                block as u64,
+                largest_object(size, s.block_bytes, s.zstd_level.is_some(), s.split_bytes),
+                s.block_bytes,
             ),
-            block_bytes: block as u64,
-            hashes,
-            window_bytes: opts.window,
-            retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
+            format: s.format,
+            split_bytes: s.split_bytes,
+            zstd_level: s.zstd_level,
+            block_bytes: s.block_bytes,
+            hashes: s.hashes,
+            window_bytes: s.window_bytes,
+            retries: s.retries,
             source_path: info.path.clone(),
             source_size: size,
             source_serial: info.serial.clone(),
@@ -1384,17 +1366,8 @@ pub fn upload(
     })?;
     let zstd_level = state.zstd_level;
     let layout = state.layout();
+    // Checked by resolve_settings, for a recorded state as for options.
     let block = state.block_bytes as usize;
-    if block == 0
-        || block > MAX_BLOCK
-        || state.split_bytes.is_some_and(|s| s < state.block_bytes)
-        || !crate::acquire::level_fits_format(&state.format, state.zstd_level)
-    {
-        return Err(UploadError::RejectOption(format!(
-            "the upload state records impossible settings (format {}, zstd level {:?}, block {}, split {:?})",
-            state.format, state.zstd_level, state.block_bytes, state.split_bytes
-        )));
-    }
     let part_bytes = state.part_bytes.max(1);
     let hashes = state.hashes.clone();
     let window = state.window_bytes;
