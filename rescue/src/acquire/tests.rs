@@ -3,6 +3,13 @@
 
 use std::sync::atomic::AtomicUsize;
 
+use std::fs;
+use std::path::Path;
+
+use super::checkpoint::Checkpoint;
+use super::manifest::MAP_FILE;
+use super::segments::Layout;
+use super::source::Extent;
 use super::source::tests::{FlakySource, pattern};
 use super::*;
 
