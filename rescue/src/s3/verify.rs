@@ -13,12 +13,14 @@ use sha2::{Digest, Sha256};
 
 use super::client::{Client, S3Error, Store};
 use super::upload::{MIN_PART, S3Url};
+use crate::acquire::buffer::{Block, BufferPool};
 use crate::acquire::hash::{HashAlgorithm, hex, sha256_hex};
 use crate::acquire::manifest::{MANIFEST_FILE, MAP_FILE, Manifest, ManifestError, SUMS_FILE};
+use crate::acquire::pipeline::{self, Control, Ending, Output, StreamError};
 use crate::acquire::seekable::{self, FOOTER_LEN, FrameEntry};
 use crate::acquire::segments::OutputFile;
 use crate::acquire::verify::{BadWindow, Check};
-use crate::acquire::{ImageFormat, Phase, Progress};
+use crate::acquire::{DEFAULT_BLOCK, ImageFormat, MAX_BLOCK, Phase, Progress, STREAM_BUDGET};
 
 /// Errors that prevent verification.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum RemoteVerifyError {
     Interrupted,
     #[error("starting the zstd decoder")]
     StartDecoder(#[source] std::io::Error),
+    #[error("hashing the image stream")]
+    ReadStream(#[source] StreamError),
 }
 
 /// Outcome of [`verify`].
@@ -88,6 +92,8 @@ pub struct FrameDecoder {
     frames: Vec<FrameEntry>,
     next: usize,
     pending: Vec<u8>,
+    /// Where the next frame starts in `pending`.
+    start: usize,
     stream_pos: u64,
     out: Vec<u8>,
     decoder: zstd::bulk::Decompressor<'static>,
@@ -100,6 +106,7 @@ impl FrameDecoder {
             frames,
             next: 0,
             pending: Vec::new(),
+            start: 0,
             stream_pos: 0,
             out: Vec::new(),
             decoder: zstd::bulk::Decompressor::new()?,
@@ -107,45 +114,60 @@ impl FrameDecoder {
         })
     }
 
-    /// Feeds image bytes; `emit` receives each frame's stream bytes in order.
-    pub fn feed(&mut self, data: &[u8], emit: &mut dyn FnMut(&[u8])) {
-        self.pending.extend_from_slice(data);
-        let mut start = 0;
-        while let Some(frame) = self.frames.get(self.next).copied() {
-            let c = frame.compressed as usize;
-            let d = frame.decompressed as usize;
-            if self.pending.len() - start < c {
-                break;
-            }
-            self.out.clear();
-            self.out.resize(d, 0);
-            let result = self
-                .decoder
-                .decompress_to_buffer(&self.pending[start..start + c], &mut self.out[..]);
-            let reason = match result {
-                Ok(n) if n == d => None,
-                Ok(n) => Some(format!("decompresses to {n} bytes")),
-                Err(e) => Some(format!("does not decompress ({e})")),
-            };
-            if let Some(reason) = reason {
-                self.damaged.push(DamagedFrame {
-                    index: self.next,
-                    offset: self.stream_pos,
-                    reason,
-                });
-                self.out.clear();
-                self.out.resize(d, 0);
-            }
-            emit(&self.out[..]);
-            self.stream_pos += d as u64;
-            self.next += 1;
-            start += c;
+    /// Appends image bytes; [`FrameDecoder::next_frame`] decodes what they complete.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.next < self.frames.len() {
+            self.pending.extend_from_slice(data);
         }
-        if self.next == self.frames.len() {
+    }
+
+    /// The stream bytes of the next frame whose image bytes are all pushed (zeros of its recorded size
+    /// when it is damaged), or `None` until more are pushed. Memory stays at the bytes pushed and not
+    /// yet decoded plus one frame.
+    pub fn next_frame(&mut self) -> Option<&[u8]> {
+        let Some(frame) = self.frames.get(self.next).copied() else {
             // Only the seek table is left.
             self.pending.clear();
-        } else {
-            self.pending.drain(..start);
+            self.start = 0;
+            return None;
+        };
+        let c = frame.compressed as usize;
+        let d = frame.decompressed as usize;
+        if self.pending.len() - self.start < c {
+            self.pending.drain(..self.start);
+            self.start = 0;
+            return None;
+        }
+        self.out.clear();
+        self.out.resize(d, 0);
+        let result = self
+            .decoder
+            .decompress_to_buffer(&self.pending[self.start..self.start + c], &mut self.out[..]);
+        let reason = match result {
+            Ok(n) if n == d => None,
+            Ok(n) => Some(format!("decompresses to {n} bytes")),
+            Err(e) => Some(format!("does not decompress ({e})")),
+        };
+        if let Some(reason) = reason {
+            self.damaged.push(DamagedFrame {
+                index: self.next,
+                offset: self.stream_pos,
+                reason,
+            });
+            self.out.clear();
+            self.out.resize(d, 0);
+        }
+        self.stream_pos += d as u64;
+        self.next += 1;
+        self.start += c;
+        Some(&self.out[..])
+    }
+
+    /// Feeds image bytes; `emit` receives each frame's stream bytes in order.
+    pub fn feed(&mut self, data: &[u8], emit: &mut dyn FnMut(&[u8])) {
+        self.push(data);
+        while let Some(frame) = self.next_frame() {
+            emit(frame);
         }
     }
 }
@@ -180,6 +202,174 @@ fn get_tail(
         need -= take;
     }
     Ok((need == 0).then_some(out))
+}
+
+/// The image objects read back part by part with ranged GETs, each part's and each object's SHA-256
+/// checked as it passes, turned back into the acquired stream (zstd frames decoded one at a time) and
+/// cut into pipeline blocks. Memory stays at about one part plus the read pool.
+struct RemoteParts<'a> {
+    client: &'a mut Client,
+    url: &'a S3Url,
+    manifest: &'a Manifest,
+    objects: &'a [OutputFile],
+    report: &'a mut RemoteVerifyReport,
+    decoder: Option<&'a mut FrameDecoder>,
+    object_is_stream: bool,
+    /// The next object to open.
+    object: usize,
+    /// Parts of the open object still to fetch (number, offset, size, recorded SHA-256), last first.
+    queue: Vec<(u32, u64, u64, Option<String>)>,
+    object_hash: Option<Sha256>,
+    /// Raw stream bytes of the last part fetched, `taken` of them handed out.
+    pending: Vec<u8>,
+    taken: usize,
+    stream_pos: u64,
+    done_out: u64,
+    /// A store error, returned as such once the pipeline stopped.
+    error: Option<S3Error>,
+}
+
+impl RemoteParts<'_> {
+    /// Opens the next object: its parts as the manifest records them, or 8 MiB ranges.
+    fn open_object(&mut self) -> bool {
+        let Some(o) = self.objects.get(self.object) else {
+            return false;
+        };
+        self.object += 1;
+        let recorded: Vec<(u32, u64, u64, Option<String>)> = self
+            .manifest
+            .remote
+            .iter()
+            .flat_map(|r| r.parts.iter())
+            .filter(|p| p.file == o.file)
+            .map(|p| (p.number, p.offset, p.size_bytes, Some(p.sha256.clone())))
+            .collect();
+        let mut parts = if recorded.is_empty() {
+            (0..o.size_bytes.div_ceil(MIN_PART).max(1))
+                .map(|i| {
+                    let at = i * MIN_PART;
+                    (i as u32 + 1, at, MIN_PART.min(o.size_bytes - at), None)
+                })
+                .collect()
+        } else {
+            recorded
+        };
+        parts.reverse();
+        self.queue = parts;
+        self.object_hash = (!self.object_is_stream).then(Sha256::new);
+        true
+    }
+
+    /// Checks the open object's SHA-256 once its parts are all fetched.
+    fn close_object(&mut self) {
+        if let (Some(h), Some(o)) = (
+            self.object_hash.take(),
+            self.object.checked_sub(1).and_then(|i| self.objects.get(i)),
+        ) {
+            self.report.check(
+                format!("sha256 of {}", o.file),
+                &o.sha256,
+                &hex(&h.finalize()),
+            );
+        }
+    }
+
+    /// Fetches the next part (opening objects as needed); `Ok(false)` at the end of the last object.
+    fn fetch(&mut self) -> Result<bool, S3Error> {
+        loop {
+            let Some((number, offset, len, expected)) = self.queue.pop() else {
+                self.close_object();
+                if !self.open_object() {
+                    return Ok(false);
+                }
+                continue;
+            };
+            let o = &self.objects[self.object - 1];
+            let data = if len == 0 {
+                Vec::new()
+            } else {
+                // The range comes from the manifest, which may have been edited.
+                let Some(last) = offset.checked_add(len).and_then(|end| end.checked_sub(1)) else {
+                    self.report.check(
+                        format!("part {number} of {} lies within the object", o.file),
+                        "an offset and size that fit in 64 bits",
+                        &format!("offset {offset}, size {len}"),
+                    );
+                    if self.report.first_bad_part.is_none() {
+                        self.report.first_bad_part = Some(number);
+                        self.report.first_bad_object = Some(o.file.clone());
+                    }
+                    continue;
+                };
+                self.client
+                    .get_object(&self.url.key(&o.file), Some((offset, last)))?
+            };
+            let actual = hex(&Sha256::digest(&data));
+            if let Some(e) = &expected
+                && !self
+                    .report
+                    .check(format!("part {number} of {} sha256", o.file), e, &actual)
+                && self.report.first_bad_part.is_none()
+            {
+                self.report.first_bad_part = Some(number);
+                self.report.first_bad_object = Some(o.file.clone());
+            }
+            if let Some(h) = self.object_hash.as_mut() {
+                h.update(&data);
+            }
+            self.report.parts += 1;
+            self.done_out += len;
+            match self.decoder.as_mut() {
+                Some(d) => d.push(&data),
+                None => {
+                    self.pending = data;
+                    self.taken = 0;
+                }
+            }
+            return Ok(true);
+        }
+    }
+
+    /// The next block of the stream: one frame (zstd) or up to a pool buffer of raw bytes.
+    fn next_block(&mut self, pool: &BufferPool) -> Result<Option<Block>, StreamError> {
+        loop {
+            let frame = match self.decoder.as_mut() {
+                Some(d) => d.next_frame(),
+                None => (self.taken < self.pending.len()).then(|| {
+                    let n = (self.pending.len() - self.taken).min(pool.buffer_size());
+                    let s = &self.pending[self.taken..self.taken + n];
+                    self.taken += n;
+                    s
+                }),
+            };
+            if let Some(bytes) = frame {
+                let n = bytes.len();
+                if n > pool.buffer_size() {
+                    return Err(StreamError::CompressFrame(std::io::Error::other(format!(
+                        "a frame of {n} bytes is larger than the {}-byte read block",
+                        pool.buffer_size()
+                    ))));
+                }
+                let Some(mut buf) = pool.take() else {
+                    return Ok(None);
+                };
+                buf.slice_mut(n).copy_from_slice(bytes);
+                let block = pool.block(buf, self.stream_pos, n);
+                self.stream_pos += n as u64;
+                return Ok(Some(block));
+            }
+            match self.fetch() {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => {
+                    self.error = Some(e);
+                    return Err(StreamError::WriteSink(Box::new(std::io::Error::other(
+                        "fetching a part of the image",
+                    ))));
+                }
+            }
+        }
+    }
 }
 
 /// Verifies the acquisition at `url`.
@@ -295,112 +485,73 @@ pub fn verify(
     }
     let stream_pass = sizes_ok && (format == ImageFormat::Raw || decoder.is_some());
 
-    let mut hashers: Vec<(String, crate::acquire::hash::StreamHasher)> = manifest
-        .hashes
-        .keys()
-        .filter_map(|name| {
-            crate::acquire::hash::parse_hash_list(name)
-                .ok()
-                .and_then(|v| v.first().copied())
-                .map(|a: HashAlgorithm| (name.clone(), a.hasher()))
-        })
-        .collect();
-    let mut windows = manifest
-        .image
-        .window_bytes
-        .map(crate::acquire::hash::WindowHasher::new);
     // One raw object is the stream: its SHA-256 is the stream's.
     let object_is_stream = format == ImageFormat::Raw && objects.len() == 1;
     if stream_pass {
-        let mut stream_bytes = 0u64;
-        let mut done_out = 0u64;
-        for o in &objects {
-            let key = url.key(&o.file);
-            let recorded: Vec<(u32, u64, u64, Option<String>)> = manifest
-                .remote
-                .iter()
-                .flat_map(|r| r.parts.iter())
-                .filter(|p| p.file == o.file)
-                .map(|p| (p.number, p.offset, p.size_bytes, Some(p.sha256.clone())))
-                .collect();
-            // A manifest without parts for the object is read in 8 MiB ranges.
-            let parts = if recorded.is_empty() {
-                (0..o.size_bytes.div_ceil(MIN_PART).max(1))
-                    .map(|i| {
-                        let at = i * MIN_PART;
-                        (i as u32 + 1, at, MIN_PART.min(o.size_bytes - at), None)
-                    })
-                    .collect()
-            } else {
-                recorded
-            };
-            let mut object_hash = (!object_is_stream).then(Sha256::new);
-            for (number, offset, len, expected) in &parts {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(RemoteVerifyError::Interrupted);
-                }
-                let data = if *len == 0 {
-                    Vec::new()
-                } else {
-                    // The range comes from the manifest, which may have been edited.
-                    let Some(last) = offset.checked_add(*len).and_then(|end| end.checked_sub(1))
-                    else {
-                        report.check(
-                            format!("part {number} of {} lies within the object", o.file),
-                            "an offset and size that fit in 64 bits",
-                            &format!("offset {offset}, size {len}"),
-                        );
-                        if report.first_bad_part.is_none() {
-                            report.first_bad_part = Some(*number);
-                            report.first_bad_object = Some(o.file.clone());
-                        }
-                        continue;
-                    };
-                    client.get_object(&key, Some((*offset, last)))?
-                };
-                let actual = hex(&Sha256::digest(&data));
-                if let Some(e) = expected
-                    && !report.check(format!("part {number} of {} sha256", o.file), e, &actual)
-                    && report.first_bad_part.is_none()
-                {
-                    report.first_bad_part = Some(*number);
-                    report.first_bad_object = Some(o.file.clone());
-                }
-                if let Some(h) = object_hash.as_mut() {
-                    h.update(&data);
-                }
-                let mut emit = |stream: &[u8]| {
-                    for (_, h) in hashers.iter_mut() {
-                        h.update(stream);
-                    }
-                    if let Some(w) = windows.as_mut() {
-                        w.update(stream);
-                    }
-                    stream_bytes += stream.len() as u64;
-                };
-                match decoder.as_mut() {
-                    Some(d) => d.feed(&data, &mut emit),
-                    None => emit(&data),
-                }
-                report.parts += 1;
-                done_out += len;
+        // The stream hashes and windows on the acquisition pipeline's hash threads, as `verify DIR`
+        // computes them; this thread fetches parts and checks their and their objects' SHA-256.
+        let algorithms: Vec<(String, HashAlgorithm)> = manifest
+            .hashes
+            .keys()
+            .filter_map(|name| {
+                crate::acquire::hash::parse_hash_list(name)
+                    .ok()
+                    .and_then(|v| v.first().copied())
+                    .map(|a| (name.clone(), a))
+            })
+            .collect();
+        let block = usize::try_from(manifest.image.block_bytes)
+            .unwrap_or(DEFAULT_BLOCK)
+            .clamp(4096, MAX_BLOCK);
+        let pool = BufferPool::for_stream(block, STREAM_BUDGET / 2);
+        let mut parts = RemoteParts {
+            client: &mut client,
+            url,
+            manifest: &manifest,
+            objects: &objects,
+            report: &mut report,
+            decoder: decoder.as_mut(),
+            object_is_stream,
+            object: 0,
+            queue: Vec::new(),
+            object_hash: None,
+            pending: Vec::new(),
+            taken: 0,
+            stream_pos: 0,
+            done_out: 0,
+            error: None,
+        };
+        let result = pipeline::run(
+            &pool,
+            &algorithms.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+            manifest.image.window_bytes,
+            Output::None,
+            &mut |pool: &BufferPool| parts.next_block(pool),
+            &mut |b: &Block| {
                 progress(&Progress {
                     phase: Phase::Verify,
-                    done_bytes: stream_bytes,
+                    done_bytes: b.end(),
                     total_bytes: size,
                     durable_bytes: size,
                     unreadable_bytes: 0,
                 });
-            }
-            if let Some(h) = object_hash {
-                report.check(
-                    format!("sha256 of {}", o.file),
-                    &o.sha256,
-                    &hex(&h.finalize()),
-                );
-            }
+                if cancel.load(Ordering::Relaxed) {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            },
+        );
+        let done_out = parts.done_out;
+        if let Some(e) = parts.error.take() {
+            return Err(e.into());
         }
-        report.bytes = stream_bytes;
+        let result = match result {
+            Ok(r) if r.ending == Ending::Stopped => return Err(RemoteVerifyError::Interrupted),
+            Ok(r) => r,
+            Err(f) => return Err(RemoteVerifyError::ReadStream(f.error)),
+        };
+        report.bytes = result.bytes;
         report.check(
             "image bytes re-downloaded",
             &total_out.to_string(),
@@ -409,7 +560,7 @@ pub fn verify(
         report.check(
             "stream length",
             &size.to_string(),
-            &stream_bytes.to_string(),
+            &result.bytes.to_string(),
         );
         for f in decoder.iter().flat_map(|d| d.damaged.iter()) {
             let window = manifest
@@ -428,19 +579,19 @@ pub fn verify(
                 &f.reason,
             );
         }
-        for (name, h) in hashers {
-            let expected = manifest.hashes.get(&name).cloned().unwrap_or_default();
-            let actual = h.finish_hex();
+        for (name, algo) in &algorithms {
+            let expected = manifest.hashes.get(name).cloned().unwrap_or_default();
+            let actual = result.hashes.get(algo.name()).cloned().unwrap_or_default();
             report.check(format!("{name} of the image"), &expected, &actual);
             if object_is_stream
-                && name == "sha256"
+                && *algo == HashAlgorithm::Sha256
                 && let Some(o) = objects.first()
             {
                 report.check(format!("sha256 of {}", o.file), &o.sha256, &actual);
             }
         }
-        if let Some(w) = windows {
-            let got = w.finish();
+        if manifest.image.window_bytes.is_some() {
+            let got = &result.windows;
             for (i, want) in manifest.windows.iter().enumerate() {
                 let actual = got.get(i).map_or("missing", |g| g.sha256.as_str());
                 if actual != want.sha256 {
