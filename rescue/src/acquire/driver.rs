@@ -313,11 +313,16 @@ pub fn run<D: Destination>(
     let size = info.size_bytes;
     let sector = info.logical_sector_size.max(1);
 
-    // 1–3: the record, the settings, the run recorded.
+    // 1–3: the record, the settings, the run recorded. A new run's options are checked before the
+    // destination is touched, so a refused option leaves nothing behind.
+    if !req.resume {
+        resolve_settings(&req.requested, sector, size, None)?;
+    }
     let recorded = dest.load(req.resume)?;
     let settings = resolve_settings(
         &req.requested,
         sector,
+        size,
         recorded.as_ref().map(|r| &r.settings),
     )?;
     let resumed = recorded.is_some();

@@ -249,6 +249,10 @@ pub enum AcquireError {
         "{path} already holds an acquisition ({found}); use --resume to continue it or choose another directory"
     )]
     RejectExistingAcquisition { path: PathBuf, found: String },
+    #[error(
+        "refusing destination {dest}: it is inside the acquisition in {holder}; choose a directory outside it"
+    )]
+    RejectNestedDestination { dest: PathBuf, holder: PathBuf },
     #[error("{path} holds no interrupted acquisition to resume")]
     MissingCheckpoint { path: PathBuf },
     #[error("the acquisition in {path} is already complete")]

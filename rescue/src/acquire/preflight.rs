@@ -182,6 +182,7 @@ pub(crate) fn check_destination(
 }
 
 pub(crate) fn prepare_directory(dir: &Path, resume: bool) -> Result<(), AcquireError> {
+    refuse_nested(dir)?;
     fs::create_dir_all(dir).map_err(|source| AcquireError::CreateDestination {
         path: dir.to_owned(),
         source,
@@ -210,6 +211,32 @@ pub(crate) fn prepare_directory(dir: &Path, resume: bool) -> Result<(), AcquireE
                     found: name,
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a destination inside another acquisition: a directory above it (or it, for a file path
+/// given as `--out`) holds a `manifest.json` of an acquisition or a resume checkpoint.
+fn refuse_nested(dir: &Path) -> Result<(), AcquireError> {
+    let Some(anchor) = existing_ancestor(dir) else {
+        return Ok(());
+    };
+    let canon_dir = fs::canonicalize(dir).ok();
+    for a in anchor.ancestors() {
+        if Some(a) == canon_dir.as_deref() {
+            // The directory itself: a new run refuses an existing acquisition there, a resume wants it.
+            continue;
+        }
+        let holds_manifest = fs::read(a.join(MANIFEST_FILE)).is_ok_and(|b| {
+            serde_json::from_slice::<serde_json::Value>(&b)
+                .is_ok_and(|v| v["schema"] == super::manifest::SCHEMA)
+        });
+        if holds_manifest || a.join(super::checkpoint::CHECKPOINT_FILE).is_file() {
+            return Err(AcquireError::RejectNestedDestination {
+                dest: dir.to_owned(),
+                holder: a.to_owned(),
+            });
         }
     }
     Ok(())

@@ -41,6 +41,7 @@ impl AcquireOptions {
 pub(crate) fn resolve_settings(
     opts: &Requested,
     sector: u32,
+    size: u64,
     recorded: Option<&Settings>,
 ) -> Result<Settings, AcquireError> {
     if let Some(r) = recorded {
@@ -122,10 +123,15 @@ pub(crate) fn resolve_settings(
     {
         return Err(AcquireError::RejectSmallSplit { split, block });
     }
-    if opts.window == Some(0) {
-        return Err(AcquireError::RejectOption(
-            "--window must be larger than 0".to_owned(),
-        ));
+    if let Some(w) = opts.window {
+        let floor = window_floor(size);
+        if w < floor {
+            return Err(AcquireError::RejectOption(format!(
+                "--window {w} is too small for a {size}-byte source: at least {floor} bytes (windows are \
+                 kept in memory and listed in the manifest: at most {MAX_WINDOWS} of them, each at least \
+                 {MIN_WINDOW} bytes)"
+            )));
+        }
     }
     let hashes = opts
         .hashes
@@ -146,6 +152,18 @@ pub(crate) fn resolve_settings(
             .then(|| opts.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL)),
         retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
     })
+}
+
+/// Most hash windows one acquisition records: they are kept in memory while hashing and verifying and
+/// listed in the manifest (about 130 bytes each there), so this bounds both (≈ 8.5 MB of manifest).
+pub const MAX_WINDOWS: u64 = 1 << 16;
+/// Smallest hash window.
+pub const MIN_WINDOW: u64 = 4096;
+
+/// The smallest `--window` for a source of `size` bytes: [`MIN_WINDOW`], or larger so that there are at
+/// most [`MAX_WINDOWS`] windows.
+pub fn window_floor(size: u64) -> u64 {
+    MIN_WINDOW.max(size.div_ceil(MAX_WINDOWS))
 }
 
 /// A recorded zstd image has a level and a raw one has none: a damaged record that breaks this would

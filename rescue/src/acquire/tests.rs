@@ -436,3 +436,76 @@ fn stopping_while_rehashing_keeps_the_durable_point() {
     assert_eq!(done.manifest.image.window_bytes, Some(100_000));
     assert_eq!(done.manifest.windows.len(), 15);
 }
+
+#[test]
+fn an_image_short_by_one_byte_names_the_first_window_it_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(1_000_000, vec![]);
+    run(&opts(dir.path()), &src).unwrap();
+    let p = dir.path().join("image.raw");
+    let img = fs::read(&p).unwrap();
+    fs::write(&p, &img[..img.len() - 1]).unwrap();
+    let report = verify_dir(dir.path());
+    assert!(!report.ok);
+    let w = report.first_bad_window.expect("a window is named");
+    assert_eq!(
+        (w.index, w.offset),
+        (9, 900_000),
+        "the last 100 000-byte window"
+    );
+    assert!(w.actual.contains("999999"), "{}", w.actual);
+    assert_eq!(report.bad_windows, 1);
+
+    // Cut inside the fourth window: it and every later one are incomplete.
+    fs::write(&p, &img[..350_000]).unwrap();
+    let report = verify_dir(dir.path());
+    let w = report.first_bad_window.expect("a window is named");
+    assert_eq!((w.index, report.bad_windows), (3, 7));
+}
+
+#[test]
+fn a_destination_inside_an_acquisition_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(200_000, vec![]);
+    run(&opts(dir.path()), &src).unwrap();
+    for nested in [dir.path().join("second"), dir.path().join("a/b/c")] {
+        let err = run(&opts(&nested), &src).unwrap_err();
+        assert!(
+            matches!(&err, AcquireError::RejectNestedDestination { holder, .. }
+                if holder == &fs::canonicalize(dir.path()).unwrap()),
+            "{err}"
+        );
+        assert!(!nested.exists(), "nothing is created for a refused run");
+    }
+    // An interrupted acquisition counts too (its checkpoint marks it).
+    let other = tempfile::tempdir().unwrap();
+    let o = opts(other.path());
+    o.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(run(&o, &src).unwrap().status, AcquireStatus::Interrupted);
+    let err = run(&opts(&other.path().join("x")), &src).unwrap_err();
+    assert!(
+        matches!(err, AcquireError::RejectNestedDestination { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn refused_options_leave_no_directory_and_windows_have_a_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(200_000, vec![]);
+    let out = dir.path().join("new");
+    for (split, window) in [(Some(1000), None), (None, Some(0)), (None, Some(512))] {
+        let mut o = opts(&out);
+        o.split = split;
+        o.window = window;
+        let err = run(&o, &src).unwrap_err();
+        assert!(!out.exists(), "{err} left {}", out.display());
+    }
+    let mut o = opts(&out);
+    o.window = Some(512);
+    let msg = error_chain(&run(&o, &src).unwrap_err());
+    assert!(msg.contains("at least 4096 bytes"), "{msg}");
+    // Large sources: at most MAX_WINDOWS windows.
+    assert_eq!(settings::window_floor(256 << 20), 4096);
+    assert_eq!(settings::window_floor(2 << 40), 32 << 20);
+}

@@ -257,11 +257,21 @@ pub fn verify(
 
     // Image files must exist with their recorded sizes before the stream pass.
     let mut sizes_ok = true;
+    // Raw image bytes present without a gap from the start of the stream.
+    let mut whole = 0u64;
+    let mut gap = false;
     for o in &images {
-        let actual = fs::metadata(dir.join(&o.file))
-            .map(|m| m.len().to_string())
-            .unwrap_or_else(|e| format!("missing ({e})"));
+        let len = fs::metadata(dir.join(&o.file)).map(|m| m.len());
+        let actual = match &len {
+            Ok(n) => n.to_string(),
+            Err(e) => format!("missing ({e})"),
+        };
         sizes_ok &= actual == o.size_bytes.to_string();
+        if !gap {
+            let have = len.as_ref().map_or(0, |n| (*n).min(o.size_bytes));
+            whole += have;
+            gap = have < o.size_bytes;
+        }
         report.check(
             format!("size of {}", o.file),
             &o.size_bytes.to_string(),
@@ -269,6 +279,9 @@ pub fn verify(
         );
     }
     if !sizes_ok {
+        let format =
+            ImageFormat::from_manifest_name(&manifest.image.format).unwrap_or(ImageFormat::Raw);
+        name_incomplete_windows(&mut report, &manifest, format, gap.then_some(whole));
         return Ok(report);
     }
 
@@ -420,6 +433,50 @@ pub fn verify(
         report.check(format!("sha256 of {}", o.file), &o.sha256, &actual);
     }
     Ok(report)
+}
+
+/// The image files do not have their recorded sizes: names the first hash window that cannot be
+/// complete (for a raw image, the first one reaching past the bytes present without a gap, `whole`).
+fn name_incomplete_windows(
+    report: &mut VerifyReport,
+    manifest: &Manifest,
+    format: ImageFormat,
+    whole: Option<u64>,
+) {
+    if manifest.windows.is_empty() {
+        return;
+    }
+    match (format, whole) {
+        (ImageFormat::Raw, Some(end)) => {
+            let mut bad = manifest
+                .windows
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.offset + w.length > end);
+            if let Some((i, w)) = bad.next() {
+                report.first_bad_window = Some(BadWindow {
+                    index: i,
+                    offset: w.offset,
+                    length: w.length,
+                    expected: w.sha256.clone(),
+                    actual: format!("incomplete: the image ends at stream offset {end}"),
+                });
+                report.bad_windows = 1 + bad.count();
+                report.note = Some(format!(
+                    "the image holds {end} bytes of the stream without a gap; window {i} (offset {}) and every later one cannot be complete",
+                    w.offset
+                ));
+            }
+        }
+        (ImageFormat::Zstd, _) => {
+            report.note = Some(
+                "the compressed image does not have its recorded size; its seek table, which maps it \
+                 to stream offsets and windows, is at its end and cannot be trusted"
+                    .to_owned(),
+            );
+        }
+        (ImageFormat::Raw, None) => {}
+    }
 }
 
 fn describe_read_error(e: &ReadImageError) -> String {
