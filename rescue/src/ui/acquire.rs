@@ -168,7 +168,9 @@ fn phase_name(p: Phase) -> &'static str {
 
 /// Test hook: `RESCUE_TEST_ABORT_AFTER_BYTES=N` sends the process SIGKILL (or the signal named by
 /// `RESCUE_TEST_ABORT_SIGNAL`, e.g. `SIGINT`) once a checkpoint covers at least N bytes, so CLI tests can
-/// interrupt at a deterministic point. Read only here, never in the engine.
+/// interrupt at a deterministic point. Read only here, never in the engine. Only with the `test-hooks`
+/// feature, which the release binary does not have.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     let bytes = std::env::var("RESCUE_TEST_ABORT_AFTER_BYTES")
         .ok()?
@@ -181,8 +183,14 @@ pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     Some((bytes, signal))
 }
 
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
+    None
+}
+
 /// Test hook: `RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES=N` sends this process SIGINT (a Ctrl-C) once
 /// the `--verify-source` re-read has passed N bytes.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn interrupt_reread(p: &Progress) {
     static SENT: AtomicBool = AtomicBool::new(false);
     let Some(limit) = std::env::var("RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES")
@@ -196,6 +204,9 @@ pub(crate) fn interrupt_reread(p: &Progress) {
         let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGINT);
     }
 }
+
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) fn interrupt_reread(_: &Progress) {}
 
 /// Ctrl-C during an acquisition: asks before stopping. Any answer but yes continues.
 fn confirm_stop(resume_hint: &str) -> bool {

@@ -21,12 +21,19 @@ pub fn is_s3(p: &Path) -> bool {
 }
 
 /// Test hook: `RESCUE_TEST_CLOCK_ERROR_SECS=N` pretends the local clock is N seconds off (a wrong RTC),
-/// so tests can show the skew correction. Read only here, never in the engine.
+/// so tests can show the skew correction. Read only here, never in the engine. Only with the
+/// `test-hooks` feature: the release binary records the clock as it is.
+#[cfg(feature = "test-hooks")]
 fn clock_error() -> i64 {
     std::env::var("RESCUE_TEST_CLOCK_ERROR_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn clock_error() -> i64 {
+    0
 }
 
 fn store_config(r: &RemoteArgs, bucket: &str) -> anyhow::Result<StoreConfig> {
