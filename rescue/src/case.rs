@@ -265,7 +265,7 @@ pub fn parse_utc(text: &str) -> Option<i64> {
     if d.len() != 3 || !(2..=3).contains(&h.len()) {
         return None;
     }
-    let num = |s: &str| -> Option<i64> {
+    let num = |s: &str| -> Option<u32> {
         (!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()
@@ -273,40 +273,13 @@ pub fn parse_utc(text: &str) -> Option<i64> {
     let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
     let (hh, mm) = (num(h[0])?, num(h[1])?);
     let ss = h.get(2).map_or(Some(0), |s| num(s))?;
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&m)
-        || day < 1
-        || day > month_days[(m - 1) as usize]
-        || hh > 23
-        || mm > 59
-        || ss > 59
-    {
+    if !(1970..=9999).contains(&y) {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    // chrono refuses what the calendar does not have: February 29th of a common year, hour 24, second 60.
+    let utc =
+        chrono::NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, day)?.and_hms_opt(hh, mm, ss)?;
+    Some(utc.and_utc().timestamp())
 }
 
 /// Whether `typed` confirms `serial`: the whole serial or at least its last 6 characters, ignoring case
@@ -874,6 +847,10 @@ mod tests {
             "2026-11-29 24:00",
             "yesterday 10:00",
             "2026-11-29 10:-1",
+            "2026-11-31 00:00",
+            "2026-11-29 10:00:60",
+            "1969-12-31 23:59:59",
+            "+2026-11-29 10:00",
         ] {
             assert_eq!(parse_utc(bad), None, "{bad:?}");
         }

@@ -4,7 +4,7 @@
 //! reap children, respawn consoles, power off or reboot on request.
 //!
 //! Never activates swap, never assembles md/LVM/dm, never mounts a disk, never resumes hibernation,
-//! never brings a network interface up. Messages go to the kernel console through [`crate::ui::boot`].
+//! never brings a network interface up. Messages go to the kernel console through `init::console`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,48 +19,15 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::{blkro, coldplug, uevent, ui};
+use crate::system::{AUTO_ENV, PowerAction, RESCUE_SYSTEM_ENV, RUN_ENV, SHELL_ENV};
+use crate::{blkro, coldplug, uevent};
 
-/// Environment variable set for every process init starts.
-pub const RESCUE_SYSTEM_ENV: &str = "RESCUE_SYSTEM";
-
-/// What the operator asked init to do with the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PowerAction {
-    PowerOff,
-    Reboot,
-}
-
-/// Errors asking init for a power action.
-#[derive(Debug, thiserror::Error)]
-pub enum PowerError {
-    #[error("poweroff and reboot are only available inside the rescue system")]
-    NotRescueSystem,
-    #[error("signalling init")]
-    SignalInit(#[source] nix::Error),
-}
-
-/// True in processes started by the rescue system's init.
-pub fn in_rescue_system() -> bool {
-    std::env::var(RESCUE_SYSTEM_ENV).is_ok_and(|v| v == "1")
-}
-
-/// Asks PID 1 to sync, stop everything and power off or reboot.
-pub fn request_power(action: PowerAction) -> Result<(), PowerError> {
-    if !in_rescue_system() {
-        return Err(PowerError::NotRescueSystem);
-    }
-    let sig = match action {
-        PowerAction::PowerOff => Signal::SIGUSR2,
-        PowerAction::Reboot => Signal::SIGTERM,
-    };
-    nix::sys::signal::kill(Pid::from_raw(1), sig).map_err(PowerError::SignalInit)
-}
+mod console;
 
 fn mount_fs(source: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) {
     let _ = fs::create_dir_all(target);
     if let Err(e) = mount(Some(source), target, Some(fstype), flags, data) {
-        ui::boot::warn(&format!("mounting {fstype} on {target}: {e}"));
+        console::warn(&format!("mounting {fstype} on {target}: {e}"));
     }
 }
 
@@ -124,7 +91,7 @@ fn protect_new(name: &str) {
     }
     let dev = PathBuf::from("/dev").join(name);
     if let Err(e) = blkro::set_read_only(&dev, true) {
-        ui::boot::warn(&format!("write-blocking new device {}: {e}", dev.display()));
+        console::warn(&format!("write-blocking new device {}: {e}", dev.display()));
     }
 }
 
@@ -133,7 +100,7 @@ fn spawn_uevent_thread(aliases: mpsc::Sender<String>, activity: mpsc::Sender<()>
     let listener = match uevent::Listener::open() {
         Ok(l) => l,
         Err(e) => {
-            ui::boot::warn(&format!(
+            console::warn(&format!(
                 "uevents unavailable, relying on the periodic sweep: {e}"
             ));
             return;
@@ -174,7 +141,7 @@ fn spawn_sweeper() {
             for (name, e) in sweep() {
                 // Devices vanish between listing and opening; only report the ones still there.
                 if Path::new("/sys/class/block").join(&name).exists() {
-                    ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
+                    console::warn(&format!("write-blocking /dev/{name}: {e}"));
                 }
             }
         }
@@ -188,9 +155,9 @@ fn coldplug_and_settle(aliases: mpsc::Receiver<String>, activity: mpsc::Receiver
     let mut cp = match coldplug::Coldplug::open(&dir) {
         Ok(cp) => cp,
         Err(e) => {
-            ui::boot::warn(&format!(
+            console::warn(&format!(
                 "no drivers will be loaded: {}",
-                crate::ui::error_chain(&e)
+                crate::error_chain(&e)
             ));
             return;
         }
@@ -200,7 +167,7 @@ fn coldplug_and_settle(aliases: mpsc::Receiver<String>, activity: mpsc::Receiver
             break;
         }
     }
-    ui::boot::info(&format!(
+    console::info(&format!(
         "{} drivers loaded at {:.1} s; waiting for devices to settle",
         cp.report.loaded.len(),
         uptime()
@@ -317,27 +284,27 @@ fn spawn_console(tty: &Path, auto: Option<&str>, run: Option<&str>) -> Option<Ch
         .env("HOME", "/root")
         .env("PATH", "/bin:/sbin");
     if let Some(list) = auto {
-        cmd.env(ui::prompt::AUTO_ENV, list);
+        cmd.env(AUTO_ENV, list);
     }
     if let Some(file) = run {
-        cmd.env(ui::prompt::RUN_ENV, file);
+        cmd.env(RUN_ENV, file);
     }
     // `rescue.shell=line` starts the bare prompt without the guided menu in front of it.
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if let Some(mode) = kernel_param(&cmdline, "rescue.shell") {
-        cmd.env(ui::prompt::SHELL_ENV, mode);
+        cmd.env(SHELL_ENV, mode);
     }
     match cmd.spawn() {
         Ok(child) => Some(child),
         Err(e) => {
-            ui::boot::warn(&format!("starting the prompt on {}: {e}", tty.display()));
+            console::warn(&format!("starting the prompt on {}: {e}", tty.display()));
             None
         }
     }
 }
 
 fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) -> ! {
-    ui::boot::info(match action {
+    console::info(match action {
         PowerAction::PowerOff => "syncing disks and powering off",
         PowerAction::Reboot => "syncing disks and rebooting",
     });
@@ -379,7 +346,7 @@ fn unmount_evidence() {
     targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
     for t in targets {
         if let Err(e) = nix::mount::umount(t.as_str()) {
-            ui::boot::warn(&format!("unmounting {t}: {e}"));
+            console::warn(&format!("unmounting {t}: {e}"));
         }
     }
 }
@@ -400,7 +367,7 @@ pub fn run_pid1() -> ! {
     // Block before any thread exists so every thread inherits the mask and only sigwait sees them.
     let _ = signals.thread_block();
     if let Err(panic) = std::panic::catch_unwind(setup) {
-        ui::boot::warn(&format!("init setup failed: {panic:?}"));
+        console::warn(&format!("init setup failed: {panic:?}"));
     }
     let mut children: BTreeMap<i32, (PathBuf, Child)> = BTreeMap::new();
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -428,7 +395,7 @@ pub fn run_pid1() -> ! {
             }
             Signal::SIGTERM => power(PowerAction::Reboot, &mut children),
             Signal::SIGINT => {
-                ui::boot::info("Ctrl-Alt-Del ignored: type 'poweroff' or 'reboot' at the prompt")
+                console::info("Ctrl-Alt-Del ignored: type 'poweroff' or 'reboot' at the prompt")
             }
             _ => {}
         }
@@ -457,7 +424,7 @@ fn setup() {
     mount_kernel_filesystems();
     // Write-block before anything else looks at a disk: the kernel may already have found some.
     for (name, e) in sweep() {
-        ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
+        console::warn(&format!("write-blocking /dev/{name}: {e}"));
     }
     let (alias_tx, alias_rx) = mpsc::channel();
     let (activity_tx, activity_rx) = mpsc::channel();
@@ -467,15 +434,15 @@ fn setup() {
     // Ctrl-Alt-Del must not reboot a machine mid-acquisition: the kernel sends SIGINT to init instead.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     mount_efivarfs();
-    ui::boot::info(&format!(
+    console::info(&format!(
         "every disk write-blocked at {:.1} s; loading drivers",
         uptime()
     ));
     coldplug_and_settle(alias_rx, activity_rx);
     for (name, e) in sweep() {
-        ui::boot::warn(&format!("write-blocking /dev/{name}: {e}"));
+        console::warn(&format!("write-blocking /dev/{name}: {e}"));
     }
-    ui::boot::info(&format!("drivers settled at {:.1} s", uptime()));
+    console::info(&format!("drivers settled at {:.1} s", uptime()));
     // Self-check of the boot medium: the file hashes before the consoles start, so the banner has
     // them; the whole-medium hash continues in the background.
     let (tx, rx) = mpsc::channel();

@@ -4,6 +4,7 @@
 //! progress through callbacks. See `ARCHITECTURE.md` for the invariants.
 
 pub mod acquire;
+pub mod args;
 pub mod ata;
 pub mod blkro;
 pub mod case;
@@ -21,6 +22,7 @@ pub mod restore;
 pub mod s3;
 pub mod selfcheck;
 pub mod selftest;
+pub mod system;
 pub mod uevent;
 pub mod ui;
 

@@ -404,21 +404,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// `SystemTime` as RFC 3339 UTC with second precision, e.g. `2024-05-01T12:00:00Z`.
+/// `SystemTime` as RFC 3339 UTC with second precision, e.g. `2024-05-01T12:00:00Z` (fractions of a
+/// second are dropped; a time before 1970 reads as the epoch).
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    chrono::DateTime::<chrono::Utc>::from(t.max(UNIX_EPOCH))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The current time as RFC 3339 UTC.
@@ -426,18 +416,14 @@ pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }
 
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+/// Proleptic Gregorian `(year, month, day)` of a day count since 1970-01-01 (the epoch for a count
+/// outside chrono's ±262,000 years). Kept for `s3::sigv4` until it formats its dates with chrono.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    use chrono::Datelike;
+    let date = chrono::DateTime::from_timestamp(z.saturating_mul(86_400), 0)
+        .unwrap_or_default()
+        .date_naive();
+    (i64::from(date.year()), date.month(), date.day())
 }
 
 #[cfg(test)]
@@ -453,6 +439,16 @@ mod tests {
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(1_714_564_800 + 3661)),
             "2024-05-01T13:01:01Z"
+        );
+        // Second precision: fractions are dropped, not rounded.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(951_782_399_999)),
+            "2000-02-28T23:59:59Z"
+        );
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(1)),
+            "1970-01-01T00:00:00Z"
         );
     }
 

@@ -168,7 +168,7 @@ impl Hasher {
 
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Hashes everything `reader` yields; `progress` gets the running byte count.

@@ -1,6 +1,6 @@
-//! CLI glue for `rescue acquire` and `rescue verify`: argument grammar, signal-driven cancellation,
-//! progress rendering (indicatif bar on a terminal, plain lines otherwise, JSON lines with `--json`) and
-//! the final summary. The engine is [`crate::acquire`]; this is the only acquisition code that prints.
+//! CLI glue for `rescue acquire` and `rescue verify` (grammar in [`crate::args::acquire`]):
+//! signal-driven cancellation, progress rendering (indicatif bar on a terminal, plain lines otherwise,
+//! JSON lines with `--json`) and the final summary. The engine is [`crate::acquire`]; this is the only acquisition code that prints.
 //!
 //! Exit codes: 0 complete (or verified), 1 error, 2 usage, 3 complete with unreadable sectors,
 //! 4 verification mismatch (`verify`, also for a damaged manifest, or `--verify-source`), 5 incomplete:
@@ -10,20 +10,17 @@
 //! nor 5, since there is nothing to resume).
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::acquire::hash::{HashAlgorithm, parse_hash_list};
-use crate::acquire::manifest::{CaseInfo, ManifestError};
+use crate::acquire::manifest::ManifestError;
 use crate::acquire::{
     self, AcquireOptions, AcquireStatus, ImageFormat, Phase, Progress, VerifyError, error_chain,
-    parse_size,
 };
+use crate::args::acquire::{AcquireArgs, FormatArg, VerifyArgs};
 
 /// Exit code: complete, but some sectors were unreadable (zero-filled, listed in the manifest).
 pub const EXIT_UNREADABLE: u8 = 3;
@@ -33,97 +30,6 @@ pub const EXIT_MISMATCH: u8 = 4;
 pub const EXIT_INCOMPLETE: u8 = 5;
 /// Exit code: complete, but the `--verify-source` re-read was interrupted; the source was not compared.
 pub const EXIT_UNVERIFIED: u8 = 6;
-
-/// Image container on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
-    /// Plain bytes, `image.raw`.
-    Raw,
-    /// zstd seekable format, `image.raw.zst`.
-    Zstd,
-}
-
-/// A parsed `--hash` list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HashList(pub Vec<HashAlgorithm>);
-
-fn parse_hashes(s: &str) -> Result<HashList, String> {
-    parse_hash_list(s).map(HashList).map_err(|e| e.to_string())
-}
-
-/// `rescue acquire`.
-#[derive(Debug, Clone, Args)]
-pub struct AcquireArgs {
-    /// Block device or regular file to image (opened read-only; block devices are write-blocked first).
-    pub source: PathBuf,
-    /// Destination directory (created if missing; must not be on the source disk), or
-    /// s3://BUCKET[/PREFIX] with --endpoint (default prefix <case>/<host serial>/<evidence-id>/).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Image format [default: raw].
-    #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
-    /// Split the image into numbered files of this size (FAT32 files must stay under 4 GiB: use e.g. 4000M).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub split: Option<u64>,
-    /// Hashes of the acquired stream, comma-separated: sha256, md5, sha1, sha512, blake3 [default: sha256].
-    #[arg(long, value_name = "LIST", value_parser = parse_hashes)]
-    pub hash: Option<HashList>,
-    /// Size of the per-window SHA-256 hashes in the manifest; none unless given, e.g. 1G.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub window: Option<u64>,
-    /// Case identifier.
-    #[arg(long = "case", value_name = "ID")]
-    pub case_id: Option<String>,
-    /// Evidence item identifier.
-    #[arg(long, value_name = "ID")]
-    pub evidence_id: Option<String>,
-    /// Examiner name.
-    #[arg(long, value_name = "NAME")]
-    pub examiner: Option<String>,
-    /// Free-text notes.
-    #[arg(long, value_name = "TEXT")]
-    pub notes: Option<String>,
-    /// True time minus this machine's clock, in seconds (recorded in the manifest; inside the rescue
-    /// system the open case supplies it).
-    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
-    pub clock_offset: Option<i64>,
-    /// Extra reads of a failing sector before it is zero-filled [default: 2].
-    #[arg(long, value_name = "N")]
-    pub retries: Option<u32>,
-    /// Re-read the source afterwards and compare its hashes.
-    #[arg(long)]
-    pub verify_source: bool,
-    /// Continue an interrupted acquisition in DIR.
-    #[arg(long)]
-    pub resume: bool,
-    /// JSON lines: progress, then the result.
-    #[arg(long)]
-    pub json: bool,
-    /// Read size (multiple of the sector size).
-    #[arg(long, hide = true, value_parser = parse_size)]
-    pub block_size: Option<u64>,
-    /// zstd compression level.
-    #[arg(long, hide = true, allow_hyphen_values = true)]
-    pub zstd_level: Option<i32>,
-    /// Checkpoint at least every SIZE bytes.
-    #[arg(long, hide = true, value_parser = parse_size)]
-    pub checkpoint_every: Option<u64>,
-    #[command(flatten)]
-    pub remote: super::remote::RemoteArgs,
-}
-
-/// `rescue verify`.
-#[derive(Debug, Clone, Args)]
-pub struct VerifyArgs {
-    /// Acquisition directory (holding manifest.json), or s3://BUCKET/PREFIX/ with --endpoint.
-    pub dir: PathBuf,
-    /// JSON lines: progress, then the report.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub remote: super::remote::RemoteArgs,
-}
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
@@ -262,7 +168,9 @@ fn phase_name(p: Phase) -> &'static str {
 
 /// Test hook: `RESCUE_TEST_ABORT_AFTER_BYTES=N` sends the process SIGKILL (or the signal named by
 /// `RESCUE_TEST_ABORT_SIGNAL`, e.g. `SIGINT`) once a checkpoint covers at least N bytes, so CLI tests can
-/// interrupt at a deterministic point. Read only here, never in the engine.
+/// interrupt at a deterministic point. Read only here, never in the engine. Only with the `test-hooks`
+/// feature, which the release binary does not have.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     let bytes = std::env::var("RESCUE_TEST_ABORT_AFTER_BYTES")
         .ok()?
@@ -275,8 +183,14 @@ pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
     Some((bytes, signal))
 }
 
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) fn abort_after() -> Option<(u64, nix::sys::signal::Signal)> {
+    None
+}
+
 /// Test hook: `RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES=N` sends this process SIGINT (a Ctrl-C) once
 /// the `--verify-source` re-read has passed N bytes.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn interrupt_reread(p: &Progress) {
     static SENT: AtomicBool = AtomicBool::new(false);
     let Some(limit) = std::env::var("RESCUE_TEST_INTERRUPT_REREAD_AFTER_BYTES")
@@ -290,6 +204,9 @@ pub(crate) fn interrupt_reread(p: &Progress) {
         let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGINT);
     }
 }
+
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) fn interrupt_reread(_: &Progress) {}
 
 /// Ctrl-C during an acquisition: asks before stopping. Any answer but yes continues.
 fn confirm_stop(resume_hint: &str) -> bool {
@@ -314,19 +231,6 @@ pub(crate) fn json_line(kind: &str, body: serde_json::Value) {
     }
     println!("{v}");
     let _ = std::io::stdout().flush();
-}
-
-impl AcquireArgs {
-    /// The case fields of the manifest, as given on the command line (the same for local and S3).
-    pub(crate) fn case_info(&self) -> CaseInfo {
-        CaseInfo {
-            case_id: self.case_id.clone(),
-            evidence_id: self.evidence_id.clone(),
-            examiner: self.examiner.clone(),
-            notes: self.notes.clone(),
-            clock_offset_seconds: self.clock_offset,
-        }
-    }
 }
 
 /// Runs `rescue acquire` and returns the exit code.
@@ -614,40 +518,4 @@ pub fn run_manifest(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        a: AcquireArgs,
-    }
-
-    #[test]
-    fn hash_list_and_sizes_parse_on_the_command_line() {
-        let t = T::try_parse_from([
-            "t",
-            "/dev/x",
-            "--out",
-            "d",
-            "--hash",
-            "sha256,md5",
-            "--split",
-            "2G",
-        ])
-        .unwrap();
-        assert_eq!(
-            t.a.hash,
-            Some(HashList(vec![HashAlgorithm::Sha256, HashAlgorithm::Md5]))
-        );
-        assert_eq!(t.a.split, Some(2 << 30));
-        let err = T::try_parse_from(["t", "/dev/x", "--out", "d", "--hash", "sha3"])
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("unknown hash algorithm"), "{err}");
-    }
 }

@@ -199,7 +199,7 @@ pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
 
 /// `acquire` inside the rescue system: runs the acquisition, then records in the case which disk went into
 /// which directory (complete or resumable), for the reinstall/restore interlock.
-pub fn run_case_acquire(mut args: super::acquire::AcquireArgs) -> anyhow::Result<u8> {
+pub fn run_case_acquire(mut args: crate::args::acquire::AcquireArgs) -> anyhow::Result<u8> {
     let dest = Locked::open()?.state.destination;
     if let Some(d) = &dest
         && d.fstype == "vfat"
@@ -255,8 +255,8 @@ pub const FAT32_SPLIT: u64 = 4095 << 20;
 
 /// Refuses before anything is written when a raw image cannot fit: the source's size is known and the
 /// destination's free space is smaller.
-fn check_space(args: &super::acquire::AcquireArgs) -> anyhow::Result<()> {
-    if args.format == Some(super::acquire::FormatArg::Zstd) {
+fn check_space(args: &crate::args::acquire::AcquireArgs) -> anyhow::Result<()> {
+    if args.format == Some(crate::args::acquire::FormatArg::Zstd) {
         return Ok(()); // compressed size is unknown beforehand
     }
     let is_block = std::fs::metadata(&args.source)
@@ -303,7 +303,7 @@ fn check_space(args: &super::acquire::AcquireArgs) -> anyhow::Result<()> {
 }
 
 /// `verify` inside the rescue system: records the verdict for the acquisition directory in the case.
-pub fn run_case_verify(args: &super::acquire::VerifyArgs) -> anyhow::Result<u8> {
+pub fn run_case_verify(args: &crate::args::acquire::VerifyArgs) -> anyhow::Result<u8> {
     let code = super::acquire::run_verify(args)?;
     let mut locked = Locked::open()?;
     case::record_verified(&mut locked, &args.dir, code == 0)?;
@@ -384,7 +384,7 @@ pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
             }
         }
     }
-    if crate::init::in_rescue_system() {
+    if crate::system::in_rescue_system() {
         let locked = Locked::open()?;
         let dir = match (&locked.state.destination, &locked.state.case_id) {
             (Some(d), Some(case)) => Path::new(&d.mountpoint).join(case),

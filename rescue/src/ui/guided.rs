@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use dialoguer::theme::SimpleTheme;
 use dialoguer::{Confirm, Input, MultiSelect, Select};
 
+use super::prompt::Executor;
 use crate::case::{self, CaseState, Locked};
 use crate::devices::{self, BlockDevice};
 
@@ -192,13 +193,13 @@ pub fn print_menu() {
 
 /// `rescue shell`: shows the menu on this console (inside the rescue system the console's prompt then
 /// keeps showing it); on a host it runs the same menu-and-prompt loop on this terminal.
-pub fn run_shell() -> anyhow::Result<u8> {
+pub fn run_shell(exec: Executor) -> anyhow::Result<u8> {
     enable();
     if std::env::var_os("RESCUE_CONSOLE").is_some() {
         print_menu();
         return Ok(0);
     }
-    super::prompt::interactive_loop("host")?;
+    super::prompt::interactive_loop("host", exec)?;
     Ok(0)
 }
 
@@ -232,6 +233,8 @@ impl Drop for QuietTerminal {
 
 /// Prompts: dialoguer on a terminal, numbered lists otherwise.
 struct Ask {
+    /// Runs the line-mode commands a step issues (the dispatcher, handed in by the caller).
+    exec: Executor,
     fancy: bool,
     term: dialoguer::console::Term,
     theme: SimpleTheme,
@@ -251,12 +254,13 @@ fn cancelled<T>(e: dialoguer::Error) -> Answer<T> {
 }
 
 impl Ask {
-    fn new() -> Self {
+    fn new(exec: Executor) -> Self {
         let fancy = std::io::stdin().is_terminal()
             && std::io::stdout().is_terminal()
             && std::env::var("TERM").is_ok_and(|t| t != "dumb")
             && std::env::var("RESCUE_MENU").map_or(true, |m| m != "numbered");
         Ask {
+            exec,
             fancy,
             term: dialoguer::console::Term::stdout(),
             theme: SimpleTheme,
@@ -373,7 +377,7 @@ impl Ask {
     }
 }
 
-/// Quotes a word for the prompt grammar ([`crate::cli::split_words`]).
+/// Quotes a word for the prompt grammar ([`crate::args::split_words`]).
 pub fn quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
@@ -394,10 +398,10 @@ pub fn quote(word: &str) -> String {
 }
 
 /// Runs one line-mode command as if typed, showing it first so the operator learns the line mode.
-fn run(words: &[&str]) -> u8 {
+fn run(ask: &Ask, words: &[&str]) -> u8 {
     let line = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
     println!("[guided] {line}");
-    super::prompt::execute(&line, &console_name()).unwrap_or(0)
+    super::prompt::execute(&line, &console_name(), ask.exec).unwrap_or(0)
 }
 
 fn console_name() -> String {
@@ -420,13 +424,13 @@ fn disk_line(d: &BlockDevice) -> String {
 }
 
 /// Runs one step of the guided flow, then shows what it did and the menu.
-pub fn run_step(step: Step) -> anyhow::Result<()> {
+pub fn run_step(step: Step, exec: Executor) -> anyhow::Result<()> {
     println!("== step {}: {} ==", step.number(), step.title());
-    let ask = Ask::new();
+    let ask = Ask::new(exec);
     match step {
         Step::Case => step_case(&ask)?,
         Step::Inventory => {
-            run(&["inventory"]);
+            run(&ask, &["inventory"]);
         }
         Step::Evidence => step_evidence(&ask)?,
         Step::Acquire => step_acquire(&ask)?,
@@ -450,7 +454,7 @@ fn step_case(ask: &Ask) -> anyhow::Result<()> {
     let s = state();
     if s.case_id.is_some() {
         println!("a case is open:");
-        run(&["case", "show"]);
+        run(ask, &["case", "show"]);
         return Ok(());
     }
     let id = loop {
@@ -496,7 +500,7 @@ fn step_case(ask: &Ask) -> anyhow::Result<()> {
     if !true_time.is_empty() {
         words.extend(["--true-time", true_time.as_str()]);
     }
-    run(&words);
+    run(ask, &words);
     Ok(())
 }
 
@@ -553,7 +557,7 @@ fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
         else {
             return Ok(());
         };
-        if run(&["unlock", &disk.path, "--confirm", &typed]) != 0 {
+        if run(ask, &["unlock", &disk.path, "--confirm", &typed]) != 0 {
             println!("{} stays write-blocked", disk.path);
             return Ok(());
         }
@@ -600,11 +604,11 @@ fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
         else {
             return Ok(());
         };
-        if run(&["format", &target, "--fs", fs, "--confirm", &typed]) != 0 {
+        if run(ask, &["format", &target, "--fs", fs, "--confirm", &typed]) != 0 {
             return Ok(());
         }
     }
-    run(&["mount-evidence", &target]);
+    run(ask, &["mount-evidence", &target]);
     Ok(())
 }
 
@@ -660,7 +664,7 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
             println!("{dir_s} holds an interrupted acquisition: continuing it");
             words.push("--resume");
         }
-        let code = run(&words);
+        let code = run(ask, &words);
         if code != 0 && code != super::acquire::EXIT_UNREADABLE {
             println!(
                 "{} is not completely acquired (exit status {code}); choose step 4 again to continue it",
@@ -668,7 +672,7 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
             );
             continue;
         }
-        let verdict = run(&["verify", &dir_s]);
+        let verdict = run(ask, &["verify", &dir_s]);
         println!(
             "{}: {}",
             disk.path,
@@ -694,7 +698,7 @@ fn step_target(ask: &Ask, what: &str) -> anyhow::Result<()> {
     };
     let disk = &disks[i];
     let mut reason = None;
-    let mut code = run(&["case", "target", &disk.path]);
+    let mut code = run(ask, &["case", "target", &disk.path]);
     if code != 0 {
         // The boot medium and the evidence disk are refused whatever the reason: do not ask for one.
         let hard =
@@ -713,7 +717,7 @@ fn step_target(ask: &Ask, what: &str) -> anyhow::Result<()> {
             println!("{} is not cleared as a {what} target", disk.path);
             return Ok(());
         }
-        code = run(&["case", "target", &disk.path, "--reason", &typed]);
+        code = run(ask, &["case", "target", &disk.path, "--reason", &typed]);
         reason = Some(typed);
     }
     if code != 0 {
@@ -833,7 +837,7 @@ fn reinstall_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Resu
             if let Some(r) = reason {
                 words.extend(["--reason".to_owned(), r.to_owned()]);
             }
-            run(&words.iter().map(String::as_str).collect::<Vec<_>>());
+            run(ask, &words.iter().map(String::as_str).collect::<Vec<_>>());
         }
         1 => {
             let Some(media) = ask_media(ask, target)? else {
@@ -846,7 +850,7 @@ fn reinstall_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Resu
             words.extend(media);
             words.extend(ask_sums(ask)?);
             if ask.confirm("Verify it and boot it now (this ends the rescue system)?")? {
-                run(&words.iter().map(String::as_str).collect::<Vec<_>>());
+                run(ask, &words.iter().map(String::as_str).collect::<Vec<_>>());
             }
         }
         _ => {}
@@ -887,17 +891,17 @@ fn restore_onto(ask: &Ask, target: &str, reason: Option<&str>) -> anyhow::Result
     words.extend(["--confirm".to_owned(), serial]);
     let mut dry = words.clone();
     dry.push("--dry-run".to_owned());
-    if run(&dry.iter().map(String::as_str).collect::<Vec<_>>()) != 0 {
+    if run(ask, &dry.iter().map(String::as_str).collect::<Vec<_>>()) != 0 {
         return Ok(());
     }
     if ask.confirm("Restore these files now (screened files stay out, as listed above)?")? {
-        run(&words.iter().map(String::as_str).collect::<Vec<_>>());
+        run(ask, &words.iter().map(String::as_str).collect::<Vec<_>>());
     }
     Ok(())
 }
 
 fn step_report(ask: &Ask) -> anyhow::Result<()> {
-    run(&["case", "show"]);
+    run(ask, &["case", "show"]);
     let s = state();
     for a in &s.acquisitions {
         println!(
@@ -913,9 +917,9 @@ fn step_report(ask: &Ask) -> anyhow::Result<()> {
         );
     }
     let log = Locked::open()?.log_path();
-    run(&["log", "verify", &log.display().to_string()]);
+    run(ask, &["log", "verify", &log.display().to_string()]);
     if ask.confirm("Power off now (sync, unmount the evidence disk, power off)?")? {
-        run(&["poweroff"]);
+        run(ask, &["poweroff"]);
     }
     Ok(())
 }
@@ -928,7 +932,7 @@ mod tests {
     fn quoted_words_split_back_unchanged() {
         for w in ["plain", "two words", "a\"b", "back\\slash", "", "x'y"] {
             let line = format!("case new {}", quote(w));
-            let words = crate::cli::split_words(&line).unwrap();
+            let words = crate::args::split_words(&line).unwrap();
             assert_eq!(words[2], w, "{line}");
         }
     }

@@ -2,7 +2,6 @@
 //! the line-mode prompt. Other modules return values; this module decides how a person sees them.
 
 pub mod acquire;
-pub mod boot;
 pub mod case;
 pub mod caselog;
 pub mod devices;

@@ -6,7 +6,12 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
-use crate::cli;
+use crate::args::{self, Command};
+use crate::system::{AUTO_ENV, RUN_ENV, SHELL_ENV};
+
+/// Runs one parsed command and returns its exit status. The caller hands in the dispatcher
+/// (`cli::run`), so the prompt depends only on the grammar, not on what runs it.
+pub type Executor = fn(Command) -> u8;
 
 fn attach_tty(tty: &Path) -> anyhow::Result<()> {
     let _ = nix::unistd::setsid();
@@ -27,7 +32,7 @@ fn attach_tty(tty: &Path) -> anyhow::Result<()> {
 /// Names and one-line descriptions of the prompt's commands.
 pub fn help_text() -> String {
     let mut out = String::from("commands:\n");
-    for sub in cli::Cli::command()
+    for sub in args::Cli::command()
         .get_subcommands()
         .filter(|s| !s.is_hide_set())
     {
@@ -39,7 +44,7 @@ pub fn help_text() -> String {
     out
 }
 
-pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
+pub fn run_console(tty: &Path, exec: Executor) -> anyhow::Result<u8> {
     // Init blocks the signals it waits for, and a spawned child may inherit that mask: unblock them so
     // SIGTERM at power-off ends this process at once.
     let _ = nix::sys::signal::SigSet::all().thread_unblock();
@@ -105,21 +110,21 @@ pub fn run_console(tty: &Path) -> anyhow::Result<u8> {
     if let Some(commands) = unattended {
         for command in &commands {
             println!("rescue> {command}");
-            execute(command, &name);
+            execute(command, &name, exec);
         }
         println!("rescue> poweroff");
-        execute("poweroff", &name);
+        execute("poweroff", &name, exec);
     }
     if std::env::var(SHELL_ENV).map_or(true, |m| m != "line") {
         super::guided::enable();
     }
-    interactive_loop(&name)?;
+    interactive_loop(&name, exec)?;
     Ok(0)
 }
 
 /// The prompt loop: the guided menu in front of `rescue> ` (when shown), step numbers start guided
 /// steps, anything else is a line-mode command. Returns at end of input (hang-up: init respawns it).
-pub fn interactive_loop(console: &str) -> anyhow::Result<()> {
+pub fn interactive_loop(console: &str, exec: Executor) -> anyhow::Result<()> {
     if super::guided::enabled() {
         super::guided::print_menu();
     }
@@ -134,7 +139,7 @@ pub fn interactive_loop(console: &str) -> anyhow::Result<()> {
                 &format!("guided step {typed}"),
                 serde_json::json!({"console": console}),
             );
-            if let Err(e) = super::guided::run_step(step) {
+            if let Err(e) = super::guided::run_step(step, exec) {
                 super::print_error(&e);
             }
             continue;
@@ -143,25 +148,16 @@ pub fn interactive_loop(console: &str) -> anyhow::Result<()> {
             "" if super::guided::enabled() => super::guided::print_menu(),
             "line" => super::guided::disable(),
             _ => {
-                execute(&line, console);
+                execute(&line, console, exec);
             }
         }
     }
 }
 
-/// Environment variable through which init passes `rescue.shell=` (`line`: no guided menu at start-up).
-pub const SHELL_ENV: &str = "RESCUE_SHELL";
-
-/// Environment variable through which init passes `rescue.run=` (a command file on the boot medium).
-pub const RUN_ENV: &str = "RESCUE_RUN";
-
-/// Environment variable through which init passes the unattended command list.
-pub const AUTO_ENV: &str = "RESCUE_AUTO";
-
 /// Runs one prompt line: help, or a CLI command; both the line and its outcome go to the case log.
 /// Returns the command's exit status (`None` when nothing ran).
-pub fn execute(line: &str, console: &str) -> Option<u8> {
-    let words = match cli::split_words(line.trim()) {
+pub fn execute(line: &str, console: &str, exec: Executor) -> Option<u8> {
+    let words = match args::split_words(line.trim()) {
         Ok(w) => w,
         Err(e) => {
             println!("error: {e}");
@@ -178,13 +174,13 @@ pub fn execute(line: &str, console: &str) -> Option<u8> {
     }
     let typed = line.trim();
     super::case::log_command("action", typed, serde_json::json!({"console": console}));
-    match cli::parse_line(&words) {
-        Ok(cli::Command::Console { .. }) => {
+    match args::parse_line(&words) {
+        Ok(Command::Console { .. }) => {
             println!("error: not a prompt command");
             None
         }
         Ok(command) => {
-            let code = cli::run(command);
+            let code = exec(command);
             super::case::log_command("result", typed, serde_json::json!({"exit": code}));
             if code != 0 {
                 println!("(exit status {code})");
@@ -198,7 +194,7 @@ pub fn execute(line: &str, console: &str) -> Option<u8> {
                 serde_json::json!({"error": "not understood"}),
             );
             let _ = e.print();
-            Some(cli::EXIT_USAGE)
+            Some(args::EXIT_USAGE)
         }
     }
 }

@@ -1,42 +1,19 @@
 //! CLI glue for acquisitions to and verification from an S3-compatible store (`--out s3://…`,
-//! `verify s3://…`): store options, credentials (never echoed), progress, the clock-skew notice, the
-//! summary, and the case-log entries inside the rescue system. The engine is [`crate::s3`].
+//! `verify s3://…`; options in [`crate::args::acquire::RemoteArgs`]): credentials (never echoed),
+//! progress, the clock-skew notice, the summary, and the case-log entries inside the rescue system. The engine is [`crate::s3`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-use clap::Args;
 
 use crate::acquire::{AcquireStatus, ImageFormat, Phase, error_chain};
 use crate::s3::http::Trust;
 use crate::s3::upload::{UploadEvent, UploadOptions};
 use crate::s3::{S3Url, Store, StoreConfig, credentials};
 
-use super::acquire::{
-    AcquireArgs, EXIT_INCOMPLETE, EXIT_MISMATCH, EXIT_UNREADABLE, EXIT_UNVERIFIED, VerifyArgs,
-};
-
-/// Object-store options shared by `acquire --out s3://…` and `verify s3://…`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct RemoteArgs {
-    /// S3 endpoint URL for s3:// destinations, e.g. https://s3.example.org or http://10.0.2.100:9000.
-    #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// S3 region used in signatures [default: us-east-1].
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-    /// File with aws_access_key_id / aws_secret_access_key (else the AWS_* environment variables).
-    #[arg(long, value_name = "FILE")]
-    pub credentials: Option<PathBuf>,
-    /// PEM file of CA certificates trusted for the endpoint (else the system bundle).
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Do not check the endpoint's TLS certificate (recorded in the manifest and log).
-    #[arg(long)]
-    pub insecure: bool,
-}
+use super::acquire::{EXIT_INCOMPLETE, EXIT_MISMATCH, EXIT_UNREADABLE, EXIT_UNVERIFIED};
+use crate::args::acquire::{AcquireArgs, FormatArg, RemoteArgs, VerifyArgs};
 
 /// True when `p` names an object-store location.
 pub fn is_s3(p: &Path) -> bool {
@@ -44,12 +21,19 @@ pub fn is_s3(p: &Path) -> bool {
 }
 
 /// Test hook: `RESCUE_TEST_CLOCK_ERROR_SECS=N` pretends the local clock is N seconds off (a wrong RTC),
-/// so tests can show the skew correction. Read only here, never in the engine.
+/// so tests can show the skew correction. Read only here, never in the engine. Only with the
+/// `test-hooks` feature: the release binary records the clock as it is.
+#[cfg(feature = "test-hooks")]
 fn clock_error() -> i64 {
     std::env::var("RESCUE_TEST_CLOCK_ERROR_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn clock_error() -> i64 {
+    0
 }
 
 fn store_config(r: &RemoteArgs, bucket: &str) -> anyhow::Result<StoreConfig> {
@@ -94,7 +78,7 @@ fn parse_url(p: &Path) -> anyhow::Result<S3Url> {
 }
 
 fn case_log(kind: &str, line: &str, detail: serde_json::Value) {
-    if crate::init::in_rescue_system() {
+    if crate::system::in_rescue_system() {
         super::case::log_command(kind, line, detail);
     }
 }
@@ -139,8 +123,8 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         hashes: args.hash.clone().map(|h| h.0),
         window: args.window,
         format: args.format.map(|f| match f {
-            super::acquire::FormatArg::Raw => ImageFormat::Raw,
-            super::acquire::FormatArg::Zstd => ImageFormat::Zstd,
+            FormatArg::Raw => ImageFormat::Raw,
+            FormatArg::Zstd => ImageFormat::Zstd,
         }),
         split: args.split,
         zstd_level: args.zstd_level,

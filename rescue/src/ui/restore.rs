@@ -8,8 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
-
+use crate::args::restore::RestoreArgs;
 use crate::case::{self, Locked};
 use crate::restore::{self, Action, RestoreError, Restorer, policy, source};
 
@@ -17,46 +16,6 @@ use crate::restore::{self, Action, RestoreError, Restorer, policy, source};
 pub const EXIT_NOT_VERIFIED: u8 = 4;
 /// Exit code: stopped before the end (target full); rerun to resume.
 pub const EXIT_INCOMPLETE: u8 = 5;
-
-/// `restore`.
-#[derive(Debug, Clone, Args)]
-pub struct RestoreArgs {
-    /// A directory, a tar / tar.zst archive, a disk image file or a disk holding the backup.
-    pub source: PathBuf,
-    /// The mounted new root, or a disk (then --confirm SERIAL; it is mounted on /mnt/restore-target).
-    pub target: PathBuf,
-    /// The backup's manifest: SHA256SUMS (GNU or BSD) or a restore-manifest.json.
-    #[arg(long, value_name = "FILE")]
-    pub manifest: Option<PathBuf>,
-    /// Restore only paths matching this glob (repeatable); an exact path also releases a held
-    /// persistence point (authorized_keys, cron, systemd units, ld.so.preload, shell rc files).
-    #[arg(long, value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Never restore paths matching this glob (repeatable; beats --include).
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-    /// SHA-256 hashes to refuse (one per line; sha256sum output works).
-    #[arg(long, value_name = "FILE")]
-    pub blocklist: Option<PathBuf>,
-    /// Restore setuid/setgid files and executables too.
-    #[arg(long)]
-    pub allow_executables: bool,
-    /// Decide and report everything, write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The restore manifest as one JSON line.
-    #[arg(long)]
-    pub json: bool,
-    /// When TARGET is a disk: its serial (or last 6 characters).
-    #[arg(long, value_name = "SERIAL")]
-    pub confirm: Option<String>,
-    /// Why the target interlock may be overridden; logged.
-    #[arg(long, value_name = "TEXT")]
-    pub reason: Option<String>,
-    /// Where restore-manifest.json goes [default: the case directory, else TARGET].
-    #[arg(long, value_name = "DIR")]
-    pub report_dir: Option<PathBuf>,
-}
 
 /// A target disk mounted read-write for the restore; synced and unmounted when dropped.
 struct TargetMount {
@@ -110,7 +69,7 @@ fn report_dir(a: &RestoreArgs, target_root: &Path) -> Option<PathBuf> {
     if let Some(d) = &a.report_dir {
         return Some(d.clone());
     }
-    if crate::init::in_rescue_system()
+    if crate::system::in_rescue_system()
         && let Ok(l) = Locked::open()
         && let (Some(d), Some(c)) = (&l.state.destination, &l.state.case_id)
     {
@@ -175,7 +134,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         _target_mount = Some(m);
         root
     } else {
-        if crate::init::in_rescue_system() {
+        if crate::system::in_rescue_system() {
             let mut locked = Locked::open()?;
             for disk in crate::blkro::backing_disks(&a.target) {
                 let dev = PathBuf::from("/dev").join(&disk);
@@ -190,7 +149,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
     };
 
     let kind = source::classify(&a.source)?;
-    let mount_base = if crate::init::in_rescue_system() {
+    let mount_base = if crate::system::in_rescue_system() {
         case::state_dir()
     } else {
         std::env::temp_dir()
@@ -237,7 +196,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let count = |a: Action| manifest.counts.get(a.name()).copied().unwrap_or(0);
-    if crate::init::in_rescue_system() {
+    if crate::system::in_rescue_system() {
         super::case::log_command(
             "result",
             &command,

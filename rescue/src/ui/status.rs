@@ -3,7 +3,7 @@
 use std::fs;
 
 use crate::coldplug::{ColdplugReport, REPORT_PATH};
-use crate::init::{self, PowerAction};
+use crate::system::{self, PowerAction};
 use crate::{devices, host};
 
 /// Build facts written by the builder into the initramfs.
@@ -144,7 +144,7 @@ pub fn run_drivers() -> anyhow::Result<u8> {
 }
 
 pub fn run_power(action: PowerAction) -> anyhow::Result<u8> {
-    init::request_power(action)?;
+    system::request_power(action)?;
     // init stops this process; keep quiet until it does.
     std::thread::sleep(std::time::Duration::from_secs(30));
     Ok(0)

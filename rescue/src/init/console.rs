@@ -1,4 +1,5 @@
-//! Messages from PID 1 to the kernel console during boot.
+//! Messages from PID 1 to the kernel console during boot (init's stdout is `/dev/console`). Only init
+//! writes here; a console prompt prints through `crate::ui`.
 
 use std::io::Write;
 
