@@ -251,6 +251,13 @@ impl SignedRelease {
                             e.path, e.size, e.sha256
                         )
                     })
+                    .or_else(|| {
+                        compression(&bytes).map(|kind| {
+                            format!(
+                                "; it is {kind}-compressed, and only the archive's own compressed file has the listed hash: give the uncompressed index instead"
+                            )
+                        })
+                    })
                     .unwrap_or_default();
                 Err(AptError::NotInRelease {
                     file: file.to_owned(),
@@ -290,14 +297,8 @@ pub struct Packages {
 impl Packages {
     /// Parses an uncompressed `Packages` index; stanzas without `SHA256` are skipped.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, AptError> {
-        if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            return Err(compressed(path, "xz", "xz"));
-        }
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            return Err(compressed(path, "gzip", "gzip"));
-        }
-        if bytes.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
-            return Err(compressed(path, "lz4", "lz4"));
+        if let Some(kind) = compression(bytes) {
+            return Err(compressed(path, kind, kind));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| AptError::NotText {
             path: path.to_owned(),
@@ -341,6 +342,21 @@ impl Packages {
     /// The packages named `name` (for triage: every version the index lists).
     pub fn by_name<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Package> + 'a {
         self.packages.iter().filter(move |p| p.package == name)
+    }
+}
+
+/// The compression a file's magic number names (`xz`, `gzip`, `lz4`, `zstd`), if any.
+fn compression(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if bytes.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
+        Some("lz4")
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else {
+        None
     }
 }
 
