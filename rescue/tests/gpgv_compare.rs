@@ -761,3 +761,88 @@ fn rescue_policy() -> String {
         .expect("rescue shows its policy")
         .to_owned()
 }
+
+/// Every key of Debian's archive keyring (third-party certifications and all): rescue's reading of
+/// expiry and usability equals gpg's `--show-keys` listing, key by key and subkey by subkey.
+#[test]
+fn every_key_of_debians_archive_keyring_reads_as_gpg_reads_it() {
+    use rescue::reinstall::{keypolicy, signature};
+    let ring = fixtures().join("debian-archive-keyring.gpg");
+    let o = Command::new("gpg")
+        .env("GNUPGHOME", tempfile::tempdir().unwrap().path())
+        .args(["--with-colons", "--show-keys"])
+        .arg(&ring)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    // (kind, validity, expiry, capabilities, fingerprint)
+    let mut rows: Vec<(String, String, Option<i64>, String, String)> = Vec::new();
+    let mut pending: Option<(String, String, Option<i64>, String)> = None;
+    for line in listing.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        match f[0] {
+            "pub" | "sub" => {
+                pending = Some((
+                    f[0].to_owned(),
+                    f[1].to_owned(),
+                    f[6].parse().ok(),
+                    f[11].to_owned(),
+                ));
+            }
+            "fpr" => {
+                if let Some((k, v, e, c)) = pending.take() {
+                    rows.push((k, v, e, c, f[9].to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let keys = signature::load_keys(&ring).unwrap();
+    let now = chrono::Utc::now();
+    assert_eq!(
+        keys.len(),
+        rows.iter().filter(|r| r.0 == "pub").count(),
+        "every key gpg lists is read"
+    );
+    let mut checked = 0;
+    for t in &keys {
+        let (_, validity, expiry, caps, _) = rows
+            .iter()
+            .find(|r| r.4 == t.fingerprint)
+            .unwrap_or_else(|| panic!("gpg does not list {}", t.fingerprint));
+        assert_eq!(
+            keypolicy::primary_expiry(&t.key, now).map(|e| e.timestamp()),
+            *expiry,
+            "expiry of {}",
+            t.fingerprint
+        );
+        let gpg_usable =
+            !validity.contains(['r', 'e', 'i']) && expiry.is_none_or(|e| e > now.timestamp());
+        assert_eq!(
+            keypolicy::check_primary_signs(&t.key, now).is_ok(),
+            gpg_usable && caps.contains('s'),
+            "{} ({}): {:?}",
+            t.fingerprint,
+            t.uid,
+            keypolicy::check_primary_signs(&t.key, now)
+        );
+        for sub in &t.key.public_subkeys {
+            use pgp::types::KeyDetails;
+            let fpr = format!("{:X}", sub.key.fingerprint());
+            let (_, sv, se, sc, _) = rows.iter().find(|r| r.4 == fpr).unwrap();
+            let usable = gpg_usable
+                && !sv.contains(['r', 'e', 'i'])
+                && se.is_none_or(|e| e > now.timestamp())
+                && sc.contains('s');
+            assert_eq!(
+                keypolicy::check_signing_subkey(&t.key, sub, now).is_ok(),
+                usable,
+                "subkey {fpr} of {}: {:?}",
+                t.uid,
+                keypolicy::check_signing_subkey(&t.key, sub, now)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "Debian's keyring has signing subkeys");
+}

@@ -102,10 +102,17 @@ fn usable_at(sig: &Signature, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     (c <= now && hash_ok_for_self_sig(sig)).then_some(c)
 }
 
-/// The newest valid self-signature of the primary key (user-id certification or direct-key signature).
-pub fn newest_self_signature(key: &SignedPublicKey, now: DateTime<Utc>) -> Option<&Signature> {
+/// The newest valid user-id self-certification and the newest valid direct-key signature of the
+/// primary key. As in GnuPG, the user-id self-signature's expiry and flags win; the direct-key
+/// signature's count where the user-id one has none (Debian's keys carry later direct-key signatures
+/// without an expiry, next to user-id self-signatures with one).
+fn self_signatures(
+    key: &SignedPublicKey,
+    now: DateTime<Utc>,
+) -> (Option<&Signature>, Option<&Signature>) {
     let primary = &key.primary_key;
     let mut best: Option<(DateTime<Utc>, &Signature)> = None;
+    let mut direct: Option<(DateTime<Utc>, &Signature)> = None;
     fn consider<'a>(
         best: &mut Option<(DateTime<Utc>, &'a Signature)>,
         sig: &'a Signature,
@@ -143,9 +150,27 @@ pub fn newest_self_signature(key: &SignedPublicKey, now: DateTime<Utc>) -> Optio
         .filter(|s| s.typ() == Some(SignatureType::Key) && issued_by(s, primary))
     {
         let ok = sig.verify_key(primary).is_ok();
-        consider(&mut best, sig, ok, now);
+        consider(&mut direct, sig, ok, now);
     }
-    best.map(|(_, s)| s)
+    (best.map(|(_, s)| s), direct.map(|(_, s)| s))
+}
+
+/// The newest valid self-signature of the primary key: its user-id certification, else its
+/// direct-key signature.
+pub fn newest_self_signature(key: &SignedPublicKey, now: DateTime<Utc>) -> Option<&Signature> {
+    let (uid, direct) = self_signatures(key, now);
+    uid.or(direct)
+}
+
+/// A property of the primary key: from the user-id self-signature when it states it, else from the
+/// direct-key signature.
+fn key_property<'a, T>(
+    key: &'a SignedPublicKey,
+    now: DateTime<Utc>,
+    get: impl Fn(&'a Signature) -> Option<T>,
+) -> Option<T> {
+    let (uid, direct) = self_signatures(key, now);
+    uid.and_then(&get).or_else(|| direct.and_then(&get))
 }
 
 /// The first valid revocation of the primary key by itself.
@@ -162,22 +187,19 @@ fn primary_revocation(key: &SignedPublicKey, now: DateTime<Utc>) -> Option<&Sign
 /// Whether the primary key, as a certificate, is usable now: validly self-signed, not revoked by
 /// itself, not expired according to its newest self-signature.
 pub fn check_primary(key: &SignedPublicKey, now: DateTime<Utc>) -> Result<(), KeyRefusal> {
-    let Some(selfsig) = newest_self_signature(key, now) else {
+    if newest_self_signature(key, now).is_none() {
         return Err(KeyRefusal::NoValidSelfSignature);
-    };
+    }
     if let Some(rev) = primary_revocation(key, now) {
         return Err(KeyRefusal::Revoked {
             when: created(rev).map(|c| c.to_rfc3339()).unwrap_or_default(),
             reason: reason_text(rev),
         });
     }
-    if let Some(exp) = selfsig.key_expiration_time()
-        && exp.num_seconds() > 0
+    if let Some(at) = primary_expiry(key, now)
+        && at <= now
     {
-        let at = *key.primary_key.created_at() + *exp;
-        if at <= now {
-            return Err(KeyRefusal::Expired(at.to_rfc3339()));
-        }
+        return Err(KeyRefusal::Expired(at.to_rfc3339()));
     }
     Ok(())
 }
@@ -186,17 +208,17 @@ pub fn check_primary(key: &SignedPublicKey, now: DateTime<Utc>) -> Result<(), Ke
 /// when it has any, must say "sign").
 pub fn check_primary_signs(key: &SignedPublicKey, now: DateTime<Utc>) -> Result<(), KeyRefusal> {
     check_primary(key, now)?;
-    match newest_self_signature(key, now) {
-        Some(s) if has_key_flags(s) && !s.key_flags().sign() => Err(KeyRefusal::NotForSigning),
+    let flags = key_property(key, now, |s| has_key_flags(s).then(|| s.key_flags()));
+    match flags {
+        Some(f) if !f.sign() => Err(KeyRefusal::NotForSigning),
         _ => Ok(()),
     }
 }
 
 /// The expiry the newest valid self-signature gives the primary key, if any.
 pub fn primary_expiry(key: &SignedPublicKey, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let s = newest_self_signature(key, now)?;
-    let exp = s.key_expiration_time()?;
-    (exp.num_seconds() > 0).then(|| *key.primary_key.created_at() + *exp)
+    let exp = key_property(key, now, |s| s.key_expiration_time().copied())?;
+    (exp.num_seconds() > 0).then(|| *key.primary_key.created_at() + exp)
 }
 
 /// Whether the primary key has revoked itself (a valid revocation signature).
