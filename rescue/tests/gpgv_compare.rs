@@ -203,6 +203,67 @@ fn sha256(data: &[u8]) -> String {
         .collect()
 }
 
+/// OpenPGP packets of a binary export as (tag, whole packet bytes); old and new header formats.
+fn packets(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let ctb = bytes[i];
+        assert!(ctb & 0x80 != 0, "not an OpenPGP packet at {i}");
+        let (tag, hdr, len) = if ctb & 0x40 == 0 {
+            let tag = (ctb >> 2) & 0x0f;
+            match ctb & 3 {
+                0 => (tag, 2, bytes[i + 1] as usize),
+                1 => (
+                    tag,
+                    3,
+                    u16::from_be_bytes([bytes[i + 1], bytes[i + 2]]) as usize,
+                ),
+                2 => (
+                    tag,
+                    5,
+                    u32::from_be_bytes(bytes[i + 1..i + 5].try_into().unwrap()) as usize,
+                ),
+                _ => panic!("indeterminate length in a key export"),
+            }
+        } else {
+            let tag = ctb & 0x3f;
+            let o1 = bytes[i + 1] as usize;
+            match o1 {
+                0..=191 => (tag, 2, o1),
+                192..=223 => (tag, 3, ((o1 - 192) << 8) + bytes[i + 2] as usize + 192),
+                255 => (
+                    tag,
+                    6,
+                    u32::from_be_bytes(bytes[i + 2..i + 6].try_into().unwrap()) as usize,
+                ),
+                _ => panic!("partial length in a key export"),
+            }
+        };
+        out.push((tag, bytes[i..i + hdr + len].to_vec()));
+        i += hdr + len;
+    }
+    out
+}
+
+/// `host`'s export with `donor`'s subkeys (and their bindings, made by `donor`) attached: subkeys
+/// whose binding does not verify for `host`.
+fn graft_subkeys(host: &Path, donor: &Path, out: &Path) {
+    let mut bytes = std::fs::read(host).unwrap();
+    let mut in_subkey = false;
+    for (tag, p) in packets(&std::fs::read(donor).unwrap()) {
+        in_subkey = match tag {
+            14 => true,
+            2 => in_subkey,
+            _ => false,
+        };
+        if in_subkey {
+            bytes.extend(p);
+        }
+    }
+    std::fs::write(out, bytes).unwrap();
+}
+
 struct Case {
     name: &'static str,
     /// gpgv input: the signed file and its detached signature (none for cleartext).
@@ -402,6 +463,14 @@ fn rescue_agrees_with_gpgv_or_says_which_policy_differs() {
         &ring,
     );
 
+    // A key with a subkey whose binding is not its own (grafted from another key).
+    let ed_only = d.join("ed.gpg");
+    g.export(&[&ed], &ed_only);
+    let r4_only = d.join("r4.gpg");
+    g.export(&[&rsa4096], &r4_only);
+    let grafted = d.join("grafted.gpg");
+    graft_subkeys(&ed_only, &r4_only, &grafted);
+
     // Debian's real data.
     let deb = fixtures();
     let deb_ring = deb.join("debian-archive-keyring.gpg");
@@ -482,6 +551,23 @@ fn rescue_agrees_with_gpgv_or_says_which_policy_differs() {
             "signed by",
             "",
         ),
+        Case {
+            name: "key with a subkey whose binding does not verify; the primary signed",
+            keyring: grafted.clone(),
+            ..detached("", &sig_ed, true, true, "signed by", "")
+        },
+        Case {
+            name: "signature by a subkey whose binding does not verify",
+            keyring: grafted.clone(),
+            ..detached(
+                "",
+                &sig_rsa4096,
+                false,
+                false,
+                "has no valid binding signature",
+                "",
+            )
+        },
         detached(
             "SHA-1 digest",
             &sig_sha1,
