@@ -528,3 +528,51 @@ pub fn prove_file(
         sums_entry: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "80a1f6ee524222c49f230fc5700d00f946d0a47eb5258180106dd03df126e16a";
+
+    #[test]
+    fn release_sha256_section_is_read_and_bad_lines_are_named() {
+        let p = Path::new("InRelease");
+        let text = format!(
+            "Origin: Debian\nMD5Sum:\n 0123 1 main/x\nSHA256:\n {H}    32757 main/binary-amd64/Packages\n {H} 7 main/i18n/Index\nAcquire-By-Hash: yes\n"
+        );
+        let e = parse_release_sha256(&text, p).unwrap();
+        assert_eq!(e.len(), 2, "MD5Sum lines are not SHA-256 entries");
+        assert_eq!(e[0].path, "main/binary-amd64/Packages");
+        assert_eq!(e[0].size, 32757);
+        let err = parse_release_sha256(&format!("SHA256:\n {H} many main/x\n"), p).unwrap_err();
+        assert!(err.to_string().contains("InRelease line 2"), "{err}");
+        let err = parse_release_sha256("Origin: x\n", p).unwrap_err();
+        assert!(matches!(err, AptError::NoSha256 { .. }), "{err}");
+    }
+
+    #[test]
+    fn packages_are_found_by_hash_and_bad_fields_are_named() {
+        let p = Path::new("Packages");
+        let text = format!(
+            "Package: a\nVersion: 1\nArchitecture: all\nFilename: pool/a_1_all.deb\nSize: 10\nSHA256: {H}\n\nPackage: b\nVersion: 2\nSize: 3\n"
+        );
+        let list = Packages::parse(text.as_bytes(), p).unwrap();
+        assert_eq!(
+            list.packages.len(),
+            1,
+            "a stanza without SHA256 proves nothing"
+        );
+        assert_eq!(list.find_by_sha256(10, H).unwrap().package, "a");
+        assert!(
+            list.find_by_sha256(11, H).is_none(),
+            "the size is part of the proof"
+        );
+        assert_eq!(list.by_name("a").count(), 1);
+        let bad = text.replace("Size: 10", "Size: ten");
+        let err = Packages::parse(bad.as_bytes(), p).unwrap_err().to_string();
+        assert!(err.contains("stanza 1 (a) has Size \"ten\""), "{err}");
+        let err = Packages::parse(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1], p).unwrap_err();
+        assert!(err.to_string().contains("compressed (xz)"), "{err}");
+    }
+}
