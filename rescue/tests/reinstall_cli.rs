@@ -1048,6 +1048,25 @@ fn the_apt_chain_proves_an_installer_image_through_the_signed_sha256sums() {
     let o = verify(&bad.join("mini.iso"), &forged);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("is not listed in"), "{}", text(&o));
+    // InRelease carries its own signature: a --sig next to it is refused, not ignored.
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&images.join("netboot/mini.iso")),
+            "--release",
+            s(&inrelease),
+            "--sig",
+            s(&release_gpg),
+            "--sums",
+            s(&sums),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("drop --sig"), "{}", text(&o));
     // An unsigned Release is refused.
     let o = verify(&images.join("netboot/mini.iso"), &sums);
     assert!(o.status.success());

@@ -33,6 +33,10 @@ pub enum AptError {
         "{path} is not signed: give an InRelease file, or Release with its detached Release.gpg (--sig)"
     )]
     UnsignedRelease { path: PathBuf },
+    #[error(
+        "{path} is cleartext-signed (an InRelease) and carries its own signature; --sig {sig} would not be checked: drop --sig"
+    )]
+    SigWithCleartext { path: PathBuf, sig: PathBuf },
     #[error("{path} has no SHA256 section listing the suite's files")]
     NoSha256 { path: PathBuf },
     #[error("{path} line {line}: the SHA256 entry {text:?} is not \"<hex> <size> <path>\"")]
@@ -190,6 +194,12 @@ impl SignedRelease {
             source,
         };
         let (signer, text) = match detached_sig {
+            Some(sig) if signature::is_cleartext_signed(&bytes) => {
+                return Err(AptError::SigWithCleartext {
+                    path: release.to_owned(),
+                    sig: sig.to_owned(),
+                });
+            }
             Some(sig) => {
                 let s =
                     signature::verify_detached(&bytes, &read(sig)?, keys, now).map_err(sig_err)?;

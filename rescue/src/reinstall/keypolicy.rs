@@ -6,7 +6,9 @@
 //! valid one decides flags and expiry), its back-signature and its revocations. Third-party
 //! certifications and the other subkeys are ignored, whatever state they are in, as gpgv does.
 //! Self-signatures may use SHA-1 (gpgv accepts them and a key owner gains nothing by colliding their
-//! own certificate); MD5 and unknown hashes never count. Never prints.
+//! own certificate); MD5 and unknown hashes never count. Revocations by designated revokers are not
+//! applied (only the key's own revocations count); signatures dated in the future do not count.
+//! Never prints.
 
 use chrono::{DateTime, Utc};
 use pgp::composed::{SignedPublicKey, SignedPublicSubKey};
