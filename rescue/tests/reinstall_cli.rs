@@ -1204,3 +1204,83 @@ fn bad_lists_keys_and_signatures_are_refused_in_words_naming_the_file() {
         &[s(&f.sums), "holds no OpenPGP signature"],
     );
 }
+
+#[test]
+fn a_gzip_packages_index_is_proven_as_listed_then_read() {
+    let f = fixture();
+    let d = f.dir.path();
+    let deb: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let deb_path = d.join("tool_1.0-1_amd64.deb");
+    std::fs::write(&deb_path, &deb).unwrap();
+    let packages = d.join("Packages");
+    std::fs::write(
+        &packages,
+        format!(
+            "Package: other\nVersion: 2\nArchitecture: all\nFilename: pool/main/o/other/other_2_all.deb\nSize: 1\nSHA256: {}\n\nPackage: tool\nVersion: 1.0-1\nArchitecture: amd64\nFilename: pool/main/t/tool/tool_1.0-1_amd64.deb\nSize: {}\nSHA256: {}\n",
+            sha256(b"x"),
+            deb.len(),
+            sha256(&deb)
+        ),
+    )
+    .unwrap();
+    // gzip (an independent tool) makes the index the Release lists.
+    let st = Command::new("gzip")
+        .args(["-n9k"])
+        .arg(&packages)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let gz = d.join("Packages.gz");
+    let gz_bytes = std::fs::read(&gz).unwrap();
+    let release = d.join("Release");
+    std::fs::write(
+        &release,
+        format!(
+            "Suite: test\nSHA256:\n {} {} main/binary-amd64/Packages.gz\n",
+            sha256(&gz_bytes),
+            gz_bytes.len()
+        ),
+    )
+    .unwrap();
+    let inrelease = d.join("InRelease");
+    f.gpg.sign(&f.good, &["--clearsign"], &release, &inrelease);
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&deb_path),
+            "--release",
+            s(&inrelease),
+            "--packages",
+            s(&gz),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "lists main/binary-amd64/Packages.gz (sha256 matches), which lists tool 1.0-1 amd64 as pool/main/t/tool/tool_1.0-1_amd64.deb"
+        ),
+        "{}",
+        text(&o)
+    );
+    // The uncompressed index is not what this Release lists.
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&deb_path),
+            "--release",
+            s(&inrelease),
+            "--packages",
+            s(&packages),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("is not listed in"), "{}", text(&o));
+}

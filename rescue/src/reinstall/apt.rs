@@ -64,6 +64,12 @@ pub enum AptError {
         tool: &'static str,
         name: String,
     },
+    #[error("{path} is not a valid gzip file")]
+    Gunzip {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is not text (UTF-8)")]
     NotText { path: PathBuf },
     #[error(
@@ -305,11 +311,27 @@ pub struct Packages {
 }
 
 impl Packages {
-    /// Parses an uncompressed `Packages` index; stanzas without `SHA256` are skipped.
+    /// Parses a `Packages` index, uncompressed or `.gz` (the caller proved the bytes as they are);
+    /// stanzas without `SHA256` are skipped. `.xz` is refused with what to do: an xz decoder would
+    /// grow the binary, and every Release lists the uncompressed index too.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, AptError> {
-        if let Some(kind) = compression(bytes) {
-            return Err(compressed(path, kind, kind));
-        }
+        let plain;
+        let bytes = match compression(bytes) {
+            Some("gzip") => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                flate2::read::MultiGzDecoder::new(bytes)
+                    .read_to_end(&mut out)
+                    .map_err(|source| AptError::Gunzip {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                plain = out;
+                &plain[..]
+            }
+            Some(kind) => return Err(compressed(path, kind, kind)),
+            None => bytes,
+        };
         let text = std::str::from_utf8(bytes).map_err(|_| AptError::NotText {
             path: path.to_owned(),
         })?;

@@ -98,7 +98,7 @@ pub struct VerifyArgs {
     /// image listed in the installer's SHA256SUMS; with neither, FILE is a file the Release lists.
     #[arg(long, value_name = "FILE", conflicts_with = "allow_unsigned")]
     pub release: Option<PathBuf>,
-    /// The uncompressed Packages index (listed in --release) that lists the .deb.
+    /// The Packages index (listed in --release; uncompressed or .gz) that lists the .deb.
     #[arg(
         long,
         value_name = "FILE",
