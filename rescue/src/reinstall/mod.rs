@@ -48,6 +48,8 @@ pub enum VerifyError {
         source: ChecksumError,
     },
     #[error(transparent)]
+    HashImage(ChecksumError),
+    #[error(transparent)]
     Apt(#[from] apt::AptError),
     #[error(
         "{image} does NOT match entry {entry} of the checksum list: {algorithm} is {actual}, the list says {expected}"
@@ -153,7 +155,7 @@ pub fn verify_image(
         .len();
     let (actual, size) =
         checksums::hash_file(&req.image, entry.algorithm, &mut |n| progress(n, total))
-            .map_err(list_err)?;
+            .map_err(VerifyError::HashImage)?;
     if actual != entry.digest {
         return Err(VerifyError::Mismatch {
             image: req.image.clone(),
