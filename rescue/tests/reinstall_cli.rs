@@ -439,6 +439,12 @@ fn signed_lists_verify_and_every_kind_of_bad_input_is_refused() {
         ],
         "revoked",
     );
+    let o = rescue(&["reinstall", "keys", "--keyring", s(&rev_key)], &[]);
+    assert!(
+        text(&o).contains("REVOKED, NOT USABLE: it was revoked by its owner"),
+        "{}",
+        text(&o)
+    );
 
     // A list without the image's entry.
     let nolist = d.join("nolist").join("SHA256SUMS");
@@ -859,6 +865,17 @@ fn the_apt_chain_proves_a_real_debian_package_and_refuses_changed_links() {
             .contains(&format!("{sum}    32757 main/binary-amd64/Packages")),
         "fixture Packages ({sum}) is not the one InRelease lists"
     );
+
+    // Every key of the archive keyring is listed as usable, with the expiry gpg shows.
+    let o = rescue(&["reinstall", "keys", "--keyring", s(&keyring)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).lines().count(), 9, "{}", text(&o));
+    assert!(
+        text(&o).contains("B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8  Debian Archive Automatic Signing Key (12/bookworm) <ftpmaster@debian.org>  created 2023-01-21T11:44:21+00:00, expires 2031-01-19T11:44:21+00:00"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("NOT USABLE"), "{}", text(&o));
 
     let verify = |file: &Path, release: &Path, packages: &Path| {
         rescue(

@@ -285,3 +285,25 @@ pub fn check_signing_subkey(
     }
     Ok(())
 }
+
+/// Why neither the primary key nor any of its subkeys may make data signatures now; `None` when one
+/// of them may.
+pub fn why_unusable(key: &SignedPublicKey, now: DateTime<Utc>) -> Option<String> {
+    let primary = match check_primary_signs(key, now) {
+        Ok(()) => return None,
+        Err(e) => e,
+    };
+    if matches!(primary, KeyRefusal::NotForSigning) {
+        let mut first = None;
+        for sub in &key.public_subkeys {
+            match check_signing_subkey(key, sub, now) {
+                Ok(()) => return None,
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        return Some(first.unwrap_or(primary).to_string());
+    }
+    Some(primary.to_string())
+}

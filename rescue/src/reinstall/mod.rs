@@ -182,6 +182,8 @@ pub struct KeyInfo {
     pub created: String,
     pub expires: Option<String>,
     pub revoked: bool,
+    /// Why neither the key nor any of its subkeys may make signatures today (`None`: one may).
+    pub refused: Option<String>,
     pub source: PathBuf,
 }
 
@@ -200,6 +202,7 @@ pub fn list_keys(keyrings: &[PathBuf]) -> Result<Vec<KeyInfo>, SignatureError> {
             created: t.key.primary_key.created_at().to_rfc3339(),
             expires: keypolicy::primary_expiry(&t.key, now).map(|e| e.to_rfc3339()),
             revoked: keypolicy::is_revoked(&t.key, now),
+            refused: keypolicy::why_unusable(&t.key, now),
             fingerprint: t.fingerprint,
             uid: t.uid,
             source: t.source,

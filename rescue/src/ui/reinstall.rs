@@ -358,7 +358,7 @@ fn run_keys(keyring: &[PathBuf], json: bool) -> anyhow::Result<u8> {
     }
     for k in &keys {
         println!(
-            "{}  {}  created {}{}{}",
+            "{}  {}  created {}{}{}{}",
             k.fingerprint,
             k.uid,
             k.created,
@@ -366,7 +366,11 @@ fn run_keys(keyring: &[PathBuf], json: bool) -> anyhow::Result<u8> {
                 .as_deref()
                 .map(|e| format!(", expires {e}"))
                 .unwrap_or_default(),
-            if k.revoked { ", REVOKED" } else { "" }
+            if k.revoked { ", REVOKED" } else { "" },
+            k.refused
+                .as_deref()
+                .map(|r| format!(", NOT USABLE: {r}"))
+                .unwrap_or_default()
         );
     }
     Ok(0)
