@@ -1,7 +1,10 @@
 //! `rescue reinstall verify`, `reinstall keys`, `deploy` and `restore` through the real binary on a host,
 //! with OpenPGP keys generated at test time by GnuPG (Debian package `gnupg`): signed, tampered,
 //! wrongly signed, SHA-1-signed, expired-key and revoked-key checksum lists, in GNU, BSD-tag and
-//! cleartext-signed form, armoured and binary.
+//! cleartext-signed form, armoured and binary; conflicting entries, malformed files and keyrings refused
+//! in words; the apt chain (InRelease → Packages → .deb) on real Debian fixtures
+//! (`tests/fixtures/debian`: bookworm-updates InRelease and Packages, debian-archive-keyring.gpg, one
+//! .deb, as apt and `apt-get download` fetched them) and InRelease → installer SHA256SUMS → image.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -436,6 +439,12 @@ fn signed_lists_verify_and_every_kind_of_bad_input_is_refused() {
         ],
         "revoked",
     );
+    let o = rescue(&["reinstall", "keys", "--keyring", s(&rev_key)], &[]);
+    assert!(
+        text(&o).contains("REVOKED, NOT USABLE: it was revoked by its owner"),
+        "{}",
+        text(&o)
+    );
 
     // A list without the image's entry.
     let nolist = d.join("nolist").join("SHA256SUMS");
@@ -829,4 +838,466 @@ fn deploy_writes_back_a_zstd_acquisition_and_checks_it_against_its_manifest() {
     let t = std::fs::read(&target).unwrap();
     assert_eq!(&t[..data.len()], &data[..]);
     assert!(t[data.len()..].iter().all(|b| *b == 0xFF));
+}
+
+fn debian() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian")
+}
+
+const DEB: &str = "samba-ad-dc_4.17.12+dfsg-0+deb12u2_all.deb";
+
+#[test]
+fn the_apt_chain_proves_a_real_debian_package_and_refuses_changed_links() {
+    let deb = debian();
+    let inrelease = deb.join("bookworm-updates_InRelease");
+    let packages = deb.join("bookworm-updates_main_binary-amd64_Packages");
+    let keyring = deb.join("debian-archive-keyring.gpg");
+    // The fixtures hang together by sha256sum's account too: Packages is listed in InRelease.
+    let o = Command::new("sha256sum").arg(&packages).output().unwrap();
+    let sum = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        std::fs::read_to_string(&inrelease)
+            .unwrap()
+            .contains(&format!("{sum}    32757 main/binary-amd64/Packages")),
+        "fixture Packages ({sum}) is not the one InRelease lists"
+    );
+
+    // Every key of the archive keyring is listed as usable, with the expiry gpg shows.
+    let o = rescue(&["reinstall", "keys", "--keyring", s(&keyring)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).lines().count(), 9, "{}", text(&o));
+    assert!(
+        text(&o).contains("B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8  Debian Archive Automatic Signing Key (12/bookworm) <ftpmaster@debian.org>  created 2023-01-21T11:44:21+00:00, expires 2031-01-19T11:44:21+00:00"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("NOT USABLE"), "{}", text(&o));
+
+    let verify = |file: &Path, release: &Path, packages: &Path| {
+        rescue(
+            &[
+                "reinstall",
+                "verify",
+                s(file),
+                "--release",
+                s(release),
+                "--packages",
+                s(packages),
+                "--keyring",
+                s(&keyring),
+            ],
+            &[],
+        )
+    };
+    let o = verify(&deb.join(DEB), &inrelease, &packages);
+    assert!(o.status.success(), "{}", text(&o));
+    for want in [
+        "signed by B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8 (Debian Archive Automatic Signing Key (12/bookworm)",
+        "lists main/binary-amd64/Packages (sha256 matches)",
+        "which lists samba-ad-dc 2:4.17.12+dfsg-0+deb12u2 all as pool/main/s/samba/samba-ad-dc_4.17.12+dfsg-0+deb12u2_all.deb",
+        "policy: data signatures need SHA-256 or stronger",
+    ] {
+        assert!(text(&o).contains(want), "wanted {want:?} in:\n{}", text(&o));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let refused = |o: Output, want: &str| {
+        assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+        assert!(
+            text(&o).contains("NOT VERIFIED") && text(&o).contains(want),
+            "wanted {want:?} in:\n{}",
+            text(&o)
+        );
+    };
+    // A changed .deb.
+    let mut bytes = std::fs::read(deb.join(DEB)).unwrap();
+    bytes[20_000] ^= 1;
+    let changed = d.join(DEB);
+    std::fs::write(&changed, &bytes).unwrap();
+    refused(
+        verify(&changed, &inrelease, &packages),
+        "lists samba-ad-dc_4.17.12+dfsg-0+deb12u2_all.deb with 30344 bytes",
+    );
+    // A changed Packages index.
+    let pk = std::fs::read_to_string(&packages).unwrap().replacen(
+        "Priority: optional",
+        "Priority: required",
+        1,
+    );
+    let changed_pk = d.join("Packages");
+    std::fs::write(&changed_pk, pk).unwrap();
+    refused(
+        verify(&deb.join(DEB), &inrelease, &changed_pk),
+        "is not listed in",
+    );
+    // A compressed index is named as such, with what to do.
+    let xz = d.join("Packages.xz");
+    let o = Command::new("xz")
+        .args(["-kc"])
+        .arg(&packages)
+        .output()
+        .unwrap();
+    std::fs::write(&xz, o.stdout).unwrap();
+    refused(
+        verify(&deb.join(DEB), &inrelease, &xz),
+        "it is xz-compressed, and only the archive's own compressed file has the listed hash",
+    );
+    // Not signed by a trusted key.
+    let f = fixture();
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&deb.join(DEB)),
+            "--release",
+            s(&inrelease),
+            "--packages",
+            s(&packages),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    refused(o, "not among the trusted keys");
+}
+
+#[test]
+fn the_apt_chain_proves_an_installer_image_through_the_signed_sha256sums() {
+    let f = fixture();
+    let d = f.dir.path();
+    let images = d.join("images");
+    std::fs::create_dir_all(images.join("netboot/gtk")).unwrap();
+    let mini: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(images.join("netboot/mini.iso"), &mini).unwrap();
+    std::fs::write(images.join("netboot/gtk/mini.iso"), b"gtk").unwrap();
+    let sums = images.join("SHA256SUMS");
+    let sums_text = format!(
+        "{}  ./netboot/gtk/mini.iso\n{}  ./netboot/mini.iso\n",
+        sha256(b"gtk"),
+        sha256(&mini)
+    );
+    std::fs::write(&sums, &sums_text).unwrap();
+    let release = d.join("Release");
+    std::fs::write(
+        &release,
+        format!(
+            "Origin: Test\nSuite: stable\nCodename: test\nSHA256:\n {} {:>8} main/binary-amd64/Packages\n {} {:>8} main/installer-amd64/current/images/SHA256SUMS\n",
+            sha256(b""),
+            0,
+            sha256(sums_text.as_bytes()),
+            sums_text.len()
+        ),
+    )
+    .unwrap();
+    let inrelease = d.join("InRelease");
+    f.gpg.sign(&f.good, &["--clearsign"], &release, &inrelease);
+    let verify = |file: &Path, sums: &Path| {
+        rescue(
+            &[
+                "reinstall",
+                "verify",
+                s(file),
+                "--release",
+                s(&inrelease),
+                "--sums",
+                s(sums),
+                "--keyring",
+                s(&f.keyring),
+            ],
+            &[],
+        )
+    };
+    let o = verify(&images.join("netboot/mini.iso"), &sums);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "lists main/installer-amd64/current/images/SHA256SUMS (sha256 matches), whose entry netboot/mini.iso matches (sha256)"
+        ),
+        "{}",
+        text(&o)
+    );
+    // The detached form: Release + Release.gpg.
+    let release_gpg = d.join("Release.gpg");
+    f.gpg.sign(
+        &f.good,
+        &["--armor", "--detach-sign"],
+        &release,
+        &release_gpg,
+    );
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&images.join("netboot/mini.iso")),
+            "--release",
+            s(&release),
+            "--sig",
+            s(&release_gpg),
+            "--sums",
+            s(&sums),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A changed image, and a changed list.
+    let bad = d.join("bad").join("netboot");
+    std::fs::create_dir_all(&bad).unwrap();
+    let mut b = mini.clone();
+    b[7] ^= 4;
+    std::fs::write(bad.join("mini.iso"), &b).unwrap();
+    let o = verify(&bad.join("mini.iso"), &sums);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("does NOT match its entry"),
+        "{}",
+        text(&o)
+    );
+    let forged = d.join("SHA256SUMS.forged");
+    std::fs::write(&forged, sums_text.replace(&sha256(&mini), &sha256(&b))).unwrap();
+    let o = verify(&bad.join("mini.iso"), &forged);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("is not listed in"), "{}", text(&o));
+    // InRelease carries its own signature: a --sig next to it is refused, not ignored.
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&images.join("netboot/mini.iso")),
+            "--release",
+            s(&inrelease),
+            "--sig",
+            s(&release_gpg),
+            "--sums",
+            s(&sums),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("drop --sig"), "{}", text(&o));
+    // An unsigned Release is refused.
+    let o = verify(&images.join("netboot/mini.iso"), &sums);
+    assert!(o.status.success());
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&images.join("netboot/mini.iso")),
+            "--release",
+            s(&release),
+            "--sums",
+            s(&sums),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("is not signed"), "{}", text(&o));
+}
+
+#[test]
+fn bad_lists_keys_and_signatures_are_refused_in_words_naming_the_file() {
+    let f = fixture();
+    let d = f.dir.path();
+    let refused = |args: &[&str], wants: &[&str]| {
+        let o = rescue(args, &[]);
+        assert_eq!(o.status.code(), Some(4), "{args:?}:\n{}", text(&o));
+        for want in wants {
+            assert!(text(&o).contains(want), "wanted {want:?} in:\n{}", text(&o));
+        }
+        for internal in ["assertion", "input: [", "Error {"] {
+            assert!(
+                !text(&o).contains(internal),
+                "parser internals:\n{}",
+                text(&o)
+            );
+        }
+    };
+    // Two entries for the image with different hashes, under a good signature.
+    let dup = d.join("dup").join("SHA256SUMS");
+    std::fs::create_dir_all(dup.parent().unwrap()).unwrap();
+    let data = std::fs::read(&f.image).unwrap();
+    std::fs::write(
+        &dup,
+        format!(
+            "{}  debian-12-netinst.iso\n{}  debian-12-netinst.iso\n",
+            sha256(b"evil"),
+            sha256(&data)
+        ),
+    )
+    .unwrap();
+    let dup_sig = d.join("dup.sign");
+    f.gpg
+        .sign(&f.good, &["--armor", "--detach-sign"], &dup, &dup_sig);
+    refused(
+        &[
+            "reinstall",
+            "verify",
+            s(&f.image),
+            "--sums",
+            s(&dup),
+            "--sig",
+            s(&dup_sig),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[
+            s(&dup),
+            "two different sha256 entries for debian-12-netinst.iso",
+        ],
+    );
+    // A cleartext-signed list with --sig too.
+    let clear = d.join("CHECKSUM");
+    f.gpg.sign(&f.good, &["--clearsign"], &f.sums, &clear);
+    refused(
+        &[
+            "reinstall",
+            "verify",
+            s(&f.image),
+            "--sums",
+            s(&clear),
+            "--sig",
+            s(&dup_sig),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &["is cleartext-signed", "drop --sig"],
+    );
+    // A cleartext list cut before its signature.
+    let cut = d.join("CUT");
+    let t = std::fs::read_to_string(&clear).unwrap();
+    std::fs::write(&cut, &t[..t.find("-----BEGIN PGP SIGNATURE").unwrap()]).unwrap();
+    refused(
+        &[
+            "reinstall",
+            "verify",
+            s(&f.image),
+            "--sums",
+            s(&cut),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[s(&cut), "ends before the signature"],
+    );
+    // Garbage as keyring and as signature.
+    let junk = d.join("junk.bin");
+    std::fs::write(&junk, b"  d\x99\x01\x0d not a key at all, just bytes\n").unwrap();
+    refused(
+        &[
+            "reinstall",
+            "verify",
+            s(&f.image),
+            "--sums",
+            s(&f.sums),
+            "--sig",
+            s(&dup_sig),
+            "--keyring",
+            s(&junk),
+        ],
+        &[s(&junk), "holds no OpenPGP public key"],
+    );
+    refused(
+        &[
+            "reinstall",
+            "verify",
+            s(&f.image),
+            "--sums",
+            s(&f.sums),
+            "--sig",
+            s(&junk),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[s(&f.sums), "holds no OpenPGP signature"],
+    );
+}
+
+#[test]
+fn a_gzip_packages_index_is_proven_as_listed_then_read() {
+    let f = fixture();
+    let d = f.dir.path();
+    let deb: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let deb_path = d.join("tool_1.0-1_amd64.deb");
+    std::fs::write(&deb_path, &deb).unwrap();
+    let packages = d.join("Packages");
+    std::fs::write(
+        &packages,
+        format!(
+            "Package: other\nVersion: 2\nArchitecture: all\nFilename: pool/main/o/other/other_2_all.deb\nSize: 1\nSHA256: {}\n\nPackage: tool\nVersion: 1.0-1\nArchitecture: amd64\nFilename: pool/main/t/tool/tool_1.0-1_amd64.deb\nSize: {}\nSHA256: {}\n",
+            sha256(b"x"),
+            deb.len(),
+            sha256(&deb)
+        ),
+    )
+    .unwrap();
+    // gzip (an independent tool) makes the index the Release lists.
+    let st = Command::new("gzip")
+        .args(["-n9k"])
+        .arg(&packages)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let gz = d.join("Packages.gz");
+    let gz_bytes = std::fs::read(&gz).unwrap();
+    let release = d.join("Release");
+    std::fs::write(
+        &release,
+        format!(
+            "Suite: test\nSHA256:\n {} {} main/binary-amd64/Packages.gz\n",
+            sha256(&gz_bytes),
+            gz_bytes.len()
+        ),
+    )
+    .unwrap();
+    let inrelease = d.join("InRelease");
+    f.gpg.sign(&f.good, &["--clearsign"], &release, &inrelease);
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&deb_path),
+            "--release",
+            s(&inrelease),
+            "--packages",
+            s(&gz),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "lists main/binary-amd64/Packages.gz (sha256 matches), which lists tool 1.0-1 amd64 as pool/main/t/tool/tool_1.0-1_amd64.deb"
+        ),
+        "{}",
+        text(&o)
+    );
+    // The uncompressed index is not what this Release lists.
+    let o = rescue(
+        &[
+            "reinstall",
+            "verify",
+            s(&deb_path),
+            "--release",
+            s(&inrelease),
+            "--packages",
+            s(&packages),
+            "--keyring",
+            s(&f.keyring),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("is not listed in"), "{}", text(&o));
 }

@@ -49,6 +49,19 @@ pub struct VerifyArgs {
     pub image: PathBuf,
     #[command(flatten)]
     pub sums: SumsArgs,
+    /// Prove the file through a distribution's signed archive metadata: this InRelease (or Release,
+    /// with --sig Release.gpg). With --packages, FILE is a .deb listed there; with --sums, FILE is an
+    /// image listed in the installer's SHA256SUMS; with neither, FILE is a file the Release lists.
+    #[arg(long, value_name = "FILE", conflicts_with = "allow_unsigned")]
+    pub release: Option<PathBuf>,
+    /// The Packages index (listed in --release; uncompressed or .gz) that lists the .deb.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "release",
+        conflicts_with = "sums"
+    )]
+    pub packages: Option<PathBuf>,
     /// The result as one JSON line.
     #[arg(long)]
     pub json: bool,

@@ -57,6 +57,19 @@ pub enum ChecksumError {
     EmptyList,
     #[error("the checksum list has no entry for {name} (entries: {known})")]
     MissingEntry { name: String, known: String },
+    #[error(
+        "the checksum list has two different {algorithm} entries for {name} ({first} and {second}); refusing to guess which one was meant"
+    )]
+    ConflictingEntries {
+        name: String,
+        algorithm: &'static str,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "several entries of the checksum list end in {name} with different hashes ({candidates}); give the file a path that ends like one of them"
+    )]
+    AmbiguousEntry { name: String, candidates: String },
     #[error("reading {path}")]
     ReadImage {
         path: String,
@@ -109,30 +122,81 @@ pub fn parse_line(line: &str) -> Option<Entry> {
     })
 }
 
-/// Parses a whole checksum list (either format, or both mixed).
+/// Parses a whole checksum list (either format, or both mixed). Two entries for the same name and
+/// algorithm with different hashes are refused: whichever one a reader picked, the other was signed too.
 pub fn parse(text: &str) -> Result<Vec<Entry>, ChecksumError> {
     let entries: Vec<Entry> = text.lines().filter_map(parse_line).collect();
     if entries.is_empty() {
         return Err(ChecksumError::EmptyList);
     }
+    let mut seen: std::collections::BTreeMap<(&str, Algorithm), &str> = Default::default();
+    for e in &entries {
+        if let Some(first) = seen.insert((e.name.as_str(), e.algorithm), e.digest.as_str())
+            && first != e.digest
+        {
+            return Err(ChecksumError::ConflictingEntries {
+                name: e.name.clone(),
+                algorithm: e.algorithm.name(),
+                first: first.to_owned(),
+                second: e.digest.clone(),
+            });
+        }
+    }
     Ok(entries)
 }
 
-/// The strongest entry naming `file_name` (exactly, or as the last component of a path in the list).
-pub fn find<'a>(entries: &'a [Entry], file_name: &str) -> Result<&'a Entry, ChecksumError> {
-    let matches = |e: &&Entry| e.name == file_name || e.name.rsplit('/').next() == Some(file_name);
-    entries
+/// How many trailing path components `entry` and `wanted` share.
+fn common_tail(entry: &str, wanted: &str) -> usize {
+    entry
+        .rsplit('/')
+        .zip(wanted.rsplit('/'))
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
+/// The strongest entry naming `file`: a file name, or a path whose trailing components are matched
+/// against the list's names (the longest match wins, so `netboot/gtk/mini.iso` picks that entry and
+/// not `netboot/mini.iso`). Entries that match equally well with different hashes are refused.
+pub fn find<'a>(entries: &'a [Entry], file: &str) -> Result<&'a Entry, ChecksumError> {
+    let file = file.trim_start_matches("./");
+    let best = entries
         .iter()
-        .filter(matches)
-        .max_by_key(|e| (e.name == file_name, e.algorithm))
-        .ok_or_else(|| {
-            let mut known: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-            known.truncate(8);
-            ChecksumError::MissingEntry {
-                name: file_name.to_owned(),
-                known: known.join(", "),
-            }
-        })
+        .map(|e| common_tail(&e.name, file))
+        .max()
+        .unwrap_or(0);
+    let name = file.rsplit('/').next().unwrap_or(file);
+    if best == 0 {
+        let mut known: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        known.truncate(8);
+        return Err(ChecksumError::MissingEntry {
+            name: name.to_owned(),
+            known: known.join(", "),
+        });
+    }
+    let candidates: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| common_tail(&e.name, file) == best)
+        .collect();
+    let strongest = candidates
+        .iter()
+        .map(|e| e.algorithm)
+        .max()
+        .unwrap_or(Algorithm::Sha256);
+    let chosen: Vec<&&Entry> = candidates
+        .iter()
+        .filter(|e| e.algorithm == strongest)
+        .collect();
+    if chosen.iter().any(|e| e.digest != chosen[0].digest) {
+        return Err(ChecksumError::AmbiguousEntry {
+            name: name.to_owned(),
+            candidates: chosen
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(chosen[0])
 }
 
 /// A running hash of either algorithm.
@@ -269,6 +333,32 @@ mod tests {
             err.contains("mine.iso") && err.contains("other.iso"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn conflicting_duplicates_are_refused_and_identical_ones_accepted() {
+        let b = "b".repeat(64);
+        let same = format!("{A}  x.iso\n{A}  ./x.iso\n");
+        assert_eq!(parse(&same).unwrap().len(), 2);
+        let err = parse(&format!("{A}  x.iso\n{b}  x.iso\n")).unwrap_err();
+        assert!(
+            matches!(err, ChecksumError::ConflictingEntries { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("x.iso") && err.to_string().contains(&b));
+    }
+
+    #[test]
+    fn the_longest_path_match_wins_and_equal_matches_must_agree() {
+        let b = "b".repeat(64);
+        let list = parse(&format!(
+            "{A}  ./netboot/mini.iso\n{b}  ./netboot/gtk/mini.iso\n"
+        ))
+        .unwrap();
+        assert_eq!(find(&list, "/tmp/gtk/mini.iso").unwrap().digest, b);
+        assert_eq!(find(&list, "/srv/netboot/mini.iso").unwrap().digest, A);
+        let err = find(&list, "/tmp/mini.iso").unwrap_err();
+        assert!(matches!(err, ChecksumError::AmbiguousEntry { .. }), "{err}");
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! Verified reinstall: prove an installer or golden image authentic (checksum list + OpenPGP signature),
 //! write it to a disk and read it back ([`deploy`]), or boot the installer's own kernel out of its ISO
-//! ([`iso9660`], [`kexec`]). Never prints; progress goes through callbacks.
+//! ([`iso9660`], [`kexec`]). A file can also be proven through a distribution's signed archive
+//! metadata ([`apt`]: InRelease → Packages → .deb, or InRelease → installer SHA256SUMS → image).
+//! Never prints; progress goes through callbacks.
 
+pub mod apt;
 pub mod checksums;
+pub mod cleartext;
 pub mod deploy;
 pub mod iso9660;
 pub mod kexec;
+pub mod keypolicy;
 pub mod signature;
 
 use std::path::{Path, PathBuf};
@@ -32,8 +37,20 @@ pub enum VerifyError {
         "{list} is not signed: give its signature with --sig FILE (or --allow-unsigned to accept an unauthenticated list)"
     )]
     Unsigned { list: PathBuf },
+    #[error(
+        "{list} is cleartext-signed and carries its own signature; --sig {sig} would not be checked: drop --sig"
+    )]
+    SigWithCleartext { list: PathBuf, sig: PathBuf },
+    #[error("reading the checksum list {list}")]
+    Checksums {
+        list: PathBuf,
+        #[source]
+        source: ChecksumError,
+    },
     #[error(transparent)]
-    Checksums(#[from] ChecksumError),
+    HashImage(ChecksumError),
+    #[error(transparent)]
+    Apt(#[from] apt::AptError),
     #[error(
         "{image} does NOT match entry {entry} of the checksum list: {algorithm} is {actual}, the list says {expected}"
     )]
@@ -100,7 +117,14 @@ pub fn verify_image(
         list: req.sums.clone(),
         source,
     };
-    let (signer, text) = if signature::is_cleartext_signed(&list) {
+    let cleartext = signature::is_cleartext_signed(&list);
+    if let (true, Some(sig)) = (cleartext, &req.sig) {
+        return Err(VerifyError::SigWithCleartext {
+            list: req.sums.clone(),
+            sig: sig.clone(),
+        });
+    }
+    let (signer, text) = if cleartext {
         let keys = signature::trusted_keys(&req.keyrings).map_err(sig_err)?;
         let (s, t) = signature::verify_cleartext(&list, &keys, now).map_err(sig_err)?;
         (Some(s), t)
@@ -115,13 +139,14 @@ pub fn verify_image(
             list: req.sums.clone(),
         });
     };
-    let entries = checksums::parse(&text)?;
-    let name = req
-        .image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let entry = checksums::find(&entries, &name)?.clone();
+    let list_err = |source| VerifyError::Checksums {
+        list: req.sums.clone(),
+        source,
+    };
+    let entries = checksums::parse(&text).map_err(list_err)?;
+    let entry = checksums::find(&entries, &req.image.to_string_lossy())
+        .map_err(list_err)?
+        .clone();
     let total = std::fs::metadata(&req.image)
         .map_err(|source| VerifyError::ReadFile {
             path: req.image.clone(),
@@ -129,7 +154,8 @@ pub fn verify_image(
         })?
         .len();
     let (actual, size) =
-        checksums::hash_file(&req.image, entry.algorithm, &mut |n| progress(n, total))?;
+        checksums::hash_file(&req.image, entry.algorithm, &mut |n| progress(n, total))
+            .map_err(VerifyError::HashImage)?;
     if actual != entry.digest {
         return Err(VerifyError::Mismatch {
             image: req.image.clone(),
@@ -156,6 +182,8 @@ pub struct KeyInfo {
     pub created: String,
     pub expires: Option<String>,
     pub revoked: bool,
+    /// Why neither the key nor any of its subkeys may make signatures today (`None`: one may).
+    pub refused: Option<String>,
     pub source: PathBuf,
 }
 
@@ -167,15 +195,60 @@ pub fn list_keys(keyrings: &[PathBuf]) -> Result<Vec<KeyInfo>, SignatureError> {
         signature::trusted_keys(keyrings)?
     };
     use pgp::types::PublicKeyTrait;
+    let now = chrono::Utc::now();
     Ok(keys
         .into_iter()
         .map(|t| KeyInfo {
             created: t.key.primary_key.created_at().to_rfc3339(),
-            expires: t.key.expires_at().map(|e| e.to_rfc3339()),
-            revoked: !t.key.details.revocation_signatures.is_empty(),
+            expires: keypolicy::primary_expiry(&t.key, now).map(|e| e.to_rfc3339()),
+            revoked: keypolicy::is_revoked(&t.key, now),
+            refused: keypolicy::why_unusable(&t.key, now),
             fingerprint: t.fingerprint,
             uid: t.uid,
             source: t.source,
         })
         .collect())
+}
+
+/// What to prove through a distribution's signed archive metadata.
+#[derive(Debug, Clone, Default)]
+pub struct AptRequest {
+    pub file: PathBuf,
+    /// `InRelease`, or `Release` with `release_sig`.
+    pub release: PathBuf,
+    pub release_sig: Option<PathBuf>,
+    pub packages: Option<PathBuf>,
+    /// The installer's `SHA256SUMS` (listed in the Release).
+    pub sums: Option<PathBuf>,
+    pub keyrings: Vec<PathBuf>,
+}
+
+/// Proves `req.file` through the signed Release ([`apt::prove_file`]), under the trusted keys.
+pub fn verify_apt(
+    req: &AptRequest,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<apt::AptProof, VerifyError> {
+    let keys = signature::trusted_keys(&req.keyrings).map_err(|source| VerifyError::Signature {
+        list: req.release.clone(),
+        source,
+    })?;
+    let release = apt::SignedRelease::load(
+        &req.release,
+        req.release_sig.as_deref(),
+        &keys,
+        chrono::Utc::now(),
+    )?;
+    let total = std::fs::metadata(&req.file)
+        .map_err(|source| VerifyError::ReadFile {
+            path: req.file.clone(),
+            source,
+        })?
+        .len();
+    Ok(apt::prove_file(
+        &req.file,
+        release,
+        req.packages.as_deref(),
+        req.sums.as_deref(),
+        &mut |n| progress(n, total),
+    )?)
 }

@@ -1,18 +1,28 @@
-//! OpenPGP verification of checksum lists, in pure Rust (`pgp` crate): detached signatures (armoured,
-//! as Debian's `SHA256SUMS.sign`, or binary, as Ubuntu's `SHA256SUMS.gpg`) and cleartext-signed lists
-//! (as Alma's `CHECKSUM`). Keys come from `--keyring` files or from the keys embedded at build time
-//! (`/etc/rescue/trusted-keys/`). SHA-1 (and weaker) signatures, unknown keys, expired and revoked keys
-//! are refused. Never prints.
+//! OpenPGP verification of signed files, in pure Rust (`pgp` crate for packets and cryptography, our
+//! own key-acceptance rules in [`super::keypolicy`]): detached signatures (armoured, as Debian's
+//! `SHA256SUMS.sign`, or binary, as Ubuntu's `SHA256SUMS.gpg`) and cleartext-signed files (Alma's
+//! `CHECKSUM`, Debian's `InRelease`, framed by [`super::cleartext`]). Keys come from `--keyring` files
+//! or from the keys embedded at build time (`/etc/rescue/trusted-keys/`).
+//!
+//! Policy (shown to the user as [`POLICY`]): a data signature counts when it is made with SHA-256 or
+//! stronger by a trusted key or a signing subkey of one that is usable *now* (validly self-signed, not
+//! revoked, not expired); SHA-1 and weaker data signatures, expired and revoked keys are refused even
+//! where gpgv would accept them. With several signatures, one good signature by a trusted key suffices
+//! unless another signature by a trusted key is BAD (then the file was changed). Never prints.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use pgp::composed::{
-    CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey,
-};
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureType};
 use pgp::types::{KeyDetails, PublicKeyTrait};
+
+use super::cleartext::{self, CleartextError, pgp_reason};
+use super::keypolicy::{self, KeyRefusal};
+
+/// The rules in one sentence, for output.
+pub const POLICY: &str = "data signatures need SHA-256 or stronger; the key (and signing subkey) must be validly self-signed, not revoked and not expired today; third-party certifications are ignored";
 
 /// Where `cargo xtask build --trust-key` puts the embedded keys inside the initramfs.
 pub const EMBEDDED_KEYS_DIR: &str = "/etc/rescue/trusted-keys";
@@ -32,43 +42,40 @@ pub enum SignatureError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} holds no OpenPGP public key: {reason}")]
+    #[error("{path} holds no OpenPGP public key that can be read{reason}")]
     ParseKeyring { path: PathBuf, reason: String },
     #[error("no trusted keys: pass --keyring FILE or build the image with --trust-key FILE")]
     NoTrustedKeys,
-    #[error("the signature file holds no OpenPGP signature: {0}")]
+    #[error("the signature file holds no OpenPGP signature{0}")]
     ParseSignature(String),
-    #[error("the cleartext-signed list cannot be read: {0}")]
-    ParseCleartext(String),
+    #[error("the cleartext-signed file is malformed")]
+    ParseCleartext(#[from] CleartextError),
     #[error(
-        "the signature uses {hash}, which is too weak to prove anything (SHA-256 or stronger is required)"
+        "the signature uses {hash}, which is too weak to prove anything (policy: SHA-256 or stronger)"
     )]
     RejectWeakHash { hash: String },
     #[error(
         "the signature was made by key {issuer}, which is not among the trusted keys ({trusted})"
     )]
     UnknownKey { issuer: String, trusted: String },
-    #[error("key {fingerprint} ({uid}) expired on {expired}")]
-    KeyExpired {
+    #[error("key {fingerprint} ({uid}) may not sign (policy: {POLICY})")]
+    KeyRefused {
         fingerprint: String,
         uid: String,
-        expired: String,
-    },
-    #[error("key {fingerprint} ({uid}) has been revoked")]
-    KeyRevoked { fingerprint: String, uid: String },
-    #[error("key {fingerprint} ({uid}) has invalid self-signatures: {reason}")]
-    BadKey {
-        fingerprint: String,
-        uid: String,
-        reason: String,
+        #[source]
+        reason: Box<KeyRefusal>,
     },
     #[error("the signature expired on {0}")]
     SignatureExpired(String),
+    #[error("the signature claims to be made on {made}, in the future (now {now})")]
+    SignatureInFuture { made: String, now: String },
+    #[error("the signature claims to be made on {made}, before its key existed ({key_created})")]
+    SignatureBeforeKey { made: String, key_created: String },
     #[error(
         "BAD signature by {fingerprint} ({uid}): the signed file was changed or is not the one that was signed"
     )]
     BadSignature { fingerprint: String, uid: String },
-    #[error("{0} is not a data signature")]
+    #[error("the signature is of type {0}, not a signature over a file")]
     NotDataSignature(String),
 }
 
@@ -104,23 +111,27 @@ fn is_armoured(bytes: &[u8]) -> bool {
     head.windows(10).any(|w| w == b"-----BEGIN")
 }
 
-/// Parses public keys from armoured or binary key material.
+/// Parses public keys from armoured or binary key material. Keys that cannot be parsed are skipped
+/// (as gpgv skips them); a file with none at all is an error.
 pub fn parse_keys(bytes: &[u8], source: &Path) -> Result<Vec<TrustedKey>, SignatureError> {
-    let bad = |reason: String| SignatureError::ParseKeyring {
+    let bad = |e: pgp::errors::Error| SignatureError::ParseKeyring {
         path: source.to_owned(),
-        reason,
+        reason: pgp_reason(&e),
     };
     let keys: Vec<SignedPublicKey> = if is_armoured(bytes) {
-        let (iter, _) = SignedPublicKey::from_armor_many(bytes).map_err(|e| bad(e.to_string()))?;
+        let (iter, _) = SignedPublicKey::from_armor_many(bytes).map_err(bad)?;
         iter.filter_map(Result::ok).collect()
     } else {
         SignedPublicKey::from_bytes_many(bytes)
-            .map_err(|e| bad(e.to_string()))?
+            .map_err(bad)?
             .filter_map(Result::ok)
             .collect()
     };
     if keys.is_empty() {
-        return Err(bad("no key could be parsed".into()));
+        return Err(SignatureError::ParseKeyring {
+            path: source.to_owned(),
+            reason: " (armoured or binary OpenPGP public keys expected)".into(),
+        });
     }
     Ok(keys
         .into_iter()
@@ -218,72 +229,19 @@ fn find_key<'a>(sig: &Signature, keys: &'a [TrustedKey]) -> Option<SigningKey<'a
     None
 }
 
-fn check_key_usable(t: &TrustedKey, now: DateTime<Utc>) -> Result<(), SignatureError> {
-    if let Err(e) = t.key.verify() {
-        return Err(SignatureError::BadKey {
-            fingerprint: t.fingerprint.clone(),
-            uid: t.uid.clone(),
-            reason: e.to_string(),
-        });
-    }
-    if !t.key.details.revocation_signatures.is_empty() {
-        return Err(SignatureError::KeyRevoked {
-            fingerprint: t.fingerprint.clone(),
-            uid: t.uid.clone(),
-        });
-    }
-    if let Some(exp) = t.key.expires_at()
-        && exp <= now
-    {
-        return Err(SignatureError::KeyExpired {
-            fingerprint: t.fingerprint.clone(),
-            uid: t.uid.clone(),
-            expired: exp.to_rfc3339(),
-        });
-    }
-    Ok(())
+fn issuer_text(sig: &Signature) -> String {
+    sig.issuer_fingerprint()
+        .first()
+        .map(|f| fpr_hex(f))
+        .or_else(|| {
+            sig.issuer()
+                .first()
+                .map(|i| crate::reinstall::checksums::hex(i.as_ref()).to_uppercase())
+        })
+        .unwrap_or_else(|| "(no issuer)".into())
 }
 
-fn check_subkey_usable(
-    t: &TrustedKey,
-    s: &SignedPublicSubKey,
-    now: DateTime<Utc>,
-) -> Result<(), SignatureError> {
-    let fingerprint = format!(
-        "{} (subkey {})",
-        t.fingerprint,
-        fpr_hex(&s.key.fingerprint())
-    );
-    if s.signatures
-        .iter()
-        .any(|sig| sig.typ() == Some(SignatureType::SubkeyRevocation))
-    {
-        return Err(SignatureError::KeyRevoked {
-            fingerprint,
-            uid: t.uid.clone(),
-        });
-    }
-    let created = *s.key.created_at();
-    if let Some(exp) = s
-        .signatures
-        .iter()
-        .filter(|sig| sig.typ() == Some(SignatureType::SubkeyBinding))
-        .filter_map(|sig| sig.key_expiration_time())
-        .max()
-    {
-        let at = created + *exp;
-        if at <= now {
-            return Err(SignatureError::KeyExpired {
-                fingerprint,
-                uid: t.uid.clone(),
-                expired: at.to_rfc3339(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Verifies one signature over `data` against the trusted keys.
+/// Verifies one signature over `data` against the trusted keys, under [`POLICY`].
 pub fn verify_one(
     sig: &Signature,
     data: &[u8],
@@ -292,7 +250,11 @@ pub fn verify_one(
 ) -> Result<Signer, SignatureError> {
     match sig.typ() {
         Some(SignatureType::Binary | SignatureType::Text) => {}
-        other => return Err(SignatureError::NotDataSignature(format!("{other:?}"))),
+        other => {
+            return Err(SignatureError::NotDataSignature(
+                other.map_or_else(|| "unknown".into(), |t| format!("{t:?}")),
+            ));
+        }
     }
     let hash = sig.hash_alg().unwrap_or(HashAlgorithm::None);
     if weak(hash) {
@@ -301,128 +263,157 @@ pub fn verify_one(
         });
     }
     let Some(signing) = find_key(sig, keys) else {
-        let issuer = sig
-            .issuer_fingerprint()
-            .first()
-            .map(|f| fpr_hex(f))
-            .or_else(|| {
-                sig.issuer()
-                    .first()
-                    .map(|i| crate::reinstall::checksums::hex(i.as_ref()).to_uppercase())
-            })
-            .unwrap_or_else(|| "(no issuer)".into());
         let trusted = keys
             .iter()
             .map(|k| k.fingerprint.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        return Err(SignatureError::UnknownKey { issuer, trusted });
+        return Err(SignatureError::UnknownKey {
+            issuer: issuer_text(sig),
+            trusted,
+        });
     };
-    let (t, result, subkey) = match signing {
-        SigningKey::Primary(t) => {
-            check_key_usable(t, now)?;
-            (t, sig.verify(&t.key.primary_key, data), None)
-        }
-        SigningKey::Sub(t, s) => {
-            check_key_usable(t, now)?;
-            check_subkey_usable(t, s, now)?;
-            (
-                t,
-                sig.verify(&s.key, data),
-                Some(fpr_hex(&s.key.fingerprint())),
-            )
-        }
+    let (t, math, subkey, key_created) = match signing {
+        SigningKey::Primary(t) => (
+            t,
+            sig.verify(&t.key.primary_key, data),
+            None,
+            *t.key.primary_key.created_at(),
+        ),
+        SigningKey::Sub(t, s) => (
+            t,
+            sig.verify(&s.key, data),
+            Some((s, fpr_hex(&s.key.fingerprint()))),
+            *s.key.created_at(),
+        ),
     };
-    if result.is_err() {
+    if math.is_err() {
         return Err(SignatureError::BadSignature {
             fingerprint: t.fingerprint.clone(),
             uid: t.uid.clone(),
         });
     }
-    if let (Some(created), Some(exp)) = (sig.created(), sig.signature_expiration_time())
-        && exp.num_seconds() > 0
-        && *created + *exp <= now
-    {
-        return Err(SignatureError::SignatureExpired(
-            (*created + *exp).to_rfc3339(),
-        ));
+    let policy = match &subkey {
+        None => keypolicy::check_primary_signs(&t.key, now),
+        Some((s, _)) => keypolicy::check_signing_subkey(&t.key, s, now),
+    };
+    if let Err(reason) = policy {
+        return Err(SignatureError::KeyRefused {
+            fingerprint: t.fingerprint.clone(),
+            uid: t.uid.clone(),
+            reason: Box::new(reason),
+        });
+    }
+    if let Some(created) = sig.created() {
+        if *created > now + chrono::Duration::minutes(5) {
+            return Err(SignatureError::SignatureInFuture {
+                made: created.to_rfc3339(),
+                now: now.to_rfc3339(),
+            });
+        }
+        if *created < key_created {
+            return Err(SignatureError::SignatureBeforeKey {
+                made: created.to_rfc3339(),
+                key_created: key_created.to_rfc3339(),
+            });
+        }
+        if let Some(exp) = sig.signature_expiration_time()
+            && exp.num_seconds() > 0
+            && *created + *exp <= now
+        {
+            return Err(SignatureError::SignatureExpired(
+                (*created + *exp).to_rfc3339(),
+            ));
+        }
     }
     Ok(Signer {
         fingerprint: t.fingerprint.clone(),
-        signing_subkey: subkey,
+        signing_subkey: subkey.map(|(_, f)| f),
         uid: t.uid.clone(),
         hash: hash.to_string(),
         created: sig.created().map(|c| c.to_rfc3339()),
     })
 }
 
-/// The first good signature among several; otherwise the first error.
-fn first_good(
+/// All signatures over `data`: the good signers (first the first good one), or why none counts.
+/// A BAD signature by a trusted key refuses the file even when another signature is good.
+pub fn verify_all(
     sigs: &[Signature],
     data: &[u8],
     keys: &[TrustedKey],
     now: DateTime<Utc>,
-) -> Result<Signer, SignatureError> {
-    let mut first_err = None;
+) -> Result<Vec<Signer>, SignatureError> {
+    let mut good = Vec::new();
+    let mut errors = Vec::new();
     for s in sigs {
         match verify_one(s, data, keys, now) {
-            Ok(signer) => return Ok(signer),
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+            Ok(signer) => good.push(signer),
+            Err(e @ SignatureError::BadSignature { .. }) => return Err(e),
+            Err(e) => errors.push(e),
         }
     }
-    Err(first_err.unwrap_or_else(|| SignatureError::ParseSignature("no signature packets".into())))
+    if !good.is_empty() {
+        return Ok(good);
+    }
+    // The most telling reason: a trusted key's refusal before "made by an unknown key".
+    let pos = errors
+        .iter()
+        .position(|e| !matches!(e, SignatureError::UnknownKey { .. }))
+        .unwrap_or(0);
+    if errors.is_empty() {
+        return Err(SignatureError::ParseSignature(
+            " (no signature packets)".into(),
+        ));
+    }
+    Err(errors.swap_remove(pos))
 }
 
-/// Verifies a detached signature (armoured or binary) over `data`.
+/// Parses a detached signature file (armoured or binary; several signatures allowed).
+pub fn parse_detached(signature: &[u8]) -> Result<Vec<Signature>, SignatureError> {
+    let parse = |e: pgp::errors::Error| SignatureError::ParseSignature(pgp_reason(&e));
+    let mut sigs = Vec::new();
+    if is_armoured(signature) {
+        let (iter, _) = DetachedSignature::from_armor_many(signature).map_err(parse)?;
+        for d in iter {
+            sigs.push(d.map_err(parse)?.signature);
+        }
+    } else {
+        for d in DetachedSignature::from_bytes_many(signature).map_err(parse)? {
+            sigs.push(d.map_err(parse)?.signature);
+        }
+    }
+    if sigs.is_empty() {
+        return Err(SignatureError::ParseSignature(
+            " (no signature packets)".into(),
+        ));
+    }
+    Ok(sigs)
+}
+
+/// Verifies a detached signature (armoured or binary) over `data`; the first good signer.
 pub fn verify_detached(
     data: &[u8],
     signature: &[u8],
     keys: &[TrustedKey],
     now: DateTime<Utc>,
 ) -> Result<Signer, SignatureError> {
-    let parse = |e: pgp::errors::Error| SignatureError::ParseSignature(e.to_string());
-    let sigs: Vec<Signature> = if is_armoured(signature) {
-        let (iter, _) = DetachedSignature::from_armor_many(signature).map_err(parse)?;
-        iter.filter_map(Result::ok).map(|d| d.signature).collect()
-    } else {
-        DetachedSignature::from_bytes_many(signature)
-            .map_err(parse)?
-            .filter_map(Result::ok)
-            .map(|d| d.signature)
-            .collect()
-    };
-    if sigs.is_empty() {
-        return Err(SignatureError::ParseSignature(
-            "no signature packets".into(),
-        ));
-    }
-    first_good(&sigs, data, keys, now)
+    let sigs = parse_detached(signature)?;
+    let mut good = verify_all(&sigs, data, keys, now)?;
+    Ok(good.swap_remove(0))
 }
 
-/// Whether a checksum list is itself cleartext-signed.
+/// Whether a file is cleartext-signed.
 pub fn is_cleartext_signed(list: &[u8]) -> bool {
-    let head = &list[..list.len().min(1024)];
-    head.windows(34)
-        .any(|w| w == b"-----BEGIN PGP SIGNED MESSAGE-----")
+    cleartext::is_cleartext_signed(list)
 }
 
-/// Verifies a cleartext-signed list and returns the signer and the list's text (dash-unescaped).
+/// Verifies a cleartext-signed file and returns the first good signer and the text (dash-unescaped).
 pub fn verify_cleartext(
     list: &[u8],
     keys: &[TrustedKey],
     now: DateTime<Utc>,
 ) -> Result<(Signer, String), SignatureError> {
-    let (msg, _) = CleartextSignedMessage::from_armor(list)
-        .map_err(|e| SignatureError::ParseCleartext(e.to_string()))?;
-    let signed = msg.signed_text();
-    let signer = first_good(msg.signatures(), signed.as_bytes(), keys, now)?;
-    let text = msg
-        .text()
-        .lines()
-        .map(|l| l.strip_prefix("- ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Ok((signer, text))
+    let msg = cleartext::parse(list)?;
+    let mut good = verify_all(&msg.signatures, &msg.signed, keys, now)?;
+    Ok((good.swap_remove(0), msg.text))
 }

@@ -137,6 +137,9 @@ pub fn run(cmd: ReinstallCommand) -> anyhow::Result<u8> {
 }
 
 fn run_verify(a: &VerifyArgs) -> anyhow::Result<u8> {
+    if a.release.is_some() {
+        return run_verify_apt(a);
+    }
     let media = Media::mount(&a.sums)?;
     let Some(req) = request(&media, &a.image, &a.sums) else {
         anyhow::bail!("give the checksum list with --sums FILE");
@@ -159,7 +162,63 @@ fn run_verify(a: &VerifyArgs) -> anyhow::Result<u8> {
                     println!(
                         "warning: the checksum list is not signed; nothing proves who published it"
                     );
+                } else {
+                    println!("policy: {}", reinstall::signature::POLICY);
                 }
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            let msg = crate::error_chain(&e);
+            log(
+                &command,
+                serde_json::json!({"verified": false, "error": msg}),
+            );
+            if a.json {
+                println!("{}", serde_json::json!({"verified": false, "error": msg}));
+            } else {
+                println!("NOT VERIFIED {}: {msg}", a.image.display());
+            }
+            Ok(EXIT_NOT_VERIFIED)
+        }
+    }
+}
+
+/// `reinstall verify FILE --release InRelease [--packages Packages | --sums SHA256SUMS]`.
+fn run_verify_apt(a: &VerifyArgs) -> anyhow::Result<u8> {
+    let media = Media::mount(&a.sums)?;
+    let Some(release) = &a.release else {
+        anyhow::bail!("give the signed Release file with --release FILE");
+    };
+    let req = reinstall::AptRequest {
+        file: media.path(&a.image),
+        release: media.path(release),
+        release_sig: a.sums.sig.as_deref().map(|p| media.path(p)),
+        packages: a.packages.as_deref().map(|p| media.path(p)),
+        sums: a.sums.sums.as_deref().map(|p| media.path(p)),
+        keyrings: a.sums.keyring.iter().map(|p| media.path(p)).collect(),
+    };
+    let command = format!("reinstall verify {} --release", a.image.display());
+    let mut m = Meter::new();
+    match reinstall::verify_apt(&req, &mut |d, t| m.show("hashing", d, t)) {
+        Ok(proof) => {
+            log(
+                &command,
+                serde_json::json!({"verified": proof.statement(), "proof": proof}),
+            );
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": true, "statement": proof.statement(), "proof": proof})
+                );
+            } else {
+                println!("VERIFIED {}: {}", a.image.display(), proof.statement());
+                if let Some(v) = &proof.release.valid_until {
+                    println!(
+                        "note: the Release says it is valid until {v}; an older snapshot still proves what the archive published then"
+                    );
+                }
+                println!("policy: {}", reinstall::signature::POLICY);
             }
             Ok(0)
         }
@@ -194,7 +253,7 @@ fn run_keys(keyring: &[PathBuf], json: bool) -> anyhow::Result<u8> {
     }
     for k in &keys {
         println!(
-            "{}  {}  created {}{}{}",
+            "{}  {}  created {}{}{}{}",
             k.fingerprint,
             k.uid,
             k.created,
@@ -202,7 +261,11 @@ fn run_keys(keyring: &[PathBuf], json: bool) -> anyhow::Result<u8> {
                 .as_deref()
                 .map(|e| format!(", expires {e}"))
                 .unwrap_or_default(),
-            if k.revoked { ", REVOKED" } else { "" }
+            if k.revoked { ", REVOKED" } else { "" },
+            k.refused
+                .as_deref()
+                .map(|r| format!(", NOT USABLE: {r}"))
+                .unwrap_or_default()
         );
     }
     Ok(0)
