@@ -6,7 +6,8 @@
 //! `cargo xtask` line is checked against xtask's source: the task must be an arm of the dispatch in
 //! `xtask/src/main.rs` (and a `bench` kind an arm of `xtask/src/bench.rs`), and every `--flag` must be
 //! an arm of the flag match in the module that task dispatches to. So the check follows xtask when it
-//! gains or loses a task or a flag, without a list kept here.
+//! gains or loses a task or a flag, without a list kept here. Relative links between the documents
+//! must lead to an existing file and heading.
 
 use std::path::{Path, PathBuf};
 
@@ -395,5 +396,97 @@ fn continuation_lines_and_inline_code_are_found() {
                 text: "rescue acquire /dev/sdb --out /tmp/x".to_owned()
             },
         ]
+    );
+}
+
+/// GitHub's anchor for a heading: lowercase, punctuation dropped, spaces to hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown text's headings (outside code blocks).
+fn anchors(markdown: &str) -> Vec<String> {
+    let mut in_fence = false;
+    let mut found = Vec::new();
+    for line in markdown.lines() {
+        if line.trim().starts_with("```") {
+            in_fence = !in_fence;
+        } else if !in_fence && line.starts_with('#') {
+            found.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    found
+}
+
+/// Relative links `[text](path#anchor)` of a document that lead nowhere.
+fn broken_links(doc: &Path, markdown: &str) -> Vec<String> {
+    let dir = doc.parent().unwrap_or(Path::new("."));
+    let mut broken = Vec::new();
+    for (i, line) in markdown.lines().enumerate() {
+        for target in line.split("](").skip(1).filter_map(|t| t.split(')').next()) {
+            if target.contains("://") || target.is_empty() {
+                continue;
+            }
+            let (file, frag) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                doc.to_path_buf()
+            } else {
+                dir.join(file)
+            };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                broken.push(format!(
+                    "{}:{}: {target}: no such file",
+                    doc.display(),
+                    i + 1
+                ));
+                continue;
+            };
+            if !frag.is_empty() && !anchors(&text).iter().any(|a| a == frag) {
+                broken.push(format!(
+                    "{}:{}: {target}: no such heading",
+                    doc.display(),
+                    i + 1
+                ));
+            }
+        }
+    }
+    broken
+}
+
+#[test]
+fn links_between_the_docs_lead_somewhere() {
+    let mut broken = Vec::new();
+    for path in documents() {
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        broken.extend(broken_links(&path, &text));
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+
+    let dir = workspace().join("docs");
+    let planted = "[a](nowhere.md) [b](benchmarks.md#no-such-section) [c](#also-not-here)";
+    let found = broken_links(&dir.join("benchmarks.md"), planted);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[2].ends_with("#also-not-here: no such heading"),
+        "{}",
+        found[2]
+    );
+    assert!(
+        broken_links(
+            &dir.join("benchmarks.md"),
+            "[d](#upload-cargo-xtask-bench-s3)"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        anchor(" Acquisition (`cargo xtask bench acquire`)"),
+        "acquisition-cargo-xtask-bench-acquire"
     );
 }
