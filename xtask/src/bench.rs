@@ -1,5 +1,5 @@
-//! `cargo xtask bench build|boot|acquire`: measured figures for the README. Medians of repeated runs,
-//! because the machine is shared and noisy.
+//! `cargo xtask bench build|boot|acquire|s3`: measured figures for docs/benchmarks.md. Medians of
+//! repeated runs, because the machine is shared and noisy.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

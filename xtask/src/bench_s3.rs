@@ -231,8 +231,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let ratio = l / r;
     let table = format!(
         "| run ({size_mib} MiB file, tmpfs, median of {runs}) | time (s) | MB/s | CPU of rescue (s) | CPU of s3s-fs (s) | peak RSS |\n|---|---:|---:|---:|---:|---:|\n\
-         | `rescue acquire --out DIR` | {l:.1} | {:.0} | {cl:.1} | | {:.0} MiB |\n\
-         | `rescue acquire --out s3://…` to s3s-fs on loopback | {r:.1} | {:.0} | {cr:.1} | {cs:.1} | {:.0} MiB |\n\n\
+         | `rescue acquire source.img --out local-0` | {l:.1} | {:.0} | {cl:.1} | | {:.0} MiB |\n\
+         | `rescue acquire source.img --out s3://bench/run-0` to s3s-fs on loopback | {r:.1} | {:.0} | {cr:.1} | {cs:.1} | {:.0} MiB |\n\n\
          Upload / local throughput: **{ratio:.2}×** (target ≥ 0.7×: {}); peak RSS of the upload {:.0} MiB (target ≤ 256 MiB: {}).\n",
         mb / l,
         rss_local as f64 / 1024.0,
