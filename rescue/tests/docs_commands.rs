@@ -17,7 +17,7 @@ use clap::Parser;
 /// that names them.
 fn parse_rescue(words: &[String]) -> Result<(), String> {
     let argv = std::iter::once("rescue".to_owned()).chain(words.iter().cloned());
-    rescue::cli::Cli::try_parse_from(argv)
+    rescue::args::Cli::try_parse_from(argv)
         .map(|_| ())
         .map_err(|e| {
             // clap's message without its usage block: "error: …" and the lines naming what is wrong.
@@ -34,7 +34,7 @@ fn parse_rescue(words: &[String]) -> Result<(), String> {
 
 /// Splits a line into words the way the `rescue> ` prompt does (quotes group, backslash escapes).
 fn split_words(line: &str) -> Result<Vec<String>, String> {
-    rescue::cli::split_words(line)
+    rescue::args::split_words(line)
 }
 
 /// Words the prompt itself answers without the command grammar (see `ui::prompt`).
