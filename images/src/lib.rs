@@ -6,6 +6,8 @@
 pub mod biosboot;
 pub mod disk;
 pub mod fat;
+#[cfg(test)]
+mod golden;
 pub mod iso;
 pub mod pe;
 pub mod uki;
