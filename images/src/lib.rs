@@ -7,6 +7,8 @@ pub mod biosboot;
 pub mod disk;
 pub mod fat;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod golden;
 pub mod iso;
 pub mod pe;

@@ -13,6 +13,8 @@ pub mod decompress;
 pub mod elf;
 pub mod firmware;
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod golden;
 pub mod modinfo;
 pub mod modules;

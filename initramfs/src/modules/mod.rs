@@ -14,7 +14,7 @@ mod fnmatch;
 #[cfg(feature = "build")]
 mod generate;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

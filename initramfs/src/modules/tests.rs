@@ -2,7 +2,7 @@
 
 use super::*;
 
-const DEP: &str = "\
+pub(crate) const DEP: &str = "\
 kernel/drivers/scsi/scsi_common.ko:
 kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko
 kernel/drivers/ata/libata.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/scsi/scsi_common.ko
@@ -22,7 +22,7 @@ kernel/drivers/usb/host/uhci-hcd.ko:
 kernel/drivers/ipmi/ipmi_msghandler.ko:
 kernel/drivers/ipmi/ipmi_devintf.ko: kernel/drivers/ipmi/ipmi_msghandler.ko
 ";
-const ALIAS: &str = "\
+pub(crate) const ALIAS: &str = "\
 # Aliases extracted from modules themselves.
 alias pci:v*d*sv*sd*bc01sc06i01* ahci
 alias fs-ext4 ext4
@@ -37,14 +37,15 @@ alias pci:v*d*sv*sd*bc0Csc03i00* uhci-hcd
 alias devname:loop-control loop
 alias ghost-alias ghost
 ";
-const SOFTDEP: &str = "\
+pub(crate) const SOFTDEP: &str = "\
 # Soft dependencies extracted from modules themselves.
 softdep ext4 pre: crypto-crc32c
 softdep uhci_hcd pre: ehci_pci
 softdep ipmi_msghandler post: ipmi_devintf
 softdep cifs gcm
 ";
-const BUILTIN: &str = "kernel/drivers/input/keyboard/atkbd.ko\nkernel/drivers/block/loop.ko\n";
+pub(crate) const BUILTIN: &str =
+    "kernel/drivers/input/keyboard/atkbd.ko\nkernel/drivers/block/loop.ko\n";
 
 fn index() -> ModuleIndex {
     ModuleIndex::parse(DEP, ALIAS, SOFTDEP, BUILTIN).unwrap()
