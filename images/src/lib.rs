@@ -6,6 +6,10 @@
 pub mod biosboot;
 pub mod disk;
 pub mod fat;
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod golden;
 pub mod iso;
 pub mod pe;
 pub mod uki;

@@ -1,10 +1,12 @@
 //! Reading Debian packages without `dpkg`: the `ar` archive, its `data.tar.xz`/`.zst`/plain member and
 //! the regular files in that tar. Build-time only (feature `build`), pure functions over bytes.
 //!
-//! Only what boot loader packages need: regular files (ustar and GNU long names); directories, links and
-//! device nodes are skipped, so nothing here can create a path outside the caller's hands.
+//! Only what boot loader packages need: regular files (ustar, GNU and pax headers, read by the `tar`
+//! crate); directories, links and device nodes are skipped, so nothing here can create a path outside
+//! the caller's hands.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebReadError {
@@ -20,8 +22,14 @@ pub enum DebReadError {
         #[source]
         source: crate::decompress::DecompressError,
     },
-    #[error("tar header at byte {offset} is damaged")]
-    ParseTarHeader { offset: usize },
+    #[error("reading the data tar")]
+    ReadTar(#[source] std::io::Error),
+    #[error("tar member {path:?} is cut off: {size} bytes declared, {found} present")]
+    ReadTruncatedMember {
+        path: String,
+        size: u64,
+        found: usize,
+    },
 }
 
 /// The members of an `ar` archive, in order: (name, bytes).
@@ -55,51 +63,32 @@ pub fn ar_members(bytes: &[u8]) -> Result<Vec<(String, &[u8])>, DebReadError> {
     Ok(members)
 }
 
-fn octal(field: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(field).ok()?;
-    let text = text.trim_matches(|c: char| c == '\0' || c == ' ');
-    if text.is_empty() {
-        return Some(0);
-    }
-    usize::from_str_radix(text, 8).ok()
-}
-
-fn cstr(field: &[u8]) -> String {
-    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-    String::from_utf8_lossy(&field[..end]).into_owned()
-}
-
-/// Regular files of a tar archive by path (`./` stripped).
+/// Regular files of a tar archive by path (`./` stripped). The `tar` crate reads the headers: GNU long
+/// names, pax `path` and `size` records and base-256 sizes included.
 pub fn tar_files(tar: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, DebReadError> {
     let mut files = BTreeMap::new();
-    let mut offset = 0;
-    let mut long_name: Option<String> = None;
-    while offset + 512 <= tar.len() {
-        let h = &tar[offset..offset + 512];
-        if h.iter().all(|b| *b == 0) {
-            break;
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().map_err(DebReadError::ReadTar)? {
+        let mut entry = entry.map_err(DebReadError::ReadTar)?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
         }
-        let bad = || DebReadError::ParseTarHeader { offset };
-        let size = octal(&h[124..136]).ok_or_else(bad)?;
-        let data = tar.get(offset + 512..offset + 512 + size).ok_or_else(bad)?;
-        let kind = h[156];
-        let mut name = cstr(&h[..100]);
-        if &h[257..262] == b"ustar" {
-            let prefix = cstr(&h[345..500]);
-            if !prefix.is_empty() {
-                name = format!("{prefix}/{name}");
-            }
+        let path = String::from_utf8_lossy(&entry.path_bytes())
+            .trim_start_matches("./")
+            .to_owned();
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .map_err(DebReadError::ReadTar)?;
+        // Reading past the end of the bytes yields less, not an error: a cut-off member is caught here.
+        if data.len() as u64 != entry.size() {
+            return Err(DebReadError::ReadTruncatedMember {
+                path,
+                size: entry.size(),
+                found: data.len(),
+            });
         }
-        match kind {
-            b'L' => long_name = Some(cstr(data)),
-            b'0' | 0 => {
-                let name = long_name.take().unwrap_or(name);
-                let name = name.trim_start_matches("./").to_owned();
-                files.insert(name, data.to_vec());
-            }
-            _ => long_name = None,
-        }
-        offset += 512 + size.div_ceil(512) * 512;
+        files.insert(path, data);
     }
     Ok(files)
 }
@@ -130,6 +119,11 @@ mod tests {
         h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
         h[156] = kind;
         h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        // The checksum counts its own field as spaces.
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
         let mut out = h;
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
@@ -197,5 +191,82 @@ mod tests {
             ar_members(&truncated),
             Err(DebReadError::ParseArHeader { .. })
         ));
+    }
+
+    /// A GNU header whose size field is base-256 (high bit set), as GNU tar writes for members of 8 GiB
+    /// and more; the value here is small so the test stays small.
+    fn base256_member(path: &str, data: &[u8]) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(path).unwrap();
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        let size = &mut h.as_gnu_mut().unwrap().size;
+        size.fill(0);
+        size[0] = 0x80;
+        size[4..].copy_from_slice(&(data.len() as u64).to_be_bytes());
+        h.set_cksum();
+        h
+    }
+
+    #[test]
+    fn pax_paths_and_base256_sizes_are_read() {
+        let long = format!("usr/lib/grub/{}/core.efi", "x".repeat(160));
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("path", long.as_bytes())])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("usr/lib/grub/placeholder").unwrap();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"pax!!"[..]).unwrap();
+        let big = b"base-256 sized member";
+        b.append(&base256_member("./usr/share/big.bin", big), &big[..])
+            .unwrap();
+        let tar = b.into_inner().unwrap();
+        assert_eq!(tar[512 + 124] & 0x80, 0, "first member is the pax header");
+
+        let files = tar_files(&tar).unwrap();
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            [long.as_str(), "usr/share/big.bin"]
+        );
+        assert_eq!(files[&long], b"pax!!");
+        assert_eq!(files["usr/share/big.bin"], big);
+    }
+
+    #[test]
+    fn gnu_tar_pax_archives_are_read() {
+        // GNU tar is an independent writer: a name no ustar header can hold goes into a pax record.
+        let dir = tempfile::tempdir().unwrap();
+        let long = format!("{}.efi", "n".repeat(180));
+        std::fs::write(dir.path().join(&long), b"from GNU tar").unwrap();
+        let out = std::process::Command::new("tar")
+            .args(["--format=pax", "-cf", "-", "-C"])
+            .arg(dir.path())
+            .arg(&long)
+            .output()
+            .expect("GNU tar (Debian essential package)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let files = tar_files(&out.stdout).unwrap();
+        assert_eq!(files.len(), 1, "{:?}", files.keys().collect::<Vec<_>>());
+        assert_eq!(files[&long], b"from GNU tar");
+    }
+
+    #[test]
+    fn cut_off_tar_members_are_errors() {
+        let mut tar = tar_entry("./usr/lib/x.efi", b'0', &[7u8; 1000]);
+        tar.truncate(512 + 600);
+        assert!(matches!(
+            tar_files(&tar),
+            Err(DebReadError::ReadTruncatedMember { ref path, size: 1000, found: 600 }) if path == "usr/lib/x.efi"
+        ));
+        let mut bad_sum = tar_entry("./a", b'0', b"a");
+        bad_sum[148] ^= 1;
+        assert!(matches!(tar_files(&bad_sum), Err(DebReadError::ReadTar(_))));
     }
 }

@@ -12,6 +12,10 @@ pub mod deb;
 pub mod decompress;
 pub mod elf;
 pub mod firmware;
+#[cfg(test)]
+mod fuzz;
+#[cfg(test)]
+mod golden;
 pub mod modinfo;
 pub mod modules;
 pub mod profile;

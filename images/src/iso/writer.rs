@@ -1,93 +1,17 @@
-//! ISO 9660 images with El Torito boot entries and a hybrid MBR, written without external tools.
+//! Laying out and writing an ISO 9660 image: the directory tree and its path tables, the volume
+//! descriptors, the El Torito catalog and boot info table, the hybrid MBR, then every file as one
+//! contiguous extent. The layout is fixed in [`IsoImage::new`], before anything is written.
 //!
-//! What it writes: a 32 KiB system area (an MBR when [`IsoImage::set_mbr`] is used), the primary
-//! volume descriptor, the El Torito boot record, the terminator, both path tables, the directories and
-//! the files, each file one contiguous extent. Names are plain ISO 9660 (upper-case d-characters,
-//! at most one dot, `;1` version); every reader, GRUB, isolinux and Linux `isofs` included, finds them
-//! case-insensitively, so neither Joliet nor Rock Ridge is needed for boot files.
-//!
-//! The layout is fixed before anything is written ([`IsoImage::layout`]), so a caller can patch a boot
-//! file with the sector it will land on (GRUB's `boot.img`/`diskboot.img` need that) without moving
-//! anything. Reproducible by construction: every timestamp comes from [`IsoOptions::epoch`], the tree is
-//! sorted, and nothing reads the clock.
-//!
-//! The one ISO 9660 reader of the project is here too ([`IsoReader`], [`find_file`], [`volume_info`]):
-//! the rescue system finds its own files on a CD without mounting it, and reads an installer's kernel
-//! out of a distribution ISO. It takes Rock Ridge `NM` names where present, ignores `;1` versions, the
-//! trailing `.` of extensionless names and case, and refuses an extent that lies beyond the image's end.
+//! Writes only to the `Write + Seek` it is handed; never reads a medium (that is `reader`'s job).
 
+use super::encode::{both16, both32, dir_record, extent_size, padded, record_len, vd_date};
+use super::{
+    BLOCK, BOOT_RECORD_LBA, Extent, FIRST_FREE_LBA, IsoFile, IsoOptions, MbrPartition, PVD_LBA,
+    TAIL_PADDING, TERMINATOR_LBA,
+};
 use std::collections::BTreeMap;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use thiserror::Error;
-
-/// Logical block size of every ISO 9660 image written here.
-pub const BLOCK: u64 = 2048;
-/// First sector after the system area: the primary volume descriptor.
-const PVD_LBA: u32 = 16;
-const BOOT_RECORD_LBA: u32 = 17;
-const TERMINATOR_LBA: u32 = 18;
-const FIRST_FREE_LBA: u32 = 19;
-/// Zero sectors after the last file, inside the volume (xorriso's default `-padding 300k`): loaders
-/// read ahead in whole blocks, and GRUB's BIOS CD driver read zeros for the last bytes of a kernel that
-/// ended exactly at the end of the medium.
-const TAIL_PADDING: u64 = 150;
-
-/// One file of the image; `path` is `/`-separated, e.g. `BOOT/GRUB/CORE.IMG`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IsoFile {
-    pub path: String,
-    pub data: Vec<u8>,
-}
-
-/// The BIOS ("x86", platform 0) El Torito entry: a no-emulation boot image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BiosBoot {
-    /// Path of the boot image in the tree (e.g. GRUB's `cdboot.img` + `core.img`).
-    pub path: String,
-    /// 512-byte sectors the BIOS loads (4 is what every loader expects).
-    pub load_sectors: u16,
-    /// Patch an El Torito boot info table into bytes 8..64 of the image (GRUB's `cdboot.img` and
-    /// ISOLINUX read it to find the rest of themselves).
-    pub boot_info_table: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IsoOptions {
-    /// Volume identifier: at most 32 d-characters (`A-Z`, `0-9`, `_`).
-    pub volume_id: String,
-    /// Seconds since 1970 for every timestamp (SOURCE_DATE_EPOCH).
-    pub epoch: u32,
-    pub bios_boot: Option<BiosBoot>,
-    /// Path of a FAT image in the tree to boot on UEFI (El Torito platform 0xEF).
-    pub efi_boot: Option<String>,
-}
-
-/// Where a file ended up: first 2048-byte sector and length in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extent {
-    pub lba: u32,
-    pub len: u64,
-}
-
-impl Extent {
-    /// First 512-byte sector, for MBR entries and BIOS disk loaders.
-    pub fn lba512(&self) -> u64 {
-        u64::from(self.lba) * 4
-    }
-    /// Length in 512-byte sectors, rounded up.
-    pub fn sectors512(&self) -> u64 {
-        self.len.div_ceil(512)
-    }
-}
-
-/// An MBR partition entry for the hybrid system area.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MbrPartition {
-    pub bootable: bool,
-    pub kind: u8,
-    pub first_lba: u32,
-    pub sectors: u32,
-}
 
 #[derive(Debug, Error)]
 pub enum IsoImageError {
@@ -105,20 +29,6 @@ pub enum IsoImageError {
     FitBootCode { len: usize },
     #[error("writing the image")]
     WriteImage(#[source] io::Error),
-}
-
-#[derive(Debug, Error)]
-pub enum IsoReadError {
-    #[error("reading the medium")]
-    ReadMedium(#[source] io::Error),
-    #[error("no ISO 9660 primary volume descriptor at sector 16")]
-    FindVolumeDescriptor,
-    #[error("{path:?} is not on the medium")]
-    FindFile { path: String },
-    #[error("directory record in sector {lba} is damaged")]
-    ParseDirectory { lba: u32 },
-    #[error("the image is truncated: {what} lies beyond its end ({size} bytes)")]
-    FindExtent { what: String, size: u64 },
 }
 
 /// A directory of the tree being laid out.
@@ -184,25 +94,6 @@ fn check_component(path: &str, name: &str, is_file: bool) -> Result<String, IsoI
     })
 }
 
-/// Bytes of a directory record with a name of `name_len` bytes.
-fn record_len(name_len: usize) -> usize {
-    let l = 33 + name_len;
-    l + (l % 2)
-}
-
-/// Bytes of a directory extent holding records of these lengths (records never straddle sectors).
-fn extent_size(records: impl Iterator<Item = usize>) -> u32 {
-    let mut used = 0usize;
-    for len in records {
-        let in_sector = used % BLOCK as usize;
-        if in_sector + len > BLOCK as usize {
-            used += BLOCK as usize - in_sector;
-        }
-        used += len;
-    }
-    (used.div_ceil(BLOCK as usize) * BLOCK as usize) as u32
-}
-
 impl Dir {
     fn records(&self) -> impl Iterator<Item = usize> + '_ {
         [record_len(1), record_len(1)].into_iter().chain(
@@ -224,86 +115,6 @@ impl Dir {
         v.sort();
         v
     }
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day, hour, minute, second) in UTC.
-fn civil(epoch: u32) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = i64::from(epoch);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400) as u32;
-    (y, m, d, s / 3600, s / 60 % 60, s % 60)
-}
-
-/// The 7-byte date of a directory record.
-fn dir_date(epoch: u32) -> [u8; 7] {
-    let (y, m, d, hh, mm, ss) = civil(epoch);
-    [
-        (y - 1900).clamp(0, 255) as u8,
-        m as u8,
-        d as u8,
-        hh as u8,
-        mm as u8,
-        ss as u8,
-        0,
-    ]
-}
-
-/// The 17-byte date of a volume descriptor.
-fn vd_date(epoch: u32) -> [u8; 17] {
-    let (y, m, d, hh, mm, ss) = civil(epoch);
-    let text = format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}00");
-    let mut out = [0u8; 17];
-    out[..16].copy_from_slice(&text.as_bytes()[..16]);
-    out
-}
-
-fn both16(v: u16) -> [u8; 4] {
-    let mut b = [0u8; 4];
-    b[..2].copy_from_slice(&v.to_le_bytes());
-    b[2..].copy_from_slice(&v.to_be_bytes());
-    b
-}
-
-fn both32(v: u32) -> [u8; 8] {
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&v.to_le_bytes());
-    b[4..].copy_from_slice(&v.to_be_bytes());
-    b
-}
-
-fn padded<const N: usize>(text: &str, fill: u8) -> [u8; N] {
-    let mut out = [fill; N];
-    for (o, c) in out.iter_mut().zip(text.bytes()) {
-        *o = c;
-    }
-    out
-}
-
-fn dir_record(name: &[u8], lba: u32, len: u32, is_dir: bool, epoch: u32) -> Vec<u8> {
-    let mut r = vec![0u8; record_len(name.len())];
-    r[0] = r.len() as u8;
-    r[2..10].copy_from_slice(&both32(lba));
-    r[10..18].copy_from_slice(&both32(len));
-    r[18..25].copy_from_slice(&dir_date(epoch));
-    r[25] = if is_dir { 2 } else { 0 };
-    r[28..32].copy_from_slice(&both16(1));
-    r[32] = name.len() as u8;
-    r[33..33 + name.len()].copy_from_slice(name);
-    r
 }
 
 impl IsoImage {
@@ -764,299 +575,12 @@ impl IsoImage {
     }
 }
 
-/// Facts from the primary volume descriptor of an ISO 9660 medium.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeInfo {
-    pub volume_id: String,
-    /// Bytes the volume declares (volume space size × 2048).
-    pub size: u64,
-}
-
-/// Reads the primary volume descriptor; `None` if the medium is not ISO 9660.
-pub fn volume_info<R: Read + Seek>(r: &mut R) -> Result<Option<VolumeInfo>, IsoReadError> {
-    let mut pvd = [0u8; BLOCK as usize];
-    r.seek(SeekFrom::Start(u64::from(PVD_LBA) * BLOCK))
-        .map_err(IsoReadError::ReadMedium)?;
-    if let Err(e) = r.read_exact(&mut pvd) {
-        return if e.kind() == io::ErrorKind::UnexpectedEof {
-            Ok(None)
-        } else {
-            Err(IsoReadError::ReadMedium(e))
-        };
-    }
-    if pvd[0] != 1 || &pvd[1..6] != b"CD001" {
-        return Ok(None);
-    }
-    let le32 = |o: usize| u32::from_le_bytes([pvd[o], pvd[o + 1], pvd[o + 2], pvd[o + 3]]);
-    Ok(Some(VolumeInfo {
-        volume_id: String::from_utf8_lossy(&pvd[40..72]).trim_end().to_owned(),
-        size: u64::from(le32(80)) * BLOCK,
-    }))
-}
-
-/// Finds the file `path` (`/`-separated, compared as [`IsoReader::lookup`] does) and returns its extent.
-pub fn find_file<R: Read + Seek>(r: &mut R, path: &str) -> Result<Extent, IsoReadError> {
-    let e = IsoReader::open(r)?.lookup(path)?;
-    if e.is_dir || path.split('/').all(str::is_empty) {
-        return Err(IsoReadError::FindFile {
-            path: path.to_owned(),
-        });
-    }
-    Ok(Extent {
-        lba: e.lba,
-        len: u64::from(e.size),
-    })
-}
-
-/// One directory entry, named by its Rock Ridge `NM` entry when it has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirEntry {
-    pub name: String,
-    pub lba: u32,
-    pub size: u32,
-    pub is_dir: bool,
-}
-
-/// The name as lookups compare it: no `;1` version, no trailing `.`, lower case.
-fn normalise(name: &str) -> String {
-    let base = name.split(';').next().unwrap_or(name);
-    let base = base.strip_suffix('.').unwrap_or(base);
-    base.to_ascii_lowercase()
-}
-
-fn parse_record(rec: &[u8], lba: u32) -> Result<DirEntry, IsoReadError> {
-    let damaged = IsoReadError::ParseDirectory { lba };
-    if rec.len() < 34 {
-        return Err(damaged);
-    }
-    let le32 = |o: usize| u32::from_le_bytes([rec[o], rec[o + 1], rec[o + 2], rec[o + 3]]);
-    let name_len = usize::from(rec[32]);
-    if 33 + name_len > rec.len() {
-        return Err(damaged);
-    }
-    let raw = &rec[33..33 + name_len];
-    let mut name = match raw {
-        [0] => ".".to_owned(),
-        [1] => "..".to_owned(),
-        _ => String::from_utf8_lossy(raw).into_owned(),
-    };
-    // Rock Ridge: System Use entries follow the name, padded to an even offset.
-    let mut su = 33 + name_len + (33 + name_len) % 2;
-    let mut rr_name = String::new();
-    while su + 4 <= rec.len() {
-        let len = usize::from(rec[su + 2]);
-        if len < 4 || su + len > rec.len() {
-            break;
-        }
-        if &rec[su..su + 2] == b"NM" && len >= 5 {
-            rr_name.push_str(&String::from_utf8_lossy(&rec[su + 5..su + len]));
-        }
-        su += len;
-    }
-    if !rr_name.is_empty() {
-        name = rr_name;
-    }
-    Ok(DirEntry {
-        name,
-        lba: le32(2),
-        size: le32(10),
-        is_dir: rec[25] & 2 != 0,
-    })
-}
-
-/// A read-only ISO 9660 directory reader over any `Read + Seek` (a file, a CD, a disk the ISO was
-/// written to). Never writes.
-pub struct IsoReader<R> {
-    r: R,
-    size: u64,
-    root: DirEntry,
-}
-
-impl<R: Read + Seek> IsoReader<R> {
-    /// Reads the primary volume descriptor; fails when there is none.
-    pub fn open(mut r: R) -> Result<Self, IsoReadError> {
-        let size = r.seek(SeekFrom::End(0)).map_err(IsoReadError::ReadMedium)?;
-        let mut pvd = [0u8; BLOCK as usize];
-        r.seek(SeekFrom::Start(u64::from(PVD_LBA) * BLOCK))
-            .map_err(IsoReadError::ReadMedium)?;
-        match r.read_exact(&mut pvd) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(IsoReadError::FindVolumeDescriptor);
-            }
-            Err(e) => return Err(IsoReadError::ReadMedium(e)),
-        }
-        if pvd[0] != 1 || &pvd[1..6] != b"CD001" {
-            return Err(IsoReadError::FindVolumeDescriptor);
-        }
-        let root = parse_record(&pvd[156..156 + 34], PVD_LBA)?;
-        Ok(IsoReader { r, size, root })
-    }
-
-    fn read_extent(&mut self, e: &DirEntry, what: &str) -> Result<Vec<u8>, IsoReadError> {
-        let start = u64::from(e.lba) * BLOCK;
-        if start + u64::from(e.size) > self.size {
-            return Err(IsoReadError::FindExtent {
-                what: what.to_owned(),
-                size: self.size,
-            });
-        }
-        let mut buf = vec![0u8; e.size as usize];
-        self.r
-            .seek(SeekFrom::Start(start))
-            .and_then(|_| self.r.read_exact(&mut buf))
-            .map_err(IsoReadError::ReadMedium)?;
-        Ok(buf)
-    }
-
-    /// The entries of a directory, without `.` and `..`.
-    pub fn list(&mut self, dir: &DirEntry) -> Result<Vec<DirEntry>, IsoReadError> {
-        let data = self.read_extent(dir, &dir.name.clone())?;
-        let mut out = Vec::new();
-        let mut off = 0usize;
-        while off < data.len() {
-            let len = usize::from(data[off]);
-            if len == 0 {
-                // Records never cross a sector boundary: the rest of this sector is padding.
-                off = (off / BLOCK as usize + 1) * BLOCK as usize;
-                continue;
-            }
-            let lba = dir.lba + (off / BLOCK as usize) as u32;
-            let rec = data
-                .get(off..off + len)
-                .ok_or(IsoReadError::ParseDirectory { lba })?;
-            let e = parse_record(rec, lba)?;
-            if e.name != "." && e.name != ".." {
-                out.push(e);
-            }
-            off += len;
-        }
-        Ok(out)
-    }
-
-    /// Finds an absolute path, ignoring case, `;1` versions and the trailing `.` of extensionless names.
-    pub fn lookup(&mut self, path: &str) -> Result<DirEntry, IsoReadError> {
-        let not_found = || IsoReadError::FindFile {
-            path: path.to_owned(),
-        };
-        let mut cur = self.root.clone();
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            if !cur.is_dir {
-                return Err(not_found());
-            }
-            let want = normalise(part);
-            cur = self
-                .list(&cur)?
-                .into_iter()
-                .find(|e| normalise(&e.name) == want)
-                .ok_or_else(not_found)?;
-        }
-        Ok(cur)
-    }
-
-    /// Reads a whole file.
-    pub fn read_file(&mut self, path: &str) -> Result<Vec<u8>, IsoReadError> {
-        let e = self.lookup(path)?;
-        if e.is_dir {
-            return Err(IsoReadError::FindFile {
-                path: path.to_owned(),
-            });
-        }
-        self.read_extent(&e, path)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::iso::{BiosBoot, IsoReadError, find_file, volume_info};
     use crate::test_tools;
     use std::io::Cursor;
-
-    fn record(name: &[u8], lba: u32, size: u32, dir: bool, rr: Option<&str>) -> Vec<u8> {
-        let mut r = vec![0u8; 33];
-        r.extend_from_slice(name);
-        if r.len() % 2 == 1 {
-            r.push(0);
-        }
-        if let Some(n) = rr {
-            r.extend_from_slice(b"NM");
-            r.push(5 + n.len() as u8);
-            r.extend_from_slice(&[1, 0]);
-            r.extend_from_slice(n.as_bytes());
-        }
-        if r.len() % 2 == 1 {
-            r.push(0);
-        }
-        r[0] = r.len() as u8;
-        r[2..6].copy_from_slice(&lba.to_le_bytes());
-        r[6..10].copy_from_slice(&lba.to_be_bytes());
-        r[10..14].copy_from_slice(&size.to_le_bytes());
-        r[14..18].copy_from_slice(&size.to_be_bytes());
-        r[25] = if dir { 2 } else { 0 };
-        r[32] = name.len() as u8;
-        r
-    }
-
-    /// root (lba 18) → INSTALL_AMD (lba 19, RR name install.amd) → VMLINUZ.;1 (lba 20), INITRD.GZ;1 (lba 21)
-    fn mastered(truncate: bool) -> Vec<u8> {
-        let mut img = vec![0u8; 22 * 2048];
-        let pvd = 16 * 2048;
-        img[pvd] = 1;
-        img[pvd + 1..pvd + 6].copy_from_slice(b"CD001");
-        let root = record(&[0], 18, 2048, true, None);
-        img[pvd + 156..pvd + 156 + root.len()].copy_from_slice(&root);
-        let mut d = Vec::new();
-        d.extend(record(&[0], 18, 2048, true, None));
-        d.extend(record(&[1], 18, 2048, true, None));
-        d.extend(record(b"INSTALL_AMD", 19, 2048, true, Some("install.amd")));
-        img[18 * 2048..18 * 2048 + d.len()].copy_from_slice(&d);
-        let mut d = Vec::new();
-        d.extend(record(&[0], 19, 2048, true, None));
-        d.extend(record(&[1], 18, 2048, true, None));
-        d.extend(record(b"VMLINUZ.;1", 20, 5, false, None));
-        d.extend(record(b"INITRD.GZ;1", 21, 3, false, None));
-        img[19 * 2048..19 * 2048 + d.len()].copy_from_slice(&d);
-        img[20 * 2048..20 * 2048 + 5].copy_from_slice(b"KERNL");
-        img[21 * 2048..21 * 2048 + 3].copy_from_slice(b"INI");
-        if truncate {
-            img.truncate(20 * 2048 + 2);
-        }
-        img
-    }
-
-    #[test]
-    fn the_reader_follows_rock_ridge_names_and_version_suffixes() {
-        let mut iso = IsoReader::open(Cursor::new(mastered(false))).unwrap();
-        assert_eq!(iso.read_file("/install.amd/vmlinuz").unwrap(), b"KERNL");
-        assert_eq!(iso.read_file("/INSTALL.AMD/INITRD.GZ").unwrap(), b"INI");
-        assert!(matches!(
-            iso.read_file("/casper/vmlinuz"),
-            Err(IsoReadError::FindFile { .. })
-        ));
-        assert!(matches!(
-            iso.read_file("/install.amd"),
-            Err(IsoReadError::FindFile { .. })
-        ));
-        let e = find_file(&mut Cursor::new(mastered(false)), "install.amd/vmlinuz").unwrap();
-        assert_eq!((e.lba, e.len), (20, 5));
-    }
-
-    #[test]
-    fn the_reader_refuses_truncated_and_foreign_images() {
-        let mut iso = IsoReader::open(Cursor::new(mastered(true))).unwrap();
-        assert!(matches!(
-            iso.read_file("/install.amd/initrd.gz"),
-            Err(IsoReadError::FindExtent { .. })
-        ));
-        assert!(matches!(
-            IsoReader::open(Cursor::new(vec![0u8; 40 * 2048])),
-            Err(IsoReadError::FindVolumeDescriptor)
-        ));
-        assert!(matches!(
-            IsoReader::open(Cursor::new(vec![0u8; 100])),
-            Err(IsoReadError::FindVolumeDescriptor)
-        ));
-    }
 
     fn sample() -> (IsoOptions, Vec<IsoFile>) {
         let mut cdboot = vec![0u8; 4096];
@@ -1099,14 +623,6 @@ mod tests {
             efi_boot: Some("EFI/ESP.IMG".into()),
         };
         (opts, files)
-    }
-
-    #[test]
-    fn dates_are_utc_civil_time() {
-        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil(1_700_000_000), (2023, 11, 14, 22, 13, 20));
-        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(&vd_date(1_700_000_000)[..16], b"2023111422132000");
     }
 
     #[test]
