@@ -166,11 +166,10 @@ impl Reporter {
     fn new(json: bool) -> Self {
         let bar = (!json && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(2));
-            let style = ProgressStyle::with_template(
-                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            // The line is drawn by `progress_line` to the console's width: indicatif's own bar is wider
+            // than an 80-column serial console and then wraps to two rows.
+            let style = ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar
         });
@@ -190,7 +189,8 @@ impl Reporter {
     }
 
     fn update(&mut self, p: &Progress) {
-        if self.phase != Some(p.phase) {
+        let new_phase = self.phase != Some(p.phase);
+        if new_phase {
             self.phase = Some(p.phase);
             self.started = Instant::now();
             if let Some(bar) = &self.bar {
@@ -199,11 +199,27 @@ impl Reporter {
                 bar.set_message(phase_name(p.phase));
             }
         }
+        let now = Instant::now();
         if let Some(bar) = &self.bar {
-            bar.set_position(p.done_bytes);
+            // Compose the line at the draw rate only; the engine reports far more often.
+            if new_phase
+                || self
+                    .last
+                    .is_none_or(|l| now.duration_since(l) >= Duration::from_millis(400))
+                || p.done_bytes >= p.total_bytes
+            {
+                self.last = Some(now);
+                bar.set_position(p.done_bytes);
+                bar.set_message(progress_line(
+                    phase_name(p.phase),
+                    p.done_bytes,
+                    p.total_bytes,
+                    self.started.elapsed().as_secs_f64(),
+                    super::columns(),
+                ));
+            }
             return;
         }
-        let now = Instant::now();
         if self
             .last
             .is_some_and(|l| now.duration_since(l) < self.every)
@@ -249,6 +265,59 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
+}
+
+/// One progress line that fits in `width` columns (one column spare, for terminals that wrap as soon as
+/// the last column is written): phase, percentage, a bar, and as room allows bytes done, rate and ETA.
+pub(crate) fn progress_line(
+    phase: &str,
+    done: u64,
+    total: u64,
+    elapsed_secs: f64,
+    width: usize,
+) -> String {
+    use crate::devices::human_size;
+    let limit = width.saturating_sub(1).max(1);
+    let frac = if total == 0 {
+        1.0
+    } else {
+        (done as f64 / total as f64).clamp(0.0, 1.0)
+    };
+    let left = format!("{phase} {:>3}%", (frac * 100.0).floor() as u64);
+    let rate = done as f64 / elapsed_secs.max(1e-3);
+    let eta = if rate >= 1.0 && done < total {
+        let secs = ((total - done) as f64 / rate) as u64;
+        format!("ETA {}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        "ETA -".to_owned()
+    };
+    let extras = [
+        format!("{}/{}", human_size(done), human_size(total)),
+        format!("{}/s", human_size(rate as u64)),
+        eta,
+    ];
+    const MIN_BAR: usize = 10;
+    // Drop the extras from the right while the line with a minimal bar would not fit.
+    let mut kept = extras.len();
+    let right = loop {
+        let right: String = extras[..kept].iter().map(|e| format!(" {e}")).collect();
+        if kept == 0 || left.len() + 3 + MIN_BAR + right.len() <= limit {
+            break right;
+        }
+        kept -= 1;
+    };
+    let room = limit.saturating_sub(left.len() + 3 + right.len());
+    if room < MIN_BAR.min(4) {
+        return super::truncate(&left, limit);
+    }
+    let bar_width = room.min(40);
+    let filled = ((frac * bar_width as f64) as usize).min(bar_width);
+    let mut bar = "=".repeat(filled);
+    if filled < bar_width {
+        bar.push('>');
+        bar.push_str(&" ".repeat(bar_width - filled - 1));
+    }
+    format!("{left} [{bar}]{right}")
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -625,6 +694,30 @@ mod tests {
     struct T {
         #[command(flatten)]
         a: AcquireArgs,
+    }
+
+    #[test]
+    fn the_progress_line_fits_the_console() {
+        for width in [132, 80, 40, 20] {
+            for (done, total, secs) in [
+                (0, 0, 0.0),
+                (1 << 20, 1 << 40, 1.0),
+                (999 << 30, 1000 << 30, 3601.5),
+                ((1u64 << 50) - 1, 1 << 50, 1e9),
+            ] {
+                let line = progress_line("re-read", done, total, secs, width);
+                assert!(line.len() < width, "{width}: {line:?}");
+                assert!(line.starts_with("re-read "), "{line}");
+            }
+        }
+        // At 80 columns everything is shown, with a bar.
+        let line = progress_line("acquire", 1 << 30, 4 << 30, 10.0, 80);
+        assert!(line.contains("1.0 GiB/4.0 GiB"), "{line}");
+        assert!(line.contains("/s ETA 0:00:30"), "{line}");
+        assert!(line.contains(" [======>    "), "{line}");
+        // At 40 the percentage and a bar remain.
+        let line = progress_line("acquire", 1 << 30, 4 << 30, 10.0, 40);
+        assert!(line.starts_with("acquire  25% [==="), "{line}");
     }
 
     #[test]
