@@ -38,6 +38,9 @@ pub struct DiskInventory {
     /// Signature found at the start of the whole disk when it has no table.
     pub signature: Option<String>,
     pub error: Option<String>,
+    /// What the walk of the tables found odd (an extended boot record chain that loops, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Host Protected Area / Device Configuration Overlay as the drive reports them (ATA only).
     pub hidden_areas: crate::ata::HiddenAreas,
 }
@@ -112,6 +115,84 @@ pub fn parse_mbr(sector0: &[u8]) -> Option<Vec<(u32, u8, u64, u64)>> {
     Some(out)
 }
 
+/// MBR partition types that hold a chain of extended boot records (CHS, LBA, Linux extended).
+pub fn is_extended(kind: u8) -> bool {
+    matches!(kind, 0x05 | 0x0f | 0x85)
+}
+
+/// Most logical partitions the walk reports: far more than any partitioning tool makes, few enough that a
+/// crafted chain cannot make the inventory large.
+const MAX_LOGICAL: u32 = 256;
+
+/// The logical partitions of an extended partition at `ext_first` (sectors) of `ext_count` sectors, as
+/// (number from 5, type, first sector, sectors), walking the EBR chain with `read_sector`. The walk ends
+/// with a note, never a hang, when a link points back into the chain, leaves the extended partition, or
+/// reaches a sector without the 0x55AA mark.
+pub fn walk_ebr(
+    mut read_sector: impl FnMut(u64) -> Vec<u8>,
+    ext_first: u64,
+    ext_count: u64,
+) -> (Vec<(u32, u8, u64, u64)>, Option<String>) {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let ext_end = ext_first.saturating_add(ext_count);
+    let mut ebr = ext_first;
+    let mut number = 5u32;
+    loop {
+        if !seen.insert(ebr) {
+            return (
+                out,
+                Some(format!(
+                    "the extended boot record chain loops back to sector {ebr}; walk stopped after {} logical partitions",
+                    number - 5
+                )),
+            );
+        }
+        if number - 5 >= MAX_LOGICAL {
+            return (
+                out,
+                Some(format!(
+                    "more than {MAX_LOGICAL} logical partitions; walk stopped"
+                )),
+            );
+        }
+        let sector = read_sector(ebr);
+        let Some(entries) = parse_mbr(&sector) else {
+            let note = if number == 5 {
+                format!("the extended partition at sector {ext_first} holds no boot record")
+            } else {
+                format!(
+                    "no extended boot record at sector {ebr} (linked from the one before); walk stopped"
+                )
+            };
+            return (out, Some(note));
+        };
+        // Entry 1: the logical partition, relative to this EBR; entry 2: the next EBR, relative to the
+        // extended partition's start. parse_mbr drops empty slots, so tell them apart by type.
+        let mut next = None;
+        for (slot, kind, first, count) in entries {
+            if slot == 1 && !is_extended(kind) {
+                out.push((number, kind, ebr.saturating_add(first), count));
+                number += 1;
+            } else if slot == 2 && is_extended(kind) {
+                next = Some(ext_first.saturating_add(first));
+            }
+        }
+        let Some(n) = next else {
+            return (out, None);
+        };
+        if n < ext_first || n >= ext_end {
+            return (
+                out,
+                Some(format!(
+                    "an extended boot record links to sector {n}, outside the extended partition (sectors {ext_first}..{ext_end}); walk stopped"
+                )),
+            );
+        }
+        ebr = n;
+    }
+}
+
 fn read_at(file: &File, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     let mut done = 0;
@@ -133,6 +214,7 @@ fn inspect(device: BlockDevice) -> DiskInventory {
         entries: Vec::new(),
         signature: None,
         error: None,
+        notes: Vec::new(),
         hidden_areas: crate::ata::hidden_areas(Path::new(&device.path)),
         device,
     };
@@ -171,7 +253,21 @@ fn inspect(device: BlockDevice) -> DiskInventory {
         }
     } else if let Some(entries) = parse_mbr(&read_at(&file, 0, 512)).filter(|e| !e.is_empty()) {
         inv.table = Some("mbr".to_owned());
+        let mut all = Vec::new();
         for (number, kind, first, count) in entries {
+            all.push((number, kind, first, count));
+            if is_extended(kind) {
+                let (logical, note) = walk_ebr(
+                    |lba| read_at(&file, lba.saturating_mul(sector), 512),
+                    first,
+                    count,
+                );
+                all.extend(logical);
+                inv.notes.extend(note);
+            }
+        }
+        all.sort_by_key(|e| e.0);
+        for (number, kind, first, count) in all {
             let start = first * sector;
             inv.entries.push(TableEntry {
                 number,
@@ -314,5 +410,144 @@ mod tests {
         assert_eq!(inv.table.as_deref(), Some("mbr"), "{inv:?}");
         assert_eq!(inv.entries[0].type_id, "0x83");
         assert_eq!(inv.entries[0].signature.as_deref(), Some("ext4"));
+    }
+
+    /// Runs a tool that makes a fixture; `None` (and a loud note) when it is not installed and
+    /// `RESCUE_REQUIRE_TOOLS` is not set.
+    fn fixture_tool(cmd: &mut std::process::Command) -> Option<std::process::Output> {
+        match cmd.output() {
+            Ok(out) => Some(out),
+            Err(e) => {
+                assert!(
+                    std::env::var_os("RESCUE_REQUIRE_TOOLS").is_none(),
+                    "{cmd:?}: {e} (RESCUE_REQUIRE_TOOLS is set)"
+                );
+                eprintln!("SKIPPED: {cmd:?} cannot run ({e}); install it to run this test");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn logical_partitions_made_by_sfdisk_are_listed() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        File::create(&path).unwrap().set_len(32 << 20).unwrap();
+        let mut cmd = std::process::Command::new("sfdisk");
+        cmd.arg("-q").arg(&path).stdin(std::process::Stdio::piped());
+        let Ok(mut child) = cmd.spawn() else {
+            fixture_tool(&mut cmd);
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"label: dos\n\
+                  start=2048, size=8192, type=83\n\
+                  start=10240, size=49152, type=5\n\
+                  start=12288, size=8192, type=83\n\
+                  start=22528, size=8192, type=7\n",
+            )
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        // An ext4 magic at the start of logical partition 6.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0x53, 0xef], 22528 * 512 + 1080).unwrap();
+        let inv = inspect(fake_device(&path));
+        let got: Vec<(u32, u64, u64, &str)> = inv
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.number,
+                    e.start_bytes / 512,
+                    e.size_bytes / 512,
+                    e.type_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 2048, 8192, "0x83"),
+                (2, 10240, 49152, "0x05"),
+                (5, 12288, 8192, "0x83"),
+                (6, 22528, 8192, "0x07"),
+            ],
+            "{inv:?}"
+        );
+        assert_eq!(inv.entries[3].signature.as_deref(), Some("ext2/3"));
+        assert!(inv.notes.is_empty(), "{:?}", inv.notes);
+    }
+
+    /// An EBR at `lba` in `disk` (sectors of 512 bytes) with a logical entry and a link.
+    fn put_ebr(disk: &mut [u8], lba: u64, logical: Option<(u8, u32, u32)>, next: Option<u32>) {
+        let s = &mut disk[lba as usize * 512..][..512];
+        s[510] = 0x55;
+        s[511] = 0xaa;
+        if let Some((kind, rel, count)) = logical {
+            s[446 + 4] = kind;
+            s[446 + 8..446 + 12].copy_from_slice(&rel.to_le_bytes());
+            s[446 + 12..446 + 16].copy_from_slice(&count.to_le_bytes());
+        }
+        if let Some(rel) = next {
+            s[462 + 4] = 0x05;
+            s[462 + 8..462 + 12].copy_from_slice(&rel.to_le_bytes());
+            s[462 + 12..462 + 16].copy_from_slice(&100u32.to_le_bytes());
+        }
+    }
+
+    fn walk(disk: &[u8], first: u64, count: u64) -> (Vec<(u32, u8, u64, u64)>, Option<String>) {
+        walk_ebr(
+            |lba| {
+                disk.get(lba as usize * 512..lba as usize * 512 + 512)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default()
+            },
+            first,
+            count,
+        )
+    }
+
+    #[test]
+    fn a_looping_ebr_chain_ends_the_walk_with_a_note() {
+        let mut disk = vec![0u8; 64 * 512];
+        // Extended partition at sector 10, 50 sectors. EBR 10 -> EBR 20 -> back to EBR 10.
+        put_ebr(&mut disk, 10, Some((0x83, 1, 5)), Some(10));
+        put_ebr(&mut disk, 20, Some((0x07, 1, 5)), Some(0));
+        let (parts, note) = walk(&disk, 10, 50);
+        assert_eq!(parts, [(5, 0x83, 11, 5), (6, 0x07, 21, 5)]);
+        let note = note.expect("a note");
+        assert!(note.contains("loops back to sector 10"), "{note}");
+        // An EBR that links to itself.
+        let mut disk = vec![0u8; 64 * 512];
+        put_ebr(&mut disk, 10, Some((0x83, 1, 5)), Some(0));
+        let (parts, note) = walk(&disk, 10, 50);
+        assert_eq!(parts.len(), 1);
+        assert!(note.unwrap().contains("loops back to sector 10"));
+        // A link out of the extended partition, and one to a sector without the mark.
+        let mut disk = vec![0u8; 64 * 512];
+        put_ebr(&mut disk, 10, Some((0x83, 1, 5)), Some(200));
+        assert!(
+            walk(&disk, 10, 50)
+                .1
+                .unwrap()
+                .contains("outside the extended partition")
+        );
+        let mut disk = vec![0u8; 64 * 512];
+        put_ebr(&mut disk, 10, Some((0x83, 1, 5)), Some(30));
+        let (parts, note) = walk(&disk, 10, 50);
+        assert_eq!(parts.len(), 1);
+        assert!(
+            note.unwrap()
+                .contains("no extended boot record at sector 40")
+        );
+        // The end of a well-formed chain is no note.
+        let mut disk = vec![0u8; 64 * 512];
+        put_ebr(&mut disk, 10, Some((0x83, 1, 5)), None);
+        assert_eq!(walk(&disk, 10, 50), (vec![(5, 0x83, 11, 5)], None));
     }
 }
