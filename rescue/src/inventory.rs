@@ -96,9 +96,12 @@ pub fn signature(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// One MBR or EBR entry: (partition number, type byte, first sector, sectors).
+pub type MbrEntry = (u32, u8, u64, u64);
+
 /// MBR primary entries (type, first sector, sectors) from sector 0, or `None` without the 0x55AA mark.
 /// A protective MBR (type 0xEE) is reported too; the caller prefers GPT then.
-pub fn parse_mbr(sector0: &[u8]) -> Option<Vec<(u32, u8, u64, u64)>> {
+pub fn parse_mbr(sector0: &[u8]) -> Option<Vec<MbrEntry>> {
     if sector0.get(510..512) != Some(&[0x55, 0xaa]) {
         return None;
     }
@@ -132,7 +135,7 @@ pub fn walk_ebr(
     mut read_sector: impl FnMut(u64) -> Vec<u8>,
     ext_first: u64,
     ext_count: u64,
-) -> (Vec<(u32, u8, u64, u64)>, Option<String>) {
+) -> (Vec<MbrEntry>, Option<String>) {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let ext_end = ext_first.saturating_add(ext_count);
@@ -500,7 +503,7 @@ mod tests {
         }
     }
 
-    fn walk(disk: &[u8], first: u64, count: u64) -> (Vec<(u32, u8, u64, u64)>, Option<String>) {
+    fn walk(disk: &[u8], first: u64, count: u64) -> (Vec<MbrEntry>, Option<String>) {
         walk_ebr(
             |lba| {
                 disk.get(lba as usize * 512..lba as usize * 512 + 512)
