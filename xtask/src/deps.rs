@@ -105,4 +105,5 @@ pub const TEST: &[(&str, &str)] = &[
     ("sfdisk", "fdisk"),
     ("mdadm", "mdadm"),
     ("make-bcache", "bcache-tools"),
+    ("blkid", "util-linux"),
 ];
