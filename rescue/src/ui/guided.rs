@@ -492,14 +492,31 @@ fn state() -> CaseState {
 }
 
 fn disk_line(d: &BlockDevice) -> String {
-    format!(
-        "{:<8} {:>10}  {:<8} {:<20} serial {}",
-        d.name,
-        devices::human_size(d.size_bytes),
-        d.transport,
-        d.model.as_deref().unwrap_or("-"),
-        d.serial.as_deref().unwrap_or("(none)")
-    )
+    disk_line_for(d, super::columns())
+}
+
+/// A disk as a choice: name, size, transport, model and serial, or as much as fits in `width` columns
+/// after a list marker, dropping model and transport first so the serial the operator checks stays.
+fn disk_line_for(d: &BlockDevice, width: usize) -> String {
+    let serial = d.serial.as_deref().unwrap_or("(none)");
+    let size = devices::human_size(d.size_bytes);
+    let candidates = [
+        format!(
+            "{:<8} {:>10}  {:<8} {:<20} serial {serial}",
+            d.name,
+            size,
+            d.transport,
+            d.model.as_deref().unwrap_or("-"),
+        ),
+        format!("{} {size} serial {serial}", d.name),
+        format!("{} {size} {serial}", d.name),
+    ];
+    let room = width.saturating_sub(6);
+    candidates
+        .iter()
+        .find(|c| c.chars().count() <= room)
+        .unwrap_or(&candidates[2])
+        .clone()
 }
 
 /// Runs one step of the guided flow, then shows what it did and the menu.
@@ -863,10 +880,11 @@ fn ask_media(ask: &Ask, target: &str) -> anyhow::Result<Option<Vec<String>>> {
         }
         for p in &d.partitions {
             let line = format!(
-                "{:<8} {:>10}  partition of {}",
+                "{:<8} {:>10}  partition of {} (serial {})",
                 p.name,
                 devices::human_size(p.size_bytes),
-                disk_line(&d)
+                d.name,
+                d.serial.as_deref().unwrap_or("none")
             );
             choices.push((line, Some(p.path.clone())));
         }
@@ -1099,9 +1117,26 @@ mod tests {
                     p.split_whitespace().collect::<Vec<_>>()
                 );
             }
-            let item =
-                "nvme10n1    3.5 TiB  nvme     SAMSUNG MZQL23T8HCLS-00A07 serial S64HNE0T123456"
-                    .to_owned();
+            let disk = BlockDevice {
+                name: "nvme10n1".into(),
+                path: "/dev/nvme10n1".into(),
+                size_bytes: 3840 << 30,
+                logical_sector_size: 512,
+                physical_sector_size: 4096,
+                model: Some("SAMSUNG MZQL23T8HCLS-00A07".into()),
+                serial: Some("S64HNE0T123456".into()),
+                wwn: None,
+                transport: "nvme".into(),
+                removable: false,
+                read_only: true,
+                partitions: Vec::new(),
+            };
+            let item = disk_line_for(&disk, width);
+            // The serial, which the operator checks before unlocking, survives fitting.
+            assert!(
+                fit_items(std::slice::from_ref(&item), width, 6)[0].ends_with(" S64HNE0T123456"),
+                "{width}: {item}"
+            );
             for marker in [2, 4, 6] {
                 let fitted = fit_items(std::slice::from_ref(&item), width, marker);
                 assert!(fitted[0].len() + marker <= width, "{width}: {fitted:?}");
