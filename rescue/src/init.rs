@@ -592,7 +592,8 @@ mod tests {
         let reader = thread::spawn(move || {
             let mut buf = [0u8; 64];
             let n = master.read(&mut buf).unwrap();
-            buf[..n].to_vec()
+            // The master stays open until the drain is done: a closed master hangs the terminal up.
+            (buf[..n].to_vec(), master)
         });
         let failed = drain_consoles(
             &[slave.clone(), PathBuf::from("/nonexistent/ttyS9")],
@@ -602,7 +603,7 @@ mod tests {
         assert_eq!(failed[0].0, PathBuf::from("/nonexistent/ttyS9"));
         assert!(failed[0].1.contains("opening to drain"), "{failed:?}");
         assert!(
-            String::from_utf8_lossy(&reader.join().unwrap()).contains("powering off"),
+            String::from_utf8_lossy(&reader.join().unwrap().0).contains("powering off"),
             "the line reached the other end"
         );
     }

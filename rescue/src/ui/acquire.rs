@@ -1,6 +1,6 @@
 //! CLI glue for `rescue acquire` and `rescue verify`: argument grammar, signal-driven cancellation,
-//! progress rendering (indicatif bar on a terminal, plain lines otherwise, JSON lines with `--json`) and
-//! the final summary. The engine is [`crate::acquire`]; this is the only acquisition code that prints.
+//! progress rendering (one line fitted to the terminal's width, plain lines otherwise, JSON lines with
+//! `--json`) and the final summary. The engine is [`crate::acquire`]; this is the only acquisition code that prints.
 //!
 //! Exit codes: 0 complete (or verified), 1 error, 2 usage, 3 complete with unreadable sectors,
 //! 4 verification mismatch (`verify`, also for a damaged manifest, or `--verify-source`), 5 incomplete:
@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::acquire::hash::{HashAlgorithm, parse_hash_list};
 use crate::acquire::manifest::{CaseInfo, ManifestError};
@@ -155,7 +154,8 @@ pub(crate) fn install_signal_handlers() {
 /// Renders progress at most twice a second.
 struct Reporter {
     json: bool,
-    bar: Option<ProgressBar>,
+    /// A terminal on stderr: one progress line redrawn in place.
+    bar: bool,
     phase: Option<Phase>,
     last: Option<Instant>,
     every: Duration,
@@ -164,15 +164,9 @@ struct Reporter {
 
 impl Reporter {
     fn new(json: bool) -> Self {
-        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(2));
-            // The line is drawn by `progress_line` to the console's width: indicatif's own bar is wider
-            // than an 80-column serial console and then wraps to two rows.
-            let style = ProgressStyle::with_template("{msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar
-        });
+        // The line is drawn here, not by indicatif: indicatif pads its line to the width it believes the
+        // terminal has, and an 80-column bar or padding on a narrower console wraps to two rows.
+        let bar = !json && std::io::stderr().is_terminal();
         let every = if json {
             Duration::from_millis(500)
         } else {
@@ -193,30 +187,28 @@ impl Reporter {
         if new_phase {
             self.phase = Some(p.phase);
             self.started = Instant::now();
-            if let Some(bar) = &self.bar {
-                bar.set_length(p.total_bytes);
-                bar.reset();
-                bar.set_message(phase_name(p.phase));
-            }
         }
         let now = Instant::now();
-        if let Some(bar) = &self.bar {
-            // Compose the line at the draw rate only; the engine reports far more often.
+        if self.bar {
+            // At most twice a second (115200 baud is about 11 KB/s), and at a phase's start and end.
             if new_phase
                 || self
                     .last
-                    .is_none_or(|l| now.duration_since(l) >= Duration::from_millis(400))
+                    .is_none_or(|l| now.duration_since(l) >= Duration::from_millis(500))
                 || p.done_bytes >= p.total_bytes
             {
                 self.last = Some(now);
-                bar.set_position(p.done_bytes);
-                bar.set_message(progress_line(
+                let line = progress_line(
                     phase_name(p.phase),
                     p.done_bytes,
                     p.total_bytes,
                     self.started.elapsed().as_secs_f64(),
                     super::columns(),
-                ));
+                );
+                // CR, the line, erase to the end of the line: one row, whatever was there before.
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r{line}\x1b[K");
+                let _ = err.flush();
             }
             return;
         }
@@ -254,15 +246,16 @@ impl Reporter {
 
     /// Runs `f` with the bar hidden (to ask a question under it).
     fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
-        match &self.bar {
-            Some(bar) => bar.suspend(f),
-            None => f(),
-        }
+        self.finish();
+        f()
     }
 
+    /// Clears the progress line.
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if self.bar {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
         }
     }
 }

@@ -201,7 +201,10 @@ pub fn menu_text(state: &CaseState, width: usize) -> String {
                 &format!("{mark} {} {}", s.number(), s.title()),
                 width,
             ));
-            out.push_str(&super::wrap_text(&format!("        {text}"), width));
+            for l in super::wrap(&format!("        {text}"), width, 0) {
+                out.push_str(l.trim_end());
+                out.push('\n');
+            }
         }
     }
     out.push_str(&super::wrap_text(
