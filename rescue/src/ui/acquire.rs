@@ -289,17 +289,24 @@ pub(crate) fn progress_line(
         format!("{}/s", human_size(rate as u64)),
         eta,
     ];
+    // The widest each extra can get for this total, so the bar keeps its width while the figures change.
+    let widest = [
+        format!("{}/{}", human_size(total), human_size(total)).len() + 2,
+        "1023.9 MiB/s".len(),
+        "ETA 999:59:59".len(),
+    ];
     const MIN_BAR: usize = 10;
     // Drop the extras from the right while the line with a minimal bar would not fit.
     let mut kept = extras.len();
-    let right = loop {
-        let right: String = extras[..kept].iter().map(|e| format!(" {e}")).collect();
-        if kept == 0 || left.len() + 3 + MIN_BAR + right.len() <= limit {
-            break right;
+    let reserved = loop {
+        let reserved: usize = widest[..kept].iter().map(|w| w + 1).sum();
+        if kept == 0 || left.len() + 3 + MIN_BAR + reserved <= limit {
+            break reserved;
         }
         kept -= 1;
     };
-    let room = limit.saturating_sub(left.len() + 3 + right.len());
+    let right: String = extras[..kept].iter().map(|e| format!(" {e}")).collect();
+    let room = limit.saturating_sub(left.len() + 3 + reserved);
     if room < MIN_BAR.min(4) {
         return super::truncate(&left, limit);
     }
@@ -707,7 +714,11 @@ mod tests {
         let line = progress_line("acquire", 1 << 30, 4 << 30, 10.0, 80);
         assert!(line.contains("1.0 GiB/4.0 GiB"), "{line}");
         assert!(line.contains("/s ETA 0:00:30"), "{line}");
-        assert!(line.contains(" [======>    "), "{line}");
+        assert!(line.contains(" [====>    "), "{line}");
+        // The bar keeps its width while the figures beside it change.
+        let bar_of = |l: &str| l[l.find('[').unwrap()..=l.find(']').unwrap()].len();
+        let later = progress_line("acquire", 3 << 30, 4 << 30, 2.0, 80);
+        assert_eq!(bar_of(&line), bar_of(&later), "{line}\n{later}");
         // At 40 the percentage and a bar remain.
         let line = progress_line("acquire", 1 << 30, 4 << 30, 10.0, 40);
         assert!(line.starts_with("acquire  25% [==="), "{line}");
