@@ -836,6 +836,8 @@ mod tests {
                 .args(["--create", &md, "--run", "--level=1", "--raid-devices=2"])
                 .arg(format!("--metadata={meta}"))
                 .args(&loops)
+                // A question mdadm might ask gets end of input, not a wait on the test's terminal.
+                .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();
             let _ = std::process::Command::new("mdadm")
