@@ -112,7 +112,7 @@ pub struct MemberState {
     pub read_only_after: bool,
 }
 
-/// Read-only state of a disk, its partitions and its parent.
+/// Read-only state of a disk, its partitions and the devices built on them.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct FamilyState {
     pub members: Vec<MemberState>,
@@ -149,9 +149,17 @@ pub fn sysfs_name(dev: &Path) -> Result<String, BlkRoError> {
         })
 }
 
+/// The sysfs root the running system's lookups use; tests pass a fake tree to the `_in` functions.
+const SYS: &str = "/sys";
+
 /// Whole disk of a sysfs block name: itself for a disk, the parent for a partition.
 pub fn whole_disk(name: &str) -> String {
-    let class = Path::new("/sys/class/block").join(name);
+    whole_disk_in(Path::new(SYS), name)
+}
+
+/// [`whole_disk`] under the sysfs root `sys`.
+pub fn whole_disk_in(sys: &Path, name: &str) -> String {
+    let class = sys.join("class/block").join(name);
     if class.join("partition").exists()
         && let Ok(real) = fs::canonicalize(&class)
         && let Some(parent) = real.parent().and_then(|p| p.file_name())
@@ -163,7 +171,12 @@ pub fn whole_disk(name: &str) -> String {
 
 /// Partitions of a whole disk, by sysfs name, sorted.
 pub fn partitions_of(disk: &str) -> Vec<String> {
-    let dir = Path::new("/sys/class/block").join(disk);
+    partitions_of_in(Path::new(SYS), disk)
+}
+
+/// [`partitions_of`] under the sysfs root `sys`.
+pub fn partitions_of_in(sys: &Path, disk: &str) -> Vec<String> {
+    let dir = sys.join("class/block").join(disk);
     let mut parts: Vec<String> = fs::read_dir(&dir)
         .into_iter()
         .flatten()
@@ -175,15 +188,55 @@ pub fn partitions_of(disk: &str) -> Vec<String> {
     parts
 }
 
-/// Sysfs names of the device's family: its whole disk first, then every partition of that disk.
-pub fn family_names(dev: &Path) -> Result<Vec<String>, BlkRoError> {
-    let disk = whole_disk(&sysfs_name(dev)?);
-    let mut names = vec![disk.clone()];
-    names.extend(partitions_of(&disk));
-    Ok(names)
+/// Devices built directly on `name` (`holders/`: device-mapper targets such as LVM volumes and LUKS
+/// mappings, md arrays, bcache), sorted.
+fn holders_in(sys: &Path, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(sys.join("class/block").join(name).join("holders"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
 }
 
-/// Marks the device, its whole disk and every partition read-only, and reads the flag back from the kernel.
+/// Sysfs names of the device's family: its whole disk first, then every partition of that disk, then
+/// every device built on any of them, recursively (an LV on an md array on the partitions), with the
+/// partitions of each.
+pub fn family_names(dev: &Path) -> Result<Vec<String>, BlkRoError> {
+    Ok(family_names_in(Path::new(SYS), &sysfs_name(dev)?))
+}
+
+/// [`family_names`] of the sysfs block name `name` under the sysfs root `sys`.
+pub fn family_names_in(sys: &Path, name: &str) -> Vec<String> {
+    let disk = whole_disk_in(sys, name);
+    let mut names = vec![disk.clone()];
+    names.extend(partitions_of_in(sys, &disk));
+    // Breadth-first over holders; `names` doubles as the visited set, so a cycle in a broken or crafted
+    // tree ends the walk.
+    let mut i = 0;
+    while i < names.len() {
+        for holder in holders_in(sys, &names[i]) {
+            if names.contains(&holder) {
+                continue;
+            }
+            let parts = partitions_of_in(sys, &holder);
+            names.push(holder);
+            names.extend(
+                parts
+                    .into_iter()
+                    .filter(|p| !names.contains(p))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        i += 1;
+    }
+    names
+}
+
+/// Marks the device, its whole disk, every partition and every device built on them read-only, and reads
+/// the flag back from the kernel.
 pub fn protect_family(dev: &Path) -> Result<FamilyState, BlkRoError> {
     let mut members = Vec::new();
     for name in family_names(dev)? {
@@ -257,21 +310,27 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Mounts whose filesystem lives on the device or any member of its family.
+/// Mounts whose filesystem lives on the device or any member of its family (holders included: a mounted
+/// LV or md array built on the disk counts).
 pub fn family_mounts(dev: &Path) -> Result<Vec<Mount>, BlkRoError> {
     let names = family_names(dev)?;
+    let text = fs::read_to_string("/proc/self/mountinfo").map_err(BlkRoError::ReadMounts)?;
+    Ok(mounts_of_in(Path::new(SYS), &names, &text))
+}
+
+/// The mounts in mountinfo `text` whose device is one of the sysfs block `names` under `sys`.
+pub fn mounts_of_in(sys: &Path, names: &[String], text: &str) -> Vec<Mount> {
     let numbers: Vec<String> = names
         .iter()
-        .filter_map(|n| fs::read_to_string(Path::new("/sys/class/block").join(n).join("dev")).ok())
+        .filter_map(|n| fs::read_to_string(sys.join("class/block").join(n).join("dev")).ok())
         .map(|s| s.trim().to_owned())
         .collect();
-    let text = fs::read_to_string("/proc/self/mountinfo").map_err(BlkRoError::ReadMounts)?;
-    Ok(parse_mountinfo(&text)
+    parse_mountinfo(text)
         .into_iter()
         .filter(|m| {
             numbers.contains(&m.device) || names.iter().any(|n| m.source == format!("/dev/{n}"))
         })
-        .collect())
+        .collect()
 }
 
 /// Sysfs names of the block devices (partition and whole disk) holding the filesystem that contains `path`.
@@ -364,5 +423,77 @@ mod tests {
     fn non_block_device_is_refused() {
         let err = is_read_only(Path::new("/dev/null")).unwrap_err();
         assert!(matches!(err, BlkRoError::NotBlockDevice { .. }), "{err:?}");
+    }
+
+    /// A fake sysfs: `sda` with partitions `sda1`, `sda2`; `sda2` holds `md0`, which holds `dm-0`
+    /// (an LV) and has a partition `md0p1`; `dm-0` names `sda` as a holder (a loop in a broken tree).
+    fn fake_sysfs() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let sys = root.path();
+        let dev = |rel: &str, number: &str| {
+            let d = sys.join("devices").join(rel);
+            fs::create_dir_all(d.join("holders")).unwrap();
+            fs::write(d.join("dev"), format!("{number}\n")).unwrap();
+            d
+        };
+        let link = |name: &str, rel: &str| {
+            fs::create_dir_all(sys.join("class/block")).unwrap();
+            std::os::unix::fs::symlink(
+                sys.join("devices").join(rel),
+                sys.join("class/block").join(name),
+            )
+            .unwrap();
+        };
+        dev("pci/block/sda", "8:0");
+        for (p, n) in [("sda1", "8:1"), ("sda2", "8:2")] {
+            let d = dev(&format!("pci/block/sda/{p}"), n);
+            fs::write(d.join("partition"), "1\n").unwrap();
+            link(p, &format!("pci/block/sda/{p}"));
+        }
+        link("sda", "pci/block/sda");
+        dev("virtual/block/md0", "9:0");
+        let p = dev("virtual/block/md0/md0p1", "259:0");
+        fs::write(p.join("partition"), "1\n").unwrap();
+        link("md0", "virtual/block/md0");
+        link("md0p1", "virtual/block/md0/md0p1");
+        dev("virtual/block/dm-0", "253:0");
+        link("dm-0", "virtual/block/dm-0");
+        dev("virtual/block/sdb", "8:16");
+        link("sdb", "virtual/block/sdb");
+        fs::write(sys.join("devices/pci/block/sda/sda2/holders/md0"), "").unwrap();
+        fs::write(sys.join("devices/virtual/block/md0/holders/dm-0"), "").unwrap();
+        fs::write(sys.join("devices/virtual/block/dm-0/holders/sda"), "").unwrap();
+        root
+    }
+
+    #[test]
+    fn the_family_follows_holders_recursively() {
+        let root = fake_sysfs();
+        let sys = root.path();
+        assert_eq!(whole_disk_in(sys, "sda2"), "sda");
+        assert_eq!(
+            family_names_in(sys, "sda1"),
+            ["sda", "sda1", "sda2", "md0", "md0p1", "dm-0"]
+        );
+        assert_eq!(family_names_in(sys, "sdb"), ["sdb"]);
+    }
+
+    #[test]
+    fn a_mounted_volume_built_on_the_disk_is_a_mount_of_its_family() {
+        let root = fake_sysfs();
+        let sys = root.path();
+        let text = "22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/mapper/vg-root rw\n\
+                    30 22 259:0 / /srv ro,relatime - xfs /dev/md0p1 ro\n\
+                    31 22 8:16 / /mnt/other rw,relatime - ext4 /dev/sdb rw\n";
+        let family = family_names_in(sys, "sda");
+        let mounts = mounts_of_in(sys, &family, text);
+        let targets: Vec<(&str, bool)> = mounts
+            .iter()
+            .map(|m| (m.target.as_str(), m.read_write))
+            .collect();
+        assert_eq!(targets, [("/", true), ("/srv", false)]);
+        // Without the holders only the disk's own partitions count, and the LV on it is missed.
+        let own: Vec<String> = ["sda", "sda1", "sda2"].map(str::to_owned).into();
+        assert!(mounts_of_in(sys, &own, text).is_empty());
     }
 }

@@ -52,6 +52,10 @@ pub enum CaseError {
         "{device} was chosen as a source in this case: an evidence destination can never be a source disk"
     )]
     RefuseSource { device: String },
+    #[error(
+        "{device} was unlocked for writing in this case (an evidence destination): a writable disk can never be an acquisition source"
+    )]
+    RefuseEvidenceAsSource { device: String },
     #[error("{device} is the rescue boot medium and cannot be an evidence destination")]
     RefuseBootMedium { device: String },
     #[error("{device} has mounted filesystems ({mounts}); unmount them first")]
@@ -449,6 +453,17 @@ pub fn unlock(locked: &mut Locked, dev: &Path, confirm: &str) -> Result<Vec<Stri
     Ok(names)
 }
 
+/// Whether disk `name` (shown as `device`) may become an acquisition source: not a disk unlocked for
+/// writing (the evidence destination).
+pub fn source_interlock(state: &CaseState, name: &str, device: &str) -> Result<(), CaseError> {
+    if state.unlocked.iter().any(|u| u == name) {
+        return Err(CaseError::RefuseEvidenceAsSource {
+            device: device.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Records a disk as an acquisition source; refuses the evidence destination.
 pub fn add_source(locked: &mut Locked, dev: &Path) -> Result<(), CaseError> {
     let meta = fs::metadata(dev).map_err(|source| CaseError::AccessState {
@@ -462,9 +477,7 @@ pub fn add_source(locked: &mut Locked, dev: &Path) -> Result<(), CaseError> {
         path: dev.to_owned(),
         source,
     })?;
-    if locked.state.unlocked.contains(&disk.name) {
-        return Err(CaseError::RefuseSource { device: disk.path });
-    }
+    source_interlock(&locked.state, &disk.name, &disk.path)?;
     if !locked.state.sources.contains(&disk.name) {
         locked.state.sources.push(disk.name);
         locked.save()?;
@@ -771,6 +784,29 @@ mod tests {
             complete: true,
             verified,
         }
+    }
+
+    #[test]
+    fn refusing_the_evidence_disk_as_a_source_says_what_is_true() {
+        let state = CaseState {
+            unlocked: vec!["sdb".into()],
+            sources: vec!["sda".into()],
+            ..CaseState::default()
+        };
+        let e = source_interlock(&state, "sdb", "/dev/sdb").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("/dev/sdb was unlocked for writing in this case"),
+            "{text}"
+        );
+        assert!(!text.contains("chosen as a source"), "it never was: {text}");
+        assert!(source_interlock(&state, "sda", "/dev/sda").is_ok());
+        assert!(source_interlock(&state, "sdc", "/dev/sdc").is_ok());
+        // The other direction stays as it was: a source disk is never unlocked.
+        let e = CaseError::RefuseSource {
+            device: "/dev/sda".into(),
+        };
+        assert!(e.to_string().contains("/dev/sda was chosen as a source"));
     }
 
     #[test]

@@ -325,6 +325,11 @@ fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) ->
     nix::unistd::sync();
     unmount_evidence();
     nix::unistd::sync();
+    // The last lines on a SOL log ("syncing disks and powering off", warnings) must leave the UART
+    // before the machine goes.
+    for (tty, why) in drain_consoles(&console_devices(), DRAIN_TIMEOUT) {
+        console::warn(&format!("{}: {why}", tty.display()));
+    }
     let how = match action {
         PowerAction::PowerOff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
         PowerAction::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
@@ -333,6 +338,53 @@ fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) ->
     loop {
         thread::sleep(Duration::from_secs(60));
     }
+}
+
+/// How long one console may take to send what is queued for it (4 KiB at 9600 baud is about 4 s).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every console a line may have been written to: the active consoles and `/dev/console`.
+pub fn console_devices() -> Vec<PathBuf> {
+    let mut ttys = active_consoles();
+    let console = PathBuf::from("/dev/console");
+    if !ttys.contains(&console) {
+        ttys.push(console);
+    }
+    ttys
+}
+
+/// Waits until each terminal in `ttys` has sent its queued output (`tcdrain`), at most `timeout` each
+/// (a serial line stalled by flow control must not stop a power-off). Called on every path that ends
+/// the rescue system: power-off, reboot and kexec. Returns the terminals that could not be drained, why.
+pub fn drain_consoles(ttys: &[PathBuf], timeout: Duration) -> Vec<(PathBuf, String)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::Write::flush(&mut std::io::stderr());
+    let mut failed = Vec::new();
+    for tty in ttys {
+        // O_NONBLOCK: a serial port without carrier must not block the open.
+        let file = match fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(tty)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                failed.push((tty.clone(), format!("opening to drain: {e}")));
+                continue;
+            }
+        };
+        let (done_tx, done_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = done_tx.send(nix::sys::termios::tcdrain(&file));
+        });
+        match done_rx.recv_timeout(timeout) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed.push((tty.clone(), format!("draining: {e}"))),
+            Err(_) => failed.push((tty.clone(), format!("output not sent after {timeout:?}"))),
+        }
+    }
+    failed
 }
 
 /// Unmounts every filesystem under /mnt (evidence destinations), innermost first.
@@ -484,5 +536,42 @@ mod tests {
             Some(PathBuf::from("/dev/tty1"))
         );
         assert_eq!(primary_console("quiet"), None);
+    }
+
+    #[test]
+    fn draining_waits_for_terminals_and_reports_what_it_could_not_drain() {
+        use std::io::Read;
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&pty.slave)
+        ))
+        .unwrap();
+        // Queued output on the terminal: the drain returns once the other end has read it.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&slave)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, b"syncing disks and powering off\r\n")
+            })
+            .unwrap();
+        let mut master = fs::File::from(pty.master);
+        let reader = thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let n = master.read(&mut buf).unwrap();
+            // The master stays open until the drain is done: a closed master hangs the terminal up.
+            (buf[..n].to_vec(), master)
+        });
+        let failed = drain_consoles(
+            &[slave.clone(), PathBuf::from("/nonexistent/ttyS9")],
+            Duration::from_secs(20),
+        );
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, PathBuf::from("/nonexistent/ttyS9"));
+        assert!(failed[0].1.contains("opening to drain"), "{failed:?}");
+        assert!(
+            String::from_utf8_lossy(&reader.join().unwrap().0).contains("powering off"),
+            "the line reached the other end"
+        );
     }
 }

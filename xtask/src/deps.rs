@@ -101,4 +101,9 @@ pub const TEST: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     // Independent checks of the hybrid ISO (issue 6).
     ("isoinfo", "genisoimage"),
+    // Inventory fixtures (issue 19): MBR logical partitions, md superblocks, bcache.
+    ("sfdisk", "fdisk"),
+    ("mdadm", "mdadm"),
+    ("make-bcache", "bcache-tools"),
+    ("blkid", "util-linux"),
 ];

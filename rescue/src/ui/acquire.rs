@@ -1,6 +1,7 @@
 //! CLI glue for `rescue acquire` and `rescue verify` (grammar in [`crate::args::acquire`]):
-//! signal-driven cancellation, progress rendering (indicatif bar on a terminal, plain lines otherwise,
-//! JSON lines with `--json`) and the final summary. The engine is [`crate::acquire`]; this is the only acquisition code that prints.
+//! signal-driven cancellation, progress rendering (one line fitted to the terminal's width, plain
+//! lines otherwise, JSON lines with `--json`) and the final summary. The engine is [`crate::acquire`];
+//! this is the only acquisition code that prints.
 //!
 //! Exit codes: 0 complete (or verified), 1 error, 2 usage, 3 complete with unreadable sectors,
 //! 4 verification mismatch (`verify`, also for a damaged manifest, or `--verify-source`), 5 incomplete:
@@ -13,8 +14,6 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::acquire::manifest::ManifestError;
 use crate::acquire::{
@@ -61,7 +60,8 @@ pub(crate) fn install_signal_handlers() {
 /// Renders progress at most twice a second.
 struct Reporter {
     json: bool,
-    bar: Option<ProgressBar>,
+    /// A terminal on stderr: one progress line redrawn in place.
+    bar: bool,
     phase: Option<Phase>,
     last: Option<Instant>,
     every: Duration,
@@ -70,16 +70,9 @@ struct Reporter {
 
 impl Reporter {
     fn new(json: bool) -> Self {
-        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(2));
-            let style = ProgressStyle::with_template(
-                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-            bar.set_style(style);
-            bar
-        });
+        // The line is drawn here, not by indicatif: indicatif pads its line to the width it believes the
+        // terminal has, and an 80-column bar or padding on a narrower console wraps to two rows.
+        let bar = !json && std::io::stderr().is_terminal();
         let every = if json {
             Duration::from_millis(500)
         } else {
@@ -96,20 +89,35 @@ impl Reporter {
     }
 
     fn update(&mut self, p: &Progress) {
-        if self.phase != Some(p.phase) {
+        let new_phase = self.phase != Some(p.phase);
+        if new_phase {
             self.phase = Some(p.phase);
             self.started = Instant::now();
-            if let Some(bar) = &self.bar {
-                bar.set_length(p.total_bytes);
-                bar.reset();
-                bar.set_message(phase_name(p.phase));
-            }
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_position(p.done_bytes);
-            return;
         }
         let now = Instant::now();
+        if self.bar {
+            // At most twice a second (115200 baud is about 11 KB/s), and at a phase's start and end.
+            if new_phase
+                || self
+                    .last
+                    .is_none_or(|l| now.duration_since(l) >= Duration::from_millis(500))
+                || p.done_bytes >= p.total_bytes
+            {
+                self.last = Some(now);
+                let line = progress_line(
+                    phase_name(p.phase),
+                    p.done_bytes,
+                    p.total_bytes,
+                    self.started.elapsed().as_secs_f64(),
+                    super::columns(),
+                );
+                // CR, the line, erase to the end of the line: one row, whatever was there before.
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r{line}\x1b[K");
+                let _ = err.flush();
+            }
+            return;
+        }
         if self
             .last
             .is_some_and(|l| now.duration_since(l) < self.every)
@@ -144,17 +152,78 @@ impl Reporter {
 
     /// Runs `f` with the bar hidden (to ask a question under it).
     fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
-        match &self.bar {
-            Some(bar) => bar.suspend(f),
-            None => f(),
-        }
+        self.finish();
+        f()
     }
 
+    /// Clears the progress line.
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        if self.bar {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
         }
     }
+}
+
+/// One progress line that fits in `width` columns (one column spare, for terminals that wrap as soon as
+/// the last column is written): phase, percentage, a bar, and as room allows bytes done, rate and ETA.
+pub(crate) fn progress_line(
+    phase: &str,
+    done: u64,
+    total: u64,
+    elapsed_secs: f64,
+    width: usize,
+) -> String {
+    use crate::devices::human_size;
+    let limit = width.saturating_sub(1).max(1);
+    let frac = if total == 0 {
+        1.0
+    } else {
+        (done as f64 / total as f64).clamp(0.0, 1.0)
+    };
+    let left = format!("{phase} {:>3}%", (frac * 100.0).floor() as u64);
+    let rate = done as f64 / elapsed_secs.max(1e-3);
+    let eta = if rate >= 1.0 && done < total {
+        let secs = ((total - done) as f64 / rate) as u64;
+        format!("ETA {}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        "ETA -".to_owned()
+    };
+    let extras = [
+        format!("{}/{}", human_size(done), human_size(total)),
+        format!("{}/s", human_size(rate as u64)),
+        eta,
+    ];
+    // The widest each extra can get for this total, so the bar keeps its width while the figures change.
+    let widest = [
+        format!("{}/{}", human_size(total), human_size(total)).len() + 2,
+        "1023.9 MiB/s".len(),
+        "ETA 999:59:59".len(),
+    ];
+    const MIN_BAR: usize = 10;
+    // Drop the extras from the right while the line with a minimal bar would not fit.
+    let mut kept = extras.len();
+    let reserved = loop {
+        let reserved: usize = widest[..kept].iter().map(|w| w + 1).sum();
+        if kept == 0 || left.len() + 3 + MIN_BAR + reserved <= limit {
+            break reserved;
+        }
+        kept -= 1;
+    };
+    let right: String = extras[..kept].iter().map(|e| format!(" {e}")).collect();
+    let room = limit.saturating_sub(left.len() + 3 + reserved);
+    if room < MIN_BAR.min(4) {
+        return super::truncate(&left, limit);
+    }
+    let bar_width = room.min(40);
+    let filled = ((frac * bar_width as f64) as usize).min(bar_width);
+    let mut bar = "=".repeat(filled);
+    if filled < bar_width {
+        bar.push('>');
+        bar.push_str(&" ".repeat(bar_width - filled - 1));
+    }
+    format!("{left} [{bar}]{right}")
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -518,4 +587,37 @@ pub fn run_manifest(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_fits_the_console() {
+        for width in [132, 80, 40, 20] {
+            for (done, total, secs) in [
+                (0, 0, 0.0),
+                (1 << 20, 1 << 40, 1.0),
+                (999 << 30, 1000 << 30, 3601.5),
+                ((1u64 << 50) - 1, 1 << 50, 1e9),
+            ] {
+                let line = progress_line("re-read", done, total, secs, width);
+                assert!(line.len() < width, "{width}: {line:?}");
+                assert!(line.starts_with("re-read "), "{line}");
+            }
+        }
+        // At 80 columns everything is shown, with a bar.
+        let line = progress_line("acquire", 1 << 30, 4 << 30, 10.0, 80);
+        assert!(line.contains("1.0 GiB/4.0 GiB"), "{line}");
+        assert!(line.contains("/s ETA 0:00:30"), "{line}");
+        assert!(line.contains(" [====>    "), "{line}");
+        // The bar keeps its width while the figures beside it change.
+        let bar_of = |l: &str| l[l.find('[').unwrap()..=l.find(']').unwrap()].len();
+        let later = progress_line("acquire", 3 << 30, 4 << 30, 2.0, 80);
+        assert_eq!(bar_of(&line), bar_of(&later), "{line}\n{later}");
+        // At 40 the percentage and a bar remain.
+        let line = progress_line("acquire", 1 << 30, 4 << 30, 10.0, 40);
+        assert!(line.starts_with("acquire  25% [==="), "{line}");
+    }
 }

@@ -378,6 +378,9 @@ pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
                     e.signature.as_deref().unwrap_or("-")
                 );
             }
+            for note in &d.notes {
+                println!("  note: {note}");
+            }
             println!("  hidden areas: {}", d.hidden_areas.summary);
             if let Some(err) = &d.error {
                 println!("  error: {err}");

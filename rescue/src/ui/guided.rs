@@ -23,6 +23,13 @@ use super::prompt::Executor;
 use crate::case::{self, CaseState, Locked};
 use crate::devices::{self, BlockDevice};
 
+/// Prints a message word-wrapped to the console's width.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        print!("{}", super::wrap_text(&format!($($arg)*), super::columns()))
+    };
+}
+
 /// Whether the menu is shown (guided) or hidden (line mode) on this console.
 static GUIDED: AtomicBool = AtomicBool::new(false);
 
@@ -39,7 +46,7 @@ pub fn enabled() -> bool {
 /// `line`: hides the menu; numbers still start steps.
 pub fn disable() {
     GUIDED.store(false, Ordering::SeqCst);
-    println!(
+    say!(
         "line mode: type commands at the prompt ('help' lists them); 'shell' shows the guided menu again"
     );
 }
@@ -163,31 +170,60 @@ pub fn progress(state: &CaseState) -> (Vec<(Step, String)>, Step) {
     (lines, next)
 }
 
-/// The menu as shown in front of the prompt.
-pub fn menu_text(state: &CaseState) -> String {
+/// The menu as shown in front of the prompt, fitted to `width` columns: step texts wrap under their
+/// column; below 64 columns each step's text goes on its own lines under the step's number and title.
+pub fn menu_text(state: &CaseState, width: usize) -> String {
     let (lines, next) = progress(state);
-    let mut out =
-        String::from("---------------------------- guided mode ----------------------------\n");
+    let rule_width = width.saturating_sub(1).clamp(8, 69);
+    let title = " guided mode ";
+    let left = (rule_width.saturating_sub(title.len())) / 2;
+    let mut out = format!(
+        "{}{title}{}\n",
+        "-".repeat(left),
+        "-".repeat(rule_width.saturating_sub(left + title.len()))
+    );
+    let wide = width >= 64;
     for (s, text) in lines {
         let mark = if s == next { "next>" } else { "     " };
-        out.push_str(&format!(
-            "{mark} {}  {:<22} {text}\n",
-            s.number(),
-            s.title()
-        ));
+        if wide {
+            let head = format!("{mark} {}  {:<22} ", s.number(), s.title());
+            let body = super::wrap(&text, width - head.len(), 0);
+            for (i, l) in body.iter().enumerate() {
+                let lead = if i == 0 {
+                    head.clone()
+                } else {
+                    " ".repeat(head.len())
+                };
+                out.push_str(format!("{lead}{l}").trim_end());
+                out.push('\n');
+            }
+        } else {
+            out.push_str(&super::wrap_text(
+                &format!("{mark} {} {}", s.number(), s.title()),
+                width,
+            ));
+            for l in super::wrap(&format!("        {text}"), width, 0) {
+                out.push_str(l.trim_end());
+                out.push('\n');
+            }
+        }
     }
-    out.push_str(&format!(
-        "type a step number (next: {}), a command ('help'), or 'line' to hide this menu\n",
-        next.number()
+    out.push_str(&super::wrap_text(
+        &format!(
+            "type a step number (next: {}), a command ('help'), or 'line' to hide this menu",
+            next.number()
+        ),
+        width,
     ));
-    out.push_str("---------------------------------------------------------------------\n");
+    out.push_str(&"-".repeat(rule_width));
+    out.push('\n');
     out
 }
 
 /// Prints the menu for the current case state.
 pub fn print_menu() {
     let state = Locked::open().map(|l| l.state).unwrap_or_default();
-    print!("{}", menu_text(&state));
+    print!("{}", menu_text(&state, super::columns()));
     let _ = std::io::stdout().flush();
 }
 
@@ -253,6 +289,26 @@ fn cancelled<T>(e: dialoguer::Error) -> Answer<T> {
     }
 }
 
+/// A question fitted to `width` columns: the lines to print before the prompt, and the prompt's own last
+/// line (kept two columns short for the `: ` or `? ` a prompt appends).
+pub fn prompt_lines(prompt: &str, width: usize) -> (String, String) {
+    let mut lines = super::wrap(prompt, width.saturating_sub(2), 0);
+    let last = lines.pop().unwrap_or_default();
+    let lead = lines
+        .iter()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
+    (lead, last)
+}
+
+/// Choices of a list fitted to `width` columns after a marker of `marker` columns (`> `, `[x] `, `12) `).
+fn fit_items(items: &[String], width: usize, marker: usize) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| super::truncate(i, width.saturating_sub(marker).max(8)))
+        .collect()
+}
+
 impl Ask {
     fn new(exec: Executor) -> Self {
         let fancy = std::io::stdin().is_terminal()
@@ -267,19 +323,37 @@ impl Ask {
         }
     }
 
+    /// Prints all but the last line of `prompt` fitted to the console; returns the last line.
+    fn fit(&self, prompt: &str) -> String {
+        let (lead, last) = prompt_lines(prompt, super::columns());
+        print!("{lead}");
+        let _ = std::io::stdout().flush();
+        last
+    }
+
+    /// After dialoguer took an Enter: the LF of a CR LF pair must not answer the next prompt.
+    fn after_fancy<T>(answer: Answer<T>) -> Answer<T> {
+        super::lineedit::take_pending_lf();
+        answer
+    }
+
     fn select(&self, prompt: &str, items: &[String]) -> Answer<usize> {
+        let width = super::columns();
         if self.fancy {
             let _quiet = QuietTerminal::new();
-            return Select::with_theme(&self.theme)
-                .with_prompt(format!("{prompt} (j/k or arrows, Enter; q cancels)"))
-                .items(items)
-                .default(0)
-                .interact_on_opt(&self.term)
-                .or_else(cancelled);
+            let shown = self.fit(&format!("{prompt} (j/k or arrows, Enter; q cancels)"));
+            return Self::after_fancy(
+                Select::with_theme(&self.theme)
+                    .with_prompt(shown)
+                    .items(&fit_items(items, width, 2))
+                    .default(0)
+                    .interact_on_opt(&self.term)
+                    .or_else(cancelled),
+            );
         }
-        println!("{prompt}:");
-        for (i, it) in items.iter().enumerate() {
-            println!("  {}) {it}", i + 1);
+        println!("{}:", self.fit(prompt));
+        for (i, it) in fit_items(items, width, 6).iter().enumerate() {
+            println!("{:>4}) {it}", i + 1);
         }
         loop {
             let Some(line) = self.line(&format!("choose 1-{} (empty cancels): ", items.len()))?
@@ -291,25 +365,29 @@ impl Ask {
             }
             match line.parse::<usize>() {
                 Ok(n) if (1..=items.len()).contains(&n) => return Ok(Some(n - 1)),
-                _ => println!("not a choice: {line}"),
+                _ => say!("not a choice: {line}"),
             }
         }
     }
 
     fn multi(&self, prompt: &str, items: &[String]) -> Answer<Vec<usize>> {
+        let width = super::columns();
         if self.fancy {
             let _quiet = QuietTerminal::new();
-            return MultiSelect::with_theme(&self.theme)
-                .with_prompt(format!(
-                    "{prompt} (Space marks, j/k or arrows move, Enter accepts)"
-                ))
-                .items(items)
-                .interact_on_opt(&self.term)
-                .or_else(cancelled);
+            let shown = self.fit(&format!(
+                "{prompt} (Space marks, j/k or arrows move, Enter accepts)"
+            ));
+            return Self::after_fancy(
+                MultiSelect::with_theme(&self.theme)
+                    .with_prompt(shown)
+                    .items(&fit_items(items, width, 4))
+                    .interact_on_opt(&self.term)
+                    .or_else(cancelled),
+            );
         }
-        println!("{prompt}:");
-        for (i, it) in items.iter().enumerate() {
-            println!("  {}) {it}", i + 1);
+        println!("{}:", self.fit(prompt));
+        for (i, it) in fit_items(items, width, 6).iter().enumerate() {
+            println!("{:>4}) {it}", i + 1);
         }
         let Some(line) = self.line("numbers separated by spaces (empty cancels): ")? else {
             return Ok(None);
@@ -321,7 +399,7 @@ impl Ask {
                     out.push(n - 1)
                 }
                 _ => {
-                    println!("not a choice: {w}");
+                    say!("not a choice: {w}");
                     return Ok(None);
                 }
             }
@@ -334,19 +412,20 @@ impl Ask {
         if self.fancy {
             let _quiet = QuietTerminal::new();
             let mut i = Input::<String>::with_theme(&self.theme)
-                .with_prompt(prompt)
+                .with_prompt(self.fit(prompt))
                 .allow_empty(true);
             if let Some(d) = default.filter(|d| !d.is_empty()) {
                 i = i.default(d.to_owned());
             }
-            return i
-                .interact_text_on(&self.term)
-                .map(|s| Some(s.trim().to_owned()))
-                .or_else(cancelled);
+            return Self::after_fancy(
+                i.interact_text_on(&self.term)
+                    .map(|s| Some(s.trim().to_owned()))
+                    .or_else(cancelled),
+            );
         }
         let shown = match default {
-            Some(d) if !d.is_empty() => format!("{prompt} [{d}]: "),
-            _ => format!("{prompt}: "),
+            Some(d) if !d.is_empty() => format!("{} ", self.fit(&format!("{prompt} [{d}]:"))),
+            _ => format!("{} ", self.fit(&format!("{prompt}:"))),
         };
         Ok(self.line(&shown)?.map(|l| {
             if l.is_empty() {
@@ -360,15 +439,22 @@ impl Ask {
     fn confirm(&self, prompt: &str) -> anyhow::Result<bool> {
         if self.fancy {
             let _quiet = QuietTerminal::new();
-            return Ok(Confirm::with_theme(&self.theme)
-                .with_prompt(prompt)
-                .default(false)
-                .interact_on_opt(&self.term)
-                .or_else(cancelled)?
-                .unwrap_or(false));
+            let shown = self.fit(&format!("{prompt} [y/n]"));
+            let shown = match shown.strip_suffix("[y/n]") {
+                Some(rest) => rest.trim_end().to_owned(),
+                None => shown,
+            };
+            return Ok(Self::after_fancy(
+                Confirm::with_theme(&self.theme)
+                    .with_prompt(shown)
+                    .default(false)
+                    .interact_on_opt(&self.term)
+                    .or_else(cancelled),
+            )?
+            .unwrap_or(false));
         }
         Ok(self
-            .line(&format!("{prompt} [y/N]: "))?
+            .line(&format!("{} ", self.fit(&format!("{prompt} [y/N]:"))))?
             .is_some_and(|l| l.eq_ignore_ascii_case("y") || l.eq_ignore_ascii_case("yes")))
     }
 
@@ -413,19 +499,36 @@ fn state() -> CaseState {
 }
 
 fn disk_line(d: &BlockDevice) -> String {
-    format!(
-        "{:<8} {:>10}  {:<8} {:<20} serial {}",
-        d.name,
-        devices::human_size(d.size_bytes),
-        d.transport,
-        d.model.as_deref().unwrap_or("-"),
-        d.serial.as_deref().unwrap_or("(none)")
-    )
+    disk_line_for(d, super::columns())
+}
+
+/// A disk as a choice: name, size, transport, model and serial, or as much as fits in `width` columns
+/// after a list marker, dropping model and transport first so the serial the operator checks stays.
+fn disk_line_for(d: &BlockDevice, width: usize) -> String {
+    let serial = d.serial.as_deref().unwrap_or("(none)");
+    let size = devices::human_size(d.size_bytes);
+    let candidates = [
+        format!(
+            "{:<8} {:>10}  {:<8} {:<20} serial {serial}",
+            d.name,
+            size,
+            d.transport,
+            d.model.as_deref().unwrap_or("-"),
+        ),
+        format!("{} {size} serial {serial}", d.name),
+        format!("{} {size} {serial}", d.name),
+    ];
+    let room = width.saturating_sub(6);
+    candidates
+        .iter()
+        .find(|c| c.chars().count() <= room)
+        .unwrap_or(&candidates[2])
+        .clone()
 }
 
 /// Runs one step of the guided flow, then shows what it did and the menu.
 pub fn run_step(step: Step, exec: Executor) -> anyhow::Result<()> {
-    println!("== step {}: {} ==", step.number(), step.title());
+    say!("== step {}: {} ==", step.number(), step.title());
     let ask = Ask::new(exec);
     match step {
         Step::Case => step_case(&ask)?,
@@ -440,20 +543,20 @@ pub fn run_step(step: Step, exec: Executor) -> anyhow::Result<()> {
     }
     let s = state();
     let (_, next) = progress(&s);
-    println!(
+    say!(
         "== step {} finished; next: {} {} ==",
         step.number(),
         next.number(),
         next.title()
     );
-    print!("{}", menu_text(&s));
+    print!("{}", menu_text(&s, super::columns()));
     Ok(())
 }
 
 fn step_case(ask: &Ask) -> anyhow::Result<()> {
     let s = state();
     if s.case_id.is_some() {
-        println!("a case is open:");
+        say!("a case is open:");
         run(ask, &["case", "show"]);
         return Ok(());
     }
@@ -463,7 +566,7 @@ fn step_case(ask: &Ask) -> anyhow::Result<()> {
         };
         match case::check_case_id(&id) {
             Ok(()) => break id,
-            Err(e) => println!("{e}"),
+            Err(e) => say!("{e}"),
         }
     };
     let Some(examiner) = ask.input("Examiner", None)? else {
@@ -473,7 +576,7 @@ fn step_case(ask: &Ask) -> anyhow::Result<()> {
         return Ok(());
     };
     let clock = crate::acquire::manifest::now_rfc3339();
-    println!(
+    say!(
         "this machine's clock (RTC) says {clock} (RTC device: {})",
         crate::caselog::rtc_now().unwrap_or_else(|| "unreadable".into())
     );
@@ -488,7 +591,7 @@ fn step_case(ask: &Ask) -> anyhow::Result<()> {
         if t.is_empty() || case::parse_utc(&t).is_some() {
             break t;
         }
-        println!("not a time: {t:?}; e.g. 2026-11-29 15:04:05");
+        say!("not a time: {t:?}; e.g. 2026-11-29 15:04:05");
     };
     let mut words = vec!["case", "new", id.as_str()];
     if !examiner.is_empty() {
@@ -507,13 +610,15 @@ fn step_case(ask: &Ask) -> anyhow::Result<()> {
 fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
     let s = state();
     if s.case_id.is_none() {
-        println!("open a case first (step 1): the case log and the case directory need its id");
+        say!("open a case first (step 1): the case log and the case directory need its id");
         return Ok(());
     }
     if let Some(d) = &s.destination {
-        println!(
+        say!(
             "the evidence destination is {} ({}) on {}",
-            d.device, d.fstype, d.mountpoint
+            d.device,
+            d.fstype,
+            d.mountpoint
         );
         return Ok(());
     }
@@ -523,7 +628,7 @@ fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
         .filter(|d| !boot.contains(&d.name) && !s.sources.contains(&d.name))
         .collect();
     if disks.is_empty() {
-        println!(
+        say!(
             "no disk can be the destination (boot medium and source disks are never offered); attach one and try again"
         );
         return Ok(());
@@ -533,9 +638,9 @@ fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
         return Ok(());
     };
     let disk = &disks[i];
-    println!("chosen: {}", disk_line(disk));
+    say!("chosen: {}", disk_line(disk));
     for p in &disk.partitions {
-        println!(
+        say!(
             "  partition {:<10} {:>10}",
             p.name,
             devices::human_size(p.size_bytes)
@@ -558,7 +663,7 @@ fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
             return Ok(());
         };
         if run(ask, &["unlock", &disk.path, "--confirm", &typed]) != 0 {
-            println!("{} stays write-blocked", disk.path);
+            say!("{} stays write-blocked", disk.path);
             return Ok(());
         }
     }
@@ -615,7 +720,7 @@ fn step_evidence(ask: &Ask) -> anyhow::Result<()> {
 fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
     let s = state();
     let (Some(case_id), Some(dest)) = (&s.case_id, &s.destination) else {
-        println!("open a case (step 1) and mount an evidence destination (step 3) first");
+        say!("open a case (step 1) and mount an evidence destination (step 3) first");
         return Ok(());
     };
     let boot = case::boot_medium_disks();
@@ -624,7 +729,7 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
         .filter(|d| !boot.contains(&d.name) && !s.unlocked.contains(&d.name))
         .collect();
     if disks.is_empty() {
-        println!("no disk to acquire (the boot medium and the evidence disk are never offered)");
+        say!("no disk to acquire (the boot medium and the evidence disk are never offered)");
         return Ok(());
     }
     let items: Vec<String> = disks.iter().map(disk_line).collect();
@@ -632,7 +737,7 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
         return Ok(());
     };
     if chosen.is_empty() {
-        println!("nothing chosen");
+        say!("nothing chosen");
         return Ok(());
     }
     let case_dir = Path::new(&dest.mountpoint).join(case_id);
@@ -647,7 +752,7 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
             };
             match case::check_case_id(&e) {
                 Ok(()) => break e,
-                Err(_) => println!("an evidence id names a directory: letters, digits, - _ ."),
+                Err(_) => say!("an evidence id names a directory: letters, digits, - _ ."),
             }
         };
         let dir: PathBuf = case_dir.join(&evidence_id);
@@ -661,19 +766,19 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
             evidence_id.as_str(),
         ];
         if dir.join(".resume.json").exists() {
-            println!("{dir_s} holds an interrupted acquisition: continuing it");
+            say!("{dir_s} holds an interrupted acquisition: continuing it");
             words.push("--resume");
         }
         let code = run(ask, &words);
         if code != 0 && code != super::acquire::EXIT_UNREADABLE {
-            println!(
+            say!(
                 "{} is not completely acquired (exit status {code}); choose step 4 again to continue it",
                 disk.path
             );
             continue;
         }
         let verdict = run(ask, &["verify", &dir_s]);
-        println!(
+        say!(
             "{}: {}",
             disk.path,
             if verdict == 0 {
@@ -689,7 +794,7 @@ fn step_acquire(ask: &Ask) -> anyhow::Result<()> {
 fn step_target(ask: &Ask, what: &str) -> anyhow::Result<()> {
     let disks = devices::list()?;
     if disks.is_empty() {
-        println!("no disks");
+        say!("no disks");
         return Ok(());
     }
     let items: Vec<String> = disks.iter().map(disk_line).collect();
@@ -714,7 +819,7 @@ fn step_target(ask: &Ask, what: &str) -> anyhow::Result<()> {
             return Ok(());
         };
         if typed.is_empty() {
-            println!("{} is not cleared as a {what} target", disk.path);
+            say!("{} is not cleared as a {what} target", disk.path);
             return Ok(());
         }
         code = run(ask, &["case", "target", &disk.path, "--reason", &typed]);
@@ -723,7 +828,7 @@ fn step_target(ask: &Ask, what: &str) -> anyhow::Result<()> {
     if code != 0 {
         return Ok(());
     }
-    println!("{} is cleared as the {what} target", disk.path);
+    say!("{} is cleared as the {what} target", disk.path);
     if what == "reinstall" {
         reinstall_onto(ask, &disk.path, reason.as_deref())
     } else {
@@ -782,10 +887,11 @@ fn ask_media(ask: &Ask, target: &str) -> anyhow::Result<Option<Vec<String>>> {
         }
         for p in &d.partitions {
             let line = format!(
-                "{:<8} {:>10}  partition of {}",
+                "{:<8} {:>10}  partition of {} (serial {})",
                 p.name,
                 devices::human_size(p.size_bytes),
-                disk_line(&d)
+                d.name,
+                d.serial.as_deref().unwrap_or("none")
             );
             choices.push((line, Some(p.path.clone())));
         }
@@ -904,7 +1010,7 @@ fn step_report(ask: &Ask) -> anyhow::Result<()> {
     run(ask, &["case", "show"]);
     let s = state();
     for a in &s.acquisitions {
-        println!(
+        say!(
             "  {:<8} {:<40} {} {}",
             a.disk,
             a.dir,
@@ -951,11 +1057,98 @@ mod tests {
         });
         let next = progress(&s).1;
         assert!(matches!(next, Step::Inventory | Step::Acquire), "{next:?}");
-        let text = menu_text(&s);
+        let text = menu_text(&s, 80);
         assert!(text.contains("done: /dev/sdb1 (ext4)"), "{text}");
         assert!(text.is_ascii(), "serial consoles get ASCII only");
+        assert!(
+            text.contains("next> 1  Case") || text.contains("  1  Case"),
+            "{text}"
+        );
         assert_eq!(Step::from_number("3"), Some(Step::Evidence));
         assert_eq!(Step::from_number("0"), None);
         assert_eq!(Step::from_number("8"), None);
+    }
+
+    #[test]
+    fn the_menu_fits_80_and_40_columns() {
+        let mut s = CaseState::default();
+        for width in [80, 40] {
+            let text = menu_text(&s, width);
+            assert!(super::super::widest(&text) <= width, "{width}:\n{text}");
+            // Every step's text is there, whole words in order.
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let joined = words.join(" ");
+            assert!(
+                joined.contains("deploy a verified image or kexec a verified installer"),
+                "{width}: {joined}"
+            );
+        }
+        let text = menu_text(&s, 80);
+        assert!(
+            text.contains("next> 1  Case                   open a case"),
+            "{text}"
+        );
+        s.case_id = Some("INCIDENT-2026-0042-DATACENTER-EAST".into());
+        s.examiner = Some("Jane Doe-Example, Incident Response".into());
+        s.destination = Some(case::Destination {
+            device: "/dev/nvme10n1p12".into(),
+            serial: None,
+            mountpoint: "/mnt/evidence".into(),
+            fstype: "exfat".into(),
+        });
+        for width in [80, 40] {
+            let text = menu_text(&s, width);
+            assert!(super::super::widest(&text) <= width, "{width}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn long_prompts_and_choices_fit_80_and_40_columns() {
+        let prompts = [
+            "True UTC time now, YYYY-MM-DD HH:MM:SS (Enter: the clock is right)".to_owned(),
+            "Type the serial (or its last 6 characters) of /dev/nvme10n1 to make it writable"
+                .to_owned(),
+            "Formatting ERASES everything on /dev/nvme10n1. Type its serial (or its last 6 characters) again"
+                .to_owned(),
+            "Disk or CD holding the image and its checksum list (mounted read-only) (j/k or arrows, Enter; q cancels)"
+                .to_owned(),
+        ];
+        for width in [80, 40] {
+            for p in &prompts {
+                let (lead, last) = prompt_lines(p, width);
+                assert!(super::super::widest(&lead) <= width, "{width}: {lead}");
+                assert!(last.len() + 2 <= width, "{width}: {last}");
+                let all = format!("{lead} {last}");
+                assert_eq!(
+                    all.split_whitespace().collect::<Vec<_>>(),
+                    p.split_whitespace().collect::<Vec<_>>()
+                );
+            }
+            let disk = BlockDevice {
+                name: "nvme10n1".into(),
+                path: "/dev/nvme10n1".into(),
+                size_bytes: 3840 << 30,
+                logical_sector_size: 512,
+                physical_sector_size: 4096,
+                model: Some("SAMSUNG MZQL23T8HCLS-00A07".into()),
+                serial: Some("S64HNE0T123456".into()),
+                wwn: None,
+                transport: "nvme".into(),
+                removable: false,
+                read_only: true,
+                partitions: Vec::new(),
+            };
+            let item = disk_line_for(&disk, width);
+            // The serial, which the operator checks before unlocking, survives fitting.
+            assert!(
+                fit_items(std::slice::from_ref(&item), width, 6)[0].ends_with(" S64HNE0T123456"),
+                "{width}: {item}"
+            );
+            for marker in [2, 4, 6] {
+                let fitted = fit_items(std::slice::from_ref(&item), width, marker);
+                assert!(fitted[0].len() + marker <= width, "{width}: {fitted:?}");
+                assert!(fitted[0].starts_with("nvme10n1"), "{fitted:?}");
+            }
+        }
     }
 }

@@ -23,3 +23,131 @@ pub fn print_error(err: &anyhow::Error) {
     let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
     eprintln!("error: {}", chain.join(": "));
 }
+
+/// Columns assumed when the terminal does not say (a serial line that did not answer the size probe).
+pub const FALLBACK_COLUMNS: usize = 80;
+
+/// The width of the terminal on stdout (stderr when stdout is no terminal), else [`FALLBACK_COLUMNS`].
+pub fn columns() -> usize {
+    use std::os::fd::AsRawFd;
+    for fd in [std::io::stdout().as_raw_fd(), std::io::stderr().as_raw_fd()] {
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one winsize into the struct we pass; fd is open.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+        if rc == 0 && ws.ws_col > 0 {
+            return usize::from(ws.ws_col);
+        }
+    }
+    FALLBACK_COLUMNS
+}
+
+/// Word-wraps one line to `width` columns: continuation lines start with the line's own indentation plus
+/// `hang` spaces; a word longer than a line is cut. Every returned line is at most `width` characters.
+pub fn wrap(line: &str, width: usize, hang: usize) -> Vec<String> {
+    let width = width.max(8);
+    if line.chars().count() <= width {
+        // Fits: keep the spacing (table columns) as it is.
+        return vec![line.to_owned()];
+    }
+    let lead = line.len() - line.trim_start_matches(' ').len();
+    let indent = " ".repeat((lead + hang).min(width / 2));
+    let mut out = Vec::new();
+    let mut cur = " ".repeat(lead.min(width / 2));
+    let mut cur_len = cur.chars().count();
+    let mut fresh = true;
+    for word in line.split(' ').filter(|w| !w.is_empty()) {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let sep = usize::from(!fresh);
+            if cur_len + sep + word.len() <= width {
+                if !fresh {
+                    cur.push(' ');
+                }
+                cur.extend(word.iter());
+                cur_len += sep + word.len();
+                fresh = false;
+                break;
+            }
+            if !fresh {
+                out.push(std::mem::replace(&mut cur, indent.clone()));
+                cur_len = indent.len();
+                fresh = true;
+                continue;
+            }
+            // A word wider than a whole line: cut it.
+            let room = width - cur_len;
+            cur.extend(word.drain(..room));
+            out.push(std::mem::replace(&mut cur, indent.clone()));
+            cur_len = indent.len();
+        }
+    }
+    if !fresh || out.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// [`wrap`] applied to every line of `text` (continuation lines hang by 2), newline-terminated.
+pub fn wrap_text(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        for l in wrap(line, width, 2) {
+            out.push_str(l.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `text` cut to `width` characters, the cut marked with `..`.
+pub fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let keep = width.saturating_sub(2);
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(&"..".chars().take(width - keep).collect::<String>());
+    out
+}
+
+/// The widest line of `text`, in characters.
+pub fn widest(text: &str) -> usize {
+    text.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_keeps_every_word_and_every_line_within_the_width() {
+        let line = " self-check: boot medium /dev/sda (FAT RESCUE): OK, 12 files match build 0123456789abcdef0123456789abcdef";
+        for width in [80, 40, 20] {
+            let lines = wrap(line, width, 2);
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= width),
+                "{width}: {lines:?}"
+            );
+            let words: Vec<String> = lines
+                .iter()
+                .flat_map(|l| l.split_whitespace())
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(
+                words.concat(),
+                line.split_whitespace().collect::<String>(),
+                "{width}"
+            );
+        }
+        assert_eq!(wrap("  a    b", 80, 2), ["  a    b"]);
+        assert_eq!(wrap("aaaa bbbb", 8, 2), ["aaaa", "  bbbb"]);
+        assert_eq!(wrap("", 80, 2), [""]);
+        assert_eq!(truncate("abcdef", 4), "ab..");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}

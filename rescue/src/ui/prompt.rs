@@ -29,18 +29,28 @@ fn attach_tty(tty: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Names and one-line descriptions of the prompt's commands.
-pub fn help_text() -> String {
-    let mut out = String::from("commands:\n");
+/// Names and one-line descriptions of the prompt's commands, fitted to `width` columns (descriptions
+/// wrap under their column).
+pub fn help_text(width: usize) -> String {
+    let mut lines = vec!["commands:".to_owned()];
     for sub in args::Cli::command()
         .get_subcommands()
         .filter(|s| !s.is_hide_set())
     {
         let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
-        out.push_str(&format!("  {:<12} {about}\n", sub.get_name()));
+        lines.push(format!("  {:<12} {about}", sub.get_name()));
     }
-    out.push_str("  help         this list; 'COMMAND --help' for details\n");
-    out.push_str("  1 .. 7       a guided step; 'shell' shows the guided menu, 'line' hides it\n");
+    lines.push("  help         this list; 'COMMAND --help' for details".to_owned());
+    lines.push(
+        "  1 .. 7       a guided step; 'shell' shows the guided menu, 'line' hides it".to_owned(),
+    );
+    let mut out = String::new();
+    for line in lines {
+        for l in super::wrap(&line, width, 13) {
+            out.push_str(l.trim_end());
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -78,7 +88,7 @@ pub fn run_console(tty: &Path, exec: Executor) -> anyhow::Result<u8> {
     if name.starts_with("ttyS") {
         super::serial::probe_window_size(std::time::Duration::from_millis(500));
     }
-    print!("{}", super::status::banner(&name));
+    print!("{}", super::status::banner(&name, super::columns()));
     // Unattended mode: init hands the primary console the `rescue.auto=` command list from the kernel
     // command line, or `rescue.run=` names a command file on the boot medium; the commands run like
     // typed lines, then the machine powers off.
@@ -167,7 +177,7 @@ pub fn execute(line: &str, console: &str, exec: Executor) -> Option<u8> {
     match words.first().map(String::as_str) {
         None => return None,
         Some("help" | "?") => {
-            print!("{}", help_text());
+            print!("{}", help_text(super::columns()));
             return Some(0);
         }
         _ => {}
@@ -195,6 +205,20 @@ pub fn execute(line: &str, console: &str, exec: Executor) -> Option<u8> {
             );
             let _ = e.print();
             Some(args::EXIT_USAGE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_fits_80_and_40_columns() {
+        for width in [80, 40] {
+            let text = help_text(width);
+            assert!(super::super::widest(&text) <= width, "{width}:\n{text}");
+            assert!(text.contains("  acquire "), "{text}");
         }
     }
 }

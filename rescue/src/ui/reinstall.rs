@@ -325,6 +325,7 @@ fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
     }
     println!("booting the installer now");
     let _ = std::io::stdout().flush();
+    crate::init::drain_consoles(&crate::init::console_devices(), crate::init::DRAIN_TIMEOUT);
     Err(kexec::reboot_into_loaded().into())
 }
 

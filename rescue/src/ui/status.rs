@@ -21,8 +21,9 @@ fn build_id() -> String {
         .unwrap_or_else(|| "host".to_owned())
 }
 
-/// The banner lines: what is running, where, and whether the disks are protected.
-pub fn banner(console: &str) -> String {
+/// The banner lines: what is running, where, and whether the disks are protected; every line fits in
+/// `width` columns.
+pub fn banner(console: &str, width: usize) -> String {
     let h = host::probe();
     let disks = devices::list().unwrap_or_default();
     let ro = disks
@@ -39,8 +40,8 @@ pub fn banner(console: &str) -> String {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-    let mut out = String::new();
-    out.push_str("==================================================================\n");
+    let rule = format!("{}\n", "=".repeat(width.saturating_sub(1).clamp(8, 66)));
+    let mut out = rule.clone();
     out.push_str(&format!(
         " rescue {} (build {})\n",
         crate::VERSION,
@@ -62,11 +63,15 @@ pub fn banner(console: &str) -> String {
     ));
     out.push_str(&selfcheck_lines(crate::selfcheck::stored()));
     out.push_str(" type 'help' for commands\n");
-    out.push_str("==================================================================\n");
+    let mut out = super::wrap_text(&out, width);
+    out.push_str(&rule);
     out
 }
 
 /// The self-check lines of the banner: which medium, whether its files match the build, its sha256.
+/// Lines break where a reader does not need them whole: at 80 columns "(KIND): OK, N files match build ID",
+/// "(KIND): MISMATCH: FILE (what differs" and "medium sha256 HEX" each stay on one line;
+/// [`super::wrap_text`] fits them to narrower consoles.
 pub fn selfcheck_lines(check: Option<crate::selfcheck::SelfCheck>) -> String {
     let Some(c) = check else {
         return " self-check: not run (only inside the rescue system)\n".to_owned();
@@ -83,7 +88,7 @@ pub fn selfcheck_lines(check: Option<crate::selfcheck::SelfCheck>) -> String {
     };
     let mut out = if c.passed() {
         format!(
-            " self-check: boot medium {} ({kind}): OK, {} files match build {}\n",
+            " self-check: boot medium {}\n   ({kind}): OK, {} files match build {}\n",
             m.node.display(),
             c.files.len(),
             c.build_id.as_deref().unwrap_or("-")
@@ -96,14 +101,14 @@ pub fn selfcheck_lines(check: Option<crate::selfcheck::SelfCheck>) -> String {
             .map(|f| format!("{} ({})", f.path, f.problem.as_deref().unwrap_or("differs")))
             .collect();
         format!(
-            " self-check: boot medium {} ({kind}): MISMATCH: {}\n",
+            " self-check: boot medium {}\n   ({kind}): MISMATCH: {}\n",
             m.node.display(),
             bad.join("; ")
         )
     };
     match (&c.medium_sha256, &c.medium_hash_state) {
         (Some(sha), _) => out.push_str(&format!(
-            " medium sha256 {sha} ({} bytes of /dev/{})\n",
+            " medium sha256 {sha}\n   ({} bytes of /dev/{})\n",
             c.medium_bytes.unwrap_or(0),
             m.disk
         )),
@@ -118,7 +123,10 @@ pub fn selfcheck_lines(check: Option<crate::selfcheck::SelfCheck>) -> String {
 pub fn run() -> anyhow::Result<u8> {
     print!(
         "{}",
-        banner(&std::env::var("RESCUE_CONSOLE").unwrap_or_else(|_| "-".to_owned()))
+        banner(
+            &std::env::var("RESCUE_CONSOLE").unwrap_or_else(|_| "-".to_owned()),
+            super::columns()
+        )
     );
     Ok(0)
 }
@@ -148,4 +156,66 @@ pub fn run_power(action: PowerAction) -> anyhow::Result<u8> {
     // init stops this process; keep quiet until it does.
     std::thread::sleep(std::time::Duration::from_secs(30));
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selfcheck::{FileCheck, Medium, MediumKind, SelfCheck};
+
+    fn check(ok: bool) -> SelfCheck {
+        SelfCheck {
+            build_id: Some("0123456789abcdef".into()),
+            medium: Some(Medium {
+                disk: "nvme10n1".into(),
+                node: "/dev/nvme10n1p1".into(),
+                kind: MediumKind::Iso,
+                this_build: true,
+            }),
+            files: vec![
+                FileCheck {
+                    path: "RESCUE/VMLINUZ".into(),
+                    ok: true,
+                    problem: None,
+                },
+                FileCheck {
+                    path: "RESCUE/INITRD.IMG".into(),
+                    ok,
+                    problem: (!ok).then(|| format!("main part sha256 {} differs", "e".repeat(64))),
+                },
+            ],
+            note: None,
+            medium_sha256: Some("a".repeat(64)),
+            medium_bytes: Some(1 << 40),
+            medium_hash_state: None,
+        }
+    }
+
+    #[test]
+    fn the_banner_fits_80_and_40_columns() {
+        for width in [80, 40] {
+            let text = banner("ttyS0", width);
+            assert!(super::super::widest(&text) <= width, "{width}:\n{text}");
+            assert!(text.contains("type 'help' for commands"), "{text}");
+            for ok in [true, false] {
+                let lines = super::super::wrap_text(&selfcheck_lines(Some(check(ok))), width);
+                assert!(super::super::widest(&lines) <= width, "{width}:\n{lines}");
+            }
+        }
+        // At 80 columns what a reader looks for stays on one line.
+        let ok = super::super::wrap_text(&selfcheck_lines(Some(check(true))), 80);
+        assert!(
+            ok.contains("(ISO 9660): OK, 2 files match build 0123456789abcdef\n"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains(&format!(" medium sha256 {}\n", "a".repeat(64))),
+            "{ok}"
+        );
+        let bad = super::super::wrap_text(&selfcheck_lines(Some(check(false))), 80);
+        assert!(
+            bad.contains("(ISO 9660): MISMATCH: RESCUE/INITRD.IMG (main part sha256"),
+            "{bad}"
+        );
+    }
 }
