@@ -307,6 +307,7 @@ fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) ->
     console::info(match action {
         PowerAction::PowerOff => "syncing disks and powering off",
         PowerAction::Reboot => "syncing disks and rebooting",
+        PowerAction::Kexec => "syncing disks and starting the loaded installer kernel",
     });
     for (_, (_, child)) in children.iter_mut() {
         let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
@@ -333,8 +334,14 @@ fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) ->
     let how = match action {
         PowerAction::PowerOff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
         PowerAction::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+        PowerAction::Kexec => nix::sys::reboot::RebootMode::RB_KEXEC,
     };
-    let _ = nix::sys::reboot::reboot(how);
+    // reboot(2) returns only when it failed.
+    let Err(e) = nix::sys::reboot::reboot(how);
+    // A kexec that does not start (nothing loaded any more): the consoles are gone and the evidence
+    // unmounted, so power off rather than reboot into whatever the firmware boots next.
+    console::warn(&format!("{action:?} failed ({e}); powering off"));
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     loop {
         thread::sleep(Duration::from_secs(60));
     }
@@ -413,6 +420,7 @@ pub fn run_pid1() -> ! {
         Signal::SIGTERM,
         Signal::SIGINT,
         Signal::SIGPWR,
+        Signal::SIGHUP,
     ] {
         signals.add(s);
     }
@@ -446,6 +454,7 @@ pub fn run_pid1() -> ! {
                 power(PowerAction::PowerOff, &mut children)
             }
             Signal::SIGTERM => power(PowerAction::Reboot, &mut children),
+            Signal::SIGHUP => power(PowerAction::Kexec, &mut children),
             Signal::SIGINT => {
                 console::info("Ctrl-Alt-Del ignored: type 'poweroff' or 'reboot' at the prompt")
             }

@@ -30,6 +30,8 @@ pub fn in_rescue_system() -> bool {
 pub enum PowerAction {
     PowerOff,
     Reboot,
+    /// Start the kernel loaded with `kexec_file_load` (`reinstall boot`), through init's shutdown.
+    Kexec,
 }
 
 impl PowerAction {
@@ -38,6 +40,7 @@ impl PowerAction {
         match self {
             PowerAction::PowerOff => Signal::SIGUSR2,
             PowerAction::Reboot => Signal::SIGTERM,
+            PowerAction::Kexec => Signal::SIGHUP,
         }
     }
 }

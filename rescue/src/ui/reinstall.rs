@@ -325,7 +325,11 @@ fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
     }
     println!("booting the installer now");
     let _ = std::io::stdout().flush();
-    crate::init::drain_consoles(&crate::init::console_devices(), crate::init::DRAIN_TIMEOUT);
+    if crate::system::in_rescue_system() {
+        // Through init's shutdown: consoles stopped and drained, evidence unmounted, then the kexec.
+        crate::system::request_power(crate::system::PowerAction::Kexec)?;
+        return Ok(0);
+    }
     Err(kexec::reboot_into_loaded().into())
 }
 
