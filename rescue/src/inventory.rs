@@ -127,6 +127,53 @@ fn read_at(file: &File, offset: u64, len: usize) -> Vec<u8> {
 
 const HEAD: usize = 72 * 1024;
 
+/// The partition table of a disk or disk image open for reading: `gpt` (through the `gpt` crate) or
+/// `mbr`, and its entries with the signature at each partition's start; `(None, [])` without one.
+pub fn read_table(file: &File, sector: u64) -> (Option<String>, Vec<TableEntry>) {
+    let mut table = None;
+    let mut out = Vec::new();
+    let lb = if sector == 4096 {
+        gpt::disk::LogicalBlockSize::Lb4096
+    } else {
+        gpt::disk::LogicalBlockSize::Lb512
+    };
+    let gpt = file.try_clone().ok().and_then(|f| {
+        gpt::GptConfig::new()
+            .writable(false)
+            .logical_block_size(lb)
+            .open_from_device(f)
+            .ok()
+    });
+    if let Some(disk) = gpt {
+        table = Some("gpt".to_owned());
+        for (n, p) in disk.partitions() {
+            let start = p.first_lba * sector;
+            out.push(TableEntry {
+                number: *n,
+                start_bytes: start,
+                size_bytes: (p.last_lba + 1).saturating_sub(p.first_lba) * sector,
+                type_id: p.part_type_guid.guid.to_string(),
+                name: (!p.name.is_empty()).then(|| p.name.clone()),
+                signature: signature(&read_at(file, start, HEAD)).map(str::to_owned),
+            });
+        }
+    } else if let Some(entries) = parse_mbr(&read_at(file, 0, 512)).filter(|e| !e.is_empty()) {
+        table = Some("mbr".to_owned());
+        for (number, kind, first, count) in entries {
+            let start = first * sector;
+            out.push(TableEntry {
+                number,
+                start_bytes: start,
+                size_bytes: count * sector,
+                type_id: format!("0x{kind:02x}"),
+                name: None,
+                signature: signature(&read_at(file, start, HEAD)).map(str::to_owned),
+            });
+        }
+    }
+    (table, out)
+}
+
 fn inspect(device: BlockDevice) -> DiskInventory {
     let mut inv = DiskInventory {
         table: None,
@@ -144,45 +191,9 @@ fn inspect(device: BlockDevice) -> DiskInventory {
         }
     };
     let sector = u64::from(inv.device.logical_sector_size.max(512));
-    let lb = if sector == 4096 {
-        gpt::disk::LogicalBlockSize::Lb4096
-    } else {
-        gpt::disk::LogicalBlockSize::Lb512
-    };
-    let gpt = file.try_clone().ok().and_then(|f| {
-        gpt::GptConfig::new()
-            .writable(false)
-            .logical_block_size(lb)
-            .open_from_device(f)
-            .ok()
-    });
-    if let Some(disk) = gpt {
-        inv.table = Some("gpt".to_owned());
-        for (n, p) in disk.partitions() {
-            let start = p.first_lba * sector;
-            inv.entries.push(TableEntry {
-                number: *n,
-                start_bytes: start,
-                size_bytes: (p.last_lba + 1).saturating_sub(p.first_lba) * sector,
-                type_id: p.part_type_guid.guid.to_string(),
-                name: (!p.name.is_empty()).then(|| p.name.clone()),
-                signature: signature(&read_at(&file, start, HEAD)).map(str::to_owned),
-            });
-        }
-    } else if let Some(entries) = parse_mbr(&read_at(&file, 0, 512)).filter(|e| !e.is_empty()) {
-        inv.table = Some("mbr".to_owned());
-        for (number, kind, first, count) in entries {
-            let start = first * sector;
-            inv.entries.push(TableEntry {
-                number,
-                start_bytes: start,
-                size_bytes: count * sector,
-                type_id: format!("0x{kind:02x}"),
-                name: None,
-                signature: signature(&read_at(&file, start, HEAD)).map(str::to_owned),
-            });
-        }
-    }
+    let (table, entries) = read_table(&file, sector);
+    inv.table = table;
+    inv.entries = entries;
     if inv.table.is_none() {
         inv.signature = signature(&read_at(&file, 0, HEAD)).map(str::to_owned);
     }
