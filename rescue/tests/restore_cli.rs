@@ -228,6 +228,28 @@ fn a_whole_disk_image_is_restored_from_its_only_linux_partition_or_the_one_named
     let o = rescue(&["restore", s(&disk2), s(&dst2), "--partition", "7"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("there is no partition 7"), "{}", text(&o));
+
+    // The same disk as a whole-disk device (a read-only loop device standing in for a disk).
+    let lo = Loop::attach_read_only(&disk);
+    let dst3 = d.path().join("root3");
+    std::fs::create_dir_all(&dst3).unwrap();
+    let o = rescue(&["restore", s(&lo.0), s(&dst3)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("partition 2 (ext4, 16.0 MiB) of the GPT, the only Linux filesystem"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(dst3.join("srv/data.txt")).unwrap(),
+        b"from partition 2"
+    );
+    drop(lo);
+    assert_eq!(
+        std::fs::read(&disk).unwrap(),
+        before,
+        "the disk is unchanged"
+    );
 }
 
 /// A loop device attached with `losetup` (util-linux), detached when dropped.
@@ -235,8 +257,16 @@ struct Loop(std::path::PathBuf);
 
 impl Loop {
     fn attach(file: &Path) -> Self {
+        Self::losetup(file, &["-f", "--show"])
+    }
+
+    fn attach_read_only(file: &Path) -> Self {
+        Self::losetup(file, &["-f", "--show", "-r"])
+    }
+
+    fn losetup(file: &Path, args: &[&str]) -> Self {
         let o = Command::new("losetup")
-            .args(["-f", "--show"])
+            .args(args)
             .arg(file)
             .output()
             .unwrap();
