@@ -516,7 +516,18 @@ fn write_open(
     #[cfg(test)]
     hook::fire(hook::Stage::BootAreaZeroed);
 
-    let mut signed_hasher = plan.signed.as_ref().map(|e| Hasher::new(e.algorithm));
+    // A raw image's SHA-256 entry is checked against the written stream's hash: the same bytes, so not
+    // hashed twice.
+    let reuse_written = plan.format == ImageFormat::Raw
+        && plan
+            .signed
+            .as_ref()
+            .is_some_and(|e| e.algorithm == Algorithm::Sha256);
+    let mut signed_hasher = plan
+        .signed
+        .as_ref()
+        .filter(|_| !reuse_written)
+        .map(|e| Hasher::new(e.algorithm));
     let raw = HashingReader {
         inner: image.reader(),
         hasher: signed_hasher.as_mut(),
@@ -562,8 +573,11 @@ fn write_open(
     image.check_unchanged()?;
     let written = hasher.finish();
     // The bytes this descriptor gave while writing must be the ones verified and recorded.
-    if let (Some(entry), Some(h)) = (&plan.signed, signed_hasher) {
-        let actual = h.finish();
+    if let Some(entry) = &plan.signed {
+        let actual = match signed_hasher {
+            Some(h) => h.finish(),
+            None => written.clone(),
+        };
         if actual != entry.digest {
             return Err(DeployError::ContentMismatch {
                 what: format!(
