@@ -225,6 +225,13 @@ fn a_whole_disk_image_is_restored_from_its_only_linux_partition_or_the_one_named
         std::fs::read(dst2.join("srv/data.txt")).unwrap(),
         b"from partition 3"
     );
+    let o = rescue(&["restore", s(&dst), s(&dst2), "--partition", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("--partition applies to a disk image or a disk"),
+        "{}",
+        text(&o)
+    );
     let o = rescue(&["restore", s(&disk2), s(&dst2), "--partition", "7"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("there is no partition 7"), "{}", text(&o));
