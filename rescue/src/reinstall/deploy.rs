@@ -34,7 +34,7 @@ pub enum DeployError {
     #[error("the image {path} is not a regular file")]
     ImageKind { path: PathBuf },
     #[error(
-        "the image {path} changed after it was opened and verified ({what}); refusing to write bytes that were not verified"
+        "the image {path} changed after it was opened ({what}); refusing to write bytes that were not the ones verified"
     )]
     ImageChanged { path: PathBuf, what: String },
     #[error("{path} ends in .zst but has no valid seek table: {reason}")]
