@@ -372,6 +372,49 @@ pub fn backing_disks(path: &Path) -> Vec<String> {
     out
 }
 
+/// What a block device (sysfs name) is stacked on, all the way down: the whole disks beneath it
+/// (`slaves/` of dm, md and loop devices, a loop device's backing device or the disks holding its
+/// backing file) and every loop backing file met on the way.
+pub fn lower_storage(name: &str) -> (Vec<String>, Vec<PathBuf>) {
+    let (mut disks, mut files) = (Vec::new(), Vec::new());
+    let mut todo = vec![name.to_owned()];
+    let mut seen = Vec::new();
+    while let Some(n) = todo.pop() {
+        if seen.contains(&n) || seen.len() > 64 {
+            continue;
+        }
+        seen.push(n.clone());
+        let class = Path::new("/sys/class/block").join(&n);
+        for lower in fs::read_dir(class.join("slaves"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let l = lower.file_name().to_string_lossy().into_owned();
+            disks.push(whole_disk(&l));
+            todo.push(l);
+        }
+        let Ok(backing) = fs::read_to_string(class.join("loop/backing_file")) else {
+            continue;
+        };
+        let backing = PathBuf::from(backing.trim_end_matches('\n'));
+        match sysfs_name(&backing) {
+            // A loop over a block device.
+            Ok(l) => {
+                disks.push(whole_disk(&l));
+                todo.push(l);
+            }
+            Err(_) => {
+                disks.extend(backing_disks(&backing).iter().map(|d| whole_disk(d)));
+                files.push(backing);
+            }
+        }
+    }
+    disks.sort();
+    disks.dedup();
+    (disks, files)
+}
+
 /// Every block device the kernel knows, by sysfs name (disks and partitions).
 pub fn all_block_names() -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir("/sys/class/block")

@@ -378,6 +378,35 @@ fn confirm_and_write_enable(
     disk: &devices::BlockDevice,
     confirm: &str,
 ) -> Result<Vec<String>, CaseError> {
+    confirm_disk(disk, confirm)?;
+    let mut names = vec![disk.name.clone()];
+    names.extend(disk.partitions.iter().map(|p| p.name.clone()));
+    let unlocked_file = unlocked_path();
+    let mut current = unlocked_names();
+    for n in &names {
+        if !current.contains(n) {
+            current.push(n.clone());
+        }
+    }
+    fs::write(&unlocked_file, current.join("\n") + "\n").map_err(|source| {
+        CaseError::AccessState {
+            path: unlocked_file.clone(),
+            source,
+        }
+    })?;
+    for n in &names {
+        let path = PathBuf::from("/dev").join(n);
+        blkro::set_read_only(&path, false).map_err(|source| CaseError::SetWriteBlock {
+            device: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(names)
+}
+
+/// The checks of [`confirm_and_write_enable`] before anything changes: the typed serial (or size), and
+/// nothing of the disk mounted.
+fn confirm_disk(disk: &devices::BlockDevice, confirm: &str) -> Result<(), CaseError> {
     let device = disk.path.clone();
     match &disk.serial {
         Some(serial) if !serial_confirms(serial, confirm) => {
@@ -406,29 +435,7 @@ fn confirm_and_write_enable(
             mounts: list,
         });
     }
-    let mut names = vec![disk.name.clone()];
-    names.extend(disk.partitions.iter().map(|p| p.name.clone()));
-    let unlocked_file = unlocked_path();
-    let mut current = unlocked_names();
-    for n in &names {
-        if !current.contains(n) {
-            current.push(n.clone());
-        }
-    }
-    fs::write(&unlocked_file, current.join("\n") + "\n").map_err(|source| {
-        CaseError::AccessState {
-            path: unlocked_file.clone(),
-            source,
-        }
-    })?;
-    for n in &names {
-        let path = PathBuf::from("/dev").join(n);
-        blkro::set_read_only(&path, false).map_err(|source| CaseError::SetWriteBlock {
-            device: path.display().to_string(),
-            source,
-        })?;
-    }
-    Ok(names)
+    Ok(())
 }
 
 /// Unlocks exactly one disk for writing after the operator confirmed its serial; the interlocks refuse
@@ -445,6 +452,7 @@ pub fn unlock(locked: &mut Locked, dev: &Path, confirm: &str) -> Result<Vec<Stri
     if boot_medium_disks().contains(&disk.name) {
         return Err(CaseError::RefuseBootMedium { device });
     }
+    refuse_layered_on_evidence(&locked.state, &disk)?;
     let names = confirm_and_write_enable(&disk, confirm)?;
     if !locked.state.unlocked.contains(&disk.name) {
         locked.state.unlocked.push(disk.name.clone());
@@ -578,6 +586,70 @@ fn target_decision(
     }
 }
 
+/// Whether `path` is (part of) an acquisition image: a file in a directory whose `manifest.json` has
+/// schema `rescue.acquisition/1` (or that holds an acquisition's resume checkpoint).
+pub fn is_acquisition_image(path: &Path) -> bool {
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    let schema = |file: &str, want: &str| {
+        fs::read(dir.join(file))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["schema"] == want)
+    };
+    schema(
+        crate::acquire::manifest::MANIFEST_FILE,
+        crate::acquire::manifest::SCHEMA,
+    ) || schema(
+        crate::acquire::checkpoint::CHECKPOINT_FILE,
+        crate::acquire::checkpoint::CHECKPOINT_SCHEMA,
+    )
+}
+
+/// Refuses a device stacked on case evidence (a loop, dm or md device): writing it would write into an
+/// acquisition image, a source disk or the evidence destination beneath it, whatever reason is given.
+fn refuse_layered_on_evidence(
+    state: &CaseState,
+    disk: &devices::BlockDevice,
+) -> Result<(), CaseError> {
+    let (lower, files) = blkro::lower_storage(&disk.name);
+    let evidence = state.destination.as_ref().map(|d| disk_name_of(&d.device));
+    layered_decision(state, evidence.as_deref(), &disk.path, &lower, &files)
+}
+
+fn layered_decision(
+    state: &CaseState,
+    evidence_disk: Option<&str>,
+    device: &str,
+    lower: &[String],
+    files: &[PathBuf],
+) -> Result<(), CaseError> {
+    let refuse = |why: String| {
+        Err(CaseError::RefuseTarget {
+            device: device.to_owned(),
+            why,
+        })
+    };
+    if let Some(f) = files.iter().find(|f| is_acquisition_image(f)) {
+        return refuse(format!(
+            "it is a loop device over the acquisition image {}",
+            f.display()
+        ));
+    }
+    for d in lower {
+        if state.sources.contains(d) {
+            return refuse(format!("it is stacked on {d}, a source disk of this case"));
+        }
+        if evidence_disk == Some(d.as_str()) || state.unlocked.contains(d) {
+            return refuse(format!(
+                "it is stacked on {d}, the evidence destination of this case"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The reinstall/restore interlock: whether `device` may be overwritten. Refuses the boot medium and the
 /// evidence destination always; refuses a disk whose evidence was acquired but not verified, or that was
 /// never acquired in this case, unless `reason` is given (non-empty). Every decision, and the reason of
@@ -598,14 +670,16 @@ pub fn target_interlock(
         .map(|d| disk_name_of(&d.device));
     let boot = boot_medium_disks().contains(&disk.name);
     let command = format!("case target {}", device.display());
-    let decision = target_decision(
-        &locked.state,
-        &disk.name,
-        &disk.path,
-        boot,
-        evidence_disk.as_deref(),
-        reason,
-    );
+    let decision = refuse_layered_on_evidence(&locked.state, &disk).and_then(|()| {
+        target_decision(
+            &locked.state,
+            &disk.name,
+            &disk.path,
+            boot,
+            evidence_disk.as_deref(),
+            reason,
+        )
+    });
     match decision {
         Ok(overridden) => {
             locked.log(
@@ -761,6 +835,26 @@ pub fn unlock_target(
     confirm_and_write_enable(&disk, confirm)
 }
 
+/// Everything [`unlock_target`] checks (the cleared disk, the typed serial, nothing mounted), without
+/// making anything writable: a dry run refuses what the real run refuses.
+pub fn confirm_target(
+    clearance: &TargetClearance,
+    dev: &Path,
+    confirm: &str,
+) -> Result<(), CaseError> {
+    let disk = devices::describe(dev).map_err(|source| CaseError::DescribeDevice {
+        path: dev.to_owned(),
+        source,
+    })?;
+    if disk.path != clearance.disk {
+        return Err(CaseError::RefuseTarget {
+            device: disk.path,
+            why: format!("the interlock cleared {}, not this disk", clearance.disk),
+        });
+    }
+    confirm_disk(&disk, confirm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -859,6 +953,45 @@ mod tests {
             .acquisitions
             .push(acquired("sda", "/mnt/evidence/C/disk-3", false));
         assert_eq!(d(&state, "sda", false, None).unwrap(), None);
+    }
+
+    #[test]
+    fn devices_stacked_on_evidence_are_never_cleared() {
+        let d = tempfile::tempdir().unwrap();
+        let acq = d.path().join("disk-1");
+        fs::create_dir_all(&acq).unwrap();
+        fs::write(
+            acq.join("manifest.json"),
+            br#"{"schema":"rescue.acquisition/1"}"#,
+        )
+        .unwrap();
+        let other = d.path().join("other");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("manifest.json"), br#"{"schema":"other/1"}"#).unwrap();
+        assert!(is_acquisition_image(&acq.join("image.raw")));
+        assert!(is_acquisition_image(&acq.join("image.raw.003")));
+        assert!(!is_acquisition_image(&other.join("image.raw")));
+        assert!(!is_acquisition_image(&d.path().join("golden.img")));
+
+        let state = CaseState {
+            sources: vec!["sda".into()],
+            unlocked: vec!["sdb".into()],
+            ..CaseState::default()
+        };
+        let decide = |lower: &[&str], files: &[PathBuf]| {
+            let lower: Vec<String> = lower.iter().map(|s| (*s).to_owned()).collect();
+            layered_decision(&state, Some("sdc"), "/dev/loop4", &lower, files)
+        };
+        let why = |r: Result<(), CaseError>| match r {
+            Err(CaseError::RefuseTarget { why, .. }) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why(decide(&["sdd"], &[acq.join("image.raw")])).contains("acquisition image"));
+        assert!(why(decide(&["sda"], &[])).contains("source disk"));
+        assert!(why(decide(&["sdb"], &[])).contains("evidence destination"));
+        assert!(why(decide(&["sdc"], &[])).contains("evidence destination"));
+        assert!(decide(&["sdd"], &[other.join("image.raw")]).is_ok());
+        assert!(decide(&[], &[]).is_ok());
     }
 
     #[test]

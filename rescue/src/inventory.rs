@@ -352,6 +352,81 @@ fn storage_spaces(type_guid: &str) -> Option<String> {
         .then(|| "Windows Storage Spaces".to_owned())
 }
 
+/// The partition table of a disk or disk image open for reading: `gpt` (through the `gpt` crate) or
+/// `mbr` (with the logical partitions of an extended one), and its entries with the signature at each
+/// partition's start; `(None, [])` without one.
+pub fn read_table(file: &File, sector: u64) -> (Option<String>, Vec<TableEntry>) {
+    let (table, entries, _) = read_table_noting(file, sector);
+    (table, entries)
+}
+
+/// [`read_table`], and what walking an extended partition's chain noted (a loop, a broken link).
+fn read_table_noting(file: &File, sector: u64) -> (Option<String>, Vec<TableEntry>, Vec<String>) {
+    let mut table = None;
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    let lb = if sector == 4096 {
+        gpt::disk::LogicalBlockSize::Lb4096
+    } else {
+        gpt::disk::LogicalBlockSize::Lb512
+    };
+    let gpt = file.try_clone().ok().and_then(|f| {
+        gpt::GptConfig::new()
+            .writable(false)
+            .logical_block_size(lb)
+            .open_from_device(f)
+            .ok()
+    });
+    if let Some(disk) = gpt {
+        table = Some("gpt".to_owned());
+        for (n, p) in disk.partitions() {
+            let start = p.first_lba * sector;
+            let size = (p.last_lba + 1).saturating_sub(p.first_lba) * sector;
+            out.push(TableEntry {
+                number: *n,
+                start_bytes: start,
+                size_bytes: size,
+                type_id: p.part_type_guid.guid.to_string(),
+                name: (!p.name.is_empty()).then(|| p.name.clone()),
+                signature: volume_signature(file, start, size)
+                    .or_else(|| storage_spaces(&p.part_type_guid.guid.to_string())),
+            });
+        }
+    } else if let Some(entries) = parse_mbr(&read_at(file, 0, 512)).filter(|e| !e.is_empty()) {
+        table = Some("mbr".to_owned());
+        let mut all = Vec::new();
+        for (number, kind, first, count) in entries {
+            all.push((number, kind, first, count));
+            if is_extended(kind) {
+                let (logical, note) = walk_ebr(
+                    |lba| read_at(file, lba.saturating_mul(sector), 512),
+                    first,
+                    count,
+                );
+                all.extend(logical);
+                notes.extend(note);
+            }
+        }
+        all.sort_by_key(|e| e.0);
+        for (number, kind, first, count) in all {
+            let start = first * sector;
+            out.push(TableEntry {
+                number,
+                start_bytes: start,
+                size_bytes: count * sector,
+                type_id: format!("0x{kind:02x}"),
+                name: None,
+                signature: if is_extended(kind) {
+                    None
+                } else {
+                    volume_signature(file, start, count * sector)
+                },
+            });
+        }
+    }
+    (table, out, notes)
+}
+
 fn inspect(device: BlockDevice) -> DiskInventory {
     let mut inv = DiskInventory {
         table: None,
@@ -370,65 +445,10 @@ fn inspect(device: BlockDevice) -> DiskInventory {
         }
     };
     let sector = u64::from(inv.device.logical_sector_size.max(512));
-    let lb = if sector == 4096 {
-        gpt::disk::LogicalBlockSize::Lb4096
-    } else {
-        gpt::disk::LogicalBlockSize::Lb512
-    };
-    let gpt = file.try_clone().ok().and_then(|f| {
-        gpt::GptConfig::new()
-            .writable(false)
-            .logical_block_size(lb)
-            .open_from_device(f)
-            .ok()
-    });
-    if let Some(disk) = gpt {
-        inv.table = Some("gpt".to_owned());
-        for (n, p) in disk.partitions() {
-            let start = p.first_lba * sector;
-            let size = (p.last_lba + 1).saturating_sub(p.first_lba) * sector;
-            inv.entries.push(TableEntry {
-                number: *n,
-                start_bytes: start,
-                size_bytes: size,
-                type_id: p.part_type_guid.guid.to_string(),
-                name: (!p.name.is_empty()).then(|| p.name.clone()),
-                signature: volume_signature(&file, start, size)
-                    .or_else(|| storage_spaces(&p.part_type_guid.guid.to_string())),
-            });
-        }
-    } else if let Some(entries) = parse_mbr(&read_at(&file, 0, 512)).filter(|e| !e.is_empty()) {
-        inv.table = Some("mbr".to_owned());
-        let mut all = Vec::new();
-        for (number, kind, first, count) in entries {
-            all.push((number, kind, first, count));
-            if is_extended(kind) {
-                let (logical, note) = walk_ebr(
-                    |lba| read_at(&file, lba.saturating_mul(sector), 512),
-                    first,
-                    count,
-                );
-                all.extend(logical);
-                inv.notes.extend(note);
-            }
-        }
-        all.sort_by_key(|e| e.0);
-        for (number, kind, first, count) in all {
-            let start = first * sector;
-            inv.entries.push(TableEntry {
-                number,
-                start_bytes: start,
-                size_bytes: count * sector,
-                type_id: format!("0x{kind:02x}"),
-                name: None,
-                signature: if is_extended(kind) {
-                    None
-                } else {
-                    volume_signature(&file, start, count * sector)
-                },
-            });
-        }
-    }
+    let (table, entries, notes) = read_table_noting(&file, sector);
+    inv.table = table;
+    inv.entries = entries;
+    inv.notes.extend(notes);
     if inv.table.is_none() {
         inv.signature = volume_signature(&file, 0, inv.device.size_bytes);
     }

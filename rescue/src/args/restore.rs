@@ -27,9 +27,14 @@ pub struct RestoreArgs {
     /// Restore setuid/setgid files and executables too.
     #[arg(long)]
     pub allow_executables: bool,
-    /// Decide and report everything, write nothing.
+    /// Decide and report everything, write nothing: the target disk goes through the same interlock and
+    /// --confirm check as a real run, stays write-blocked and is mounted read-only (ro,noload).
     #[arg(long)]
     pub dry_run: bool,
+    /// When SOURCE is a whole-disk image or disk: restore from partition N of its GPT/MBR [default:
+    /// the only partition holding a Linux filesystem].
+    #[arg(long, value_name = "N")]
+    pub partition: Option<u32>,
     /// The restore manifest as one JSON line.
     #[arg(long)]
     pub json: bool,

@@ -111,6 +111,34 @@ pub fn verify_image(
     req: &VerifyRequest,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Proof, VerifyError> {
+    let open = || {
+        let read_err = |source| VerifyError::ReadFile {
+            path: req.image.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&req.image).map_err(read_err)?;
+        let total = file.metadata().map_err(read_err)?.len();
+        Ok((file, total))
+    };
+    verify_with(req, open, progress)
+}
+
+/// [`verify_image`] over an image the caller already holds open (`total` bytes): deploy verifies and
+/// writes from one descriptor.
+pub fn verify_read(
+    req: &VerifyRequest,
+    image: impl std::io::Read,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Proof, VerifyError> {
+    verify_with(req, || Ok((image, total)), progress)
+}
+
+fn verify_with<R: std::io::Read>(
+    req: &VerifyRequest,
+    open: impl FnOnce() -> Result<(R, u64), VerifyError>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Proof, VerifyError> {
     let now = chrono::Utc::now();
     let list = read(&req.sums)?;
     let sig_err = |source| VerifyError::Signature {
@@ -147,15 +175,16 @@ pub fn verify_image(
     let entry = checksums::find(&entries, &req.image.to_string_lossy())
         .map_err(list_err)?
         .clone();
-    let total = std::fs::metadata(&req.image)
-        .map_err(|source| VerifyError::ReadFile {
-            path: req.image.clone(),
-            source,
-        })?
-        .len();
+    let (image, total) = open()?;
     let (actual, size) =
-        checksums::hash_file(&req.image, entry.algorithm, &mut |n| progress(n, total))
-            .map_err(VerifyError::HashImage)?;
+        checksums::hash_reader(image, entry.algorithm, &mut |n| progress(n, total)).map_err(
+            |source| {
+                VerifyError::HashImage(ChecksumError::ReadImage {
+                    path: req.image.display().to_string(),
+                    source,
+                })
+            },
+        )?;
     if actual != entry.digest {
         return Err(VerifyError::Mismatch {
             image: req.image.clone(),

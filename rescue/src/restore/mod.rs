@@ -229,6 +229,16 @@ fn hash_with_head(
     Ok((h.finish(), head, total))
 }
 
+/// A source directory's metadata.
+#[derive(Debug, Clone, Copy)]
+struct DirMeta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    atime: i64,
+    mtime: i64,
+}
+
 /// The restore engine: feed it source entries, then [`Restorer::finish`].
 pub struct Restorer {
     source_name: String,
@@ -238,7 +248,8 @@ pub struct Restorer {
     root: target::Root,
     backup_manifest: Option<(PathBuf, BTreeMap<String, String>)>,
     seen: BTreeSet<String>,
-    dirs: HashMap<String, (u32, u32, u32)>,
+    /// Directories of the source: mode, owner and times, applied in [`Restorer::finish`].
+    dirs: HashMap<String, DirMeta>,
     records: Vec<FileRecord>,
     started_at: String,
     restored: u64,
@@ -300,7 +311,7 @@ impl Restorer {
     fn open_dir(&self, parent: &str) -> std::io::Result<target::Dir> {
         let dirs = &self.dirs;
         self.root
-            .dir(parent, true, &|p| dirs.get(p).map_or(0o755, |d| d.0))
+            .dir(parent, true, &|p| dirs.get(p).map_or(0o755, |d| d.mode))
     }
 
     /// The manifest's verdict on a content hash.
@@ -346,7 +357,16 @@ impl Restorer {
         self.seen.insert(rel.clone());
         match &e.kind {
             EntryKind::Dir => {
-                self.dirs.insert(rel.clone(), (e.mode, e.uid, e.gid));
+                self.dirs.insert(
+                    rel.clone(),
+                    DirMeta {
+                        mode: e.mode,
+                        uid: e.uid,
+                        gid: e.gid,
+                        atime: e.atime,
+                        mtime: e.mtime,
+                    },
+                );
                 Ok(())
             }
             EntryKind::HardLink(to) => self.hard_link(&rel, e, to),
@@ -743,12 +763,13 @@ impl Restorer {
         Ok(())
     }
 
-    /// Sets directory modes/owners, lists manifest entries the source lacked, and builds the manifest.
+    /// Sets directory modes, owners and times (now that nothing more is written into them), lists
+    /// manifest entries the source lacked, and builds the manifest.
     pub fn finish(mut self, stop_reason: Option<String>) -> RestoreManifest {
         if !self.dry_run {
-            let mut dirs: Vec<(&String, &(u32, u32, u32))> = self.dirs.iter().collect();
-            dirs.sort();
-            for (rel, (mode, uid, gid)) in dirs {
+            let mut dirs: Vec<(&String, &DirMeta)> = self.dirs.iter().collect();
+            dirs.sort_by(|a, b| a.0.cmp(b.0));
+            for (rel, meta) in dirs {
                 let (parent, name) = split(rel);
                 if policy::traversal(rel).is_some() {
                     continue;
@@ -756,7 +777,8 @@ impl Restorer {
                 if let Ok(d) = self.root.dir(parent, false, &|_| 0o755) {
                     // Only directories that exist (something was restored into them).
                     if d.read_link(name).is_none() {
-                        d.set_dir_meta(name, *mode, *uid, *gid);
+                        d.set_dir_meta(name, meta.mode, meta.uid, meta.gid);
+                        d.set_times(name, meta.atime, meta.mtime);
                     }
                 }
             }

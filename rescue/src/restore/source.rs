@@ -2,6 +2,9 @@
 //! (streamed; member paths are passed on raw so the policy can refuse `../` and absolute names), or a
 //! filesystem in a disk image (attached through a read-only loop device) or on a disk (write-blocked
 //! first), mounted `ro,noload,nodev,nosuid,noexec` (`norecovery` for XFS) and unmounted when dropped.
+//! A whole-disk image or disk is read through its own partition table ([`crate::inventory::read_table`],
+//! GPT or MBR): the partition the operator names, or the only Linux filesystem, is attached as a
+//! read-only loop device over just that byte range.
 
 use std::fs;
 use std::io::Read;
@@ -37,6 +40,13 @@ pub enum SourceError {
         path: PathBuf,
         tried: String,
         devices: String,
+    },
+    #[error("{path} holds a{table} partition table ({partitions}): {why}")]
+    ChoosePartition {
+        path: PathBuf,
+        table: String,
+        partitions: String,
+        why: String,
     },
     #[error("reading the archive {path}")]
     Archive {
@@ -242,7 +252,128 @@ pub struct Mounted {
     pub mountpoint: PathBuf,
     pub device: PathBuf,
     pub fstype: String,
+    /// The partition mounted, when the source is a whole disk with a partition table.
+    pub partition: Option<ChosenPartition>,
     loop_dev: Option<fs::File>,
+}
+
+/// The partition of a whole-disk source that was chosen, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenPartition {
+    /// `gpt` or `mbr`.
+    pub table: String,
+    pub entry: crate::inventory::TableEntry,
+    /// `--partition N` given, or the only Linux filesystem.
+    pub named: bool,
+}
+
+impl ChosenPartition {
+    /// "partition 2 (ext4, 15.0 MiB) of the GPT, the only Linux filesystem".
+    pub fn describe(&self) -> String {
+        format!(
+            "partition {} ({}, {}) of the {}{}",
+            self.entry.number,
+            self.entry
+                .signature
+                .as_deref()
+                .unwrap_or("no known signature"),
+            crate::devices::human_size(self.entry.size_bytes),
+            self.table.to_uppercase(),
+            if self.named {
+                ", as named by --partition"
+            } else {
+                ", the only Linux filesystem"
+            }
+        )
+    }
+}
+
+/// Filesystem signatures ([`crate::inventory::signature`]) that hold a Linux system's files.
+const LINUX_FILESYSTEMS: [&str; 4] = ["ext4", "ext2/3", "xfs", "btrfs"];
+/// Other signatures a backup may sit on (an ISO, a USB stick).
+const OTHER_FILESYSTEMS: [&str; 3] = ["vfat", "exfat", "iso9660"];
+
+/// Picks the partition to mount from a partition table: number `wanted`, else the only partition
+/// holding a Linux filesystem, else the only one holding any filesystem we mount. `Ok(None)`: no table.
+pub fn choose_partition(
+    path: &Path,
+    table: Option<&str>,
+    entries: &[crate::inventory::TableEntry],
+    wanted: Option<u32>,
+) -> Result<Option<ChosenPartition>, SourceError> {
+    let listing = || {
+        entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}, {}",
+                    e.number,
+                    e.signature.as_deref().unwrap_or("unknown"),
+                    crate::devices::human_size(e.size_bytes)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let err = |why: String| SourceError::ChoosePartition {
+        path: path.to_owned(),
+        table: table
+            .map(|t| format!(" {}", t.to_uppercase()))
+            .unwrap_or_else(|| " no".into()),
+        partitions: if entries.is_empty() {
+            "none".into()
+        } else {
+            listing()
+        },
+        why,
+    };
+    let Some(table) = table.filter(|_| !entries.is_empty()) else {
+        return match wanted {
+            Some(n) => Err(err(format!("there is no partition {n} to mount"))),
+            None => Ok(None),
+        };
+    };
+    let chosen = |e: &crate::inventory::TableEntry, named| {
+        Ok(Some(ChosenPartition {
+            table: table.to_owned(),
+            entry: e.clone(),
+            named,
+        }))
+    };
+    if let Some(n) = wanted {
+        return match entries.iter().find(|e| e.number == n) {
+            Some(e) => chosen(e, true),
+            None => Err(err(format!("there is no partition {n}"))),
+        };
+    }
+    let holding = |kinds: &[&str]| -> Vec<&crate::inventory::TableEntry> {
+        entries
+            .iter()
+            .filter(|e| e.signature.as_deref().is_some_and(|s| kinds.contains(&s)))
+            .collect()
+    };
+    let linux = holding(&LINUX_FILESYSTEMS);
+    match linux.as_slice() {
+        [one] => return chosen(one, false),
+        [] => {}
+        _ => {
+            return Err(err(
+                "more than one holds a Linux filesystem; name the one to restore from with --partition N"
+                    .into(),
+            ));
+        }
+    }
+    match holding(&OTHER_FILESYSTEMS).as_slice() {
+        [one] => Ok(Some(ChosenPartition {
+            table: table.to_owned(),
+            entry: (*one).clone(),
+            named: false,
+        })),
+        _ => Err(err(
+            "none holds exactly one Linux filesystem; name the one to restore from with --partition N"
+                .into(),
+        )),
+    }
 }
 
 impl Drop for Mounted {
@@ -285,7 +416,6 @@ const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
-const LO_FLAGS_PARTSCAN: u32 = 8;
 
 fn ensure_module(name: &str) {
     if let Ok(mut c) = crate::coldplug::Coldplug::open(&crate::coldplug::modules_dir()) {
@@ -293,8 +423,12 @@ fn ensure_module(name: &str) {
     }
 }
 
-/// Attaches an image file to a free loop device, read-only, with partition scanning.
-fn attach_loop(image: &Path) -> Result<(PathBuf, fs::File), SourceError> {
+/// Attaches an image file (or a disk) to a free loop device, read-only; `range` limits it to one
+/// partition's bytes (offset, size).
+fn attach_loop(
+    image: &Path,
+    range: Option<(u64, u64)>,
+) -> Result<(PathBuf, fs::File), SourceError> {
     let err = |source| SourceError::AttachLoop {
         path: image.to_owned(),
         source,
@@ -329,7 +463,11 @@ fn attach_loop(image: &Path) -> Result<(PathBuf, fs::File), SourceError> {
     // SAFETY: zero is a valid bit pattern for this plain-data struct.
     let mut cfg: LoopConfig = unsafe { std::mem::zeroed() };
     cfg.fd = backing.as_raw_fd() as u32;
-    cfg.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN;
+    cfg.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    if let Some((offset, size)) = range {
+        cfg.info.lo_offset = offset;
+        cfg.info.lo_sizelimit = size;
+    }
     // SAFETY: LOOP_CONFIGURE reads a struct loop_config we own for the duration of the call.
     let rc = unsafe {
         libc::ioctl(
@@ -344,34 +482,91 @@ fn attach_loop(image: &Path) -> Result<(PathBuf, fs::File), SourceError> {
     Ok((dev, loopdev))
 }
 
-/// Partitions of a whole block device (from sysfs), as device paths.
-fn partitions(dev: &Path) -> Vec<PathBuf> {
-    let name = dev
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    crate::blkro::partitions_of(&name)
-        .into_iter()
-        .map(|p| PathBuf::from("/dev").join(p))
-        .collect()
+/// The partition table of an image file or disk, read through an `O_RDONLY` handle, and whether the
+/// whole device starts with a filesystem we mount.
+type Table = (Option<String>, Vec<crate::inventory::TableEntry>, bool);
+
+fn partition_table(path: &Path, kind: SourceKind) -> Result<Table, SourceError> {
+    let file = fs::File::open(path).map_err(|source| SourceError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let sector = if kind == SourceKind::Device {
+        crate::devices::describe(path)
+            .map(|d| u64::from(d.logical_sector_size.max(512)))
+            .unwrap_or(512)
+    } else {
+        512
+    };
+    let (table, entries) = crate::inventory::read_table(&file, sector);
+    let mut head = vec![0u8; 72 << 10];
+    let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).unwrap_or(0);
+    let whole_fs = crate::inventory::signature(&head[..n])
+        .is_some_and(|s| LINUX_FILESYSTEMS.contains(&s) || OTHER_FILESYSTEMS.contains(&s));
+    Ok((table, entries, whole_fs))
+}
+
+/// Which partition of an image file or disk gets mounted (`None`: the whole device). A filesystem on
+/// the whole device (an ISO, also a hybrid one with its MBR; a partitionless disk) is used whole unless
+/// `partition` names one; else [`choose_partition`].
+pub fn partition_to_mount(
+    path: &Path,
+    kind: SourceKind,
+    partition: Option<u32>,
+) -> Result<Option<ChosenPartition>, SourceError> {
+    let (table, entries, whole_fs) = partition_table(path, kind)?;
+    if partition.is_none() && (table.is_none() || whole_fs) {
+        return Ok(None);
+    }
+    choose_partition(path, table.as_deref(), &entries, partition)
 }
 
 /// Mounts the filesystem of an image file or block device read-only under `mount_base`.
 pub fn mount_readonly(path: &Path, mount_base: &Path) -> Result<Mounted, SourceError> {
+    mount_readonly_partition(path, mount_base, None)
+}
+
+/// [`mount_readonly`], choosing among the partitions of a whole-disk source: `partition` (`--partition
+/// N`), else the whole device when it holds a filesystem itself, else [`choose_partition`].
+pub fn mount_readonly_partition(
+    path: &Path,
+    mount_base: &Path,
+    partition: Option<u32>,
+) -> Result<Mounted, SourceError> {
     let kind = classify(path)?;
-    let (device, loop_dev) = if kind == SourceKind::Device {
+    if kind == SourceKind::Device {
         crate::blkro::protect_family(path).map_err(|source| SourceError::WriteBlock {
             path: path.to_owned(),
             source,
         })?;
-        (path.to_owned(), None)
-    } else {
-        let (d, f) = attach_loop(path)?;
-        // Give the kernel a moment to scan the partition table.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        (d, Some(f))
+    }
+    let chosen = partition_to_mount(path, kind, partition)?;
+    let (device, loop_dev) = match (&chosen, kind) {
+        (None, SourceKind::Device) => (path.to_owned(), None),
+        (None, _) => {
+            let (d, f) = attach_loop(path, None)?;
+            (d, Some(f))
+        }
+        (Some(c), _) => {
+            let (d, f) = attach_loop(path, Some((c.entry.start_bytes, c.entry.size_bytes)))?;
+            (d, Some(f))
+        }
     };
-    let mountpoint = mount_base.join(format!("restore-source-{}", std::process::id()));
+    try_mount(path, mount_base, device, loop_dev, chosen)
+}
+
+/// Mounts `device` (the source itself, or a loop device over it) read-only, trying each filesystem.
+fn try_mount(
+    path: &Path,
+    mount_base: &Path,
+    device: PathBuf,
+    loop_dev: Option<fs::File>,
+    partition: Option<ChosenPartition>,
+) -> Result<Mounted, SourceError> {
+    // One process may hold two (a restore source and a dry run's target).
+    static MOUNTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = MOUNTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mountpoint = mount_base.join(format!("restore-source-{}-{n}", std::process::id()));
     fs::create_dir_all(&mountpoint).map_err(|source| SourceError::Open {
         path: mountpoint.clone(),
         source,
@@ -388,8 +583,7 @@ pub fn mount_readonly(path: &Path, mount_base: &Path) -> Result<Mounted, SourceE
         ("vfat", None),
         ("exfat", None),
     ];
-    let mut candidates = vec![device.clone()];
-    candidates.extend(partitions(&device));
+    let candidates = [device];
     for cand in &candidates {
         for (fs_type, data) in tried {
             if nix::mount::mount(
@@ -405,6 +599,7 @@ pub fn mount_readonly(path: &Path, mount_base: &Path) -> Result<Mounted, SourceE
                     mountpoint,
                     device: cand.clone(),
                     fstype: fs_type.to_owned(),
+                    partition,
                     loop_dev,
                 });
             }

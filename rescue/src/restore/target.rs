@@ -198,19 +198,25 @@ impl Dir {
     /// Sets owner and times of a symlink itself.
     pub fn lchown_times(&self, name: &str, uid: u32, gid: u32, mtime: i64) {
         if let Ok(c) = cstr(name) {
-            // SAFETY: fchownat/utimensat with AT_SYMLINK_NOFOLLOW act on the link, not its target.
+            // SAFETY: fchownat with AT_SYMLINK_NOFOLLOW acts on the link, not its target.
             unsafe {
                 libc::fchownat(self.raw(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW);
-                let ts = [
-                    libc::timespec {
-                        tv_sec: mtime as libc::time_t,
-                        tv_nsec: 0,
-                    },
-                    libc::timespec {
-                        tv_sec: mtime as libc::time_t,
-                        tv_nsec: 0,
-                    },
-                ];
+            }
+        }
+        self.set_times(name, mtime, mtime);
+    }
+
+    /// Sets access and modification times of the entry `name` itself (a symlink is not followed).
+    pub fn set_times(&self, name: &str, atime: i64, mtime: i64) {
+        if let Ok(c) = cstr(name) {
+            let at = |t: i64| libc::timespec {
+                tv_sec: t as libc::time_t,
+                tv_nsec: 0,
+            };
+            let ts = [at(atime), at(mtime)];
+            // SAFETY: utimensat relative to our fd, valid C string, two timespecs; AT_SYMLINK_NOFOLLOW
+            // acts on the entry itself.
+            unsafe {
                 libc::utimensat(
                     self.raw(),
                     c.as_ptr(),

@@ -435,3 +435,96 @@ fn a_file_that_changes_between_hashing_and_copying_is_refused_and_leaves_nothing
         "neither the file nor its temporary copy is left: {left:?}"
     );
 }
+
+#[test]
+fn directory_times_are_restored_after_their_contents() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("backup");
+    write(&src, "srv/data/a.txt", b"alpha", 0o644);
+    write(&src, "srv/data/deep/b.txt", b"beta", 0o644);
+    write(&src, "srv/empty/.keep", b"", 0o644);
+    let stamp = |rel: &str, secs: u64| {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let f = fs::File::open(src.join(rel)).unwrap();
+        f.set_times(fs::FileTimes::new().set_accessed(when).set_modified(when))
+            .unwrap();
+    };
+    // Children first: stamping a directory does not change its parent.
+    stamp("srv/data/deep", 1_000_000_300);
+    stamp("srv/data", 1_000_000_200);
+    stamp("srv/empty", 1_000_000_150);
+    stamp("srv", 1_000_000_100);
+    let mtime = |root: &Path, rel: &str| fs::metadata(root.join(rel)).unwrap().mtime();
+    for rel in ["srv", "srv/data", "srv/data/deep", "srv/empty"] {
+        assert!(mtime(&src, rel) < 1_100_000_000, "fixture {rel}");
+    }
+
+    let dst = t.path().join("newroot");
+    fs::create_dir_all(&dst).unwrap();
+    let m = run(&src, &dst, Policy::default(), None, false);
+    assert_eq!(rec(&m, "srv/data/deep/b.txt").action, Action::Restored);
+    for rel in ["srv", "srv/data", "srv/data/deep", "srv/empty"] {
+        assert_eq!(mtime(&dst, rel), mtime(&src, rel), "mtime of {rel}");
+    }
+
+    // The same from a tar archive (GNU tar keeps directory mtimes in the header).
+    let tar_path = t.path().join("backup.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tar_path)
+        .arg("-C")
+        .arg(&src)
+        .arg("srv")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dst2 = t.path().join("newroot2");
+    fs::create_dir_all(&dst2).unwrap();
+    run(&tar_path, &dst2, Policy::default(), None, false);
+    for rel in ["srv", "srv/data", "srv/data/deep", "srv/empty"] {
+        assert_eq!(
+            mtime(&dst2, rel),
+            mtime(&src, rel),
+            "mtime of {rel} from tar"
+        );
+    }
+}
+
+#[test]
+fn the_partition_of_a_whole_disk_source_is_the_one_named_or_the_only_linux_filesystem() {
+    use crate::inventory::TableEntry;
+    let e = |number: u32, sig: Option<&str>| TableEntry {
+        number,
+        start_bytes: u64::from(number) << 20,
+        size_bytes: 1 << 20,
+        type_id: "0x83".into(),
+        name: None,
+        signature: sig.map(str::to_owned),
+    };
+    let disk = Path::new("disk.img");
+    let pick = |entries: &[TableEntry], wanted| {
+        source::choose_partition(disk, Some("gpt"), entries, wanted)
+            .map(|c| c.map(|c| (c.entry.number, c.named)))
+    };
+    let esp_root = [e(1, Some("vfat")), e(2, Some("swap")), e(3, Some("ext4"))];
+    assert_eq!(pick(&esp_root, None).unwrap(), Some((3, false)));
+    assert_eq!(pick(&esp_root, Some(1)).unwrap(), Some((1, true)));
+    let msg = |r: Result<Option<(u32, bool)>, source::SourceError>| r.unwrap_err().to_string();
+    assert!(msg(pick(&esp_root, Some(9))).contains("there is no partition 9"));
+    let two = [e(1, Some("ext4")), e(2, Some("xfs"))];
+    let m = msg(pick(&two, None));
+    assert!(
+        m.contains("GPT partition table (1: ext4, 1.0 MiB; 2: xfs, 1.0 MiB)")
+            && m.contains("--partition N"),
+        "{m}"
+    );
+    assert_eq!(pick(&[e(1, Some("vfat"))], None).unwrap(), Some((1, false)));
+    assert!(msg(pick(&[e(1, Some("swap")), e(2, None)], None)).contains("--partition N"));
+    // No partition table: the whole device, unless a partition was named.
+    assert_eq!(
+        source::choose_partition(disk, None, &[], None).unwrap(),
+        None
+    );
+    assert!(source::choose_partition(disk, None, &[], Some(1)).is_err());
+}

@@ -3,7 +3,8 @@
 //! result in the case log.
 //!
 //! Exit codes: 0 verified / written and read back, 1 error, 2 usage, 4 verification failed (bad or
-//! untrusted signature, hash mismatch, read-back mismatch).
+//! untrusted signature, hash mismatch, read-back mismatch, the image changed after it was opened; a
+//! deploy that fails once the target was opened leaves its first MiB zeroed).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -102,13 +103,15 @@ fn log(command: &str, detail: serde_json::Value) {
 }
 
 /// Verifies before boot or deploy: prints what was proven, or prints and logs the refusal (then `None`).
+/// Deploy passes the image it holds open, so what is verified is what is written.
 fn verified_or_refused(
     req: &VerifyRequest,
+    opened: Option<&deploy::Image>,
     shown: &Path,
     command: &str,
     refusal: &str,
 ) -> Option<reinstall::Proof> {
-    match verify_with_meter(req) {
+    match verify_with_meter(req, opened) {
         Ok(p) => {
             println!("VERIFIED {}: {}", shown.display(), p.statement());
             Some(p)
@@ -123,9 +126,16 @@ fn verified_or_refused(
     }
 }
 
-fn verify_with_meter(req: &VerifyRequest) -> Result<reinstall::Proof, VerifyError> {
+fn verify_with_meter(
+    req: &VerifyRequest,
+    opened: Option<&deploy::Image>,
+) -> Result<reinstall::Proof, VerifyError> {
     let mut m = Meter::new();
-    reinstall::verify_image(req, &mut |d, t| m.show("hashing", d, t))
+    let mut show = |d, t| m.show("hashing", d, t);
+    match opened {
+        Some(image) => reinstall::verify_read(req, image.reader(), image.len(), &mut show),
+        None => reinstall::verify_image(req, &mut show),
+    }
 }
 
 pub fn run(cmd: ReinstallCommand) -> anyhow::Result<u8> {
@@ -145,7 +155,7 @@ fn run_verify(a: &VerifyArgs) -> anyhow::Result<u8> {
         anyhow::bail!("give the checksum list with --sums FILE");
     };
     let command = format!("reinstall verify {}", a.image.display());
-    match verify_with_meter(&req) {
+    match verify_with_meter(&req, None) {
         Ok(proof) => {
             log(
                 &command,
@@ -278,6 +288,7 @@ fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
     let proof = match request(&media, &a.iso, &a.sums) {
         Some(req) => match verified_or_refused(
             &req,
+            None,
             &a.iso,
             &command,
             "refusing to boot an installer that did not verify",
@@ -341,10 +352,13 @@ pub fn run_deploy(a: &DeployArgs) -> anyhow::Result<u8> {
         a.target.display()
     );
     let media = Media::mount(&a.sums)?;
-    let image = media.path(&a.image);
+    let image_path = media.path(&a.image);
+    // Opened once: verified, planned and written from this descriptor.
+    let image = deploy::Image::open(&image_path)?;
     let proof = match request(&media, &a.image, &a.sums) {
         Some(req) => match verified_or_refused(
             &req,
+            Some(&image),
             &a.image,
             &command,
             "refusing to deploy an image that did not verify; the target was not touched",
@@ -354,13 +368,14 @@ pub fn run_deploy(a: &DeployArgs) -> anyhow::Result<u8> {
         },
         None => None,
     };
-    if let Some(disk) = crate::restore::source::shared_disk(&image, &a.target) {
+    if let Some(disk) = crate::restore::source::shared_disk(&image_path, &a.target) {
         anyhow::bail!(
             "the image {} is on {disk}, the disk it would overwrite",
-            image.display()
+            image_path.display()
         );
     }
     let mut plan = deploy::plan(&image, &a.target)?;
+    plan.signed = proof.as_ref().map(|p| p.entry.clone());
     if plan.expected_sha256.is_none()
         && let Some(p) = proof.as_ref().filter(|p| {
             p.entry.algorithm == reinstall::checksums::Algorithm::Sha256
@@ -415,7 +430,7 @@ pub fn run_deploy(a: &DeployArgs) -> anyhow::Result<u8> {
         crate::devices::human_size(plan.target_bytes)
     );
     let mut m = Meter::new();
-    match deploy::write(&plan, &mut |what, d, t| m.show(what, d, t)) {
+    match deploy::write(&plan, &image, &mut |what, d, t| m.show(what, d, t)) {
         Ok(report) => {
             let detail = serde_json::json!({
                 "proof": proof, "clearance": clearance, "report": report,
@@ -446,15 +461,83 @@ pub fn run_deploy(a: &DeployArgs) -> anyhow::Result<u8> {
                 &command,
                 serde_json::json!({"error": msg, "clearance": clearance}),
             );
-            if matches!(
-                e,
-                deploy::DeployError::ReadBackMismatch { .. }
-                    | deploy::DeployError::ContentMismatch { .. }
-            ) {
+            if e.is_not_verified() {
                 println!("NOT VERIFIED: {msg}");
                 return Ok(EXIT_NOT_VERIFIED);
             }
             Err(e.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reinstall::checksums::{Algorithm, hash_reader};
+    use crate::reinstall::deploy::{BOOT_AREA, hook};
+
+    /// `deploy` as the operator runs it, with another file renamed over the image right after
+    /// `VERIFIED` (before the target is touched) or once writing has begun.
+    fn swap_at(stage: hook::Stage) -> (u8, Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+        let evil: Vec<u8> = (0..2u32 << 20).map(|i| (i % 239) as u8 ^ 0xA5).collect();
+        let image = d.join("golden.img");
+        std::fs::write(&image, &data).unwrap();
+        std::fs::write(d.join("evil.img"), &evil).unwrap();
+        let sha = hash_reader(&data[..], Algorithm::Sha256, &mut |_| {})
+            .unwrap()
+            .0;
+        let sums = d.join("SHA256SUMS");
+        std::fs::write(&sums, format!("{sha}  golden.img\n")).unwrap();
+        let target = d.join("target.img");
+        std::fs::write(&target, vec![0xAAu8; 3 << 20]).unwrap();
+        let args = DeployArgs {
+            image: image.clone(),
+            target: target.clone(),
+            confirm: "x".into(),
+            sums: SumsArgs {
+                sums: Some(sums),
+                allow_unsigned: true,
+                ..SumsArgs::default()
+            },
+            reason: None,
+            json: false,
+        };
+        let from = d.join("evil.img");
+        hook::set(move |s| {
+            if s == stage {
+                std::fs::rename(&from, &image).unwrap();
+            }
+        });
+        let code = run_deploy(&args);
+        hook::clear();
+        (code.unwrap(), std::fs::read(&target).unwrap(), evil)
+    }
+
+    #[test]
+    fn deploy_refuses_an_image_swapped_after_it_was_verified() {
+        let (code, target, evil) = swap_at(hook::Stage::Start);
+        assert_eq!(code, EXIT_NOT_VERIFIED);
+        assert!(
+            target.iter().all(|b| *b == 0xAA),
+            "refused before the target is touched"
+        );
+        let _ = evil;
+
+        let (code, target, evil) = swap_at(hook::Stage::BootAreaZeroed);
+        assert_eq!(code, EXIT_NOT_VERIFIED);
+        let boot = BOOT_AREA as usize;
+        assert!(
+            target[..boot].iter().all(|b| *b == 0),
+            "the first MiB is wiped"
+        );
+        assert_ne!(
+            &target[boot..evil.len()],
+            &evil[boot..],
+            "the swapped bytes never land"
+        );
+        assert!(target[evil.len()..].iter().all(|b| *b == 0xAA));
     }
 }

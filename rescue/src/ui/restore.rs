@@ -29,40 +29,53 @@ impl Drop for TargetMount {
     }
 }
 
-/// A dry run leaves the target write-blocked, so it is mounted read-only.
-fn mount_target(dev: &Path, read_only: bool) -> anyhow::Result<(TargetMount, PathBuf)> {
+/// The target disk, mounted for a real run (read-write) or a dry run (read-only, as a source is).
+/// Held until the restore ends; dropping it unmounts.
+enum MountedTarget {
+    Writable { _mount: TargetMount },
+    ReadOnly { _mount: source::Mounted },
+}
+
+/// Mounts the unlocked target disk read-write: the whole disk when it holds a filesystem, else the
+/// partition a dry run would choose (the only Linux filesystem), through the kernel's partition device.
+fn mount_target(dev: &Path) -> anyhow::Result<(TargetMount, PathBuf)> {
     let mp = PathBuf::from("/mnt/restore-target");
     std::fs::create_dir_all(&mp)?;
-    let mut flags = nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOSUID;
-    if read_only {
-        flags |= nix::mount::MsFlags::MS_RDONLY;
-    }
-    let mut candidates = vec![dev.to_owned()];
-    let name = dev
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    candidates.extend(
-        crate::blkro::partitions_of(&name)
-            .into_iter()
-            .map(|p| PathBuf::from("/dev").join(p)),
-    );
-    for c in &candidates {
-        for fs in ["ext4", "xfs", "btrfs", "vfat", "exfat"] {
-            if nix::mount::mount(Some(c.as_path()), &mp, Some(fs), flags, None::<&str>).is_ok() {
-                return Ok((
-                    TargetMount {
-                        mountpoint: mp.clone(),
-                    },
-                    c.clone(),
-                ));
-            }
+    let flags = nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOSUID;
+    let node = match source::partition_to_mount(dev, source::SourceKind::Device, None)? {
+        None => dev.to_owned(),
+        Some(c) => {
+            println!("target: {}", c.describe());
+            partition_node(dev, c.entry.number).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no device node for partition {}: the kernel has not read its partition table",
+                    dev.display(),
+                    c.entry.number
+                )
+            })?
+        }
+    };
+    for fs in ["ext4", "xfs", "btrfs", "vfat", "exfat"] {
+        if nix::mount::mount(Some(node.as_path()), &mp, Some(fs), flags, None::<&str>).is_ok() {
+            return Ok((TargetMount { mountpoint: mp }, node));
         }
     }
     anyhow::bail!(
         "no ext4, xfs, btrfs, FAT or exFAT filesystem on {} could be mounted as the restore target",
-        dev.display()
+        node.display()
     )
+}
+
+/// The kernel's device node for partition `number` of the disk `dev`.
+fn partition_node(dev: &Path, number: u32) -> Option<PathBuf> {
+    let name = crate::blkro::sysfs_name(dev).ok()?;
+    crate::blkro::partitions_of(&name)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(Path::new("/sys/class/block").join(p).join("partition"))
+                .is_ok_and(|n| n.trim() == number.to_string())
+        })
+        .map(|p| PathBuf::from("/dev").join(p))
 }
 
 fn report_dir(a: &RestoreArgs, target_root: &Path) -> Option<PathBuf> {
@@ -96,6 +109,11 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
             a.target.display()
         );
     }
+    let mount_base = if crate::system::in_rescue_system() {
+        case::state_dir()
+    } else {
+        std::env::temp_dir()
+    };
     // The target: a disk (cleared by the interlock, confirmed, unlocked, mounted) or a directory.
     let target_is_device = std::fs::metadata(&a.target)
         .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
@@ -119,19 +137,48 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
                 );
             },
         )?;
-        if !a.dry_run {
-            case::unlock_target(&locked, &c, &a.target, confirm)?;
+        let confirmed = if a.dry_run {
+            // The same checks as the real run; nothing becomes writable.
+            case::confirm_target(&c, &a.target, confirm).map(|()| Vec::new())
+        } else {
+            case::unlock_target(&locked, &c, &a.target, confirm)
+        };
+        if let Err(e) = confirmed {
+            let _ = locked.log(
+                "result",
+                &command,
+                serde_json::json!({"refused": e.to_string()}),
+            );
+            return Err(e.into());
         }
         clearance.push(c);
         drop(locked);
-        let (m, dev) = mount_target(&a.target, a.dry_run)?;
-        println!(
-            "target {} mounted on {}",
-            dev.display(),
-            m.mountpoint.display()
-        );
-        let root = m.mountpoint.clone();
-        _target_mount = Some(m);
+        let (root, shown) = if a.dry_run {
+            let m = source::mount_readonly(&a.target, &mount_base)?;
+            if let Some(p) = &m.partition {
+                println!("target: {}", p.describe());
+            }
+            let shown = format!(
+                "target {} ({}) mounted read-only for the dry run (ro,noload; nothing is written) on {}",
+                m.device.display(),
+                m.fstype,
+                m.mountpoint.display()
+            );
+            let root = m.mountpoint.clone();
+            _target_mount = Some(MountedTarget::ReadOnly { _mount: m });
+            (root, shown)
+        } else {
+            let (m, dev) = mount_target(&a.target)?;
+            let shown = format!(
+                "target {} mounted on {}",
+                dev.display(),
+                m.mountpoint.display()
+            );
+            let root = m.mountpoint.clone();
+            _target_mount = Some(MountedTarget::Writable { _mount: m });
+            (root, shown)
+        };
+        println!("{shown}");
         root
     } else {
         if crate::system::in_rescue_system() {
@@ -168,7 +215,10 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
             source::SourceKind::Tar => source::walk_tar(&a.source, false, &mut visit),
             source::SourceKind::TarZst => source::walk_tar(&a.source, true, &mut visit),
             source::SourceKind::Image | source::SourceKind::Device => {
-                let m = source::mount_readonly(&a.source, &mount_base)?;
+                let m = source::mount_readonly_partition(&a.source, &mount_base, a.partition)?;
+                if let Some(p) = &m.partition {
+                    println!("source: {}", p.describe());
+                }
                 println!(
                     "source {} ({}) mounted read-only (ro,noload,nodev,nosuid,noexec)",
                     m.device.display(),
