@@ -612,8 +612,9 @@ impl Connection {
         read.map_err(|e| self.classify(e))
     }
 
-    /// Reads from the pending body; 0 at its end.
-    fn read_pending(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads from the body of the last response; 0 at its end. Unlike [`Connection::body_reader`],
+    /// stopping early leaves the decision to the next request (which then opens a new connection).
+    pub fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(p) = self.pending.as_mut() else {
             return Ok(0);
         };
@@ -644,7 +645,7 @@ pub struct BodyReader<'a> {
 
 impl Read for BodyReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.conn.read_pending(buf)
+        self.conn.read_body(buf)
     }
 }
 
