@@ -537,3 +537,261 @@ fn ranges_stream_without_buffering_and_a_cut_stream_is_an_error() {
     r.read_to_end(&mut ten).unwrap();
     assert_eq!(ten, &object[..10]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The whole acquisition through a fault-injecting proxy in front of a real store (s3s-fs).
+
+const BIN: &str = env!("CARGO_BIN_EXE_rescue");
+const ACCESS: &str = "RESCUETESTKEY";
+const SECRET: &str = "rescue-test-secret-0123456789";
+
+/// s3s-fs, found as `tests/remote_cli.rs` finds it; `None` skips (unless `RESCUE_REQUIRE_S3S=1`).
+fn s3s_fs() -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let found = [
+        std::env::var_os("RESCUE_S3S_FS").map(PathBuf::from),
+        Some(root.join("target/tools/bin/s3s-fs")),
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("RESCUE_REQUIRE_S3S").as_deref() != Ok("1"),
+            "s3s-fs not found (cargo install s3s-fs@0.14.1 --features binary --locked)"
+        );
+        eprintln!("skipped: no s3s-fs binary (cargo xtask test installs it)");
+    }
+    found
+}
+
+/// A running s3s-fs, killed on drop.
+struct S3sFs {
+    child: std::process::Child,
+    port: u16,
+    root: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl S3sFs {
+    fn start() -> Option<S3sFs> {
+        let bin = s3s_fs()?;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        std::fs::create_dir_all(root.join("evidence")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS, "--secret-key", SECRET])
+            .arg(&root)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting s3s-fs");
+        let start = std::time::Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "s3s-fs did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(S3sFs {
+            child,
+            port,
+            root,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which requests lose their answer: the store gets and processes the request, then the proxy
+/// closes the client's connection instead of relaying the final answer (an interim `100 Continue`
+/// is relayed). Each predicate fires once.
+type Victim = Box<dyn Fn(&str, &[String]) -> bool + Send + Sync>;
+
+/// A relay from 127.0.0.1:`port` to the store; returns the port and the answers dropped so far.
+fn lossy_proxy(store_port: u16, victims: Vec<Victim>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let victims: Arc<Mutex<Vec<Option<Victim>>>> =
+        Arc::new(Mutex::new(victims.into_iter().map(Some).collect()));
+    let dropped = Arc::new(Mutex::new(Vec::new()));
+    let dropped2 = Arc::clone(&dropped);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", store_port)) else {
+                return;
+            };
+            let victims = Arc::clone(&victims);
+            let dropped = Arc::clone(&dropped2);
+            std::thread::spawn(move || relay(client, server, &victims, &dropped));
+        }
+    });
+    (port, dropped)
+}
+
+fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    victims: &Mutex<Vec<Option<Victim>>>,
+    dropped: &Mutex<Vec<String>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lose = Arc::new(AtomicBool::new(false));
+    // Answers: relayed, unless the request they answer lost its answer.
+    let (mut from_server, mut to_client) =
+        (server.try_clone().unwrap(), client.try_clone().unwrap());
+    let lose2 = Arc::clone(&lose);
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match from_server.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut bytes = &buf[..n];
+            if lose2.load(Ordering::SeqCst) {
+                let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+                if bytes.starts_with(interim) {
+                    if to_client.write_all(interim).is_err() {
+                        break;
+                    }
+                    bytes = &bytes[interim.len()..];
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                }
+                // The store answered: the request was processed. The answer is lost.
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+                let _ = s2.shutdown(std::net::Shutdown::Both);
+                break;
+            }
+            if to_client.write_all(bytes).is_err() {
+                break;
+            }
+        }
+    });
+    // Requests: parsed for their framing, relayed whole.
+    let mut r = BufReader::new(client);
+    let mut w = server;
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let end = line == "\r\n";
+            head.push(line);
+            if end {
+                break;
+            }
+        }
+        let request_line = head[0].trim_end().to_owned();
+        let lower: Vec<String> = head
+            .iter()
+            .map(|l| l.trim_end().to_ascii_lowercase())
+            .collect();
+        let length: u64 = lower
+            .iter()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |n| n.trim().parse().unwrap_or(0));
+        {
+            let mut v = victims.lock().unwrap();
+            if let Some(slot) = v
+                .iter_mut()
+                .find(|s| s.as_ref().is_some_and(|f| f(&request_line, &lower)))
+            {
+                *slot = None;
+                lose.store(true, Ordering::SeqCst);
+                dropped.lock().unwrap().push(request_line.clone());
+            }
+        }
+        if w.write_all(head.concat().as_bytes()).is_err() {
+            return;
+        }
+        if std::io::copy(&mut (&mut r).take(length), &mut w).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn an_acquisition_completes_when_the_answers_to_claim_part_and_complete_are_lost() {
+    let Some(store) = S3sFs::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("source.img");
+    let data: Vec<u8> = (0..20u64 << 20)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9) >> 13) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let victims: Vec<Victim> = vec![
+        // The prefix claim (conditional PUT of the state).
+        Box::new(|line, head| {
+            line.starts_with("PUT ") && head.iter().any(|h| h == "if-none-match: *")
+        }),
+        // The first part.
+        Box::new(|line, _| line.starts_with("PUT ") && line.contains("partNumber=1&")),
+        // CompleteMultipartUpload.
+        Box::new(|line, _| line.starts_with("POST ") && line.contains("uploadId=")),
+    ];
+    let (port, dropped) = lossy_proxy(store.port, victims);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "acquire",
+            src.to_str().unwrap(),
+            "--out",
+            "s3://evidence/lossy",
+        ])
+        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", ACCESS)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let dropped = dropped.lock().unwrap().clone();
+    assert_eq!(
+        dropped.len(),
+        3,
+        "every fault was injected: {dropped:?}\n{text}"
+    );
+    let stored = std::fs::read(store.root.join("evidence/lossy/image.raw")).unwrap();
+    assert!(stored == data, "the stored object differs from the source");
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(store.root.join("evidence/lossy"))
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+}

@@ -911,8 +911,11 @@ impl Client {
             body: body.as_bytes(),
             body_sha256: None,
         })?;
-        // A store forgets a finished upload: a retry of a Complete whose answer was lost gets 404.
-        if r.status == 404 && self.holds_completed(key, parts, ambiguous)? {
+        // A store forgets a finished upload: a retry of a Complete whose answer was lost gets 404
+        // NoSuchUpload (moto), or 403 AccessDenied (s3s-fs 0.14). Either way, look for the object.
+        if (r.status == 404 || (ambiguous && (400..500).contains(&r.status)))
+            && matches!(self.holds_completed(key, parts, ambiguous), Ok(true))
+        {
             return Ok(());
         }
         let r = self.check("CompleteMultipartUpload", key, r)?;
