@@ -489,7 +489,15 @@ impl Connection {
         body: &[u8],
     ) -> Result<ResponseHead, HttpError> {
         self.settle();
-        let result = self.exchange(method, target, headers, body);
+        let mut result = self.exchange(method, target, headers, body, true);
+        if let Ok((head, _)) = &result
+            && head.status == 417
+            && body.len() >= EXPECT_CONTINUE_BYTES
+        {
+            // Expectation Failed (an old proxy): once more, without `Expect`.
+            self.close();
+            result = self.exchange(method, target, headers, body, false);
+        }
         match result {
             Ok((head, pending)) => {
                 self.pending = Some(pending);
@@ -508,6 +516,7 @@ impl Connection {
         target: &str,
         headers: &[(String, String)],
         body: &[u8],
+        allow_expect: bool,
     ) -> Result<(ResponseHead, Pending), HttpError> {
         if self.stream.is_none() {
             let (stream, socket) = self.connect()?;
@@ -515,7 +524,7 @@ impl Connection {
             self.socket = Some(socket);
             self.opened += 1;
         }
-        let expect = body.len() >= EXPECT_CONTINUE_BYTES;
+        let expect = allow_expect && body.len() >= EXPECT_CONTINUE_BYTES;
         let mut head = format!(
             "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
             self.origin.host_header(),
@@ -1066,12 +1075,21 @@ mod tests {
 
     #[test]
     fn large_bodies_follow_100_continue_and_servers_that_ignore_expect_still_get_them() {
-        for send_continue in [true, false] {
-            let (origin, server) = serve(1, move |_, s| {
+        // 0: answers 100 Continue; 1: ignores Expect; 2: refuses it with 417 (an old proxy).
+        for mode in 0..3 {
+            let (origin, server) = serve(if mode == 2 { 2 } else { 1 }, move |i, s| {
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 let head = request_head(&mut r);
                 let mut w = s;
-                if send_continue {
+                let expect = head.iter().any(|l| l == "Expect: 100-continue");
+                if mode == 2 && i == 0 {
+                    assert!(expect);
+                    w.write_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+                        .unwrap();
+                    return;
+                }
+                assert_eq!(expect, mode != 2, "{head:?}");
+                if mode == 0 {
                     w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
                 }
                 let mut body = vec![0u8; content_length(&head)];
