@@ -169,12 +169,21 @@ pub struct ObjectMeta {
     pub checksum_sha256: Option<String>,
 }
 
+/// How often an [`ObjectReader`] resumes a body whose connection broke.
+pub const READ_RESUMES: u32 = 3;
+
 /// An object's bytes as they arrive (see [`Client::get_object_reader`]). Reading to the end keeps the
 /// connection for the next call; dropping it earlier closes the connection.
 pub struct ObjectReader<'a> {
     client: &'a mut Client,
     key: String,
+    /// Offset in the object of the next byte.
+    next: u64,
+    /// Offset of the last byte, when known (a range, or the store gave a length).
+    end: Option<u64>,
     remaining: Option<u64>,
+    etag: Option<String>,
+    resumes: u32,
 }
 
 impl ObjectReader<'_> {
@@ -182,11 +191,34 @@ impl ObjectReader<'_> {
     pub fn remaining(&self) -> Option<u64> {
         self.remaining
     }
+
+    /// Asks for the rest of the body again after a broken connection.
+    fn resume(&mut self, cause: &std::io::Error) -> bool {
+        let (Some(end), Some(etag)) = (self.end, self.etag.clone()) else {
+            return false;
+        };
+        let malformed = cause.kind() == std::io::ErrorKind::InvalidData;
+        if self.resumes >= READ_RESUMES || malformed || self.next > end {
+            return false;
+        }
+        self.resumes += 1;
+        std::thread::sleep(Duration::from_millis(250 * u64::from(self.resumes)));
+        let range = Some((self.next, end));
+        self.client
+            .start_get(&self.key, range, Some(&etag))
+            .is_ok_and(|(n, _)| n == Some(end - self.next + 1))
+    }
 }
 
 impl std::io::Read for ObjectReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.client.conn.read_body(buf)?;
+        let n = loop {
+            match self.client.conn.read_body(buf) {
+                Ok(n) => break n,
+                Err(e) if self.resume(&e) => {}
+                Err(e) => return Err(e),
+            }
+        };
         if let Some(left) = self.remaining {
             if n as u64 > left {
                 return Err(std::io::Error::new(
@@ -205,6 +237,7 @@ impl std::io::Read for ObjectReader<'_> {
             }
             self.remaining = Some(left - n as u64);
         }
+        self.next += n as u64;
         Ok(n)
     }
 }
@@ -645,15 +678,41 @@ impl Client {
 
     /// The whole object, or the inclusive byte range `[start, end]`, as a stream: nothing is
     /// buffered, so parts of any size can be hashed as they arrive. The answer's length is checked
-    /// against the range; a short body is an `UnexpectedEof` error from the reader.
+    /// against the range. A connection lost mid-body is resumed where it broke (a ranged GET with
+    /// `If-Match` on the first answer's ETag, so a changed object is an error, never a splice), up
+    /// to [`READ_RESUMES`] times; then the reader returns the error.
     pub fn get_object_reader(
         &mut self,
         key: &str,
         range: Option<(u64, u64)>,
     ) -> Result<ObjectReader<'_>, S3Error> {
-        let extra: Vec<(String, String)> = range
+        let (expected, etag) = self.start_get(key, range, None)?;
+        let next = range.map_or(0, |(a, _)| a);
+        Ok(ObjectReader {
+            client: self,
+            key: key.to_owned(),
+            next,
+            end: expected.and_then(|n| (next + n).checked_sub(1)),
+            remaining: expected,
+            etag,
+            resumes: 0,
+        })
+    }
+
+    /// Sends a GET whose body stays on the connection; returns the body's length (as asked for, or
+    /// as the store says) and the object's ETag.
+    fn start_get(
+        &mut self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        if_match: Option<&str>,
+    ) -> Result<(Option<u64>, Option<String>), S3Error> {
+        let mut extra: Vec<(String, String)> = range
             .map(|(a, b)| vec![("range".to_owned(), format!("bytes={a}-{b}"))])
             .unwrap_or_default();
+        if let Some(e) = if_match {
+            extra.push(("if-match".to_owned(), format!("\"{e}\"")));
+        }
         let call = Call {
             op: "GetObject",
             method: "GET",
@@ -666,6 +725,7 @@ impl Client {
         let (r, _) = self.send_core(&call, true)?;
         let r = self.check("GetObject", key, r)?;
         let length: Option<u64> = r.header("content-length").and_then(|l| l.parse().ok());
+        let etag = r.header("etag").map(|e| e.trim_matches('"').to_owned());
         let expected = match range {
             Some((a, b)) => {
                 let want = b.saturating_sub(a).saturating_add(1);
@@ -679,11 +739,7 @@ impl Client {
             }
             None => length,
         };
-        Ok(ObjectReader {
-            client: self,
-            key: key.to_owned(),
-            remaining: expected,
-        })
+        Ok((expected, etag))
     }
 
     /// The whole object, or the inclusive byte range `[start, end]`.
