@@ -1,14 +1,21 @@
 //! rtnetlink messages written by hand: set a link up or down (`RTM_NEWLINK`), add or remove an IPv4
 //! address (`RTM_NEWADDR`/`RTM_DELADDR`), add a default route (`RTM_NEWROUTE`). Encoding is pure and
-//! unit-tested; [`Netlink`] sends one request at a time and waits for the kernel's acknowledgement.
+//! unit-tested; [`Netlink`] sends one request at a time and waits for the kernel's acknowledgement,
+//! never longer than [`ANSWER_TIMEOUT`]: no answer, a malformed answer and a refusal are each an
+//! error that says what the kernel did (so `net up` cannot hang on a silent or confused socket).
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send,
-    socket,
+    setsockopt, socket, sockopt,
 };
+use nix::sys::time::TimeVal;
+
+/// How long a request waits for the kernel's acknowledgement (it normally takes microseconds).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 const NLMSG_ERROR: u16 = 2;
 pub const RTM_NEWLINK: u16 = 16;
@@ -38,18 +45,28 @@ const RTN_UNICAST: u8 = 1;
 pub enum NetlinkError {
     #[error("opening a netlink socket")]
     OpenSocket(#[source] nix::Error),
-    #[error("sending a netlink request")]
-    SendRequest(#[source] nix::Error),
-    #[error("reading the kernel's netlink answer")]
-    ReceiveAnswer(#[source] nix::Error),
+    #[error("sending a netlink request for {what}")]
+    SendRequest {
+        what: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("reading the kernel's netlink answer to {what}")]
+    ReceiveAnswer {
+        what: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("the kernel did not answer {what} within {} s", .waited.as_secs_f32())]
+    NoAnswer { what: String, waited: Duration },
     #[error("the kernel refused {what}")]
     Refuse {
         what: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("the kernel's netlink answer is malformed")]
-    ParseAnswer,
+    #[error("the kernel's netlink answer to {what} is malformed: {detail}")]
+    ParseAnswer { what: String, detail: String },
 }
 
 fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
@@ -132,28 +149,48 @@ pub fn default_route(seq: u32, index: u32, gateway: Ipv4Addr, dhcp: bool) -> Vec
     )
 }
 
-/// Reads the acknowledgement for `seq`: `Ok(0)` or the kernel's negative errno.
-pub fn parse_ack(buf: &[u8], seq: u32) -> Result<i32, NetlinkError> {
+/// Finds the acknowledgement for `seq` in one datagram: `Ok(Some(0))`, `Ok(Some(-errno))` for a
+/// refusal, `Ok(None)` when the datagram is well-formed but answers something else; `Err` describes
+/// what is malformed.
+pub fn parse_ack(buf: &[u8], seq: u32) -> Result<Option<i32>, String> {
     let mut rest = buf;
-    while rest.len() >= 16 {
+    if rest.is_empty() {
+        return Err("an empty datagram".to_owned());
+    }
+    while !rest.is_empty() {
+        if rest.len() < 16 {
+            return Err(format!(
+                "{} bytes left, less than a message header",
+                rest.len()
+            ));
+        }
         let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let kind = u16::from_ne_bytes([rest[4], rest[5]]);
         let s = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
         if len < 16 || len > rest.len() {
-            return Err(NetlinkError::ParseAnswer);
+            return Err(format!(
+                "a message of type {kind} claims {len} bytes where {} remain",
+                rest.len()
+            ));
         }
-        if kind == NLMSG_ERROR && s == seq && len >= 20 {
-            return Ok(i32::from_ne_bytes([rest[16], rest[17], rest[18], rest[19]]));
+        if kind == NLMSG_ERROR && s == seq {
+            if len < 20 {
+                return Err(format!("an error message of {len} bytes, without its code"));
+            }
+            return Ok(Some(i32::from_ne_bytes([
+                rest[16], rest[17], rest[18], rest[19],
+            ])));
         }
-        rest = &rest[len.div_ceil(4) * 4..];
+        rest = rest.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
     }
-    Err(NetlinkError::ParseAnswer)
+    Ok(None)
 }
 
 /// A `NETLINK_ROUTE` socket.
 pub struct Netlink {
     fd: OwnedFd,
     seq: u32,
+    timeout: Duration,
 }
 
 impl Netlink {
@@ -166,7 +203,23 @@ impl Netlink {
         )
         .map_err(NetlinkError::OpenSocket)?;
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(NetlinkError::OpenSocket)?;
-        Ok(Self { fd, seq: 1 })
+        Self::with_socket(fd, ANSWER_TIMEOUT)
+    }
+
+    /// Any datagram socket that answers like the kernel (tests use a socket pair).
+    fn with_socket(fd: OwnedFd, timeout: Duration) -> Result<Self, NetlinkError> {
+        let usecs = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+        setsockopt(
+            &fd.as_fd(),
+            sockopt::ReceiveTimeout,
+            &TimeVal::new(usecs / 1_000_000, usecs % 1_000_000),
+        )
+        .map_err(NetlinkError::OpenSocket)?;
+        Ok(Self {
+            fd,
+            seq: 1,
+            timeout,
+        })
     }
 
     /// Sends the message built by `build(seq)` and waits for its acknowledgement.
@@ -178,20 +231,52 @@ impl Netlink {
         self.seq += 1;
         let seq = self.seq;
         let msg = build(seq);
-        send(self.fd.as_raw_fd(), &msg, MsgFlags::empty()).map_err(NetlinkError::SendRequest)?;
-        let mut buf = vec![0u8; 8192];
+        send(self.fd.as_raw_fd(), &msg, MsgFlags::empty()).map_err(|source| {
+            NetlinkError::SendRequest {
+                what: what.to_owned(),
+                source,
+            }
+        })?;
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = vec![0u8; 32 << 10];
         loop {
-            let n = recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty())
-                .map_err(NetlinkError::ReceiveAnswer)?;
-            match parse_ack(&buf[..n], seq) {
-                Ok(0) => return Ok(()),
-                Ok(e) => {
+            let no_answer = || NetlinkError::NoAnswer {
+                what: what.to_owned(),
+                waited: self.timeout,
+            };
+            if Instant::now() >= deadline {
+                return Err(no_answer());
+            }
+            let n = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(nix::Error::EAGAIN | nix::Error::EINTR) => continue,
+                Err(source) => {
+                    return Err(NetlinkError::ReceiveAnswer {
+                        what: what.to_owned(),
+                        source,
+                    });
+                }
+            };
+            let malformed = |detail: String| NetlinkError::ParseAnswer {
+                what: what.to_owned(),
+                detail,
+            };
+            if n > buf.len() {
+                return Err(malformed(format!(
+                    "a datagram of {n} bytes, more than {}",
+                    buf.len()
+                )));
+            }
+            match parse_ack(&buf[..n], seq).map_err(malformed)? {
+                Some(0) => return Ok(()),
+                Some(e) => {
                     return Err(NetlinkError::Refuse {
                         what: what.to_owned(),
                         source: std::io::Error::from_raw_os_error(-e),
                     });
                 }
-                Err(_) => continue,
+                // An answer to something else (an earlier request that timed out): keep waiting.
+                None => {}
             }
         }
     }
@@ -254,9 +339,97 @@ mod tests {
         // An ack: nlmsghdr(NLMSG_ERROR, seq 5) + error 0; a refusal: -EEXIST.
         let mut ack = message(NLMSG_ERROR, 0, 5, &0i32.to_ne_bytes());
         ack.extend_from_slice(&[0; 16]);
-        assert_eq!(parse_ack(&ack, 5).unwrap(), 0);
+        assert_eq!(parse_ack(&ack, 5).unwrap(), Some(0));
         let nack = message(NLMSG_ERROR, 0, 5, &(-17i32).to_ne_bytes());
-        assert_eq!(parse_ack(&nack, 5).unwrap(), -17);
-        assert!(parse_ack(&nack, 6).is_err());
+        assert_eq!(parse_ack(&nack, 5).unwrap(), Some(-17));
+        assert_eq!(parse_ack(&nack, 6).unwrap(), None);
+        let mut two = nack.clone();
+        two.extend_from_slice(&ack);
+        assert_eq!(parse_ack(&two, 5).unwrap(), Some(-17));
+        for bad in [&nack[..10], &[], &message(NLMSG_ERROR, 0, 5, &[])[..]] {
+            assert!(parse_ack(bad, 5).is_err(), "{bad:?}");
+        }
+        let mut long = nack.clone();
+        long[0] = 200;
+        assert!(
+            parse_ack(&long, 5)
+                .unwrap_err()
+                .contains("claims 200 bytes")
+        );
+    }
+
+    /// A request to a peer playing the kernel: it answers with `answer(seq)` (or not at all).
+    fn ask(answer: Option<fn(u32) -> Vec<u8>>) -> Result<(), NetlinkError> {
+        let (ours, kernel) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut nl = Netlink::with_socket(OwnedFd::from(ours), Duration::from_millis(300)).unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let n = kernel.recv(&mut buf).unwrap();
+            let seq = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
+            assert_eq!(n, 32);
+            if let Some(answer) = answer {
+                kernel.send(&answer(seq)).unwrap();
+            }
+            // Keep the socket open until the request gave up.
+            kernel
+        });
+        let r = nl.request("setting eth9 up", |seq| link_set(seq, 9, true));
+        drop(peer.join().unwrap());
+        r
+    }
+
+    #[test]
+    fn silence_malformed_answers_and_refusals_are_errors_not_a_hang() {
+        let start = Instant::now();
+        let e = ask(None).unwrap_err();
+        assert!(matches!(e, NetlinkError::NoAnswer { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("did not answer setting eth9 up"),
+            "{e}"
+        );
+        // An acknowledgement of something else, then silence: still bounded.
+        let e = ask(Some(|seq| {
+            message(NLMSG_ERROR, 0, seq + 100, &0i32.to_ne_bytes())
+        }))
+        .unwrap_err();
+        assert!(matches!(e, NetlinkError::NoAnswer { .. }), "{e:?}");
+        assert!(start.elapsed() < Duration::from_secs(30));
+        let e = ask(Some(|_| vec![1, 2, 3])).unwrap_err();
+        assert!(e.to_string().contains("malformed: 3 bytes left"), "{e}");
+        let e = ask(Some(|seq| {
+            message(NLMSG_ERROR, 0, seq, &(-19i32).to_ne_bytes())
+        }))
+        .unwrap_err();
+        match e {
+            NetlinkError::Refuse { source, .. } => assert_eq!(source.raw_os_error(), Some(19)),
+            e => panic!("{e:?}"),
+        }
+        ask(Some(|seq| {
+            message(NLMSG_ERROR, 0, seq, &0i32.to_ne_bytes())
+        }))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_kernel_says_why_it_refuses_a_request_for_no_interface() {
+        // Index 0x7ffffff0 names no interface: nothing on this machine changes.
+        let mut nl = Netlink::open().unwrap();
+        let e = nl
+            .request("setting interface 2147483632 up", |seq| {
+                link_set(seq, 0x7fff_fff0, true)
+            })
+            .unwrap_err();
+        match e {
+            NetlinkError::Refuse { source, .. } => {
+                assert!(
+                    matches!(
+                        source.raw_os_error(),
+                        Some(libc::ENODEV) | Some(libc::EPERM)
+                    ),
+                    "{source}"
+                );
+            }
+            e => panic!("{e:?}"),
+        }
     }
 }

@@ -6,6 +6,12 @@
 //! than a minute the offset is adopted and every later request is signed with the corrected time (a
 //! compromised server's RTC may be wrong, and SigV4 refuses more than 15 minutes of skew). The offset is
 //! readable by the caller, which records it; nothing here prints.
+//!
+//! Retries and what they cannot know: when an attempt's answer is lost (the connection drops after the
+//! request went out), the store may have acted on it. The calls that are not idempotent find out what
+//! the store holds before reporting a refusal of the retry: CompleteMultipartUpload answered 404 looks
+//! for the completed object (HEAD), a conditional PUT answered 412 reads the object back and compares
+//! bytes, and an UploadPart refused on retry looks for the part in ListParts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -13,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use super::http::{Connection, HttpError, Origin, Response, Trust, tls_config};
+use super::http::{Connection, HttpError, MAX_BUFFERED_BODY, Origin, Response, Trust, tls_config};
 use super::sigv4::{self, Credentials, EMPTY_SHA256, uri_encode};
 use super::xml;
 use crate::acquire::hash::hex;
@@ -153,6 +159,157 @@ pub struct ListedPart {
     pub checksum_sha256: Option<String>,
 }
 
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: Option<u64>,
+    /// Without quotes.
+    pub etag: Option<String>,
+    /// Base64 SHA-256 (`…-N` for a multipart object) when the store keeps one.
+    pub checksum_sha256: Option<String>,
+}
+
+/// How often an [`ObjectReader`] resumes a body whose connection broke.
+pub const READ_RESUMES: u32 = 3;
+
+/// An object's bytes as they arrive (see [`Client::get_object_reader`]). Reading to the end keeps the
+/// connection for the next call; dropping it earlier closes the connection.
+pub struct ObjectReader<'a> {
+    client: &'a mut Client,
+    key: String,
+    /// Offset in the object of the next byte.
+    next: u64,
+    /// Offset of the last byte, when known (a range, or the store gave a length).
+    end: Option<u64>,
+    remaining: Option<u64>,
+    etag: Option<String>,
+    resumes: u32,
+}
+
+impl ObjectReader<'_> {
+    /// Bytes still to come, when the store said how many.
+    pub fn remaining(&self) -> Option<u64> {
+        self.remaining
+    }
+
+    /// Asks for the rest of the body again after a broken connection.
+    fn resume(&mut self, cause: &std::io::Error) -> bool {
+        let (Some(end), Some(etag)) = (self.end, self.etag.clone()) else {
+            return false;
+        };
+        let malformed = cause.kind() == std::io::ErrorKind::InvalidData;
+        if self.resumes >= READ_RESUMES || malformed || self.next > end {
+            return false;
+        }
+        self.resumes += 1;
+        std::thread::sleep(Duration::from_millis(250 * u64::from(self.resumes)));
+        let range = Some((self.next, end));
+        self.client
+            .start_get(&self.key, range, Some(&etag))
+            .is_ok_and(|(n, _)| n == Some(end - self.next + 1))
+    }
+}
+
+impl std::io::Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = loop {
+            match self.client.conn.read_body(buf) {
+                Ok(n) => break n,
+                Err(e) if self.resume(&e) => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(left) = self.remaining {
+            if n as u64 > left {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the store sent more bytes of {} than asked for", self.key),
+                ));
+            }
+            if n == 0 && left > 0 && !buf.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the store sent {left} bytes fewer of {} than asked for",
+                        self.key
+                    ),
+                ));
+            }
+            self.remaining = Some(left - n as u64);
+        }
+        self.next += n as u64;
+        Ok(n)
+    }
+}
+
+/// The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, `-` and the part count;
+/// `None` when a part's ETag is not an MD5.
+pub fn multipart_etag(parts: &[CompletedPart]) -> Option<String> {
+    let mut md5s = Vec::with_capacity(parts.len() * 16);
+    for p in parts {
+        md5s.extend_from_slice(&unhex(p.etag.trim_matches('"')).filter(|b| b.len() == 16)?);
+    }
+    Some(format!("{}-{}", hex(&md5::Md5::digest(&md5s)), parts.len()))
+}
+
+/// The SHA-256 checksum S3 gives a multipart object: SHA-256 of the parts' binary checksums, base64,
+/// `-` and the part count.
+pub fn composite_checksum(parts: &[CompletedPart]) -> Option<String> {
+    let mut sums = Vec::with_capacity(parts.len() * 32);
+    for p in parts {
+        sums.extend_from_slice(&unbase64(&p.checksum_sha256).filter(|b| b.len() == 32)?);
+    }
+    Some(format!(
+        "{}-{}",
+        base64(&Sha256::digest(&sums)),
+        parts.len()
+    ))
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
+}
+
+/// Standard base64 with padding, strictly.
+pub fn unbase64(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len() / 4 * 3);
+    for (i, q) in b.chunks(4).enumerate() {
+        let last = i + 1 == b.len() / 4;
+        let pad = q.iter().rev().take_while(|c| **c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for c in &q[..4 - pad] {
+            n = n << 6 | value(*c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..4 - pad]);
+    }
+    Some(out)
+}
+
 /// A part for CompleteMultipartUpload.
 #[derive(Debug, Clone)]
 pub struct CompletedPart {
@@ -162,6 +319,7 @@ pub struct CompletedPart {
 }
 
 /// One request before signing.
+#[derive(Clone, Copy)]
 struct Call<'a> {
     op: &'a str,
     method: &'a str,
@@ -272,6 +430,18 @@ impl Client {
 
     /// Signs and sends, retrying dropped connections, 5xx answers and one clock correction.
     fn send(&mut self, call: Call<'_>) -> Result<Response, S3Error> {
+        self.send_tracked(call).map(|(r, _)| r)
+    }
+
+    /// As [`Client::send`]; the flag is true when an earlier attempt may have reached the store
+    /// without its answer reaching us (dropped connection, 5xx), so the store may already have acted.
+    fn send_tracked(&mut self, call: Call<'_>) -> Result<(Response, bool), S3Error> {
+        self.send_core(&call, false)
+    }
+
+    /// The retry loop. Error answers (4xx, 5xx) come back with their body read; a 2xx answer has its
+    /// body left on the connection when `stream` is set, else read too.
+    fn send_core(&mut self, call: &Call<'_>, stream: bool) -> Result<(Response, bool), S3Error> {
         let Call {
             op,
             method,
@@ -280,7 +450,7 @@ impl Client {
             extra,
             body,
             body_sha256,
-        } = call;
+        } = *call;
         let path = match key {
             Some(k) => format!("/{}/{}", self.bucket(), k),
             None => format!("/{}", self.bucket()),
@@ -297,6 +467,7 @@ impl Client {
             format!("{}?{q}", uri_encode(&path, true))
         };
         let mut clock_retry = false;
+        let mut ambiguous = false;
         let mut last_err = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 && !clock_retry {
@@ -310,6 +481,9 @@ impl Client {
                 ("x-amz-date".to_owned(), date.clone()),
                 ("x-amz-content-sha256".to_owned(), payload.clone()),
             ];
+            if let Some(token) = self.shared.cfg.credentials.session_token() {
+                headers.push(("x-amz-security-token".to_owned(), token.to_owned()));
+            }
             headers.extend(extra.iter().cloned());
             let auth = sigv4::authorization(
                 &self.shared.cfg.credentials,
@@ -327,7 +501,22 @@ impl Client {
             // The connection writes Host itself.
             let mut wire: Vec<(String, String)> = headers.into_iter().skip(1).collect();
             wire.push(("Authorization".to_owned(), auth));
-            match self.conn.request(method, &target, &wire, body) {
+            let answer = self
+                .conn
+                .send_request(method, &target, &wire, body)
+                .and_then(|head| {
+                    let body = if stream && (200..300).contains(&head.status) {
+                        Vec::new()
+                    } else {
+                        self.conn.read_body_to_end(MAX_BUFFERED_BODY)?
+                    };
+                    Ok(Response {
+                        status: head.status,
+                        headers: head.headers,
+                        body,
+                    })
+                });
+            match answer {
                 Ok(r) => {
                     let corrected = self.adopt_date(&r);
                     if r.status == 403 {
@@ -345,6 +534,7 @@ impl Client {
                     }
                     if r.status >= 500 {
                         let (code, message) = error_fields(&r);
+                        ambiguous = true;
                         last_err = Some(S3Error::Status {
                             op: op.to_owned(),
                             status: r.status,
@@ -353,9 +543,13 @@ impl Client {
                         });
                         continue;
                     }
-                    return Ok(r);
+                    return Ok((r, ambiguous));
                 }
-                Err(e) if e.is_transient() => last_err = Some(S3Error::Http(e)),
+                Err(e) if e.is_transient() => {
+                    // Refused connections never reached the store; anything later may have.
+                    ambiguous |= !matches!(e, HttpError::Connect { .. });
+                    last_err = Some(S3Error::Http(e));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -458,6 +652,96 @@ impl Client {
         Ok(r.header("content-length").and_then(|l| l.parse().ok()))
     }
 
+    /// The object's size, ETag and (when the store keeps one) SHA-256 checksum, or `None` if it
+    /// does not exist.
+    pub fn head_object_meta(&mut self, key: &str) -> Result<Option<ObjectMeta>, S3Error> {
+        let extra = [("x-amz-checksum-mode".to_owned(), "ENABLED".to_owned())];
+        let r = self.send(Call {
+            op: "HeadObject",
+            method: "HEAD",
+            key: Some(key),
+            query: &[],
+            extra: &extra,
+            body: &[],
+            body_sha256: None,
+        })?;
+        if r.status == 404 {
+            return Ok(None);
+        }
+        let r = self.check("HeadObject", key, r)?;
+        Ok(Some(ObjectMeta {
+            size: r.header("content-length").and_then(|l| l.parse().ok()),
+            etag: r.header("etag").map(|e| e.trim_matches('"').to_owned()),
+            checksum_sha256: r.header("x-amz-checksum-sha256").map(str::to_owned),
+        }))
+    }
+
+    /// The whole object, or the inclusive byte range `[start, end]`, as a stream: nothing is
+    /// buffered, so parts of any size can be hashed as they arrive. The answer's length is checked
+    /// against the range. A connection lost mid-body is resumed where it broke (a ranged GET with
+    /// `If-Match` on the first answer's ETag, so a changed object is an error, never a splice), up
+    /// to [`READ_RESUMES`] times; then the reader returns the error.
+    pub fn get_object_reader(
+        &mut self,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<ObjectReader<'_>, S3Error> {
+        let (expected, etag) = self.start_get(key, range, None)?;
+        let next = range.map_or(0, |(a, _)| a);
+        Ok(ObjectReader {
+            client: self,
+            key: key.to_owned(),
+            next,
+            end: expected.and_then(|n| (next + n).checked_sub(1)),
+            remaining: expected,
+            etag,
+            resumes: 0,
+        })
+    }
+
+    /// Sends a GET whose body stays on the connection; returns the body's length (as asked for, or
+    /// as the store says) and the object's ETag.
+    fn start_get(
+        &mut self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        if_match: Option<&str>,
+    ) -> Result<(Option<u64>, Option<String>), S3Error> {
+        let mut extra: Vec<(String, String)> = range
+            .map(|(a, b)| vec![("range".to_owned(), format!("bytes={a}-{b}"))])
+            .unwrap_or_default();
+        if let Some(e) = if_match {
+            extra.push(("if-match".to_owned(), format!("\"{e}\"")));
+        }
+        let call = Call {
+            op: "GetObject",
+            method: "GET",
+            key: Some(key),
+            query: &[],
+            extra: &extra,
+            body: &[],
+            body_sha256: None,
+        };
+        let (r, _) = self.send_core(&call, true)?;
+        let r = self.check("GetObject", key, r)?;
+        let length: Option<u64> = r.header("content-length").and_then(|l| l.parse().ok());
+        let etag = r.header("etag").map(|e| e.trim_matches('"').to_owned());
+        let expected = match range {
+            Some((a, b)) => {
+                let want = b.saturating_sub(a).saturating_add(1);
+                if let Some(got) = length.filter(|l| *l != want) {
+                    return Err(S3Error::ParseAnswer {
+                        op: "GetObject".to_owned(),
+                        what: format!("the {want} bytes asked for (got {got})"),
+                    });
+                }
+                Some(want)
+            }
+            None => length,
+        };
+        Ok((expected, etag))
+    }
+
     /// The whole object, or the inclusive byte range `[start, end]`.
     pub fn get_object(&mut self, key: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, S3Error> {
         let extra: Vec<(String, String)> = range
@@ -491,7 +775,7 @@ impl Client {
         if if_absent {
             extra.push(("if-none-match".to_owned(), "*".to_owned()));
         }
-        let r = self.send(Call {
+        let (r, ambiguous) = self.send_tracked(Call {
             op: "PutObject",
             method: "PUT",
             key: Some(key),
@@ -500,6 +784,17 @@ impl Client {
             body: data,
             body_sha256: Some(&hex(&digest)),
         })?;
+        // An earlier attempt may have stored the object before its answer was lost: then the 412
+        // is about our own object, which reads back byte for byte.
+        if r.status == 412
+            && if_absent
+            && ambiguous
+            && self
+                .get_object(key, None)
+                .is_ok_and(|stored| stored == data)
+        {
+            return Ok(());
+        }
         self.check("PutObject", key, r).map(|_| ())
     }
 
@@ -556,7 +851,7 @@ impl Client {
         ];
         let extra = [("x-amz-checksum-sha256".to_owned(), base64(sha256))];
         let what = format!("part {number} of {key}");
-        let r = self.send(Call {
+        let (r, ambiguous) = self.send_tracked(Call {
             op: "UploadPart",
             method: "PUT",
             key: Some(key),
@@ -565,6 +860,14 @@ impl Client {
             body: data,
             body_sha256: Some(&hex(sha256)),
         })?;
+        // Refused after an attempt whose answer was lost, or refused because the store will not
+        // replace a part it holds (s3s-fs answers 403): the part may be there already, ours.
+        if (400..500).contains(&r.status)
+            && (ambiguous || r.status == 403)
+            && let Ok(Some(etag)) = self.held_part(key, upload_id, number, data, sha256)
+        {
+            return Ok(etag);
+        }
         let r = self.check("UploadPart", &what, r)?;
         r.header("etag")
             .map(str::to_owned)
@@ -572,6 +875,30 @@ impl Client {
                 op: "UploadPart".to_owned(),
                 what: "ETag".to_owned(),
             })
+    }
+
+    /// The ETag of part `number` when the store holds it with exactly these bytes (its SHA-256
+    /// checksum, or an MD5 ETag, matches).
+    fn held_part(
+        &mut self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        data: &[u8],
+        sha256: &[u8; 32],
+    ) -> Result<Option<String>, S3Error> {
+        let parts = self.list_parts(key, upload_id)?;
+        let Some(p) = parts.into_iter().find(|p| p.number == number) else {
+            return Ok(None);
+        };
+        if p.size != data.len() as u64 {
+            return Ok(None);
+        }
+        let proven = match &p.checksum_sha256 {
+            Some(c) => *c == base64(sha256),
+            None => p.etag.trim_matches('"') == hex(&md5::Md5::digest(data)),
+        };
+        Ok(proven.then_some(p.etag))
     }
 
     /// The parts uploaded so far.
@@ -631,7 +958,7 @@ impl Client {
         }
         body.push_str("</CompleteMultipartUpload>");
         let q = [("uploadId".to_owned(), upload_id.to_owned())];
-        let r = self.send(Call {
+        let (r, ambiguous) = self.send_tracked(Call {
             op: "CompleteMultipartUpload",
             method: "POST",
             key: Some(key),
@@ -640,6 +967,13 @@ impl Client {
             body: body.as_bytes(),
             body_sha256: None,
         })?;
+        // A store forgets a finished upload: a retry of a Complete whose answer was lost gets 404
+        // NoSuchUpload (moto), or 403 AccessDenied (s3s-fs 0.14). Either way, look for the object.
+        if (r.status == 404 || (ambiguous && (400..500).contains(&r.status)))
+            && matches!(self.holds_completed(key, parts, ambiguous), Ok(true))
+        {
+            return Ok(());
+        }
         let r = self.check("CompleteMultipartUpload", key, r)?;
         // S3 may answer 200 with an error document after a long merge.
         let text = String::from_utf8_lossy(&r.body);
@@ -652,6 +986,31 @@ impl Client {
             });
         }
         Ok(())
+    }
+
+    /// Whether the object under `key` is the one completing `parts` makes: its ETag is the
+    /// multipart ETag of the parts' MD5 ETags, or its SHA-256 checksum is the composite of theirs;
+    /// after a lost answer (`ambiguous`) a multipart ETag of the right part count is enough (stores
+    /// whose ETags are not MD5s).
+    fn holds_completed(
+        &mut self,
+        key: &str,
+        parts: &[CompletedPart],
+        ambiguous: bool,
+    ) -> Result<bool, S3Error> {
+        let Some(meta) = self.head_object_meta(key)? else {
+            return Ok(false);
+        };
+        let etag = meta.etag.unwrap_or_default();
+        if multipart_etag(parts).is_some_and(|e| e == etag) {
+            return Ok(true);
+        }
+        if let (Some(have), Some(want)) = (&meta.checksum_sha256, composite_checksum(parts))
+            && *have == want
+        {
+            return Ok(true);
+        }
+        Ok(ambiguous && etag.ends_with(&format!("-{}", parts.len())))
     }
 
     pub fn abort_multipart(&mut self, key: &str, upload_id: &str) -> Result<(), S3Error> {
@@ -677,6 +1036,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn multipart_etags_and_checksums_follow_s3() {
+        // Two parts "a" * 5 MiB and "b": the S3 ETag is md5(md5(a) || md5(b))-2.
+        let a = vec![b'a'; 5 << 20];
+        let parts: Vec<CompletedPart> = [&a[..], b"b"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| CompletedPart {
+                number: i as u32 + 1,
+                etag: format!("\"{}\"", hex(&md5::Md5::digest(d))),
+                checksum_sha256: base64(&Sha256::digest(d)),
+            })
+            .collect();
+        let mut md5s = md5::Md5::digest(&a).to_vec();
+        md5s.extend_from_slice(&md5::Md5::digest(b"b"));
+        assert_eq!(
+            multipart_etag(&parts),
+            Some(format!("{}-2", hex(&md5::Md5::digest(&md5s))))
+        );
+        let mut sums = Sha256::digest(&a).to_vec();
+        sums.extend_from_slice(&Sha256::digest(b"b"));
+        assert_eq!(
+            composite_checksum(&parts),
+            Some(format!("{}-2", base64(&Sha256::digest(&sums))))
+        );
+        let odd = [CompletedPart {
+            number: 1,
+            etag: "not-an-md5".to_owned(),
+            checksum_sha256: "???".to_owned(),
+        }];
+        assert_eq!(
+            (multipart_etag(&odd), composite_checksum(&odd)),
+            (None, None)
+        );
+    }
+
+    #[test]
     fn http_dates_and_base64() {
         assert_eq!(
             parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
@@ -687,6 +1082,19 @@ mod tests {
             Some(1_369_353_600)
         );
         assert_eq!(parse_http_date("yesterday"), None);
+        for data in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foobar",
+            &[0xff, 0xfe, 0x00, 0x80],
+        ] {
+            assert_eq!(unbase64(&base64(data)).as_deref(), Some(data));
+        }
+        assert_eq!(unbase64("Zg="), None);
+        assert_eq!(unbase64("Z=g="), None);
+        assert_eq!(unbase64("Zg==Zg=="), None);
         assert_eq!(base64(b""), "");
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");

@@ -1,6 +1,7 @@
-//! Access keys for the store: from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`) or from
-//! a file on the boot medium, in the AWS shared-credentials form (`aws_access_key_id = …`) or as
-//! `AWS_ACCESS_KEY_ID=…` lines. The secret is never part of an error message.
+//! Access keys for the store: from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, and
+//! `AWS_SESSION_TOKEN` for temporary STS/SSO credentials) or from a file on the boot medium, in the AWS
+//! shared-credentials form (`aws_access_key_id = …`, `aws_session_token = …`) or as
+//! `AWS_ACCESS_KEY_ID=…` lines. The secret and the token are never part of an error message.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub enum CredentialsError {
 pub fn parse(text: &str) -> Option<Credentials> {
     let mut id = None;
     let mut secret = None;
+    let mut token = None;
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('#') || line.starts_with(';') {
@@ -43,12 +45,23 @@ pub fn parse(text: &str) -> Option<Credentials> {
         match k.trim().to_ascii_lowercase().trim_start_matches("export ") {
             "aws_access_key_id" => id = Some(v),
             "aws_secret_access_key" => secret = Some(v),
+            // `aws_security_token` is the older name the AWS CLI still reads.
+            "aws_session_token" | "aws_security_token" => token = Some(v),
             _ => {}
         }
     }
     match (id, secret) {
-        (Some(i), Some(s)) if !i.is_empty() && !s.is_empty() => Some(Credentials::new(i, s)),
+        (Some(i), Some(s)) if !i.is_empty() && !s.is_empty() => {
+            Some(with_token(Credentials::new(i, s), token))
+        }
         _ => None,
+    }
+}
+
+fn with_token(c: Credentials, token: Option<String>) -> Credentials {
+    match token.filter(|t| !t.is_empty()) {
+        Some(t) => c.with_session_token(t),
+        None => c,
     }
 }
 
@@ -72,7 +85,10 @@ pub fn from_env() -> Result<Credentials, CredentialsError> {
         std::env::var("AWS_ACCESS_KEY_ID"),
         std::env::var("AWS_SECRET_ACCESS_KEY"),
     ) {
-        (Ok(i), Ok(s)) if !i.is_empty() && !s.is_empty() => Ok(Credentials::new(i, s)),
+        (Ok(i), Ok(s)) if !i.is_empty() && !s.is_empty() => Ok(with_token(
+            Credentials::new(i, s),
+            std::env::var("AWS_SESSION_TOKEN").ok(),
+        )),
         _ => Err(CredentialsError::MissingEnvironment),
     }
 }
@@ -88,6 +104,21 @@ mod tests {
         let env = "# comment\nexport AWS_ACCESS_KEY_ID=\"AK2\"\nAWS_SECRET_ACCESS_KEY=sec\n";
         assert_eq!(parse(env).unwrap().access_key, "AK2");
         assert!(parse("aws_access_key_id = only\n").is_none());
+        assert_eq!(parse(ini).unwrap().session_token(), None);
+    }
+
+    #[test]
+    fn session_tokens_of_temporary_credentials_are_kept() {
+        let ini = "[default]\naws_access_key_id = ASIA1\naws_secret_access_key = s\naws_session_token = IQoJb3JpZ2luX2Vj/+==\n";
+        assert_eq!(
+            parse(ini).unwrap().session_token(),
+            Some("IQoJb3JpZ2luX2Vj/+==")
+        );
+        let env = "AWS_ACCESS_KEY_ID=ASIA2\nAWS_SECRET_ACCESS_KEY=s\nAWS_SESSION_TOKEN='tok'\n";
+        assert_eq!(parse(env).unwrap().session_token(), Some("tok"));
+        // A token in a later profile is not ours.
+        let other = "[default]\naws_access_key_id = A\naws_secret_access_key = s\n[p]\naws_session_token = t\n";
+        assert_eq!(parse(other).unwrap().session_token(), None);
     }
 
     #[test]

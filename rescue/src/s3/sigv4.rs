@@ -12,11 +12,13 @@ type HmacSha256 = Hmac<Sha256>;
 /// SHA-256 of an empty payload, hex.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// An access key pair. `Debug` never shows the secret.
+/// An access key pair, with the session token of temporary (STS/SSO) credentials. `Debug` never
+/// shows the secret or the token.
 #[derive(Clone)]
 pub struct Credentials {
     pub access_key: String,
     secret_key: String,
+    session_token: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -24,6 +26,10 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key", &self.access_key)
             .field("secret_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -33,7 +39,18 @@ impl Credentials {
         Self {
             access_key: access_key.into(),
             secret_key: secret_key.into(),
+            session_token: None,
         }
+    }
+
+    /// Temporary credentials: requests carry the token as `x-amz-security-token` (signed).
+    pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
+        self.session_token = Some(token.into());
+        self
+    }
+
+    pub fn session_token(&self) -> Option<&str> {
+        self.session_token.as_deref()
     }
 }
 
@@ -244,5 +261,8 @@ mod tests {
         assert_eq!(uri_encode("a/b", false), "a%2Fb");
         assert_eq!(amz_date(1_369_353_600), "20130524T000000Z");
         assert!(!format!("{:?}", Credentials::new("AK", "SECRET")).contains("SECRET"));
+        let temporary = Credentials::new("AK", "SECRET").with_session_token("TOKEN");
+        assert_eq!(temporary.session_token(), Some("TOKEN"));
+        assert!(!format!("{temporary:?}").contains("TOKEN"));
     }
 }

@@ -1,0 +1,806 @@
+//! The S3 client against a store that misbehaves the way real networks and stores do: a fake S3
+//! server on 127.0.0.1, scripted per test, that drops an answer after acting on the request, refuses
+//! a part before reading it, closes mid-body, answers HTTP/1.0 or sends an absurd chunk size. Each
+//! test asserts what the caller (the upload, `verify s3://`) is told: the call succeeds when the store
+//! holds what we sent, and a refusal arrives as the store's own words, not as a network failure.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rescue::s3::client::{Client, CompletedPart, base64};
+use rescue::s3::http::Trust;
+use rescue::s3::sigv4::Credentials;
+use rescue::s3::{S3Error, Store, StoreConfig};
+use sha2::{Digest, Sha256};
+
+/// A request as the fake store saw it. `body` is empty until the script asks for it.
+#[derive(Debug, Clone)]
+struct Req {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// False while only the head was read.
+    full: bool,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+/// What the fake store does with a request.
+enum Act {
+    /// Read the body (after `100 Continue` when asked for) and ask the script again.
+    ReadBody,
+    /// An HTTP/1.1 answer with Content-Length; the connection stays open. Given before the body
+    /// is read, the answer is sent at once and the connection closed with the body unread.
+    Reply(u16, Vec<(&'static str, String)>, Vec<u8>),
+    /// These bytes, then close.
+    Raw(Vec<u8>),
+    /// Close without answering (the answer was "lost").
+    Drop,
+}
+
+type Script = Box<dyn FnMut(&Req) -> Act + Send>;
+
+/// The fake store; every request it saw, in order.
+struct Fake {
+    port: u16,
+    seen: Arc<Mutex<Vec<Req>>>,
+}
+
+impl Fake {
+    fn start(script: impl FnMut(&Req) -> Act + Send + 'static) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let script: Arc<Mutex<Script>> = Arc::new(Mutex::new(Box::new(script)));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { return };
+                let script = Arc::clone(&script);
+                let seen = Arc::clone(&seen2);
+                std::thread::spawn(move || serve(s, &script, &seen));
+            }
+        });
+        Fake { port, seen }
+    }
+
+    fn client(&self, credentials: Credentials) -> Client {
+        Store::new(StoreConfig {
+            endpoint: format!("http://127.0.0.1:{}", self.port),
+            region: "us-east-1".to_owned(),
+            bucket: "evidence".to_owned(),
+            credentials,
+            trust: Trust::System,
+            timeout: Duration::from_secs(20),
+            local_clock_error: 0,
+        })
+        .unwrap()
+        .client()
+    }
+
+    fn seen(&self) -> Vec<Req> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn count(&self, method: &str, query_has: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|r| r.method == method && r.query().contains(query_has))
+            .count()
+    }
+}
+
+fn serve(s: TcpStream, script: &Mutex<Script>, seen: &Mutex<Vec<Req>>) {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut it = line.split_whitespace();
+        let (method, target) = (
+            it.next().unwrap_or("").to_owned(),
+            it.next().unwrap_or("").to_owned(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let mut req = Req {
+            method,
+            target,
+            headers,
+            body: Vec::new(),
+            full: false,
+        };
+        let mut act = script.lock().unwrap()(&req);
+        if let Act::ReadBody = act {
+            if req.header("expect").is_some() {
+                let _ = w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            let n: usize = req
+                .header("content-length")
+                .map_or(0, |n| n.parse().unwrap());
+            req.body = vec![0; n];
+            if r.read_exact(&mut req.body).is_err() {
+                return;
+            }
+            req.full = true;
+            act = script.lock().unwrap()(&req);
+        }
+        let early = !req.full;
+        seen.lock().unwrap().push(req);
+        match act {
+            Act::ReadBody => panic!("the script asked for the body twice"),
+            Act::Reply(status, headers, body) => {
+                let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                if w.write_all(head.as_bytes()).is_err() || w.write_all(&body).is_err() {
+                    return;
+                }
+                if early {
+                    return;
+                }
+            }
+            Act::Raw(bytes) => {
+                let _ = w.write_all(&bytes);
+                return;
+            }
+            Act::Drop => return,
+        }
+    }
+}
+
+fn error(status: u16, code: &str) -> Act {
+    let doc =
+        format!("<Error><Code>{code}</Code><Message>the fake store says {code}</Message></Error>");
+    Act::Reply(status, vec![], doc.into_bytes())
+}
+
+fn ok() -> Act {
+    Act::Reply(200, vec![], Vec::new())
+}
+
+fn creds() -> Credentials {
+    Credentials::new("AKFAKE", "fake-secret")
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn part(number: u32, data: &[u8]) -> CompletedPart {
+    CompletedPart {
+        number,
+        etag: format!("\"{}\"", md5_hex(data)),
+        checksum_sha256: base64(&Sha256::digest(data)),
+    }
+}
+
+/// The Complete is done by the store but its answer is lost; the retry is told 404 NoSuchUpload.
+fn forgetful_complete(head_etag: Option<String>) -> Fake {
+    let mut completes = 0;
+    Fake::start(move |req| {
+        if !req.full {
+            return Act::ReadBody;
+        }
+        match (req.method.as_str(), req.query().contains("uploadId")) {
+            ("POST", true) => {
+                completes += 1;
+                if completes == 1 {
+                    Act::Drop
+                } else {
+                    error(404, "NoSuchUpload")
+                }
+            }
+            ("HEAD", false) => match &head_etag {
+                Some(e) => Act::Reply(
+                    200,
+                    vec![
+                        ("ETag", format!("\"{e}\"")),
+                        ("Content-Length", "0".to_owned()),
+                    ],
+                    Vec::new(),
+                ),
+                None => Act::Reply(404, vec![], Vec::new()),
+            },
+            _ => error(400, "Unexpected"),
+        }
+    })
+}
+
+#[test]
+fn a_complete_whose_answer_was_lost_is_accepted_when_the_store_holds_the_object() {
+    let parts = [part(1, &[1u8; 100]), part(2, b"tail")];
+    let mut md5s = md5::Md5::digest([1u8; 100]).to_vec();
+    md5s.extend_from_slice(&md5::Md5::digest(b"tail"));
+    let etag = format!("{}-2", md5_hex(&md5s));
+    let fake = forgetful_complete(Some(etag));
+    let mut c = fake.client(creds());
+    c.complete_multipart("case/image.raw", "upload-1", &parts)
+        .expect("the object the lost Complete made is ours");
+    assert_eq!(fake.count("POST", "uploadId"), 2);
+    assert_eq!(fake.count("HEAD", ""), 1);
+
+    // A store that also holds no object: the refusal stands, with the store's words.
+    let fake = forgetful_complete(None);
+    let mut c = fake.client(creds());
+    let e = c
+        .complete_multipart("case/image.raw", "upload-1", &parts)
+        .unwrap_err();
+    assert!(
+        matches!(&e, S3Error::Status { status: 404, code, .. } if code == "NoSuchUpload"),
+        "{e:?}"
+    );
+
+    // An object of another upload (another part count) is not taken for ours.
+    let fake = forgetful_complete(Some(format!("{}-3", md5_hex(b"x"))));
+    let mut c = fake.client(creds());
+    assert!(
+        c.complete_multipart("case/image.raw", "upload-1", &parts)
+            .is_err()
+    );
+}
+
+/// A store of small objects honouring `If-None-Match: *`; `lose_first_put` drops the first answer.
+fn claim_store(held: Option<Vec<u8>>, lose_first_put: bool) -> Fake {
+    let objects: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+    if let Some(h) = held {
+        objects
+            .lock()
+            .unwrap()
+            .insert("/evidence/case/state.json".to_owned(), h);
+    }
+    let mut puts = 0;
+    Fake::start(move |req| {
+        if !req.full {
+            return Act::ReadBody;
+        }
+        let mut objects = objects.lock().unwrap();
+        match req.method.as_str() {
+            "PUT" => {
+                puts += 1;
+                let refused =
+                    req.header("if-none-match") == Some("*") && objects.contains_key(req.path());
+                if !refused {
+                    objects.insert(req.path().to_owned(), req.body.clone());
+                }
+                if lose_first_put && puts == 1 {
+                    Act::Drop
+                } else if refused {
+                    error(412, "PreconditionFailed")
+                } else {
+                    ok()
+                }
+            }
+            "GET" => match objects.get(req.path()) {
+                Some(b) => Act::Reply(200, vec![], b.clone()),
+                None => error(404, "NoSuchKey"),
+            },
+            _ => error(400, "Unexpected"),
+        }
+    })
+}
+
+#[test]
+fn a_conditional_put_whose_answer_was_lost_is_our_own_claim() {
+    let ours = br#"{"run":"ours"}"#;
+    let fake = claim_store(None, true);
+    let mut c = fake.client(creds());
+    c.put_object("case/state.json", ours, true)
+        .expect("the 412 of the retry is about our own claim");
+    assert_eq!(fake.count("PUT", ""), 2);
+    assert_eq!(fake.count("GET", ""), 1);
+
+    // Someone else's claim, with or without a lost answer on our side, stays someone else's.
+    for lose in [false, true] {
+        let fake = claim_store(Some(br#"{"run":"theirs"}"#.to_vec()), lose);
+        let mut c = fake.client(creds());
+        let e = c.put_object("case/state.json", ours, true).unwrap_err();
+        assert!(matches!(e, S3Error::Status { status: 412, .. }), "{e:?}");
+    }
+}
+
+#[test]
+fn a_part_refused_on_retry_is_accepted_when_the_store_lists_it_with_our_bytes() {
+    let data = vec![9u8; 2 << 20];
+    let sha: [u8; 32] = Sha256::digest(&data).into();
+    let etag = format!("\"{}\"", md5_hex(&data));
+    for listed_etag in [etag.clone(), "\"0000\"".to_owned()] {
+        let mut uploads = 0;
+        let size = data.len();
+        let listed = listed_etag.clone();
+        let fake = Fake::start(move |req| {
+            match (req.method.as_str(), req.query()) {
+            ("PUT", q) if q.contains("partNumber=1") => {
+                if req.full {
+                    // The part is stored, the answer lost.
+                    return Act::Drop;
+                }
+                uploads += 1;
+                if uploads == 1 {
+                    Act::ReadBody
+                } else {
+                    // Like s3s-fs: a part it holds is not replaced, refused before the body.
+                    error(403, "AccessDenied")
+                }
+            }
+            ("GET", q) if q.contains("uploadId") => Act::Reply(
+                200,
+                vec![],
+                format!(
+                    "<ListPartsResult><Part><PartNumber>1</PartNumber><ETag>{listed}</ETag><Size>{size}</Size></Part><IsTruncated>false</IsTruncated></ListPartsResult>"
+                )
+                .into_bytes(),
+            ),
+            _ => error(400, "Unexpected"),
+        }
+        });
+        let mut c = fake.client(creds());
+        let got = c.upload_part("case/image.raw", "up-1", 1, &data, &sha);
+        if listed_etag == etag {
+            assert_eq!(got.unwrap(), etag);
+        } else {
+            // Held with other bytes: the store's refusal, in its words.
+            let e = got.unwrap_err();
+            assert!(!e.is_network(), "{e:?}");
+            assert!(format!("{e}").contains("AccessDenied"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn a_part_refused_before_its_body_is_read_is_reported_at_once_not_retried() {
+    let fake = Fake::start(|req| match req.method.as_str() {
+        "PUT" => error(403, "AccessDenied"),
+        _ => error(403, "AccessDenied"),
+    });
+    let data = vec![1u8; 16 << 20];
+    let sha: [u8; 32] = Sha256::digest(&data).into();
+    let mut c = fake.client(creds());
+    let e = c
+        .upload_part("case/image.raw", "up-1", 1, &data, &sha)
+        .unwrap_err();
+    assert!(!e.is_network(), "a refusal is not a network failure: {e:?}");
+    assert!(format!("{e}").contains("AccessDenied"), "{e}");
+    assert_eq!(
+        fake.count("PUT", "partNumber"),
+        1,
+        "refusals are not retried"
+    );
+    let put = fake.seen().into_iter().find(|r| r.method == "PUT").unwrap();
+    assert_eq!(put.header("expect"), Some("100-continue"));
+    assert!(!put.full, "the body was never sent");
+}
+
+#[test]
+fn http10_answers_cut_bodies_and_absurd_chunks_end_in_the_right_bytes() {
+    let object: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let obj = object.clone();
+    let mut gets = 0;
+    let fake = Fake::start(move |req| {
+        if !req.full {
+            return Act::ReadBody;
+        }
+        gets += 1;
+        match gets {
+            // HTTP/1.0, body until close.
+            1 | 2 => {
+                let mut raw = b"HTTP/1.0 200 OK\r\n\r\n".to_vec();
+                raw.extend_from_slice(&obj);
+                Act::Raw(raw)
+            }
+            // Cut in the middle of the body.
+            3 => {
+                let mut raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", obj.len())
+                    .into_bytes();
+                raw.extend_from_slice(&obj[..obj.len() / 2]);
+                Act::Raw(raw)
+            }
+            // A chunk size no one can hold.
+            5 => {
+                let mut raw =
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n".to_vec();
+                raw.extend_from_slice(&obj[..4]);
+                raw.extend_from_slice(b"\r\nffffffffffffffff\r\n");
+                raw.extend_from_slice(&obj[4..]);
+                Act::Raw(raw)
+            }
+            _ => Act::Reply(200, vec![], obj.clone()),
+        }
+    });
+    let mut c = fake.client(creds());
+    for _ in 0..4 {
+        assert_eq!(c.get_object("case/image.raw", None).unwrap(), object);
+    }
+    assert_eq!(fake.count("GET", ""), 6);
+}
+
+#[test]
+fn temporary_credentials_send_a_signed_security_token() {
+    let fake = Fake::start(|req| {
+        if !req.full {
+            return Act::ReadBody;
+        }
+        ok()
+    });
+    let mut c = fake.client(creds().with_session_token("FQoGZXIvYXdzEJr/session+token=="));
+    c.put_object("case/log.txt", b"log", false).unwrap();
+    let mut plain = fake.client(creds());
+    plain.put_object("case/log.txt", b"log", false).unwrap();
+    let seen = fake.seen();
+    assert_eq!(
+        seen[0].header("x-amz-security-token"),
+        Some("FQoGZXIvYXdzEJr/session+token==")
+    );
+    let auth = seen[0].header("authorization").unwrap();
+    let signed = auth
+        .split("SignedHeaders=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    assert!(
+        signed.split(';').any(|h| h == "x-amz-security-token"),
+        "{auth}"
+    );
+    assert_eq!(seen[1].header("x-amz-security-token"), None);
+}
+
+#[test]
+fn ranges_stream_without_buffering_and_resume_where_the_connection_broke() {
+    let object: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let obj = object.clone();
+    let mut gets = 0;
+    let fake = Fake::start(move |req| {
+        if !req.full {
+            return Act::ReadBody;
+        }
+        gets += 1;
+        let range = req.header("range").unwrap_or("bytes=0-");
+        let (a, b) = range
+            .trim_start_matches("bytes=")
+            .split_once('-')
+            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+            .unwrap();
+        let body = obj[a..=b].to_vec();
+        // The third answer breaks once; the fifth to eighth break every time.
+        if gets == 3 || (5..=8).contains(&gets) {
+            let mut raw = format!(
+                "HTTP/1.1 206 Partial\r\nETag: \"v1\"\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            raw.extend_from_slice(&body[..1000]);
+            return Act::Raw(raw);
+        }
+        Act::Reply(206, vec![("ETag", "\"v1\"".to_owned())], body)
+    });
+    let mut c = fake.client(creds());
+    let mut hashed = |a: u64, b: u64| -> std::io::Result<Vec<u8>> {
+        let mut r = c.get_object_reader("case/image.raw", Some((a, b))).unwrap();
+        assert_eq!(r.remaining(), Some(b - a + 1));
+        let mut hasher = Sha256::new();
+        let n = std::io::copy(&mut r, &mut hasher)?;
+        assert_eq!(n, b - a + 1);
+        Ok(hasher.finalize().to_vec())
+    };
+    for (a, b) in [
+        (0u64, 2_499_999u64),
+        (2_500_000, 2_999_999),
+        (20_000, 29_999),
+    ] {
+        assert_eq!(
+            hashed(a, b).unwrap(),
+            Sha256::digest(&object[a as usize..=b as usize]).to_vec()
+        );
+    }
+    // The broken third answer was resumed from where it broke, only if the object is unchanged.
+    let resumed = &fake.seen()[3];
+    assert_eq!(resumed.header("range"), Some("bytes=21000-29999"));
+    assert_eq!(resumed.header("if-match"), Some("\"v1\""));
+    // A connection that breaks every time: the reader gives up with the error.
+    let e = hashed(0, 9999).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    assert_eq!(fake.seen().len(), 8);
+    // The connection is replaced and the next call works.
+    assert_eq!(
+        hashed(0, 9).unwrap(),
+        Sha256::digest(&object[..10]).to_vec()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole acquisition through a fault-injecting proxy in front of a real store (s3s-fs).
+
+const BIN: &str = env!("CARGO_BIN_EXE_rescue");
+const ACCESS: &str = "RESCUETESTKEY";
+const SECRET: &str = "rescue-test-secret-0123456789";
+
+/// s3s-fs, found as `tests/remote_cli.rs` finds it; `None` skips (unless `RESCUE_REQUIRE_S3S=1`).
+fn s3s_fs() -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let found = [
+        std::env::var_os("RESCUE_S3S_FS").map(PathBuf::from),
+        Some(root.join("target/tools/bin/s3s-fs")),
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("RESCUE_REQUIRE_S3S").as_deref() != Ok("1"),
+            "s3s-fs not found (cargo install s3s-fs@0.14.1 --features binary --locked)"
+        );
+        eprintln!("skipped: no s3s-fs binary (cargo xtask test installs it)");
+    }
+    found
+}
+
+/// A running s3s-fs, killed on drop.
+struct S3sFs {
+    child: std::process::Child,
+    port: u16,
+    root: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl S3sFs {
+    fn start() -> Option<S3sFs> {
+        let bin = s3s_fs()?;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        std::fs::create_dir_all(root.join("evidence")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS, "--secret-key", SECRET])
+            .arg(&root)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting s3s-fs");
+        let start = std::time::Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "s3s-fs did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(S3sFs {
+            child,
+            port,
+            root,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which requests lose their answer: the store gets and processes the request, then the proxy
+/// closes the client's connection instead of relaying the final answer (an interim `100 Continue`
+/// is relayed). Each predicate fires once.
+type Victim = Box<dyn Fn(&str, &[String]) -> bool + Send + Sync>;
+
+/// A relay from 127.0.0.1:`port` to the store; returns the port and the answers dropped so far.
+fn lossy_proxy(store_port: u16, victims: Vec<Victim>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let victims: Arc<Mutex<Vec<Option<Victim>>>> =
+        Arc::new(Mutex::new(victims.into_iter().map(Some).collect()));
+    let dropped = Arc::new(Mutex::new(Vec::new()));
+    let dropped2 = Arc::clone(&dropped);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", store_port)) else {
+                return;
+            };
+            let victims = Arc::clone(&victims);
+            let dropped = Arc::clone(&dropped2);
+            std::thread::spawn(move || relay(client, server, &victims, &dropped));
+        }
+    });
+    (port, dropped)
+}
+
+fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    victims: &Mutex<Vec<Option<Victim>>>,
+    dropped: &Mutex<Vec<String>>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lose = Arc::new(AtomicBool::new(false));
+    // Answers: relayed, unless the request they answer lost its answer.
+    let (mut from_server, mut to_client) =
+        (server.try_clone().unwrap(), client.try_clone().unwrap());
+    let lose2 = Arc::clone(&lose);
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match from_server.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut bytes = &buf[..n];
+            if lose2.load(Ordering::SeqCst) {
+                let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+                if bytes.starts_with(interim) {
+                    if to_client.write_all(interim).is_err() {
+                        break;
+                    }
+                    bytes = &bytes[interim.len()..];
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                }
+                // The store answered: the request was processed. The answer is lost.
+                let _ = c2.shutdown(std::net::Shutdown::Both);
+                let _ = s2.shutdown(std::net::Shutdown::Both);
+                break;
+            }
+            if to_client.write_all(bytes).is_err() {
+                break;
+            }
+        }
+    });
+    // Requests: parsed for their framing, relayed whole.
+    let mut r = BufReader::new(client);
+    let mut w = server;
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let end = line == "\r\n";
+            head.push(line);
+            if end {
+                break;
+            }
+        }
+        let request_line = head[0].trim_end().to_owned();
+        let lower: Vec<String> = head
+            .iter()
+            .map(|l| l.trim_end().to_ascii_lowercase())
+            .collect();
+        let length: u64 = lower
+            .iter()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |n| n.trim().parse().unwrap_or(0));
+        {
+            let mut v = victims.lock().unwrap();
+            if let Some(slot) = v
+                .iter_mut()
+                .find(|s| s.as_ref().is_some_and(|f| f(&request_line, &lower)))
+            {
+                *slot = None;
+                lose.store(true, Ordering::SeqCst);
+                dropped.lock().unwrap().push(request_line.clone());
+            }
+        }
+        if w.write_all(head.concat().as_bytes()).is_err() {
+            return;
+        }
+        if std::io::copy(&mut (&mut r).take(length), &mut w).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn an_acquisition_completes_when_the_answers_to_claim_part_and_complete_are_lost() {
+    let Some(store) = S3sFs::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("source.img");
+    let data: Vec<u8> = (0..20u64 << 20)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9) >> 13) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let victims: Vec<Victim> = vec![
+        // The prefix claim (conditional PUT of the state).
+        Box::new(|line, head| {
+            line.starts_with("PUT ") && head.iter().any(|h| h == "if-none-match: *")
+        }),
+        // The first part.
+        Box::new(|line, _| line.starts_with("PUT ") && line.contains("partNumber=1&")),
+        // CompleteMultipartUpload.
+        Box::new(|line, _| line.starts_with("POST ") && line.contains("uploadId=")),
+    ];
+    let (port, dropped) = lossy_proxy(store.port, victims);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "acquire",
+            src.to_str().unwrap(),
+            "--out",
+            "s3://evidence/lossy",
+        ])
+        .args(["--endpoint", &format!("http://127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", ACCESS)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let dropped = dropped.lock().unwrap().clone();
+    assert_eq!(
+        dropped.len(),
+        3,
+        "every fault was injected: {dropped:?}\n{text}"
+    );
+    let stored = std::fs::read(store.root.join("evidence/lossy/image.raw")).unwrap();
+    assert!(stored == data, "the stored object differs from the source");
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(store.root.join("evidence/lossy"))
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+}
