@@ -1533,3 +1533,50 @@ fn verify_s3_reports_a_part_range_that_overflows() {
     // A verification failure, not a crash.
     assert_eq!(v.status.code(), Some(4), "{}", text(&v));
 }
+
+/// Issue 17: parts the store holds that neither its listing (s3s-fs lists no checksum and no ETag) nor
+/// the state proves are sent again and the resume finishes; the progress says what the store holds.
+#[test]
+fn a_resume_sends_unproven_parts_again_and_reports_what_is_stored() {
+    let Some(store) = Store::start("evidence") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path(), 40 * MIB);
+    let src_s = src.to_str().unwrap();
+    let url = "s3://evidence/unproven/raw";
+    let o = store.rescue(
+        &["acquire", src_s, "--out", url],
+        &[("RESCUE_TEST_ABORT_AFTER_BYTES", "16777216")],
+    );
+    assert_eq!(o.status.code(), None, "not killed: {}", text(&o));
+    // As if the kill came before the state recorded the parts: the store holds them, the state does not.
+    let mut c = client(&store);
+    let key = "unproven/raw/.rescue-upload.json";
+    let mut st: Value = serde_json::from_slice(&c.get_object(key, None).unwrap()).unwrap();
+    let objects = st["objects"].as_array_mut().unwrap();
+    assert!(
+        objects
+            .iter()
+            .any(|o| !o["parts"].as_object().unwrap().is_empty()),
+        "the killed run recorded parts: {st}"
+    );
+    for o in objects.iter_mut() {
+        o["parts"] = serde_json::json!({});
+    }
+    c.put_object(key, &serde_json::to_vec(&st).unwrap(), false)
+        .unwrap();
+    let o = store.rescue(&["acquire", src_s, "--out", url, "--resume"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    check_stored(&store, "unproven/raw", &src);
+    // The progress says what the store holds, not "0 B stored" from start to end.
+    let last = text(&o)
+        .lines()
+        .rfind(|l| l.starts_with("upload: "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(last.contains("40.0 MiB stored"), "{}", text(&o));
+    // A second resume has nothing to do: the acquisition is complete.
+    let o = store.rescue(&["acquire", src_s, "--out", url, "--resume"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

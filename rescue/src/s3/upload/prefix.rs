@@ -41,6 +41,8 @@ pub(super) struct S3Prefix<'a> {
     held: BTreeMap<(usize, u32), Held>,
     sink: Option<Arc<Mutex<SinkState>>>,
     uploaded: Arc<AtomicU64>,
+    /// What the store acknowledged so far (progress).
+    acknowledged: Arc<AtomicU64>,
     part_bytes: u64,
     parts: Vec<RemotePart>,
     pub(super) reused: usize,
@@ -158,6 +160,7 @@ impl<'a> S3Prefix<'a> {
             held,
             sink: None,
             uploaded: Arc::new(AtomicU64::new(0)),
+            acknowledged: Arc::new(AtomicU64::new(0)),
             parts: Vec::new(),
             reused: 0,
         })
@@ -378,6 +381,8 @@ impl Destination for S3Prefix<'_> {
             last_store: Instant::now(),
             state_interval: self.opts.state_interval.unwrap_or(STATE_INTERVAL),
             uploaded: Arc::clone(&self.uploaded),
+            acknowledged: Arc::clone(&self.acknowledged),
+            last_acknowledged: Instant::now(),
             walked: (0, 0, 0),
         }));
         lock(&sink).store_state()?;
@@ -389,7 +394,7 @@ impl Destination for S3Prefix<'_> {
             },
             prefix: None,
             start: 0,
-            durable: Arc::clone(&self.uploaded),
+            durable: Arc::clone(&self.acknowledged),
             // Half the local budget: the uploaders hold whole parts besides.
             budget: STREAM_BUDGET / 2,
             unreadable: Vec::new(),
@@ -483,7 +488,7 @@ impl Destination for S3Prefix<'_> {
                     phase: Phase::Acquire,
                     done_bytes: size,
                     total_bytes: size,
-                    durable_bytes: self.uploaded.load(Ordering::Relaxed),
+                    durable_bytes: self.acknowledged.load(Ordering::Relaxed),
                     unreadable_bytes,
                 });
             }

@@ -128,6 +128,10 @@ pub(super) struct SinkState {
     /// Source bytes whose output is stored without a gap from the start (what `--resume` keeps, and
     /// the manifest's `acquired_bytes` when the run stops).
     pub(super) uploaded: Arc<AtomicU64>,
+    /// Source bytes whose parts the store has acknowledged without a gap (the progress figure; it runs
+    /// ahead of `uploaded` by what the next state store will record), and when it was last updated.
+    pub(super) acknowledged: Arc<AtomicU64>,
+    pub(super) last_acknowledged: Instant,
     /// With zstd: how far [`SinkState::source_end`] has walked `frames` (frame count, output bytes,
     /// source bytes), so each state store walks only the frames stored since the last one.
     pub(super) walked: (usize, u64, u64),
@@ -212,6 +216,14 @@ impl SinkState {
                 // STATE_INTERVAL; a resume re-sends the few parts stored after it.
                 if self.last_store.elapsed() >= self.state_interval {
                     self.store_state()?;
+                }
+                if self.outstanding == 0
+                    || self.last_acknowledged.elapsed() >= Duration::from_millis(200)
+                {
+                    self.last_acknowledged = Instant::now();
+                    let end = self.contiguous();
+                    let source = self.source_end(end);
+                    self.acknowledged.store(source, Ordering::Relaxed);
                 }
                 Ok(())
             }
@@ -453,6 +465,7 @@ impl SinkState {
         self.last_store = Instant::now();
         let source = self.source_end(end);
         self.uploaded.store(source, Ordering::Relaxed);
+        self.acknowledged.fetch_max(source, Ordering::Relaxed);
         Ok(())
     }
 
