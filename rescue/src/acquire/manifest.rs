@@ -416,16 +416,6 @@ pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }
 
-/// Proleptic Gregorian `(year, month, day)` of a day count since 1970-01-01 (the epoch for a count
-/// outside chrono's ±262,000 years). Kept for `s3::sigv4` until it formats its dates with chrono.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    use chrono::Datelike;
-    let date = chrono::DateTime::from_timestamp(z.saturating_mul(86_400), 0)
-        .unwrap_or_default()
-        .date_naive();
-    (i64::from(date.year()), date.month(), date.day())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,9 +423,6 @@ mod tests {
 
     #[test]
     fn civil_dates_match_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(1_714_564_800 + 3661)),
             "2024-05-01T13:01:01Z"

@@ -165,17 +165,12 @@ pub fn authorization(
     )
 }
 
-/// `YYYYMMDDTHHMMSSZ` for seconds since the Unix epoch.
+/// `YYYYMMDDTHHMMSSZ` for seconds since the Unix epoch (the epoch itself for a time chrono cannot hold).
 pub fn amz_date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = crate::acquire::manifest::civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
 #[cfg(test)]
