@@ -74,8 +74,17 @@ pub enum CaseError {
         target: String,
         tried: String,
     },
-    #[error("no boot medium (a FAT32 filesystem labelled RESCUE) was found")]
+    #[error(
+        "no boot medium (a FAT32 filesystem labelled RESCUE, or an ISO 9660 volume RESCUE_*) was found"
+    )]
     FindBootMedium,
+    #[error("reading {path} from the boot medium {medium}")]
+    ReadBootMediumFile {
+        path: PathBuf,
+        medium: String,
+        #[source]
+        source: crate::selfcheck::SelfCheckError,
+    },
     #[error("an evidence destination is already mounted: {0}")]
     EvidenceMounted(String),
     #[error("{device} is the rescue boot medium and can never be a reinstall or restore target")]
@@ -296,79 +305,34 @@ pub fn serial_confirms(serial: &str, typed: &str) -> bool {
     !t.is_empty() && (s == t || (t.len() >= 6 && s.ends_with(&t)))
 }
 
-/// Whole disks holding the rescue system's own boot medium: a partition whose FAT volume label is the one
-/// the builder writes (`RESCUE`).
+/// Whole disks holding the rescue system's own boot medium, found by the self-check's rule
+/// ([`crate::selfcheck::media`]: a FAT32 filesystem labelled `RESCUE`, or an ISO 9660 volume `RESCUE_*`).
 pub fn boot_medium_disks() -> Vec<String> {
-    boot_medium_filesystems()
+    crate::selfcheck::media()
         .into_iter()
-        .map(|(disk, _)| disk)
+        .map(|m| m.disk)
         .collect()
 }
 
-/// `(disk name, device path)` of each FAT32 filesystem labelled `RESCUE` (one per boot medium).
-pub fn boot_medium_filesystems() -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    for disk in devices::list().unwrap_or_default() {
-        let candidates = disk
-            .partitions
-            .iter()
-            .map(|p| p.path.clone())
-            .chain(std::iter::once(disk.path.clone()));
-        for path in candidates {
-            let mut sector = [0u8; 512];
-            let read = fs::File::open(&path)
-                .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut sector, 0));
-            // FAT32 BPB: volume label at 0x47, filesystem type "FAT32   " at 0x52; or a rescue ISO
-            // (a CD such as sr0, or the hybrid ISO written to a disk).
-            let rescue_iso = crate::selfcheck::iso_volume_id(Path::new(&path))
-                .is_some_and(|id| id.starts_with("RESCUE"));
-            if rescue_iso
-                || read.is_ok()
-                    && &sector[0x52..0x5a] == b"FAT32   "
-                    && &sector[0x47..0x52] == b"RESCUE     "
-            {
-                out.push((disk.name.clone(), PathBuf::from(path)));
-                break;
-            }
-        }
-    }
-    out
-}
-
-/// Reads a file from the boot medium (`rescue.run=`): mounts its FAT filesystem read-only on a private
-/// directory, reads `path` (relative to its root), unmounts.
+/// Reads a file from the boot medium (`rescue.run=`) without mounting it: `path` relative to the root of
+/// its FAT filesystem (the ISO 9660 tree on a CD).
 pub fn read_boot_medium_file(path: &Path) -> Result<Vec<u8>, CaseError> {
-    let Some((_, dev)) = boot_medium_filesystems().into_iter().next() else {
+    let media = crate::selfcheck::media();
+    let Some(medium) = crate::selfcheck::boot_medium(&media) else {
         return Err(CaseError::FindBootMedium);
     };
-    let target = state_dir().join("boot-medium");
-    fs::create_dir_all(&target).map_err(|source| CaseError::AccessState {
-        path: target.clone(),
-        source,
-    })?;
-    let flags = nix::mount::MsFlags::MS_RDONLY
-        | nix::mount::MsFlags::MS_NOSUID
-        | nix::mount::MsFlags::MS_NODEV
-        | nix::mount::MsFlags::MS_NOEXEC;
-    nix::mount::mount(
-        Some(&dev),
-        &target,
-        Some("vfat"),
-        flags,
-        Some("iocharset=utf8"),
-    )
-    .map_err(|_| CaseError::MountDevice {
-        device: dev.display().to_string(),
-        target: target.display().to_string(),
-        tried: "vfat (read-only)".into(),
-    })?;
-    let inside = target.join(path.strip_prefix("/").unwrap_or(path));
-    let read = fs::read(&inside).map_err(|source| CaseError::AccessState {
-        path: inside.clone(),
-        source,
-    });
-    let _ = nix::mount::umount(&target);
-    read
+    let label = crate::selfcheck::load_record()
+        .map(|(b, _)| b.fat_label)
+        .unwrap_or_else(|_| "RESCUE".to_owned());
+    let medium = crate::selfcheck::fat_of(&medium, &label).unwrap_or(medium);
+    let inside = path.strip_prefix("/").unwrap_or(path);
+    crate::selfcheck::read_file(&medium, &inside.to_string_lossy()).map_err(|source| {
+        CaseError::ReadBootMediumFile {
+            path: path.to_owned(),
+            medium: medium.node.display().to_string(),
+            source,
+        }
+    })
 }
 
 /// The part of unlocking shared by the evidence destination and a deploy/restore target: the typed serial

@@ -12,6 +12,7 @@ pub mod caselog;
 pub mod cli;
 pub mod coldplug;
 pub mod devices;
+pub mod evidence;
 pub mod format;
 pub mod host;
 pub mod init;

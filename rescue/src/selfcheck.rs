@@ -278,6 +278,37 @@ pub fn find_media(expected: Option<&BootFiles>) -> Vec<Medium> {
     found
 }
 
+/// The FAT filesystem of `medium`, where an operator's files (`rescue.run=`) go: the medium itself, or
+/// for an ISO written to a disk, the FAT32 partition labelled `label` on the same disk (the ESP a hybrid
+/// image carries); `None` for a CD, which has no FAT filesystem.
+pub fn fat_of(medium: &Medium, label: &str) -> Option<Medium> {
+    if medium.kind == MediumKind::Fat {
+        return Some(medium.clone());
+    }
+    let disk = devices::list()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|d| d.name == medium.disk)?;
+    disk.partitions.iter().find_map(|p| {
+        let mut sector = [0u8; 512];
+        let node = PathBuf::from(&p.path);
+        let read = File::open(&node).and_then(|f| f.read_exact_at(&mut sector, 0));
+        (read.is_ok() && fat32_label(&sector).as_deref() == Some(label)).then(|| Medium {
+            disk: medium.disk.clone(),
+            node,
+            kind: MediumKind::Fat,
+            this_build: medium.this_build,
+        })
+    })
+}
+
+/// Every rescue medium found by [`find_media`], judged by the boot record when there is one (inside the
+/// rescue system), by the default label otherwise: the one rule for "is this the boot medium".
+pub fn media() -> Vec<Medium> {
+    let record = load_record().ok();
+    find_media(record.as_ref().map(|(b, _)| b))
+}
+
 /// The medium this system booted from: the first holding this build's marker, else the first found.
 pub fn boot_medium(media: &[Medium]) -> Option<Medium> {
     media

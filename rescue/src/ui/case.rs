@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::case::{self, Locked};
 use crate::caselog;
+use crate::evidence;
 
 pub fn run_case_new(
     id: &str,
@@ -197,109 +198,42 @@ pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `acquire` inside the rescue system: runs the acquisition, then records in the case which disk went into
-/// which directory (complete or resumable), for the reinstall/restore interlock.
+/// `acquire` inside the rescue system: the case's decisions before and after the acquisition
+/// ([`crate::evidence`]), printed.
 pub fn run_case_acquire(mut args: crate::args::acquire::AcquireArgs) -> anyhow::Result<u8> {
     let dest = Locked::open()?.state.destination;
-    if let Some(d) = &dest
-        && d.fstype == "vfat"
-        && args.split.is_none()
-        && args.out.starts_with(&d.mountpoint)
-    {
-        args.split = Some(FAT32_SPLIT);
+    if let Some(split) = evidence::automatic_split(dest.as_ref(), &args.out, args.split) {
+        args.split = Some(split);
         println!(
             "the evidence disk is FAT32 (files < 4 GiB): splitting the image into {} segments",
-            crate::devices::human_size(FAT32_SPLIT)
+            crate::devices::human_size(split)
         );
     }
     if !args.resume {
-        check_space(&args)?;
+        let compressed = args.format == Some(crate::args::acquire::FormatArg::Zstd);
+        evidence::check_space(&args.source, &args.out, compressed)?;
     }
     let result = super::acquire::run_acquire(&args);
+    let ended = match result {
+        Ok(0 | super::acquire::EXIT_UNREADABLE) => evidence::Ended::Complete,
+        Ok(super::acquire::EXIT_INCOMPLETE) => evidence::Ended::Resumable,
+        _ => evidence::Ended::Other,
+    };
     let mut locked = Locked::open()?;
-    if let Some(lost) = case::forget_lost_destination(&mut locked)? {
-        let resume = format!(
-            "acquire {} --out {} --resume",
-            args.source.display(),
-            args.out.display()
-        );
-        locked.log(
-            "result",
-            "evidence destination lost",
-            serde_json::json!({
-                "device": lost.device,
-                "during": format!("acquire {} --out {}", args.source.display(), args.out.display()),
-                "resume_with": resume,
-            }),
-        )?;
-        drop(locked);
+    let settled = evidence::settle(&mut locked, &args.source, &args.out, ended)?;
+    drop(locked);
+    if let evidence::Settled::LostDestination {
+        device,
+        resume_with,
+    } = settled
+    {
         eprintln!(
-            "error: the evidence destination {} disappeared during the acquisition; what was made durable stays on it.\n  reattach it, then: unlock DEVICE --confirm SERIAL, mount-evidence DEVICE, {resume}",
-            lost.device
+            "error: the evidence destination {device} disappeared during the acquisition; what was made durable stays on it.\n  reattach it, then: unlock DEVICE --confirm SERIAL, mount-evidence DEVICE, {resume_with}"
         );
         // The directory on the lost disk keeps its checkpoint: resumable.
         return Ok(super::acquire::EXIT_INCOMPLETE);
     }
-    drop(locked);
-    let code = result?;
-    let complete = matches!(code, 0 | super::acquire::EXIT_UNREADABLE);
-    if complete || code == super::acquire::EXIT_INCOMPLETE {
-        let mut locked = Locked::open()?;
-        case::record_acquired(&mut locked, &args.source, &args.out, complete)?;
-    }
-    Ok(code)
-}
-
-/// Segment size on a FAT32 destination: files there must stay below 4 GiB.
-pub const FAT32_SPLIT: u64 = 4095 << 20;
-
-/// Refuses before anything is written when a raw image cannot fit: the source's size is known and the
-/// destination's free space is smaller.
-fn check_space(args: &crate::args::acquire::AcquireArgs) -> anyhow::Result<()> {
-    if args.format == Some(crate::args::acquire::FormatArg::Zstd) {
-        return Ok(()); // compressed size is unknown beforehand
-    }
-    let is_block = std::fs::metadata(&args.source)
-        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
-    let size = if is_block {
-        // A disk or a partition: the kernel's size of exactly that device, in 512-byte units.
-        let Ok(name) = crate::blkro::sysfs_name(&args.source) else {
-            return Ok(());
-        };
-        match std::fs::read_to_string(format!("/sys/class/block/{name}/size"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-        {
-            Some(sectors) => sectors * 512,
-            None => return Ok(()),
-        }
-    } else {
-        match std::fs::metadata(&args.source) {
-            Ok(m) if m.is_file() => m.len(),
-            _ => return Ok(()),
-        }
-    };
-    // The directory may not exist yet: ask the nearest existing ancestor.
-    let mut probe = args.out.as_path();
-    while !probe.exists() {
-        match probe.parent() {
-            Some(p) => probe = p,
-            None => return Ok(()),
-        }
-    }
-    let Ok(st) = nix::sys::statvfs::statvfs(probe) else {
-        return Ok(());
-    };
-    let free = st.blocks_available() * st.fragment_size();
-    if free < size {
-        anyhow::bail!(
-            "the destination has {} free but the raw image of {} needs {}: free space, choose another destination, or use --format zstd",
-            crate::devices::human_size(free),
-            args.source.display(),
-            crate::devices::human_size(size)
-        );
-    }
-    Ok(())
+    result
 }
 
 /// `verify` inside the rescue system: records the verdict for the acquisition directory in the case.
