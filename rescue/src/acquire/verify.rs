@@ -72,16 +72,31 @@ pub struct VerifyReport {
     pub note: Option<String>,
 }
 
-impl VerifyReport {
-    fn check(&mut self, what: impl Into<String>, expected: &str, actual: &str) {
+impl Check {
+    /// Records one comparison in `checks`, clearing `all_ok` when it fails; returns whether it held.
+    /// Local and object-store verification report alike through it.
+    pub(crate) fn record(
+        checks: &mut Vec<Check>,
+        all_ok: &mut bool,
+        what: impl Into<String>,
+        expected: &str,
+        actual: &str,
+    ) -> bool {
         let ok = expected == actual;
-        self.ok &= ok;
-        self.checks.push(Check {
+        *all_ok &= ok;
+        checks.push(Check {
             what: what.into(),
             expected: expected.to_owned(),
             actual: actual.to_owned(),
             ok,
         });
+        ok
+    }
+}
+
+impl VerifyReport {
+    fn check(&mut self, what: impl Into<String>, expected: &str, actual: &str) {
+        Check::record(&mut self.checks, &mut self.ok, what, expected, actual);
     }
 }
 

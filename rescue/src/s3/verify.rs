@@ -63,15 +63,7 @@ pub struct RemoteVerifyReport {
 
 impl RemoteVerifyReport {
     fn check(&mut self, what: impl Into<String>, expected: &str, actual: &str) -> bool {
-        let ok = expected == actual;
-        self.ok &= ok;
-        self.checks.push(Check {
-            what: what.into(),
-            expected: expected.to_owned(),
-            actual: actual.to_owned(),
-            ok,
-        });
-        ok
+        Check::record(&mut self.checks, &mut self.ok, what, expected, actual)
     }
 }
 
