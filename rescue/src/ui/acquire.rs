@@ -60,19 +60,71 @@ pub(crate) fn install_signal_handlers() {
 /// Renders progress at most twice a second.
 struct Reporter {
     json: bool,
-    /// A terminal on stderr: one progress line redrawn in place.
-    bar: bool,
+    /// A terminal on stderr: one progress line that indicatif redraws in place.
+    bar: Option<indicatif::ProgressBar>,
     phase: Option<Phase>,
     last: Option<Instant>,
     every: Duration,
     started: Instant,
+    width: usize,
+}
+
+/// stderr as indicatif's terminal, with the width the console really has (probed on a serial line,
+/// where the kernel reports none) less one column, so that neither the line nor indicatif's padding
+/// reaches the last column and wraps to a second row.
+#[derive(Debug)]
+struct Console {
+    width: u16,
+}
+
+impl indicatif::TermLike for Console {
+    fn width(&self) -> u16 {
+        self.width
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}A"))
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}B"))
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}C"))
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.write_str(&format!("\x1b[{n}D"))
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write_str(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(s.as_bytes())
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.write_str("\r\x1b[K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().lock().flush()
+    }
 }
 
 impl Reporter {
     fn new(json: bool) -> Self {
-        // The line is drawn here, not by indicatif: indicatif pads its line to the width it believes the
-        // terminal has, and an 80-column bar or padding on a narrower console wraps to two rows.
-        let bar = !json && std::io::stderr().is_terminal();
+        let width = super::columns();
+        // indicatif draws (in place, at most twice a second: 115200 baud is about 11 KB/s); the line's
+        // layout is ours, fitted to the console's width (`progress_line`).
+        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+            let target = indicatif::ProgressDrawTarget::term_like_with_hz(
+                Box::new(Console {
+                    width: u16::try_from(width.saturating_sub(1).max(1)).unwrap_or(u16::MAX),
+                }),
+                2,
+            );
+            let bar = indicatif::ProgressBar::with_draw_target(None, target);
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{msg}") {
+                bar.set_style(style);
+            }
+            bar
+        });
         let every = if json {
             Duration::from_millis(500)
         } else {
@@ -85,6 +137,7 @@ impl Reporter {
             last: None,
             every,
             started: Instant::now(),
+            width,
         }
     }
 
@@ -95,26 +148,17 @@ impl Reporter {
             self.started = Instant::now();
         }
         let now = Instant::now();
-        if self.bar {
-            // At most twice a second (115200 baud is about 11 KB/s), and at a phase's start and end.
-            if new_phase
-                || self
-                    .last
-                    .is_none_or(|l| now.duration_since(l) >= Duration::from_millis(500))
-                || p.done_bytes >= p.total_bytes
-            {
-                self.last = Some(now);
-                let line = progress_line(
-                    phase_name(p.phase),
-                    p.done_bytes,
-                    p.total_bytes,
-                    self.started.elapsed().as_secs_f64(),
-                    super::columns(),
-                );
-                // CR, the line, erase to the end of the line: one row, whatever was there before.
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r{line}\x1b[K");
-                let _ = err.flush();
+        if let Some(bar) = &self.bar {
+            bar.set_message(progress_line(
+                phase_name(p.phase),
+                p.done_bytes,
+                p.total_bytes,
+                self.started.elapsed().as_secs_f64(),
+                self.width,
+            ));
+            if new_phase || p.done_bytes >= p.total_bytes {
+                // A phase's start and end are shown whatever the rate limit.
+                bar.tick();
             }
             return;
         }
@@ -152,16 +196,16 @@ impl Reporter {
 
     /// Runs `f` with the bar hidden (to ask a question under it).
     fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.finish();
-        f()
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
     }
 
     /// Clears the progress line.
     fn finish(&self) {
-        if self.bar {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K");
-            let _ = err.flush();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }
