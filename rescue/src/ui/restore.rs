@@ -196,11 +196,17 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
     };
 
     let kind = source::classify(&a.source)?;
-    let mount_base = if crate::system::in_rescue_system() {
-        case::state_dir()
-    } else {
-        std::env::temp_dir()
-    };
+    if a.partition.is_some()
+        && matches!(
+            kind,
+            source::SourceKind::Dir | source::SourceKind::Tar | source::SourceKind::TarZst
+        )
+    {
+        anyhow::bail!(
+            "--partition applies to a disk image or a disk; {} is a directory or an archive",
+            a.source.display()
+        );
+    }
     let mut restorer = Restorer::new(
         &a.source.display().to_string(),
         &target_root,
