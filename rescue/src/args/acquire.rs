@@ -43,7 +43,8 @@ pub struct AcquireArgs {
     /// Hashes of the acquired stream, comma-separated: sha256, md5, sha1, sha512, blake3 [default: sha256].
     #[arg(long, value_name = "LIST", value_parser = parse_hashes)]
     pub hash: Option<HashList>,
-    /// Size of the per-window SHA-256 hashes in the manifest; none unless given, e.g. 1G.
+    /// Size of the per-window SHA-256 hashes in the manifest; none unless given, e.g. 1G. At least 4K,
+    /// and large enough that a source has at most 65536 windows (they are kept in memory).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub window: Option<u64>,
     /// Case identifier.
