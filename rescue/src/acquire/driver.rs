@@ -737,6 +737,22 @@ mod tests {
         }
     }
 
+    fn memory_store() -> (Arc<Mutex<Shelf>>, MemoryStore) {
+        let shelf = Arc::new(Mutex::new(Shelf::default()));
+        let dest = MemoryStore {
+            shelf: Arc::clone(&shelf),
+            durable: Arc::new(AtomicU64::new(0)),
+        };
+        (shelf, dest)
+    }
+
+    fn case_ir9() -> CaseInfo {
+        CaseInfo {
+            case_id: Some("IR-9".into()),
+            ..CaseInfo::default()
+        }
+    }
+
     fn request<'a>(case: &'a CaseInfo, cancel: &'a AtomicBool, resume: bool) -> Request<'a> {
         Request {
             requested: Requested {
@@ -766,15 +782,8 @@ mod tests {
             read_only: ReadOnlyState::default(),
             current_size: &|| Some(size),
         };
-        let shelf = Arc::new(Mutex::new(Shelf::default()));
-        let mut dest = MemoryStore {
-            shelf: Arc::clone(&shelf),
-            durable: Arc::new(AtomicU64::new(0)),
-        };
-        let case = CaseInfo {
-            case_id: Some("IR-9".into()),
-            ..CaseInfo::default()
-        };
+        let (shelf, mut dest) = memory_store();
+        let case = case_ir9();
         let cancel = AtomicBool::new(false);
         let done = run(
             &request(&case, &cancel, false),
@@ -819,15 +828,8 @@ mod tests {
             read_only: ReadOnlyState::default(),
             current_size: &|| Some(size),
         };
-        let shelf = Arc::new(Mutex::new(Shelf::default()));
-        let mut dest = MemoryStore {
-            shelf: Arc::clone(&shelf),
-            durable: Arc::new(AtomicU64::new(0)),
-        };
-        let case = CaseInfo {
-            case_id: Some("IR-9".into()),
-            ..CaseInfo::default()
-        };
+        let (shelf, mut dest) = memory_store();
+        let case = case_ir9();
         // Stopped at once: the record stays, the outcome says so.
         let cancel = AtomicBool::new(true);
         let stopped = run(

@@ -178,20 +178,23 @@ fn run_verify(a: &VerifyArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Err(e) => {
-            let msg = crate::error_chain(&e);
-            log(
-                &command,
-                serde_json::json!({"verified": false, "error": msg}),
-            );
-            if a.json {
-                println!("{}", serde_json::json!({"verified": false, "error": msg}));
-            } else {
-                println!("NOT VERIFIED {}: {msg}", a.image.display());
-            }
-            Ok(EXIT_NOT_VERIFIED)
-        }
+        Err(e) => Ok(not_verified(a, &command, &e)),
     }
+}
+
+/// A refused `reinstall verify`, either route: logged, said in words (or as JSON), exit 4.
+fn not_verified(a: &VerifyArgs, command: &str, e: &dyn std::error::Error) -> u8 {
+    let msg = crate::error_chain(e);
+    log(
+        command,
+        serde_json::json!({"verified": false, "error": msg}),
+    );
+    if a.json {
+        println!("{}", serde_json::json!({"verified": false, "error": msg}));
+    } else {
+        println!("NOT VERIFIED {}: {msg}", a.image.display());
+    }
+    EXIT_NOT_VERIFIED
 }
 
 /// `reinstall verify FILE --release InRelease [--packages Packages | --sums SHA256SUMS]`.
@@ -232,19 +235,7 @@ fn run_verify_apt(a: &VerifyArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Err(e) => {
-            let msg = crate::error_chain(&e);
-            log(
-                &command,
-                serde_json::json!({"verified": false, "error": msg}),
-            );
-            if a.json {
-                println!("{}", serde_json::json!({"verified": false, "error": msg}));
-            } else {
-                println!("NOT VERIFIED {}: {msg}", a.image.display());
-            }
-            Ok(EXIT_NOT_VERIFIED)
-        }
+        Err(e) => Ok(not_verified(a, &command, &e)),
     }
 }
 
