@@ -25,6 +25,7 @@ pub mod s3;
 pub mod selfcheck;
 pub mod selftest;
 pub mod system;
+pub mod triage;
 pub mod uevent;
 pub mod ui;
 

@@ -10,6 +10,7 @@ pub mod acquire;
 pub mod net;
 pub mod reinstall;
 pub mod restore;
+pub mod triage;
 
 /// Exit code: the command line was not understood.
 pub const EXIT_USAGE: u8 = 2;
@@ -100,6 +101,8 @@ pub enum Command {
     Deploy(Box<reinstall::DeployArgs>),
     /// Restore files from a backup onto the new root: checksummed, screened, read back.
     Restore(Box<restore::RestoreArgs>),
+    /// Find how an attacker persists, offline, from a write-blocked disk, an image or a mounted root.
+    Triage(Box<triage::TriageArgs>),
     /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
     Net {
         #[command(subcommand)]

