@@ -111,4 +111,5 @@ pub const TEST: &[(&str, &str)] = &[
     ("debsums", "debsums"),
     ("rpm", "rpm"),
     ("rpmbuild", "rpm"),
+    ("sqlite3", "sqlite3"),
 ];

@@ -12,6 +12,7 @@
 pub mod dpkg;
 pub mod root;
 pub mod rpm;
+pub mod sqlite;
 mod verify;
 
 use std::collections::HashMap;
