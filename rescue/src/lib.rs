@@ -19,6 +19,7 @@ pub mod host;
 pub mod init;
 pub mod inventory;
 pub mod net;
+pub mod pkgdb;
 pub mod reinstall;
 pub mod restore;
 pub mod s3;

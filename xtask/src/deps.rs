@@ -106,4 +106,10 @@ pub const TEST: &[(&str, &str)] = &[
     ("mdadm", "mdadm"),
     ("make-bcache", "bcache-tools"),
     ("blkid", "util-linux"),
+    // Package-integrity fixtures and cross-checks (issue 18): a Debian 12 root, a rpmdb made by rpm.
+    ("debootstrap", "debootstrap"),
+    ("debsums", "debsums"),
+    ("rpm", "rpm"),
+    ("rpmbuild", "rpm"),
+    ("sqlite3", "sqlite3"),
 ];

@@ -56,6 +56,21 @@ fn compare_builds(a: &Path, b: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Gated unit/CLI tests (they need root and host tools) that leave a marker when they ran.
+const GATED_HOST_TESTS: &[&str] = &["debian_root_changes_agree_with_debsums"];
+
+/// Fails when one of `names` left no marker in `markers`.
+fn check_markers(markers: &Path, names: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|n| !markers.join(n).is_file())
+        .collect();
+    if !missing.is_empty() {
+        bail!("gated tests did not run: {missing:?}");
+    }
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     if let Some(a) = args.first() {
         bail!("unknown test option {a:?}");
@@ -116,6 +131,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     c.args(["test", "--workspace", "--locked", "--exclude", "tests"]);
     gated_env(&mut c);
     util::run(&mut c)?;
+    check_markers(&markers, GATED_HOST_TESTS)?;
     eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
 
     let t = step("QEMU scenarios");

