@@ -29,70 +29,10 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
+use pkgroots::run;
 
-/// Records that a gated test really ran (`cargo xtask test` sets `RESCUE_TEST_MARKERS`).
-fn ran(test: &str) {
-    if let Some(m) = std::env::var_os("RESCUE_TEST_MARKERS") {
-        let _ = std::fs::create_dir_all(&m);
-        let _ = std::fs::write(Path::new(&m).join(test), b"ran\n");
-    }
-}
-
-/// Skips a test that needs root, unless `RESCUE_REQUIRE_LOOP=1` makes that a failure.
-fn need_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
-        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
-    );
-    eprintln!("skipped {what}: needs root");
-    false
-}
-
-/// The cached debootstrap tarball of Debian 12 (made by the pkgdb fixtures), or a skip (a failure
-/// under `RESCUE_REQUIRE_TOOLS=1`).
-fn debootstrap_tarball(what: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cache/debootstrap");
-    let found = std::fs::read_dir(&dir).ok().and_then(|d| {
-        d.flatten().map(|e| e.path()).find(|p| {
-            p.to_string_lossy().contains("bookworm") && p.to_string_lossy().ends_with(".tar.zst")
-        })
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("RESCUE_REQUIRE_TOOLS").is_none(),
-            "{what}: no debootstrap tarball in {}, and RESCUE_REQUIRE_TOOLS=1 forbids skipping",
-            dir.display()
-        );
-        eprintln!(
-            "skipped {what}: no debootstrap tarball in {}",
-            dir.display()
-        );
-    }
-    found
-}
-
-fn extract(tarball: &Path, into: &Path) {
-    std::fs::create_dir_all(into).unwrap();
-    run(Command::new("tar")
-        .args(["--zstd", "-xpf"])
-        .arg(tarball)
-        .arg("-C")
-        .arg(into)
-        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner"]));
-}
+#[path = "common/pkgroots.rs"]
+mod pkgroots;
 
 fn write(root: &Path, rel: &str, data: &str, mode: u32) {
     let p = root.join(rel.trim_start_matches('/'));
@@ -218,7 +158,11 @@ fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
         "APT::Update::Pre-Invoke {\"/usr/local/bin/update || true\";};\n",
         0o644,
     );
+    append(root, "/usr/bin/ls", "trojaned");
+    put_elf("/usr/sbin/sshd-keygen", 0o755);
     vec![
+        ("package", "/bin/ls", "high"),
+        ("package", "/usr/sbin/sshd-keygen", "medium"),
         ("account", "/etc/passwd", "critical"),
         ("account", "/etc/shadow", "critical"),
         ("ssh", "/root/.ssh/authorized_keys", "high"),
@@ -352,16 +296,19 @@ fn disk_with_root(dir: &Path, tree: &Path, name: &str) -> PathBuf {
 fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_nothing_serious() {
     let what =
         "a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_nothing_serious";
-    if !need_root(what) {
-        return;
+    for tool in ["sgdisk", "mke2fs", "setcap", "debsums", "sha256sum"] {
+        if !pkgroots::have(tool) {
+            pkgroots::skip(what, &format!("{tool} is not installed"));
+            return;
+        }
     }
-    let Some(tarball) = debootstrap_tarball(what) else {
-        return;
-    };
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let clean = d.join("clean");
-    extract(&tarball, &clean);
+    std::fs::create_dir(&clean).unwrap();
+    if pkgroots::debian12_root(what, &clean).is_none() {
+        return;
+    }
 
     // The clean root, as a disk image: nothing of severity medium or higher; the other partitions
     // are notes, not errors.
@@ -438,7 +385,7 @@ fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_noth
     // Nothing is left mounted or attached.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("examine-"), "unmounted afterwards");
-    ran(what);
+    pkgroots::ran(what);
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -112,4 +112,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("rpm", "rpm"),
     ("rpmbuild", "rpm"),
     ("sqlite3", "sqlite3"),
+    // Triage fixtures: file capabilities on a planted binary (issue 18).
+    ("setcap", "libcap2-bin"),
 ];

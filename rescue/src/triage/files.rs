@@ -309,6 +309,17 @@ impl FileScan<'_, '_> {
         if exec && !in_temp {
             self.imitation(p, name);
         }
+        let bin_dir = [&b"/usr/bin"[..], b"/usr/sbin", b"/bin", b"/sbin"]
+            .iter()
+            .any(|d| under(p, d) && !p[d.len() + 1..].contains(&b'/'));
+        if bin_dir && !name.starts_with(b".") {
+            self.c.if_unowned(
+                Severity::Medium,
+                cat::PACKAGE,
+                p,
+                "a program in a system binary directory",
+            );
+        }
         if patterns::is_script_name(name) && self.web_roots.iter().any(|r| under(p, r)) {
             self.web_script(e, p);
         }

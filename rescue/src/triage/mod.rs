@@ -456,7 +456,7 @@ pub fn run(
             roots.push(rr);
             continue;
         }
-        let owners = owners::Owners::load(&fs);
+        let owners = owners::Owners::load(&root.path);
         rr.package_db = owners.kind().map(str::to_owned);
         if let Some(n) = owners.note() {
             notes.push(NoteReport {
@@ -467,6 +467,7 @@ pub fn run(
         }
         let mut c = Collector::new(&fs, &owners, opts.since, &description);
         config::run_all(&mut c);
+        owners.integrity(&root.path, &mut c);
         let stats =
             files::walk_root(&root.path, &mut c, progress).map_err(|source| TriageError::Walk {
                 path: root.path.clone(),
