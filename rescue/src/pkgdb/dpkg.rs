@@ -398,6 +398,7 @@ pub(crate) fn load(root: &Root) -> Result<Loaded, PkgDbError> {
         packages,
         files,
         warnings,
+        diversions,
     })
 }
 

@@ -9,7 +9,9 @@
 //!
 //! Never prints; progress goes through a callback.
 
+pub mod deb;
 pub mod dpkg;
+pub mod media;
 pub mod root;
 pub mod rpm;
 pub mod sqlite;
@@ -191,6 +193,8 @@ pub struct PackageDb {
     aliases: Vec<(Vec<u8>, Vec<u8>)>,
     /// What could not be read but did not stop the rest (a package without md5sums …).
     warnings: Vec<String>,
+    /// dpkg diversions (empty for rpm).
+    diversions: Vec<dpkg::Diversion>,
 }
 
 /// Top-level directories a /usr-merged root replaces by a symlink into `/usr`.
@@ -222,6 +226,7 @@ pub(crate) struct Loaded {
     pub packages: Vec<Package>,
     pub files: Vec<FileEntry>,
     pub warnings: Vec<String>,
+    pub diversions: Vec<dpkg::Diversion>,
 }
 
 /// `/bin` → `/usr/bin` for each top-level directory that is a symlink into `/usr` in this root.
@@ -249,7 +254,7 @@ fn usr_merge_aliases(r: &root::Root) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// `a//b/./c/` → `/a/b/c`: the spelling the owner map uses.
-fn normalize(path: &[u8]) -> Vec<u8> {
+pub(crate) fn normalize(path: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(path.len() + 1);
     for comp in path.split(|&b| b == b'/') {
         if comp.is_empty() || comp == b"." {
@@ -274,6 +279,7 @@ impl PackageDb {
             owners: HashMap::new(),
             aliases,
             warnings: loaded.warnings,
+            diversions: loaded.diversions,
         };
         let mut owners = HashMap::with_capacity(db.files.len());
         for f in &db.files {
@@ -325,6 +331,11 @@ impl PackageDb {
         &self.warnings
     }
 
+    /// dpkg's diversions (a file of one package moved aside by another); empty for rpm.
+    pub fn diversions(&self) -> &[dpkg::Diversion] {
+        &self.diversions
+    }
+
     /// The package owning `path` (absolute inside the root; either spelling on a /usr-merged root),
     /// or `None` when no package lists it.
     pub fn owner(&self, path: &Path) -> Option<&str> {
@@ -367,6 +378,7 @@ mod tests {
                 FileEntry::new(b"/binaries/x".to_vec(), 0),
             ],
             warnings: vec![],
+            diversions: vec![],
         };
         let db = PackageDb::index(loaded, vec![(b"/bin".to_vec(), b"/usr/bin".to_vec())]);
         assert_eq!(db.owner(Path::new("/usr/bin/ls")), Some("coreutils"));

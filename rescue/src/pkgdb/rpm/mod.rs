@@ -111,6 +111,7 @@ fn load_sqlite(root: &Root, path: &str) -> Result<Loaded, PkgDbError> {
         packages: Vec::new(),
         files: Vec::new(),
         warnings: Vec::new(),
+        diversions: Vec::new(),
     };
     let mut index = 0usize;
     let mut header_err = None;
