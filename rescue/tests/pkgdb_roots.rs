@@ -512,3 +512,84 @@ fn debian_root_against_signed_media_agrees_with_debsums_on_the_debs() {
 fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The Berkeley DB `Packages` of older RHEL: Debian's rpm no longer writes one, so the fixture's
+/// header blobs (from its SQLite rpmdb, read by `sqlite3`) are loaded into a hash database by
+/// Berkeley DB's own `db5.3_load` — little- and big-endian, with small pages so headers spill into
+/// overflow chains — and pkgdb must read the same packages and files from it as from the SQLite one.
+#[test]
+fn rpm_berkeley_db_as_db_load_writes_it() {
+    const NAME: &str = "rpm_berkeley_db_as_db_load_writes_it";
+    for tool in ["db5.3_load", "sqlite3"] {
+        if !pkgroots::have(tool) && !pkgroots::skip(NAME, &format!("{tool} is not installed")) {
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (root, work) = (dir.path().join("root"), dir.path().join("work"));
+    std::fs::create_dir_all(&root).unwrap();
+    if pkgroots::rpm_root(NAME, &root, &work).is_none() {
+        return;
+    }
+    let sqlite_db = pkgdb::open(&root).unwrap().unwrap();
+    let rows = pkgroots::run(
+        Command::new("sqlite3")
+            .arg(root.join("var/lib/rpm/rpmdb.sqlite"))
+            .arg("SELECT hnum, hex(blob) FROM Packages ORDER BY hnum"),
+    );
+    let rows = String::from_utf8(rows).unwrap();
+    for (order, lorder) in [("little", "1234"), ("big", "4321")] {
+        let mut dump = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
+        for line in rows.lines() {
+            let (hnum, blob) = line.split_once('|').unwrap();
+            let n: u32 = hnum.parse().unwrap();
+            let key = if order == "little" {
+                n.to_le_bytes()
+            } else {
+                n.to_be_bytes()
+            };
+            dump.push_str(&format!(" {}\n {}\n", hex_lower(&key), blob.to_lowercase()));
+        }
+        dump.push_str("DATA=END\n");
+        let input = work.join(format!("dump-{order}"));
+        std::fs::write(&input, dump).unwrap();
+        std::fs::remove_file(root.join("var/lib/rpm/rpmdb.sqlite")).unwrap_or(());
+        let packages = root.join("var/lib/rpm/Packages");
+        std::fs::remove_file(&packages).unwrap_or(());
+        pkgroots::run(
+            Command::new("db5.3_load")
+                .args(["-c", "db_pagesize=512", "-c"])
+                .arg(format!("db_lorder={lorder}"))
+                .arg("-f")
+                .arg(&input)
+                .arg(&packages),
+        );
+        let bdb = pkgdb::open(&root).unwrap().unwrap();
+        assert_eq!(bdb.location(), Path::new("/var/lib/rpm/Packages"));
+        let key = |db: &pkgdb::PackageDb| {
+            let mut v: Vec<String> = db
+                .files()
+                .iter()
+                .map(|f| {
+                    // The package index follows the database's order (hash order here).
+                    let mut g = f.clone();
+                    g.package = 0;
+                    format!("{} {g:?}", db.package_of(f).name)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            bdb.packages().len(),
+            sqlite_db.packages().len(),
+            "{order}-endian"
+        );
+        assert!(key(&bdb) == key(&sqlite_db), "{order}-endian: files differ");
+        assert_eq!(
+            bdb.owner(Path::new("/usr/bin/rt-hello")),
+            Some("rescue-tools")
+        );
+    }
+    pkgroots::ran(NAME);
+}

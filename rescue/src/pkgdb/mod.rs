@@ -9,6 +9,7 @@
 //!
 //! Never prints; progress goes through a callback.
 
+pub mod bdb;
 pub mod deb;
 pub mod dpkg;
 pub mod media;
@@ -46,6 +47,8 @@ pub enum PkgDbError {
     },
     #[error("{path} is not a SQLite database rpm wrote: {what}")]
     ParseSqlite { path: PathBuf, what: String },
+    #[error("{path} is not a Berkeley DB hash database rpm wrote: {what}")]
+    ParseBdb { path: PathBuf, what: String },
     #[error("{path}: package header {index}: {what}")]
     ParseRpmHeader {
         path: PathBuf,
@@ -53,7 +56,7 @@ pub enum PkgDbError {
         what: String,
     },
     #[error(
-        "{path} is an rpm database in {format} format, which this build does not read yet (only SQLite rpmdb.sqlite)"
+        "{path} is an rpm database in {format} format, which this build does not read yet (SQLite rpmdb.sqlite and Berkeley DB Packages only)"
     )]
     UnsupportedRpmdb { path: PathBuf, format: &'static str },
 }
