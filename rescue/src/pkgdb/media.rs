@@ -269,6 +269,9 @@ pub fn verify_against_media(
     // 3. Each installed package: listed? its .deb on the medium?
     let mut jobs = Vec::new();
     for (i, p) in db.packages().iter().enumerate() {
+        if !p.installed {
+            continue;
+        }
         let base = p.name.split(':').next().unwrap_or(&p.name);
         let Some(s) = by_key.get(&(base, p.version.as_str(), p.architecture.as_str())) else {
             report.not_in_metadata.push(Unlisted {

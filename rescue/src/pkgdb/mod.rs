@@ -76,6 +76,9 @@ pub struct Package {
     pub name: String,
     pub version: String,
     pub architecture: String,
+    /// False for a dpkg package removed but not purged (`config-files`): only its conffiles remain,
+    /// listed for [`PackageDb::owner`], not checked.
+    pub installed: bool,
 }
 
 /// A digest algorithm a package database records.
@@ -375,6 +378,7 @@ mod tests {
                 name: "coreutils".into(),
                 version: "9.1-1".into(),
                 architecture: "amd64".into(),
+                installed: true,
             }],
             files: vec![
                 FileEntry::new(b"/bin/ls".to_vec(), 0),
@@ -390,5 +394,31 @@ mod tests {
         assert_eq!(db.owner(Path::new("/binaries/x")), Some("coreutils"));
         assert_eq!(db.owner(Path::new("/usr/binaries/x")), None);
         assert_eq!(db.owner(Path::new("/usr/bin/sl")), None);
+    }
+
+    #[test]
+    fn no_database_is_none_and_a_damaged_one_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        assert!(
+            open(r).unwrap().is_none(),
+            "a root without a package database"
+        );
+        std::fs::create_dir_all(r.join("var/lib/rpm")).unwrap();
+        std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), [0u8; 4096]).unwrap();
+        let err = open(r).unwrap_err().to_string();
+        assert!(
+            err.contains("var/lib/rpm/rpmdb.sqlite") && err.contains("SQLite"),
+            "{err}"
+        );
+        std::fs::remove_file(r.join("var/lib/rpm/rpmdb.sqlite")).unwrap();
+        std::fs::write(r.join("var/lib/rpm/Packages.db"), b"RpmP").unwrap();
+        let err = open(r).unwrap_err().to_string();
+        assert!(err.contains("NDB"), "{err}");
+        // A status planted as a symlink to the rescue system's own database is not followed.
+        std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+        std::os::unix::fs::symlink("/var/lib/dpkg/status", r.join("var/lib/dpkg/status")).unwrap();
+        assert!(!dpkg::present(&root::Root::open(r).unwrap()));
     }
 }

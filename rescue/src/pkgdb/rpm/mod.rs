@@ -203,6 +203,7 @@ pub(crate) fn add_header(loaded: &mut Loaded, blob: &[u8]) -> Result<(), header:
             None => format!("{version}-{release}"),
         },
         architecture: h.string(tag::ARCH)?.unwrap_or_default(),
+        installed: true,
     });
     let base = h.strings(tag::BASENAMES)?;
     let paths: Vec<Vec<u8>> = if base.is_empty() {
