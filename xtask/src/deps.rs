@@ -114,4 +114,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("sqlite3", "sqlite3"),
     // Triage fixtures: file capabilities on a planted binary (issue 18).
     ("setcap", "libcap2-bin"),
+    // Writes the Berkeley DB rpmdb of older RHEL (Debian's rpm no longer can).
+    ("db5.3_load", "db5.3-util"),
 ];
