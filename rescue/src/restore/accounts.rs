@@ -225,15 +225,16 @@ pub fn compare(db: Database, rel: &str, backup: &[u8], new: Option<&[u8]>) -> Co
         }
     };
     let unit = if db == Database::SubIds {
-        "ranges"
+        "range"
     } else if matches!(db, Database::Group | Database::Gshadow) {
-        "groups"
+        "group"
     } else {
-        "accounts"
+        "account"
     };
     let mut summary = format!(
-        "{} {unit} added{}, {} removed{}, {} changed{} against the new system",
+        "{} {unit}{} added{}, {} removed{}, {} changed{} against the new system",
         added.len(),
+        if added.len() == 1 { "" } else { "s" },
         list(&added),
         removed.len(),
         list(&removed),

@@ -469,6 +469,10 @@ impl Restorer {
             Verdict::Allow => {}
             v => return self.verdict(rel, "symlink", size, None, v),
         }
+        match self.policy.link_verdict(rel, None) {
+            Verdict::Allow => {}
+            v => return self.verdict(rel, "symlink", size, None, v),
+        }
         if self.dry_run {
             self.record(rel, "symlink", size, None, Action::WouldRestore, None);
             return Ok(());
@@ -531,6 +535,10 @@ impl Restorer {
             }
         };
         match self.policy.check_meta(rel, e.mode) {
+            Verdict::Allow => {}
+            v => return self.verdict(rel, "hardlink", size, sha, v),
+        }
+        match self.policy.link_verdict(rel, Some(to_rel)) {
             Verdict::Allow => {}
             v => return self.verdict(rel, "hardlink", size, sha, v),
         }

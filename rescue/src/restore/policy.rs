@@ -242,6 +242,21 @@ impl Policy {
         }
     }
 
+    /// A link whose name makes a web server run it, while what it points to was not screened as a
+    /// script (a symlink's target never is; a hard link's only under the name it was first restored
+    /// with, `linked`): held, so a webshell cannot come back under an innocent name plus a link.
+    pub fn link_verdict(&self, rel: &str, linked: Option<&str>) -> Verdict {
+        if !self.is_script(rel)
+            || self.include_literal.contains(rel)
+            || linked.is_some_and(|l| self.is_script(l))
+        {
+            return Verdict::Allow;
+        }
+        Verdict::Hold(format!(
+            "link named like a server-side script, to content not screened as one: held for review; restore it by listing it: --include /{rel}"
+        ))
+    }
+
     /// The ids of the findings naming `rel`.
     pub fn finding_ids(&self, rel: &str) -> Vec<String> {
         let (f, _) = self

@@ -361,6 +361,20 @@ fn tar_hard_links_point_only_at_files_this_restore_screened() {
     link("srv/b.txt", b"srv/a.txt");
     link("srv/c", b"usr/bin/su2");
     link("srv/d", b"../../etc/shadow");
+    // A webshell restored as data, then linked in under the web root.
+    link("var/www/html/s.php", b"srv/a.txt");
+    let mut sym = |name: &str, to: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_link_name(to).unwrap();
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+    };
+    sym("var/www/html/t.php", "../../../srv/a.txt");
+    sym("var/www/html/logo.png", "../../../srv/a.txt");
     b.finish().unwrap();
     drop(b);
     let dst = t.path().join("root");
@@ -387,6 +401,11 @@ fn tar_hard_links_point_only_at_files_this_restore_screened() {
             .contains("traversal")
     );
     assert!(!dst.join("srv/c").exists() && !dst.join("srv/d").exists());
+    for held in ["var/www/html/s.php", "var/www/html/t.php"] {
+        assert_eq!(rec(&m, held).action, Action::Held, "{held}");
+        assert!(dst.join(held).symlink_metadata().is_err(), "{held}");
+    }
+    assert_eq!(rec(&m, "var/www/html/logo.png").action, Action::Restored);
 }
 
 #[test]
