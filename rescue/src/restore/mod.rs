@@ -320,6 +320,9 @@ pub struct Restorer {
     dirs: HashMap<String, DirMeta>,
     records: Vec<FileRecord>,
     diffs: Vec<HeldDiff>,
+    /// Files of the source that are setuid, setgid or carry capabilities: a hard link to one of them
+    /// is another name for a privileged binary, so it must be listed exactly like the file.
+    privileged: BTreeSet<String>,
     started_at: String,
     restored: u64,
 }
@@ -351,6 +354,7 @@ impl Restorer {
             dirs: HashMap::new(),
             records: Vec::new(),
             diffs: Vec::new(),
+            privileged: BTreeSet::new(),
             started_at: crate::acquire::manifest::now_rfc3339(),
             restored: 0,
         })
@@ -542,6 +546,12 @@ impl Restorer {
             Verdict::Allow => {}
             v => return self.verdict(rel, "hardlink", size, sha, v),
         }
+        if self.privileged.contains(to_rel) && !self.policy.include_literal.contains(rel) {
+            let v = Verdict::Refuse(format!(
+                "hard link to the setuid/setgid file {to_rel}: another name for it is listed exactly too or not restored: --include /{rel}"
+            ));
+            return self.verdict(rel, "hardlink", size, sha, v);
+        }
         if self.dry_run {
             self.record(rel, "hardlink", size, sha, Action::WouldRestore, None);
             return Ok(());
@@ -613,6 +623,9 @@ impl Restorer {
     ) -> Result<(), RestoreError> {
         let size = Some(e.size);
         let caps = e.xattrs.iter().any(|(n, _)| n == b"security.capability");
+        if caps || e.mode & 0o6000 != 0 {
+            self.privileged.insert(rel.to_owned());
+        }
         let meta_verdict = self.policy.check_entry(rel, e.mode, caps);
         if let Verdict::Excluded(_) = meta_verdict {
             return self.verdict(rel, "file", size, None, meta_verdict);

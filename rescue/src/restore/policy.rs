@@ -403,8 +403,13 @@ pub fn persistence_kind(orig: &str) -> Option<&'static str> {
     let name = *name;
     let parent = dirs.last().copied().unwrap_or("");
     let under = |d: &str| dirs.contains(&d);
-    let etc = |p: &str| rel == format!("etc/{p}");
-    let in_etc = |d: &str| rel.starts_with(&format!("etc/{d}/"));
+    let etc_rest = rel.strip_prefix("etc/");
+    let etc = |p: &str| etc_rest == Some(p);
+    let in_etc = |d: &str| {
+        etc_rest
+            .and_then(|r| r.strip_prefix(d))
+            .is_some_and(|r| r.starts_with('/'))
+    };
     if accounts::database(rel).is_some() {
         return Some("account database");
     }

@@ -380,6 +380,24 @@ fn tar_hard_links_point_only_at_files_this_restore_screened() {
     let dst = t.path().join("root");
     fs::create_dir_all(&dst).unwrap();
     let m = run(&tarpath, &dst, Policy::default(), None, false);
+    // The setuid file listed exactly: its hard link (header mode 0644) still needs its own listing.
+    let listed = t.path().join("listed");
+    fs::create_dir_all(&listed).unwrap();
+    let p = Policy::new(
+        &["/usr/bin/su2".into(), "srv/*".into()],
+        &[],
+        BTreeSet::new(),
+        true,
+    )
+    .unwrap();
+    let l = run(&tarpath, &listed, p, None, false);
+    assert_eq!(rec(&l, "usr/bin/su2").action, Action::Restored);
+    assert!(
+        matches!(&rec(&l, "srv/c").reason, Some(r) if r.contains("hard link to the setuid/setgid file usr/bin/su2")),
+        "{:?}",
+        rec(&l, "srv/c")
+    );
+    assert!(listed.join("usr/bin/su2").exists() && !listed.join("srv/c").exists());
     assert_eq!(rec(&m, "srv/b.txt").action, Action::Restored);
     assert_eq!(
         fs::metadata(dst.join("srv/b.txt")).unwrap().ino(),
