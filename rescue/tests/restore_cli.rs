@@ -518,7 +518,7 @@ fn a_compromised_root_backup_comes_back_without_its_persistence() {
             "{name}: the webshell"
         );
         assert!(
-            out.contains("HELD      var/www/html/uploads/avatar.php: server-side script that runs commands (PHP system() with request input ($_request))"),
+            out.contains("HELD      var/www/html/uploads/avatar.php: server-side script that runs commands (PHP system() of $_request)"),
             "{name}: {out}"
         );
 

@@ -215,11 +215,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
             "held",
             "1 account added (toor), 1 removed (_apt)",
         ),
-        (
-            "var/www/html/up/shell.php",
-            "held",
-            "PHP eval() with request input",
-        ),
+        ("var/www/html/up/shell.php", "held", "PHP eval() of $_post"),
         ("srv/data/dropper.txt", "refused", "finding TMP-0007"),
         ("srv/data/report.txt", "identical", ""),
     ] {

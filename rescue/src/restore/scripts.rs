@@ -129,15 +129,17 @@ const PHP_INPUT: &[&str] = &[
     "$_request",
     "$_cookie",
     "$_files",
-    "$_server[",
+    "$_server['http_",
+    "$_server[\"http_",
     "php://input",
     "getallheaders(",
     "apache_request_headers(",
     "$http_raw_post_data",
 ];
+/// Sinks that count together with request input anywhere in the file (`assert` only when handed the
+/// request directly: `assert($x > 0)` beside `$_FILES` is ordinary code).
 const PHP_SINKS: &[&str] = &[
     "eval(",
-    "assert(",
     "system(",
     "exec(",
     "passthru(",
@@ -146,8 +148,6 @@ const PHP_SINKS: &[&str] = &[
     "proc_open(",
     "pcntl_exec(",
     "create_function(",
-    "call_user_func(",
-    "call_user_func_array(",
 ];
 const PHP_DECODERS: &[&str] = &[
     "base64_decode(",
@@ -229,6 +229,20 @@ pub fn command_execution(orig: &str, content: &[u8]) -> Option<String> {
                             name(sink),
                             name(dec)
                         ));
+                    }
+                }
+            }
+            for sink in [
+                "eval(",
+                "assert(",
+                "system(",
+                "exec(",
+                "passthru(",
+                "shell_exec(",
+            ] {
+                for input in ["$_get", "$_post", "$_request", "$_cookie"] {
+                    if call(&s, &format!("{sink}{input}")) {
+                        return Some(format!("PHP {}() of {input}", name(sink)));
                     }
                 }
             }

@@ -250,13 +250,13 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
     let (saved, diffs) = match report_dir(a, &target_root) {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
+            crate::acquire::manifest::write_durable(&dir, restore::MANIFEST_NAME, &bytes)?;
             let diffs = restore::write_held_diffs(&dir, &manifest).map_err(|e| {
                 anyhow::anyhow!(
-                    "writing the account database comparisons under {}: {e}",
+                    "writing the account database comparisons under {} (the restore manifest is written): {e}",
                     dir.join(restore::HELD_DIR).display()
                 )
             })?;
-            crate::acquire::manifest::write_durable(&dir, restore::MANIFEST_NAME, &bytes)?;
             (Some(dir.join(restore::MANIFEST_NAME)), diffs)
         }
         None => (None, Vec::new()),
