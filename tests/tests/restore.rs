@@ -244,10 +244,12 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     let entries = rescue::caselog::verify(&std::fs::read(&log)?)
         .map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
     assert!(
-        entries.iter().any(
-            |e| e.command.starts_with("restore /dev/vda") && e.detail["counts"]["refused"] == 3
-        ),
-        "the restore result is in the case log"
+        entries
+            .iter()
+            .any(|e| e.command.starts_with("restore /dev/vda")
+                && e.detail["counts"]["refused"] == 4
+                && e.detail["findings"]["matched"] == serde_json::json!(["TMP-0007"])),
+        "the restore result and the findings it used are in the case log"
     );
     assert!(
         entries
