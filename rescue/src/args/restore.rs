@@ -14,8 +14,9 @@ pub struct RestoreArgs {
     /// The backup's manifest: SHA256SUMS (GNU or BSD) or a restore-manifest.json.
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
-    /// Restore only paths matching this glob (repeatable); an exact path also releases a held
-    /// persistence point (authorized_keys, cron, systemd units, ld.so.preload, shell rc files).
+    /// Restore only paths matching this glob (repeatable); an exact path also releases a held file
+    /// (persistence point, account database, server-side script, medium/low/info finding) and, with
+    /// --allow-executables, a setuid/setgid file or one with capabilities.
     #[arg(long, value_name = "GLOB")]
     pub include: Vec<String>,
     /// Never restore paths matching this glob (repeatable; beats --include).
@@ -24,9 +25,19 @@ pub struct RestoreArgs {
     /// SHA-256 hashes to refuse (one per line; sha256sum output works).
     #[arg(long, value_name = "FILE")]
     pub blocklist: Option<PathBuf>,
-    /// Restore setuid/setgid files and executables too.
+    /// Restore executables too (setuid/setgid files and files with capabilities only when also listed
+    /// exactly with --include).
     #[arg(long)]
     pub allow_executables: bool,
+    /// A findings.json written by `rescue triage` (repeatable): every file a finding names is refused
+    /// (critical, high) or held (medium, low, info), the finding as the reason.
+    #[arg(long, value_name = "FILE")]
+    pub findings: Vec<PathBuf>,
+    /// The directory of the original system SOURCE's root holds, e.g. /etc for a tar of /etc: findings'
+    /// paths and the policy's system paths are matched against it [default: /, also matching findings
+    /// whose path ends with a file's path].
+    #[arg(long, value_name = "DIR", alias = "findings-root")]
+    pub source_root: Option<String>,
     /// Decide and report everything, write nothing: the target disk goes through the same interlock and
     /// --confirm check as a real run, stays write-blocked and is mounted read-only (ro,noload).
     #[arg(long)]

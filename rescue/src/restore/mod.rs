@@ -7,7 +7,10 @@
 //! then renamed into place. A rerun skips files already identical, so a run stopped by a full target
 //! resumes where it stopped. Every decision lands in a [`RestoreManifest`]. Never prints.
 
+pub mod accounts;
+pub mod findings;
 pub mod policy;
+pub mod scripts;
 pub mod source;
 pub mod target;
 
@@ -97,6 +100,39 @@ pub struct FileRecord {
     pub sha256: Option<String>,
     pub action: Action,
     pub reason: Option<String>,
+    /// The ids of the triage findings that name this file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+    /// An account database held: its comparison with the new system's, relative to the manifest's
+    /// directory ([`HELD_DIR`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// Where the comparisons of held account databases go, beside `restore-manifest.json`.
+pub const HELD_DIR: &str = "restore-held";
+
+/// A held account database's comparison with the new system's, to be written to `HELD_DIR/<path>.diff`.
+#[derive(Debug, Clone)]
+pub struct HeldDiff {
+    /// The file's path in the backup.
+    pub path: String,
+    pub text: String,
+}
+
+/// How the triage findings were used.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingsUse {
+    /// The findings files read.
+    pub files: Vec<String>,
+    /// Findings read, and how many of them name a path.
+    pub total: usize,
+    pub naming_paths: usize,
+    /// Ids of the findings that named a file of this backup.
+    pub matched: Vec<String>,
+    /// Ids of the findings naming a path no file of this backup is (outside the backup, or under
+    /// another source root).
+    pub unmatched: Vec<String>,
 }
 
 /// `restore-manifest.json`.
@@ -113,9 +149,40 @@ pub struct RestoreManifest {
     pub complete: bool,
     pub stop_reason: Option<String>,
     pub counts: BTreeMap<&'static str, u64>,
+    /// The directory of the original system the backup's root held (`--source-root`, default `/`).
+    pub source_root: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingsUse>,
     /// Persistence points held back: paths to review (restore them by listing each with --include).
     pub review: Vec<String>,
     pub files: Vec<FileRecord>,
+    /// Comparisons of held account databases (written by [`write_held_diffs`]).
+    #[serde(skip)]
+    pub diffs: Vec<HeldDiff>,
+}
+
+/// Writes the comparisons of held account databases beneath `dir/restore-held/`, never following a
+/// symlink there (the report directory may be TARGET, which the backup has just written to).
+pub fn write_held_diffs(dir: &Path, m: &RestoreManifest) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if m.diffs.is_empty() {
+        return Ok(out);
+    }
+    let root = target::Root::open(dir)?;
+    for d in &m.diffs {
+        let rel = format!("{HELD_DIR}/{}.diff", d.path);
+        let (parent, name) = split(&rel);
+        let dir_fd = root.dir(parent, true, &|_| 0o700)?;
+        let tmp = format!(".{name}.tmp");
+        dir_fd.unlink(&tmp);
+        let mut f = dir_fd.create_exclusive(&tmp)?;
+        f.write_all(d.text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        dir_fd.rename(&tmp, name)?;
+        out.push(dir.join(rel));
+    }
+    Ok(out)
 }
 
 /// Kind of a source entry.
@@ -200,10 +267,11 @@ fn is_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// Hashes a reader, keeping its first bytes.
+/// Hashes a reader, keeping its first `keep` bytes.
 fn hash_with_head(
     r: &mut dyn Read,
     out: Option<&mut dyn Write>,
+    keep: usize,
 ) -> std::io::Result<(String, Vec<u8>, u64)> {
     let mut h = Hasher::new(Algorithm::Sha256);
     let mut head = Vec::new();
@@ -217,8 +285,8 @@ fn hash_with_head(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if head.len() < 16 {
-            head.extend_from_slice(&buf[..n.min(16 - head.len())]);
+        if head.len() < keep {
+            head.extend_from_slice(&buf[..n.min(keep - head.len())]);
         }
         h.update(&buf[..n]);
         if let Some(w) = out.as_deref_mut() {
@@ -251,6 +319,10 @@ pub struct Restorer {
     /// Directories of the source: mode, owner and times, applied in [`Restorer::finish`].
     dirs: HashMap<String, DirMeta>,
     records: Vec<FileRecord>,
+    diffs: Vec<HeldDiff>,
+    /// Files of the source that are setuid, setgid or carry capabilities: a hard link to one of them
+    /// is another name for a privileged binary, so it must be listed exactly like the file.
+    privileged: BTreeSet<String>,
     started_at: String,
     restored: u64,
 }
@@ -281,6 +353,8 @@ impl Restorer {
             seen: BTreeSet::new(),
             dirs: HashMap::new(),
             records: Vec::new(),
+            diffs: Vec::new(),
+            privileged: BTreeSet::new(),
             started_at: crate::acquire::manifest::now_rfc3339(),
             restored: 0,
         })
@@ -298,6 +372,11 @@ impl Restorer {
         if action == Action::Restored {
             self.restored += 1;
         }
+        let findings = if matches!(action, Action::Refused | Action::Held) {
+            self.policy.finding_ids(path)
+        } else {
+            Vec::new()
+        };
         self.records.push(FileRecord {
             path: path.to_owned(),
             kind,
@@ -305,6 +384,8 @@ impl Restorer {
             sha256,
             action,
             reason,
+            findings,
+            diff: None,
         });
     }
 
@@ -392,6 +473,10 @@ impl Restorer {
             Verdict::Allow => {}
             v => return self.verdict(rel, "symlink", size, None, v),
         }
+        match self.policy.link_verdict(rel, None) {
+            Verdict::Allow => {}
+            v => return self.verdict(rel, "symlink", size, None, v),
+        }
         if self.dry_run {
             self.record(rel, "symlink", size, None, Action::WouldRestore, None);
             return Ok(());
@@ -456,6 +541,16 @@ impl Restorer {
         match self.policy.check_meta(rel, e.mode) {
             Verdict::Allow => {}
             v => return self.verdict(rel, "hardlink", size, sha, v),
+        }
+        match self.policy.link_verdict(rel, Some(to_rel)) {
+            Verdict::Allow => {}
+            v => return self.verdict(rel, "hardlink", size, sha, v),
+        }
+        if self.privileged.contains(to_rel) && !self.policy.include_literal.contains(rel) {
+            let v = Verdict::Refuse(format!(
+                "hard link to the setuid/setgid file {to_rel}: another name for it is listed exactly too or not restored: --include /{rel}"
+            ));
+            return self.verdict(rel, "hardlink", size, sha, v);
         }
         if self.dry_run {
             self.record(rel, "hardlink", size, sha, Action::WouldRestore, None);
@@ -527,7 +622,11 @@ impl Restorer {
         content: Content<'_>,
     ) -> Result<(), RestoreError> {
         let size = Some(e.size);
-        let meta_verdict = self.policy.check_meta(rel, e.mode);
+        let caps = e.xattrs.iter().any(|(n, _)| n == b"security.capability");
+        if caps || e.mode & 0o6000 != 0 {
+            self.privileged.insert(rel.to_owned());
+        }
+        let meta_verdict = self.policy.check_entry(rel, e.mode, caps);
         if let Verdict::Excluded(_) = meta_verdict {
             return self.verdict(rel, "file", size, None, meta_verdict);
         }
@@ -538,18 +637,83 @@ impl Restorer {
         }
     }
 
-    /// Screens by content (blocklist, ELF, manifest). `None` means restore.
-    fn content_verdict(&self, rel: &str, sha: &str, head: &[u8]) -> Option<Verdict> {
+    /// How many leading bytes of `rel` its screening needs: a server-side script or an account
+    /// database whole (up to the limit), anything else its magic.
+    fn keep(&self, rel: &str) -> usize {
+        if self.policy.is_script(rel) || self.policy.account_database(rel).is_some() {
+            scripts::SCREEN_LIMIT
+        } else {
+            16
+        }
+    }
+
+    /// Screens by content (blocklist, ELF, manifest, server-side script). `None` means restore.
+    /// `head` is the file's first [`Restorer::keep`] bytes, of `total`.
+    fn content_verdict(&self, rel: &str, sha: &str, head: &[u8], total: u64) -> Option<Verdict> {
         match self.policy.check_content(sha, head) {
             Verdict::Allow => {}
             v => return Some(v),
         }
-        self.manifest_check(rel, sha).map(Verdict::Refuse)
+        if let Some(r) = self.manifest_check(rel, sha) {
+            return Some(Verdict::Refuse(r));
+        }
+        match self
+            .policy
+            .script_verdict(rel, head, total <= head.len() as u64)
+        {
+            Verdict::Allow => None,
+            v => Some(v),
+        }
+    }
+
+    /// The record of a file not restored; an account database's also gets its comparison with the new
+    /// system's (`content`: the backup's bytes).
+    fn not_restored(
+        &mut self,
+        rel: &str,
+        size: Option<u64>,
+        sha: String,
+        v: Verdict,
+        content: &[u8],
+    ) -> Result<(), RestoreError> {
+        let db = match (&v, self.policy.account_database(rel)) {
+            (Verdict::Hold(_) | Verdict::Refuse(_), Some(db)) => db,
+            _ => return self.verdict(rel, "file", size, Some(sha), v),
+        };
+        let new = self.read_target(rel);
+        let c = accounts::compare(db, rel, content, new.as_deref());
+        let diff = format!("{HELD_DIR}/{rel}.diff");
+        let v = match v {
+            Verdict::Hold(r) => Verdict::Hold(format!("{r}; {}; see {diff}", c.summary)),
+            Verdict::Refuse(r) => Verdict::Refuse(format!("{r}; {}; see {diff}", c.summary)),
+            other => other,
+        };
+        self.diffs.push(HeldDiff {
+            path: rel.to_owned(),
+            text: c.text,
+        });
+        self.verdict(rel, "file", size, Some(sha), v)?;
+        if let Some(r) = self.records.last_mut() {
+            r.diff = Some(diff);
+        }
+        Ok(())
+    }
+
+    /// The new system's file at `rel` (never through a symlink), if there is one.
+    fn read_target(&self, rel: &str) -> Option<Vec<u8>> {
+        let (parent, name) = split(rel);
+        let dir = self.root.dir(parent, false, &|_| 0o755).ok()?;
+        let f = dir.open_existing(name).ok()??;
+        let mut out = Vec::new();
+        f.take(scripts::SCREEN_LIMIT as u64)
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(out)
     }
 
     fn existing_identical(dir: &target::Dir, name: &str, sha: &str) -> bool {
         match dir.open_existing(name) {
-            Ok(Some(mut f)) => hash_with_head(&mut f, None).is_ok_and(|(h, _, _)| h == sha),
+            Ok(Some(mut f)) => hash_with_head(&mut f, None, 0).is_ok_and(|(h, _, _)| h == sha),
             _ => false,
         }
     }
@@ -568,8 +732,9 @@ impl Restorer {
                 .custom_flags_nofollow()
                 .open(path)
         };
-        let first = open().and_then(|mut f| hash_with_head(&mut f, None));
-        let (sha, head, _) = match first {
+        let keep = self.keep(rel);
+        let first = open().and_then(|mut f| hash_with_head(&mut f, None, keep));
+        let (sha, head, total) = match first {
             Ok(x) => x,
             Err(err) => {
                 self.record(
@@ -584,10 +749,10 @@ impl Restorer {
             }
         };
         if meta_verdict != Verdict::Allow {
-            return self.verdict(rel, "file", size, Some(sha), meta_verdict);
+            return self.not_restored(rel, size, sha, meta_verdict, &head);
         }
-        if let Some(v) = self.content_verdict(rel, &sha, &head) {
-            return self.verdict(rel, "file", size, Some(sha), v);
+        if let Some(v) = self.content_verdict(rel, &sha, &head, total) {
+            return self.not_restored(rel, size, sha, v, &head);
         }
         if self.dry_run {
             self.record(rel, "file", size, Some(sha), Action::WouldRestore, None);
@@ -606,7 +771,7 @@ impl Restorer {
         dir.unlink(&tmp);
         let copied = dir.create_exclusive(&tmp).and_then(|mut out| {
             let mut src = open()?;
-            let (h, _, _) = hash_with_head(&mut src, Some(&mut out))?;
+            let (h, _, _) = hash_with_head(&mut src, Some(&mut out), 0)?;
             Ok((out, h))
         });
         let (out, second) = match copied {
@@ -641,16 +806,17 @@ impl Restorer {
         meta_verdict: Verdict,
     ) -> Result<(), RestoreError> {
         let size = Some(e.size);
+        let keep = self.keep(rel);
         if meta_verdict != Verdict::Allow || self.dry_run {
-            let (sha, head, _) = match hash_with_head(r, None) {
+            let (sha, head, total) = match hash_with_head(r, None, keep) {
                 Ok(x) => x,
                 Err(err) => return Err(RestoreError::ReadSource(err)),
             };
             if meta_verdict != Verdict::Allow {
-                return self.verdict(rel, "file", size, Some(sha), meta_verdict);
+                return self.not_restored(rel, size, sha, meta_verdict, &head);
             }
-            if let Some(v) = self.content_verdict(rel, &sha, &head) {
-                return self.verdict(rel, "file", size, Some(sha), v);
+            if let Some(v) = self.content_verdict(rel, &sha, &head, total) {
+                return self.not_restored(rel, size, sha, v, &head);
             }
             self.record(rel, "file", size, Some(sha), Action::WouldRestore, None);
             return Ok(());
@@ -675,6 +841,7 @@ impl Restorer {
         // Spool while hashing; a write error (full target) must be told apart from a read error.
         let mut h = Hasher::new(Algorithm::Sha256);
         let mut head = Vec::new();
+        let mut total = 0u64;
         let mut buf = vec![0u8; COPY_BUF];
         loop {
             let n = match r.read(&mut buf) {
@@ -686,9 +853,10 @@ impl Restorer {
                     return Err(RestoreError::ReadSource(err));
                 }
             };
-            if head.len() < 16 {
-                head.extend_from_slice(&buf[..n.min(16 - head.len())]);
+            if head.len() < keep {
+                head.extend_from_slice(&buf[..n.min(keep - head.len())]);
             }
+            total += n as u64;
             h.update(&buf[..n]);
             if let Err(err) = out.write_all(&buf[..n]) {
                 dir.unlink(&tmp);
@@ -697,9 +865,9 @@ impl Restorer {
             }
         }
         let sha = h.finish();
-        if let Some(v) = self.content_verdict(rel, &sha, &head) {
+        if let Some(v) = self.content_verdict(rel, &sha, &head, total) {
             dir.unlink(&tmp);
-            return self.verdict(rel, "file", size, Some(sha), v);
+            return self.not_restored(rel, size, sha, v, &head);
         }
         if Self::existing_identical(&dir, name, &sha) {
             dir.unlink(&tmp);
@@ -732,7 +900,7 @@ impl Restorer {
         let back = dir.open_read(tmp).and_then(|mut f| {
             // SAFETY: fadvise on an open fd; drops clean cached pages so the read-back hits the disk.
             unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-            hash_with_head(&mut f, None)
+            hash_with_head(&mut f, None, 0)
         });
         match back {
             Ok((h, _, _)) if h == sha => {}
@@ -814,6 +982,31 @@ impl Restorer {
             .filter(|r| r.action == Action::Held)
             .map(|r| r.path.clone())
             .collect();
+        let findings = (!self.policy.findings.files.is_empty()).then(|| {
+            let matched: BTreeSet<&str> = self
+                .records
+                .iter()
+                .flat_map(|r| r.findings.iter().map(String::as_str))
+                .collect();
+            let mut unmatched: Vec<String> = self
+                .policy
+                .findings
+                .naming_paths()
+                .map(|f| f.id.clone())
+                .filter(|id| !matched.contains(id.as_str()))
+                .collect();
+            unmatched.sort();
+            unmatched.dedup();
+            FindingsUse {
+                files: (self.policy.findings.files.iter())
+                    .map(|p| p.display().to_string())
+                    .collect(),
+                total: self.policy.findings.total,
+                naming_paths: self.policy.findings.naming_paths().count(),
+                matched: matched.iter().map(|s| s.to_string()).collect(),
+                unmatched,
+            }
+        });
         RestoreManifest {
             schema: SCHEMA,
             source: self.source_name,
@@ -829,8 +1022,11 @@ impl Restorer {
             complete: stop_reason.is_none(),
             stop_reason,
             counts,
+            source_root: self.policy.source_root_display(),
+            findings,
             review,
             files: self.records,
+            diffs: self.diffs,
         }
     }
 }

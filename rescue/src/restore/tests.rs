@@ -361,11 +361,43 @@ fn tar_hard_links_point_only_at_files_this_restore_screened() {
     link("srv/b.txt", b"srv/a.txt");
     link("srv/c", b"usr/bin/su2");
     link("srv/d", b"../../etc/shadow");
+    // A webshell restored as data, then linked in under the web root.
+    link("var/www/html/s.php", b"srv/a.txt");
+    let mut sym = |name: &str, to: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_link_name(to).unwrap();
+        h.set_cksum();
+        b.append(&h, &b""[..]).unwrap();
+    };
+    sym("var/www/html/t.php", "../../../srv/a.txt");
+    sym("var/www/html/logo.png", "../../../srv/a.txt");
     b.finish().unwrap();
     drop(b);
     let dst = t.path().join("root");
     fs::create_dir_all(&dst).unwrap();
     let m = run(&tarpath, &dst, Policy::default(), None, false);
+    // The setuid file listed exactly: its hard link (header mode 0644) still needs its own listing.
+    let listed = t.path().join("listed");
+    fs::create_dir_all(&listed).unwrap();
+    let p = Policy::new(
+        &["/usr/bin/su2".into(), "srv/*".into()],
+        &[],
+        BTreeSet::new(),
+        true,
+    )
+    .unwrap();
+    let l = run(&tarpath, &listed, p, None, false);
+    assert_eq!(rec(&l, "usr/bin/su2").action, Action::Restored);
+    assert!(
+        matches!(&rec(&l, "srv/c").reason, Some(r) if r.contains("hard link to the setuid/setgid file usr/bin/su2")),
+        "{:?}",
+        rec(&l, "srv/c")
+    );
+    assert!(listed.join("usr/bin/su2").exists() && !listed.join("srv/c").exists());
     assert_eq!(rec(&m, "srv/b.txt").action, Action::Restored);
     assert_eq!(
         fs::metadata(dst.join("srv/b.txt")).unwrap().ino(),
@@ -387,6 +419,11 @@ fn tar_hard_links_point_only_at_files_this_restore_screened() {
             .contains("traversal")
     );
     assert!(!dst.join("srv/c").exists() && !dst.join("srv/d").exists());
+    for held in ["var/www/html/s.php", "var/www/html/t.php"] {
+        assert_eq!(rec(&m, held).action, Action::Held, "{held}");
+        assert!(dst.join(held).symlink_metadata().is_err(), "{held}");
+    }
+    assert_eq!(rec(&m, "var/www/html/logo.png").action, Action::Restored);
 }
 
 #[test]

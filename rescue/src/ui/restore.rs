@@ -100,7 +100,11 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         ),
         None => Default::default(),
     };
-    let pol = policy::Policy::new(&a.include, &a.exclude, blocklist, a.allow_executables)?;
+    // Inside the rescue system the case's own findings join these once triage records them there.
+    let findings = restore::findings::load_all(&a.findings)?;
+    let pol = policy::Policy::new(&a.include, &a.exclude, blocklist, a.allow_executables)?
+        .with_source_root(a.source_root.as_deref())?
+        .with_findings(findings);
 
     if let Some(disk) = source::shared_disk(&a.source, &a.target) {
         anyhow::bail!(
@@ -243,13 +247,19 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
     };
     let manifest = restorer.finish(stop.clone());
     let bytes = serde_json::to_vec_pretty(&manifest)?;
-    let saved = match report_dir(a, &target_root) {
+    let (saved, diffs) = match report_dir(a, &target_root) {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
             crate::acquire::manifest::write_durable(&dir, restore::MANIFEST_NAME, &bytes)?;
-            Some(dir.join(restore::MANIFEST_NAME))
+            let diffs = restore::write_held_diffs(&dir, &manifest).map_err(|e| {
+                anyhow::anyhow!(
+                    "writing the account database comparisons under {} (the restore manifest is written): {e}",
+                    dir.join(restore::HELD_DIR).display()
+                )
+            })?;
+            (Some(dir.join(restore::MANIFEST_NAME)), diffs)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let count = |a: Action| manifest.counts.get(a.name()).copied().unwrap_or(0);
     if crate::system::in_rescue_system() {
@@ -260,6 +270,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
                 "counts": manifest.counts, "complete": manifest.complete,
                 "stop_reason": manifest.stop_reason, "manifest": saved,
                 "review": manifest.review, "clearance": clearance,
+                "findings": manifest.findings, "source_root": manifest.source_root,
             }),
         );
     }
@@ -296,8 +307,27 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         );
         if !manifest.review.is_empty() {
             println!(
-                "held for review (persistence points; restore each by listing it with --include PATH): {}",
+                "held for review (not written; restore each by listing it with --include PATH): {}",
                 manifest.review.join(" ")
+            );
+        }
+        for d in &diffs {
+            println!(
+                "account database compared with the new system's: {}",
+                d.display()
+            );
+        }
+        if let Some(f) = &manifest.findings {
+            println!(
+                "findings: {} of {} findings naming a path name a file of this backup (source root {}){}",
+                f.matched.len(),
+                f.naming_paths,
+                manifest.source_root,
+                if f.unmatched.is_empty() || !f.matched.is_empty() {
+                    String::new()
+                } else {
+                    " — if the backup is of a subdirectory, name it with --source-root DIR".into()
+                }
             );
         }
         if let Some(p) = &saved {
