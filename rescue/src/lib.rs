@@ -24,6 +24,7 @@ pub mod s3;
 pub mod selfcheck;
 pub mod selftest;
 pub mod system;
+pub mod timeline;
 pub mod uevent;
 pub mod ui;
 
