@@ -13,6 +13,7 @@ pub mod cli;
 pub mod coldplug;
 pub mod devices;
 pub mod evidence;
+pub mod examine;
 pub mod format;
 pub mod host;
 pub mod init;

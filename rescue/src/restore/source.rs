@@ -1,18 +1,19 @@
 //! Restore sources: a directory (walked without following symlinks), a `tar` or `tar.zst` archive
 //! (streamed; member paths are passed on raw so the policy can refuse `../` and absolute names), or a
 //! filesystem in a disk image (attached through a read-only loop device) or on a disk (write-blocked
-//! first), mounted `ro,noload,nodev,nosuid,noexec` (`norecovery` for XFS) and unmounted when dropped.
+//! first), mounted read-only without journal replay by [`crate::examine::mount`] (`ro,noload,nodev,
+//! nosuid,noexec` for ext4) and unmounted when dropped.
 //! A whole-disk image or disk is read through its own partition table ([`crate::inventory::read_table`],
 //! GPT or MBR): the partition the operator names, or the only Linux filesystem, is attached as a
 //! read-only loop device over just that byte range.
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::{Content, EntryKind, RestoreError, SourceEntry};
+use crate::examine::mount::{self, LoopDevice};
 
 /// Errors opening a source.
 #[derive(Debug, thiserror::Error)]
@@ -23,23 +24,17 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("attaching {path} to a read-only loop device")]
-    AttachLoop {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("write-blocking {path}")]
     WriteBlock {
         path: PathBuf,
         #[source]
         source: crate::blkro::BlkRoError,
     },
-    #[error("no filesystem on {path} could be mounted read-only (tried {tried} on {devices})")]
+    #[error("mounting {path}")]
     Mount {
         path: PathBuf,
-        tried: String,
-        devices: String,
+        #[source]
+        source: crate::examine::mount::MountError,
     },
     #[error("{path} holds a{table} partition table ({partitions}): {why}")]
     ChoosePartition {
@@ -254,7 +249,8 @@ pub struct Mounted {
     pub fstype: String,
     /// The partition mounted, when the source is a whole disk with a partition table.
     pub partition: Option<ChosenPartition>,
-    loop_dev: Option<fs::File>,
+    /// Unmounts (and detaches the loop device) when dropped.
+    _mount: Box<mount::Mounted>,
 }
 
 /// The partition of a whole-disk source that was chosen, and why.
@@ -376,110 +372,11 @@ pub fn choose_partition(
     }
 }
 
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
-        let _ = fs::remove_dir(&self.mountpoint);
-        if let Some(l) = &self.loop_dev {
-            // SAFETY: LOOP_CLR_FD on the loop device we configured; autoclear would also release it.
-            unsafe { libc::ioctl(l.as_raw_fd(), 0x4C01) };
-        }
-    }
-}
-
-#[repr(C)]
-struct LoopInfo64 {
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: u64,
-    lo_sizelimit: u64,
-    lo_number: u32,
-    lo_encrypt_type: u32,
-    lo_encrypt_key_size: u32,
-    lo_flags: u32,
-    lo_file_name: [u8; 64],
-    lo_crypt_name: [u8; 64],
-    lo_encrypt_key: [u8; 32],
-    lo_init: [u64; 2],
-}
-
-#[repr(C)]
-struct LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo64,
-    reserved: [u64; 8],
-}
-
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-const LO_FLAGS_READ_ONLY: u32 = 1;
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
-
-fn ensure_module(name: &str) {
-    if let Ok(mut c) = crate::coldplug::Coldplug::open(&crate::coldplug::modules_dir()) {
-        let _ = c.load_module(name);
-    }
-}
-
-/// Attaches an image file (or a disk) to a free loop device, read-only; `range` limits it to one
-/// partition's bytes (offset, size).
-fn attach_loop(
-    image: &Path,
-    range: Option<(u64, u64)>,
-) -> Result<(PathBuf, fs::File), SourceError> {
-    let err = |source| SourceError::AttachLoop {
-        path: image.to_owned(),
+fn attach(path: &Path, range: Option<(u64, u64)>) -> Result<LoopDevice, SourceError> {
+    mount::attach_loop(path, range).map_err(|source| SourceError::Mount {
+        path: path.to_owned(),
         source,
-    };
-    if !Path::new("/dev/loop-control").exists() {
-        ensure_module("loop");
-    }
-    let ctl = fs::File::open("/dev/loop-control").map_err(err)?;
-    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number or -1.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
-    if n < 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    let dev = PathBuf::from(format!("/dev/loop{n}"));
-    let backing = fs::File::open(image).map_err(err)?;
-    let mut loopdev = None;
-    for _ in 0..50 {
-        match fs::OpenOptions::new().read(true).open(&dev) {
-            Ok(f) => {
-                loopdev = Some(f);
-                break;
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
-        }
-    }
-    let loopdev = loopdev.ok_or_else(|| {
-        err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{} did not appear", dev.display()),
-        ))
-    })?;
-    // SAFETY: zero is a valid bit pattern for this plain-data struct.
-    let mut cfg: LoopConfig = unsafe { std::mem::zeroed() };
-    cfg.fd = backing.as_raw_fd() as u32;
-    cfg.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-    if let Some((offset, size)) = range {
-        cfg.info.lo_offset = offset;
-        cfg.info.lo_sizelimit = size;
-    }
-    // SAFETY: LOOP_CONFIGURE reads a struct loop_config we own for the duration of the call.
-    let rc = unsafe {
-        libc::ioctl(
-            loopdev.as_raw_fd(),
-            LOOP_CONFIGURE,
-            &cfg as *const LoopConfig,
-        )
-    };
-    if rc < 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    Ok((dev, loopdev))
+    })
 }
 
 /// The partition table of an image file or disk, read through an `O_RDONLY` handle, and whether the
@@ -544,87 +441,40 @@ pub fn mount_readonly_partition(
     let (device, loop_dev) = match (&chosen, kind) {
         (None, SourceKind::Device) => (path.to_owned(), None),
         (None, _) => {
-            let (d, f) = attach_loop(path, None)?;
-            (d, Some(f))
+            let l = attach(path, None)?;
+            (l.path.clone(), Some(l))
         }
         (Some(c), _) => {
-            let (d, f) = attach_loop(path, Some((c.entry.start_bytes, c.entry.size_bytes)))?;
-            (d, Some(f))
+            let l = attach(path, Some((c.entry.start_bytes, c.entry.size_bytes)))?;
+            (l.path.clone(), Some(l))
         }
     };
     try_mount(path, mount_base, device, loop_dev, chosen)
 }
 
-/// Mounts `device` (the source itself, or a loop device over it) read-only, trying each filesystem.
+/// Mounts `device` (the source itself, or a loop device over it) read-only through
+/// [`crate::examine::mount`], the one place that decides the options.
 fn try_mount(
     path: &Path,
     mount_base: &Path,
     device: PathBuf,
-    loop_dev: Option<fs::File>,
+    loop_dev: Option<LoopDevice>,
     partition: Option<ChosenPartition>,
 ) -> Result<Mounted, SourceError> {
-    // One process may hold two (a restore source and a dry run's target).
-    static MOUNTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = MOUNTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mountpoint = mount_base.join(format!("restore-source-{}-{n}", std::process::id()));
-    fs::create_dir_all(&mountpoint).map_err(|source| SourceError::Open {
-        path: mountpoint.clone(),
-        source,
-    })?;
-    let flags = nix::mount::MsFlags::MS_RDONLY
-        | nix::mount::MsFlags::MS_NODEV
-        | nix::mount::MsFlags::MS_NOSUID
-        | nix::mount::MsFlags::MS_NOEXEC;
-    let tried: [(&str, Option<&str>); 6] = [
-        ("ext4", Some("noload")),
-        ("iso9660", None),
-        ("xfs", Some("norecovery")),
-        ("btrfs", Some("rescue=nologreplay")),
-        ("vfat", None),
-        ("exfat", None),
-    ];
-    let candidates = [device];
-    for cand in &candidates {
-        for (fs_type, data) in tried {
-            if nix::mount::mount(
-                Some(cand.as_path()),
-                &mountpoint,
-                Some(fs_type),
-                flags,
-                data,
-            )
-            .is_ok()
-            {
-                return Ok(Mounted {
-                    mountpoint,
-                    device: cand.clone(),
-                    fstype: fs_type.to_owned(),
-                    partition,
-                    loop_dev,
-                });
-            }
-        }
-    }
-    let _ = fs::remove_dir(&mountpoint);
-    if let Some(l) = &loop_dev {
-        // SAFETY: LOOP_CLR_FD on the loop device we configured.
-        unsafe { libc::ioctl(l.as_raw_fd(), 0x4C01) };
-    }
-    Err(SourceError::Mount {
-        path: path.to_owned(),
-        tried: tried
-            .iter()
-            .map(|(t, d)| match d {
-                Some(d) => format!("{t} ({d})"),
-                None => (*t).to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        devices: candidates
-            .iter()
-            .map(|c| c.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+    let signature = partition
+        .as_ref()
+        .and_then(|p| p.entry.signature.as_deref());
+    let m = mount::mount_readonly(&device, loop_dev, signature, mount_base, "restore-source")
+        .map_err(|source| SourceError::Mount {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(Mounted {
+        mountpoint: m.mountpoint.clone(),
+        device: m.device.clone(),
+        fstype: m.fstype.clone(),
+        partition,
+        _mount: Box::new(m),
     })
 }
 
