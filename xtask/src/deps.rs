@@ -106,4 +106,15 @@ pub const TEST: &[(&str, &str)] = &[
     ("mdadm", "mdadm"),
     ("make-bcache", "bcache-tools"),
     ("blkid", "util-linux"),
+    // Timeline (issue 14): body file vs Sleuth Kit, journal vs journalctl, wtmp vs last, LZ4 blocks.
+    ("fls", "sleuthkit"),
+    ("mactime", "sleuthkit"),
+    ("journalctl", "systemd"),
+    (
+        "/usr/lib/systemd/systemd-journal-remote",
+        "systemd-journal-remote",
+    ),
+    ("last", "util-linux"),
+    ("utmpdump", "util-linux"),
+    ("lz4", "lz4"),
 ];

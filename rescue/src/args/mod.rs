@@ -10,6 +10,7 @@ pub mod acquire;
 pub mod net;
 pub mod reinstall;
 pub mod restore;
+pub mod timeline;
 
 /// Exit code: the command line was not understood.
 pub const EXIT_USAGE: u8 = 2;
@@ -100,6 +101,9 @@ pub enum Command {
     Deploy(Box<reinstall::DeployArgs>),
     /// Restore files from a backup onto the new root: checksummed, screened, read back.
     Restore(Box<restore::RestoreArgs>),
+    /// What happened when: body file of every file's times, and the logs' events as a Timesketch
+    /// timeline (JSONL and CSV), sorted, hashed.
+    Timeline(Box<timeline::TimelineArgs>),
     /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
     Net {
         #[command(subcommand)]

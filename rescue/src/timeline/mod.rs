@@ -186,13 +186,132 @@ fn rel_to_shown(path: &[u8]) -> String {
     }
 }
 
-/// Builds the timeline of the system mounted at `root` from its walk entries (paths relative to the
-/// root, shown as absolute paths on the examined system).
+/// The walk stage: every entry becomes a body-file line; the regular files that are logs are noted
+/// for the next stage. Fed by [`crate::examine::walk`] (as its [`Visitor`]) or, in tests, by hand.
+///
+/// [`Visitor`]: crate::examine::walk::Visitor
+pub struct WalkStage<'a> {
+    root: PathBuf,
+    /// Prefix for body-file names when a source has several roots (`/partition2`).
+    prefix: Vec<u8>,
+    body: BodyWriter<BufWriter<File>>,
+    body_path: PathBuf,
+    found: Vec<LogFile>,
+    problems: Vec<WalkProblem>,
+    error: Option<TimelineError>,
+    progress: &'a mut dyn FnMut(Progress),
+}
+
+impl WalkStage<'_> {
+    /// Takes one entry (path as on the examined system) with its mtime in UNIX seconds.
+    pub fn add(&mut self, e: &WalkEntry) {
+        if self.error.is_some() {
+            return;
+        }
+        let r = if self.prefix.is_empty() {
+            self.body.write(e)
+        } else {
+            let mut p = e.clone();
+            p.path = [self.prefix.as_slice(), &e.path].concat();
+            self.body.write(&p)
+        };
+        if let Err(source) = r {
+            self.error = Some(TimelineError::Write {
+                path: self.body_path.clone(),
+                source,
+            });
+            return;
+        }
+        if self.body.lines.is_multiple_of(50_000) {
+            (self.progress)(Progress::Walked {
+                entries: self.body.lines,
+            });
+        }
+        if e.mode & libc::S_IFMT != libc::S_IFREG {
+            return;
+        }
+        let shown = rel_to_shown(&e.path);
+        if let Some(kind) = logs::classify(&shown) {
+            let rel = shown.trim_start_matches('/');
+            let name = shown.rsplit('/').next().unwrap_or("");
+            self.found.push(LogFile {
+                kind,
+                real: self.root.join(rel),
+                rotation: logs::rotation(name).1,
+                mtime: e.mtime.map(|(s, _)| s).unwrap_or(0),
+                shown,
+            });
+        }
+    }
+
+    /// Notes an entry the walker could not read.
+    pub fn problem(&mut self, path: &[u8], why: String) {
+        self.problems.push(WalkProblem {
+            path: rel_to_shown(path),
+            why,
+        });
+    }
+}
+
+impl crate::examine::walk::Visitor for WalkStage<'_> {
+    fn entry(&mut self, entry: &crate::examine::walk::Entry<'_>) -> crate::examine::walk::Visit {
+        use crate::examine::walk::{FileKind, Visit};
+        let m = &entry.meta;
+        let ifmt = match m.kind {
+            FileKind::File => libc::S_IFREG,
+            FileKind::Dir => libc::S_IFDIR,
+            FileKind::Symlink => libc::S_IFLNK,
+            FileKind::CharDevice => libc::S_IFCHR,
+            FileKind::BlockDevice => libc::S_IFBLK,
+            FileKind::Fifo => libc::S_IFIFO,
+            FileKind::Socket => libc::S_IFSOCK,
+            FileKind::Unknown => 0,
+        };
+        let t = |t: crate::examine::walk::Time| Some((t.secs, t.nanos));
+        let e = WalkEntry {
+            path: entry.inner_path().to_vec(),
+            mode: ifmt | m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            size: m.size,
+            inode: m.inode,
+            atime: t(m.atime),
+            mtime: t(m.mtime),
+            ctime: t(m.ctime),
+            crtime: m.crtime.and_then(t),
+            link_target: (m.kind == FileKind::Symlink)
+                .then(|| entry.read_link().ok())
+                .flatten(),
+        };
+        self.add(&e);
+        if self.error.is_some() {
+            Visit::Stop
+        } else {
+            Visit::Continue
+        }
+    }
+
+    fn unreadable(&mut self, path: &[u8], error: &std::io::Error) {
+        self.problem(path, error.to_string());
+    }
+}
+
+/// One root of the examined source: where it is mounted, and the body-file prefix for its names
+/// (empty for a single root).
+#[derive(Debug, Clone)]
+pub struct RootIn {
+    pub path: PathBuf,
+    pub prefix: String,
+}
+
+/// Builds the timeline of the system whose roots are mounted at `roots`: `feed` walks one root into
+/// the [`WalkStage`] (in production `examine::walk::walk(root, stage)`). The host name and zone come
+/// from the first root that has an `/etc`.
 pub fn run(
-    root: &Path,
-    walk: impl IntoIterator<Item = Result<(WalkEntry, i64), WalkProblem>>,
+    roots: &[RootIn],
     opts: &Options,
     progress: &mut dyn FnMut(Progress),
+    mut feed: impl FnMut(&Path, &mut WalkStage<'_>) -> Result<(), String>,
 ) -> Result<Summary, TimelineError> {
     let out = &opts.out;
     fs::create_dir_all(out).map_err(|source| TimelineError::CreateOut {
@@ -206,45 +325,48 @@ pub fn run(
         let p = p.to_owned();
         move |source| TimelineError::Write { path: p, source }
     };
-    let zone = tz::Zone::choose(opts.tz.as_deref(), root)?;
-    let host = host_name(root);
+    let system = roots
+        .iter()
+        .find(|r| r.path.join("etc").is_dir())
+        .or(roots.first())
+        .map(|r| r.path.clone())
+        .unwrap_or_default();
+    let zone = tz::Zone::choose(opts.tz.as_deref(), &system)?;
+    let host = host_name(&system);
 
     // 1. The walk: body file lines, and the logs among the entries.
     let body_path = out.join("bodyfile.txt");
-    let mut body = BodyWriter::new(BufWriter::with_capacity(
+    let body = BodyWriter::new(BufWriter::with_capacity(
         1 << 20,
         File::create(&body_path).map_err(werr(&body_path))?,
     ));
-    let mut found: Vec<LogFile> = Vec::new();
-    let mut problems = Vec::new();
-    for item in walk {
-        match item {
-            Ok((e, mtime)) => {
-                body.write(&e).map_err(werr(&body_path))?;
-                if body.lines % 50_000 == 0 {
-                    progress(Progress::Walked {
-                        entries: body.lines,
-                    });
-                }
-                if e.mode & libc::S_IFMT != libc::S_IFREG {
-                    continue;
-                }
-                let shown = rel_to_shown(&e.path);
-                if let Some(kind) = logs::classify(&shown) {
-                    let rel = shown.trim_start_matches('/');
-                    let name = shown.rsplit('/').next().unwrap_or("");
-                    found.push(LogFile {
-                        kind,
-                        real: root.join(rel),
-                        rotation: logs::rotation(name).1,
-                        mtime,
-                        shown,
-                    });
-                }
-            }
-            Err(p) => problems.push(p),
+    let mut stage = WalkStage {
+        root: PathBuf::new(),
+        prefix: Vec::new(),
+        body,
+        body_path: body_path.clone(),
+        found: Vec::new(),
+        problems: Vec::new(),
+        error: None,
+        progress,
+    };
+    for r in roots {
+        stage.root = r.path.clone();
+        stage.prefix = r.prefix.clone().into_bytes();
+        if let Err(why) = feed(&r.path, &mut stage) {
+            stage.problem(b"", format!("walking {}: {why}", r.path.display()));
+        }
+        if let Some(e) = stage.error.take() {
+            return Err(e);
         }
     }
+    let WalkStage {
+        body,
+        mut found,
+        problems,
+        progress,
+        ..
+    } = stage;
     let bodyfile_entries = body.lines;
     body.finish()
         .and_then(|mut w| w.flush())

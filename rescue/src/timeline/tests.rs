@@ -1,32 +1,18 @@
 //! The whole run over a small examined root: outputs exist, are sorted, cut by the window, hashed.
 
-use std::os::unix::fs::MetadataExt;
-
 use super::*;
 
-/// Walk entries for the files a test created (the real walker is `examine::walk`).
-fn entries(root: &Path, rels: &[&str]) -> Vec<Result<(WalkEntry, i64), WalkProblem>> {
-    rels.iter()
-        .map(|r| {
-            let m = fs::symlink_metadata(root.join(r)).unwrap();
-            Ok((
-                WalkEntry {
-                    path: format!("/{r}").into_bytes(),
-                    mode: m.mode(),
-                    uid: m.uid(),
-                    gid: m.gid(),
-                    size: m.size(),
-                    inode: m.ino(),
-                    atime: Some((m.atime(), m.atime_nsec() as u32)),
-                    mtime: Some((m.mtime(), m.mtime_nsec() as u32)),
-                    ctime: Some((m.ctime(), m.ctime_nsec() as u32)),
-                    crtime: None,
-                    link_target: None,
-                },
-                m.mtime(),
-            ))
-        })
-        .collect()
+/// Runs the timeline over `root` with the one walker.
+fn run_on(root: &Path, opts: &Options) -> Result<Summary, TimelineError> {
+    let roots = [RootIn {
+        path: root.to_owned(),
+        prefix: String::new(),
+    }];
+    run(&roots, opts, &mut |_| {}, |r, stage| {
+        crate::examine::walk::walk(r, stage)
+            .map(|_| ())
+            .map_err(|e| crate::error_chain(&e))
+    })
 }
 
 fn set_mtime(p: &Path, secs: i64) {
@@ -75,20 +61,11 @@ fn a_root_becomes_a_sorted_hashed_timeline() {
         sort_budget: 300, // force spills
         ..Default::default()
     };
-    let walk = entries(
-        r,
-        &[
-            "etc",
-            "etc/hostname",
-            "var/log/auth.log",
-            "var/log/auth.log.2.gz",
-            "root/.bash_history",
-        ],
-    );
-    let s = run(r, walk, &opts, &mut |_| {}).unwrap();
+    let s = run_on(r, &opts).unwrap();
     assert_eq!(s.host, "web1");
     assert_eq!(s.zone.name, "+01:00");
-    assert_eq!(s.bodyfile_entries, 5);
+    // etc, etc/hostname, etc/timezone, var, var/log, 2 logs, root, root/.bash_history
+    assert_eq!(s.bodyfile_entries, 9);
     assert_eq!(s.logs.len(), 3);
     assert_eq!(
         s.logs[0].path, "/var/log/auth.log.2.gz",
@@ -119,13 +96,9 @@ fn a_root_becomes_a_sorted_hashed_timeline() {
             .count(),
         4
     );
-    assert_eq!(
-        fs::read_to_string(d.join("bodyfile.txt"))
-            .unwrap()
-            .lines()
-            .count(),
-        5
-    );
+    let body = fs::read_to_string(d.join("bodyfile.txt")).unwrap();
+    assert_eq!(body.lines().count(), 9);
+    assert!(body.contains("|/var/log/auth.log.2.gz|"), "{body}");
     assert!(
         fs::read_to_string(d.join("unparsed.jsonl"))
             .unwrap()
@@ -147,9 +120,8 @@ fn a_root_becomes_a_sorted_hashed_timeline() {
     );
 
     // A second run into the same directory is refused rather than mixed in.
-    let again = entries(r, &["etc"]);
     assert!(matches!(
-        run(r, again, &opts, &mut |_| {}),
+        run_on(r, &opts),
         Err(TimelineError::OutNotEmpty { .. })
     ));
 }

@@ -385,6 +385,41 @@ mod tests {
         );
     }
 
+    /// lz4(1) is an independent encoder: the first block of its frame decodes to the input.
+    #[test]
+    fn lz4_blocks_from_the_lz4_tool_decode() {
+        use std::io::Write;
+        let input: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("line {} of a journal message\n", i % 97).into_bytes())
+            .take(60_000)
+            .collect();
+        let child = std::process::Command::new("lz4")
+            .args(["-c", "-q", "-B4"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            assert!(
+                std::env::var_os("RESCUE_REQUIRE_TOOLS").is_none(),
+                "lz4 (package lz4) is needed"
+            );
+            return;
+        };
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let frame = child.wait_with_output().unwrap().stdout;
+        assert_eq!(&frame[..4], &[0x04, 0x22, 0x4d, 0x18]);
+        let flg = frame[4];
+        let mut at = 6 + if flg & 8 != 0 { 8 } else { 0 } + if flg & 1 != 0 { 4 } else { 0 } + 1;
+        let size = u32::from_le_bytes(frame[at..at + 4].try_into().unwrap());
+        at += 4;
+        assert_eq!(size & 0x8000_0000, 0, "the block is compressed");
+        let block = &frame[at..at + size as usize];
+        assert_eq!(
+            lz4_block(block, 64 << 10).unwrap(),
+            input[..input.len().min(64 << 10)]
+        );
+    }
+
     #[test]
     fn garbage_is_not_a_journal() {
         let dir = tempfile::tempdir().unwrap();
