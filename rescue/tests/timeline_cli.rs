@@ -509,3 +509,40 @@ fn bodyfile_rows_match_fls_through_mactime() {
     assert_timesketch(&out);
     mark("fls");
 }
+
+/// The findings triage wrote beside the timeline's directory become flagged events on their own.
+#[test]
+fn triage_findings_beside_the_output_become_events() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("web3");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let case = d.path().join("CASE-1");
+    std::fs::create_dir_all(case.join("triage-web3")).unwrap();
+    std::fs::write(
+        case.join("triage-web3/findings.json"),
+        r#"{"schema":"rescue.triage/1","findings":[{"id":"x","severity":"high","category":"ssh",
+            "path":"/root/.ssh/authorized_keys","why":"key not in any package","root":"the directory",
+            "in_window":true,"evidence":{"mtime":"2026-11-30T02:14:07.500000000Z","ctime":null}}]}"#,
+    )
+    .unwrap();
+    let out = case.join("timeline-web3");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("triage-web3/findings.json"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains(
+            "first suspicious: 2026-11-30T02:14:07.500000+00:00 triage (key not in any package)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let evs = events(&out);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["source"], "triage");
+    assert_eq!(evs[0]["timestamp_desc"], "Content Modification Time");
+    assert_timesketch(&out);
+}

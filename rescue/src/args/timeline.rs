@@ -25,7 +25,8 @@ pub struct TimelineArgs {
     #[arg(long, value_name = "ZONE")]
     pub tz: Option<String>,
     /// A triage findings.json (rescue.triage/1) whose findings become events [default: findings.json
-    /// next to DIR or in DIR's parent's triage directory, when there is one].
+    /// in DIR or DIR's parent, else the one in a triage-* directory beside DIR (the only one, or the
+    /// one named after SOURCE)].
     #[arg(long, value_name = "FILE")]
     pub findings: Option<PathBuf>,
 }

@@ -140,7 +140,7 @@ mod tests {
             &p,
             r#"{"schema":"rescue.triage/1","findings":[
               {"path":"/root/.ssh/authorized_keys","why":"SSH key added","severity":"high",
-               "evidence":{"mtime":1700000000,"ctime":"2023-11-14T22:13:21Z","sha256":"ab"}},
+               "evidence":{"mtime":1700000000,"ctime":"2023-11-14T22:13:21.123456789Z","sha256":"ab"}},
               {"path":"/etc/ld.so.preload","why":"preload present","severity":"critical","evidence":{}}]}"#,
         )
         .unwrap();
@@ -160,7 +160,7 @@ mod tests {
             .iter()
             .find(|e| e.timestamp_desc == "Metadata Modification Time")
             .unwrap();
-        assert_eq!(ct.timestamp, 1_700_000_001_000_000);
+        assert_eq!(ct.timestamp, 1_700_000_001_123_456);
         assert!(c.unparsed[0].1.contains("ld.so.preload"));
 
         std::fs::write(&p, r#"{"schema":"other/1","findings":[]}"#).unwrap();

@@ -10,20 +10,41 @@ use std::path::{Path, PathBuf};
 use crate::args::timeline::TimelineArgs;
 use crate::timeline::{self, Options, Progress, RootIn};
 
-/// The findings file to use: `--findings`, else `findings.json` in DIR, DIR's parent, or a `triage`
-/// directory beside DIR.
+/// The findings file to use: `--findings`, else `findings.json` in DIR or DIR's parent, else the one
+/// triage wrote beside DIR (`<case>/triage-NAME/findings.json`): the only one, or the one whose NAME
+/// holds the source's name.
 fn findings_file(a: &TimelineArgs) -> Option<PathBuf> {
     if let Some(f) = &a.findings {
         return Some(f.clone());
     }
     let parent = a.out.parent().unwrap_or(Path::new("."));
-    [
-        a.out.join("findings.json"),
-        parent.join("findings.json"),
-        parent.join("triage").join("findings.json"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
+    if let Some(p) = [a.out.join("findings.json"), parent.join("findings.json")]
+        .into_iter()
+        .find(|p| p.is_file())
+    {
+        return Some(p);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(parent)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("triage"))
+        .map(|e| e.path().join("findings.json"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    if found.len() == 1 {
+        return found.pop();
+    }
+    let name = a.source.file_name()?.to_string_lossy().into_owned();
+    let mut named = found.into_iter().filter(|p| {
+        p.parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|d| d.to_string_lossy().contains(&name))
+    });
+    match (named.next(), named.next()) {
+        (Some(p), None) => Some(p),
+        _ => None,
+    }
 }
 
 fn window(s: &Option<String>, end: bool, flag: &str) -> anyhow::Result<Option<i64>> {
