@@ -242,10 +242,43 @@ fn journal_events_match_journalctl() {
         );
         files.push(j);
     }
+    // A damaged copy: the second ENTRY object's size field overwritten. It must not stop the run;
+    // the first entry is read and the loss is reported.
+    let mut bad = std::fs::read(&files[0]).unwrap();
+    let le = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let mut off = le(&bad, 88);
+    let mut entries_seen = 0;
+    while off + 16 <= bad.len() && le(&bad, off + 8) >= 16 {
+        if bad[off] == 3 {
+            entries_seen += 1;
+            if entries_seen == 2 {
+                bad[off + 8..off + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+                break;
+            }
+        }
+        off += le(&bad, off + 8).div_ceil(8) * 8;
+    }
+    assert_eq!(entries_seen, 2, "found the second ENTRY object");
+    let damaged_dir = root.join("var/log/journal/damaged");
+    std::fs::create_dir_all(&damaged_dir).unwrap();
+    std::fs::write(damaged_dir.join("system@damaged.journal~"), &bad).unwrap();
+
     let out = d.path().join("out");
     let o = rescue(&["timeline", s(&root), "--out", s(&out), "--tz", "UTC"]);
     assert!(o.status.success(), "{}", text(&o));
     let ours = events(&out);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timeline-summary.json")).unwrap()).unwrap();
+    let damaged = summary["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["path"].as_str().unwrap().contains("damaged"))
+        .unwrap();
+    assert_eq!(damaged["events"], 1, "{damaged}");
+    assert_eq!(damaged["unparsed"], 1, "the damage is reported: {damaged}");
+    let unparsed = std::fs::read_to_string(out.join("unparsed.jsonl")).unwrap();
+    assert!(unparsed.contains("impossible size"), "{unparsed}");
     for j in &files {
         let shown = format!("/{}", j.strip_prefix(&root).unwrap().display());
         let mut want = Vec::new();
@@ -280,6 +313,24 @@ fn journal_events_match_journalctl() {
         got.sort();
         assert_eq!(got, want, "{shown}");
     }
+    // Forty more copies, each with 8 bytes overwritten at a different place: one run reads them all
+    // without a panic, and says what it could not read.
+    let fuzz_root = d.path().join("fuzz");
+    let fdir = fuzz_root.join("var/log/journal/f");
+    std::fs::create_dir_all(&fdir).unwrap();
+    let good = std::fs::read(&files[1]).unwrap();
+    let used = (le(&good, 88) + le(&good, 96)).min(good.len());
+    for k in 0..40 {
+        let mut b = good.clone();
+        let at = 8 + k * (used - 16) / 40;
+        b[at..at + 8].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        std::fs::write(fdir.join(format!("f{k}.journal")), b).unwrap();
+    }
+    let fout = d.path().join("fuzz-out");
+    let o = rescue(&["timeline", s(&fuzz_root), "--out", s(&fout), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_timesketch(&fout);
+
     let root_login = ours
         .iter()
         .find(|e| {

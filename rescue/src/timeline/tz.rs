@@ -262,8 +262,14 @@ fn parse_tzif(b: &[u8]) -> Option<Rules> {
         Some(c)
     };
     let [isut, isstd, leap, timecnt, typecnt, charcnt] = counts(0)?;
+    if [isut, isstd, leap, timecnt, typecnt, charcnt]
+        .iter()
+        .any(|&n| n > b.len())
+    {
+        return None;
+    }
     let v1_len = timecnt * 5 + typecnt * 6 + charcnt + leap * 8 + isstd + isut;
-    let (base, width, c) = if b[4] >= b'2' {
+    let (base, width, c) = if *b.get(4)? >= b'2' {
         let h2 = 44 + v1_len;
         if b.get(h2..h2 + 4)? != b"TZif" {
             return None;
@@ -273,7 +279,8 @@ fn parse_tzif(b: &[u8]) -> Option<Rules> {
         (0, 4usize, [isut, isstd, leap, timecnt, typecnt, charcnt])
     };
     let [isut, isstd, leap, timecnt, typecnt, charcnt] = c;
-    if typecnt == 0 {
+    // Counts larger than the file are lies; never allocate for them.
+    if typecnt == 0 || c.iter().any(|&n| n > b.len()) {
         return None;
     }
     let mut at = base + 44;
@@ -543,6 +550,20 @@ mod tests {
             z.to_utc(&civ(2050, 7, 1, 14, 0)),
             civ(2050, 7, 1, 12, 0).as_utc_seconds()
         );
+    }
+
+    #[test]
+    fn cut_or_lying_tzif_files_are_refused_not_a_panic() {
+        let Ok(b) = fs::read("/usr/share/zoneinfo/Europe/Berlin") else {
+            return;
+        };
+        for n in (0..b.len()).step_by(7) {
+            let _ = parse_tzif(&b[..n]);
+        }
+        let mut lie = b.clone();
+        lie[32..36].copy_from_slice(&u32::MAX.to_be_bytes()); // timecnt
+        assert!(parse_tzif(&lie).is_none());
+        assert!(parse_tzif(b"TZif").is_none());
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Journal {
         {
             return Err(format!("object at {off} is type {kind}, expected {w}"));
         }
-        if size < 16 || off + size > self.end {
+        if size < 16 || size > self.end.saturating_sub(off) {
             return Err(format!("object at {off} has an impossible size {size}"));
         }
         if size > MAX_OBJECT {
@@ -170,7 +170,7 @@ impl Journal {
         mut bad: impl FnMut(u64, String) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
         let mut off = self.header_size;
-        while off + 16 <= self.end {
+        while off.saturating_add(16) <= self.end {
             let mut h = [0u8; 16];
             if read_at_most(&self.file, &mut h, off).unwrap_or(0) < 16 {
                 break;
@@ -179,7 +179,7 @@ impl Journal {
             if h[0] == 0 && size == 0 {
                 break; // unused tail of the arena
             }
-            if size < 16 || off + size > self.end {
+            if size < 16 || size > self.end.saturating_sub(off) {
                 bad(
                     off,
                     format!(
@@ -236,7 +236,7 @@ impl Journal {
 fn read_at_most(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        match f.read_at(&mut buf[got..], off + got as u64) {
+        match f.read_at(&mut buf[got..], off.saturating_add(got as u64)) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -475,3 +475,96 @@ mod tests {
         assert_eq!(seen[2], (3, 5, false, Some('t')));
     }
 }
+
+/// Bad input never panics: valid lines of every text format, cut and with multi-byte characters
+/// spliced in at every position, go through every parser.
+#[cfg(test)]
+mod mangled {
+    use super::testutil::run;
+    use super::*;
+    use crate::timeline::tz::Zone;
+
+    #[test]
+    fn mangled_lines_are_kept_or_parsed_never_a_panic() {
+        let samples: &[(LogKind, &str, &str)] = &[
+            (
+                LogKind::Auth,
+                "/var/log/auth.log",
+                "Jan  2 03:04:05.123 web1 sshd[812]: Accepted password for root from 10.0.0.9 port 22 ssh2",
+            ),
+            (
+                LogKind::Syslog,
+                "/var/log/syslog",
+                "2024-03-01T10:00:00.250000+01:00 web1 CRON[5]: (root) CMD (x)",
+            ),
+            (
+                LogKind::Yum,
+                "/var/log/yum.log",
+                "Jan 02 03:04:05 Installed: nmap-7.0.x86_64",
+            ),
+            (
+                LogKind::WebAccess,
+                "/var/log/nginx/access.log",
+                r#"203.0.113.7 - - [10/Oct/2023:13:55:36 -0700] "GET / HTTP/1.1" 200 2326 "-" "curl/8.0""#,
+            ),
+            (
+                LogKind::WebError,
+                "/var/log/apache2/error.log",
+                "[Wed Oct 11 14:32:52.123456 2023] [core:error] [pid 35708] AH00037: x",
+            ),
+            (
+                LogKind::WebError,
+                "/var/log/nginx/error.log",
+                "2023/10/10 13:55:36 [error] 12#12: *1 open() failed",
+            ),
+            (
+                LogKind::Dpkg,
+                "/var/log/dpkg.log",
+                "2024-01-02 03:04:05 install nmap:amd64 <none> 7.93",
+            ),
+            (
+                LogKind::AptHistory,
+                "/var/log/apt/history.log",
+                "Start-Date: 2024-01-02  03:04:05",
+            ),
+            (
+                LogKind::Dnf,
+                "/var/log/dnf.log",
+                "2024-01-02T03:04:05+0100 INFO Installed: nmap",
+            ),
+            (
+                LogKind::Audit,
+                "/var/log/audit/audit.log",
+                "type=ADD_USER msg=audit(1700000000.123:456): pid=1",
+            ),
+            (LogKind::ShellHistory, "/root/.bash_history", "#1700000000"),
+        ];
+        let zone = Zone::utc("t");
+        for (kind, shown, line) in samples {
+            let mut content = String::new();
+            for i in 0..=line.len() {
+                if !line.is_char_boundary(i) {
+                    continue;
+                }
+                content.push_str(&line[..i]);
+                content.push('\n');
+                content.push_str(&line[..i]);
+                content.push('é');
+                content.push_str(&line[i..]);
+                content.push('\n');
+                content.push_str(&line[..i]);
+                content.push_str("\u{1F600}");
+                content.push_str(line.get(i + 1..).unwrap_or(""));
+                content.push('\n');
+            }
+            let mut bytes = content.into_bytes();
+            bytes.extend_from_slice(b"\xff\xfe\x00 broken\n");
+            let (c, s) = run(*kind, shown, &bytes, 1_735_689_600, &zone);
+            assert_eq!(
+                s.events + s.unparsed,
+                c.events.len() as u64 + c.unparsed.len() as u64
+            );
+            assert!(s.events > 0, "{kind:?}: the intact line parses");
+        }
+    }
+}

@@ -169,6 +169,9 @@ pub fn parse_audit(ctx: &mut Context<'_>) -> Result<(), LogError> {
             let (time, serial) = stamp.split_once(':')?;
             let (secs, frac) = time.split_once('.').unwrap_or((time, "0"));
             let secs: i64 = num(secs)?;
+            if frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
             let ms: i64 = num(&format!("{frac:0<3}")[..3])?;
             Some((
                 kind,

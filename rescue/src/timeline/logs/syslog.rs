@@ -35,7 +35,7 @@ pub enum Stamp {
 /// `Jan  2 03:04:05` → month, day, h, m, s; and the rest after the time.
 fn bsd_time(s: &str) -> Option<(Civil, &str)> {
     let b = s.as_bytes();
-    if b.len() < 15 || b[3] != b' ' || b[9] != b':' || b[12] != b':' {
+    if b.len() < 15 || !b[..15].is_ascii() || b[3] != b' ' || b[9] != b':' || b[12] != b':' {
         return None;
     }
     let month = month_number(&b[..3])?;
@@ -77,6 +77,7 @@ fn frac_micros(d: &str) -> Option<u32> {
 pub fn iso_time(s: &str) -> Option<(Stamp, &str)> {
     let b = s.as_bytes();
     if b.len() < 19
+        || !b[..19].is_ascii()
         || b[4] != b'-'
         || b[7] != b'-'
         || !(b[10] == b'T' || b[10] == b' ')
@@ -115,9 +116,9 @@ pub fn iso_time(s: &str) -> Option<(Stamp, &str)> {
         return utc(0, r);
     }
     let rb = rest.as_bytes();
-    if rb.len() >= 5 && (rb[0] == b'+' || rb[0] == b'-') {
+    if rb.len() >= 5 && rb[..5].is_ascii() && (rb[0] == b'+' || rb[0] == b'-') {
         let sign = if rb[0] == b'-' { -1 } else { 1 };
-        let (hh, mm, len) = if rb.len() >= 6 && rb[3] == b':' {
+        let (hh, mm, len) = if rb.len() >= 6 && rb[5].is_ascii() && rb[3] == b':' {
             (num::<i64>(&rest[1..3]), num::<i64>(&rest[4..6]), 6)
         } else {
             (num::<i64>(&rest[1..3]), num::<i64>(&rest[3..5]), 5)

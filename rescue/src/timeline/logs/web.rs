@@ -31,7 +31,13 @@ fn judge_request(req: &str) -> Option<&'static str> {
 /// `10/Oct/2000:13:55:36 -0700` → UTC microseconds.
 fn clf_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
+    if b.len() < 26
+        || !b[..26].is_ascii()
+        || b[2] != b'/'
+        || b[6] != b'/'
+        || b[11] != b':'
+        || b[20] != b' '
+    {
         return None;
     }
     let c = Civil {
@@ -111,6 +117,7 @@ pub fn parse_access(ctx: &mut Context<'_>) -> Result<(), LogError> {
 fn nginx_error(s: &str) -> Option<(Civil, &str)> {
     let b = s.as_bytes();
     if b.len() < 20
+        || !b[..20].is_ascii()
         || b[4] != b'/'
         || b[7] != b'/'
         || b[10] != b' '
@@ -147,8 +154,10 @@ fn apache_error(s: &str) -> Option<(Civil, &str)> {
     }
     let micros = if frac.is_empty() {
         0
-    } else {
+    } else if frac.len() <= 9 && frac.bytes().all(|c| c.is_ascii_digit()) {
         num::<u32>(&format!("{frac:0<6}")[..6])?
+    } else {
+        return None;
     };
     let c = Civil {
         year: num(parts[4])?,
