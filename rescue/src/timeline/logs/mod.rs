@@ -553,7 +553,7 @@ mod mangled {
                 content.push_str(&line[i..]);
                 content.push('\n');
                 content.push_str(&line[..i]);
-                content.push_str("\u{1F600}");
+                content.push('\u{1F600}');
                 content.push_str(line.get(i + 1..).unwrap_or(""));
                 content.push('\n');
             }
