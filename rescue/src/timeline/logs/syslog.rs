@@ -208,7 +208,16 @@ pub fn parse(ctx: &mut Context<'_>) -> Result<(), LogError> {
         ));
         let _ = b;
     }
-    let note = ctx.stats.year_note.clone().unwrap_or_default();
+    // Short in each event; the whole reasoning is in the summary, per file.
+    let note = format!(
+        "from the file's mtime {}{}",
+        &crate::timeline::event::iso8601(ctx.file.mtime * 1_000_000)[..10],
+        if ctx.file.rotation > 0 {
+            format!(", rotation {}", ctx.file.rotation)
+        } else {
+            String::new()
+        }
+    );
 
     // Pass 2: events.
     let mut year_off = 0i64;
