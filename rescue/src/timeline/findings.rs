@@ -1,6 +1,7 @@
 //! Triage findings as events: each finding in a `findings.json` (schema `rescue.triage/1`:
 //! `findings[].path`, `.why`, `.severity`, `.evidence.{mtime,ctime,atime,crtime,...}`) becomes one event
-//! per time its evidence carries (UNIX seconds, or RFC 3339 text), flagged with the finding's reason.
+//! per time its evidence carries (UNIX seconds, or RFC 3339 text); critical, high and medium findings are
+//! flagged with the finding's reason.
 //! A finding without any time is kept with the unparsed records, never dropped.
 
 use std::path::Path;
@@ -111,12 +112,15 @@ pub fn read(path: &Path, host: &str, sink: &mut dyn Sink) -> Result<FileStats, F
             let msg = format!("{severity} finding: {why}: {fpath} ({k})");
             let mut e = Event::new(t, desc(k), "triage", fpath, host, msg)
                 .attr("severity", severity)
-                .attr("findings_file", shown.as_str())
-                .flag(if why.is_empty() {
+                .attr("findings_file", shown.as_str());
+            // Low and info findings are context (a file in the window), not leads.
+            if matches!(severity, "critical" | "high" | "medium") {
+                e = e.flag(if why.is_empty() {
                     "triage finding"
                 } else {
                     why
                 });
+            }
             if let Some(kind) = f.get("kind").or_else(|| f.get("category")) {
                 e = e.attr("finding_kind", kind.clone());
             }
