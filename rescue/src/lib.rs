@@ -27,6 +27,7 @@ pub mod selfcheck;
 pub mod selftest;
 pub mod system;
 pub mod triage;
+pub mod timeline;
 pub mod uevent;
 pub mod ui;
 

@@ -116,4 +116,15 @@ pub const TEST: &[(&str, &str)] = &[
     ("setcap", "libcap2-bin"),
     // Writes the Berkeley DB rpmdb of older RHEL (Debian's rpm no longer can).
     ("db5.3_load", "db5.3-util"),
+    // Timeline (issue 14): body file vs Sleuth Kit, journal vs journalctl, wtmp vs last, LZ4 blocks.
+    ("fls", "sleuthkit"),
+    ("mactime", "sleuthkit"),
+    ("journalctl", "systemd"),
+    (
+        "/usr/lib/systemd/systemd-journal-remote",
+        "systemd-journal-remote",
+    ),
+    ("last", "util-linux"),
+    ("utmpdump", "util-linux"),
+    ("lz4", "lz4"),
 ];

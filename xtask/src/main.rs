@@ -4,6 +4,7 @@
 mod bench;
 mod bench_acquire;
 mod bench_s3;
+mod bench_timeline;
 mod bootloader;
 mod build;
 mod deps;
@@ -28,8 +29,9 @@ commands:
        [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
   test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)
-  bench build|boot|acquire
-                         measure build time, boot time and size, or acquisition speed against peers
+  bench build|boot|acquire|timeline
+                         measure build time, boot time and size, acquisition speed against peers,
+                         or the timeline's body file against fls and its events per second
 ";
 
 fn main() -> ExitCode {

@@ -11,6 +11,7 @@ pub mod net;
 pub mod reinstall;
 pub mod restore;
 pub mod triage;
+pub mod timeline;
 
 /// Exit code: the command line was not understood.
 pub const EXIT_USAGE: u8 = 2;
@@ -103,6 +104,9 @@ pub enum Command {
     Restore(Box<restore::RestoreArgs>),
     /// Find how an attacker persists, offline, from a write-blocked disk, an image or a mounted root.
     Triage(Box<triage::TriageArgs>),
+    /// What happened when: body file of every file's times, and the logs' events as a Timesketch
+    /// timeline (JSONL and CSV), sorted, hashed.
+    Timeline(Box<timeline::TimelineArgs>),
     /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
     Net {
         #[command(subcommand)]

@@ -16,6 +16,7 @@ pub mod selftest;
 pub mod serial;
 pub mod status;
 pub mod triage;
+pub mod timeline;
 
 pub use crate::error_chain;
 

@@ -64,17 +64,19 @@ pub enum Step {
     Inventory,
     Evidence,
     Acquire,
+    Timeline,
     Reinstall,
     Restore,
     Report,
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    pub const ALL: [Step; 8] = [
         Step::Case,
         Step::Inventory,
         Step::Evidence,
         Step::Acquire,
+        Step::Timeline,
         Step::Reinstall,
         Step::Restore,
         Step::Report,
@@ -86,6 +88,7 @@ impl Step {
             Step::Inventory => "Inventory",
             Step::Evidence => "Evidence destination",
             Step::Acquire => "Acquire",
+            Step::Timeline => "Timeline",
             Step::Reinstall => "Reinstall",
             Step::Restore => "Restore",
             Step::Report => "Report / power off",
@@ -152,6 +155,10 @@ pub fn progress(state: &CaseState) -> (Vec<(Step, String)>, Step) {
                     )
                 }
             }
+            Step::Timeline => (
+                true,
+                "file times (body file) and logs as a sorted, hashed timeline".into(),
+            ),
             Step::Reinstall => (
                 true,
                 "target interlock, then deploy a verified image or kexec a verified installer"
@@ -319,6 +326,7 @@ pub fn run_step(step: Step, exec: Executor) -> anyhow::Result<()> {
         }
         Step::Evidence => step_evidence(&ask)?,
         Step::Acquire => step_acquire(&ask)?,
+        Step::Timeline => step_timeline(&ask)?,
         Step::Reinstall => step_target(&ask, "reinstall")?,
         Step::Restore => step_target(&ask, "restore")?,
         Step::Report => step_report(&ask)?,
@@ -371,7 +379,9 @@ mod tests {
         );
         assert_eq!(Step::from_number("3"), Some(Step::Evidence));
         assert_eq!(Step::from_number("0"), None);
-        assert_eq!(Step::from_number("8"), None);
+        assert_eq!(Step::from_number("5"), Some(Step::Timeline));
+        assert_eq!(Step::from_number("8"), Some(Step::Report));
+        assert_eq!(Step::from_number("9"), None);
     }
 
     #[test]

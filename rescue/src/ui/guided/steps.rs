@@ -478,3 +478,83 @@ pub(super) fn step_report(ask: &Ask) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Timeline: of an acquisition of this case (its image, read-only) or a source disk, into the case
+/// directory, with the zone and window asked for (empty: the examined system's zone, everything).
+pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
+    let s = state();
+    let (Some(case_id), Some(dest)) = (&s.case_id, &s.destination) else {
+        say!("open a case (step 1) and mount an evidence destination (step 3) first");
+        return Ok(());
+    };
+    let case_dir = Path::new(&dest.mountpoint).join(case_id);
+    let boot = case::boot_medium_disks();
+    let mut sources: Vec<(String, String)> = s
+        .acquisitions
+        .iter()
+        .filter(|a| a.complete)
+        .map(|a| {
+            (
+                a.dir.clone(),
+                format!(
+                    "acquisition {} of {}{}",
+                    a.dir,
+                    a.disk,
+                    if a.verified { ", verified" } else { "" }
+                ),
+            )
+        })
+        .collect();
+    for d in devices::list()?
+        .into_iter()
+        .filter(|d| !boot.contains(&d.name) && !s.unlocked.contains(&d.name))
+    {
+        sources.push((d.path.clone(), format!("disk {}", disk_line(&d))));
+    }
+    if sources.is_empty() {
+        say!("nothing to build a timeline of: acquire a disk (step 4) first");
+        return Ok(());
+    }
+    let items: Vec<String> = sources.iter().map(|(_, l)| l.clone()).collect();
+    let Some(i) = ask.select("Timeline of", &items)? else {
+        return Ok(());
+    };
+    let source = sources[i].0.clone();
+    let base = Path::new(&source)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "source".into());
+    let mut out = case_dir.join(format!("timeline-{base}"));
+    let mut n = 2;
+    while out.exists() {
+        out = case_dir.join(format!("timeline-{base}-{n}"));
+        n += 1;
+    }
+    let Some(tz) = ask.input(
+        "Zone of the logs' local times (empty: the examined system's own)",
+        Some(""),
+    )?
+    else {
+        return Ok(());
+    };
+    let Some(from) = ask.input("From (YYYY-MM-DD; empty: the beginning)", Some(""))? else {
+        return Ok(());
+    };
+    let Some(to) = ask.input("To (YYYY-MM-DD; empty: the end)", Some(""))? else {
+        return Ok(());
+    };
+    let out_s = out.display().to_string();
+    let mut words = vec!["timeline", source.as_str(), "--out", out_s.as_str()];
+    for (flag, v) in [("--tz", &tz), ("--from", &from), ("--to", &to)] {
+        if !v.trim().is_empty() {
+            words.push(flag);
+            words.push(v.trim());
+        }
+    }
+    if run(ask, &words) == 0 {
+        say!(
+            "timeline written to {out_s}: load timeline.jsonl into Timesketch, or run mactime on bodyfile.txt"
+        );
+    }
+    Ok(())
+}

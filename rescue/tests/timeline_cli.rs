@@ -1,0 +1,599 @@
+//! `rescue timeline` through the real binary (issue 14), each output checked by a tool someone else
+//! wrote: Sleuth Kit's `fls`/`mactime` against our body file on an ext4 image made by `mke2fs -d`,
+//! `journalctl --file … -o json` against our journal reader (journals written here by
+//! `systemd-journal-remote` in zstd, LZ4 and XZ, compact and regular), `last -f` against our wtmp events
+//! (wtmp made by `utmpdump -r`), `sha256sum -c` on the outputs; and Timesketch's required fields and
+//! types on every line, a one-line timeline included.
+//!
+//! Gated parts: a missing tool skips unless `RESCUE_REQUIRE_TOOLS=1`, root/loop devices unless
+//! `RESCUE_REQUIRE_LOOP=1` (both set by `cargo xtask test`); every gated part that ran leaves a marker
+//! `timeline-*` in `RESCUE_TEST_MARKERS`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn rescue(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rescue"))
+        .args(args)
+        .env_remove("RESCUE_SYSTEM")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Whether `tool` runs; a missing tool skips the test unless `RESCUE_REQUIRE_TOOLS` is set.
+fn have(tool: &str, what: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", "command -v \"$0\"", tool])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Path::new(tool).is_file();
+    if !ok {
+        assert!(
+            std::env::var_os("RESCUE_REQUIRE_TOOLS").is_none(),
+            "{what} needs {tool} and RESCUE_REQUIRE_TOOLS forbids skipping it"
+        );
+        eprintln!("skipped {what}: {tool} is not installed");
+    }
+    ok
+}
+
+fn need_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
+        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
+    );
+    eprintln!("skipped {what}: needs root");
+    false
+}
+
+/// Records that a gated check ran.
+fn mark(name: &str) {
+    if let Some(m) = std::env::var_os("RESCUE_TEST_MARKERS") {
+        let _ = std::fs::create_dir_all(&m);
+        let _ = std::fs::write(Path::new(&m).join(format!("timeline-{name}")), b"ran\n");
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(o.status.success(), "{cmd:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn events(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("timeline.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Timesketch's import needs `message`, `datetime` (ISO 8601), `timestamp` (an integer, µs) and
+/// `timestamp_desc` on every line; we promise `source`, `path`, `host` too.
+fn assert_timesketch(out: &Path) {
+    let evs = events(out);
+    for e in &evs {
+        for k in [
+            "message",
+            "datetime",
+            "timestamp_desc",
+            "source",
+            "path",
+            "host",
+        ] {
+            assert!(e[k].is_string(), "{k} is not a string in {e}");
+        }
+        let ts = e["timestamp"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("timestamp is not an integer: {e}"));
+        let dt = e["datetime"].as_str().unwrap();
+        let parsed = chrono::DateTime::parse_from_rfc3339(dt).unwrap_or_else(|_| panic!("{dt}"));
+        assert_eq!(
+            parsed.timestamp_micros(),
+            ts,
+            "datetime and timestamp agree in {e}"
+        );
+        assert!(dt.ends_with("+00:00"), "UTC: {dt}");
+    }
+    let csv = std::fs::read_to_string(out.join("timeline.csv")).unwrap();
+    assert_eq!(
+        csv.lines().next(),
+        Some("datetime,timestamp,timestamp_desc,message,source,path,host")
+    );
+    let o = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "sha256sum -c: {}", text(&o));
+}
+
+#[test]
+fn a_one_line_log_gives_a_valid_one_line_timeline() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "db7\n").unwrap();
+    std::fs::write(
+        root.join("var/log/dpkg.log"),
+        "2024-05-01 12:00:00 install netcat-openbsd:amd64 <none> 1.219-1\nthis is not dpkg\n",
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("1 events"), "{t}");
+    assert!(t.contains("1 unparsed lines"), "{t}");
+    let evs = events(&out);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["timestamp"], 1_714_564_800_000_000i64);
+    assert_eq!(evs[0]["datetime"], "2024-05-01T12:00:00+00:00");
+    assert_eq!(evs[0]["host"], "db7");
+    assert_eq!(evs[0]["path"], "/var/log/dpkg.log");
+    assert_timesketch(&out);
+    let unparsed = std::fs::read_to_string(out.join("unparsed.jsonl")).unwrap();
+    assert!(unparsed.contains("this is not dpkg"));
+
+    // A zone that cannot be known is stated.
+    std::fs::remove_file(root.join("etc/hostname")).unwrap();
+    let out2 = d.path().join("out2");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out2)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("unknown"), "{}", text(&o));
+    assert!(
+        events(&out2)[0]["time_zone"]
+            .as_str()
+            .unwrap()
+            .contains("unknown")
+    );
+
+    // Bad windows are refused in words.
+    let o = rescue(&[
+        "timeline",
+        s(&root),
+        "--out",
+        s(&d.path().join("o3")),
+        "--from",
+        "soon",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a time"), "{}", text(&o));
+}
+
+/// A journal export (systemd's export format) with three entries, one long enough to be compressed.
+fn export() -> Vec<u8> {
+    let mut out = Vec::new();
+    let msgs = [
+        "Server listening on 0.0.0.0 port 22.".to_owned(),
+        "Accepted password for root from 203.0.113.9 port 50022 ssh2".to_owned(),
+        format!("long line {}", "ABCDEFGH".repeat(200)),
+    ];
+    for (i, m) in msgs.iter().enumerate() {
+        out.extend(format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\nMESSAGE={m}\nSYSLOG_IDENTIFIER=sshd\n_PID={}\n_HOSTNAME=web1\nPRIORITY=6\n\n",
+            1_700_000_000_000_000u64 + i as u64 * 1_000_001,
+            1000 + i,
+            700 + i
+        ).bytes());
+    }
+    out
+}
+
+#[test]
+fn journal_events_match_journalctl() {
+    let remote = "/usr/lib/systemd/systemd-journal-remote";
+    if !have(remote, "the journal check") || !have("journalctl", "the journal check") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let jdir = root.join("var/log/journal/0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let export_file = d.path().join("export");
+    std::fs::write(&export_file, export()).unwrap();
+    let mut files = Vec::new();
+    // systemd 252 compresses with zstd (no switch for LZ4/XZ: the LZ4 decoder is checked against
+    // lz4(1) in the unit tests); compact and regular layouts, compressed and not.
+    for (name, compress, compact, flags) in [
+        (
+            "zstd-compact",
+            "yes",
+            "1",
+            "COMPRESSED-ZSTD KEYED-HASH COMPACT",
+        ),
+        ("zstd-regular", "yes", "0", "COMPRESSED-ZSTD KEYED-HASH"),
+        ("plain", "no", "0", "KEYED-HASH"),
+    ] {
+        let j = jdir.join(format!("system@{name}.journal"));
+        run(Command::new(remote)
+            .env("SYSTEMD_JOURNAL_COMPACT", compact)
+            .arg(format!("--compress={compress}"))
+            .arg("-o")
+            .arg(&j)
+            .arg(&export_file));
+        let header = run(Command::new("journalctl")
+            .arg("--file")
+            .arg(&j)
+            .arg("--header"));
+        assert!(
+            header
+                .lines()
+                .any(|l| l.starts_with("Incompatible flags:") && l.trim_end().ends_with(flags)),
+            "{name}: {header}"
+        );
+        files.push(j);
+    }
+    // A damaged copy: the second ENTRY object's size field overwritten. It must not stop the run;
+    // the first entry is read and the loss is reported.
+    let mut bad = std::fs::read(&files[0]).unwrap();
+    let le = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let mut off = le(&bad, 88);
+    let mut entries_seen = 0;
+    while off + 16 <= bad.len() && le(&bad, off + 8) >= 16 {
+        if bad[off] == 3 {
+            entries_seen += 1;
+            if entries_seen == 2 {
+                bad[off + 8..off + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+                break;
+            }
+        }
+        off += le(&bad, off + 8).div_ceil(8) * 8;
+    }
+    assert_eq!(entries_seen, 2, "found the second ENTRY object");
+    let damaged_dir = root.join("var/log/journal/damaged");
+    std::fs::create_dir_all(&damaged_dir).unwrap();
+    std::fs::write(damaged_dir.join("system@damaged.journal~"), &bad).unwrap();
+
+    let out = d.path().join("out");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ours = events(&out);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timeline-summary.json")).unwrap()).unwrap();
+    let damaged = summary["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["path"].as_str().unwrap().contains("damaged"))
+        .unwrap();
+    assert_eq!(damaged["events"], 1, "{damaged}");
+    assert_eq!(damaged["unparsed"], 1, "the damage is reported: {damaged}");
+    let unparsed = std::fs::read_to_string(out.join("unparsed.jsonl")).unwrap();
+    assert!(unparsed.contains("impossible size"), "{unparsed}");
+    for j in &files {
+        let shown = format!("/{}", j.strip_prefix(&root).unwrap().display());
+        let mut want = Vec::new();
+        for l in run(Command::new("journalctl")
+            .arg("--file")
+            .arg(j)
+            .args(["-o", "json"]))
+        .lines()
+        {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let t: i64 = v["__REALTIME_TIMESTAMP"].as_str().unwrap().parse().unwrap();
+            let msg = format!(
+                "{}[{}]: {}",
+                v["SYSLOG_IDENTIFIER"].as_str().unwrap(),
+                v["_PID"].as_str().unwrap(),
+                v["MESSAGE"].as_str().unwrap()
+            );
+            want.push((t, msg, v["_HOSTNAME"].as_str().unwrap().to_owned()));
+        }
+        assert_eq!(want.len(), 3, "journalctl reads 3 entries from {shown}");
+        let mut got: Vec<(i64, String, String)> = ours
+            .iter()
+            .filter(|e| e["path"] == shown.as_str())
+            .map(|e| {
+                (
+                    e["timestamp"].as_i64().unwrap(),
+                    e["message"].as_str().unwrap().to_owned(),
+                    e["host"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{shown}");
+    }
+    // Forty more copies, each with 8 bytes overwritten at a different place: one run reads them all
+    // without a panic, and says what it could not read.
+    let fuzz_root = d.path().join("fuzz");
+    let fdir = fuzz_root.join("var/log/journal/f");
+    std::fs::create_dir_all(&fdir).unwrap();
+    let good = std::fs::read(&files[1]).unwrap();
+    let used = (le(&good, 88) + le(&good, 96)).min(good.len());
+    for k in 0..40 {
+        let mut b = good.clone();
+        let at = 8 + k * (used - 16) / 40;
+        b[at..at + 8].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        std::fs::write(fdir.join(format!("f{k}.journal")), b).unwrap();
+    }
+    let fout = d.path().join("fuzz-out");
+    let o = rescue(&["timeline", s(&fuzz_root), "--out", s(&fout), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_timesketch(&fout);
+
+    let root_login = ours
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("Accepted password for root")
+        })
+        .unwrap();
+    assert_eq!(root_login["suspicious"], "root logged in over SSH");
+    assert_timesketch(&out);
+    mark("journalctl");
+}
+
+#[test]
+fn wtmp_events_match_last() {
+    if !have("utmpdump", "the wtmp check") || !have("last", "the wtmp check") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    let dump = "\
+[2] [00000] [~~  ] [reboot  ] [~           ] [6.1.0-13-amd64      ] [0.0.0.0        ] [2023-11-14T22:00:00,000000+00:00]
+[7] [01234] [ts/0] [root    ] [pts/0       ] [203.0.113.9         ] [203.0.113.9    ] [2023-11-14T22:13:20,250000+00:00]
+[7] [01240] [ts/1] [eve     ] [pts/1       ] [198.51.100.4        ] [198.51.100.4   ] [2023-11-14T23:01:02,000000+00:00]
+[8] [01234] [ts/0] [        ] [pts/0       ] [                    ] [0.0.0.0        ] [2023-11-14T22:30:00,000000+00:00]
+";
+    let wtmp = root.join("var/log/wtmp");
+    let mut c = Command::new("utmpdump");
+    c.arg("-r").arg("-o").arg(&wtmp);
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dump.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let last = run(Command::new("last")
+        .env("TZ", "UTC")
+        .args(["-w", "--time-format", "iso", "-f"])
+        .arg(&wtmp));
+    let out = d.path().join("out");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ours = events(&out);
+    let ours_set: BTreeSet<(String, String, String, String)> = ours
+        .iter()
+        .filter(|e| e["timestamp_desc"] == "Login" || e["timestamp_desc"] == "Boot")
+        .map(|e| {
+            let secs = e["timestamp"].as_i64().unwrap() / 1_000_000;
+            let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+            let (user, term) = if e["timestamp_desc"] == "Boot" {
+                ("reboot".to_owned(), "system boot".to_owned())
+            } else {
+                (
+                    e["user"].as_str().unwrap().to_owned(),
+                    e["terminal"].as_str().unwrap().to_owned(),
+                )
+            };
+            (
+                user,
+                term,
+                e["remote_host"].as_str().unwrap().to_owned(),
+                dt.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
+            )
+        })
+        .collect();
+    let mut theirs = BTreeSet::new();
+    for l in last
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("wtmp begins"))
+    {
+        // `user tty host time ...`; "system boot" is two words.
+        let l = l.replace("system boot", "system_boot");
+        let f: Vec<&str> = l.split_whitespace().collect();
+        theirs.insert((
+            f[0].to_owned(),
+            f[1].replace('_', " "),
+            f[2].to_owned(),
+            f[3].to_owned(),
+        ));
+    }
+    assert_eq!(theirs.len(), 3, "{last}");
+    assert_eq!(ours_set, theirs, "last -f says:\n{last}");
+    // The logout `last` pairs with root's session is our Logout event on pts/0.
+    assert!(last.contains("- 2023-11-14T22:30:00+00:00"));
+    assert!(ours.iter().any(|e| e["timestamp_desc"] == "Logout"
+        && e["terminal"] == "pts/0"
+        && e["timestamp"] == 1_700_001_000_000_000i64));
+    mark("last");
+}
+
+/// The mactime rows of a body file, as sets of (date, size, macb, mode, uid, gid, inode, name).
+fn mactime_rows(body: &Path) -> (BTreeSet<String>, String) {
+    let o = Command::new("mactime")
+        .args(["-b", s(body), "-d", "-y", "-z", "UTC"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "mactime: {err}");
+    let rows = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    (rows, err)
+}
+
+#[test]
+fn bodyfile_rows_match_fls_through_mactime() {
+    if !need_root("the fls comparison (loop devices)")
+        || !have("fls", "the fls comparison")
+        || !have("mactime", "the fls comparison")
+        || !have("mke2fs", "the fls comparison")
+        || !have("sfdisk", "the fls comparison")
+    {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    for dir in ["etc/cron.d", "home/eve/.ssh", "usr/bin", "tmp"] {
+        std::fs::create_dir_all(tree.join(dir)).unwrap();
+    }
+    std::fs::write(tree.join("etc/hostname"), "fs1\n").unwrap();
+    std::fs::write(tree.join("etc/cron.d/job"), "* * * * * root /tmp/x\n").unwrap();
+    std::fs::write(
+        tree.join("home/eve/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA eve\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("usr/bin/tool"), vec![0x7f; 5000]).unwrap();
+    std::fs::write(tree.join("tmp/a|b%41\\c"), "odd name").unwrap();
+    std::os::unix::fs::symlink("../usr/bin/tool", tree.join("etc/link")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        tree.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::set_permissions(tree.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for (p, t) in [
+        ("etc/cron.d/job", "2023-03-04 05:06:07"),
+        ("usr/bin/tool", "2022-01-02 03:04:05"),
+    ] {
+        run(Command::new("touch").args(["-d", t]).arg(tree.join(p)));
+    }
+    // A GPT disk image with one partition at sector 2048 holding an ext4 made from the tree.
+    let img = d.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    let mut sf = Command::new("sfdisk");
+    sf.arg("-q").arg(&img).stdin(std::process::Stdio::piped());
+    let mut child = sf.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: gpt\nstart=2048, size=61440, type=linux\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    run(Command::new("mke2fs")
+        .args([
+            "-q",
+            "-t",
+            "ext4",
+            "-I",
+            "256",
+            "-E",
+            "offset=1048576",
+            "-d",
+        ])
+        .arg(&tree)
+        .arg(&img)
+        .arg("30M"));
+
+    let out = d.path().join("out");
+    let o = rescue(&["timeline", s(&img), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("fs1"), "{}", text(&o));
+    let body = out.join("bodyfile.txt");
+    let (ours, err) = mactime_rows(&body);
+    assert!(
+        err.trim().is_empty(),
+        "mactime complains about our body file: {err}"
+    );
+
+    let fls = run(Command::new("fls")
+        .args(["-r", "-m", "/", "-o", "2048"])
+        .arg(&img));
+    // fls writes names raw: leave out the one it cannot express, and its own virtual entries.
+    let fls_body = d.path().join("fls.body");
+    let kept: String = fls
+        .lines()
+        .filter(|l| !l.contains("a|b") && !l.contains("$OrphanFiles") && !l.contains("lost+found"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&fls_body, kept).unwrap();
+    let (theirs, _) = mactime_rows(&fls_body);
+    let ours_cmp: BTreeSet<String> = ours
+        .iter()
+        .filter(|r| !r.contains("a|b") && !r.contains("lost+found"))
+        .cloned()
+        .collect();
+    assert!(theirs.len() >= 20, "fls gave rows: {theirs:#?}");
+    assert_eq!(
+        ours_cmp,
+        theirs,
+        "mactime rows differ\nonly ours: {:#?}\nonly fls: {:#?}",
+        ours_cmp.difference(&theirs).collect::<Vec<_>>(),
+        theirs.difference(&ours_cmp).collect::<Vec<_>>()
+    );
+    // The odd name survives: mactime decodes our %XX escapes back into the name's bytes.
+    assert!(
+        ours.iter().any(|r| r.ends_with("\"/tmp/a|b%41\\c\"")),
+        "{ours:#?}"
+    );
+    assert_timesketch(&out);
+    mark("fls");
+}
+
+/// The findings triage wrote beside the timeline's directory become flagged events on their own.
+#[test]
+fn triage_findings_beside_the_output_become_events() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("web3");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let case = d.path().join("CASE-1");
+    std::fs::create_dir_all(case.join("triage-web3")).unwrap();
+    std::fs::write(
+        case.join("triage-web3/findings.json"),
+        r#"{"schema":"rescue.triage/1","findings":[{"id":"x","severity":"high","category":"ssh",
+            "path":"/root/.ssh/authorized_keys","why":"key not in any package","root":"the directory",
+            "in_window":true,"evidence":{"mtime":"2026-11-30T02:14:07.500000000Z","ctime":null}}]}"#,
+    )
+    .unwrap();
+    let out = case.join("timeline-web3");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("triage-web3/findings.json"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains(
+            "first suspicious: 2026-11-30T02:14:07.500000+00:00 triage (key not in any package)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let evs = events(&out);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["source"], "triage");
+    assert_eq!(evs[0]["timestamp_desc"], "Content Modification Time");
+    assert_timesketch(&out);
+}
