@@ -17,6 +17,7 @@ pub mod format;
 pub mod host;
 pub mod init;
 pub mod inventory;
+pub mod mount;
 pub mod net;
 pub mod reinstall;
 pub mod restore;
