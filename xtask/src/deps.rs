@@ -106,4 +106,6 @@ pub const TEST: &[(&str, &str)] = &[
     ("mdadm", "mdadm"),
     ("make-bcache", "bcache-tools"),
     ("blkid", "util-linux"),
+    // `rescue mount` is checked against Sleuth Kit's view of the same disk.
+    ("fls", "sleuthkit"),
 ];

@@ -329,9 +329,15 @@ fn serve(args: &MountArgs) -> anyhow::Result<u8> {
 
 /// `rescue umount`.
 pub fn run_umount(args: &UmountArgs) -> anyhow::Result<u8> {
+    // The pid file is opened before unmounting: the server removes it as soon as it stops serving.
+    let pid_path = args
+        .mountpoint
+        .canonicalize()
+        .ok()
+        .map(|mp| state_file(&mp, "pid"));
+    let pid_file = pid_path.as_ref().and_then(|p| File::open(p).ok());
     let mp = crate::mount::unmount(&args.mountpoint, args.lazy)?;
-    let pid_path = state_file(&mp, "pid");
-    let Ok(mut file) = File::open(&pid_path) else {
+    let (Some(mut file), Some(pid_path)) = (pid_file, pid_path) else {
         println!("unmounted {}", mp.display());
         return Ok(EXIT_OK);
     };
