@@ -11,7 +11,7 @@ use super::acquire::RemoteArgs;
 pub struct MountArgs {
     /// Acquisition directory (holding manifest.json), or s3://BUCKET/PREFIX/ with --endpoint.
     pub source: PathBuf,
-    /// Existing empty directory; the acquired stream appears in it as image.raw (read-only).
+    /// Empty directory (created if missing); the acquired stream appears in it as image.raw (read-only).
     pub mountpoint: PathBuf,
     /// Check each hash window against the manifest before serving any of its bytes: a window that
     /// differs answers reads with an I/O error (EIO) and is logged. Needs an acquisition made with --window.

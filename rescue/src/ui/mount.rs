@@ -58,11 +58,31 @@ fn state_file(mp: &Path, ext: &str) -> PathBuf {
     Path::new(STATE_DIR).join(format!("{}.{ext}", state_name(mp)))
 }
 
-fn canonical_dir(p: &Path) -> anyhow::Result<PathBuf> {
-    p.canonicalize()
+/// The mount point, canonical: an existing empty directory, or created (one level, like `mkdir`: the
+/// rescue system's prompt has no `mkdir`).
+fn mountpoint_dir(p: &Path) -> anyhow::Result<PathBuf> {
+    if !p.exists() {
+        fs::create_dir(p).with_context(|| format!("creating mount point {}", p.display()))?;
+    }
+    let c = p
+        .canonicalize()
         .ok()
         .filter(|c| c.is_dir())
-        .with_context(|| format!("mount point {} is not a directory", p.display()))
+        .with_context(|| format!("mount point {} is not a directory", p.display()))?;
+    if crate::mount::is_ours(&c) {
+        bail!(
+            "{} is already a `rescue mount` mount point (`rescue umount {}` first)",
+            c.display(),
+            c.display()
+        );
+    }
+    if fs::read_dir(&c).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "mount point {} is not empty; mounting would hide what is in it",
+            c.display()
+        );
+    }
+    Ok(c)
 }
 
 fn now() -> String {
@@ -101,14 +121,7 @@ pub fn run_mount(args: &MountArgs) -> anyhow::Result<u8> {
     if args.foreground {
         return serve(args);
     }
-    let mp = canonical_dir(&args.mountpoint)?;
-    if crate::mount::is_ours(&mp) {
-        bail!(
-            "{} is already a `rescue mount` mount point (`rescue umount {}` first)",
-            mp.display(),
-            mp.display()
-        );
-    }
+    let mp = mountpoint_dir(&args.mountpoint)?;
     fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
     let log_path = state_file(&mp, "log");
     let log =
@@ -280,7 +293,7 @@ fn serve(args: &MountArgs) -> anyhow::Result<u8> {
     let size = image.size();
     let format = image.manifest().image.format.clone();
     let windows = image.manifest().windows.len();
-    let mounted = crate::mount::mount(image, &args.mountpoint)?;
+    let mounted = crate::mount::mount(image, &mountpoint_dir(&args.mountpoint)?)?;
     let mp = mounted.mountpoint().to_owned();
     let pid = match PidFile::create(&mp) {
         Ok(p) => Some(p),
