@@ -520,6 +520,15 @@ fn umount_refuses_what_rescue_did_not_mount_and_mount_reports_a_bad_source() {
         text(&o)
     );
     assert!(!mp.join("image.raw").exists());
+    // A mount point with something in it is refused: mounting would hide it.
+    fs::write(mp.join("notes.txt"), "examiner notes").unwrap();
+    let o = rescue(&["mount", dir.path().to_str().unwrap(), mp.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not empty"),
+        "{}",
+        text(&o)
+    );
 }
 
 fn s3s_fs() -> Option<PathBuf> {
