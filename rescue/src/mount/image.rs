@@ -9,7 +9,7 @@
 //! the event callback. Windows that match are remembered, so each is hashed at most once.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -127,51 +127,93 @@ enum Shape {
     Zstd(Vec<Frame>),
 }
 
-/// A small LRU of immutable byte blocks keyed by index (frame number or chunk number).
-/// Key, bytes, and the tick of the last use.
-type CacheEntry = (u64, Arc<Vec<u8>>, u64);
-
+/// A small LRU of immutable byte blocks keyed by index (frame number or chunk number). A block that
+/// one thread is loading is waited for by the others instead of being loaded again: the kernel sends
+/// several reads of the same frame at once during sequential reading.
 struct Cache {
-    entries: Mutex<Vec<CacheEntry>>,
-    tick: std::sync::atomic::AtomicU64,
+    state: Mutex<CacheState>,
+    loaded: Condvar,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// Key, bytes, and the tick of the last use.
+    entries: Vec<(u64, Arc<Vec<u8>>, u64)>,
+    loading: Vec<u64>,
+    tick: u64,
 }
 
 impl Cache {
     fn new() -> Self {
         Self {
-            entries: Mutex::new(Vec::with_capacity(CACHE_ENTRIES)),
-            tick: std::sync::atomic::AtomicU64::new(0),
+            state: Mutex::new(CacheState::default()),
+            loaded: Condvar::new(),
         }
     }
 
-    fn get(&self, key: u64) -> Option<Arc<Vec<u8>>> {
-        let t = self.tick.fetch_add(1, Ordering::Relaxed);
-        let mut e = self.entries.lock().ok()?;
-        e.iter_mut().find(|(k, _, _)| *k == key).map(|entry| {
-            entry.2 = t;
-            Arc::clone(&entry.1)
-        })
+    /// The block `key`, loaded with `load` unless it is cached or another thread is loading it.
+    fn get_or_load(
+        &self,
+        key: u64,
+        load: impl FnOnce() -> Result<Vec<u8>, ImageError>,
+    ) -> Result<Arc<Vec<u8>>, ImageError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            st.tick += 1;
+            let tick = st.tick;
+            if let Some(entry) = st.entries.iter_mut().find(|(k, _, _)| *k == key) {
+                entry.2 = tick;
+                return Ok(Arc::clone(&entry.1));
+            }
+            if !st.loading.contains(&key) {
+                break;
+            }
+            st = self.loaded.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.loading.push(key);
+        drop(st);
+        let result = load().map(Arc::new);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.loading.retain(|k| *k != key);
+        if let Ok(data) = &result {
+            if st.entries.len() >= CACHE_ENTRIES
+                && let Some(oldest) = st
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (_, _, used))| *used)
+                    .map(|(i, _)| i)
+            {
+                st.entries.swap_remove(oldest);
+            }
+            st.tick += 1;
+            let tick = st.tick;
+            st.entries.push((key, Arc::clone(data), tick));
+        }
+        drop(st);
+        // A failed load is not cached: a waiting reader tries again and gets the error itself.
+        self.loaded.notify_all();
+        result
     }
+}
 
-    fn put(&self, key: u64, data: Arc<Vec<u8>>) {
-        let t = self.tick.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut e) = self.entries.lock() else {
-            return;
-        };
-        if e.iter().any(|(k, _, _)| *k == key) {
-            return;
+thread_local! {
+    /// One zstd decoding context per serving thread, reused for every frame.
+    static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(compressed: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
+    DECODER.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
         }
-        if e.len() >= CACHE_ENTRIES
-            && let Some(oldest) = e
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, (_, _, used))| *used)
-                .map(|(i, _)| i)
-        {
-            e.swap_remove(oldest);
+        match d.as_mut() {
+            Some(d) => d.decompress_to_buffer(compressed, out),
+            None => Err(std::io::Error::other("no zstd decoder")),
         }
-        e.push((key, data, t));
-    }
+    })
 }
 
 const UNCHECKED: u8 = 0;
@@ -387,45 +429,39 @@ impl Image {
     }
 
     fn chunk(&self, index: u64) -> Result<Arc<Vec<u8>>, ImageError> {
-        if let Some(c) = self.cache.get(index) {
-            return Ok(c);
-        }
-        let start = index * REMOTE_CHUNK;
-        let len = REMOTE_CHUNK.min(self.size - start) as usize;
-        let mut data = vec![0u8; len];
-        self.stored.read_exact_at(&mut data, start)?;
-        let data = Arc::new(data);
-        self.cache.put(index, Arc::clone(&data));
-        Ok(data)
+        self.cache.get_or_load(index, || {
+            let start = index * REMOTE_CHUNK;
+            let len = REMOTE_CHUNK.min(self.size - start) as usize;
+            let mut data = vec![0u8; len];
+            self.stored.read_exact_at(&mut data, start)?;
+            Ok(data)
+        })
     }
 
     fn frame(&self, frames: &[Frame], index: usize) -> Result<Arc<Vec<u8>>, ImageError> {
-        if let Some(c) = self.cache.get(index as u64) {
-            return Ok(c);
-        }
-        let f = frames[index];
-        let mut compressed = vec![0u8; f.stored_len as usize];
-        self.stored.read_exact_at(&mut compressed, f.stored_at)?;
-        let expected = f.stream_len as usize;
-        let mut out = vec![0u8; expected];
-        let n = zstd::bulk::Decompressor::new()
-            .and_then(|mut d| d.decompress_to_buffer(&compressed, &mut out[..]))
-            .map_err(|source| ImageError::DecompressFrame {
-                index,
-                offset: f.stream_at,
-                source,
+        self.cache.get_or_load(index as u64, || {
+            let f = frames[index];
+            let mut compressed = vec![0u8; f.stored_len as usize];
+            self.stored.read_exact_at(&mut compressed, f.stored_at)?;
+            let expected = f.stream_len as usize;
+            let mut out = vec![0u8; expected];
+            let n = decompress(&compressed, &mut out).map_err(|source| {
+                ImageError::DecompressFrame {
+                    index,
+                    offset: f.stream_at,
+                    source,
+                }
             })?;
-        if n != expected {
-            return Err(ImageError::MismatchedFrameSize {
-                index,
-                offset: f.stream_at,
-                expected,
-                actual: n,
-            });
-        }
-        let data = Arc::new(out);
-        self.cache.put(index as u64, Arc::clone(&data));
-        Ok(data)
+            if n != expected {
+                return Err(ImageError::MismatchedFrameSize {
+                    index,
+                    offset: f.stream_at,
+                    expected,
+                    actual: n,
+                });
+            }
+            Ok(out)
+        })
     }
 }
 
