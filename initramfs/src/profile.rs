@@ -67,6 +67,8 @@ const GENERIC: &[&str] = &[
     "virtio_rng",
     "loop",
     "efivarfs",
+    // `rescue mount` serves acquisitions through FUSE; loaded when it runs, never at boot.
+    "fuse",
 ];
 
 /// Just what the QEMU tests use: virtio devices, AHCI/NVMe/USB disks, ext4/vfat and a keyboard.
@@ -95,6 +97,7 @@ const QEMU: &[&str] = &[
     "hid_generic",
     "loop",
     "efivarfs",
+    "fuse",
 ];
 
 const NAMES: &[&str] = &["generic", "qemu"];

@@ -94,6 +94,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Shell => ui::guided::run_shell(run),
         Command::Verify(args) if system::in_rescue_system() => ui::case::run_case_verify(&args),
         Command::Verify(args) => ui::acquire::run_verify(&args),
+        Command::Mount(args) => ui::mount::run_mount(&args),
+        Command::Umount(args) => ui::mount::run_umount(&args),
         Command::Manifest { dir, json } => ui::acquire::run_manifest(&dir, json),
         Command::Log {
             what: LogCommand::Verify { file },

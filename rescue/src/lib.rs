@@ -18,6 +18,7 @@ pub mod format;
 pub mod host;
 pub mod init;
 pub mod inventory;
+pub mod mount;
 pub mod net;
 pub mod pkgdb;
 pub mod reinstall;

@@ -62,7 +62,7 @@ impl Drop for Loop {
 
 /// The test disk: 16 MiB stripes cycling pseudo-random, zero and English-like text, so compressors and
 /// zero detection see realistic mixed content. Deterministic, so sizes are comparable between runs.
-fn make_disk(path: &Path, size_mib: u64) -> anyhow::Result<()> {
+pub(crate) fn make_disk(path: &Path, size_mib: u64) -> anyhow::Result<()> {
     let want = size_mib << 20;
     if fs::metadata(path).is_ok_and(|m| m.len() == want) {
         return Ok(());

@@ -117,7 +117,7 @@ pub const TEST: &[(&str, &str)] = &[
     // Writes the Berkeley DB rpmdb of older RHEL (Debian's rpm no longer can).
     ("db5.3_load", "db5.3-util"),
     // Timeline (issue 14): body file vs Sleuth Kit, journal vs journalctl, wtmp vs last, LZ4 blocks.
-    ("fls", "sleuthkit"),
+    ("fls", "sleuthkit"), // also `rescue mount` against Sleuth Kit's view
     ("mactime", "sleuthkit"),
     ("journalctl", "systemd"),
     (

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_acquire;
+mod bench_mount;
 mod bench_s3;
 mod bench_timeline;
 mod bootloader;
@@ -29,8 +30,8 @@ commands:
        [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
   test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)
-  bench build|boot|acquire|timeline
-                         measure build time, boot time and size, acquisition speed against peers,
+  bench build|boot|acquire|s3|timeline|mount
+                         measure build time, boot time and size, acquisition, upload or mount speed,
                          or the timeline's body file against fls and its events per second
 ";
 

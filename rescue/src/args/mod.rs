@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod acquire;
+pub mod mount;
 pub mod net;
 pub mod reinstall;
 pub mod restore;
@@ -45,6 +46,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve an acquisition (directory or s3://) read-only as MOUNTPOINT/image.raw, in the background.
+    Mount(Box<mount::MountArgs>),
+    /// Unmount what `rescue mount` mounted and wait for its server to exit.
+    Umount(mount::UmountArgs),
     /// Open or show the case (id, examiner, sources, evidence destination, case log).
     Case {
         #[command(subcommand)]

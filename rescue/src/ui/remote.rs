@@ -36,7 +36,7 @@ fn clock_error() -> i64 {
     0
 }
 
-fn store_config(r: &RemoteArgs, bucket: &str) -> anyhow::Result<StoreConfig> {
+pub(crate) fn store_config(r: &RemoteArgs, bucket: &str) -> anyhow::Result<StoreConfig> {
     let endpoint = r
         .endpoint
         .clone()
@@ -72,7 +72,7 @@ fn store_config(r: &RemoteArgs, bucket: &str) -> anyhow::Result<StoreConfig> {
     })
 }
 
-fn parse_url(p: &Path) -> anyhow::Result<S3Url> {
+pub(crate) fn parse_url(p: &Path) -> anyhow::Result<S3Url> {
     let s = p.to_string_lossy();
     S3Url::parse(&s).ok_or_else(|| anyhow::anyhow!("{s:?} is not s3://BUCKET[/PREFIX]"))
 }

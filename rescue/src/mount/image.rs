@@ -1,0 +1,722 @@
+//! The acquired stream, readable at any offset, on top of the [`Stored`] image files: raw bytes as
+//! they are, or zstd seekable frames located through the seek table (binary search over the frames'
+//! stream offsets) and decoded whole into a small LRU cache. Reads from an object store go through
+//! the same cache in aligned chunks, so a run of small reads is one ranged GET.
+//!
+//! `--verify-windows` ([`Image::verify_windows`]): before any byte of a hash window is served the
+//! whole window is read and its SHA-256 compared with the manifest's; a window that differs (or does
+//! not decode) answers every later read that touches it with an error, and is reported once through
+//! the event callback. Windows that match are remembered, so each is hashed at most once.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::stored::{Stored, StoredError};
+use crate::acquire::hash::{Window, hex};
+use crate::acquire::manifest::Manifest;
+use crate::acquire::seekable::{self, FOOTER_LEN};
+use crate::acquire::{ImageFormat, MAX_BLOCK};
+
+/// Decoded frames (or stored chunks) kept in memory.
+pub const CACHE_ENTRIES: usize = 8;
+/// Chunk size of reads from an object store for a raw image.
+pub const REMOTE_CHUNK: u64 = 1 << 20;
+
+/// Errors opening or reading the stream.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Stored(Box<StoredError>),
+    #[error("the manifest's image format {format:?} is not one this version serves")]
+    UnknownFormat { format: String },
+    #[error(
+        "the image files hold {stored} bytes, but the manifest records a {size}-byte raw stream"
+    )]
+    MismatchedRawSize { stored: u64, size: u64 },
+    #[error("the zstd seek table at the end of the image is damaged")]
+    ParseSeekTable(#[source] seekable::SeekTableError),
+    #[error("the zstd seek table is larger than the image")]
+    OversizedSeekTable,
+    #[error(
+        "the zstd seek table covers {covered} stream bytes in {compressed} stored bytes; the manifest records {size} and {stored}"
+    )]
+    MismatchedSeekTable {
+        covered: u64,
+        compressed: u64,
+        size: u64,
+        stored: u64,
+    },
+    #[error(
+        "zstd frame {index} records impossible sizes ({compressed} compressed, {decompressed} uncompressed)"
+    )]
+    ImplausibleFrame {
+        index: usize,
+        compressed: u32,
+        decompressed: u32,
+    },
+    #[error("zstd frame {index} (stream offset {offset}) does not decompress")]
+    DecompressFrame {
+        index: usize,
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "zstd frame {index} (stream offset {offset}) decompresses to {actual} bytes, not {expected}"
+    )]
+    MismatchedFrameSize {
+        index: usize,
+        offset: u64,
+        expected: usize,
+        actual: usize,
+    },
+    #[error(
+        "--verify-windows: the manifest records no hash windows (acquire with --window to have them)"
+    )]
+    MissingWindows,
+    #[error(
+        "hash window {index} (stream offset {offset}, {length} bytes) does not match the manifest; it is not served"
+    )]
+    RejectWindow {
+        index: usize,
+        offset: u64,
+        length: u64,
+    },
+}
+
+impl From<StoredError> for ImageError {
+    fn from(e: StoredError) -> Self {
+        Self::Stored(Box::new(e))
+    }
+}
+
+/// Something the server noticed while serving, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountEvent {
+    /// A window hashed to the manifest's value.
+    WindowVerified { index: usize, offset: u64 },
+    /// A window that hashed to something else, or could not be read: its bytes are never served.
+    WindowMismatch {
+        index: usize,
+        offset: u64,
+        length: u64,
+        expected: String,
+        actual: String,
+    },
+    /// A read that failed (answered with EIO).
+    ReadFailed {
+        offset: u64,
+        length: u64,
+        error: String,
+    },
+}
+
+/// Where one zstd frame is, in the stored bytes and in the stream.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    stored_at: u64,
+    stored_len: u32,
+    stream_at: u64,
+    stream_len: u32,
+}
+
+enum Shape {
+    Raw,
+    Zstd(Vec<Frame>),
+}
+
+/// A small LRU of immutable byte blocks keyed by index (frame number or chunk number). A block that
+/// one thread is loading is waited for by the others instead of being loaded again: the kernel sends
+/// several reads of the same frame at once during sequential reading.
+struct Cache {
+    state: Mutex<CacheState>,
+    loaded: Condvar,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// Key, bytes, and the tick of the last use.
+    entries: Vec<(u64, Arc<Vec<u8>>, u64)>,
+    loading: Vec<u64>,
+    tick: u64,
+}
+
+impl Cache {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(CacheState::default()),
+            loaded: Condvar::new(),
+        }
+    }
+
+    /// The block `key`, loaded with `load` unless it is cached or another thread is loading it.
+    fn get_or_load(
+        &self,
+        key: u64,
+        load: impl FnOnce() -> Result<Vec<u8>, ImageError>,
+    ) -> Result<Arc<Vec<u8>>, ImageError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            st.tick += 1;
+            let tick = st.tick;
+            if let Some(entry) = st.entries.iter_mut().find(|(k, _, _)| *k == key) {
+                entry.2 = tick;
+                return Ok(Arc::clone(&entry.1));
+            }
+            if !st.loading.contains(&key) {
+                break;
+            }
+            st = self.loaded.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.loading.push(key);
+        drop(st);
+        let result = load().map(Arc::new);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.loading.retain(|k| *k != key);
+        if let Ok(data) = &result {
+            if st.entries.len() >= CACHE_ENTRIES
+                && let Some(oldest) = st
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (_, _, used))| *used)
+                    .map(|(i, _)| i)
+            {
+                st.entries.swap_remove(oldest);
+            }
+            st.tick += 1;
+            let tick = st.tick;
+            st.entries.push((key, Arc::clone(data), tick));
+        }
+        drop(st);
+        // A failed load is not cached: a waiting reader tries again and gets the error itself.
+        self.loaded.notify_all();
+        result
+    }
+}
+
+thread_local! {
+    /// One zstd decoding context per serving thread, reused for every frame.
+    static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(compressed: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
+    DECODER.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress_to_buffer(compressed, out),
+            None => Err(std::io::Error::other("no zstd decoder")),
+        }
+    })
+}
+
+const UNCHECKED: u8 = 0;
+const GOOD: u8 = 1;
+const BAD: u8 = 2;
+
+struct WindowCheck {
+    windows: Vec<Window>,
+    state: Vec<AtomicU8>,
+    /// One window is hashed at a time; a second reader of the same window waits for the verdict.
+    running: Mutex<()>,
+}
+
+type EventSink = Box<dyn Fn(&MountEvent) + Send + Sync>;
+
+/// The acquired stream of one acquisition.
+pub struct Image {
+    stored: Stored,
+    shape: Shape,
+    size: u64,
+    cache: Cache,
+    windows: Option<WindowCheck>,
+    events: EventSink,
+    manifest: Manifest,
+}
+
+impl Image {
+    /// The stream described by `manifest`, stored in `stored`.
+    pub fn new(manifest: Manifest, stored: Stored) -> Result<Self, ImageError> {
+        let size = manifest.source.size_bytes;
+        let shape = match ImageFormat::from_manifest_name(&manifest.image.format) {
+            Some(ImageFormat::Raw) => {
+                if stored.len() != size {
+                    return Err(ImageError::MismatchedRawSize {
+                        stored: stored.len(),
+                        size,
+                    });
+                }
+                Shape::Raw
+            }
+            Some(ImageFormat::Zstd) => Shape::Zstd(frames(&stored, size)?),
+            None => {
+                return Err(ImageError::UnknownFormat {
+                    format: manifest.image.format.clone(),
+                });
+            }
+        };
+        Ok(Self {
+            stored,
+            shape,
+            size,
+            cache: Cache::new(),
+            windows: None,
+            events: Box::new(|_| {}),
+            manifest,
+        })
+    }
+
+    /// Checks every window against the manifest before serving any of its bytes.
+    pub fn verify_windows(mut self) -> Result<Self, ImageError> {
+        if self.manifest.windows.is_empty() {
+            return Err(ImageError::MissingWindows);
+        }
+        let windows = self.manifest.windows.clone();
+        self.windows = Some(WindowCheck {
+            state: windows.iter().map(|_| AtomicU8::new(UNCHECKED)).collect(),
+            windows,
+            running: Mutex::new(()),
+        });
+        Ok(self)
+    }
+
+    /// Where events go (the caller logs them).
+    pub fn on_event(mut self, sink: impl Fn(&MountEvent) + Send + Sync + 'static) -> Self {
+        self.events = Box::new(sink);
+        self
+    }
+
+    /// Stream length in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The manifest the image was opened with.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Reads stream bytes at `offset` into `buf`; returns how many (fewer only at the end).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, ImageError> {
+        if offset >= self.size {
+            return Ok(0);
+        }
+        let n = usize::try_from(self.size - offset).map_or(buf.len(), |r| r.min(buf.len()));
+        let buf = &mut buf[..n];
+        let result = self
+            .check_windows(offset, n as u64)
+            .and_then(|()| self.fill(buf, offset));
+        if let Err(e) = &result {
+            (self.events)(&MountEvent::ReadFailed {
+                offset,
+                length: n as u64,
+                error: crate::error_chain(e),
+            });
+        }
+        result.map(|()| n)
+    }
+
+    fn check_windows(&self, offset: u64, len: u64) -> Result<(), ImageError> {
+        let Some(check) = &self.windows else {
+            return Ok(());
+        };
+        let end = offset + len;
+        let first = check
+            .windows
+            .partition_point(|w| w.offset.saturating_add(w.length) <= offset);
+        for (i, w) in check.windows.iter().enumerate().skip(first) {
+            if w.offset >= end {
+                break;
+            }
+            self.check_window(check, i)?;
+        }
+        Ok(())
+    }
+
+    fn check_window(&self, check: &WindowCheck, index: usize) -> Result<(), ImageError> {
+        let w = &check.windows[index];
+        let reject = || ImageError::RejectWindow {
+            index,
+            offset: w.offset,
+            length: w.length,
+        };
+        match check.state[index].load(Ordering::Acquire) {
+            GOOD => return Ok(()),
+            BAD => return Err(reject()),
+            _ => {}
+        }
+        let _running = check.running.lock().unwrap_or_else(|p| p.into_inner());
+        match check.state[index].load(Ordering::Acquire) {
+            GOOD => return Ok(()),
+            BAD => return Err(reject()),
+            _ => {}
+        }
+        let actual = self.hash_range(w.offset, w.length);
+        let ok = actual.as_ref().is_ok_and(|h| *h == w.sha256);
+        check.state[index].store(if ok { GOOD } else { BAD }, Ordering::Release);
+        if ok {
+            (self.events)(&MountEvent::WindowVerified {
+                index,
+                offset: w.offset,
+            });
+            Ok(())
+        } else {
+            (self.events)(&MountEvent::WindowMismatch {
+                index,
+                offset: w.offset,
+                length: w.length,
+                expected: w.sha256.clone(),
+                actual: match actual {
+                    Ok(h) => h,
+                    Err(e) => format!("unreadable: {}", crate::error_chain(&e)),
+                },
+            });
+            Err(reject())
+        }
+    }
+
+    fn hash_range(&self, offset: u64, length: u64) -> Result<String, ImageError> {
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = offset;
+        let end = offset.saturating_add(length).min(self.size);
+        while at < end {
+            let n = usize::try_from(end - at).map_or(buf.len(), |r| r.min(buf.len()));
+            self.fill(&mut buf[..n], at)?;
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(hex(&h.finalize()))
+    }
+
+    /// Fills `buf` with stream bytes from `offset` (the range is inside the stream).
+    fn fill(&self, buf: &mut [u8], offset: u64) -> Result<(), ImageError> {
+        match &self.shape {
+            Shape::Raw if !self.stored.is_remote() => Ok(self.stored.read_exact_at(buf, offset)?),
+            Shape::Raw => {
+                let mut done = 0;
+                while done < buf.len() {
+                    let at = offset + done as u64;
+                    let index = at / REMOTE_CHUNK;
+                    let chunk = self.chunk(index)?;
+                    let inside = (at - index * REMOTE_CHUNK) as usize;
+                    let take = (chunk.len() - inside).min(buf.len() - done);
+                    buf[done..done + take].copy_from_slice(&chunk[inside..inside + take]);
+                    done += take;
+                }
+                Ok(())
+            }
+            Shape::Zstd(frames) => {
+                let mut done = 0;
+                while done < buf.len() {
+                    let at = offset + done as u64;
+                    let index = frames.partition_point(|f| f.stream_at <= at) - 1;
+                    let data = self.frame(frames, index)?;
+                    let inside = (at - frames[index].stream_at) as usize;
+                    let take = (data.len() - inside).min(buf.len() - done);
+                    buf[done..done + take].copy_from_slice(&data[inside..inside + take]);
+                    done += take;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn chunk(&self, index: u64) -> Result<Arc<Vec<u8>>, ImageError> {
+        self.cache.get_or_load(index, || {
+            let start = index * REMOTE_CHUNK;
+            let len = REMOTE_CHUNK.min(self.size - start) as usize;
+            let mut data = vec![0u8; len];
+            self.stored.read_exact_at(&mut data, start)?;
+            Ok(data)
+        })
+    }
+
+    fn frame(&self, frames: &[Frame], index: usize) -> Result<Arc<Vec<u8>>, ImageError> {
+        self.cache.get_or_load(index as u64, || {
+            let f = frames[index];
+            let mut compressed = vec![0u8; f.stored_len as usize];
+            self.stored.read_exact_at(&mut compressed, f.stored_at)?;
+            let expected = f.stream_len as usize;
+            let mut out = vec![0u8; expected];
+            let n = decompress(&compressed, &mut out).map_err(|source| {
+                ImageError::DecompressFrame {
+                    index,
+                    offset: f.stream_at,
+                    source,
+                }
+            })?;
+            if n != expected {
+                return Err(ImageError::MismatchedFrameSize {
+                    index,
+                    offset: f.stream_at,
+                    expected,
+                    actual: n,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Reads and checks the seek table at the end of the stored bytes.
+fn frames(stored: &Stored, size: u64) -> Result<Vec<Frame>, ImageError> {
+    let total = stored.len();
+    let mut footer = [0u8; FOOTER_LEN];
+    if total < FOOTER_LEN as u64 {
+        return Err(ImageError::ParseSeekTable(
+            seekable::SeekTableError::TruncatedTable,
+        ));
+    }
+    stored.read_exact_at(&mut footer, total - FOOTER_LEN as u64)?;
+    let table_len = seekable::table_len_from_footer(&footer).map_err(ImageError::ParseSeekTable)?;
+    if table_len > total || table_len > 256 << 20 {
+        return Err(ImageError::OversizedSeekTable);
+    }
+    let mut table = vec![0u8; table_len as usize];
+    stored.read_exact_at(&mut table, total - table_len)?;
+    let entries = seekable::parse_seek_table(&table).map_err(ImageError::ParseSeekTable)?;
+    let mut frames = Vec::with_capacity(entries.len());
+    let (mut stored_at, mut stream_at) = (0u64, 0u64);
+    // A frame holds one read block; a larger one is damage, not an allocation to make.
+    let bound = MAX_BLOCK + MAX_BLOCK / 128 + (1 << 16);
+    for (index, e) in entries.iter().enumerate() {
+        if e.decompressed as usize > MAX_BLOCK
+            || e.compressed as usize > bound
+            || (e.decompressed == 0) != (e.compressed == 0)
+        {
+            return Err(ImageError::ImplausibleFrame {
+                index,
+                compressed: e.compressed,
+                decompressed: e.decompressed,
+            });
+        }
+        if e.decompressed == 0 {
+            continue;
+        }
+        frames.push(Frame {
+            stored_at,
+            stored_len: e.compressed,
+            stream_at,
+            stream_len: e.decompressed,
+        });
+        stored_at += u64::from(e.compressed);
+        stream_at += u64::from(e.decompressed);
+    }
+    if stream_at != size || stored_at + table_len != total {
+        return Err(ImageError::MismatchedSeekTable {
+            covered: stream_at,
+            compressed: stored_at + table_len,
+            size,
+            stored: total,
+        });
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acquire::hash::sha256_hex;
+    use crate::acquire::seekable::{FrameEntry, encode_seek_table};
+    use crate::mount::stored::{self, Location};
+
+    /// Writes an acquisition directory the way `acquire` lays it out (manifest fields that matter
+    /// here), with the stream cut into frames of `frame` bytes and windows of `window` bytes.
+    fn acquisition(stream: &[u8], zstd: bool, frame: usize, window: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, bytes) = if zstd {
+            let mut file = Vec::new();
+            let mut entries = Vec::new();
+            for part in stream.chunks(frame) {
+                let c = zstd::bulk::compress(part, 1).unwrap();
+                entries.push(FrameEntry {
+                    compressed: c.len() as u32,
+                    decompressed: part.len() as u32,
+                });
+                file.extend_from_slice(&c);
+            }
+            file.extend_from_slice(&encode_seek_table(&entries));
+            ("image.raw.zst", file)
+        } else {
+            ("image.raw", stream.to_vec())
+        };
+        std::fs::write(dir.path().join(name), &bytes).unwrap();
+        let windows: Vec<serde_json::Value> = stream
+            .chunks(window as usize)
+            .enumerate()
+            .map(|(i, w)| {
+                serde_json::json!({"offset": i as u64 * window, "length": w.len(), "sha256": sha256_hex(w)})
+            })
+            .collect();
+        let manifest = serde_json::json!({
+            "schema": "rescue.acquisition/1",
+            "tool": {"name": "rescue", "version": "0", "commit": "x"},
+            "case": {"case_id": null, "evidence_id": null, "examiner": null, "notes": null},
+            "host": {"dmi_vendor": null, "dmi_product": null, "dmi_serial": null, "kernel": "k", "boot_mode": "bios"},
+            "source": {"path": "/dev/x", "kind": "regular_file", "size_bytes": stream.len(),
+                "logical_sector_size": 512, "physical_sector_size": 512, "model": null, "serial": null,
+                "wwn": null, "transport": null},
+            "image": {"format": if zstd { "zstd-seekable" } else { "raw" }, "split_bytes": null,
+                "block_bytes": frame, "zstd_level": null, "window_bytes": window},
+            "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
+            "complete": true, "stop_reason": null, "acquired_bytes": stream.len(),
+            "hashes": {"sha256": sha256_hex(stream)},
+            "windows": windows, "unreadable": [],
+            "outputs": [{"file": name, "size_bytes": bytes.len(), "sha256": sha256_hex(&bytes)}],
+            "read_only": {"applied": false, "before": {}, "after": {}},
+            "source_verification": null, "resumes": []
+        });
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    fn open(dir: &std::path::Path) -> Image {
+        let (m, s) = stored::open(&Location::Dir(dir.to_owned())).unwrap();
+        Image::new(m, s).unwrap()
+    }
+
+    fn stream(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..len)
+            .map(|i| {
+                if (i / 5000) % 2 == 0 {
+                    0
+                } else {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zstd_reads_at_any_offset_equal_the_stream() {
+        let s = stream(100_000);
+        let dir = acquisition(&s, true, 8192, 16384);
+        let img = open(dir.path());
+        assert_eq!(img.size(), s.len() as u64);
+        for (off, len) in [
+            (0usize, 100_000usize),
+            (8191, 2),
+            (12_345, 40_000),
+            (99_999, 1),
+            (99_000, 4096),
+        ] {
+            let mut buf = vec![0u8; len];
+            let n = img.read_at(&mut buf, off as u64).unwrap();
+            let want = &s[off..(off + len).min(s.len())];
+            assert_eq!(&buf[..n], want, "{off}+{len}");
+        }
+        let mut buf = [0u8; 10];
+        assert_eq!(img.read_at(&mut buf, 100_000).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_damaged_frame_fails_only_its_window_when_windows_are_verified() {
+        let s = stream(64 * 1024);
+        let dir = acquisition(&s, true, 4096, 8192);
+        // Flip a byte in the middle of the compressed bytes of frame 5 (stream 20480..24576, window 2).
+        let path = dir.path().join("image.raw.zst");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let frames = frames(
+            &stored::open(&Location::Dir(dir.path().to_owned()))
+                .unwrap()
+                .1,
+            s.len() as u64,
+        )
+        .unwrap();
+        let f = frames[5];
+        bytes[(f.stored_at + u64::from(f.stored_len) / 2) as usize] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&events);
+        let img = open(dir.path())
+            .verify_windows()
+            .unwrap()
+            .on_event(move |e| seen.lock().unwrap().push(e.clone()));
+        let mut buf = vec![0u8; 4096];
+        // Window 2 is [16384, 24576): the clean frame 4 inside it is refused too.
+        for off in [16384u64, 20480, 24575] {
+            assert!(
+                matches!(
+                    img.read_at(&mut buf, off),
+                    Err(ImageError::RejectWindow { index: 2, .. })
+                ),
+                "{off}"
+            );
+        }
+        for off in [0u64, 8192, 24576, 60000] {
+            let n = img.read_at(&mut buf, off).unwrap();
+            assert_eq!(&buf[..n], &s[off as usize..off as usize + n]);
+        }
+        let events = events.lock().unwrap();
+        let mismatches: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, MountEvent::WindowMismatch { .. }))
+            .collect();
+        assert_eq!(mismatches.len(), 1, "{events:?}");
+        assert!(matches!(
+            mismatches[0],
+            MountEvent::WindowMismatch { index: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn raw_bytes_changed_after_acquisition_are_refused_by_window() {
+        let s = stream(40_000);
+        let dir = acquisition(&s, false, 4096, 10_000);
+        let path = dir.path().join("image.raw");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[25_000] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let plain = open(dir.path());
+        let mut buf = vec![0u8; 100];
+        // Without verification the changed byte is served as stored.
+        plain.read_at(&mut buf, 24_950).unwrap();
+        assert_eq!(buf[50], s[25_000] ^ 1);
+        let checked = open(dir.path()).verify_windows().unwrap();
+        assert!(matches!(
+            checked.read_at(&mut buf, 24_950),
+            Err(ImageError::RejectWindow { index: 2, .. })
+        ));
+        checked.read_at(&mut buf, 30_000).unwrap();
+        assert_eq!(&buf[..], &s[30_000..30_100]);
+    }
+
+    #[test]
+    fn damaged_seek_tables_and_sizes_are_refused() {
+        let s = stream(30_000);
+        let dir = acquisition(&s, true, 4096, 10_000);
+        let path = dir.path().join("image.raw.zst");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        // The last frame's recorded uncompressed size, inside the table: 9-byte footer, then 8 per entry.
+        bytes[n - FOOTER_LEN - 4] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let (m, st) = stored::open(&Location::Dir(dir.path().to_owned())).unwrap();
+        assert!(matches!(
+            Image::new(m, st),
+            Err(ImageError::MismatchedSeekTable { .. })
+        ));
+        bytes.push(0);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            stored::open(&Location::Dir(dir.path().to_owned())),
+            Err(StoredError::MismatchedImageSize { .. })
+        ));
+    }
+}
