@@ -104,6 +104,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Reinstall { what } => ui::reinstall::run(what),
         Command::Deploy(args) => ui::reinstall::run_deploy(&args),
         Command::Restore(args) => ui::restore::run(&args),
+        Command::Report(args) => ui::report::run(&args),
         Command::Net { what } => ui::net::run(&what),
         Command::Status => ui::status::run(),
         Command::Drivers => ui::status::run_drivers(),

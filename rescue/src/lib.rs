@@ -19,6 +19,7 @@ pub mod init;
 pub mod inventory;
 pub mod net;
 pub mod reinstall;
+pub mod report;
 pub mod restore;
 pub mod s3;
 pub mod selfcheck;

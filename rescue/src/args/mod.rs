@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 pub mod acquire;
 pub mod net;
 pub mod reinstall;
+pub mod report;
 pub mod restore;
 
 /// Exit code: the command line was not understood.
@@ -100,6 +101,9 @@ pub enum Command {
     Deploy(Box<reinstall::DeployArgs>),
     /// Restore files from a backup onto the new root: checksummed, screened, read back.
     Restore(Box<restore::RestoreArgs>),
+    /// Build the incident report of the case (Markdown, JSON, HTML), signed with the examiner's key;
+    /// `report verify DIR` checks one.
+    Report(Box<report::ReportArgs>),
     /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
     Net {
         #[command(subcommand)]
