@@ -100,6 +100,8 @@ pub struct Report {
     pub case: CaseSection,
     /// Identity of the examined machine; null when the case recorded none.
     pub host: Option<Value>,
+    /// Where `host` comes from, in words; null with `host`.
+    pub host_source: Option<String>,
     pub scope: Scope,
     /// Null when no timeline was built in this case.
     pub timeline: Option<TimelineSection>,
@@ -602,10 +604,13 @@ fn gather(
             hashes: man.hashes.clone(),
         });
     }
-    let host = inventory
-        .as_ref()
-        .and_then(|i| i.get("host").cloned())
-        .or(manifest_host);
+    let (host, host_source) = match inventory.as_ref().and_then(|i| i.get("host").cloned()) {
+        Some(h) => (Some(h), Some("inventory.json (DMI read by the rescue system on this machine)".to_owned())),
+        None => match manifest_host {
+            Some(h) => (Some(h), Some("the first acquisition manifest: DMI of the machine that ran the acquisition; its kernel and boot mode are those of the rescue system or host that acquired".to_owned())),
+            None => (None, None),
+        },
+    };
     let disks = inventory.as_ref().and_then(|i| {
         i.get("disks")?.as_array().map(|ds| {
             ds.iter()
@@ -654,6 +659,7 @@ fn gather(
         generated,
         case,
         host,
+        host_source,
         scope: Scope {
             disks,
             acquisitions,

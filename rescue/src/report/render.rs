@@ -89,8 +89,8 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
         blocks: vec![match &r.host {
             Some(Value::Object(m)) => Block::Table(
                 vec!["", ""],
-                m.iter()
-                    .map(|(k, v)| vec![k.clone(), value_text(v)])
+                std::iter::once(vec!["from".to_owned(), opt(&r.host_source)])
+                    .chain(m.iter().map(|(k, v)| vec![k.clone(), value_text(v)]))
                     .collect(),
             ),
             _ => Block::Para(
@@ -438,7 +438,10 @@ pub(super) fn markdown(r: &Report) -> String {
     let (title, sections) = outline(r);
     let mut out = format!("# {title}\n");
     for s in sections {
-        out.push_str(&format!("\n## {}\n\n", s.title));
+        if !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out.push_str(&format!("## {}\n\n", s.title));
         for b in s.blocks {
             match b {
                 Block::Para(p) => out.push_str(&format!("{p}\n\n")),
