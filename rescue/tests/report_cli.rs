@@ -580,6 +580,17 @@ fn absent_parts_are_stated_and_an_unsigned_report_gives_the_final_chain_hash() {
     assert_eq!(v.status.code(), Some(3), "{}", text(&v));
     assert!(text(&v).contains("UNSIGNED"), "{}", text(&v));
     assert!(sha256sum_c(&dir).0);
+    // The live case log must go on from the snapshot: an edit of its history is named.
+    flip_byte(&case.join("case-log.jsonl"), 30);
+    let v = rescue(&["report", "verify", dir.to_str().unwrap()], &[]);
+    assert_eq!(v.status.code(), Some(4), "{}", text(&v));
+    assert!(
+        text(&v).contains(
+            "FAILED ../case-log.jsonl: the live case log does not begin with the snapshot"
+        ),
+        "{}",
+        text(&v)
+    );
 }
 
 #[test]

@@ -63,7 +63,7 @@ pub enum ReportError {
         source: std::io::Error,
     },
     #[error(
-        "the report directory {out} lies inside an acquisition or is the case directory itself: choose a directory of its own"
+        "the report directory {out} is the case directory itself: choose a directory of its own (default: report/ inside it)"
     )]
     RefuseOut { out: PathBuf },
     #[error(transparent)]
@@ -996,4 +996,42 @@ fn open_items(r: &Report) -> Vec<String> {
         ));
     }
     items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_offset_moves_every_time() {
+        assert_eq!(
+            true_time("2026-12-05T14:00:00Z", Some(5400)).as_deref(),
+            Some("2026-12-05T15:30:00Z")
+        );
+        assert_eq!(true_time("2026-12-05T14:00:00Z", None), None);
+        assert_eq!(true_time("not a time", Some(1)), None);
+    }
+
+    #[test]
+    fn outcomes_read_in_one_line() {
+        let o = |v: Value| outcome(&v);
+        assert_eq!(o(serde_json::json!({"refused": "no"})), "REFUSED: no");
+        assert_eq!(
+            o(serde_json::json!({"verified": false, "exit": 4})),
+            "NOT verified"
+        );
+        assert_eq!(o(serde_json::json!({"exit": 0})), "exit 0");
+        assert_eq!(
+            o(serde_json::json!({"counts": {"restored": 3, "held": 1}, "complete": true})),
+            "complete: 1 held, 3 restored"
+        );
+        assert!(o(serde_json::json!({"x": "y".repeat(500)})).chars().count() <= 160);
+    }
+
+    #[test]
+    fn severities_sort_most_urgent_first_and_unknown_words_last() {
+        let mut v = vec!["low", "whatever", "critical", "info", "HIGH"];
+        v.sort_by_key(|s| severity_rank(s));
+        assert_eq!(v, ["critical", "HIGH", "low", "info", "whatever"]);
+    }
 }

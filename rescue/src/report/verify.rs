@@ -114,6 +114,23 @@ pub fn verify_dir(
             }
             Err(e) => checks.push(fail(LOG_SNAPSHOT, format!("chain BROKEN at {e}"))),
         }
+        // A report inside its case directory: the live log there must still begin with the snapshot.
+        if let Some(live) = dir.parent().map(|p| p.join(LOG_SNAPSHOT))
+            && let Ok(live_bytes) = fs::read(&live)
+        {
+            if live_bytes.starts_with(&bytes) {
+                checks.push(pass(
+                    "../case-log.jsonl",
+                    "the live case log continues the snapshot".into(),
+                ));
+            } else {
+                checks.push(fail(
+                    "../case-log.jsonl",
+                    "the live case log does not begin with the snapshot: it was changed after the report"
+                        .into(),
+                ));
+            }
+        }
         let stated = fs::read(dir.join("report.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

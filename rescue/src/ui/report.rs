@@ -81,6 +81,18 @@ fn load_key(a: &BuildArgs, key: &Path, case_dir: &Path) -> anyhow::Result<sign::
             } else {
                 std::env::temp_dir()
             };
+            let evidence = crate::system::in_rescue_system()
+                .then(Locked::open)
+                .and_then(Result::ok)
+                .and_then(|l| l.state.destination)
+                .map(|d| crate::blkro::whole_disk(d.device.trim_start_matches("/dev/")));
+            let disk = crate::devices::describe(dev).map(|d| d.name).ok();
+            if evidence.is_some() && disk == evidence {
+                bail!(
+                    "{} is the evidence disk: a secret key never belongs there; bring it on its own medium",
+                    dev.display()
+                );
+            }
             let m = crate::restore::source::mount_readonly(dev, &base)?;
             println!(
                 "media {} ({}) mounted read-only on {}",
@@ -99,7 +111,10 @@ fn load_key(a: &BuildArgs, key: &Path, case_dir: &Path) -> anyhow::Result<sign::
     let key_path = on_media(key);
     let real = std::fs::canonicalize(&key_path)
         .with_context(|| format!("opening the signing key {}", key_path.display()))?;
-    if real.starts_with(case_dir) || real.starts_with(case::EVIDENCE_MOUNT) {
+    let on_the_medium = media
+        .as_ref()
+        .is_some_and(|m| real.starts_with(&m.mountpoint));
+    if !on_the_medium && (real.starts_with(case_dir) || real.starts_with(case::EVIDENCE_MOUNT)) {
         bail!(
             "the signing key {} lies on the evidence disk: a secret key never belongs there; bring it on its own medium (--media DEVICE)",
             key_path.display()
