@@ -120,27 +120,29 @@ fn make_case(root: &Path, with_triage: bool) -> PathBuf {
                 "timestamp": ts, "timestamp_desc": "mtime", "source": "bodyfile", "path": path, "host": "web1"})
             .to_string()
         };
-        fs::write(
-            t.join("timeline.jsonl"),
-            [
-                line(1_700_000_000_000_000, "boot", "/var/log/syslog"),
-                line(
-                    1_763_600_645_000_000,
-                    "file written",
-                    "/etc/cron.d/backdoor",
-                ),
-                "this line is no event".to_owned(),
-                line(
-                    1_763_700_000_000_000,
-                    "file changed",
-                    "/etc/cron.d/backdoor",
-                ),
-                line(1_764_000_000_000_000, "login", "/var/log/auth.log"),
-            ]
-            .join("\n")
-                + "\n",
-        )
-        .unwrap();
+        let mut timeline = [
+            line(1_700_000_000_000_000, "boot", "/var/log/syslog"),
+            line(
+                1_763_600_645_000_000,
+                "file written",
+                "/etc/cron.d/backdoor",
+            ),
+            "this line is no event".to_owned(),
+            line(
+                1_763_700_000_000_000,
+                "file changed",
+                "/etc/cron.d/backdoor",
+            ),
+            line(1_764_000_000_000_000, "login", "/var/log/auth.log"),
+        ]
+        .join("\n")
+        .into_bytes();
+        // Bytes that are no UTF-8 are one more line not understood, not the end of the file.
+        timeline.extend_from_slice(b"\n\xff\xfe{\n");
+        timeline
+            .extend_from_slice(line(1_764_100_000_000_000, "logout", "/var/log/wtmp").as_bytes());
+        timeline.push(b'\n');
+        fs::write(t.join("timeline.jsonl"), timeline).unwrap();
     }
     case
 }
@@ -509,10 +511,10 @@ fn the_report_tells_the_case_with_true_times_findings_and_timeline() {
             .starts_with("2025-11-20T01:04:05")
     );
     let t = &r["timeline"];
-    assert_eq!(t["events"], 4);
-    assert_eq!(t["unparsed_lines"], 1);
+    assert_eq!(t["events"], 5);
+    assert_eq!(t["unparsed_lines"], 2);
     assert_eq!(t["first_event"]["message"], "boot");
-    assert_eq!(t["last_event"]["message"], "login");
+    assert_eq!(t["last_event"]["message"], "logout");
     assert_eq!(t["first_attacker_activity"]["message"], "file written");
     assert_eq!(t["last_attacker_activity"]["message"], "file changed");
     // The restore: authorized_keys held for review, named as an open item.
@@ -737,4 +739,36 @@ fn guided_step_7_builds_a_signed_report_before_power_off() {
     // The case log records the report with the chain hash it signed.
     let log = fs::read_to_string(state.join("case-log.jsonl")).unwrap();
     assert!(log.contains("\"command\":\"report\""), "{log}");
+}
+
+#[test]
+fn a_broken_case_log_is_reported_as_broken_and_fails_verify() {
+    let root = tempfile::tempdir().unwrap();
+    let case = make_case(root.path(), false);
+    flip_byte(&case.join("case-log.jsonl"), 60);
+    let out = ok(rescue(
+        &["report", "--case-dir", case.to_str().unwrap()],
+        &[],
+    ));
+    assert!(out.contains("chain BROKEN"), "{out}");
+    let dir = case.join("report");
+    let r: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["case_log"]["intact"], false);
+    assert!(
+        r["actions"].as_array().unwrap().is_empty(),
+        "no action is taken from a broken log"
+    );
+    assert!(
+        r["open_items"][0].as_str().unwrap().contains("NOT intact"),
+        "{}",
+        r["open_items"]
+    );
+    let v = rescue(&["report", "verify", dir.to_str().unwrap()], &[]);
+    assert_eq!(v.status.code(), Some(4), "{}", text(&v));
+    assert!(
+        text(&v).contains("FAILED case-log.jsonl: chain BROKEN at line 1"),
+        "{}",
+        text(&v)
+    );
 }

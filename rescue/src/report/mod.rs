@@ -816,11 +816,13 @@ fn read_timelines(
         };
         let name = index::relative(case_dir, f);
         t.files.push(name.clone());
-        for line in std::io::BufReader::new(file).lines() {
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            // A read error ends this file (counted); bytes that are no UTF-8 make an unparsed line.
             let Ok(line) = line else {
                 t.unparsed_lines += 1;
                 break;
             };
+            let line = String::from_utf8_lossy(&line);
             if line.trim().is_empty() {
                 continue;
             }

@@ -92,13 +92,15 @@ fn parse(bytes: &[u8], path: &Path) -> Result<SignedSecretKey, SignError> {
             .collect::<Result<_, _>>()
             .map_err(bad)?
     };
-    match keys.len() {
-        0 => Err(SignError::ParseKey {
+    let count = keys.len();
+    let mut keys = keys.into_iter();
+    match (keys.next(), count) {
+        (Some(key), 1) => Ok(key),
+        (None, _) => Err(SignError::ParseKey {
             path: path.to_owned(),
             reason: String::new(),
         }),
-        1 => Ok(keys.into_iter().next().expect("one key")),
-        count => Err(SignError::SeveralKeys {
+        (Some(_), count) => Err(SignError::SeveralKeys {
             path: path.to_owned(),
             count,
         }),
