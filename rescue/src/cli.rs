@@ -108,6 +108,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Restore(args) => ui::restore::run(&args),
         Command::Triage(args) => ui::triage::run(&args),
         Command::Timeline(args) => ui::timeline::run(&args),
+        Command::Report(args) => ui::report::run(&args),
         Command::Net { what } => ui::net::run(&what),
         Command::Status => ui::status::run(),
         Command::Drivers => ui::status::run_drivers(),

@@ -22,6 +22,7 @@ pub mod mount;
 pub mod net;
 pub mod pkgdb;
 pub mod reinstall;
+pub mod report;
 pub mod restore;
 pub mod s3;
 pub mod selfcheck;

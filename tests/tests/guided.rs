@@ -1,9 +1,11 @@
 //! The guided incident flow over the serial console (TERM=vt220, dialoguer prompts answered with the keys
 //! a BMC serial line sends): open a case with the true time, inventory, unlock and format the evidence
 //! disk, acquire and verify a 256 MiB "compromised" source disk (GPT + ext4 with known files), clear it
-//! as a reinstall target, report and power off. On the host the evidence disk holds the image, manifest,
-//! SHA256SUMS, inventory and case log; the image equals the source; the chain verifies (and breaks after
-//! one edited byte); the source is byte-identical.
+//! as a reinstall target, build the incident report signed with the examiner's key (read from a third
+//! disk, passphrase typed without echo) and power off. On the host the evidence disk holds the image,
+//! manifest, SHA256SUMS, inventory, case log and report; the image equals the source; the chain verifies
+//! (and breaks after one edited byte); gpgv, `sha256sum -c` and `report verify` accept the report and
+//! refuse it after one edited byte; the source is byte-identical.
 
 use std::path::Path;
 use std::process::Command;
@@ -70,9 +72,42 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     src.serial = Some("VICTIM-01".into());
     let mut ev = Disk::new(&evidence, Bus::Virtio);
     ev.serial = Some("USBEVIDENCE-77".into());
+    // The examiner's key on a stick of its own: a passphrase-protected secret key, never on the evidence.
+    let signer = Signer::new("Examiner <examiner@example.org>")?;
+    signer.gpg(&[
+        "--passphrase",
+        PASSPHRASE,
+        "--quick-gen-key",
+        "Report Signer <report@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ])?;
+    let key_dir = work.path().join("key");
+    std::fs::create_dir_all(&key_dir)?;
+    let secret = signer.gpg(&[
+        "--passphrase",
+        PASSPHRASE,
+        "--armor",
+        "--export-secret-keys",
+        "report@example.org",
+    ])?;
+    std::fs::write(key_dir.join("examiner.asc"), &secret)?;
+    let public = work.path().join("examiner.pub");
+    signer.gpg(&[
+        "--output",
+        public.to_str().unwrap_or_default(),
+        "--export",
+        "report@example.org",
+    ])?;
+    let key_disk = work.path().join("key.img");
+    ext4_from(&key_dir, &key_disk, 8, "KEY")?;
+    let mut kd = Disk::new(&key_disk, Bus::Virtio);
+    kd.serial = Some("KEYSTICK-1".into());
     let mut vm = QemuBuilder::direct(&art, work.path())
         .disk(src)
         .disk(ev)
+        .disk(kd)
         .spawn()?;
     let boot = vm.wait_prompt(T)?;
     vm.check(
@@ -177,9 +212,33 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         &format!("the evidence disk is refused without asking for a reason:\n{out}"),
     )?;
 
-    // Step 7: report, chain check, power off.
+    // Step 7: the signed report (the key from the third disk, vdc), chain check, power off.
     vm.send_line("7")?;
-    vm.expect("Power off now", T)?;
+    vm.expect("Build the incident report now", T)?;
+    vm.send_raw(b"y")?;
+    vm.expect("Sign it with your OpenPGP secret key", T)?;
+    vm.send_raw(b"y")?;
+    let out = vm.expect("Disk or stick holding the key", T)?;
+    vm.check(
+        !out.contains("vdb"),
+        &format!("the evidence disk is not offered for the key:\n{out}"),
+    )?;
+    // No medium, vda1 (the source's partition), vdc (the key stick).
+    vm.send_raw(b"jj\r")?;
+    vm.expect("Secret key file", T)?;
+    vm.send_line("examiner.asc")?;
+    vm.expect("Passphrase of the signing key", T)?;
+    vm.send_line(PASSPHRASE)?;
+    let out = vm.expect("Power off now", LONG)?;
+    vm.check(
+        out.contains("signed by")
+            && out.contains("report of case CASE-G written to /mnt/evidence/CASE-G/report"),
+        &format!("the report is built and signed:\n{out}"),
+    )?;
+    vm.check(
+        !vm.log().contains(PASSPHRASE),
+        "the passphrase is never echoed on the console",
+    )?;
     vm.send_raw(b"y")?;
     let status = vm.wait_exit(Duration::from_secs(120))?;
     vm.check(status.success(), "clean power-off")?;
@@ -234,6 +293,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         "mount-evidence /dev/vdb",
         "verify /mnt/evidence/CASE-G/vda",
         "case target /dev/vda",
+        "report --format md,json,html --sign-key examiner.asc --media /dev/vdc",
         "poweroff",
     ] {
         assert!(
@@ -247,6 +307,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
             .is_some_and(|o| o > 0)),
         "the clock offset is in the case log"
     );
+    check_signed_report(&evidence, work.path(), &public, &source_sha)?;
     let mut edited = bytes.clone();
     let at = edited.windows(6).position(|w| w == b"CASE-G").unwrap_or(0);
     edited[at + 5] = b'H';
@@ -255,6 +316,119 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         "one edited byte breaks the chain"
     );
     Ok(())
+}
+
+/// The examiner's passphrase in the guided scenario: it must never show on the console.
+const PASSPHRASE: &str = "Correct-Horse-42";
+
+/// gpgv's verdict on one detached signature.
+fn gpgv(keyring: &Path, sig: &Path, data: &Path) -> anyhow::Result<bool> {
+    let home = tempfile::tempdir()?;
+    let o = Command::new("gpgv")
+        .env("GNUPGHOME", home.path())
+        .arg("--keyring")
+        .arg(keyring)
+        .arg(sig)
+        .arg(data)
+        .output()?;
+    Ok(o.status.success())
+}
+
+fn sha256sum_c(dir: &Path) -> anyhow::Result<bool> {
+    let o = Command::new("sha256sum")
+        .args(["-c", "--quiet", "evidence.sha256"])
+        .current_dir(dir)
+        .output()?;
+    Ok(o.status.success())
+}
+
+/// The report on the evidence disk: every signature good for gpgv, the index good for `sha256sum -c`
+/// and `report verify`; one edited byte of the report fails all three; no secret key on the disk.
+fn check_signed_report(
+    evidence: &Path,
+    work: &Path,
+    public: &Path,
+    source_sha: &str,
+) -> anyhow::Result<()> {
+    let tree = work.join("evidence-tree");
+    debugfs_rdump(evidence, &tree)?;
+    let dir = tree.join("CASE-G/report");
+    for f in [
+        "case-log.jsonl",
+        "report.md",
+        "report.json",
+        "report.html",
+        "evidence.sha256",
+    ] {
+        assert!(
+            gpgv(public, &dir.join(format!("{f}.asc")), &dir.join(f))?,
+            "gpgv refuses the signature over {f}"
+        );
+    }
+    assert!(sha256sum_c(&dir)?, "sha256sum -c evidence.sha256 fails");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json"))?)?;
+    assert_eq!(r["case"]["case_id"], "CASE-G");
+    assert!(
+        r["case"]["clock_offset_seconds"]
+            .as_i64()
+            .is_some_and(|o| o > 0)
+    );
+    assert_eq!(
+        r["scope"]["acquisitions"][0]["verification"], "verified",
+        "{}",
+        r["scope"]
+    );
+    assert_eq!(
+        r["scope"]["acquisitions"][0]["hashes"]["sha256"],
+        source_sha
+    );
+    assert!(
+        r["evidence"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|f| f["path"] == "vda/image.raw" && f["sha256"] == source_sha)),
+        "the evidence list holds the image with the source's hash"
+    );
+    let now = chrono::Utc::now();
+    let v = rescue::report::verify::verify_dir(&dir, &[public.to_owned()], now)?;
+    assert!(v.signed && v.failed().is_empty(), "{:?}", v.failed());
+    for e in walk(&tree.join("CASE-G"))? {
+        let b = std::fs::read(&e)?;
+        assert!(
+            !b.windows(15).any(|w| w == b"PRIVATE KEY BLO"),
+            "{} holds a secret key",
+            e.display()
+        );
+    }
+    let md = dir.join("report.md");
+    let mut b = std::fs::read(&md)?;
+    b[20] ^= 0x20;
+    std::fs::write(&md, b)?;
+    assert!(
+        !gpgv(public, &dir.join("report.md.asc"), &md)?,
+        "gpgv accepts an edited report"
+    );
+    assert!(!sha256sum_c(&dir)?, "sha256sum -c accepts an edited report");
+    let v = rescue::report::verify::verify_dir(&dir, &[public.to_owned()], now)?;
+    assert!(
+        v.failed().iter().any(|c| c.file == "report.md")
+            && v.failed().iter().any(|c| c.file == "report.md.asc"),
+        "{:?}",
+        v.failed()
+    );
+    Ok(())
+}
+
+fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }
 
 /// The close of an incident through the guided menu alone: steps 5 and 6 write a signed golden image

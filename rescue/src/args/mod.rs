@@ -10,6 +10,7 @@ pub mod acquire;
 pub mod mount;
 pub mod net;
 pub mod reinstall;
+pub mod report;
 pub mod restore;
 pub mod triage;
 pub mod timeline;
@@ -112,6 +113,9 @@ pub enum Command {
     /// What happened when: body file of every file's times, and the logs' events as a Timesketch
     /// timeline (JSONL and CSV), sorted, hashed.
     Timeline(Box<timeline::TimelineArgs>),
+    /// Build the incident report of the case (Markdown, JSON, HTML), signed with the examiner's key;
+    /// `report verify DIR` checks one.
+    Report(Box<report::ReportArgs>),
     /// Network interfaces: bring one up on request (DHCP or static), take it down, show them.
     Net {
         #[command(subcommand)]

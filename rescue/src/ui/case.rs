@@ -241,6 +241,12 @@ pub fn run_case_verify(args: &crate::args::acquire::VerifyArgs) -> anyhow::Resul
     let code = super::acquire::run_verify(args)?;
     let mut locked = Locked::open()?;
     case::record_verified(&mut locked, &args.dir, code == 0)?;
+    // The verdict in the case log too: a report built later on a host reads it there.
+    locked.log(
+        "result",
+        &format!("verify {}", args.dir.display()),
+        serde_json::json!({"verified": code == 0, "exit": code}),
+    )?;
     Ok(code)
 }
 

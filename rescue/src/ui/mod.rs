@@ -12,6 +12,7 @@ pub mod net;
 pub mod prompt;
 pub mod reinstall;
 pub mod remote;
+pub mod report;
 pub mod restore;
 pub mod selftest;
 pub mod serial;

@@ -168,7 +168,10 @@ pub fn progress(state: &CaseState) -> (Vec<(Step, String)>, Step) {
                 true,
                 "target interlock, then a screened restore (dry run first)".into(),
             ),
-            Step::Report => (true, "case log, chain check, safe power-off".into()),
+            Step::Report => (
+                true,
+                "incident report (signed with your key), chain check, safe power-off".into(),
+            ),
         }
     };
     let mut next = Step::Report;

@@ -322,6 +322,20 @@ pub(super) fn ask_sums(ask: &Ask) -> anyhow::Result<Vec<String>> {
 /// than the target and the evidence disk, mounted read-only by the command), or no medium (paths in the
 /// rescue system, e.g. under /mnt/evidence). `None` when the operator cancels.
 pub(super) fn ask_media(ask: &Ask, target: &str) -> anyhow::Result<Option<Vec<String>>> {
+    ask_medium(
+        ask,
+        target,
+        "Disk or CD holding the image and its checksum list (mounted read-only)",
+    )
+}
+
+/// A medium other than `target` and the evidence disk, chosen with `prompt`: `--media DEVICE`, or
+/// nothing for paths in the rescue system. `None` when the operator cancels.
+pub(super) fn ask_medium(
+    ask: &Ask,
+    target: &str,
+    prompt: &str,
+) -> anyhow::Result<Option<Vec<String>>> {
     let s = state();
     let mut choices: Vec<(String, Option<String>)> = vec![(
         "No medium: paths in the rescue system (e.g. /mnt/evidence/...)".to_owned(),
@@ -346,11 +360,7 @@ pub(super) fn ask_media(ask: &Ask, target: &str) -> anyhow::Result<Option<Vec<St
         }
     }
     let items: Vec<String> = choices.iter().map(|(l, _)| l.clone()).collect();
-    let Some(i) = ask.select(
-        "Disk or CD holding the image and its checksum list (mounted read-only)",
-        &items,
-    )?
-    else {
+    let Some(i) = ask.select(prompt, &items)? else {
         return Ok(None);
     };
     Ok(Some(match &choices[i].1 {
@@ -471,6 +481,9 @@ pub(super) fn step_report(ask: &Ask) -> anyhow::Result<()> {
             }
         );
     }
+    if s.case_id.is_some() {
+        report_now(ask)?;
+    }
     let log = Locked::open()?.log_path();
     run(ask, &["log", "verify", &log.display().to_string()]);
     if ask.confirm("Power off now (sync, unmount the evidence disk, power off)?")? {
@@ -556,5 +569,37 @@ pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
             "timeline written to {out_s}: load timeline.jsonl into Timesketch, or run mactime on bodyfile.txt"
         );
     }
+    Ok(())
+}
+
+/// The incident report before power-off: Markdown, JSON and HTML, signed when the examiner brought a
+/// key (the `report` command asks its passphrase on the console).
+fn report_now(ask: &Ask) -> anyhow::Result<()> {
+    if !ask.confirm(
+        "Build the incident report now (Markdown, JSON, HTML; every evidence file hashed)?",
+    )? {
+        return Ok(());
+    }
+    let mut words: Vec<String> = ["report", "--format", "md,json,html"]
+        .map(str::to_owned)
+        .to_vec();
+    if ask.confirm("Sign it with your OpenPGP secret key (a key file on a medium you brought)?")? {
+        let Some(media) = ask_medium(ask, "", "Disk or stick holding the key (mounted read-only)")?
+        else {
+            return Ok(());
+        };
+        let Some(key) = ask_path(
+            ask,
+            "Secret key file (armoured or binary; a path on that medium, or in the rescue system)",
+        )?
+        else {
+            say!("no key given: the report is built unsigned");
+            run(ask, &words.iter().map(String::as_str).collect::<Vec<_>>());
+            return Ok(());
+        };
+        words.extend(["--sign-key".to_owned(), key]);
+        words.extend(media);
+    }
+    run(ask, &words.iter().map(String::as_str).collect::<Vec<_>>());
     Ok(())
 }
