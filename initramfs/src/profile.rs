@@ -67,6 +67,15 @@ const GENERIC: &[&str] = &[
     "virtio_rng",
     "loop",
     "efivarfs",
+    // Device-mapper and md for `rescue lvm activate` / `rescue md assemble`: loaded only when those
+    // commands run, never at boot (no modalias matches them; coldplug loads by modalias).
+    "dm_mod",
+    "dm_mirror",
+    "md_mod",
+    "raid0",
+    "raid1",
+    "raid10",
+    "raid456",
 ];
 
 /// Just what the QEMU tests use: virtio devices, AHCI/NVMe/USB disks, ext4/vfat and a keyboard.
@@ -95,6 +104,14 @@ const QEMU: &[&str] = &[
     "hid_generic",
     "loop",
     "efivarfs",
+    "xfs",
+    "dm_mod",
+    "dm_mirror",
+    "md_mod",
+    "raid0",
+    "raid1",
+    "raid10",
+    "raid456",
 ];
 
 const NAMES: &[&str] = &["generic", "qemu"];

@@ -15,6 +15,7 @@ pub mod restore;
 pub mod selftest;
 pub mod serial;
 pub mod status;
+pub mod storage;
 
 pub use crate::error_chain;
 
