@@ -3,12 +3,12 @@
 //! same `md assemble --read-only` / `lvm activate --read-only` lines an operator would type.
 
 use super::*;
-use crate::inventory::Inventory;
+use crate::inventory::DiskInventory;
 
 /// Devices (`/dev/NAME`) whose signature is an md member, and those holding an LVM2 PV label.
-pub(super) fn stacked_volumes(inv: &Inventory) -> (Vec<String>, Vec<String>) {
+pub(super) fn stacked_volumes(disks: &[DiskInventory]) -> (Vec<String>, Vec<String>) {
     let (mut md, mut lvm) = (Vec::new(), Vec::new());
-    for d in &inv.disks {
+    for d in disks {
         let whole = d
             .signature
             .iter()
@@ -39,7 +39,7 @@ pub(super) fn offer(ask: &Ask) -> anyhow::Result<()> {
     let Ok(inv) = crate::inventory::take() else {
         return Ok(());
     };
-    let (md, lvm) = stacked_volumes(&inv);
+    let (md, lvm) = stacked_volumes(&inv.disks);
     if md.is_empty() && lvm.is_empty() {
         return Ok(());
     }
@@ -59,4 +59,76 @@ pub(super) fn offer(ask: &Ask) -> anyhow::Result<()> {
     // PVs may sit on the arrays just assembled, so LVM is scanned after md even without a PV seen.
     run(ask, &["lvm", "activate", "--read-only"]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::Partition;
+    use crate::inventory::TableEntry;
+
+    fn disk(name: &str, signature: Option<&str>, parts: &[(u32, &str)]) -> DiskInventory {
+        DiskInventory {
+            device: BlockDevice {
+                name: name.into(),
+                path: format!("/dev/{name}"),
+                size_bytes: 1 << 30,
+                logical_sector_size: 512,
+                physical_sector_size: 512,
+                model: None,
+                serial: None,
+                wwn: None,
+                transport: "virtio".into(),
+                removable: false,
+                read_only: true,
+                partitions: parts
+                    .iter()
+                    .map(|(n, _)| Partition {
+                        name: format!("{name}{n}"),
+                        path: format!("/dev/{name}{n}"),
+                        number: Some(*n),
+                        start_bytes: 0,
+                        size_bytes: 0,
+                        read_only: true,
+                    })
+                    .collect(),
+            },
+            table: (!parts.is_empty()).then(|| "gpt".into()),
+            entries: parts
+                .iter()
+                .map(|(n, sig)| TableEntry {
+                    number: *n,
+                    start_bytes: 0,
+                    size_bytes: 0,
+                    type_id: String::new(),
+                    name: None,
+                    signature: Some((*sig).into()),
+                })
+                .collect(),
+            signature: signature.map(str::to_owned),
+            error: None,
+            notes: Vec::new(),
+            hidden_areas: Default::default(),
+        }
+    }
+
+    #[test]
+    fn md_members_and_pvs_are_found_on_disks_and_partitions() {
+        let disks = [
+            disk("vda", Some("lvm2"), &[]),
+            disk(
+                "sdb",
+                None,
+                &[(1, "vfat"), (2, "linux_raid_member (md 1.2)"), (3, "lvm2")],
+            ),
+            disk("sdc", Some("ext4"), &[]),
+        ];
+        let (md, lvm) = stacked_volumes(&disks);
+        assert_eq!(md, ["/dev/sdb2"]);
+        assert_eq!(lvm, ["/dev/vda", "/dev/sdb3"]);
+        assert_eq!(
+            stacked_volumes(&[disk("sdc", Some("ext4"), &[(1, "xfs")])]),
+            (vec![], vec![])
+        );
+    }
 }
