@@ -69,6 +69,15 @@ const GENERIC: &[&str] = &[
     "efivarfs",
     // `rescue mount` serves acquisitions through FUSE; loaded when it runs, never at boot.
     "fuse",
+    // Device-mapper and md for `rescue lvm activate` / `rescue md assemble`: loaded only when those
+    // commands run, never at boot (no modalias matches them; coldplug loads by modalias).
+    "dm_mod",
+    "dm_mirror",
+    "md_mod",
+    "raid0",
+    "raid1",
+    "raid10",
+    "raid456",
 ];
 
 /// Just what the QEMU tests use: virtio devices, AHCI/NVMe/USB disks, ext4/vfat and a keyboard.
@@ -98,6 +107,14 @@ const QEMU: &[&str] = &[
     "loop",
     "efivarfs",
     "fuse",
+    "xfs",
+    "dm_mod",
+    "dm_mirror",
+    "md_mod",
+    "raid0",
+    "raid1",
+    "raid10",
+    "raid456",
 ];
 
 const NAMES: &[&str] = &["generic", "qemu"];

@@ -110,6 +110,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Timeline(args) => ui::timeline::run(&args),
         Command::Report(args) => ui::report::run(&args),
         Command::Net { what } => ui::net::run(&what),
+        Command::Lvm { what } => ui::storage::run_lvm(&what),
+        Command::Md { what } => ui::storage::run_md(&what),
         Command::Status => ui::status::run(),
         Command::Drivers => ui::status::run_drivers(),
         Command::Poweroff => ui::status::run_power(PowerAction::PowerOff),

@@ -91,7 +91,19 @@ fn protect_new(name: &str) {
     }
     let dev = PathBuf::from("/dev").join(name);
     if let Err(e) = blkro::set_read_only(&dev, true) {
-        console::warn(&format!("write-blocking new device {}: {e}", dev.display()));
+        // An array `md assemble` creates is inactive until it starts, and md refuses BLKROSET (ENODEV)
+        // until then: it holds no data yet, starts read-only, and is marked once running.
+        let inactive_md = name.starts_with("md")
+            && matches!(
+                &e,
+                blkro::BlkRoError::SetReadOnly {
+                    source: nix::Error::ENODEV,
+                    ..
+                }
+            );
+        if !inactive_md {
+            console::warn(&format!("write-blocking new device {}: {e}", dev.display()));
+        }
     }
 }
 

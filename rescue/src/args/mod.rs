@@ -14,6 +14,7 @@ pub mod report;
 pub mod restore;
 pub mod triage;
 pub mod timeline;
+pub mod storage;
 
 /// Exit code: the command line was not understood.
 pub const EXIT_USAGE: u8 = 2;
@@ -120,6 +121,16 @@ pub enum Command {
     Net {
         #[command(subcommand)]
         what: net::NetCommand,
+    },
+    /// LVM volumes, read-only and on request only: activate, deactivate.
+    Lvm {
+        #[command(subcommand)]
+        what: storage::LvmCommand,
+    },
+    /// md RAID arrays, read-only and on request only: assemble, stop.
+    Md {
+        #[command(subcommand)]
+        what: storage::MdCommand,
     },
     /// Version, build, kernel, boot mode and write-block state.
     Status,

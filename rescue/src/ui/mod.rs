@@ -19,6 +19,7 @@ pub mod serial;
 pub mod status;
 pub mod triage;
 pub mod timeline;
+pub mod storage;
 
 pub use crate::error_chain;
 

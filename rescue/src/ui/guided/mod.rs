@@ -32,6 +32,7 @@ macro_rules! say {
 
 mod ask;
 mod steps;
+mod volumes;
 
 use self::ask::*;
 use self::steps::*;
@@ -326,6 +327,7 @@ pub fn run_step(step: Step, exec: Executor) -> anyhow::Result<()> {
         Step::Case => step_case(&ask)?,
         Step::Inventory => {
             run(&ask, &["inventory"]);
+            volumes::offer(&ask)?;
         }
         Step::Evidence => step_evidence(&ask)?,
         Step::Acquire => step_acquire(&ask)?,

@@ -1,0 +1,302 @@
+//! `lvm activate|deactivate` and `md assemble|stop`: what was mapped or started read-only, what was
+//! refused and why, and after teardown what is left in `/dev/mapper` and `/proc/mdstat`. In the rescue
+//! system each activation and teardown goes into the case log.
+
+use std::path::PathBuf;
+
+use crate::args::storage::{LvmCommand, MdCommand};
+use crate::devices::human_size;
+use crate::{dm, lvm, md};
+
+/// Exit code: everything found was activated (or torn down).
+const EXIT_OK: u8 = 0;
+/// Exit code: something was refused or could not be removed (the message says what).
+const EXIT_FAILURE: u8 = 1;
+
+fn case_log(kind: &str, command: &str, detail: serde_json::Value) {
+    if crate::system::in_rescue_system()
+        && let Ok(locked) = crate::case::Locked::open()
+        && let Err(e) = locked.log(kind, command, detail)
+    {
+        eprintln!("warning: case log: {}", crate::error_chain(&e));
+    }
+}
+
+fn loaded_modules() -> Vec<String> {
+    std::fs::read_to_string("/proc/modules")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Runs `f` and says which kernel modules it loaded (md and device-mapper are never loaded at boot).
+fn with_module_report(json: bool, f: impl FnOnce() -> anyhow::Result<u8>) -> anyhow::Result<u8> {
+    let before = loaded_modules();
+    let r = f();
+    let mut new: Vec<String> = loaded_modules()
+        .into_iter()
+        .filter(|m| !before.contains(m))
+        .collect();
+    new.sort();
+    if !new.is_empty() && !json {
+        println!("kernel modules loaded for this command: {}", new.join(" "));
+    }
+    r
+}
+
+/// `lvm …`.
+pub fn run_lvm(what: &LvmCommand) -> anyhow::Result<u8> {
+    match what {
+        LvmCommand::Activate { devices, json, .. } => {
+            with_module_report(*json, || lvm_activate(devices, *json))
+        }
+        LvmCommand::Deactivate => lvm_deactivate(),
+    }
+}
+
+/// `md …`.
+pub fn run_md(what: &MdCommand) -> anyhow::Result<u8> {
+    match what {
+        MdCommand::Assemble {
+            devices,
+            degraded,
+            json,
+            ..
+        } => with_module_report(*json, || md_assemble(devices, *degraded, *json)),
+        MdCommand::Stop => md_stop(),
+    }
+}
+
+fn lvm_candidates() -> Vec<PathBuf> {
+    let mut v = md::assemble::candidate_devices();
+    v.extend(
+        crate::blkro::all_block_names()
+            .into_iter()
+            .filter(|n| n.starts_with("md"))
+            .map(|n| PathBuf::from("/dev").join(n)),
+    );
+    v
+}
+
+fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
+    let scan = if devices.is_empty() {
+        lvm_candidates()
+    } else {
+        devices.to_vec()
+    };
+    let mut code = EXIT_OK;
+    let mut found = Vec::new();
+    for d in &scan {
+        match lvm::read_pv(d) {
+            Ok(Some(pv)) => found.push(pv),
+            Ok(None) => {
+                if !devices.is_empty() {
+                    eprintln!("{}: no LVM2 label", d.display());
+                    code = EXIT_FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {}", crate::error_chain(&e));
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    if found.is_empty() {
+        if !json {
+            println!("no LVM physical volume on {} device(s) scanned", scan.len());
+        } else {
+            println!("{}", serde_json::json!({"volume_groups": [], "lvs": []}));
+        }
+        return Ok(code);
+    }
+    let plans = lvm::plan(&found);
+    let ctl = if plans.iter().any(Result::is_ok) {
+        Some(dm::Control::open()?)
+    } else {
+        None
+    };
+    let mut all = Vec::new();
+    let mut vgs = Vec::new();
+    for p in plans {
+        let p = match p {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("refused: {}", crate::error_chain(&e));
+                code = EXIT_FAILURE;
+                continue;
+            }
+        };
+        let Some(ctl) = &ctl else { continue };
+        if !json {
+            println!(
+                "VG {} (seqno {}, PVs {})",
+                p.vg.name,
+                p.vg.seqno,
+                p.pvs
+                    .values()
+                    .map(|(d, _)| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        let outcomes = lvm::activate(ctl, &p)?;
+        for o in &outcomes {
+            match (&o.device, &o.refused) {
+                (Some(dev), _) if !json => println!(
+                    "  {} -> {}  {}  {}  read-only",
+                    o.link
+                        .as_ref()
+                        .map(|l| l.display().to_string())
+                        .unwrap_or_default(),
+                    dev.display(),
+                    human_size(o.size_bytes),
+                    o.layout
+                ),
+                (None, Some(why)) => {
+                    eprintln!("  refused {}/{}: {why}", o.vg, o.lv);
+                    code = EXIT_FAILURE;
+                }
+                _ => {}
+            }
+        }
+        vgs.push(serde_json::json!({
+            "name": p.vg.name, "id": p.vg.id, "seqno": p.vg.seqno,
+            "pvs": p.pvs.values().map(|(d, _)| d.display().to_string()).collect::<Vec<_>>(),
+        }));
+        all.extend(outcomes);
+    }
+    let detail = serde_json::json!({"volume_groups": vgs, "lvs": all});
+    if json {
+        println!("{detail}");
+    }
+    case_log("lvm-activate", "lvm activate --read-only", detail);
+    Ok(code)
+}
+
+fn lvm_deactivate() -> anyhow::Result<u8> {
+    let ctl = dm::Control::open()?;
+    let removed = lvm::deactivate_all(&ctl)?;
+    let mut code = EXIT_OK;
+    for r in &removed {
+        match &r.error {
+            None => println!("removed /dev/mapper/{}", r.name),
+            Some(e) => {
+                eprintln!("could not remove /dev/mapper/{}: {e}", r.name);
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    let left = lvm::mapper_entries();
+    if left.is_empty() {
+        println!("/dev/mapper: no device left (only control)");
+    } else {
+        println!("/dev/mapper still holds: {}", left.join(" "));
+    }
+    case_log(
+        "lvm-deactivate",
+        "lvm deactivate",
+        serde_json::json!({"removed": removed, "left": left}),
+    );
+    Ok(code)
+}
+
+fn md_assemble(devices: &[PathBuf], degraded: bool, json: bool) -> anyhow::Result<u8> {
+    let scan = if devices.is_empty() {
+        md::assemble::candidate_devices()
+    } else {
+        devices.to_vec()
+    };
+    let mut code = EXIT_OK;
+    let mut members = Vec::new();
+    for d in &scan {
+        match md::assemble::read_member(d) {
+            Ok(Some(m)) => members.push(m),
+            Ok(None) => {
+                if !devices.is_empty() {
+                    eprintln!("{}: no md superblock", d.display());
+                    code = EXIT_FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {}", crate::error_chain(&e));
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    if members.is_empty() && !json {
+        println!("no md member on {} device(s) scanned", scan.len());
+    }
+    let mut assembled = Vec::new();
+    let mut refused = Vec::new();
+    for p in md::plan(members, degraded) {
+        let result = p.and_then(|p| md::assemble::assemble(&p));
+        match result {
+            Ok(a) => {
+                if !json {
+                    println!(
+                        "{}{} : {} {}, members {}{}  {}  read-only (array_state {})",
+                        a.device.display(),
+                        a.link
+                            .as_ref()
+                            .map(|l| format!(" ({})", l.display()))
+                            .unwrap_or_default(),
+                        md::level_name(a.level),
+                        a.name,
+                        a.members
+                            .iter()
+                            .map(|m| m.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        if a.missing_roles.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" DEGRADED: roles {:?} missing", a.missing_roles)
+                        },
+                        human_size(a.size_bytes),
+                        a.array_state
+                    );
+                }
+                assembled.push(a);
+            }
+            Err(e) => {
+                let msg = crate::error_chain(&e);
+                eprintln!("refused: {msg}");
+                refused.push(msg);
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    let detail = serde_json::json!({"assembled": assembled, "refused": refused});
+    if json {
+        println!("{detail}");
+    }
+    case_log("md-assemble", "md assemble --read-only", detail);
+    Ok(code)
+}
+
+fn md_stop() -> anyhow::Result<u8> {
+    let stopped = md::assemble::stop_all();
+    let mut code = EXIT_OK;
+    for s in &stopped {
+        match &s.error {
+            None => println!("stopped {}", s.device.display()),
+            Some(e) => {
+                eprintln!("could not stop {}: {e}", s.device.display());
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    let left = md::assemble::mdstat_arrays();
+    if left.is_empty() {
+        println!("/proc/mdstat: no array left");
+    } else {
+        println!("/proc/mdstat still lists: {}", left.join("; "));
+    }
+    case_log(
+        "md-stop",
+        "md stop",
+        serde_json::json!({"stopped": stopped, "left": left}),
+    );
+    Ok(code)
+}
