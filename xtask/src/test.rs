@@ -123,10 +123,10 @@ fn build_from_copy(root: &Path, opts: &BuildOptions) -> anyhow::Result<std::path
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let total = Instant::now();
     let root = util::project_root();
-    match args.first().map(String::as_str) {
-        None => {}
+    match args {
+        [] => {}
         // Only the reproducibility step: build, build again from a copy at another path, compare.
-        Some(a) if a == "--reproducibility" => {
+        [a] if a == "--reproducibility" => {
             deps::ensure_packages(deps::BUILD)?;
             let opts = BuildOptions::parse(&[])?;
             let art = build::build(&opts)?;
@@ -139,7 +139,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(a) => bail!("unknown test option {a:?}"),
+        [a, ..] => bail!("unknown test option {a:?}"),
     }
     deps::ensure_packages(deps::BUILD)?;
     deps::ensure_packages(deps::TEST)?;
