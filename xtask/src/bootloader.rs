@@ -1,8 +1,9 @@
 //! Boot loaders from Debian packages: the Microsoft-signed `shim`, Debian's signed monolithic GRUB
 //! (`grubx64.efi.signed`, which reads `/EFI/debian/grub.cfg` on the device it was loaded from: its
 //! embedded prefix is `/EFI/debian`, with `$cmdpath/grub.cfg` as fallback) and GRUB's i386-pc images for
-//! legacy BIOS. The packages are fetched once with `apt-get download` into `target/cache/bootloader/`,
-//! read in Rust (`initramfs::deb`: ar, data.tar.xz, tar), and their hashes go into the build manifest.
+//! legacy BIOS. The packages are the ones pinned in `xtask/inputs.lock` (fetched and checked by
+//! [`crate::inputs`]), read in Rust (`initramfs::deb`: ar, data.tar.xz, tar), and recorded in the build
+//! manifest.
 //!
 //! BIOS GRUB needs a `core.img` holding the modules and a small embedded configuration; only GRUB's own
 //! `grub-mkimage` (package `grub-common`) can link one, so it runs here with the modules of the pinned
@@ -10,21 +11,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, bail};
-use serde::Serialize;
+use crate::{inputs, util};
+use anyhow::Context;
 
-use crate::util;
-
-/// Debian packages a build unpacks: shim, MokManager (in the helpers package), GRUB for UEFI and BIOS.
-const PACKAGES: &[&str] = &[
-    "shim-signed",
-    "shim-helpers-amd64-signed",
-    "grub-efi-amd64-signed",
-    "grub-pc-bin",
-];
+/// Roles of the lock (`xtask/inputs.lock`) a build unpacks: shim, MokManager (in the helpers
+/// package), GRUB for UEFI and BIOS.
+const ROLES: &[&str] = &["shim", "mok-manager", "grub-efi", "grub-pc"];
 
 /// GRUB modules linked into the BIOS `core.img` (dependencies are added by `grub-mkimage`).
 const BIOS_MODULES: &[&str] = &[
@@ -45,15 +40,6 @@ const BIOS_MODULES: &[&str] = &[
     "sleep",
 ];
 
-/// Where a boot loader package came from, for the build manifest.
-#[derive(Debug, Clone, Serialize)]
-pub struct PackageRecord {
-    pub name: String,
-    pub version: String,
-    pub file: String,
-    pub sha256: String,
-}
-
 /// The boot loader files of one build.
 #[derive(Debug, Clone)]
 pub struct BootLoaders {
@@ -69,73 +55,14 @@ pub struct BootLoaders {
     pub core_disk: Vec<u8>,
     /// `grub-mkimage -O i386-pc-eltorito`: `cdboot.img` + core, the El Torito BIOS image.
     pub core_cd: Vec<u8>,
-    pub packages: Vec<PackageRecord>,
+    pub packages: Vec<inputs::Pin>,
 }
 
-fn find_deb(dir: &Path, package: &str) -> Option<PathBuf> {
-    let prefix = format!("{package}_");
-    let mut debs: Vec<PathBuf> = fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                && p.extension().is_some_and(|e| e == "deb")
-        })
-        .collect();
-    debs.sort();
-    debs.pop()
-}
-
-/// The package's `.deb` in the cache, downloaded first if there is none, and its files.
-fn package(cache: &Path, name: &str) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, PackageRecord)> {
-    let debs = cache.join("debs");
-    let deb = match find_deb(&debs, name) {
-        Some(deb) => deb,
-        None => {
-            if !util::have("apt-get") {
-                bail!(
-                    "no {name} package in {} and no apt-get to download it",
-                    debs.display()
-                );
-            }
-            crate::deps::apt_update()?;
-            fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
-            eprintln!("xtask: downloading {name} with apt-get download");
-            util::run(
-                Command::new("apt-get")
-                    .args(["download", name])
-                    .current_dir(&debs),
-            )?;
-            find_deb(&debs, name).with_context(|| {
-                format!(
-                    "apt-get download left no {name}_*.deb in {}",
-                    debs.display()
-                )
-            })?
-        }
-    };
-    let file = deb
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let version = file
-        .trim_end_matches(".deb")
-        .split('_')
-        .nth(1)
-        .unwrap_or("unknown")
-        .replace("%3a", ":");
+/// The pinned package's files (its `.deb` fetched and checked by [`inputs::fetch`]).
+fn package(pin: &inputs::Pin) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let deb = inputs::fetch(pin)?;
     let bytes = fs::read(&deb).with_context(|| format!("reading {}", deb.display()))?;
-    let files = initramfs::deb::data_files(&bytes)
-        .with_context(|| format!("unpacking {}", deb.display()))?;
-    let record = PackageRecord {
-        name: name.to_owned(),
-        version,
-        sha256: util::sha256_hex(&bytes),
-        file,
-    };
-    Ok((files, record))
+    initramfs::deb::data_files(&bytes).with_context(|| format!("unpacking {}", deb.display()))
 }
 
 fn take(files: &BTreeMap<String, Vec<u8>>, path: &str, package: &str) -> anyhow::Result<Vec<u8>> {
@@ -178,18 +105,19 @@ fn mkimage(
     read(out)
 }
 
-/// Fetches the packages and links the BIOS core images. `marker` is the medium's marker file
-/// (e.g. `RESCUE/ID_0123…`), which the BIOS core searches for.
-pub fn prepare(cache: &Path, marker: &str) -> anyhow::Result<BootLoaders> {
+/// Fetches the pinned packages and links the BIOS core images in `work` (this build's own scratch
+/// directory). `marker` is the medium's marker file (e.g. `RESCUE/ID_0123…`), which the BIOS core
+/// searches for.
+pub fn prepare(lock: &inputs::Lock, work: &Path, marker: &str) -> anyhow::Result<BootLoaders> {
     let mut contents = Vec::new();
     let mut packages = Vec::new();
-    for name in PACKAGES {
-        let (files, record) = package(cache, name)?;
-        contents.push(files);
-        packages.push(record);
+    for role in ROLES {
+        let pin = lock.role(role)?;
+        contents.push(package(pin)?);
+        packages.push(pin.clone());
     }
     let (shim, helpers, grub, pc) = (&contents[0], &contents[1], &contents[2], &contents[3]);
-    let work = cache.join("work");
+    let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
     // grub-mkimage reads the i386-pc modules from a directory: write the package's, fresh each build.
     let modules_dir = work.join("i386-pc");
     let _ = fs::remove_dir_all(&modules_dir);
@@ -206,14 +134,14 @@ pub fn prepare(cache: &Path, marker: &str) -> anyhow::Result<BootLoaders> {
     let cfg = work.join("early.cfg");
     fs::write(&cfg, early_config(marker)).with_context(|| format!("writing {}", cfg.display()))?;
     Ok(BootLoaders {
-        shim: take(shim, "usr/lib/shim/shimx64.efi.signed", PACKAGES[0])?,
-        mok_manager: take(helpers, "usr/lib/shim/mmx64.efi.signed", PACKAGES[1])?,
+        shim: take(shim, "usr/lib/shim/shimx64.efi.signed", &names[0])?,
+        mok_manager: take(helpers, "usr/lib/shim/mmx64.efi.signed", &names[1])?,
         grub_efi: take(
             grub,
             "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
-            PACKAGES[2],
+            &names[2],
         )?,
-        boot_img: take(pc, "usr/lib/grub/i386-pc/boot.img", PACKAGES[3])?,
+        boot_img: take(pc, "usr/lib/grub/i386-pc/boot.img", &names[3])?,
         core_disk: mkimage(&modules_dir, "i386-pc", &cfg, &work.join("core.img"))?,
         core_cd: mkimage(
             &modules_dir,

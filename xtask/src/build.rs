@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::kernel::{self, Kernel};
-use crate::{bootloader, deps, util};
+use crate::{bootloader, deps, inputs, util};
 
 /// The kernel command line on every medium.
 /// `noresume` and `raid=noautodetect` make sure the kernel itself never resumes a hibernation image or
@@ -33,7 +33,8 @@ pub const DEFAULT_CMDLINE: &str =
     "console=tty0 console=ttyS0,115200n8 quiet noresume raid=noautodetect";
 /// Target triple of the static rescue binary.
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
-const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+/// The systemd EFI stub inside the pinned `systemd-boot-efi` package.
+const STUB_IN_PACKAGE: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const ZSTD_LEVEL: i32 = 12;
 
 /// Parsed `cargo xtask build` options.
@@ -44,7 +45,8 @@ pub struct BuildOptions {
     pub profile: String,
     pub out: PathBuf,
     pub cmdline: String,
-    pub stub: PathBuf,
+    /// `--stub FILE`: an override of the pinned `systemd-boot-efi` stub, recorded as such.
+    pub stub: Option<PathBuf>,
     /// ESP size in bytes; `None` sizes it to the content.
     pub esp_size: Option<u64>,
     /// Source date and commit, fixed once so that builds compared with each other see the same values.
@@ -63,7 +65,6 @@ impl BuildOptions {
             profile: "generic".to_owned(),
             out: root.join("target/rescue"),
             cmdline: DEFAULT_CMDLINE.to_owned(),
-            stub: PathBuf::from(STUB),
             epoch: source_date_epoch(),
             commit: git_commit(),
             ..Default::default()
@@ -82,7 +83,7 @@ impl BuildOptions {
                 "--profile" => o.profile = value("--profile")?,
                 "--out" => o.out = PathBuf::from(value("--out")?),
                 "--cmdline" => o.cmdline = value("--cmdline")?,
-                "--stub" => o.stub = PathBuf::from(value("--stub")?),
+                "--stub" => o.stub = Some(PathBuf::from(value("--stub")?)),
                 "--trust-key" => o.trust_keys.push(PathBuf::from(value("--trust-key")?)),
                 "--esp-size" => {
                     let mib: u64 = value("--esp-size")?
@@ -154,7 +155,13 @@ fn source_date_epoch() -> u32 {
     .unwrap_or(0)
 }
 
+/// `RESCUE_GIT_COMMIT` (a copy of the checkout has no `.git`), else `git rev-parse`, else "unknown".
 fn git_commit() -> String {
+    if let Ok(c) = std::env::var("RESCUE_GIT_COMMIT")
+        && !c.is_empty()
+    {
+        return c;
+    }
     util::output(
         Command::new("git")
             .arg("-C")
@@ -246,7 +253,9 @@ struct InitramfsBuild {
     uncompressed_size: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_initramfs(
+    lock: &inputs::Lock,
     kernel: &Kernel,
     index: &ModuleIndex,
     profile: &str,
@@ -371,7 +380,7 @@ fn build_initramfs(
             kernel.firmware_dir.display()
         );
     }
-    let tools = crate::tools::add_tools(&mut archive)?;
+    let tools = crate::tools::add_tools(&mut archive, lock)?;
     let mut cpio = Vec::new();
     archive
         .write(&mut cpio, epoch)
@@ -410,16 +419,29 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     let started = Instant::now();
     deps::ensure_packages(deps::BUILD)?;
     let root = util::project_root();
+    let lock = inputs::Lock::load()?;
     let kernel = kernel::resolve(
         o.kernel.as_deref(),
         o.modules.as_deref(),
+        &lock,
         &root.join("target/cache/kernel"),
     )?;
-    eprintln!(
-        "xtask: kernel {} from {}",
-        kernel.release,
-        kernel.vmlinuz.display()
-    );
+    let kernel_source = match &kernel.package {
+        Some(p) => format!(
+            "{}:/{}",
+            p.file_name(),
+            kernel
+                .vmlinuz
+                .strip_prefix(
+                    root.join("target/cache/kernel/root")
+                        .join(p.file_name().trim_end_matches(".deb"))
+                )
+                .unwrap_or(&kernel.vmlinuz)
+                .display()
+        ),
+        None => format!("--kernel {}", file_name(&kernel.vmlinuz)),
+    };
+    eprintln!("xtask: kernel {} from {kernel_source}", kernel.release);
     // Check every input before the slow steps, so bad input fails fast and writes nothing.
     let vmlinuz = fs::read(&kernel.vmlinuz)
         .with_context(|| format!("reading {}", kernel.vmlinuz.display()))?;
@@ -433,10 +455,25 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
             kernel.release
         );
     }
-    let stub =
-        fs::read(&o.stub).with_context(|| format!("reading the EFI stub {}", o.stub.display()))?;
+    let (stub, stub_source) = match &o.stub {
+        Some(path) => (
+            fs::read(path).with_context(|| format!("reading the EFI stub {}", path.display()))?,
+            format!("--stub {}", file_name(path)),
+        ),
+        None => {
+            let pin = lock.role("stub")?;
+            let deb = inputs::fetch(pin)?;
+            let bytes = fs::read(&deb).with_context(|| format!("reading {}", deb.display()))?;
+            let mut files = initramfs::deb::data_files(&bytes)
+                .with_context(|| format!("unpacking {}", deb.display()))?;
+            let stub = files
+                .remove(STUB_IN_PACKAGE)
+                .with_context(|| format!("{} has no {STUB_IN_PACKAGE}", pin.file_name()))?;
+            (stub, format!("{}:/{STUB_IN_PACKAGE}", pin.file_name()))
+        }
+    };
     images::pe::sections(&stub)
-        .with_context(|| format!("the EFI stub {} is not a usable PE file", o.stub.display()))?;
+        .with_context(|| format!("the EFI stub {stub_source} is not a usable PE file"))?;
     if initramfs::profile::by_name(&o.profile).is_none() {
         bail!(
             "unknown profile {:?}; known: {}",
@@ -494,6 +531,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     }))?;
 
     let initrd = build_initramfs(
+        &lock,
         &kernel,
         &index,
         &o.profile,
@@ -504,7 +542,10 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     )?;
     let marker = format!("RESCUE/ID_{}", build_id.to_uppercase());
     let marker_data = format!("{build_id}\n").into_bytes();
-    let loaders = bootloader::prepare(&root.join("target/cache/bootloader"), &marker)?;
+    // Scratch files of this checkout's build (never in the shared cache: builds run in parallel).
+    let work = root.join("target/build-work");
+    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let loaders = bootloader::prepare(&lock, &work, &marker)?;
     let grub_cfg = bootloader::grub_cfg(&o.cmdline, env!("CARGO_PKG_VERSION"), &build_id, &marker)
         .into_bytes();
     let iso_volume_id = format!("RESCUE_{}", build_id.to_uppercase());
@@ -560,7 +601,6 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     })
     .context("building the UKI")?;
     if let Some((key, cert)) = &o.sign {
-        let work = root.join("target/cache/bootloader/work");
         uki = bootloader::sbsign(&uki, key, cert, &work).context("signing the UKI")?;
     }
 
@@ -668,10 +708,12 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "cmdline": o.cmdline,
         "kernel": {
             "release": kernel.release,
-            "vmlinuz": { "source": kernel.vmlinuz.display().to_string(), "sha256": kernel_sha, "size": vmlinuz.len() },
+            "vmlinuz": { "source": kernel_source, "sha256": kernel_sha, "size": vmlinuz.len() },
             "package": kernel.package,
+            "override": kernel.package.is_none(),
         },
-        "stub": { "path": o.stub.display().to_string(), "sha256": stub_sha },
+        "stub": { "source": stub_source, "sha256": stub_sha, "override": o.stub.is_some() },
+        "inputs": { "lock": inputs::LOCK_FILE, "lock_sha256": util::sha256_hex(lock.render().as_bytes()), "packages": lock.pins },
         "rescue_binary": { "target": TARGET, "sha256": rescue_sha, "size": rescue_bin.len(), "static": true },
         "initramfs": { "compression": format!("zstd-{ZSTD_LEVEL}"), "uncompressed_size": initrd.uncompressed_size, "compressed_size": initrd.cpio_zst.len() },
         "modules": initrd.modules,
@@ -682,7 +724,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "tools": initrd.tools,
         "trusted_keys": trusted.iter().map(|k| json!({
             "fingerprint": k.fingerprint, "uid": k.uid, "file": format!("/etc/rescue/trusted-keys/{}", k.file),
-            "source": k.source.display().to_string(), "sha256": k.sha256,
+            "source": file_name(&k.source), "sha256": k.sha256,
         })).collect::<Vec<_>>(),
         "outputs": outputs,
         "bootloader": { "packages": loaders.packages, "grub_bios_modules": "grub-mkimage -d <grub-pc-bin>/usr/lib/grub/i386-pc" },
@@ -692,6 +734,22 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
             "rescue.iso": iso_files_on_medium(&iso, &iso_files)?,
         },
     });
+    let leaked = host_paths_in(
+        &manifest,
+        &[
+            root.clone(),
+            o.out.clone(),
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+        ],
+    );
+    if !leaked.is_empty() {
+        bail!(
+            "build-manifest.json would hold paths of this build machine: {}",
+            leaked.join(", ")
+        );
+    }
     let manifest_path = art.dir.join("build-manifest.json");
     let mut manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
     manifest_bytes.push(b'\n');
@@ -716,6 +774,39 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         iso.len() as f64 / 1048576.0
     );
     Ok(art)
+}
+
+/// The last component of a path: what the manifest says about a file given on the command line.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Strings of the manifest that are paths of the build machine: any absolute path (the only absolute
+/// paths it may hold are inside the rescue system, under `/etc/rescue/`) and anything naming one of
+/// `forbidden` (checkout, output directory, home).
+fn host_paths_in(manifest: &serde_json::Value, forbidden: &[PathBuf]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![manifest];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => {
+                let named = forbidden
+                    .iter()
+                    .filter(|f| f.as_os_str().len() > 1)
+                    .any(|f| s.contains(&*f.to_string_lossy()));
+                if named || (s.starts_with('/') && !s.starts_with("/etc/rescue/")) {
+                    out.push(s.clone());
+                }
+            }
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    out.sort();
+    out
 }
 
 /// A `--trust-key` input, checked and fingerprinted.
@@ -863,4 +954,63 @@ fn iso_files_on_medium(
             Ok(json!({ "path": f.path, "sha256": util::sha256_hex(data), "size": data.len(), "lba": e.lba }))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_paths_of_the_build_machine_are_found() {
+        let root = PathBuf::from("/work/checkout");
+        let m = json!({
+            "kernel": { "vmlinuz": { "source": "linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb:/boot/vmlinuz-6.1.0-57-amd64" } },
+            "stub": { "source": "--stub linuxx64.efi.stub" },
+            "trusted_keys": [{ "file": "/etc/rescue/trusted-keys/01-AB.asc", "source": "debian.asc" }],
+            "tools": [{ "from": "libc6_2.36-9+deb12u14_amd64.deb:/lib/x86_64-linux-gnu/libc.so.6" }],
+        });
+        assert!(host_paths_in(&m, std::slice::from_ref(&root)).is_empty());
+        let leaky = json!({
+            "kernel": { "vmlinuz": { "source": "/boot/vmlinuz-6.1.0-57-amd64" } },
+            "note": "built in /work/checkout/target/rescue",
+            "list": ["relative", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"],
+        });
+        assert_eq!(
+            host_paths_in(&leaky, &[root]),
+            [
+                "/boot/vmlinuz-6.1.0-57-amd64",
+                "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+                "built in /work/checkout/target/rescue",
+            ]
+        );
+    }
+
+    /// The manifest of the last `cargo xtask build` (when `RESCUE_ARTIFACTS` names it, as `cargo xtask
+    /// test` does) holds no path of the machine that built it.
+    #[test]
+    fn the_built_manifest_holds_no_path_of_the_build_machine() {
+        let Some(dir) = std::env::var_os("RESCUE_ARTIFACTS") else {
+            if std::env::var_os("RESCUE_REQUIRE_BOOT_FILES").is_some() {
+                panic!("RESCUE_ARTIFACTS is not set");
+            }
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let text = fs::read_to_string(dir.join("build-manifest.json")).unwrap();
+        let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let forbidden = [util::project_root(), fs::canonicalize(&dir).unwrap(), dir];
+        assert_eq!(host_paths_in(&m, &forbidden), Vec::<String>::new());
+        assert_eq!(m["kernel"]["override"], false);
+        assert_eq!(
+            m["inputs"]["packages"].as_array().map(Vec::len),
+            Some(inputs::Lock::load().unwrap().pins.len())
+        );
+        for t in m["tools"].as_array().unwrap() {
+            let from = t["from"].as_str().unwrap();
+            assert!(
+                from.contains(".deb:/"),
+                "{from} is not from a pinned package"
+            );
+        }
+    }
 }

@@ -63,21 +63,22 @@ pub fn ensure_packages(tools: &[(&str, &str)]) -> anyhow::Result<()> {
 }
 
 /// What `cargo xtask build` needs.
+/// (The kernel, boot loaders, EFI stub and the initramfs tools come from the packages pinned in
+/// `xtask/inputs.lock`, never from the host: see `crate::inputs`.)
 pub const BUILD: &[(&str, &str)] = &[
-    (
-        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
-        "systemd-boot-efi",
-    ),
     ("dpkg-deb", "dpkg"),
-    // Copied into the initramfs to format evidence disks.
-    ("mkfs.ext4", "e2fsprogs"),
-    ("mkfs.exfat", "exfatprogs"),
+    ("apt-get", "apt"),
     // Links GRUB's BIOS core.img from the pinned grub-pc-bin modules (issue 6).
     ("grub-mkimage", "grub-common"),
 ];
 
 /// What booting and checking the images needs.
 pub const TEST: &[(&str, &str)] = &[
+    // UKI tests build their own images with the host's stub (RESCUE_STUB).
+    (
+        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "systemd-boot-efi",
+    ),
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
     ("sgdisk", "gdisk"),

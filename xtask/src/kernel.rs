@@ -1,24 +1,14 @@
-//! Finding the kernel to put on the media: an explicit `--kernel/--modules` pair, else the newest kernel
-//! in `/boot` with its `/lib/modules` tree, else Debian's `linux-image-amd64` fetched with
-//! `apt-get download` into a cache under `target/` and unpacked with `dpkg-deb`.
+//! Finding the kernel to put on the media: an explicit `--kernel/--modules` pair (an override, recorded
+//! as such in the build manifest), else the kernel package pinned in `xtask/inputs.lock`, fetched and
+//! checked by [`crate::inputs`] and unpacked with `dpkg-deb` into a cache under `target/`. The build
+//! host's own `/boot` is never looked at.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
 
-use crate::util;
-
-/// Where the kernel came from, for the build manifest.
-#[derive(Debug, Clone, Serialize)]
-pub struct KernelPackage {
-    pub name: String,
-    pub version: String,
-    pub file: String,
-    pub sha256: String,
-}
+use crate::inputs;
 
 /// The kernel image and its modules tree.
 #[derive(Debug, Clone)]
@@ -27,7 +17,8 @@ pub struct Kernel {
     pub modules_dir: PathBuf,
     /// Kernel release, the name of the modules directory (`6.1.0-27-amd64`).
     pub release: String,
-    pub package: Option<KernelPackage>,
+    /// The pinned package it came from; `None` for a `--kernel/--modules` override.
+    pub package: Option<inputs::Pin>,
     /// `/lib/firmware` of the same root, when there is one.
     pub firmware_dir: PathBuf,
 }
@@ -104,105 +95,40 @@ pub fn newest_installed(boot: &Path, modules_root: &Path) -> Option<Kernel> {
     })
 }
 
-/// Debian's `linux-image-amd64` kernel: the package already in `cache` if there is one (so repeated
-/// builds use the same kernel and need no network), else the current one downloaded and unpacked.
-pub fn debian_package(cache: &Path) -> anyhow::Result<Kernel> {
-    let downloads = cache.join("debs");
-    if let Some(deb) = find_deb(&downloads, "linux-image-") {
-        return unpack(cache, &deb);
-    }
-    if !util::have("apt-get") || !util::have("apt-cache") {
-        bail!(
-            "no kernel found in /boot and no apt-get to download one: pass --kernel PATH --modules DIR"
-        );
-    }
-    crate::deps::apt_update()?;
-    // linux-image-amd64 is a metapackage: its first dependency names the real image package.
-    let depends = util::output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
-        .context("asking apt which kernel linux-image-amd64 depends on")?;
-    let package = depends
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-"))
-        .map(str::to_owned)
-        .context("apt-cache depends linux-image-amd64 names no linux-image-* package")?;
-    fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
-    eprintln!("xtask: downloading {package} with apt-get download");
-    util::run(
-        Command::new("apt-get")
-            .args(["download", &package])
-            .current_dir(&downloads),
-    )?;
-    let deb = find_deb(&downloads, &format!("{package}_")).with_context(|| {
-        format!(
-            "apt-get download left no {package}_*.deb in {}",
-            downloads.display()
-        )
-    })?;
-    unpack(cache, &deb)
-}
-
-/// Unpacks a kernel package into the cache (once) and finds its kernel and modules.
-fn unpack(cache: &Path, deb: &Path) -> anyhow::Result<Kernel> {
-    let file = deb
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut fields = file.trim_end_matches(".deb").split('_');
-    let name = fields.next().unwrap_or_default().to_owned();
-    let version = fields.next().unwrap_or("unknown").replace("%3a", ":");
-    let root = cache.join("root").join(file.trim_end_matches(".deb"));
-    if !root.join("boot").is_dir() {
-        let tmp = root.with_extension("partial");
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp)?;
-        util::run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp))?;
-        fs::rename(&tmp, &root)?;
-    }
+/// The kernel pinned in the lock (role `kernel`): its `.deb` fetched and checked by [`inputs::fetch`],
+/// unpacked once into the cache (keyed by the file, whose sha256 the lock fixes).
+pub fn pinned(lock: &inputs::Lock, cache: &Path) -> anyhow::Result<Kernel> {
+    let pin = lock.role("kernel")?;
+    let deb = inputs::fetch(pin)?;
+    let root = cache
+        .join("root")
+        .join(pin.file_name().trim_end_matches(".deb"));
+    inputs::unpack(&deb, &root)?;
     let mut kernel =
         newest_installed(&root.join("boot"), &root.join("lib/modules")).with_context(|| {
             format!(
                 "{} holds no vmlinuz with a matching modules directory",
-                deb.display()
+                pin.file_name()
             )
         })?;
-    kernel.package = Some(KernelPackage {
-        name,
-        version,
-        sha256: util::sha256_file(deb)?,
-        file,
-    });
+    // Firmware only from pinned packages too (the kernel package has none): never the build host's.
+    kernel.firmware_dir = root.join("lib/firmware");
+    kernel.package = Some(pin.clone());
     Ok(kernel)
 }
 
-fn find_deb(dir: &Path, prefix: &str) -> Option<PathBuf> {
-    let mut debs: Vec<PathBuf> = fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-                && p.extension().is_some_and(|e| e == "deb")
-        })
-        .collect();
-    debs.sort();
-    debs.pop()
-}
-
-/// Picks the kernel as documented in the module doc.
+/// The kernel as documented in the module doc: `--kernel/--modules` (an override the manifest records),
+/// else the pinned package.
 pub fn resolve(
     explicit_kernel: Option<&Path>,
     explicit_modules: Option<&Path>,
+    lock: &inputs::Lock,
     cache: &Path,
 ) -> anyhow::Result<Kernel> {
     match (explicit_kernel, explicit_modules) {
         (Some(k), Some(m)) => explicit(k, m),
         (Some(_), None) | (None, Some(_)) => bail!("--kernel and --modules go together"),
-        (None, None) => match newest_installed(Path::new("/boot"), Path::new("/lib/modules")) {
-            Some(k) => Ok(k),
-            None => debian_package(cache),
-        },
+        (None, None) => pinned(lock, cache),
     }
 }
 

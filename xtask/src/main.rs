@@ -9,6 +9,7 @@ mod bench_timeline;
 mod bootloader;
 mod build;
 mod deps;
+mod inputs;
 mod kernel;
 mod qemu;
 mod test;
@@ -26,10 +27,16 @@ commands:
                          vmlinuz, build-manifest.json, SHA256SUMS; --trust-key embeds an OpenPGP key for
                          `rescue reinstall verify` (fingerprints listed in build-manifest.json);
                          --sign-*: sign the UKI with sbsign
+  update-inputs          pin the current Debian versions of every build input in xtask/inputs.lock
+                         (kernel, shim, GRUB, systemd stub, mkfs tools and their libraries) and print
+                         what changed; builds use only what the lock pins
   qemu [--direct | --iso] [--ovmf | --bios | --secure-boot]
        [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
-  test                   fmt, clippy, unit tests, build, QEMU boot tests (what CI runs)
+  test [--reproducibility]
+                         fmt, clippy, unit tests, build, QEMU boot tests (what CI runs); with
+                         --reproducibility only the two builds (the second from a copy of the checkout
+                         at another path, in its own target directory) and their comparison
   bench build|boot|acquire|s3|timeline|mount
                          measure build time, boot time and size, acquisition, upload or mount speed,
                          or the timeline's body file against fls and its events per second
@@ -43,6 +50,7 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "build" => build::run(rest).map(|_| ()),
+        "update-inputs" => inputs::update(rest),
         "qemu" => qemu::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),

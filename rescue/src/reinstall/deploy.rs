@@ -255,6 +255,26 @@ impl Read for ImageReader<'_> {
     }
 }
 
+impl std::io::Seek for ImageReader<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let base = match to {
+            std::io::SeekFrom::Start(n) => {
+                self.pos = n;
+                return Ok(n);
+            }
+            std::io::SeekFrom::Current(d) => (self.pos, d),
+            std::io::SeekFrom::End(d) => (self.file.metadata()?.len(), d),
+        };
+        self.pos = base.0.checked_add_signed(base.1).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the image",
+            )
+        })?;
+        Ok(self.pos)
+    }
+}
+
 /// Hashes what passes through (the bytes read from the image, before any decompression).
 struct HashingReader<'h, R> {
     inner: R,

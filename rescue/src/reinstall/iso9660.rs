@@ -1,6 +1,8 @@
 //! Installer layouts inside distribution ISOs: which kernel and initrd to take (Debian `/install.amd/`,
 //! Ubuntu `/casper/`, Rocky/Alma `/images/pxeboot/`, live images). Reading the ISO is
 //! [`images::iso::IsoReader`]'s job (Rock Ridge names, `;1` versions, truncated images refused).
+//! [`read_installer`] reads both files from the descriptor the ISO was verified through
+//! ([`super::deploy::Image`]) and refuses when the file changed since it was opened.
 
 use std::io::{Read, Seek};
 
@@ -15,6 +17,44 @@ pub enum IsoError {
         "no known installer kernel in the ISO (looked for {0}); give --kernel PATH --initrd PATH"
     )]
     NoKnownKernel(String),
+    #[error(transparent)]
+    Image(#[from] super::deploy::DeployError),
+}
+
+/// The installer's kernel and initrd as read out of the verified ISO.
+#[derive(Debug, Clone)]
+pub struct Installer {
+    pub kernel_path: String,
+    pub initrd_path: String,
+    pub kernel: Vec<u8>,
+    pub initrd: Vec<u8>,
+}
+
+/// Reads the kernel and initrd (`paths`, else the first [`KNOWN_KERNELS`] layout present) from `image`,
+/// the descriptor the ISO was verified through, then refuses if the file changed since it was opened
+/// (another file renamed over its path, size or modification time changed): the bytes booted are the
+/// bytes verified.
+pub fn read_installer(
+    image: &super::deploy::Image,
+    paths: Option<(&str, &str)>,
+) -> Result<Installer, IsoError> {
+    let mut iso = IsoReader::open(std::io::BufReader::new(image.reader()))?;
+    let (kernel_path, initrd_path) = match paths {
+        Some((k, i)) => (k.to_owned(), i.to_owned()),
+        None => {
+            let (k, i) = find_installer(&mut iso)?;
+            (k.to_owned(), i.to_owned())
+        }
+    };
+    let kernel = iso.read_file(&kernel_path)?;
+    let initrd = iso.read_file(&initrd_path)?;
+    image.check_unchanged()?;
+    Ok(Installer {
+        kernel_path,
+        initrd_path,
+        kernel,
+        initrd,
+    })
 }
 
 /// Known installer layouts: (kernel, initrd), first match wins.
@@ -92,6 +132,72 @@ mod tests {
                 )
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn ubuntu_iso(dir: &std::path::Path, name: &str, kernel: &[u8]) -> std::path::PathBuf {
+        let files = [
+            ("CASPER/VMLINUZ", kernel),
+            ("CASPER/INITRD", &b"INITRD"[..]),
+        ]
+        .iter()
+        .map(|(p, d)| IsoFile {
+            path: (*p).into(),
+            data: d.to_vec(),
+        })
+        .collect();
+        let opts = IsoOptions {
+            volume_id: "INSTALLER".into(),
+            epoch: 0,
+            bios_boot: None,
+            efi_boot: None,
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, IsoImage::new(opts, files).unwrap().to_vec().unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_installer_is_read_from_the_verified_descriptor_and_a_changed_iso_is_refused() {
+        use crate::reinstall::deploy::{DeployError, Image};
+        let dir = tempfile::tempdir().unwrap();
+        let path = ubuntu_iso(dir.path(), "installer.iso", b"VERIFIED-KERNEL");
+        let image = Image::open(&path).unwrap();
+        let got = read_installer(&image, None).unwrap();
+        assert_eq!(got.kernel_path, "/casper/vmlinuz");
+        assert_eq!(got.kernel, b"VERIFIED-KERNEL");
+        assert_eq!(got.initrd, b"INITRD");
+
+        // Another ISO renamed over the verified one after it was opened (and verified).
+        let swapped = ubuntu_iso(dir.path(), "swapped.iso", b"UNVERIFIED-KERN");
+        std::fs::rename(&swapped, &path).unwrap();
+        match read_installer(&image, None) {
+            Err(IsoError::Image(DeployError::ImageChanged { what, .. })) => {
+                assert!(what.contains("another file"), "{what}")
+            }
+            other => panic!("a swapped ISO must be refused: {other:?}"),
+        }
+
+        // The same file edited in place (same size, new bytes): refused by its modification time.
+        let path = ubuntu_iso(dir.path(), "edited.iso", b"VERIFIED-KERNEL");
+        let image = Image::open(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes
+            .windows(15)
+            .position(|w| w == b"VERIFIED-KERNEL")
+            .unwrap();
+        bytes[at..at + 15].copy_from_slice(b"UNVERIFIED-KRNL");
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &bytes, 0).unwrap();
+        f.set_modified(mtime + std::time::Duration::from_secs(1))
+            .unwrap();
+        drop(f);
+        match read_installer(&image, Some(("/casper/vmlinuz", "/casper/initrd"))) {
+            Err(IsoError::Image(DeployError::ImageChanged { what, .. })) => {
+                assert!(what.contains("modification time"), "{what}")
+            }
+            other => panic!("an edited ISO must be refused: {other:?}"),
         }
     }
 }

@@ -275,11 +275,12 @@ fn run_keys(keyring: &[PathBuf], json: bool) -> anyhow::Result<u8> {
 fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
     let command = format!("reinstall boot {}", a.iso.display());
     let media = Media::mount(&a.sums)?;
-    let iso_path = media.path(&a.iso);
+    // Opened once: verified, and the kernel and initrd read, from this descriptor.
+    let image = deploy::Image::open(&media.path(&a.iso))?;
     let proof = match request(&media, &a.iso, &a.sums) {
         Some(req) => match verified_or_refused(
             &req,
-            None,
+            Some(&image),
             &a.iso,
             &command,
             "refusing to boot an installer that did not verify",
@@ -291,18 +292,26 @@ fn run_boot(a: &BootArgs) -> anyhow::Result<u8> {
             "give the installer's checksum list with --sums FILE (and --sig FILE): an unverified installer is never booted"
         ),
     };
-    let file = std::fs::File::open(&iso_path)?;
-    let mut iso =
-        iso9660::IsoReader::open(std::io::BufReader::new(file)).map_err(iso9660::IsoError::from)?;
-    let (kpath, ipath) = match (&a.kernel, &a.initrd) {
-        (Some(k), Some(i)) => (k.clone(), i.clone()),
-        _ => {
-            let (k, i) = iso9660::find_installer(&mut iso)?;
-            (k.to_owned(), i.to_owned())
-        }
+    let paths = match (&a.kernel, &a.initrd) {
+        (Some(k), Some(i)) => Some((k.as_str(), i.as_str())),
+        _ => None,
     };
-    let kernel = iso.read_file(&kpath).map_err(iso9660::IsoError::from)?;
-    let initrd = iso.read_file(&ipath).map_err(iso9660::IsoError::from)?;
+    let iso9660::Installer {
+        kernel_path: kpath,
+        initrd_path: ipath,
+        kernel,
+        initrd,
+    } = match iso9660::read_installer(&image, paths) {
+        Ok(i) => i,
+        Err(e @ iso9660::IsoError::Image(_)) => {
+            let msg = crate::error_chain(&e);
+            log(&command, serde_json::json!({"refused": msg}));
+            println!("NOT VERIFIED {}: {msg}", a.iso.display());
+            println!("refusing to boot an installer that did not verify");
+            return Ok(EXIT_NOT_VERIFIED);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let own = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let cmdline = kexec::installer_cmdline(&own, &a.append);
     println!(
