@@ -12,9 +12,9 @@ pub mod net;
 pub mod reinstall;
 pub mod report;
 pub mod restore;
-pub mod triage;
-pub mod timeline;
 pub mod storage;
+pub mod timeline;
+pub mod triage;
 
 /// Exit code: the command line was not understood.
 pub const EXIT_USAGE: u8 = 2;

@@ -17,9 +17,9 @@ pub mod restore;
 pub mod selftest;
 pub mod serial;
 pub mod status;
-pub mod triage;
-pub mod timeline;
 pub mod storage;
+pub mod timeline;
+pub mod triage;
 
 pub use crate::error_chain;
 
