@@ -544,7 +544,12 @@ fn bodyfile_rows_match_fls_through_mactime() {
         .filter(|r| !r.contains("a|b") && !r.contains("lost+found"))
         .cloned()
         .collect();
-    assert!(theirs.len() >= 20, "fls gave rows: {theirs:#?}");
+    // mactime folds a file's times into one row when they fall in the same second: count files.
+    let names: BTreeSet<&str> = theirs.iter().filter_map(|r| r.rsplit(',').next()).collect();
+    assert!(
+        names.len() >= 13,
+        "fls gave rows for every file of the tree: {theirs:#?}"
+    );
     assert_eq!(
         ours_cmp,
         theirs,
