@@ -4,6 +4,7 @@
 //! encrypted and a swap partition, then triaged through its read-only loop mount; the clean root gives
 //! nothing of severity medium or higher; the table fits 80 columns; `sha256sum -c` checks the output.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -382,9 +383,132 @@ fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_noth
     run(Command::new("sha256sum")
         .args(["-c", "SHA256SUMS"])
         .current_dir(&out));
+    dissect_cross_check(&disk, &clean, &report);
     // Nothing is left mounted or attached.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("examine-"), "unmounted afterwards");
+    pkgroots::ran(what);
+}
+
+/// dissect.target (fox-it; a venv `cargo xtask test` makes, `RESCUE_DISSECT_PYTHON`) on the same
+/// image: every user, cron job, service, SUID binary and authorized key it lists is a finding, or is
+/// explained (an account without a login shell; a service file a package installed, unchanged).
+fn dissect_cross_check(disk: &Path, root: &Path, report: &serde_json::Value) {
+    let what = "dissect_target_lists_nothing_triage_missed";
+    let python = std::env::var_os("RESCUE_DISSECT_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/cache/dissect.target-3.20/venv/bin/python");
+            p.exists().then_some(p)
+        });
+    let Some(python) = python else {
+        pkgroots::skip(
+            what,
+            "no dissect.target virtualenv (cargo xtask test makes it)",
+        );
+        return;
+    };
+    let out = run(Command::new(&python)
+        .args(["-m", "dissect.target.tools.query", "-j", "-f"])
+        .arg("users,cronjobs,services,suid_binaries,ssh.authorized_keys")
+        .arg(disk));
+    let findings = report["findings"].as_array().unwrap();
+    let at = |path: &str| -> Vec<&serde_json::Value> {
+        findings.iter().filter(|f| f["path"] == path).collect()
+    };
+    // Files the packages installed (dpkg's own lists, read here independently).
+    let mut owned = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(root.join("var/lib/dpkg/info"))
+        .unwrap()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "list") {
+            for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+                owned.insert(l.to_owned());
+            }
+        }
+    }
+    let mut counts = BTreeMap::new();
+    let mut missed = Vec::new();
+    for line in String::from_utf8_lossy(&out).lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        if r["_type"] != "record" {
+            continue;
+        }
+        let kind = r["_recorddescriptor"][0].as_str().unwrap_or("").to_owned();
+        *counts.entry(kind.clone()).or_insert(0) += 1;
+        let str_of = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let ok = match kind.as_str() {
+            "unix/user" => {
+                let name = str_of("name");
+                let shell = str_of("shell");
+                at("/etc/passwd").iter().any(|f| {
+                    f["evidence"]["line"]
+                        .as_str()
+                        .is_some_and(|l| l.starts_with(&format!("{name}:")))
+                }) || ["nologin", "false", "sync"]
+                    .iter()
+                    .any(|n| shell.ends_with(n))
+            }
+            "unix/cronjob" => {
+                // Compared with whitespace collapsed: crontab separates fields with tabs or spaces.
+                let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+                let cmd = words(&str_of("command"));
+                at(&str_of("source")).iter().any(|f| {
+                    f["evidence"]["line"]
+                        .as_str()
+                        .is_some_and(|l| words(l).contains(&cmd))
+                })
+            }
+            "linux/service" => {
+                let src = str_of("source");
+                // Either spelling on a merged-/usr root: /lib/systemd/… and /usr/lib/systemd/….
+                let twin = match src.strip_prefix("/usr") {
+                    Some(rest) => rest.to_owned(),
+                    None => format!("/usr{src}"),
+                };
+                !at(&src).is_empty() || owned.contains(&src) || owned.contains(&twin)
+            }
+            "filesystem/unix/suid" => at(&str_of("path"))
+                .iter()
+                .any(|f| f["category"] == "setuid"),
+            k if k.contains("authorized") => {
+                let src = if r["path"].is_string() {
+                    str_of("path")
+                } else {
+                    str_of("source")
+                };
+                at(&src).iter().any(|f| f["category"] == "ssh")
+            }
+            _ => true,
+        };
+        if !ok {
+            missed.push(format!(
+                "{kind}: {}",
+                line.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+    for k in [
+        "unix/user",
+        "unix/cronjob",
+        "linux/service",
+        "filesystem/unix/suid",
+    ] {
+        assert!(
+            counts.get(k).copied().unwrap_or(0) > 0,
+            "dissect listed no {k}: {counts:?}"
+        );
+    }
+    assert!(
+        counts.keys().any(|k| k.contains("authorized")),
+        "dissect listed no authorized key: {counts:?}"
+    );
+    assert!(
+        missed.is_empty(),
+        "dissect.target lists what triage missed: {missed:#?}"
+    );
     pkgroots::ran(what);
 }
 
