@@ -35,6 +35,21 @@ use pkgroots::run;
 #[path = "common/pkgroots.rs"]
 mod pkgroots;
 
+/// Skips a test that needs root (loop devices, mounts), unless `RESCUE_REQUIRE_LOOP=1` makes that a
+/// failure.
+fn need_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
+        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
+    );
+    eprintln!("skipped {what}: needs root");
+    false
+}
+
 fn write(root: &Path, rel: &str, data: &str, mode: u32) {
     let p = root.join(rel.trim_start_matches('/'));
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -609,4 +624,46 @@ fn a_directory_root_is_triaged_in_place_and_bad_input_is_said_clearly() {
     let o = rescue(&["triage", s(&empty)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no Linux root"), "{}", text(&o));
+}
+
+/// A raw acquisition directory is triaged through its image; a zstd one is refused with what to do.
+#[test]
+fn an_acquisition_directory_is_triaged_through_its_image() {
+    if !need_root("an_acquisition_directory_is_triaged_through_its_image") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let tree = d.join("tree");
+    write(
+        &tree,
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nadm1n:x:0:0::/root:/bin/sh\n",
+        0o644,
+    );
+    std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
+    let img = d.join("root.ext4");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&img));
+    let raw = d.join("acq-raw");
+    let o = rescue(&["acquire", s(&img), "--out", s(&raw)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = rescue(&["triage", s(&raw), "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["source_kind"], "acquisition");
+    assert_eq!(report["roots"][0]["fstype"], "ext4");
+    assert_found(&report, &[("account", "/etc/passwd", "critical")]);
+    let zst = d.join("acq-zstd");
+    let o = rescue(&["acquire", s(&img), "--out", s(&zst), "--format", "zstd"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = rescue(&["triage", s(&zst)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("rescue mount"), "{}", text(&o));
 }
