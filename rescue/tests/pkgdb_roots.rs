@@ -366,3 +366,230 @@ fn sqlite_reader_agrees_with_sqlite3_including_the_wal() {
 fn hex_upper(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
+
+/// The attacker rewrote the suspect's own md5sums to hide a trojan, planted a file and listed it as
+/// a package's, and registered a package of their own: only the signed metadata shows it.
+/// Cross-checked with `debsums --root ROOT DEB…`, which compares the root with the md5sums inside
+/// the given `.deb`s.
+#[test]
+fn debian_root_against_signed_media_agrees_with_debsums_on_the_debs() {
+    const NAME: &str = "debian_root_against_signed_media_agrees_with_debsums_on_the_debs";
+    let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    if !keyring.is_file() && !pkgroots::skip(NAME, "debian-archive-keyring is not installed") {
+        return;
+    }
+    if !pkgroots::have("debsums") && !pkgroots::skip(NAME, "debsums is not installed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    if pkgroots::debian12_root(NAME, &root).is_none() {
+        return;
+    }
+    // The medium: debootstrap's signed lists and the .debs it installed, moved out of the root.
+    let media = dir.path().join("media");
+    let debs = pkgroots::media_from_debootstrap_root(&root, &media);
+    let keys = rescue::reinstall::signature::load_keys(keyring).unwrap();
+    let now = chrono::Utc::now();
+    let db = pkgdb::open(&root).unwrap().unwrap();
+    let clean =
+        pkgdb::media::verify_against_media(&db, &root, &media, &keys, now, &mut |_| {}).unwrap();
+    assert_eq!(clean.releases.len(), 1, "{:?}", clean.notes);
+    assert!(clean.changed.is_empty(), "{:?}", clean.changed);
+    assert!(
+        clean.not_in_metadata.is_empty(),
+        "{:?}",
+        clean.not_in_metadata
+    );
+    assert!(
+        clean.deb_not_on_media.is_empty(),
+        "{:?}",
+        clean.deb_not_on_media
+    );
+    assert!(clean.not_shipped.is_empty(), "{:?}", clean.not_shipped);
+    assert_eq!(
+        clean.packages_checked,
+        db.packages().len(),
+        "{:?}",
+        clean.notes
+    );
+
+    // A trojaned ls whose md5sums line was rewritten to match.
+    let ls = root.join("usr/bin/ls");
+    let mut bytes = std::fs::read(&ls).unwrap();
+    bytes.extend_from_slice(b"trojan");
+    std::fs::write(&ls, &bytes).unwrap();
+    let sums = root.join("var/lib/dpkg/info/coreutils.md5sums");
+    let new_md5 = {
+        use md5::Digest;
+        hex_lower(&md5::Md5::digest(&bytes))
+    };
+    let text = std::fs::read_to_string(&sums).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.ends_with("  usr/bin/ls") || l.ends_with("  bin/ls") {
+                format!("{new_md5}  {}\n", &l[34..])
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&sums, text).unwrap();
+    std::fs::write(root.join("etc/debian_version"), "13.0\n").unwrap();
+    // A planted binary made to look like coreutils'.
+    std::fs::write(root.join("usr/bin/planted"), b"#!/bin/sh\n").unwrap();
+    let list = root.join("var/lib/dpkg/info/coreutils.list");
+    let mut l = std::fs::read(&list).unwrap();
+    l.extend_from_slice(b"/usr/bin/planted\n");
+    std::fs::write(&list, l).unwrap();
+    // A package of the attacker's own.
+    let status = root.join("var/lib/dpkg/status");
+    let mut st = std::fs::read(&status).unwrap();
+    st.extend_from_slice(
+        b"\nPackage: evil-tools\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n",
+    );
+    std::fs::write(&status, st).unwrap();
+    std::fs::write(
+        root.join("var/lib/dpkg/info/evil-tools.list"),
+        b"/usr/bin/planted\n",
+    )
+    .unwrap();
+
+    let db = pkgdb::open(&root).unwrap().unwrap();
+    let local = db.verify(&root, &mut |_| {}).unwrap();
+    assert!(
+        !local.iter().any(|c| c.path == Path::new("/bin/ls")),
+        "the rewritten md5sums hide the trojan from the local check"
+    );
+    let report =
+        pkgdb::media::verify_against_media(&db, &root, &media, &keys, now, &mut |_| {}).unwrap();
+    let ours: BTreeSet<String> = report
+        .changed
+        .iter()
+        .map(|c| c.path.to_string_lossy().into_owned())
+        .collect();
+    let prefix = root.to_string_lossy().into_owned();
+    let o = Command::new("debsums")
+        .args(["-a", "-c", "--root"])
+        .arg(&root)
+        .args(&debs)
+        .output()
+        .unwrap();
+    let theirs: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.strip_prefix(prefix.as_str()).unwrap_or(l).to_owned())
+        .collect();
+    assert_eq!(
+        ours, theirs,
+        "pkgdb against the signed debs vs debsums on the debs"
+    );
+    assert!(ours.contains("/bin/ls"), "{ours:?}");
+    let ls = report
+        .changed
+        .iter()
+        .find(|c| c.path == Path::new("/bin/ls"))
+        .unwrap();
+    assert!(!ls.config && ls.package == "coreutils");
+    let dv = report
+        .changed
+        .iter()
+        .find(|c| c.path == Path::new("/etc/debian_version"))
+        .unwrap();
+    assert!(dv.config, "the .deb's own conffiles mark it");
+    assert_eq!(report.not_in_metadata.len(), 1);
+    assert_eq!(report.not_in_metadata[0].package.name, "evil-tools");
+    let shipped: Vec<(&str, &Path)> = report
+        .not_shipped
+        .iter()
+        .map(|n| (n.package.as_str(), n.path.as_path()))
+        .collect();
+    assert_eq!(shipped, [("coreutils", Path::new("/usr/bin/planted"))]);
+    pkgroots::ran(NAME);
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The Berkeley DB `Packages` of older RHEL: Debian's rpm no longer writes one, so the fixture's
+/// header blobs (from its SQLite rpmdb, read by `sqlite3`) are loaded into a hash database by
+/// Berkeley DB's own `db5.3_load` — little- and big-endian, with small pages so headers spill into
+/// overflow chains — and pkgdb must read the same packages and files from it as from the SQLite one.
+#[test]
+fn rpm_berkeley_db_as_db_load_writes_it() {
+    const NAME: &str = "rpm_berkeley_db_as_db_load_writes_it";
+    for tool in ["db5.3_load", "sqlite3"] {
+        if !pkgroots::have(tool) && !pkgroots::skip(NAME, &format!("{tool} is not installed")) {
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (root, work) = (dir.path().join("root"), dir.path().join("work"));
+    std::fs::create_dir_all(&root).unwrap();
+    if pkgroots::rpm_root(NAME, &root, &work).is_none() {
+        return;
+    }
+    let sqlite_db = pkgdb::open(&root).unwrap().unwrap();
+    let rows = pkgroots::run(
+        Command::new("sqlite3")
+            .arg(root.join("var/lib/rpm/rpmdb.sqlite"))
+            .arg("SELECT hnum, hex(blob) FROM Packages ORDER BY hnum"),
+    );
+    let rows = String::from_utf8(rows).unwrap();
+    for (order, lorder) in [("little", "1234"), ("big", "4321")] {
+        let mut dump = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
+        for line in rows.lines() {
+            let (hnum, blob) = line.split_once('|').unwrap();
+            let n: u32 = hnum.parse().unwrap();
+            let key = if order == "little" {
+                n.to_le_bytes()
+            } else {
+                n.to_be_bytes()
+            };
+            dump.push_str(&format!(" {}\n {}\n", hex_lower(&key), blob.to_lowercase()));
+        }
+        dump.push_str("DATA=END\n");
+        let input = work.join(format!("dump-{order}"));
+        std::fs::write(&input, dump).unwrap();
+        std::fs::remove_file(root.join("var/lib/rpm/rpmdb.sqlite")).unwrap_or(());
+        let packages = root.join("var/lib/rpm/Packages");
+        std::fs::remove_file(&packages).unwrap_or(());
+        pkgroots::run(
+            Command::new("db5.3_load")
+                .args(["-c", "db_pagesize=512", "-c"])
+                .arg(format!("db_lorder={lorder}"))
+                .arg("-f")
+                .arg(&input)
+                .arg(&packages),
+        );
+        let bdb = pkgdb::open(&root).unwrap().unwrap();
+        assert_eq!(bdb.location(), Path::new("/var/lib/rpm/Packages"));
+        let key = |db: &pkgdb::PackageDb| {
+            let mut v: Vec<String> = db
+                .files()
+                .iter()
+                .map(|f| {
+                    // The package index follows the database's order (hash order here).
+                    let mut g = f.clone();
+                    g.package = 0;
+                    format!("{} {g:?}", db.package_of(f).name)
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            bdb.packages().len(),
+            sqlite_db.packages().len(),
+            "{order}-endian"
+        );
+        assert!(key(&bdb) == key(&sqlite_db), "{order}-endian: files differ");
+        assert_eq!(
+            bdb.owner(Path::new("/usr/bin/rt-hello")),
+            Some("rescue-tools")
+        );
+    }
+    pkgroots::ran(NAME);
+}

@@ -112,6 +112,8 @@ pub const TEST: &[(&str, &str)] = &[
     ("rpm", "rpm"),
     ("rpmbuild", "rpm"),
     ("sqlite3", "sqlite3"),
+    // Writes the Berkeley DB rpmdb of older RHEL (Debian's rpm no longer can).
+    ("db5.3_load", "db5.3-util"),
     // Triage fixtures: file capabilities on a planted binary (issue 18).
     ("setcap", "libcap2-bin"),
 ];

@@ -300,6 +300,12 @@ pub(crate) fn load(root: &Root) -> Result<Loaded, PkgDbError> {
     let mut packages = Vec::new();
     let mut files = Vec::new();
     let mut warnings = Vec::new();
+    let mut removed = Vec::new();
+    for st in &status {
+        if st.state == "config-files" {
+            removed.push(st);
+        }
+    }
     for st in status.iter().filter(|s| s.has_files()) {
         let idx = packages.len() as u32;
         let name = st.name();
@@ -390,6 +396,25 @@ pub(crate) fn load(root: &Root) -> Result<Loaded, PkgDbError> {
             name,
             version: st.version.clone(),
             architecture: st.architecture.clone(),
+            installed: true,
+        });
+    }
+    // Removed but not purged: its conffiles stay on disk and still belong to it (`dpkg -S`), but
+    // nothing is checked (debsums does not either): the package is no longer installed.
+    let config_only = packages.len() as u32;
+    for (i, st) in removed.into_iter().enumerate() {
+        for c in &st.conffiles {
+            let mut f = FileEntry::new(c.path.clone(), config_only + i as u32);
+            f.config = true;
+            f.missing_ok = true;
+            f.checks = 0;
+            files.push(f);
+        }
+        packages.push(Package {
+            name: st.name(),
+            version: st.version.clone(),
+            architecture: st.architecture.clone(),
+            installed: false,
         });
     }
     Ok(Loaded {
@@ -398,6 +423,7 @@ pub(crate) fn load(root: &Root) -> Result<Loaded, PkgDbError> {
         packages,
         files,
         warnings,
+        diversions,
     })
 }
 
@@ -443,5 +469,71 @@ mod tests {
         assert_eq!(o.len(), 1);
         assert_eq!(o[0].perms, 0o2755);
         assert_eq!(o[0].group, "crontab");
+    }
+
+    #[test]
+    fn a_root_with_a_diversion_a_statoverride_and_a_removed_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let info = r.join("var/lib/dpkg/info");
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/status"),
+            format!(
+                "Package: tool\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n\
+                 Package: wrapper\nStatus: install ok installed\nVersion: 2\nArchitecture: all\n\n\
+                 Package: gone\nStatus: deinstall ok config-files\nVersion: 3\nArchitecture: amd64\n\
+                 Conffiles:\n /etc/gone.conf {M}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            info.join("tool.list"),
+            "/.\n/usr\n/usr/bin\n/usr/bin/tool\n",
+        )
+        .unwrap();
+        std::fs::write(info.join("tool.md5sums"), format!("{M}  usr/bin/tool\n")).unwrap();
+        std::fs::write(info.join("wrapper.list"), "/usr/bin/tool\n").unwrap();
+        std::fs::write(info.join("wrapper.md5sums"), format!("{M}  usr/bin/tool\n")).unwrap();
+        // wrapper moved tool's /usr/bin/tool aside and ships its own in its place.
+        std::fs::write(
+            r.join("var/lib/dpkg/diversions"),
+            "/usr/bin/tool\n/usr/bin/tool.real\nwrapper\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/statoverride"),
+            "root root 4755 /usr/bin/tool\n",
+        )
+        .unwrap();
+        let db = super::super::open(r).unwrap().unwrap();
+        assert_eq!(db.owner(Path::new("/usr/bin/tool")), Some("wrapper"));
+        assert_eq!(db.owner(Path::new("/usr/bin/tool.real")), Some("tool"));
+        assert_eq!(db.owner(Path::new("/etc/gone.conf")), Some("gone"));
+        assert_eq!(db.owner(Path::new("/")), None, "dpkg's /. is not a file");
+        let gone = db.packages().iter().find(|p| p.name == "gone").unwrap();
+        assert!(!gone.installed);
+        let tool_real = db
+            .files()
+            .iter()
+            .find(|f| f.path == b"/usr/bin/tool.real")
+            .unwrap();
+        assert_eq!(
+            tool_real.perms, None,
+            "the override names /usr/bin/tool, wrapper's file"
+        );
+        let wrapper = db
+            .files()
+            .iter()
+            .find(|f| f.path == b"/usr/bin/tool")
+            .unwrap();
+        assert_eq!(wrapper.perms, Some(0o4755));
+        // Nothing exists on disk: both md5sums entries are missing, the removed conffile is not checked.
+        let changed = db.verify(r, &mut |_| {}).unwrap();
+        let paths: Vec<_> = changed
+            .iter()
+            .map(|c| c.path.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(paths, ["/usr/bin/tool", "/usr/bin/tool.real"]);
     }
 }

@@ -9,7 +9,10 @@
 //!
 //! Never prints; progress goes through a callback.
 
+pub mod bdb;
+pub mod deb;
 pub mod dpkg;
+pub mod media;
 pub mod root;
 pub mod rpm;
 pub mod sqlite;
@@ -44,6 +47,8 @@ pub enum PkgDbError {
     },
     #[error("{path} is not a SQLite database rpm wrote: {what}")]
     ParseSqlite { path: PathBuf, what: String },
+    #[error("{path} is not a Berkeley DB hash database rpm wrote: {what}")]
+    ParseBdb { path: PathBuf, what: String },
     #[error("{path}: package header {index}: {what}")]
     ParseRpmHeader {
         path: PathBuf,
@@ -51,7 +56,7 @@ pub enum PkgDbError {
         what: String,
     },
     #[error(
-        "{path} is an rpm database in {format} format, which this build does not read yet (only SQLite rpmdb.sqlite)"
+        "{path} is an rpm database in {format} format, which this build does not read yet (SQLite rpmdb.sqlite and Berkeley DB Packages only)"
     )]
     UnsupportedRpmdb { path: PathBuf, format: &'static str },
 }
@@ -71,6 +76,9 @@ pub struct Package {
     pub name: String,
     pub version: String,
     pub architecture: String,
+    /// False for a dpkg package removed but not purged (`config-files`): only its conffiles remain,
+    /// listed for [`PackageDb::owner`], not checked.
+    pub installed: bool,
 }
 
 /// A digest algorithm a package database records.
@@ -191,6 +199,8 @@ pub struct PackageDb {
     aliases: Vec<(Vec<u8>, Vec<u8>)>,
     /// What could not be read but did not stop the rest (a package without md5sums …).
     warnings: Vec<String>,
+    /// dpkg diversions (empty for rpm).
+    diversions: Vec<dpkg::Diversion>,
 }
 
 /// Top-level directories a /usr-merged root replaces by a symlink into `/usr`.
@@ -222,6 +232,7 @@ pub(crate) struct Loaded {
     pub packages: Vec<Package>,
     pub files: Vec<FileEntry>,
     pub warnings: Vec<String>,
+    pub diversions: Vec<dpkg::Diversion>,
 }
 
 /// `/bin` → `/usr/bin` for each top-level directory that is a symlink into `/usr` in this root.
@@ -249,7 +260,7 @@ fn usr_merge_aliases(r: &root::Root) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// `a//b/./c/` → `/a/b/c`: the spelling the owner map uses.
-fn normalize(path: &[u8]) -> Vec<u8> {
+pub(crate) fn normalize(path: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(path.len() + 1);
     for comp in path.split(|&b| b == b'/') {
         if comp.is_empty() || comp == b"." {
@@ -274,6 +285,7 @@ impl PackageDb {
             owners: HashMap::new(),
             aliases,
             warnings: loaded.warnings,
+            diversions: loaded.diversions,
         };
         let mut owners = HashMap::with_capacity(db.files.len());
         for f in &db.files {
@@ -325,6 +337,11 @@ impl PackageDb {
         &self.warnings
     }
 
+    /// dpkg's diversions (a file of one package moved aside by another); empty for rpm.
+    pub fn diversions(&self) -> &[dpkg::Diversion] {
+        &self.diversions
+    }
+
     /// The package owning `path` (absolute inside the root; either spelling on a /usr-merged root),
     /// or `None` when no package lists it.
     pub fn owner(&self, path: &Path) -> Option<&str> {
@@ -361,12 +378,14 @@ mod tests {
                 name: "coreutils".into(),
                 version: "9.1-1".into(),
                 architecture: "amd64".into(),
+                installed: true,
             }],
             files: vec![
                 FileEntry::new(b"/bin/ls".to_vec(), 0),
                 FileEntry::new(b"/binaries/x".to_vec(), 0),
             ],
             warnings: vec![],
+            diversions: vec![],
         };
         let db = PackageDb::index(loaded, vec![(b"/bin".to_vec(), b"/usr/bin".to_vec())]);
         assert_eq!(db.owner(Path::new("/usr/bin/ls")), Some("coreutils"));
@@ -375,5 +394,31 @@ mod tests {
         assert_eq!(db.owner(Path::new("/binaries/x")), Some("coreutils"));
         assert_eq!(db.owner(Path::new("/usr/binaries/x")), None);
         assert_eq!(db.owner(Path::new("/usr/bin/sl")), None);
+    }
+
+    #[test]
+    fn no_database_is_none_and_a_damaged_one_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        assert!(
+            open(r).unwrap().is_none(),
+            "a root without a package database"
+        );
+        std::fs::create_dir_all(r.join("var/lib/rpm")).unwrap();
+        std::fs::write(r.join("var/lib/rpm/rpmdb.sqlite"), [0u8; 4096]).unwrap();
+        let err = open(r).unwrap_err().to_string();
+        assert!(
+            err.contains("var/lib/rpm/rpmdb.sqlite") && err.contains("SQLite"),
+            "{err}"
+        );
+        std::fs::remove_file(r.join("var/lib/rpm/rpmdb.sqlite")).unwrap();
+        std::fs::write(r.join("var/lib/rpm/Packages.db"), b"RpmP").unwrap();
+        let err = open(r).unwrap_err().to_string();
+        assert!(err.contains("NDB"), "{err}");
+        // A status planted as a symlink to the rescue system's own database is not followed.
+        std::fs::create_dir_all(r.join("var/lib/dpkg")).unwrap();
+        std::os::unix::fs::symlink("/var/lib/dpkg/status", r.join("var/lib/dpkg/status")).unwrap();
+        assert!(!dpkg::present(&root::Root::open(r).unwrap()));
     }
 }

@@ -150,6 +150,33 @@ pub fn debian12_root(test: &str, dest: &Path) -> Option<()> {
     Some(())
 }
 
+/// Moves debootstrap's signed lists (`*_InRelease`, `*_Packages`) and the `.deb`s it installed out of
+/// a Debian root into `media` (`lists/`, `debs/`): the medium a responder brings for
+/// `--packages-from`. Returns the `.deb` paths.
+pub fn media_from_debootstrap_root(root: &Path, media: &Path) -> Vec<PathBuf> {
+    let (lists, debs) = (media.join("lists"), media.join("debs"));
+    std::fs::create_dir_all(&lists).unwrap();
+    std::fs::create_dir_all(&debs).unwrap();
+    let mut out = Vec::new();
+    for (from, to) in [
+        (root.join("var/lib/apt/lists"), &lists),
+        (root.join("var/cache/apt/archives"), &debs),
+    ] {
+        for e in std::fs::read_dir(&from).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with("_InRelease") || n.ends_with("_Packages") || n.ends_with(".deb") {
+                std::fs::rename(e.path(), to.join(&n)).unwrap();
+                if n.ends_with(".deb") {
+                    out.push(to.join(&n));
+                }
+            }
+        }
+    }
+    out.sort();
+    assert!(out.len() > 100, "debootstrap kept {} .debs", out.len());
+    out
+}
+
 /// One file of a test rpm: path, content (`None`: a directory), mode, owner, and the `%files` line
 /// prefix (`%config(noreplace)`, `%ghost` …).
 pub struct RpmFile {

@@ -53,7 +53,7 @@ pub fn find(root: &Root) -> Option<Found> {
 pub(crate) fn load(root: &Root, found: Found) -> Result<Loaded, PkgDbError> {
     let format = match found.format {
         Format::Sqlite => return load_sqlite(root, &found.path),
-        Format::BerkeleyDb => "Berkeley DB",
+        Format::BerkeleyDb => return load_bdb(root, &found.path),
         Format::Ndb => "NDB",
     };
     Err(PkgDbError::UnsupportedRpmdb {
@@ -111,6 +111,7 @@ fn load_sqlite(root: &Root, path: &str) -> Result<Loaded, PkgDbError> {
         packages: Vec::new(),
         files: Vec::new(),
         warnings: Vec::new(),
+        diversions: Vec::new(),
     };
     let mut index = 0usize;
     let mut header_err = None;
@@ -139,6 +140,53 @@ fn load_sqlite(root: &Root, path: &str) -> Result<Loaded, PkgDbError> {
     Ok(loaded)
 }
 
+fn load_bdb(root: &Root, path: &str) -> Result<Loaded, PkgDbError> {
+    let shown = root.display(path.as_bytes());
+    let (file, _) = root
+        .open_file(path.as_bytes())
+        .map_err(|source| PkgDbError::ReadFile {
+            path: shown.clone(),
+            source,
+        })?;
+    let bdb_err = |e: super::bdb::BdbError| PkgDbError::ParseBdb {
+        path: shown.clone(),
+        what: e.to_string(),
+    };
+    let db = super::bdb::Bdb::open(file).map_err(bdb_err)?;
+    let mut loaded = Loaded {
+        kind: DbKind::Rpm,
+        location: PathBuf::from(path),
+        packages: Vec::new(),
+        files: Vec::new(),
+        warnings: Vec::new(),
+        diversions: Vec::new(),
+    };
+    let mut header_err = None;
+    db.for_each(&mut |key, blob| {
+        // Record 0 holds rpm's next header number, not a header.
+        let Ok(k) = <[u8; 4]>::try_from(key) else {
+            return Ok(());
+        };
+        let num = u32::from_le_bytes(k);
+        if num == 0 || blob.len() < 8 {
+            return Ok(());
+        }
+        if let Err(what) = add_header(&mut loaded, &blob) {
+            header_err.get_or_insert(PkgDbError::ParseRpmHeader {
+                path: shown.clone(),
+                index: num as usize,
+                what: what.to_string(),
+            });
+        }
+        Ok(())
+    })
+    .map_err(bdb_err)?;
+    match header_err {
+        Some(e) => Err(e),
+        None => Ok(loaded),
+    }
+}
+
 /// Adds one package and its files from a header blob.
 pub(crate) fn add_header(loaded: &mut Loaded, blob: &[u8]) -> Result<(), header::HeaderError> {
     let h = Header::parse(blob)?;
@@ -155,6 +203,7 @@ pub(crate) fn add_header(loaded: &mut Loaded, blob: &[u8]) -> Result<(), header:
             None => format!("{version}-{release}"),
         },
         architecture: h.string(tag::ARCH)?.unwrap_or_default(),
+        installed: true,
     });
     let base = h.strings(tag::BASENAMES)?;
     let paths: Vec<Vec<u8>> = if base.is_empty() {
