@@ -4,6 +4,7 @@
 //! encrypted and a swap partition, then triaged through its read-only loop mount; the clean root gives
 //! nothing of severity medium or higher; the table fits 80 columns; `sha256sum -c` checks the output.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -33,6 +34,21 @@ use pkgroots::run;
 
 #[path = "common/pkgroots.rs"]
 mod pkgroots;
+
+/// Skips a test that needs root (loop devices, mounts), unless `RESCUE_REQUIRE_LOOP=1` makes that a
+/// failure.
+fn need_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
+        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
+    );
+    eprintln!("skipped {what}: needs root");
+    false
+}
 
 fn write(root: &Path, rel: &str, data: &str, mode: u32) {
     let p = root.join(rel.trim_start_matches('/'));
@@ -382,9 +398,132 @@ fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_noth
     run(Command::new("sha256sum")
         .args(["-c", "SHA256SUMS"])
         .current_dir(&out));
+    dissect_cross_check(&disk, &clean, &report);
     // Nothing is left mounted or attached.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("examine-"), "unmounted afterwards");
+    pkgroots::ran(what);
+}
+
+/// dissect.target (fox-it; a venv `cargo xtask test` makes, `RESCUE_DISSECT_PYTHON`) on the same
+/// image: every user, cron job, service, SUID binary and authorized key it lists is a finding, or is
+/// explained (an account without a login shell; a service file a package installed, unchanged).
+fn dissect_cross_check(disk: &Path, root: &Path, report: &serde_json::Value) {
+    let what = "dissect_target_lists_nothing_triage_missed";
+    let python = std::env::var_os("RESCUE_DISSECT_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/cache/dissect.target-3.20/venv/bin/python");
+            p.exists().then_some(p)
+        });
+    let Some(python) = python else {
+        pkgroots::skip(
+            what,
+            "no dissect.target virtualenv (cargo xtask test makes it)",
+        );
+        return;
+    };
+    let out = run(Command::new(&python)
+        .args(["-m", "dissect.target.tools.query", "-j", "-f"])
+        .arg("users,cronjobs,services,suid_binaries,ssh.authorized_keys")
+        .arg(disk));
+    let findings = report["findings"].as_array().unwrap();
+    let at = |path: &str| -> Vec<&serde_json::Value> {
+        findings.iter().filter(|f| f["path"] == path).collect()
+    };
+    // Files the packages installed (dpkg's own lists, read here independently).
+    let mut owned = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(root.join("var/lib/dpkg/info"))
+        .unwrap()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "list") {
+            for l in std::fs::read_to_string(e.path()).unwrap().lines() {
+                owned.insert(l.to_owned());
+            }
+        }
+    }
+    let mut counts = BTreeMap::new();
+    let mut missed = Vec::new();
+    for line in String::from_utf8_lossy(&out).lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        if r["_type"] != "record" {
+            continue;
+        }
+        let kind = r["_recorddescriptor"][0].as_str().unwrap_or("").to_owned();
+        *counts.entry(kind.clone()).or_insert(0) += 1;
+        let str_of = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+        let ok = match kind.as_str() {
+            "unix/user" => {
+                let name = str_of("name");
+                let shell = str_of("shell");
+                at("/etc/passwd").iter().any(|f| {
+                    f["evidence"]["line"]
+                        .as_str()
+                        .is_some_and(|l| l.starts_with(&format!("{name}:")))
+                }) || ["nologin", "false", "sync"]
+                    .iter()
+                    .any(|n| shell.ends_with(n))
+            }
+            "unix/cronjob" => {
+                // Compared with whitespace collapsed: crontab separates fields with tabs or spaces.
+                let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+                let cmd = words(&str_of("command"));
+                at(&str_of("source")).iter().any(|f| {
+                    f["evidence"]["line"]
+                        .as_str()
+                        .is_some_and(|l| words(l).contains(&cmd))
+                })
+            }
+            "linux/service" => {
+                let src = str_of("source");
+                // Either spelling on a merged-/usr root: /lib/systemd/… and /usr/lib/systemd/….
+                let twin = match src.strip_prefix("/usr") {
+                    Some(rest) => rest.to_owned(),
+                    None => format!("/usr{src}"),
+                };
+                !at(&src).is_empty() || owned.contains(&src) || owned.contains(&twin)
+            }
+            "filesystem/unix/suid" => at(&str_of("path"))
+                .iter()
+                .any(|f| f["category"] == "setuid"),
+            k if k.contains("authorized") => {
+                let src = if r["path"].is_string() {
+                    str_of("path")
+                } else {
+                    str_of("source")
+                };
+                at(&src).iter().any(|f| f["category"] == "ssh")
+            }
+            _ => true,
+        };
+        if !ok {
+            missed.push(format!(
+                "{kind}: {}",
+                line.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+    for k in [
+        "unix/user",
+        "unix/cronjob",
+        "linux/service",
+        "filesystem/unix/suid",
+    ] {
+        assert!(
+            counts.get(k).copied().unwrap_or(0) > 0,
+            "dissect listed no {k}: {counts:?}"
+        );
+    }
+    assert!(
+        counts.keys().any(|k| k.contains("authorized")),
+        "dissect listed no authorized key: {counts:?}"
+    );
+    assert!(
+        missed.is_empty(),
+        "dissect.target lists what triage missed: {missed:#?}"
+    );
     pkgroots::ran(what);
 }
 
@@ -485,4 +624,46 @@ fn a_directory_root_is_triaged_in_place_and_bad_input_is_said_clearly() {
     let o = rescue(&["triage", s(&empty)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no Linux root"), "{}", text(&o));
+}
+
+/// A raw acquisition directory is triaged through its image; a zstd one is refused with what to do.
+#[test]
+fn an_acquisition_directory_is_triaged_through_its_image() {
+    if !need_root("an_acquisition_directory_is_triaged_through_its_image") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let tree = d.join("tree");
+    write(
+        &tree,
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nadm1n:x:0:0::/root:/bin/sh\n",
+        0o644,
+    );
+    std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
+    let img = d.join("root.ext4");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&img));
+    let raw = d.join("acq-raw");
+    let o = rescue(&["acquire", s(&img), "--out", s(&raw)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = rescue(&["triage", s(&raw), "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["source_kind"], "acquisition");
+    assert_eq!(report["roots"][0]["fstype"], "ext4");
+    assert_found(&report, &[("account", "/etc/passwd", "critical")]);
+    let zst = d.join("acq-zstd");
+    let o = rescue(&["acquire", s(&img), "--out", s(&zst), "--format", "zstd"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = rescue(&["triage", s(&zst)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("rescue mount"), "{}", text(&o));
 }

@@ -131,3 +131,38 @@ pub const TEST: &[(&str, &str)] = &[
     ("utmpdump", "util-linux"),
     ("lz4", "lz4"),
 ];
+
+/// The dissect.target version the triage cross-check runs (pinned: its plugins' output is compared).
+pub const DISSECT_TARGET: &str = "3.20";
+
+/// A virtualenv with dissect.target under `target/cache/dissect.target-VERSION/venv` (made once, in a
+/// temporary directory renamed into place); returns its Python. Run plugins with
+/// `python -m dissect.target.tools.query` (the venv's scripts keep the temporary path in their
+/// shebang line).
+pub fn ensure_dissect_target() -> anyhow::Result<std::path::PathBuf> {
+    let cache = util::project_root().join("target/cache");
+    let dir = cache.join(format!("dissect.target-{DISSECT_TARGET}"));
+    let python = dir.join("venv/bin/python");
+    if python.exists() {
+        return Ok(python);
+    }
+    ensure_packages(&[
+        ("python3", "python3"),
+        ("/usr/lib/python3/dist-packages/pip", "python3-pip"),
+    ])?;
+    std::fs::create_dir_all(&cache)?;
+    let tmp = cache.join(format!(".tmp-dissect.target-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    util::run(
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(tmp.join("venv")),
+    )?;
+    util::run(
+        Command::new(tmp.join("venv/bin/python"))
+            .args(["-m", "pip", "install", "-q"])
+            .arg(format!("dissect.target[full]=={DISSECT_TARGET}")),
+    )?;
+    std::fs::rename(&tmp, &dir)?;
+    Ok(python)
+}

@@ -60,6 +60,7 @@ fn compare_builds(a: &Path, b: &Path) -> anyhow::Result<()> {
 const GATED_HOST_TESTS: &[&str] = &[
     "debian_root_changes_agree_with_debsums",
     "a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_nothing_serious",
+    "dissect_target_lists_nothing_triage_missed",
 ];
 
 /// Fails when one of `names` left no marker in `markers`.
@@ -162,6 +163,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     deps::ensure_packages(deps::BUILD)?;
     deps::ensure_packages(deps::TEST)?;
     let s3s_fs = crate::bench_s3::ensure_s3s_fs()?;
+    let dissect_python = crate::deps::ensure_dissect_target()?;
 
     let t = step("cargo fmt --check");
     util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -201,6 +203,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .env("RESCUE_REQUIRE_LOOP", "1")
             .env("RESCUE_REQUIRE_BOOT_FILES", "1")
             .env("RESCUE_S3S_FS", &s3s_fs)
+            .env("RESCUE_DISSECT_PYTHON", &dissect_python)
             .env("RESCUE_REQUIRE_S3S", "1")
             .env("RESCUE_STUB", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
             .env("RESCUE_KERNEL", &art.vmlinuz);

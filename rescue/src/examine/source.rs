@@ -231,7 +231,13 @@ fn acquisition_image(dir: &Path) -> Result<(PathBuf, Option<Note>), ExamineError
             format: m.image.format,
         });
     }
-    let image = match m.outputs.as_slice() {
+    // The image files (`image.raw`, or `image.raw.001` … with --split); the others are the map and logs.
+    let images: Vec<_> = m
+        .outputs
+        .iter()
+        .filter(|o| o.file == "image.raw" || o.file.starts_with("image.raw."))
+        .collect();
+    let image = match images.as_slice() {
         [] => {
             return Err(ExamineError::EmptyAcquisition {
                 path: dir.to_owned(),

@@ -310,22 +310,7 @@ impl<'a> Collector<'a> {
                 .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                 .any(|t| t.timestamp() >= s)
         });
-        let id = {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            for part in [&self.root_label, category, &path, &why] {
-                h.update(part.as_bytes());
-                h.update([0]);
-            }
-            let d = h.finalize();
-            format!(
-                "TR-{}",
-                d[..5]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            )
-        };
+        let id = finding_id(&self.root_label, category, &path, &why, None);
         self.findings.push(Finding {
             id,
             severity,
@@ -352,6 +337,13 @@ impl<'a> Collector<'a> {
         let f = self.add(severity, category, path, why);
         f.evidence.line = Some(excerpt(line));
         f.evidence.line_number = Some(line_number);
+        f.id = finding_id(
+            &f.root,
+            &f.category,
+            &f.path,
+            &f.why,
+            Some((line_number, line)),
+        );
     }
 
     /// Adds `severity` when `path` is owned by no package ("not owned" checks are skipped when the
@@ -378,6 +370,35 @@ impl<'a> Collector<'a> {
     pub fn into_findings(self) -> Vec<Finding> {
         self.findings
     }
+}
+
+/// `TR-` and 10 hex digits of SHA-256 over root, category, path, why and the line (when the finding is
+/// about one): the same input gives the same id on every run.
+fn finding_id(
+    root: &str,
+    category: &str,
+    path: &str,
+    why: &str,
+    line: Option<(usize, &str)>,
+) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [root, category, path, why] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    if let Some((n, l)) = line {
+        h.update(n.to_le_bytes());
+        h.update(l.as_bytes());
+    }
+    let d = h.finalize();
+    format!(
+        "TR-{}",
+        d[..5]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// A line shortened to 200 characters for evidence.
