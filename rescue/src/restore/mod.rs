@@ -153,7 +153,8 @@ pub struct RestoreManifest {
     pub source_root: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub findings: Option<FindingsUse>,
-    /// Persistence points held back: paths to review (restore them by listing each with --include).
+    /// Files held back (persistence points, account databases, webshells, findings): paths to review
+    /// (restore them by listing each with --include).
     pub review: Vec<String>,
     pub files: Vec<FileRecord>,
     /// Comparisons of held account databases (written by [`write_held_diffs`]).

@@ -104,8 +104,7 @@ fn squash(content: &[u8]) -> Vec<u8> {
 }
 
 fn find(hay: &[u8], needle: &str) -> Option<usize> {
-    let n = needle.as_bytes();
-    hay.windows(n.len()).position(|w| w == n)
+    memchr::memmem::find(hay, needle.as_bytes())
 }
 
 /// `needle` (a function call such as `exec(`) as a whole word: not `curl_exec(`, `$pdo->exec(`.
