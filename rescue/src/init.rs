@@ -92,15 +92,18 @@ fn protect_new(name: &str) {
     let dev = PathBuf::from("/dev").join(name);
     if let Err(e) = blkro::set_read_only(&dev, true) {
         // An array `md assemble` creates is inactive until it starts, and md refuses BLKROSET (ENODEV)
-        // until then: it holds no data yet, starts read-only, and is marked once running.
+        // until then: it holds no data yet, starts read-only, and is marked once running. A stopped
+        // array's node goes away under us (`md stop`).
         let inactive_md = name.starts_with("md")
-            && matches!(
-                &e,
-                blkro::BlkRoError::SetReadOnly {
-                    source: nix::Error::ENODEV,
-                    ..
-                }
-            );
+            && match &e {
+                blkro::BlkRoError::SetReadOnly { source, .. }
+                | blkro::BlkRoError::GetReadOnly { source, .. } => *source == nix::Error::ENODEV,
+                blkro::BlkRoError::OpenDevice { source, .. } => matches!(
+                    source.raw_os_error(),
+                    Some(libc::ENXIO | libc::ENOENT | libc::ENODEV)
+                ),
+                _ => false,
+            };
         if !inactive_md {
             console::warn(&format!("write-blocking new device {}: {e}", dev.display()));
         }

@@ -100,6 +100,29 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
         &format!("a VG without its second PV was not refused by name:\n{out}"),
     )?;
 
+    // Asked for, the RAID5 is read without its third member: still read-only, still the same files.
+    let out = vm.run("md assemble --read-only --degraded /dev/vde /dev/vdf", T)?;
+    vm.check(
+        out.contains("(/dev/md/r5)")
+            && out.contains("DEGRADED: roles [2] missing")
+            && out.contains("array_state readonly"),
+        &format!("--degraded did not read the RAID5 without its third member:\n{out}"),
+    )?;
+    vm.check(
+        out.contains("kernel modules loaded for this command:") && out.contains(" md_mod "),
+        &format!("md assemble did not load md_mod itself:\n{out}"),
+    )?;
+    let h = hashes_through(&mut vm, "/dev/md/r5")?;
+    vm.check(
+        h.get("numbers.txt") == Some(&sha256(storage::numbers_text().as_bytes())),
+        &format!("files read through the degraded RAID5 differ: {h:?}"),
+    )?;
+    let out = vm.run("md stop", T)?;
+    vm.check(
+        out.contains("/proc/mdstat: no array left"),
+        &format!("md stop left the degraded RAID5:\n{out}"),
+    )?;
+
     let out = vm.run("md assemble --read-only", T)?;
     for name in ["r1", "r5", "2", "m10", "m11"] {
         vm.check(
@@ -110,8 +133,8 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
         )?;
     }
     vm.check(
-        out.contains("kernel modules loaded for this command:") && out.contains("md_mod"),
-        &format!("md assemble did not load md_mod itself:\n{out}"),
+        out.contains("kernel modules loaded for this command: raid0 raid1 raid10"),
+        &format!("md assemble did not load the RAID personalities itself:\n{out}"),
     )?;
     let out = vm.run("lvm activate --read-only", T)?;
     for (lv, mapper) in [
@@ -130,6 +153,17 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
     vm.check(
         out.contains("dm_mod"),
         &format!("lvm activate did not load dm_mod itself:\n{out}"),
+    )?;
+    // Twice is harmless: what is mapped or assembled is reported, not made again.
+    let out = vm.run("lvm activate --read-only", T)?;
+    vm.check(
+        out.matches("already active").count() == 2 && !out.contains("error"),
+        &format!("a second lvm activate did not report the active LVs:\n{out}"),
+    )?;
+    let out = vm.run("md assemble --read-only", T)?;
+    vm.check(
+        out.contains("/dev/vdc: already a member of /dev/md") && !out.contains("refused"),
+        &format!("a second md assemble did not report the running arrays:\n{out}"),
     )?;
 
     let numbers = sha256(storage::numbers_text().as_bytes());

@@ -24,6 +24,8 @@ pub enum LvmError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0} is not a block device (attach an image with a read-only loop device first)")]
+    NotBlockDevice(String),
     #[error("write-blocking {device} before reading it")]
     WriteBlock {
         device: String,
@@ -86,12 +88,13 @@ pub fn read_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
         source,
     };
     let meta = fs::metadata(device).map_err(read_err)?;
-    if meta.file_type().is_block_device() {
-        crate::blkro::protect_family(device).map_err(|source| LvmError::WriteBlock {
-            device: name.clone(),
-            source,
-        })?;
+    if !meta.file_type().is_block_device() {
+        return Err(LvmError::NotBlockDevice(name));
     }
+    crate::blkro::protect_family(device).map_err(|source| LvmError::WriteBlock {
+        device: name.clone(),
+        source,
+    })?;
     let file = fs::File::open(device).map_err(read_err)?;
     let mut head = vec![0u8; 2048];
     let n = file.read_at(&mut head, 0).map_err(read_err)?;
@@ -246,6 +249,7 @@ pub fn activate(ctl: &dm::Control, plan: &VgPlan) -> Result<Vec<LvOutcome>, LvmE
         .map(|(k, (_, d))| (k.clone(), d.clone()))
         .collect();
     let v = &plan.vg;
+    let active: Vec<String> = ctl.list()?.into_iter().map(|d| d.name).collect();
     let mut out = Vec::new();
     for lv in v.lvs.iter().filter(|l| l.visible) {
         let mut o = LvOutcome {
@@ -261,6 +265,14 @@ pub fn activate(ctl: &dm::Control, plan: &VgPlan) -> Result<Vec<LvOutcome>, LvmE
             layout: layout(lv),
             refused: None,
         };
+        let name = vg::dm_name(&v.name, &lv.name);
+        if active.contains(&name) {
+            o.device = Some(Path::new("/dev/mapper").join(&name));
+            o.link = Some(Path::new("/dev").join(&v.name).join(&lv.name));
+            o.layout.push_str(", already active");
+            out.push(o);
+            continue;
+        }
         match vg::table(v, lv, &devs) {
             Err(why) => o.refused = Some(why),
             Ok(targets) => {
@@ -273,7 +285,6 @@ pub fn activate(ctl: &dm::Control, plan: &VgPlan) -> Result<Vec<LvOutcome>, LvmE
                         params: t.params,
                     })
                     .collect();
-                let name = vg::dm_name(&v.name, &lv.name);
                 let d = ctl.create_read_only(&name, &vg::dm_uuid(&v.id, &lv.id), &lines)?;
                 let node = dm::make_node(&d)?;
                 let _ = crate::blkro::set_read_only(&node, true);

@@ -83,6 +83,35 @@ pub fn device_size(file: &fs::File) -> std::io::Result<u64> {
     }
 }
 
+/// Drops a whole disk whose superblock is really its last partition's: a 0.90 or 1.0 superblock at the
+/// end of a partition that ends where the disk does is found through both (mdadm has the same ambiguity).
+pub fn drop_shadowed_disks(members: Vec<Member>) -> Vec<Member> {
+    let name = |m: &Member| crate::blkro::sysfs_name(&m.device).unwrap_or_default();
+    let names: Vec<(String, String)> = members
+        .iter()
+        .map(|m| (name(m), m.superblock.array_uuid.clone()))
+        .collect();
+    members
+        .into_iter()
+        .filter(|m| {
+            let parts = crate::blkro::partitions_of(&name(m));
+            !names
+                .iter()
+                .any(|(n, uuid)| *uuid == m.superblock.array_uuid && parts.contains(n))
+        })
+        .collect()
+}
+
+/// The md array already holding `device` (its sysfs `holders`), if any.
+pub fn held_by(device: &Path) -> Option<String> {
+    let name = crate::blkro::sysfs_name(device).ok()?;
+    fs::read_dir(format!("/sys/class/block/{name}/holders"))
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|h| h.starts_with("md"))
+}
+
 /// Write-blocks `device` (a block device) and reads its md superblock; `Ok(None)` when it has none.
 pub fn read_member(device: &Path) -> Result<Option<Member>, MdError> {
     let name = device.display().to_string();
@@ -90,12 +119,13 @@ pub fn read_member(device: &Path) -> Result<Option<Member>, MdError> {
         device: name.clone(),
         source,
     })?;
-    if meta.file_type().is_block_device() {
-        crate::blkro::protect_family(device).map_err(|source| MdError::WriteBlock {
-            device: name.clone(),
-            source,
-        })?;
+    if !meta.file_type().is_block_device() {
+        return Err(MdError::NotBlockDevice(name));
     }
+    crate::blkro::protect_family(device).map_err(|source| MdError::WriteBlock {
+        device: name.clone(),
+        source,
+    })?;
     let file = fs::File::open(device).map_err(|source| MdError::Read {
         device: name.clone(),
         source,

@@ -28,6 +28,8 @@ pub enum MdError {
         uuid: String,
         what: String,
     },
+    #[error("{0} is not a block device (attach an image with a read-only loop device first)")]
+    NotBlockDevice(String),
     #[error("no md member superblock on {0}")]
     NoSuperblock(String),
     #[error("reading the md superblock of {device}")]

@@ -80,6 +80,9 @@ fn every_version_is_found_where_mdadm_put_it() {
     assert_eq!(r5.name, "fixture:r5");
     // What `mdadm --examine` printed in the guest (guest.log).
     assert_eq!(r5.array_uuid, include_str!("testdata/md-r5.uuid").trim());
+    // `Device UUID : ce895698:a0ef66a2:0eb43de7:f4d5ddb7`, `Events : 18` for the first RAID5 member.
+    assert_eq!(r5.device_uuid, "ce895698:a0ef66a2:0eb43de7:f4d5ddb7");
+    assert_eq!(r5.events, 18);
     let m090 = probe_fixture("md-090-a").unwrap();
     assert_eq!(m090.array_uuid, include_str!("testdata/md-090.uuid").trim());
 }

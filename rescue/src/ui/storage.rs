@@ -68,8 +68,16 @@ pub fn run_md(what: &MdCommand) -> anyhow::Result<u8> {
     }
 }
 
+/// Disks, partitions, loops and md arrays, without md members: a PV on a RAID1 with its superblock at
+/// the end (0.90, 1.0) shows its label on every member too (lvm2's md component detection).
 fn lvm_candidates() -> Vec<PathBuf> {
-    let mut v = md::assemble::candidate_devices();
+    let mut v: Vec<PathBuf> = md::assemble::candidate_devices()
+        .into_iter()
+        .filter(|d| {
+            md::assemble::held_by(d).is_none()
+                && !matches!(md::assemble::read_member(d), Ok(Some(_)))
+        })
+        .collect();
     v.extend(
         crate::blkro::all_block_names()
             .into_iter()
@@ -209,9 +217,16 @@ fn md_assemble(devices: &[PathBuf], degraded: bool, json: bool) -> anyhow::Resul
     };
     let mut code = EXIT_OK;
     let mut members = Vec::new();
+    let mut held = 0;
     for d in &scan {
         match md::assemble::read_member(d) {
-            Ok(Some(m)) => members.push(m),
+            Ok(Some(m)) => match md::assemble::held_by(d) {
+                Some(md) => {
+                    held += 1;
+                    println!("{}: already a member of /dev/{md}", d.display());
+                }
+                None => members.push(m),
+            },
             Ok(None) => {
                 if !devices.is_empty() {
                     eprintln!("{}: no md superblock", d.display());
@@ -224,11 +239,12 @@ fn md_assemble(devices: &[PathBuf], degraded: bool, json: bool) -> anyhow::Resul
             }
         }
     }
-    if members.is_empty() && !json {
+    if members.is_empty() && held == 0 && !json {
         println!("no md member on {} device(s) scanned", scan.len());
     }
     let mut assembled = Vec::new();
     let mut refused = Vec::new();
+    let members = md::assemble::drop_shadowed_disks(members);
     for p in md::plan(members, degraded) {
         let result = p.and_then(|p| md::assemble::assemble(&p));
         match result {
