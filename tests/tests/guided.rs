@@ -186,8 +186,8 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         &format!("acquired and verified:\n{out}"),
     )?;
 
-    // Step 5: the verified source may be a reinstall target; the evidence disk never.
-    vm.send_line("5")?;
+    // Step 6: the verified source may be a reinstall target; the evidence disk never.
+    vm.send_line("6")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"\r")?;
     let out = vm.expect("Reinstall how", T)?;
@@ -203,7 +203,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     )?;
     vm.send_raw(b"jj\r")?;
     vm.expect(PROMPT, T)?;
-    vm.send_line("5")?;
+    vm.send_line("6")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"j\r")?;
     let out = vm.expect(PROMPT, T)?;
@@ -212,8 +212,8 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         &format!("the evidence disk is refused without asking for a reason:\n{out}"),
     )?;
 
-    // Step 7: the signed report (the key from the third disk, vdc), chain check, power off.
-    vm.send_line("7")?;
+    // Step 8: the signed report (the key from the third disk, vdc), chain check, power off.
+    vm.send_line("8")?;
     vm.expect("Build the incident report now", T)?;
     vm.send_raw(b"y")?;
     vm.expect("Sign it with your OpenPGP secret key", T)?;
@@ -571,8 +571,8 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         &format!("the evidence disk is mounted:\n{out}"),
     )?;
 
-    // Step 5: reinstall vda (never acquired: a reason is asked for) by deploying the signed image.
-    vm.send_line("5")?;
+    // Step 6: reinstall vda (never acquired: a reason is asked for) by deploying the signed image.
+    vm.send_line("6")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"\r")?;
     vm.expect("Reason to overwrite it anyway", T)?;
@@ -609,8 +609,8 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         &format!("the signed image was deployed and read back:\n{out}"),
     )?;
 
-    // Step 6: restore the backup disk onto the new root, dry run first, then for real.
-    vm.send_line("6")?;
+    // Step 7: restore the backup disk onto the new root, dry run first, then for real.
+    vm.send_line("7")?;
     vm.expect("Disk to restore", T)?;
     vm.send_raw(b"\r")?;
     vm.expect("Reason to overwrite it anyway", T)?;
@@ -640,7 +640,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         &format!("restore summary:\n{out}"),
     )?;
 
-    vm.send_line("7")?;
+    vm.send_line("8")?;
     vm.expect("Power off now", T)?;
     vm.send_raw(b"y")?;
     let status = vm.wait_exit(Duration::from_secs(120))?;
