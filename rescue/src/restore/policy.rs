@@ -435,9 +435,11 @@ pub fn persistence_kind(orig: &str) -> Option<&'static str> {
         || rel.starts_with("var/spool/cron/")
         || rel == "etc/anacrontab"
         || rel.starts_with("var/spool/anacron/")
-        || rel.starts_with("var/spool/at/")
     {
-        return Some("cron or at job");
+        return Some("cron entry");
+    }
+    if rel.starts_with("var/spool/at/") {
+        return Some("at job");
     }
     let unit_ext = [
         ".service",
