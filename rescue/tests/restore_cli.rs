@@ -446,7 +446,7 @@ const HELD: &[(&str, &str)] = &[
         "home/alice/.config/autostart/sync.desktop",
         "XDG autostart entry",
     ),
-    ("etc/cron.d/backdoor", "cron or at job"),
+    ("etc/cron.d/backdoor", "cron entry"),
     ("etc/systemd/system/dbus-helper.service", "systemd unit"),
     ("root/.ssh/authorized_keys", "ssh authorized_keys"),
 ];

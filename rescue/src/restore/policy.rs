@@ -128,6 +128,15 @@ const ETC_TOP: &[&str] = &[
     "systemd",
     "init.d",
     "rc.local",
+    "rc.d",
+    "rc0.d",
+    "rc1.d",
+    "rc2.d",
+    "rc3.d",
+    "rc4.d",
+    "rc5.d",
+    "rc6.d",
+    "rcS.d",
     "polkit-1",
 ];
 
@@ -426,9 +435,11 @@ pub fn persistence_kind(orig: &str) -> Option<&'static str> {
         || rel.starts_with("var/spool/cron/")
         || rel == "etc/anacrontab"
         || rel.starts_with("var/spool/anacron/")
-        || rel.starts_with("var/spool/at/")
     {
-        return Some("cron or at job");
+        return Some("cron entry");
+    }
+    if rel.starts_with("var/spool/at/") {
+        return Some("at job");
     }
     let unit_ext = [
         ".service",
@@ -710,6 +721,9 @@ mod tests {
             p.check_meta("pam.d/sshd", 0o100644),
             Verdict::Hold(_)
         ));
+        assert!(
+            matches!(p.check_meta("rc2.d/S01x", 0o100644), Verdict::Hold(r) if r.contains("init script"))
+        );
         assert!(
             matches!(p.check_meta("passwd", 0o100644), Verdict::Hold(r) if r.contains("never restored wholesale"))
         );
