@@ -120,26 +120,30 @@ fn build_from_copy(root: &Path, opts: &BuildOptions) -> anyhow::Result<std::path
     Ok(out)
 }
 
+/// `cargo xtask test --reproducibility`: only the two builds (the second from a copy at another path)
+/// and their comparison.
+fn reproducibility(root: &Path) -> anyhow::Result<()> {
+    deps::ensure_packages(deps::BUILD)?;
+    let opts = BuildOptions::parse(&[])?;
+    let art = build::build(&opts)?;
+    let t = Instant::now();
+    let second = build_from_copy(root, &opts)?;
+    compare_builds(&art.dir, &second)?;
+    eprintln!(
+        "xtask: the second build, from the copy, took {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let total = Instant::now();
     let root = util::project_root();
-    match args {
-        [] => {}
-        // Only the reproducibility step: build, build again from a copy at another path, compare.
-        [a] if a == "--reproducibility" => {
-            deps::ensure_packages(deps::BUILD)?;
-            let opts = BuildOptions::parse(&[])?;
-            let art = build::build(&opts)?;
-            let t = Instant::now();
-            let second = build_from_copy(&root, &opts)?;
-            compare_builds(&art.dir, &second)?;
-            eprintln!(
-                "xtask: the second build, from the copy, took {:.0} s",
-                t.elapsed().as_secs_f64()
-            );
-            return Ok(());
+    if let Some(a) = args.first() {
+        match a.as_str() {
+            "--reproducibility" => return reproducibility(&root),
+            other => bail!("unknown test option {other:?}"),
         }
-        [a, ..] => bail!("unknown test option {a:?}"),
     }
     deps::ensure_packages(deps::BUILD)?;
     deps::ensure_packages(deps::TEST)?;
