@@ -111,13 +111,31 @@ fn copy_checkout(root: &Path, to: &Path) -> anyhow::Result<usize> {
 /// directory.
 fn build_from_copy(root: &Path, opts: &BuildOptions) -> anyhow::Result<std::path::PathBuf> {
     let copy = root.join("target/repro-checkout");
-    let _ = fs::remove_dir_all(&copy);
-    let files = copy_checkout(root, &copy)?;
     let target = copy.join("target");
+    // The checkout files are copied afresh; the copy's own target directory (its compiled
+    // dependencies, never the first build's) is kept, so a later run recompiles only what changed.
+    if let Ok(entries) = fs::read_dir(&copy) {
+        for e in entries.flatten() {
+            if e.file_name() == "target" {
+                continue;
+            }
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            }
+            .with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    let files = copy_checkout(root, &copy)?;
     fs::create_dir_all(&target)?;
+    let _ = fs::remove_dir_all(target.join("rescue"));
     let cache = fs::canonicalize(root.join("target/cache"))
         .with_context(|| format!("resolving {}", root.join("target/cache").display()))?;
-    std::os::unix::fs::symlink(&cache, target.join("cache"))?;
+    let link = target.join("cache");
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&cache, &link)?;
     let out = target.join("rescue");
     eprintln!(
         "xtask: {files} files copied to {}; building there with CARGO_TARGET_DIR={}",
@@ -139,26 +157,30 @@ fn build_from_copy(root: &Path, opts: &BuildOptions) -> anyhow::Result<std::path
     Ok(out)
 }
 
+/// `cargo xtask test --reproducibility`: only the two builds (the second from a copy at another path)
+/// and their comparison.
+fn reproducibility(root: &Path) -> anyhow::Result<()> {
+    deps::ensure_packages(deps::BUILD)?;
+    let opts = BuildOptions::parse(&[])?;
+    let art = build::build(&opts)?;
+    let t = Instant::now();
+    let second = build_from_copy(root, &opts)?;
+    compare_builds(&art.dir, &second)?;
+    eprintln!(
+        "xtask: the second build, from the copy, took {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let total = Instant::now();
     let root = util::project_root();
-    match args {
-        [] => {}
-        // Only the reproducibility step: build, build again from a copy at another path, compare.
-        [a] if a == "--reproducibility" => {
-            deps::ensure_packages(deps::BUILD)?;
-            let opts = BuildOptions::parse(&[])?;
-            let art = build::build(&opts)?;
-            let t = Instant::now();
-            let second = build_from_copy(&root, &opts)?;
-            compare_builds(&art.dir, &second)?;
-            eprintln!(
-                "xtask: the second build, from the copy, took {:.0} s",
-                t.elapsed().as_secs_f64()
-            );
-            return Ok(());
+    if let Some(a) = args.first() {
+        match a.as_str() {
+            "--reproducibility" => return reproducibility(&root),
+            other => bail!("unknown test option {other:?}"),
         }
-        [a, ..] => bail!("unknown test option {a:?}"),
     }
     deps::ensure_packages(deps::BUILD)?;
     deps::ensure_packages(deps::TEST)?;
