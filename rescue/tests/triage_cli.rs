@@ -667,3 +667,70 @@ fn an_acquisition_directory_is_triaged_through_its_image() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("rescue mount"), "{}", text(&o));
 }
+
+/// `--packages-from`: a trojaned program is found against the distribution's signed `.deb` even after
+/// the suspect's own md5sums were rewritten to match it.
+#[test]
+fn packages_from_signed_media_finds_a_trojan_the_local_md5sums_hide() {
+    const NAME: &str = "packages_from_signed_media_finds_a_trojan_the_local_md5sums_hide";
+    let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    if !keyring.is_file() && !pkgroots::skip(NAME, "debian-archive-keyring is not installed") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    if pkgroots::debian12_root(NAME, &root).is_none() {
+        return;
+    }
+    let media = t.path().join("media");
+    pkgroots::media_from_debootstrap_root(&root, &media);
+    append(&root, "/bin/ls", "trojaned");
+    // The attacker fixes the local md5sums line so the suspect's own database agrees.
+    let sums = root.join("var/lib/dpkg/info/coreutils.md5sums");
+    let md5 = String::from_utf8(run(Command::new("md5sum").arg(root.join("bin/ls")))).unwrap();
+    let md5 = md5.split_whitespace().next().unwrap().to_owned();
+    let fixed: String = std::fs::read_to_string(&sums)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.ends_with("  bin/ls") {
+                format!("{md5}  bin/ls\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&sums, fixed).unwrap();
+    let o = rescue(&[
+        "triage",
+        s(&root),
+        "--json",
+        "--packages-from",
+        s(&media),
+        "--keyring",
+        s(keyring),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let hits: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["category"] == "package" && f["severity"] == "high")
+        .collect();
+    assert!(
+        hits.iter().any(|f| f["path"] == "/bin/ls"
+            && f["why"]
+                .as_str()
+                .unwrap()
+                .contains("signed package coreutils")),
+        "{hits:#?} {}",
+        report["notes"]
+    );
+    // The local check alone no longer sees it.
+    assert!(!hits.iter().any(
+        |f| f["path"] == "/bin/ls" && f["why"].as_str().unwrap().starts_with("file of package")
+    ));
+    pkgroots::ran(NAME);
+}

@@ -61,6 +61,7 @@ const GATED_HOST_TESTS: &[&str] = &[
     "debian_root_changes_agree_with_debsums",
     "a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_nothing_serious",
     "dissect_target_lists_nothing_triage_missed",
+    "packages_from_signed_media_finds_a_trojan_the_local_md5sums_hide",
 ];
 
 /// Fails when one of `names` left no marker in `markers`.

@@ -25,4 +25,8 @@ pub struct TriageArgs {
     /// packages against.
     #[arg(long, value_name = "MEDIA")]
     pub packages_from: Option<PathBuf>,
+    /// OpenPGP keyring trusted for the metadata on --packages-from (repeatable) [default: the keys
+    /// embedded in the rescue system].
+    #[arg(long, value_name = "FILE")]
+    pub keyring: Vec<PathBuf>,
 }

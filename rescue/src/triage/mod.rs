@@ -215,6 +215,10 @@ pub struct Report {
 pub struct Options {
     /// Start of the attack window (seconds since the epoch).
     pub since: Option<i64>,
+    /// `--packages-from MEDIA`: a mirror or medium with signed metadata and `.deb`s.
+    pub packages_from: Option<PathBuf>,
+    /// Keyrings trusted for that metadata (empty: the embedded keys).
+    pub keyrings: Vec<PathBuf>,
 }
 
 /// Progress of a run, for the UI.
@@ -489,6 +493,15 @@ pub fn run(
         let mut c = Collector::new(&fs, &owners, opts.since, &description);
         config::run_all(&mut c);
         owners.integrity(&root.path, &mut c);
+        if let Some(media) = &opts.packages_from {
+            for n in owners.against_media(&root.path, media, &opts.keyrings, &mut c) {
+                notes.push(NoteReport {
+                    partition: root.partition,
+                    kind: "packages-from".into(),
+                    message: format!("{description}: {n}"),
+                });
+            }
+        }
         let stats =
             files::walk_root(&root.path, &mut c, progress).map_err(|source| TriageError::Walk {
                 path: root.path.clone(),

@@ -120,6 +120,100 @@ impl Owners {
     }
 }
 
+impl Owners {
+    /// `--packages-from MEDIA`: the installed dpkg packages against the distribution's signed metadata
+    /// and `.deb`s on MEDIA ([`pkgdb::media`]): a file differing from its signed package high (the
+    /// suspect's own md5sums may have been rewritten to hide it), a package the signed metadata does
+    /// not list medium, a listed path the signed package does not ship medium. Returns notes.
+    pub fn against_media(
+        &self,
+        root: &Path,
+        media: &Path,
+        keyrings: &[std::path::PathBuf],
+        c: &mut Collector<'_>,
+    ) -> Vec<String> {
+        let Some(db) = &self.db else {
+            return vec!["--packages-from: no package database to check".into()];
+        };
+        let keys = match crate::reinstall::signature::trusted_keys(keyrings) {
+            Ok(k) => k,
+            Err(e) => {
+                return vec![format!(
+                    "--packages-from: no trusted keys ({})",
+                    crate::error_chain(&e)
+                )];
+            }
+        };
+        let report = match pkgdb::media::verify_against_media(
+            db,
+            root,
+            media,
+            &keys,
+            chrono::Utc::now(),
+            &mut |_| {},
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                return vec![format!(
+                    "--packages-from {}: {}",
+                    media.display(),
+                    crate::error_chain(&e)
+                )];
+            }
+        };
+        for ch in &report.changed {
+            let what: Vec<String> = ch.changes.iter().map(describe).collect();
+            c.add(
+                Severity::High,
+                cat::PACKAGE,
+                ch.path.as_os_str().as_encoded_bytes(),
+                format!(
+                    "differs from the signed package {} on the medium: {}",
+                    ch.package,
+                    what.join("; ")
+                ),
+            );
+        }
+        for u in &report.not_in_metadata {
+            c.add(
+                Severity::Medium,
+                cat::PACKAGE,
+                b"/var/lib/dpkg/status",
+                format!(
+                    "installed package {} {} is not in the signed metadata (listed: {})",
+                    u.package.name,
+                    u.package.version,
+                    if u.listed_versions.is_empty() {
+                        "none".into()
+                    } else {
+                        u.listed_versions.join(", ")
+                    }
+                ),
+            );
+        }
+        for n in &report.not_shipped {
+            c.add(
+                Severity::Medium,
+                cat::PACKAGE,
+                n.path.as_os_str().as_encoded_bytes(),
+                format!(
+                    "the suspect's file list gives it to {}, whose signed .deb does not ship it",
+                    n.package
+                ),
+            );
+        }
+        let mut notes = vec![format!(
+            "--packages-from {}: {} package(s) compared with signed .debs ({} release(s) verified), {} not on the medium",
+            media.display(),
+            report.packages_checked,
+            report.releases.len(),
+            report.deb_not_on_media.len()
+        )];
+        notes.extend(report.notes.iter().map(|n| format!("--packages-from: {n}")));
+        notes
+    }
+}
+
 fn describe(c: &Change) -> String {
     match c {
         Change::Missing => "missing".into(),

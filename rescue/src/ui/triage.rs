@@ -59,19 +59,17 @@ pub fn run(a: &crate::args::triage::TriageArgs) -> anyhow::Result<u8> {
             }
         }
     };
-    let mut report = triage::run(&ex, &triage::Options { since }, &mut progress)?;
+    let report = triage::run(
+        &ex,
+        &triage::Options {
+            since,
+            packages_from: a.packages_from.clone(),
+            keyrings: a.keyring.clone(),
+        },
+        &mut progress,
+    )?;
     if !json {
         eprint!("\r");
-    }
-    if let Some(media) = &a.packages_from {
-        report.notes.push(triage::NoteReport {
-            partition: None,
-            kind: "packages-from".into(),
-            message: format!(
-                "--packages-from {}: checking against signed distribution metadata is not in this build yet; ownership came from the suspect's own package database",
-                media.display()
-            ),
-        });
     }
     drop(ex);
     let written = match &out {
