@@ -230,7 +230,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         },
         Target {
             name: format!(
-                "`rescue mount`, zstd, 4 MiB frames (default; {} MiB stored)",
+                "rescue mount, zstd, 4 MiB frames (default; {} MiB stored)",
                 dir_size(&zstd_4m) >> 20
             ),
             serve: Serve::Rescue {
@@ -243,7 +243,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         },
         Target {
             name: format!(
-                "`rescue mount`, zstd, 256 KiB frames (`--block-size 256K`; {} MiB stored)",
+                "rescue mount, zstd, 256 KiB frames (`--block-size 256K`; {} MiB stored)",
                 dir_size(&zstd_256k) >> 20
             ),
             serve: Serve::Rescue {
