@@ -62,6 +62,13 @@ const GATED_HOST_TESTS: &[&str] = &[
     "a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_nothing_serious",
     "dissect_target_lists_nothing_triage_missed",
     "packages_from_signed_media_finds_a_trojan_the_local_md5sums_hide",
+    "rpm_root_changes_agree_with_rpm_va",
+    "sqlite_reader_agrees_with_sqlite3_including_the_wal",
+    "debian_root_against_signed_media_agrees_with_debsums_on_the_debs",
+    "rpm_berkeley_db_as_db_load_writes_it",
+    "timeline-journalctl",
+    "timeline-last",
+    "timeline-fls",
 ];
 
 /// Fails when one of `names` left no marker in `markers`.
