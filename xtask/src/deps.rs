@@ -106,4 +106,8 @@ pub const TEST: &[(&str, &str)] = &[
     ("mdadm", "mdadm"),
     ("make-bcache", "bcache-tools"),
     ("blkid", "util-linux"),
+    // LVM/md fixtures, made in a QEMU guest with these tools copied in (tests::storage, issue 20).
+    ("lvm", "lvm2"),
+    ("mkfs.xfs", "xfsprogs"),
+    ("busybox", "busybox"),
 ];
