@@ -130,6 +130,10 @@ pub const TEST: &[(&str, &str)] = &[
     ("last", "util-linux"),
     ("utmpdump", "util-linux"),
     ("lz4", "lz4"),
+    // LVM/md fixtures, made in a QEMU guest with these tools copied in (tests::storage, issue 20).
+    ("lvm", "lvm2"),
+    ("mkfs.xfs", "xfsprogs"),
+    ("busybox", "busybox"),
 ];
 
 /// The dissect.target version the triage cross-check runs (pinned: its plugins' output is compared).
