@@ -677,6 +677,14 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     )?;
 
     vm.send_line("9")?;
+    let out = vm.expect("Build the incident report now", T)?;
+    vm.check(
+        out.contains("triage      /dev/vda: 0 critical, 0 high, 0 medium, 1 low")
+            && out.contains("findings /mnt/evidence/CASE-RR/triage-vda/findings.json"),
+        &format!("case show lists the triage run:\n{out}"),
+    )?;
+    // No report in this scenario (the first one signs one).
+    vm.send_raw(b"n")?;
     vm.expect("Power off now", T)?;
     vm.send_raw(b"y")?;
     let status = vm.wait_exit(Duration::from_secs(120))?;
