@@ -407,6 +407,21 @@ mod tests {
         assert_eq!(Step::from_number("6"), Some(Step::Timeline));
         assert_eq!(Step::from_number("9"), Some(Step::Report));
         assert_eq!(Step::from_number("10"), None);
+        // A triage run marks step 5 done with its serious findings counted.
+        assert!(menu_text(&s, 80).contains("5  Triage                 persistence"));
+        s.triages.push(case::TriageRecord {
+            source: "/dev/sda".into(),
+            findings: "/mnt/evidence/C/triage-sda/findings.json".into(),
+            sha256: "00".into(),
+            counts: [("critical", 1), ("high", 2), ("low", 7)]
+                .map(|(k, v)| (k.to_owned(), v))
+                .into(),
+        });
+        let text = menu_text(&s, 80);
+        assert!(
+            text.contains("5  Triage                 done: 1 run(s), 3 critical or high"),
+            "{text}"
+        );
     }
 
     #[test]
