@@ -691,7 +691,7 @@ fn bad_keys_passphrases_and_places_are_refused_in_words() {
 }
 
 #[test]
-fn guided_step_8_builds_a_signed_report_before_power_off() {
+fn guided_step_9_builds_a_signed_report_before_power_off() {
     let gpg = Gpg::new();
     let root = tempfile::tempdir().unwrap();
     let state = root.path().join("state");
@@ -719,8 +719,8 @@ fn guided_step_8_builds_a_signed_report_before_power_off() {
         text(&o)
     };
     rescue_mode(&["case", "new", "G-1", "--examiner", "Guide"], "");
-    // Step 8: build the report (y), sign it (y), no medium (1), the key's path, no power-off (n).
-    let out = rescue_mode(&["shell"], &format!("8\ny\ny\n1\n{}\nn\n", sec.display()));
+    // Step 9: build the report (y), sign it (y), no medium (1), the key's path, no power-off (n).
+    let out = rescue_mode(&["shell"], &format!("9\ny\ny\n1\n{}\nn\n", sec.display()));
     assert!(
         out.contains(&format!(
             "[guided] report --format md,json,html --sign-key {}",

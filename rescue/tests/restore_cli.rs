@@ -894,3 +894,104 @@ fn a_findings_file_that_is_not_triage_output_stops_the_restore_before_anything_i
         text(&o)
     );
 }
+
+/// A minimal Linux root for `rescue triage` with the attacker's hidden directory in `/srv/data`.
+fn triaged_root(root: &Path) {
+    put(root, "etc/os-release", b"ID=debian\n", 0o644);
+    put(root, "usr/bin/true", b"\x7fELF true", 0o755);
+    put(root, "srv/data/.sync/agent.conf", b"beacon c2\n", 0o644);
+}
+
+#[test]
+fn inside_the_rescue_system_restore_screens_with_the_findings_the_case_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let in_rescue = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rescue"))
+            .args(args)
+            .env("RESCUE_SYSTEM", "1")
+            .env("RESCUE_STATE_DIR", &state)
+            .env_remove("RESCUE_CONSOLE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = in_rescue(&["case", "new", "C-18", "--examiner", "T"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let root = d.path().join("root");
+    triaged_root(&root);
+    let triage_dir = d.path().join("triage-root");
+    let o = in_rescue(&["triage", s(&root), "--out", s(&triage_dir)]);
+    assert!(text(&o).contains("/srv/data/.sync"), "{}", text(&o));
+    let findings = triage_dir.join("findings.json");
+    assert!(findings.exists(), "{}", text(&o));
+
+    let backup = d.path().join("backup");
+    put(&backup, "srv/data/.sync/agent.conf", b"beacon c2\n", 0o644);
+    put(&backup, "srv/data/report.txt", b"numbers\n", 0o644);
+    let restore = |target: &Path, report: &Path, rescue_system: bool| {
+        let args = [
+            "restore",
+            s(&backup),
+            s(target),
+            "--report-dir",
+            s(report),
+            "--reason",
+            "test target",
+        ];
+        if rescue_system {
+            in_rescue(&args)
+        } else {
+            rescue(&args)
+        }
+    };
+    // Inside the rescue system, without --findings: the case's findings hold the planted file.
+    let (target, report) = (d.path().join("t1"), d.path().join("r1"));
+    std::fs::create_dir_all(&target).unwrap();
+    let o = restore(&target, &report, true);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "screening with the findings of this case's triage of {}: {}",
+            root.display(),
+            findings.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("HELD      srv/data/.sync/agent.conf: finding"),
+        "{out}"
+    );
+    assert!(!target.join("srv/data/.sync/agent.conf").exists());
+    assert_eq!(
+        std::fs::read(target.join("srv/data/report.txt")).unwrap(),
+        b"numbers\n"
+    );
+    let m = manifest(&report);
+    assert_eq!(record(&m, "srv/data/.sync/agent.conf")["action"], "held");
+    assert_eq!(
+        m["findings"]["from_case"],
+        serde_json::json!([findings.canonicalize().unwrap().display().to_string()]),
+        "{}",
+        m["findings"]
+    );
+    // The same restore on a host (no case): nothing holds it.
+    let (target, report) = (d.path().join("t2"), d.path().join("r2"));
+    std::fs::create_dir_all(&target).unwrap();
+    let o = restore(&target, &report, false);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(target.join("srv/data/.sync/agent.conf").exists());
+    // A findings file the case recorded but that cannot be read stops the restore before any write.
+    std::fs::rename(&findings, d.path().join("moved.json")).unwrap();
+    let (target, report) = (d.path().join("t3"), d.path().join("r3"));
+    std::fs::create_dir_all(&target).unwrap();
+    let o = restore(&target, &report, true);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("recorded its findings in") && text(&o).contains("cannot be read"),
+        "{}",
+        text(&o)
+    );
+    assert!(!target.join("srv/data/report.txt").exists());
+}

@@ -15,7 +15,7 @@ use tests::fixtures::{
     Signer, debugfs_dump, debugfs_rdump, ext4_from, mkfs_ext4, run_tool, sha256_hex, tree,
     write_file,
 };
-use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, make_disk, sha256_file};
+use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
 const LONG: Duration = Duration::from_secs(1200);
@@ -186,8 +186,8 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         &format!("acquired and verified:\n{out}"),
     )?;
 
-    // Step 6: the verified source may be a reinstall target; the evidence disk never.
-    vm.send_line("6")?;
+    // Step 7: the verified source may be a reinstall target; the evidence disk never.
+    vm.send_line("7")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"\r")?;
     let out = vm.expect("Reinstall how", T)?;
@@ -203,7 +203,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     )?;
     vm.send_raw(b"jj\r")?;
     vm.expect(PROMPT, T)?;
-    vm.send_line("6")?;
+    vm.send_line("7")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"j\r")?;
     let out = vm.expect(PROMPT, T)?;
@@ -212,8 +212,8 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         &format!("the evidence disk is refused without asking for a reason:\n{out}"),
     )?;
 
-    // Step 8: the signed report (the key from the third disk, vdc), chain check, power off.
-    vm.send_line("8")?;
+    // Step 9: the signed report (the key from the third disk, vdc), chain check, power off.
+    vm.send_line("9")?;
     vm.expect("Build the incident report now", T)?;
     vm.send_raw(b"y")?;
     vm.expect("Sign it with your OpenPGP secret key", T)?;
@@ -317,6 +317,9 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     );
     Ok(())
 }
+
+/// The attacker's file in the restore scenario: beneath a hidden directory triage reports.
+const PLANTED: &str = "srv/data/.sync/agent.conf";
 
 /// The examiner's passphrase in the guided scenario: it must never show on the console.
 const PASSPHRASE: &str = "Correct-Horse-42";
@@ -431,9 +434,11 @@ fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     Ok(out)
 }
 
-/// The close of an incident through the guided menu alone: steps 5 and 6 write a signed golden image
+/// The close of an incident through the guided menu alone: step 5 triages the compromised server's disk
+/// (its findings go into the case), steps 7 and 8 write a signed golden image
 /// (read from a media disk, verified against a GnuPG-signed SHA256SUMS and the signer's key on that disk)
-/// onto the compromised server's disk, then restore a screened backup onto the freshly deployed root.
+/// onto the compromised server's disk, then restore a screened backup onto the freshly deployed root;
+/// the restore holds the attacker's hidden directory the triage found, without `--findings`.
 /// On the host the server's disk holds the golden files plus exactly the good backup files, the
 /// restore manifest on the evidence disk names every refusal, and the case log records both commands
 /// with the operator's reasons.
@@ -502,6 +507,9 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         b"ssh-ed25519 AAAA attacker@evil",
         0o600,
     )?;
+    // The attacker's hidden directory: in the backup (listed in its SHA256SUMS, nothing else holds it)
+    // and on the compromised server, where triage finds it.
+    write_file(&backup_dir, PLANTED, b"beacon https://c2.example\n", 0o644)?;
     let mut sums = String::new();
     for (rel, data) in [
         ("srv/data/report.txt", &b"quarterly numbers\n"[..]),
@@ -513,6 +521,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
             "root/.ssh/authorized_keys",
             b"ssh-ed25519 AAAA attacker@evil",
         ),
+        (PLANTED, b"beacon https://c2.example\n"),
     ] {
         sums.push_str(&format!("{}  ./{rel}\n", sha256_hex(data)));
     }
@@ -528,9 +537,18 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     )?;
     let evidence = w.join("evidence.img");
     ext4_from(&ev_dir, &evidence, 32, "EVIDENCE")?;
-    // The compromised server's disk, about to be rebuilt.
+    // The compromised server's disk, about to be rebuilt: a small Linux root with the planted directory.
+    let server_root = w.join("server-root");
+    write_file(
+        &server_root,
+        "etc/os-release",
+        b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n",
+        0o644,
+    )?;
+    write_file(&server_root, "usr/bin/true", b"\x7fELF true", 0o755)?;
+    write_file(&server_root, PLANTED, b"beacon https://c2.example\n", 0o644)?;
     let server = w.join("server.img");
-    make_disk(&server, 64 << 20, 9)?;
+    mkfs_ext4(&server, 64, Some(&server_root))?;
 
     let disk = |p: &Path, serial: &str| {
         let mut d = Disk::new(p, Bus::Virtio);
@@ -571,8 +589,22 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         &format!("the evidence disk is mounted:\n{out}"),
     )?;
 
-    // Step 6: reinstall vda (never acquired: a reason is asked for) by deploying the signed image.
-    vm.send_line("6")?;
+    // Step 5: triage of the server's disk (vda, first in the list) into the case.
+    vm.send_line("5")?;
+    vm.expect("Triage of", T)?;
+    vm.send_raw(b"\r")?;
+    vm.expect("Start of the attack window", T)?;
+    vm.send_line("")?;
+    let out = vm.expect(PROMPT, LONG)?;
+    vm.check(
+        out.contains("[guided] triage /dev/vda --out /mnt/evidence/CASE-RR/triage-vda")
+            && out.contains("/srv/data/.sync")
+            && out.contains("findings recorded in the case"),
+        &format!("the guided triage shows the planted directory and records it:\n{out}"),
+    )?;
+
+    // Step 7: reinstall vda (never acquired: a reason is asked for) by deploying the signed image.
+    vm.send_line("7")?;
     vm.expect("Disk to reinstall", T)?;
     vm.send_raw(b"\r")?;
     vm.expect("Reason to overwrite it anyway", T)?;
@@ -609,8 +641,8 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         &format!("the signed image was deployed and read back:\n{out}"),
     )?;
 
-    // Step 7: restore the backup disk onto the new root, dry run first, then for real.
-    vm.send_line("7")?;
+    // Step 8: restore the backup disk onto the new root, dry run first, then for real.
+    vm.send_line("8")?;
     vm.expect("Disk to restore", T)?;
     vm.send_raw(b"\r")?;
     vm.expect("Reason to overwrite it anyway", T)?;
@@ -629,18 +661,30 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
             && out.contains("REFUSED   srv/data/orders.db: corrupted")
             && out.contains("REFUSED   usr/local/bin/helper: setuid")
             && out.contains("REFUSED   srv/data/implant.so: sha256")
-            && out.contains("HELD      root/.ssh/authorized_keys"),
-        &format!("the dry run shows what stays out:\n{out}"),
+            && out.contains("HELD      root/.ssh/authorized_keys")
+            && out.contains("screening with the findings of this case's triage of /dev/vda")
+            && out.contains(&format!("HELD      {PLANTED}: finding")),
+        &format!(
+            "the dry run shows what stays out, the planted file by the case's findings:\n{out}"
+        ),
     )?;
     vm.send_raw(b"y")?;
     let out = vm.expect(PROMPT, Duration::from_secs(300))?;
     vm.check(
-        out.contains("restore complete: 1 held, 3 refused, 2 restored")
+        out.contains("restore complete: 2 held, 3 refused, 2 restored")
             && out.contains("restore manifest: /mnt/evidence/CASE-RR/restore-manifest.json"),
         &format!("restore summary:\n{out}"),
     )?;
 
-    vm.send_line("8")?;
+    vm.send_line("9")?;
+    let out = vm.expect("Build the incident report now", T)?;
+    vm.check(
+        out.contains("triage      /dev/vda: 0 critical, 0 high, 0 medium, 1 low")
+            && out.contains("findings /mnt/evidence/CASE-RR/triage-vda/findings.json"),
+        &format!("case show lists the triage run:\n{out}"),
+    )?;
+    // No report in this scenario (the first one signs one).
+    vm.send_raw(b"n")?;
     vm.expect("Power off now", T)?;
     vm.send_raw(b"y")?;
     let status = vm.wait_exit(Duration::from_secs(120))?;
@@ -675,6 +719,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         ("usr/local/bin/helper", "refused", "setuid"),
         ("srv/data/implant.so", "refused", "blocklist"),
         ("root/.ssh/authorized_keys", "held", "authorized_keys"),
+        (PLANTED, "held", "finding"),
         ("srv/data/report.txt", "restored", ""),
     ] {
         let r = m["files"]
@@ -688,11 +733,23 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
         );
     }
 
+    assert_eq!(
+        m["findings"]["from_case"],
+        serde_json::json!(["/mnt/evidence/CASE-RR/triage-vda/findings.json"]),
+        "the manifest says the case's findings screened the restore: {}",
+        m["findings"]
+    );
     let case_log = w.join("case-log.jsonl");
     debugfs_dump(&evidence, "/CASE-RR/case-log.jsonl", &case_log)?;
     let entries = rescue::caselog::verify(&std::fs::read(&case_log)?)
         .map_err(|e| anyhow::anyhow!("case log chain: {e}"))?;
     let commands: Vec<&str> = entries.iter().map(|e| e.command.as_str()).collect();
+    assert!(
+        entries.iter().any(|e| e.command == "triage /dev/vda"
+            && e.detail["findings"] == "/mnt/evidence/CASE-RR/triage-vda/findings.json"
+            && e.detail["counts"]["low"].as_u64().is_some_and(|n| n > 0)),
+        "the case log records the triage with its findings: {commands:?}"
+    );
     for want in [
         "deploy golden.img --target /dev/vda --confirm VICTIM-01 --media /dev/vdb --sums SHA256SUMS --sig SHA256SUMS.sign --keyring signer.asc --reason \"rebuilt from the golden image after imaging offsite\"",
         "restore /dev/vdc /dev/vda --manifest /mnt/evidence/backup-SHA256SUMS --blocklist /mnt/evidence/iocs.txt --reason \"business data onto the rebuilt root\" --confirm TIM-01",

@@ -127,6 +127,19 @@ pub struct AcquisitionRecord {
     pub verified: bool,
 }
 
+/// One `triage` run of this case: where its findings are, so that every later restore screens with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriageRecord {
+    /// What was examined (a disk, an image, an acquisition directory, a mounted root).
+    pub source: String,
+    /// The `findings.json` written.
+    pub findings: String,
+    /// Its SHA-256, as listed in the `SHA256SUMS` beside it.
+    pub sha256: String,
+    /// Findings by severity (`critical` … `info`).
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
 /// A disk the target interlock cleared for reinstall or restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetClearance {
@@ -164,6 +177,9 @@ pub struct CaseState {
     /// True time minus the system (RTC) clock in seconds, as the operator stated it when opening the case.
     #[serde(default)]
     pub clock_offset_seconds: Option<i64>,
+    /// Every triage run of this case (a restore inside the rescue system screens with their findings).
+    #[serde(default)]
+    pub triages: Vec<TriageRecord>,
 }
 
 /// The directory holding the state, the lock and the RAM case log.
@@ -364,6 +380,17 @@ pub fn record_acquired(
     locked.save()
 }
 
+/// Records a triage run; a new run writing the same findings file replaces the old record.
+pub fn record_triage(locked: &mut Locked, mut record: TriageRecord) -> Result<(), CaseError> {
+    record.findings = dir_key(Path::new(&record.findings));
+    locked
+        .state
+        .triages
+        .retain(|t| t.findings != record.findings);
+    locked.state.triages.push(record);
+    locked.save()
+}
+
 /// Records the verdict of `verify` on an acquisition directory of this case; returns whether the
 /// directory belongs to one.
 pub fn record_verified(locked: &mut Locked, dir: &Path, ok: bool) -> Result<bool, CaseError> {
@@ -543,6 +570,7 @@ mod tests {
         let old = br#"{"case_id":"C","examiner":null,"notes":null,"opened_utc":null,"opened_rtc":null,"sources":["sda"],"unlocked":[],"destination":null}"#;
         let s: CaseState = serde_json::from_slice(old).unwrap();
         assert!(s.acquisitions.is_empty() && s.clock_offset_seconds.is_none());
+        assert!(s.triages.is_empty());
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub struct HeldDiff {
 pub struct FindingsUse {
     /// The findings files read.
     pub files: Vec<String>,
+    /// Those of them the case recorded (`rescue triage` inside the rescue system), used without
+    /// `--findings`.
+    pub from_case: Vec<String>,
     /// Findings read, and how many of them name a path.
     pub total: usize,
     pub naming_paths: usize,
@@ -1002,6 +1005,7 @@ impl Restorer {
                 files: (self.policy.findings.files.iter())
                     .map(|p| p.display().to_string())
                     .collect(),
+                from_case: Vec::new(),
                 total: self.policy.findings.total,
                 naming_paths: self.policy.findings.naming_paths().count(),
                 matched: matched.iter().map(|s| s.to_string()).collect(),

@@ -111,6 +111,20 @@ pub fn run_case_show() -> anyhow::Result<u8> {
         ),
         None => println!("evidence    (not mounted; the case log is kept in RAM)"),
     }
+    if s.triages.is_empty() {
+        println!("triage      - (a restore screens with the findings of every triage run here)");
+    }
+    for t in &s.triages {
+        let counts: Vec<String> = crate::triage::Severity::ALL
+            .iter()
+            .map(|sev| {
+                let name = sev.as_str();
+                format!("{} {name}", t.counts.get(name).copied().unwrap_or(0))
+            })
+            .collect();
+        println!("triage      {}: {}", t.source, counts.join(", "));
+        println!("            findings {}", t.findings);
+    }
     println!("case log    {}", locked.log_path().display());
     Ok(0)
 }

@@ -91,6 +91,46 @@ fn report_dir(a: &RestoreArgs, target_root: &Path) -> Option<PathBuf> {
     (!a.dry_run).then(|| target_root.to_owned())
 }
 
+/// The findings files to screen with: those given with `--findings`, and inside the rescue system every
+/// one the case's triage runs recorded (said on the console; a recorded file that cannot be found stops
+/// the restore rather than letting what it names back). Returns all of them and the case's own.
+fn findings_files(a: &RestoreArgs) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut files = a.findings.clone();
+    let mut from_case = Vec::new();
+    if !crate::system::in_rescue_system() {
+        return Ok((files, from_case));
+    }
+    let given: Vec<PathBuf> = files
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    for t in Locked::open()?.state.triages {
+        let path = PathBuf::from(&t.findings);
+        if let Err(e) = std::fs::metadata(&path) {
+            anyhow::bail!(
+                "this case's triage of {} recorded its findings in {}, which cannot be read ({e}): mount the evidence destination holding them, so that the restore screens with them",
+                t.source,
+                path.display()
+            );
+        }
+        let say = format!(
+            "screening with the findings of this case's triage of {}: {}",
+            t.source,
+            path.display()
+        );
+        if a.json {
+            eprintln!("{say}");
+        } else {
+            println!("{say}");
+        }
+        if !given.contains(&std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())) {
+            files.push(path.clone());
+        }
+        from_case.push(path);
+    }
+    Ok((files, from_case))
+}
+
 pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
     let command = format!("restore {} {}", a.source.display(), a.target.display());
     let blocklist = match &a.blocklist {
@@ -100,8 +140,8 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         ),
         None => Default::default(),
     };
-    // Inside the rescue system the case's own findings join these once triage records them there.
-    let findings = restore::findings::load_all(&a.findings)?;
+    let (files, from_case) = findings_files(a)?;
+    let findings = restore::findings::load_all(&files)?;
     let pol = policy::Policy::new(&a.include, &a.exclude, blocklist, a.allow_executables)?
         .with_source_root(a.source_root.as_deref())?
         .with_findings(findings);
@@ -245,7 +285,10 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         Err(e @ RestoreError::TargetFull { .. }) => Some(crate::error_chain(e)),
         Err(e) => Some(crate::error_chain(e)),
     };
-    let manifest = restorer.finish(stop.clone());
+    let mut manifest = restorer.finish(stop.clone());
+    if let Some(f) = &mut manifest.findings {
+        f.from_case = from_case.iter().map(|p| p.display().to_string()).collect();
+    }
     let bytes = serde_json::to_vec_pretty(&manifest)?;
     let (saved, diffs) = match report_dir(a, &target_root) {
         Some(dir) => {

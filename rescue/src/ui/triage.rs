@@ -91,7 +91,27 @@ pub fn run(a: &crate::args::triage::TriageArgs) -> anyhow::Result<u8> {
         }
     }
     if in_rescue {
-        let locked = crate::case::Locked::open()?;
+        let mut locked = crate::case::Locked::open()?;
+        if let Some(w) = &written {
+            // The case remembers the findings: every restore of this case screens with them.
+            crate::case::record_triage(
+                &mut locked,
+                crate::case::TriageRecord {
+                    source: a.source.display().to_string(),
+                    findings: w.findings.display().to_string(),
+                    sha256: w.sha256.clone(),
+                    counts: Severity::ALL
+                        .iter()
+                        .map(|s| {
+                            (
+                                s.as_str().to_owned(),
+                                report.counts.get(s).copied().unwrap_or(0),
+                            )
+                        })
+                        .collect(),
+                },
+            )?;
+        }
         locked.log(
             "result",
             &format!("triage {}", a.source.display()),

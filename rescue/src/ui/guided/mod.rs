@@ -1,5 +1,5 @@
-//! Guided mode: the incident steps (case, inventory, evidence destination, acquire, reinstall, restore,
-//! report) as a numbered menu printed in front of the `rescue> ` prompt, each step asking its questions
+//! Guided mode: the incident steps (case, inventory, evidence destination, acquire, triage, timeline,
+//! reinstall, restore, report) as a numbered menu printed in front of the `rescue> ` prompt, each step asking its questions
 //! with dialoguer prompts (select, input, confirm) and then running the same line-mode commands an
 //! experienced operator would type, so the case log records identical entries either way.
 //!
@@ -65,6 +65,7 @@ pub enum Step {
     Inventory,
     Evidence,
     Acquire,
+    Triage,
     Timeline,
     Reinstall,
     Restore,
@@ -72,11 +73,12 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 8] = [
+    pub const ALL: [Step; 9] = [
         Step::Case,
         Step::Inventory,
         Step::Evidence,
         Step::Acquire,
+        Step::Triage,
         Step::Timeline,
         Step::Reinstall,
         Step::Restore,
@@ -89,6 +91,7 @@ impl Step {
             Step::Inventory => "Inventory",
             Step::Evidence => "Evidence destination",
             Step::Acquire => "Acquire",
+            Step::Triage => "Triage",
             Step::Timeline => "Timeline",
             Step::Reinstall => "Reinstall",
             Step::Restore => "Restore",
@@ -96,7 +99,7 @@ impl Step {
         }
     }
 
-    /// The step a menu number names (`1` … `7`).
+    /// The step a menu number names (`1` … `9`).
     pub fn from_number(text: &str) -> Option<Step> {
         let n: usize = text.trim().parse().ok()?;
         Step::ALL.get(n.checked_sub(1)?).copied()
@@ -156,6 +159,21 @@ pub fn progress(state: &CaseState) -> (Vec<(Step, String)>, Step) {
                     )
                 }
             }
+            Step::Triage => match state.triages.len() {
+                0 => (
+                    false,
+                    "persistence and tampering on a source disk or acquisition; its findings screen the restore"
+                        .into(),
+                ),
+                n => {
+                    let serious: usize = state
+                        .triages
+                        .iter()
+                        .flat_map(|t| ["critical", "high"].map(|k| t.counts.get(k).copied().unwrap_or(0)))
+                        .sum();
+                    (true, format!("done: {n} run(s), {serious} critical or high finding(s)"))
+                }
+            },
             Step::Timeline => (
                 true,
                 "file times (body file) and logs as a sorted, hashed timeline".into(),
@@ -331,6 +349,7 @@ pub fn run_step(step: Step, exec: Executor) -> anyhow::Result<()> {
         }
         Step::Evidence => step_evidence(&ask)?,
         Step::Acquire => step_acquire(&ask)?,
+        Step::Triage => step_triage(&ask)?,
         Step::Timeline => step_timeline(&ask)?,
         Step::Reinstall => step_target(&ask, "reinstall")?,
         Step::Restore => step_target(&ask, "restore")?,
@@ -384,9 +403,25 @@ mod tests {
         );
         assert_eq!(Step::from_number("3"), Some(Step::Evidence));
         assert_eq!(Step::from_number("0"), None);
-        assert_eq!(Step::from_number("5"), Some(Step::Timeline));
-        assert_eq!(Step::from_number("8"), Some(Step::Report));
-        assert_eq!(Step::from_number("9"), None);
+        assert_eq!(Step::from_number("5"), Some(Step::Triage));
+        assert_eq!(Step::from_number("6"), Some(Step::Timeline));
+        assert_eq!(Step::from_number("9"), Some(Step::Report));
+        assert_eq!(Step::from_number("10"), None);
+        // A triage run marks step 5 done with its serious findings counted.
+        assert!(menu_text(&s, 80).contains("5  Triage                 persistence"));
+        s.triages.push(case::TriageRecord {
+            source: "/dev/sda".into(),
+            findings: "/mnt/evidence/C/triage-sda/findings.json".into(),
+            sha256: "00".into(),
+            counts: [("critical", 1), ("high", 2), ("low", 7)]
+                .map(|(k, v)| (k.to_owned(), v))
+                .into(),
+        });
+        let text = menu_text(&s, 80);
+        assert!(
+            text.contains("5  Triage                 done: 1 run(s), 3 critical or high"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -494,13 +494,9 @@ pub(super) fn step_report(ask: &Ask) -> anyhow::Result<()> {
 
 /// Timeline: of an acquisition of this case (its image, read-only) or a source disk, into the case
 /// directory, with the zone and window asked for (empty: the examined system's zone, everything).
-pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
-    let s = state();
-    let (Some(case_id), Some(dest)) = (&s.case_id, &s.destination) else {
-        say!("open a case (step 1) and mount an evidence destination (step 3) first");
-        return Ok(());
-    };
-    let case_dir = Path::new(&dest.mountpoint).join(case_id);
+/// What a timeline or a triage can examine: the complete acquisitions of the case, then the disks that
+/// are neither the boot medium nor unlocked for writing; as (path, choice text).
+fn examinable_sources(s: &CaseState) -> anyhow::Result<Vec<(String, String)>> {
     let boot = case::boot_medium_disks();
     let mut sources: Vec<(String, String)> = s
         .acquisitions
@@ -524,6 +520,93 @@ pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
     {
         sources.push((d.path.clone(), format!("disk {}", disk_line(&d))));
     }
+    Ok(sources)
+}
+
+/// `dir/NAME`, or `dir/NAME-2`, `-3` … when that exists already.
+fn fresh_dir(dir: &Path, name: &str) -> PathBuf {
+    let mut out = dir.join(name);
+    let mut n = 2;
+    while out.exists() {
+        out = dir.join(format!("{name}-{n}"));
+        n += 1;
+    }
+    out
+}
+
+/// Triage of a source disk or an acquisition (or an image or mounted root the operator names) into the
+/// case directory; the `triage` command prints the findings by severity and records them in the case,
+/// so that every restore of the case screens with them.
+pub(super) fn step_triage(ask: &Ask) -> anyhow::Result<()> {
+    let s = state();
+    let Some(case_id) = &s.case_id else {
+        say!("open a case (step 1) first");
+        return Ok(());
+    };
+    let case_dir = match &s.destination {
+        Some(dest) => Path::new(&dest.mountpoint).join(case_id),
+        None => {
+            say!(
+                "no evidence destination is mounted (step 3): the findings stay in RAM under {} until one is",
+                case::state_dir().display()
+            );
+            case::state_dir()
+        }
+    };
+    let mut sources = examinable_sources(&s)?;
+    sources.push((
+        String::new(),
+        "another source: an image file or a mounted root (type its path)".into(),
+    ));
+    let items: Vec<String> = sources.iter().map(|(_, l)| l.clone()).collect();
+    let Some(i) = ask.select("Triage of", &items)? else {
+        return Ok(());
+    };
+    let source = if sources[i].0.is_empty() {
+        let Some(p) = ask_path(
+            ask,
+            "Path of the image, acquisition directory or mounted root",
+        )?
+        else {
+            return Ok(());
+        };
+        p
+    } else {
+        sources[i].0.clone()
+    };
+    let out = fresh_dir(
+        &case_dir,
+        &crate::triage::default_dir_name(Path::new(&source)),
+    );
+    let out_s = out.display().to_string();
+    let Some(since) = ask.input(
+        "Start of the attack window, YYYY-MM-DD (empty: none)",
+        Some(""),
+    )?
+    else {
+        return Ok(());
+    };
+    let mut words = vec!["triage", source.as_str(), "--out", out_s.as_str()];
+    if !since.trim().is_empty() {
+        words.extend(["--since", since.trim()]);
+    }
+    let code = run(ask, &words);
+    if code == 0 || code == crate::ui::triage::EXIT_FINDINGS {
+        say!(
+            "findings recorded in the case: every restore of this case holds or refuses the files they name"
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
+    let s = state();
+    let (Some(case_id), Some(dest)) = (&s.case_id, &s.destination) else {
+        say!("open a case (step 1) and mount an evidence destination (step 3) first");
+        return Ok(());
+    };
+    let case_dir = Path::new(&dest.mountpoint).join(case_id);
+    let sources = examinable_sources(&s)?;
     if sources.is_empty() {
         say!("nothing to build a timeline of: acquire a disk (step 4) first");
         return Ok(());
@@ -537,12 +620,7 @@ pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "source".into());
-    let mut out = case_dir.join(format!("timeline-{base}"));
-    let mut n = 2;
-    while out.exists() {
-        out = case_dir.join(format!("timeline-{base}-{n}"));
-        n += 1;
-    }
+    let out = fresh_dir(&case_dir, &format!("timeline-{base}"));
     let Some(tz) = ask.input(
         "Zone of the logs' local times (empty: the examined system's own)",
         Some(""),
