@@ -12,11 +12,11 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -47,21 +47,28 @@ fn run(cmd: &mut Command) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("timed out after {TIMEOUT:?}: {line}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(child, &line);
     Output {
         status,
         stdout: t_out.join().unwrap(),
         stderr: t_err.join().unwrap(),
+    }
+}
+
+/// Waits for `child` to exit (a blocking `wait` on a thread), killing it and failing after
+/// [`TIMEOUT`].
+fn wait_exit(mut child: Child, what: &str) -> std::process::ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("timed out after {TIMEOUT:?}: {what}");
+        }
     }
 }
 
@@ -338,16 +345,11 @@ fn zstd_and_split_acquisitions_mount_as_the_acquired_disk() {
     } else {
         gate("RESCUE_REQUIRE_LOOP", "losetup", &text(&lo));
     }
-    // The loop device's autoclear may take a moment after `losetup -d`: wait for the umount to pass.
-    let start = Instant::now();
-    loop {
-        let o = rescue(&["umount", m.0.to_str().unwrap()]);
-        if o.status.success() || start.elapsed() > Duration::from_secs(30) {
-            ok(o);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Without udev the detach is done when `losetup -d` returns. Where udev runs, it opens the loop device
+    // to probe it on the change event `losetup -d` causes, which defers the detach (autoclear) until it
+    // closes it: wait for udev's queue (returns at once without udev), then the mount is not in use.
+    let _ = run(Command::new("udevadm").args(["settle", "--timeout=120"]));
+    ok(rescue(&["umount", m.0.to_str().unwrap()]));
     assert!(!m.image().exists());
     let m = mount(split.to_str().unwrap(), &dir.path().join("mnt-split"), &[]);
     check_mounted(&split, &m, &disk, &want_fls);
@@ -476,21 +478,10 @@ fn sigterm_to_a_foreground_server_unmounts() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(start.elapsed() < TIMEOUT, "the server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut stderr = child.stderr.take().unwrap();
+    let status = wait_exit(child, "the server after SIGTERM");
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    stderr.read_to_string(&mut err).unwrap();
     assert!(status.success(), "{status:?}\n{err}");
     assert!(err.contains("unmounted"), "{err}");
     assert!(!mp.join("image.raw").exists());
@@ -569,23 +560,48 @@ fn start_store(dir: &Path, bucket: &str) -> Option<Store> {
         .local_addr()
         .unwrap()
         .port();
-    let log = fs::File::create(dir.join("server.log")).unwrap();
-    let child = Command::new(bin)
+    let mut log = fs::File::create(dir.join("server.log")).unwrap();
+    let mut child = Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", ACCESS, "--secret-key", SECRET])
         .arg(&root)
+        // Its log says when it listens: "server is running at http://…", printed after the bind.
+        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
+        .stdout(Stdio::piped())
+        .stderr(log.try_clone().unwrap())
         .spawn()
         .expect("starting s3s-fs");
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "s3s-fs did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    // Its log is read on a thread: the line that says it listens is sent back, then the rest of the log
+    // goes to server.log (a full pipe would stop the server).
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut out = BufReader::new(out);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = tx.send(Err(seen));
+                return;
+            }
+            seen.push_str(&line);
+            if line.contains("server is running at") {
+                let _ = tx.send(Ok(()));
+                break;
+            }
+        }
+        let _ = log.write_all(seen.as_bytes());
+        let _ = std::io::copy(&mut out, &mut log);
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(Ok(())) => {}
+        Ok(Err(seen)) => panic!("s3s-fs exited before it listened:\n{seen}"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("s3s-fs did not say it listens within {TIMEOUT:?}");
+        }
     }
     Some(Store { child, port })
 }
