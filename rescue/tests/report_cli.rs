@@ -21,6 +21,20 @@ fn rescue(args: &[&str], env: &[(&str, &Path)]) -> Output {
     c.output().unwrap()
 }
 
+/// `rescue report verify DIR --keyring KEYRING`.
+fn report_verify(dir: &Path, keyring: &Path) -> Output {
+    rescue(
+        &[
+            "report",
+            "verify",
+            dir.to_str().unwrap(),
+            "--keyring",
+            keyring.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -294,16 +308,7 @@ fn signed_reports_verify_with_gpgv_and_sha256sum_and_one_edited_byte_fails_both(
         let (sums_ok, sums) = sha256sum_c(&dir);
         assert!(sums_ok, "{algo}: {sums}");
         assert!(sums.contains("../disk-1/image.raw: OK"), "{sums}");
-        let v = rescue(
-            &[
-                "report",
-                "verify",
-                dir.to_str().unwrap(),
-                "--keyring",
-                public.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let v = report_verify(&dir, &public);
         assert_eq!(v.status.code(), Some(0), "{algo}: {}", text(&v));
         // The secret key never reaches the evidence disk.
         for e in walk(&case) {
@@ -322,16 +327,7 @@ fn signed_reports_verify_with_gpgv_and_sha256sum_and_one_edited_byte_fails_both(
             "{algo}"
         );
         assert!(!sha256sum_c(&dir).0, "{algo}");
-        let v = rescue(
-            &[
-                "report",
-                "verify",
-                dir.to_str().unwrap(),
-                "--keyring",
-                public.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let v = report_verify(&dir, &public);
         assert_eq!(v.status.code(), Some(4), "{algo}: {}", text(&v));
         assert!(
             text(&v).contains("FAILED report.md: CHANGED"),
@@ -372,16 +368,7 @@ fn an_edited_evidence_file_or_a_foreign_key_is_named() {
     // The report outside the case directory still indexes the evidence relative to itself.
     let (sums_ok, sums) = sha256sum_c(&out);
     assert!(sums_ok, "{sums}");
-    let v = rescue(
-        &[
-            "report",
-            "verify",
-            out.to_str().unwrap(),
-            "--keyring",
-            foreign.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let v = report_verify(&out, &foreign);
     assert_eq!(v.status.code(), Some(4), "{}", text(&v));
     assert!(
         text(&v).contains("not among the trusted keys"),
@@ -394,16 +381,7 @@ fn an_edited_evidence_file_or_a_foreign_key_is_named() {
         &out.join("evidence.sha256")
     ));
     flip_byte(&case.join("disk-1/image.raw"), 1_000_000);
-    let v = rescue(
-        &[
-            "report",
-            "verify",
-            out.to_str().unwrap(),
-            "--keyring",
-            public.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let v = report_verify(&out, &public);
     assert_eq!(v.status.code(), Some(4), "{}", text(&v));
     assert!(
         text(&v).contains("FAILED ../case/C-7/disk-1/image.raw: CHANGED"),
