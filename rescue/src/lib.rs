@@ -19,6 +19,7 @@ pub mod format;
 pub mod host;
 pub mod init;
 pub mod inventory;
+pub mod live;
 pub mod lvm;
 pub mod md;
 pub mod mount;

@@ -56,14 +56,16 @@ fn find_case(a: &BuildArgs) -> anyhow::Result<(PathBuf, PathBuf, Option<case::Ca
 /// Asks on the console with echo off.
 fn ask_passphrase(prompt: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    eprint!("{prompt}: ");
-    let _ = std::io::stderr().flush();
+    // Echo goes off before the question is shown: the line discipline echoes a character when it
+    // arrives, so anything typed the moment the question appears must already meet a quiet console.
     let saved = termios::tcgetattr(stdin.as_fd()).context("reading the console's settings")?;
     let mut quiet = saved.clone();
     quiet.local_flags.remove(termios::LocalFlags::ECHO);
     quiet.local_flags.insert(termios::LocalFlags::ECHONL);
     termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &quiet)
         .context("turning off the console's echo")?;
+    eprint!("{prompt}: ");
+    let _ = std::io::stderr().flush();
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &saved);
