@@ -171,6 +171,30 @@ with open(path, "rb") as f:
         print("%x %x" % (start, end))
 "#;
 
+/// Unmounts (lazily) if a test stops while mounted.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = run(Command::new(BIN).args(["umount", "--lazy"]).arg(&self.0));
+    }
+}
+
+/// Root and `/dev/fuse`, or a skip (a failure with `RESCUE_REQUIRE_LOOP=1`, as `cargo xtask test`
+/// sets it for `tests/mount_cli.rs`).
+fn can_mount() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var("RESCUE_REQUIRE_LOOP").is_ok_and(|v| v == "1") {
+        panic!("RESCUE_REQUIRE_LOOP=1 but FUSE mounts need root and /dev/fuse");
+    }
+    eprintln!("SKIP: rescue mount of the capture (needs root and /dev/fuse)");
+    false
+}
+
 fn sha256sum_check(dir: &Path) {
     let o = run(Command::new("sha256sum")
         .args(["-c", "--strict", "SHA256SUMS"])
@@ -226,7 +250,7 @@ fn live_captures_the_fixture_memory_as_lime_with_its_unreadable_page() {
         let r = run(Command::new("python3").args([
             "-c",
             LIME_READER,
-            out.join("memory/image.raw").to_str().unwrap(),
+            out.join("memory/memory.lime").to_str().unwrap(),
             ranges.to_str().unwrap(),
         ]));
         assert!(r.status.success(), "{}", text(&r));
@@ -274,7 +298,7 @@ fn live_captures_the_fixture_memory_as_lime_with_its_unreadable_page() {
         sha256sum_check(&out);
         let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
         for name in [
-            "memory/image.raw",
+            "memory/memory.lime",
             "memory/manifest.json",
             "memory/SHA256SUMS",
             "live-manifest.json",
@@ -308,11 +332,32 @@ fn live_captures_the_fixture_memory_as_lime_with_its_unreadable_page() {
     sha256sum_check(&out2);
     let d = run(Command::new("zstd")
         .args(["-d", "-q", "-c"])
-        .arg(out2.join("memory/image.raw.zst")));
+        .arg(out2.join("memory/memory.lime.zst")));
     assert!(d.status.success(), "{}", text(&d));
-    let raw = fs::read(tmp.path().join("paddr/out/memory/image.raw")).unwrap();
+    let raw = fs::read(tmp.path().join("paddr/out/memory/memory.lime")).unwrap();
     assert!(d.stdout == raw, "zstd -d of lime-zstd differs from lime");
     assert_eq!(manifest(&out2)["memory"]["format"], "lime-zstd");
+    let v = run(Command::new(BIN).arg("verify").arg(out2.join("memory")));
+    assert!(v.status.success(), "{}", text(&v));
+
+    // `rescue mount` serves the zstd capture as the plain LiME file.
+    if can_mount() {
+        let mp = tmp.path().join("mp");
+        fs::create_dir(&mp).unwrap();
+        let o = run(Command::new(BIN)
+            .arg("mount")
+            .arg(out2.join("memory"))
+            .arg(&mp));
+        assert!(o.status.success(), "{}", text(&o));
+        let mounted = Unmount(mp.clone());
+        let served = fs::read(mp.join("image.raw")).unwrap();
+        assert!(
+            served == raw,
+            "the mounted image.raw differs from the LiME file"
+        );
+        let o = run(Command::new(BIN).arg("umount").arg(&mounted.0));
+        assert!(o.status.success(), "{}", text(&o));
+    }
 }
 
 #[test]

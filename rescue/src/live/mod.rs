@@ -20,7 +20,7 @@ pub mod state;
 
 pub use run::{
     CASE_LOG, CaseLogAt, LIVE_MANIFEST, LIVE_SCHEMA, LiveError, LiveEvent, LiveManifest,
-    LiveOptions, LiveOutcome, MEMORY_DIR, MemoryRecord, format_name, run,
+    LiveOptions, LiveOutcome, MEMORY_DIR, MEMORY_IMAGE, MemoryRecord, format_name, run,
 };
 
 use std::path::PathBuf;

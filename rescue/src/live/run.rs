@@ -37,6 +37,8 @@ pub const LIVE_SCHEMA: &str = "rescue.live/1";
 pub const LIVE_MANIFEST: &str = "live-manifest.json";
 /// The memory acquisition's directory beneath `--out`.
 pub const MEMORY_DIR: &str = "memory";
+/// The memory capture's file in [`MEMORY_DIR`] (`memory.lime.zst` in the zstd seekable format).
+pub const MEMORY_IMAGE: &str = "memory.lime";
 /// The case log a live response on a foreign host starts in `--out`.
 pub const CASE_LOG: &str = "case-log.jsonl";
 
@@ -420,7 +422,10 @@ fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> 
     rec.stream_bytes = size;
     let dir = opts.out.join(MEMORY_DIR);
     rec.directory = Some(MEMORY_DIR.to_owned());
-    rec.image = Some(format!("{MEMORY_DIR}/{}", opts.format.base_name()));
+    rec.image = Some(match opts.format {
+        ImageFormat::Raw => format!("{MEMORY_DIR}/{MEMORY_IMAGE}"),
+        ImageFormat::Zstd => format!("{MEMORY_DIR}/{MEMORY_IMAGE}.zst"),
+    });
     let info = SourceInfo {
         path: format!("{used} (LiME)"),
         kind: "memory".to_owned(),
@@ -454,7 +459,7 @@ fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> 
         read_only: ReadOnlyState::default(),
         current_size: &|| Some(size),
     };
-    let mut local = LocalDir::new(&dir, size, None);
+    let mut local = LocalDir::new(&dir, size, None).with_image_stem(MEMORY_IMAGE);
     match driver::run(&request, &read, &mut local, &mut |p| {
         events(LiveEvent::Memory(p))
     }) {
