@@ -31,6 +31,9 @@ use crate::acquire::manifest::{
 };
 use crate::acquire::{AcquireStatus, ImageFormat, Progress, Requested};
 use crate::caselog::{CaseLog, Record};
+use crate::s3::client::Client;
+use crate::s3::upload::upload_source;
+use crate::s3::{S3Error, S3Url, Store, UploadEvent, UploadOptions};
 
 /// The value of `schema` in `live-manifest.json`.
 pub const LIVE_SCHEMA: &str = "rescue.live/1";
@@ -53,7 +56,11 @@ pub enum CaseLogAt {
 
 /// What the caller asks for.
 pub struct LiveOptions {
+    /// The directory (or, with `s3`, the `s3://` URL as typed, for messages and the manifest).
     pub out: PathBuf,
+    /// An object-store destination instead of a directory: the prefix and the store's options (its
+    /// `source` is not read; `resume` is not used).
+    pub s3: Option<(S3Url, UploadOptions)>,
     /// Capture memory (`--no-memory` clears it).
     pub memory: bool,
     /// Raw LiME or the same stream in the zstd seekable format.
@@ -133,6 +140,22 @@ pub enum LiveError {
     Case(#[from] crate::case::CaseError),
     #[error(transparent)]
     Sums(#[from] manifest::ManifestError),
+    #[error("writing {url}")]
+    PutObject {
+        url: String,
+        #[source]
+        source: S3Error,
+    },
+    #[error(
+        "refusing --out {url}: the prefix holds objects already ({found}); choose a new prefix"
+    )]
+    RejectUsedPrefix { url: String, found: String },
+    #[error("connecting to the store for {url}")]
+    ConnectStore {
+        url: String,
+        #[source]
+        source: S3Error,
+    },
 }
 
 /// One step of the collection, in the order it ran.
@@ -293,15 +316,43 @@ fn write_new(out: &Path, name: &str, bytes: &[u8]) -> Result<(), LiveError> {
     manifest::sync_dir(dir).map_err(err)
 }
 
+/// Where the files go.
+enum Sink {
+    Dir,
+    Store { client: Box<Client>, url: S3Url },
+}
+
 /// Files written so far with their SHA-256, for `SHA256SUMS`.
 struct Written {
     out: PathBuf,
+    sink: Sink,
     sums: Vec<(String, String)>,
 }
 
 impl Written {
+    /// Stores `bytes` as `name` (a new file, or an object refused if it exists).
+    fn store(&mut self, name: &str, bytes: &[u8]) -> Result<(), LiveError> {
+        match &mut self.sink {
+            Sink::Dir => write_new(&self.out, name, bytes),
+            Sink::Store { client, url } => {
+                let rel = Path::new(name);
+                if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+                    return Err(LiveError::RejectArtifactName {
+                        name: name.to_owned(),
+                    });
+                }
+                client
+                    .put_object(&url.key(name), bytes, true)
+                    .map_err(|source| LiveError::PutObject {
+                        url: format!("{url}{name}"),
+                        source,
+                    })
+            }
+        }
+    }
+
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<String, LiveError> {
-        write_new(&self.out, name, bytes)?;
+        self.store(name, bytes)?;
         let digest = hash::sha256_hex(bytes);
         self.sums.push((name.to_owned(), digest.clone()));
         Ok(digest)
@@ -326,6 +377,26 @@ impl Written {
     /// Every file of the memory directory: as its `SHA256SUMS` lists them when the acquisition
     /// finished, else (a stop) hashed as they lie.
     fn memory_files(&mut self, complete: bool) -> Result<(), LiveError> {
+        if let Sink::Store { client, url } = &mut self.sink {
+            // The store's memory prefix: its list when the acquisition finished (an interrupted
+            // upload leaves its parts and state object, which the list cannot cover).
+            if complete {
+                let key = url.key(&format!("{MEMORY_DIR}/{SUMS_FILE}"));
+                let sums =
+                    client
+                        .get_object(&key, None)
+                        .map_err(|source| LiveError::PutObject {
+                            url: format!("{url}{MEMORY_DIR}/{SUMS_FILE}"),
+                            source,
+                        })?;
+                for (name, digest) in manifest::parse_sums(&String::from_utf8_lossy(&sums))? {
+                    self.sums.push((format!("{MEMORY_DIR}/{name}"), digest));
+                }
+                self.sums
+                    .push((format!("{MEMORY_DIR}/{SUMS_FILE}"), hash::sha256_hex(&sums)));
+            }
+            return Ok(());
+        }
         let dir = self.out.join(MEMORY_DIR);
         let read = |path: &Path| {
             fs::read(path).map_err(|source| LiveError::ReadFile {
@@ -459,23 +530,57 @@ fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> 
         read_only: ReadOnlyState::default(),
         current_size: &|| Some(size),
     };
-    let mut local = LocalDir::new(&dir, size, None).with_image_stem(MEMORY_IMAGE);
-    match driver::run(&request, &read, &mut local, &mut |p| {
-        events(LiveEvent::Memory(p))
-    }) {
-        Ok(done) => {
-            rec.status = Some(done.status);
+    let result = match &opts.s3 {
+        None => {
+            let mut local = LocalDir::new(&dir, size, None).with_image_stem(MEMORY_IMAGE);
+            driver::run(&request, &read, &mut local, &mut |p| {
+                events(LiveEvent::Memory(p))
+            })
+            .map(|done| (done.status, done.manifest))
+            .map_err(|e| crate::error_chain(&e))
+        }
+        Some((url, upload)) => {
+            let memory_url = S3Url {
+                bucket: url.bucket.clone(),
+                prefix: format!("{}{MEMORY_DIR}/", url.prefix),
+            };
+            let upload = UploadOptions {
+                hashes: opts.hashes.clone(),
+                window: opts.window,
+                format: Some(opts.format),
+                split: None,
+                zstd_level: None,
+                verify_source: false,
+                case: opts.case.clone(),
+                retries: None,
+                resume: false,
+                block_size: None,
+                cancel: std::sync::Arc::clone(&opts.cancel),
+                ..upload.clone()
+            };
+            upload_source(&upload, memory_url, &read, Some(MEMORY_IMAGE), &mut |e| {
+                if let UploadEvent::Progress(p) = e {
+                    events(LiveEvent::Memory(p));
+                }
+            })
+            .map(|done| (done.status, done.manifest))
+            .map_err(|e| crate::error_chain(&e))
+        }
+    };
+    match result {
+        Ok((status, manifest)) => {
+            rec.status = Some(status);
             rec.captured = matches!(
-                done.status,
+                status,
                 AcquireStatus::Complete | AcquireStatus::CompleteWithUnreadable
             );
             if !rec.captured {
-                rec.reason = done.manifest.stop_reason.clone();
+                rec.reason = manifest.stop_reason.clone();
             }
-            rec.hashes = done.manifest.hashes.clone();
-            rec.unreadable = stream.physical(&done.manifest.unreadable);
+            rec.hashes = manifest.hashes.clone();
+            rec.unreadable = stream.physical(&manifest.unreadable);
         }
-        Err(e) => rec.reason = Some(crate::error_chain(&e)),
+        Err(e) => rec.reason = Some(e),
     }
     rec
 }
@@ -519,20 +624,46 @@ pub fn run(
     opts: &LiveOptions,
     events: &mut dyn FnMut(LiveEvent<'_>),
 ) -> Result<LiveOutcome, LiveError> {
-    check_out(opts)?;
-    prepare_out(&opts.out)?;
+    let sink = match &opts.s3 {
+        None => {
+            check_out(opts)?;
+            prepare_out(&opts.out)?;
+            Sink::Dir
+        }
+        Some((url, upload)) => {
+            let connect = |source| LiveError::ConnectStore {
+                url: url.to_string(),
+                source,
+            };
+            let mut client = Store::new(upload.store.clone()).map_err(connect)?.client();
+            let held = client.list_objects(&url.prefix).map_err(connect)?;
+            if let Some((key, _)) = held.first() {
+                return Err(LiveError::RejectUsedPrefix {
+                    url: url.to_string(),
+                    found: key.clone(),
+                });
+            }
+            Sink::Store {
+                client: Box::new(client),
+                url: url.clone(),
+            }
+        }
+    };
     let started_at = now_rfc3339();
     let mut written = Written {
         out: opts.out.clone(),
+        sink,
         sums: Vec::new(),
     };
-    let mut log = match opts.case_log {
-        CaseLogAt::OutDir => {
+    // A store holds the case log as an object, written once at the end.
+    let mut log = match (opts.case_log, &opts.s3) {
+        (CaseLogAt::OutDir, None) => {
             let mut l = CaseLog::in_memory();
             l.attach(&opts.out.join(CASE_LOG))?;
             Some(l)
         }
-        CaseLogAt::RescueCase => None,
+        (CaseLogAt::OutDir, Some(_)) => Some(CaseLog::in_memory()),
+        (CaseLogAt::RescueCase, _) => None,
     };
     let mut log_line = |kind: &str, detail: serde_json::Value| -> Result<(), LiveError> {
         match &mut log {
@@ -610,21 +741,27 @@ pub fn run(
             "live_manifest_sha256": manifest_sha,
         }),
     )?;
-    drop(log);
-    if opts.case_log == CaseLogAt::OutDir {
-        let path = opts.out.join(CASE_LOG);
-        let bytes = fs::read(&path).map_err(|source| LiveError::ReadFile { path, source })?;
-        written
-            .sums
-            .push((CASE_LOG.to_owned(), hash::sha256_hex(&bytes)));
+    match (log, &opts.s3) {
+        (Some(l), Some(_)) => {
+            written.put(CASE_LOG, l.pending_text().as_bytes())?;
+        }
+        (Some(l), None) => {
+            drop(l);
+            let path = opts.out.join(CASE_LOG);
+            let bytes = fs::read(&path).map_err(|source| LiveError::ReadFile { path, source })?;
+            written
+                .sums
+                .push((CASE_LOG.to_owned(), hash::sha256_hex(&bytes)));
+        }
+        (None, _) => {}
     }
     let mut sums = written.sums.clone();
     sums.sort();
-    manifest::write_durable(
-        &opts.out,
-        SUMS_FILE,
-        manifest::render_sums(&sums).as_bytes(),
-    )?;
+    let text = manifest::render_sums(&sums);
+    match &written.sink {
+        Sink::Dir => manifest::write_durable(&opts.out, SUMS_FILE, text.as_bytes())?,
+        Sink::Store { .. } => written.store(SUMS_FILE, text.as_bytes())?,
+    }
     Ok(LiveOutcome {
         manifest,
         out: opts.out.clone(),
