@@ -72,9 +72,12 @@ pub fn classify(out: &Path) -> io::Result<OutPlace> {
     } else {
         std::env::current_dir()?.join(out)
     };
+    // The nearest existing parent (a dangling symlink does not count: nothing can be written there).
     let mut existing = absolute.as_path();
-    while fs::symlink_metadata(existing).is_err() {
-        existing = existing.parent().unwrap_or(Path::new("/"));
+    while fs::metadata(existing).is_err()
+        && let Some(parent) = existing.parent()
+    {
+        existing = parent;
     }
     let canonical = fs::canonicalize(existing)?;
     let roots = Roots::host();
