@@ -63,6 +63,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             }
             ui::acquire::run_acquire(&args)
         }
+        Command::Live(args) => ui::live::run(&args),
         Command::Case {
             what:
                 CaseCommand::New {

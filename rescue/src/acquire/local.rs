@@ -37,6 +37,8 @@ pub struct LocalDir {
     size: u64,
     start: u64,
     durable: Arc<AtomicU64>,
+    /// The image file's name before `.zst` and segment suffixes, when not `image.raw`.
+    image_stem: Option<String>,
 }
 
 impl LocalDir {
@@ -54,7 +56,15 @@ impl LocalDir {
             size,
             start: 0,
             durable: Arc::new(AtomicU64::new(0)),
+            image_stem: None,
         }
+    }
+
+    /// Names the image file `STEM` (`STEM.zst` in the zstd format) instead of `image.raw`: a memory
+    /// capture is `memory.lime`. `verify` and `mount` take the name from the manifest's outputs.
+    pub fn with_image_stem(mut self, stem: &str) -> Self {
+        self.image_stem = Some(stem.to_owned());
+        self
     }
 
     fn log_error(source: std::io::Error) -> AcquireError {
@@ -195,8 +205,13 @@ impl Destination for LocalDir {
             return Err(self.missing_writer());
         };
         let format = ImageFormat::from_manifest_name(&settings.format).unwrap_or(ImageFormat::Raw);
+        let base = match (&self.image_stem, format) {
+            (None, _) => format.base_name().to_owned(),
+            (Some(stem), ImageFormat::Raw) => stem.clone(),
+            (Some(stem), ImageFormat::Zstd) => format!("{stem}.zst"),
+        };
         self.layout = Layout {
-            base: format.base_name().to_owned(),
+            base,
             split: settings.split_bytes,
         };
         let layout = &self.layout;

@@ -359,9 +359,21 @@ pub fn verify(
     let output = if reuse_stream_hash {
         Output::None
     } else {
+        // The image's name as the acquisition recorded it (`image.raw`, or e.g. `memory.lime`).
+        let base = images.first().map_or_else(
+            || format.base_name().to_owned(),
+            |o| match manifest.image.split_bytes {
+                Some(_) => o
+                    .file
+                    .rsplit_once('.')
+                    .map_or(&*o.file, |(b, _)| b)
+                    .to_owned(),
+                None => o.file.clone(),
+            },
+        );
         Output::HashFiles {
             layout: Layout {
-                base: format.base_name().to_owned(),
+                base,
                 split: manifest.image.split_bytes,
             },
         }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod acquire;
+pub mod live;
 pub mod mount;
 pub mod net;
 pub mod reinstall;
@@ -38,6 +39,9 @@ pub enum Command {
     },
     /// Image a disk or file read-only with inline hashing.
     Acquire(Box<acquire::AcquireArgs>),
+    /// Live response on a running host, before it is powered off: volatile state and memory (LiME),
+    /// hashed, to an evidence disk or s3://.
+    Live(Box<live::LiveArgs>),
     /// Recompute and compare every hash of an acquisition.
     Verify(acquire::VerifyArgs),
     /// Show an acquisition's manifest (a summary, or the whole manifest as one JSON line).

@@ -4,13 +4,24 @@
 //! destinations as a disk acquisition.
 //!
 //! - [`state`]: the volatile-state collectors, each a JSON file or a copied file ([`Artifact`]);
+//! - [`memory`]: the RAM ranges and the sources of physical memory (`/proc/kcore`, `/dev/crash`,
+//!   `/dev/mem`); [`lime`]: the LiME stream read from one, a source of the acquisition driver;
+//! - [`run`]: the orchestrator, in order of volatility, with the manifest and `SHA256SUMS`;
 //! - [`outcheck`]: whether `--out` lies on a disk of the running system (it would overwrite deleted
 //!   evidence) or in RAM (it would displace the memory being captured).
 //!
 //! Nothing here prints, reads a terminal, loads a module, or writes anywhere but the destination.
 
+pub mod lime;
+pub mod memory;
 pub mod outcheck;
+mod run;
 pub mod state;
+
+pub use run::{
+    CASE_LOG, CaseLogAt, LIVE_MANIFEST, LIVE_SCHEMA, LiveError, LiveEvent, LiveManifest,
+    LiveOptions, LiveOutcome, MEMORY_DIR, MEMORY_IMAGE, MemoryRecord, format_name, run,
+};
 
 use std::path::PathBuf;
 

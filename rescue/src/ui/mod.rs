@@ -7,6 +7,7 @@ pub mod caselog;
 pub mod devices;
 pub mod guided;
 pub mod lineedit;
+pub mod live;
 pub mod mount;
 pub mod net;
 pub mod prompt;

@@ -1,0 +1,632 @@
+//! The live response, in order of volatility: the volatile state ([`state::Phase::Volatile`]), the
+//! memory capture (a [`LimeStream`] through the one acquisition driver into `memory/`), the stable
+//! state ([`state::Phase::Stable`]); then `live-manifest.json` (`rescue.live/1`, `docs/live.md`), a
+//! case-log line and a top-level `SHA256SUMS` over every file written.
+//!
+//! `--out` is checked first ([`outcheck::classify`]): a disk of the running system or a RAM
+//! filesystem is refused unless the operator allows it. Every file is written beneath `--out`, new
+//! (never over an existing one) and fsynced with its directory. A memory capture that cannot start
+//! (lockdown, no source, not root) is recorded with its reasons and the run goes on.
+//!
+//! Never prints, never loads a module.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+
+use super::lime::{self, LimeStream, PhysExtent};
+use super::memory::{self, Attempt, RamRange};
+use super::outcheck::{self, OutPlace};
+use super::state::{self, Phase};
+use super::{Artifact, Roots};
+use crate::acquire::driver::{self, Request, SourceRead};
+use crate::acquire::hash::{self, HashAlgorithm};
+use crate::acquire::local::LocalDir;
+use crate::acquire::manifest::{
+    self, CaseInfo, HostFacts, ReadOnlyState, SUMS_FILE, SourceInfo, ToolInfo, now_rfc3339,
+};
+use crate::acquire::{AcquireStatus, ImageFormat, Progress, Requested};
+use crate::caselog::{CaseLog, Record};
+
+/// The value of `schema` in `live-manifest.json`.
+pub const LIVE_SCHEMA: &str = "rescue.live/1";
+pub const LIVE_MANIFEST: &str = "live-manifest.json";
+/// The memory acquisition's directory beneath `--out`.
+pub const MEMORY_DIR: &str = "memory";
+/// The memory capture's file in [`MEMORY_DIR`] (`memory.lime.zst` in the zstd seekable format).
+pub const MEMORY_IMAGE: &str = "memory.lime";
+/// The case log a live response on a foreign host starts in `--out`.
+pub const CASE_LOG: &str = "case-log.jsonl";
+
+/// Where the case-log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseLogAt {
+    /// The rescue system's case log (`case::Locked::log`).
+    RescueCase,
+    /// A case log started in `--out` ([`CASE_LOG`]): on a foreign host there is no case yet.
+    OutDir,
+}
+
+/// What the caller asks for.
+pub struct LiveOptions {
+    pub out: PathBuf,
+    /// Capture memory (`--no-memory` clears it).
+    pub memory: bool,
+    /// Raw LiME or the same stream in the zstd seekable format.
+    pub format: ImageFormat,
+    pub hashes: Option<Vec<HashAlgorithm>>,
+    pub window: Option<u64>,
+    pub case: CaseInfo,
+    pub allow_local_out: bool,
+    /// Where `--out` lies, if the caller knows better than [`outcheck::classify`] (tests).
+    pub place: Option<OutPlace>,
+    pub roots: Roots,
+    pub case_log: CaseLogAt,
+    /// The command line, for the case log.
+    pub command: String,
+    pub cancel: std::sync::Arc<AtomicBool>,
+}
+
+/// What the operator is told while the run goes.
+pub enum LiveEvent<'a> {
+    /// A step begins: `volatile state`, `memory`, `stable state`.
+    Step(&'a str),
+    /// A state collector begins.
+    Collector(&'a str),
+    /// Where memory was found (or not), once the sources were tried.
+    Sources(&'a MemoryRecord),
+    Memory(&'a Progress),
+}
+
+/// Errors that stop a live response.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("finding what {path} lies on")]
+    ClassifyOut {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "refusing --out {path}: it is on {disk}, a disk of the running system ({holds}); writing there overwrites deleted files an examiner would recover. Use an evidence disk or s3://, or --allow-local-out to accept it"
+    )]
+    RejectSystemDisk {
+        path: PathBuf,
+        disk: String,
+        holds: String,
+    },
+    #[error(
+        "refusing --out {path}: it is on a {fstype} RAM filesystem; writing there displaces the memory being captured. Use an evidence disk or s3://, or --allow-local-out to accept it"
+    )]
+    RejectRam { path: PathBuf, fstype: String },
+    #[error(
+        "refusing --out {path}: it holds files already ({found}); choose a new or empty directory"
+    )]
+    RejectUsedOut { path: PathBuf, found: String },
+    #[error("creating {path}")]
+    CreateOut {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("refusing artifact name {name:?}: not a plain relative path")]
+    RejectArtifactName { name: String },
+    #[error("writing {path}")]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    CaseLog(#[from] crate::caselog::CaseLogError),
+    #[error(transparent)]
+    Case(#[from] crate::case::CaseError),
+    #[error(transparent)]
+    Sums(#[from] manifest::ManifestError),
+}
+
+/// One step of the collection, in the order it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// The files this step wrote (the memory step: its directory).
+    pub files: Vec<String>,
+}
+
+/// One file of the live response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactRecord {
+    pub name: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub source: String,
+    pub collected_at: String,
+    pub notes: Vec<String>,
+}
+
+/// What the memory step gave.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemoryRecord {
+    pub requested: bool,
+    /// `lime` or `lime-zstd`.
+    pub format: Option<String>,
+    /// `none`, `integrity`, `confidentiality`; absent without the lockdown LSM.
+    pub lockdown: Option<String>,
+    pub ranges: Vec<RamRange>,
+    /// Each source tried, in order: used, or why not.
+    pub sources: Vec<Attempt>,
+    pub captured: bool,
+    /// Why there is no (complete) capture.
+    pub reason: Option<String>,
+    /// The acquisition directory (`memory`), its image file and status.
+    pub directory: Option<String>,
+    pub image: Option<String>,
+    pub status: Option<AcquireStatus>,
+    /// Bytes of the LiME stream.
+    pub stream_bytes: u64,
+    pub hashes: BTreeMap<String, String>,
+    /// Physical ranges that could not be read (zero-filled in the capture).
+    pub unreadable: Vec<PhysExtent>,
+}
+
+/// The host the live response ran on.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveHost {
+    pub hostname: Option<String>,
+    #[serde(flatten)]
+    pub facts: HostFacts,
+}
+
+/// `live-manifest.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveManifest {
+    pub schema: String,
+    pub tool: ToolInfo,
+    pub case: CaseInfo,
+    pub host: LiveHost,
+    /// This machine's clock, UTC; `clock_offset_seconds` (true time minus it) when the case knows it.
+    pub started_at: String,
+    pub finished_at: String,
+    pub clock_offset_seconds: Option<i64>,
+    pub steps: Vec<StepRecord>,
+    pub memory: MemoryRecord,
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
+/// How a live response ended.
+#[derive(Debug, Clone)]
+pub struct LiveOutcome {
+    pub manifest: LiveManifest,
+    pub out: PathBuf,
+}
+
+/// Refuses an `--out` on the running system's disks or in RAM unless allowed.
+fn check_out(opts: &LiveOptions) -> Result<(), LiveError> {
+    let place = match &opts.place {
+        Some(p) => p.clone(),
+        None => outcheck::classify(&opts.out).map_err(|source| LiveError::ClassifyOut {
+            path: opts.out.clone(),
+            source,
+        })?,
+    };
+    if opts.allow_local_out {
+        return Ok(());
+    }
+    match place {
+        OutPlace::Separate => Ok(()),
+        OutPlace::SystemDisk { disk, holds } => Err(LiveError::RejectSystemDisk {
+            path: opts.out.clone(),
+            disk,
+            holds: holds.join(", "),
+        }),
+        OutPlace::Ram { fstype } => Err(LiveError::RejectRam {
+            path: opts.out.clone(),
+            fstype,
+        }),
+    }
+}
+
+/// Creates `out` (or takes it empty).
+fn prepare_out(out: &Path) -> Result<(), LiveError> {
+    match fs::read_dir(out) {
+        Ok(mut entries) => {
+            if let Some(e) = entries.next() {
+                let found = e.map_or_else(
+                    |_| "an entry".to_owned(),
+                    |e| e.file_name().to_string_lossy().into_owned(),
+                );
+                return Err(LiveError::RejectUsedOut {
+                    path: out.to_owned(),
+                    found,
+                });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(out).map_err(|source| LiveError::CreateOut {
+                path: out.to_owned(),
+                source,
+            })?;
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = manifest::sync_dir(parent);
+            }
+        }
+        Err(source) => {
+            return Err(LiveError::CreateOut {
+                path: out.to_owned(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new file `out/name` (a `/`-separated relative path), fsynced with its directory.
+fn write_new(out: &Path, name: &str, bytes: &[u8]) -> Result<(), LiveError> {
+    let rel = Path::new(name);
+    if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(LiveError::RejectArtifactName {
+            name: name.to_owned(),
+        });
+    }
+    let path = out.join(rel);
+    let err = |source| LiveError::WriteFile {
+        path: path.clone(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(out);
+    fs::create_dir_all(dir).map_err(err)?;
+    let mut f = File::create_new(&path).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    manifest::sync_dir(dir).map_err(err)
+}
+
+/// Files written so far with their SHA-256, for `SHA256SUMS`.
+struct Written {
+    out: PathBuf,
+    sums: Vec<(String, String)>,
+}
+
+impl Written {
+    fn put(&mut self, name: &str, bytes: &[u8]) -> Result<String, LiveError> {
+        write_new(&self.out, name, bytes)?;
+        let digest = hash::sha256_hex(bytes);
+        self.sums.push((name.to_owned(), digest.clone()));
+        Ok(digest)
+    }
+
+    fn artifacts(&mut self, list: Vec<Artifact>) -> Result<Vec<ArtifactRecord>, LiveError> {
+        let mut out = Vec::new();
+        for a in list {
+            let sha256 = self.put(&a.name, &a.bytes)?;
+            out.push(ArtifactRecord {
+                size_bytes: a.bytes.len() as u64,
+                name: a.name,
+                sha256,
+                source: a.source,
+                collected_at: a.collected_at,
+                notes: a.notes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every file of the memory directory: as its `SHA256SUMS` lists them when the acquisition
+    /// finished, else (a stop) hashed as they lie.
+    fn memory_files(&mut self, complete: bool) -> Result<(), LiveError> {
+        let dir = self.out.join(MEMORY_DIR);
+        let read = |path: &Path| {
+            fs::read(path).map_err(|source| LiveError::ReadFile {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        if complete {
+            let sums = read(&dir.join(SUMS_FILE))?;
+            for (name, digest) in manifest::parse_sums(&String::from_utf8_lossy(&sums))? {
+                self.sums.push((format!("{MEMORY_DIR}/{name}"), digest));
+            }
+            self.sums
+                .push((format!("{MEMORY_DIR}/{SUMS_FILE}"), hash::sha256_hex(&sums)));
+            return Ok(());
+        }
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let mut f = File::open(&path).map_err(|source| LiveError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let digest = sha256_of(&mut f).map_err(|source| LiveError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            self.sums.push((format!("{MEMORY_DIR}/{name}"), digest));
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 of everything `r` gives, as hex.
+fn sha256_of(r: &mut dyn io::Read) -> io::Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(hash::hex(&h.finalize())),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The memory step: ranges, a source, the LiME stream through the acquisition driver.
+fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> MemoryRecord {
+    let mut rec = MemoryRecord {
+        requested: true,
+        format: Some(format_name(opts.format).to_owned()),
+        lockdown: memory::lockdown(&opts.roots),
+        ..MemoryRecord::default()
+    };
+    let ranges = match memory::ram_ranges(&opts.roots) {
+        Ok(r) => r,
+        Err(e) => {
+            rec.reason = Some(crate::error_chain(&e));
+            events(LiveEvent::Sources(&rec));
+            return rec;
+        }
+    };
+    rec.ranges = ranges.clone();
+    let opened = memory::open_source(&opts.roots, &ranges, rec.lockdown.as_deref());
+    rec.sources = opened.attempts;
+    let Some(reader) = opened.reader else {
+        rec.reason = Some(match rec.lockdown.as_deref() {
+            Some(mode @ ("integrity" | "confidentiality")) => format!(
+                "no source of physical memory could be read; the kernel is locked down ([{mode}])"
+            ),
+            _ => "no source of physical memory could be read".to_owned(),
+        });
+        events(LiveEvent::Sources(&rec));
+        return rec;
+    };
+    events(LiveEvent::Sources(&rec));
+    let used = rec
+        .sources
+        .iter()
+        .find(|a| a.used)
+        .map_or_else(String::new, |a| a.source.clone());
+    let stream = LimeStream::new(ranges, reader);
+    let size = stream.size();
+    rec.stream_bytes = size;
+    let dir = opts.out.join(MEMORY_DIR);
+    rec.directory = Some(MEMORY_DIR.to_owned());
+    rec.image = Some(match opts.format {
+        ImageFormat::Raw => format!("{MEMORY_DIR}/{MEMORY_IMAGE}"),
+        ImageFormat::Zstd => format!("{MEMORY_DIR}/{MEMORY_IMAGE}.zst"),
+    });
+    let info = SourceInfo {
+        path: format!("{used} (LiME)"),
+        kind: "memory".to_owned(),
+        size_bytes: size,
+        logical_sector_size: lime::SECTOR,
+        physical_sector_size: lime::SECTOR,
+        model: None,
+        serial: None,
+        wwn: None,
+        transport: None,
+    };
+    let request = Request {
+        requested: Requested {
+            format: Some(opts.format),
+            split: None,
+            hashes: opts.hashes.clone(),
+            window: opts.window,
+            zstd_level: None,
+            block_size: None,
+            retries: None,
+        },
+        case: &opts.case,
+        resume: false,
+        // Memory changes while it is read: a second pass would never match.
+        verify_source: false,
+        cancel: &opts.cancel,
+    };
+    let read = SourceRead {
+        reader: &stream,
+        info,
+        read_only: ReadOnlyState::default(),
+        current_size: &|| Some(size),
+    };
+    let mut local = LocalDir::new(&dir, size, None).with_image_stem(MEMORY_IMAGE);
+    match driver::run(&request, &read, &mut local, &mut |p| {
+        events(LiveEvent::Memory(p))
+    }) {
+        Ok(done) => {
+            rec.status = Some(done.status);
+            rec.captured = matches!(
+                done.status,
+                AcquireStatus::Complete | AcquireStatus::CompleteWithUnreadable
+            );
+            if !rec.captured {
+                rec.reason = done.manifest.stop_reason.clone();
+            }
+            rec.hashes = done.manifest.hashes.clone();
+            rec.unreadable = stream.physical(&done.manifest.unreadable);
+        }
+        Err(e) => rec.reason = Some(crate::error_chain(&e)),
+    }
+    rec
+}
+
+/// One state phase: collected, written, recorded as a step.
+fn collect(
+    opts: &LiveOptions,
+    phase: Phase,
+    written: &mut Written,
+    (steps, artifacts): &mut (Vec<StepRecord>, Vec<ArtifactRecord>),
+    events: &mut dyn FnMut(LiveEvent<'_>),
+) -> Result<(), LiveError> {
+    let name = match phase {
+        Phase::Volatile => "volatile state",
+        Phase::Stable => "stable state",
+    };
+    events(LiveEvent::Step(name));
+    let started = now_rfc3339();
+    let list = state::collect(phase, &opts.roots, &mut |c| events(LiveEvent::Collector(c)));
+    let records = written.artifacts(list)?;
+    steps.push(StepRecord {
+        step: name.to_owned(),
+        started_at: started,
+        finished_at: now_rfc3339(),
+        files: records.iter().map(|r| r.name.clone()).collect(),
+    });
+    artifacts.extend(records);
+    Ok(())
+}
+
+/// `lime` or `lime-zstd`.
+pub fn format_name(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Raw => "lime",
+        ImageFormat::Zstd => "lime-zstd",
+    }
+}
+
+/// Runs a live response. See the module doc.
+pub fn run(
+    opts: &LiveOptions,
+    events: &mut dyn FnMut(LiveEvent<'_>),
+) -> Result<LiveOutcome, LiveError> {
+    check_out(opts)?;
+    prepare_out(&opts.out)?;
+    let started_at = now_rfc3339();
+    let mut written = Written {
+        out: opts.out.clone(),
+        sums: Vec::new(),
+    };
+    let mut log = match opts.case_log {
+        CaseLogAt::OutDir => {
+            let mut l = CaseLog::in_memory();
+            l.attach(&opts.out.join(CASE_LOG))?;
+            Some(l)
+        }
+        CaseLogAt::RescueCase => None,
+    };
+    let mut log_line = |kind: &str, detail: serde_json::Value| -> Result<(), LiveError> {
+        match &mut log {
+            Some(l) => {
+                l.append(Record {
+                    kind: kind.to_owned(),
+                    command: opts.command.clone(),
+                    detail,
+                })?;
+            }
+            None => {
+                crate::case::Locked::open()?.log(kind, &opts.command, detail)?;
+            }
+        }
+        Ok(())
+    };
+    log_line(
+        "action",
+        serde_json::json!({"out": opts.out, "memory": opts.memory}),
+    )?;
+
+    let mut acc = (Vec::new(), Vec::new());
+    collect(opts, Phase::Volatile, &mut written, &mut acc, events)?;
+    let memory = if opts.memory {
+        events(LiveEvent::Step("memory"));
+        let started = now_rfc3339();
+        let rec = capture_memory(opts, events);
+        if rec.directory.is_some() {
+            written.memory_files(rec.captured)?;
+        }
+        acc.0.push(StepRecord {
+            step: "memory".to_owned(),
+            started_at: started,
+            finished_at: now_rfc3339(),
+            files: rec.directory.iter().cloned().collect(),
+        });
+        rec
+    } else {
+        MemoryRecord {
+            reason: Some("not requested (--no-memory)".to_owned()),
+            ..MemoryRecord::default()
+        }
+    };
+    collect(opts, Phase::Stable, &mut written, &mut acc, events)?;
+    let (steps, artifacts) = acc;
+
+    let manifest = LiveManifest {
+        schema: LIVE_SCHEMA.to_owned(),
+        tool: ToolInfo::current(),
+        case: opts.case.clone(),
+        host: LiveHost {
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned()),
+            facts: driver::host_facts(),
+        },
+        started_at,
+        finished_at: now_rfc3339(),
+        clock_offset_seconds: opts.case.clock_offset_seconds,
+        steps,
+        memory,
+        artifacts,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    let manifest_sha = written.put(LIVE_MANIFEST, &json)?;
+    log_line(
+        "result",
+        serde_json::json!({
+            "out": opts.out,
+            "memory_captured": manifest.memory.captured,
+            "memory_status": manifest.memory.status,
+            "memory_hashes": manifest.memory.hashes,
+            "memory_reason": manifest.memory.reason,
+            "artifacts": manifest.artifacts.len(),
+            "live_manifest_sha256": manifest_sha,
+        }),
+    )?;
+    drop(log);
+    if opts.case_log == CaseLogAt::OutDir {
+        let path = opts.out.join(CASE_LOG);
+        let bytes = fs::read(&path).map_err(|source| LiveError::ReadFile { path, source })?;
+        written
+            .sums
+            .push((CASE_LOG.to_owned(), hash::sha256_hex(&bytes)));
+    }
+    let mut sums = written.sums.clone();
+    sums.sort();
+    manifest::write_durable(
+        &opts.out,
+        SUMS_FILE,
+        manifest::render_sums(&sums).as_bytes(),
+    )?;
+    Ok(LiveOutcome {
+        manifest,
+        out: opts.out.clone(),
+    })
+}
