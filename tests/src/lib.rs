@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod fixtures;
+pub mod live;
 pub mod storage;
 
 /// The prompt printed by the rescue system's line mode.

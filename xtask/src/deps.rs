@@ -134,18 +134,43 @@ pub const TEST: &[(&str, &str)] = &[
     ("lvm", "lvm2"),
     ("mkfs.xfs", "xfsprogs"),
     ("busybox", "busybox"),
+    // The live-response scenario's test program, linked static (issue 15).
+    ("gcc", "gcc"),
+    ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
 ];
 
 /// The dissect.target version the triage cross-check runs (pinned: its plugins' output is compared).
 pub const DISSECT_TARGET: &str = "3.20";
 
-/// A virtualenv with dissect.target under `target/cache/dissect.target-VERSION/venv` (made once, in a
-/// temporary directory renamed into place); returns its Python. Run plugins with
-/// `python -m dissect.target.tools.query` (the venv's scripts keep the temporary path in their
-/// shebang line).
+/// A virtualenv with dissect.target under `target/cache/dissect.target-VERSION/venv`; returns its
+/// Python. Run plugins with `python -m dissect.target.tools.query` (see [`python_venv`]).
 pub fn ensure_dissect_target() -> anyhow::Result<std::path::PathBuf> {
+    python_venv(
+        &format!("dissect.target-{DISSECT_TARGET}"),
+        &format!("dissect.target[full]=={DISSECT_TARGET}"),
+    )
+}
+
+/// The Volatility 3 version the live-response scenario opens its memory images with (pinned: the
+/// scenario reads its `banners.Banners` output).
+pub const VOLATILITY3: &str = "2.28.2";
+
+/// A virtualenv with Volatility 3 under `target/cache/volatility3-VERSION/venv`; returns its Python.
+/// Run it as `python -c 'import volatility3.cli as c; c.main()' ARGS` (see [`python_venv`]).
+pub fn ensure_volatility3() -> anyhow::Result<std::path::PathBuf> {
+    python_venv(
+        &format!("volatility3-{VOLATILITY3}"),
+        &format!("volatility3=={VOLATILITY3}"),
+    )
+}
+
+/// A virtualenv under `target/cache/NAME/venv` with `requirement` installed by pip (made once, in a
+/// temporary directory renamed into place, so NAME must carry the pinned version); returns its
+/// Python. Call tools through the Python (`python -m …`): the venv's scripts keep the temporary path
+/// in their shebang line.
+fn python_venv(name: &str, requirement: &str) -> anyhow::Result<std::path::PathBuf> {
     let cache = util::project_root().join("target/cache");
-    let dir = cache.join(format!("dissect.target-{DISSECT_TARGET}"));
+    let dir = cache.join(name);
     let python = dir.join("venv/bin/python");
     if python.exists() {
         return Ok(python);
@@ -155,7 +180,7 @@ pub fn ensure_dissect_target() -> anyhow::Result<std::path::PathBuf> {
         ("/usr/lib/python3/dist-packages/pip", "python3-pip"),
     ])?;
     std::fs::create_dir_all(&cache)?;
-    let tmp = cache.join(format!(".tmp-dissect.target-{}", std::process::id()));
+    let tmp = cache.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     util::run(
         Command::new("python3")
@@ -165,7 +190,7 @@ pub fn ensure_dissect_target() -> anyhow::Result<std::path::PathBuf> {
     util::run(
         Command::new(tmp.join("venv/bin/python"))
             .args(["-m", "pip", "install", "-q"])
-            .arg(format!("dissect.target[full]=={DISSECT_TARGET}")),
+            .arg(requirement),
     )?;
     std::fs::rename(&tmp, &dir)?;
     Ok(python)

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_acquire;
+mod bench_live;
 mod bench_mount;
 mod bench_s3;
 mod bench_timeline;
@@ -37,9 +38,10 @@ commands:
                          fmt, clippy, unit tests, build, QEMU boot tests (what CI runs); with
                          --reproducibility only the two builds (the second from a copy of the checkout
                          at another path, in its own target directory) and their comparison
-  bench build|boot|acquire|s3|timeline|mount
+  bench build|boot|acquire|s3|timeline|mount|live
                          measure build time, boot time and size, acquisition, upload or mount speed,
-                         or the timeline's body file against fls and its events per second
+                         the timeline's body file against fls and its events per second, or memory
+                         capture on a running guest next to AVML
 ";
 
 fn main() -> ExitCode {

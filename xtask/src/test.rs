@@ -194,6 +194,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     deps::ensure_packages(deps::TEST)?;
     let s3s_fs = crate::bench_s3::ensure_s3s_fs()?;
     let dissect_python = crate::deps::ensure_dissect_target()?;
+    let volatility_python = crate::deps::ensure_volatility3()?;
 
     let t = step("cargo fmt --check");
     util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -234,6 +235,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .env("RESCUE_REQUIRE_BOOT_FILES", "1")
             .env("RESCUE_S3S_FS", &s3s_fs)
             .env("RESCUE_DISSECT_PYTHON", &dissect_python)
+            .env("RESCUE_VOLATILITY_PYTHON", &volatility_python)
             .env("RESCUE_REQUIRE_S3S", "1")
             .env("RESCUE_STUB", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
             .env("RESCUE_KERNEL", &art.vmlinuz);
