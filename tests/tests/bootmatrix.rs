@@ -237,10 +237,20 @@ fn secure_boot_refuses_the_unsigned_uki() -> anyhow::Result<()> {
     let mut vm = QemuBuilder::new(Boot::Medium(img, Drive::UsbDisk), work.path())
         .firmware(Firmware::OvmfSecureBoot)
         .spawn()?;
-    // OVMF's boot manager reports the failed signature check as "Access Denied".
-    vm.expect("Access Denied", BOOT_TIMEOUT)?;
-    // Give a wrongly accepted image time to get somewhere, then make sure it did not.
-    std::thread::sleep(Duration::from_secs(20));
+    // OVMF's boot manager reports the failed signature check as "Access Denied", tries its other boot
+    // options (the built-in shell, refused as well under Secure Boot) and then says it found nothing to
+    // boot: the positive sign that it gave up on the stick (a wrongly accepted image would be running).
+    let failed = vm.expect("Access Denied", BOOT_TIMEOUT)?;
+    vm.check(
+        failed.lines().last().is_some_and(|l| {
+            l.starts_with("BdsDxe: failed to load Boot") && l.contains("USB HARDDRIVE")
+        }),
+        "the firmware refused the stick's loader",
+    )?;
+    vm.expect(
+        "BdsDxe: No bootable option or device was found.",
+        CMD_TIMEOUT,
+    )?;
     let log = vm.log();
     vm.check(
         !log.contains("rescue> ") && !log.contains("Linux version"),
@@ -507,10 +517,8 @@ fn grub_menu_entry_sends_the_console_to_ttys1() -> anyhow::Result<()> {
     // Third entry, "serial ttyS1 only": two Ctrl-N (GRUB's "next entry"), then Enter. Not the VT100
     // cursor-down sequence: GRUB reads ESC [ B from a serial line with a short inter-byte timeout, and
     // under TCG it sometimes took the ESC alone, so the default entry booted (2 of 4 runs on 2026-12-01).
-    vm.send_raw(b"\x0e")?;
-    std::thread::sleep(Duration::from_millis(500));
-    vm.send_raw(b"\x0e")?;
-    std::thread::sleep(Duration::from_millis(500));
+    grub_next(&mut vm, "serial ttyS0 only")?;
+    grub_next(&mut vm, "serial ttyS1 only")?;
     vm.send_raw(b"\r")?;
     vm.expect("serial ttyS1 only", CMD_TIMEOUT)?;
     let deadline = Instant::now() + BOOT_TIMEOUT;
@@ -534,6 +542,18 @@ fn grub_menu_entry_sends_the_console_to_ttys1() -> anyhow::Result<()> {
     vm.check(
         !vm.log().contains("rescue: every disk write-blocked"),
         "boot messages went to ttyS1 only with the ttyS1-only entry",
+    )
+}
+
+/// Moves GRUB's highlight one entry down (Ctrl-N) and waits until the menu on the serial line shows
+/// the entry `title` chosen (`*` before its title): the next key goes to a menu that took this one.
+fn grub_next(vm: &mut Qemu, title: &str) -> anyhow::Result<()> {
+    vm.send_raw(b"\x0e")?;
+    vm.expect("*rescue ", CMD_TIMEOUT)?;
+    let rest = vm.expect(&format!("({title})"), CMD_TIMEOUT)?;
+    vm.check(
+        !rest.contains('\x1b') && !rest.contains('\n'),
+        &format!("GRUB highlighted {title:?} (it drew {rest:?} after the mark)"),
     )
 }
 
@@ -632,4 +652,108 @@ fn secure_boot_boots_the_iso_written_to_a_disk() -> anyhow::Result<()> {
         Drive::SataDisk,
         SECURE,
     )
+}
+
+/// What a serial console (a BMC's SOL, a console log) shows from the first line this build's GRUB
+/// configuration draws to the `rescue> ` prompt: plain ASCII, no colour. GRUB's own serial terminal
+/// draws the menu (ASCII, VT100 cursor moves, the chosen entry marked `*` and in reverse video); the
+/// firmware's copy of its console (OVMF's terminal, SeaBIOS's sercon), which brought box-drawing bytes
+/// and colour escapes, no longer carries the menu. Returns the transcript.
+fn serial_transcript(name: &str, firmware: Firmware) -> anyhow::Result<Option<String>> {
+    let Some(art) = gate(name) else {
+        return Ok(None);
+    };
+    // The check itself tells colour from attributes.
+    anyhow::ensure!(colour_escape("a\x1b[7m*x\x1b[m\x1b[5;3H\x1b[0m\x1b[?25l").is_none());
+    anyhow::ensure!(
+        colour_escape("\x1b[2J\x1b[0;30;47mWelcome").as_deref() == Some("\\e[0;30;47m")
+    );
+    anyhow::ensure!(colour_escape("\x1b[H\x1b[37m").as_deref() == Some("\\e[37m"));
+    let work = tempfile::tempdir()?;
+    let mut vm = QemuBuilder::new(Boot::Medium(art.iso(), Drive::SataCd), work.path())
+        .firmware(firmware)
+        .spawn()?;
+    vm.wait_prompt(BOOT_TIMEOUT)?;
+    let log = vm.log();
+    // Where this build's grub.cfg starts to show something: the note for the screen on UEFI, else
+    // the menu. Before it: the firmware, and GRUB's own "Welcome to GRUB!" with the colour changes
+    // around it (printed by GRUB before it reads any configuration, through the firmware console).
+    let start = ["The boot menu is on serial ttyS0", "GNU GRUB  version"]
+        .iter()
+        .filter_map(|m| log.find(m))
+        .min();
+    let end = log.find(tests::PROMPT);
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err(vm
+            .check(false, "no GRUB menu, or no prompt, on the serial line")
+            .unwrap_err());
+    };
+    let transcript = log[start..end + tests::PROMPT.len()].to_owned();
+    vm.check(
+        transcript.contains("GNU GRUB")
+            && transcript.contains("*rescue ")
+            && transcript.contains("Linux version"),
+        "the transcript holds GRUB's menu with its chosen entry, and the kernel",
+    )?;
+    if let Some((i, c)) = transcript.char_indices().find(|(_, c)| !c.is_ascii()) {
+        return Err(vm
+            .check(
+                false,
+                &format!(
+                    "a byte >= 0x80 ({c:?}) on the serial line at {i} of the transcript: {:?}",
+                    &transcript[i.saturating_sub(120)..(i + 40).min(transcript.len())]
+                ),
+            )
+            .unwrap_err());
+    }
+    if let Some(sgr) = colour_escape(&transcript) {
+        return Err(vm
+            .check(
+                false,
+                &format!("a colour escape on the serial line: {sgr:?}"),
+            )
+            .unwrap_err());
+    }
+    poweroff(vm)?;
+    Ok(Some(transcript))
+}
+
+/// The first SGR escape (`ESC [ … m`) in `text` that sets a colour. Attribute-only ones are not
+/// colour: `ESC[m`/`ESC[0m` (reset) and `ESC[7m` (reverse video, how a VT100 shows the chosen entry).
+fn colour_escape(text: &str) -> Option<String> {
+    let mut rest = text;
+    while let Some(i) = rest.find("\x1b[") {
+        let after = &rest[i + 2..];
+        let Some(end) = after.find(|c: char| ('\x40'..='\x7e').contains(&c)) else {
+            break;
+        };
+        let (params, fin) = (&after[..end], &after[end..end + 1]);
+        if fin == "m"
+            && !params
+                .split(';')
+                .all(|p| matches!(p, "" | "0" | "7" | "27"))
+        {
+            return Some(format!("\\e[{params}m"));
+        }
+        rest = &after[end + 1..];
+    }
+    None
+}
+
+#[test]
+fn serial_console_shows_grub_and_the_boot_in_plain_ascii_under_ovmf() -> anyhow::Result<()> {
+    serial_transcript(
+        "serial_console_shows_grub_and_the_boot_in_plain_ascii_under_ovmf",
+        Firmware::Ovmf,
+    )
+    .map(drop)
+}
+
+#[test]
+fn serial_console_shows_grub_and_the_boot_in_plain_ascii_under_seabios() -> anyhow::Result<()> {
+    serial_transcript(
+        "serial_console_shows_grub_and_the_boot_in_plain_ascii_under_seabios",
+        Firmware::SeaBios,
+    )
+    .map(drop)
 }

@@ -12,6 +12,10 @@ use tests::fixtures::debugfs_dump;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
+/// An acquisition's progress line (`acquire  12% [====>   ] …`) once some of its bar is filled: the
+/// acquisition runs and has passed blocks through (the bar is 40 columns on an 80-column console, so
+/// one `=` is 2.5 %).
+const PROGRESSED: &str = "% [=";
 
 #[test]
 fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Result<()> {
@@ -424,7 +428,9 @@ fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Res
     let mut vm = b.spawn()?;
     vm.wait_prompt(T)?;
     vm.send_line("acquire /dev/vda --out /tmp/ev --evidence-id slow")?;
-    std::thread::sleep(Duration::from_secs(4));
+    // A progress line with some of the bar filled: the acquisition reads, and its Ctrl-C handler (set
+    // before the first progress line) is in place.
+    vm.expect(PROGRESSED, T)?;
     vm.send_raw(b"\x03")?;
     let out = vm.expect("stop? [y/N] ", T)?;
     vm.check(
@@ -433,7 +439,10 @@ fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Res
     )?;
     vm.send_line("n")?;
     vm.expect("continuing", T)?;
-    std::thread::sleep(Duration::from_secs(2));
+    // The bar drawn again after the answer, twice: the second is a later block's (the first may be the
+    // redraw of the bar the question hid, a moment before the Ctrl-C flag is cleared).
+    vm.expect(PROGRESSED, T)?;
+    vm.expect(PROGRESSED, T)?;
     vm.send_raw(b"\x03")?;
     vm.expect("stop? [y/N] ", T)?;
     vm.send_line("y")?;
@@ -521,7 +530,9 @@ fn evidence_disk_pulled_mid_acquisition_is_resumable() -> anyhow::Result<()> {
     vm.send_line(&format!(
         "acquire /dev/{src} --out /mnt/evidence/C3/d1 --evidence-id d1"
     ))?;
-    std::thread::sleep(Duration::from_secs(4));
+    // Pulled once the acquisition writes: its output files exist before the first progress line, and a
+    // bar with some of it filled means blocks went through.
+    vm.expect(PROGRESSED, T)?;
     vm.hmp("device_del evdev")?;
     let out = vm.expect(tests::PROMPT, Duration::from_secs(300))?;
     vm.check(
@@ -533,20 +544,30 @@ fn evidence_disk_pulled_mid_acquisition_is_resumable() -> anyhow::Result<()> {
         out.contains("evidence    (not mounted"),
         &format!("the lost destination is forgotten:\n{out}"),
     )?;
-    // Plug it back: it comes back write-blocked and must be unlocked again.
-    std::thread::sleep(Duration::from_secs(3));
+    // Plug it back once QEMU has let go of the pulled device and its drive (the guest acknowledges the
+    // unplug asynchronously): it comes back write-blocked and must be unlocked again.
+    let deadline = std::time::Instant::now() + T;
+    while vm.hmp("info block")?.contains("ev (") || vm.hmp("info pci")?.contains("evdev") {
+        vm.check(
+            std::time::Instant::now() < deadline,
+            "QEMU still holds the pulled evidence disk",
+        )?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
     vm.hmp(&format!(
         "drive_add 0 if=none,id=ev2,format=raw,cache=unsafe,file.locking=off,file={}",
         evidence.display()
     ))?;
     vm.hmp("device_add virtio-blk-pci,bus=rp1,id=evdev2,drive=ev2,serial=EV-LOST-1")?;
+    // The disk appears asynchronously (PCIe hotplug, then the kernel's probe): poll with a deadline.
     let mut ev2 = String::new();
-    for _ in 0..30 {
-        std::thread::sleep(Duration::from_secs(1));
+    let deadline = std::time::Instant::now() + T;
+    while std::time::Instant::now() < deadline {
         ev2 = name_of(&mut vm, "EV-LOST-1")?;
         if !ev2.is_empty() {
             break;
         }
+        std::thread::sleep(Duration::from_millis(500));
     }
     vm.check(!ev2.is_empty(), "the evidence disk is back")?;
     let out = vm.run(&format!("mount-evidence /dev/{ev2}"), T)?;

@@ -35,6 +35,8 @@ const BIOS_MODULES: &[&str] = &[
     "search_fs_file",
     "serial",
     "terminal",
+    "terminfo",
+    "vga_text",
     "echo",
     "test",
     "sleep",
@@ -169,6 +171,24 @@ pub fn cmdline_without_consoles(cmdline: &str) -> String {
         .join(" ")
 }
 
+/// Where GRUB draws its menu. The firmware mirrors what its own console shows onto the serial line (OVMF
+/// and BMC console redirection through the UEFI console, SeaBIOS's sercon and BIOS redirection through
+/// INT 10h), with box-drawing bytes (CP437 or UTF-8) and colour escapes, and GRUB's `console` terminal is
+/// that firmware console. So the menu never goes through it: GRUB's own serial terminal draws it in
+/// ASCII with VT100 cursor moves and no colour (`terminfo -a serial vt100`: the chosen entry is marked
+/// `*` and in reverse video); on BIOS the screen gets the same menu from `vga_text`, which writes the
+/// text memory directly (no INT 10h, so nothing mirrored); on UEFI the screen has no such path (GRUB's
+/// graphical terminal needs a font file), so it gets one ASCII line, printed before the firmware console
+/// is switched off, saying where the menu is and what starts by itself.
+const SERIAL_MENU: &str = "terminfo -a serial vt100\n\
+    terminal_input console serial\n\
+    if [ \"$grub_platform\" = \"efi\" ]; then\n\
+    \techo \"The boot menu is on serial ttyS0 (115200 8N1); the first entry starts in 3 s.\"\n\
+    \tterminal_output serial\n\
+    else\n\
+    \tterminal_output vga_text serial\n\
+    fi\n";
+
 /// The GRUB menu, the same for UEFI and BIOS: default entry with `cmdline` (VGA and ttyS0), then
 /// serial-only ttyS0, serial-only ttyS1, VGA-only; on UEFI also the unsigned UKI.
 pub fn grub_cfg(cmdline: &str, version: &str, build_id: &str, marker: &str) -> String {
@@ -186,8 +206,7 @@ pub fn grub_cfg(cmdline: &str, version: &str, build_id: &str, marker: &str) -> S
          set timeout=3\n\
          set default=0\n\
          serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n\
-         terminal_input console serial\n\
-         terminal_output console serial\n\
+         {SERIAL_MENU}\
          search --no-floppy --file --set=root /{marker}\n"
     );
     cfg.push_str(&entry("VGA and serial ttyS0", cmdline));
@@ -247,5 +266,20 @@ mod tests {
         assert_eq!(cfg.matches("menuentry").count(), 5);
         assert!(cfg.contains("chainloader /EFI/RESCUE/RESCUE.EFI"));
         assert!(cfg.contains("search --no-floppy --file --set=root /RESCUE/ID_ABC"));
+    }
+
+    #[test]
+    fn the_menu_never_goes_through_the_firmware_console() {
+        let cfg = grub_cfg("console=tty0 quiet", "0.1.0", "abc", "RESCUE/ID_ABC");
+        assert!(cfg.is_ascii());
+        let outputs: Vec<&str> = cfg
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("terminal_output "))
+            .collect();
+        assert_eq!(outputs, ["serial", "vga_text serial"], "{cfg}");
+        assert!(cfg.contains("terminfo -a serial vt100\n"), "{cfg}");
+        // The terminal set-up comes before anything the menu prints.
+        assert!(cfg.find("terminal_output").unwrap() < cfg.find("menuentry").unwrap());
+        assert!(BIOS_MODULES.contains(&"vga_text") && BIOS_MODULES.contains(&"terminfo"));
     }
 }

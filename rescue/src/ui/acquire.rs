@@ -449,19 +449,58 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
 }
 
 fn print_acquire_summary(out: &acquire::AcquireOutcome) {
-    let m = &out.manifest;
-    match out.status {
-        AcquireStatus::Interrupted => {
-            println!(
-                "interrupted after {} of {}; continue with: rescue acquire {} --out {} --resume",
-                crate::devices::human_size(m.acquired_bytes),
-                crate::devices::human_size(m.source.size_bytes),
-                m.source.path,
-                out.dir.display()
-            );
-            return;
+    print!("{}", acquire_summary(out, super::columns()));
+}
+
+/// Lines of text, each wrapped to `width` (continuations two columns in).
+fn fitted(lines: &[String], width: usize) -> String {
+    let mut text = String::new();
+    for line in lines {
+        for l in super::wrap(line, width, 2) {
+            text.push_str(l.trim_end());
+            text.push('\n');
         }
-        AcquireStatus::Complete => println!(
+    }
+    text
+}
+
+/// `  NAME    DIGEST` lines, the digest continuing under itself when the console is narrower.
+fn digest_lines(
+    text: &mut String,
+    hashes: &std::collections::BTreeMap<String, String>,
+    width: usize,
+) {
+    for (algo, digest) in hashes {
+        for l in super::table::labelled(&format!("  {algo:<7} "), digest, width) {
+            text.push_str(&l);
+            text.push('\n');
+        }
+    }
+}
+
+/// What `acquire` says when it ends, every line at most `width` characters.
+fn acquire_summary(out: &acquire::AcquireOutcome, width: usize) -> String {
+    let m = &out.manifest;
+    let head = match out.status {
+        AcquireStatus::Interrupted => {
+            // The command on a line of its own, so that it can be copied whole.
+            return fitted(
+                &[
+                    format!(
+                        "interrupted after {} of {}; continue with:",
+                        crate::devices::human_size(m.acquired_bytes),
+                        crate::devices::human_size(m.source.size_bytes),
+                    ),
+                    format!(
+                        "  rescue acquire {} --out {} --resume",
+                        m.source.path,
+                        out.dir.display()
+                    ),
+                ],
+                width,
+            );
+        }
+        AcquireStatus::Complete => format!(
             "acquired {} ({} bytes) into {}",
             m.source.path,
             m.source.size_bytes,
@@ -469,44 +508,43 @@ fn print_acquire_summary(out: &acquire::AcquireOutcome) {
         ),
         AcquireStatus::CompleteWithUnreadable => {
             let bad: u64 = m.unreadable.iter().map(|e| e.length).sum();
-            println!(
+            format!(
                 "acquired {} into {} with {bad} unreadable bytes in {} extents (zero-filled; see unreadable.map)",
                 m.source.path,
                 out.dir.display(),
                 m.unreadable.len()
-            );
+            )
         }
-        AcquireStatus::SourceMismatch => {
-            println!(
-                "acquired {} into {}, but RE-READING THE SOURCE GAVE DIFFERENT HASHES",
-                m.source.path,
-                out.dir.display()
-            );
-        }
-        AcquireStatus::SourceUnverified => {
-            println!(
-                "acquired {} into {}; the source re-read (--verify-source) was interrupted, so the source was NOT compared",
-                m.source.path,
-                out.dir.display()
-            );
-        }
-    }
-    for (algo, digest) in &m.hashes {
-        println!("  {algo:<7} {digest}");
-    }
-    for o in &m.outputs {
-        println!("  wrote {} ({} bytes)", o.file, o.size_bytes);
-    }
+        AcquireStatus::SourceMismatch => format!(
+            "acquired {} into {}, but RE-READING THE SOURCE GAVE DIFFERENT HASHES",
+            m.source.path,
+            out.dir.display()
+        ),
+        AcquireStatus::SourceUnverified => format!(
+            "acquired {} into {}; the source re-read (--verify-source) was interrupted, so the source was NOT compared",
+            m.source.path,
+            out.dir.display()
+        ),
+    };
+    let mut text = fitted(&[head], width);
+    digest_lines(&mut text, &m.hashes, width);
+    let mut rest: Vec<String> = m
+        .outputs
+        .iter()
+        .map(|o| format!("  wrote {} ({} bytes)", o.file, o.size_bytes))
+        .collect();
     if let Some(v) = &m.source_verification {
-        println!(
+        rest.push(format!(
             "  source re-read: {}",
             if v.matched {
                 "hashes match"
             } else {
                 "hashes differ"
             }
-        );
+        ));
     }
+    text.push_str(&fitted(&rest, width));
+    text
 }
 
 /// Runs `rescue verify` and returns the exit code.
@@ -554,35 +592,52 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
         );
         return Ok(code);
     }
+    print!("{}", verify_summary(&args.dir, &report, super::columns()));
+    Ok(code)
+}
+
+/// What `verify` says when it ends, every line at most `width` characters.
+fn verify_summary(dir: &std::path::Path, report: &acquire::VerifyReport, width: usize) -> String {
     if report.ok {
-        println!(
-            "verified {}: {} checks match, {} bytes re-hashed",
-            args.dir.display(),
-            report.checks.len(),
-            report.bytes
+        return fitted(
+            &[format!(
+                "verified {}: {} checks match, {} bytes re-hashed",
+                dir.display(),
+                report.checks.len(),
+                report.bytes
+            )],
+            width,
         );
-    } else {
-        println!("VERIFICATION FAILED for {}", args.dir.display());
-        for c in report.checks.iter().filter(|c| !c.ok) {
-            println!(
-                "  mismatch: {}: expected {}, found {}",
-                c.what, c.expected, c.actual
-            );
-        }
-        if let Some(e) = &report.image_error {
-            println!("  image error: {e}");
-        }
-        if let Some(w) = &report.first_bad_window {
-            println!(
-                "  first mismatching window: #{} at offset {} ({} bytes); {} window(s) differ",
-                w.index, w.offset, w.length, report.bad_windows
-            );
-        }
-        if let Some(note) = &report.note {
-            println!("  {note}");
+    }
+    let mut text = fitted(
+        &[format!("VERIFICATION FAILED for {}", dir.display())],
+        width,
+    );
+    for c in report.checks.iter().filter(|c| !c.ok) {
+        text.push_str(&fitted(&[format!("  mismatch: {}:", c.what)], width));
+        for l in super::table::labelled("    expected ", &c.expected, width)
+            .into_iter()
+            .chain(super::table::labelled("    found    ", &c.actual, width))
+        {
+            text.push_str(&l);
+            text.push('\n');
         }
     }
-    Ok(code)
+    let mut rest = Vec::new();
+    if let Some(e) = &report.image_error {
+        rest.push(format!("  image error: {e}"));
+    }
+    if let Some(w) = &report.first_bad_window {
+        rest.push(format!(
+            "  first mismatching window: #{} at offset {} ({} bytes); {} window(s) differ",
+            w.index, w.offset, w.length, report.bad_windows
+        ));
+    }
+    if let Some(note) = &report.note {
+        rest.push(format!("  {note}"));
+    }
+    text.push_str(&fitted(&rest, width));
+    text
 }
 
 /// `rescue manifest DIR [--json]`: what an acquisition recorded, without re-reading the image.
@@ -592,50 +647,145 @@ pub fn run_manifest(dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string(&manifest)?);
         return Ok(0);
     }
-    println!(
-        "source      {} ({} bytes)",
-        manifest.source.path, manifest.source.size_bytes
-    );
-    println!("started     {}", manifest.started_at);
-    println!(
-        "finished    {}",
-        manifest.finished_at.as_deref().unwrap_or("-")
-    );
-    println!(
-        "complete    {}",
-        if manifest.complete {
-            "yes"
-        } else {
-            "NO (resume with --resume)"
-        }
-    );
+    print!("{}", manifest_text(&manifest, super::columns()));
+    Ok(0)
+}
+
+/// `manifest DIR` for people, every line at most `width` characters.
+fn manifest_text(manifest: &crate::acquire::manifest::Manifest, width: usize) -> String {
+    let mut lines = vec![
+        format!(
+            "source      {} ({} bytes)",
+            manifest.source.path, manifest.source.size_bytes
+        ),
+        format!("started     {}", manifest.started_at),
+        format!(
+            "finished    {}",
+            manifest.finished_at.as_deref().unwrap_or("-")
+        ),
+        format!(
+            "complete    {}",
+            if manifest.complete {
+                "yes"
+            } else {
+                "NO (resume with --resume)"
+            }
+        ),
+    ];
+    let mut text = fitted(&lines, width);
     for (alg, hex) in &manifest.hashes {
-        println!("{alg:<11} {hex}");
+        for l in super::table::labelled(&format!("{alg:<11} "), hex, width) {
+            text.push_str(&l);
+            text.push('\n');
+        }
     }
     let unreadable: u64 = manifest.unreadable.iter().map(|e| e.length).sum();
-    match manifest.image.window_bytes {
-        Some(size) => println!("windows     {} of {size} bytes", manifest.windows.len()),
-        None => println!("windows     none recorded"),
-    }
-    println!(
+    lines = vec![match manifest.image.window_bytes {
+        Some(size) => format!("windows     {} of {size} bytes", manifest.windows.len()),
+        None => "windows     none recorded".to_owned(),
+    }];
+    lines.push(format!(
         "unreadable  {} range(s), {unreadable} bytes",
         manifest.unreadable.len()
-    );
+    ));
     for e in &manifest.unreadable {
-        println!("            offset {} length {}", e.offset, e.length);
+        lines.push(format!(
+            "            offset {} length {}",
+            e.offset, e.length
+        ));
     }
+    text.push_str(&fitted(&lines, width));
     for o in &manifest.outputs {
-        println!(
-            "output      {} {} bytes sha256 {}",
-            o.file, o.size_bytes, o.sha256
-        );
+        text.push_str(&fitted(
+            &[format!("output      {} {} bytes", o.file, o.size_bytes)],
+            width,
+        ));
+        for l in super::table::labelled("            sha256 ", &o.sha256, width) {
+            text.push_str(&l);
+            text.push('\n');
+        }
     }
-    Ok(0)
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Words and digests as a person reads them: everything but the whitespace the wrapping added.
+    fn squeezed(text: &str) -> String {
+        text.split_whitespace().collect()
+    }
+
+    #[test]
+    fn acquire_verify_and_manifest_summaries_fit_80_and_40_columns() {
+        use crate::acquire::hash::HashAlgorithm;
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp
+            .path()
+            .join("source-disk-image-of-the-compromised-web-server.img");
+        let data: Vec<u8> = (0..3u32 << 20).map(|i| (i / 511) as u8 ^ i as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let out = tmp
+            .path()
+            .join("CASE-2026-1205-webserver-intrusion")
+            .join("evidence-0001-system-disk-acquired-on-site");
+        let opts = AcquireOptions {
+            source: src.clone(),
+            out_dir: out.clone(),
+            hashes: Some(vec![HashAlgorithm::Sha256, HashAlgorithm::Sha512]),
+            window: Some(1 << 20),
+            ..Default::default()
+        };
+        let mut done = acquire::acquire(&opts, &mut |_| {}).unwrap();
+        let manifest = crate::acquire::manifest::Manifest::load(&out).unwrap();
+        let sha512 = manifest.hashes["sha512"].clone();
+        assert_eq!(sha512.len(), 128);
+        let mut img = std::fs::read(out.join("image.raw")).unwrap();
+        img[(2 << 20) + 5] ^= 1;
+        std::fs::write(out.join("image.raw"), img).unwrap();
+        let report = acquire::verify(&out, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert!(!report.ok);
+        for width in [80, 40] {
+            let acquired = acquire_summary(&done, width);
+            let verified = verify_summary(&out, &report, width);
+            let shown = manifest_text(&manifest, width);
+            for text in [&acquired, &verified, &shown] {
+                assert!(super::super::widest(text) <= width, "{width}:\n{text}");
+                assert!(squeezed(text).contains(&sha512), "{width}:\n{text}");
+            }
+            assert!(
+                squeezed(&acquired).contains(&squeezed(&format!("into {}", out.display()))),
+                "{acquired}"
+            );
+            assert!(
+                squeezed(&verified).contains("firstmismatchingwindow:#2atoffset2097152"),
+                "{verified}"
+            );
+        }
+        // At 80 columns a digest is one line, and the resume command of an interrupted acquisition is a
+        // line of its own that can be copied.
+        let acquired = acquire_summary(&done, 80);
+        let sha256 = &manifest.hashes["sha256"];
+        assert!(
+            acquired.lines().any(|l| l == format!("  sha256  {sha256}")),
+            "{acquired}"
+        );
+        done.status = AcquireStatus::Interrupted;
+        let interrupted = acquire_summary(&done, 200);
+        assert_eq!(
+            interrupted.lines().nth(1),
+            Some(
+                format!(
+                    "  rescue acquire {} --out {} --resume",
+                    done.manifest.source.path,
+                    out.display()
+                )
+                .as_str()
+            ),
+            "{interrupted}"
+        );
+    }
 
     #[test]
     fn the_progress_line_fits_the_console() {

@@ -289,6 +289,107 @@ pub fn log_command(kind: &str, line: &str, detail: serde_json::Value) {
     }
 }
 
+/// The columns of a disk's partition table in `inventory`.
+const ENTRY_COLUMNS: &[super::table::Column] = &[
+    super::table::Column {
+        title: "#",
+        align: super::table::Align::Left,
+    },
+    super::table::Column {
+        title: "START",
+        align: super::table::Align::Right,
+    },
+    super::table::Column {
+        title: "SIZE",
+        align: super::table::Align::Right,
+    },
+    super::table::Column {
+        title: "TYPE",
+        align: super::table::Align::Left,
+    },
+    super::table::Column {
+        title: "NAME",
+        align: super::table::Align::Left,
+    },
+    super::table::Column {
+        title: "CONTENT",
+        align: super::table::Align::Left,
+    },
+];
+
+/// `inventory` for people, every line at most `width` characters: the machine, then per disk a line
+/// starting with its name, its partition table (side by side when it fits, else one block per
+/// partition), notes and hidden areas.
+pub fn inventory_text(inv: &crate::inventory::Inventory, width: usize) -> String {
+    use super::table::{Row, pack};
+    let dash = |s: &Option<String>| s.as_deref().unwrap_or("-").to_owned();
+    let mut out = String::new();
+    let mut push = |lines: Vec<String>| {
+        for l in lines {
+            out.push_str(l.trim_end());
+            out.push('\n');
+        }
+    };
+    let h = &inv.host;
+    // A first line of `items`, continued two columns in.
+    let lines = |items: &[String]| pack(items, 0, 2, width);
+    push(lines(&[
+        "machine".to_owned(),
+        format!("{} {}", dash(&h.dmi_vendor), dash(&h.dmi_product)),
+        format!("serial {}", dash(&h.dmi_serial)),
+        format!("BIOS {} {}", dash(&h.bios_vendor), dash(&h.bios_version)),
+    ]));
+    for d in &inv.disks {
+        let dev = &d.device;
+        let mut items = vec![
+            dev.name.clone(),
+            crate::devices::human_size(dev.size_bytes),
+            dev.transport.clone(),
+            format!("model {}", dash(&dev.model)),
+            format!("serial {}", dash(&dev.serial)),
+            format!("table {}", d.table.as_deref().unwrap_or("none")),
+        ];
+        if let Some(s) = &d.signature {
+            items.push(format!("whole disk: {s}"));
+        }
+        push(lines(&items));
+        if !d.entries.is_empty() {
+            let rows: Vec<Row> = d
+                .entries
+                .iter()
+                .map(|e| {
+                    Row::new(vec![
+                        format!("#{}", e.number),
+                        e.start_bytes.to_string(),
+                        crate::devices::human_size(e.size_bytes),
+                        e.type_id.clone(),
+                        dash(&e.name),
+                        dash(&e.signature),
+                    ])
+                })
+                .collect();
+            push(
+                super::table::render(ENTRY_COLUMNS, &rows, 2, width)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        }
+        for note in &d.notes {
+            push(super::wrap(&format!("  note: {note}"), width, 2));
+        }
+        push(super::wrap(
+            &format!("  hidden areas: {}", d.hidden_areas.summary),
+            width,
+            2,
+        ));
+        if let Some(err) = &d.error {
+            push(super::wrap(&format!("  error: {err}"), width, 2));
+        }
+    }
+    out
+}
+
 /// `inventory [--json]`: machine identity and every disk with its partition table and signatures; saved as
 /// `inventory.json` in the case directory when an evidence destination is mounted (else under /run/rescue).
 pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
@@ -297,49 +398,7 @@ pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
     if json {
         println!("{}", serde_json::to_string(&inv)?);
     } else {
-        let h = &inv.host;
-        println!(
-            "machine  {} {}  serial {}  BIOS {} {}",
-            h.dmi_vendor.as_deref().unwrap_or("-"),
-            h.dmi_product.as_deref().unwrap_or("-"),
-            h.dmi_serial.as_deref().unwrap_or("-"),
-            h.bios_vendor.as_deref().unwrap_or("-"),
-            h.bios_version.as_deref().unwrap_or("-")
-        );
-        for d in &inv.disks {
-            let dev = &d.device;
-            println!(
-                "{:<10} {:>10} {:<11} {:<20} {:<20} table {}{}",
-                dev.name,
-                crate::devices::human_size(dev.size_bytes),
-                dev.transport,
-                dev.model.as_deref().unwrap_or("-"),
-                dev.serial.as_deref().unwrap_or("-"),
-                d.table.as_deref().unwrap_or("none"),
-                d.signature
-                    .as_deref()
-                    .map(|s| format!(", whole disk: {s}"))
-                    .unwrap_or_default()
-            );
-            for e in &d.entries {
-                println!(
-                    "  #{:<3} at {:>12} {:>10} {:<38} {:<16} {}",
-                    e.number,
-                    e.start_bytes,
-                    crate::devices::human_size(e.size_bytes),
-                    e.type_id,
-                    e.name.as_deref().unwrap_or("-"),
-                    e.signature.as_deref().unwrap_or("-")
-                );
-            }
-            for note in &d.notes {
-                println!("  note: {note}");
-            }
-            println!("  hidden areas: {}", d.hidden_areas.summary);
-            if let Some(err) = &d.error {
-                println!("  error: {err}");
-            }
-        }
+        print!("{}", inventory_text(&inv, super::columns()));
     }
     if crate::system::in_rescue_system() {
         let locked = Locked::open()?;
@@ -359,4 +418,98 @@ pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{DiskInventory, Inventory, TableEntry};
+
+    fn inventory() -> Inventory {
+        let entry = |number: u32, type_id: &str, name: &str, sig: &str| TableEntry {
+            number,
+            start_bytes: u64::from(number) * 1_000_000_000_000,
+            size_bytes: 999_000_000_000,
+            type_id: type_id.to_owned(),
+            name: Some(name.to_owned()),
+            signature: Some(sig.to_owned()),
+        };
+        Inventory {
+            taken_utc: "2026-12-05T00:00:00Z".to_owned(),
+            host: crate::host::HostInfo {
+                dmi_vendor: Some("Dell Inc.".to_owned()),
+                dmi_product: Some("PowerEdge R750xs".to_owned()),
+                dmi_serial: Some("7XK2L93".to_owned()),
+                bios_vendor: Some("Dell Inc.".to_owned()),
+                bios_version: Some("1.8.2".to_owned()),
+                bios_date: None,
+                kernel: "6.1.0".to_owned(),
+                boot_mode: "UEFI".to_owned(),
+                secure_boot: Some(true),
+            },
+            disks: vec![DiskInventory {
+                device: crate::devices::BlockDevice {
+                    name: "nvme0n1".to_owned(),
+                    path: "/dev/nvme0n1".to_owned(),
+                    size_bytes: 3_840_755_982_336,
+                    logical_sector_size: 512,
+                    physical_sector_size: 512,
+                    model: Some("Dell Ent NVMe CM6 RI 3.84TB".to_owned()),
+                    serial: Some("Y0R0A0ZZ1234567890AB".to_owned()),
+                    wwn: None,
+                    transport: "nvme".to_owned(),
+                    removable: false,
+                    read_only: true,
+                    partitions: Vec::new(),
+                },
+                table: Some("gpt".to_owned()),
+                entries: vec![
+                    entry(
+                        1,
+                        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+                        "EFI System Partition",
+                        "vfat",
+                    ),
+                    entry(
+                        2,
+                        "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+                        "root",
+                        "ext4",
+                    ),
+                ],
+                signature: None,
+                error: None,
+                notes: vec!["the extended boot record chain loops back to sector 10 after 3 logical partitions".to_owned()],
+                hidden_areas: crate::ata::HiddenAreas {
+                    summary: "HPA HIDES 2048 sectors; DCO: not reported".to_owned(),
+                    ..Default::default()
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn the_inventory_fits_80_and_40_columns_and_keeps_guids_and_serials_whole() {
+        let inv = inventory();
+        for width in [80, 40] {
+            let t = inventory_text(&inv, width);
+            assert!(super::super::widest(&t) <= width, "{width}:\n{t}");
+            let words: Vec<&str> = t.split_whitespace().collect();
+            for whole in [
+                "Y0R0A0ZZ1234567890AB",
+                "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+                "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+                "7XK2L93",
+                "2000000000000",
+            ] {
+                assert!(words.contains(&whole), "{width}: {whole} whole:\n{t}");
+            }
+            // What tests and people look for: the disk's line starts with its name, and the
+            // hidden-areas line after it says what the drive hides.
+            let disk = t.lines().position(|l| l.starts_with("nvme0n1")).unwrap();
+            let hidden = t.lines().skip(disk).find(|l| l.contains("hidden areas"));
+            assert!(hidden.is_some_and(|l| l.contains("HPA")), "{width}:\n{t}");
+            assert!(t.contains("loops back"), "{t}");
+        }
+    }
 }

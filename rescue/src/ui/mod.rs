@@ -19,6 +19,7 @@ pub mod selftest;
 pub mod serial;
 pub mod status;
 pub mod storage;
+pub mod table;
 pub mod timeline;
 pub mod triage;
 
