@@ -370,18 +370,37 @@ fn read_table_noting(file: &File, sector: u64) -> (Option<String>, Vec<TableEntr
     } else {
         gpt::disk::LogicalBlockSize::Lb512
     };
-    let gpt = file.try_clone().ok().and_then(|f| {
-        gpt::GptConfig::new()
-            .writable(false)
-            .logical_block_size(lb)
-            .open_from_device(f)
-            .ok()
-    });
+    // The gpt crate asserts 128-byte partition entries (the spec allows 128 × 2^n): such a header is
+    // noted and the disk read as MBR, instead of a panic on a disk that says so.
+    let entry_size = {
+        let h = read_at(file, sector, 512);
+        (h.get(..8) == Some(b"EFI PART"))
+            .then(|| le32(&h, 84))
+            .flatten()
+    };
+    if let Some(n) = entry_size.filter(|&n| n != 128) {
+        notes.push(format!(
+            "the GPT header says partition entries are {n} bytes; only 128-byte entries are read"
+        ));
+    }
+    let gpt = (entry_size.is_none_or(|n| n == 128))
+        .then(|| file.try_clone().ok())
+        .flatten()
+        .and_then(|f| {
+            gpt::GptConfig::new()
+                .writable(false)
+                .logical_block_size(lb)
+                .open_from_device(f)
+                .ok()
+        });
     if let Some(disk) = gpt {
         table = Some("gpt".to_owned());
         for (n, p) in disk.partitions() {
-            let start = p.first_lba * sector;
-            let size = (p.last_lba + 1).saturating_sub(p.first_lba) * sector;
+            // A GPT entry's LBAs are whatever the disk says: saturate rather than overflow.
+            let start = p.first_lba.saturating_mul(sector);
+            let size = (p.last_lba.saturating_add(1))
+                .saturating_sub(p.first_lba)
+                .saturating_mul(sector);
             out.push(TableEntry {
                 number: *n,
                 start_bytes: start,
@@ -957,5 +976,212 @@ mod tests {
             Some("Windows Storage Spaces"),
             "{inv:?}"
         );
+    }
+}
+
+/// Fuzz targets (see `crate::fuzzing`): partition tables (GPT, MBR, EBR chains) and filesystem
+/// signatures of a disk a broken or hostile device presents.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::{Target, file_of};
+
+    fn seed(zst: &[u8]) -> Vec<u8> {
+        zstd::decode_all(zst).unwrap_or_else(|e| panic!("fuzz seed: {e}"))
+    }
+
+    fn gpt_disk() -> Vec<u8> {
+        seed(include_bytes!("fuzz-seeds/gpt-disk.img.zst"))
+    }
+
+    fn mbr_disk() -> Vec<u8> {
+        seed(include_bytes!("fuzz-seeds/mbr-ebr-disk.img.zst"))
+    }
+
+    fn crc32(b: &[u8]) -> u32 {
+        let mut c = flate2::Crc::new();
+        c.update(b);
+        c.sum()
+    }
+
+    /// Makes a mutated GPT's checksums right again, so mutations of its fields reach the code past
+    /// the CRC checks (where a hostile disk's values are believed).
+    fn fix_gpt(d: &mut [u8]) {
+        let le32 = |d: &[u8], o: usize| u32::from_le_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]]);
+        if d.len() < 1024 || &d[512..520] != b"EFI PART" {
+            return;
+        }
+        let lba = u64::from_le_bytes(d[512 + 72..512 + 80].try_into().unwrap_or_default());
+        let (n, size) = (le32(d, 512 + 80) as usize, le32(d, 512 + 84) as usize);
+        let start = usize::try_from(lba.saturating_mul(512)).unwrap_or(usize::MAX);
+        if let Some(entries) = n
+            .checked_mul(size)
+            .and_then(|len| d.get(start..start.checked_add(len)?))
+        {
+            let c = crc32(entries);
+            d[512 + 88..512 + 92].copy_from_slice(&c.to_le_bytes());
+        }
+        let hsize = (le32(d, 512 + 12) as usize).clamp(92, 512);
+        d[512 + 16..512 + 20].fill(0);
+        let c = crc32(&d[512..512 + hsize]);
+        d[512 + 16..512 + 20].copy_from_slice(&c.to_le_bytes());
+    }
+
+    fn tables(b: &[u8]) {
+        let (flags, rest) = b.split_first().unwrap_or((&0, b));
+        let mut disk = rest.to_vec();
+        if flags & 1 == 0 {
+            fix_gpt(&mut disk);
+        }
+        let sector = if flags & 2 == 0 { 512 } else { 4096 };
+        let (table, entries, _notes) = read_table_noting(&file_of(&disk), sector);
+        if table.is_none() {
+            assert!(entries.is_empty());
+        }
+        assert!(entries.len() <= 4 + MAX_LOGICAL as usize + 128 * 8);
+    }
+
+    fn ebr_chains(b: &[u8]) {
+        // The input is the extended partition, sector after sector; first and count from its head.
+        let (head, disk) = b.split_at(b.len().min(8));
+        let mut h = [0u8; 8];
+        h[..head.len()].copy_from_slice(head);
+        let first = u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]]) % 64);
+        let count = u64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]]));
+        let (logical, _note) = walk_ebr(
+            |lba| {
+                let at = usize::try_from(lba.saturating_mul(512)).unwrap_or(usize::MAX);
+                disk.get(at..)
+                    .map_or(Vec::new(), |s| s[..s.len().min(512)].to_vec())
+            },
+            first,
+            count,
+        );
+        assert!(logical.len() <= MAX_LOGICAL as usize);
+    }
+
+    fn signatures(b: &[u8]) {
+        // First 8 bytes: the volume size; then whether the bytes sit at its start or its end.
+        let (head, data) = b.split_at(b.len().min(9));
+        let mut h = [0u8; 9];
+        h[..head.len()].copy_from_slice(head);
+        let size = u64::from_le_bytes(h[..8].try_into().unwrap_or_default()) % (1 << 42);
+        let at_end = h[8] & 1 == 1;
+        let base = if at_end {
+            size.saturating_sub(data.len() as u64)
+        } else {
+            0
+        };
+        let vol = |off: u64, len: usize| -> Vec<u8> {
+            if off >= size {
+                return Vec::new();
+            }
+            let len = len.min(usize::try_from(size - off).unwrap_or(usize::MAX));
+            let mut out = vec![0u8; len.min(1 << 20)];
+            for (i, o) in out.iter_mut().enumerate() {
+                let p = off + i as u64;
+                if p >= base
+                    && let Some(c) = usize::try_from(p - base).ok().and_then(|i| data.get(i))
+                {
+                    *o = *c;
+                }
+            }
+            out
+        };
+        let _ = probe(&vol, size);
+        let _ = signature(data);
+    }
+
+    #[test]
+    fn partition_tables() {
+        let mut gpt = vec![0u8];
+        gpt.extend(gpt_disk());
+        let mut mbr = vec![1u8];
+        mbr.extend(mbr_disk());
+        Target::new("partition-table")
+            .seed(gpt)
+            .seed(mbr)
+            .max_len(80 << 10)
+            .dict(&[b"EFI PART", b"\x55\xaa", b"\x05", b"\x0f", b"\x85", b"\xee"])
+            .run(tables);
+    }
+
+    #[test]
+    fn ebr_chain() {
+        let disk = mbr_disk();
+        // The extended partition of the sample starts at sector 30.
+        let mut b = 0u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&90u32.to_le_bytes());
+        b.extend_from_slice(&disk[30 * 512..]);
+        Target::new("ebr-chain")
+            .seed(b)
+            .max_len(48 << 10)
+            .dict(&[b"\x55\xaa", b"\x05", b"\x0f", b"\x85"])
+            .run(ebr_chains);
+    }
+
+    #[test]
+    fn filesystem_signatures() {
+        let mut ext4 = (1u64 << 20).to_le_bytes().to_vec();
+        ext4.push(0);
+        let mut sb = vec![0u8; 2048];
+        sb[1080..1082].copy_from_slice(&[0x53, 0xef]);
+        sb[1120] = 0x40;
+        ext4.extend(&sb);
+        let mut md10 = (1u64 << 20).to_le_bytes().to_vec();
+        md10.push(1);
+        let mut tail = vec![0u8; 0x2000];
+        tail[..4].copy_from_slice(&MD_MAGIC.to_le_bytes());
+        tail[4] = 1;
+        tail[144..152].copy_from_slice(&(((1u64 << 20) - 0x2000) / 512).to_le_bytes());
+        md10.extend(&tail);
+        let mut zfs = (1u64 << 20).to_le_bytes().to_vec();
+        zfs.push(0);
+        zfs.extend(vec![0u8; 128 << 10]);
+        for slot in 0..5 {
+            let at = 9 + (128 << 10) + slot * 1024;
+            if at + 8 <= zfs.len() {
+                zfs[at..at + 8].copy_from_slice(&ZFS_UB_MAGIC.to_le_bytes());
+            }
+        }
+        Target::new("fs-signature")
+            .seed(ext4)
+            .seed(md10)
+            .seed(zfs)
+            .max_len(160 << 10)
+            .dict(&[
+                b"LUKS\xba\xbe",
+                b"XFSB",
+                b"NTFS    ",
+                b"EXFAT   ",
+                b"FAT32   ",
+                b"_BHRfS_M",
+                b"CD001",
+                b"hsqs",
+                b"LVM2 001",
+                b"SWAPSPACE2",
+                b"\xfc\x4e\x2b\xa9",
+            ])
+            .run(signatures);
+    }
+
+    /// Found by `partition-table`: a GPT entry (checksums right) whose LBAs times the sector size
+    /// overflowed u64 panicked the inventory of that disk.
+    #[test]
+    fn regression_gpt_lba_overflow() {
+        let input = seed(include_bytes!(
+            "fuzz-seeds/regressions/partition-table-lba-overflow.bin.zst"
+        ));
+        assert_eq!(crate::fuzzing::replay(tables, &input), Ok(()));
+    }
+
+    /// Found by `partition-table`: a GPT header with partition entries of another size than 128
+    /// bytes hit an assertion in the `gpt` crate.
+    #[test]
+    fn regression_gpt_entry_size_other_than_128() {
+        let input = seed(include_bytes!(
+            "fuzz-seeds/regressions/partition-table-gpt-entry-size.bin.zst"
+        ));
+        assert_eq!(crate::fuzzing::replay(tables, &input), Ok(()));
     }
 }

@@ -16,6 +16,8 @@ pub mod dm;
 pub mod evidence;
 pub mod examine;
 pub mod format;
+#[cfg(test)]
+mod fuzzing;
 pub mod host;
 pub mod init;
 pub mod inventory;

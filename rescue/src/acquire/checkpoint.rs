@@ -233,3 +233,92 @@ mod tests {
         assert!(Checkpoint::load(dir.path()).unwrap().is_none());
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): the resume record `.resume.json` and its frame sidecar, as a
+/// crash or a broken destination may leave them.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn records(b: &[u8]) {
+        if let Ok(cp) = serde_json::from_slice::<Checkpoint>(b) {
+            let back = serde_json::to_vec_pretty(&cp).unwrap_or_default();
+            assert_eq!(
+                serde_json::from_slice::<Checkpoint>(&back).ok().as_ref(),
+                Some(&cp)
+            );
+        }
+    }
+
+    fn frames(b: &[u8]) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+        let (count, content) = b.split_first().unwrap_or((&0, b));
+        let _ = fs::write(dir.path().join(FRAMES_FILE), content);
+        match read_frames(dir.path(), u64::from(*count)) {
+            Ok(f) => assert_eq!(f.len(), usize::from(*count)),
+            Err(CheckpointError::MissingFrames { found, .. }) => {
+                assert_eq!(found, content.len() as u64 / 8)
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            schema: CHECKPOINT_SCHEMA.to_owned(),
+            source_path: "/dev/sdb".into(),
+            source_size: 1 << 30,
+            source_serial: Some("WD-1234".into()),
+            settings: Settings {
+                format: "zstd-seekable".into(),
+                split_bytes: Some(4 << 30),
+                hashes: vec![HashAlgorithm::Sha256, HashAlgorithm::Md5],
+                window_bytes: Some(1 << 20),
+                block_bytes: 1 << 20,
+                zstd_level: Some(3),
+                retries: 2,
+            },
+            case: CaseInfo::default(),
+            started_at: "2024-05-01T13:01:01Z".into(),
+            resumes: Vec::new(),
+            read_only_before: BTreeMap::from([("/dev/sdb".into(), false)]),
+            source_offset: 1 << 24,
+            output_bytes: 123_456,
+            frames: 16,
+            unreadable: vec![Extent {
+                offset: 4096,
+                length: 512,
+            }],
+        }
+    }
+
+    #[test]
+    fn resume_record() {
+        Target::new("resume-json")
+            .seed(serde_json::to_vec_pretty(&sample()).unwrap_or_default())
+            .dict(&[
+                b"null",
+                b"\"\"",
+                b"[]",
+                b"{}",
+                b"18446744073709551615",
+                b"-1",
+                b"1e400",
+            ])
+            .run(records);
+    }
+
+    #[test]
+    fn resume_frames() {
+        let mut b = vec![3u8];
+        for i in 0..3u32 {
+            b.extend_from_slice(&(1000 + i).to_le_bytes());
+            b.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        }
+        Target::new("resume-frames")
+            .seed(b)
+            .max_len(4096)
+            .run(frames);
+    }
+}

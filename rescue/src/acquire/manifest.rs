@@ -570,3 +570,63 @@ mod tests {
         ));
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): `manifest.json` and `SHA256SUMS` of an acquisition directory
+/// or an object-store prefix (`verify`, `mount`, `--resume` read them; anyone with the medium could
+/// have edited them).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn manifests(b: &[u8]) {
+        if let Ok(m) = Manifest::parse(b) {
+            // What parses and passes the checks writes back to the same manifest.
+            assert_eq!(Manifest::parse(&m.to_json()).ok().as_ref(), Some(&m));
+        }
+    }
+
+    fn sums(b: &[u8]) {
+        if let Ok(entries) = parse_sums(&String::from_utf8_lossy(b))
+            && entries.iter().all(|(n, _)| !n.contains(['\n', '\r']))
+        {
+            let text = render_sums(&entries);
+            assert_eq!(parse_sums(&text).ok().as_ref(), Some(&entries));
+        }
+    }
+
+    #[test]
+    fn acquisition_manifest() {
+        let m = super::tests::sample();
+        let mut incomplete = m.clone();
+        incomplete.complete = false;
+        incomplete.unreadable = vec![Extent {
+            offset: 4,
+            length: 2,
+        }];
+        Target::new("manifest-json")
+            .seed(m.to_json())
+            .seed(incomplete.to_json())
+            .dict(&[
+                b"null",
+                b"true",
+                b"\"\"",
+                b"[]",
+                b"{}",
+                b",",
+                b"\"schema\"",
+                b"\\u0000",
+            ])
+            .run(manifests);
+    }
+
+    #[test]
+    fn acquisition_sums() {
+        let d = "0123456789abcdef".repeat(4);
+        Target::new("sha256sums")
+            .seed(format!(
+                "{d}  image.raw\n{d} *image.raw.001\n\n{d}  manifest.json\n"
+            ))
+            .run(sums);
+    }
+}

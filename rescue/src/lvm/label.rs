@@ -214,3 +214,164 @@ pub fn dashed(uuid: &str) -> String {
     }
     out
 }
+
+/// Fuzz targets (see `crate::fuzzing`): a PV's label, metadata area header and metadata text, read
+/// from a device that may be damaged or planted, as `lvm::read_pv` reads them; then the text parsed
+/// into a VG. The targets set the checksums right after mutating, so the mutations reach the fields
+/// and the text behind them.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+    use crate::lvm::{text, vg};
+
+    fn pv_head() -> Vec<u8> {
+        zstd::decode_all(&include_bytes!("testdata/pv0.head.zst")[..])
+            .unwrap_or_else(|e| panic!("fuzz seed: {e}"))
+    }
+
+    fn fix_label(d: &mut [u8]) {
+        for s in 0..4 {
+            let at = s * 512;
+            if d.len() >= at + 512 && &d[at..at + 8] == b"LABELONE" {
+                let c = crc(INITIAL_CRC, &d[at + 20..at + 512]);
+                d[at + 16..at + 20].copy_from_slice(&c.to_le_bytes());
+            }
+        }
+    }
+
+    fn fix_mda(d: &mut [u8], area: Area) {
+        let Some(at) = usize::try_from(area.offset)
+            .ok()
+            .filter(|&a| a + 512 <= d.len())
+        else {
+            return;
+        };
+        let (off, size) = (le64(d, at + 40), le64(d, at + 48));
+        // The text's checksum, when the text is where the header says (no wrap in the seeds).
+        if let Some(text) = usize::try_from(area.offset.saturating_add(off))
+            .ok()
+            .zip(usize::try_from(size).ok())
+            .and_then(|(s, n)| d.get(s..s.checked_add(n)?))
+        {
+            let c = crc(INITIAL_CRC, text);
+            d[at + 56..at + 60].copy_from_slice(&c.to_le_bytes());
+        }
+        let c = crc(INITIAL_CRC, &d[at + 4..at + 512]);
+        d[at..at + 4].copy_from_slice(&c.to_le_bytes());
+    }
+
+    /// The input is the start of a PV (zeros after its end, as a short read would give).
+    fn pvs(b: &[u8]) {
+        let (flags, rest) = b.split_first().unwrap_or((&0, b));
+        let mut d = rest.to_vec();
+        if flags & 1 == 0 {
+            fix_label(&mut d);
+        }
+        let Ok(lbl) = parse_label(&d[..d.len().min(2048)]) else {
+            return;
+        };
+        for area in lbl.metadata_areas.iter().take(4) {
+            if flags & 2 == 0 {
+                fix_mda(&mut d, *area);
+            }
+            let mut hdr = vec![0u8; MDA_HEADER_SIZE as usize];
+            let Some(at) = usize::try_from(area.offset).ok().filter(|&a| a < d.len()) else {
+                continue;
+            };
+            let n = hdr.len().min(d.len() - at);
+            hdr[..n].copy_from_slice(&d[at..at + n]);
+            let Ok(Some(raw)) = parse_mda_header(*area, &hdr) else {
+                continue;
+            };
+            let read = |off: u64, buf: &mut [u8]| -> std::io::Result<()> {
+                let src = usize::try_from(off)
+                    .ok()
+                    .and_then(|s| d.get(s..s.checked_add(buf.len())?))
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+                buf.copy_from_slice(src);
+                Ok(())
+            };
+            if let Ok(t) = read_text(*area, raw, read)
+                && let Ok(top) = text::parse(&t)
+            {
+                let _ = vg::from_metadata(&top);
+            }
+        }
+    }
+
+    fn metadata_text(b: &[u8]) {
+        if let Ok(top) = text::parse(&String::from_utf8_lossy(b))
+            && let Ok(v) = vg::from_metadata(&top)
+        {
+            let devs = v
+                .pvs
+                .iter()
+                .map(|p| (p.key.clone(), "254:0".to_owned()))
+                .collect();
+            for lv in &v.lvs {
+                let _ = vg::table(&v, lv, &devs);
+            }
+        }
+    }
+
+    /// The seed PV up to the end of its newest metadata text.
+    fn seed_pv() -> (Vec<u8>, String) {
+        let head = pv_head();
+        let lbl = parse_label(&head[..2048]).unwrap_or_else(|e| panic!("seed label: {e}"));
+        let area = lbl.metadata_areas[0];
+        let at = area.offset as usize;
+        let raw = parse_mda_header(area, &head[at..at + 512])
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("seed metadata header"));
+        let end = (area.offset + raw.offset + raw.size) as usize;
+        let text = read_text(area, raw, |off, buf| {
+            buf.copy_from_slice(&head[off as usize..off as usize + buf.len()]);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("seed text: {e}"));
+        (head[..end.min(head.len())].to_vec(), text)
+    }
+
+    #[test]
+    fn lvm_physical_volumes() {
+        let (pv, _) = seed_pv();
+        let mut b = vec![0u8];
+        b.extend(pv);
+        Target::new("lvm-pv")
+            .seed(b)
+            .max_len(1 << 20)
+            .dict(&[b"LABELONE", b"LVM2 001", MDA_MAGIC])
+            .run(pvs);
+    }
+
+    #[test]
+    fn lvm_metadata_text() {
+        let (_, text) = seed_pv();
+        Target::new("lvm-text")
+            .seed(text)
+            .dict(&[
+                b"{",
+                b"}",
+                b"[",
+                b"]",
+                b"\"",
+                b"=",
+                b"#",
+                b"\n",
+                b"\\\"",
+                b"segment_count = 9999999999\n",
+                b"stripes = [\n",
+            ])
+            .run(metadata_text);
+    }
+
+    /// Found by `lvm-text`: an `extent_size` near 2^63 made the segment's sector offsets overflow
+    /// (a panic in `vg::table` on metadata a planted PV carries).
+    #[test]
+    fn regression_extent_size_overflow_is_an_error() {
+        let input = include_bytes!("../fuzz-seeds/regressions/lvm-text-extent-size-overflow.bin");
+        assert_eq!(crate::fuzzing::replay(metadata_text, input), Ok(()));
+    }
+}

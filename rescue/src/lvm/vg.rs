@@ -269,6 +269,13 @@ pub fn table(
         else {
             return Err("unsupported segment".into());
         };
+        // Extent numbers and sizes are the metadata's: arithmetic on them is checked.
+        let overflow = || {
+            format!(
+                "segment at extent {} overflows 64-bit sectors",
+                seg.start_extent
+            )
+        };
         let per_stripe = seg.extent_count / stripes.len() as u64;
         let mut places = Vec::new();
         for (key, pe) in stripes {
@@ -277,7 +284,10 @@ pub fn table(
                 .iter()
                 .find(|p| &p.key == key)
                 .ok_or_else(|| format!("segment names {key}, which the VG does not list"))?;
-            if pe + per_stripe > pv.pe_count {
+            if pe
+                .checked_add(per_stripe)
+                .is_none_or(|end| end > pv.pe_count)
+            {
                 return Err(format!(
                     "segment runs past the {} extents of {key}",
                     pv.pe_count
@@ -286,7 +296,11 @@ pub fn table(
             let dev = pv_dev
                 .get(key)
                 .ok_or_else(|| format!("PV {key} ({}) is missing", pv.id))?;
-            places.push(format!("{dev} {}", pv.pe_start + pe * es));
+            let at = pe
+                .checked_mul(es)
+                .and_then(|s| s.checked_add(pv.pe_start))
+                .ok_or_else(overflow)?;
+            places.push(format!("{dev} {at}"));
         }
         let (kind, params) = if places.len() == 1 {
             ("linear", places.remove(0))
@@ -304,8 +318,8 @@ pub fn table(
             )
         };
         out.push(Target {
-            start: seg.start_extent * es,
-            length: seg.extent_count * es,
+            start: seg.start_extent.checked_mul(es).ok_or_else(overflow)?,
+            length: seg.extent_count.checked_mul(es).ok_or_else(overflow)?,
             kind,
             params,
         });

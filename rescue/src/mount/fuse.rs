@@ -393,3 +393,64 @@ mod tests {
         assert_eq!(out.len(), OUT_HEADER);
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): requests as read from `/dev/fuse` (the kernel writes them, but
+/// any process that can open the mount asks for them), decoded and answered the way the session
+/// answers the ones that need no image.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn request(opcode: u32, unique: u64, node: u64, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((IN_HEADER + body.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&opcode.to_ne_bytes());
+        m.extend_from_slice(&unique.to_ne_bytes());
+        m.extend_from_slice(&node.to_ne_bytes());
+        m.extend_from_slice(&[0u8; 16]);
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn requests(b: &[u8]) {
+        let Ok((h, r)) = decode(b) else { return };
+        let mut out = Vec::new();
+        match r {
+            Request::Init {
+                flags,
+                max_readahead,
+                ..
+            } => init(&mut out, h.unique, flags, max_readahead),
+            Request::ReadDir { offset, size, .. } => readdir(&mut out, h.unique, offset, size),
+            Request::Lookup { parent, .. } => entry(&mut out, h.unique, parent, 1 << 40, 0),
+            Request::GetAttr { node } => attr_reply(&mut out, h.unique, node, 1 << 40, 0),
+            _ => error(&mut out, h.unique, libc::ENOSYS),
+        }
+        assert!(out.len() <= REQUEST_BUFFER + b.len() + 4096);
+    }
+
+    #[test]
+    fn fuse_requests() {
+        let mut read = Vec::new();
+        read.extend_from_slice(&7u64.to_ne_bytes());
+        read.extend_from_slice(&(1u64 << 33).to_ne_bytes());
+        read.extend_from_slice(&131_072u32.to_ne_bytes());
+        read.extend_from_slice(&[0u8; 20]);
+        let mut init_body = Vec::new();
+        for v in [7u32, 31, 128 << 10, 0xffff_ffff] {
+            init_body.extend_from_slice(&v.to_ne_bytes());
+        }
+        init_body.extend_from_slice(&[0u8; 48]);
+        let mut t = Target::new("fuse-request")
+            .seed(request(15, 9, IMAGE, &read))
+            .seed(request(26, 1, 0, &init_body))
+            .seed(request(1, 2, ROOT, b"image.raw\0"))
+            .seed(request(28, 3, ROOT, &read))
+            .max_len(REQUEST_BUFFER + 4096);
+        for op in [3u32, 14, 17, 18, 25, 27, 29, 38] {
+            t = t.seed(request(op, 4, IMAGE, &[0u8; 16]));
+        }
+        t.run(requests);
+    }
+}

@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn offers_parse() {
-        let r = parse(&reply(OFFER, 42)).unwrap();
+        let r = parse(&reply(2, 42)).unwrap();
         assert_eq!(r.kind, OFFER);
         assert_eq!(r.xid, 42);
         assert_eq!(r.client_mac, MAC);
@@ -458,7 +458,7 @@ mod tests {
             vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(1, 1, 1, 1)]
         );
         assert_eq!(r.lease_secs, Some(86_400));
-        let mut bad = reply(OFFER, 1);
+        let mut bad = reply(2, 1);
         bad[0] = 1;
         assert!(parse(&bad).is_none());
         assert!(parse(&bad[..100]).is_none());
@@ -466,7 +466,7 @@ mod tests {
 
     #[test]
     fn a_good_exchange_makes_a_lease() {
-        let offer = parse(&reply(OFFER, 7)).unwrap();
+        let offer = parse(&reply(2, 7)).unwrap();
         assert_eq!(judge(&offer, 7, MAC, None), Ok(()));
         let ack = parse(&reply(ACK, 7)).unwrap();
         assert_eq!(judge(&ack, 7, MAC, Some(&offer)), Ok(()));
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn replies_for_another_client_are_not_taken() {
-        let mut m = reply(OFFER, 7);
+        let mut m = reply(2, 7);
         m[33] ^= 1;
         let offer = parse(&m).unwrap();
         let why = judge(&offer, 7, MAC, None).unwrap_err();
@@ -494,7 +494,7 @@ mod tests {
 
     #[test]
     fn an_ack_from_another_server_or_for_another_address_is_not_taken() {
-        let offer = parse(&reply(OFFER, 7)).unwrap();
+        let offer = parse(&reply(2, 7)).unwrap();
         let mut m = reply(ACK, 7);
         // Server identifier 10.0.2.2 -> 10.0.2.99.
         m[249] = 99;
@@ -519,11 +519,11 @@ mod tests {
 
     #[test]
     fn offers_of_no_address_or_without_a_server_are_not_taken() {
-        let mut m = reply(OFFER, 7);
+        let mut m = reply(2, 7);
         m[16..20].copy_from_slice(&[0, 0, 0, 0]);
         let why = judge(&parse(&m).unwrap(), 7, MAC, None).unwrap_err();
         assert!(why.contains("no address (0.0.0.0)"), "{why}");
-        let no_id = parse(&without(reply(OFFER, 7), 54)).unwrap();
+        let no_id = parse(&without(reply(2, 7), 54)).unwrap();
         assert!(
             judge(&no_id, 7, MAC, None)
                 .unwrap_err()
@@ -533,13 +533,13 @@ mod tests {
 
     #[test]
     fn a_lease_without_a_netmask_is_refused_not_guessed() {
-        let offer = parse(&without(reply(OFFER, 7), 1)).unwrap();
+        let offer = parse(&without(reply(2, 7), 1)).unwrap();
         let ack = parse(&without(reply(ACK, 7), 1)).unwrap();
         let e = lease(&offer, &ack).unwrap_err();
         assert!(matches!(e, DhcpError::MissingNetmask { .. }), "{e:?}");
         assert!(e.to_string().contains("--address 10.0.2.15/PREFIX"), "{e}");
         // The OFFER's mask serves when the ACK omits it.
-        let offer = parse(&reply(OFFER, 7)).unwrap();
+        let offer = parse(&reply(2, 7)).unwrap();
         assert_eq!(lease(&offer, &ack).unwrap().prefix, 24);
         // A non-contiguous mask is no prefix.
         let mut m = reply(ACK, 7);
@@ -598,5 +598,51 @@ mod tests {
                 .contains("a reply was ignored: ACK from 10.0.2.99"),
             "{e}"
         );
+    }
+}
+
+/// Fuzz targets (see `crate::fuzzing`): a DHCP server's reply, parsed and judged.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+    fn reply(kind: u8, overload: bool) -> Vec<u8> {
+        let mut m = vec![0u8; 236];
+        m[0] = 2;
+        m[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        m[16..20].copy_from_slice(&[10, 0, 2, 15]);
+        m[28..34].copy_from_slice(&MAC);
+        if overload {
+            m[108..114].copy_from_slice(&[3, 4, 10, 0, 2, 1, 255][..6]);
+            m[44..50].copy_from_slice(&[6, 4, 1, 1, 1, 1]);
+        }
+        m.extend_from_slice(&MAGIC);
+        m.extend_from_slice(&[53, 1, kind, 0, 54, 4, 10, 0, 2, 2, 1, 4, 255, 255, 255, 0]);
+        m.extend_from_slice(&[3, 4, 10, 0, 2, 2, 6, 8, 10, 0, 2, 3, 1, 1, 1, 1]);
+        if overload {
+            m.extend_from_slice(&[52, 1, 3]);
+        }
+        m.extend_from_slice(&[51, 4, 0, 1, 81, 128, 255]);
+        m
+    }
+
+    fn replies(b: &[u8]) {
+        if let Some(r) = parse(b) {
+            let _ = judge(&r, 0x1234_5678, MAC, None);
+            let _ = judge(&r, 0x1234_5678, MAC, Some(&r));
+        }
+    }
+
+    #[test]
+    fn dhcp_replies() {
+        Target::new("dhcp-reply")
+            .seed(reply(2, false))
+            .seed(reply(5, false))
+            .seed(reply(2, true))
+            .max_len(1500)
+            .run(replies);
     }
 }

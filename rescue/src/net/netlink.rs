@@ -433,3 +433,35 @@ mod tests {
         }
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): the kernel's answer datagrams as `parse_ack` reads them.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn answers(b: &[u8]) {
+        let seq = 5;
+        if let Ok(Some(code)) = parse_ack(b, seq) {
+            // Only an error message for our sequence number answers.
+            assert!(b.len() >= 20, "an answer from {} bytes", b.len());
+            let _ = code;
+        }
+    }
+
+    #[test]
+    fn netlink_answers() {
+        let mut ack = message(NLMSG_ERROR, 0, 5, &0i32.to_ne_bytes());
+        ack.extend_from_slice(&[0; 16]);
+        let nack = message(NLMSG_ERROR, 0, 5, &(-17i32).to_ne_bytes());
+        let mut two = message(NLMSG_ERROR, 0, 4, &(-1i32).to_ne_bytes());
+        two.extend_from_slice(&nack);
+        Target::new("netlink-answer")
+            .seed(&ack)
+            .seed(&nack)
+            .seed(&two)
+            .seed(default_route(5, 2, Ipv4Addr::new(10, 0, 2, 2), true))
+            .max_len(8192)
+            .run(answers);
+    }
+}

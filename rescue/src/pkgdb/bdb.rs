@@ -221,3 +221,32 @@ mod tests {
         assert!(err.to_string().contains("loops"), "{err}");
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): a Berkeley DB hash rpmdb (`Packages`) from a suspect root.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::{Target, file_of};
+
+    fn databases(b: &[u8]) {
+        let Ok(db) = Bdb::open(file_of(b)) else {
+            return;
+        };
+        let mut total = 0usize;
+        let _ = db.for_each(&mut |_, data| {
+            total += data.len();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn berkeley_db() {
+        // Written by db5.3_load -t hash (page size 512), five records, overflow pages among them.
+        let db = zstd::decode_all(&include_bytes!("../fuzz-seeds/Packages.bdb.zst")[..])
+            .unwrap_or_else(|e| panic!("fuzz seed: {e}"));
+        Target::new("bdb")
+            .seed(db)
+            .dict(&[b"\x61\x15\x06\x00", b"\x00\x06\x15\x61", b"\x0d", b"\x02"])
+            .run(databases);
+    }
+}

@@ -537,3 +537,43 @@ mod tests {
         assert_eq!(paths, ["/usr/bin/tool", "/usr/bin/tool.real"]);
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): a suspect root's dpkg database files.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    const M: &str = "0123456789abcdef0123456789abcdef";
+
+    fn status(b: &[u8]) {
+        if let Ok(entries) = parse_status(b, Path::new("status")) {
+            for e in &entries {
+                let _ = (e.name(), e.has_files());
+            }
+        }
+    }
+
+    fn lists(b: &[u8]) {
+        let _ = parse_md5sums(b, Path::new("x.md5sums"));
+        let _ = parse_diversions(b);
+        let _ = parse_statoverride(b);
+    }
+
+    #[test]
+    fn dpkg_status() {
+        Target::new("dpkg-status")
+            .seed(format!("Package: base-files\nStatus: install ok installed\nVersion: 12.4\nArchitecture: amd64\nConffiles:\n /etc/debian_version {M}\n /etc/old {M} obsolete\n /etc/with space {M}\n /etc/new newconffile\nDescription: x\n continuation\n\nPackage: libc6\nStatus: install ok installed\nMulti-Arch: same\nArchitecture: amd64\nVersion: 2.36\n\nPackage: gone\nStatus: deinstall ok config-files\n"))
+            .dict(&[b"\nPackage: ", b"\nStatus: ", b"\nConffiles:\n ", b"\n\n", b"\n ", b"Multi-Arch: same\n", b": "])
+            .run(status);
+    }
+
+    #[test]
+    fn dpkg_lists() {
+        Target::new("dpkg-lists")
+            .seed(format!("{M}  usr/bin/ls\n{M}  usr/share/doc/a b\n"))
+            .seed(b"/usr/bin/a\n/usr/bin/a.distrib\npkg\n/x\n/y\n:\n")
+            .seed(b"root root 4755 /usr/bin/sudo\nroot shadow 2755 /usr/bin/chage\n")
+            .run(lists);
+    }
+}

@@ -389,3 +389,54 @@ mod tests {
         assert!(err.to_string().contains("loop"), "{err}");
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): an rpmdb SQLite file and its WAL from a suspect root.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::{Target, file_of};
+
+    fn seed(zst: &[u8]) -> Vec<u8> {
+        zstd::decode_all(zst).unwrap_or_else(|e| panic!("fuzz seed: {e}"))
+    }
+
+    /// Input: a 2-byte length of the database, the database, then the WAL (none when empty).
+    fn databases(b: &[u8]) {
+        let (len, rest) = b.split_at(b.len().min(2));
+        let n = len.iter().fold(0usize, |a, &x| a << 8 | usize::from(x)) * 16;
+        let (db, wal) = rest.split_at(n.min(rest.len()));
+        let wal = (!wal.is_empty()).then(|| file_of(wal));
+        let Ok(db) = Sqlite::open(file_of(db), wal) else {
+            return;
+        };
+        if let Ok(Some(root)) = db.table_root("Packages") {
+            let mut rows = 0u64;
+            let _ = db.for_each_row(root, &mut |_, _| {
+                rows += 1;
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn sqlite_rpmdb() {
+        let db = seed(include_bytes!("../fuzz-seeds/rpmdb.sqlite.zst"));
+        let wal = seed(include_bytes!("../fuzz-seeds/rpmdb.sqlite-wal.zst"));
+        let mut with_wal = ((db.len() / 16) as u16).to_be_bytes().to_vec();
+        with_wal.extend(&db);
+        with_wal.extend(&wal);
+        let mut without = ((db.len() / 16) as u16).to_be_bytes().to_vec();
+        without.extend(&db);
+        Target::new("sqlite")
+            .seed(with_wal)
+            .seed(without)
+            .dict(&[
+                b"SQLite format 3\0",
+                b"\x0d",
+                b"\x05",
+                b"\x37\x7f\x06\x82",
+                b"Packages",
+            ])
+            .run(databases);
+    }
+}

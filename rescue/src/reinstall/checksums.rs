@@ -369,3 +369,38 @@ mod tests {
         assert!(h.starts_with("ddaf35a193617aba"));
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): checksum lists as a mirror or an installer medium serves them.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn lists(b: &[u8]) {
+        let text = String::from_utf8_lossy(b);
+        if let Ok(entries) = parse(&text) {
+            for e in &entries {
+                assert_eq!(e.digest.len(), e.algorithm.hex_len(), "{e:?}");
+                // The GNU line we would write for it parses back to the same entry.
+                if !e.name.contains(['\n', '\r']) && !e.name.starts_with(['*', ' ']) {
+                    let line = format!("{}  {}", e.digest, e.name);
+                    if let Some(back) = parse_line(&line) {
+                        assert_eq!(back.digest, e.digest);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn checksum_lists() {
+        let d256 = "a".repeat(64);
+        let d512 = "0123456789abcdef".repeat(8);
+        Target::new("checksum-list")
+            .seed(format!("{d256}  debian-12.5.0-amd64-netinst.iso\n{d256} *./install.amd/vmlinuz\n# c\n\n"))
+            .seed(format!("SHA256 (AlmaLinux-9-x86_64-boot.iso) = {d256}\nSHA512 (images/pxeboot/vmlinuz) = {d512}\n"))
+            .seed(format!("{d512}  a\r\n{d256}  a\n{d256}  a\n"))
+            .dict(&[b"  ", b" *", b"./", b"SHA256 (", b"SHA512 (", b") = ", b"\n", b"#"])
+            .run(lists);
+    }
+}

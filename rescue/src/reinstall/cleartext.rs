@@ -190,3 +190,49 @@ mod tests {
         );
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): cleartext-signed files (`InRelease`, `SHA256SUMS.asc`) as a
+/// mirror serves them: the framing, dash-escapes and the armoured signature block.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn documents(b: &[u8]) {
+        if let Ok(c) = parse(b) {
+            assert!(!c.signatures.is_empty());
+            assert!(
+                c.signed.len() <= b.len() * 2,
+                "the signed text outgrew the file"
+            );
+        }
+    }
+
+    #[test]
+    fn cleartext_framing() {
+        let real = include_bytes!("../../tests/fixtures/debian/bookworm-updates_InRelease");
+        // A short document with the real signature block: mutations reach the armour quickly.
+        let sig = real
+            .windows(29)
+            .position(|w| w == b"-----BEGIN PGP SIGNATURE-----")
+            .map_or(&real[..], |i| &real[i..]);
+        let mut short =
+            b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nOrigin: Debian\n- -- dashed\n"
+                .to_vec();
+        short.extend_from_slice(sig);
+        Target::new("pgp-cleartext")
+            .seed(&short)
+            .seed(&real[..])
+            .max_len(80 << 10)
+            .dict(&[
+                b"-----BEGIN PGP SIGNED MESSAGE-----\n",
+                b"-----BEGIN PGP SIGNATURE-----\n",
+                b"-----END PGP SIGNATURE-----\n",
+                b"Hash: ",
+                b"- ",
+                b"\n=",
+                b"\r\n",
+            ])
+            .run(documents);
+    }
+}

@@ -417,3 +417,64 @@ pub fn verify_cleartext(
     let mut good = verify_all(&msg.signatures, &msg.signed, keys, now)?;
     Ok((good.swap_remove(0), msg.text))
 }
+
+/// Fuzz targets (see `crate::fuzzing`): detached signatures and keyrings, armoured and binary, as
+/// they arrive from a mirror or a stick.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    const IN_RELEASE: &[u8] =
+        include_bytes!("../../tests/fixtures/debian/bookworm-updates_InRelease");
+    const KEYRING: &[u8] = include_bytes!("../../tests/fixtures/debian/debian-archive-keyring.gpg");
+
+    fn armoured_signature() -> &'static [u8] {
+        IN_RELEASE
+            .windows(29)
+            .position(|w| w == b"-----BEGIN PGP SIGNATURE-----")
+            .map_or(IN_RELEASE, |i| &IN_RELEASE[i..])
+    }
+
+    fn detached(b: &[u8]) {
+        let _ = parse_detached(b);
+    }
+
+    fn keyrings(b: &[u8]) {
+        if let Ok(keys) = parse_keys(b, Path::new("fuzz.gpg")) {
+            assert!(!keys.is_empty());
+        }
+    }
+
+    #[test]
+    fn pgp_detached_signatures() {
+        let armoured = armoured_signature();
+        let mut t = Target::new("pgp-detached").seed(armoured);
+        // The same block dearmoured: binary signature packets.
+        if let Ok(sigs) = parse_detached(armoured) {
+            use pgp::ser::Serialize;
+            let mut bin = Vec::new();
+            for s in &sigs {
+                let _ = s.to_writer(&mut bin);
+            }
+            t = t.seed(bin);
+        }
+        t.dict(&[
+            b"-----BEGIN PGP SIGNATURE-----\n",
+            b"\n=",
+            b"-----END PGP SIGNATURE-----",
+        ])
+        .run(detached);
+    }
+
+    #[test]
+    fn pgp_keyrings() {
+        // One key of the archive keyring (the packets up to the second public-key packet), and the
+        // whole file.
+        Target::new("pgp-keyring")
+            .seed(&KEYRING[..KEYRING.len().min(4096)])
+            .seed(KEYRING)
+            .max_len(64 << 10)
+            .run(keyrings);
+    }
+}

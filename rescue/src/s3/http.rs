@@ -1111,3 +1111,63 @@ mod tests {
         }
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): a server's answer, head and body, as the client reads it.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    /// Reads every response in `b` the way [`Connection`] does, with a buffer size and a `HEAD` flag
+    /// taken from the first byte; a body is never longer than the input (`read_body_to_end`'s limit
+    /// is what bounds a real one).
+    fn responses(b: &[u8]) {
+        let (flags, rest) = b.split_first().unwrap_or((&0, b));
+        let cap = 1 + usize::from(flags & 0x3f);
+        let head_only = flags & 0x40 != 0;
+        let mut r = io::BufReader::with_capacity(cap, rest);
+        for _ in 0..8 {
+            let Ok((head, http11)) = read_final_head(&mut r) else {
+                return;
+            };
+            let Ok(mut f) = framing(&head, head_only) else {
+                return;
+            };
+            let _ = reusable(&head, http11, f);
+            let mut body = Vec::new();
+            let mut buf = [0u8; 97];
+            loop {
+                match read_framed(&mut r, &mut f, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                }
+                assert!(body.len() <= rest.len(), "a body longer than the answer");
+            }
+            if !f.finished() {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn http_responses() {
+        Target::new("http-response")
+            .seed(b"\x10HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\nhelloHTTP/1.1 204 No Content\r\n\r\n")
+            .seed(b"\x05HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nTrailer: t\r\n\r\n")
+            .seed(b"\x00HTTP/1.0 404 Not Found\r\nConnection: close\r\n\r\n<Error><Code>NoSuchKey</Code></Error>")
+            .seed(b"\x40HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n")
+            .dict(&[
+                b"\r\n",
+                b"HTTP/1.1 ",
+                b"HTTP/1.0 ",
+                b"Transfer-Encoding: chunked\r\n",
+                b"Content-Length: ",
+                b"Connection: close\r\n",
+                b"fffffffffffffff\r\n",
+                b"0\r\n\r\n",
+                b": ",
+                b";",
+            ])
+            .run(responses);
+    }
+}

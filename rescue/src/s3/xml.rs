@@ -104,3 +104,53 @@ mod tests {
         assert_eq!(escape("<a&\">"), "&lt;a&amp;&quot;&gt;");
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): S3's XML answers (ListParts, ListObjectsV2, errors, multipart
+/// initiation), read the way the client reads them.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn answers(b: &[u8]) {
+        let xml = String::from_utf8_lossy(b);
+        for part in elements(&xml, "Part") {
+            for tag in ["PartNumber", "ETag", "Size", "ChecksumSHA256"] {
+                let _ = text(part, tag);
+            }
+        }
+        for c in elements(&xml, "Contents") {
+            let _ = text(c, "Key");
+            let _ = text(c, "Size");
+        }
+        for tag in [
+            "Code",
+            "Message",
+            "UploadId",
+            "IsTruncated",
+            "NextPartNumberMarker",
+            "NextContinuationToken",
+        ] {
+            if let Some(t) = text(&xml, tag) {
+                // What we escape comes back the same.
+                assert_eq!(unescape(&escape(&t)), t);
+            }
+        }
+        let s = unescape(&xml);
+        assert!(s.len() <= xml.len() * 4, "unescaping grew the text");
+    }
+
+    #[test]
+    fn s3_xml() {
+        Target::new("s3-xml")
+            .seed(r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><UploadId>u&amp;1</UploadId>
+<Part><PartNumber>1</PartNumber><ETag>&quot;abc&quot;</ETag><Size>8388608</Size></Part>
+<Part><PartNumber>2</PartNumber><ChecksumSHA256>q80=</ChecksumSHA256><Size>5</Size></Part>
+<IsTruncated>true</IsTruncated><NextPartNumberMarker>2</NextPartNumberMarker></ListPartsResult>"#)
+            .seed(r#"<ListBucketResult><Contents><Key>case/a&#x41;&#65;.raw</Key><Size>10</Size></Contents><Contents/><NextContinuationToken>t</NextContinuationToken></ListBucketResult>"#)
+            .seed(r#"<Error><Code>NoSuchUpload</Code><Message>The upload &lt;x&gt; does not exist</Message></Error>"#)
+            .dict(&[b"<Part>", b"</Part>", b"<Part ", b"/>", b"&amp;", b"&#x", b"&#", b";", b"<ETag>", b"</ETag>", b"&#x110000;", b"&#xD800;"])
+            .run(answers);
+    }
+}

@@ -141,9 +141,11 @@ pub struct Civil {
 }
 
 impl Civil {
-    /// Checks ranges (a log line with month 13 is not a time).
+    /// Checks ranges (a log line with month 13 is not a time; a year of more than four digits would
+    /// overflow the microseconds since the epoch).
     pub fn valid(&self) -> bool {
-        (1..=12).contains(&self.month)
+        (0..=9999).contains(&self.year)
+            && (1..=12).contains(&self.month)
             && (1..=31).contains(&self.day)
             && self.hour < 24
             && self.minute < 60

@@ -133,7 +133,8 @@ impl<'a> Header<'a> {
             return bad(format!("tag {tag} has type {}, not a string", e.kind));
         }
         let count = if e.kind == STRING { 1 } else { e.count };
-        let mut out = Vec::with_capacity(count.min(1 << 20));
+        // Each string takes at least its NUL: the data bounds how many there can be.
+        let mut out = Vec::with_capacity(count.min(self.data.len()));
         let mut at = e.offset;
         for _ in 0..count {
             let rest = self.data.get(at..).unwrap_or_default();

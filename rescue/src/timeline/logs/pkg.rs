@@ -176,7 +176,7 @@ pub fn parse_audit(ctx: &mut Context<'_>) -> Result<(), LogError> {
             Some((
                 kind,
                 rest.trim_start(),
-                secs * 1_000_000 + ms * 1000,
+                secs.checked_mul(1_000_000)?.checked_add(ms * 1000)?,
                 serial,
             ))
         })();
