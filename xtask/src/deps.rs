@@ -195,3 +195,38 @@ fn python_venv(name: &str, requirement: &str) -> anyhow::Result<std::path::PathB
     std::fs::rename(&tmp, &dir)?;
     Ok(python)
 }
+
+/// The moto version whose server is the second S3 store of the remote-evidence tests (issue 17).
+pub const MOTO: &str = "5.2.6";
+
+/// A virtualenv with `moto[server]` under `target/cache/moto-VERSION/venv` (made once, in a temporary
+/// directory renamed into place); returns its Python. Start the store with
+/// `python -m moto.server -H 127.0.0.1 -p PORT` (it says `Running on` when it listens); its boto3 is
+/// the independent client the tests download with.
+pub fn ensure_moto() -> anyhow::Result<std::path::PathBuf> {
+    let cache = util::project_root().join("target/cache");
+    let dir = cache.join(format!("moto-{MOTO}"));
+    let python = dir.join("venv/bin/python");
+    if python.exists() {
+        return Ok(python);
+    }
+    ensure_packages(&[
+        ("python3", "python3"),
+        ("/usr/lib/python3/dist-packages/pip", "python3-pip"),
+    ])?;
+    std::fs::create_dir_all(&cache)?;
+    let tmp = cache.join(format!(".tmp-moto-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    util::run(
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(tmp.join("venv")),
+    )?;
+    util::run(
+        Command::new(tmp.join("venv/bin/python"))
+            .args(["-m", "pip", "install", "-q"])
+            .arg(format!("moto[server]=={MOTO}")),
+    )?;
+    std::fs::rename(&tmp, &dir)?;
+    Ok(python)
+}

@@ -123,6 +123,15 @@ pub enum UploadEvent {
         parts: usize,
         bytes: u64,
     },
+    /// Resuming: the store holds `part` of `file` from the interrupted run, proves nothing about it
+    /// and refuses to replace it (`reason`, the store's words). That object's multipart upload was
+    /// aborted and is started again by another pass over the source; the other objects' proven parts
+    /// are kept.
+    Restarting {
+        file: String,
+        part: u32,
+        reason: String,
+    },
 }
 
 /// Result of [`upload`].
@@ -228,11 +237,61 @@ impl UploadError {
             _ => false,
         }
     }
+
+    /// The object whose multipart upload a resume had to start again, when that stopped the pass.
+    fn restarted(&self) -> Option<&SinkError> {
+        let Self::Stop {
+            source: StreamError::WriteSink(e),
+            left: Leftover::Resumable,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        e.downcast_ref::<SinkError>()
+            .filter(|e| matches!(e, SinkError::RestartObject { .. }))
+    }
 }
 
+/// Passes over the source one resume may need: each restarts at least one object, and an object
+/// started again holds no part from before, so this bound is never reached by a store that keeps
+/// its word; it stops a loop with one that does not.
+const MAX_PASSES: usize = 4;
+
 /// Acquires `opts.source` into the store: the acquisition driver's phases over an [`prefix::S3Prefix`]
-/// destination. See the module doc.
+/// destination. See the module doc. A resume that meets a part it can neither prove nor replace
+/// (see [`UploadEvent::Restarting`]) starts that object's upload again and passes over the source
+/// once more, so a resume finishes whenever the store is reachable.
 pub fn upload(
+    opts: &UploadOptions,
+    events: &mut dyn FnMut(&UploadEvent),
+) -> Result<UploadOutcome, UploadError> {
+    let mut pass = 1;
+    loop {
+        let result = upload_pass(opts, events);
+        let restart = match &result {
+            Err(e) if pass < MAX_PASSES => e.restarted(),
+            _ => None,
+        };
+        let Some(SinkError::RestartObject {
+            file,
+            number,
+            source,
+            ..
+        }) = restart
+        else {
+            return result;
+        };
+        events(&UploadEvent::Restarting {
+            file: file.clone(),
+            part: *number,
+            reason: crate::error_chain(source.as_ref()),
+        });
+        pass += 1;
+    }
+}
+
+fn upload_pass(
     opts: &UploadOptions,
     events: &mut dyn FnMut(&UploadEvent),
 ) -> Result<UploadOutcome, UploadError> {

@@ -92,6 +92,12 @@ impl<'a> S3Prefix<'a> {
             st.upgrade();
             for (index, obj) in st.objects.iter_mut().enumerate() {
                 let key = url.key(&obj.name);
+                if !obj.completed && obj.upload_id.is_empty() {
+                    // Dropped by an earlier pass (a part neither provable nor replaceable, or the
+                    // store forgot the upload): nothing of it is held; the sink starts it again.
+                    obj.parts.clear();
+                    continue;
+                }
                 if !obj.completed {
                     match client.list_parts(&key, &obj.upload_id) {
                         Ok(listed) => {

@@ -34,6 +34,19 @@ pub enum SinkError {
     ChangeCompletedPart { file: String, number: u32 },
     #[error("the uploader threads stopped answering")]
     LoseUploaders,
+    /// On resume: the store lists this part from the interrupted run, proves nothing about its bytes
+    /// (no checksum listed, no recorded hash) and refuses to take it again. The object's multipart
+    /// upload is started again (see [`stop`]).
+    #[error(
+        "the store holds part {number} of {file} from the interrupted run, lists no checksum for it, and refuses to replace it"
+    )]
+    RestartObject {
+        object: usize,
+        file: String,
+        number: u32,
+        #[source]
+        source: Box<S3Error>,
+    },
 }
 
 impl SinkError {
@@ -232,7 +245,12 @@ impl SinkState {
                     o.parts.remove(&job.number);
                 }
                 self.store_state()?;
-                job.held = None;
+                // Still held by the store, now without a proof: sent again, and a refusal to
+                // replace it restarts the object's upload.
+                if let Some(h) = job.held.as_mut() {
+                    h.sha256_b64 = None;
+                    h.sha256_hex = None;
+                }
                 let Some(tx) = &self.jobs else {
                     return Err(SinkError::LoseUploaders);
                 };
@@ -668,7 +686,24 @@ pub(super) fn spawn_uploader(
                     None => client
                         .upload_part(&job.key, &job.upload_id, job.number, &job.data, &sha256)
                         .map(|e| (e, false))
-                        .map_err(SinkError::from),
+                        .map_err(|e| match e {
+                            // A part the store lists but cannot prove, and refuses to take again:
+                            // no number of retries or resumes gets past it.
+                            S3Error::Status {
+                                status: 400..500, ..
+                            }
+                            | S3Error::RejectCredentials { .. }
+                                if job.held.is_some() =>
+                            {
+                                SinkError::RestartObject {
+                                    object: job.object,
+                                    file: job.key.rsplit('/').next().unwrap_or_default().to_owned(),
+                                    number: job.number,
+                                    source: Box::new(e),
+                                }
+                            }
+                            e => SinkError::from(e),
+                        }),
                 };
                 let msg = match result {
                     Ok((etag, reused)) => PartResult::Done {
@@ -701,8 +736,15 @@ pub(super) fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) 
     };
     let network = sink_error.is_some_and(SinkError::is_network);
     let changed = matches!(sink_error, Some(SinkError::ChangeCompletedPart { .. }));
+    let restart = match sink_error {
+        Some(SinkError::RestartObject { object, .. }) => Some(*object),
+        _ => None,
+    };
     let msg = crate::error_chain(&error);
-    let left = if network {
+    let left = if let Some(index) = restart {
+        s.state.line(&format!("stopped: {msg}"));
+        restart_object(s, index)
+    } else if network {
         s.state.line(&format!("stopped: {msg}"));
         // If this write fails too, the last stored state still names every upload: resumable.
         let _ = s.store_state();
@@ -715,8 +757,38 @@ pub(super) fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) 
     };
     UploadError::Stop {
         uploaded: uploaded.load(Ordering::Relaxed),
-        resumable: network,
+        resumable: network || restart.is_some(),
         left,
         source: error,
     }
+}
+
+/// Aborts object `index`'s multipart upload and records it as dropped (no upload id, no parts), so
+/// the next pass over the source starts that object's upload again in place; every other object and
+/// its proven parts stay. An abort that fails keeps the record (the next resume tries again).
+fn restart_object(s: &mut SinkState, index: usize) -> Leftover {
+    let Some(o) = s.state.objects.get(index).cloned() else {
+        let _ = s.store_state();
+        return Leftover::Resumable;
+    };
+    let key = s.url.key(&o.name);
+    match s.remove_object(&o) {
+        Ok(()) => {
+            s.state.line(&format!(
+                "aborted multipart upload {} of {key}: it holds parts that can be neither proven nor replaced; the upload of {key} starts again",
+                o.upload_id
+            ));
+            if let Some(obj) = s.state.objects.get_mut(index) {
+                obj.upload_id.clear();
+                obj.parts.clear();
+            }
+        }
+        Err(what) => s.state.line(&format!(
+            "could not abort {what}; a later --resume tries again"
+        )),
+    }
+    // If this write fails, the last stored state names the old upload: the next resume finds it
+    // gone (404) and starts the object again, or meets the refusal again.
+    let _ = s.store_state();
+    Leftover::Resumable
 }
