@@ -234,7 +234,7 @@ fn live_captures_the_fixture_memory_as_lime_with_its_unreadable_page() {
             "summary wider than 80 columns:\n{stdout}"
         );
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(stderr.contains("using "), "{stderr}");
+        assert!(stderr.contains("proc/kcore: reading it: "), "{stderr}");
         assert!(
             stderr.contains(if paddr {
                 "from p_paddr"

@@ -130,9 +130,9 @@ impl Reporter {
             ));
         }
         for a in &m.sources {
-            let mark = if a.used { "using" } else { "no" };
+            let mark = if a.used { "reading it" } else { "not used" };
             for l in super::wrap(
-                &format!("  {mark} {}: {}", a.source, a.detail),
+                &format!("  {}: {mark}: {}", a.source, a.detail),
                 self.width.saturating_sub(1),
                 4,
             ) {
