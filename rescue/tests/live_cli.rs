@@ -234,7 +234,7 @@ fn live_captures_the_fixture_memory_as_lime_with_its_unreadable_page() {
             "summary wider than 80 columns:\n{stdout}"
         );
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(stderr.contains("using "), "{stderr}");
+        assert!(stderr.contains("proc/kcore: reading it: "), "{stderr}");
         assert!(
             stderr.contains(if paddr {
                 "from p_paddr"
@@ -422,6 +422,32 @@ fn live_without_a_memory_source_says_why_and_keeps_the_volatile_state() {
         manifest(&out)["memory"]["reason"],
         "not requested (--no-memory)"
     );
+}
+
+#[test]
+fn ctrl_c_during_the_memory_capture_stops_it_and_keeps_the_rest_checkable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fixture(tmp.path(), true, "[none]", true);
+    let out = tmp.path().join("out");
+    let o = live(
+        &root,
+        &["--out", out.to_str().unwrap(), "--allow-local-out"],
+        &[
+            ("RESCUE_TEST_ABORT_AFTER_BYTES", "1"),
+            ("RESCUE_TEST_ABORT_SIGNAL", "SIGINT"),
+        ],
+    );
+    // 5: stopped on request.
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let m = manifest(&out);
+    assert_eq!(m["memory"]["captured"], false);
+    assert_eq!(m["memory"]["status"], "interrupted");
+    assert_eq!(m["memory"]["reason"], "interrupted on request");
+    assert_eq!(m["steps"][2]["step"], "stable state");
+    // The partial capture and its incomplete manifest are listed as they lie.
+    sha256sum_check(&out);
+    let sums = fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    assert!(sums.contains("  memory/manifest.json\n"), "{sums}");
 }
 
 #[test]

@@ -753,6 +753,23 @@ fd000000-fdffffff : PCI Bus 0000:00
     }
 
     #[test]
+    fn a_refusal_under_lockdown_names_the_mode_that_forbids_the_source() {
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let kcore_blocked = ["confidentiality"];
+        assert_eq!(
+            lockdown_hint(&eperm, Some("confidentiality"), &kcore_blocked),
+            " (kernel lockdown is [confidentiality], which forbids it)"
+        );
+        // Integrity lockdown leaves /proc/kcore readable: its refusal has another cause.
+        assert!(!lockdown_hint(&eperm, Some("integrity"), &kcore_blocked).contains("lockdown"));
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(
+            lockdown_hint(&eio, Some("confidentiality"), &kcore_blocked),
+            ""
+        );
+    }
+
+    #[test]
     fn lockdown_mode_is_the_bracketed_word() {
         let dir = tempfile::tempdir().unwrap();
         let sec = dir.path().join("kernel/security");

@@ -166,6 +166,8 @@ pub struct StepRecord {
     pub finished_at: String,
     /// The files this step wrote (the memory step: its directory).
     pub files: Vec<String>,
+    /// What went wrong in the step as a whole (an artifact left out, and why).
+    pub notes: Vec<String>,
 }
 
 /// One file of the live response.
@@ -358,9 +360,33 @@ impl Written {
         Ok(digest)
     }
 
-    fn artifacts(&mut self, list: Vec<Artifact>) -> Result<Vec<ArtifactRecord>, LiveError> {
+    /// Writes a step's artifacts. One whose name is not a plain relative path, or repeats a name
+    /// already written, is left out and named in `skipped` (a collector's slip must not cost the
+    /// rest of the live response).
+    fn artifacts(
+        &mut self,
+        list: Vec<Artifact>,
+        skipped: &mut Vec<String>,
+    ) -> Result<Vec<ArtifactRecord>, LiveError> {
         let mut out = Vec::new();
         for a in list {
+            let plain = !a.name.is_empty()
+                && Path::new(&a.name)
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_)));
+            if !plain || self.sums.iter().any(|(n, _)| *n == a.name) {
+                skipped.push(format!(
+                    "{:?} from {} not written: {}",
+                    a.name,
+                    a.source,
+                    if plain {
+                        "the name was written already"
+                    } else {
+                        "not a plain relative path"
+                    }
+                ));
+                continue;
+            }
             let sha256 = self.put(&a.name, &a.bytes)?;
             out.push(ArtifactRecord {
                 size_bytes: a.bytes.len() as u64,
@@ -600,12 +626,14 @@ fn collect(
     events(LiveEvent::Step(name));
     let started = now_rfc3339();
     let list = state::collect(phase, &opts.roots, &mut |c| events(LiveEvent::Collector(c)));
-    let records = written.artifacts(list)?;
+    let mut notes = Vec::new();
+    let records = written.artifacts(list, &mut notes)?;
     steps.push(StepRecord {
         step: name.to_owned(),
         started_at: started,
         finished_at: now_rfc3339(),
         files: records.iter().map(|r| r.name.clone()).collect(),
+        notes,
     });
     artifacts.extend(records);
     Ok(())
@@ -699,6 +727,7 @@ pub fn run(
             started_at: started,
             finished_at: now_rfc3339(),
             files: rec.directory.iter().cloned().collect(),
+            notes: Vec::new(),
         });
         rec
     } else {
@@ -766,4 +795,57 @@ pub fn run(
         manifest,
         out: opts.out.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(name: &str) -> Artifact {
+        Artifact {
+            name: name.to_owned(),
+            bytes: b"{}".to_vec(),
+            source: "/proc/test".to_owned(),
+            collected_at: now_rfc3339(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn artifacts_stay_beneath_out_and_a_bad_name_is_left_out_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let mut w = Written {
+            out: out.clone(),
+            sink: Sink::Dir,
+            sums: Vec::new(),
+        };
+        let mut skipped = Vec::new();
+        let records = w
+            .artifacts(
+                vec![
+                    artifact("state/processes.json"),
+                    artifact("../escape.json"),
+                    artifact("/etc/passwd"),
+                    artifact("state/processes.json"),
+                    artifact(""),
+                ],
+                &mut skipped,
+            )
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].sha256, hash::sha256_hex(b"{}"));
+        assert_eq!(fs::read(out.join("state/processes.json")).unwrap(), b"{}");
+        assert!(!dir.path().join("escape.json").exists());
+        assert_eq!(skipped.len(), 4, "{skipped:?}");
+        assert!(
+            skipped[0].contains("not a plain relative path"),
+            "{skipped:?}"
+        );
+        assert!(skipped[2].contains("written already"), "{skipped:?}");
+        // Nothing is written over: a file that exists is an error, not a replacement.
+        let err = write_new(&out, "state/processes.json", b"x").unwrap_err();
+        assert!(matches!(err, LiveError::WriteFile { .. }), "{err}");
+    }
 }

@@ -130,9 +130,9 @@ impl Reporter {
             ));
         }
         for a in &m.sources {
-            let mark = if a.used { "using" } else { "no" };
+            let mark = if a.used { "reading it" } else { "not used" };
             for l in super::wrap(
-                &format!("  {mark} {}: {}", a.source, a.detail),
+                &format!("  {}: {mark}: {}", a.source, a.detail),
                 self.width.saturating_sub(1),
                 4,
             ) {
@@ -223,11 +223,19 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<u8> {
         last: None,
         drawn: false,
     };
+    let abort = super::acquire::abort_after();
     let outcome = crate::live::run(&opts, &mut |e| match e {
         LiveEvent::Step(s) => rep.line(&format!("{s}:")),
         LiveEvent::Collector(c) => rep.line(&format!("  {c}")),
         LiveEvent::Sources(m) => rep.sources(m),
         LiveEvent::Memory(p) => {
+            // Test hook (`test-hooks` only): a signal once the capture has read this many bytes.
+            if let Some((limit, signal)) = abort
+                && p.done_bytes >= limit
+                && !super::acquire::signalled()
+            {
+                let _ = nix::sys::signal::kill(nix::unistd::getpid(), signal);
+            }
             if super::acquire::signalled() {
                 cancel.store(true, Ordering::Relaxed);
             }
