@@ -104,6 +104,8 @@ pub const TEST: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     // Independent checks of the hybrid ISO (issue 6).
     ("isoinfo", "genisoimage"),
+    // Makes every system call newer than Linux 3.2 fail, to prove the minimum kernel (issue 15).
+    ("strace", "strace"),
     // Inventory fixtures (issue 19): MBR logical partitions, md superblocks, bcache.
     ("sfdisk", "fdisk"),
     ("mdadm", "mdadm"),
