@@ -243,6 +243,11 @@ impl CaseLog {
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
+
+    /// The entries kept in memory as the log file's bytes (a log stored as an object, not a file).
+    pub fn pending_text(&self) -> String {
+        self.pending.iter().map(|l| format!("{l}\n")).collect()
+    }
 }
 
 fn write_line(file: &mut File, path: &Path, line: &str) -> Result<(), CaseLogError> {

@@ -8,8 +8,9 @@
 
 use std::fs;
 use std::io::Read;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rescue");
@@ -460,6 +461,114 @@ fn live_refuses_an_out_on_the_system_disk_or_in_ram_and_says_why() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("holds files already (notes.txt)"),
+        "{}",
+        text(&o)
+    );
+}
+
+const ACCESS: &str = "RESCUETESTKEY";
+const SECRET: &str = "rescue-test-secret-0123456789";
+
+/// s3s-fs as `tests/remote_cli.rs` finds it, or a skip (a failure with `RESCUE_REQUIRE_S3S=1`).
+fn s3s_fs() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let found = [
+        std::env::var_os("RESCUE_S3S_FS").map(PathBuf::from),
+        Some(root.join("target/tools/bin/s3s-fs")),
+        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("RESCUE_REQUIRE_S3S").as_deref() != Ok("1"),
+            "s3s-fs not found (cargo install s3s-fs@0.14.1 --features binary --locked)"
+        );
+        eprintln!("SKIP: no s3s-fs binary (cargo xtask test installs it)");
+    }
+    found
+}
+
+/// An s3s-fs server on the loopback, killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn live_streams_to_an_s3_prefix_that_sha256sum_checks() {
+    let Some(bin) = s3s_fs() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    fs::create_dir_all(store.join("evidence")).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = fs::File::create(tmp.path().join("server.log")).unwrap();
+    let _server = Server(
+        Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS, "--secret-key", SECRET])
+            .arg(&store)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < TIMEOUT, "s3s-fs did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let root = fixture(tmp.path(), true, "[none]", true);
+    let s3 = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .args(["--endpoint", &endpoint])
+            .env("RESCUE_TEST_LIVE_ROOT", &root)
+            .env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        run(&mut c)
+    };
+    let o = s3(&["live", "--out", "s3://evidence/ir7/web01", "--case", "IR-7"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // s3s-fs keeps each object as a plain file: the prefix is checked like a directory.
+    let prefix = store.join("evidence/ir7/web01");
+    sha256sum_check(&prefix);
+    sha256sum_check(&prefix.join("memory"));
+    let m = manifest(&prefix);
+    assert_eq!(m["memory"]["image"], "memory/memory.lime");
+    assert_eq!(
+        m["memory"]["unreadable"],
+        serde_json::json!([{"start": CUT_PAGE, "length": 4096}])
+    );
+    let lime = fs::read(prefix.join("memory/memory.lime")).unwrap();
+    assert_eq!(lime.len() as u64, 32 + 0x9ec00 + 32 + 0x40_0000);
+    assert_eq!(lime[32 + 0x9ec00 + 32 + 5], byte_at(0x10_0005));
+    let sums = fs::read_to_string(prefix.join("SHA256SUMS")).unwrap();
+    assert!(sums.contains("  case-log.jsonl\n"), "{sums}");
+    let v = run(Command::new(BIN)
+        .args(["log", "verify"])
+        .arg(prefix.join("case-log.jsonl")));
+    assert!(v.status.success(), "{}", text(&v));
+    let v = s3(&["verify", "s3://evidence/ir7/web01/memory/"]);
+    assert!(v.status.success(), "{}", text(&v));
+    // A second run into the same prefix is refused: nothing is written over.
+    let o = s3(&["live", "--out", "s3://evidence/ir7/web01", "--no-memory"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("holds objects already"),
         "{}",
         text(&o)
     );

@@ -7,7 +7,9 @@
 //! not its neighbours whatever the header offsets. [`LimeStream::physical`] turns the driver's
 //! unreadable stream extents back into physical addresses.
 
+use std::collections::BTreeSet;
 use std::io;
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -45,7 +47,14 @@ pub struct LimeStream {
     at: Vec<u64>,
     size: u64,
     reader: Box<dyn PhysRead>,
+    /// Pages (physical address / [`PAGE`]) a read within them failed: later reads touching them fail
+    /// at once. The driver narrows a failing read down to 32 bytes and retries each piece; without
+    /// this a page of memory the kernel refuses costs hundreds of failing reads.
+    bad_pages: Mutex<BTreeSet<u64>>,
 }
+
+/// The page size the bad-page memory counts in.
+const PAGE: u64 = 4096;
 
 impl LimeStream {
     pub fn new(ranges: Vec<RamRange>, reader: Box<dyn PhysRead>) -> Self {
@@ -60,6 +69,7 @@ impl LimeStream {
             at,
             size,
             reader,
+            bad_pages: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -111,19 +121,42 @@ impl ReadAt for LimeStream {
         let phys = r.start + (within - HEADER_LEN);
         let left = r.end - phys + 1;
         let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
-        self.reader.read_phys(&mut buf[..n], phys)
+        let (first, last) = (phys / PAGE, (phys + n as u64 - 1) / PAGE);
+        let known_bad = self
+            .bad_pages
+            .lock()
+            .map(|b| b.range(first..=last).next().is_some())
+            .unwrap_or(false);
+        if known_bad {
+            return Err(io::Error::other(format!(
+                "physical page {:#x} could not be read before",
+                first * PAGE
+            )));
+        }
+        let result = self.reader.read_phys(&mut buf[..n], phys);
+        if result.is_err()
+            && first == last
+            && let Ok(mut b) = self.bad_pages.lock()
+        {
+            b.insert(first);
+        }
+        result
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use crate::acquire::buffer::BufferPool;
     use crate::acquire::source::BlockReader;
 
     /// Physical memory whose byte at `a` is a function of `a`, with pages that always fail.
     pub(crate) struct Patterned {
         pub bad_pages: Vec<u64>,
+        pub failed_reads: Arc<AtomicUsize>,
     }
 
     pub(crate) fn byte_at(a: u64) -> u8 {
@@ -134,6 +167,7 @@ pub(crate) mod tests {
         fn read_phys(&self, buf: &mut [u8], phys: u64) -> io::Result<usize> {
             let end = phys + buf.len() as u64;
             if self.bad_pages.iter().any(|p| *p < end && phys < p + 4096) {
+                self.failed_reads.fetch_add(1, Ordering::Relaxed);
                 return Err(io::Error::from_raw_os_error(libc::EIO));
             }
             for (i, b) in buf.iter_mut().enumerate() {
@@ -158,7 +192,13 @@ pub(crate) mod tests {
 
     #[test]
     fn the_stream_is_a_header_then_the_bytes_of_each_range() {
-        let lime = LimeStream::new(ranges(), Box::new(Patterned { bad_pages: vec![] }));
+        let lime = LimeStream::new(
+            ranges(),
+            Box::new(Patterned {
+                bad_pages: vec![],
+                failed_reads: Arc::default(),
+            }),
+        );
         assert_eq!(lime.size(), 32 + 0x9ec00 + 32 + 0x20_0000);
         let mut all = vec![0u8; lime.size() as usize];
         let mut done = 0;
@@ -191,10 +231,12 @@ pub(crate) mod tests {
     #[test]
     fn an_unreadable_page_is_zeroed_and_listed_alone() {
         let bad = 0x12_3000;
+        let failed = Arc::new(AtomicUsize::new(0));
         let lime = LimeStream::new(
             ranges(),
             Box::new(Patterned {
                 bad_pages: vec![bad],
+                failed_reads: Arc::clone(&failed),
             }),
         );
         // The driver's reader with 4 MiB blocks: the one bad page, not its block, is zero-filled.
@@ -217,5 +259,9 @@ pub(crate) mod tests {
                 length: 4096
             }]
         );
+        // The page is remembered once a read within it failed: a few dozen failing reads of the
+        // memory, not one (and its retries) for each of the page's 128 pieces.
+        let n = failed.load(Ordering::Relaxed);
+        assert!(n < 40, "{n} failing reads of physical memory");
     }
 }

@@ -31,6 +31,9 @@ use crate::acquire::manifest::{
 };
 use crate::acquire::{AcquireStatus, ImageFormat, Progress, Requested};
 use crate::caselog::{CaseLog, Record};
+use crate::s3::client::Client;
+use crate::s3::upload::upload_source;
+use crate::s3::{S3Error, S3Url, Store, UploadEvent, UploadOptions};
 
 /// The value of `schema` in `live-manifest.json`.
 pub const LIVE_SCHEMA: &str = "rescue.live/1";
@@ -53,7 +56,11 @@ pub enum CaseLogAt {
 
 /// What the caller asks for.
 pub struct LiveOptions {
+    /// The directory (or, with `s3`, the `s3://` URL as typed, for messages and the manifest).
     pub out: PathBuf,
+    /// An object-store destination instead of a directory: the prefix and the store's options (its
+    /// `source` is not read; `resume` is not used).
+    pub s3: Option<(S3Url, UploadOptions)>,
     /// Capture memory (`--no-memory` clears it).
     pub memory: bool,
     /// Raw LiME or the same stream in the zstd seekable format.
@@ -133,6 +140,22 @@ pub enum LiveError {
     Case(#[from] crate::case::CaseError),
     #[error(transparent)]
     Sums(#[from] manifest::ManifestError),
+    #[error("writing {url}")]
+    PutObject {
+        url: String,
+        #[source]
+        source: S3Error,
+    },
+    #[error(
+        "refusing --out {url}: the prefix holds objects already ({found}); choose a new prefix"
+    )]
+    RejectUsedPrefix { url: String, found: String },
+    #[error("connecting to the store for {url}")]
+    ConnectStore {
+        url: String,
+        #[source]
+        source: S3Error,
+    },
 }
 
 /// One step of the collection, in the order it ran.
@@ -143,6 +166,8 @@ pub struct StepRecord {
     pub finished_at: String,
     /// The files this step wrote (the memory step: its directory).
     pub files: Vec<String>,
+    /// What went wrong in the step as a whole (an artifact left out, and why).
+    pub notes: Vec<String>,
 }
 
 /// One file of the live response.
@@ -293,23 +318,75 @@ fn write_new(out: &Path, name: &str, bytes: &[u8]) -> Result<(), LiveError> {
     manifest::sync_dir(dir).map_err(err)
 }
 
+/// Where the files go.
+enum Sink {
+    Dir,
+    Store { client: Box<Client>, url: S3Url },
+}
+
 /// Files written so far with their SHA-256, for `SHA256SUMS`.
 struct Written {
     out: PathBuf,
+    sink: Sink,
     sums: Vec<(String, String)>,
 }
 
 impl Written {
+    /// Stores `bytes` as `name` (a new file, or an object refused if it exists).
+    fn store(&mut self, name: &str, bytes: &[u8]) -> Result<(), LiveError> {
+        match &mut self.sink {
+            Sink::Dir => write_new(&self.out, name, bytes),
+            Sink::Store { client, url } => {
+                let rel = Path::new(name);
+                if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+                    return Err(LiveError::RejectArtifactName {
+                        name: name.to_owned(),
+                    });
+                }
+                client
+                    .put_object(&url.key(name), bytes, true)
+                    .map_err(|source| LiveError::PutObject {
+                        url: format!("{url}{name}"),
+                        source,
+                    })
+            }
+        }
+    }
+
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<String, LiveError> {
-        write_new(&self.out, name, bytes)?;
+        self.store(name, bytes)?;
         let digest = hash::sha256_hex(bytes);
         self.sums.push((name.to_owned(), digest.clone()));
         Ok(digest)
     }
 
-    fn artifacts(&mut self, list: Vec<Artifact>) -> Result<Vec<ArtifactRecord>, LiveError> {
+    /// Writes a step's artifacts. One whose name is not a plain relative path, or repeats a name
+    /// already written, is left out and named in `skipped` (a collector's slip must not cost the
+    /// rest of the live response).
+    fn artifacts(
+        &mut self,
+        list: Vec<Artifact>,
+        skipped: &mut Vec<String>,
+    ) -> Result<Vec<ArtifactRecord>, LiveError> {
         let mut out = Vec::new();
         for a in list {
+            let plain = !a.name.is_empty()
+                && Path::new(&a.name)
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_)));
+            if !plain || self.sums.iter().any(|(n, _)| *n == a.name) {
+                skipped.push(format!(
+                    "{:?} from {} not written: {}",
+                    a.name,
+                    a.source,
+                    if plain {
+                        "the name was written already"
+                    } else {
+                        "not a plain relative path"
+                    }
+                ));
+                continue;
+            }
             let sha256 = self.put(&a.name, &a.bytes)?;
             out.push(ArtifactRecord {
                 size_bytes: a.bytes.len() as u64,
@@ -326,6 +403,26 @@ impl Written {
     /// Every file of the memory directory: as its `SHA256SUMS` lists them when the acquisition
     /// finished, else (a stop) hashed as they lie.
     fn memory_files(&mut self, complete: bool) -> Result<(), LiveError> {
+        if let Sink::Store { client, url } = &mut self.sink {
+            // The store's memory prefix: its list when the acquisition finished (an interrupted
+            // upload leaves its parts and state object, which the list cannot cover).
+            if complete {
+                let key = url.key(&format!("{MEMORY_DIR}/{SUMS_FILE}"));
+                let sums =
+                    client
+                        .get_object(&key, None)
+                        .map_err(|source| LiveError::PutObject {
+                            url: format!("{url}{MEMORY_DIR}/{SUMS_FILE}"),
+                            source,
+                        })?;
+                for (name, digest) in manifest::parse_sums(&String::from_utf8_lossy(&sums))? {
+                    self.sums.push((format!("{MEMORY_DIR}/{name}"), digest));
+                }
+                self.sums
+                    .push((format!("{MEMORY_DIR}/{SUMS_FILE}"), hash::sha256_hex(&sums)));
+            }
+            return Ok(());
+        }
         let dir = self.out.join(MEMORY_DIR);
         let read = |path: &Path| {
             fs::read(path).map_err(|source| LiveError::ReadFile {
@@ -459,23 +556,57 @@ fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> 
         read_only: ReadOnlyState::default(),
         current_size: &|| Some(size),
     };
-    let mut local = LocalDir::new(&dir, size, None).with_image_stem(MEMORY_IMAGE);
-    match driver::run(&request, &read, &mut local, &mut |p| {
-        events(LiveEvent::Memory(p))
-    }) {
-        Ok(done) => {
-            rec.status = Some(done.status);
+    let result = match &opts.s3 {
+        None => {
+            let mut local = LocalDir::new(&dir, size, None).with_image_stem(MEMORY_IMAGE);
+            driver::run(&request, &read, &mut local, &mut |p| {
+                events(LiveEvent::Memory(p))
+            })
+            .map(|done| (done.status, done.manifest))
+            .map_err(|e| crate::error_chain(&e))
+        }
+        Some((url, upload)) => {
+            let memory_url = S3Url {
+                bucket: url.bucket.clone(),
+                prefix: format!("{}{MEMORY_DIR}/", url.prefix),
+            };
+            let upload = UploadOptions {
+                hashes: opts.hashes.clone(),
+                window: opts.window,
+                format: Some(opts.format),
+                split: None,
+                zstd_level: None,
+                verify_source: false,
+                case: opts.case.clone(),
+                retries: None,
+                resume: false,
+                block_size: None,
+                cancel: std::sync::Arc::clone(&opts.cancel),
+                ..upload.clone()
+            };
+            upload_source(&upload, memory_url, &read, Some(MEMORY_IMAGE), &mut |e| {
+                if let UploadEvent::Progress(p) = e {
+                    events(LiveEvent::Memory(p));
+                }
+            })
+            .map(|done| (done.status, done.manifest))
+            .map_err(|e| crate::error_chain(&e))
+        }
+    };
+    match result {
+        Ok((status, manifest)) => {
+            rec.status = Some(status);
             rec.captured = matches!(
-                done.status,
+                status,
                 AcquireStatus::Complete | AcquireStatus::CompleteWithUnreadable
             );
             if !rec.captured {
-                rec.reason = done.manifest.stop_reason.clone();
+                rec.reason = manifest.stop_reason.clone();
             }
-            rec.hashes = done.manifest.hashes.clone();
-            rec.unreadable = stream.physical(&done.manifest.unreadable);
+            rec.hashes = manifest.hashes.clone();
+            rec.unreadable = stream.physical(&manifest.unreadable);
         }
-        Err(e) => rec.reason = Some(crate::error_chain(&e)),
+        Err(e) => rec.reason = Some(e),
     }
     rec
 }
@@ -495,12 +626,14 @@ fn collect(
     events(LiveEvent::Step(name));
     let started = now_rfc3339();
     let list = state::collect(phase, &opts.roots, &mut |c| events(LiveEvent::Collector(c)));
-    let records = written.artifacts(list)?;
+    let mut notes = Vec::new();
+    let records = written.artifacts(list, &mut notes)?;
     steps.push(StepRecord {
         step: name.to_owned(),
         started_at: started,
         finished_at: now_rfc3339(),
         files: records.iter().map(|r| r.name.clone()).collect(),
+        notes,
     });
     artifacts.extend(records);
     Ok(())
@@ -519,20 +652,46 @@ pub fn run(
     opts: &LiveOptions,
     events: &mut dyn FnMut(LiveEvent<'_>),
 ) -> Result<LiveOutcome, LiveError> {
-    check_out(opts)?;
-    prepare_out(&opts.out)?;
+    let sink = match &opts.s3 {
+        None => {
+            check_out(opts)?;
+            prepare_out(&opts.out)?;
+            Sink::Dir
+        }
+        Some((url, upload)) => {
+            let connect = |source| LiveError::ConnectStore {
+                url: url.to_string(),
+                source,
+            };
+            let mut client = Store::new(upload.store.clone()).map_err(connect)?.client();
+            let held = client.list_objects(&url.prefix).map_err(connect)?;
+            if let Some((key, _)) = held.first() {
+                return Err(LiveError::RejectUsedPrefix {
+                    url: url.to_string(),
+                    found: key.clone(),
+                });
+            }
+            Sink::Store {
+                client: Box::new(client),
+                url: url.clone(),
+            }
+        }
+    };
     let started_at = now_rfc3339();
     let mut written = Written {
         out: opts.out.clone(),
+        sink,
         sums: Vec::new(),
     };
-    let mut log = match opts.case_log {
-        CaseLogAt::OutDir => {
+    // A store holds the case log as an object, written once at the end.
+    let mut log = match (opts.case_log, &opts.s3) {
+        (CaseLogAt::OutDir, None) => {
             let mut l = CaseLog::in_memory();
             l.attach(&opts.out.join(CASE_LOG))?;
             Some(l)
         }
-        CaseLogAt::RescueCase => None,
+        (CaseLogAt::OutDir, Some(_)) => Some(CaseLog::in_memory()),
+        (CaseLogAt::RescueCase, _) => None,
     };
     let mut log_line = |kind: &str, detail: serde_json::Value| -> Result<(), LiveError> {
         match &mut log {
@@ -568,6 +727,7 @@ pub fn run(
             started_at: started,
             finished_at: now_rfc3339(),
             files: rec.directory.iter().cloned().collect(),
+            notes: Vec::new(),
         });
         rec
     } else {
@@ -610,23 +770,82 @@ pub fn run(
             "live_manifest_sha256": manifest_sha,
         }),
     )?;
-    drop(log);
-    if opts.case_log == CaseLogAt::OutDir {
-        let path = opts.out.join(CASE_LOG);
-        let bytes = fs::read(&path).map_err(|source| LiveError::ReadFile { path, source })?;
-        written
-            .sums
-            .push((CASE_LOG.to_owned(), hash::sha256_hex(&bytes)));
+    match (log, &opts.s3) {
+        (Some(l), Some(_)) => {
+            written.put(CASE_LOG, l.pending_text().as_bytes())?;
+        }
+        (Some(l), None) => {
+            drop(l);
+            let path = opts.out.join(CASE_LOG);
+            let bytes = fs::read(&path).map_err(|source| LiveError::ReadFile { path, source })?;
+            written
+                .sums
+                .push((CASE_LOG.to_owned(), hash::sha256_hex(&bytes)));
+        }
+        (None, _) => {}
     }
     let mut sums = written.sums.clone();
     sums.sort();
-    manifest::write_durable(
-        &opts.out,
-        SUMS_FILE,
-        manifest::render_sums(&sums).as_bytes(),
-    )?;
+    let text = manifest::render_sums(&sums);
+    match &written.sink {
+        Sink::Dir => manifest::write_durable(&opts.out, SUMS_FILE, text.as_bytes())?,
+        Sink::Store { .. } => written.store(SUMS_FILE, text.as_bytes())?,
+    }
     Ok(LiveOutcome {
         manifest,
         out: opts.out.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifact(name: &str) -> Artifact {
+        Artifact {
+            name: name.to_owned(),
+            bytes: b"{}".to_vec(),
+            source: "/proc/test".to_owned(),
+            collected_at: now_rfc3339(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn artifacts_stay_beneath_out_and_a_bad_name_is_left_out_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let mut w = Written {
+            out: out.clone(),
+            sink: Sink::Dir,
+            sums: Vec::new(),
+        };
+        let mut skipped = Vec::new();
+        let records = w
+            .artifacts(
+                vec![
+                    artifact("state/processes.json"),
+                    artifact("../escape.json"),
+                    artifact("/etc/passwd"),
+                    artifact("state/processes.json"),
+                    artifact(""),
+                ],
+                &mut skipped,
+            )
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].sha256, hash::sha256_hex(b"{}"));
+        assert_eq!(fs::read(out.join("state/processes.json")).unwrap(), b"{}");
+        assert!(!dir.path().join("escape.json").exists());
+        assert_eq!(skipped.len(), 4, "{skipped:?}");
+        assert!(
+            skipped[0].contains("not a plain relative path"),
+            "{skipped:?}"
+        );
+        assert!(skipped[2].contains("written already"), "{skipped:?}");
+        // Nothing is written over: a file that exists is an error, not a replacement.
+        let err = write_new(&out, "state/processes.json", b"x").unwrap_err();
+        assert!(matches!(err, LiveError::WriteFile { .. }), "{err}");
+    }
 }

@@ -17,6 +17,7 @@ use crate::args::live::{LiveArgs, LiveFormat};
 use crate::devices::human_size;
 use crate::live::outcheck::OutPlace;
 use crate::live::{CaseLogAt, LiveEvent, LiveOptions, LiveOutcome, MemoryRecord, Roots};
+use crate::s3::UploadOptions;
 
 /// Exit code: memory was not captured; the volatile state was.
 pub const EXIT_NO_MEMORY: u8 = 7;
@@ -144,11 +145,6 @@ impl Reporter {
 
 /// Runs `rescue live` and returns the exit code.
 pub fn run(args: &LiveArgs) -> anyhow::Result<u8> {
-    if super::remote::is_s3(&args.out) {
-        anyhow::bail!(
-            "rescue live --out s3://… is not available in this version; write to an evidence disk"
-        );
-    }
     super::acquire::install_signal_handlers();
     let mut case = args.case_info();
     let in_rescue = crate::system::in_rescue_system();
@@ -161,9 +157,46 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<u8> {
             .or(locked.state.clock_offset_seconds);
     }
     let cancel = Arc::new(AtomicBool::new(false));
+    let s3 = if super::remote::is_s3(&args.out) {
+        let url = super::remote::parse_url(&args.out)?;
+        let store = super::remote::store_config(&args.remote, &url.bucket)?;
+        let host = crate::host::probe();
+        // The prefix of an acquisition's default: CASE/HOST-SERIAL/EVIDENCE-ID (else `live`)/.
+        let url = url.with_default_prefix(&case, host.dmi_serial.as_deref(), "live");
+        if args.remote.insecure {
+            eprintln!(
+                "warning: --insecure: the store's TLS certificate is not checked (recorded in the manifest)"
+            );
+        }
+        let upload = UploadOptions {
+            source: "memory".into(),
+            url: url.clone(),
+            store,
+            insecure: args.remote.insecure,
+            ca_file: args.remote.ca.as_ref().map(|p| p.display().to_string()),
+            hashes: None,
+            window: None,
+            format: None,
+            split: None,
+            zstd_level: None,
+            verify_source: false,
+            case: case.clone(),
+            retries: None,
+            resume: false,
+            block_size: None,
+            state_interval: None,
+            cancel: Arc::clone(&cancel),
+        };
+        Some((url, upload))
+    } else {
+        None
+    };
     let command: Vec<String> = std::env::args().collect();
     let opts = LiveOptions {
-        out: args.out.clone(),
+        out: s3
+            .as_ref()
+            .map_or_else(|| args.out.clone(), |(u, _)| u.to_string().into()),
+        s3,
         memory: !args.no_memory,
         format: match args.format {
             LiveFormat::Lime => ImageFormat::Raw,
@@ -265,10 +298,12 @@ fn print_summary(o: &LiveOutcome, width: usize) {
     } else {
         lines.push("  memory: not requested (--no-memory)".to_owned());
     }
-    lines.push(format!(
-        "  check: cd {} && sha256sum -c SHA256SUMS",
-        o.out.display()
-    ));
+    if !o.out.to_string_lossy().starts_with("s3://") {
+        lines.push(format!(
+            "  check: cd {} && sha256sum -c SHA256SUMS",
+            o.out.display()
+        ));
+    }
     for l in lines {
         for w in super::wrap(&l, width, 4) {
             println!("{}", w.trim_end());

@@ -229,6 +229,7 @@ impl UploadError {
         }
     }
 }
+
 /// Acquires `opts.source` into the store: the acquisition driver's phases over an [`prefix::S3Prefix`]
 /// destination. See the module doc.
 pub fn upload(
@@ -242,14 +243,6 @@ pub fn upload(
     let url = opts
         .url
         .with_default_prefix(&opts.case, host.dmi_serial.as_deref(), &info.path);
-    let mut dest = prefix::S3Prefix::connect(opts, url, size, events)?;
-    let request = Request {
-        requested: opts.requested(),
-        case: &opts.case,
-        resume: opts.resume,
-        verify_source: opts.verify_source,
-        cancel: &opts.cancel,
-    };
     // A size that cannot be read again is not taken for a change.
     let current_size = || Some(source.size().unwrap_or(size));
     let read = SourceRead {
@@ -258,7 +251,29 @@ pub fn upload(
         read_only: facts.read_only,
         current_size: &current_size,
     };
-    let finished = driver::run(&request, &read, &mut dest, &mut |p: &Progress| {
+    upload_source(opts, url, &read, None, events)
+}
+
+/// The driver's phases from any source (a memory capture: `crate::live`) into `url` (its prefix as
+/// given: no default is made up). `image_stem` names the image object when not `image.raw`.
+/// `opts.source` is not read.
+pub fn upload_source(
+    opts: &UploadOptions,
+    url: S3Url,
+    read: &SourceRead<'_>,
+    image_stem: Option<&str>,
+    events: &mut dyn FnMut(&UploadEvent),
+) -> Result<UploadOutcome, UploadError> {
+    let mut dest = prefix::S3Prefix::connect(opts, url, read.info.size_bytes, events)?;
+    dest.image_stem = image_stem.map(str::to_owned);
+    let request = Request {
+        requested: opts.requested(),
+        case: &opts.case,
+        resume: opts.resume,
+        verify_source: opts.verify_source,
+        cancel: &opts.cancel,
+    };
+    let finished = driver::run(&request, read, &mut dest, &mut |p: &Progress| {
         events(&UploadEvent::Progress(p.clone()))
     })?;
     Ok(UploadOutcome {

@@ -46,6 +46,8 @@ pub(super) struct S3Prefix<'a> {
     part_bytes: u64,
     parts: Vec<RemotePart>,
     pub(super) reused: usize,
+    /// The image's name when not `image.raw` (see `UploadState::image_stem`).
+    pub(super) image_stem: Option<String>,
 }
 
 impl<'a> S3Prefix<'a> {
@@ -163,6 +165,7 @@ impl<'a> S3Prefix<'a> {
             acknowledged: Arc::new(AtomicU64::new(0)),
             parts: Vec::new(),
             reused: 0,
+            image_stem: None,
         })
     }
 
@@ -265,6 +268,7 @@ impl Destination for S3Prefix<'_> {
                     started_at: record.started_at.clone(),
                     resumes: Vec::new(),
                     log: Vec::new(),
+                    image_stem: self.image_stem.clone(),
                 };
                 for l in lines {
                     st.line(l);

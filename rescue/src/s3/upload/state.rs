@@ -103,6 +103,10 @@ pub(super) struct UploadState {
     pub(super) started_at: String,
     pub(super) resumes: Vec<ResumeRecord>,
     pub(super) log: Vec<String>,
+    /// The image object's name before `.zst` and segment suffixes when not `image.raw` (a memory
+    /// capture's `memory.lime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) image_stem: Option<String>,
 }
 
 impl UploadState {
@@ -147,8 +151,13 @@ impl UploadState {
 
     pub(super) fn layout(&self) -> Layout {
         let format = ImageFormat::from_manifest_name(&self.format).unwrap_or(ImageFormat::Raw);
+        let base = match (&self.image_stem, format) {
+            (None, _) => format.base_name().to_owned(),
+            (Some(stem), ImageFormat::Raw) => stem.clone(),
+            (Some(stem), ImageFormat::Zstd) => format!("{stem}.zst"),
+        };
         Layout {
-            base: format.base_name().to_owned(),
+            base,
             split: self.split_bytes,
         }
     }
