@@ -134,6 +134,12 @@ pub const TEST: &[(&str, &str)] = &[
     ("lvm", "lvm2"),
     ("mkfs.xfs", "xfsprogs"),
     ("busybox", "busybox"),
+    // Live-response state (issue 15) against ps, ss, ip, lsmod and findmnt on the host's own /proc.
+    ("ps", "procps"),
+    ("ss", "iproute2"),
+    ("ip", "iproute2"),
+    ("lsmod", "kmod"),
+    ("findmnt", "util-linux"),
 ];
 
 /// The dissect.target version the triage cross-check runs (pinned: its plugins' output is compared).
