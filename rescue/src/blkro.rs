@@ -263,6 +263,10 @@ pub struct Mount {
     pub read_write: bool,
     /// Device number "major:minor" of the mounted filesystem.
     pub device: String,
+    /// Filesystem type (`ext4`, `tmpfs`, `fuse.sshfs`).
+    pub fstype: String,
+    /// The filesystem's own options (`rw,upperdir=…` of an overlay), after the source.
+    pub options: String,
 }
 
 /// Parses `/proc/self/mountinfo` text.
@@ -275,13 +279,17 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             let device = (*l.get(2)?).to_owned();
             let target = unescape_mount(l.get(4)?);
             let opts = l.get(5)?;
+            let fstype = (*r.first()?).to_owned();
             let source = unescape_mount(r.get(1)?);
+            let options = unescape_mount(r.get(2).copied().unwrap_or_default());
             let read_write = opts.split(',').any(|o| o == "rw");
             Some(Mount {
                 source,
                 target,
                 read_write,
                 device,
+                fstype,
+                options,
             })
         })
         .collect()
@@ -460,6 +468,10 @@ mod tests {
         assert_eq!(mounts[0].device, "8:1");
         assert_eq!(mounts[1].target, "/mnt/with space");
         assert!(!mounts[1].read_write);
+        assert_eq!(
+            (mounts[1].fstype.as_str(), mounts[1].options.as_str()),
+            ("vfat", "ro")
+        );
     }
 
     #[test]

@@ -42,6 +42,11 @@ fn guided_case_step_with_numbered_prompts_records_the_clock_offset() {
         "the menu comes first:\n{out}"
     );
     assert!(
+        out.lines()
+            .any(|l| l.contains("run 'rescue live' on a suspect host BEFORE rebooting")),
+        "the first screen says the live response comes before the reboot:\n{out}"
+    );
+    assert!(
         out.contains("a case id may use letters"),
         "a bad id is asked again:\n{out}"
     );

@@ -1,5 +1,6 @@
 //! Independent checks of what `cargo xtask build` wrote: `sgdisk -v` on the USB image, `fsck.vfat -n` on
-//! its ESP, `objdump -h` on the UKI, and the build manifest's hashes against the files.
+//! its ESP, `objdump -h` on the UKI, the build manifest's hashes against the files, and the static binary
+//! on both media (mtools, isoinfo, xorriso).
 
 use std::process::Command;
 
@@ -159,5 +160,138 @@ fn build_manifest_hashes_every_output() -> anyhow::Result<()> {
         "sha256sum -c SHA256SUMS: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+    Ok(())
+}
+
+/// Runs `cmd`, failing with its output when it fails; returns stdout.
+fn run_ok(cmd: &mut Command) -> anyhow::Result<Vec<u8>> {
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!("running {cmd:?}: {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out.stdout)
+}
+
+/// `FILE --version` of an extracted copy of the binary: it runs on this host and names this version.
+fn runs_as_this_build(file: &std::path::Path, version: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut perm = std::fs::metadata(file)?.permissions();
+    if perm.mode() & 0o111 == 0 {
+        perm.set_mode(0o755);
+        std::fs::set_permissions(file, perm)?;
+    }
+    let out = String::from_utf8(run_ok(Command::new(file).arg("--version"))?)?;
+    assert_eq!(
+        out.trim(),
+        format!("rescue {version}"),
+        "{} --version",
+        file.display()
+    );
+    Ok(())
+}
+
+/// The static binary a responder runs on the suspect host (issue 15) is on both media as the build
+/// made it: mtools reads it from the USB image's FAT (`::RESCUE/RESCUE`), isoinfo and xorriso from the
+/// ISO (`/RESCUE/RESCUE.;1`), each copy equals the built binary's sha256 (manifest and
+/// `boot-files.json`, which the self-check uses) and runs here. (Loop mounts are not possible here: this
+/// host's kernel has neither `vfat` nor `iso9660`.)
+#[test]
+fn the_static_binary_is_on_both_media_and_runs() -> anyhow::Result<()> {
+    let Some(art) = gate("the_static_binary_is_on_both_media_and_runs") else {
+        return Ok(());
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(art.dir.join("build-manifest.json"))?)?;
+    let sha = manifest["rescue_binary"]["sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let size = manifest["rescue_binary"]["size"].as_u64().unwrap_or(0);
+    let version = manifest["version"].as_str().unwrap_or("?").to_owned();
+    assert_eq!(sha.len(), 64, "{manifest}");
+    // Listed where the self-check and the media listings look for it.
+    let record = manifest["boot_files"]["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|r| r["path"] == "RESCUE/RESCUE"))
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("boot-files.json lacks RESCUE/RESCUE"))?;
+    assert_eq!(record["sha256"].as_str(), Some(sha.as_str()));
+    assert_eq!(record["size"].as_u64(), Some(size));
+    assert_eq!(record["on"], serde_json::json!(["fat", "iso"]));
+    for medium in ["rescue-usb.img", "rescue.iso"] {
+        let listed = manifest["media"][medium]
+            .as_array()
+            .and_then(|f| f.iter().find(|r| r["path"] == "RESCUE/RESCUE"))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the manifest lists no RESCUE/RESCUE on {medium}"))?;
+        assert_eq!(listed["sha256"].as_str(), Some(sha.as_str()), "{medium}");
+    }
+    let dir = tempfile::tempdir()?;
+
+    // The USB image: the ESP's byte offset from sgdisk, the file through mtools.
+    let (ok, table) = tool(Command::new("sgdisk").arg("-p").arg(art.usb_image()))?;
+    assert!(ok, "sgdisk -p:\n{table}");
+    let start: u64 = table
+        .lines()
+        .find(|l| l.contains("EF00"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no ESP in:\n{table}"))?;
+    let image_at = format!("{}@@{}", art.usb_image().display(), start * 512);
+    let listing = String::from_utf8(run_ok(
+        Command::new("mdir").args(["-b", "-i", &image_at, "::RESCUE"]),
+    )?)?;
+    assert!(
+        listing.lines().any(|l| l.trim() == "::/RESCUE/RESCUE"),
+        "mdir -b lists the long name RESCUE:\n{listing}"
+    );
+    let from_fat = dir.path().join("from-fat");
+    run_ok(
+        Command::new("mcopy")
+            .args(["-n", "-i", &image_at, "::RESCUE/RESCUE"])
+            .arg(&from_fat),
+    )?;
+    assert_eq!(sha256_file(&from_fat)?, sha, "RESCUE/RESCUE on the FAT");
+    runs_as_this_build(&from_fat, &version)?;
+
+    // The ISO: isoinfo names it as recorded, xorriso extracts it by the path a user types.
+    let listing = String::from_utf8(run_ok(
+        Command::new("isoinfo").arg("-f").arg("-i").arg(art.iso()),
+    )?)?;
+    assert!(
+        listing.lines().any(|l| l.trim() == "/RESCUE/RESCUE.;1"),
+        "isoinfo -f:\n{listing}"
+    );
+    let from_isoinfo = dir.path().join("from-isoinfo");
+    std::fs::write(
+        &from_isoinfo,
+        run_ok(
+            Command::new("isoinfo")
+                .arg("-i")
+                .arg(art.iso())
+                .args(["-x", "/RESCUE/RESCUE.;1"]),
+        )?,
+    )?;
+    assert_eq!(sha256_file(&from_isoinfo)?, sha, "isoinfo -x on the ISO");
+    let from_xorriso = dir.path().join("from-xorriso");
+    run_ok(
+        Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(art.iso())
+            .args(["-extract", "/RESCUE/RESCUE"])
+            .arg(&from_xorriso),
+    )?;
+    assert_eq!(
+        sha256_file(&from_xorriso)?,
+        sha,
+        "xorriso -extract on the ISO"
+    );
+    runs_as_this_build(&from_xorriso, &version)?;
+
     Ok(())
 }

@@ -4,8 +4,8 @@
 //! report the boot mode, the Secure Boot state and a passing self-check of the boot medium, `devices
 //! --json` must list the medium write-blocked, and `status` must end up showing the medium's sha256,
 //! equal to the image's. Under Secure Boot the unsigned UKI is refused by the firmware; a modified
-//! initramfs on the medium is reported by the self-check; the GRUB entry "serial ttyS1 only" moves the
-//! kernel console to ttyS1.
+//! initramfs and a modified `RESCUE/RESCUE` on the medium are reported by the self-check; the GRUB
+//! entry "serial ttyS1 only" moves the kernel console to ttyS1.
 //!
 //! Together with `boot.rs` (OVMF × `rescue-usb.img`) this is the whole product: {OVMF, OVMF with Secure
 //! Boot, SeaBIOS} × {ISO as SATA CD, ISO as USB CD, ISO as USB disk, ISO written to a disk,
@@ -319,22 +319,25 @@ fn selfcheck_reports_a_modified_initramfs_on_the_medium() -> anyhow::Result<()> 
         return Ok(());
     };
     let work = tempfile::tempdir()?;
-    // Flip one byte in the middle of RESCUE/INITRD.IMG inside a copy of the ISO. The system itself
-    // boots from the unmodified artifacts (direct kernel boot), so it can report what it finds.
+    // Flip one byte in the middle of RESCUE/INITRD.IMG and of RESCUE/RESCUE (the static binary a
+    // responder runs on a live host) inside a copy of the ISO. The system itself boots from the
+    // unmodified artifacts (direct kernel boot), so it can report what it finds.
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(art.dir.join("build-manifest.json"))?)?;
-    let initrd = manifest["media"]["rescue.iso"]
-        .as_array()
-        .and_then(|files| files.iter().find(|f| f["path"] == "RESCUE/INITRD.IMG"))
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("the manifest lists no RESCUE/INITRD.IMG on the ISO"))?;
-    let lba = initrd["lba"].as_u64().unwrap_or(0);
-    let size = initrd["size"].as_u64().unwrap_or(0);
-    anyhow::ensure!(lba > 0 && size > 0, "bad manifest entry {initrd}");
     let iso = copy_to(work.path(), &art.iso(), "tampered.iso")?;
     let mut bytes = std::fs::read(&iso)?;
-    let at = (lba * 2048 + size / 2) as usize;
-    bytes[at] ^= 0x40;
+    for path in ["RESCUE/INITRD.IMG", "RESCUE/RESCUE"] {
+        let entry = manifest["media"]["rescue.iso"]
+            .as_array()
+            .and_then(|files| files.iter().find(|f| f["path"] == path))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the manifest lists no {path} on the ISO"))?;
+        let lba = entry["lba"].as_u64().unwrap_or(0);
+        let size = entry["size"].as_u64().unwrap_or(0);
+        anyhow::ensure!(lba > 0 && size > 0, "bad manifest entry {entry}");
+        let at = (lba * 2048 + size / 2) as usize;
+        bytes[at] ^= 0x40;
+    }
     std::fs::write(&iso, &bytes)?;
     drop(bytes);
 
@@ -353,8 +356,14 @@ fn selfcheck_reports_a_modified_initramfs_on_the_medium() -> anyhow::Result<()> 
     );
     let mut vm = builder.spawn()?;
     let banner = vm.wait_prompt(BOOT_TIMEOUT)?;
+    // The banner wraps the list of mismatches to the console; compare it with whitespace collapsed.
+    let words = banner.split_whitespace().collect::<Vec<_>>().join(" ");
     vm.check(
-        banner.contains("(ISO 9660): MISMATCH: RESCUE/INITRD.IMG (main part sha256"),
+        words.contains("(ISO 9660): MISMATCH: RESCUE/RESCUE (sha256 "),
+        "the banner reports the modified static binary",
+    )?;
+    vm.check(
+        words.contains("; RESCUE/INITRD.IMG (main part sha256"),
         "the banner reports the modified initramfs",
     )?;
     vm.check(

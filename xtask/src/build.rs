@@ -36,6 +36,10 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// The systemd EFI stub inside the pinned `systemd-boot-efi` package.
 const STUB_IN_PACKAGE: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const ZSTD_LEVEL: i32 = 12;
+/// The static `rescue` binary on both media, for `rescue live` on a running host: the FAT path, and
+/// the ISO 9660 path as readers match it (recorded `RESCUE.;1`; Linux `isofs` shows it lower-cased,
+/// `rescue/rescue`). See docs/live-media.md.
+pub const RESCUE_ON_MEDIA: &str = "RESCUE/RESCUE";
 
 /// Parsed `cargo xtask build` options.
 #[derive(Debug, Clone, Default)]
@@ -565,6 +569,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         },
         "files": [
             record("RESCUE/VMLINUZ", &vmlinuz, &["fat", "iso"]),
+            record(RESCUE_ON_MEDIA, &rescue_bin, &["fat", "iso"]),
             record(&marker, &marker_data, &["fat", "iso"]),
             record("BOOT/GRUB/GRUB.CFG", &grub_cfg, &["fat", "iso"]),
             record("EFI/BOOT/BOOTX64.EFI", &loaders.shim, &["fat"]),
@@ -620,6 +625,11 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         esp_file("RESCUE/INITRD.IMG", &initrd_file),
         esp_file(&marker, &marker_data),
     ];
+    // The static binary for a live response on the running suspect host (issue 15). Only on the USB
+    // image's FAT: the ISO carries it in its ISO 9660 tree, and its ESP image (El Torito UEFI entry,
+    // hybrid partition 2) needs only what boots, so the ISO does not hold the binary twice.
+    let mut usb_files = files.clone();
+    usb_files.push(esp_file(RESCUE_ON_MEDIA, &rescue_bin));
     let mut label = *b"RESCUE     ";
     label[..6].copy_from_slice(b"RESCUE");
     let disk_opts = images::disk::DiskOptions {
@@ -639,7 +649,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     let mut disk = std::io::Cursor::new(Vec::new());
     images::disk::write_disk(
         &mut disk,
-        &files,
+        &usb_files,
         &disk_opts,
         Some(images::disk::BiosBoot {
             boot_img: &loaders.boot_img,
@@ -664,6 +674,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         iso_file("BOOT/GRUB/GRUB.CFG", &grub_cfg),
         iso_file("RESCUE/VMLINUZ", &vmlinuz),
         iso_file("RESCUE/INITRD.IMG", &initrd_file),
+        iso_file(RESCUE_ON_MEDIA, &rescue_bin),
         iso_file(&marker, &marker_data),
         iso_file("EFI/ESP.IMG", &esp_image),
     ];
@@ -730,7 +741,7 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "bootloader": { "packages": loaders.packages, "grub_bios_modules": "grub-mkimage -d <grub-pc-bin>/usr/lib/grub/i386-pc" },
         "boot_files": boot_files,
         "media": {
-            "rescue-usb.img": files.iter().map(|f| json!({ "path": f.path, "sha256": util::sha256_hex(&f.data), "size": f.data.len() })).collect::<Vec<_>>(),
+            "rescue-usb.img": usb_files.iter().map(|f| json!({ "path": f.path, "sha256": util::sha256_hex(&f.data), "size": f.data.len() })).collect::<Vec<_>>(),
             "rescue.iso": iso_files_on_medium(&iso, &iso_files)?,
         },
     });

@@ -205,6 +205,10 @@ pub fn progress(state: &CaseState) -> (Vec<(Step, String)>, Step) {
     (lines, next)
 }
 
+/// The first screen's reminder that a live response comes before the rescue system (docs/live-media.md).
+const LIVE_FIRST: &str =
+    "memory first: run 'rescue live' on a suspect host BEFORE rebooting into rescue";
+
 /// The menu as shown in front of the prompt, fitted to `width` columns: step texts wrap under their
 /// column; below 64 columns each step's text goes on its own lines under the step's number and title.
 pub fn menu_text(state: &CaseState, width: usize) -> String {
@@ -217,6 +221,10 @@ pub fn menu_text(state: &CaseState, width: usize) -> String {
         "-".repeat(left),
         "-".repeat(rule_width.saturating_sub(left + title.len()))
     );
+    if state.case_id.is_none() {
+        // The first screen: the memory and volatile state of a suspect host are gone once it reboots.
+        out.push_str(&super::wrap_text(LIVE_FIRST, width));
+    }
     let wide = width >= 64;
     for (s, text) in lines {
         let mark = if s == next { "next>" } else { "     " };
@@ -443,6 +451,20 @@ mod tests {
             text.contains("next> 1  Case                   open a case"),
             "{text}"
         );
+        // The first screen says, on one line, that the live response comes before the reboot.
+        assert!(
+            text.lines()
+                .any(|l| l == LIVE_FIRST && l.contains("BEFORE rebooting")),
+            "{text}"
+        );
+        assert!(
+            menu_text(&s, 40)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(LIVE_FIRST),
+            "wrapped whole at 40 columns"
+        );
         s.case_id = Some("INCIDENT-2026-0042-DATACENTER-EAST".into());
         s.examiner = Some("Jane Doe-Example, Incident Response".into());
         s.destination = Some(case::Destination {
@@ -455,6 +477,8 @@ mod tests {
             let text = menu_text(&s, width);
             assert!(super::super::widest(&text) <= width, "{width}:\n{text}");
         }
+        // Once a case is open the reminder has done its job.
+        assert!(!menu_text(&s, 80).contains("rescue live"));
     }
 
     #[test]
