@@ -139,6 +139,12 @@ pub const TEST: &[(&str, &str)] = &[
     // The live-response scenario's test program, linked static (issue 15).
     ("gcc", "gcc"),
     ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+    // Live-response state (issue 15) against ps, ss, ip, lsmod and findmnt on the host's own /proc.
+    ("ps", "procps"),
+    ("ss", "iproute2"),
+    ("ip", "iproute2"),
+    ("lsmod", "kmod"),
+    ("findmnt", "util-linux"),
 ];
 
 /// The dissect.target version the triage cross-check runs (pinned: its plugins' output is compared).

@@ -69,6 +69,11 @@ const GATED_HOST_TESTS: &[&str] = &[
     "timeline-journalctl",
     "timeline-last",
     "timeline-fls",
+    "live-state-processes-ps",
+    "live-state-hidden",
+    "live-state-sockets-ss",
+    "live-state-deleted-exe",
+    "live-state-memfd-exe",
 ];
 
 /// Fails when one of `names` left no marker in `markers`.

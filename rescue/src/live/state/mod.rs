@@ -5,6 +5,20 @@
 //! command line and version, uptime and boot time, time sources, the symbol material Volatility needs)
 //! after it.
 
+//!
+//! One submodule per collector, each writing one JSON document `state/NAME.json` (shapes in
+//! `docs/live-state.md`) whose `notes` say what could not be read; [`doc`] holds what they share.
+//! Everything is read from [`Roots`] (`/proc`, `/sys`, `/dev`, `/`): no program of the suspect host
+//! runs and none of its libraries is loaded.
+
+mod doc;
+pub mod hidden;
+pub mod modules;
+pub mod mounts;
+pub mod network;
+pub mod processes;
+pub mod sockets;
+
 use super::{Artifact, Roots};
 
 /// Which part of the volatile state to collect.
@@ -19,7 +33,25 @@ pub enum Phase {
 /// Collects one phase. Never fails as a whole: what cannot be read becomes a note in the artifact
 /// that needed it. `progress` receives the name of each collector as it starts.
 pub fn collect(phase: Phase, roots: &Roots, progress: &mut dyn FnMut(&str)) -> Vec<Artifact> {
-    // Filled in by the state collectors (issue 15); the orchestrator in `live` calls this.
-    let _ = (phase, roots, progress);
-    Vec::new()
+    let mut out = Vec::new();
+    match phase {
+        Phase::Volatile => {
+            let mut cache = processes::ExeCache::default();
+            progress("processes");
+            let listing = processes::collect(roots, &mut cache, &mut out);
+            progress("sockets");
+            out.push(sockets::collect(roots, &listing.listed));
+            progress("hidden processes");
+            hidden::collect(roots, &listing.listed, &mut cache, &mut out);
+        }
+        Phase::Stable => {
+            progress("modules");
+            out.push(modules::collect(roots));
+            progress("mounts");
+            out.push(mounts::collect(roots));
+            progress("network");
+            out.push(network::collect(roots));
+        }
+    }
+    out
 }
