@@ -1072,19 +1072,18 @@ mod fuzz {
         } else {
             0
         };
+        // A volume of `size` bytes, zeros but for `data` at `base`.
         let vol = |off: u64, len: usize| -> Vec<u8> {
             if off >= size {
                 return Vec::new();
             }
             let len = len.min(usize::try_from(size - off).unwrap_or(usize::MAX));
             let mut out = vec![0u8; len.min(1 << 20)];
-            for (i, o) in out.iter_mut().enumerate() {
-                let p = off + i as u64;
-                if p >= base
-                    && let Some(c) = usize::try_from(p - base).ok().and_then(|i| data.get(i))
-                {
-                    *o = *c;
-                }
+            let end = off + out.len() as u64;
+            let (from, to) = (off.max(base), end.min(base + data.len() as u64));
+            if from < to {
+                let src = &data[(from - base) as usize..(to - base) as usize];
+                out[(from - off) as usize..(to - off) as usize].copy_from_slice(src);
             }
             out
         };

@@ -10,6 +10,7 @@ mod bench_timeline;
 mod bootloader;
 mod build;
 mod deps;
+mod fuzz;
 mod inputs;
 mod kernel;
 mod qemu;
@@ -38,6 +39,9 @@ commands:
                          fmt, clippy, unit tests, build, QEMU boot tests (what CI runs); with
                          --reproducibility only the two builds (the second from a copy of the checkout
                          at another path, in its own target directory) and their comparison
+  fuzz [--seconds N] [--seed S] [NAME]
+                         run every fuzz target of the rescue parsers (or those whose test name
+                         contains NAME) for N seconds each (default 60); `test` runs a short smoke
   bench build|boot|acquire|s3|timeline|mount|live
                          measure build time, boot time and size, acquisition, upload or mount speed,
                          the timeline's body file against fls and its events per second, or memory
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         "qemu" => qemu::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

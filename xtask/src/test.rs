@@ -255,6 +255,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     gated_env(&mut c);
     util::run(&mut c)?;
     check_markers(&markers, GATED_HOST_TESTS)?;
+    crate::fuzz::check_markers(&markers)?;
     eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
 
     let t = step("QEMU scenarios");

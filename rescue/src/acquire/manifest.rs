@@ -278,7 +278,10 @@ impl Manifest {
                         w.offset
                     ));
                 }
-                next = w.offset + w.length;
+                let Some(end) = w.offset.checked_add(w.length) else {
+                    return bad(format!("window {i} ends past 2^64 bytes"));
+                };
+                next = end;
             }
             if next != self.source.size_bytes {
                 return bad(format!(
@@ -628,5 +631,14 @@ mod fuzz {
                 "{d}  image.raw\n{d} *image.raw.001\n\n{d}  manifest.json\n"
             ))
             .run(sums);
+    }
+
+    /// Found by `manifest-json`: a window whose offset + length passes 2^64 overflowed the check that
+    /// windows tile the source.
+    #[test]
+    fn regression_a_window_ending_past_2_64_is_refused() {
+        let input =
+            include_bytes!("../fuzz-seeds/regressions/manifest-json-window-end-overflow.bin");
+        assert_eq!(crate::fuzzing::replay(manifests, input), Ok(()));
     }
 }

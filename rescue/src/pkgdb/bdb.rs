@@ -159,7 +159,9 @@ impl Bdb {
 
     /// The `len` bytes of an overflow chain starting at page `first`.
     fn overflow(&self, first: u32, len: usize, from: u32) -> Result<Vec<u8>, BdbError> {
-        if len > 256 << 20 {
+        // The chain's pages are in the file: it cannot hold more than the file.
+        let in_file = (self.last_page as usize).saturating_mul(self.page_size);
+        if len > 256 << 20 || len > in_file {
             return corrupt(format!("page {from}: an off-page item of {len} bytes"));
         }
         let mut out = Vec::with_capacity(len);
@@ -248,5 +250,16 @@ mod fuzz {
             .seed(db)
             .dict(&[b"\x61\x15\x06\x00", b"\x00\x06\x15\x61", b"\x0d", b"\x02"])
             .run(databases);
+    }
+
+    /// Found by `bdb`: an off-page item claiming 7.7 MB in a 5 KB database reserved it all before
+    /// following the chain; the file's size now bounds the claim.
+    #[test]
+    fn regression_an_off_page_length_larger_than_the_file_is_an_error() {
+        let input = zstd::decode_all(
+            &include_bytes!("../fuzz-seeds/regressions/bdb-overflow-item-length.bin.zst")[..],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(crate::fuzzing::replay(databases, &input), Ok(()));
     }
 }

@@ -782,4 +782,12 @@ mod fuzz {
             include_bytes!("../../fuzz-seeds/regressions/timeline-text-audit-seconds-overflow.bin");
         assert_eq!(crate::fuzzing::replay(text_logs, input), Ok(()));
     }
+
+    /// Found by `timeline-text`: a bash history time stamp of 19 digits overflowed the microseconds.
+    #[test]
+    fn regression_a_shell_history_stamp_past_the_range_is_unparsed() {
+        let input =
+            include_bytes!("../../fuzz-seeds/regressions/timeline-text-shell-stamp-overflow.bin");
+        assert_eq!(crate::fuzzing::replay(text_logs, input), Ok(()));
+    }
 }

@@ -34,8 +34,11 @@ pub fn parse(ctx: &mut Context<'_>) -> Result<(), LogError> {
         let Some(t) = t else {
             return ctx.unparsed(n, l, "shell history line without a timestamp");
         };
+        let Some(micros) = t.checked_mul(1_000_000) else {
+            return ctx.unparsed(n, l, "shell history timestamp out of range");
+        };
         let mut e = ctx
-            .event(t * 1_000_000, "Command Run", cmd.to_owned())
+            .event(micros, "Command Run", cmd.to_owned())
             .attr("user", user.as_str());
         if let Some(why) = judge_command(cmd) {
             e = e.flag(why);
