@@ -12,7 +12,7 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -42,17 +42,7 @@ fn run(cmd: &mut Command) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("timed out after {TIMEOUT:?}: {line}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = s3::wait_exit(child, TIMEOUT, &line);
     Output {
         status,
         stdout: t_out.join().unwrap(),
@@ -69,66 +59,24 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn server_binary() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates = [
-        std::env::var_os("RESCUE_S3S_FS").map(PathBuf::from),
-        Some(root.join("target/tools/bin/s3s-fs")),
-        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
-    ];
-    let found = candidates.into_iter().flatten().find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("RESCUE_REQUIRE_S3S").as_deref() != Ok("1"),
-            "s3s-fs not found (cargo install s3s-fs@0.14.1 --features binary --locked)"
-        );
-        eprintln!("skipped: no s3s-fs binary (cargo xtask test installs it)");
-    }
-    found
-}
+#[path = "common/s3.rs"]
+mod s3;
 
-/// An s3s-fs server on 127.0.0.1, killed on drop.
+/// An s3s-fs server on 127.0.0.1 (`common/s3.rs`: waited for on its own "server is running" line),
+/// killed on drop.
 struct Store {
-    child: Child,
     port: u16,
     root: PathBuf,
-    _dir: tempfile::TempDir,
+    _server: s3::Server,
 }
 
 impl Store {
     fn start(bucket: &str) -> Option<Store> {
-        let bin = server_binary()?;
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("store");
-        fs::create_dir_all(root.join(bucket)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(&root)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting s3s-fs");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "s3s-fs did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let server = s3::Server::s3s_fs(bucket)?;
         Some(Store {
-            child,
-            port,
-            root,
-            _dir: dir,
+            port: server.port,
+            root: server.root.clone().unwrap(),
+            _server: server,
         })
     }
 
@@ -164,13 +112,6 @@ impl Store {
         walk(&self.root, &self.root, &mut v);
         v.sort();
         v
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -562,7 +503,9 @@ impl TlsFront {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("socat")
+        let mut child = Command::new("socat")
+            // -d -d: it says "listening on" once the socket listens.
+            .args(["-d", "-d"])
             .arg(format!(
                 "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
                 dir.join("leaf.pem").display(),
@@ -571,17 +514,11 @@ impl TlsFront {
             .arg(format!("TCP:127.0.0.1:{}", store.port))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting socat (package socat)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "socat did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let err = child.stderr.take().unwrap();
+        s3::wait_for_line(&mut child, err, "listening on", dir.join("socat.log"));
         TlsFront {
             child,
             port,

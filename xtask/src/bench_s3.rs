@@ -1,7 +1,9 @@
 //! `cargo xtask bench s3`: upload throughput of `rescue acquire --out s3://…` to a local `s3s-fs` store on
 //! the loopback against `rescue acquire` to a local directory, same source file, both outputs on tmpfs.
 //! Prints medians of round-robin runs, the ratio (target ≥ 0.7×) and peak RSS (target ≤ 256 MiB), and
-//! writes the markdown table to `target/bench/s3.md`. Also owns installing `s3s-fs` for the tests.
+//! writes the markdown table to `target/bench/s3.md`. Then the client CPU per GiB of `rescue` next to
+//! `rclone copy` and `aws s3 cp` (Debian packages) uploading the same file to
+//! the same store in the same rounds (issue 17). Also owns installing `s3s-fs` for the tests.
 //!
 //! Flags: `--size MIB` (default 1024), `--runs N` (default 3), `--dir DIR` (default `/dev/shm/rescue-bench-s3`).
 
@@ -92,9 +94,10 @@ fn timed(cmd: &Command) -> anyhow::Result<Sample> {
     let mut t = Command::new("/usr/bin/time");
     t.arg("-v").arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            t.env(k, v);
-        }
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
     }
     t.stdout(Stdio::null());
     let start = Instant::now();
@@ -117,6 +120,48 @@ fn timed(cmd: &Command) -> anyhow::Result<Sample> {
     })
 }
 
+/// The other clients: file-name tag, how the table names them.
+const OTHERS: [(&str, &str); 2] = [
+    (
+        "rclone",
+        "`rclone copy` (Debian rclone 1.60: MD5 of the file and per part, 4 × 8 MiB parts)",
+    ),
+    (
+        "aws",
+        "`aws s3 cp` (Debian awscli 2.9: its default checksums, it has no `--checksum-algorithm`; 8 MiB parts)",
+    ),
+];
+
+/// `rclone copy` and `aws s3 cp` of `source` to run `i`'s keys, in [`OTHERS`]' order.
+fn other_clients(source: &Path, endpoint: &str, i: usize) -> Vec<Command> {
+    let mut rclone = Command::new("/usr/bin/rclone");
+    rclone
+        .arg("copy")
+        .arg(source)
+        .arg(format!(":s3:bench/rclone-{i}"))
+        .args(["--s3-chunk-size", "8M", "--s3-upload-concurrency", "4"])
+        // A CA bundle in the environment makes rclone refuse its plain-HTTP transport.
+        .env_remove("AWS_CA_BUNDLE")
+        .env("RCLONE_CONFIG", "/dev/null")
+        .env("RCLONE_S3_PROVIDER", "Other")
+        .env("RCLONE_S3_ENDPOINT", endpoint)
+        .env("RCLONE_S3_REGION", "us-east-1")
+        .env("RCLONE_S3_ACCESS_KEY_ID", "BENCHKEY")
+        .env("RCLONE_S3_SECRET_ACCESS_KEY", "bench-secret");
+    let mut aws = Command::new("/usr/bin/aws");
+    aws.args(["s3", "cp", "--no-progress"])
+        .arg(source)
+        .arg(format!("s3://bench/aws-{i}/source.img"))
+        .args(["--endpoint-url", endpoint])
+        .env_remove("AWS_CA_BUNDLE")
+        .env("AWS_ACCESS_KEY_ID", "BENCHKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "bench-secret")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    vec![rclone, aws]
+}
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut size_mib: u64 = 1024;
     let mut runs = 3usize;
@@ -131,7 +176,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown flag {other:?}; flags: --size MIB --runs N --dir DIR"),
         }
     }
-    deps::ensure_packages(&[("/usr/bin/time", "time")])?;
+    // The other clients, uploading the same file to the same store (issue 17). By path: a pyenv or
+    // pip `aws` on PATH is not the Debian one.
+    deps::ensure_packages(&[
+        ("/usr/bin/time", "time"),
+        ("/usr/bin/rclone", "rclone"),
+        ("/usr/bin/aws", "awscli"),
+    ])?;
     let server_bin = ensure_s3s_fs()?;
     let root = util::project_root();
     util::run(
@@ -183,6 +234,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (mut local, mut remote) = (Vec::new(), Vec::new());
     let (mut cpu_local, mut cpu_remote, mut cpu_server) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rss_local, mut rss_remote) = (0, 0);
+    // Per other client: wall, client CPU, server CPU, peak RSS.
+    type Samples = (Vec<f64>, Vec<f64>, Vec<f64>, u64);
+    let mut others: Vec<Samples> = OTHERS.iter().map(|_| Default::default()).collect();
     for i in 0..runs.max(1) {
         let out = dir.join(format!("local-{i}"));
         let mut c = Command::new(&rescue);
@@ -224,6 +278,24 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         cpu_server.push(server);
         rss_remote = rss_remote.max(s.rss_kib);
         let _ = fs::remove_dir_all(store.join(format!("bench/run-{i}")));
+
+        for (k, c) in other_clients(&source, &endpoint, i).iter().enumerate() {
+            let before = process_cpu(server_pid);
+            let s = timed(c)?;
+            let server = process_cpu(server_pid) - before;
+            eprintln!(
+                "bench: {} run {i}: {:.1} s, {:.1} s CPU (server {server:.1} s), {} MiB RSS",
+                OTHERS[k].0,
+                s.wall,
+                s.cpu,
+                s.rss_kib / 1024
+            );
+            others[k].0.push(s.wall);
+            others[k].1.push(s.cpu);
+            others[k].2.push(server);
+            others[k].3 = others[k].3.max(s.rss_kib);
+            let _ = fs::remove_dir_all(store.join(format!("bench/{}-{i}", OTHERS[k].0)));
+        }
     }
     let (l, r) = (median(local), median(remote));
     let (cl, cr, cs) = (median(cpu_local), median(cpu_remote), median(cpu_server));
@@ -246,6 +318,32 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "**no**"
         },
     );
+    let gib = size_mib as f64 / 1024.0;
+    let mut cpu = format!(
+        "\n| client, {size_mib} MiB file to s3s-fs on loopback (median of {runs}) | time (s) | CPU of the client (s) | client CPU-s per GiB | CPU of s3s-fs (s) | peak RSS |\n|---|---:|---:|---:|---:|---:|\n\
+         | `rescue acquire --out s3://…` (stream SHA-256, `x-amz-checksum-sha256` per part) | {r:.1} | {cr:.1} | {:.2} | {cs:.1} | {:.0} MiB |\n",
+        cr / gib,
+        rss_remote as f64 / 1024.0
+    );
+    let mut lowest = f64::MAX;
+    for (k, (wall, client, server, rss)) in others.into_iter().enumerate() {
+        let c = median(client);
+        lowest = lowest.min(c);
+        cpu.push_str(&format!(
+            "| {} | {:.1} | {c:.1} | {:.2} | {:.1} | {:.0} MiB |\n",
+            OTHERS[k].1,
+            median(wall),
+            c / gib,
+            median(server),
+            rss as f64 / 1024.0
+        ));
+    }
+    cpu.push_str(&format!(
+        "\n`rescue` CPU per GiB / the lower of the other two: **{:.2}×** (goal ≤ 1: {}).\n",
+        cr / lowest,
+        if cr <= lowest { "met" } else { "**not met**" }
+    ));
+    let table = table + &cpu;
     println!("{table}");
     let md = root.join("target/bench/s3.md");
     fs::create_dir_all(md.parent().unwrap_or(&root))?;

@@ -74,6 +74,11 @@ const GATED_HOST_TESTS: &[&str] = &[
     "live-state-sockets-ss",
     "live-state-deleted-exe",
     "live-state-memfd-exe",
+    // Issue 17: the kill matrix on both stores, and moto's server as a second store.
+    "kill-matrix-s3s-fs",
+    "kill-matrix-moto",
+    "moto-store",
+    "moto-session-token",
 ];
 
 /// Fails when one of `names` left no marker in `markers`.
@@ -200,6 +205,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let s3s_fs = crate::bench_s3::ensure_s3s_fs()?;
     let dissect_python = crate::deps::ensure_dissect_target()?;
     let volatility_python = crate::deps::ensure_volatility3()?;
+    let moto_python = crate::deps::ensure_moto()?;
 
     let t = step("cargo fmt --check");
     util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -242,6 +248,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .env("RESCUE_DISSECT_PYTHON", &dissect_python)
             .env("RESCUE_VOLATILITY_PYTHON", &volatility_python)
             .env("RESCUE_REQUIRE_S3S", "1")
+            .env("RESCUE_MOTO_PYTHON", &moto_python)
+            .env("RESCUE_REQUIRE_MOTO", "1")
             .env("RESCUE_STUB", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
             .env("RESCUE_KERNEL", &art.vmlinuz);
         if let Some(m) = &art.modules_dir {

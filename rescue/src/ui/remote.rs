@@ -186,6 +186,11 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
                 crate::devices::human_size(*bytes)
             );
         }
+        UploadEvent::NothingStored => {
+            eprintln!(
+                "resuming: nothing is stored under the prefix yet (the run stopped before its first write); starting the upload"
+            );
+        }
         UploadEvent::Restarting { file, part, reason } => {
             eprintln!(
                 "resume: the store holds part {part} of {file} from the interrupted run but lists no checksum for it and refuses to replace it ({reason}); aborted that multipart upload and uploading {file} again from the start"

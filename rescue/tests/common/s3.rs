@@ -93,7 +93,12 @@ fn free_port() -> u16 {
 
 /// Reads `out` on a thread until a line contains `needle` (then the rest goes to `log`); fails when
 /// the process closes it first or after [`WAIT`].
-fn wait_for_line(child: &mut Child, out: impl Read + Send + 'static, needle: &str, log: PathBuf) {
+pub fn wait_for_line(
+    child: &mut Child,
+    out: impl Read + Send + 'static,
+    needle: &str,
+    log: PathBuf,
+) {
     let (tx, rx) = channel();
     let needle = needle.to_owned();
     std::thread::spawn(move || {
@@ -118,10 +123,10 @@ fn wait_for_line(child: &mut Child, out: impl Read + Send + 'static, needle: &st
     });
     match rx.recv_timeout(WAIT) {
         Ok(Ok(())) => {}
-        Ok(Err(seen)) => panic!("the store exited before it listened:\n{seen}"),
+        Ok(Err(seen)) => panic!("exited before it listened:\n{seen}"),
         Err(_) => {
             let _ = child.kill();
-            panic!("the store did not say it listens within {WAIT:?}");
+            panic!("did not say it listens within {WAIT:?}");
         }
     }
 }
@@ -183,6 +188,12 @@ impl Server {
     /// moto's server with one empty bucket (made with a plain CreateBucket; moto checks no
     /// signatures unless asked to).
     pub fn moto(bucket: &str) -> Option<Server> {
+        Self::moto_with(bucket, &[])
+    }
+
+    /// moto's server with these environment variables (`INITIAL_NO_AUTH_ACTION_COUNT=N`: requests
+    /// after the first N are checked against its IAM and STS: signatures, keys, session tokens).
+    pub fn moto_with(bucket: &str, env: &[(&str, &str)]) -> Option<Server> {
         let python = moto_python()?;
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -195,6 +206,7 @@ impl Server {
                 "-p",
                 &port.to_string(),
             ])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("server.out")).unwrap())
             .stderr(Stdio::piped())
@@ -305,7 +317,11 @@ impl Head {
 
     /// CreateMultipartUpload.
     pub fn is_create(&self) -> bool {
-        self.method == "POST" && self.query().split('&').any(|kv| kv == "uploads")
+        self.method == "POST"
+            && self
+                .query()
+                .split('&')
+                .any(|kv| kv == "uploads" || kv == "uploads=")
     }
 
     /// A PUT of the object named `name` (the last path element).

@@ -256,6 +256,51 @@ impl Client {
         Ok(ambiguous && etag.ends_with(&format!("-{}", parts.len())))
     }
 
+    /// The multipart uploads in progress under `prefix`: (key, upload id). Stores that do not keep
+    /// such a listing (s3s-fs) answer an error.
+    pub fn list_multipart_uploads(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, S3Error> {
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut q = vec![
+                ("uploads".to_owned(), String::new()),
+                ("prefix".to_owned(), prefix.to_owned()),
+            ];
+            if let Some((k, u)) = &markers {
+                q.push(("key-marker".to_owned(), k.clone()));
+                q.push(("upload-id-marker".to_owned(), u.clone()));
+            }
+            let r = self.send(Call {
+                op: "ListMultipartUploads",
+                method: "GET",
+                key: None,
+                query: &q,
+                extra: &[],
+                body: &[],
+                body_sha256: None,
+            })?;
+            let r = self.check("ListMultipartUploads", prefix, r)?;
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            for u in xml::elements(&body, "Upload") {
+                if let (Some(k), Some(id)) = (xml::text(u, "Key"), xml::text(u, "UploadId")) {
+                    out.push((k, id));
+                }
+            }
+            let next =
+                xml::text(&body, "NextKeyMarker").zip(xml::text(&body, "NextUploadIdMarker"));
+            if xml::text(&body, "IsTruncated").as_deref() != Some("true")
+                || next.is_none()
+                || next == markers
+            {
+                return Ok(out);
+            }
+            markers = next;
+        }
+    }
+
     pub fn abort_multipart(&mut self, key: &str, upload_id: &str) -> Result<(), S3Error> {
         let q = [("uploadId".to_owned(), upload_id.to_owned())];
         let r = self.send(Call {

@@ -123,6 +123,9 @@ pub enum UploadEvent {
         parts: usize,
         bytes: u64,
     },
+    /// `--resume`, but nothing at all is under the prefix (the run was interrupted before its first
+    /// write): the upload starts from the beginning with the options given.
+    NothingStored,
     /// Resuming: the store holds `part` of `file` from the interrupted run, proves nothing about it
     /// and refuses to replace it (`reason`, the store's words). That object's multipart upload was
     /// aborted and is started again by another pass over the source; the other objects' proven parts
@@ -253,9 +256,9 @@ impl UploadError {
     }
 }
 
-/// Passes over the source one resume may need: each restarts at least one object, and an object
-/// started again holds no part from before, so this bound is never reached by a store that keeps
-/// its word; it stops a loop with one that does not.
+/// Passes over the source one resume may need. A refusal restarts every object holding a part that
+/// nothing proves, and an object started again holds no part from before, so two passes do; the
+/// bound stops a loop with a store that does not keep its word (the run then ends resumable).
 const MAX_PASSES: usize = 4;
 
 /// Acquires `opts.source` into the store: the acquisition driver's phases over an [`prefix::S3Prefix`]

@@ -69,7 +69,11 @@ impl<'a> S3Prefix<'a> {
         }
         let mut held = BTreeMap::new();
         let mut state = None;
-        if opts.resume {
+        if opts.resume && existing.is_empty() {
+            // Interrupted before the prefix claim was stored: there is nothing to lose, and the
+            // same command with --resume must still finish.
+            events(&UploadEvent::NothingStored);
+        } else if opts.resume {
             if !existing.iter().any(|(k, _)| *k == state_key) {
                 return Err(
                     if existing.iter().any(|(k, _)| *k == url.key(MANIFEST_FILE)) {
@@ -90,6 +94,7 @@ impl<'a> S3Prefix<'a> {
                     source,
                 })?;
             st.upgrade();
+            abort_unnamed_uploads(&mut client, &url, &mut st);
             for (index, obj) in st.objects.iter_mut().enumerate() {
                 let key = url.key(&obj.name);
                 if !obj.completed && obj.upload_id.is_empty() {
@@ -99,8 +104,15 @@ impl<'a> S3Prefix<'a> {
                     continue;
                 }
                 if !obj.completed {
-                    match client.list_parts(&key, &obj.upload_id) {
-                        Ok(listed) => {
+                    // A store may forget a finished upload (moto: 404) or list nothing for it
+                    // (s3s-fs lists no parts for an upload it completed or never knew).
+                    let listed = match client.list_parts(&key, &obj.upload_id) {
+                        Ok(listed) => Some(listed),
+                        Err(S3Error::Status { status: 404, .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    };
+                    match listed {
+                        Some(listed) if !listed.is_empty() => {
                             for p in &listed {
                                 held.insert(
                                     (index, p.number),
@@ -111,24 +123,30 @@ impl<'a> S3Prefix<'a> {
                             obj.parts.retain(|n, _| held.contains_key(&(index, *n)));
                             continue;
                         }
-                        Err(S3Error::Status { status: 404, .. }) => {
-                            if client.head_object(&key)?.is_some() {
-                                // Completed just before the interruption, before the state recorded it.
-                                obj.completed = true;
-                            } else {
-                                // The store dropped the upload (aborted, or expired by a lifecycle
-                                // rule): nothing of it is held; the sink starts it again.
-                                st.log.push(format!(
-                                    "{} the store no longer knows multipart upload {} of {key}; starting it again",
-                                    now_rfc3339(),
-                                    obj.upload_id
-                                ));
-                                obj.upload_id.clear();
-                                obj.parts.clear();
-                                continue;
-                            }
+                        _ if client.head_object(&key)?.is_some() => {
+                            // Completed just before the interruption, before the state recorded it
+                            // (the prefix is ours: nothing else writes this key). Checked below.
+                            st.log.push(format!(
+                                "{} {key} was completed before the interruption; checking it",
+                                now_rfc3339()
+                            ));
+                            obj.completed = true;
                         }
-                        Err(e) => return Err(e.into()),
+                        listed => {
+                            // The store dropped the upload (aborted, or expired by a lifecycle rule)
+                            // or holds no part of it: nothing is held; the sink starts it again.
+                            if listed.is_some() {
+                                let _ = client.abort_multipart(&key, &obj.upload_id);
+                            }
+                            st.log.push(format!(
+                                "{} the store holds nothing of multipart upload {} of {key}; starting it again",
+                                now_rfc3339(),
+                                obj.upload_id
+                            ));
+                            obj.upload_id.clear();
+                            obj.parts.clear();
+                            continue;
+                        }
                     }
                 }
                 // A complete object is checked against the part hashes its state recorded.
@@ -196,6 +214,35 @@ impl<'a> S3Prefix<'a> {
     /// Puts one small object under the prefix.
     fn put_object(&mut self, name: &str, bytes: &[u8]) -> Result<(), UploadError> {
         Ok(self.client.put_object(&self.url.key(name), bytes, false)?)
+    }
+}
+
+/// A kill between CreateMultipartUpload and the state write that names the upload leaves an upload
+/// no state names: invisible in a listing of objects, billed, never completed. On resume, the
+/// uploads under the prefix (ours: the prefix is claimed) that the state does not name are aborted.
+/// A store that keeps no listing of uploads (s3s-fs) cannot be asked; nothing is done there.
+fn abort_unnamed_uploads(client: &mut Client, url: &S3Url, st: &mut UploadState) {
+    let Ok(uploads) = client.list_multipart_uploads(&url.prefix) else {
+        return;
+    };
+    for (key, id) in uploads {
+        let named = st
+            .objects
+            .iter()
+            .any(|o| o.upload_id == id && url.key(&o.name) == key);
+        if named {
+            continue;
+        }
+        let line = match client.abort_multipart(&key, &id) {
+            Ok(()) => format!(
+                "aborted multipart upload {id} of {key}: the interrupted run started it but stopped before the state named it"
+            ),
+            Err(e) => format!(
+                "LEFT IN THE STORE: multipart upload {id} of {key}, which no state names; aborting it failed ({}): abort it with the store's tools",
+                crate::error_chain(&e)
+            ),
+        };
+        st.log.push(format!("{} {line}", now_rfc3339()));
     }
 }
 
@@ -394,6 +441,7 @@ impl Destination for S3Prefix<'_> {
             acknowledged: Arc::clone(&self.acknowledged),
             last_acknowledged: Instant::now(),
             walked: (0, 0, 0),
+            refused: Default::default(),
         }));
         lock(&sink).store_state()?;
         self.sink = Some(Arc::clone(&sink));
@@ -504,6 +552,11 @@ impl Destination for S3Prefix<'_> {
             }
             Ok(())
         })();
+        if finish.is_err() {
+            // Parts still in flight land and are recorded before the stop stores the state: a part
+            // stored but not recorded is one a resume cannot prove.
+            let _ = s.settle();
+        }
         s.stop_workers();
         if let Err(e) = finish.and_then(|()| s.complete_objects()) {
             return Err(stop(

@@ -145,6 +145,8 @@ pub(super) struct SinkState {
     /// ahead of `uploaded` by what the next state store will record), and when it was last updated.
     pub(super) acknowledged: Arc<AtomicU64>,
     pub(super) last_acknowledged: Instant,
+    /// Objects whose held part the store refused to replace (see [`SinkError::RestartObject`]).
+    pub(super) refused: std::collections::BTreeSet<usize>,
     /// With zstd: how far [`SinkState::source_end`] has walked `frames` (frame count, output bytes,
     /// source bytes), so each state store walks only the frames stored since the last one.
     pub(super) walked: (usize, u64, u64),
@@ -258,7 +260,12 @@ impl SinkState {
                 self.outstanding += 1;
                 Ok(())
             }
-            PartResult::Failed(e) => Err(e),
+            PartResult::Failed(e) => {
+                if let SinkError::RestartObject { object, .. } = &e {
+                    self.refused.insert(*object);
+                }
+                Err(e)
+            }
         }
     }
 
@@ -736,14 +743,27 @@ pub(super) fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) 
     };
     let network = sink_error.is_some_and(SinkError::is_network);
     let changed = matches!(sink_error, Some(SinkError::ChangeCompletedPart { .. }));
-    let restart = match sink_error {
-        Some(SinkError::RestartObject { object, .. }) => Some(*object),
-        _ => None,
-    };
+    let restart = matches!(sink_error, Some(SinkError::RestartObject { .. }));
     let msg = crate::error_chain(&error);
-    let left = if let Some(index) = restart {
+    let left = if restart {
         s.state.line(&format!("stopped: {msg}"));
-        restart_object(s, index)
+        // The store refuses to replace a part it holds: every object holding a part that nothing
+        // proves and that is still to be sent meets the same refusal, so all of them start again now
+        // (one more pass over the source, not one per object).
+        let unproven = s
+            .held
+            .iter()
+            .filter(|(_, h)| h.sha256_b64.is_none() && h.sha256_hex.is_none())
+            .map(|((o, _), _)| *o);
+        let mut objects: std::collections::BTreeSet<usize> = s.refused.clone();
+        objects.extend(unproven);
+        for index in objects {
+            if s.state.objects.get(index).is_some_and(|o| !o.completed) {
+                restart_object(s, index);
+            }
+        }
+        let _ = s.store_state();
+        Leftover::Resumable
     } else if network {
         s.state.line(&format!("stopped: {msg}"));
         // If this write fails too, the last stored state still names every upload: resumable.
@@ -757,7 +777,7 @@ pub(super) fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) 
     };
     UploadError::Stop {
         uploaded: uploaded.load(Ordering::Relaxed),
-        resumable: network || restart.is_some(),
+        resumable: network || restart,
         left,
         source: error,
     }
@@ -766,10 +786,9 @@ pub(super) fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) 
 /// Aborts object `index`'s multipart upload and records it as dropped (no upload id, no parts), so
 /// the next pass over the source starts that object's upload again in place; every other object and
 /// its proven parts stay. An abort that fails keeps the record (the next resume tries again).
-fn restart_object(s: &mut SinkState, index: usize) -> Leftover {
+fn restart_object(s: &mut SinkState, index: usize) {
     let Some(o) = s.state.objects.get(index).cloned() else {
-        let _ = s.store_state();
-        return Leftover::Resumable;
+        return;
     };
     let key = s.url.key(&o.name);
     match s.remove_object(&o) {
@@ -787,8 +806,4 @@ fn restart_object(s: &mut SinkState, index: usize) -> Leftover {
             "could not abort {what}; a later --resume tries again"
         )),
     }
-    // If this write fails, the last stored state names the old upload: the next resume finds it
-    // gone (404) and starts the object again, or meets the refusal again.
-    let _ = s.store_state();
-    Leftover::Resumable
 }
