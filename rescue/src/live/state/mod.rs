@@ -11,13 +11,17 @@
 //! Everything is read from [`Roots`] (`/proc`, `/sys`, `/dev`, `/`): no program of the suspect host
 //! runs and none of its libraries is loaded.
 
+pub mod clock;
 mod doc;
 pub mod hidden;
+pub mod kernel;
 pub mod modules;
 pub mod mounts;
 pub mod network;
 pub mod processes;
 pub mod sockets;
+pub mod symbols;
+pub mod users;
 
 use super::{Artifact, Roots};
 
@@ -51,6 +55,14 @@ pub fn collect(phase: Phase, roots: &Roots, progress: &mut dyn FnMut(&str)) -> V
             out.push(mounts::collect(roots));
             progress("network");
             out.push(network::collect(roots));
+            progress("users");
+            out.push(users::collect(roots));
+            progress("kernel");
+            out.push(kernel::collect(roots));
+            progress("time");
+            out.push(clock::collect(roots));
+            progress("symbols");
+            symbols::collect(roots, &mut out);
         }
     }
     out
