@@ -23,6 +23,9 @@ pub mod sockets;
 pub mod symbols;
 pub mod users;
 
+#[cfg(test)]
+mod tests;
+
 use super::{Artifact, Roots};
 
 /// Which part of the volatile state to collect.
