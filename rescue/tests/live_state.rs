@@ -70,7 +70,7 @@ fn volatile() -> Vec<Artifact> {
     let a = collect(Phase::Volatile, &Roots::host(), &mut |s| {
         seen.push(s.to_owned())
     });
-    assert_eq!(seen, ["processes", "sockets", "hidden processes"]);
+    assert_eq!(seen, ["processes", "hidden processes", "sockets"]);
     a
 }
 

@@ -189,7 +189,7 @@ fn the_volatile_phase_on_a_fixture_tree() {
     let roots = fixture(t.path());
     let mut steps = Vec::new();
     let arts = collect(Phase::Volatile, &roots, &mut |s| steps.push(s.to_owned()));
-    assert_eq!(steps, ["processes", "sockets", "hidden processes"]);
+    assert_eq!(steps, ["processes", "hidden processes", "sockets"]);
     let p = doc(&arts, "state/processes.json");
     let procs = p["processes"].as_array().unwrap();
     let pids: Vec<u64> = procs.iter().map(|x| x["pid"].as_u64().unwrap()).collect();
