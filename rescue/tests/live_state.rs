@@ -70,7 +70,7 @@ fn volatile() -> Vec<Artifact> {
     let a = collect(Phase::Volatile, &Roots::host(), &mut |s| {
         seen.push(s.to_owned())
     });
-    assert_eq!(seen, ["processes", "sockets", "hidden processes"]);
+    assert_eq!(seen, ["processes", "hidden processes", "sockets"]);
     a
 }
 
@@ -176,7 +176,19 @@ fn processes_agree_with_ps_and_our_own_executable_hash_with_sha256sum() {
             .unwrap_or_else(|| panic!("ps lists PID {pid} ({}) before and after, we do not", b.2));
         assert_eq!(p["ppid"], b.0, "ppid of {pid}");
         assert_eq!(p["uid"]["effective"], b.1, "uid of {pid}");
-        assert_eq!(p["comm"], b.2.as_str(), "comm of {pid}");
+        // A kworker's name carries the workqueue it serves at the moment (`kworker/0:2-events`).
+        let name = |c: &str| {
+            if c.starts_with("kworker/") {
+                c.split('-').next().unwrap_or(c).to_owned()
+            } else {
+                c.to_owned()
+            }
+        };
+        assert_eq!(
+            name(p["comm"].as_str().unwrap()),
+            name(&b.2),
+            "comm of {pid}"
+        );
         if let Some(start) = starts.get(pid) {
             let t = chrono::DateTime::parse_from_rfc3339(p["start_time"].as_str().unwrap())
                 .unwrap()
@@ -432,4 +444,285 @@ fn a_memfd_executable_is_recovered_with_its_hash() {
     let a = arts.iter().find(|a| a.name == copy).unwrap();
     assert_eq!(sha256sum_bytes(&a.bytes), want);
     mark("memfd-exe");
+}
+
+fn stable() -> Vec<Artifact> {
+    let mut seen = Vec::new();
+    let a = collect(Phase::Stable, &Roots::host(), &mut |s| {
+        seen.push(s.to_owned())
+    });
+    assert_eq!(
+        seen,
+        [
+            "modules", "mounts", "network", "users", "kernel", "time", "symbols"
+        ]
+    );
+    a
+}
+
+#[test]
+fn modules_agree_with_lsmod() {
+    if !can_run("live modules vs lsmod", &["lsmod"]) {
+        return;
+    }
+    let before = Command::new("lsmod").output().unwrap();
+    let arts = stable();
+    let m = doc(&arts, "state/modules.json");
+    let ours: BTreeSet<String> = m["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["in_proc_modules"] == true)
+        .map(|x| x["name"].as_str().unwrap().to_owned())
+        .collect();
+    if before.status.success() {
+        let theirs: BTreeSet<String> = String::from_utf8_lossy(&before.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect();
+        assert_eq!(ours, theirs);
+        assert_eq!(m["proc_modules_readable"], true);
+        assert_eq!(m["findings"], Value::Array(vec![]), "{m:#}");
+    } else {
+        // A kernel without loadable modules (this host's): lsmod cannot read /proc/modules either,
+        // and no loadable module is in sysfs.
+        assert!(
+            String::from_utf8_lossy(&before.stderr).contains("/proc/modules"),
+            "lsmod failed for another reason: {}",
+            String::from_utf8_lossy(&before.stderr)
+        );
+        assert_eq!(m["proc_modules_readable"], false);
+        assert!(ours.is_empty());
+        assert_eq!(m["modules"], Value::Array(vec![]), "{m:#}");
+        assert!(m["notes"][0].as_str().unwrap().contains("/proc/modules"));
+    }
+    let tainted: u64 = std::fs::read_to_string("/proc/sys/kernel/tainted")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        m["taint_words"].as_array().unwrap().len() as u32,
+        tainted.count_ones()
+    );
+    mark("modules-lsmod");
+}
+
+/// `findmnt -J -l -o ID,TARGET,FSTYPE`: id → (target, fstype).
+fn findmnt() -> BTreeMap<u64, (String, String)> {
+    let v: Value = serde_json::from_str(&run(Command::new("findmnt").args([
+        "-J",
+        "-l",
+        "-o",
+        "ID,TARGET,FSTYPE",
+    ])))
+    .unwrap();
+    v["filesystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_u64().unwrap(),
+                (
+                    f["target"].as_str().unwrap().to_owned(),
+                    f["fstype"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mounts_agree_with_findmnt() {
+    if !can_run("live mounts vs findmnt", &["findmnt"]) {
+        return;
+    }
+    let before = findmnt();
+    let arts = stable();
+    let after = findmnt();
+    let m = doc(&arts, "state/mounts.json");
+    let ours: BTreeMap<u64, (String, String)> = m["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["id"].as_u64().unwrap(),
+                (
+                    x["mount_point"].as_str().unwrap().to_owned(),
+                    x["fstype"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect();
+    let mut compared = 0;
+    for (id, b) in &before {
+        if after.get(id) == Some(b) {
+            assert_eq!(ours.get(id), Some(b), "mount {id}");
+            compared += 1;
+        }
+    }
+    for id in ours.keys() {
+        assert!(
+            before.contains_key(id) || after.contains_key(id),
+            "findmnt never saw our mount {id}"
+        );
+    }
+    assert!(compared >= 5, "{compared}");
+    mark("mounts-findmnt");
+}
+
+/// `ip -j addr`: (family, address, prefix length, interface).
+fn ip_addr() -> BTreeSet<(String, String, u64, String)> {
+    let v: Value = serde_json::from_str(&run(Command::new("ip").args(["-j", "addr"]))).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            let name = l["ifname"].as_str().unwrap().to_owned();
+            l["addr_info"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |a| {
+                    (
+                        a["family"].as_str().unwrap().to_owned(),
+                        a["local"].as_str().unwrap().to_owned(),
+                        a["prefixlen"].as_u64().unwrap(),
+                        name.clone(),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// `ip -j route` (IPv4 main table): (destination with prefix, gateway, interface).
+fn ip_route() -> BTreeSet<(String, Option<String>, String)> {
+    let v: Value = serde_json::from_str(&run(Command::new("ip").args(["-j", "route"]))).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let dst = r["dst"].as_str().unwrap();
+            let dst = match dst {
+                "default" => "0.0.0.0/0".to_owned(),
+                d if d.contains('/') => d.to_owned(),
+                d => format!("{d}/32"),
+            };
+            (
+                dst,
+                r["gateway"].as_str().map(str::to_owned),
+                r["dev"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn addresses_and_routes_agree_with_ip() {
+    if !can_run("live network vs ip", &["ip"]) {
+        return;
+    }
+    let (a_before, r_before) = (ip_addr(), ip_route());
+    let arts = stable();
+    let (a_after, r_after) = (ip_addr(), ip_route());
+    assert_eq!(a_before, a_after, "addresses changed during the test");
+    assert_eq!(r_before, r_after, "routes changed during the test");
+    let n = doc(&arts, "state/network.json");
+    let addrs: BTreeSet<(String, String, u64, String)> = n["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["family"].as_str().unwrap().to_owned(),
+                a["address"].as_str().unwrap().to_owned(),
+                a["prefix_len"].as_u64().unwrap(),
+                a["interface"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(addrs, a_before);
+    assert!(
+        addrs.iter().any(|a| a.0 == "inet"),
+        "no IPv4 address compared"
+    );
+    let routes: BTreeSet<(String, Option<String>, String)> = n["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                format!("{}/{}", r["destination"].as_str().unwrap(), r["prefix_len"]),
+                r["gateway"].as_str().map(str::to_owned),
+                r["interface"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(routes, r_before);
+    // Every interface ip lists is in ours.
+    let ifs: BTreeSet<&str> = n["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    for a in &a_before {
+        assert!(ifs.contains(a.3.as_str()), "{}", a.3);
+    }
+    mark("network-ip");
+}
+
+#[test]
+fn kernel_facts_and_symbols_agree_with_uname_and_sha256sum() {
+    if !can_run("live kernel and symbols", &["uname", "sha256sum"]) {
+        return;
+    }
+    let arts = stable();
+    let k = doc(&arts, "state/kernel.json");
+    assert_eq!(k["release"], run(Command::new("uname").arg("-r")).trim());
+    assert_eq!(k["hostname"], run(Command::new("uname").arg("-n")).trim());
+    let s = doc(&arts, "symbols/symbols.json");
+    let btf = Path::new("/sys/kernel/btf/vmlinux");
+    if btf.exists() {
+        let a = arts
+            .iter()
+            .find(|a| a.name == "symbols/vmlinux.btf")
+            .unwrap();
+        assert_eq!(sha256sum_bytes(&a.bytes), sha256sum(btf));
+        let f = s["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["artifact"] == "symbols/vmlinux.btf")
+            .unwrap();
+        assert_eq!(f["sha256"], sha256sum(btf).as_str());
+    }
+    let ks = arts.iter().find(|a| a.name == "symbols/kallsyms").unwrap();
+    // As root with kptr_restrict < 2, kallsyms has real addresses and says so by no note.
+    let kptr = std::fs::read_to_string("/proc/sys/kernel/kptr_restrict").unwrap();
+    if kptr.trim() != "2" {
+        let stext = String::from_utf8_lossy(&ks.bytes)
+            .lines()
+            .find(|l| l.ends_with(" T _stext"))
+            .map(str::to_owned)
+            .unwrap();
+        assert!(!stext.starts_with("0000000000000000"), "{stext}");
+        assert!(!s["notes"].to_string().contains("kptr_restrict="), "{s:#}");
+    }
+    let rel = k["release"].as_str().unwrap();
+    let map = format!("/boot/System.map-{rel}");
+    if Path::new(&map).exists() {
+        let a = arts
+            .iter()
+            .find(|a| a.name == format!("symbols/System.map-{rel}"))
+            .unwrap();
+        assert_eq!(sha256sum_bytes(&a.bytes), sha256sum(Path::new(&map)));
+    } else {
+        assert!(s["notes"].to_string().contains(&map), "{s:#}");
+    }
+    mark("kernel-symbols");
 }

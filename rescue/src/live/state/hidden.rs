@@ -77,7 +77,13 @@ pub fn pid_max(proc: &Path, d: &mut Doc) -> u32 {
 }
 
 /// Collects `state/hidden-processes.json`; `listed` is the listing the process collector saw.
-pub fn collect(roots: &Roots, listed: &[u32], cache: &mut ExeCache, out: &mut Vec<Artifact>) {
+/// Returns the hidden PIDs (the socket collector names them as owners too).
+pub fn collect(
+    roots: &Roots,
+    listed: &[u32],
+    cache: &mut ExeCache,
+    out: &mut Vec<Artifact>,
+) -> Vec<u32> {
     let proc = &roots.proc;
     let mut d = Doc::start(
         "state/hidden-processes.json",
@@ -110,12 +116,14 @@ pub fn collect(roots: &Roots, listed: &[u32], cache: &mut ExeCache, out: &mut Ve
             Read1::Gone => {}
         }
     }
+    let pids = hidden.iter().map(|p| p.pid).collect();
     out.push(d.finish(vec![
         ("pid_max", doc::json(&max)),
         ("listed", doc::json(&listed.len())),
         ("threads_not_listed", doc::json(&threads)),
         ("hidden", doc::json(&hidden)),
     ]));
+    pids
 }
 
 #[cfg(test)]

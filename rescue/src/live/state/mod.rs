@@ -1,6 +1,6 @@
 //! The volatile state of a running host, collected in order of volatility: [`Phase::Volatile`]
-//! (processes with their executables' hashes, copies of deleted and `memfd:` executables, sockets with
-//! their owning processes, PIDs hidden from the `/proc` listing) before the memory capture, and
+//! (processes with their executables' hashes, copies of deleted and `memfd:` executables, PIDs hidden
+//! from the `/proc` listing, sockets with their owning processes) before the memory capture, and
 //! [`Phase::Stable`] (modules and taint, mounts, interfaces/addresses/routes, logged-in users, kernel
 //! command line and version, uptime and boot time, time sources, the symbol material Volatility needs)
 //! after it.
@@ -11,13 +11,20 @@
 //! Everything is read from [`Roots`] (`/proc`, `/sys`, `/dev`, `/`): no program of the suspect host
 //! runs and none of its libraries is loaded.
 
+pub mod clock;
 mod doc;
 pub mod hidden;
+pub mod kernel;
 pub mod modules;
 pub mod mounts;
 pub mod network;
 pub mod processes;
 pub mod sockets;
+pub mod symbols;
+pub mod users;
+
+#[cfg(test)]
+mod tests;
 
 use super::{Artifact, Roots};
 
@@ -39,10 +46,14 @@ pub fn collect(phase: Phase, roots: &Roots, progress: &mut dyn FnMut(&str)) -> V
             let mut cache = processes::ExeCache::default();
             progress("processes");
             let listing = processes::collect(roots, &mut cache, &mut out);
-            progress("sockets");
-            out.push(sockets::collect(roots, &listing.listed));
+            // The probe comes before the sockets so that a hidden process's connections are
+            // attributed to it.
             progress("hidden processes");
-            hidden::collect(roots, &listing.listed, &mut cache, &mut out);
+            let hidden = hidden::collect(roots, &listing.listed, &mut cache, &mut out);
+            progress("sockets");
+            let mut pids = listing.listed;
+            pids.extend(hidden);
+            out.push(sockets::collect(roots, &pids));
         }
         Phase::Stable => {
             progress("modules");
@@ -51,6 +62,14 @@ pub fn collect(phase: Phase, roots: &Roots, progress: &mut dyn FnMut(&str)) -> V
             out.push(mounts::collect(roots));
             progress("network");
             out.push(network::collect(roots));
+            progress("users");
+            out.push(users::collect(roots));
+            progress("kernel");
+            out.push(kernel::collect(roots));
+            progress("time");
+            out.push(clock::collect(roots));
+            progress("symbols");
+            symbols::collect(roots, &mut out);
         }
     }
     out

@@ -428,10 +428,7 @@ pub fn read_one(
             Ok(t) => Some(t),
             // Kernel threads have no exe/cwd; a zombie has none either.
             Err(e) if doc::gone(&e) => None,
-            Err(e) if kernel_thread => {
-                let _ = e;
-                None
-            }
+            Err(_) if kernel_thread => None,
             Err(e) => {
                 d.note(format!("{}: {}", dir.join(name).display(), doc::why(&e)));
                 None
