@@ -198,6 +198,8 @@ struct Budget {
     cases: u64,
     time: Duration,
     seed: u64,
+    /// One case running longer than this is a hang ([`HANG`]).
+    hang: Duration,
 }
 
 impl Budget {
@@ -218,11 +220,13 @@ impl Budget {
                         .map(|d| d.as_nanos() as u64)
                         .unwrap_or(1)
                 }),
+                hang: HANG,
             },
             None => Budget {
                 cases: SMOKE_CASES,
                 time: SMOKE_TIME,
                 seed: seed_env.unwrap_or(0x5eed_f022),
+                hang: HANG,
             },
         }
     }
@@ -250,6 +254,7 @@ enum Outcome {
 struct Current {
     input: Vec<u8>,
     started: Option<Instant>,
+    case: u64,
 }
 
 fn failures_dir() -> PathBuf {
@@ -267,6 +272,7 @@ fn run_budget(t: &Target, f: fn(&[u8]), budget: &Budget) -> Outcome {
     let current = Arc::new(Mutex::new(Current {
         input: Vec::new(),
         started: None,
+        case: 0,
     }));
     let (tx, rx) = mpsc::channel();
     let worker_current = Arc::clone(&current);
@@ -288,13 +294,14 @@ fn run_budget(t: &Target, f: fn(&[u8]), budget: &Budget) -> Outcome {
             let mut cases = 0u64;
             while cases < cases_max && (cases == 0 || start.elapsed() < time) {
                 let input = generate(&t, &mut rng);
+                cases += 1;
                 if let Ok(mut c) = worker_current.lock() {
                     c.input.clone_from(&input);
                     c.started = Some(Instant::now());
+                    c.case = cases;
                 }
-                cases += 1;
                 if let Err(why) = one_case(&t, f, &input) {
-                    let input = shrink(&t, f, input, &why);
+                    let input = shrink(&t, f, input, &why, &worker_current);
                     let _ = tx.send(Outcome::Failed { cases, input, why });
                     return;
                 }
@@ -313,13 +320,16 @@ fn run_budget(t: &Target, f: fn(&[u8]), budget: &Budget) -> Outcome {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let c = current.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(s) = c.started
-                    && s.elapsed() > HANG
+                    && s.elapsed() > budget.hang
                 {
                     // The worker is left running: a thread cannot be stopped, the test fails anyway.
                     return Outcome::Failed {
-                        cases: 0,
+                        cases: c.case,
                         input: c.input.clone(),
-                        why: format!("did not finish within {} s (a hang)", HANG.as_secs()),
+                        why: format!(
+                            "did not finish within {:.1} s (a hang)",
+                            budget.hang.as_secs_f64()
+                        ),
                     };
                 }
             }
@@ -402,18 +412,31 @@ fn same_failure(a: &str, b: &str) -> bool {
     a.starts_with("allocated") && b.starts_with("allocated") || key(a) == key(b)
 }
 
-/// Cuts chunks out of a failing input while it still fails the same way (a few hundred tries).
-fn shrink(t: &Target, f: fn(&[u8]), mut input: Vec<u8>, why: &str) -> Vec<u8> {
+/// Cuts chunks out of a failing input while it still fails the same way (at most 2000 tries or
+/// 30 s). Each try is a case the watchdog times.
+fn shrink(
+    t: &Target,
+    f: fn(&[u8]),
+    mut input: Vec<u8>,
+    why: &str,
+    current: &Mutex<Current>,
+) -> Vec<u8> {
+    let start = Instant::now();
     let mut tries = 0;
     let mut chunk = (input.len() / 2).max(1);
-    while chunk >= 1 && tries < 2000 {
+    let more = |tries: usize| tries < 2000 && start.elapsed() < Duration::from_secs(30);
+    while chunk >= 1 && more(tries) {
         let mut progressed = false;
         let mut at = 0;
-        while at < input.len() && tries < 2000 {
+        while at < input.len() && more(tries) {
             let end = (at + chunk).min(input.len());
             let mut cand = input[..at].to_vec();
             cand.extend_from_slice(&input[end..]);
             tries += 1;
+            if let Ok(mut c) = current.lock() {
+                c.input.clone_from(&cand);
+                c.started = Some(Instant::now());
+            }
             match one_case(t, f, &cand) {
                 Err(w) if same_failure(why, &w) => {
                     input = cand;
@@ -686,6 +709,7 @@ mod tests {
             cases: 500,
             time: Duration::from_secs(30),
             seed: 7,
+            hang: HANG,
         }
     }
 
@@ -730,6 +754,29 @@ mod tests {
                 assert!(input.len() >= 4);
             }
             Outcome::Done { cases } => panic!("{cases} cases and the planted allocation not found"),
+        }
+    }
+
+    fn stalls_on_magic(b: &[u8]) {
+        if b.windows(4).any(|w| w == b"STOP") {
+            // Long enough for the watchdog below; the worker thread ends soon after the test.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn a_case_that_does_not_finish_is_reported_with_its_input() {
+        let t = Target::new("planted-hang").seed(b"go on").dict(&[b"STOP"]);
+        let b = Budget {
+            hang: Duration::from_millis(300),
+            ..budget()
+        };
+        match run_budget(&t, stalls_on_magic, &b) {
+            Outcome::Failed { input, why, .. } => {
+                assert!(why.contains("a hang"), "{why}");
+                assert!(input.windows(4).any(|w| w == b"STOP"), "{input:?}");
+            }
+            Outcome::Done { cases } => panic!("{cases} cases and the planted hang not found"),
         }
     }
 

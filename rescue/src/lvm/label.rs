@@ -243,7 +243,7 @@ mod fuzz {
     fn fix_mda(d: &mut [u8], area: Area) {
         let Some(at) = usize::try_from(area.offset)
             .ok()
-            .filter(|&a| a + 512 <= d.len())
+            .filter(|&a| a.checked_add(512).is_some_and(|end| end <= d.len()))
         else {
             return;
         };

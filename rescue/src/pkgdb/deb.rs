@@ -249,3 +249,45 @@ mod tests {
         assert!(matches!(err, DebError::Read(_)), "{err}");
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): `.deb` packages from installation media (ar, then the
+/// compressed tar members, streamed), as `pkgdb::media` reads them.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn debs(b: &[u8]) {
+        let _ = ar_members(b, &mut |name, r| {
+            if name.contains(".tar") {
+                with_tar(name, r, &mut |t| {
+                    let mut a = tar::Archive::new(t);
+                    let entries = a.entries().map_err(DebError::Read)?;
+                    for e in entries {
+                        let mut e = e.map_err(DebError::Read)?;
+                        let _ = e.path().map_err(DebError::Read)?;
+                        io::copy(&mut e, &mut io::sink()).map_err(DebError::Read)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(Flow::Continue)
+        });
+    }
+
+    #[test]
+    fn deb_packages() {
+        Target::new("deb")
+            .seed(include_bytes!(
+                "../../tests/fixtures/debian/samba-ad-dc_4.17.12+dfsg-0+deb12u2_all.deb"
+            ))
+            .dict(&[
+                b"!<arch>\n",
+                b"`\n",
+                b"data.tar.xz",
+                b"control.tar.zst",
+                b".tar.gz",
+            ])
+            .run(debs);
+    }
+}

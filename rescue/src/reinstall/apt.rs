@@ -608,3 +608,37 @@ mod tests {
         assert!(err.to_string().contains("compressed (xz)"), "{err}");
     }
 }
+
+/// Fuzz targets (see `crate::fuzzing`): the `SHA256:` list of a Release file as a mirror serves it.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::Target;
+
+    fn releases(b: &[u8]) {
+        if let Ok(entries) = parse_release_sha256(&String::from_utf8_lossy(b), Path::new("Release"))
+        {
+            for e in &entries {
+                assert_eq!(e.sha256.len(), 64);
+                assert!(!e.path.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn apt_release() {
+        let in_release = include_str!("../../tests/fixtures/debian/bookworm-updates_InRelease");
+        // The Release text alone (what the cleartext framing hands over), cut to a few entries.
+        let text: String = in_release.lines().take(60).collect::<Vec<_>>().join("\n");
+        Target::new("apt-release")
+            .seed(text)
+            .dict(&[
+                b"SHA256:\n",
+                b"\n ",
+                b"\t",
+                b"MD5Sum:\n",
+                b" 18446744073709551616 ",
+            ])
+            .run(releases);
+    }
+}

@@ -134,7 +134,22 @@ impl Journal {
             let start = if self.compact { 72 } else { 64 };
             let payload = b.get(start..).ok_or("DATA object without payload")?;
             let raw = if flags & FLAG_ZSTD != 0 {
-                zstd::stream::decode_all(payload).map_err(|e| format!("zstd: {e}"))?
+                // A field is at most MAX_OBJECT bytes decompressed (a frame may claim any size).
+                let mut raw = Vec::new();
+                zstd::stream::read::Decoder::new(payload)
+                    .and_then(|d| {
+                        std::io::Read::read_to_end(
+                            &mut std::io::Read::take(d, MAX_OBJECT + 1),
+                            &mut raw,
+                        )
+                    })
+                    .map_err(|e| format!("zstd: {e}"))?;
+                if raw.len() as u64 > MAX_OBJECT {
+                    return Err(format!(
+                        "a field decompresses to more than {MAX_OBJECT} bytes"
+                    ));
+                }
+                raw
             } else if flags & FLAG_LZ4 != 0 {
                 let size = u64_at(payload, 0).ok_or("LZ4 payload without size")?;
                 lz4_block(
@@ -249,7 +264,8 @@ fn read_at_most(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
 /// Decodes one LZ4 block (the format liblz4's `LZ4_decompress_safe` reads) of at most `max` bytes.
 pub fn lz4_block(src: &[u8], max: usize) -> Result<Vec<u8>, String> {
     let bad = || "corrupt LZ4 block".to_string();
-    let mut out: Vec<u8> = Vec::with_capacity(max);
+    // LZ4 expands at most 255 times; the declared size alone does not reserve memory.
+    let mut out: Vec<u8> = Vec::with_capacity(max.min(src.len().saturating_mul(255)));
     let mut i = 0;
     let len_ext = |i: &mut usize, mut n: usize| -> Result<usize, String> {
         if n == 15 {
