@@ -27,6 +27,9 @@ const LIVETARGET_C: &str = include_str!("../guest/livetarget.c");
 /// The label of the evidence disk's ext4 filesystem (the guest finds it with `findfs`).
 pub const EVIDENCE_LABEL: &str = "EVIDENCE";
 
+/// The static binary on the boot stick (its FAT partition), as the guest mounts it.
+pub const STICK_RESCUE: &str = "/stick/RESCUE/RESCUE";
+
 /// The guest's shell prompt.
 pub const GUEST_PROMPT: &str = "live# ";
 

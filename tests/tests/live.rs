@@ -162,13 +162,9 @@ fn live_response_memory_and_state_check_out_with_volatility() -> anyhow::Result<
     let mut vm = builder.spawn()?;
     live::wait_shell(&mut vm, Duration::from_secs(600))?;
 
-    // The binary on the stick, as a responder runs it; the initramfs's own before the stick had one.
-    let (on_stick, _) = live::sh(&mut vm, "test -x /stick/RESCUE/RESCUE", T)?;
-    let rescue = if on_stick == 0 {
-        "/stick/RESCUE/RESCUE"
-    } else {
-        "/bin/rescue"
-    };
+    // The static binary on the stick, as a responder runs it from the mounted medium.
+    let rescue = live::STICK_RESCUE;
+    live::sh_ok(&mut vm, &format!("test -x {rescue}"), T)?;
     let facts = live::sh_ok(
         &mut vm,
         "echo IOMEM-BEGIN; cat /proc/iomem; echo IOMEM-END; echo VERSION-BEGIN; \
