@@ -66,16 +66,26 @@ fn between(text: &str, begin: &str, end: &str) -> anyhow::Result<String> {
 
 /// `rescue live` exits 0 when everything was collected, 3 when memory was captured with pages it
 /// could not read (zero-filled and listed): the bytes between the end of a page-truncated range of
-/// `/proc/kcore` and the end of a "System RAM" range that does not end on a page boundary.
+/// `/proc/kcore` and the end of a "System RAM" range that does not end on a page boundary. Otherwise
+/// the failure carries the memory record of `live-manifest.json` (which sources were tried and why
+/// they failed).
 fn live_succeeded(
-    vm: &tests::Qemu,
+    vm: &mut tests::Qemu,
     what: &str,
+    out_dir: &str,
     (status, out): &(i32, String),
 ) -> anyhow::Result<()> {
-    vm.check(
-        *status == 0 || *status == 3,
-        &format!("{what} exited {status}:\n{out}"),
-    )
+    if *status == 0 || *status == 3 {
+        return Ok(());
+    }
+    let (_, manifest) = live::sh(vm, &format!("cat {out_dir}/live-manifest.json"), T)?;
+    let memory = serde_json::from_str::<serde_json::Value>(manifest.trim())
+        .map(|m| m["memory"].to_string())
+        .unwrap_or(manifest);
+    Err(anyhow::anyhow!(
+        "{what} exited {status}:\n{out}\nmemory: {memory}\n{}",
+        vm.log()
+    ))
 }
 
 /// `live-manifest.json` of a live response.
@@ -183,7 +193,7 @@ fn live_response_memory_and_state_check_out_with_volatility() -> anyhow::Result<
         LIVE_TIMEOUT,
     )?;
     let live1_secs = t.elapsed().as_secs_f64();
-    live_succeeded(&vm, "rescue live", &out1)?;
+    live_succeeded(&mut vm, "rescue live", "/evidence/live1", &out1)?;
 
     live::sh_ok(&mut vm, "cp /livetarget /tmp/deleted-target", T)?;
     let deleted = live::start_pattern(&mut vm, "/tmp/deleted-target", DELETED_SEED, 2)?;
@@ -195,7 +205,12 @@ fn live_response_memory_and_state_check_out_with_volatility() -> anyhow::Result<
         LIVE_TIMEOUT,
     )?;
     let live2_secs = t.elapsed().as_secs_f64();
-    live_succeeded(&vm, "rescue live --format lime-zstd", &out2)?;
+    live_succeeded(
+        &mut vm,
+        "rescue live --format lime-zstd",
+        "/evidence/live2",
+        &out2,
+    )?;
     live::sh_ok(&mut vm, "sync; umount /evidence", T)?;
     vm.send_line("poweroff -f")?;
     vm.wait_exit(T)?;

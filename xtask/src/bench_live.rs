@@ -133,7 +133,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (mut ours_secs, mut ours_rss, mut ours_mem_secs) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..o.runs {
         eprintln!("bench live: run {} of {}", i + 1, o.runs);
-        let (s, rss) = live::timed(&mut vm, "/avml acquire /evidence/avml.lime", LIVE_TIMEOUT)?;
+        let (s, rss) = live::timed(
+            &mut vm,
+            "/avml acquire /evidence/avml.lime",
+            &[0],
+            LIVE_TIMEOUT,
+        )?;
         let size = live::sh_ok(&mut vm, "wc -c < /evidence/avml.lime", T)?;
         eprintln!("  avml: {s:.1} s, {rss} KiB peak, {} bytes", size.trim());
         live::sh_ok(&mut vm, "rm /evidence/avml.lime; sync", T)?;
@@ -143,6 +148,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let (s, rss) = live::timed(
             &mut vm,
             &format!("{rescue} live --out /evidence/rl"),
+            // 3: captured, with pages it could not read (zero-filled and listed).
+            &[0, 3],
             LIVE_TIMEOUT,
         )?;
         let manifest = live::sh_ok(&mut vm, "cat /evidence/rl/live-manifest.json; echo", T)?;
