@@ -13,7 +13,8 @@
 //! address inside a LiME range, and the bytes there are that banner (Volatility reads a file it cannot
 //! parse as raw, which would give file offsets); the process list holds the pattern process with the
 //! SHA-256 of the test program; the deleted executable is recovered with that hash; `sha256sum -c`
-//! passes in both directories; `zstd -d` of the second image is a LiME stream with the same ranges.
+//! passes in both directories and their `memory/`; `zstd -d` of the second image is the LiME stream its
+//! manifest hashed, over the same ranges, with the deleted program's pattern where it said.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
