@@ -27,6 +27,9 @@ const LIVETARGET_C: &str = include_str!("../guest/livetarget.c");
 /// The label of the evidence disk's ext4 filesystem (the guest finds it with `findfs`).
 pub const EVIDENCE_LABEL: &str = "EVIDENCE";
 
+/// The static binary on the boot stick (its FAT partition), as the guest mounts it.
+pub const STICK_RESCUE: &str = "/stick/RESCUE/RESCUE";
+
 /// The guest's shell prompt.
 pub const GUEST_PROMPT: &str = "live# ";
 
@@ -431,8 +434,14 @@ pub fn start_pattern(
     Ok(p)
 }
 
-/// `livetarget time COMMAND`: wall seconds and peak RSS (KiB) of the command, which must exit 0.
-pub fn timed(vm: &mut Qemu, command: &str, timeout: Duration) -> anyhow::Result<(f64, u64)> {
+/// `livetarget time COMMAND`: wall seconds and peak RSS (KiB) of the command, which must exit with
+/// one of `ok` (e.g. `rescue live`'s 3: captured with unreadable pages).
+pub fn timed(
+    vm: &mut Qemu,
+    command: &str,
+    ok: &[i32],
+    timeout: Duration,
+) -> anyhow::Result<(f64, u64)> {
     let out = sh_ok(vm, &format!("/livetarget time {command}"), timeout)?;
     let line = out
         .lines()
@@ -443,9 +452,10 @@ pub fn timed(vm: &mut Qemu, command: &str, timeout: Duration) -> anyhow::Result<
             .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
             .with_context(|| format!("no {name}= in {line:?}"))
     };
+    let status: i32 = field("status")?.parse()?;
     anyhow::ensure!(
-        field("status")? == "0",
-        "`{command}` failed in the guest:\n{out}"
+        ok.contains(&status),
+        "`{command}` exited {status} in the guest:\n{out}"
     );
     Ok((field("wall")?.parse()?, field("maxrss_kib")?.parse()?))
 }

@@ -13,7 +13,8 @@
 //! address inside a LiME range, and the bytes there are that banner (Volatility reads a file it cannot
 //! parse as raw, which would give file offsets); the process list holds the pattern process with the
 //! SHA-256 of the test program; the deleted executable is recovered with that hash; `sha256sum -c`
-//! passes in both directories; `zstd -d` of the second image is a LiME stream with the same ranges.
+//! passes in both directories and their `memory/`; `zstd -d` of the second image is the LiME stream its
+//! manifest hashed, over the same ranges, with the deleted program's pattern where it said.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -66,16 +67,26 @@ fn between(text: &str, begin: &str, end: &str) -> anyhow::Result<String> {
 
 /// `rescue live` exits 0 when everything was collected, 3 when memory was captured with pages it
 /// could not read (zero-filled and listed): the bytes between the end of a page-truncated range of
-/// `/proc/kcore` and the end of a "System RAM" range that does not end on a page boundary.
+/// `/proc/kcore` and the end of a "System RAM" range that does not end on a page boundary. Otherwise
+/// the failure carries the memory record of `live-manifest.json` (which sources were tried and why
+/// they failed).
 fn live_succeeded(
-    vm: &tests::Qemu,
+    vm: &mut tests::Qemu,
     what: &str,
+    out_dir: &str,
     (status, out): &(i32, String),
 ) -> anyhow::Result<()> {
-    vm.check(
-        *status == 0 || *status == 3,
-        &format!("{what} exited {status}:\n{out}"),
-    )
+    if *status == 0 || *status == 3 {
+        return Ok(());
+    }
+    let (_, manifest) = live::sh(vm, &format!("cat {out_dir}/live-manifest.json"), T)?;
+    let memory = serde_json::from_str::<serde_json::Value>(manifest.trim())
+        .map(|m| m["memory"].to_string())
+        .unwrap_or(manifest);
+    Err(anyhow::anyhow!(
+        "{what} exited {status}:\n{out}\nmemory: {memory}\n{}",
+        vm.log()
+    ))
 }
 
 /// `live-manifest.json` of a live response.
@@ -162,13 +173,9 @@ fn live_response_memory_and_state_check_out_with_volatility() -> anyhow::Result<
     let mut vm = builder.spawn()?;
     live::wait_shell(&mut vm, Duration::from_secs(600))?;
 
-    // The binary on the stick, as a responder runs it; the initramfs's own before the stick had one.
-    let (on_stick, _) = live::sh(&mut vm, "test -x /stick/RESCUE/RESCUE", T)?;
-    let rescue = if on_stick == 0 {
-        "/stick/RESCUE/RESCUE"
-    } else {
-        "/bin/rescue"
-    };
+    // The static binary on the stick, as a responder runs it from the mounted medium.
+    let rescue = live::STICK_RESCUE;
+    live::sh_ok(&mut vm, &format!("test -x {rescue}"), T)?;
     let facts = live::sh_ok(
         &mut vm,
         "echo IOMEM-BEGIN; cat /proc/iomem; echo IOMEM-END; echo VERSION-BEGIN; \
@@ -187,7 +194,7 @@ fn live_response_memory_and_state_check_out_with_volatility() -> anyhow::Result<
         LIVE_TIMEOUT,
     )?;
     let live1_secs = t.elapsed().as_secs_f64();
-    live_succeeded(&vm, "rescue live", &out1)?;
+    live_succeeded(&mut vm, "rescue live", "/evidence/live1", &out1)?;
 
     live::sh_ok(&mut vm, "cp /livetarget /tmp/deleted-target", T)?;
     let deleted = live::start_pattern(&mut vm, "/tmp/deleted-target", DELETED_SEED, 2)?;
@@ -199,7 +206,12 @@ fn live_response_memory_and_state_check_out_with_volatility() -> anyhow::Result<
         LIVE_TIMEOUT,
     )?;
     let live2_secs = t.elapsed().as_secs_f64();
-    live_succeeded(&vm, "rescue live --format lime-zstd", &out2)?;
+    live_succeeded(
+        &mut vm,
+        "rescue live --format lime-zstd",
+        "/evidence/live2",
+        &out2,
+    )?;
     live::sh_ok(&mut vm, "sync; umount /evidence", T)?;
     vm.send_line("poweroff -f")?;
     vm.wait_exit(T)?;

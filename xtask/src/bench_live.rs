@@ -4,7 +4,7 @@
 //! raw LiME to the evidence disk; each run is timed inside the guest (`livetarget time`: wall clock
 //! and the child's peak RSS). Prints the medians and writes the table to `target/bench/live.md`.
 //!
-//! Flags: `--memory MIB` (guest RAM, default 1024), `--runs N` (default 3).
+//! Flags: `--memory MIB` (guest RAM, default 512, as the live scenario), `--runs N` (default 3).
 
 use std::fs;
 use std::path::PathBuf;
@@ -61,7 +61,7 @@ struct Options {
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
-        memory_mib: 1024,
+        memory_mib: 512,
         runs: 3,
     };
     let mut it = args.iter();
@@ -119,12 +119,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let load_before = loadavg();
     let mut vm = builder.spawn()?;
     live::wait_shell(&mut vm, Duration::from_secs(600))?;
-    let (on_stick, _) = live::sh(&mut vm, "test -x /stick/RESCUE/RESCUE", T)?;
-    let rescue = if on_stick == 0 {
-        "/stick/RESCUE/RESCUE"
-    } else {
-        "/bin/rescue"
-    };
+    // The static binary on the stick, as a responder runs it from the mounted medium.
+    let rescue = live::STICK_RESCUE;
+    live::sh_ok(&mut vm, &format!("test -x {rescue}"), T)?;
     let iomem = live::sh_ok(&mut vm, "cat /proc/iomem", T)?;
     let ram: u64 = live::system_ram(&iomem)?
         .iter()
@@ -136,7 +133,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (mut ours_secs, mut ours_rss, mut ours_mem_secs) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..o.runs {
         eprintln!("bench live: run {} of {}", i + 1, o.runs);
-        let (s, rss) = live::timed(&mut vm, "/avml acquire /evidence/avml.lime", LIVE_TIMEOUT)?;
+        let (s, rss) = live::timed(
+            &mut vm,
+            "/avml acquire /evidence/avml.lime",
+            &[0],
+            LIVE_TIMEOUT,
+        )?;
         let size = live::sh_ok(&mut vm, "wc -c < /evidence/avml.lime", T)?;
         eprintln!("  avml: {s:.1} s, {rss} KiB peak, {} bytes", size.trim());
         live::sh_ok(&mut vm, "rm /evidence/avml.lime; sync", T)?;
@@ -146,6 +148,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let (s, rss) = live::timed(
             &mut vm,
             &format!("{rescue} live --out /evidence/rl"),
+            // 3: captured, with pages it could not read (zero-filled and listed).
+            &[0, 3],
             LIVE_TIMEOUT,
         )?;
         let manifest = live::sh_ok(&mut vm, "cat /evidence/rl/live-manifest.json; echo", T)?;
