@@ -688,12 +688,18 @@ fn serial_transcript(name: &str, firmware: Firmware) -> anyhow::Result<Option<St
         "the transcript holds GRUB's menu with its chosen entry, and the boot",
     )?;
     if let Some((i, c)) = transcript.char_indices().find(|(_, c)| !c.is_ascii()) {
+        // What surrounds it, cut on character boundaries.
+        let before: Vec<char> = transcript[..i].chars().rev().take(120).collect();
+        let around: String = before
+            .into_iter()
+            .rev()
+            .chain(transcript[i..].chars().take(40))
+            .collect();
         return Err(vm
             .check(
                 false,
                 &format!(
-                    "a byte >= 0x80 ({c:?}) on the serial line at {i} of the transcript: {:?}",
-                    &transcript[i.saturating_sub(120)..(i + 40).min(transcript.len())]
+                    "a byte >= 0x80 ({c:?}) on the serial line at {i} of the transcript: {around:?}"
                 ),
             )
             .unwrap_err());
