@@ -12,9 +12,9 @@ use tests::fixtures::debugfs_dump;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
-/// An acquisition's progress line (`acquire  12% [====>   ] …`) once some of its bar is filled: the
-/// acquisition runs and has passed blocks through (the bar is 40 columns on an 80-column console, so
-/// one `=` is 2.5 %).
+/// An acquisition's progress line (`acquire  12% [==>    ] …`) once some of its bar is filled: the
+/// acquisition runs and has passed blocks through (on the 80-column fallback width the bar has 17
+/// columns beside the figures, so one `=` is about 6 %: 2 MiB of the 32 MiB sources below).
 const PROGRESSED: &str = "% [=";
 
 #[test]
