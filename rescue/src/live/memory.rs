@@ -262,6 +262,12 @@ fn cover(segments: &[(u64, &Segment)], ranges: &[RamRange]) -> Result<Vec<Piece>
                     .filter(|p| *p > at && *p <= r.end)
                     .min()
                     .unwrap_or(r.end.saturating_add(1));
+                if partial_page_edge(r, at, next) {
+                    // The kernel maps whole pages only: the part of a page a range shares with a
+                    // hole is read as unreadable (zero-filled and listed), not a reason to give up.
+                    at = next;
+                    continue;
+                }
                 return Err((at, next - at));
             };
             let seg_end = phys.saturating_add(s.filesz); // exclusive
@@ -278,6 +284,18 @@ fn cover(segments: &[(u64, &Segment)], ranges: &[RamRange]) -> Result<Vec<Piece>
         }
     }
     Ok(pieces)
+}
+
+const PAGE: u64 = 4096;
+
+/// True when `[at, next)` is the part of a page at the head or tail of range `r` that the range
+/// shares with a hole: `/proc/kcore` maps whole pages of RAM only, so on every PC BIOS machine the
+/// tail of the first range (`…-0009fbff`) is in no segment.
+fn partial_page_edge(r: &RamRange, at: u64, next: u64) -> bool {
+    let end = r.end.saturating_add(1);
+    let head = at == r.start && r.start % PAGE != 0 && next <= r.start.next_multiple_of(PAGE);
+    let tail = next == end && end % PAGE != 0 && at >= end - end % PAGE;
+    head || tail
 }
 
 /// Ties the segments of a kcore to physical memory and checks every RAM range is covered. `Err` is the
@@ -426,10 +444,13 @@ fn lockdown_hint(err: &io::Error, lockdown: Option<&str>, blocked_under: &[&str]
 fn probe(reader: &dyn PhysRead, ranges: &[RamRange]) -> io::Result<()> {
     let largest = ranges.iter().max_by_key(|r| r.bytes());
     for r in ranges.first().into_iter().chain(largest) {
-        let mut page = vec![0u8; r.bytes().min(4096) as usize];
+        // A whole page inside the range (its partial pages may be in no kcore segment).
+        let start = r.start.next_multiple_of(PAGE);
+        let len = r.end.saturating_add(1).saturating_sub(start).min(PAGE);
+        let mut page = vec![0u8; len as usize];
         let mut done = 0;
         while done < page.len() {
-            done += reader.read_phys(&mut page[done..], r.start + done as u64)?;
+            done += reader.read_phys(&mut page[done..], start + done as u64)?;
         }
     }
     Ok(())
@@ -697,6 +718,54 @@ fd000000-fdffffff : PCI Bus 0000:00
         ];
         let err = map_kcore(&segs, &more).unwrap_err();
         assert!(err.contains("0x104000-0x107fff"), "{err}");
+    }
+
+    /// Every PC BIOS machine: the first range ends mid-page (`00001000-0009fbff : System RAM`) and
+    /// kcore maps whole pages only. The partial page is no reason to refuse kcore: it is read as
+    /// unreadable (zero-filled and listed); a missing whole page still is.
+    #[test]
+    fn a_partial_page_at_a_range_edge_is_unreadable_not_a_refusal() {
+        let ranges = [
+            RamRange {
+                start: 0x1000,
+                end: 0x9_fbff,
+            },
+            RamRange {
+                start: 0x10_0000,
+                end: 0x10_3fff,
+            },
+        ];
+        let file = craft_kcore(&[
+            (DIRECT + 0x1000, 0x1000, vec![1; 0x9_e000]),
+            (DIRECT + 0x10_0000, 0x10_0000, vec![2; 0x4000]),
+        ]);
+        let segs = segments_of(&file);
+        let (_, pieces) = map_kcore(&segs, &ranges).unwrap();
+        assert_eq!(pieces[0].phys, 0x1000);
+        assert_eq!(
+            pieces[0].len, 0x9_e000,
+            "the whole pages of the first range"
+        );
+        let kcore = Kcore {
+            file: {
+                let mut f = tempfile::tempfile().unwrap();
+                std::io::Write::write_all(&mut f, &file).unwrap();
+                f
+            },
+            pieces,
+        };
+        probe(&kcore, &ranges).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(kcore.read_phys(&mut buf, 0x9_f000).is_err());
+        assert_eq!(kcore.read_phys(&mut buf, 0x9_eff0).unwrap(), 16);
+
+        // A whole page missing at the tail is still named.
+        let short = [RamRange {
+            start: 0x1000,
+            end: 0xa_0fff,
+        }];
+        let err = map_kcore(&segs, &short).unwrap_err();
+        assert!(err.contains("0x9f000-0xa0fff"), "{err}");
     }
 
     #[test]
