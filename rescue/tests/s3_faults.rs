@@ -781,3 +781,63 @@ fn a_resume_restarts_an_object_whose_held_parts_can_be_neither_proven_nor_replac
     sha256sum_c(&dir);
     assert!(!dir.join(".rescue-upload.json").exists());
 }
+
+/// Issue 17, "nothing that was complete in the store is deleted": a store that refuses for good
+/// (403) to complete the last object ends the run, and its multipart upload is aborted, but the
+/// image objects already completed stay, with the upload state that names them.
+#[test]
+fn a_refusal_keeps_the_objects_already_completed() {
+    let Some(store) = Server::s3s_fs("evidence") else {
+        return;
+    };
+    let root = store.root.clone().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, data) = source(tmp.path(), 40);
+    let proxy = Proxy::start(store.port, |h| {
+        if h.is_complete() && h.path().ends_with("/image.raw.003") {
+            Via::Refuse(403, "AccessDenied")
+        } else {
+            Via::Forward
+        }
+    });
+    let (code, text) = rescue_through(
+        &proxy.endpoint(),
+        &[
+            "acquire",
+            src.to_str().unwrap(),
+            "--out",
+            "s3://evidence/keep",
+            "--split",
+            "16M",
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        proxy.events().iter().any(|e| e.starts_with("refused ")),
+        "the refusal was injected: {text}"
+    );
+    assert!(
+        text.contains("completed image objects") && text.contains("kept"),
+        "the message says what is kept: {text}"
+    );
+    let dir = root.join("evidence/keep");
+    assert!(
+        std::fs::read(dir.join("image.raw.001")).unwrap() == data[..16 << 20],
+        "the completed image.raw.001 is still in the store, unchanged: {text}"
+    );
+    if let Ok(two) = std::fs::read(dir.join("image.raw.002")) {
+        assert!(
+            two == data[16 << 20..32 << 20],
+            "image.raw.002 is the source"
+        );
+    }
+    assert!(
+        !dir.join("image.raw.003").exists(),
+        "the refused object was not completed"
+    );
+    assert!(
+        dir.join(".rescue-upload.json").exists(),
+        "the state naming the kept objects stays"
+    );
+}

@@ -515,7 +515,11 @@ impl Destination for S3Prefix<'_> {
                 let mut s = lock(sink);
                 let _ = s.settle();
                 s.stop_workers();
-                s.abort_all()
+                if s.state.objects.iter().any(|o| o.completed) {
+                    s.abort_unfinished()
+                } else {
+                    s.abort_all()
+                }
             }
             Err(e) => return e,
         };

@@ -769,7 +769,8 @@ pub(super) fn stop(s: &mut SinkState, uploaded: &AtomicU64, error: StreamError) 
         // If this write fails too, the last stored state still names every upload: resumable.
         let _ = s.store_state();
         Leftover::Resumable
-    } else if changed {
+    } else if changed || s.state.objects.iter().any(|o| o.completed) {
+        // Completed objects are evidence: a refusal never deletes them (issue 17).
         s.state.line(&format!("stopped: {msg}"));
         s.abort_unfinished()
     } else {
