@@ -293,8 +293,9 @@ const PAGE: u64 = 4096;
 /// tail of the first range (`…-0009fbff`) is in no segment.
 fn partial_page_edge(r: &RamRange, at: u64, next: u64) -> bool {
     let end = r.end.saturating_add(1);
-    let head = at == r.start && r.start % PAGE != 0 && next <= r.start.next_multiple_of(PAGE);
-    let tail = next == end && end % PAGE != 0 && at >= end - end % PAGE;
+    let head =
+        at == r.start && !r.start.is_multiple_of(PAGE) && next <= r.start.next_multiple_of(PAGE);
+    let tail = next == end && !end.is_multiple_of(PAGE) && at >= end - end % PAGE;
     head || tail
 }
 
