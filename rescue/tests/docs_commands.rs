@@ -134,10 +134,11 @@ fn match_arms(source: &str) -> Vec<Arm> {
             continue;
         }
         let rhs = rhs.trim();
-        let module = rhs
-            .split_once("::")
-            .map(|(m, _)| m.to_owned())
-            .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        let module = rhs.split_once("::").map(|(m, _)| m.to_owned()).filter(|m| {
+            !m.is_empty()
+                && m.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
         arms.push(Arm { names, module });
     }
     arms
