@@ -180,14 +180,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         median(avml_rss) / 1024.0
     ));
     table.push_str(&format!(
-        "| `rescue live` (LiME with inline hashes, and the volatile state) | {r:.1} | {:.1} | {:.1} |\n",
+        "| rescue live (LiME with inline hashes, and the volatile state) | {r:.1} | {:.1} | {:.1} |\n",
         mib / r,
         median(ours_rss) / 1024.0
     ));
     if !ours_mem_secs.is_empty() {
         let m = median(ours_mem_secs);
         table.push_str(&format!(
-            "| `rescue live`, memory step alone (its manifest's times) | {m:.1} | {:.1} | |\n",
+            "| rescue live, memory step alone (its manifest's times) | {m:.1} | {:.1} | |\n",
             mib / m
         ));
     }
