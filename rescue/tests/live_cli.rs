@@ -8,10 +8,9 @@
 
 use std::fs;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rescue");
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -37,17 +36,7 @@ fn run(cmd: &mut Command) -> Output {
         let _ = err.read_to_end(&mut v);
         v
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            panic!("timed out after {TIMEOUT:?}: {line}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = s3::wait_exit(child, TIMEOUT, &line);
     Output {
         status,
         stdout: t_out.join().unwrap(),
@@ -492,71 +481,19 @@ fn live_refuses_an_out_on_the_system_disk_or_in_ram_and_says_why() {
     );
 }
 
-const ACCESS: &str = "RESCUETESTKEY";
-const SECRET: &str = "rescue-test-secret-0123456789";
-
-/// s3s-fs as `tests/remote_cli.rs` finds it, or a skip (a failure with `RESCUE_REQUIRE_S3S=1`).
-fn s3s_fs() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let found = [
-        std::env::var_os("RESCUE_S3S_FS").map(PathBuf::from),
-        Some(root.join("target/tools/bin/s3s-fs")),
-        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("RESCUE_REQUIRE_S3S").as_deref() != Ok("1"),
-            "s3s-fs not found (cargo install s3s-fs@0.14.1 --features binary --locked)"
-        );
-        eprintln!("SKIP: no s3s-fs binary (cargo xtask test installs it)");
-    }
-    found
-}
-
-/// An s3s-fs server on the loopback, killed on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "common/s3.rs"]
+mod s3;
+use s3::{ACCESS, SECRET};
 
 #[test]
 fn live_streams_to_an_s3_prefix_that_sha256sum_checks() {
-    let Some(bin) = s3s_fs() else {
+    // s3s-fs, waited for on its own "server is running" line.
+    let Some(server) = s3::Server::s3s_fs("evidence") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    fs::create_dir_all(store.join("evidence")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = fs::File::create(tmp.path().join("server.log")).unwrap();
-    let _server = Server(
-        Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(&store)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < TIMEOUT, "s3s-fs did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
+    let store = server.root.clone().unwrap();
+    let endpoint = server.endpoint();
     let root = fixture(tmp.path(), true, "[none]", true);
     let s3 = |args: &[&str]| {
         let mut c = Command::new(BIN);
