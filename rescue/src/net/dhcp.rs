@@ -136,8 +136,9 @@ fn ips(b: &[u8]) -> Vec<Ipv4Addr> {
     b.chunks_exact(4).filter_map(ip).collect()
 }
 
-/// Reads the options in `region` into `r`; returns the overload value (option 52) if present.
-fn read_options(region: &[u8], r: &mut Reply) -> Option<Option<u8>> {
+/// Reads the options in `region` (named `what` in errors) into `r`; returns the overload value
+/// (option 52) if present.
+fn read_options(region: &[u8], what: &str, r: &mut Reply) -> Result<Option<u8>, String> {
     let mut overload = None;
     let mut i = 0;
     while i < region.len() {
@@ -149,54 +150,75 @@ fn read_options(region: &[u8], r: &mut Reply) -> Option<Option<u8>> {
             i += 1;
             continue;
         }
-        let len = *region.get(i + 1)? as usize;
-        let v = region.get(i + 2..i + 2 + len)?;
+        let short = || format!("option {code} runs past the end of the {what}");
+        let len = *region.get(i + 1).ok_or_else(short)? as usize;
+        let v = region.get(i + 2..i + 2 + len).ok_or_else(short)?;
+        let empty = || format!("option {code} in the {what} is empty");
         match code {
-            53 => r.kind = *v.first()?,
+            53 => r.kind = *v.first().ok_or_else(empty)?,
             54 => r.server = ip(v),
             1 => r.netmask = ip(v),
             3 => r.routers = ips(v),
             6 => r.dns = ips(v),
             51 => r.lease_secs = v.try_into().ok().map(u32::from_be_bytes),
-            52 => overload = Some(*v.first()?),
+            52 => overload = Some(*v.first().ok_or_else(empty)?),
             _ => {}
         }
         i += 2 + len;
     }
-    Some(overload)
+    Ok(overload)
 }
 
-/// Parses a server reply; `None` when it is not a well-formed BOOTREPLY with DHCP options. Options
-/// overloaded into `file` and `sname` (option 52, RFC 2132 §9.3) are read after the options field,
-/// `file` first (RFC 2131 §4.1).
+/// Parses a server reply; `None` when it is not a well-formed BOOTREPLY with DHCP options (see
+/// [`parse_checked`] for why).
 pub fn parse(b: &[u8]) -> Option<Reply> {
-    if b.len() < 240 || b[0] != 2 || b[236..240] != MAGIC {
-        return None;
+    parse_checked(b).ok()
+}
+
+/// Parses a server reply, or says why it is not a well-formed BOOTREPLY with DHCP options. Options
+/// overloaded into `file` and `sname` (option 52, RFC 2132 §9.3) are read after the options field,
+/// `file` first (RFC 2131 §4.1); an overload value other than 1, 2 or 3 refuses the reply.
+pub fn parse_checked(b: &[u8]) -> Result<Reply, String> {
+    if b.len() < 240 {
+        return Err(format!("{} bytes, shorter than a DHCP message", b.len()));
+    }
+    if b[0] != 2 {
+        return Err(format!("op {} where a BOOTREPLY (2) was due", b[0]));
+    }
+    if b[236..240] != MAGIC {
+        return Err("no DHCP magic cookie".to_owned());
     }
     let mut r = Reply {
         kind: 0,
-        xid: u32::from_be_bytes(b[4..8].try_into().ok()?),
-        client_mac: b[28..34].try_into().ok()?,
-        your_address: ip(&b[16..20])?,
+        xid: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        client_mac: [b[28], b[29], b[30], b[31], b[32], b[33]],
+        your_address: Ipv4Addr::new(b[16], b[17], b[18], b[19]),
         server: None,
         netmask: None,
         routers: Vec::new(),
         dns: Vec::new(),
         lease_secs: None,
     };
-    match read_options(&b[240..], &mut r)? {
+    match read_options(&b[240..], "options field", &mut r)? {
         None => {}
         Some(overload @ 1..=3) => {
             if overload & 1 != 0 {
-                read_options(&b[108..236], &mut r)?;
+                read_options(&b[108..236], "file field (overload)", &mut r)?;
             }
             if overload & 2 != 0 {
-                read_options(&b[44..108], &mut r)?;
+                read_options(&b[44..108], "sname field (overload)", &mut r)?;
             }
         }
-        Some(_) => return None,
+        Some(v) => {
+            return Err(format!(
+                "option overload (52) of {v}, which is not 1, 2 or 3"
+            ));
+        }
     }
-    (r.kind != 0).then_some(r)
+    if r.kind == 0 {
+        return Err("no DHCP message type (option 53)".to_owned());
+    }
+    Ok(r)
 }
 
 fn mac_text(mac: [u8; 6]) -> String {
@@ -361,14 +383,19 @@ pub fn obtain(iface: &str, mac: [u8; 6], timeout: Duration) -> Result<Lease, Dhc
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(10));
             let _ = sock.set_read_timeout(Some(wait));
-            if let Ok((n, _)) = sock.recv_from(&mut buf)
-                && let Some(r) = parse(&buf[..n])
-            {
-                match judge(&r, xid, mac, offer) {
-                    Ok(()) => return Ok(r),
-                    // Other clients' exchanges are normal traffic, not worth naming.
-                    Err(_) if r.xid != xid => {}
-                    Err(why) => ignored = Some(why),
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                match parse_checked(&buf[..n]) {
+                    Ok(r) => match judge(&r, xid, mac, offer) {
+                        Ok(()) => return Ok(r),
+                        // Other clients' exchanges are normal traffic, not worth naming.
+                        Err(_) if r.xid != xid => {}
+                        Err(why) => ignored = Some(why),
+                    },
+                    // A malformed reply to this exchange is named; other traffic is not.
+                    Err(why) if n >= 8 && buf[4..8] == xid.to_be_bytes() => {
+                        ignored = Some(format!("malformed reply from {}: {why}", from.ip()));
+                    }
+                    Err(_) => {}
                 }
             }
         }
@@ -577,9 +604,21 @@ mod tests {
         m[n - 2] = 1;
         let r = parse(&m).unwrap();
         assert_eq!((r.netmask.is_some(), r.dns.len()), (true, 0));
-        // An overload value that means nothing: the reply is refused.
+        // An overload value that means nothing: the reply is refused, saying so.
         m[n - 2] = 9;
-        assert!(parse(&m).is_none());
+        assert_eq!(
+            parse_checked(&m).unwrap_err(),
+            "option overload (52) of 9, which is not 1, 2 or 3"
+        );
+        // Options that run past the end of `file` are named with the field.
+        m[n - 2] = 1;
+        m[120..236].fill(0);
+        m[234] = 6;
+        m[235] = 8;
+        assert_eq!(
+            parse_checked(&m).unwrap_err(),
+            "option 6 runs past the end of the file field (overload)"
+        );
     }
 
     #[test]
