@@ -9,15 +9,16 @@
 //! naming what was wrong, leave no address on the interface, and end within a bounded time. A good
 //! exchange, and one whose options are overloaded into `file`/`sname`, must configure exactly the
 //! offered address, prefix, default route and resolver. A link whose peer stays down must end with
-//! the carrier timeout, not hang.
+//! the carrier timeout, not hang. A default route the kernel refuses (a static gateway outside the
+//! subnet) must be reported in the kernel's words and leave no address behind.
 //!
 //! `rescue` runs with `/run` and `/etc/resolv.conf` bind-mounted from the test's temporary directory
 //! inside the mount namespace `ip netns exec` makes, so nothing on the host changes. Namespaces are
 //! named per process and case and deleted by a guard on every path.
 //!
 //! Gated: needs root and `ip`; skipped otherwise unless `RESCUE_REQUIRE_TOOLS=1` (set by `cargo xtask
-//! test`). Each test that ran leaves its marker (`net-veth-dhcp`, `net-veth-carrier`) in
-//! `RESCUE_TEST_MARKERS`.
+//! test`). Each test that ran leaves its marker (`net-veth-dhcp`, `net-veth-carrier`,
+//! `net-veth-static`) in `RESCUE_TEST_MARKERS`.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -630,4 +631,53 @@ fn net_up_without_carrier_ends_with_the_timeout_and_the_link_down() {
     assert!(!pair.client_up(), "the link was left up");
     assert!(!pair.state_file().exists());
     ran("net-veth-carrier");
+}
+
+#[test]
+fn a_route_the_kernel_refuses_leaves_no_address_behind() {
+    if !can_run("net-veth-static") {
+        return;
+    }
+    // A gateway outside the address's subnet: the kernel refuses the default route.
+    let pair = Pair::new(true);
+    let out = pair.rescue_net(&[
+        "up",
+        CLIENT_IF,
+        "--address",
+        &format!("{OFFERED}/26"),
+        "--gateway",
+        "192.0.2.1",
+    ]);
+    let what = format!("exit {:?}, stderr {:?}", out.status.code(), out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{what}");
+    assert!(
+        out.stderr.contains(
+            "the kernel refused adding a default route via 192.0.2.1: Network is unreachable"
+        ),
+        "{what}"
+    );
+    assert_eq!(pair.client_addresses(), Vec::<String>::new(), "{what}");
+    assert!(pair.client_routes().is_empty(), "{what}");
+    assert!(!pair.client_up(), "{what}: the link was left up");
+    assert!(!pair.state_file().exists(), "{what}");
+
+    // The same with a reachable gateway configures exactly that.
+    let out = pair.rescue_net(&[
+        "up",
+        CLIENT_IF,
+        "--address",
+        &format!("{OFFERED}/26"),
+        "--gateway",
+        &SERVER.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(pair.client_addresses(), [format!("{OFFERED}/26")]);
+    let routes = pair.client_routes();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r["dst"] == "default" && r["gateway"] == SERVER.to_string()),
+        "{routes:?}"
+    );
+    ran("net-veth-static");
 }

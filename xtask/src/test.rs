@@ -82,6 +82,7 @@ const GATED_HOST_TESTS: &[&str] = &[
     // Issue 17: `net up` against a crafted DHCP server and a link without carrier, on a veth pair.
     "net-veth-dhcp",
     "net-veth-carrier",
+    "net-veth-static",
     "live-state-modules-lsmod",
     "live-state-mounts-findmnt",
     "live-state-network-ip",

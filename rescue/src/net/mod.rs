@@ -237,6 +237,8 @@ pub fn up(name: &str, method: &Method, dns: &[Ipv4Addr]) -> Result<NetConfig, Ne
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The address once added, so that a later failure takes it away again.
+    let mut added = None;
     let result = (|| {
         let (address, prefix, gateway, mut servers, server, lease, kind) = match method {
             Method::Dhcp { timeout } => {
@@ -269,6 +271,7 @@ pub fn up(name: &str, method: &Method, dns: &[Ipv4Addr]) -> Result<NetConfig, Ne
         nl.request(&format!("adding {address}/{prefix} to {name}"), |seq| {
             netlink::address(seq, iface.index, address, prefix, true)
         })?;
+        added = Some((address, prefix));
         if let Some(gw) = gateway {
             nl.request(&format!("adding a default route via {gw}"), |seq| {
                 netlink::default_route(seq, iface.index, gw, kind == "dhcp")
@@ -299,6 +302,12 @@ pub fn up(name: &str, method: &Method, dns: &[Ipv4Addr]) -> Result<NetConfig, Ne
         Ok(config)
     })();
     if result.is_err() {
+        // Nothing of a failed `net up` stays: not the address (which takes its routes), not the link.
+        if let Some((address, prefix)) = added {
+            let _ = nl.request("removing the address", |seq| {
+                netlink::address(seq, iface.index, address, prefix, false)
+            });
+        }
         let _ = nl.request("setting the link down", |seq| {
             netlink::link_set(seq, iface.index, false)
         });
