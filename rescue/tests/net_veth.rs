@@ -289,7 +289,8 @@ enum Case {
     Nak,
 }
 
-/// What the server saw: the DHCP message types it received, in order.
+/// The crafted DHCP server: a thread in the server namespace; it returns the DHCP message types it
+/// received, in order.
 struct Server {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Vec<u8>>,

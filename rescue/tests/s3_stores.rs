@@ -374,6 +374,17 @@ fn kill_matrix(server: &Server) {
                 "{moment}: the complete {name} was deleted or rewritten"
             );
         }
+        if moment.starts_with("after CreateMultipartUpload") {
+            // The upload the killed run started is aborted where the store lists uploads; where it
+            // cannot (s3s-fs), the log says it was not looked for.
+            let log = String::from_utf8_lossy(&now["acquisition.log"]).into_owned();
+            let said = if server.kind == Kind::S3sFs {
+                "not looked for: a multipart upload the interrupted run may have started"
+            } else {
+                "aborted multipart upload"
+            };
+            assert!(log.contains(said), "{moment}: no {said:?} in {log}");
+        }
         if server.kind == Kind::S3sFs {
             let parts: Vec<String> = server
                 .files()

@@ -220,10 +220,19 @@ impl<'a> S3Prefix<'a> {
 /// A kill between CreateMultipartUpload and the state write that names the upload leaves an upload
 /// no state names: invisible in a listing of objects, billed, never completed. On resume, the
 /// uploads under the prefix (ours: the prefix is claimed) that the state does not name are aborted.
-/// A store that keeps no listing of uploads (s3s-fs) cannot be asked; nothing is done there.
+/// A store that keeps no listing of uploads (s3s-fs) cannot be asked: the log says so, since such an
+/// upload (a record without parts) may then stay in the store.
 fn abort_unnamed_uploads(client: &mut Client, url: &S3Url, st: &mut UploadState) {
-    let Ok(uploads) = client.list_multipart_uploads(&url.prefix) else {
-        return;
+    let uploads = match client.list_multipart_uploads(&url.prefix) {
+        Ok(uploads) => uploads,
+        Err(e) => {
+            st.line(&format!(
+                "not looked for: a multipart upload the interrupted run may have started just before the state named it (it would hold no parts); the store did not list the uploads under {} ({}); its own tools can",
+                url.prefix,
+                crate::error_chain(&e)
+            ));
+            return;
+        }
     };
     for (key, id) in uploads {
         let named = st
@@ -242,7 +251,7 @@ fn abort_unnamed_uploads(client: &mut Client, url: &S3Url, st: &mut UploadState)
                 crate::error_chain(&e)
             ),
         };
-        st.log.push(format!("{} {line}", now_rfc3339()));
+        st.line(&line);
     }
 }
 
