@@ -90,6 +90,12 @@ fn make_case(root: &Path, with_triage: bool) -> PathBuf {
         "--true-time",
         &truth.format("%Y-%m-%d %H:%M:%S").to_string(),
     ]);
+    // verify records the image as unchanged (for the report to reuse its hash) only when it was last
+    // written more than a kernel timestamp tick before verify starts: make sure of that, from its ctime.
+    wait_ctime_older(
+        &disk.join("image.raw"),
+        std::time::Duration::from_millis(60),
+    );
     in_rescue(&["verify", disk.to_str().unwrap()]);
     fs::rename(state.join("case-log.jsonl"), case.join("case-log.jsonl")).unwrap();
     // A restore whose report lands in the case directory: authorized_keys is held for review.
@@ -159,6 +165,80 @@ fn make_case(root: &Path, with_triage: bool) -> PathBuf {
         fs::write(t.join("timeline.jsonl"), timeline).unwrap();
     }
     case
+}
+
+/// Returns once `path`'s change time is more than `age` in the past (at most `age` from now).
+fn wait_ctime_older(path: &Path, age: std::time::Duration) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).unwrap();
+    let ctime =
+        std::time::UNIX_EPOCH + std::time::Duration::new(m.ctime() as u64, m.ctime_nsec() as u32);
+    let since = std::time::SystemTime::now()
+        .duration_since(ctime)
+        .unwrap_or_default();
+    if since <= age {
+        std::thread::sleep(age - since + std::time::Duration::from_millis(1));
+    }
+}
+
+/// A report over an acquisition verified in the case takes the image's SHA-256 from the manifest
+/// without reading it again (`sha256_from` says so, and `sha256sum -c` agrees with the hash); after one
+/// write to the image the next report reads it again and states its new hash, never the manifest's.
+#[test]
+fn a_verified_unchanged_image_keeps_its_proved_hash_and_a_written_one_is_hashed_again() {
+    let root = tempfile::tempdir().unwrap();
+    let case = make_case(root.path(), false);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(case.join("disk-1/manifest.json")).unwrap()).unwrap();
+    let proved = manifest["outputs"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["file"] == "image.raw"))
+        .map(|o| o["sha256"].as_str().unwrap().to_owned())
+        .expect("the manifest lists image.raw");
+    let image_entry = |dir: &Path| -> serde_json::Value {
+        let r: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+        r["evidence"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["path"] == "disk-1/image.raw"))
+            .cloned()
+            .expect("the evidence lists the image")
+    };
+    ok(rescue(
+        &["report", "--case-dir", case.to_str().unwrap()],
+        &[],
+    ));
+    let dir = case.join("report");
+    let e = image_entry(&dir);
+    assert_eq!(e["sha256"], proved.as_str(), "{e}");
+    assert!(
+        e["sha256_from"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("disk-1/manifest.json, proved by verify")),
+        "the image's hash is the verified one, not read again: {e}"
+    );
+    let md = fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("Not read again for this report: disk-1/image.raw"),
+        "{md}"
+    );
+    let (sums_ok, sums) = sha256sum_c(&dir);
+    assert!(sums_ok, "sha256sum -c agrees with the reused hash: {sums}");
+
+    flip_byte(&case.join("disk-1/image.raw"), 1_000_000);
+    ok(rescue(
+        &["report", "--case-dir", case.to_str().unwrap()],
+        &[],
+    ));
+    let e = image_entry(&dir);
+    assert!(e["sha256_from"].is_null(), "{e}");
+    assert_ne!(
+        e["sha256"],
+        proved.as_str(),
+        "the written image is hashed again"
+    );
+    let (sums_ok, sums) = sha256sum_c(&dir);
+    assert!(sums_ok, "sha256sum -c agrees with the new hash: {sums}");
 }
 
 struct Gpg {

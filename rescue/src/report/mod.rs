@@ -21,6 +21,7 @@ use crate::caselog;
 
 pub mod index;
 mod render;
+pub mod reuse;
 pub mod sign;
 pub mod verify;
 
@@ -338,8 +339,20 @@ pub fn build(
         .sum();
     let mut done = 0u64;
     let mut evidence = Vec::new();
+    let reused = reusable_hashes(req, &log_bytes, &files);
     for f in &files {
         let rel = index::relative(&req.case_dir, f);
+        if let Some((r, from)) = reused.get(f) {
+            done += r.size;
+            progress(&rel, done, total);
+            evidence.push(EvidenceFile {
+                path: rel,
+                size_bytes: r.size,
+                sha256: r.sha256.clone(),
+                sha256_from: Some(from.clone()),
+            });
+            continue;
+        }
         let (sha256, size_bytes) = index::hash_file(f, &mut |n| {
             done += n;
             progress(&rel, done, total);
@@ -348,6 +361,7 @@ pub fn build(
             path: rel,
             size_bytes,
             sha256,
+            sha256_from: None,
         });
     }
     let mut report = gather(req, &log_bytes, &files, evidence, links)?;
@@ -420,6 +434,49 @@ pub fn build(
     Ok(Built {
         report,
         files: written,
+    })
+}
+
+/// Image files of the case's acquisitions whose SHA-256 the case already proved ([`reuse`]): the last
+/// `verify` of their directory in an intact case log passed and recorded them unchanged since. Path →
+/// hash, and where it comes from in words.
+fn reusable_hashes(
+    req: &Request,
+    log_bytes: &[u8],
+    files: &[PathBuf],
+) -> HashMap<PathBuf, (reuse::Reused, String)> {
+    let mut out = HashMap::new();
+    let Ok(entries) = caselog::verify(log_bytes) else {
+        return out;
+    };
+    for m in named(files, "manifest.json") {
+        let Some(dir) = m.parent() else { continue };
+        let rel = index::relative(&req.case_dir, dir);
+        let Some(e) = last_verify(&entries, &rel) else {
+            continue;
+        };
+        for (name, r) in reuse::reusable(dir, &e.detail) {
+            let from = format!(
+                "{}/manifest.json, proved by verify (case log entry {}); the file is unchanged since (same inode, size, modification and change time)",
+                if rel.is_empty() { "." } else { rel.as_str() },
+                e.seq
+            );
+            out.insert(dir.join(name), (r, from));
+        }
+    }
+    out
+}
+
+/// The last `verify DIR` result of the case log whose DIR ends with `rel` (an acquisition directory
+/// relative to the case directory).
+fn last_verify<'a>(entries: &'a [caselog::Entry], rel: &str) -> Option<&'a caselog::Entry> {
+    entries.iter().rev().find(|e| {
+        e.kind == "result"
+            && e.command.split_whitespace().next() == Some("verify")
+            && e.command
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|p| Path::new(p).ends_with(rel))
     })
 }
 
@@ -709,15 +766,7 @@ fn verification(
             };
         }
     }
-    let last = entries.iter().rev().find(|e| {
-        e.kind == "result"
-            && e.command.split_whitespace().next() == Some("verify")
-            && e.command
-                .split_whitespace()
-                .nth(1)
-                .is_some_and(|p| Path::new(p).ends_with(rel))
-    });
-    match last {
+    match last_verify(entries, rel) {
         Some(e) => match (e.detail.get("verified"), e.detail.get("exit")) {
             (Some(Value::Bool(ok)), _) => word(*ok),
             (_, Some(x)) => word(x.as_i64() == Some(0)),

@@ -371,6 +371,18 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
             .map(|e| vec![e.path.clone(), e.size_bytes.to_string(), e.sha256.clone()])
             .collect(),
     )];
+    let reused: Vec<&str> = r
+        .evidence
+        .iter()
+        .filter(|e| e.sha256_from.is_some())
+        .map(|e| e.path.as_str())
+        .collect();
+    if !reused.is_empty() {
+        ev.push(Block::Para(format!(
+            "Not read again for this report: {}. Their SHA-256 is the one verify proved against the acquisition's manifest in this case; each file has the same inode, size, modification and change time as then (sha256_from in report.json).",
+            reused.join(", ")
+        )));
+    }
     if !r.evidence_links.is_empty() {
         ev.push(Block::Para(format!(
             "Symbolic links (not followed, not hashed): {}",

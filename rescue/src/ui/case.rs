@@ -252,15 +252,18 @@ pub fn run_case_acquire(mut args: crate::args::acquire::AcquireArgs) -> anyhow::
 
 /// `verify` inside the rescue system: records the verdict for the acquisition directory in the case.
 pub fn run_case_verify(args: &crate::args::acquire::VerifyArgs) -> anyhow::Result<u8> {
+    let before = crate::report::reuse::before_verify(&args.dir);
     let code = super::acquire::run_verify(args)?;
     let mut locked = Locked::open()?;
     case::record_verified(&mut locked, &args.dir, code == 0)?;
-    // The verdict in the case log too: a report built later on a host reads it there.
-    locked.log(
-        "result",
-        &format!("verify {}", args.dir.display()),
-        serde_json::json!({"verified": code == 0, "exit": code}),
-    )?;
+    // The verdict in the case log too: a report built later on a host reads it there, and takes the
+    // hashes of the image files still unchanged since instead of reading them again.
+    let mut detail = serde_json::json!({"verified": code == 0, "exit": code});
+    if code == 0 {
+        detail[crate::report::reuse::DETAIL_KEY] =
+            crate::report::reuse::after_verify(&args.dir, &before);
+    }
+    locked.log("result", &format!("verify {}", args.dir.display()), detail)?;
     Ok(code)
 }
 

@@ -90,9 +90,12 @@ pub fn run(a: &crate::args::triage::TriageArgs) -> anyhow::Result<u8> {
             print!("{}", super::wrap_text(&line, super::columns()));
         }
     }
+    let triaged = report.roots.iter().any(|r| r.linux);
     if in_rescue {
         let mut locked = crate::case::Locked::open()?;
-        if let Some(w) = &written {
+        // Only a triage that examined a Linux root counts as a run of the case (the menu's Triage step,
+        // the restore's screening): an empty list from no root at all would read as a clean disk.
+        if let Some(w) = written.as_ref().filter(|_| triaged) {
             // The case remembers the findings: every restore of this case screens with them.
             crate::case::record_triage(
                 &mut locked,
@@ -123,7 +126,7 @@ pub fn run(a: &crate::args::triage::TriageArgs) -> anyhow::Result<u8> {
             }),
         )?;
     }
-    if !report.roots.iter().any(|r| r.linux) {
+    if !triaged {
         anyhow::bail!(
             "{}: no Linux root to triage ({})",
             a.source.display(),
