@@ -198,10 +198,60 @@ fn export() -> Vec<u8> {
     out
 }
 
+/// A regular journal with every DATA payload of at least 1 KiB compressed by xz(1) the way systemd
+/// stores an XZ field: payload replaced by the XZ stream, object size shrunk (the space freed is an
+/// UNUSED object), flag `COMPRESSED_XZ` (1) on the object and `COMPRESSED-XZ` (1) in the header.
+fn recompress_xz(journal: &[u8]) -> Vec<u8> {
+    let mut b = journal.to_vec();
+    let le = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let incompat = u32::from_le_bytes(b[12..16].try_into().unwrap());
+    // XZ 1, LZ4 2, ZSTD 8, COMPACT 16: none of them (KEYED-HASH 4 may be there).
+    assert_eq!(incompat & 0x1b, 0, "an uncompressed, regular journal");
+    let (start, end) = (le(&b, 88), le(&b, 88) + le(&b, 96));
+    let mut off = start;
+    let mut done = 0;
+    while off + 16 <= end && le(&b, off + 8) >= 16 {
+        let size = le(&b, off + 8);
+        if b[off] == 1 && size - 64 >= 1024 {
+            let payload = b[off + 64..off + size].to_vec();
+            let mut child = Command::new("xz")
+                .args(["--format=xz", "--check=crc64", "-c"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&payload).unwrap();
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success() && o.stdout.len() < payload.len());
+            b[off + 64..off + 64 + o.stdout.len()].copy_from_slice(&o.stdout);
+            let new_size = 64 + o.stdout.len();
+            b[off + 8..off + 16].copy_from_slice(&(new_size as u64).to_le_bytes());
+            b[off + 1] |= 1;
+            // The space freed becomes one UNUSED object (type 0), so the objects still follow
+            // one another for a sequential scan (ours); journalctl reads entries by offset.
+            // (`journalctl --verify` rejects the UNUSED object: it is not an XZ check.)
+            let (freed_at, old_end) = (off + new_size.div_ceil(8) * 8, off + size.div_ceil(8) * 8);
+            assert!(old_end - freed_at >= 16);
+            b[freed_at..old_end].fill(0);
+            b[freed_at + 8..freed_at + 16]
+                .copy_from_slice(&((old_end - freed_at) as u64).to_le_bytes());
+            done += 1;
+        }
+        off += size.div_ceil(8) * 8;
+    }
+    assert_eq!(done, 1, "the long MESSAGE field was recompressed");
+    b[12..16].copy_from_slice(&(incompat | 1).to_le_bytes());
+    b
+}
+
 #[test]
 fn journal_events_match_journalctl() {
     let remote = "/usr/lib/systemd/systemd-journal-remote";
-    if !have(remote, "the journal check") || !have("journalctl", "the journal check") {
+    if !have(remote, "the journal check")
+        || !have("journalctl", "the journal check")
+        || !have("xz", "the journal check")
+    {
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -242,6 +292,22 @@ fn journal_events_match_journalctl() {
         );
         files.push(j);
     }
+    // XZ (systemd's default before 246; systemd 252 here has no switch for it): the plain journal with
+    // its long MESSAGE field compressed by xz(1) in place, as systemd stores one (the object shrinks,
+    // its XZ flag and the header's COMPRESSED-XZ are set). journalctl decoding it with liblzma is the
+    // check that the file is what an XZ journal is.
+    let xz = jdir.join("system@xz.journal");
+    std::fs::write(&xz, recompress_xz(&std::fs::read(&files[2]).unwrap())).unwrap();
+    let header = run(Command::new("journalctl")
+        .arg("--file")
+        .arg(&xz)
+        .arg("--header"));
+    assert!(
+        header.lines().any(|l| l.starts_with("Incompatible flags:")
+            && l.trim_end().ends_with("COMPRESSED-XZ KEYED-HASH")),
+        "xz: {header}"
+    );
+    files.push(xz);
     // A damaged copy: the second ENTRY object's size field overwritten. It must not stop the run;
     // the first entry is read and the loss is reported.
     let mut bad = std::fs::read(&files[0]).unwrap();
@@ -564,6 +630,109 @@ fn bodyfile_rows_match_fls_through_mactime() {
     );
     assert_timesketch(&out);
     mark("fls");
+}
+
+/// A GPT disk whose /var is its own partition (named by UUID in the root's /etc/fstab, the way the
+/// Debian installer writes it): the logs on it are found as /var/log/..., the body file names its
+/// files under /var, and the output says which partition was mounted where.
+#[test]
+fn logs_on_a_separate_var_partition_are_found() {
+    if !need_root("the separate /var check (loop devices)")
+        || !have("mke2fs", "the separate /var check")
+        || !have("sfdisk", "the separate /var check")
+    {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let var_uuid = "7d0c1e8a-54b1-4c6e-9a53-0f4e2c9b1a77";
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("var")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "db2\n").unwrap();
+    std::fs::write(
+        root.join("etc/fstab"),
+        format!(
+            "# <file system> <mount point> <type> <options> <dump> <pass>\n\
+             UUID=0b7e3c52-1111-4222-8333-944455556666 / ext4 errors=remount-ro 0 1\n\
+             UUID={var_uuid} /var ext4 defaults 0 2\n"
+        ),
+    )
+    .unwrap();
+    let var = d.path().join("var");
+    std::fs::create_dir_all(var.join("log")).unwrap();
+    std::fs::write(
+        var.join("log/auth.log"),
+        "Mar  3 10:00:00 db2 sshd[41]: Accepted password for root from 203.0.113.7 port 51000 ssh2\n",
+    )
+    .unwrap();
+    run(Command::new("touch")
+        .args(["-d", "2024-03-04 00:00:00Z"])
+        .arg(var.join("log/auth.log")));
+    let img = d.path().join("disk.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    let mut sf = Command::new("sfdisk");
+    sf.arg("-q").arg(&img).stdin(std::process::Stdio::piped());
+    let mut child = sf.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"label: gpt\nstart=2048, size=30720, type=linux\nstart=32768, size=40960, type=linux\n",
+        )
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    for (tree, offset, size, uuid) in [
+        (
+            &root,
+            2048u64,
+            "15M",
+            "0b7e3c52-1111-4222-8333-944455556666",
+        ),
+        (&var, 32768, "20M", var_uuid),
+    ] {
+        run(Command::new("mke2fs")
+            .args(["-q", "-t", "ext4", "-U", uuid, "-E"])
+            .arg(format!("offset={}", offset * 512))
+            .arg("-d")
+            .arg(tree)
+            .arg(&img)
+            .arg(size));
+    }
+
+    let out = d.path().join("out");
+    let o = rescue(&["timeline", s(&img), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains(&format!(
+            "filesystem /var: /etc/fstab names it UUID={var_uuid} at /var"
+        )),
+        "{said}"
+    );
+    let login = events(&out)
+        .into_iter()
+        .find(|e| e["path"] == "/var/log/auth.log")
+        .unwrap_or_else(|| panic!("no event from /var/log/auth.log: {said}"));
+    assert_eq!(login["datetime"], "2024-03-03T10:00:00+00:00");
+    assert_eq!(login["suspicious"], "root logged in over SSH");
+    let body = std::fs::read_to_string(out.join("bodyfile.txt")).unwrap();
+    assert!(body.contains("|/var/log/auth.log|"), "{body}");
+    assert!(body.contains("|/etc/fstab|"), "{body}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timeline-summary.json")).unwrap()).unwrap();
+    let mounted: Vec<&str> = summary["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["mounted_at"].as_str())
+        .collect();
+    assert_eq!(mounted, ["/", "/var"], "{summary}");
+    mark("separate-var");
 }
 
 /// The findings triage wrote beside the timeline's directory become flagged events on their own.

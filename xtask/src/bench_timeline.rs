@@ -1,8 +1,9 @@
-//! `cargo xtask bench timeline [--files N] [--log-mib N]`: the timeline's two costs, measured next to
+//! `cargo xtask bench timeline [--files N] [--log-mib N] [--runs N]`: the timeline's two costs, measured next to
 //! a peer. (1) The body file of an ext4 image holding N files (default 200 000, made once by
 //! `mke2fs -d` and cached under `target/cache/timeline-bench/`): `rescue timeline IMAGE` (loop mount
 //! ro,noload + walk + body file) against Sleuth Kit's `fls -r -m / IMAGE`, wall time and peak RSS
-//! (`/usr/bin/time -v`), medians of 3. (2) Events per second over an auth.log + syslog set of N MiB
+//! (`/usr/bin/time -v`), medians of `--runs` (5) alternating runs, with the load average before and
+//! after. `rescue` is the binary `cargo xtask build` makes (no second release build). (2) Events per second over an auth.log + syslog set of N MiB
 //! (default 1024) of generated lines, end to end (parse, sort in bounded memory, JSONL + CSV).
 //! Prints a markdown table and writes it to `target/bench/timeline.md`.
 
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::{deps, util};
+use crate::{build, deps, util};
 
 struct Sample {
     secs: f64,
@@ -47,6 +48,14 @@ fn timed(program: &Path, args: &[&str], stdout_to: Option<&Path>) -> anyhow::Res
         })
         .unwrap_or(0);
     Ok(Sample { secs, rss_kib })
+}
+
+/// The 1-minute load average, as `/proc/loadavg` says it (how quiet the machine was).
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn median(mut v: Vec<Sample>) -> Sample {
@@ -167,12 +176,14 @@ fn log_set(dir: &Path, mib: u64) -> anyhow::Result<u64> {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut files = 200_000u64;
     let mut log_mib = 1024u64;
+    let mut runs = 5usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--files" => files = it.next().context("--files N")?.parse()?,
             "--log-mib" => log_mib = it.next().context("--log-mib N")?.parse()?,
-            other => bail!("unknown option {other:?} (--files N, --log-mib N)"),
+            "--runs" => runs = it.next().context("--runs N")?.parse::<usize>()?.max(1),
+            other => bail!("unknown option {other:?} (--files N, --log-mib N, --runs N)"),
         }
     }
     deps::ensure_packages(&[
@@ -182,14 +193,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         ("losetup", "mount"),
     ])?;
     let root = util::project_root();
-    util::run(
-        Command::new("cargo")
-            .args(["build", "--release", "-p", "rescue"])
-            .current_dir(&root),
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let rescue = target.join("release/rescue");
+    // The very binary `cargo xtask build` makes (same target, flags and environment), so a bench
+    // after a build recompiles nothing.
+    let rescue = build::build_rescue_binary(&build::git_commit())?;
     let bench = root.join("target/bench");
     fs::create_dir_all(&bench)?;
 
@@ -204,7 +210,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut ours = Vec::new();
     let mut fls = Vec::new();
     let mut body_lines = (0, 0);
-    for _ in 0..3 {
+    let load_before = loadavg();
+    for _ in 0..runs {
         let out = bench.join("timeline-body");
         let _ = fs::remove_dir_all(&out);
         ours.push(timed(
@@ -223,6 +230,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         )?);
         body_lines.1 = fs::read_to_string(&fls_out)?.lines().count();
     }
+    let load_after = loadavg();
     let (ours, fls) = (median(ours), median(fls));
 
     let logs = bench.join("timeline-logs");
@@ -245,7 +253,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut md = String::new();
     md.push_str(&format!(
-        "Body file of an ext4 image with {files} files (`mke2fs -d`), median of 3, {cpus} CPUs, warm page cache:\n\n"
+        "Body file of an ext4 image with {files} files (`mke2fs -d`), median of {runs} alternating runs, \
+         {cpus} CPUs, load average {load_before} before and {load_after} after, the image file in the \
+         page cache (each `rescue timeline` attaches a new loop device and mounts afresh, so every \
+         inode is read cold through ext4; `fls` reads the image file itself):\n\n"
     ));
     md.push_str("| tool | wall s | peak RSS MiB | body-file lines |\n|---|---:|---:|---:|\n");
     md.push_str(&format!(

@@ -160,7 +160,7 @@ fn source_date_epoch() -> u32 {
 }
 
 /// `RESCUE_GIT_COMMIT` (a copy of the checkout has no `.git`), else `git rev-parse`, else "unknown".
-fn git_commit() -> String {
+pub fn git_commit() -> String {
     if let Ok(c) = std::env::var("RESCUE_GIT_COMMIT")
         && !c.is_empty()
     {

@@ -132,6 +132,7 @@ pub const TEST: &[(&str, &str)] = &[
     ("last", "util-linux"),
     ("utmpdump", "util-linux"),
     ("lz4", "lz4"),
+    ("xz", "xz-utils"), // XZ journal fields
     // LVM/md fixtures, made in a QEMU guest with these tools copied in (tests::storage, issue 20).
     ("lvm", "lvm2"),
     ("mkfs.xfs", "xfsprogs"),

@@ -69,6 +69,7 @@ const GATED_HOST_TESTS: &[&str] = &[
     "timeline-journalctl",
     "timeline-last",
     "timeline-fls",
+    "timeline-separate-var",
     "live-state-processes-ps",
     "live-state-hidden",
     "live-state-sockets-ss",

@@ -3,7 +3,10 @@
 //! device itself (write-blocked by the caller) or from a read-only loop device over an image file or a
 //! byte range of one. Triage, timeline and restore all mount through [`mount_readonly`].
 //!
-//! Per filesystem: ext2/3/4 `noload` (no journal replay; the ext4 driver serves all three), XFS
+//! Per filesystem: ext2/3/4 `noload` (no journal replay; the ext4 driver serves all three) with
+//! `inode_readahead_blks=4096` (a walk that stats every file reads each group's inode table in one
+//! request instead of one per 32 blocks: the body file of 200 000 files went from ~13 s to ~5 s on a
+//! loaded machine; refused options fall back to plain `noload`), XFS
 //! `norecovery,nouuid` (no log recovery; a copy of a mounted filesystem still mounts), btrfs
 //! `rescue=nologreplay` (the kernel's older spelling `nologreplay` where the newer is refused),
 //! vfat, exfat and iso9660 with no extra option.
@@ -64,7 +67,7 @@ pub fn kernel_type(signature: &str) -> Option<&'static str> {
 /// kernel's older spellings, tried when the first is refused. `""`: no option.
 pub fn data_for(fstype: &str) -> &'static [&'static str] {
     match fstype {
-        "ext4" | "ext3" | "ext2" => &["noload"],
+        "ext4" | "ext3" | "ext2" => &["noload,inode_readahead_blks=4096", "noload"],
         "xfs" => &["norecovery,nouuid"],
         "btrfs" => &["rescue=nologreplay", "nologreplay"],
         _ => &[""],
@@ -282,7 +285,10 @@ mod tests {
     fn every_filesystem_is_mounted_without_replay_and_with_the_four_flags() {
         assert!(FLAGS.contains(MsFlags::MS_RDONLY));
         assert!(FLAGS.contains(MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC));
-        assert_eq!(data_for("ext4"), ["noload"]);
+        assert_eq!(
+            data_for("ext4"),
+            ["noload,inode_readahead_blks=4096", "noload"]
+        );
         assert_eq!(data_for("xfs"), ["norecovery,nouuid"]);
         assert_eq!(data_for("btrfs"), ["rescue=nologreplay", "nologreplay"]);
         for plain in ["vfat", "exfat", "iso9660"] {

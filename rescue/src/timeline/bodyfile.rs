@@ -78,22 +78,40 @@ pub fn mode_string(mode: u32) -> String {
     s
 }
 
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_escaped_byte(out: &mut String, b: u8) {
+    out.push('%');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 15)]));
+}
+
+/// Whether a byte goes into a name as it is (printable ASCII other than `%`, `|`, `\`).
+fn plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'%' && b != b'|' && b != b'\\'
+}
+
 /// Escapes a name for a body-file column (see the module doc).
 pub fn escape_name(out: &mut String, raw: &[u8]) {
+    // Most names are plain ASCII: copied in one go.
+    if raw.iter().all(|&b| plain(b)) {
+        out.push_str(std::str::from_utf8(raw).unwrap_or(""));
+        return;
+    }
     let mut rest = raw;
     while !rest.is_empty() {
         let (good, bad) = match std::str::from_utf8(rest) {
             Ok(s) => (s, &[][..]),
             Err(e) => {
                 let (g, b) = rest.split_at(e.valid_up_to());
-                // SAFETY-free: `valid_up_to` guarantees `g` is UTF-8.
+                // `valid_up_to` guarantees `g` is UTF-8.
                 (std::str::from_utf8(g).unwrap_or(""), b)
             }
         };
         for c in good.chars() {
             match c {
-                '%' | '|' | '\\' | '\u{7f}' => out.push_str(&format!("%{:02X}", c as u32)),
-                c if (c as u32) < 0x20 => out.push_str(&format!("%{:02X}", c as u32)),
+                '%' | '|' | '\\' | '\u{7f}' => push_escaped_byte(out, c as u8),
+                c if (c as u32) < 0x20 => push_escaped_byte(out, c as u8),
                 c => out.push(c),
             }
         }
@@ -101,22 +119,32 @@ pub fn escape_name(out: &mut String, raw: &[u8]) {
             break;
         }
         // One byte that is not UTF-8.
-        out.push_str(&format!("%{:02X}", bad[0]));
+        push_escaped_byte(out, bad[0]);
         rest = &bad[1..];
     }
 }
 
 /// One body-file line (with `\n`).
 pub fn line(e: &WalkEntry) -> String {
-    let mut name = String::with_capacity(e.path.len() + 16);
-    escape_name(&mut name, &e.path);
+    let mut s = String::with_capacity(e.path.len() + 96);
+    push_line(&mut s, e);
+    s
+}
+
+/// Appends one body-file line (with `\n`) to `out`.
+pub fn push_line(out: &mut String, e: &WalkEntry) {
+    use std::fmt::Write as _;
+    out.push_str("0|");
+    escape_name(out, &e.path);
     if let Some(t) = &e.link_target {
-        name.push_str(" -> ");
-        escape_name(&mut name, t);
+        out.push_str(" -> ");
+        escape_name(out, t);
     }
     let secs = |t: Option<(i64, u32)>| t.map(|(s, _)| s.max(0)).unwrap_or(0);
-    format!(
-        "0|{name}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
+    // Writing into a String cannot fail.
+    let _ = writeln!(
+        out,
+        "|{}|{}|{}|{}|{}|{}|{}|{}|{}",
         e.inode,
         mode_string(e.mode),
         e.uid,
@@ -126,23 +154,31 @@ pub fn line(e: &WalkEntry) -> String {
         secs(e.mtime),
         secs(e.ctime),
         secs(e.crtime),
-    )
+    );
 }
 
 /// Writes body-file lines.
 pub struct BodyWriter<W: Write> {
     out: W,
+    /// One line, reused (no allocation per entry).
+    buf: String,
     pub lines: u64,
 }
 
 impl<W: Write> BodyWriter<W> {
     pub fn new(out: W) -> Self {
-        BodyWriter { out, lines: 0 }
+        BodyWriter {
+            out,
+            buf: String::with_capacity(512),
+            lines: 0,
+        }
     }
 
     pub fn write(&mut self, e: &WalkEntry) -> std::io::Result<()> {
         self.lines += 1;
-        self.out.write_all(line(e).as_bytes())
+        self.buf.clear();
+        push_line(&mut self.buf, e);
+        self.out.write_all(self.buf.as_bytes())
     }
 
     pub fn finish(mut self) -> std::io::Result<W> {

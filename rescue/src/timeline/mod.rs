@@ -12,6 +12,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -21,6 +22,7 @@ pub mod bodyfile;
 pub mod event;
 pub mod findings;
 pub mod logs;
+pub mod mounts;
 pub mod output;
 pub mod sort;
 pub mod tz;
@@ -125,6 +127,8 @@ pub struct Summary {
     pub zone: tz::ZoneChoice,
     pub window: Window,
     pub bodyfile_entries: u64,
+    /// Each filesystem examined, and where it was mounted on the examined system.
+    pub roots: Vec<RootSummary>,
     pub walk_problems: Vec<WalkProblem>,
     pub logs: Vec<LogSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,6 +140,18 @@ pub struct Summary {
     /// SHA-256 of each output (also in `SHA256SUMS`).
     #[serde(skip)]
     pub sums: Vec<(String, String)>,
+}
+
+/// One examined filesystem in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootSummary {
+    /// Its body-file prefix (empty for a single root, `/partition2`, or its mount point).
+    pub prefix: String,
+    /// Where the examined system mounted it (`/` for the one with `/etc`, `/var` from fstab), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted_at: Option<String>,
+    /// How that was known.
+    pub how: String,
 }
 
 /// The `--from`/`--to` window as given.
@@ -192,8 +208,11 @@ fn rel_to_shown(path: &[u8]) -> String {
 /// [`Visitor`]: crate::examine::walk::Visitor
 pub struct WalkStage<'a> {
     root: PathBuf,
-    /// Prefix for body-file names when a source has several roots (`/partition2`).
+    /// Prefix for body-file names when a source has several roots (`/partition2`, `/var`).
     prefix: Vec<u8>,
+    /// Where the examined system mounted this root (`/var`), empty for `/` or unknown: log paths
+    /// are classified as the system saw them.
+    mount_at: Vec<u8>,
     body: BodyWriter<BufWriter<File>>,
     body_path: PathBuf,
     found: Vec<LogFile>,
@@ -230,13 +249,17 @@ impl WalkStage<'_> {
         if e.mode & libc::S_IFMT != libc::S_IFREG {
             return;
         }
-        let shown = rel_to_shown(&e.path);
+        let shown = if self.mount_at.is_empty() {
+            rel_to_shown(&e.path)
+        } else {
+            rel_to_shown(&[self.mount_at.as_slice(), &e.path].concat())
+        };
         if let Some(kind) = logs::classify(&shown) {
-            let rel = shown.trim_start_matches('/');
+            let rel = e.path.strip_prefix(b"/").unwrap_or(&e.path);
             let name = shown.rsplit('/').next().unwrap_or("");
             self.found.push(LogFile {
                 kind,
-                real: self.root.join(rel),
+                real: self.root.join(std::ffi::OsStr::from_bytes(rel)),
                 rotation: logs::rotation(name).1,
                 mtime: e.mtime.map(|(s, _)| s).unwrap_or(0),
                 shown,
@@ -302,6 +325,8 @@ impl crate::examine::walk::Visitor for WalkStage<'_> {
 pub struct RootIn {
     pub path: PathBuf,
     pub prefix: String,
+    /// The device it was mounted from (read-only), to read its UUID and label for the fstab match.
+    pub device: Option<PathBuf>,
 }
 
 /// Builds the timeline of the system whose roots are mounted at `roots`: `feed` walks one root into
@@ -333,6 +358,63 @@ pub fn run(
         .unwrap_or_default();
     let zone = tz::Zone::choose(opts.tz.as_deref(), &system)?;
     let host = host_name(&system);
+    // Where the system mounted each other root (fstab by UUID or label): a separate /var's logs
+    // are then read as /var/log/...; its body-file names carry the mount point.
+    let fstab = fs::read_to_string(system.join("etc/fstab"))
+        .map(|t| mounts::parse_fstab(&t))
+        .unwrap_or_default();
+    let mut root_summaries = Vec::new();
+    let placed: Vec<(String, Vec<u8>)> = roots
+        .iter()
+        .map(|r| {
+            if r.path == system {
+                // The system's root: its names as the system saw them (`/etc/passwd`).
+                let is_root = system.join("etc").is_dir();
+                let prefix = if is_root {
+                    String::new()
+                } else {
+                    r.prefix.clone()
+                };
+                root_summaries.push(RootSummary {
+                    prefix: prefix.clone(),
+                    mounted_at: is_root.then(|| "/".to_owned()),
+                    how: if is_root {
+                        "the examined system's root (it holds /etc)"
+                    } else {
+                        "no filesystem holds /etc: names as found"
+                    }
+                    .to_owned(),
+                });
+                return (prefix, Vec::new());
+            }
+            let id = r.device.as_deref().and_then(mounts::fs_id);
+            match id.as_ref().and_then(|id| mounts::mount_point(&fstab, id)) {
+                Some(e) => {
+                    root_summaries.push(RootSummary {
+                        prefix: e.mount_point.clone(),
+                        mounted_at: Some(e.mount_point.clone()),
+                        how: format!("/etc/fstab names it {} at {}", e.spec, e.mount_point),
+                    });
+                    (e.mount_point.clone(), e.mount_point.clone().into_bytes())
+                }
+                None => {
+                    root_summaries.push(RootSummary {
+                        prefix: r.prefix.clone(),
+                        mounted_at: None,
+                        how: match &id {
+                            Some(id) => format!(
+                                "not in /etc/fstab (UUID {}, label {})",
+                                id.uuid.as_deref().unwrap_or("none"),
+                                id.label.as_deref().unwrap_or("none")
+                            ),
+                            None => "its filesystem has no UUID or label we read".to_owned(),
+                        },
+                    });
+                    (r.prefix.clone(), Vec::new())
+                }
+            }
+        })
+        .collect();
 
     // 1. The walk: body file lines, and the logs among the entries.
     let body_path = out.join("bodyfile.txt");
@@ -343,6 +425,7 @@ pub fn run(
     let mut stage = WalkStage {
         root: PathBuf::new(),
         prefix: Vec::new(),
+        mount_at: Vec::new(),
         body,
         body_path: body_path.clone(),
         found: Vec::new(),
@@ -350,9 +433,10 @@ pub fn run(
         error: None,
         progress,
     };
-    for r in roots {
+    for (r, (prefix, mount_at)) in roots.iter().zip(&placed) {
         stage.root = r.path.clone();
-        stage.prefix = r.prefix.clone().into_bytes();
+        stage.prefix = prefix.clone().into_bytes();
+        stage.mount_at = mount_at.clone();
         if let Err(why) = feed(&r.path, &mut stage) {
             stage.problem(b"", format!("walking {}: {why}", r.path.display()));
         }
@@ -403,23 +487,39 @@ pub fn run(
         unparsed_n: 0,
         _p: std::marker::PhantomData,
     };
+    // Read newest rotation first, so each older rotation knows where the newer one begins (a bound
+    // on its inferred year); the summary keeps the oldest-first order.
     let mut log_summaries = Vec::new();
     let n_logs = found.len();
-    for (i, f) in found.iter().enumerate() {
+    let mut first_of: std::collections::HashMap<(logs::LogKind, String), logs::NewerRotation> =
+        std::collections::HashMap::new();
+    for (i, f) in found.iter().rev().enumerate() {
         progress(Progress::Log {
             path: f.shown.clone(),
             index: i + 1,
             of: n_logs,
         });
+        let (dir, name) = f.shown.rsplit_once('/').unwrap_or(("", &f.shown));
+        let key = (f.kind, format!("{dir}/{}", logs::rotation(name).0));
         let mut ctx = logs::Context {
             file: f,
             host: &host,
             zone: &zone,
             sink: &mut col,
             stats: FileStats::default(),
+            newer: first_of.get(&key).cloned(),
         };
         let r = logs::parse(&mut ctx);
         let stats = ctx.stats;
+        if let Some(first_time) = stats.first_time {
+            first_of.insert(
+                key,
+                logs::NewerRotation {
+                    shown: f.shown.clone(),
+                    first_time,
+                },
+            );
+        }
         log_summaries.push(LogSummary {
             path: f.shown.clone(),
             kind: f.kind,
@@ -427,6 +527,7 @@ pub fn run(
             error: r.err().map(|e| crate::error_chain(&e)),
         });
     }
+    log_summaries.reverse();
     let findings = match &opts.findings {
         Some(p) => {
             let stats = findings::read(p, &host, &mut col)?;
@@ -465,6 +566,7 @@ pub fn run(
             to: opts.to.map(event::iso8601),
         },
         bodyfile_entries,
+        roots: root_summaries,
         walk_problems: problems,
         logs: log_summaries,
         findings,

@@ -7,6 +7,7 @@ fn run_on(root: &Path, opts: &Options) -> Result<Summary, TimelineError> {
     let roots = [RootIn {
         path: root.to_owned(),
         prefix: String::new(),
+        device: None,
     }];
     run(&roots, opts, &mut |_| {}, |r, stage| {
         crate::examine::walk::walk(r, stage)
@@ -134,4 +135,68 @@ fn window_times_parse() {
     assert_eq!(parse_time("1970-01-01T01:00:00+01:00", false), Some(0));
     assert_eq!(parse_time("@5", false), Some(5_000_000));
     assert_eq!(parse_time("yesterday", false), None);
+}
+
+/// Three rotations of auth.log whose rotated copies were touched later (mtime 2025-12-01, as a copy
+/// without `-p` leaves them): the newest is read first, and each older one's year is bounded by the
+/// newer one's first line, through the chain.
+#[test]
+fn rotation_order_bounds_the_year_of_older_rotations() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    fs::create_dir_all(r.join("var/log")).unwrap();
+    let line = |t: &str, n: u32| {
+        format!("{t} web1 sshd[{n}]: Failed password for root from 198.51.100.{n} port 22 ssh2\n")
+    };
+    let files = [
+        ("auth.log", line("Mar  1 09:00:00", 1), 1_741_132_800), // mtime 2025-03-05
+        ("auth.log.1", line("Apr 10 10:00:00", 2), 1_764_547_200), // 2025-12-01
+        ("auth.log.2", line("May 20 11:00:00", 3), 1_764_547_200), // 2025-12-01
+    ];
+    for (name, text, mtime) in &files {
+        fs::write(r.join("var/log").join(name), text).unwrap();
+        set_mtime(&r.join("var/log").join(name), *mtime);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let opts = Options {
+        out: out.path().join("tl"),
+        tz: Some("UTC".into()),
+        ..Default::default()
+    };
+    let s = run_on(r, &opts).unwrap();
+    let paths: Vec<&str> = s.logs.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/var/log/auth.log.2",
+            "/var/log/auth.log.1",
+            "/var/log/auth.log"
+        ],
+        "the summary stays oldest first"
+    );
+    let jsonl = fs::read_to_string(out.path().join("tl/timeline.jsonl")).unwrap();
+    let got: Vec<(String, String, String)> = jsonl
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["datetime"].as_str().unwrap().to_owned(),
+                v["path"].as_str().unwrap().to_owned(),
+                v["year_inferred"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got[0].0, "2023-05-20T11:00:00+00:00", "{got:#?}");
+    assert_eq!(got[0].1, "/var/log/auth.log.2");
+    assert!(got[0].2.contains("rotation order"), "{got:#?}");
+    assert_eq!(got[1].0, "2024-04-10T10:00:00+00:00", "{got:#?}");
+    assert!(
+        got[1]
+            .2
+            .contains("before the first line of /var/log/auth.log ")
+    );
+    assert_eq!(got[2].0, "2025-03-01T09:00:00+00:00");
+    assert!(got[2].2.starts_with("from the file's mtime 2025-03-05"));
+    let note = s.logs[0].stats.year_note.as_deref().unwrap();
+    assert!(note.contains("/var/log/auth.log.1"), "{note}");
 }

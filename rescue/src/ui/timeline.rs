@@ -94,6 +94,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
                     (true, Some(n)) => format!("/partition{n}"),
                     _ => String::new(),
                 },
+                device: r.device.clone(),
             }
         })
         .collect();
@@ -132,6 +133,15 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
     for (src, n) in &t.per_source {
         println!("  {src:<14} {n}");
     }
+    if s.roots.len() > 1 {
+        for r in &s.roots {
+            println!(
+                "filesystem {}: {}",
+                if r.prefix.is_empty() { "/" } else { &r.prefix },
+                r.how
+            );
+        }
+    }
     if let (Some(f), Some(l)) = (&t.first, &t.last) {
         println!("span: {f} .. {l}");
     }
@@ -160,7 +170,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         .collect();
     if !years.is_empty() {
         println!(
-            "year inferred from file mtimes for {} file(s) (see timeline-summary.json)",
+            "year inferred from file mtimes and rotation order for {} file(s) (see timeline-summary.json)",
             years.len()
         );
     }

@@ -205,6 +205,20 @@ pub struct FileStats {
     /// How the year was inferred, for formats without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub year_note: Option<String>,
+    /// The time of the file's first event (UTC microseconds): the bound its older rotation's last
+    /// line must not pass.
+    #[serde(skip)]
+    pub first_time: Option<i64>,
+}
+
+/// The next newer rotation of the same log (`auth.log.1` for `auth.log.2.gz`), already read: an
+/// older rotation cannot hold events after the newer one's first, which bounds the inferred year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewerRotation {
+    /// Path on the examined system.
+    pub shown: String,
+    /// Its first event, UTC microseconds.
+    pub first_time: i64,
 }
 
 /// What every parser needs besides the bytes.
@@ -216,6 +230,8 @@ pub struct Context<'a> {
     pub zone: &'a Zone,
     pub sink: &'a mut dyn Sink,
     pub stats: FileStats,
+    /// For a rotated log: the next newer rotation, when it has been read and had events.
+    pub newer: Option<NewerRotation>,
 }
 
 impl Context<'_> {
@@ -228,6 +244,7 @@ impl Context<'_> {
             );
         }
         self.stats.events += 1;
+        self.stats.first_time.get_or_insert(e.timestamp);
         self.sink.event(e).map_err(|source| LogError::Sink {
             path: self.file.real.clone(),
             source,
@@ -391,6 +408,18 @@ pub(crate) mod testutil {
         mtime: i64,
         zone: &Zone,
     ) -> (Collect, FileStats) {
+        run_after(kind, shown, content, mtime, zone, None)
+    }
+
+    /// As [`run`], with the next newer rotation already read.
+    pub fn run_after(
+        kind: LogKind,
+        shown: &str,
+        content: &[u8],
+        mtime: i64,
+        zone: &Zone,
+        newer: Option<NewerRotation>,
+    ) -> (Collect, FileStats) {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("log");
         std::fs::write(&real, content).unwrap();
@@ -408,6 +437,7 @@ pub(crate) mod testutil {
             zone,
             sink: &mut sink,
             stats: FileStats::default(),
+            newer,
         };
         parse(&mut ctx).unwrap();
         let stats = ctx.stats;
@@ -641,6 +671,7 @@ mod fuzz {
             zone: &zone,
             sink: &mut sink,
             stats: FileStats::default(),
+            newer: None,
         };
         let _ = parse(&mut ctx);
         let stats = ctx.stats;

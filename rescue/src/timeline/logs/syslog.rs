@@ -169,55 +169,118 @@ pub fn parse_line(s: &str, with_host: bool) -> Option<Line<'_>> {
     })
 }
 
-/// The month of a traditional syslog line, for the first pass.
-fn month_of(s: &str) -> Option<u32> {
-    bsd_time(s).map(|(c, _)| c.month)
+/// The time of a traditional syslog line (year unknown), for the first pass.
+fn no_year_time(s: &str) -> Option<Civil> {
+    bsd_time(s).map(|(c, _)| c)
+}
+
+/// Where the year of a file's last line came from.
+enum YearFrom {
+    /// The file's mtime alone (no newer rotation to compare with).
+    Mtime,
+    /// The mtime, and the newer rotation's first line allows it.
+    MtimeAndRotation(String),
+    /// The newer rotation's first line: the mtime's year would put the last line after it.
+    Rotation { newer: String, mtime_year: i64 },
 }
 
 pub fn parse(ctx: &mut Context<'_>) -> Result<(), LogError> {
     let with_host = ctx.file.kind != LogKind::Yum;
-    // Pass 1: year boundaries and the last month, for lines without a year.
+    // Pass 1: year boundaries and the last line, for lines without a year.
     let mut rollovers = 0i64;
-    let mut prev = None;
+    let mut last: Option<Civil> = None;
     let path = ctx.file.real.clone();
     for_each_line(&path, |_, l, _| {
-        if let Some(m) = month_of(l) {
-            if prev.is_some_and(|p| m < p) {
+        if let Some(c) = no_year_time(l) {
+            if last.is_some_and(|p| c.month < p.month) {
                 rollovers += 1;
             }
-            prev = Some(m);
+            last = Some(c);
         }
         Ok(())
     })?;
+    // The last line was written at or before the file's mtime: a last month after the mtime's month
+    // means the year before. An older rotation's last line is at or before the newer rotation's
+    // first: the latest year that keeps it so is a second bound. The earlier of the two wins (a
+    // rotated file copied or touched later has an mtime that says nothing about its lines).
     let (my, mm, ..) = civil(ctx.file.mtime);
-    let base_year = prev.map(|last| {
-        let last_year = if last <= mm { my } else { my - 1 };
-        last_year - rollovers
-    });
-    if let Some(b) = base_year {
-        ctx.stats.year_note = Some(format!(
-            "year inferred: the last line dated by the file's mtime ({}), {} year boundar{} in the file{}",
-            crate::timeline::event::iso8601(ctx.file.mtime * 1_000_000),
-            rollovers,
-            if rollovers == 1 { "y" } else { "ies" },
-            if ctx.file.rotation > 0 {
-                format!(", rotation {}", ctx.file.rotation)
-            } else {
-                String::new()
+    let mut from = YearFrom::Mtime;
+    let last_year = last.map(|c| {
+        let by_mtime = if c.month <= mm { my } else { my - 1 };
+        let Some(newer) = &ctx.newer else {
+            return by_mtime;
+        };
+        let (by, ..) = civil(newer.first_time.div_euclid(1_000_000));
+        let by_rotation = [by + 1, by, by - 1].into_iter().find(|&y| {
+            let mut t = c;
+            t.year = y;
+            ctx.local(&t) <= newer.first_time
+        });
+        match by_rotation {
+            Some(r) if r < by_mtime => {
+                from = YearFrom::Rotation {
+                    newer: newer.shown.clone(),
+                    mtime_year: by_mtime,
+                };
+                r
             }
-        ));
-        let _ = b;
+            _ => {
+                from = YearFrom::MtimeAndRotation(newer.shown.clone());
+                by_mtime
+            }
+        }
+    });
+    let base_year = last_year.map(|y| y - rollovers);
+    let mtime_day = &crate::timeline::event::iso8601(ctx.file.mtime * 1_000_000)[..10];
+    let rotation = if ctx.file.rotation > 0 {
+        format!(", rotation {}", ctx.file.rotation)
+    } else {
+        String::new()
+    };
+    let newer_first = ctx
+        .newer
+        .as_ref()
+        .map(|n| crate::timeline::event::iso8601(n.first_time))
+        .unwrap_or_default();
+    if let Some(y) = last_year {
+        let boundaries = format!(
+            "{} year boundar{} in the file",
+            rollovers,
+            if rollovers == 1 { "y" } else { "ies" }
+        );
+        ctx.stats.year_note = Some(match &from {
+            YearFrom::Mtime => format!(
+                "year inferred: the last line dated by the file's mtime ({}), {boundaries}{rotation}",
+                crate::timeline::event::iso8601(ctx.file.mtime * 1_000_000),
+            ),
+            YearFrom::MtimeAndRotation(newer) => format!(
+                "year inferred: the last line dated by the file's mtime ({}), {boundaries}{rotation}; \
+                 consistent with the rotation order (the last line, in {y}, is not after the first \
+                 line of {newer}, {newer_first})",
+                crate::timeline::event::iso8601(ctx.file.mtime * 1_000_000),
+            ),
+            YearFrom::Rotation { newer, mtime_year } => format!(
+                "year inferred from the rotation order: the last line is in {y}, the latest year that \
+                 keeps it before the first line of {newer} ({newer_first}); the file's mtime ({}) \
+                 would have put it in {mtime_year}, after that, so the mtime was not used; \
+                 {boundaries}{rotation}",
+                crate::timeline::event::iso8601(ctx.file.mtime * 1_000_000),
+            ),
+        });
     }
     // Short in each event; the whole reasoning is in the summary, per file.
-    let note = format!(
-        "from the file's mtime {}{}",
-        &crate::timeline::event::iso8601(ctx.file.mtime * 1_000_000)[..10],
-        if ctx.file.rotation > 0 {
-            format!(", rotation {}", ctx.file.rotation)
-        } else {
-            String::new()
-        }
-    );
+    let note = match &from {
+        YearFrom::Mtime => format!("from the file's mtime {mtime_day}{rotation}"),
+        YearFrom::MtimeAndRotation(newer) => format!(
+            "from the file's mtime {mtime_day}{rotation}; consistent with the rotation order \
+             (before {newer})"
+        ),
+        YearFrom::Rotation { newer, .. } => format!(
+            "from the rotation order: before the first line of {newer} ({}){rotation}; the file's \
+             mtime {mtime_day} would be later",
+            &newer_first[..newer_first.len().min(10)]
+        ),
+    };
 
     // Pass 2: events.
     let mut year_off = 0i64;
@@ -360,6 +423,66 @@ mod tests {
         );
         assert_eq!(iso8601(c.events[0].timestamp), "2024-11-20T06:00:00+00:00");
         assert_eq!(c.events[0].attributes["local_time"], "+02:00");
+    }
+
+    /// auth.log.1 copied later (mtime 2025-12-01) while auth.log began on 2025-03-01: its April lines
+    /// cannot be April 2025, they are the April before; the events and the summary say so.
+    #[test]
+    fn the_rotation_order_overrides_an_mtime_that_is_too_late() {
+        use crate::timeline::logs::NewerRotation;
+        use crate::timeline::logs::testutil::run_after;
+        let zone = Zone::utc("test");
+        let newer = NewerRotation {
+            shown: "/var/log/auth.log".into(),
+            first_time: 1_740_787_200_000_000, // 2025-03-01T00:00:00Z
+        };
+        let log = b"Apr 10 10:00:00 h sshd[1]: Failed password for root from 1.2.3.4 port 1 ssh2\n\
+                    Apr 12 11:00:00 h sshd[2]: Failed password for root from 1.2.3.4 port 2 ssh2\n";
+        let (c, stats) = run_after(
+            LogKind::Auth,
+            "/var/log/auth.log.1",
+            log,
+            1_764_547_200, // 2025-12-01
+            &zone,
+            Some(newer.clone()),
+        );
+        assert_eq!(iso8601(c.events[0].timestamp), "2024-04-10T10:00:00+00:00");
+        assert_eq!(iso8601(c.events[1].timestamp), "2024-04-12T11:00:00+00:00");
+        let why = c.events[0].attributes["year_inferred"].as_str().unwrap();
+        assert!(why.contains("rotation order"), "{why}");
+        assert!(why.contains("/var/log/auth.log"), "{why}");
+        let note = stats.year_note.unwrap();
+        assert!(
+            note.contains("mtime (2025-12-01") && note.contains("in 2025"),
+            "{note}"
+        );
+        assert_eq!(stats.first_time, Some(c.events[0].timestamp));
+
+        // Without the newer rotation, the mtime alone would have said April 2025, after auth.log began.
+        let (c, _) = run(
+            LogKind::Auth,
+            "/var/log/auth.log.1",
+            log,
+            1_764_547_200,
+            &zone,
+        );
+        assert_eq!(iso8601(c.events[0].timestamp), "2025-04-10T10:00:00+00:00");
+
+        // An mtime the rotation order agrees with is kept, and the events say both agree.
+        let (c, _) = run_after(
+            LogKind::Auth,
+            "/var/log/auth.log.1",
+            log,
+            1_713_000_000, // 2024-04-13
+            &zone,
+            Some(newer),
+        );
+        assert_eq!(iso8601(c.events[0].timestamp), "2024-04-10T10:00:00+00:00");
+        let why = c.events[0].attributes["year_inferred"].as_str().unwrap();
+        assert!(
+            why.contains("mtime 2024-04-13") && why.contains("consistent"),
+            "{why}"
+        );
     }
 
     #[test]
