@@ -293,7 +293,7 @@ fn zstd_and_split_acquisitions_mount_as_the_acquired_disk() {
         "{want_fls}"
     );
 
-    // zstd seekable with 256 KiB frames: reads cross frames all the time.
+    // zstd seekable, 256 KiB reads cut into the default 64 KiB frames: reads cross frames all the time.
     let zst = dir.path().join("acq-zstd");
     ok(rescue(&[
         "acquire",
@@ -312,7 +312,38 @@ fn zstd_and_split_acquisitions_mount_as_the_acquired_disk() {
         &dir.path().join("mnt-zstd"),
         &["--verify-windows"],
     );
+    let table = frames(&fs::read(zst.join("image.raw.zst")).unwrap());
+    assert_eq!(manifest(&zst)["image"]["frame_bytes"], 64 << 10);
+    assert_eq!(
+        table.len() as u64,
+        fs::metadata(&disk).unwrap().len() / (64 << 10)
+    );
     check_mounted(&zst, &m, &disk, &want_fls);
+
+    // One frame per 4 MiB read, and a manifest without `frame_bytes`: an acquisition made before
+    // frames were cut smaller than the read size still mounts.
+    let old = dir.path().join("acq-zstd-4m");
+    ok(rescue(&[
+        "acquire",
+        disk.to_str().unwrap(),
+        "--out",
+        old.to_str().unwrap(),
+        "--format",
+        "zstd",
+        "--frame-size",
+        "4M",
+    ]));
+    let mut man = manifest(&old);
+    assert_eq!(man["image"]["frame_bytes"], 4 << 20);
+    man["image"].as_object_mut().unwrap().remove("frame_bytes");
+    fs::write(old.join("manifest.json"), man.to_string()).unwrap();
+    let table = frames(&fs::read(old.join("image.raw.zst")).unwrap());
+    assert_eq!(
+        table.len() as u64,
+        fs::metadata(&disk).unwrap().len().div_ceil(4 << 20)
+    );
+    let m = mount(old.to_str().unwrap(), &dir.path().join("mnt-zstd-4m"), &[]);
+    check_mounted(&old, &m, &disk, &want_fls);
 
     // Raw in 7 MiB segments, read through a read-only loop device as well.
     let split = dir.path().join("acq-split");
