@@ -193,6 +193,9 @@ fn zstd_split_output_decompresses_with_the_zstd_tool() {
         .filter(|n| n.starts_with("image.raw.zst."))
         .collect();
     assert_eq!(files[0], "image.raw.zst.001");
+    // 4 MiB reads, each compressed as 64 KiB frames (the default) that decode alone.
+    assert_eq!(m["image"]["block_bytes"], 4 << 20);
+    assert_eq!(m["image"]["frame_bytes"], 64 << 10);
     let mut joined = Vec::new();
     for name in &files {
         joined.extend(fs::read(out.join(name)).unwrap());
@@ -206,6 +209,9 @@ fn zstd_split_output_decompresses_with_the_zstd_tool() {
         "compressed {total} bytes is not smaller than the source"
     );
     let joined_path = f.out("joined.zst");
+    let n = joined.len();
+    let count = u32::from_le_bytes(joined[n - 9..n - 5].try_into().unwrap());
+    assert_eq!(count, (12 << 20) / (64 << 10), "frames in the seek table");
     fs::write(&joined_path, joined).unwrap();
     let d = run(Command::new("zstd")
         .args(["-d", "-q", "-f", "-o"])

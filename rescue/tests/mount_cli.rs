@@ -10,6 +10,7 @@
 //! turns the skip into a failure); `mke2fs`, `sfdisk`, `fls` (`RESCUE_REQUIRE_TOOLS=1`); the S3 test
 //! needs s3s-fs (`RESCUE_REQUIRE_S3S=1`), found as `tests/remote_cli.rs` finds it.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -293,7 +294,7 @@ fn zstd_and_split_acquisitions_mount_as_the_acquired_disk() {
         "{want_fls}"
     );
 
-    // zstd seekable with 256 KiB frames: reads cross frames all the time.
+    // zstd seekable, 256 KiB reads cut into the default 64 KiB frames: reads cross frames all the time.
     let zst = dir.path().join("acq-zstd");
     ok(rescue(&[
         "acquire",
@@ -312,7 +313,38 @@ fn zstd_and_split_acquisitions_mount_as_the_acquired_disk() {
         &dir.path().join("mnt-zstd"),
         &["--verify-windows"],
     );
+    let table = frames(&fs::read(zst.join("image.raw.zst")).unwrap());
+    assert_eq!(manifest(&zst)["image"]["frame_bytes"], 64 << 10);
+    assert_eq!(
+        table.len() as u64,
+        fs::metadata(&disk).unwrap().len() / (64 << 10)
+    );
     check_mounted(&zst, &m, &disk, &want_fls);
+
+    // One frame per 4 MiB read, and a manifest without `frame_bytes`: an acquisition made before
+    // frames were cut smaller than the read size still mounts.
+    let old = dir.path().join("acq-zstd-4m");
+    ok(rescue(&[
+        "acquire",
+        disk.to_str().unwrap(),
+        "--out",
+        old.to_str().unwrap(),
+        "--format",
+        "zstd",
+        "--frame-size",
+        "4M",
+    ]));
+    let mut man = manifest(&old);
+    assert_eq!(man["image"]["frame_bytes"], 4 << 20);
+    man["image"].as_object_mut().unwrap().remove("frame_bytes");
+    fs::write(old.join("manifest.json"), man.to_string()).unwrap();
+    let table = frames(&fs::read(old.join("image.raw.zst")).unwrap());
+    assert_eq!(
+        table.len() as u64,
+        fs::metadata(&disk).unwrap().len().div_ceil(4 << 20)
+    );
+    let m = mount(old.to_str().unwrap(), &dir.path().join("mnt-zstd-4m"), &[]);
+    check_mounted(&old, &m, &disk, &want_fls);
 
     // Raw in 7 MiB segments, read through a read-only loop device as well.
     let split = dir.path().join("acq-split");
@@ -644,4 +676,142 @@ fn an_s3_acquisition_mounts_through_ranged_gets() {
     random_reads_match(&m.image(), &disk);
     ok(rescue(&["umount", mp.to_str().unwrap()]));
     assert!(!m.image().exists());
+}
+
+/// The absolute path of `tool`, from `PATH`.
+fn which(tool: &str) -> PathBuf {
+    let o = ok(run(
+        Command::new("sh").args(["-c", &format!("command -v {tool}")])
+    ));
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
+/// `rescue ARGS` as the user `nobody` (uid and gid 65534, no supplementary groups) through `setpriv`,
+/// with `TMPDIR` for the server's state files and the given `PATH`.
+fn as_nobody(args: &[&OsStr], tmp: &Path, path: &str) -> Output {
+    run(Command::new(which("setpriv"))
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(BIN)
+        .args(args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", tmp)
+        .env("PATH", path))
+}
+
+#[test]
+fn a_user_other_than_root_mounts_through_fusermount3_or_is_told_what_is_missing() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    if !can_mount() {
+        return;
+    }
+    for tool in ["fusermount3", "setpriv"] {
+        if !have(tool) {
+            gate("RESCUE_REQUIRE_TOOLS", tool, "not installed");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let disk = make_disk(dir.path());
+    let want_fls = fls(&disk);
+    let acq = dir.path().join("acq");
+    ok(rescue(&[
+        "acquire",
+        disk.to_str().unwrap(),
+        "--out",
+        acq.to_str().unwrap(),
+        "--format",
+        "zstd",
+    ]));
+    ok(run(Command::new("chmod").arg("-R").arg("a+rX").arg(&acq)));
+    let tmp = dir.path().join("tmp-nobody");
+    let mnt = dir.path().join("mnt-nobody");
+    for d in [&tmp, &mnt] {
+        fs::create_dir(d).unwrap();
+        chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+
+    // Mounted by fusermount3 for nobody, readable by nobody, the acquired disk byte for byte.
+    let o = ok(as_nobody(
+        &["mount".as_ref(), acq.as_ref(), mnt.as_ref()],
+        &tmp,
+        &path,
+    ));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("image.raw"),
+        "{}",
+        text(&o)
+    );
+    let m = Mounted(mnt.clone());
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.contains(mnt.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} not in mountinfo:\n{info}", mnt.display()));
+    assert!(
+        line.contains(" - fuse.rescue ") && line.contains("user_id=65534"),
+        "{line}"
+    );
+    let read = |tool: &str, extra: &[&str]| {
+        ok(run(Command::new(which("setpriv"))
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", tool])
+            .args(extra)
+            .arg(m.image())))
+        .stdout
+    };
+    let sum = String::from_utf8_lossy(&read("sha256sum", &[])).to_string();
+    assert_eq!(
+        sum.split_whitespace().next().unwrap(),
+        manifest(&acq)["hashes"]["sha256"].as_str().unwrap()
+    );
+    let via_mount = String::from_utf8(read("fls", &["-r", "-m", "/", "-o", PART_SECTOR])).unwrap();
+    assert_eq!(via_mount, want_fls);
+    let state: Vec<_> = fs::read_dir(tmp.join("rescue-mounts-65534"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(state.iter().any(|n| n.ends_with(".pid")), "{state:?}");
+
+    // nobody unmounts it again (fusermount3 -u) and the server exits.
+    let u = ok(as_nobody(&["umount".as_ref(), mnt.as_ref()], &tmp, &path));
+    assert!(
+        String::from_utf8_lossy(&u.stdout).contains("exited"),
+        "{}",
+        text(&u)
+    );
+    assert!(!m.image().exists(), "still mounted after umount");
+    assert!(
+        !fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(mnt.to_str().unwrap())
+    );
+
+    // Without fusermount3 the refusal says what to install; a mount point nobody may not write to is
+    // refused by fusermount3, and its reason is passed on.
+    let o = as_nobody(
+        &["mount".as_ref(), acq.as_ref(), mnt.as_ref()],
+        &tmp,
+        "/nonexistent",
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("fusermount3 (package fuse3)"),
+        "{}",
+        text(&o)
+    );
+    let roots = dir.path().join("mnt-root");
+    fs::create_dir(&roots).unwrap();
+    let o = as_nobody(
+        &["mount".as_ref(), acq.as_ref(), roots.as_ref()],
+        &tmp,
+        &path,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("fusermount3 could not mount") && text(&o).contains("access"),
+        "{}",
+        text(&o)
+    );
+    assert!(!roots.join("image.raw").exists());
 }

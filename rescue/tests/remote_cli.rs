@@ -893,15 +893,18 @@ fn a_zstd_upload_is_the_local_seekable_file_and_damage_is_localised() {
     let v = store.rescue(&["verify", url], &[]);
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 
-    // Flip one byte in the middle of the third frame (stream bytes 8..12 MiB) of the stored object.
+    // Flip one byte in the middle of the 64 KiB frame at stream offset 10 MiB (window 2: 8..12 MiB) of
+    // the stored object.
     let stored = store.root.join("evidence/z/host/disk/image.raw.zst");
     let mut bytes = fs::read(&stored).unwrap();
     let len = rescue::acquire::seekable::table_len_from_footer(&bytes[bytes.len() - 9..]).unwrap();
     let frames =
         rescue::acquire::seekable::parse_seek_table(&bytes[bytes.len() - len as usize..]).unwrap();
-    assert_eq!(frames.len(), 6);
-    let start: usize = frames[..2].iter().map(|f| f.compressed as usize).sum();
-    let at = start + frames[2].compressed as usize / 2;
+    // 4 MiB reads cut into the default 64 KiB frames, the last one 4096 bytes.
+    assert_eq!(frames.len(), 20 * 16 + 1);
+    let hit = 10 * 16;
+    let start: usize = frames[..hit].iter().map(|f| f.compressed as usize).sum();
+    let at = start + frames[hit].compressed as usize / 2;
     bytes[at] ^= 0x55;
     fs::write(&stored, &bytes).unwrap();
     let bad = store.rescue(&["verify", url, "--json"], &[]);

@@ -1,9 +1,12 @@
 //! `cargo xtask bench mount`: read throughput through `rescue mount` of zstd seekable acquisitions
-//! against reading the decompressed raw file and against `ewfmount` of an E01 (`ewfacquire -u -c fast`)
-//! of the same disk: sequential (1 MiB reads, the whole image) and random 4 KiB reads at 4 KiB-aligned
-//! offsets, each mount fresh for every run so no run reads another's page cache. Targets take turns
-//! within a run, so a burst of load on the shared machine hits all of them. Prints medians, the load
-//! average before and after, and writes the markdown table to `target/bench/mount.md`.
+//! (the default 64 KiB frames, 32 KiB frames, and 4 MiB frames as acquisitions made before frames were
+//! cut smaller than the read block have) against reading the decompressed raw file and against
+//! `ewfmount` of an E01 (`ewfacquire -u -c fast`) of the same disk: sequential (1 MiB reads, the whole
+//! image) and random 4 KiB reads at 4 KiB-aligned offsets, each mount fresh for every run so no run
+//! reads another's page cache. Targets take turns within a run, so a burst of load on the shared
+//! machine hits all of them. Also the stored size and how long each image took to make. Prints
+//! medians, the load average before and after, and writes the markdown table to
+//! `target/bench/mount.md`.
 //!
 //! Flags: `--out-dir DIR` (default `/dev/shm/rescue-bench-mount`), `--size MIB` (default 1024),
 //! `--runs N` (default 3), `--reads N` random reads per run (default 1000).
@@ -64,6 +67,8 @@ enum Serve {
 
 struct Target {
     name: String,
+    /// Stored MiB and seconds to make, for images made here.
+    made: Option<(u64, f64)>,
     serve: Serve,
     mnt: PathBuf,
     seq: Vec<f64>,
@@ -193,9 +198,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     fs::create_dir_all(out)?;
     let raw = out.join("raw.img");
     fs::copy(&disk, &raw).context("copying the disk to the output directory")?;
-    let acquire = |name: &str, extra: &[&str]| -> anyhow::Result<PathBuf> {
+    let acquire = |name: &str, extra: &[&str]| -> anyhow::Result<(PathBuf, (u64, f64))> {
         let dir = out.join(name);
         eprintln!("bench: rescue acquire --format zstd {}", extra.join(" "));
+        let t = Instant::now();
         util::output(
             Command::new(&rescue)
                 .arg("acquire")
@@ -205,66 +211,68 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 .args(["--format", "zstd"])
                 .args(extra),
         )?;
-        Ok(dir)
+        let secs = t.elapsed().as_secs_f64();
+        Ok((dir.clone(), (dir_size(&dir) >> 20, secs)))
     };
-    let zstd_4m = acquire("zstd-4m", &[])?;
-    let zstd_256k = acquire("zstd-256k", &["--block-size", "256K"])?;
+    let zstd = |name: &str, label: &str, extra: &[&str], mnt: &str| -> anyhow::Result<Target> {
+        let (dir, made) = acquire(name, extra)?;
+        Ok(Target {
+            name: label.to_owned(),
+            made: Some(made),
+            serve: Serve::Rescue {
+                rescue: rescue.clone(),
+                dir,
+            },
+            mnt: out.join(mnt),
+            seq: Vec::new(),
+            random: Vec::new(),
+        })
+    };
+    let mut targets = vec![Target {
+        name: "raw file on tmpfs (no FUSE)".into(),
+        made: None,
+        serve: Serve::File(raw.clone()),
+        mnt: PathBuf::new(),
+        seq: Vec::new(),
+        random: Vec::new(),
+    }];
+    targets.push(zstd(
+        "zstd-64k",
+        "rescue mount, zstd, 64 KiB frames (default)",
+        &[],
+        "mnt-64k",
+    )?);
+    targets.push(zstd(
+        "zstd-32k",
+        "rescue mount, zstd, 32 KiB frames (`--frame-size 32K`)",
+        &["--frame-size", "32K"],
+        "mnt-32k",
+    )?);
+    targets.push(zstd(
+        "zstd-4m",
+        "rescue mount, zstd, 4 MiB frames (`--frame-size 4M`: acquisitions made before)",
+        &["--frame-size", "4M"],
+        "mnt-4m",
+    )?);
     fs::create_dir_all(out.join("ewf"))?;
     eprintln!("bench: ewfacquire -u -c fast");
     let e01_base = out.join("ewf/image");
+    let t = Instant::now();
     util::output(
         Command::new("ewfacquire")
             .args(["-u", "-q", "-c", "fast", "-S", "8EiB", "-t"])
             .arg(&e01_base)
             .arg(&disk),
     )?;
-    let e01 = out.join("ewf/image.E01");
-
-    let mut targets = vec![
-        Target {
-            name: "raw file on tmpfs (no FUSE)".into(),
-            serve: Serve::File(raw.clone()),
-            mnt: PathBuf::new(),
-            seq: Vec::new(),
-            random: Vec::new(),
-        },
-        Target {
-            name: format!(
-                "rescue mount, zstd, 4 MiB frames (default; {} MiB stored)",
-                dir_size(&zstd_4m) >> 20
-            ),
-            serve: Serve::Rescue {
-                rescue: rescue.clone(),
-                dir: zstd_4m,
-            },
-            mnt: out.join("mnt-4m"),
-            seq: Vec::new(),
-            random: Vec::new(),
-        },
-        Target {
-            name: format!(
-                "rescue mount, zstd, 256 KiB frames (`--block-size 256K`; {} MiB stored)",
-                dir_size(&zstd_256k) >> 20
-            ),
-            serve: Serve::Rescue {
-                rescue: rescue.clone(),
-                dir: zstd_256k,
-            },
-            mnt: out.join("mnt-256k"),
-            seq: Vec::new(),
-            random: Vec::new(),
-        },
-        Target {
-            name: format!(
-                "`ewfmount`, E01 `-c fast` ({} MiB stored)",
-                dir_size(&out.join("ewf")) >> 20
-            ),
-            serve: Serve::Ewf(e01),
-            mnt: out.join("mnt-ewf"),
-            seq: Vec::new(),
-            random: Vec::new(),
-        },
-    ];
+    let ewf_secs = t.elapsed().as_secs_f64();
+    targets.push(Target {
+        name: "`ewfmount`, E01 `-c fast`".into(),
+        made: Some((dir_size(&out.join("ewf")) >> 20, ewf_secs)),
+        serve: Serve::Ewf(out.join("ewf/image.E01")),
+        mnt: out.join("mnt-ewf"),
+        seq: Vec::new(),
+        random: Vec::new(),
+    });
     let load_before = loadavg();
     for run in 0..o.runs {
         for t in &mut targets {
@@ -288,13 +296,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let load_after = loadavg();
     let mut table = format!(
-        "| reader ({} MiB disk, median of {}) | sequential, 1 MiB reads | random 4 KiB reads ({} per run) |\n|---|---|---|\n",
+        "| reader ({} MiB disk, median of {}) | stored, made in | sequential, 1 MiB reads | random 4 KiB reads ({} per run) |\n|---|---|---|---|\n",
         o.size_mib, o.runs, o.reads
     );
     for t in &targets {
         let r = median(t.random.clone());
+        let made = t
+            .made
+            .map_or_else(|| "-".to_owned(), |(mib, s)| format!("{mib} MiB, {s:.1} s"));
         table.push_str(&format!(
-            "| {} | {:.0} MB/s | {:.2} MB/s ({:.0} reads/s) |\n",
+            "| {} | {made} | {:.0} MB/s | {:.2} MB/s ({:.0} reads/s) |\n",
             t.name,
             median(t.seq.clone()),
             r,

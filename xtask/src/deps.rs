@@ -123,6 +123,9 @@ pub const TEST: &[(&str, &str)] = &[
     ("db5.3_load", "db5.3-util"),
     // Timeline (issue 14): body file vs Sleuth Kit, journal vs journalctl, wtmp vs last, LZ4 blocks.
     ("fls", "sleuthkit"), // also `rescue mount` against Sleuth Kit's view
+    // `rescue mount` as a user other than root (issue 20), run as nobody through setpriv.
+    ("fusermount3", "fuse3"),
+    ("setpriv", "util-linux"),
     ("mactime", "sleuthkit"),
     ("journalctl", "systemd"),
     (

@@ -67,7 +67,27 @@ pub struct Settings {
     pub window_bytes: Option<u64>,
     pub block_bytes: u64,
     pub zstd_level: Option<i32>,
+    /// zstd frame size; `None` (and every record made before frames were cut smaller than the read
+    /// block) means one frame per read block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_bytes: Option<u64>,
     pub retries: u32,
+}
+
+impl Settings {
+    /// Bytes of stream in each zstd frame (the last frame of a block may be shorter).
+    pub fn frame(&self) -> u64 {
+        self.frame_bytes.unwrap_or(self.block_bytes)
+    }
+
+    /// How the pipeline compresses: `None` for a raw image.
+    pub fn compress(&self) -> Option<super::pipeline::Compress> {
+        self.zstd_level.map(|level| super::pipeline::Compress {
+            level,
+            workers: super::compressor_threads(),
+            frame: usize::try_from(self.frame()).unwrap_or(usize::MAX),
+        })
+    }
 }
 
 /// `.resume.json`.
@@ -277,6 +297,7 @@ mod fuzz {
                 window_bytes: Some(1 << 20),
                 block_bytes: 1 << 20,
                 zstd_level: Some(3),
+                frame_bytes: Some(64 << 10),
                 retries: 2,
             },
             case: CaseInfo::default(),

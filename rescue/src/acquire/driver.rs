@@ -232,13 +232,16 @@ fn start_lines(
         ));
     }
     lines.push(format!(
-        "settings: format={} split={:?} zstd_level={:?} hashes={} window={} block={} retries={}",
+        "settings: format={} split={:?} zstd_level={:?} hashes={} window={} block={} frame={} retries={}",
         settings.format,
         settings.split_bytes,
         settings.zstd_level,
         names(&settings.hashes),
         window_name(settings.window_bytes),
         settings.block_bytes,
+        settings
+            .frame_bytes
+            .map_or_else(|| "block".to_owned(), |f| f.to_string()),
         settings.retries
     ));
     lines
@@ -263,6 +266,7 @@ fn base_manifest(
             split_bytes: s.split_bytes,
             block_bytes: s.block_bytes,
             zstd_level: s.zstd_level,
+            frame_bytes: s.frame_bytes,
             window_bytes: s.window_bytes,
         },
         started_at: record.started_at.clone(),
@@ -544,6 +548,7 @@ mod tests {
     use super::*;
     use crate::acquire::buffer::Block;
     use crate::acquire::pipeline::{BlockSink, StreamError};
+    use crate::acquire::seekable::FrameEntry;
     use crate::acquire::segments::{Layout, SegmentHasher};
 
     /// Physical memory ranges, read back to back as one stream (as a memory capture reads them).
@@ -577,7 +582,12 @@ mod tests {
     struct ShelfSink(Arc<Mutex<Shelf>>, Arc<AtomicU64>);
 
     impl BlockSink for ShelfSink {
-        fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError> {
+        fn accept(
+            &mut self,
+            block: &Block,
+            out: &[u8],
+            _: &[FrameEntry],
+        ) -> Result<(), StreamError> {
             let mut s = self.0.lock().unwrap();
             s.objects
                 .entry("image.raw".to_owned())
@@ -762,6 +772,7 @@ mod tests {
                 window: Some(1 << 20),
                 zstd_level: None,
                 block_size: Some(256 << 10),
+                frame_size: None,
                 retries: None,
             },
             case,

@@ -23,8 +23,7 @@ use super::segments::{self, Layout, OutputFile, SegmentWriter};
 use super::source::Extent;
 use super::writer::{Cadence, ImageWriter};
 use super::{
-    AcquireError, ImageFormat, Progress, STREAM_BUDGET, compressor_threads, error_chain, mapfile,
-    prepare_directory,
+    AcquireError, ImageFormat, Progress, STREAM_BUDGET, error_chain, mapfile, prepare_directory,
 };
 
 /// An acquisition directory.
@@ -265,7 +264,7 @@ impl Destination for LocalDir {
         Ok(Stream {
             output: Output::Write {
                 writer: Box::new(writer),
-                zstd: settings.zstd_level.map(|l| (l, compressor_threads())),
+                zstd: settings.compress(),
             },
             prefix: Some(prefix),
             start: self.start,

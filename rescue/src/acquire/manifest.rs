@@ -114,9 +114,13 @@ pub struct ImageInfo {
     pub format: String,
     /// Segment size with `--split`, else `null`.
     pub split_bytes: Option<u64>,
-    /// Read size, and uncompressed size of every zstd frame but the last.
+    /// Read size.
     pub block_bytes: u64,
     pub zstd_level: Option<i32>,
+    /// Uncompressed size of every zstd frame but the last; absent (acquisitions made before frames
+    /// were cut smaller than the read size) means `block_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_bytes: Option<u64>,
     /// Hash window size with `--window`, else `null` (and `windows` is empty).
     pub window_bytes: Option<u64>,
 }
@@ -483,6 +487,7 @@ mod tests {
                 split_bytes: None,
                 block_bytes: 4096,
                 zstd_level: None,
+                frame_bytes: None,
                 window_bytes: Some(8),
             },
             started_at: "2024-05-01T13:01:01Z".into(),

@@ -13,6 +13,7 @@ use std::thread;
 use super::buffer::{Block, BufferPool};
 use super::hash::{HashAlgorithm, Window, WindowHasher};
 use super::reader::ReadImageError;
+use super::seekable::FrameEntry;
 use super::segments::{Layout, OutputFile, SegmentHasher};
 use super::source::ReadBlockError;
 use super::writer::{ImageWriter, WriteImageError};
@@ -44,25 +45,40 @@ pub enum StreamError {
 /// on its own thread, with its output bytes: the block's data, or its zstd frame when the
 /// [`Output::Sink`] compresses (the same frames a local `--format zstd` acquisition writes).
 pub trait BlockSink: Send {
-    fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError>;
+    /// `frames` lists the zstd frames `out` is made of (empty for raw output).
+    fn accept(
+        &mut self,
+        block: &Block,
+        out: &[u8],
+        frames: &[FrameEntry],
+    ) -> Result<(), StreamError>;
+}
+
+/// How blocks are compressed: zstd `level` on `workers` threads, each block cut into frames of `frame`
+/// bytes (the last one of a block shorter), so that a reader decodes only the frame it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compress {
+    pub level: i32,
+    pub workers: usize,
+    pub frame: usize,
 }
 
 /// What happens to the bytes besides hashing.
 pub enum Output {
     /// Nothing (re-reading the source).
     None,
-    /// Write the image, compressing with zstd at `level` on `workers` threads when `Some`.
+    /// Write the image, compressing with zstd when `Some`.
     Write {
         writer: Box<ImageWriter>,
-        zstd: Option<(i32, usize)>,
+        zstd: Option<Compress>,
     },
     /// Hash the output files as the layout cuts them (verify); bytes come from `Block::stored` or the data.
     HashFiles { layout: Layout },
     /// Hand every block to a [`BlockSink`], returned in the result to be finished by the caller;
-    /// compressed like [`Output::Write`] when `zstd` is `Some((level, workers))`.
+    /// compressed like [`Output::Write`] when `zstd` is `Some`.
     Sink {
         sink: Box<dyn BlockSink>,
-        zstd: Option<(i32, usize)>,
+        zstd: Option<Compress>,
     },
 }
 
@@ -105,8 +121,27 @@ pub struct StreamFailure {
     pub sink: Option<Box<dyn BlockSink>>,
 }
 
-/// A block and, when it was compressed here, its zstd frame.
-type Framed = (Arc<Block>, Option<Vec<u8>>);
+/// A block and, when it was compressed here, its zstd frames (concatenated) and their sizes.
+type Framed = (Arc<Block>, Option<(Vec<u8>, Vec<FrameEntry>)>);
+
+/// Compresses `data` as independent zstd frames of `frame` bytes each (the last one shorter).
+fn compress_frames(
+    c: &mut zstd::bulk::Compressor<'_>,
+    data: &[u8],
+    frame: usize,
+) -> io::Result<(Vec<u8>, Vec<FrameEntry>)> {
+    let mut out = Vec::with_capacity(data.len() / 2);
+    let mut entries = Vec::with_capacity(data.len().div_ceil(frame.max(1)));
+    for part in data.chunks(frame.max(1)) {
+        let f = c.compress(part)?;
+        out.extend_from_slice(&f);
+        entries.push(FrameEntry {
+            compressed: u32::try_from(f.len()).map_err(io::Error::other)?,
+            decompressed: u32::try_from(part.len()).map_err(io::Error::other)?,
+        });
+    }
+    Ok((out, entries))
+}
 
 type Joined<'s, T> = thread::ScopedJoinHandle<'s, T>;
 
@@ -137,30 +172,40 @@ type Fanout<'a, 's> = (
     &'a mut Vec<Joined<'s, Result<(), StreamError>>>,
 );
 
+/// How the ordered output thread hands a block to its consumer: the block, its output bytes and the
+/// zstd frames they are made of.
+type Accept<C> = fn(&mut C, &Block, &[u8], &[FrameEntry]) -> Result<(), StreamError>;
+
 /// The ordered output thread, which gives its consumer back with how it ended.
 type OrderedThread<'s, C> = Joined<'s, (C, Result<(), StreamError>)>;
 
 /// Starts the ordered output side: a thread that hands `consumer` every block in stream order with its
-/// output bytes (the block's stored bytes or data for raw; its zstd frame, compressed by a pool of
-/// `workers` threads at `level`, when `zstd` is `Some`). Returns the thread (which gives the consumer
-/// back) and the first setup error. Frames depend only on the block and the level, never on the number
-/// of workers, so a re-read compresses to the same bytes.
+/// output bytes (the block's stored bytes or data for raw; its zstd frames, compressed by a pool of
+/// threads, when `zstd` is `Some`; a block read back from a zstd image is one stored frame). Returns
+/// the thread (which gives the consumer back) and the first setup error. Frames depend only on the
+/// block, the level and the frame size, never on the number of workers, so a re-read compresses to the
+/// same bytes.
 fn spawn_ordered<'s, 'e, C: Send + 's>(
     s: &'s thread::Scope<'s, 'e>,
     name: &str,
     mut consumer: C,
-    accept: fn(&mut C, &Block, &[u8]) -> Result<(), StreamError>,
-    zstd: Option<(i32, usize)>,
+    accept: Accept<C>,
+    zstd: Option<Compress>,
     depth: usize,
     (broadcast, round_robin, compressors): Fanout<'_, 's>,
 ) -> (Option<OrderedThread<'s, C>>, Option<StreamError>) {
     let mut setup_error = None;
-    let Some((level, workers)) = zstd else {
+    let Some(Compress {
+        level,
+        workers,
+        frame,
+    }) = zstd
+    else {
         let (tx, rx) = sync_channel::<Arc<Block>>(depth);
         return match spawn(s, name, move || {
             for b in rx {
                 let out = b.stored.as_deref().unwrap_or(b.data());
-                if let Err(e) = accept(&mut consumer, &b, out) {
+                if let Err(e) = accept(&mut consumer, &b, out, &[]) {
                     return (consumer, Err(e));
                 }
             }
@@ -186,7 +231,10 @@ fn spawn_ordered<'s, 'e, C: Send + 's>(
                 for b in rx {
                     let frame = match b.stored {
                         Some(_) => None,
-                        None => Some(c.compress(b.data()).map_err(StreamError::CompressFrame)?),
+                        None => Some(
+                            compress_frames(&mut c, b.data(), frame)
+                                .map_err(StreamError::CompressFrame)?,
+                        ),
                     };
                     if ftx.send((b, frame)).is_err() {
                         break;
@@ -211,8 +259,20 @@ fn spawn_ordered<'s, 'e, C: Send + 's>(
             .map(Receiver::recv)
         {
             turn += 1;
-            let out = frame.as_deref().or(b.stored.as_deref()).unwrap_or(&[]);
-            if let Err(e) = accept(&mut consumer, &b, out) {
+            let result = match &frame {
+                Some((out, entries)) => accept(&mut consumer, &b, out, entries),
+                None => {
+                    // A block read back from the image: its stored bytes are one frame.
+                    let out = b.stored.as_deref().unwrap_or(&[]);
+                    let entry = FrameEntry {
+                        compressed: u32::try_from(out.len()).unwrap_or(u32::MAX),
+                        decompressed: u32::try_from(b.len).unwrap_or(u32::MAX),
+                    };
+                    let entries: &[FrameEntry] = if b.len == 0 { &[] } else { &[entry] };
+                    accept(&mut consumer, &b, out, entries)
+                }
+            };
+            if let Err(e) = result {
                 return (consumer, Err(e));
             }
         }
@@ -294,7 +354,7 @@ pub fn run(
                     s,
                     "sink",
                     sink,
-                    |k: &mut Box<dyn BlockSink>, b, out| k.accept(b, out),
+                    |k: &mut Box<dyn BlockSink>, b, out, frames| k.accept(b, out, frames),
                     zstd,
                     depth,
                     (&mut broadcast, &mut round_robin, &mut compressors),
@@ -323,7 +383,9 @@ pub fn run(
                     s,
                     "writer",
                     writer,
-                    |w: &mut Box<ImageWriter>, b, out| w.accept(b, out).map_err(StreamError::from),
+                    |w: &mut Box<ImageWriter>, b, out, frames| {
+                        w.accept(b, out, frames).map_err(StreamError::from)
+                    },
                     zstd,
                     depth,
                     (&mut broadcast, &mut round_robin, &mut compressors),
@@ -455,23 +517,29 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// What a sink was handed: each block's offset and length, and all output bytes.
-    type Seen = (Vec<(u64, usize)>, Vec<u8>);
+    /// What a sink was handed: each block's offset and length, all output bytes and frames.
+    type Seen = (Vec<(u64, usize)>, Vec<u8>, Vec<FrameEntry>);
 
     /// Records what a sink is handed.
     struct Collect(Arc<Mutex<Seen>>);
 
     impl BlockSink for Collect {
-        fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError> {
+        fn accept(
+            &mut self,
+            block: &Block,
+            out: &[u8],
+            frames: &[FrameEntry],
+        ) -> Result<(), StreamError> {
             let mut g = self.0.lock().unwrap();
             g.0.push((block.offset, block.len));
             g.1.extend_from_slice(out);
+            g.2.extend_from_slice(frames);
             Ok(())
         }
     }
 
-    fn through_sink(data: &[u8], block: usize, zstd: Option<(i32, usize)>) -> Seen {
-        let seen = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    fn through_sink(data: &[u8], block: usize, zstd: Option<Compress>) -> Seen {
+        let seen = Arc::new(Mutex::new((Vec::new(), Vec::new(), Vec::new())));
         let pool = BufferPool::new(4, block);
         let mut offset = 0;
         let mut produce = |pool: &BufferPool| -> Result<Option<Block>, StreamError> {
@@ -502,7 +570,7 @@ mod tests {
         assert_eq!(r.ending, Ending::Complete);
         assert!(r.sink.is_some());
         let g = seen.lock().unwrap();
-        (g.0.clone(), g.1.clone())
+        g.clone()
     }
 
     #[test]
@@ -510,16 +578,46 @@ mod tests {
         let data: Vec<u8> = (0..300_000u32)
             .map(|i| if i % 7 == 0 { (i * 31 % 251) as u8 } else { 0 })
             .collect();
-        let (order, raw) = through_sink(&data, 64 << 10, None);
+        let (order, raw, none) = through_sink(&data, 64 << 10, None);
         assert_eq!(raw, data);
+        assert!(none.is_empty());
         assert_eq!(order.len(), 5);
-        let (order1, one) = through_sink(&data, 64 << 10, Some((-1, 1)));
-        let (order3, three) = through_sink(&data, 64 << 10, Some((-1, 3)));
+        let zstd = |workers, frame| {
+            Some(Compress {
+                level: -1,
+                workers,
+                frame,
+            })
+        };
+        let (order1, one, frames1) = through_sink(&data, 64 << 10, zstd(1, 64 << 10));
+        let (order3, three, frames3) = through_sink(&data, 64 << 10, zstd(3, 64 << 10));
         assert_eq!(order1, order);
         assert_eq!(order3, order);
         // The same bytes whatever the pool size: a resumed upload can compare part hashes.
         assert_eq!(one, three);
+        assert_eq!(frames1, frames3);
+        assert_eq!(frames1.len(), 5);
         assert!(one.len() < data.len() / 2, "not compressed");
         assert_eq!(zstd::stream::decode_all(&one[..]).unwrap(), data);
+
+        // Frames smaller than the block: each block is cut into frames of 16 KiB that each decode
+        // alone, in stream order.
+        let (order_small, small, frames) = through_sink(&data, 64 << 10, zstd(2, 16 << 10));
+        assert_eq!(order_small, order);
+        assert_eq!(frames.len(), data.len().div_ceil(16 << 10));
+        assert_eq!(zstd::stream::decode_all(&small[..]).unwrap(), data);
+        let mut at = 0;
+        for (i, f) in frames.iter().enumerate() {
+            let part = &small[at..at + f.compressed as usize];
+            let plain = zstd::bulk::decompress(part, f.decompressed as usize).unwrap();
+            let start = i * (16 << 10);
+            assert_eq!(
+                plain,
+                &data[start..start + f.decompressed as usize],
+                "frame {i}"
+            );
+            at += f.compressed as usize;
+        }
+        assert_eq!(at, small.len());
     }
 }

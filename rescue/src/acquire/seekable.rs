@@ -60,7 +60,9 @@ pub fn table_len_from_footer(footer: &[u8]) -> Result<u64, SeekTableError> {
     Ok(8 + u64::from(count) * entry as u64 + FOOTER_LEN as u64)
 }
 
-fn parse_footer(footer: &[u8]) -> Result<(u32, usize), SeekTableError> {
+/// The number of frames and the size of each seek table entry (8, or 12 with checksums), read from the
+/// file's last [`FOOTER_LEN`] bytes.
+pub fn parse_footer(footer: &[u8]) -> Result<(u32, usize), SeekTableError> {
     let f: &[u8; FOOTER_LEN] = footer
         .get(footer.len().saturating_sub(FOOTER_LEN)..)
         .and_then(|s| s.try_into().ok())
@@ -85,24 +87,40 @@ pub fn parse_seek_table(table: &[u8]) -> Result<Vec<FrameEntry>, SeekTableError>
     if table.len() != 8 + body + FOOTER_LEN {
         return Err(SeekTableError::TruncatedTable);
     }
-    let magic = u32::from_le_bytes([table[0], table[1], table[2], table[3]]);
-    if magic != SKIPPABLE_MAGIC {
+    check_table_header(&table[..8], count, entry)?;
+    Ok(table[8..8 + body]
+        .chunks_exact(entry)
+        .map(entry_at)
+        .collect())
+}
+
+/// Checks the skippable frame header (the table's first 8 bytes) against the footer's `count` entries
+/// of `entry` bytes.
+pub fn check_table_header(header: &[u8], count: u32, entry: usize) -> Result<(), SeekTableError> {
+    let h: &[u8; 8] = header
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(SeekTableError::TruncatedTable)?;
+    if u32::from_le_bytes([h[0], h[1], h[2], h[3]]) != SKIPPABLE_MAGIC {
         return Err(SeekTableError::MissingSkippableFrame);
     }
-    let size = u32::from_le_bytes([table[4], table[5], table[6], table[7]]);
-    if size as usize != body + FOOTER_LEN {
+    let size = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if u64::from(size) != count as u64 * entry as u64 + FOOTER_LEN as u64 {
         return Err(SeekTableError::MismatchedTableSize {
             found: size,
             frames: count,
         });
     }
-    Ok(table[8..8 + body]
-        .chunks_exact(entry)
-        .map(|e| FrameEntry {
-            compressed: u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
-            decompressed: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-        })
-        .collect())
+    Ok(())
+}
+
+/// One seek table entry (at least 8 bytes: compressed, then decompressed size; a checksum after them
+/// is ignored).
+pub fn entry_at(e: &[u8]) -> FrameEntry {
+    FrameEntry {
+        compressed: u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+        decompressed: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 use super::checkpoint::Settings;
 use super::hash::HashAlgorithm;
 use super::{
-    AcquireError, AcquireOptions, DEFAULT_BLOCK, DEFAULT_RETRIES, DEFAULT_ZSTD_LEVEL, ImageFormat,
-    MAX_BLOCK,
+    AcquireError, AcquireOptions, DEFAULT_BLOCK, DEFAULT_FRAME, DEFAULT_RETRIES,
+    DEFAULT_ZSTD_LEVEL, ImageFormat, MAX_BLOCK,
 };
 
 /// The image settings asked for on the command line, of a local or an object-store acquisition: what a
@@ -18,6 +18,7 @@ pub struct Requested {
     pub window: Option<u64>,
     pub zstd_level: Option<i32>,
     pub block_size: Option<usize>,
+    pub frame_size: Option<usize>,
     pub retries: Option<u32>,
 }
 
@@ -30,6 +31,7 @@ impl AcquireOptions {
             window: self.window,
             zstd_level: self.zstd_level,
             block_size: self.block_size,
+            frame_size: self.frame_size,
             retries: self.retries,
         }
     }
@@ -89,6 +91,12 @@ pub(crate) fn resolve_settings(
                 format!("{:?}", opts.zstd_level),
             );
         }
+        if let Some(frame) = opts.frame_size
+            && r.zstd_level.is_some()
+            && frame as u64 != r.frame()
+        {
+            return mismatch("--frame-size", r.frame().to_string(), frame.to_string());
+        }
         let mut s = r.clone();
         if let Some(n) = opts.retries {
             s.retries = n;
@@ -98,6 +106,8 @@ pub(crate) fn resolve_settings(
             || block > MAX_BLOCK
             || s.split_bytes.is_some_and(|x| x < s.block_bytes)
             || s.window_bytes == Some(0)
+            || s.frame_bytes
+                .is_some_and(|f| f == 0 || !s.block_bytes.is_multiple_of(f))
             || !level_fits_format(&s.format, s.zstd_level)
         {
             return Err(AcquireError::RejectOption(format!(
@@ -116,6 +126,22 @@ pub(crate) fn resolve_settings(
     if block == 0 || block > MAX_BLOCK || !block.is_multiple_of(sector as usize) {
         return Err(AcquireError::RejectOption(format!(
             "the read size {block} must be a multiple of the {sector}-byte sector and at most {MAX_BLOCK}"
+        )));
+    }
+    // Every frame but the stream's last holds the same bytes: the frame size divides the read size.
+    let frame = (format == ImageFormat::Zstd).then(|| {
+        opts.frame_size
+            .unwrap_or(if block.is_multiple_of(DEFAULT_FRAME) {
+                DEFAULT_FRAME
+            } else {
+                block
+            })
+    });
+    if let Some(frame) = frame
+        && (frame == 0 || !block.is_multiple_of(frame))
+    {
+        return Err(AcquireError::RejectOption(format!(
+            "the zstd frame size {frame} must divide the {block}-byte read size"
         )));
     }
     if let Some(split) = opts.split
@@ -150,6 +176,7 @@ pub(crate) fn resolve_settings(
         block_bytes: block as u64,
         zstd_level: (format == ImageFormat::Zstd)
             .then(|| opts.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL)),
+        frame_bytes: frame.map(|f| f as u64),
         retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
     })
 }

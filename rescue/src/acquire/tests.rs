@@ -158,7 +158,9 @@ fn zstd_split_acquisition_is_seekable_and_verifies() {
     o.format = Some(ImageFormat::Zstd);
     o.split = Some(100_000);
     o.hashes = Some(vec![HashAlgorithm::Blake3, HashAlgorithm::Sha1]);
+    o.frame_size = Some(16 << 10);
     let out = run(&o, &src).unwrap();
+    assert_eq!(out.manifest.image.frame_bytes, Some(16 << 10));
     let files: Vec<_> = out
         .manifest
         .outputs
@@ -178,6 +180,16 @@ fn zstd_split_acquisition_is_seekable_and_verifies() {
         );
     }
     assert_eq!(zstd::stream::decode_all(&joined[..]).unwrap(), src.data);
+    // Four 16 KiB frames per 64 KiB read, each listed in the seek table.
+    let table_len =
+        seekable::table_len_from_footer(&joined[joined.len() - seekable::FOOTER_LEN..]).unwrap();
+    let table = seekable::parse_seek_table(&joined[joined.len() - table_len as usize..]).unwrap();
+    assert_eq!(table.len(), src.data.len().div_ceil(16 << 10));
+    assert!(
+        table[..table.len() - 1]
+            .iter()
+            .all(|f| f.decompressed == 16 << 10)
+    );
     assert_eq!(
         out.manifest.hashes["blake3"],
         blake3::hash(&src.data).to_hex().to_string()
@@ -233,12 +245,15 @@ fn interrupted_run_resumes_to_identical_hashes() {
         let mut o = opts(clean.path());
         o.format = Some(format);
         o.split = Some(300_000);
+        // zstd: four frames per read, so the resumed run re-reads frames, not reads.
+        o.frame_size = (format == ImageFormat::Zstd).then_some(16 << 10);
         let want = run(&o, &src).unwrap().manifest;
 
         let dir = tempfile::tempdir().unwrap();
         let mut o = opts(dir.path());
         o.format = Some(format);
         o.split = Some(300_000);
+        o.frame_size = (format == ImageFormat::Zstd).then_some(16 << 10);
         o.checkpoint_bytes = Some(200_000);
         let cancel = Arc::clone(&o.cancel);
         let size = src.data.len() as u64;
@@ -274,6 +289,13 @@ fn interrupted_run_resumes_to_identical_hashes() {
             .unwrap();
         io::Write::write_all(&mut f, b"partial garbage").unwrap();
 
+        if format == ImageFormat::Zstd {
+            let mut r = opts(dir.path());
+            r.resume = true;
+            r.frame_size = Some(32 << 10);
+            let err = run(&r, &src).unwrap_err();
+            assert!(error_chain(&err).contains("--frame-size"), "{err}");
+        }
         let mut r = opts(dir.path());
         r.resume = true;
         r.format = Some(format);
@@ -508,4 +530,39 @@ fn refused_options_leave_no_directory_and_windows_have_a_floor() {
     // Large sources: at most MAX_WINDOWS windows.
     assert_eq!(settings::window_floor(256 << 20), 4096);
     assert_eq!(settings::window_floor(2 << 40), 32 << 20);
+}
+
+#[test]
+fn zstd_frames_default_to_64_kib_and_divide_the_read_size() {
+    let requested = |block: usize, frame: Option<usize>| Requested {
+        format: Some(ImageFormat::Zstd),
+        split: None,
+        hashes: None,
+        window: None,
+        zstd_level: None,
+        block_size: Some(block),
+        frame_size: frame,
+        retries: None,
+    };
+    let frame = |block, frame| {
+        resolve_settings(&requested(block, frame), 512, 1 << 30, None).map(|s| s.frame_bytes)
+    };
+    assert_eq!(frame(4 << 20, None).unwrap(), Some(64 << 10));
+    // A read size 64 KiB does not divide keeps one frame per read.
+    assert_eq!(frame(96 << 10, None).unwrap(), Some(96 << 10));
+    assert_eq!(frame(4 << 20, Some(32 << 10)).unwrap(), Some(32 << 10));
+    for bad in [0, 96 << 10, 8 << 20] {
+        let err = frame(4 << 20, Some(bad)).unwrap_err();
+        assert!(error_chain(&err).contains("must divide"), "{err}");
+    }
+    // Raw images have no frames.
+    let mut raw = requested(4 << 20, None);
+    raw.format = Some(ImageFormat::Raw);
+    let s = resolve_settings(&raw, 512, 1 << 30, None).unwrap();
+    assert_eq!(s.frame_bytes, None);
+    // A record made before frames were cut smaller (no frame_bytes) keeps one frame per read.
+    let mut old = resolve_settings(&requested(1 << 20, None), 512, 1 << 30, None).unwrap();
+    old.frame_bytes = None;
+    assert_eq!(old.frame(), 1 << 20);
+    assert_eq!(old.compress().map(|c| c.frame), Some(1 << 20));
 }

@@ -20,8 +20,6 @@ pub enum WriteImageError {
     WriteSegment(#[from] SegmentError),
     #[error(transparent)]
     WriteCheckpoint(#[from] CheckpointError),
-    #[error("a zstd frame of {0} bytes does not fit the seek table")]
-    OversizeFrame(usize),
 }
 
 impl WriteImageError {
@@ -93,24 +91,26 @@ impl ImageWriter {
         })
     }
 
-    /// Takes one block and its output bytes (the block itself for raw, its frame for zstd).
-    pub fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), WriteImageError> {
+    /// Takes one block and its output bytes (the block itself for raw, its frames for zstd, listed in
+    /// `frames`).
+    pub fn accept(
+        &mut self,
+        block: &Block,
+        out: &[u8],
+        frames: &[FrameEntry],
+    ) -> Result<(), WriteImageError> {
         if block.already_written {
             self.segments.account(out);
         } else {
             self.segments.write(out)?;
         }
         if let Some(log) = &mut self.frame_log {
-            let entry = FrameEntry {
-                compressed: u32::try_from(out.len())
-                    .map_err(|_| WriteImageError::OversizeFrame(out.len()))?,
-                decompressed: u32::try_from(block.len)
-                    .map_err(|_| WriteImageError::OversizeFrame(block.len))?,
-            };
-            if !block.already_written {
-                log.push(entry);
+            for &entry in frames {
+                if !block.already_written {
+                    log.push(entry);
+                }
+                self.frames.push(entry);
             }
-            self.frames.push(entry);
         }
         if !block.already_written {
             for e in &block.unreadable {

@@ -78,6 +78,10 @@ pub struct AcquireArgs {
     /// Read size (multiple of the sector size).
     #[arg(long, hide = true, value_parser = parse_size)]
     pub block_size: Option<u64>,
+    /// zstd frame size (default 64 KiB, at most the read size): a reader of the image decodes one
+    /// frame for any read inside it.
+    #[arg(long, hide = true, value_parser = parse_size)]
+    pub frame_size: Option<u64>,
     /// zstd compression level.
     #[arg(long, hide = true, allow_hyphen_values = true)]
     pub zstd_level: Option<i32>,

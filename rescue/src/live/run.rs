@@ -542,6 +542,7 @@ fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> 
             window: opts.window,
             zstd_level: None,
             block_size: None,
+            frame_size: None,
             retries: None,
         },
         case: &opts.case,

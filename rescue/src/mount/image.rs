@@ -1,6 +1,8 @@
 //! The acquired stream, readable at any offset, on top of the [`Stored`] image files: raw bytes as
-//! they are, or zstd seekable frames located through the seek table (binary search over the frames'
-//! stream offsets) and decoded whole into a small LRU cache. Reads from an object store go through
+//! they are, or zstd seekable frames located through the seek table and decoded whole into a small LRU
+//! cache. The table is held as read (8 bytes per frame: 128 MiB for a 1 TB acquisition with the
+//! default 64 KiB frames, 256 KiB with the 4 MiB frames of older acquisitions) plus the offsets of
+//! every [`GROUP`]th frame, where a lookup starts (binary search, then at most [`GROUP`] additions). Reads from an object store go through
 //! the same cache in aligned chunks, so a run of small reads is one ranged GET.
 //!
 //! `--verify-windows` ([`Image::verify_windows`]): before any byte of a hash window is served the
@@ -16,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::stored::{Stored, StoredError};
 use crate::acquire::hash::{Window, hex};
 use crate::acquire::manifest::Manifest;
-use crate::acquire::seekable::{self, FOOTER_LEN};
+use crate::acquire::seekable::{self, FOOTER_LEN, FrameEntry};
 use crate::acquire::{ImageFormat, MAX_BLOCK};
 
 /// Decoded frames (or stored chunks) kept in memory.
@@ -122,9 +124,46 @@ struct Frame {
     stream_len: u32,
 }
 
+/// Frames per lookup group of the [`FrameIndex`].
+pub const GROUP: usize = 256;
+
+/// The seek table's non-empty frames, compact: their sizes, and where every [`GROUP`]th frame starts.
+struct FrameIndex {
+    sizes: Vec<FrameEntry>,
+    /// `(stored offset, stream offset)` of frames `0, GROUP, 2 * GROUP, …`.
+    marks: Vec<(u64, u64)>,
+}
+
+impl FrameIndex {
+    /// The frame holding stream offset `at` (inside the stream) and its number.
+    fn locate(&self, at: u64) -> (usize, Frame) {
+        let group = self.marks.partition_point(|m| m.1 <= at).saturating_sub(1);
+        let (mut stored_at, mut stream_at) = self.marks[group];
+        let mut index = group * GROUP;
+        loop {
+            let e = self.sizes[index];
+            let end = stream_at + u64::from(e.decompressed);
+            if at < end || index + 1 == self.sizes.len() {
+                return (
+                    index,
+                    Frame {
+                        stored_at,
+                        stored_len: e.compressed,
+                        stream_at,
+                        stream_len: e.decompressed,
+                    },
+                );
+            }
+            stored_at += u64::from(e.compressed);
+            stream_at = end;
+            index += 1;
+        }
+    }
+}
+
 enum Shape {
     Raw,
-    Zstd(Vec<Frame>),
+    Zstd(FrameIndex),
 }
 
 /// A small LRU of immutable byte blocks keyed by index (frame number or chunk number). A block that
@@ -416,9 +455,9 @@ impl Image {
                 let mut done = 0;
                 while done < buf.len() {
                     let at = offset + done as u64;
-                    let index = frames.partition_point(|f| f.stream_at <= at) - 1;
-                    let data = self.frame(frames, index)?;
-                    let inside = (at - frames[index].stream_at) as usize;
+                    let (index, frame) = frames.locate(at);
+                    let data = self.frame(frame, index)?;
+                    let inside = (at - frame.stream_at) as usize;
                     let take = (data.len() - inside).min(buf.len() - done);
                     buf[done..done + take].copy_from_slice(&data[inside..inside + take]);
                     done += take;
@@ -438,9 +477,8 @@ impl Image {
         })
     }
 
-    fn frame(&self, frames: &[Frame], index: usize) -> Result<Arc<Vec<u8>>, ImageError> {
+    fn frame(&self, f: Frame, index: usize) -> Result<Arc<Vec<u8>>, ImageError> {
         self.cache.get_or_load(index as u64, || {
-            let f = frames[index];
             let mut compressed = vec![0u8; f.stored_len as usize];
             self.stored.read_exact_at(&mut compressed, f.stored_at)?;
             let expected = f.stream_len as usize;
@@ -465,8 +503,12 @@ impl Image {
     }
 }
 
-/// Reads and checks the seek table at the end of the stored bytes.
-fn frames(stored: &Stored, size: u64) -> Result<Vec<Frame>, ImageError> {
+/// Seek table bytes read at a time while indexing.
+const TABLE_CHUNK: usize = 1 << 20;
+
+/// Reads and checks the seek table at the end of the stored bytes, a piece at a time (only the index
+/// is kept).
+fn frames(stored: &Stored, size: u64) -> Result<FrameIndex, ImageError> {
     let total = stored.len();
     let mut footer = [0u8; FOOTER_LEN];
     if total < FOOTER_LEN as u64 {
@@ -475,39 +517,53 @@ fn frames(stored: &Stored, size: u64) -> Result<Vec<Frame>, ImageError> {
         ));
     }
     stored.read_exact_at(&mut footer, total - FOOTER_LEN as u64)?;
+    let (count, entry) = seekable::parse_footer(&footer).map_err(ImageError::ParseSeekTable)?;
     let table_len = seekable::table_len_from_footer(&footer).map_err(ImageError::ParseSeekTable)?;
-    if table_len > total || table_len > 256 << 20 {
+    if table_len > total {
         return Err(ImageError::OversizedSeekTable);
     }
-    let mut table = vec![0u8; table_len as usize];
-    stored.read_exact_at(&mut table, total - table_len)?;
-    let entries = seekable::parse_seek_table(&table).map_err(ImageError::ParseSeekTable)?;
-    let mut frames = Vec::with_capacity(entries.len());
+    let table_at = total - table_len;
+    let mut header = [0u8; 8];
+    stored.read_exact_at(&mut header, table_at)?;
+    seekable::check_table_header(&header, count, entry).map_err(ImageError::ParseSeekTable)?;
+
+    let mut index = FrameIndex {
+        sizes: Vec::new(),
+        marks: Vec::new(),
+    };
     let (mut stored_at, mut stream_at) = (0u64, 0u64);
-    // A frame holds one read block; a larger one is damage, not an allocation to make.
+    // A frame holds at most one read block; a larger one is damage, not an allocation to make.
     let bound = MAX_BLOCK + MAX_BLOCK / 128 + (1 << 16);
-    for (index, e) in entries.iter().enumerate() {
-        if e.decompressed as usize > MAX_BLOCK
-            || e.compressed as usize > bound
-            || (e.decompressed == 0) != (e.compressed == 0)
-        {
-            return Err(ImageError::ImplausibleFrame {
-                index,
-                compressed: e.compressed,
-                decompressed: e.decompressed,
-            });
+    let per_chunk = TABLE_CHUNK / entry;
+    let mut buf = vec![0u8; per_chunk * entry];
+    let mut done = 0usize;
+    while done < count as usize {
+        let n = per_chunk.min(count as usize - done);
+        let piece = &mut buf[..n * entry];
+        stored.read_exact_at(piece, table_at + 8 + (done * entry) as u64)?;
+        for (i, raw) in piece.chunks_exact(entry).enumerate() {
+            let e = seekable::entry_at(raw);
+            if e.decompressed as usize > MAX_BLOCK
+                || e.compressed as usize > bound
+                || (e.decompressed == 0) != (e.compressed == 0)
+            {
+                return Err(ImageError::ImplausibleFrame {
+                    index: done + i,
+                    compressed: e.compressed,
+                    decompressed: e.decompressed,
+                });
+            }
+            if e.decompressed == 0 {
+                continue;
+            }
+            if index.sizes.len().is_multiple_of(GROUP) {
+                index.marks.push((stored_at, stream_at));
+            }
+            index.sizes.push(e);
+            stored_at += u64::from(e.compressed);
+            stream_at += u64::from(e.decompressed);
         }
-        if e.decompressed == 0 {
-            continue;
-        }
-        frames.push(Frame {
-            stored_at,
-            stored_len: e.compressed,
-            stream_at,
-            stream_len: e.decompressed,
-        });
-        stored_at += u64::from(e.compressed);
-        stream_at += u64::from(e.decompressed);
+        done += n;
     }
     if stream_at != size || stored_at + table_len != total {
         return Err(ImageError::MismatchedSeekTable {
@@ -517,14 +573,15 @@ fn frames(stored: &Stored, size: u64) -> Result<Vec<Frame>, ImageError> {
             stored: total,
         });
     }
-    Ok(frames)
+    index.sizes.shrink_to_fit();
+    Ok(index)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::acquire::hash::sha256_hex;
-    use crate::acquire::seekable::{FrameEntry, encode_seek_table};
+    use crate::acquire::seekable::encode_seek_table;
     use crate::mount::stored::{self, Location};
 
     /// Writes an acquisition directory the way `acquire` lays it out (manifest fields that matter
@@ -625,6 +682,33 @@ mod tests {
     }
 
     #[test]
+    fn reads_across_index_groups_equal_the_stream() {
+        // 3.5 groups of 1000-byte frames and a short last one; reads straddle frame and group edges.
+        let frame = 1000;
+        let s = stream(GROUP * 3 * frame + GROUP / 2 * frame + 123);
+        let dir = acquisition(&s, true, frame, 1 << 20);
+        let img = open(dir.path());
+        let Shape::Zstd(index) = &img.shape else {
+            panic!("not zstd")
+        };
+        assert_eq!(index.sizes.len(), s.len().div_ceil(frame));
+        assert_eq!(index.marks.len(), 4);
+        for at in [
+            0,
+            frame - 1,
+            GROUP * frame - 1,
+            GROUP * frame,
+            2 * GROUP * frame - 7,
+            3 * GROUP * frame + 5,
+            s.len() - 200,
+        ] {
+            let mut buf = vec![0u8; 2500];
+            let n = img.read_at(&mut buf, at as u64).unwrap();
+            assert_eq!(&buf[..n], &s[at..(at + 2500).min(s.len())], "{at}");
+        }
+    }
+
+    #[test]
     fn a_damaged_frame_fails_only_its_window_when_windows_are_verified() {
         let s = stream(64 * 1024);
         let dir = acquisition(&s, true, 4096, 8192);
@@ -638,7 +722,8 @@ mod tests {
             s.len() as u64,
         )
         .unwrap();
-        let f = frames[5];
+        let (five, f) = frames.locate(20480);
+        assert_eq!((five, f.stream_at), (5, 20480));
         bytes[(f.stored_at + u64::from(f.stored_len) / 2) as usize] ^= 0x55;
         std::fs::write(&path, &bytes).unwrap();
 

@@ -20,5 +20,5 @@ pub mod session;
 pub mod stored;
 
 pub use image::{Image, ImageError, MountEvent};
-pub use session::{MountError, Mounted, is_ours, mount, unmount};
+pub use session::{MountError, Mounted, euid, is_ours, mount, unmount};
 pub use stored::{Location, StoredError};

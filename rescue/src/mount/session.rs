@@ -4,6 +4,10 @@
 //! reading requests from the same descriptor, so reads are served in parallel (the kernel hands each
 //! request to one reader). Serving ends when the mount goes away: `umount(2)` aborts the connection and
 //! every reader's next `read` fails with `ENODEV`.
+//!
+//! A user other than root mounts and unmounts through the setuid `fusermount3` (package `fuse3`), as
+//! libfuse does: it mounts with the same options (without `allow_other`, which `/etc/fuse.conf` must
+//! allow for users) and hands the `/dev/fuse` descriptor back over the socket named by `_FUSE_COMMFD`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -19,6 +23,8 @@ use super::image::Image;
 /// File system type as `/proc/self/mountinfo` shows it.
 pub const FSTYPE: &str = "fuse.rescue";
 const DEVICE: &str = "/dev/fuse";
+/// The setuid helper that mounts FUSE for users other than root.
+pub const FUSERMOUNT: &str = "fusermount3";
 
 /// Errors mounting, serving or unmounting.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,18 @@ pub enum MountError {
         #[source]
         source: nix::Error,
     },
+    #[error(
+        "mounting FUSE as a user other than root needs the setuid {FUSERMOUNT} (package fuse3); install it or run as root"
+    )]
+    MissingFusermount(#[source] std::io::Error),
+    #[error("{FUSERMOUNT} could not {action} {path}: {message}")]
+    Fusermount {
+        action: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{FUSERMOUNT} mounted {path} but passed back no /dev/fuse descriptor")]
+    MissingDescriptor { path: PathBuf },
     #[error("reading a request from {DEVICE}")]
     ReadRequest(#[source] std::io::Error),
     #[error("starting a serving thread")]
@@ -59,6 +77,12 @@ pub struct Mounted {
     mountpoint: PathBuf,
     image: Arc<Image>,
     mtime: u64,
+}
+
+/// The effective user id: root mounts with `mount(2)`, anyone else through [`FUSERMOUNT`].
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
 }
 
 fn open_device() -> Result<File, MountError> {
@@ -87,23 +111,12 @@ pub fn mount(image: Image, mountpoint: &Path) -> Result<Mounted, MountError> {
         .ok_or_else(|| MountError::MissingMountpoint {
             path: mountpoint.to_owned(),
         })?;
-    let device = open_device()?;
-    let data = format!(
-        "fd={},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,max_read={}",
-        device.as_raw_fd(),
-        usize::from(fuse::MAX_PAGES) * 4096
-    );
-    nix::mount::mount(
-        Some("rescue"),
-        &mp,
-        Some(FSTYPE),
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(data.as_str()),
-    )
-    .map_err(|source| MountError::Mount {
-        path: mp.clone(),
-        source,
-    })?;
+    let max_read = usize::from(fuse::MAX_PAGES) * 4096;
+    let device = if euid() == 0 {
+        mount_as_root(&mp, max_read)?
+    } else {
+        mount_with_fusermount(&mp, max_read)?
+    };
     let mtime = image
         .manifest()
         .finished_at
@@ -117,6 +130,128 @@ pub fn mount(image: Image, mountpoint: &Path) -> Result<Mounted, MountError> {
         image: Arc::new(image),
         mtime,
     })
+}
+
+fn mount_as_root(mp: &Path, max_read: usize) -> Result<File, MountError> {
+    let device = open_device()?;
+    let data = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,max_read={max_read}",
+        device.as_raw_fd(),
+    );
+    nix::mount::mount(
+        Some("rescue"),
+        mp,
+        Some(FSTYPE),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(data.as_str()),
+    )
+    .map_err(|source| MountError::Mount {
+        path: mp.to_owned(),
+        source,
+    })?;
+    Ok(device)
+}
+
+/// Runs `fusermount3 ARGS`; its error output becomes the message of a failure.
+fn fusermount(
+    args: &[&std::ffi::OsStr],
+    commfd: Option<&std::os::fd::OwnedFd>,
+    action: &'static str,
+    mp: &Path,
+) -> Result<(), MountError> {
+    let mut cmd = std::process::Command::new(FUSERMOUNT);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    if let Some(fd) = commfd {
+        cmd.env("_FUSE_COMMFD", fd.as_raw_fd().to_string());
+    }
+    let out = cmd.output().map_err(MountError::MissingFusermount)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let text = text.trim();
+    let message = text
+        .strip_prefix(&format!("{FUSERMOUNT}: "))
+        .unwrap_or(text);
+    if message.contains("busy") {
+        return Err(MountError::Busy {
+            path: mp.to_owned(),
+        });
+    }
+    Err(MountError::Fusermount {
+        action,
+        path: mp.to_owned(),
+        message: if message.is_empty() {
+            out.status.to_string()
+        } else {
+            message.to_owned()
+        },
+    })
+}
+
+/// Mounts through the setuid `fusermount3` and receives the `/dev/fuse` descriptor it opened.
+fn mount_with_fusermount(mp: &Path, max_read: usize) -> Result<File, MountError> {
+    use nix::sys::socket::{
+        AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
+    };
+    let socket_error = |e: nix::Error| MountError::Fusermount {
+        action: "mount",
+        path: mp.to_owned(),
+        message: format!("socket to receive the descriptor: {e}"),
+    };
+    // The child's end must survive exec (no close-on-exec); ours is closed once the descriptor is in.
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::empty(),
+    )
+    .map_err(socket_error)?;
+    let options = format!(
+        "ro,nosuid,nodev,noexec,default_permissions,fsname=rescue,subtype=rescue,max_read={max_read}"
+    );
+    fusermount(
+        &[
+            "-o".as_ref(),
+            options.as_ref(),
+            "--".as_ref(),
+            mp.as_os_str(),
+        ],
+        Some(&theirs),
+        "mount",
+        mp,
+    )?;
+    drop(theirs);
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(std::os::fd::RawFd);
+    let msg = recvmsg::<()>(
+        ours.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(socket_error)?;
+    let fd = msg.cmsgs().map_err(socket_error)?.find_map(|c| match c {
+        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+        _ => None,
+    });
+    match fd {
+        // SAFETY: the descriptor was just received with SCM_RIGHTS: it is open and nothing else in this
+        // process owns it.
+        Some(fd) => Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+        None => {
+            let _ = fusermount(
+                &["-u".as_ref(), "-z".as_ref(), mp.as_os_str()],
+                None,
+                "unmount",
+                mp,
+            );
+            Err(MountError::MissingDescriptor {
+                path: mp.to_owned(),
+            })
+        }
+    }
 }
 
 impl Mounted {
@@ -295,6 +430,15 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<PathBuf, MountError> {
         })?;
     if mounted_type(&mp).as_deref() != Some(FSTYPE) {
         return Err(MountError::RejectNotOurs { path: mp });
+    }
+    if euid() != 0 {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["-u".as_ref()];
+        if lazy {
+            args.push("-z".as_ref());
+        }
+        args.push(mp.as_os_str());
+        fusermount(&args, None, "unmount", &mp)?;
+        return Ok(mp);
     }
     let flags = if lazy {
         MntFlags::MNT_DETACH

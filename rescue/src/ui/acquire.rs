@@ -370,6 +370,9 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         block_size: args
             .block_size
             .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+        frame_size: args
+            .frame_size
+            .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         zstd_level: args.zstd_level,
         checkpoint_bytes: args.checkpoint_every,
         cancel: Arc::clone(&cancel),

@@ -184,6 +184,7 @@ pub fn run(args: &LiveArgs) -> anyhow::Result<u8> {
             retries: None,
             resume: false,
             block_size: None,
+            frame_size: None,
             state_interval: None,
             cancel: Arc::clone(&cancel),
         };

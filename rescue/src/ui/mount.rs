@@ -54,8 +54,43 @@ fn state_name(mp: &Path) -> String {
     }
 }
 
+/// Where this user's servers keep their files: [`STATE_DIR`] for root; for another user (who mounts
+/// through `fusermount3`) `$XDG_RUNTIME_DIR/rescue/mounts`, or `rescue-mounts-UID` in the temporary
+/// directory, private to the user.
+fn state_dir() -> PathBuf {
+    let uid = crate::mount::euid();
+    if uid == 0 {
+        return PathBuf::from(STATE_DIR);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(run) if run.is_dir() => run.join("rescue/mounts"),
+        _ => std::env::temp_dir().join(format!("rescue-mounts-{uid}")),
+    }
+}
+
+/// Creates the state directory (mode 0700 for a user other than root) and checks that it is this
+/// user's own directory, not a link or someone else's directory in a shared temporary directory.
+fn create_state_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let dir = state_dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let meta = fs::symlink_metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    let uid = crate::mount::euid();
+    if uid != 0 && (!meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0) {
+        bail!(
+            "{} is not a directory private to user {uid}; remove it or set XDG_RUNTIME_DIR",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
 fn state_file(mp: &Path, ext: &str) -> PathBuf {
-    Path::new(STATE_DIR).join(format!("{}.{ext}", state_name(mp)))
+    state_dir().join(format!("{}.{ext}", state_name(mp)))
 }
 
 /// The mount point, canonical: an existing empty directory, or created (one level, like `mkdir`: the
@@ -122,7 +157,7 @@ pub fn run_mount(args: &MountArgs) -> anyhow::Result<u8> {
         return serve(args);
     }
     let mp = mountpoint_dir(&args.mountpoint)?;
-    fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+    create_state_dir()?;
     let log_path = state_file(&mp, "log");
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -258,7 +293,7 @@ struct PidFile {
 
 impl PidFile {
     fn create(mp: &Path) -> anyhow::Result<Self> {
-        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+        create_state_dir()?;
         let path = state_file(mp, "pid");
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)

@@ -135,6 +135,9 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         block_size: args
             .block_size
             .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+        frame_size: args
+            .frame_size
+            .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         // The kill-at-offset test hook needs every part recorded as it lands.
         state_interval: super::acquire::abort_after().map(|_| Duration::ZERO),
         cancel: Arc::clone(&cancel),

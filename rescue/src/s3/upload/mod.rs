@@ -84,6 +84,7 @@ pub struct UploadOptions {
     pub retries: Option<u32>,
     pub resume: bool,
     pub block_size: Option<usize>,
+    pub frame_size: Option<usize>,
     /// How often the state object is rewritten [default: STATE_INTERVAL]; zero records every part.
     pub state_interval: Option<Duration>,
     pub cancel: Arc<AtomicBool>,
@@ -105,6 +106,7 @@ impl UploadOptions {
             window: self.window,
             zstd_level: self.zstd_level,
             block_size: self.block_size,
+            frame_size: self.frame_size,
             retries: self.retries,
         }
     }

@@ -25,7 +25,7 @@ use crate::acquire::manifest::{
 use crate::acquire::pipeline::{Output, StreamError, StreamFailure, StreamResult};
 use crate::acquire::segments::OutputFile;
 use crate::acquire::source::Extent;
-use crate::acquire::{Phase, Progress, STREAM_BUDGET, compressor_threads};
+use crate::acquire::{Phase, Progress, STREAM_BUDGET};
 
 /// An object-store prefix as an acquisition destination.
 pub(super) struct S3Prefix<'a> {
@@ -320,6 +320,7 @@ impl Destination for S3Prefix<'_> {
                     split_bytes: s.split_bytes,
                     zstd_level: s.zstd_level,
                     block_bytes: s.block_bytes,
+                    frame_bytes: s.frame_bytes,
                     hashes: s.hashes.clone(),
                     window_bytes: s.window_bytes,
                     retries: s.retries,
@@ -457,7 +458,7 @@ impl Destination for S3Prefix<'_> {
         Ok(Stream {
             output: Output::Sink {
                 sink: Box::new(S3Sink(sink)),
-                zstd: settings.zstd_level.map(|l| (l, compressor_threads())),
+                zstd: settings.compress(),
             },
             prefix: None,
             start: 0,

@@ -21,7 +21,6 @@ use crate::acquire::hash::hex;
 use crate::acquire::pipeline::{BlockSink, StreamError};
 use crate::acquire::seekable::{self, FrameEntry};
 use crate::acquire::segments::{Layout, OutputFile};
-use crate::acquire::writer::WriteImageError;
 
 /// Errors of the part sink (the thread that cuts the output stream into objects and parts).
 #[derive(Debug, thiserror::Error)]
@@ -640,16 +639,15 @@ pub(super) fn lock(m: &Mutex<SinkState>) -> MutexGuard<'_, SinkState> {
 }
 
 impl BlockSink for S3Sink {
-    fn accept(&mut self, block: &Block, out: &[u8]) -> Result<(), StreamError> {
+    fn accept(
+        &mut self,
+        _block: &Block,
+        out: &[u8],
+        frames: &[FrameEntry],
+    ) -> Result<(), StreamError> {
         let mut s = lock(&self.0);
         if s.zstd {
-            let entry = FrameEntry {
-                compressed: u32::try_from(out.len())
-                    .map_err(|_| WriteImageError::OversizeFrame(out.len()))?,
-                decompressed: u32::try_from(block.len)
-                    .map_err(|_| WriteImageError::OversizeFrame(block.len))?,
-            };
-            s.frames.push(entry);
+            s.frames.extend_from_slice(frames);
         }
         s.write(out)
             .map_err(|e| StreamError::WriteSink(Box::new(e)))

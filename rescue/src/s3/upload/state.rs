@@ -92,6 +92,9 @@ pub(super) struct UploadState {
     pub(super) zstd_level: Option<i32>,
     pub(super) part_bytes: u64,
     pub(super) block_bytes: u64,
+    /// zstd frame size; absent in records made when a frame was one read block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) frame_bytes: Option<u64>,
     pub(super) hashes: Vec<HashAlgorithm>,
     #[serde(default)]
     pub(super) window_bytes: Option<u64>,
@@ -134,6 +137,7 @@ impl UploadState {
             hashes: self.hashes.clone(),
             window_bytes: self.window_bytes,
             block_bytes: self.block_bytes,
+            frame_bytes: self.frame_bytes,
             zstd_level: self.zstd_level,
             retries: self.retries,
         }
@@ -145,6 +149,7 @@ impl UploadState {
         self.hashes = s.hashes;
         self.window_bytes = s.window_bytes;
         self.block_bytes = s.block_bytes;
+        self.frame_bytes = s.frame_bytes;
         self.zstd_level = s.zstd_level;
         self.retries = s.retries;
     }
