@@ -251,6 +251,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         ("mke2fs", "e2fsprogs"),
         ("losetup", "mount"),
     ])?;
+    // The fixtures first (they need no compiler), then the release binary.
+    let python = deps::ensure_dissect_target()?;
+    let tarball = debootstrap_tarball()?;
+    let img = image(&tarball, files)?;
     let root = util::project_root();
     util::run(
         Command::new("cargo")
@@ -260,9 +264,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let rescue = target.join("release/rescue");
-    let python = deps::ensure_dissect_target()?;
-    let tarball = debootstrap_tarball()?;
-    let img = image(&tarball, files)?;
     let bench = root.join("target/bench");
     fs::create_dir_all(&bench)?;
     let mounted = Mounted::new(&img, &bench.join("triage-mnt"))?;
