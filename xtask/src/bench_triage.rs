@@ -258,7 +258,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let root = util::project_root();
     util::run(
         Command::new("cargo")
-            .args(["build", "--release", "-p", "rescue"])
+            .args(["build", "--release", "-p", "rescue", "--bin", "rescue"])
             .current_dir(&root),
     )?;
     let target =
