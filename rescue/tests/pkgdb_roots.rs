@@ -159,29 +159,6 @@ fn debian_root_changes_agree_with_debsums() {
     pkgroots::ran(NAME);
 }
 
-/// The files `rpm -Va` reports as changed in what pkgdb compares: digest (5), mode (M), user (U),
-/// group (G), link target (L), or missing. Size-only, mtime-only and "could not test" columns are
-/// left out (pkgdb does not compare mtimes; a changed size comes with a changed digest).
-fn rpm_va_changed(root: &Path) -> BTreeSet<String> {
-    let o = Command::new("rpm")
-        .arg("--root")
-        .arg(root)
-        .args(["--dbpath", "/var/lib/rpm", "-Va"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.stderr.is_empty(),
-        "rpm -Va: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout
-        .lines()
-        .filter(|l| l.starts_with("missing") || l[..9].contains(['5', 'M', 'U', 'G', 'L']))
-        .map(|l| l.split_whitespace().last().unwrap().to_owned())
-        .collect()
-}
-
 #[test]
 fn rpm_root_changes_agree_with_rpm_va() {
     const NAME: &str = "rpm_root_changes_agree_with_rpm_va";
@@ -204,7 +181,7 @@ fn rpm_root_changes_agree_with_rpm_va() {
     assert_eq!(db.owner(Path::new("/var/lib/rtd")), Some("rescue-daemon"));
     assert_eq!(db.owner(Path::new("/etc/passwd")), None);
     let (clean, _) = pkgdb_changed(&root);
-    assert_eq!(clean, rpm_va_changed(&root), "on the clean root");
+    assert_eq!(clean, pkgroots::rpm_va_changed(&root), "on the clean root");
     assert!(clean.is_empty(), "freshly installed: {clean:?}");
 
     let append = |p: &str, extra: &[u8]| {
@@ -231,7 +208,7 @@ fn rpm_root_changes_agree_with_rpm_va() {
     std::os::unix::fs::symlink("rt-world", root.join("usr/bin/rt-link")).unwrap();
 
     let (ours, changed) = pkgdb_changed(&root);
-    let theirs = rpm_va_changed(&root);
+    let theirs = pkgroots::rpm_va_changed(&root);
     assert_eq!(ours, theirs, "pkgdb vs rpm -Va");
     assert_eq!(ours.len(), 8, "{ours:?}");
     let by_path = |p: &str| changed.iter().find(|c| c.path == Path::new(p)).unwrap();

@@ -1,4 +1,4 @@
-//! `cargo xtask bench build|boot|acquire|s3|timeline|mount|live`: measured figures for docs/benchmarks.md. Medians of
+//! `cargo xtask bench build|boot|acquire|s3|timeline|mount|live|triage`: measured figures for docs/benchmarks.md. Medians of
 //! repeated runs, because the machine is shared and noisy.
 
 use std::path::Path;
@@ -8,7 +8,9 @@ use anyhow::bail;
 use tests::{Artifacts, Boot, Firmware, QemuBuilder};
 
 use crate::build::{self, BuildOptions};
-use crate::{bench_acquire, bench_live, bench_mount, bench_s3, bench_timeline, deps, util};
+use crate::{
+    bench_acquire, bench_live, bench_mount, bench_s3, bench_timeline, bench_triage, deps, util,
+};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -24,7 +26,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Some("timeline") => bench_timeline::run(&args[1..]),
         Some("mount") => bench_mount::run(&args[1..]),
         Some("live") => bench_live::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench build|boot|acquire|s3|timeline|mount|live"),
+        Some("triage") => bench_triage::run(&args[1..]),
+        _ => bail!("usage: cargo xtask bench build|boot|acquire|s3|timeline|mount|live|triage"),
     }
 }
 

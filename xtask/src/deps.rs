@@ -116,6 +116,9 @@ pub const TEST: &[(&str, &str)] = &[
     ("debsums", "debsums"),
     ("rpm", "rpm"),
     ("rpmbuild", "rpm"),
+    // The signed RPM repository `--packages-from` checks an rpm root against.
+    ("createrepo_c", "createrepo-c"),
+    ("gpg", "gpg"),
     ("sqlite3", "sqlite3"),
     // Triage fixtures: file capabilities on a planted binary (issue 18).
     ("setcap", "libcap2-bin"),

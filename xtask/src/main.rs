@@ -7,6 +7,7 @@ mod bench_live;
 mod bench_mount;
 mod bench_s3;
 mod bench_timeline;
+mod bench_triage;
 mod bootloader;
 mod build;
 mod deps;
@@ -42,7 +43,7 @@ commands:
   fuzz [--seconds N] [--seed S] [NAME]
                          run every fuzz target of the rescue parsers (or those whose test name
                          contains NAME) for N seconds each (default 60); `test` runs a short smoke
-  bench build|boot|acquire|s3|timeline|mount|live
+  bench build|boot|acquire|s3|timeline|mount|live|triage
                          measure build time, boot time and size, acquisition, upload or mount speed,
                          the timeline's body file against fls and its events per second, or memory
                          capture on a running guest next to AVML

@@ -66,6 +66,8 @@ const GATED_HOST_TESTS: &[&str] = &[
     "sqlite_reader_agrees_with_sqlite3_including_the_wal",
     "debian_root_against_signed_media_agrees_with_debsums_on_the_debs",
     "rpm_berkeley_db_as_db_load_writes_it",
+    "a_compromised_rpm_root_image_shows_every_plant_and_agrees_with_rpm_va",
+    "an_rpm_root_against_a_signed_repository_shows_a_package_rebuilt_by_the_attacker",
     "timeline-journalctl",
     "timeline-last",
     "timeline-fls",

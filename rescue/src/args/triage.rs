@@ -21,8 +21,8 @@ pub struct TriageArgs {
     /// finding changed since then and reports files of system paths changed since then.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
-    /// A mirror or a medium with the distribution's signed metadata and .debs to check the installed
-    /// packages against.
+    /// A mirror or a medium with the distribution's signed metadata and packages to check the
+    /// installed packages against (apt: InRelease and .debs; rpm: repodata/repomd.xml.asc and .rpms).
     #[arg(long, value_name = "MEDIA")]
     pub packages_from: Option<PathBuf>,
     /// OpenPGP keyring trusted for the metadata on --packages-from (repeatable) [default: the keys

@@ -11,6 +11,9 @@
 //! package, installed packages the signed metadata does not list (at that version), packages whose
 //! `.deb` is not on the medium, and paths the suspect's file lists claim for a package that its signed
 //! `.deb` does not ship (a planted file made to look owned).
+//!
+//! An rpm root is checked the same way against signed RPM repositories ([`super::repodata`]), into the
+//! same report.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -32,10 +35,6 @@ use crate::reinstall::signature::TrustedKey;
 /// Errors of the media check (what stops it; problems with single files are notes in the report).
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    #[error(
-        "the package database is {0:?}: only dpkg packages can be checked against signed media"
-    )]
-    NotDpkg(DbKind),
     #[error("reading the media directory {path}")]
     Walk {
         path: PathBuf,
@@ -52,6 +51,8 @@ pub enum MediaError {
         #[source]
         source: std::io::Error,
     },
+    #[error("comparing the root with the signed packages")]
+    Verify(#[source] super::PkgDbError),
 }
 
 /// A verified Release the check used.
@@ -155,8 +156,8 @@ pub fn verify_against_media(
     now: DateTime<Utc>,
     progress: &mut dyn FnMut(VerifyProgress),
 ) -> Result<MediaReport, MediaError> {
-    if db.kind() != DbKind::Dpkg {
-        return Err(MediaError::NotDpkg(db.kind()));
+    if db.kind() == DbKind::Rpm {
+        return super::repodata::verify_against_repodata(db, root, media, keys, now, progress);
     }
     let r = Root::open(root).map_err(|source| MediaError::OpenRoot {
         path: root.to_owned(),

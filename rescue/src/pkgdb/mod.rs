@@ -5,7 +5,8 @@
 //! The root is a mounted suspect filesystem or a directory: nothing from it is executed (no `dpkg`,
 //! no `rpm`, no library of the suspect), every file is opened beneath the root without following a
 //! planted symlink out of it ([`root`]). The suspect's own database can be rewritten by an attacker:
-//! checking installed Debian packages against signed metadata is the stronger check.
+//! checking installed packages against the distribution's signed metadata ([`media`], [`repodata`])
+//! is the stronger check.
 //!
 //! Never prints; progress goes through a callback.
 
@@ -13,6 +14,7 @@ pub mod bdb;
 pub mod deb;
 pub mod dpkg;
 pub mod media;
+pub mod repodata;
 pub mod root;
 pub mod rpm;
 pub mod sqlite;

@@ -121,9 +121,10 @@ impl Owners {
 }
 
 impl Owners {
-    /// `--packages-from MEDIA`: the installed dpkg packages against the distribution's signed metadata
-    /// and `.deb`s on MEDIA ([`pkgdb::media`]): a file differing from its signed package high (the
-    /// suspect's own md5sums may have been rewritten to hide it), a package the signed metadata does
+    /// `--packages-from MEDIA`: the installed packages against the distribution's signed metadata and
+    /// packages on MEDIA ([`pkgdb::media`]: dpkg against `InRelease` and `.deb`s, rpm against signed
+    /// `repomd.xml` and `.rpm`s): a file differing from its signed package high (the suspect's own
+    /// md5sums or rpmdb may have been rewritten to hide it), a package the signed metadata does
     /// not list medium, a listed path the signed package does not ship medium. Returns notes.
     pub fn against_media(
         &self,
@@ -174,11 +175,16 @@ impl Owners {
                 ),
             );
         }
+        // Where the installed package is recorded: dpkg's status file, the rpmdb file.
+        let db_file = match db.kind() {
+            pkgdb::DbKind::Dpkg => b"/var/lib/dpkg/status".to_vec(),
+            pkgdb::DbKind::Rpm => db.location().as_os_str().as_encoded_bytes().to_vec(),
+        };
         for u in &report.not_in_metadata {
             c.add(
                 Severity::Medium,
                 cat::PACKAGE,
-                b"/var/lib/dpkg/status",
+                &db_file,
                 format!(
                     "installed package {} {} is not in the signed metadata (listed: {})",
                     u.package.name,
@@ -197,13 +203,13 @@ impl Owners {
                 cat::PACKAGE,
                 n.path.as_os_str().as_encoded_bytes(),
                 format!(
-                    "the suspect's file list gives it to {}, whose signed .deb does not ship it",
+                    "the suspect's file list gives it to {}, whose signed package does not ship it",
                     n.package
                 ),
             );
         }
         let mut notes = vec![format!(
-            "--packages-from {}: {} package(s) compared with signed .debs ({} release(s) verified), {} not on the medium",
+            "--packages-from {}: {} package(s) compared with signed packages ({} signed index(es) verified), {} not on the medium",
             media.display(),
             report.packages_checked,
             report.releases.len(),

@@ -276,8 +276,13 @@ pub fn rpm_packages() -> Vec<RpmPackage> {
 
 /// Builds the test packages with `rpmbuild` into `out` and returns the `.rpm` paths.
 pub fn build_rpms(out: &Path) -> Vec<PathBuf> {
+    build_these_rpms(out, rpm_packages())
+}
+
+/// Builds `packages` with `rpmbuild` into `out` and returns the `.rpm` paths.
+pub fn build_these_rpms(out: &Path, packages: Vec<RpmPackage>) -> Vec<PathBuf> {
     let mut rpms = Vec::new();
-    for p in rpm_packages() {
+    for p in packages {
         let top = out.join(format!("build-{}", p.name));
         let src = top.join("payload");
         let mut install = String::new();
@@ -389,4 +394,27 @@ pub fn rpm_root(test: &str, dest: &Path, work: &Path) -> Option<()> {
         "rpm --initdb made no rpmdb.sqlite"
     );
     Some(())
+}
+
+/// The files `rpm -Va` reports as changed in what pkgdb compares: digest (5), mode (M), user (U),
+/// group (G), link target (L), or missing. Size-only, mtime-only and "could not test" columns are
+/// left out (pkgdb does not compare mtimes; a changed size comes with a changed digest).
+pub fn rpm_va_changed(root: &Path) -> std::collections::BTreeSet<String> {
+    let o = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "-Va"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.stderr.is_empty(),
+        "rpm -Va: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("missing") || l[..9].contains(['5', 'M', 'U', 'G', 'L']))
+        .map(|l| l.split_whitespace().last().unwrap().to_owned())
+        .collect()
 }
