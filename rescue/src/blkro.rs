@@ -44,6 +44,20 @@ pub enum BlkRoError {
     ReadMounts(#[source] std::io::Error),
 }
 
+impl BlkRoError {
+    /// The device could not be opened because nothing is there to read or write yet: a loop device
+    /// with no backing file or one being torn down (ENXIO), a drive without a medium (ENOMEDIUM), a node
+    /// gone since it was listed (ENOENT, ENODEV). Nobody can write to it either; the kernel announces
+    /// the moment it gains a backing file or a medium with a "change" uevent, which write-blocks it then.
+    pub fn nothing_to_block(&self) -> bool {
+        matches!(self, BlkRoError::OpenDevice { source, .. }
+        if matches!(
+            source.raw_os_error(),
+            Some(libc::ENXIO | libc::ENOMEDIUM | libc::ENOENT | libc::ENODEV)
+        ))
+    }
+}
+
 nix::ioctl_write_ptr_bad!(
     ioctl_blkroset,
     nix::request_code_none!(0x12, 93),
@@ -472,6 +486,19 @@ mod tests {
             (mounts[1].fstype.as_str(), mounts[1].options.as_str()),
             ("vfat", "ro")
         );
+    }
+
+    #[test]
+    fn a_node_that_cannot_be_opened_has_nothing_to_block_but_a_refusal_is_reported() {
+        let gone = set_read_only(Path::new("/dev/rescue-test-no-such-device"), true).unwrap_err();
+        assert!(gone.nothing_to_block(), "{gone:?}");
+        let not_block = is_read_only(Path::new("/dev/null")).unwrap_err();
+        assert!(!not_block.nothing_to_block(), "{not_block:?}");
+        let refused = BlkRoError::SetReadOnly {
+            path: PathBuf::from("/dev/sda"),
+            source: nix::Error::EACCES,
+        };
+        assert!(!refused.nothing_to_block());
     }
 
     #[test]

@@ -85,6 +85,17 @@ fn sweep() -> Vec<(String, blkro::BlkRoError)> {
     blkro::protect_all(&crate::case::unlocked_names())
 }
 
+/// Says which devices could not be write-blocked, and why (the whole cause, errno included); not the ones
+/// with nothing to block yet ([`blkro::BlkRoError::nothing_to_block`]).
+fn warn_unblocked(failures: Vec<(String, blkro::BlkRoError)>) {
+    for (name, e) in failures.iter().filter(|(_, e)| !e.nothing_to_block()) {
+        console::warn(&format!(
+            "write-blocking /dev/{name}: {}",
+            crate::error_chain(e)
+        ));
+    }
+}
+
 fn protect_new(name: &str) {
     if crate::case::unlocked_names().iter().any(|n| n == name) {
         return;
@@ -104,8 +115,12 @@ fn protect_new(name: &str) {
                 ),
                 _ => false,
             };
-        if !inactive_md {
-            console::warn(&format!("write-blocking new device {}: {e}", dev.display()));
+        if !inactive_md && !e.nothing_to_block() {
+            console::warn(&format!(
+                "write-blocking new device {}: {}",
+                dev.display(),
+                crate::error_chain(&e)
+            ));
         }
     }
 }
@@ -155,8 +170,11 @@ fn spawn_sweeper() {
             thread::sleep(Duration::from_secs(1));
             for (name, e) in sweep() {
                 // Devices vanish between listing and opening; only report the ones still there.
-                if Path::new("/sys/class/block").join(&name).exists() {
-                    console::warn(&format!("write-blocking /dev/{name}: {e}"));
+                if Path::new("/sys/class/block").join(&name).exists() && !e.nothing_to_block() {
+                    console::warn(&format!(
+                        "write-blocking /dev/{name}: {}",
+                        crate::error_chain(&e)
+                    ));
                 }
             }
         }
@@ -499,9 +517,7 @@ fn reap(children: &mut BTreeMap<i32, (PathBuf, Child)>) {
 fn setup() {
     mount_kernel_filesystems();
     // Write-block before anything else looks at a disk: the kernel may already have found some.
-    for (name, e) in sweep() {
-        console::warn(&format!("write-blocking /dev/{name}: {e}"));
-    }
+    warn_unblocked(sweep());
     let (alias_tx, alias_rx) = mpsc::channel();
     let (activity_tx, activity_rx) = mpsc::channel();
     spawn_uevent_thread(alias_tx, activity_tx);
@@ -515,9 +531,7 @@ fn setup() {
         uptime()
     ));
     coldplug_and_settle(alias_rx, activity_rx);
-    for (name, e) in sweep() {
-        console::warn(&format!("write-blocking /dev/{name}: {e}"));
-    }
+    warn_unblocked(sweep());
     console::info(&format!("drivers settled at {:.1} s", uptime()));
     // Self-check of the boot medium: the file hashes before the consoles start, so the banner has
     // them; the whole-medium hash continues in the background.
