@@ -1,7 +1,10 @@
 //! QEMU harness for end-to-end scenarios: a builder (boot medium, firmware, disks with their controller
 //! and sector size, timeout) → a running VM with its serial console on a pipe → `expect` / `run` at the
 //! `rescue> ` prompt → exit. Every wait has a timeout; `Drop` kills QEMU; every failure carries the serial
-//! log and the exact QEMU command line.
+//! log and the exact QEMU command line. Waits are on output, never on a timer: the serial consoles
+//! (ttyS0, and ttyS1 through a socket), QMP events (`expect_event`, from a monitor QEMU connects to as
+//! it starts) and init's console lines (`expect_new_disk`). A boot through GRUB gets
+//! [`GRUB_TEST_ARGS`] typed into GRUB's editor by `wait_prompt`.
 //!
 //! Gating: scenarios run only when `RESCUE_ARTIFACTS` names a build directory (`cargo xtask test` sets it)
 //! and each one that runs leaves a marker in `RESCUE_TEST_MARKERS`, so the runner can prove nothing was
