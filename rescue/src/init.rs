@@ -96,25 +96,67 @@ fn warn_unblocked(failures: Vec<(String, blkro::BlkRoError)>) {
     }
 }
 
-fn protect_new(name: &str) {
+/// Set once the boot's drivers have settled: from then on a disk that appears was plugged in (or
+/// hot-added), and init says so on the console.
+static SETTLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The console line for a disk that appeared after boot: what it is, and whether the kernel now holds
+/// it read-only (read back with `BLKROGET`, not assumed).
+fn new_disk_message(d: &crate::devices::BlockDevice) -> String {
+    let mut about = vec![d.transport.clone()];
+    if let Some(serial) = &d.serial {
+        about.push(format!("serial {serial}"));
+    }
+    about.push(crate::devices::human_size(d.size_bytes));
+    let parts = d.partitions.len();
+    match parts {
+        0 => {}
+        1 => about.push("1 partition".to_owned()),
+        n => about.push(format!("{n} partitions")),
+    }
+    let state = if d.read_only && d.partitions.iter().all(|p| p.read_only) {
+        "write-blocked"
+    } else {
+        "NOT write-blocked"
+    };
+    format!("new disk {} ({}): {state}", d.name, about.join(", "))
+}
+
+fn protect_new(name: &str, added: bool) {
     if crate::case::unlocked_names().iter().any(|n| n == name) {
         return;
     }
     let dev = PathBuf::from("/dev").join(name);
-    if let Err(e) = blkro::set_read_only(&dev, true) {
+    let result = blkro::set_read_only(&dev, true);
+    // A whole disk with hardware behind it (not a partition, loop, md or dm device our own commands
+    // make): a responder at the console sees that the disk just plugged in is write-blocked.
+    if added
+        && SETTLED.load(std::sync::atomic::Ordering::Relaxed)
+        && Path::new("/sys/block").join(name).join("device").exists()
+    {
+        // The kernel scanned the partition table before announcing the disk; their own events follow,
+        // but the line below speaks for the whole disk, so they are write-blocked first.
+        let unlocked = crate::case::unlocked_names();
+        for p in blkro::partitions_of(name) {
+            if !unlocked.contains(&p) {
+                let _ = blkro::set_read_only(&PathBuf::from("/dev").join(&p), true);
+            }
+        }
+        let d = crate::devices::describe_name(name);
+        if d.read_only && d.partitions.iter().all(|p| p.read_only) {
+            console::info(&new_disk_message(&d));
+        } else {
+            console::warn(&new_disk_message(&d));
+        }
+    }
+    if let Err(e) = result {
         // An array `md assemble` creates is inactive until it starts, and md refuses BLKROSET (ENODEV)
         // until then: it holds no data yet, starts read-only, and is marked once running. A stopped
-        // array's node goes away under us (`md stop`).
+        // array's node goes away under us (`md stop`): nothing to block, like an unbound loop device.
         let inactive_md = name.starts_with("md")
-            && match &e {
+            && matches!(&e,
                 blkro::BlkRoError::SetReadOnly { source, .. }
-                | blkro::BlkRoError::GetReadOnly { source, .. } => *source == nix::Error::ENODEV,
-                blkro::BlkRoError::OpenDevice { source, .. } => matches!(
-                    source.raw_os_error(),
-                    Some(libc::ENXIO | libc::ENOENT | libc::ENODEV)
-                ),
-                _ => false,
-            };
+                | blkro::BlkRoError::GetReadOnly { source, .. } if *source == nix::Error::ENODEV);
         if !inactive_md && !e.nothing_to_block() {
             console::warn(&format!(
                 "write-blocking new device {}: {}",
@@ -144,7 +186,7 @@ fn spawn_uevent_thread(aliases: mpsc::Sender<String>, activity: mpsc::Sender<()>
                         if ev.subsystem.as_deref() == Some("block")
                             && let Some(name) = &ev.devname
                         {
-                            protect_new(name);
+                            protect_new(name, ev.action == "add");
                         }
                         if let Some(alias) = ev.modalias {
                             let _ = aliases.send(alias);
@@ -533,6 +575,7 @@ fn setup() {
     coldplug_and_settle(alias_rx, activity_rx);
     warn_unblocked(sweep());
     console::info(&format!("drivers settled at {:.1} s", uptime()));
+    SETTLED.store(true, std::sync::atomic::Ordering::Relaxed);
     // Self-check of the boot medium: the file hashes before the consoles start, so the banner has
     // them; the whole-medium hash continues in the background.
     let (tx, rx) = mpsc::channel();
@@ -555,6 +598,54 @@ fn uptime() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_disk_is_named_with_its_serial_size_and_read_back_state() {
+        let mut d = crate::devices::BlockDevice {
+            name: "sdb".into(),
+            path: "/dev/sdb".into(),
+            size_bytes: 2_000_398_934_016,
+            logical_sector_size: 512,
+            physical_sector_size: 4096,
+            model: Some("WDC WD20EFRX".into()),
+            serial: Some("WD-WCC4M0123456".into()),
+            wwn: None,
+            transport: "usb".into(),
+            removable: false,
+            read_only: true,
+            partitions: Vec::new(),
+        };
+        assert_eq!(
+            new_disk_message(&d),
+            "new disk sdb (usb, serial WD-WCC4M0123456, 1.8 TiB): write-blocked"
+        );
+        let part = |n: u32, ro: bool| crate::devices::Partition {
+            name: format!("sdb{n}"),
+            path: format!("/dev/sdb{n}"),
+            number: Some(n),
+            start_bytes: 1 << 20,
+            size_bytes: 1 << 30,
+            read_only: ro,
+        };
+        d.partitions = vec![part(1, true), part(2, true)];
+        assert_eq!(
+            new_disk_message(&d),
+            "new disk sdb (usb, serial WD-WCC4M0123456, 1.8 TiB, 2 partitions): write-blocked"
+        );
+        // One writable partition is enough to say the disk is not write-blocked.
+        d.partitions = vec![part(1, true), part(2, false)];
+        d.serial = None;
+        assert_eq!(
+            new_disk_message(&d),
+            "new disk sdb (usb, 1.8 TiB, 2 partitions): NOT write-blocked"
+        );
+        d.partitions.clear();
+        d.read_only = false;
+        assert_eq!(
+            new_disk_message(&d),
+            "new disk sdb (usb, 1.8 TiB): NOT write-blocked"
+        );
+    }
 
     #[test]
     fn kernel_params_are_found_with_and_without_quotes() {

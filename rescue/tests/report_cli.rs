@@ -639,6 +639,16 @@ fn absent_parts_are_stated_and_an_unsigned_report_gives_the_final_chain_hash() {
     let v = rescue(&["report", "verify", dir.to_str().unwrap()], &[]);
     assert_eq!(v.status.code(), Some(3), "{}", text(&v));
     assert!(text(&v).contains("UNSIGNED"), "{}", text(&v));
+    // On an 80-column console (the width without a terminal) every line fits, the 64-digit chain
+    // hash included, and stays whole.
+    let shown = String::from_utf8_lossy(&v.stdout).into_owned();
+    for said in [&out, &shown] {
+        assert!(
+            said.lines().all(|l| l.chars().count() <= 80),
+            "a line wider than 80 columns:\n{said}"
+        );
+        assert!(said.contains(hash), "{said}");
+    }
     assert!(sha256sum_c(&dir).0);
     // The live case log must go on from the snapshot: an edit of its history is named.
     flip_byte(&case.join("case-log.jsonl"), 30);

@@ -243,21 +243,18 @@ fn hotplugged_usb_disk_is_write_blocked_with_its_partitions() -> anyhow::Result<
         disk.display()
     ))?;
     vm.hmp("device_add usb-storage,bus=xhci.0,drive=hot,id=hotdev,serial=HOTPLUG1")?;
-    // The disk appears asynchronously (USB enumeration, SCSI scan); wait for it with a deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let hot = loop {
-        let disks = devices(&mut vm)?;
-        if let Some(d) = disks.into_iter().find(|d| {
-            d["serial"] == "HOTPLUG1" && d["partitions"].as_array().is_some_and(|p| !p.is_empty())
-        }) {
-            break d;
-        }
-        vm.check(
-            std::time::Instant::now() < deadline,
-            "the hotplugged disk never appeared",
-        )?;
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    // The disk appears asynchronously (USB enumeration, SCSI scan): init write-blocks it and its
+    // partition as it appears and says so on the console.
+    let name = vm.expect_new_disk("HOTPLUG1", BOOT_TIMEOUT)?;
+    let disks = devices(&mut vm)?;
+    let hot = disks
+        .into_iter()
+        .find(|d| d["serial"] == "HOTPLUG1")
+        .unwrap_or_default();
+    vm.check(
+        hot["name"] == name.as_str() && hot["partitions"].as_array().is_some_and(|p| p.len() == 1),
+        &format!("the announced disk {name} is the hotplugged one, with its partition: {hot}"),
+    )?;
     vm.check(
         hot["read_only"] == true,
         &format!("hotplugged disk is read-only: {hot}"),

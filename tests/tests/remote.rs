@@ -6,10 +6,10 @@
 //! No traffic leaves the loopback and QEMU's own network.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::Digest;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
@@ -23,6 +23,41 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Reads `out` on a thread until a line holds `needle`, then keeps draining it (a full pipe would stop
+/// the writer); fails when the writer closes it first or after `timeout`.
+fn wait_for_line(
+    out: Option<impl std::io::Read + Send + 'static>,
+    needle: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let out = out.ok_or_else(|| anyhow::anyhow!("no output pipe"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_owned();
+    std::thread::spawn(move || {
+        let mut out = std::io::BufReader::new(out);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = tx.send(Err(seen));
+                return;
+            }
+            seen.push_str(&line);
+            if line.contains(&needle) {
+                let _ = tx.send(Ok(()));
+                break;
+            }
+        }
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(seen)) => Err(anyhow::anyhow!("exited before it listened:\n{seen}")),
+        Err(_) => Err(anyhow::anyhow!("did not say it listens within {timeout:?}")),
     }
 }
 
@@ -57,23 +92,19 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
     let store = work.path().join("store");
     fs::create_dir_all(store.join("evidence"))?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let _server = Server(
-        Command::new(s3s_fs()?)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "s3s-fs did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = Command::new(s3s_fs()?)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS, "--secret-key", SECRET])
+        .arg(&store)
+        // Its log says when it listens: "server is running at http://…", printed after the bind.
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let out = child.stdout.take();
+    let _server = Server(child);
+    wait_for_line(out, "server is running at", Duration::from_secs(180))
+        .map_err(|e| anyhow::anyhow!("s3s-fs: {e}"))?;
 
     let disk = work.path().join("evidence.img");
     let size: u64 = 24 << 20;

@@ -31,6 +31,12 @@ pub fn print_error(err: &anyhow::Error) {
     eprintln!("error: {}", chain.join(": "));
 }
 
+/// Prints `text` on stdout, word-wrapped to the console's width (a path, a key or a digest stays whole
+/// unless it is wider than a line).
+pub fn say(text: &str) {
+    print!("{}", wrap_text(text, columns()));
+}
+
 /// Columns assumed when the terminal does not say (a serial line that did not answer the size probe).
 pub const FALLBACK_COLUMNS: usize = 80;
 

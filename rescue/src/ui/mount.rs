@@ -135,10 +135,15 @@ fn log_event(e: &MountEvent) {
             length,
             expected,
             actual,
-        } => eprintln!(
-            "{} window {index} at offset {offset} ({length} bytes) DOES NOT MATCH the manifest: \
-             expected sha256 {expected}, got {actual}; reads of it fail with EIO",
-            now()
+        } => eprint!(
+            "{}",
+            mismatch_text(
+                &now(),
+                (*index, *offset, *length),
+                expected,
+                actual,
+                super::columns()
+            )
         ),
         MountEvent::ReadFailed {
             offset,
@@ -149,6 +154,32 @@ fn log_event(e: &MountEvent) {
             now()
         ),
     }
+}
+
+/// A window that failed its hash, every line at most `width` characters: the event (the window named
+/// as people and scripts look for it), then both digests, each whole on an 80-column console.
+fn mismatch_text(
+    at: &str,
+    (index, offset, length): (usize, u64, u64),
+    expected: &str,
+    actual: &str,
+    width: usize,
+) -> String {
+    let mut text = super::wrap_text(
+        &format!(
+            "{at} window {index} at offset {offset} ({length} bytes) DOES NOT MATCH the manifest's \
+             sha256; reads of it fail with EIO"
+        ),
+        width,
+    );
+    for l in super::table::labelled("  expected ", expected, width)
+        .into_iter()
+        .chain(super::table::labelled("  found    ", actual, width))
+    {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    text
 }
 
 /// `rescue mount`.
@@ -424,6 +455,26 @@ pub fn run_umount(args: &UmountArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_mismatch_fits_80_and_40_columns_with_both_digests_whole_at_80() {
+        let (e, a) = ("a".repeat(64), "b".repeat(64));
+        let at = "2026-12-05T21:00:00Z";
+        let t = mismatch_text(at, (3, 3145728, 1048576), &e, &a, 80);
+        assert!(super::super::widest(&t) <= 80, "{t}");
+        assert!(
+            t.starts_with(&format!(
+                "{at} window 3 at offset 3145728 (1048576 bytes) DOES NOT MATCH"
+            )),
+            "{t}"
+        );
+        assert!(t.contains(&format!("  expected {e}\n")), "{t}");
+        assert!(t.contains(&format!("  found    {a}\n")), "{t}");
+        let t = mismatch_text(at, (3, 3145728, 1048576), &e, &a, 40);
+        assert!(super::super::widest(&t) <= 40, "{t}");
+        let squeezed: String = t.split_whitespace().collect();
+        assert!(squeezed.contains(&e) && squeezed.contains(&a), "{t}");
+    }
 
     #[test]
     fn state_names_are_flat_file_names() {

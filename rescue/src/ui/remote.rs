@@ -45,10 +45,10 @@ pub(crate) fn store_config(r: &RemoteArgs, bucket: &str) -> anyhow::Result<Store
         Some(path) => {
             let (c, world_readable) = credentials::load_file(path)?;
             if world_readable {
-                eprintln!(
+                notice(&format!(
                     "warning: {} is readable by every user; keep credentials files mode 0600",
                     path.display()
-                );
+                ));
             }
             c
         }
@@ -93,7 +93,7 @@ fn progress_line(json: bool, p: &crate::acquire::Progress, started: std::time::I
         return;
     }
     let secs = started.elapsed().as_secs_f64().max(1e-3);
-    eprintln!(
+    let line = format!(
         "{}: {} / {} read, {} stored, {}/s",
         match p.phase {
             Phase::Verify => "verify",
@@ -105,6 +105,12 @@ fn progress_line(json: bool, p: &crate::acquire::Progress, started: std::time::I
         crate::devices::human_size(p.durable_bytes),
         crate::devices::human_size((p.done_bytes as f64 / secs) as u64),
     );
+    eprint!("{}", super::wrap_text(&line, super::columns()));
+}
+
+/// A notice on stderr, wrapped to the console's width.
+fn notice(text: &str) {
+    eprint!("{}", super::wrap_text(text, super::columns()));
 }
 
 /// `acquire SOURCE --out s3://…`.
@@ -143,8 +149,8 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
         cancel: Arc::clone(&cancel),
     };
     if args.remote.insecure {
-        eprintln!(
-            "warning: --insecure: the store's TLS certificate is not checked (recorded in the manifest)"
+        notice(
+            "warning: --insecure: the store's TLS certificate is not checked (recorded in the manifest)",
         );
     }
     let abort = super::acquire::abort_after();
@@ -174,9 +180,9 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
             }
         }
         UploadEvent::ClockSkew { offset_secs } => {
-            eprintln!(
+            notice(&format!(
                 "notice: this machine's clock differs from the store's by {offset_secs} s (store ahead); signing with the store's time and recording the offset"
-            );
+            ));
             case_log(
                 "clock",
                 "store clock offset",
@@ -184,20 +190,20 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
             );
         }
         UploadEvent::Resuming { parts, bytes } => {
-            eprintln!(
+            notice(&format!(
                 "resuming: the store holds {parts} parts ({}); re-reading the source to check them",
                 crate::devices::human_size(*bytes)
-            );
+            ));
         }
         UploadEvent::NothingStored => {
-            eprintln!(
-                "resuming: nothing is stored under the prefix yet (the run stopped before its first write); starting the upload"
+            notice(
+                "resuming: nothing is stored under the prefix yet (the run stopped before its first write); starting the upload",
             );
         }
         UploadEvent::Restarting { file, part, reason } => {
-            eprintln!(
+            notice(&format!(
                 "resume: the store holds part {part} of {file} from the interrupted run but lists no checksum for it and refuses to replace it ({reason}); aborted that multipart upload and uploading {file} again from the start"
-            );
+            ));
         }
     });
     match result {
@@ -232,46 +238,8 @@ pub fn run_acquire(args: &AcquireArgs) -> anyhow::Result<u8> {
                         "manifest": out.manifest,
                     }),
                 );
-            } else if out.status == AcquireStatus::Interrupted {
-                println!(
-                    "interrupted: {} bytes of the source stored at {}; continue with the same command and --resume",
-                    out.manifest.acquired_bytes, out.url
-                );
             } else {
-                let m = &out.manifest;
-                println!("acquired {} → {}", m.source.path, out.url);
-                println!(
-                    "  {} bytes ({}) in {} parts of {} bytes ({} already in the store were checked and kept)",
-                    m.source.size_bytes,
-                    m.image.format,
-                    m.remote.as_ref().map_or(0, |r| r.parts.len()),
-                    m.remote.as_ref().map_or(0, |r| r.part_bytes),
-                    out.reused_parts
-                );
-                for o in &m.outputs {
-                    println!(
-                        "  {:<16} {:>14} bytes  sha256 {}",
-                        o.file, o.size_bytes, o.sha256
-                    );
-                }
-                for (algo, digest) in &m.hashes {
-                    println!("  {algo:<7} {digest}");
-                }
-                if let Some(o) = m.remote.as_ref().and_then(|r| r.clock_offset_secs) {
-                    println!("  clock offset to the store: {o} s (recorded)");
-                }
-                if !m.unreadable.is_empty() {
-                    println!("  UNREADABLE: {} extents zero-filled", m.unreadable.len());
-                }
-                match &m.source_verification {
-                    Some(v) if v.matched => {
-                        println!("  source re-read (--verify-source): hashes match");
-                    }
-                    Some(_) => println!(
-                        "  SOURCE RE-READ GAVE DIFFERENT HASHES (--verify-source): the source changed or reads unstably"
-                    ),
-                    None => {}
-                }
+                print!("{}", acquire_summary(&out, super::columns()));
             }
             Ok(code)
         }
@@ -340,36 +308,280 @@ pub fn run_verify(args: &VerifyArgs) -> anyhow::Result<u8> {
             "result",
             serde_json::json!({ "exit_code": code, "report": report }),
         );
-    } else if report.ok {
-        println!(
-            "verified {}: {} checks match, {} bytes in {} parts re-downloaded",
-            report.url,
-            report.checks.len(),
-            report.bytes,
-            report.parts
-        );
     } else {
-        println!("VERIFICATION FAILED for {}", report.url);
-        for c in report.checks.iter().filter(|c| !c.ok) {
-            println!(
-                "  mismatch: {}: expected {}, found {}",
-                c.what, c.expected, c.actual
-            );
+        print!("{}", verify_summary(&report, super::columns()));
+    }
+    Ok(code)
+}
+
+/// What `acquire … --out s3://…` says when it ends, every line at most `width` characters.
+fn acquire_summary(out: &crate::s3::upload::UploadOutcome, width: usize) -> String {
+    let m = &out.manifest;
+    if out.status == AcquireStatus::Interrupted {
+        return super::wrap_text(
+            &format!(
+                "interrupted: {} bytes of the source stored at {}; continue with the same command and --resume",
+                m.acquired_bytes, out.url
+            ),
+            width,
+        );
+    }
+    let parts = m.remote.as_ref().map_or(0, |r| r.parts.len());
+    let part_bytes = m.remote.as_ref().map_or(0, |r| r.part_bytes);
+    let mut lines = vec![
+        format!("acquired {} → {}", m.source.path, out.url),
+        format!(
+            "  {} bytes ({}) in {parts} parts of {part_bytes} bytes ({} already in the store were checked and kept)",
+            m.source.size_bytes, m.image.format, out.reused_parts
+        ),
+    ];
+    let mut text = String::new();
+    let flush = |lines: &mut Vec<String>, text: &mut String| {
+        for l in lines.drain(..) {
+            text.push_str(&super::wrap_text(&l, width));
         }
-        if let Some(p) = report.first_bad_part {
-            match &report.first_bad_object {
-                Some(o) => println!("  first bad part: {p} of {o}"),
-                None => println!("  first bad part: {p}"),
-            }
+    };
+    flush(&mut lines, &mut text);
+    for o in &m.outputs {
+        lines.push(format!("  wrote {} ({} bytes)", o.file, o.size_bytes));
+        flush(&mut lines, &mut text);
+        for l in super::table::labelled("    sha256 ", &o.sha256, width) {
+            text.push_str(&l);
+            text.push('\n');
         }
-        if let Some(w) = &report.first_bad_window {
-            println!(
+    }
+    for (algo, digest) in &m.hashes {
+        for l in super::table::labelled(&format!("  {algo:<7} "), digest, width) {
+            text.push_str(&l);
+            text.push('\n');
+        }
+    }
+    if let Some(o) = m.remote.as_ref().and_then(|r| r.clock_offset_secs) {
+        lines.push(format!("  clock offset to the store: {o} s (recorded)"));
+    }
+    if !m.unreadable.is_empty() {
+        lines.push(format!(
+            "  UNREADABLE: {} extents zero-filled",
+            m.unreadable.len()
+        ));
+    }
+    match &m.source_verification {
+        Some(v) if v.matched => {
+            lines.push("  source re-read (--verify-source): hashes match".to_owned());
+        }
+        Some(_) => lines.push(
+            "  SOURCE RE-READ GAVE DIFFERENT HASHES (--verify-source): the source changed or reads unstably"
+                .to_owned(),
+        ),
+        None => {}
+    }
+    flush(&mut lines, &mut text);
+    text
+}
+
+/// What `verify s3://…` says when it ends, every line at most `width` characters.
+fn verify_summary(report: &crate::s3::verify::RemoteVerifyReport, width: usize) -> String {
+    if report.ok {
+        return super::wrap_text(
+            &format!(
+                "verified {}: {} checks match, {} bytes in {} parts re-downloaded",
+                report.url,
+                report.checks.len(),
+                report.bytes,
+                report.parts
+            ),
+            width,
+        );
+    }
+    let mut text = super::wrap_text(&format!("VERIFICATION FAILED for {}", report.url), width);
+    for c in report.checks.iter().filter(|c| !c.ok) {
+        text.push_str(&super::wrap_text(
+            &format!("  mismatch: {}:", c.what),
+            width,
+        ));
+        for l in super::table::labelled("    expected ", &c.expected, width)
+            .into_iter()
+            .chain(super::table::labelled("    found    ", &c.actual, width))
+        {
+            text.push_str(&l);
+            text.push('\n');
+        }
+    }
+    if let Some(p) = report.first_bad_part {
+        let line = match &report.first_bad_object {
+            Some(o) => format!("  first bad part: {p} of {o}"),
+            None => format!("  first bad part: {p}"),
+        };
+        text.push_str(&super::wrap_text(&line, width));
+    }
+    if let Some(w) = &report.first_bad_window {
+        text.push_str(&super::wrap_text(
+            &format!(
                 "  first bad window: {} (bytes {}..{})",
                 w.index,
                 w.offset,
                 w.offset.saturating_add(w.length)
-            );
+            ),
+            width,
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acquire::hash::HashAlgorithm;
+    use crate::acquire::manifest::{Manifest, RemoteInfo, RemotePart};
+    use crate::acquire::verify::{BadWindow, Check};
+    use crate::s3::S3Url;
+    use crate::s3::upload::UploadOutcome;
+    use crate::s3::verify::RemoteVerifyReport;
+
+    /// Words and digests as a person reads them: everything but the whitespace the wrapping added.
+    fn squeezed(text: &str) -> String {
+        text.split_whitespace().collect()
+    }
+
+    const PREFIX: &str =
+        "CASE-2026-1205-webserver-intrusion/evidence-0001-system-disk-acquired-on-site/";
+
+    /// A real manifest (a local acquisition of a small file with a long name), told as an upload to a
+    /// long prefix.
+    fn uploaded(tmp: &Path) -> UploadOutcome {
+        let src = tmp.join("source-disk-image-of-the-compromised-web-server-in-rack-14.img");
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i / 509) as u8 ^ i as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let out = tmp.join("out");
+        let opts = crate::acquire::AcquireOptions {
+            source: src,
+            out_dir: out.clone(),
+            hashes: Some(vec![HashAlgorithm::Sha256, HashAlgorithm::Sha512]),
+            ..Default::default()
+        };
+        crate::acquire::acquire(&opts, &mut |_| {}).unwrap();
+        let mut manifest = Manifest::load(&out).unwrap();
+        let sha = manifest.outputs[0].sha256.clone();
+        manifest.remote = Some(RemoteInfo {
+            endpoint: "https://objects.evidence-store.internal.example.org:9000".into(),
+            region: "eu-central-1".into(),
+            bucket: "incident-response-evidence".into(),
+            prefix: PREFIX.into(),
+            insecure: false,
+            ca_file: None,
+            part_bytes: 1 << 20,
+            parts: vec![RemotePart {
+                file: "image.raw".into(),
+                number: 1,
+                offset: 0,
+                size_bytes: 1 << 20,
+                sha256: sha,
+            }],
+            clock_offset_secs: Some(-3600),
+        });
+        UploadOutcome {
+            status: AcquireStatus::Complete,
+            manifest,
+            url: S3Url::parse(&format!("s3://incident-response-evidence/{PREFIX}")).unwrap(),
+            reused_parts: 0,
         }
     }
-    Ok(code)
+
+    #[test]
+    fn remote_acquire_and_verify_summaries_fit_80_and_40_columns_with_long_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let done = uploaded(tmp.path());
+        let m = &done.manifest;
+        let sha512 = m.hashes["sha512"].clone();
+        let url = done.url.to_string();
+        let mut bad = RemoteVerifyReport {
+            url: url.clone(),
+            ok: true,
+            bytes: 1 << 20,
+            parts: 1,
+            checks: Vec::new(),
+            first_bad_part: Some(1),
+            first_bad_object: Some(format!("{PREFIX}image.raw")),
+            first_bad_window: Some(BadWindow {
+                index: 0,
+                offset: 0,
+                length: 1 << 20,
+                expected: m.hashes["sha256"].clone(),
+                actual: "0".repeat(64),
+            }),
+        };
+        let mut good = RemoteVerifyReport {
+            first_bad_part: None,
+            first_bad_object: None,
+            first_bad_window: None,
+            ..bad.clone()
+        };
+        Check::record(
+            &mut good.checks,
+            &mut good.ok,
+            "stream sha512",
+            &sha512,
+            &sha512,
+        );
+        Check::record(
+            &mut bad.checks,
+            &mut bad.ok,
+            format!("part 1 of {PREFIX}image.raw sha256"),
+            &m.outputs[0].sha256,
+            &"f".repeat(64),
+        );
+        Check::record(
+            &mut bad.checks,
+            &mut bad.ok,
+            "stream sha512",
+            &sha512,
+            &"e".repeat(128),
+        );
+        assert!(!bad.ok && good.ok);
+        for width in [80, 40] {
+            let acquired = acquire_summary(&done, width);
+            let failed = verify_summary(&bad, width);
+            let verified = verify_summary(&good, width);
+            for text in [&acquired, &failed, &verified] {
+                assert!(super::super::widest(text) <= width, "{width}:\n{text}");
+                // Nothing is cut: the URL and the digests are all there once the wrapping is undone.
+                assert!(squeezed(text).contains(&squeezed(&url)), "{width}:\n{text}");
+            }
+            assert!(
+                squeezed(&acquired).contains(&sha512),
+                "{width}:\n{acquired}"
+            );
+            assert!(
+                squeezed(&acquired).contains(&m.outputs[0].sha256),
+                "{width}:\n{acquired}"
+            );
+            assert!(
+                squeezed(&failed).contains(&"e".repeat(128)),
+                "{width}:\n{failed}"
+            );
+            assert!(
+                squeezed(&failed).contains(&squeezed(&format!(
+                    "first bad part: 1 of {PREFIX}image.raw"
+                ))),
+                "{width}:\n{failed}"
+            );
+        }
+        // At 80 columns a SHA-256 is one line and the first bad window is named as scripts grep it.
+        let failed = verify_summary(&bad, 80);
+        assert!(
+            failed.contains(&format!("found    {}", "f".repeat(64))),
+            "{failed}"
+        );
+        assert!(
+            failed.contains("  first bad window: 0 (bytes 0..1048576)"),
+            "{failed}"
+        );
+        let interrupted = UploadOutcome {
+            status: AcquireStatus::Interrupted,
+            ..done
+        };
+        let text = acquire_summary(&interrupted, 40);
+        assert!(super::super::widest(&text) <= 40, "{text}");
+        assert!(squeezed(&text).contains(&squeezed(&url)), "{text}");
+    }
 }

@@ -222,13 +222,13 @@ fn run_build(a: &BuildArgs) -> anyhow::Result<u8> {
             }),
         );
     }
-    println!(
+    super::say(&format!(
         "report of case {} written to {}: {}",
         r.case.case_id.as_deref().unwrap_or("-"),
         out.display(),
         built.files.join(" ")
-    );
-    println!(
+    ));
+    super::say(&format!(
         "{} evidence files hashed into {}; case log: {} entries, chain {}",
         r.evidence.len(),
         report::INDEX_NAME,
@@ -238,9 +238,9 @@ fn run_build(a: &BuildArgs) -> anyhow::Result<u8> {
         } else {
             "BROKEN"
         }
-    );
+    ));
     match &r.signature {
-        Some(s) => println!(
+        Some(s) => super::say(&format!(
             "signed by {} ({}{}): check with `rescue report verify {}` or gpgv",
             s.fingerprint,
             s.uid,
@@ -249,19 +249,19 @@ fn run_build(a: &BuildArgs) -> anyhow::Result<u8> {
                 .map(|k| format!(", subkey {k}"))
                 .unwrap_or_default(),
             out.display()
-        ),
-        None => println!(
+        )),
+        None => super::say(&format!(
             "the report is UNSIGNED (no --sign-key). Write down the case log's final chain hash:\n  {}",
             r.case_log
                 .final_hash
                 .as_deref()
                 .unwrap_or("(the case log is empty or broken)")
-        ),
+        )),
     }
     if !r.open_items.is_empty() {
         println!("open items:");
         for i in &r.open_items {
-            println!("  - {i}");
+            super::say(&format!("  - {i}"));
         }
     }
     Ok(0)
@@ -271,41 +271,41 @@ fn run_verify(dir: &Path, keyrings: &[PathBuf]) -> anyhow::Result<u8> {
     let v = report::verify::verify_dir(dir, keyrings, chrono::Utc::now())?;
     for c in &v.checks {
         if !c.ok {
-            println!("FAILED {}: {}", c.file, c.what);
+            super::say(&format!("FAILED {}: {}", c.file, c.what));
         }
     }
     let failed = v.failed();
     let good = v.checks.len() - failed.len();
     if v.signed {
-        println!(
+        super::say(&format!(
             "signatures checked against {} ({})",
             v.keys_from,
             v.key_fingerprints.join(", ")
-        );
+        ));
     }
     if !failed.is_empty() {
         let names: Vec<&str> = failed.iter().map(|c| c.file.as_str()).collect();
-        println!(
+        super::say(&format!(
             "{}: NOT verified: {} of {} checks failed ({})",
             dir.display(),
             failed.len(),
             v.checks.len(),
             names.join(", ")
-        );
+        ));
         return Ok(EXIT_FAILED);
     }
     if !v.signed {
-        println!(
+        super::say(&format!(
             "{}: every hash matches ({good} checks), but the report is UNSIGNED; case log final chain hash {}",
             dir.display(),
             v.final_hash.as_deref().unwrap_or("-")
-        );
+        ));
         return Ok(EXIT_UNSIGNED);
     }
-    println!(
+    super::say(&format!(
         "{}: verified: {good} checks, every hash and signature good; case log final chain hash {}",
         dir.display(),
         v.final_hash.as_deref().unwrap_or("-")
-    );
+    ));
     Ok(0)
 }
