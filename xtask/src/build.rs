@@ -176,6 +176,16 @@ fn git_commit() -> String {
     .unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// Cargo's home (`CARGO_HOME`, else `~/.cargo`): the crates' sources are under it, and their paths
+/// end up in panic messages, so the binary names it `/cargo` whatever the build user's home is.
+pub fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent/.cargo"))
+}
+
 /// Builds the static rescue binary and checks that it has no program interpreter.
 pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     let root = util::project_root();
@@ -197,7 +207,9 @@ pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
             .env(
                 "RUSTFLAGS",
                 format!(
-                    "-C target-feature=+crt-static --remap-path-prefix={}=/build",
+                    "-C target-feature=+crt-static --remap-path-prefix={}=/cargo \
+                     --remap-path-prefix={}=/build",
+                    cargo_home().display(),
                     root.display()
                 ),
             )
