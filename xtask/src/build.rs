@@ -186,6 +186,37 @@ pub fn cargo_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/nonexistent/.cargo"))
 }
 
+/// The Rust toolchain `rust-toolchain.toml` pins (its `channel`).
+pub fn toolchain_channel(root: &Path) -> anyhow::Result<String> {
+    let path = root.join("rust-toolchain.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("channel"))
+        .filter_map(|l| l.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .next()
+        .with_context(|| format!("{} has no `channel = \"...\"`", path.display()))
+}
+
+/// `rustc -vV` of the compiler cargo uses here, checked against `rust-toolchain.toml`; its lines.
+pub fn check_rustc(root: &Path) -> anyhow::Result<Vec<String>> {
+    let channel = toolchain_channel(root)?;
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let text = util::output(Command::new(&rustc).current_dir(root).arg("-vV"))?;
+    let release = text
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .unwrap_or_default();
+    if release != channel {
+        bail!(
+            "`{rustc} -vV` says release {release:?}, but rust-toolchain.toml pins {channel}: this \
+             machine would compile a different rescue binary. Build through rustup (it reads \
+             rust-toolchain.toml): `rustup toolchain install {channel} --component rustfmt,clippy`"
+        );
+    }
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
 /// Builds the static rescue binary and checks that it has no program interpreter.
 pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     let root = util::project_root();
@@ -436,6 +467,9 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     deps::ensure_packages(deps::BUILD)?;
     let root = util::project_root();
     let lock = inputs::Lock::load()?;
+    // The compilers and libraries the static binary is made from, before anything is compiled.
+    let rustc_vv = check_rustc(&root)?;
+    let toolchain = inputs::check_toolchain(&lock)?;
     let kernel = kernel::resolve(
         o.kernel.as_deref(),
         o.modules.as_deref(),
@@ -738,6 +772,11 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "stub": { "source": stub_source, "sha256": stub_sha, "override": o.stub.is_some() },
         "inputs": { "lock": inputs::LOCK_FILE, "lock_sha256": util::sha256_hex(lock.render().as_bytes()), "packages": lock.pins },
         "rescue_binary": { "target": TARGET, "sha256": rescue_sha, "size": rescue_bin.len(), "static": true },
+        "toolchain": {
+            "rust_toolchain_toml": toolchain_channel(&root)?,
+            "rustc": rustc_vv,
+            "packages": toolchain.iter().map(|p| json!({ "name": p.name, "version": p.version, "arch": p.arch, "sha256": p.sha256 })).collect::<Vec<_>>(),
+        },
         "initramfs": { "compression": format!("zstd-{ZSTD_LEVEL}"), "uncompressed_size": initrd.uncompressed_size, "compressed_size": initrd.cpio_zst.len() },
         "modules": initrd.modules,
         "modules_missing": initrd.modules_missing,
