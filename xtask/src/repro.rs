@@ -6,7 +6,8 @@
 //! architecture, mirror and debootstrap version) entered through `unshare --mount --uts` and `chroot`,
 //! with its own host name, build user (uid 4321, not root), home, umask, time zone and locale. Into it
 //! go a `git clone` of HEAD (never a copy of the work tree: the work tree must be clean), the toolchain
-//! packages pinned in `xtask/inputs.lock` installed by `apt-get` from the Debian archive, this
+//! packages pinned in `xtask/inputs.lock` (and git: the build reads the commit and its date) installed
+//! by `apt-get` from the Debian archive, this
 //! machine's pinned Rust toolchain mounted read-only (the bits rustup downloads; nothing is fetched),
 //! the downloaded `.crate` files (checked by cargo against `Cargo.lock`) and the pinned `.deb` inputs
 //! (checked by the build against the lock). There `cargo xtask build` runs as the build user; both
@@ -306,7 +307,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "set -eu\n\
          export DEBIAN_FRONTEND=noninteractive\n\
          apt-get update -q\n\
-         apt-get install -y -q --no-install-recommends ca-certificates {pkgs}\n\
+         apt-get install -y -q --no-install-recommends ca-certificates git {pkgs}\n\
          echo '{USER}:x:{UID}:{UID}:build user:/home/{USER}:/bin/sh' >> /etc/passwd\n\
          echo '{USER}:x:{UID}:' >> /etc/group\n\
          echo \"second machine: $(hostname), build user {USER} (uid {UID}), umask {UMASK}, TZ {TZ}, {LOCALE}\"\n\
