@@ -43,28 +43,28 @@ const FIXED: &[(&str, &str)] = &[
 ];
 
 /// Installed host packages the build runs or reads (role `toolchain`), found by tracing a clean
-/// release build (`strace -f -e openat,execve`, each file mapped with `dpkg -S`): the C compiler and
-/// linker driver with the crt objects and `libgcc.a` they add, glibc's static library and headers,
-/// the kernel headers they include, the assembler and the libraries these programs load, and
-/// `grub-mkimage`. rustc links with its own `rust-lld`, which `rust-toolchain.toml` pins.
+/// release build (`strace -f -e trace=execve,openat` on `cargo xtask build`, each file the C compiler,
+/// assembler, archiver and linker driver opened mapped with `dpkg -S`): gcc's driver, `collect2` and
+/// `cc1`, the crt objects and `libgcc.a`, glibc's `libc.a` and headers, the kernel header they include
+/// (`linux/limits.h`), `as`/`ar` with libbfd, the libraries these programs load, and `grub-mkimage`
+/// (it links GRUB's BIOS image) with its LZMA library. rustc links with its own `rust-lld`, which
+/// `rust-toolchain.toml` pins. Not pinned: locale files, and LTO plugins `ar` loads when they happen
+/// to be installed (`LLVMgold` of llvm-*-linker-tools): they do not touch non-LTO objects.
 pub const TOOLCHAIN: &[&str] = &[
     "binutils",
-    "binutils-common",
     "binutils-x86-64-linux-gnu",
     "cpp-12",
     "gcc",
     "gcc-12",
-    "gcc-12-base",
     "grub-common",
     "libbinutils",
-    "libc-dev-bin",
     "libc6",
     "libc6-dev",
-    "libcrypt-dev",
     "libgcc-12-dev",
     "libgcc-s1",
     "libgmp10",
     "libisl23",
+    "liblzma5",
     "libmpc3",
     "libmpfr6",
     "libzstd1",

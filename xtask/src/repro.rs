@@ -6,9 +6,9 @@
 //! architecture, mirror and debootstrap version) entered through `unshare --mount --uts` and `chroot`,
 //! with its own host name, build user (uid 4321, not root), home, umask, time zone and locale. Into it
 //! go a `git clone` of HEAD (never a copy of the work tree: the work tree must be clean), the toolchain
-//! packages pinned in `xtask/inputs.lock` (and git: the build reads the commit and its date) installed
-//! by `apt-get` from the Debian archive, this
-//! machine's pinned Rust toolchain mounted read-only (the bits rustup downloads; nothing is fetched),
+//! packages pinned in `xtask/inputs.lock` (and git: the build reads the commit and its date)
+//! installed by `apt-get` from the Debian archive, this machine's pinned Rust toolchain mounted
+//! read-only (the bits rustup downloads; nothing is fetched),
 //! the downloaded `.crate` files (checked by cargo against `Cargo.lock`) and the pinned `.deb` inputs
 //! (checked by the build against the lock). There `cargo xtask build` runs as the build user; both
 //! SHA256SUMS files are printed with their difference, and any difference is an error.
@@ -186,6 +186,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     )?
     .trim()
     .to_owned();
+    // The first build runs last: it builds this commit's identity even if HEAD moves meanwhile, and
+    // the run fails if the work tree no longer holds that commit.
+    let first_opts = BuildOptions::parse(&[])?;
 
     // The second machine: a fresh Debian 12 root (built first: it is the slow one).
     let t = Instant::now();
@@ -360,7 +363,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // this one is cold too, and the slow root build is not waiting behind it).
     let t = Instant::now();
     eprintln!("xtask: first build, in {}", root.display());
-    let first = build::build(&BuildOptions::parse(&[])?)?;
+    let now = util::output(Command::new("git").arg("-C").arg(&root).args([
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]))?;
+    let now_head = util::output(
+        Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(["rev-parse", "HEAD"]),
+    )?;
+    if now_head.trim() != head || !now.trim().is_empty() {
+        bail!(
+            "the work tree moved from {head} during the run (now {}, {} changed file(s)); run again",
+            now_head.trim(),
+            now.lines().count()
+        );
+    }
+    let first = build::build(&first_opts)?;
     let first_secs = t.elapsed().as_secs_f64();
     let first_sums = fs::read_to_string(first.dir.join("SHA256SUMS"))?;
 
