@@ -217,7 +217,15 @@ pub fn check_rustc(root: &Path) -> anyhow::Result<Vec<String>> {
     Ok(text.lines().map(str::to_owned).collect())
 }
 
-/// Builds the static rescue binary and checks that it has no program interpreter.
+/// `dir` (followed by `/`) when it occurs in `bytes`.
+fn path_in(bytes: &[u8], dir: &Path) -> Option<String> {
+    let needle = format!("{}/", dir.display());
+    (needle.len() > 2 && bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .then_some(needle)
+}
+
+/// Builds the static rescue binary and checks that it has no program interpreter, and that it names
+/// neither the checkout nor cargo's home (crate sources) of this machine.
 pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     let root = util::project_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -251,6 +259,15 @@ pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     )?;
     let bin = root.join("target").join(TARGET).join("release/rescue");
     let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    for (what, dir) in [("checkout", root.clone()), ("cargo home", cargo_home())] {
+        if let Some(p) = path_in(&bytes, &dir) {
+            bail!(
+                "{} names the {what} {p} of this build machine: another machine would build a \
+                 different binary (is its --remap-path-prefix missing?)",
+                bin.display()
+            );
+        }
+    }
     let elf =
         initramfs::elf::inspect(&bytes).with_context(|| format!("inspecting {}", bin.display()))?;
     if let Some(interp) = elf.interpreter {
@@ -1047,6 +1064,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_pinned_rustc_is_the_one_building_and_a_build_path_in_a_binary_is_found() {
+        let root = util::project_root();
+        let channel = toolchain_channel(&root).unwrap();
+        assert!(channel.starts_with("1."), "{channel}");
+        let vv = check_rustc(&root).unwrap();
+        assert!(vv.contains(&format!("release: {channel}")), "{vv:?}");
+        let bin = b"\0panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/x/src/lib.rs\0";
+        assert_eq!(
+            path_in(bin, Path::new("/root/.cargo")).as_deref(),
+            Some("/root/.cargo/")
+        );
+        assert_eq!(
+            path_in(b"\0/cargo/registry/src/x.rs\0", Path::new("/root/.cargo")),
+            None
+        );
+    }
+
     /// The manifest of the last `cargo xtask build` (when `RESCUE_ARTIFACTS` names it, as `cargo xtask
     /// test` does) holds no path of the machine that built it.
     #[test]
@@ -1067,6 +1102,36 @@ mod tests {
             m["inputs"]["packages"].as_array().map(Vec::len),
             Some(inputs::Lock::load().unwrap().pins.len())
         );
+        // The toolchain that made the binary: the pinned rustc and host packages.
+        let channel = toolchain_channel(&util::project_root()).unwrap();
+        let rustc: Vec<&str> = m["toolchain"]["rustc"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        assert!(
+            rustc.contains(&format!("release: {channel}").as_str()),
+            "{rustc:?}"
+        );
+        let lock = inputs::Lock::load().unwrap();
+        let recorded: Vec<(String, String)> = m["toolchain"]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().into(),
+                    p["version"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let pinned: Vec<(String, String)> = lock
+            .all("toolchain")
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect();
+        assert_eq!(recorded, pinned);
         for t in m["tools"].as_array().unwrap() {
             let from = t["from"].as_str().unwrap();
             assert!(

@@ -753,6 +753,74 @@ mod tests {
         let libs: Vec<&str> = l.all("library").iter().map(|p| p.name.as_str()).collect();
         assert!(libs.contains(&"libc6"), "{libs:?}");
         assert_eq!(l.role("stub").unwrap().name, "systemd-boot-efi");
+        let toolchain: Vec<&str> = l.all("toolchain").iter().map(|p| p.name.as_str()).collect();
+        for name in [
+            "gcc-12",
+            "cpp-12",
+            "libc6-dev",
+            "libgcc-12-dev",
+            "linux-libc-dev",
+            "binutils",
+        ] {
+            assert!(
+                toolchain.contains(&name),
+                "{name} not pinned: {toolchain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_toolchain_that_is_not_the_pinned_one_is_named_with_what_is_installed() {
+        let gcc = pin("toolchain", "gcc-12", "12.2.0-14+deb12u1");
+        let headers = pin("toolchain", "linux-libc-dev", "6.1.192-3");
+        let libc = pin("toolchain", "libc6-dev", "2.36-9+deb12u14");
+        let mut installed = BTreeMap::new();
+        installed.insert(
+            "gcc-12".into(),
+            ("12.2.0-14+deb12u1".into(), "amd64".into()),
+        );
+        installed.insert(
+            "linux-libc-dev".into(),
+            ("6.1.187-1".into(), "amd64".into()),
+        );
+        assert_eq!(
+            toolchain_mismatches(&[&gcc, &headers, &libc], &installed),
+            [
+                "linux-libc-dev 6.1.187-1 (amd64) is installed; the lock pins 6.1.192-3 (amd64)",
+                "libc6-dev is not installed; the lock pins 2.36-9+deb12u14",
+            ]
+        );
+        installed.insert(
+            "linux-libc-dev".into(),
+            ("6.1.192-3".into(), "amd64".into()),
+        );
+        installed.insert(
+            "libc6-dev".into(),
+            ("2.36-9+deb12u14".into(), "amd64".into()),
+        );
+        assert!(toolchain_mismatches(&[&gcc, &headers, &libc], &installed).is_empty());
+    }
+
+    /// What a fresh Debian 12 machine installs today is what the lock pins: every toolchain pin is
+    /// apt's candidate, with the sha256 apt's signed index gives its `.deb`.
+    #[test]
+    fn every_toolchain_pin_is_what_apt_installs_today() {
+        if !util::have("apt-cache") {
+            panic!("this test needs apt-cache (a Debian 12 build host)");
+        }
+        let l = Lock::load().unwrap();
+        let names: Vec<&str> = l.all("toolchain").iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, TOOLCHAIN);
+        for p in l.all("toolchain") {
+            let (version, arch, sha256) = candidate(&p.name).unwrap();
+            assert_eq!(
+                (&version, &arch, &sha256),
+                (&p.version, &p.arch, &p.sha256),
+                "{}: apt installs {version} today; run `cargo xtask update-inputs`",
+                p.name
+            );
+            assert_eq!(index_sha256(p), Some(p.sha256.clone()), "{}", p.name);
+        }
     }
 
     #[test]
