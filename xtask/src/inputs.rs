@@ -433,21 +433,44 @@ pub fn toolchain_mismatches(
         .collect()
 }
 
-/// The SHA256 of `NAME:ARCH=VERSION`'s `.deb` in apt's signed index, `None` when apt does not know
-/// that version (it left the archive, or the lists are not updated).
-fn index_sha256(pin: &Pin) -> Option<String> {
-    let out = Command::new("apt-cache")
-        .args(["show", "-q"])
-        .arg(format!("{}={}", pin.query_name(), pin.version))
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+/// The SHA256 of each `NAME:ARCH=VERSION`'s `.deb` in apt's signed index, with one `apt-cache show`
+/// (one per pin when apt does not know some version): name -> sha256, for the pins whose version apt
+/// knows (a version that left the archive, or lists not updated, is absent).
+fn index_sha256s(pins: &[&Pin]) -> BTreeMap<String, String> {
+    let show = |pins: &[&Pin]| -> Option<String> {
+        let out = Command::new("apt-cache")
+            .args(["show", "-q"])
+            .args(
+                pins.iter()
+                    .map(|p| format!("{}={}", p.query_name(), p.version)),
+            )
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let text = match show(pins) {
+        Some(t) => t,
+        None => pins
+            .iter()
+            .filter_map(|p| show(&[p]))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    };
+    let mut found = BTreeMap::new();
+    for para in text.split("\n\n") {
+        let field = |f: &str| para.lines().find_map(|l| l.strip_prefix(f)).map(str::trim);
+        if let (Some(name), Some(version), Some(sha)) =
+            (field("Package:"), field("Version:"), field("SHA256:"))
+            && pins.iter().any(|p| p.name == name && p.version == version)
+        {
+            found
+                .entry(name.to_owned())
+                .or_insert_with(|| sha.to_ascii_lowercase());
+        }
     }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("SHA256:"))
-        .map(|h| h.trim().to_ascii_lowercase())
+    found
 }
 
 /// Checks the installed toolchain packages against the lock (role `toolchain`). Installs the pinned
@@ -466,7 +489,7 @@ pub fn check_toolchain(lock: &Lock) -> anyhow::Result<Vec<Pin>> {
             .copied()
             .filter(|p| wrong.iter().any(|w| w.starts_with(&format!("{} ", p.name))))
             .collect();
-        if wanted.iter().all(|p| index_sha256(p).is_some()) {
+        if index_sha256s(&wanted).len() == wanted.len() {
             let specs: Vec<String> = wanted
                 .iter()
                 .map(|p| format!("{}={}", p.query_name(), p.version))
@@ -506,9 +529,10 @@ pub fn check_toolchain(lock: &Lock) -> anyhow::Result<Vec<Pin>> {
             specs.join(" ")
         );
     }
+    let index = index_sha256s(&pins);
     for p in &pins {
-        if let Some(sha) = index_sha256(p)
-            && sha != p.sha256
+        if let Some(sha) = index.get(&p.name)
+            && *sha != p.sha256
         {
             bail!(
                 "apt's signed index gives {} {} ({}) the sha256 {sha}, {LOCK_FILE} pins {}: the archive \
@@ -819,7 +843,11 @@ mod tests {
                 "{}: apt installs {version} today; run `cargo xtask update-inputs`",
                 p.name
             );
-            assert_eq!(index_sha256(p), Some(p.sha256.clone()), "{}", p.name);
+        }
+        let pins = l.all("toolchain");
+        let index = index_sha256s(&pins);
+        for p in &pins {
+            assert_eq!(index.get(&p.name), Some(&p.sha256), "{}", p.name);
         }
     }
 
