@@ -176,7 +176,56 @@ pub fn git_commit() -> String {
     .unwrap_or_else(|_| "unknown".to_owned())
 }
 
-/// Builds the static rescue binary and checks that it has no program interpreter.
+/// Cargo's home (`CARGO_HOME`, else `~/.cargo`): the crates' sources are under it, and their paths
+/// end up in panic messages, so the binary names it `/cargo` whatever the build user's home is.
+pub fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent/.cargo"))
+}
+
+/// The Rust toolchain `rust-toolchain.toml` pins (its `channel`).
+pub fn toolchain_channel(root: &Path) -> anyhow::Result<String> {
+    let path = root.join("rust-toolchain.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("channel"))
+        .filter_map(|l| l.trim().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .next()
+        .with_context(|| format!("{} has no `channel = \"...\"`", path.display()))
+}
+
+/// `rustc -vV` of the compiler cargo uses here, checked against `rust-toolchain.toml`; its lines.
+pub fn check_rustc(root: &Path) -> anyhow::Result<Vec<String>> {
+    let channel = toolchain_channel(root)?;
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let text = util::output(Command::new(&rustc).current_dir(root).arg("-vV"))?;
+    let release = text
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .unwrap_or_default();
+    if release != channel {
+        bail!(
+            "`{rustc} -vV` says release {release:?}, but rust-toolchain.toml pins {channel}: this \
+             machine would compile a different rescue binary. Build through rustup (it reads \
+             rust-toolchain.toml): `rustup toolchain install {channel} --component rustfmt,clippy`"
+        );
+    }
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
+/// `dir` (followed by `/`) when it occurs in `bytes`.
+fn path_in(bytes: &[u8], dir: &Path) -> Option<String> {
+    let needle = format!("{}/", dir.display());
+    (needle.len() > 2 && bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .then_some(needle)
+}
+
+/// Builds the static rescue binary and checks that it has no program interpreter, and that it names
+/// neither the checkout nor cargo's home (crate sources) of this machine.
 pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     let root = util::project_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -197,7 +246,9 @@ pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
             .env(
                 "RUSTFLAGS",
                 format!(
-                    "-C target-feature=+crt-static --remap-path-prefix={}=/build",
+                    "-C target-feature=+crt-static --remap-path-prefix={}=/cargo \
+                     --remap-path-prefix={}=/build",
+                    cargo_home().display(),
                     root.display()
                 ),
             )
@@ -208,6 +259,15 @@ pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     )?;
     let bin = root.join("target").join(TARGET).join("release/rescue");
     let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    for (what, dir) in [("checkout", root.clone()), ("cargo home", cargo_home())] {
+        if let Some(p) = path_in(&bytes, &dir) {
+            bail!(
+                "{} names the {what} {p} of this build machine: another machine would build a \
+                 different binary (is its --remap-path-prefix missing?)",
+                bin.display()
+            );
+        }
+    }
     let elf =
         initramfs::elf::inspect(&bytes).with_context(|| format!("inspecting {}", bin.display()))?;
     if let Some(interp) = elf.interpreter {
@@ -424,6 +484,9 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
     deps::ensure_packages(deps::BUILD)?;
     let root = util::project_root();
     let lock = inputs::Lock::load()?;
+    // The compilers and libraries the static binary is made from, before anything is compiled.
+    let rustc_vv = check_rustc(&root)?;
+    let toolchain = inputs::check_toolchain(&lock)?;
     let kernel = kernel::resolve(
         o.kernel.as_deref(),
         o.modules.as_deref(),
@@ -726,6 +789,11 @@ pub fn build(o: &BuildOptions) -> anyhow::Result<Artifacts> {
         "stub": { "source": stub_source, "sha256": stub_sha, "override": o.stub.is_some() },
         "inputs": { "lock": inputs::LOCK_FILE, "lock_sha256": util::sha256_hex(lock.render().as_bytes()), "packages": lock.pins },
         "rescue_binary": { "target": TARGET, "sha256": rescue_sha, "size": rescue_bin.len(), "static": true },
+        "toolchain": {
+            "rust_toolchain_toml": toolchain_channel(&root)?,
+            "rustc": rustc_vv,
+            "packages": toolchain.iter().map(|p| json!({ "name": p.name, "version": p.version, "arch": p.arch, "sha256": p.sha256 })).collect::<Vec<_>>(),
+        },
         "initramfs": { "compression": format!("zstd-{ZSTD_LEVEL}"), "uncompressed_size": initrd.uncompressed_size, "compressed_size": initrd.cpio_zst.len() },
         "modules": initrd.modules,
         "modules_missing": initrd.modules_missing,
@@ -996,6 +1064,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_pinned_rustc_is_the_one_building_and_a_build_path_in_a_binary_is_found() {
+        let root = util::project_root();
+        let channel = toolchain_channel(&root).unwrap();
+        assert!(channel.starts_with("1."), "{channel}");
+        let vv = check_rustc(&root).unwrap();
+        assert!(vv.contains(&format!("release: {channel}")), "{vv:?}");
+        let bin = b"\0panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/x/src/lib.rs\0";
+        assert_eq!(
+            path_in(bin, Path::new("/root/.cargo")).as_deref(),
+            Some("/root/.cargo/")
+        );
+        assert_eq!(
+            path_in(b"\0/cargo/registry/src/x.rs\0", Path::new("/root/.cargo")),
+            None
+        );
+    }
+
     /// The manifest of the last `cargo xtask build` (when `RESCUE_ARTIFACTS` names it, as `cargo xtask
     /// test` does) holds no path of the machine that built it.
     #[test]
@@ -1016,6 +1102,36 @@ mod tests {
             m["inputs"]["packages"].as_array().map(Vec::len),
             Some(inputs::Lock::load().unwrap().pins.len())
         );
+        // The toolchain that made the binary: the pinned rustc and host packages.
+        let channel = toolchain_channel(&util::project_root()).unwrap();
+        let rustc: Vec<&str> = m["toolchain"]["rustc"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        assert!(
+            rustc.contains(&format!("release: {channel}").as_str()),
+            "{rustc:?}"
+        );
+        let lock = inputs::Lock::load().unwrap();
+        let recorded: Vec<(String, String)> = m["toolchain"]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().into(),
+                    p["version"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let pinned: Vec<(String, String)> = lock
+            .all("toolchain")
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect();
+        assert_eq!(recorded, pinned);
         for t in m["tools"].as_array().unwrap() {
             let from = t["from"].as_str().unwrap();
             assert!(

@@ -10,7 +10,7 @@ use crate::util;
 
 static APT_UPDATE: Once = Once::new();
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

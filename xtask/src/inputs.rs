@@ -8,6 +8,14 @@
 //! machines building one commit take the same inputs. `cargo xtask update-inputs` is the only way the
 //! lock changes: it asks apt for the current versions, downloads them, resolves the tools' library
 //! closure against the downloaded packages, rewrites the lock and prints what changed.
+//!
+//! The static `rescue` binary is made on the build host, from its C toolchain and C library (gcc's
+//! driver and crt objects, `libc.a`, the kernel headers the C parts of crates include, the assembler)
+//! and `grub-mkimage` links GRUB's BIOS image: those installed packages are pinned too, with role
+//! `toolchain` (version, and the sha256 of the `.deb` as apt's signed index gives it). The build
+//! checks them with `dpkg-query` ([`check_toolchain`]), installs the pinned versions when it runs as
+//! root and the archive has them, and otherwise stops and says what to install or to run. The Rust
+//! toolchain itself is pinned by `rust-toolchain.toml`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,6 +42,36 @@ const FIXED: &[(&str, &str)] = &[
     ("tool", "exfatprogs"),
 ];
 
+/// Installed host packages the build runs or reads (role `toolchain`), found by tracing a clean
+/// release build (`strace -f -e trace=execve,openat` on `cargo xtask build`, each file the C compiler,
+/// assembler, archiver and linker driver opened mapped with `dpkg -S`): gcc's driver, `collect2` and
+/// `cc1`, the crt objects and `libgcc.a`, glibc's `libc.a` and headers, the kernel header they include
+/// (`linux/limits.h`), `as`/`ar` with libbfd, the libraries these programs load, and `grub-mkimage`
+/// (it links GRUB's BIOS image) with its LZMA library. rustc links with its own `rust-lld`, which
+/// `rust-toolchain.toml` pins. Not pinned: locale files, and LTO plugins `ar` loads when they happen
+/// to be installed (`LLVMgold` of llvm-*-linker-tools): they do not touch non-LTO objects.
+pub const TOOLCHAIN: &[&str] = &[
+    "binutils",
+    "binutils-x86-64-linux-gnu",
+    "cpp-12",
+    "gcc",
+    "gcc-12",
+    "grub-common",
+    "libbinutils",
+    "libc6",
+    "libc6-dev",
+    "libgcc-12-dev",
+    "libgcc-s1",
+    "libgmp10",
+    "libisl23",
+    "liblzma5",
+    "libmpc3",
+    "libmpfr6",
+    "libzstd1",
+    "linux-libc-dev",
+    "zlib1g",
+];
+
 /// One pinned package.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Pin {
@@ -55,6 +93,15 @@ impl Pin {
             self.version.replace(':', "%3a"),
             self.arch
         )
+    }
+
+    /// The name dpkg and apt know it by: `NAME:ARCH`, or `NAME` for an `all` package.
+    fn query_name(&self) -> String {
+        if self.arch == "all" {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.name, self.arch)
+        }
     }
 
     fn describe(&self) -> String {
@@ -121,6 +168,7 @@ impl Lock {
         let mut out = String::from(
             "# Build inputs of `cargo xtask build`: every Debian package the media are made from.\n\
              # Checked at build time (sha256 of the .deb). Change it only with `cargo xtask update-inputs`.\n\
+             # Role toolchain: installed build-host packages, checked with dpkg-query; sha256 from apt's index.\n\
              # role, package, version, architecture, sha256 of the .deb\n",
         );
         let w = |f: fn(&Pin) -> &str| self.pins.iter().map(|p| f(p).len()).max().unwrap_or(0);
@@ -166,6 +214,11 @@ impl Lock {
     }
 }
 
+/// Roles that pin several packages (a new name there is an addition, not a rename).
+fn many(role: &str) -> bool {
+    matches!(role, "tool" | "library" | "toolchain")
+}
+
 /// What changed between two locks, one line per package, for `update-inputs` to print.
 pub fn changes(old: &Lock, new: &Lock) -> Vec<String> {
     let key = |p: &Pin| (p.role.clone(), p.name.clone());
@@ -176,10 +229,7 @@ pub fn changes(old: &Lock, new: &Lock) -> Vec<String> {
         match old_by.get(&key(p)) {
             None => {
                 // A kernel ABI bump renames the package: show it as one change of the role.
-                let replaced = old
-                    .pins
-                    .iter()
-                    .find(|o| o.role == p.role && p.role != "tool" && p.role != "library");
+                let replaced = old.pins.iter().find(|o| o.role == p.role && !many(&p.role));
                 match replaced.filter(|o| !new_by.contains_key(&key(o))) {
                     Some(o) => {
                         out.push(format!("{}: {} -> {}", p.role, o.describe(), p.describe()))
@@ -203,8 +253,7 @@ pub fn changes(old: &Lock, new: &Lock) -> Vec<String> {
         }
     }
     for o in &old.pins {
-        let renamed = o.role != "tool"
-            && o.role != "library"
+        let renamed = !many(&o.role)
             && new
                 .pins
                 .iter()
@@ -339,8 +388,168 @@ pub fn unpacked(pin: &Pin) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The candidate apt would install: (version, architecture).
-fn candidate(name: &str) -> anyhow::Result<(String, String)> {
+/// What dpkg says is installed: name -> (version, architecture), for the packages asked about.
+fn installed(pins: &[&Pin]) -> anyhow::Result<BTreeMap<String, (String, String)>> {
+    let out = Command::new("dpkg-query")
+        .args([
+            "-W",
+            "-f=${Package} ${Version} ${Architecture} ${db:Status-Abbrev}\n",
+        ])
+        .args(pins.iter().map(|p| p.query_name()))
+        .output()
+        .context("starting dpkg-query (is this a Debian machine?)")?;
+    // dpkg-query exits 1 when some package is unknown; the others are still listed.
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f[..] {
+                [name, version, arch, status, ..] if status.starts_with("ii") => {
+                    Some((name.to_owned(), (version.to_owned(), arch.to_owned())))
+                }
+                _ => None,
+            }
+        })
+        .collect())
+}
+
+/// The toolchain pins the installed packages do not satisfy, in words.
+pub fn toolchain_mismatches(
+    pins: &[&Pin],
+    installed: &BTreeMap<String, (String, String)>,
+) -> Vec<String> {
+    pins.iter()
+        .filter_map(|p| match installed.get(&p.name) {
+            None => Some(format!(
+                "{} is not installed; the lock pins {}",
+                p.name, p.version
+            )),
+            Some((v, a)) if *v != p.version || *a != p.arch => Some(format!(
+                "{} {v} ({a}) is installed; the lock pins {} ({})",
+                p.name, p.version, p.arch
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// The SHA256 of each `NAME:ARCH=VERSION`'s `.deb` in apt's signed index, with one `apt-cache show`
+/// (one per pin when apt does not know some version): name -> sha256, for the pins whose version apt
+/// knows (a version that left the archive, or lists not updated, is absent).
+fn index_sha256s(pins: &[&Pin]) -> BTreeMap<String, String> {
+    let show = |pins: &[&Pin]| -> Option<String> {
+        let out = Command::new("apt-cache")
+            .args(["show", "-q"])
+            .args(
+                pins.iter()
+                    .map(|p| format!("{}={}", p.query_name(), p.version)),
+            )
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let text = match show(pins) {
+        Some(t) => t,
+        None => pins
+            .iter()
+            .filter_map(|p| show(&[p]))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    };
+    let mut found = BTreeMap::new();
+    for para in text.split("\n\n") {
+        let field = |f: &str| para.lines().find_map(|l| l.strip_prefix(f)).map(str::trim);
+        if let (Some(name), Some(version), Some(sha)) =
+            (field("Package:"), field("Version:"), field("SHA256:"))
+            && pins.iter().any(|p| p.name == name && p.version == version)
+        {
+            found
+                .entry(name.to_owned())
+                .or_insert_with(|| sha.to_ascii_lowercase());
+        }
+    }
+    found
+}
+
+/// Checks the installed toolchain packages against the lock (role `toolchain`). Installs the pinned
+/// versions when running as root and apt has them; otherwise stops with what to do. A pinned version
+/// apt knows must have the pinned sha256 in apt's signed index. Returns the pins, as installed.
+pub fn check_toolchain(lock: &Lock) -> anyhow::Result<Vec<Pin>> {
+    let pins = lock.all("toolchain");
+    if pins.is_empty() {
+        bail!("{LOCK_FILE} pins no toolchain packages; run `cargo xtask update-inputs`");
+    }
+    let mut wrong = toolchain_mismatches(&pins, &installed(&pins)?);
+    if !wrong.is_empty() && crate::deps::is_root() && util::have("apt-get") {
+        crate::deps::apt_update()?;
+        let wanted: Vec<&Pin> = pins
+            .iter()
+            .copied()
+            .filter(|p| wrong.iter().any(|w| w.starts_with(&format!("{} ", p.name))))
+            .collect();
+        if index_sha256s(&wanted).len() == wanted.len() {
+            let specs: Vec<String> = wanted
+                .iter()
+                .map(|p| format!("{}={}", p.query_name(), p.version))
+                .collect();
+            eprintln!(
+                "xtask: installing the pinned toolchain: {}",
+                specs.join(" ")
+            );
+            util::run(
+                Command::new("apt-get")
+                    .args([
+                        "install",
+                        "-y",
+                        "-q",
+                        "--no-install-recommends",
+                        "--allow-downgrades",
+                    ])
+                    .args(&specs)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+            wrong = toolchain_mismatches(&pins, &installed(&pins)?);
+        }
+    }
+    if !wrong.is_empty() {
+        let specs: Vec<String> = pins
+            .iter()
+            .filter(|p| wrong.iter().any(|w| w.starts_with(&format!("{} ", p.name))))
+            .map(|p| format!("{}={}", p.query_name(), p.version))
+            .collect();
+        bail!(
+            "the build host's toolchain is not the one {LOCK_FILE} pins, so this machine would make a \
+             different rescue binary:\n  {}\nInstall the pinned versions as root: apt-get install \
+             --no-install-recommends --allow-downgrades {} (a version that left the archive is on \
+             https://snapshot.debian.org/); or, to move the pins to what apt installs today, run \
+             `cargo xtask update-inputs`, install what it pins, and commit {LOCK_FILE}",
+            wrong.join("\n  "),
+            specs.join(" ")
+        );
+    }
+    let index = index_sha256s(&pins);
+    for p in &pins {
+        if let Some(sha) = index.get(&p.name)
+            && *sha != p.sha256
+        {
+            bail!(
+                "apt's signed index gives {} {} ({}) the sha256 {sha}, {LOCK_FILE} pins {}: the archive \
+                 holds a different file under the pinned version. Review it, then run `cargo xtask \
+                 update-inputs`",
+                p.name,
+                p.version,
+                p.arch,
+                p.sha256
+            );
+        }
+    }
+    Ok(pins.into_iter().cloned().collect())
+}
+
+/// The candidate apt would install: (version, architecture, sha256 of the .deb in the signed index).
+fn candidate(name: &str) -> anyhow::Result<(String, String, String)> {
     let text = util::output(Command::new("apt-cache").args(["show", "--no-all-versions", name]))
         .with_context(|| format!("asking apt for the current version of {name}"))?;
     let field = |f: &str| {
@@ -348,15 +557,15 @@ fn candidate(name: &str) -> anyhow::Result<(String, String)> {
             .find_map(|l| l.strip_prefix(f))
             .map(|v| v.trim().to_owned())
     };
-    match (field("Version:"), field("Architecture:")) {
-        (Some(v), Some(a)) => Ok((v, a)),
-        _ => bail!("apt-cache show {name} names no Version/Architecture"),
+    match (field("Version:"), field("Architecture:"), field("SHA256:")) {
+        (Some(v), Some(a), Some(h)) => Ok((v, a, h.to_ascii_lowercase())),
+        _ => bail!("apt-cache show {name} names no Version/Architecture/SHA256"),
     }
 }
 
 /// Downloads the current version of `name` and pins it under `role`.
 fn pin_current(role: &str, name: &str) -> anyhow::Result<(Pin, PathBuf)> {
-    let (version, arch) = candidate(name)?;
+    let (version, arch, _) = candidate(name)?;
     let mut pin = Pin {
         role: role.to_owned(),
         name: name.to_owned(),
@@ -473,6 +682,18 @@ pub fn update(args: &[String]) -> anyhow::Result<()> {
     }
     libraries.sort_by(|a, b| a.name.cmp(&b.name));
     pins.extend(libraries);
+    // The build host's toolchain: what apt installs today, pinned by the signed index's sha256
+    // (installed packages, so nothing is downloaded).
+    for name in TOOLCHAIN {
+        let (version, arch, sha256) = candidate(name)?;
+        pins.push(Pin {
+            role: "toolchain".into(),
+            name: (*name).into(),
+            version,
+            arch,
+            sha256,
+        });
+    }
     let new = Lock { pins };
     util::write_atomic(&root.join(LOCK_FILE), new.render().as_bytes())?;
     let changed = changes(&old, &new);
@@ -556,6 +777,78 @@ mod tests {
         let libs: Vec<&str> = l.all("library").iter().map(|p| p.name.as_str()).collect();
         assert!(libs.contains(&"libc6"), "{libs:?}");
         assert_eq!(l.role("stub").unwrap().name, "systemd-boot-efi");
+        let toolchain: Vec<&str> = l.all("toolchain").iter().map(|p| p.name.as_str()).collect();
+        for name in [
+            "gcc-12",
+            "cpp-12",
+            "libc6-dev",
+            "libgcc-12-dev",
+            "linux-libc-dev",
+            "binutils",
+        ] {
+            assert!(
+                toolchain.contains(&name),
+                "{name} not pinned: {toolchain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_toolchain_that_is_not_the_pinned_one_is_named_with_what_is_installed() {
+        let gcc = pin("toolchain", "gcc-12", "12.2.0-14+deb12u1");
+        let headers = pin("toolchain", "linux-libc-dev", "6.1.192-3");
+        let libc = pin("toolchain", "libc6-dev", "2.36-9+deb12u14");
+        let mut installed = BTreeMap::new();
+        installed.insert(
+            "gcc-12".into(),
+            ("12.2.0-14+deb12u1".into(), "amd64".into()),
+        );
+        installed.insert(
+            "linux-libc-dev".into(),
+            ("6.1.187-1".into(), "amd64".into()),
+        );
+        assert_eq!(
+            toolchain_mismatches(&[&gcc, &headers, &libc], &installed),
+            [
+                "linux-libc-dev 6.1.187-1 (amd64) is installed; the lock pins 6.1.192-3 (amd64)",
+                "libc6-dev is not installed; the lock pins 2.36-9+deb12u14",
+            ]
+        );
+        installed.insert(
+            "linux-libc-dev".into(),
+            ("6.1.192-3".into(), "amd64".into()),
+        );
+        installed.insert(
+            "libc6-dev".into(),
+            ("2.36-9+deb12u14".into(), "amd64".into()),
+        );
+        assert!(toolchain_mismatches(&[&gcc, &headers, &libc], &installed).is_empty());
+    }
+
+    /// What a fresh Debian 12 machine installs today is what the lock pins: every toolchain pin is
+    /// apt's candidate, with the sha256 apt's signed index gives its `.deb`.
+    #[test]
+    fn every_toolchain_pin_is_what_apt_installs_today() {
+        if !util::have("apt-cache") {
+            panic!("this test needs apt-cache (a Debian 12 build host)");
+        }
+        let l = Lock::load().unwrap();
+        let names: Vec<&str> = l.all("toolchain").iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, TOOLCHAIN);
+        for p in l.all("toolchain") {
+            let (version, arch, sha256) = candidate(&p.name).unwrap();
+            assert_eq!(
+                (&version, &arch, &sha256),
+                (&p.version, &p.arch, &p.sha256),
+                "{}: apt installs {version} today; run `cargo xtask update-inputs`",
+                p.name
+            );
+        }
+        let pins = l.all("toolchain");
+        let index = index_sha256s(&pins);
+        for p in &pins {
+            assert_eq!(index.get(&p.name), Some(&p.sha256), "{}", p.name);
+        }
     }
 
     #[test]

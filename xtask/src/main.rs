@@ -15,6 +15,7 @@ mod fuzz;
 mod inputs;
 mod kernel;
 mod qemu;
+mod repro;
 mod test;
 mod tools;
 mod util;
@@ -32,7 +33,13 @@ commands:
                          --sign-*: sign the UKI with sbsign
   update-inputs          pin the current Debian versions of every build input in xtask/inputs.lock
                          (kernel, shim, GRUB, systemd stub, mkfs tools and their libraries) and print
-                         what changed; builds use only what the lock pins
+                         what changed; builds use only what the lock pins, and the build host's
+                         toolchain packages (gcc, libc6-dev, ...) must be the pinned versions
+  repro --fresh-root [--warm]
+                         build here, then build a clean clone of HEAD in a fresh Debian 12 root
+                         (debootstrap; own host name, user, umask, TZ, locale; pinned toolchain from
+                         the archive) and compare the SHA256SUMS; --warm keeps the second build's
+                         compiled crates from the last run (root only; slow: a full release compile)
   qemu [--direct | --iso] [--ovmf | --bios | --secure-boot]
        [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
@@ -58,6 +65,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "build" => build::run(rest).map(|_| ()),
         "update-inputs" => inputs::update(rest),
+        "repro" => repro::run(rest),
         "qemu" => qemu::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
