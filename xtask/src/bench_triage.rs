@@ -67,56 +67,6 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// The Debian 12 debootstrap tarball the triage tests cache (`rescue/tests/common/pkgroots.rs`:
-/// same name, same recipe), made now if missing.
-fn debootstrap_tarball() -> anyhow::Result<PathBuf> {
-    let version =
-        util::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "debootstrap"]))?;
-    let mirror = std::env::var("RESCUE_DEBIAN_MIRROR")
-        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
-    let key = mirror
-        .trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .replace('/', "_");
-    let dir = util::project_root().join("target/cache/debootstrap");
-    let tarball = dir.join(format!(
-        "bookworm-amd64-{key}-debootstrap_{}.tar.zst",
-        version.trim()
-    ));
-    if tarball.is_file() {
-        return Ok(tarball);
-    }
-    fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(".tmp-bench-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
-    let root = tmp.join("root");
-    util::run(
-        Command::new("debootstrap")
-            .args(["--arch=amd64", "bookworm"])
-            .arg(&root)
-            .arg(&mirror),
-    )?;
-    let part = tmp.join("root.tar.zst");
-    util::run(
-        Command::new("tar")
-            .args([
-                "--zstd",
-                "--numeric-owner",
-                "--xattrs",
-                "--xattrs-include=*",
-                "-C",
-            ])
-            .arg(&root)
-            .arg("-cpf")
-            .arg(&part)
-            .arg("."),
-    )?;
-    fs::rename(&part, &tarball)?;
-    fs::remove_dir_all(&tmp)?;
-    Ok(tarball)
-}
-
 /// The bench image: the debootstrap root, `files` empty files in directories of 1 000 under
 /// `/srv/data`, `/usr/bin/ls` with bytes appended and a cron job fetching a script. Cached by the
 /// tarball's name, the file count and this recipe's version.
@@ -253,7 +203,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     ])?;
     // The fixtures first (they need no compiler), then the release binary.
     let python = deps::ensure_dissect_target()?;
-    let tarball = debootstrap_tarball()?;
+    // The Debian 12 root the triage tests and `repro --fresh-root` share (same name, same recipe).
+    let tarball = crate::repro::debian12_tarball(&util::project_root())?;
     let img = image(&tarball, files)?;
     let root = util::project_root();
     util::run(

@@ -45,7 +45,7 @@ fn mirror() -> String {
 
 /// The cached tarball of a fresh Debian 12 root (shared with `rescue/tests/common/pkgroots.rs`, same
 /// key), made now when missing: debootstrap into a temporary directory, packed, renamed into place.
-fn debian12_tarball(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn debian12_tarball(root: &Path) -> anyhow::Result<PathBuf> {
     let version =
         util::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "debootstrap"]))
             .context("debootstrap is not installed (apt-get install debootstrap)")?;
