@@ -43,10 +43,12 @@ commands:
   qemu [--direct | --iso] [--ovmf | --bios | --secure-boot]
        [--disk FILE[,if=virtio|ahci|nvme|usb][,sector=4096]]... [--memory MiB]
                          boot the built image in QEMU (TCG) with the serial console on stdio
-  test [--reproducibility]
+  test [--reproducibility | --soak N [--busy K]]
                          fmt, clippy, unit tests, build, QEMU boot tests (what CI runs); with
                          --reproducibility only the two builds (the second from a copy of the checkout
-                         at another path, in its own target directory) and their comparison
+                         at another path, in its own target directory) and their comparison; with
+                         --soak only the QEMU scenarios, N times in a row next to K busy loops
+                         (default 2), the record in target/soak.md
   fuzz [--seconds N] [--seed S] [NAME]
                          run every fuzz target of the rescue parsers (or those whose test name
                          contains NAME) for N seconds each (default 60); `test` runs a short smoke

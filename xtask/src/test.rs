@@ -202,21 +202,196 @@ fn reproducibility(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Paths of the tools the gated suites use, made or found once per run.
+struct GatedTools {
+    s3s_fs: std::path::PathBuf,
+    dissect_python: std::path::PathBuf,
+    volatility_python: std::path::PathBuf,
+    moto_python: std::path::PathBuf,
+}
+
+impl GatedTools {
+    fn ensure() -> anyhow::Result<Self> {
+        deps::ensure_packages(deps::BUILD)?;
+        deps::ensure_packages(deps::TEST)?;
+        Ok(Self {
+            s3s_fs: crate::bench_s3::ensure_s3s_fs()?,
+            dissect_python: crate::deps::ensure_dissect_target()?,
+            volatility_python: crate::deps::ensure_volatility3()?,
+            moto_python: crate::deps::ensure_moto()?,
+        })
+    }
+
+    /// Enables every gated suite on `c` and makes it require its tools.
+    fn apply(&self, c: &mut Command, art: &build::Artifacts, markers: &Path) {
+        c.env("RESCUE_ARTIFACTS", &art.dir)
+            .env("RESCUE_TEST_MARKERS", markers)
+            .env("RESCUE_REQUIRE_TOOLS", "1")
+            .env("RESCUE_REQUIRE_LOOP", "1")
+            .env("RESCUE_REQUIRE_BOOT_FILES", "1")
+            .env("RESCUE_S3S_FS", &self.s3s_fs)
+            .env("RESCUE_DISSECT_PYTHON", &self.dissect_python)
+            .env("RESCUE_VOLATILITY_PYTHON", &self.volatility_python)
+            .env("RESCUE_REQUIRE_S3S", "1")
+            .env("RESCUE_MOTO_PYTHON", &self.moto_python)
+            .env("RESCUE_REQUIRE_MOTO", "1")
+            .env("RESCUE_STUB", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+            .env("RESCUE_KERNEL", &art.vmlinuz);
+        if let Some(m) = &art.modules_dir {
+            c.env("RESCUE_KERNEL_MODULES_DIR", m);
+        }
+    }
+}
+
+/// Runs every QEMU scenario (two at a time) and fails unless each left its marker in `markers`
+/// (emptied first). Returns how many ran.
+fn qemu_scenarios(
+    tools: &GatedTools,
+    art: &build::Artifacts,
+    markers: &Path,
+) -> anyhow::Result<usize> {
+    let _ = fs::remove_dir_all(markers);
+    let mut c = cargo();
+    c.args(["test", "-p", "tests", "--locked", "--", "--test-threads=2"]);
+    tools.apply(&mut c, art, markers);
+    util::run(&mut c)?;
+    let listed = util::output(cargo().args([
+        "test", "-p", "tests", "--locked", "--", "--list", "--format", "terse",
+    ]))?;
+    let expected: BTreeSet<String> = listed
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(|name| name.rsplit("::").next().unwrap_or(name).to_owned())
+        .collect();
+    let ran: BTreeSet<String> = fs::read_dir(markers)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let missing: Vec<&String> = expected.difference(&ran).collect();
+    if expected.is_empty() || !missing.is_empty() {
+        bail!(
+            "gated QEMU scenarios did not run: {missing:?} (of {} listed)",
+            expected.len()
+        );
+    }
+    Ok(ran.len())
+}
+
+/// The 1-minute load average from `/proc/loadavg`.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// `cargo xtask test --soak N [--busy K]`: the QEMU scenarios N times in a row while K threads spin
+/// at the same priority (a machine that is busy with something else), failing on the first run that
+/// fails. The suite must not depend on a quiet machine: its waits are on console output, never on
+/// time. Writes the record to `target/soak.md`.
+fn soak(root: &Path, runs: usize, busy: usize) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let tools = GatedTools::ensure()?;
+    let t = step("cargo xtask build");
+    let art = build::build(&BuildOptions::parse(&[])?)?;
+    eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..busy)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..1_000_000 {
+                        x = std::hint::black_box(x.rotate_left(7) ^ x.wrapping_mul(31));
+                    }
+                }
+            })
+        })
+        .collect();
+    let markers = root.join("target/test-markers");
+    let commit = util::output(Command::new("git").args(["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut result = Ok(());
+    for i in 1..=runs {
+        let t = step(&format!(
+            "QEMU scenarios, run {i} of {runs}, {busy} busy loops"
+        ));
+        let load_before = load_average();
+        let r = qemu_scenarios(&tools, &art, &markers);
+        let secs = t.elapsed().as_secs_f64();
+        let load_after = load_average();
+        match r {
+            Ok(n) => {
+                eprintln!("    run {i}: {n} QEMU scenarios passed, {secs:.0} s");
+                rows.push(format!(
+                    "| {i} | {n} | passed | {secs:.0} | {load_before} → {load_after} |"
+                ));
+            }
+            Err(e) => {
+                rows.push(format!(
+                    "| {i} | — | **failed**: {e} | {secs:.0} | {load_before} → {load_after} |"
+                ));
+                result = Err(e.context(format!("soak run {i} of {runs}")));
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for s in spinners {
+        let _ = s.join();
+    }
+    let record = format!(
+        "`cargo xtask test --soak {runs} --busy {busy}` at {}, {} UTC ({busy} busy loops at the \
+         suite's priority next to it):\n\n| run | scenarios | result | seconds | load (1 min) |\n\
+         |---:|---:|---|---:|---|\n{}\n",
+        commit.trim(),
+        util::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M"]))
+            .unwrap_or_default()
+            .trim(),
+        rows.join("\n")
+    );
+    fs::write(root.join("target/soak.md"), &record)?;
+    eprintln!("\n{record}");
+    result
+}
+
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let total = Instant::now();
     let root = util::project_root();
-    if let Some(a) = args.first() {
-        match a.as_str() {
-            "--reproducibility" => return reproducibility(&root),
-            other => bail!("unknown test option {other:?}"),
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("--reproducibility") => return reproducibility(&root),
+        Some("--soak") => {
+            let mut runs = None;
+            let mut busy = 2;
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                let mut value = |what: &str| -> anyhow::Result<usize> {
+                    it.next()
+                        .with_context(|| format!("{a} takes {what}"))?
+                        .parse()
+                        .with_context(|| format!("{a} takes {what}"))
+                };
+                match a.as_str() {
+                    "--soak" => runs = Some(value("a number of runs")?),
+                    "--busy" => busy = value("a number of busy loops")?,
+                    other => bail!("unknown soak option {other:?}; options: --soak N --busy K"),
+                }
+            }
+            let runs = runs
+                .filter(|n| *n > 0)
+                .context("--soak takes a number of runs ≥ 1")?;
+            return soak(&root, runs, busy);
         }
+        Some(other) => bail!("unknown test option {other:?}"),
     }
-    deps::ensure_packages(deps::BUILD)?;
-    deps::ensure_packages(deps::TEST)?;
-    let s3s_fs = crate::bench_s3::ensure_s3s_fs()?;
-    let dissect_python = crate::deps::ensure_dissect_target()?;
-    let volatility_python = crate::deps::ensure_volatility3()?;
-    let moto_python = crate::deps::ensure_moto()?;
+    let tools = GatedTools::ensure()?;
 
     let t = step("cargo fmt --check");
     util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -249,63 +424,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     let markers = root.join("target/test-markers");
     let _ = fs::remove_dir_all(&markers);
-    let gated_env = |c: &mut Command| {
-        c.env("RESCUE_ARTIFACTS", &art.dir)
-            .env("RESCUE_TEST_MARKERS", &markers)
-            .env("RESCUE_REQUIRE_TOOLS", "1")
-            .env("RESCUE_REQUIRE_LOOP", "1")
-            .env("RESCUE_REQUIRE_BOOT_FILES", "1")
-            .env("RESCUE_S3S_FS", &s3s_fs)
-            .env("RESCUE_DISSECT_PYTHON", &dissect_python)
-            .env("RESCUE_VOLATILITY_PYTHON", &volatility_python)
-            .env("RESCUE_REQUIRE_S3S", "1")
-            .env("RESCUE_MOTO_PYTHON", &moto_python)
-            .env("RESCUE_REQUIRE_MOTO", "1")
-            .env("RESCUE_STUB", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
-            .env("RESCUE_KERNEL", &art.vmlinuz);
-        if let Some(m) = &art.modules_dir {
-            c.env("RESCUE_KERNEL_MODULES_DIR", m);
-        }
-    };
-
     let t = step("unit and CLI tests");
     let mut c = cargo();
     c.args(["test", "--workspace", "--locked", "--exclude", "tests"]);
-    gated_env(&mut c);
+    tools.apply(&mut c, &art, &markers);
     util::run(&mut c)?;
     check_markers(&markers, GATED_HOST_TESTS)?;
     crate::fuzz::check_markers(&markers)?;
     eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
 
     let t = step("QEMU scenarios");
-    let mut c = cargo();
-    c.args(["test", "-p", "tests", "--locked", "--", "--test-threads=2"]);
-    gated_env(&mut c);
-    util::run(&mut c)?;
-    let listed = util::output(cargo().args([
-        "test", "-p", "tests", "--locked", "--", "--list", "--format", "terse",
-    ]))?;
-    let expected: BTreeSet<String> = listed
-        .lines()
-        .filter_map(|l| l.strip_suffix(": test"))
-        .map(|name| name.rsplit("::").next().unwrap_or(name).to_owned())
-        .collect();
-    let ran: BTreeSet<String> = fs::read_dir(&markers)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let missing: Vec<&String> = expected.difference(&ran).collect();
-    if expected.is_empty() || !missing.is_empty() {
-        bail!(
-            "gated QEMU scenarios did not run: {missing:?} (of {} listed)",
-            expected.len()
-        );
-    }
+    let ran = qemu_scenarios(&tools, &art, &markers)?;
     eprintln!(
         "    {} QEMU scenarios ran, {:.0} s",
-        ran.len(),
+        ran,
         t.elapsed().as_secs_f64()
     );
     eprintln!(
