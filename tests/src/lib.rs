@@ -900,9 +900,13 @@ impl Qemu {
     }
 
     /// In GRUB's menu: opens the chosen entry in GRUB's editor (`e`), appends [`GRUB_TEST_ARGS`] to
-    /// its `linux` line (the entry's second line, after `setparams`) and boots it (Ctrl-X). Keys are
+    /// its `linux` line and boots it (Ctrl-X). GRUB's editor shows `setparams 'TITLE'`, then an empty
+    /// line (the newline after the entry's `{`), then the `linux` line: two lines down. Keys are
     /// single control bytes (next line, end of line), which a serial line cannot split the way it
     /// can split an arrow key's escape sequence; each is sent once the editor has drawn the entry.
+    /// The editor's redraw of the typed text is checked before booting: arguments that landed on a
+    /// line of their own would be run as a command (`error: can't find command`), and the kernel
+    /// would boot without them after GRUB's "Press any key to continue".
     pub fn grub_edit_and_boot(&mut self, timeout: Duration) -> anyhow::Result<()> {
         self.grub_pending = false;
         let deadline = Instant::now() + timeout;
@@ -910,8 +914,22 @@ impl Qemu {
         self.send_raw(b"e")?;
         self.expect("/RESCUE/VMLINUZ", left())?;
         self.expect("/RESCUE/INITRD.IMG", left())?;
-        self.send_raw(b"\x0e\x05")?;
+        self.send_raw(b"\x0e\x0e\x05")?;
         self.send_raw(format!(" {GRUB_TEST_ARGS}").as_bytes())?;
+        // The redraw after the last key: a cursor move (`ESC [ row ; col H`), then the line from
+        // the screen's left edge up to the typed text. On the `linux` line that is the end of the
+        // kernel command line; on an empty line, nothing.
+        let drawn = self.expect(GRUB_TEST_ARGS, left())?;
+        let before = &drawn[..drawn.len() - GRUB_TEST_ARGS.len()];
+        let line = before
+            .rfind("\x1b[")
+            .and_then(|i| before[i..].find('H').map(|h| &before[i + h + 1..]))
+            .unwrap_or(before);
+        if line.trim().is_empty() {
+            return Err(self.failure(&format!(
+                "GRUB's editor put {GRUB_TEST_ARGS:?} on a line of its own, not on the linux line"
+            )));
+        }
         self.send_raw(b"\x18")?;
         self.expect("Booting a command list", left())?;
         Ok(())
