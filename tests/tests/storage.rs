@@ -24,6 +24,11 @@ use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, sha256_file};
 
 const T: Duration = Duration::from_secs(300);
 
+/// `text` with every run of white space one space: a long message is wrapped to the console's width.
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn sha256(data: &[u8]) -> String {
     tests::fixtures::sha256_hex(data)
 }
@@ -109,7 +114,7 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
 
     // LVM on md asked for before the array runs: the PV is inside it, and the order is said.
     let [ma, mb] = storage::MD_LVM_MEMBERS.map(storage::vd);
-    let out = vm.run(&format!("lvm activate --read-only {ma} {mb}"), T)?;
+    let out = words(&vm.run(&format!("lvm activate --read-only {ma} {mb}"), T)?);
     vm.check(
         out.contains(&format!(
             "not activated: members {ma} {mb} of md array {} (RAID1, not assembled) hold LVM PV",
@@ -288,7 +293,7 @@ fn guided_offer_activates_lvm_on_md_and_triage_reads_the_lv() -> anyhow::Result<
     let (vg, array) = (storage::MD_LVM_VG, storage::MD_LVM_ARRAY);
 
     // LVM first, as an operator used to lvm2 would: the PV is inside an array nobody assembled.
-    let out = vm.run("lvm activate --read-only", T)?;
+    let out = words(&vm.run("lvm activate --read-only", T)?);
     vm.check(
         out.contains(&format!(
             "not activated: members /dev/vda /dev/vdb of md array {array} (RAID1, not assembled) \

@@ -108,7 +108,7 @@ fn explain_pvs_inside_arrays(inside: &[lvm::PvInsideArray]) {
     for uuid in arrays {
         let of: Vec<&lvm::PvInsideArray> = inside.iter().filter(|p| p.array_uuid == uuid).collect();
         let first = of[0];
-        eprintln!(
+        let msg = format!(
             "not activated: {} {} of md array {} ({}, not assembled) hold{} LVM PV {}{}: \
              the PV is inside the array; run `md assemble --read-only` first, then \
              `lvm activate --read-only`",
@@ -127,6 +127,7 @@ fn explain_pvs_inside_arrays(inside: &[lvm::PvInsideArray]) {
                 .map(|v| format!(" of VG {v}"))
                 .unwrap_or_default()
         );
+        eprint!("{}", super::wrap_text(&msg, super::columns()));
     }
 }
 
