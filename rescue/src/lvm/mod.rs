@@ -82,6 +82,12 @@ pub struct PvDevice {
 
 /// Write-blocks `device` and reads its PV label and metadata; `Ok(None)` without a label.
 pub fn read_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
+    read_pv_at(device, 0)
+}
+
+/// [`read_pv`] of a PV whose first byte is at `base` on `device` (inside an md member: the array's data
+/// offset). Every offset of the label and metadata areas counts from `base`.
+fn read_pv_at(device: &Path, base: u64) -> Result<Option<PvDevice>, LvmError> {
     let name = device.display().to_string();
     let read_err = |source| LvmError::Read {
         device: name.clone(),
@@ -96,8 +102,9 @@ pub fn read_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
         source,
     })?;
     let file = fs::File::open(device).map_err(read_err)?;
+    let at = |off: u64| base.saturating_add(off);
     let mut head = vec![0u8; 2048];
-    let n = file.read_at(&mut head, 0).map_err(read_err)?;
+    let n = file.read_at(&mut head, at(0)).map_err(read_err)?;
     let lbl = match label::parse_label(&head[..n]) {
         Ok(l) => l,
         Err(label::LabelError::NotFound) => return Ok(None),
@@ -111,7 +118,7 @@ pub fn read_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
     let mut newest: Option<vg::VolumeGroup> = None;
     for area in &lbl.metadata_areas {
         let mut hdr = vec![0u8; label::MDA_HEADER_SIZE as usize];
-        file.read_exact_at(&mut hdr, area.offset)
+        file.read_exact_at(&mut hdr, at(area.offset))
             .map_err(read_err)?;
         let lbl_err = |source| LvmError::Label {
             device: name.clone(),
@@ -120,7 +127,7 @@ pub fn read_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
         let Some(raw) = label::parse_mda_header(*area, &hdr).map_err(lbl_err)? else {
             continue;
         };
-        let txt = label::read_text(*area, raw, |off, buf| file.read_exact_at(buf, off))
+        let txt = label::read_text(*area, raw, |off, buf| file.read_exact_at(buf, at(off)))
             .map_err(lbl_err)?;
         let top = text::parse(&txt).map_err(|source| LvmError::Text {
             device: name.clone(),
@@ -141,6 +148,51 @@ pub fn read_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
         label: lbl,
         vg: newest,
     }))
+}
+
+/// A PV seen through one member of an md array that is not assembled: LVM cannot use it until the
+/// array runs (`md assemble` first), which is what the operator must be told.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PvInsideArray {
+    pub member: PathBuf,
+    /// The array's name (`/dev/md/NAME` once assembled) and UUID.
+    pub array: String,
+    pub array_uuid: String,
+    pub level: i32,
+    /// PV UUID as lvm2 prints it (dashed).
+    pub pv_uuid: String,
+    /// The VG named by the PV's metadata, where it could be read through this member alone.
+    pub vg: Option<String>,
+}
+
+/// Looks for an LVM2 label at the array's data offset on `member`: the array's first sectors are there
+/// on a RAID1 member and on the member holding the first chunk of a striped level. Only a RAID1 member
+/// holds the whole metadata area, so only there the VG is named. `None` when there is no label (or it
+/// cannot be read: the array itself is scanned once assembled).
+pub fn pv_inside_member(member: &crate::md::Member) -> Option<PvInsideArray> {
+    let sb = &member.superblock;
+    let pv = if sb.level == 1 {
+        read_pv_at(&member.device, sb.data_offset_bytes).ok()??
+    } else {
+        let file = fs::File::open(&member.device).ok()?;
+        let mut head = vec![0u8; 2048];
+        let n = file.read_at(&mut head, sb.data_offset_bytes).ok()?;
+        let lbl = label::parse_label(&head[..n]).ok()?;
+        PvDevice {
+            device: member.device.clone(),
+            dev: member.dev,
+            label: lbl,
+            vg: None,
+        }
+    };
+    Some(PvInsideArray {
+        member: member.device.clone(),
+        array: crate::md::short_name(sb),
+        array_uuid: sb.array_uuid.clone(),
+        level: sb.level,
+        pv_uuid: label::dashed(&pv.label.pv_uuid),
+        vg: pv.vg.map(|v| v.name),
+    })
 }
 
 /// A VG ready to activate: its newest metadata and the device of every PV.

@@ -104,7 +104,8 @@ fn redundancy(level: i32, raid_disks: u32) -> u32 {
     }
 }
 
-fn short_name(sb: &Superblock) -> String {
+/// The array's name as `md assemble` shows it (`/dev/md/NAME`): the 1.x name without `homehost:`.
+pub fn short_name(sb: &Superblock) -> String {
     match sb.name.rsplit_once(':') {
         Some((_, n)) if !n.is_empty() => n.to_owned(),
         _ if !sb.name.is_empty() => sb.name.clone(),

@@ -125,6 +125,9 @@ pub struct Superblock {
     pub unusable_reason: Option<String>,
     /// The array was shut down cleanly (0.90 state bit / 1.x `resync_offset` at the end).
     pub clean: bool,
+    /// Where the array's data starts on this member, in bytes (1.x `data_offset`; 0.90: 0, its
+    /// superblock is at the end). What lies there is what the array's first chunk shows.
+    pub data_offset_bytes: u64,
 }
 
 fn le32(b: &[u8], off: usize) -> u32 {
@@ -229,6 +232,7 @@ fn parse_090(b: &[u8]) -> Result<Superblock, SuperblockError> {
         usable: true,
         unusable_reason: None,
         clean: state & 1 == 1,
+        data_offset_bytes: 0,
     })
 }
 
@@ -322,6 +326,7 @@ fn parse_1x(version: Version, b: &[u8]) -> Result<Superblock, SuperblockError> {
         usable: unusable_reason.is_none(),
         unusable_reason,
         clean: le64(b, 208) == u64::MAX,
+        data_offset_bytes: le64(b, 128).saturating_mul(512),
     })
 }
 

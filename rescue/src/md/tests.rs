@@ -85,6 +85,20 @@ fn every_version_is_found_where_mdadm_put_it() {
     assert_eq!(r5.events, 18);
     let m090 = probe_fixture("md-090-a").unwrap();
     assert_eq!(m090.array_uuid, include_str!("testdata/md-090.uuid").trim());
+    // `Data Offset : 2048 sectors` for every 1.1 and 1.2 member; 0.90 and 1.0 start their data at 0.
+    for (name, offset) in [
+        ("md-r1-a", 2048 * 512),
+        ("md-r5-c", 2048 * 512),
+        ("md-11-b", 2048 * 512),
+        ("md-090-a", 0),
+        ("md-10-a", 0),
+    ] {
+        assert_eq!(
+            probe_fixture(name).unwrap().data_offset_bytes,
+            offset,
+            "{name}"
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! The acquired stream, readable at any offset, on top of the [`Stored`] image files: raw bytes as
 //! they are, or zstd seekable frames located through the seek table and decoded whole into a small LRU
-//! cache. The table is held as read (8 bytes per frame: 128 MiB for a 1 TB acquisition with the
-//! default 64 KiB frames, 256 KiB with the 4 MiB frames of older acquisitions) plus the offsets of
-//! every [`GROUP`]th frame, where a lookup starts (binary search, then at most [`GROUP`] additions). Reads from an object store go through
-//! the same cache in aligned chunks, so a run of small reads is one ranged GET.
+//! cache. The seek table is checked whole when the image is opened (read a piece at a time), but only
+//! where every group of [`GROUP`] entries starts is kept (16 bytes per group: 1 MiB for a 1 TB
+//! acquisition in the default 64 KiB frames, where the whole table is 128 MiB); a lookup finds its
+//! group by binary search and reads that group's entries from the table on demand, keeping the last
+//! [`TABLE_GROUPS_CACHED`] groups. Reads from an object store go through the same frame cache in
+//! aligned chunks, so a run of small reads is one ranged GET.
 //!
 //! `--verify-windows` ([`Image::verify_windows`]): before any byte of a hash window is served the
 //! whole window is read and its SHA-256 compared with the manifest's; a window that differs (or does
@@ -58,6 +60,10 @@ pub enum ImageError {
         compressed: u32,
         decompressed: u32,
     },
+    #[error(
+        "the zstd seek table no longer matches what was checked when the image was opened: no frame holds stream offset {offset}"
+    )]
+    LostFrame { offset: u64 },
     #[error("zstd frame {index} (stream offset {offset}) does not decompress")]
     DecompressFrame {
         index: usize,
@@ -124,41 +130,83 @@ struct Frame {
     stream_len: u32,
 }
 
-/// Frames per lookup group of the [`FrameIndex`].
+/// Seek table entries per lookup group of the [`FrameIndex`] (2 KiB of table, 16 MiB of stream in
+/// 64 KiB frames).
 pub const GROUP: usize = 256;
+/// Groups of seek table entries kept in memory (512 KiB with 8-byte entries).
+pub const TABLE_GROUPS_CACHED: usize = 256;
 
-/// The seek table's non-empty frames, compact: their sizes, and where every [`GROUP`]th frame starts.
+/// The seek table, read on demand: where each group of [`GROUP`] entries starts, and the groups
+/// used last.
 struct FrameIndex {
-    sizes: Vec<FrameEntry>,
-    /// `(stored offset, stream offset)` of frames `0, GROUP, 2 * GROUP, …`.
+    /// `(stored offset, stream offset)` of the frames of entries `0, GROUP, 2 * GROUP, …`.
     marks: Vec<(u64, u64)>,
+    /// Where entry 0 is in the stored bytes, the size of an entry (8, or 12 with checksums) and how
+    /// many there are.
+    table_at: u64,
+    entry: usize,
+    count: usize,
+    groups: Cache,
 }
 
 impl FrameIndex {
-    /// The frame holding stream offset `at` (inside the stream) and its number.
-    fn locate(&self, at: u64) -> (usize, Frame) {
-        let group = self.marks.partition_point(|m| m.1 <= at).saturating_sub(1);
-        let (mut stored_at, mut stream_at) = self.marks[group];
-        let mut index = group * GROUP;
-        loop {
-            let e = self.sizes[index];
-            let end = stream_at + u64::from(e.decompressed);
-            if at < end || index + 1 == self.sizes.len() {
-                return (
-                    index,
-                    Frame {
-                        stored_at,
-                        stored_len: e.compressed,
-                        stream_at,
-                        stream_len: e.decompressed,
-                    },
-                );
-            }
-            stored_at += u64::from(e.compressed);
-            stream_at = end;
-            index += 1;
-        }
+    /// The raw entries of group `g`, from the cache or read from the table.
+    fn group(&self, stored: &Stored, g: usize) -> Result<Arc<Vec<u8>>, ImageError> {
+        self.groups.get_or_load(g as u64, || {
+            let first = g * GROUP;
+            let n = GROUP.min(self.count.saturating_sub(first));
+            let mut raw = vec![0u8; n * self.entry];
+            stored.read_exact_at(&mut raw, self.table_at + (first * self.entry) as u64)?;
+            Ok(raw)
+        })
     }
+
+    /// The frame holding stream offset `at` (inside the stream) and its number (its seek table entry).
+    fn locate(&self, stored: &Stored, at: u64) -> Result<(usize, Frame), ImageError> {
+        let mut g = self.marks.partition_point(|m| m.1 <= at).saturating_sub(1);
+        while g < self.marks.len() {
+            let raw = self.group(stored, g)?;
+            let (mut stored_at, mut stream_at) = self.marks[g];
+            for (i, bytes) in raw.chunks_exact(self.entry).enumerate() {
+                let index = g * GROUP + i;
+                let e = plausible(index, seekable::entry_at(bytes))?;
+                let end = stream_at + u64::from(e.decompressed);
+                if at < end {
+                    return Ok((
+                        index,
+                        Frame {
+                            stored_at,
+                            stored_len: e.compressed,
+                            stream_at,
+                            stream_len: e.decompressed,
+                        },
+                    ));
+                }
+                stored_at += u64::from(e.compressed);
+                stream_at = end;
+            }
+            // Only empty frames after the mark (or a table that changed since it was checked).
+            g += 1;
+        }
+        Err(ImageError::LostFrame { offset: at })
+    }
+}
+
+/// `e`, unless its sizes are impossible: a frame holds at most one read block, and a larger one is
+/// damage, not an allocation to make.
+fn plausible(index: usize, e: FrameEntry) -> Result<FrameEntry, ImageError> {
+    let bound = MAX_BLOCK + MAX_BLOCK / 128 + (1 << 16);
+    if e.decompressed as usize > MAX_BLOCK
+        || e.compressed as usize > bound
+        || (e.decompressed == 0) != (e.compressed == 0)
+    {
+        return Err(ImageError::ImplausibleFrame {
+            index,
+            compressed: e.compressed,
+            decompressed: e.decompressed,
+        });
+    }
+    Ok(e)
 }
 
 enum Shape {
@@ -166,12 +214,13 @@ enum Shape {
     Zstd(FrameIndex),
 }
 
-/// A small LRU of immutable byte blocks keyed by index (frame number or chunk number). A block that
+/// A small LRU of immutable byte blocks keyed by index (frame, chunk or seek table group number). A block that
 /// one thread is loading is waited for by the others instead of being loaded again: the kernel sends
 /// several reads of the same frame at once during sequential reading.
 struct Cache {
     state: Mutex<CacheState>,
     loaded: Condvar,
+    capacity: usize,
 }
 
 #[derive(Default)]
@@ -183,10 +232,11 @@ struct CacheState {
 }
 
 impl Cache {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(CacheState::default()),
             loaded: Condvar::new(),
+            capacity,
         }
     }
 
@@ -215,7 +265,7 @@ impl Cache {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.loading.retain(|k| *k != key);
         if let Ok(data) = &result {
-            if st.entries.len() >= CACHE_ENTRIES
+            if st.entries.len() >= self.capacity
                 && let Some(oldest) = st
                     .entries
                     .iter()
@@ -304,7 +354,7 @@ impl Image {
             stored,
             shape,
             size,
-            cache: Cache::new(),
+            cache: Cache::new(CACHE_ENTRIES),
             windows: None,
             events: Box::new(|_| {}),
             manifest,
@@ -455,7 +505,7 @@ impl Image {
                 let mut done = 0;
                 while done < buf.len() {
                     let at = offset + done as u64;
-                    let (index, frame) = frames.locate(at);
+                    let (index, frame) = frames.locate(&self.stored, at)?;
                     let data = self.frame(frame, index)?;
                     let inside = (at - frame.stream_at) as usize;
                     let take = (data.len() - inside).min(buf.len() - done);
@@ -506,8 +556,8 @@ impl Image {
 /// Seek table bytes read at a time while indexing.
 const TABLE_CHUNK: usize = 1 << 20;
 
-/// Reads and checks the seek table at the end of the stored bytes, a piece at a time (only the index
-/// is kept).
+/// Reads and checks the seek table at the end of the stored bytes, a piece at a time (only where each
+/// group starts is kept).
 fn frames(stored: &Stored, size: u64) -> Result<FrameIndex, ImageError> {
     let total = stored.len();
     let mut footer = [0u8; FOOTER_LEN];
@@ -527,39 +577,21 @@ fn frames(stored: &Stored, size: u64) -> Result<FrameIndex, ImageError> {
     stored.read_exact_at(&mut header, table_at)?;
     seekable::check_table_header(&header, count, entry).map_err(ImageError::ParseSeekTable)?;
 
-    let mut index = FrameIndex {
-        sizes: Vec::new(),
-        marks: Vec::new(),
-    };
+    let count = count as usize;
+    let mut marks = Vec::with_capacity(count.div_ceil(GROUP));
     let (mut stored_at, mut stream_at) = (0u64, 0u64);
-    // A frame holds at most one read block; a larger one is damage, not an allocation to make.
-    let bound = MAX_BLOCK + MAX_BLOCK / 128 + (1 << 16);
     let per_chunk = TABLE_CHUNK / entry;
     let mut buf = vec![0u8; per_chunk * entry];
     let mut done = 0usize;
-    while done < count as usize {
-        let n = per_chunk.min(count as usize - done);
+    while done < count {
+        let n = per_chunk.min(count - done);
         let piece = &mut buf[..n * entry];
         stored.read_exact_at(piece, table_at + 8 + (done * entry) as u64)?;
         for (i, raw) in piece.chunks_exact(entry).enumerate() {
-            let e = seekable::entry_at(raw);
-            if e.decompressed as usize > MAX_BLOCK
-                || e.compressed as usize > bound
-                || (e.decompressed == 0) != (e.compressed == 0)
-            {
-                return Err(ImageError::ImplausibleFrame {
-                    index: done + i,
-                    compressed: e.compressed,
-                    decompressed: e.decompressed,
-                });
+            let e = plausible(done + i, seekable::entry_at(raw))?;
+            if (done + i).is_multiple_of(GROUP) {
+                marks.push((stored_at, stream_at));
             }
-            if e.decompressed == 0 {
-                continue;
-            }
-            if index.sizes.len().is_multiple_of(GROUP) {
-                index.marks.push((stored_at, stream_at));
-            }
-            index.sizes.push(e);
             stored_at += u64::from(e.compressed);
             stream_at += u64::from(e.decompressed);
         }
@@ -573,8 +605,13 @@ fn frames(stored: &Stored, size: u64) -> Result<FrameIndex, ImageError> {
             stored: total,
         });
     }
-    index.sizes.shrink_to_fit();
-    Ok(index)
+    Ok(FrameIndex {
+        marks,
+        table_at: table_at + 8,
+        entry,
+        count,
+        groups: Cache::new(TABLE_GROUPS_CACHED),
+    })
 }
 
 #[cfg(test)]
@@ -691,7 +728,7 @@ mod tests {
         let Shape::Zstd(index) = &img.shape else {
             panic!("not zstd")
         };
-        assert_eq!(index.sizes.len(), s.len().div_ceil(frame));
+        assert_eq!(index.count, s.len().div_ceil(frame));
         assert_eq!(index.marks.len(), 4);
         for at in [
             0,
@@ -709,20 +746,60 @@ mod tests {
     }
 
     #[test]
+    fn the_seek_table_is_held_a_few_groups_at_a_time() {
+        // More groups than the cache holds, read from the back: every read is right, and no more than
+        // TABLE_GROUPS_CACHED groups of entries are ever in memory.
+        let frame = 16;
+        let groups = TABLE_GROUPS_CACHED + 9;
+        let s = stream(GROUP * groups * frame);
+        let dir = acquisition(&s, true, frame, 1 << 20);
+        let img = open(dir.path());
+        let Shape::Zstd(index) = &img.shape else {
+            panic!("not zstd")
+        };
+        assert_eq!(index.marks.len(), groups);
+        let held = || index.groups.state.lock().unwrap().entries.len();
+        assert_eq!(held(), 0, "nothing but the group marks is kept at open");
+        for g in (0..groups).rev() {
+            let at = (g * GROUP + g % GROUP) * frame + 3;
+            let mut buf = [0u8; 40];
+            let n = img.read_at(&mut buf, at as u64).unwrap();
+            assert_eq!(&buf[..n], &s[at..at + 40], "group {g}");
+            assert!(held() <= TABLE_GROUPS_CACHED);
+        }
+        assert_eq!(held(), TABLE_GROUPS_CACHED);
+    }
+
+    #[test]
+    fn a_seek_table_damaged_after_opening_is_an_error_not_a_panic() {
+        let s = stream(20_000);
+        let dir = acquisition(&s, true, 1000, 1 << 20);
+        let img = open(dir.path());
+        // Entry 7's uncompressed size grows past any block once the table was checked.
+        let path = dir.path().join("image.raw.zst");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let entry7 = bytes.len() - FOOTER_LEN - (20 - 7) * 8;
+        bytes[entry7 + 4..entry7 + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let mut buf = [0u8; 10];
+        assert!(matches!(
+            img.read_at(&mut buf, 7500),
+            Err(ImageError::ImplausibleFrame { index: 7, .. })
+        ));
+    }
+
+    #[test]
     fn a_damaged_frame_fails_only_its_window_when_windows_are_verified() {
         let s = stream(64 * 1024);
         let dir = acquisition(&s, true, 4096, 8192);
         // Flip a byte in the middle of the compressed bytes of frame 5 (stream 20480..24576, window 2).
         let path = dir.path().join("image.raw.zst");
         let mut bytes = std::fs::read(&path).unwrap();
-        let frames = frames(
-            &stored::open(&Location::Dir(dir.path().to_owned()))
-                .unwrap()
-                .1,
-            s.len() as u64,
-        )
-        .unwrap();
-        let (five, f) = frames.locate(20480);
+        let st = stored::open(&Location::Dir(dir.path().to_owned()))
+            .unwrap()
+            .1;
+        let frames = frames(&st, s.len() as u64).unwrap();
+        let (five, f) = frames.locate(&st, 20480).unwrap();
         assert_eq!((five, f.stream_at), (5, 20480));
         bytes[(f.stored_at + u64::from(f.stored_len) / 2) as usize] ^= 0x55;
         std::fs::write(&path, &bytes).unwrap();

@@ -87,6 +87,50 @@ fn lvm_candidates() -> Vec<PathBuf> {
     v
 }
 
+/// PVs inside md arrays that are not assembled, seen through the members among `devices`.
+fn pvs_inside_unassembled_arrays(devices: &[PathBuf]) -> Vec<lvm::PvInsideArray> {
+    devices
+        .iter()
+        .filter(|d| md::assemble::held_by(d).is_none())
+        .filter_map(|d| md::assemble::read_member(d).ok().flatten())
+        .filter_map(|m| lvm::pv_inside_member(&m))
+        .collect()
+}
+
+/// One line per array: LVM cannot see a PV whose md array is not running, so the order is md first.
+fn explain_pvs_inside_arrays(inside: &[lvm::PvInsideArray]) {
+    let mut arrays: Vec<&str> = Vec::new();
+    for p in inside {
+        if !arrays.contains(&p.array_uuid.as_str()) {
+            arrays.push(&p.array_uuid);
+        }
+    }
+    for uuid in arrays {
+        let of: Vec<&lvm::PvInsideArray> = inside.iter().filter(|p| p.array_uuid == uuid).collect();
+        let first = of[0];
+        let msg = format!(
+            "not activated: {} {} of md array {} ({}, not assembled) hold{} LVM PV {}{}: \
+             the PV is inside the array; run `md assemble --read-only` first, then \
+             `lvm activate --read-only`",
+            if of.len() == 1 { "member" } else { "members" },
+            of.iter()
+                .map(|p| p.member.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            first.array,
+            md::level_name(first.level),
+            if of.len() == 1 { "s" } else { "" },
+            first.pv_uuid,
+            first
+                .vg
+                .as_ref()
+                .map(|v| format!(" of VG {v}"))
+                .unwrap_or_default()
+        );
+        eprint!("{}", super::wrap_text(&msg, super::columns()));
+    }
+}
+
 fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
     let scan = if devices.is_empty() {
         lvm_candidates()
@@ -95,26 +139,48 @@ fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
     };
     let mut code = EXIT_OK;
     let mut found = Vec::new();
+    let mut unlabelled = Vec::new();
     for d in &scan {
         match lvm::read_pv(d) {
             Ok(Some(pv)) => found.push(pv),
-            Ok(None) => {
-                if !devices.is_empty() {
-                    eprintln!("{}: no LVM2 label", d.display());
-                    code = EXIT_FAILURE;
-                }
-            }
+            Ok(None) => unlabelled.push(d.clone()),
             Err(e) => {
                 eprintln!("error: {}", crate::error_chain(&e));
                 code = EXIT_FAILURE;
             }
         }
     }
+    // md members are left out of the scan (or have no label of their own at offset 0); a PV inside an
+    // array that is not running is reported, never read around the md layer.
+    let members = if devices.is_empty() {
+        md::assemble::candidate_devices()
+    } else {
+        unlabelled.clone()
+    };
+    let inside = pvs_inside_unassembled_arrays(&members);
+    if !json {
+        explain_pvs_inside_arrays(&inside);
+    }
+    if !inside.is_empty() {
+        code = EXIT_FAILURE;
+    }
+    if !devices.is_empty() {
+        for d in unlabelled
+            .iter()
+            .filter(|d| !inside.iter().any(|p| &p.member == *d))
+        {
+            eprintln!("{}: no LVM2 label", d.display());
+            code = EXIT_FAILURE;
+        }
+    }
     if found.is_empty() {
-        if !json {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"volume_groups": [], "lvs": [], "pvs_inside_unassembled_md": inside})
+            );
+        } else if inside.is_empty() {
             println!("no LVM physical volume on {} device(s) scanned", scan.len());
-        } else {
-            println!("{}", serde_json::json!({"volume_groups": [], "lvs": []}));
         }
         return Ok(code);
     }
@@ -174,7 +240,9 @@ fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
         }));
         all.extend(outcomes);
     }
-    let detail = serde_json::json!({"volume_groups": vgs, "lvs": all});
+    let detail = serde_json::json!({
+        "volume_groups": vgs, "lvs": all, "pvs_inside_unassembled_md": inside,
+    });
     if json {
         println!("{detail}");
     }

@@ -514,13 +514,54 @@ fn examinable_sources(s: &CaseState) -> anyhow::Result<Vec<(String, String)>> {
             )
         })
         .collect();
-    for d in devices::list()?
+    let (stacked, disks): (Vec<BlockDevice>, Vec<BlockDevice>) = devices::list()?
         .into_iter()
         .filter(|d| !boot.contains(&d.name) && !s.unlocked.contains(&d.name))
-    {
+        .partition(|d| d.name.starts_with("dm-") || d.name.starts_with("md"));
+    // What `lvm activate` / `md assemble` opened comes before the disks: it is what they were run for.
+    sources.extend(stacked.iter().filter_map(stacked_source));
+    for d in disks {
         sources.push((d.path.clone(), format!("disk {}", disk_line(&d))));
     }
     Ok(sources)
+}
+
+/// An activated LV or an assembled md array as a source, by the name the operator knows it by
+/// (`/dev/mapper/VG-LV`, `/dev/md/NAME`), which also names the triage and timeline directories.
+fn stacked_source(d: &BlockDevice) -> Option<(String, String)> {
+    let sys = Path::new("/sys/block").join(&d.name);
+    let read = |rel: &str| {
+        std::fs::read_to_string(sys.join(rel))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let size = devices::human_size(d.size_bytes);
+    if d.name.starts_with("dm-") {
+        let name = read("dm/name");
+        if name.is_empty() {
+            return None;
+        }
+        let kind = if read("dm/uuid").starts_with("LVM-") {
+            "LVM volume"
+        } else {
+            "device-mapper"
+        };
+        let path = format!("/dev/mapper/{name}");
+        return Some((path.clone(), format!("{kind} {path} {size}")));
+    }
+    let path = std::fs::read_dir("/dev/md")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.file_name().is_some_and(|n| *n == *d.name))
+        })
+        .map(|e| e.path().display().to_string())
+        .unwrap_or_else(|| d.path.clone());
+    Some((
+        path.clone(),
+        format!("md array {path} ({} {}, {size})", d.name, read("md/level")),
+    ))
 }
 
 /// `dir/NAME`, or `dir/NAME-2`, `-3` … when that exists already.
