@@ -1,10 +1,10 @@
 //! `rescue triage` on a RHEL-like root (issue 18): the rpmdb (SQLite) is made by Debian's `rpm` from
 //! packages built with `rpmbuild` (`common/pkgroots.rs`), the root is copied into an ext4 filesystem
-//! image with `mke2fs -d` and triaged through its read-only loop mount. Clean, it gives nothing of
-//! severity medium or higher; compromised the way RHEL systems are (a root crontab in
-//! `/var/spool/cron`, a unit in `/etc/systemd/system`, a PAM module in `/usr/lib64/security`, package
-//! files changed), every plant is found, and the package files triage reports as changed are exactly
-//! the ones `rpm --root … -Va` reports.
+//! image with `mke2fs -d` (compromised, also into XFS, the RHEL default) and triaged through its
+//! read-only loop mount. Clean, it gives nothing of severity medium or higher; compromised the way
+//! RHEL systems are (a root crontab in `/var/spool/cron`, a unit in `/etc/systemd/system`, a PAM module
+//! in `/usr/lib64/security`, package files changed), every plant is found, and the package files
+//! triage reports as changed are exactly the ones `rpm --root … -Va` reports, on both filesystems.
 
 #[path = "common/pkgroots.rs"]
 mod pkgroots;
@@ -62,6 +62,56 @@ fn ext4_image(dir: &Path, tree: &Path, name: &str) -> PathBuf {
     img
 }
 
+/// An XFS filesystem image holding `tree`, the RHEL default. Debian 12's `mkfs.xfs` (6.1) takes only
+/// a protofile with `-p`, not a directory, so the empty filesystem is mounted through a loop device
+/// and filled with `cp -a` (owners, modes, setuid bits, symlinks and xattrs kept).
+fn xfs_image(dir: &Path, tree: &Path, name: &str) -> PathBuf {
+    let img = dir.join(format!("{name}.xfs"));
+    // mkfs.xfs refuses less than 300 MiB; the file stays sparse.
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(320 << 20)
+        .unwrap();
+    run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&img));
+    let mnt = dir.join(format!("{name}-mnt"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&img));
+    let dev = String::from_utf8_lossy(&dev).trim().to_owned();
+    // A loop device keeps the kernel's read-only flag of its last use (rescue write-blocks the loop
+    // devices it attaches): cleared for this writable one.
+    let setrw = Command::new("blockdev")
+        .args(["--setrw", &dev])
+        .status()
+        .unwrap();
+    let mounted = setrw.success()
+        && Command::new("mount")
+            .args(["-t", "xfs", &dev])
+            .arg(&mnt)
+            .status()
+            .unwrap()
+            .success();
+    let copied = mounted.then(|| {
+        Command::new("cp")
+            .arg("-a")
+            .arg(tree.join("."))
+            .arg(&mnt)
+            .output()
+            .unwrap()
+    });
+    if mounted {
+        run(Command::new("umount").arg(&mnt));
+    }
+    run(Command::new("losetup").args(["-d", &dev]));
+    assert!(mounted, "mounting {} writable on {dev}", img.display());
+    let copied = copied.unwrap();
+    assert!(
+        copied.status.success(),
+        "cp -a into the XFS image: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    img
+}
+
 fn triage(img: &Path, out: &Path) -> (Output, serde_json::Value) {
     let o = rescue(&["triage", s(img), "--out", s(out)]);
     let report: serde_json::Value = match std::fs::read(out.join("findings.json")) {
@@ -96,7 +146,7 @@ fn changed_package_files(report: &serde_json::Value) -> BTreeSet<String> {
 #[test]
 fn a_compromised_rpm_root_image_shows_every_plant_and_agrees_with_rpm_va() {
     const NAME: &str = "a_compromised_rpm_root_image_shows_every_plant_and_agrees_with_rpm_va";
-    for tool in ["mke2fs", "sha256sum"] {
+    for tool in ["mke2fs", "mkfs.xfs", "sha256sum"] {
         if !pkgroots::have(tool) && !pkgroots::skip(NAME, &format!("{tool} is not installed")) {
             return;
         }
@@ -268,6 +318,40 @@ fn a_compromised_rpm_root_image_shows_every_plant_and_agrees_with_rpm_va() {
     let theirs = pkgroots::rpm_va_changed(&root);
     assert_eq!(ours, theirs, "triage vs rpm --root -Va");
     assert_eq!(ours.len(), 7, "{ours:?}");
+    std::fs::remove_file(&img).unwrap();
+
+    // The same compromised root on XFS, as RHEL installs it: mounted norecovery,nouuid, the same
+    // plants found, the same changed files as rpm -Va.
+    let img = xfs_image(d, &root, "compromised");
+    let (o, xfs) = triage(&img, &d.join("out-xfs"));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(xfs["roots"][0]["fstype"], "xfs", "{}", xfs["roots"]);
+    assert!(
+        xfs["roots"][0]["mount_options"]
+            .as_str()
+            .is_some_and(|m| m.contains("norecovery")),
+        "{}",
+        xfs["roots"]
+    );
+    assert_eq!(xfs["roots"][0]["package_db"], "rpm");
+    let on_xfs = |f: &serde_json::Value| {
+        (
+            f["category"].clone(),
+            f["path"].clone(),
+            f["severity"].clone(),
+        )
+    };
+    let ext4_set: BTreeSet<String> = all.iter().map(|f| format!("{:?}", on_xfs(f))).collect();
+    let xfs_set: BTreeSet<String> = findings(&xfs)
+        .iter()
+        .map(|f| format!("{:?}", on_xfs(f)))
+        .collect();
+    assert_eq!(xfs_set, ext4_set, "the same findings on XFS as on ext4");
+    assert_eq!(
+        changed_package_files(&xfs),
+        theirs,
+        "triage on XFS vs rpm --root -Va"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("examine-"), "unmounted afterwards");
     pkgroots::ran(NAME);

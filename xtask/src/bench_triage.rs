@@ -1,13 +1,15 @@
-//! `cargo xtask bench triage [--files N] [--runs N]`: `rescue triage` next to the peers that each do a
+//! `cargo xtask bench triage [--files N] [--runs N] [--dissect-runs N]`: `rescue triage` next to the peers that each do a
 //! part of its work, on the same ext4 image, side by side in one run: `debsums -a -c --root` (package
 //! verify only, on the image mounted read-only), Sleuth Kit's `fls -r -m /` (listing only) and
 //! dissect.target's `users,cronjobs,services,suid_binaries,ssh.authorized_keys` plugins (the pinned
 //! virtualenv under `target/cache`). The image is the Debian 12 debootstrap root (the tarball the
 //! triage tests cache in `target/cache/debootstrap/`) plus N small files under `/srv/data` (default
 //! 200 000), with a trojaned `/usr/bin/ls` and a planted cron job, made once by `mke2fs -d` and cached
-//! under `target/cache/triage-bench/`. Wall time (median of N runs, default 3) and peak RSS
+//! under `target/cache/triage-bench/`. Wall time (median of N runs, default 3; dissect.target, which
+//! takes minutes a run, `--dissect-runs`, default the same) and peak RSS
 //! (`/usr/bin/time -v`), the load average before and after; prints a markdown table and writes it to
-//! `target/bench/triage.md`. Needs root (extracting the root with its owners, loop mounts).
+//! `target/bench/triage.md`. `rescue` is the binary `cargo xtask build` makes (no second release
+//! build). Needs root (extracting the root with its owners, loop mounts).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -177,16 +179,21 @@ fn lines(p: &Path) -> anyhow::Result<usize> {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut files = 200_000u64;
     let mut runs = 3usize;
+    let mut dissect_runs = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--files" => files = it.next().context("--files N")?.parse()?,
             "--runs" => runs = it.next().context("--runs N")?.parse()?,
-            other => bail!("unknown option {other:?} (--files N, --runs N)"),
+            "--dissect-runs" => {
+                dissect_runs = Some(it.next().context("--dissect-runs N")?.parse::<usize>()?)
+            }
+            other => bail!("unknown option {other:?} (--files N, --runs N, --dissect-runs N)"),
         }
     }
-    if runs == 0 {
-        bail!("--runs must be at least 1");
+    let dissect_runs = dissect_runs.unwrap_or(runs);
+    if runs == 0 || dissect_runs == 0 {
+        bail!("--runs and --dissect-runs must be at least 1");
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -207,14 +214,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let tarball = crate::repro::debian12_tarball(&util::project_root())?;
     let img = image(&tarball, files)?;
     let root = util::project_root();
-    util::run(
-        Command::new("cargo")
-            .args(["build", "--release", "-p", "rescue", "--bin", "rescue"])
-            .current_dir(&root),
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let rescue = target.join("release/rescue");
+    // The very binary `cargo xtask build` makes (same target, flags and environment), so a bench
+    // after a build recompiles nothing.
+    let rescue = crate::build::build_rescue_binary(&crate::build::git_commit())?;
     let bench = root.join("target/bench");
     fs::create_dir_all(&bench)?;
     let mounted = Mounted::new(&img, &bench.join("triage-mnt"))?;
@@ -255,6 +257,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             &bench.join("fls.body"),
             &[0],
         )?);
+        if dissect.len() == dissect_runs {
+            continue;
+        }
         dissect.push(timed(
             &python,
             &[
@@ -276,7 +281,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // What each one reported, so the table says what was compared.
     let report: serde_json::Value = serde_json::from_slice(&fs::read(out.join("findings.json"))?)?;
     let findings = report["findings"].as_array().map_or(&[][..], Vec::as_slice);
-    let changed_pkg = findings
+    // The package files each one says changed, as paths inside the root: they must be the same set.
+    let triage_changed: std::collections::BTreeSet<String> = findings
         .iter()
         .filter(|f| {
             f["category"] == "package"
@@ -284,9 +290,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     .as_str()
                     .is_some_and(|w| w.contains("changed since installation"))
         })
-        .count();
+        .filter_map(|f| f["path"].as_str().map(str::to_owned))
+        .collect();
+    let changed_pkg = triage_changed.len();
     let walked = report["roots"][0]["entries_walked"].as_u64().unwrap_or(0);
-    let debsums_changed = lines(&bench.join("debsums.txt"))?;
+    // debsums prints each changed file under the root it was given.
+    let debsums_set: std::collections::BTreeSet<String> =
+        fs::read_to_string(bench.join("debsums.txt"))?
+            .lines()
+            .map(|l| l.strip_prefix(mnt_s.as_str()).unwrap_or(l).to_owned())
+            .collect();
+    let debsums_changed = debsums_set.len();
     let fls_lines = lines(&bench.join("fls.body"))?;
     let dissect_records = fs::read_to_string(bench.join("dissect.jsonl"))?
         .lines()
@@ -294,10 +308,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             serde_json::from_str::<serde_json::Value>(l).is_ok_and(|r| r["_type"] == "record")
         })
         .count();
-    if changed_pkg != debsums_changed {
+    if triage_changed != debsums_set || triage_changed.is_empty() {
         bail!(
-            "triage reports {changed_pkg} changed package file(s), debsums {debsums_changed}: \
-             see {} and {}",
+            "triage and debsums disagree on the changed package files (the bench plants one): \
+             triage {triage_changed:?}, debsums {debsums_set:?}; see {} and {}",
             out.join("findings.json").display(),
             bench.join("debsums.txt").display()
         );
@@ -310,7 +324,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     md.push_str(&format!(
         "`cargo xtask bench triage` ({}): the debootstrap Debian 12 root plus {files} empty files \
          ({walked} entries), a trojaned `/usr/bin/ls` and a planted cron job, in one ext4 image; \
-         median of {runs} run(s) each, side by side in one run ({whole:.0} s), warm page cache, \
+         median of {runs} run(s) each (dissect.target: {dissect_runs}), side by side in one run ({whole:.0} s), warm page cache, \
          {cpus} CPUs, load average {load_before} before and {load_after} after (1, 5, 15 min).\n\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     ));

@@ -818,4 +818,13 @@ mod fuzz {
         seed.extend_from_slice(b"payload");
         Target::new("rpm-file").seed(seed).run(rpm_file);
     }
+
+    #[test]
+    fn rpm_file_header_length_reservation() {
+        // A lead and a header intro claiming 16 MiB of header in 112 bytes: once reserved before a
+        // byte of the header was read.
+        let input =
+            include_bytes!("../fuzz-seeds/regressions/rpm-file-header-length-reservation.bin");
+        assert_eq!(crate::fuzzing::replay(rpm_file, input), Ok(()));
+    }
 }

@@ -92,6 +92,28 @@ impl Root {
         Ok((File::from(fd), st))
     }
 
+    /// Opens for reading the regular file an [`Root::lstat`] of `path` just found (`seen`): one path
+    /// resolution instead of [`Root::open_file`]'s two. Refused, as there, when what is opened is not a
+    /// regular file, and when it is not the file `seen` describes (replaced in between).
+    pub fn open_seen(&self, path: &[u8], seen: &FileStat) -> io::Result<File> {
+        let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+        if seen.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(not_regular());
+        }
+        let fd = self.openat(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+        let st = fstat(&fd).map_err(nix_err)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(not_regular());
+        }
+        if (st.st_dev, st.st_ino) != (seen.st_dev, seen.st_ino) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "replaced while it was being checked",
+            ));
+        }
+        Ok(File::from(fd))
+    }
+
     /// The whole content of a regular file (package database files, account databases).
     pub fn read(&self, path: &[u8]) -> io::Result<Vec<u8>> {
         let (mut f, st) = self.open_file(path)?;
@@ -144,6 +166,21 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
         let (fd, _) = root.lstat(b"/final").unwrap();
         assert_eq!(Root::readlink(&fd).unwrap(), b"/etc/hostname");
+        let (_, fifo) = root.lstat(b"/fifo").unwrap();
+        let err = root.open_seen(b"/fifo", &fifo).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        let (_, seen) = root.lstat(b"/etc/hostname").unwrap();
+        let mut text = String::new();
+        root.open_seen(b"/etc/hostname", &seen)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "suspect\n");
+        // Another file put in its place after the lstat is not read as the one seen.
+        std::fs::rename(r.join("inner/etc/hostname"), r.join("inner/etc/old")).unwrap();
+        std::fs::write(r.join("inner/etc/hostname"), b"swapped\n").unwrap();
+        let err = root.open_seen(b"/etc/hostname", &seen).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         assert_eq!(
             root.read(b"/missing").unwrap_err().kind(),
             io::ErrorKind::NotFound

@@ -295,8 +295,8 @@ fn check_one(root: &Root, acc: &Accounts, f: &FileEntry, buf: &mut [u8]) -> (Vec
             return (changes, 0);
         }
         match root
-            .open_file(&f.path)
-            .and_then(|(file, _)| hash_stream(file, *algo, buf))
+            .open_seen(&f.path, &st)
+            .and_then(|file| hash_stream(file, *algo, buf))
         {
             Ok((digest, n)) => {
                 bytes = n;

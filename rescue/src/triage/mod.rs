@@ -491,8 +491,33 @@ pub fn run(
             });
         }
         let mut c = Collector::new(&fs, &owners, opts.since, &description);
-        config::run_all(&mut c);
-        owners.integrity(&root.path, &mut c);
+        // The package verify (every package file read and hashed) runs on its own threads while this
+        // one reads the configuration and walks the root: both are mostly waiting for the disk.
+        let (walked, verified) = std::thread::scope(|s| {
+            let verify = s.spawn(|| owners.verify(&root.path));
+            config::run_all(&mut c);
+            let walked = files::walk_root(&root.path, &mut c, progress);
+            (walked, verify.join())
+        });
+        let stats = walked.map_err(|source| TriageError::Walk {
+            path: root.path.clone(),
+            source,
+        })?;
+        let verify_note = match verified {
+            Ok(Some(v)) => owners.integrity(v, &mut c),
+            Ok(None) => None,
+            Err(_) => Some(
+                "the package verify stopped unexpectedly: changed package files are not reported"
+                    .to_owned(),
+            ),
+        };
+        if let Some(n) = verify_note {
+            notes.push(NoteReport {
+                partition: root.partition,
+                kind: "package-verify".into(),
+                message: format!("{description}: {n}"),
+            });
+        }
         if let Some(media) = &opts.packages_from {
             for n in owners.against_media(&root.path, media, &opts.keyrings, &mut c) {
                 notes.push(NoteReport {
@@ -502,11 +527,6 @@ pub fn run(
                 });
             }
         }
-        let stats =
-            files::walk_root(&root.path, &mut c, progress).map_err(|source| TriageError::Walk {
-                path: root.path.clone(),
-                source,
-            })?;
         rr.entries_walked = stats.entries;
         rr.unreadable = stats.unreadable;
         if stats.unreadable > 0 {

@@ -78,14 +78,36 @@ impl Owners {
         self.known() && self.owner(path).is_none()
     }
 
+    /// Checks every package file against the database ([`PackageDb::verify`]): the slow part of a
+    /// triage (every package file read and hashed), so [`super::run`] runs it on its own thread beside
+    /// the walk. `None` when the root has no database we read.
+    pub fn verify(&self, root: &Path) -> Option<Verified> {
+        let db = self.db.as_ref()?;
+        Some(Verified(db.verify(root, &mut |_| {})))
+    }
+
     /// Package files that are not as installed, as findings: a changed program, library or other
-    /// non-configuration file high, a changed configuration file low, a missing file low.
-    pub fn integrity(&self, root: &Path, c: &mut Collector<'_>) {
-        let Some(db) = &self.db else {
-            return;
-        };
-        let Ok(changed) = db.verify(root, &mut |_| {}) else {
-            return;
+    /// non-configuration file high, a changed configuration file low, a missing file low. A verify
+    /// that could not run is not dropped: the note returned says which database and why.
+    pub fn integrity(&self, verified: Verified, c: &mut Collector<'_>) -> Option<String> {
+        let changed = match verified.0 {
+            Ok(changed) => changed,
+            Err(e) => {
+                let (kind, location) = self
+                    .db
+                    .as_ref()
+                    .map(|d| {
+                        (
+                            self.kind().unwrap_or("package"),
+                            d.location().display().to_string(),
+                        )
+                    })
+                    .unwrap_or(("package", String::new()));
+                return Some(format!(
+                    "the {kind} database ({location}) could not be checked against the files ({}): changed package files are not reported",
+                    crate::error_chain(&e)
+                ));
+            }
         };
         for ch in changed {
             let path = ch.path.as_os_str().as_encoded_bytes().to_vec();
@@ -117,8 +139,12 @@ impl Owners {
                 ),
             );
         }
+        None
     }
 }
+
+/// What [`Owners::verify`] found: the changed package files, or why the check could not run.
+pub struct Verified(Result<Vec<pkgdb::Changed>, pkgdb::PkgDbError>);
 
 impl Owners {
     /// `--packages-from MEDIA`: the installed packages against the distribution's signed metadata and
@@ -230,5 +256,79 @@ fn describe(c: &Change) -> String {
         Change::Group { expected, found } => format!("group {found}, was {expected}"),
         Change::LinkTarget { expected, found } => format!("points to {found}, was {expected}"),
         Change::Unreadable { error } => format!("unreadable: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MD5_EMPTY: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+    fn dpkg_root(r: &Path) {
+        let info = r.join("var/lib/dpkg/info");
+        std::fs::create_dir_all(&info).unwrap();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/status"),
+            "Package: tool\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n",
+        )
+        .unwrap();
+        std::fs::write(info.join("tool.list"), "/usr\n/usr/bin\n/usr/bin/tool\n").unwrap();
+        std::fs::write(
+            info.join("tool.md5sums"),
+            format!("{MD5_EMPTY}  usr/bin/tool\n"),
+        )
+        .unwrap();
+        std::fs::write(r.join("usr/bin/tool"), b"trojaned").unwrap();
+    }
+
+    #[test]
+    fn a_changed_package_file_is_a_high_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        dpkg_root(dir.path());
+        let owners = Owners::load(dir.path());
+        let fs = super::super::RootFs::open(dir.path()).unwrap();
+        let mut c = Collector::new(&fs, &owners, None, "the directory");
+        let verified = owners.verify(dir.path()).unwrap();
+        assert_eq!(owners.integrity(verified, &mut c), None);
+        let f = c.into_findings();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].severity, f[0].path.as_str()),
+            (Severity::High, "/usr/bin/tool")
+        );
+        assert!(
+            f[0].why.contains("file of package tool changed"),
+            "{}",
+            f[0].why
+        );
+    }
+
+    #[test]
+    fn a_verify_that_cannot_run_is_a_note_naming_the_database_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        dpkg_root(&root);
+        let owners = Owners::load(&root);
+        assert_eq!(owners.kind(), Some("dpkg"));
+        let fs = super::super::RootFs::open(&root).unwrap();
+        // The root goes away between reading the database and checking the files (an unmounted or
+        // pulled disk): the check cannot open it.
+        let gone = dir.path().join("gone");
+        std::fs::rename(&root, &gone).unwrap();
+        let mut c = Collector::new(&fs, &owners, None, "the directory");
+        let verified = owners.verify(&root).unwrap();
+        let note = owners
+            .integrity(verified, &mut c)
+            .expect("a note, not silence");
+        assert!(note.contains("dpkg database (/var/lib/dpkg)"), "{note}");
+        assert!(note.contains(&root.display().to_string()), "{note}");
+        assert!(note.contains("No such file or directory"), "{note}");
+        assert!(
+            note.contains("changed package files are not reported"),
+            "{note}"
+        );
+        assert!(c.into_findings().is_empty());
     }
 }

@@ -71,7 +71,6 @@ pub fn run(a: &crate::args::triage::TriageArgs) -> anyhow::Result<u8> {
     if !json {
         eprint!("\r");
     }
-    drop(ex);
     let written = match &out {
         Some(dir) => Some(triage::output::write(dir, &report)?),
         None => None,
@@ -90,6 +89,9 @@ pub fn run(a: &crate::args::triage::TriageArgs) -> anyhow::Result<u8> {
             print!("{}", super::wrap_text(&line, super::columns()));
         }
     }
+    // Unmounted only now: the kernel drops every inode the walk read (a second or more on a large
+    // root), and the findings are already shown and written by then.
+    drop(ex);
     let triaged = report.roots.iter().any(|r| r.linux);
     if in_rescue {
         let mut locked = crate::case::Locked::open()?;
