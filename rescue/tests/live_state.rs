@@ -3,6 +3,9 @@
 //! their owners with `ss`, modules with `lsmod`, mounts with `findmnt -J`, addresses and routes with
 //! `ip -j`; a process whose executable was deleted after it started, and one running from a
 //! `memfd:`, have their executables copied with the SHA-256 `sha256sum` computes for the original.
+//! Addresses with `noprefixroute` (in no route) and an alias label are compared with `ip -j addr` in
+//! a network namespace of their own (this test binary run again under `unshare --net --mount`), so
+//! nothing on the host changes.
 //!
 //! Gated: they need root (the open files and executables of every process) and the tools; a missing
 //! one skips unless `RESCUE_REQUIRE_TOOLS=1` (set by `cargo xtask test`). Each part that ran leaves a
@@ -12,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use rescue::live::state::{Phase, collect};
+use rescue::live::state::{Phase, collect, network};
 use rescue::live::{Artifact, Roots};
 use serde_json::Value;
 
@@ -674,6 +677,111 @@ fn addresses_and_routes_agree_with_ip() {
         assert!(ifs.contains(a.3.as_str()), "{}", a.3);
     }
     mark("network-ip");
+}
+
+/// Set in the child run inside the new network namespace.
+const NETNS_CHILD: &str = "RESCUE_TEST_LIVE_NETNS_CHILD";
+
+/// Addresses no route contains (`noprefixroute`, both families) and an alias label keep their
+/// interface: the collector asks the kernel (rtnetlink), as `ip` does. Before, IPv4 addresses were
+/// placed by the connected route containing them, and these had no interface.
+#[test]
+fn addresses_without_a_prefix_route_agree_with_ip() {
+    if std::env::var_os(NETNS_CHILD).is_some() {
+        noprefixroute_in_namespace();
+        return;
+    }
+    if !can_run("live network noprefixroute vs ip", &["ip", "unshare"]) {
+        return;
+    }
+    // A network and mount namespace of its own: sysfs mounted again shows its interfaces.
+    let me = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .args(["--net", "--mount", "--propagation", "private", "--"])
+        .args(["sh", "-c", r#"mount -t sysfs sysfs /sys && exec "$0" "$@""#])
+        .arg(me)
+        .args([
+            "--exact",
+            "addresses_without_a_prefix_route_agree_with_ip",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NETNS_CHILD, "1")
+        .output()
+        .expect("running unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the namespace run failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the namespace run ran no test:\n{text}"
+    );
+    mark("network-noprefixroute");
+}
+
+fn noprefixroute_in_namespace() {
+    for args in [
+        "link add rqa0 type veth peer name rqa1",
+        "addr add 192.0.2.5/24 dev rqa0 noprefixroute",
+        "addr add 198.51.100.7/24 dev rqa0 label rqa0:1",
+        "-6 addr add fd00:5::5/64 dev rqa0 noprefixroute nodad",
+        "link set rqa1 up",
+        "link set rqa0 up",
+        "link set lo up",
+    ] {
+        run(Command::new("ip").args(args.split(' ')));
+    }
+    let before = ip_addr();
+    let a = network::collect(&Roots::host());
+    assert_eq!(ip_addr(), before, "addresses changed during the test");
+    let n: Value = serde_json::from_slice(&a.bytes).unwrap();
+    let ours: BTreeSet<(String, String, u64, String)> = n["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["family"].as_str().unwrap().to_owned(),
+                a["address"].as_str().unwrap().to_owned(),
+                a["prefix_len"].as_u64().unwrap(),
+                a["interface"].as_str().unwrap_or("(none)").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, before, "{}", n["notes"]);
+    // ip's own words for each address: its flags and label.
+    let v: Value = serde_json::from_str(&run(Command::new("ip").args(["-j", "addr"]))).unwrap();
+    let ip_info = |addr: &str| -> Value {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["local"] == addr)
+            .unwrap_or_else(|| panic!("ip does not list {addr}"))
+    };
+    let find = |addr: &str| -> &Value {
+        n["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["address"] == addr)
+            .unwrap_or_else(|| panic!("{addr} is not in network.json"))
+    };
+    for addr in ["192.0.2.5", "fd00:5::5"] {
+        assert_eq!(ip_info(addr)["noprefixroute"], true);
+        let flags = find(addr)["flags"].to_string();
+        assert!(flags.contains("noprefixroute"), "{addr}: {flags}");
+    }
+    assert_eq!(ip_info("198.51.100.7")["label"], "rqa0:1");
+    assert_eq!(find("198.51.100.7")["label"], "rqa0:1");
+    assert!(find("192.0.2.5")["label"].is_null());
+    // No route contains the noprefixroute address: what the old reading of fib_trie needed.
+    let routes = n["routes"].to_string();
+    assert!(!routes.contains("192.0.2.0"), "{routes}");
+    assert!(routes.contains("198.51.100.0"), "{routes}");
 }
 
 #[test]

@@ -89,7 +89,10 @@ static int timed(char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &b);
     double wall = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    printf("LIVETARGET-TIME status=%d wall=%.3f maxrss_kib=%ld\n", code, wall, ru.ru_maxrss);
+    double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    printf("LIVETARGET-TIME status=%d wall=%.3f maxrss_kib=%ld user=%.3f sys=%.3f\n", code, wall,
+           ru.ru_maxrss, user, sys);
     fflush(stdout);
     return 0;
 }

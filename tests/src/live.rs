@@ -434,6 +434,18 @@ pub fn start_pattern(
     Ok(p)
 }
 
+/// What `livetarget time COMMAND` measured of one command.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Wall seconds.
+    pub wall: f64,
+    /// Peak RSS, KiB.
+    pub maxrss_kib: u64,
+    /// CPU seconds in user space and in the kernel (all threads).
+    pub user: f64,
+    pub sys: f64,
+}
+
 /// `livetarget time COMMAND`: wall seconds and peak RSS (KiB) of the command, which must exit with
 /// one of `ok` (e.g. `rescue live`'s 3: captured with unreadable pages).
 pub fn timed(
@@ -442,6 +454,17 @@ pub fn timed(
     ok: &[i32],
     timeout: Duration,
 ) -> anyhow::Result<(f64, u64)> {
+    let t = timing(vm, command, ok, timeout)?;
+    Ok((t.wall, t.maxrss_kib))
+}
+
+/// `livetarget time COMMAND`, everything it measured.
+pub fn timing(
+    vm: &mut Qemu,
+    command: &str,
+    ok: &[i32],
+    timeout: Duration,
+) -> anyhow::Result<Timing> {
     let out = sh_ok(vm, &format!("/livetarget time {command}"), timeout)?;
     let line = out
         .lines()
@@ -457,5 +480,10 @@ pub fn timed(
         ok.contains(&status),
         "`{command}` exited {status} in the guest:\n{out}"
     );
-    Ok((field("wall")?.parse()?, field("maxrss_kib")?.parse()?))
+    Ok(Timing {
+        wall: field("wall")?.parse()?,
+        maxrss_kib: field("maxrss_kib")?.parse()?,
+        user: field("user")?.parse()?,
+        sys: field("sys")?.parse()?,
+    })
 }

@@ -1,8 +1,12 @@
 //! `cargo xtask bench live`: memory capture on a running host, `rescue live` next to AVML (Microsoft's
 //! static Rust memory acquirer, built from crates.io), one after the other in the same QEMU guest
 //! (`tests::live`: the build's kernel, busybox, an ext4 evidence disk, the boot stick). Both write
-//! raw LiME to the evidence disk; each run is timed inside the guest (`livetarget time`: wall clock
-//! and the child's peak RSS). Prints the medians and writes the table to `target/bench/live.md`.
+//! raw LiME to the evidence disk; each run is timed inside the guest (`livetarget time`: wall clock,
+//! the child's peak RSS and CPU seconds). Each round also runs `rescue live --hash blake3`, and once
+//! the guest hashes 128 MiB from RAM with busybox's `sha256sum`: where the time goes under TCG
+//! (SHA-256 is emulated; the table says whether the guest CPU has SHA-NI), and `rescue verify` of an
+//! acquisition of those 128 MiB, rescue's own SHA-256 alone. Prints the medians and
+//! writes the table to `target/bench/live.md`.
 //!
 //! Flags: `--memory MIB` (guest RAM, default 512, as the live scenario), `--runs N` (default 3).
 
@@ -88,16 +92,48 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-/// Seconds the memory step took according to `live-manifest.json` (its `steps`, times in whole
-/// seconds), when it says.
+/// Seconds the memory step took according to `live-manifest.json`: its `elapsed_seconds`, else
+/// (older binaries) its whole-second times.
 fn memory_seconds(manifest: &serde_json::Value) -> Option<f64> {
     let step = manifest["steps"]
         .as_array()?
         .iter()
         .find(|s| s["step"] == "memory")?;
+    if let Some(s) = step["elapsed_seconds"].as_f64() {
+        return Some(s);
+    }
     let at = |k: &str| chrono::DateTime::parse_from_rfc3339(step[k].as_str()?).ok();
     let (a, b) = (at("started_at")?, at("finished_at")?);
     Some((b - a).num_milliseconds() as f64 / 1000.0)
+}
+
+/// Size and bytes allocated on disk (`du`) of a file in the guest, MiB.
+fn sizes(vm: &mut tests::Qemu, path: &str) -> anyhow::Result<(f64, f64)> {
+    let out = live::sh_ok(vm, &format!("wc -c < {path}; du -k {path}"), T)?;
+    let mut words = out.split_whitespace();
+    let bytes: f64 = words.next().context("no size")?.parse()?;
+    let kib: f64 = words.next().context("no du")?.parse()?;
+    Ok((bytes / 1048576.0, kib / 1024.0))
+}
+
+/// One `rescue live` run: its timing and the memory step's seconds.
+fn rescue_live(
+    vm: &mut tests::Qemu,
+    extra: &str,
+) -> anyhow::Result<(live::Timing, Option<f64>, (f64, f64))> {
+    let t = live::timing(
+        vm,
+        &format!("{} live --out /evidence/rl{extra}", live::STICK_RESCUE),
+        // 3: captured, with pages it could not read (zero-filled and listed).
+        &[0, 3],
+        LIVE_TIMEOUT,
+    )?;
+    let manifest = live::sh_ok(vm, "cat /evidence/rl/live-manifest.json; echo", T)?;
+    let manifest: serde_json::Value = serde_json::from_str(manifest.trim())
+        .with_context(|| format!("live-manifest.json is no JSON:\n{manifest}"))?;
+    let size = sizes(vm, "/evidence/rl/memory/memory.lime")?;
+    live::sh_ok(vm, "rm -r /evidence/rl; sync", T)?;
+    Ok((t, memory_seconds(&manifest), size))
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -129,70 +165,144 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .sum();
     let mib = ram as f64 / 1048576.0;
 
-    let (mut avml_secs, mut avml_rss) = (Vec::new(), Vec::new());
-    let (mut ours_secs, mut ours_rss, mut ours_mem_secs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut avml = Vec::new();
+    let mut ours = Vec::new();
+    let mut ours_mem = Vec::new();
+    let mut blake3_mem = Vec::new();
+    let (mut avml_size, mut ours_size) = ((0.0, 0.0), (0.0, 0.0));
     for i in 0..o.runs {
         eprintln!("bench live: run {} of {}", i + 1, o.runs);
-        let (s, rss) = live::timed(
+        let t = live::timing(
             &mut vm,
             "/avml acquire /evidence/avml.lime",
             &[0],
             LIVE_TIMEOUT,
         )?;
-        let size = live::sh_ok(&mut vm, "wc -c < /evidence/avml.lime", T)?;
-        eprintln!("  avml: {s:.1} s, {rss} KiB peak, {} bytes", size.trim());
+        avml_size = sizes(&mut vm, "/evidence/avml.lime")?;
+        eprintln!(
+            "  avml: {:.1} s, {} KiB peak, {:.1}+{:.1} CPU s, {:.0} MiB written",
+            t.wall, t.maxrss_kib, t.user, t.sys, avml_size.0
+        );
         live::sh_ok(&mut vm, "rm /evidence/avml.lime; sync", T)?;
-        avml_secs.push(s);
-        avml_rss.push(rss as f64);
+        avml.push(t);
 
-        let (s, rss) = live::timed(
-            &mut vm,
-            &format!("{rescue} live --out /evidence/rl"),
-            // 3: captured, with pages it could not read (zero-filled and listed).
-            &[0, 3],
-            LIVE_TIMEOUT,
-        )?;
-        let manifest = live::sh_ok(&mut vm, "cat /evidence/rl/live-manifest.json; echo", T)?;
-        let manifest: serde_json::Value = serde_json::from_str(manifest.trim())
-            .with_context(|| format!("live-manifest.json is no JSON:\n{manifest}"))?;
-        let mem_s = memory_seconds(&manifest);
-        eprintln!("  rescue live: {s:.1} s, {rss} KiB peak, memory step {mem_s:?} s");
-        live::sh_ok(&mut vm, "rm -r /evidence/rl; sync", T)?;
-        ours_secs.push(s);
-        ours_rss.push(rss as f64);
-        if let Some(m) = mem_s {
-            ours_mem_secs.push(m);
-        }
+        let (t, mem_s, size) = rescue_live(&mut vm, "")?;
+        ours_size = size;
+        eprintln!(
+            "  rescue live: {:.1} s, {} KiB peak, {:.1}+{:.1} CPU s, memory step {mem_s:?} s, \
+             memory.lime {:.0} MiB ({:.0} MiB allocated)",
+            t.wall, t.maxrss_kib, t.user, t.sys, size.0, size.1
+        );
+        ours.push(t);
+        ours_mem.extend(mem_s);
+
+        let (t, mem_s, _) = rescue_live(&mut vm, " --hash blake3")?;
+        eprintln!(
+            "  rescue live --hash blake3: {:.1} s, memory step {mem_s:?} s",
+            t.wall
+        );
+        blake3_mem.extend(mem_s);
     }
+    // SHA-256 alone in the guest: busybox's, over 128 MiB in RAM (the initramfs root).
+    let sha_ni = live::sh_ok(&mut vm, "grep -c -w sha_ni /proc/cpuinfo; true", T)?;
+    let sha_ni = sha_ni.trim().parse::<u32>().unwrap_or(0) > 0;
+    live::sh_ok(
+        &mut vm,
+        "head -c 134217728 /dev/zero > /tmp/hashprobe",
+        LIVE_TIMEOUT,
+    )?;
+    let mut sha = Vec::new();
+    let mut ours_sha = Vec::new();
+    // rescue's own SHA-256: `rescue verify` of an acquisition of the same 128 MiB, whose image is
+    // still in the page cache, is one SHA-256 pass over it (the raw image is the stream).
+    live::sh_ok(
+        &mut vm,
+        &format!(
+            "{} acquire /tmp/hashprobe --out /evidence/hp > /dev/null",
+            live::STICK_RESCUE
+        ),
+        LIVE_TIMEOUT,
+    )?;
+    for _ in 0..o.runs {
+        sha.push(
+            live::timing(
+                &mut vm,
+                "busybox sha256sum /tmp/hashprobe",
+                &[0],
+                LIVE_TIMEOUT,
+            )?
+            .wall,
+        );
+        ours_sha.push(
+            live::timing(
+                &mut vm,
+                &format!("{} verify /evidence/hp", live::STICK_RESCUE),
+                &[0],
+                LIVE_TIMEOUT,
+            )?
+            .wall,
+        );
+    }
+    live::sh_ok(&mut vm, "rm -r /evidence/hp", T)?;
+    live::sh_ok(&mut vm, "rm /tmp/hashprobe", T)?;
     vm.send_line("poweroff -f")?;
     let _ = vm.wait_exit(T);
     let load_after = loadavg();
 
-    let (a, r) = (median(avml_secs), median(ours_secs));
+    let med = |v: &[live::Timing], f: fn(&live::Timing) -> f64| median(v.iter().map(f).collect());
+    let (a, r) = (med(&avml, |t| t.wall), med(&ours, |t| t.wall));
     let mut table = format!(
-        "| `{}` MiB guest RAM ({mib:.0} MiB System RAM), median of {} | wall s | MiB/s | peak RSS MiB |\n\
-         |---|---|---|---|\n",
+        "| `{}` MiB guest RAM ({mib:.0} MiB System RAM), median of {} | wall s | MiB/s | peak RSS MiB | CPU s (user+sys) |\n\
+         |---|---|---|---|---|\n",
         o.memory_mib, o.runs
     );
     table.push_str(&format!(
-        "| AVML {AVML} (static, raw LiME, no hashing) | {a:.1} | {:.1} | {:.1} |\n",
+        "| AVML {AVML} (static, raw LiME, no hashing; all-zero 16 MiB blocks left out) | {a:.1} | {:.1} | {:.1} | {:.1} |\n",
         mib / a,
-        median(avml_rss) / 1024.0
+        med(&avml, |t| t.maxrss_kib as f64) / 1024.0,
+        med(&avml, |t| t.user + t.sys),
     ));
     table.push_str(&format!(
-        "| rescue live (LiME with inline hashes, and the volatile state) | {r:.1} | {:.1} | {:.1} |\n",
+        "| rescue live (LiME with inline SHA-256, and the volatile state) | {r:.1} | {:.1} | {:.1} | {:.1} |\n",
         mib / r,
-        median(ours_rss) / 1024.0
+        med(&ours, |t| t.maxrss_kib as f64) / 1024.0,
+        med(&ours, |t| t.user + t.sys),
     ));
-    if !ours_mem_secs.is_empty() {
-        let m = median(ours_mem_secs);
+    if !ours_mem.is_empty() {
+        let m = median(ours_mem);
         table.push_str(&format!(
-            "| rescue live, memory step alone (its manifest's times) | {m:.1} | {:.1} | |\n",
+            "| rescue live, memory step alone (its manifest's `elapsed_seconds`) | {m:.1} | {:.1} | | |\n",
             mib / m
         ));
     }
+    if !blake3_mem.is_empty() {
+        let m = median(blake3_mem);
+        table.push_str(&format!(
+            "| rescue live --hash blake3, memory step alone | {m:.1} | {:.1} | | |\n",
+            mib / m
+        ));
+    }
+    let s = median(sha);
     table.push_str(&format!(
-        "\nHost load average before/after: {load_before} / {load_after}; {} CPUs; QEMU TCG, 2 vCPUs.\n",
+        "| busybox sha256sum of 128 MiB in RAM (SHA-256 alone, one thread) | {s:.1} | {:.1} | | |\n",
+        128.0 / s
+    ));
+    let s = median(ours_sha);
+    table.push_str(&format!(
+        "| rescue verify of an acquisition of the same 128 MiB, in the page cache (rescue's SHA-256 alone) | {s:.1} | {:.1} | | |\n",
+        128.0 / s
+    ));
+    table.push_str(&format!(
+        "\nGuest CPU (QEMU `-cpu max`, TCG) has SHA-NI: {}. Written to the evidence disk: AVML {:.0} MiB \
+         ({:.0} MiB allocated), rescue's memory.lime {:.0} MiB ({:.0} MiB allocated).\n",
+        if sha_ni { "yes" } else { "no" },
+        avml_size.0,
+        avml_size.1,
+        ours_size.0,
+        ours_size.1
+    ));
+    table.push_str(&format!(
+        "Host load average before/after: {load_before} / {load_after}; {} CPUs; QEMU TCG, 2 vCPUs.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
     println!("{table}");

@@ -89,6 +89,7 @@ const GATED_HOST_TESTS: &[&str] = &[
     "live-state-modules-lsmod",
     "live-state-mounts-findmnt",
     "live-state-network-ip",
+    "live-state-network-noprefixroute",
     "live-state-kernel-symbols",
 ];
 

@@ -38,6 +38,12 @@ pub struct LocalDir {
     durable: Arc<AtomicU64>,
     /// The image file's name before `.zst` and segment suffixes, when not `image.raw`.
     image_stem: Option<String>,
+    /// Bytes of read buffers in flight.
+    budget: usize,
+    /// Checkpoints while the stream runs (off: durable only at the end).
+    checkpoints: bool,
+    /// Pages of zeros left as holes in a raw image.
+    sparse: bool,
 }
 
 impl LocalDir {
@@ -56,7 +62,21 @@ impl LocalDir {
             start: 0,
             durable: Arc::new(AtomicU64::new(0)),
             image_stem: None,
+            budget: STREAM_BUDGET,
+            checkpoints: true,
+            sparse: false,
         }
+    }
+
+    /// A capture that cannot be resumed (memory changes while it is read, so a second pass never
+    /// continues the first): read buffers of at most `budget` bytes in flight, no checkpoint (and so
+    /// no fsync) before the end, and pages of zeros left as holes in a raw image (the file reads the
+    /// same; most of a machine's memory is zeros, which then cost no write).
+    pub fn unresumable(mut self, budget: usize) -> Self {
+        self.budget = budget;
+        self.checkpoints = false;
+        self.sparse = true;
+        self
     }
 
     /// Names the image file `STEM` (`STEM.zst` in the zstd format) instead of `image.raw`: a memory
@@ -220,6 +240,7 @@ impl Destination for LocalDir {
         } else {
             segments::truncate_to(&dir, layout, 0).map_err(AcquireError::PrepareImage)?;
             SegmentWriter::create(&dir, layout.clone(), hash_files)
+                .sparse(self.sparse && format == ImageFormat::Raw)
         };
         let paths = layout
             .files_for(cp.output_bytes)
@@ -245,9 +266,16 @@ impl Destination for LocalDir {
         self.write_incomplete(&m, cp.source_offset);
         self.start = cp.source_offset;
         let unreadable = cp.unreadable.clone();
-        let cadence = Cadence {
-            bytes: self.checkpoint_bytes.unwrap_or(512 << 20).max(1),
-            interval: Duration::from_secs(10),
+        let cadence = if self.checkpoints {
+            Cadence {
+                bytes: self.checkpoint_bytes.unwrap_or(512 << 20).max(1),
+                interval: Duration::from_secs(10),
+            }
+        } else {
+            Cadence {
+                bytes: u64::MAX,
+                interval: Duration::MAX,
+            }
         };
         let writer = ImageWriter::new(
             &dir,
@@ -269,7 +297,7 @@ impl Destination for LocalDir {
             prefix: Some(prefix),
             start: self.start,
             durable: Arc::clone(&self.durable),
-            budget: STREAM_BUDGET,
+            budget: self.budget,
             unreadable,
         })
     }

@@ -1,6 +1,8 @@
 //! The image as one logical byte stream stored in one file (`image.raw`) or in numbered segments
 //! (`image.raw.001`, `.002`, … with `--split`): writing with periodic durability, truncating back to a
-//! checkpoint, hashing each file as it is written, and reading the files back as one stream.
+//! checkpoint, hashing each file as it is written, and reading the files back as one stream. A sparse
+//! writer (memory captures) leaves pages of zeros as holes: the files read the same, and the zeros
+//! cost no write.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -177,7 +179,48 @@ pub struct SegmentWriter {
     /// Bytes already on disk from an interrupted run; [`SegmentWriter::account`] walks over them.
     existing: u64,
     file: Option<(u64, File, PathBuf)>,
+    /// Bytes of the open file the stream has reached (a sparse file may be shorter until synced).
+    open_len: u64,
+    /// Pages of zeros are skipped (holes) rather than written.
+    sparse: bool,
     hasher: SegmentHasher,
+}
+
+/// The granularity of holes in a sparse image.
+const HOLE_PAGE: usize = 4096;
+
+/// True when `b` holds only zeros (a branch-free fold the compiler vectorises).
+fn all_zero(b: &[u8]) -> bool {
+    let words = b.chunks_exact(8);
+    let tail = words.remainder().iter().fold(0u8, |a, x| a | x);
+    let ored = words.fold(0u64, |a, w| {
+        a | w.try_into().map_or(u64::MAX, u64::from_ne_bytes)
+    });
+    ored == 0 && tail == 0
+}
+
+/// Writes `data` at the file's position, seeking over whole runs of zero pages instead of writing
+/// them (the file is extended to its full length at the next sync).
+fn write_sparse(file: &mut File, data: &[u8]) -> io::Result<()> {
+    let page_end = |at: usize| (at + HOLE_PAGE).min(data.len());
+    let mut at = 0;
+    while at < data.len() {
+        let mut end = at;
+        while end < data.len() && all_zero(&data[end..page_end(end)]) {
+            end = page_end(end);
+        }
+        if end > at {
+            file.seek(SeekFrom::Current((end - at) as i64))?;
+            at = end;
+            continue;
+        }
+        while end < data.len() && !all_zero(&data[end..page_end(end)]) {
+            end = page_end(end);
+        }
+        file.write_all(&data[at..end])?;
+        at = end;
+    }
+    Ok(())
 }
 
 impl SegmentWriter {
@@ -190,8 +233,17 @@ impl SegmentWriter {
             pos: 0,
             existing: 0,
             file: None,
+            open_len: 0,
+            sparse: false,
             hasher,
         }
+    }
+
+    /// Leaves pages of zeros as holes (see the module doc). Only for a new image or one truncated
+    /// back to a checkpoint: a hole must fall where the file holds nothing yet.
+    pub fn sparse(mut self, on: bool) -> Self {
+        self.sparse = on;
+        self
     }
 
     /// A writer that continues an image of which `existing` bytes are durable: later bytes and later
@@ -223,12 +275,18 @@ impl SegmentWriter {
                 None => data.len(),
                 Some(s) => usize::try_from(s - off).map_or(data.len(), |r| r.min(data.len())),
             };
+            let sparse = self.sparse;
             let (_, file, path) = self.open(index, off)?;
-            file.write_all(&data[..take])
-                .map_err(|source| SegmentError::WriteSegment {
-                    path: path.clone(),
-                    source,
-                })?;
+            let written = if sparse {
+                write_sparse(file, &data[..take])
+            } else {
+                file.write_all(&data[..take])
+            };
+            written.map_err(|source| SegmentError::WriteSegment {
+                path: path.clone(),
+                source,
+            })?;
+            self.open_len = off + take as u64;
             self.pos += take as u64;
             data = &data[take..];
         }
@@ -258,6 +316,7 @@ impl SegmentWriter {
                     source,
                 })?;
             self.file = Some((index, file, path));
+            self.open_len = off;
         }
         self.file
             .as_mut()
@@ -272,9 +331,22 @@ impl SegmentWriter {
         self.pos
     }
 
-    /// Flushes the open file to stable storage.
+    /// Flushes the open file to stable storage (a sparse file first extended over its trailing hole).
     pub fn sync(&mut self) -> Result<(), SegmentError> {
         if let Some((_, file, path)) = &self.file {
+            if self.sparse {
+                let extend = file.metadata().and_then(|m| {
+                    if m.len() < self.open_len {
+                        file.set_len(self.open_len)
+                    } else {
+                        Ok(())
+                    }
+                });
+                extend.map_err(|source| SegmentError::WriteSegment {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
             file.sync_data()
                 .map_err(|source| SegmentError::SyncSegment {
                     path: path.clone(),
@@ -443,6 +515,50 @@ mod tests {
             fs::read(dir.path().join("image.raw.003")).unwrap(),
             &data[2000..]
         );
+    }
+
+    /// Memory is mostly pages of zeros: a sparse writer leaves them as holes, and every file still
+    /// reads back as its part of the stream, at its full length, also when it ends in a hole.
+    #[test]
+    fn a_sparse_image_reads_as_the_stream_with_zero_pages_left_as_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let page = HOLE_PAGE;
+        // data page, 64 zero pages, a page with one byte set at its end, 40 zero pages (the end).
+        let mut data = vec![0u8; 106 * page];
+        data[..page].fill(0xa5);
+        data[66 * page - 1] = 1;
+        for split in [None, Some(48 * page as u64)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = SegmentWriter::create(dir.path(), layout(split), true).sparse(true);
+            // Writes that do not fall on page boundaries.
+            for chunk in data.chunks(3 * page + 100) {
+                w.write(chunk).unwrap();
+            }
+            let out = w.finish().unwrap();
+            let mut joined = Vec::new();
+            SegmentReader::new(out.iter().map(|o| dir.path().join(&o.file)).collect())
+                .read_to_end(&mut joined)
+                .unwrap();
+            assert!(
+                joined == data,
+                "split {split:?}: the files differ from the stream"
+            );
+            let mut allocated = 0;
+            for o in &out {
+                let m = fs::metadata(dir.path().join(&o.file)).unwrap();
+                assert_eq!(m.len(), o.size_bytes, "{}", o.file);
+                allocated += m.blocks() * 512;
+            }
+            assert!(
+                allocated < data.len() as u64 / 4,
+                "split {split:?}: {allocated} bytes allocated for {} bytes of mostly zeros",
+                data.len()
+            );
+            if split.is_none() {
+                assert_eq!(out[0].sha256, sha256_hex(&data));
+            }
+        }
+        assert!(all_zero(&[0; 13]) && !all_zero(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
     }
 
     #[test]

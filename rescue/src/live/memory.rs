@@ -242,10 +242,11 @@ pub enum Mapping {
 }
 
 /// The pieces of the file that hold `ranges`, each range walked from its start: at every address the
-/// segment holding it (by `mapping`) gives the file offset. `Err` names the first address of a range
-/// that no segment holds.
-fn cover(segments: &[(u64, &Segment)], ranges: &[RamRange]) -> Result<Vec<Piece>, (u64, u64)> {
+/// segment holding it (by `mapping`) gives the file offset; and the gaps, the parts of the ranges no
+/// segment holds (in order, merged).
+fn cover(segments: &[(u64, &Segment)], ranges: &[RamRange]) -> (Vec<Piece>, Vec<RamRange>) {
     let mut pieces = Vec::new();
+    let mut gaps: Vec<RamRange> = Vec::new();
     for r in ranges {
         let mut at = r.start;
         while at <= r.end {
@@ -262,13 +263,22 @@ fn cover(segments: &[(u64, &Segment)], ranges: &[RamRange]) -> Result<Vec<Piece>
                     .filter(|p| *p > at && *p <= r.end)
                     .min()
                     .unwrap_or(r.end.saturating_add(1));
-                if partial_page_edge(r, at, next) {
-                    // The kernel maps whole pages only: the part of a page a range shares with a
-                    // hole is read as unreadable (zero-filled and listed), not a reason to give up.
-                    at = next;
-                    continue;
+                // The kernel maps whole pages only: the part of a page a range shares with a hole
+                // is read as unreadable (zero-filled and listed), not a gap to fill from elsewhere.
+                if !partial_page_edge(r, at, next) {
+                    match gaps.last_mut() {
+                        Some(g) if g.end.saturating_add(1) == at => g.end = next - 1,
+                        _ => gaps.push(RamRange {
+                            start: at,
+                            end: next - 1,
+                        }),
+                    }
                 }
-                return Err((at, next - at));
+                if next == 0 {
+                    break;
+                }
+                at = next;
+                continue;
             };
             let seg_end = phys.saturating_add(s.filesz); // exclusive
             let end = seg_end.min(r.end.saturating_add(1));
@@ -283,7 +293,49 @@ fn cover(segments: &[(u64, &Segment)], ranges: &[RamRange]) -> Result<Vec<Piece>
             }
         }
     }
-    Ok(pieces)
+    (pieces, gaps)
+}
+
+/// `ranges` without `gaps` (both sorted; every gap lies inside one range).
+pub fn subtract(ranges: &[RamRange], gaps: &[RamRange]) -> Vec<RamRange> {
+    let mut out = Vec::new();
+    for r in ranges {
+        let mut at = r.start;
+        let mut open = true;
+        for g in gaps.iter().filter(|g| g.end >= r.start && g.start <= r.end) {
+            if g.start > at {
+                out.push(RamRange {
+                    start: at,
+                    end: g.start - 1,
+                });
+            }
+            match g.end.checked_add(1) {
+                Some(next) => at = next,
+                None => open = false,
+            }
+        }
+        if open && at <= r.end {
+            out.push(RamRange {
+                start: at,
+                end: r.end,
+            });
+        }
+    }
+    out
+}
+
+/// Bytes in `ranges`.
+pub fn total(ranges: &[RamRange]) -> u64 {
+    ranges.iter().map(RamRange::bytes).sum()
+}
+
+/// `0x1000-0x9fbff, 0x100000-0x7ffdffff` (inclusive ends, as iomem writes them).
+pub fn list(ranges: &[RamRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| format!("{:#x}-{:#x}", r.start, r.end))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 const PAGE: u64 = 4096;
@@ -299,12 +351,14 @@ fn partial_page_edge(r: &RamRange, at: u64, next: u64) -> bool {
     head || tail
 }
 
-/// Ties the segments of a kcore to physical memory and checks every RAM range is covered. `Err` is the
-/// reason in words.
+/// Ties the segments of a kcore to physical memory: the mapping, the pieces of the file that hold RAM
+/// and the gaps, the parts of `ranges` no segment holds (some hypervisors' and older kernels' kcore
+/// map only part of RAM). `Err` is the reason in words when no physical address can be tied to the
+/// segments at all.
 pub fn map_kcore(
     segments: &[Segment],
     ranges: &[RamRange],
-) -> Result<(Mapping, Vec<Piece>), String> {
+) -> Result<(Mapping, Vec<Piece>, Vec<RamRange>), String> {
     let has_paddr = segments.iter().any(|s| s.paddr != 0 && s.paddr != u64::MAX);
     if has_paddr {
         let by_paddr: Vec<(u64, &Segment)> = segments
@@ -312,9 +366,8 @@ pub fn map_kcore(
             .filter(|s| s.paddr != u64::MAX)
             .map(|s| (s.paddr, s))
             .collect();
-        return cover(&by_paddr, ranges)
-            .map(|p| (Mapping::Paddr, p))
-            .map_err(|(at, len)| not_covered(at, len, "p_paddr"));
+        let (pieces, gaps) = cover(&by_paddr, ranges);
+        return Ok((Mapping::Paddr, pieces, gaps));
     }
     // Candidate offsets: a segment starting at a range's start (the direct map holds each range whole).
     let mut best: Option<(u64, u64)> = None; // (covered bytes, offset)
@@ -349,16 +402,8 @@ pub fn map_kcore(
         .iter()
         .filter_map(|s| Some((s.vaddr.checked_sub(offset)?, s)))
         .collect();
-    cover(&by_vaddr, ranges)
-        .map(|p| (Mapping::DirectMap { offset }, p))
-        .map_err(|(at, len)| not_covered(at, len, "the direct map"))
-}
-
-fn not_covered(at: u64, len: u64, how: &str) -> String {
-    format!(
-        "no kcore segment holds physical {at:#x}-{:#x} ({len} bytes of System RAM; mapped by {how})",
-        at + len - 1
-    )
+    let (pieces, gaps) = cover(&by_vaddr, ranges);
+    Ok((Mapping::DirectMap { offset }, pieces, gaps))
 }
 
 /// `/proc/kcore` read through its pieces.
@@ -408,21 +453,51 @@ impl PhysRead for PhysDevice {
     }
 }
 
+/// Physical memory read from several sources, each serving its own ranges (a kcore that maps only
+/// part of RAM, and `/dev/crash` or `/dev/mem` for the rest).
+pub struct Composite {
+    /// Sorted, disjoint: each range and the index of the source that reads it.
+    parts: Vec<(RamRange, usize)>,
+    sources: Vec<Box<dyn PhysRead>>,
+}
+
+impl PhysRead for Composite {
+    fn read_phys(&self, buf: &mut [u8], phys: u64) -> io::Result<usize> {
+        let i = self.parts.partition_point(|(r, _)| r.start <= phys);
+        let Some((r, source)) = i
+            .checked_sub(1)
+            .map(|i| self.parts[i])
+            .filter(|(r, _)| phys <= r.end)
+        else {
+            // No source holds it: unreadable. Cheap, since the driver narrows a failing block
+            // down page by page (no allocation, no formatting).
+            return Err(io::Error::from_raw_os_error(libc::ENXIO));
+        };
+        let left = r.end - phys + 1;
+        let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+        self.sources[source].read_phys(&mut buf[..n], phys)
+    }
+}
+
 /// What one source gave, for the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attempt {
     /// The path read (`/proc/kcore`, `/dev/crash`, `/dev/mem`).
     pub source: String,
-    /// True for the source the capture reads.
+    /// True for a source the capture reads.
     pub used: bool,
     /// How it was mapped, or why it was not used.
     pub detail: String,
+    /// The physical ranges read from it (empty when not used).
+    pub ranges: Vec<RamRange>,
 }
 
-/// The chosen source, the attempts (in order) and the lockdown mode seen.
+/// The chosen sources, the attempts (in order) and what no source holds.
 pub struct Opened {
     pub reader: Option<Box<dyn PhysRead>>,
     pub attempts: Vec<Attempt>,
+    /// Parts of RAM no source could read (zero-filled and listed as unreadable in the capture).
+    pub unserved: Vec<RamRange>,
 }
 
 fn lockdown_hint(err: &io::Error, lockdown: Option<&str>, blocked_under: &[&str]) -> String {
@@ -440,24 +515,133 @@ fn lockdown_hint(err: &io::Error, lockdown: Option<&str>, blocked_under: &[&str]
     }
 }
 
+/// A whole page inside `r` (its partial pages may be in no kcore segment), up to [`PAGE`] bytes.
+fn page_in(r: &RamRange) -> (u64, usize) {
+    let start = r.start.next_multiple_of(PAGE);
+    let len = r.end.saturating_add(1).saturating_sub(start).min(PAGE);
+    (start, len as usize)
+}
+
+fn read_page(reader: &dyn PhysRead, phys: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut page = vec![0u8; len];
+    let mut done = 0;
+    while done < page.len() {
+        done += reader.read_phys(&mut page[done..], phys + done as u64)?;
+    }
+    Ok(page)
+}
+
 /// Reads one page at the start of the first range and of the largest range: a source that opens but
 /// refuses RAM (a strict `/dev/mem` allows only the first MiB) fails here.
 fn probe(reader: &dyn PhysRead, ranges: &[RamRange]) -> io::Result<()> {
     let largest = ranges.iter().max_by_key(|r| r.bytes());
     for r in ranges.first().into_iter().chain(largest) {
-        // A whole page inside the range (its partial pages may be in no kcore segment).
-        let start = r.start.next_multiple_of(PAGE);
-        let len = r.end.saturating_add(1).saturating_sub(start).min(PAGE);
-        let mut page = vec![0u8; len as usize];
-        let mut done = 0;
-        while done < page.len() {
-            done += reader.read_phys(&mut page[done..], start + done as u64)?;
-        }
+        let (start, len) = page_in(r);
+        read_page(reader, start, len)?;
     }
     Ok(())
 }
 
-fn open_kcore(path: &Path, ranges: &[RamRange]) -> Result<(Kcore, String), io::Error> {
+/// A page known to hold data (never all zeros in real memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witness {
+    pub phys: u64,
+    /// What it is, for the reason (`the kernel's code ("Kernel code" in /proc/iomem)`).
+    pub what: String,
+}
+
+/// Pages sampled across the ranges a device would serve when no witness can be read through it.
+const ZERO_SAMPLES: u64 = 16;
+
+/// Why a device that answered the probe still cannot be trusted, or `None`: under
+/// `CONFIG_STRICT_DEVMEM` `/dev/mem` may serve zeros instead of refusing RAM it guards (on x86 the
+/// RAM below 1 MiB; other architectures and vendor kernels differ). A witness page read as zeros
+/// through it proves it; without a witness it can read, [`ZERO_SAMPLES`] pages spread over `ranges`
+/// that all read as zeros (or fail) are taken as the same answer.
+pub fn zeros_instead_of_ram(
+    dev: &dyn PhysRead,
+    witnesses: &[Witness],
+    ranges: &[RamRange],
+) -> Option<String> {
+    const WHY: &str = "the kernel serves zeros for RAM it guards (CONFIG_STRICT_DEVMEM), so what it gives is not memory";
+    for w in witnesses {
+        match read_page(dev, w.phys, PAGE as usize) {
+            Ok(page) if page.iter().all(|b| *b == 0) => {
+                return Some(format!(
+                    "reads zeros at physical {:#x}, {}: {WHY}",
+                    w.phys, w.what
+                ));
+            }
+            Ok(_) => return None,
+            // Refused there (a strict /dev/mem refuses RAM above 1 MiB): no proof either way.
+            Err(_) => {}
+        }
+    }
+    let pages: u64 = ranges
+        .iter()
+        .map(|r| {
+            r.end
+                .saturating_add(1)
+                .saturating_sub(r.start.next_multiple_of(PAGE))
+                / PAGE
+        })
+        .sum();
+    if pages == 0 {
+        return None;
+    }
+    let step = (pages / ZERO_SAMPLES).max(1);
+    let mut sampled = 0;
+    let mut index = 0u64;
+    for r in ranges {
+        let first = r.start.next_multiple_of(PAGE);
+        let n = r.end.saturating_add(1).saturating_sub(first) / PAGE;
+        let mut k = index.next_multiple_of(step) - index;
+        while k < n && sampled < ZERO_SAMPLES {
+            let data = read_page(dev, first + k * PAGE, PAGE as usize)
+                .is_ok_and(|p| p.iter().any(|b| *b != 0));
+            if data {
+                return None;
+            }
+            sampled += 1;
+            k += step;
+        }
+        index += n;
+    }
+    Some(format!(
+        "each of the {sampled} pages sampled in {} reads as zeros or fails, and no page known to hold data could be read through it to tell otherwise: {WHY}",
+        list(ranges)
+    ))
+}
+
+/// The first "Kernel code" entry nested in an iomem listing (`None` where addresses are hidden).
+pub fn parse_kernel_code(text: &str) -> Option<RamRange> {
+    text.lines().find_map(|line| {
+        let (span, name) = line.trim().split_once(" : ")?;
+        if name.trim() != "Kernel code" {
+            return None;
+        }
+        let (a, b) = span.split_once('-')?;
+        let r = RamRange {
+            start: u64::from_str_radix(a, 16).ok()?,
+            end: u64::from_str_radix(b, 16).ok()?,
+        };
+        (r.start != 0 && r.end >= r.start).then_some(r)
+    })
+}
+
+/// The kernel's code (`PROC/iomem`), a witness no real memory source reads as zeros.
+fn kernel_code(roots: &Roots) -> Option<RamRange> {
+    parse_kernel_code(&std::fs::read_to_string(roots.proc.join("iomem")).ok()?)
+}
+
+/// A kcore opened and tied to physical memory: its reader, how, and what it does not hold.
+pub struct KcoreFound {
+    pub reader: Box<dyn PhysRead>,
+    pub how: String,
+    pub gaps: Vec<RamRange>,
+}
+
+fn open_kcore(path: &Path, ranges: &[RamRange]) -> Result<KcoreFound, io::Error> {
     let file = File::open(path)?;
     let read = |offset: u64, len: usize| -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
@@ -472,7 +656,7 @@ fn open_kcore(path: &Path, ranges: &[RamRange]) -> Result<(Kcore, String), io::E
         Ok(buf)
     };
     let segments = load_segments(&read)?.map_err(io::Error::other)?;
-    let (mapping, pieces) = map_kcore(&segments, ranges).map_err(io::Error::other)?;
+    let (mapping, mut pieces, gaps) = map_kcore(&segments, ranges).map_err(io::Error::other)?;
     let how = match mapping {
         Mapping::Paddr => format!(
             "{} PT_LOAD segments, physical addresses from p_paddr",
@@ -483,84 +667,212 @@ fn open_kcore(path: &Path, ranges: &[RamRange]) -> Result<(Kcore, String), io::E
             segments.len()
         ),
     };
-    let mut pieces = pieces;
     pieces.sort_by_key(|p| p.phys);
-    Ok((Kcore { file, pieces }, how))
+    Ok(KcoreFound {
+        reader: Box::new(Kcore { file, pieces }),
+        how,
+        gaps,
+    })
 }
 
-/// Opens the first source that serves every range: `PROC/kcore`, then `DEV/crash`, then `DEV/mem`.
-pub fn open_source(roots: &Roots, ranges: &[RamRange], lockdown: Option<&str>) -> Opened {
+/// A source as it opened (or why not), for [`choose`].
+pub struct Candidate<T> {
+    /// `/proc/kcore`, `/dev/crash`, `/dev/mem`.
+    pub path: String,
+    pub opened: io::Result<T>,
+}
+
+/// Picks the sources: `/proc/kcore` for the RAM its segments hold, then the first device (in order)
+/// that reads the rest, neither refusing it nor serving zeros for it
+/// ([`zeros_instead_of_ram`], with `text`, the kernel's code, and pages kcore reads as data as
+/// witnesses). What no source holds is listed in `unserved`.
+pub fn choose(
+    ranges: &[RamRange],
+    text: Option<RamRange>,
+    lockdown: Option<&str>,
+    kcore: Candidate<KcoreFound>,
+    devices: Vec<Candidate<Box<dyn PhysRead>>>,
+) -> Opened {
     let mut attempts = Vec::new();
-    let kcore = roots.proc.join("kcore");
-    let fail = |path: &Path, what: &str, e: &io::Error, blocked: &[&str]| Attempt {
-        source: path.display().to_string(),
+    let mut sources: Vec<Box<dyn PhysRead>> = Vec::new();
+    let mut parts: Vec<(RamRange, usize)> = Vec::new();
+    let mut left = ranges.to_vec();
+    // The kernel's code is never all zeros: a witness against a device serving zeros for RAM.
+    let text_page = text.and_then(|t| {
+        let p = t.start.next_multiple_of(PAGE);
+        (p.saturating_add(PAGE - 1) <= t.end).then_some(p)
+    });
+    let mut witnesses: Vec<Witness> = text_page
+        .map(|phys| Witness {
+            phys,
+            what: "the kernel's code (\"Kernel code\" in /proc/iomem)".to_owned(),
+        })
+        .into_iter()
+        .collect();
+    let fail = |path: &str, what: &str, e: &io::Error, blocked: &[&str]| Attempt {
+        source: path.to_owned(),
         used: false,
         detail: format!(
             "{what}: {}{}",
             crate::error_chain(e),
             lockdown_hint(e, lockdown, blocked)
         ),
+        ranges: Vec::new(),
     };
-    match open_kcore(&kcore, ranges) {
-        Ok((k, how)) => match probe(&k, ranges) {
-            Ok(()) => {
+    let mut kcore_attempt = None;
+    match kcore.opened {
+        Ok(found) => {
+            let held = subtract(ranges, &found.gaps);
+            if held.is_empty() {
                 attempts.push(Attempt {
-                    source: kcore.display().to_string(),
-                    used: true,
-                    detail: how,
+                    source: kcore.path,
+                    used: false,
+                    detail: format!("{}; no segment holds any System RAM", found.how),
+                    ranges: Vec::new(),
                 });
-                return Opened {
-                    reader: Some(Box::new(k)),
-                    attempts,
-                };
-            }
-            Err(e) => attempts.push(fail(&kcore, "reading RAM", &e, &["confidentiality"])),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => attempts.push(Attempt {
-            source: kcore.display().to_string(),
-            used: false,
-            detail: "missing (a kernel built without CONFIG_PROC_KCORE)".to_owned(),
-        }),
-        Err(e) => attempts.push(fail(&kcore, "opening", &e, &["confidentiality"])),
-    }
-    for name in ["crash", "mem"] {
-        let path = roots.dev.join(name);
-        let blocked: &[&str] = &["integrity", "confidentiality"];
-        match File::open(&path) {
-            Ok(file) => {
-                let dev = PhysDevice { file };
-                match probe(&dev, ranges) {
+            } else {
+                match probe(found.reader.as_ref(), &held) {
                     Ok(()) => {
-                        attempts.push(Attempt {
-                            source: path.display().to_string(),
-                            used: true,
-                            detail: "offsets are physical addresses".to_owned(),
-                        });
-                        return Opened {
-                            reader: Some(Box::new(dev)),
-                            attempts,
+                        // Pages kcore reads as data witness against a device serving zeros.
+                        for r in &held {
+                            let (phys, len) = page_in(r);
+                            if len == PAGE as usize
+                                && Some(phys) != text_page
+                                && read_page(found.reader.as_ref(), phys, len)
+                                    .is_ok_and(|p| p.iter().any(|b| *b != 0))
+                            {
+                                witnesses.push(Witness {
+                                    phys,
+                                    what: "a page /proc/kcore reads as data".to_owned(),
+                                });
+                            }
+                        }
+                        let detail = if found.gaps.is_empty() {
+                            found.how
+                        } else {
+                            format!(
+                                "{}; it holds {} of {} bytes of System RAM, no segment holds {} ({} bytes)",
+                                found.how,
+                                total(&held),
+                                total(ranges),
+                                list(&found.gaps),
+                                total(&found.gaps)
+                            )
                         };
+                        sources.push(found.reader);
+                        parts.extend(held.iter().map(|r| (*r, 0)));
+                        left = found.gaps;
+                        kcore_attempt = Some(attempts.len());
+                        attempts.push(Attempt {
+                            source: kcore.path,
+                            used: true,
+                            detail,
+                            ranges: held,
+                        });
                     }
-                    Err(e) => attempts.push(fail(&path, "reading RAM", &e, blocked)),
+                    Err(e) => {
+                        attempts.push(fail(&kcore.path, "reading RAM", &e, &["confidentiality"]))
+                    }
                 }
             }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => attempts.push(Attempt {
+            source: kcore.path,
+            used: false,
+            detail: "missing (a kernel built without CONFIG_PROC_KCORE)".to_owned(),
+            ranges: Vec::new(),
+        }),
+        Err(e) => attempts.push(fail(&kcore.path, "opening", &e, &["confidentiality"])),
+    }
+    let blocked: &[&str] = &["integrity", "confidentiality"];
+    for dev in devices {
+        if left.is_empty() {
+            break;
+        }
+        let crash = dev.path.ends_with("/crash");
+        match dev.opened {
+            Ok(reader) => match probe(reader.as_ref(), &left) {
+                Ok(()) => match zeros_instead_of_ram(reader.as_ref(), &witnesses, &left) {
+                    None => {
+                        let index = sources.len();
+                        sources.push(reader);
+                        parts.extend(left.iter().map(|r| (*r, index)));
+                        attempts.push(Attempt {
+                            source: dev.path,
+                            used: true,
+                            detail: if kcore_attempt.is_some() {
+                                "offsets are physical addresses; it reads what /proc/kcore does not hold".to_owned()
+                            } else {
+                                "offsets are physical addresses".to_owned()
+                            },
+                            ranges: std::mem::take(&mut left),
+                        });
+                    }
+                    Some(why) => attempts.push(Attempt {
+                        source: dev.path,
+                        used: false,
+                        detail: why,
+                        ranges: Vec::new(),
+                    }),
+                },
+                Err(e) => attempts.push(fail(&dev.path, "reading RAM", &e, blocked)),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => attempts.push(Attempt {
-                source: path.display().to_string(),
+                source: dev.path,
                 used: false,
-                detail: if name == "crash" {
+                detail: if crash {
                     "missing (the crash driver is not loaded; rescue never loads a module)"
                         .to_owned()
                 } else {
                     "missing".to_owned()
                 },
+                ranges: Vec::new(),
             }),
-            Err(e) => attempts.push(fail(&path, "opening", &e, blocked)),
+            Err(e) => attempts.push(fail(&dev.path, "opening", &e, blocked)),
         }
     }
-    Opened {
-        reader: None,
-        attempts,
+    if sources.is_empty() {
+        return Opened {
+            reader: None,
+            attempts,
+            unserved: ranges.to_vec(),
+        };
     }
+    if let Some(i) = kcore_attempt
+        && !left.is_empty()
+    {
+        attempts[i].detail.push_str(
+            "; no other source reads the rest, so it is zero-filled and listed as unreadable",
+        );
+    }
+    parts.sort_by_key(|(r, _)| r.start);
+    Opened {
+        reader: Some(Box::new(Composite { parts, sources })),
+        attempts,
+        unserved: left,
+    }
+}
+
+/// Opens the sources of physical memory: `PROC/kcore` for what it maps, then `DEV/crash`, then
+/// `DEV/mem` for the rest (see [`choose`]).
+pub fn open_source(roots: &Roots, ranges: &[RamRange], lockdown: Option<&str>) -> Opened {
+    let kcore = roots.proc.join("kcore");
+    let kcore = Candidate {
+        path: kcore.display().to_string(),
+        opened: open_kcore(&kcore, ranges),
+    };
+    let devices = ["crash", "mem"]
+        .iter()
+        .map(|name| {
+            let path = roots.dev.join(name);
+            Candidate {
+                path: path.display().to_string(),
+                opened: File::open(&path)
+                    .map(|file| Box::new(PhysDevice { file }) as Box<dyn PhysRead>),
+            }
+        })
+        .collect();
+    choose(ranges, kernel_code(roots), lockdown, kcore, devices)
 }
 
 #[cfg(test)]
@@ -695,8 +1007,9 @@ fd000000-fdffffff : PCI Bus 0000:00
         ]);
         let segs = segments_of(&file);
         assert_eq!(segs.len(), 4);
-        let (mapping, pieces) = map_kcore(&segs, &ranges).unwrap();
+        let (mapping, pieces, gaps) = map_kcore(&segs, &ranges).unwrap();
         assert_eq!(mapping, Mapping::Paddr);
+        assert_eq!(gaps, []);
         let first = 64 + 4 * 56 + 8 + 0x1000;
         assert_eq!(
             pieces[0],
@@ -709,7 +1022,7 @@ fd000000-fdffffff : PCI Bus 0000:00
         assert_eq!(pieces.iter().map(|p| p.len).sum::<u64>(), 0x6000);
         assert_eq!(pieces[1].file_offset, first + 0x2000);
 
-        // A range the segments do not hold is named.
+        // The part of a range the segments do not hold is a gap, the rest still pieces.
         let more = [
             ranges[0],
             RamRange {
@@ -717,8 +1030,15 @@ fd000000-fdffffff : PCI Bus 0000:00
                 end: 0x10_7fff,
             },
         ];
-        let err = map_kcore(&segs, &more).unwrap_err();
-        assert!(err.contains("0x104000-0x107fff"), "{err}");
+        let (_, pieces, gaps) = map_kcore(&segs, &more).unwrap();
+        assert_eq!(pieces.iter().map(|p| p.len).sum::<u64>(), 0x6000);
+        assert_eq!(
+            gaps,
+            [RamRange {
+                start: 0x10_4000,
+                end: 0x10_7fff
+            }]
+        );
     }
 
     /// Every PC BIOS machine: the first range ends mid-page (`00001000-0009fbff : System RAM`) and
@@ -741,7 +1061,8 @@ fd000000-fdffffff : PCI Bus 0000:00
             (DIRECT + 0x10_0000, 0x10_0000, vec![2; 0x4000]),
         ]);
         let segs = segments_of(&file);
-        let (_, pieces) = map_kcore(&segs, &ranges).unwrap();
+        let (_, pieces, gaps) = map_kcore(&segs, &ranges).unwrap();
+        assert_eq!(gaps, [], "a partial page is not a gap");
         assert_eq!(pieces[0].phys, 0x1000);
         assert_eq!(
             pieces[0].len, 0x9_e000,
@@ -760,13 +1081,19 @@ fd000000-fdffffff : PCI Bus 0000:00
         assert!(kcore.read_phys(&mut buf, 0x9_f000).is_err());
         assert_eq!(kcore.read_phys(&mut buf, 0x9_eff0).unwrap(), 16);
 
-        // A whole page missing at the tail is still named.
+        // A whole page missing at the tail is a gap.
         let short = [RamRange {
             start: 0x1000,
             end: 0xa_0fff,
         }];
-        let err = map_kcore(&segs, &short).unwrap_err();
-        assert!(err.contains("0x9f000-0xa0fff"), "{err}");
+        let (_, _, gaps) = map_kcore(&segs, &short).unwrap();
+        assert_eq!(
+            gaps,
+            [RamRange {
+                start: 0x9_f000,
+                end: 0xa_0fff
+            }]
+        );
     }
 
     #[test]
@@ -787,8 +1114,9 @@ fd000000-fdffffff : PCI Bus 0000:00
             (DIRECT + 0x20_0000, 0, vec![2; 0x2000]),
         ]);
         let segs = segments_of(&file);
-        let (mapping, pieces) = map_kcore(&segs, &ranges).unwrap();
+        let (mapping, pieces, gaps) = map_kcore(&segs, &ranges).unwrap();
         assert_eq!(mapping, Mapping::DirectMap { offset: DIRECT });
+        assert_eq!(gaps, []);
         assert_eq!(pieces.len(), 2);
         assert_eq!(pieces[1].phys, 0x20_0000);
         assert_eq!(pieces[1].file_offset, segs[2].offset);
@@ -820,6 +1148,234 @@ fd000000-fdffffff : PCI Bus 0000:00
             load_segments(&read_of(cut)).unwrap(),
             Err(KcoreError::ShortElf { .. })
         ));
+    }
+
+    /// Physical memory as a function: `None` is a refusal (`EPERM`).
+    struct Fake(fn(u64) -> Option<u8>);
+
+    impl PhysRead for Fake {
+        fn read_phys(&self, buf: &mut [u8], phys: u64) -> io::Result<usize> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (self.0)(phys + i as u64)
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::EPERM))?;
+            }
+            Ok(buf.len())
+        }
+    }
+
+    fn data(a: u64) -> u8 {
+        (a.wrapping_mul(31) ^ (a >> 12)) as u8 | 1
+    }
+
+    const FIRST: RamRange = RamRange {
+        start: 0x1000,
+        end: 0x9_fbff,
+    };
+    const SECOND: RamRange = RamRange {
+        start: 0x10_0000,
+        end: 0x2f_ffff,
+    };
+    const TEXT: RamRange = RamRange {
+        start: 0x10_0000,
+        end: 0x10_ffff,
+    };
+
+    fn missing<T>(path: &str) -> Candidate<T> {
+        Candidate {
+            path: path.to_owned(),
+            opened: Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn device(path: &str, f: fn(u64) -> Option<u8>) -> Candidate<Box<dyn PhysRead>> {
+        Candidate {
+            path: path.to_owned(),
+            opened: Ok(Box::new(Fake(f))),
+        }
+    }
+
+    /// A kcore holding the second range only (the first, below 1 MiB, is in no segment).
+    fn kcore_without_first() -> Candidate<KcoreFound> {
+        Candidate {
+            path: "/proc/kcore".to_owned(),
+            opened: Ok(KcoreFound {
+                reader: Box::new(Fake(|a| (a >= 0x10_0000).then(|| data(a)))),
+                how: "2 PT_LOAD segments".to_owned(),
+                gaps: vec![FIRST],
+            }),
+        }
+    }
+
+    fn read_all(reader: &dyn PhysRead, r: RamRange) -> Vec<u8> {
+        read_page(reader, r.start, r.bytes() as usize).unwrap()
+    }
+
+    /// A kernel that serves zeros for guarded RAM (`CONFIG_STRICT_DEVMEM`): the capture must not take
+    /// those zeros as memory. Seen three ways: the kernel's own code reads as zeros; x86's rule (RAM
+    /// below 1 MiB reads as zeros, above it is refused) where no page with data can be read through
+    /// it; and, as the counter-case, a device that reads a witness as data is trusted even where the
+    /// RAM it serves happens to hold zeros.
+    #[test]
+    fn dev_mem_serving_zeros_for_ram_is_refused_not_captured() {
+        let ranges = [FIRST, SECOND];
+        // 1. No kcore; /dev/mem reads zeros everywhere, the kernel code too.
+        let o = choose(
+            &ranges,
+            Some(TEXT),
+            Some("none"),
+            missing("/proc/kcore"),
+            vec![missing("/dev/crash"), device("/dev/mem", |_| Some(0))],
+        );
+        assert!(o.reader.is_none());
+        assert_eq!(o.unserved, ranges);
+        let mem = &o.attempts[2];
+        assert!(!mem.used && mem.ranges.is_empty());
+        assert!(
+            mem.detail
+                .contains("reads zeros at physical 0x100000, the kernel's code")
+                && mem.detail.contains("CONFIG_STRICT_DEVMEM"),
+            "{}",
+            mem.detail
+        );
+
+        // 2. x86's strict rule, with kcore lacking the first range: the device answers the probe
+        //    (zeros below 1 MiB) but refuses every witness; the sampled pages are all zeros.
+        let strict: fn(u64) -> Option<u8> = |a| (a < 0x10_0000).then_some(0);
+        let o = choose(
+            &ranges,
+            Some(TEXT),
+            None,
+            kcore_without_first(),
+            vec![missing("/dev/crash"), device("/dev/mem", strict)],
+        );
+        let reader = o.reader.expect("kcore still reads what it holds");
+        assert_eq!(o.unserved, [FIRST]);
+        let (k, mem) = (&o.attempts[0], &o.attempts[2]);
+        assert!(k.used && k.ranges == [SECOND], "{k:?}");
+        assert!(
+            k.detail.contains("no segment holds 0x1000-0x9fbff")
+                && k.detail.contains("zero-filled and listed as unreadable"),
+            "{}",
+            k.detail
+        );
+        assert!(!mem.used);
+        assert!(
+            mem.detail
+                .contains("each of the 16 pages sampled in 0x1000-0x9fbff reads as zeros"),
+            "{}",
+            mem.detail
+        );
+        let mut b = [0u8; 8];
+        assert!(reader.read_phys(&mut b, 0x2000).is_err(), "unserved");
+        assert_eq!(read_all(reader.as_ref(), SECOND)[5], data(0x10_0005));
+
+        // 3. Memory that is zero but a device that reads kcore's witness pages as data: trusted.
+        let honest: fn(u64) -> Option<u8> = |a| Some(if a < 0x10_0000 { 0 } else { data(a) });
+        let o = choose(
+            &ranges,
+            Some(TEXT),
+            None,
+            kcore_without_first(),
+            vec![missing("/dev/crash"), device("/dev/mem", honest)],
+        );
+        assert!(o.unserved.is_empty());
+        assert!(o.attempts[2].used, "{:?}", o.attempts[2]);
+    }
+
+    /// A kcore that maps part of RAM is used for that part; the next source that can read the rest
+    /// reads it, and the manifest lists which ranges came from where. Files stand for the sources:
+    /// a crafted kcore whose segments hold the first range and the first MiB of the second, and a
+    /// `/dev/mem` whose offsets are physical addresses, holding other bytes than kcore, so that each
+    /// byte of the capture shows which source it came from.
+    #[test]
+    fn a_kcore_that_maps_part_of_ram_is_used_for_it_and_dev_mem_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (proc, dev) = (dir.path().join("proc"), dir.path().join("dev"));
+        std::fs::create_dir_all(&proc).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(
+            proc.join("iomem"),
+            "00000000-00000fff : Reserved\n00001000-0009fbff : System RAM\n\
+             00100000-002fffff : System RAM\n  00100000-0010ffff : Kernel code\n",
+        )
+        .unwrap();
+        let bytes = |lo: u64, hi: u64| (lo..hi).map(data).collect::<Vec<u8>>();
+        std::fs::write(
+            proc.join("kcore"),
+            craft_kcore(&[
+                (DIRECT + 0x1000, 0x1000, bytes(0x1000, 0x9_f000)),
+                (DIRECT + 0x10_0000, 0x10_0000, bytes(0x10_0000, 0x20_0000)),
+            ]),
+        )
+        .unwrap();
+        let mem: Vec<u8> = (0..0x30_0000u64).map(|a| !data(a)).collect();
+        std::fs::write(dev.join("mem"), mem).unwrap();
+        let roots = Roots {
+            proc,
+            dev,
+            ..Roots::host()
+        };
+        let ranges = ram_ranges(&roots).unwrap();
+        assert_eq!(ranges, [FIRST, SECOND]);
+        assert_eq!(kernel_code(&roots), Some(TEXT));
+        let o = open_source(&roots, &ranges, None);
+        let summary: Vec<(&str, bool, &[RamRange])> = o
+            .attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.source.rsplit('/').next().unwrap(),
+                    a.used,
+                    a.ranges.as_slice(),
+                )
+            })
+            .collect();
+        let upper = RamRange {
+            start: 0x20_0000,
+            end: 0x2f_ffff,
+        };
+        assert_eq!(
+            summary,
+            [
+                (
+                    "kcore",
+                    true,
+                    &[
+                        FIRST,
+                        RamRange {
+                            start: 0x10_0000,
+                            end: 0x1f_ffff
+                        }
+                    ][..]
+                ),
+                ("crash", false, &[][..]),
+                ("mem", true, &[upper][..]),
+            ]
+        );
+        assert!(
+            o.attempts[0]
+                .detail
+                .contains("no segment holds 0x200000-0x2fffff (1048576 bytes)"),
+            "{}",
+            o.attempts[0].detail
+        );
+        assert!(o.unserved.is_empty());
+        let reader = o.reader.unwrap();
+        // The first range's whole pages from kcore; its partial last page from no source.
+        let first = read_page(reader.as_ref(), 0x1000, 0x9_e000).unwrap();
+        assert_eq!(first, bytes(0x1000, 0x9_f000));
+        assert!(reader.read_phys(&mut [0u8; 4], 0x9_f000).is_err());
+        let mut second = vec![0u8; SECOND.bytes() as usize];
+        let mut done = 0;
+        while done < second.len() {
+            // Reads straddling the boundary between the sources stop at it.
+            done += reader
+                .read_phys(&mut second[done..], SECOND.start + done as u64)
+                .unwrap();
+        }
+        assert_eq!(second[..0x10_0000], bytes(0x10_0000, 0x20_0000)[..]);
+        let from_mem: Vec<u8> = (0x20_0000..0x30_0000u64).map(|a| !data(a)).collect();
+        assert_eq!(second[0x10_0000..], from_mem[..]);
     }
 
     #[test]

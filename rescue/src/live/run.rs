@@ -15,6 +15,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -42,6 +43,14 @@ pub const LIVE_MANIFEST: &str = "live-manifest.json";
 pub const MEMORY_DIR: &str = "memory";
 /// The memory capture's file in [`MEMORY_DIR`] (`memory.lime.zst` in the zstd seekable format).
 pub const MEMORY_IMAGE: &str = "memory.lime";
+/// Read size of the memory capture: the LiME stream is read from kcore (or a device) in pieces of this
+/// size, each hashed and written while the next is read.
+pub const MEMORY_BLOCK: usize = 2 << 20;
+/// Read buffers in flight during the memory capture: four blocks, enough for the reader, the hash
+/// thread and the writer to overlap. A disk acquisition keeps up to 64 MiB in flight so that a
+/// resumed run and a slow destination do not stall the source; a memory capture cannot be resumed,
+/// and every MiB it holds is a MiB of the memory it captures displaced.
+pub const MEMORY_BUDGET: usize = 4 * MEMORY_BLOCK;
 /// The case log a live response on a foreign host starts in `--out`.
 pub const CASE_LOG: &str = "case-log.jsonl";
 
@@ -164,6 +173,8 @@ pub struct StepRecord {
     pub step: String,
     pub started_at: String,
     pub finished_at: String,
+    /// How long it took, to the millisecond (`started_at` and `finished_at` are whole seconds).
+    pub elapsed_seconds: f64,
     /// The files this step wrote (the memory step: its directory).
     pub files: Vec<String>,
     /// What went wrong in the step as a whole (an artifact left out, and why).
@@ -541,7 +552,7 @@ fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> 
             hashes: opts.hashes.clone(),
             window: opts.window,
             zstd_level: None,
-            block_size: None,
+            block_size: Some(MEMORY_BLOCK),
             frame_size: None,
             retries: None,
         },
@@ -559,7 +570,9 @@ fn capture_memory(opts: &LiveOptions, events: &mut dyn FnMut(LiveEvent<'_>)) -> 
     };
     let result = match &opts.s3 {
         None => {
-            let mut local = LocalDir::new(&dir, size, None).with_image_stem(MEMORY_IMAGE);
+            let mut local = LocalDir::new(&dir, size, None)
+                .with_image_stem(MEMORY_IMAGE)
+                .unresumable(MEMORY_BUDGET);
             driver::run(&request, &read, &mut local, &mut |p| {
                 events(LiveEvent::Memory(p))
             })
@@ -626,6 +639,7 @@ fn collect(
     };
     events(LiveEvent::Step(name));
     let started = now_rfc3339();
+    let clock = Instant::now();
     let list = state::collect(phase, &opts.roots, &mut |c| events(LiveEvent::Collector(c)));
     let mut notes = Vec::new();
     let records = written.artifacts(list, &mut notes)?;
@@ -633,11 +647,17 @@ fn collect(
         step: name.to_owned(),
         started_at: started,
         finished_at: now_rfc3339(),
+        elapsed_seconds: elapsed(clock),
         files: records.iter().map(|r| r.name.clone()).collect(),
         notes,
     });
     artifacts.extend(records);
     Ok(())
+}
+
+/// Seconds since `clock`, to the millisecond.
+fn elapsed(clock: Instant) -> f64 {
+    (clock.elapsed().as_millis() as f64) / 1000.0
 }
 
 /// `lime` or `lime-zstd`.
@@ -719,6 +739,7 @@ pub fn run(
     let memory = if opts.memory {
         events(LiveEvent::Step("memory"));
         let started = now_rfc3339();
+        let clock = Instant::now();
         let rec = capture_memory(opts, events);
         if rec.directory.is_some() {
             written.memory_files(rec.captured)?;
@@ -727,6 +748,7 @@ pub fn run(
             step: "memory".to_owned(),
             started_at: started,
             finished_at: now_rfc3339(),
+            elapsed_seconds: elapsed(clock),
             files: rec.directory.iter().cloned().collect(),
             notes: Vec::new(),
         });

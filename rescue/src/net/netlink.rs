@@ -1,10 +1,13 @@
 //! rtnetlink messages written by hand: set a link up or down (`RTM_NEWLINK`), add or remove an IPv4
-//! address (`RTM_NEWADDR`/`RTM_DELADDR`), add a default route (`RTM_NEWROUTE`). Encoding is pure and
-//! unit-tested; [`Netlink`] sends one request at a time and waits for the kernel's acknowledgement,
-//! never longer than [`ANSWER_TIMEOUT`]: no answer, a malformed answer and a refusal are each an
-//! error that says what the kernel did (so `net up` cannot hang on a silent or confused socket).
+//! address (`RTM_NEWADDR`/`RTM_DELADDR`), add a default route (`RTM_NEWROUTE`); and the two dumps
+//! `rescue live` reads (`RTM_GETLINK`, `RTM_GETADDR`: every interface's index and name, every address
+//! of both families with its prefix, scope and flags). Encoding and parsing are pure and unit-tested;
+//! [`Netlink`] sends one request at a time and waits for the kernel's acknowledgement (or the end of
+//! the dump), never longer than [`ANSWER_TIMEOUT`]: no answer, a malformed answer and a refusal are
+//! each an error that says what the kernel did (so `net up` cannot hang on a silent or confused
+//! socket). A dump only reads: it changes nothing in the kernel.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,10 @@ use nix::sys::time::TimeVal;
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_GETLINK: u16 = 18;
+pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWADDR: u16 = 20;
 pub const RTM_DELADDR: u16 = 21;
 pub const RTM_NEWROUTE: u16 = 24;
@@ -27,6 +33,16 @@ pub const NLM_F_ACK: u16 = 0x4;
 pub const NLM_F_REPLACE: u16 = 0x100;
 pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
+/// `NLM_F_ROOT | NLM_F_MATCH`: every object of the kind.
+pub const NLM_F_DUMP: u16 = 0x300;
+/// Set by the kernel on a dump's messages when the set changed while it was dumped.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// Dumps tried before an interrupted one is an error.
+const DUMP_TRIES: usize = 5;
+const IFA_LABEL: u16 = 3;
+const IFA_FLAGS: u16 = 8;
+const IFLA_IFNAME: u16 = 3;
+const AF_INET6: u8 = 10;
 const IFF_UP: u32 = 0x1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -67,6 +83,8 @@ pub enum NetlinkError {
     },
     #[error("the kernel's netlink answer to {what} is malformed: {detail}")]
     ParseAnswer { what: String, detail: String },
+    #[error("the kernel's dump of {what} was interrupted {tries} times by changes")]
+    DumpInterrupted { what: String, tries: usize },
 }
 
 fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
@@ -147,6 +165,193 @@ pub fn default_route(seq: u32, index: u32, gateway: Ipv4Addr, dhcp: bool) -> Vec
         seq,
         &b,
     )
+}
+
+/// A dump request for every object of `kind` (`RTM_GETLINK`, `RTM_GETADDR`) of every family: the
+/// header and the kind's zeroed fixed part (`ifinfomsg`, 16 bytes, or `ifaddrmsg`, 8 bytes), as
+/// iproute2 sends it.
+pub fn dump_request(kind: u16, seq: u32) -> Vec<u8> {
+    let fixed = if kind == RTM_GETLINK { 16 } else { 8 };
+    message(kind, NLM_F_REQUEST | NLM_F_DUMP, seq, &vec![0u8; fixed])
+}
+
+/// The messages of a dump: `(type, body after the 16-byte header)`, in the kernel's order.
+pub type Dumped = Vec<(u16, Vec<u8>)>;
+
+/// What one datagram of a dump answer holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DumpPart {
+    /// `(type, body after the 16-byte header)` of each message answering `seq`.
+    pub messages: Dumped,
+    /// `NLMSG_DONE` for `seq` was seen: the dump is complete.
+    pub done: bool,
+    /// A message carried `NLM_F_DUMP_INTR`: the set changed during the dump, which must be redone.
+    pub interrupted: bool,
+    /// `NLMSG_ERROR` for `seq`: the kernel's (negative) error code.
+    pub error: Option<i32>,
+}
+
+/// Splits one datagram of a dump answer to `seq`; messages for other sequence numbers are skipped.
+/// `Err` describes what is malformed.
+pub fn parse_dump(buf: &[u8], seq: u32) -> Result<DumpPart, String> {
+    let mut part = DumpPart::default();
+    let mut rest = buf;
+    if rest.is_empty() {
+        return Err("an empty datagram".to_owned());
+    }
+    while !rest.is_empty() {
+        if rest.len() < 16 {
+            return Err(format!(
+                "{} bytes left, less than a message header",
+                rest.len()
+            ));
+        }
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+        let flags = u16::from_ne_bytes([rest[6], rest[7]]);
+        let s = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        if len < 16 || len > rest.len() {
+            return Err(format!(
+                "a message of type {kind} claims {len} bytes where {} remain",
+                rest.len()
+            ));
+        }
+        if s == seq {
+            part.interrupted |= flags & NLM_F_DUMP_INTR != 0;
+            match kind {
+                NLMSG_DONE => {
+                    part.done = true;
+                    return Ok(part);
+                }
+                NLMSG_ERROR => {
+                    if len < 20 {
+                        return Err(format!("an error message of {len} bytes, without its code"));
+                    }
+                    part.error = Some(i32::from_ne_bytes([rest[16], rest[17], rest[18], rest[19]]));
+                    return Ok(part);
+                }
+                _ => part.messages.push((kind, rest[16..len].to_vec())),
+            }
+        }
+        rest = rest.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
+    }
+    Ok(part)
+}
+
+/// The routing attributes after a message's fixed part: `(type, payload)`; `Err` when one runs past
+/// the end.
+fn attributes(mut b: &[u8]) -> Result<Vec<(u16, &[u8])>, String> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        // The top bits of the type are NLA_F_NESTED / NLA_F_NET_BYTEORDER.
+        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            return Err(format!(
+                "an attribute of type {kind} claims {len} bytes where {} remain",
+                b.len()
+            ));
+        }
+        out.push((kind, &b[4..len]));
+        b = b.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
+    }
+    Ok(out)
+}
+
+/// A NUL-terminated attribute string.
+fn attr_text(b: &[u8]) -> String {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// One interface of an `RTM_NEWLINK` dump message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: Option<String>,
+}
+
+/// Reads an `RTM_NEWLINK` body (`ifinfomsg` and attributes).
+pub fn parse_link(body: &[u8]) -> Result<LinkInfo, String> {
+    let fixed = body.get(..16).ok_or_else(|| {
+        format!(
+            "a link message of {} bytes, less than ifinfomsg",
+            body.len()
+        )
+    })?;
+    let index = u32::from_ne_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+    let name = attributes(&body[16..])?
+        .into_iter()
+        .find(|(k, _)| *k == IFLA_IFNAME)
+        .map(|(_, v)| attr_text(v));
+    Ok(LinkInfo { index, name })
+}
+
+/// One address of an `RTM_NEWADDR` dump message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrInfo {
+    pub index: u32,
+    pub prefix_len: u8,
+    /// `RT_SCOPE_*`: 0 global, 200 site, 253 link, 254 host.
+    pub scope: u8,
+    /// `IFA_F_*` (the 32-bit `IFA_FLAGS` attribute where the kernel gives one).
+    pub flags: u32,
+    /// The address itself (`IFA_LOCAL`, else `IFA_ADDRESS`).
+    pub local: IpAddr,
+    /// The other end of a point-to-point link (`IFA_ADDRESS` where it differs from `IFA_LOCAL`).
+    pub peer: Option<IpAddr>,
+    /// `IFA_LABEL` (IPv4 only: the interface name, or an alias such as `eth0:1`).
+    pub label: Option<String>,
+}
+
+fn ip_of(family: u8, b: &[u8]) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?))),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?))),
+        _ => None,
+    }
+}
+
+/// Reads an `RTM_NEWADDR` body (`ifaddrmsg` and attributes); `Ok(None)` for a family other than
+/// IPv4 and IPv6.
+pub fn parse_addr(body: &[u8]) -> Result<Option<AddrInfo>, String> {
+    let fixed = body.get(..8).ok_or_else(|| {
+        format!(
+            "an address message of {} bytes, less than ifaddrmsg",
+            body.len()
+        )
+    })?;
+    let family = fixed[0];
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let (mut local, mut address, mut label, mut flags) = (None, None, None, u32::from(fixed[2]));
+    for (kind, v) in attributes(&body[8..])? {
+        match kind {
+            IFA_ADDRESS => {
+                address = Some(ip_of(family, v).ok_or("an IFA_ADDRESS of the wrong size")?)
+            }
+            IFA_LOCAL => local = Some(ip_of(family, v).ok_or("an IFA_LOCAL of the wrong size")?),
+            IFA_LABEL => label = Some(attr_text(v)),
+            IFA_FLAGS => {
+                flags =
+                    u32::from_ne_bytes(v.try_into().map_err(|_| "an IFA_FLAGS of the wrong size")?)
+            }
+            _ => {}
+        }
+    }
+    let Some(own) = local.or(address) else {
+        return Err("an address message without IFA_LOCAL or IFA_ADDRESS".to_owned());
+    };
+    Ok(Some(AddrInfo {
+        index: u32::from_ne_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+        prefix_len: fixed[1],
+        scope: fixed[3],
+        flags,
+        local: own,
+        peer: address.filter(|a| local.is_some() && *a != own),
+        label,
+    }))
 }
 
 /// Finds the acknowledgement for `seq` in one datagram: `Ok(Some(0))`, `Ok(Some(-errno))` for a
@@ -280,6 +485,108 @@ impl Netlink {
             }
         }
     }
+
+    /// Dumps every object of `kind` (`RTM_GETLINK`, `RTM_GETADDR`): the bodies of the messages of
+    /// that kind's answer, in the kernel's order. A dump the kernel marks interrupted (the set changed
+    /// meanwhile) is redone, up to [`DUMP_TRIES`] times.
+    pub fn dump(&mut self, what: &str, kind: u16) -> Result<Dumped, NetlinkError> {
+        for _ in 0..DUMP_TRIES {
+            if let Some(messages) = self.dump_once(what, kind)? {
+                return Ok(messages);
+            }
+        }
+        Err(NetlinkError::DumpInterrupted {
+            what: what.to_owned(),
+            tries: DUMP_TRIES,
+        })
+    }
+
+    /// One dump; `None` when the kernel marked it interrupted.
+    fn dump_once(&mut self, what: &str, kind: u16) -> Result<Option<Dumped>, NetlinkError> {
+        self.seq += 1;
+        let seq = self.seq;
+        send(
+            self.fd.as_raw_fd(),
+            &dump_request(kind, seq),
+            MsgFlags::empty(),
+        )
+        .map_err(|source| NetlinkError::SendRequest {
+            what: what.to_owned(),
+            source,
+        })?;
+        let deadline = Instant::now() + self.timeout;
+        // The kernel fills a dump datagram up to 32 KiB at most.
+        let mut buf = vec![0u8; 64 << 10];
+        let (mut messages, mut interrupted) = (Vec::new(), false);
+        loop {
+            if Instant::now() >= deadline {
+                return Err(NetlinkError::NoAnswer {
+                    what: what.to_owned(),
+                    waited: self.timeout,
+                });
+            }
+            let n = match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(nix::Error::EAGAIN | nix::Error::EINTR) => continue,
+                Err(source) => {
+                    return Err(NetlinkError::ReceiveAnswer {
+                        what: what.to_owned(),
+                        source,
+                    });
+                }
+            };
+            let malformed = |detail: String| NetlinkError::ParseAnswer {
+                what: what.to_owned(),
+                detail,
+            };
+            if n > buf.len() {
+                return Err(malformed(format!(
+                    "a datagram of {n} bytes, more than {}",
+                    buf.len()
+                )));
+            }
+            let part = parse_dump(&buf[..n], seq).map_err(malformed)?;
+            if let Some(e) = part.error.filter(|e| *e != 0) {
+                return Err(NetlinkError::Refuse {
+                    what: what.to_owned(),
+                    source: std::io::Error::from_raw_os_error(-e),
+                });
+            }
+            interrupted |= part.interrupted;
+            messages.extend(part.messages);
+            if part.done || part.error.is_some() {
+                return Ok((!interrupted).then_some(messages));
+            }
+        }
+    }
+
+    /// Every IPv4 and IPv6 address the kernel holds, each with its interface's name (from an
+    /// `RTM_GETLINK` dump: the names of this network namespace, whatever sysfs shows).
+    pub fn addresses(&mut self) -> Result<Vec<(AddrInfo, Option<String>)>, NetlinkError> {
+        let malformed = |what: &str, detail: String| NetlinkError::ParseAnswer {
+            what: what.to_owned(),
+            detail,
+        };
+        let mut names = std::collections::BTreeMap::new();
+        for (kind, body) in self.dump("the interface list", RTM_GETLINK)? {
+            if kind == RTM_NEWLINK {
+                let l = parse_link(&body).map_err(|d| malformed("the interface list", d))?;
+                if let Some(name) = l.name {
+                    names.insert(l.index, name);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (kind, body) in self.dump("the address list", RTM_GETADDR)? {
+            if kind == RTM_NEWADDR
+                && let Some(a) = parse_addr(&body).map_err(|d| malformed("the address list", d))?
+            {
+                let name = names.get(&a.index).cloned();
+                out.push((a, name));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +717,180 @@ mod tests {
         .unwrap();
     }
 
+    /// An `RTM_NEWADDR` dump message as the kernel writes one.
+    pub(crate) fn addr_message(
+        seq: u32,
+        family: u8,
+        prefix: u8,
+        scope: u8,
+        index: u32,
+        attrs: &[(u16, &[u8])],
+    ) -> Vec<u8> {
+        let mut b = vec![family, prefix, 0x80, scope];
+        b.extend_from_slice(&index.to_ne_bytes());
+        for (k, v) in attrs {
+            push_attr(&mut b, *k, v);
+        }
+        message(RTM_NEWADDR, 0x2, seq, &b)
+    }
+
+    pub(crate) fn link_message(seq: u32, index: u32, name: &str) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[4..8].copy_from_slice(&index.to_ne_bytes());
+        let mut n = name.as_bytes().to_vec();
+        n.push(0);
+        push_attr(&mut b, IFLA_IFNAME, &n);
+        message(RTM_NEWLINK, 0x2, seq, &b)
+    }
+
+    fn done(seq: u32) -> Vec<u8> {
+        message(NLMSG_DONE, 0x2, seq, &0i32.to_ne_bytes())
+    }
+
+    #[test]
+    fn dump_requests_and_address_messages() {
+        let r = dump_request(RTM_GETADDR, 9);
+        assert_eq!(r.len(), 24);
+        assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), RTM_GETADDR);
+        assert_eq!(
+            u16::from_ne_bytes(r[6..8].try_into().unwrap()),
+            NLM_F_REQUEST | NLM_F_DUMP
+        );
+        assert_eq!(dump_request(RTM_GETLINK, 9).len(), 32);
+
+        // `ip addr add 192.0.2.5/24 dev v0 noprefixroute label v0:1`: the flag lives in IFA_FLAGS only.
+        let noprefix = 0x200u32.to_ne_bytes();
+        let v4 = addr_message(
+            9,
+            AF_INET,
+            24,
+            0,
+            3,
+            &[
+                (IFA_ADDRESS, &[192, 0, 2, 5]),
+                (IFA_LOCAL, &[192, 0, 2, 5]),
+                (IFA_LABEL, b"v0:1\0"),
+                (IFA_FLAGS, &noprefix),
+            ],
+        );
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let v6 = addr_message(9, AF_INET6, 64, 253, 3, &[(IFA_ADDRESS, &ll.octets())]);
+        // A point-to-point address: IFA_ADDRESS is the peer.
+        let ptp = addr_message(
+            9,
+            AF_INET,
+            32,
+            0,
+            4,
+            &[(IFA_ADDRESS, &[10, 0, 0, 2]), (IFA_LOCAL, &[10, 0, 0, 1])],
+        );
+        let mut datagram = v4.clone();
+        datagram.extend_from_slice(&addr_message(8, AF_INET, 8, 0, 1, &[])); // another request's
+        datagram.extend_from_slice(&v6);
+        datagram.extend_from_slice(&ptp);
+        let part = parse_dump(&datagram, 9).unwrap();
+        assert!(!part.done && !part.interrupted && part.error.is_none());
+        assert_eq!(part.messages.len(), 3);
+        let a = parse_addr(&part.messages[0].1).unwrap().unwrap();
+        assert_eq!(
+            a,
+            AddrInfo {
+                index: 3,
+                prefix_len: 24,
+                scope: 0,
+                flags: 0x200,
+                local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)),
+                peer: None,
+                label: Some("v0:1".to_owned()),
+            }
+        );
+        let b = parse_addr(&part.messages[1].1).unwrap().unwrap();
+        assert_eq!((b.local, b.scope, b.flags), (IpAddr::V6(ll), 253, 0x80));
+        let c = parse_addr(&part.messages[2].1).unwrap().unwrap();
+        assert_eq!(c.local, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(c.peer, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
+        assert!(parse_dump(&done(9), 9).unwrap().done);
+
+        // Malformed: an address of the wrong size, an attribute past the end, no address at all.
+        let short = addr_message(9, AF_INET, 24, 0, 3, &[(IFA_LOCAL, &[192, 0, 2])]);
+        assert!(parse_addr(&short[16..]).unwrap_err().contains("wrong size"));
+        let mut cut = v4[16..].to_vec();
+        cut.truncate(cut.len() - 2);
+        assert!(parse_addr(&cut).unwrap_err().contains("claims"));
+        let none = addr_message(9, AF_INET, 24, 0, 3, &[]);
+        assert!(parse_addr(&none[16..]).unwrap_err().contains("without"));
+        assert_eq!(parse_addr(&[17, 0, 0, 0, 1, 0, 0, 0]).unwrap(), None);
+        let l = parse_link(&link_message(9, 7, "eth7")[16..]).unwrap();
+        assert_eq!((l.index, l.name.as_deref()), (7, Some("eth7")));
+    }
+
+    /// A dump answered by a peer playing the kernel, whose first answer is marked interrupted.
+    #[test]
+    fn an_interrupted_dump_is_redone_and_a_silent_one_is_bounded() {
+        let (ours, kernel) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut nl = Netlink::with_socket(OwnedFd::from(ours), Duration::from_millis(300)).unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut asked = Vec::new();
+            for round in 0..3 {
+                let n = kernel.recv(&mut buf).unwrap();
+                let kind = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
+                let seq = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
+                asked.push((kind, n));
+                if kind == RTM_GETLINK {
+                    let mut d = link_message(seq, 1, "lo");
+                    d.extend_from_slice(&link_message(seq, 3, "v0"));
+                    kernel.send(&d).unwrap();
+                    kernel.send(&done(seq)).unwrap();
+                    continue;
+                }
+                let mut m = addr_message(
+                    seq,
+                    AF_INET,
+                    24,
+                    0,
+                    3,
+                    &[(IFA_LOCAL, &[192, 0, 2, round as u8])],
+                );
+                if round == 1 {
+                    m[6..8].copy_from_slice(&(0x2 | NLM_F_DUMP_INTR).to_ne_bytes());
+                }
+                kernel.send(&m).unwrap();
+                kernel.send(&done(seq)).unwrap();
+            }
+            (kernel, asked)
+        });
+        let got = nl.addresses().unwrap();
+        let (kernel, asked) = peer.join().unwrap();
+        assert_eq!(
+            asked,
+            [(RTM_GETLINK, 32), (RTM_GETADDR, 24), (RTM_GETADDR, 24)]
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0.local, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(got[0].1.as_deref(), Some("v0"));
+        // Silence: an error within the timeout, not a hang.
+        let e = nl.dump("the address list", RTM_GETADDR).unwrap_err();
+        assert!(matches!(e, NetlinkError::NoAnswer { .. }), "{e:?}");
+        drop(kernel);
+    }
+
+    #[test]
+    fn the_kernel_dumps_its_interfaces_and_addresses() {
+        // This machine's own kernel: whatever it holds, the loopback interface is index 1 (the
+        // first interface of every network namespace) and the answer parses.
+        let mut nl = Netlink::open().unwrap();
+        let links = nl.dump("the interface list", RTM_GETLINK).unwrap();
+        let names: Vec<LinkInfo> = links.iter().map(|(_, b)| parse_link(b).unwrap()).collect();
+        assert!(
+            names
+                .iter()
+                .any(|l| l.index == 1 && l.name.as_deref() == Some("lo")),
+            "{names:?}"
+        );
+        nl.addresses().unwrap();
+    }
+
     #[test]
     fn the_kernel_says_why_it_refuses_a_request_for_no_interface() {
         // Index 0x7ffffff0 names no interface: nothing on this machine changes.
@@ -447,6 +928,48 @@ mod fuzz {
             assert!(b.len() >= 20, "an answer from {} bytes", b.len());
             let _ = code;
         }
+    }
+
+    fn dumps(b: &[u8]) {
+        if let Ok(part) = parse_dump(b, 5) {
+            for (kind, body) in part.messages {
+                let _ = match kind {
+                    RTM_NEWLINK => parse_link(&body).map(|_| ()),
+                    _ => parse_addr(&body).map(|_| ()),
+                };
+            }
+        }
+    }
+
+    #[test]
+    fn netlink_dumps() {
+        let mut links = tests::link_message(5, 1, "lo");
+        links.extend_from_slice(&tests::link_message(5, 2, "eth0"));
+        let mut addrs = tests::addr_message(
+            5,
+            AF_INET,
+            24,
+            0,
+            2,
+            &[(IFA_LOCAL, &[192, 0, 2, 2]), (IFA_LABEL, b"eth0\0")],
+        );
+        addrs.extend_from_slice(&tests::addr_message(
+            5,
+            AF_INET6,
+            128,
+            254,
+            1,
+            &[
+                (IFA_ADDRESS, &Ipv6Addr::LOCALHOST.octets()),
+                (IFA_FLAGS, &0x200u32.to_ne_bytes()),
+            ],
+        ));
+        Target::new("netlink-dump")
+            .seed(&links)
+            .seed(&addrs)
+            .seed(message(NLMSG_DONE, 0x2, 5, &0i32.to_ne_bytes()))
+            .max_len(8192)
+            .run(dumps);
     }
 
     #[test]

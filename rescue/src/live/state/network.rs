@@ -1,13 +1,15 @@
 //! `state/network.json`: interfaces (`/sys/class/net/*`), addresses, routes and neighbours.
-//! IPv6 addresses come from `/proc/net/if_inet6`; IPv4 addresses from `/proc/net/fib_trie` (its
-//! `/32 host LOCAL` entries are the host's own addresses), each given the interface and prefix of the
-//! connected route that contains it (`/proc/net/route`; a loopback-scope prefix such as
-//! `127.0.0.0/8` belongs to the loopback interface). Routes from `/proc/net/route` and
-//! `/proc/net/ipv6_route`; neighbours from `/proc/net/arp`. `rescue::net` has no rtnetlink dump to
-//! reuse, and files work on a fixture tree as on the host.
+//! Addresses of both families come from the kernel by an rtnetlink dump (`RTM_GETADDR`, with the
+//! interface names of an `RTM_GETLINK` dump; `rescue::net::netlink`), so each has its interface,
+//! prefix, scope and flags whether or not a route contains it (`noprefixroute`). Where netlink fails,
+//! or the collector reads a fixture tree rather than the running kernel, they come from files: IPv6
+//! from `/proc/net/if_inet6`, IPv4 from `/proc/net/fib_trie` (its `/32 host LOCAL` entries), each
+//! given the interface and prefix of the connected route that contains it (`/proc/net/route`; a
+//! loopback-scope prefix such as `127.0.0.0/8` belongs to the loopback interface). Routes from
+//! `/proc/net/route` and `/proc/net/ipv6_route`; neighbours from `/proc/net/arp`.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -15,6 +17,7 @@ use serde::Serialize;
 
 use super::doc::{self, Doc, text};
 use crate::live::{Artifact, Roots};
+use crate::net::netlink::{AddrInfo, Netlink, NetlinkError};
 
 /// `ARPHRD_LOOPBACK` in `/sys/class/net/*/type`.
 const ARPHRD_LOOPBACK: u32 = 772;
@@ -240,6 +243,13 @@ pub struct Address {
     pub prefix_len: Option<u8>,
     pub interface: Option<String>,
     pub scope: Option<String>,
+    /// `IFA_F_*` in `ip`'s words (`secondary`/`temporary`, `tentative`, `deprecated`, `permanent`,
+    /// `noprefixroute`, …); empty when read from files, which do not carry them.
+    pub flags: Vec<String>,
+    /// The IPv4 label where it is not the interface's name (an alias such as `eth0:1`).
+    pub label: Option<String>,
+    /// The far end of a point-to-point address.
+    pub peer: Option<String>,
 }
 
 /// The IPv4 addresses (`/32 host LOCAL` entries) with the interface and prefix of the most specific
@@ -279,9 +289,79 @@ pub fn ipv4_addresses(fib: &[FibEntry], routes: &[Route4], loopback: Option<&str
                 prefix_len: len,
                 interface: iface,
                 scope: None,
+                flags: Vec::new(),
+                label: None,
+                peer: None,
             }
         })
         .collect()
+}
+
+/// `IFA_F_*` bits as `ip` names them; bit 0 is `temporary` for IPv6, `secondary` for IPv4.
+const IFA_F: [(u32, &str); 11] = [
+    (0x02, "nodad"),
+    (0x04, "optimistic"),
+    (0x08, "dadfailed"),
+    (0x10, "homeaddress"),
+    (0x20, "deprecated"),
+    (0x40, "tentative"),
+    (0x80, "permanent"),
+    (0x100, "mngtmpaddr"),
+    (0x200, "noprefixroute"),
+    (0x400, "autojoin"),
+    (0x800, "stable-privacy"),
+];
+
+/// `RT_SCOPE_*` in words (the words `/proc/net/if_inet6` scopes are given in, too).
+fn scope_word(scope: u8) -> String {
+    match scope {
+        0 => "global".into(),
+        200 => "site".into(),
+        253 => "link".into(),
+        254 => "host".into(),
+        255 => "nowhere".into(),
+        n => n.to_string(),
+    }
+}
+
+/// An address of the kernel's dump, on the interface its index names.
+pub fn from_netlink(a: &AddrInfo, interface: Option<&str>) -> Address {
+    let v6 = a.local.is_ipv6();
+    let mut flags = Vec::new();
+    if a.flags & 0x01 != 0 {
+        flags.push(if v6 { "temporary" } else { "secondary" }.to_owned());
+    }
+    flags.extend(
+        IFA_F
+            .iter()
+            .filter(|(b, _)| a.flags & b != 0)
+            .map(|(_, w)| (*w).to_owned()),
+    );
+    Address {
+        family: if v6 { "inet6" } else { "inet" }.into(),
+        address: a.local.to_string(),
+        prefix_len: Some(a.prefix_len),
+        interface: interface.map(str::to_owned),
+        scope: Some(scope_word(a.scope)),
+        flags,
+        label: a.label.clone().filter(|l| Some(l.as_str()) != interface),
+        peer: a.peer.map(|p: IpAddr| p.to_string()),
+    }
+}
+
+/// The addresses of the running kernel by rtnetlink.
+fn kernel_addresses() -> Result<Vec<Address>, NetlinkError> {
+    Ok(Netlink::open()?
+        .addresses()?
+        .iter()
+        .map(|(a, name)| from_netlink(a, name.as_deref()))
+        .collect())
+}
+
+/// Netlink answers for the kernel this process runs on, which is what `/proc` shows; a fixture tree
+/// (tests, `RESCUE_TEST_LIVE_ROOT`) is read from its files.
+fn asks_running_kernel(roots: &Roots) -> bool {
+    roots.proc == Path::new("/proc")
 }
 
 fn ipv6_hex(h: &str) -> Option<Ipv6Addr> {
@@ -319,6 +399,9 @@ pub fn parse_if_inet6(b: &[u8]) -> (Vec<Address>, Vec<String>) {
                 prefix_len: Some(u8::from_str_radix(f.get(2)?, 16).ok()?),
                 interface: Some((*f.get(5)?).to_owned()),
                 scope: Some(scope.into()),
+                flags: Vec::new(),
+                label: None,
+                peer: None,
             })
         })();
         match parsed {
@@ -435,16 +518,9 @@ fn parsed<T>(path: &Path, d: &mut Doc, parse: impl Fn(&[u8]) -> (Vec<T>, Vec<Str
     }
 }
 
-/// Collects `state/network.json`.
-pub fn collect(roots: &Roots) -> Artifact {
-    let mut d = Doc::start(
-        "state/network.json",
-        "rescue.live.network/1",
-        "/sys/class/net/*, /proc/net/{fib_trie,route,if_inet6,ipv6_route,arp}",
-    );
-    let net = roots.proc.join("net");
-    let ifaces = interfaces(&roots.sys.join("class/net"), &mut d);
-    let routes = parsed(&net.join("route"), &mut d, parse_route);
+/// The addresses from files: IPv4 from `fib_trie` placed by the connected routes, IPv6 from
+/// `if_inet6`.
+fn file_addresses(net: &Path, routes: &[Route4], lo: Option<&str>, d: &mut Doc) -> Vec<Address> {
     let fib = match doc::read(&net.join("fib_trie")) {
         Ok(b) => parse_fib_trie(&b),
         Err(e) => {
@@ -456,11 +532,7 @@ pub fn collect(roots: &Roots) -> Artifact {
             Vec::new()
         }
     };
-    let lo = ifaces
-        .iter()
-        .find(|i| i.kind == Some(ARPHRD_LOOPBACK))
-        .map(|i| i.name.as_str());
-    let mut addresses = ipv4_addresses(&fib, &routes, lo);
+    let mut addresses = ipv4_addresses(&fib, routes, lo);
     for a in &addresses {
         if a.interface.is_none() {
             d.note(format!(
@@ -469,7 +541,40 @@ pub fn collect(roots: &Roots) -> Artifact {
             ));
         }
     }
-    addresses.extend(parsed(&net.join("if_inet6"), &mut d, parse_if_inet6));
+    addresses.extend(parsed(&net.join("if_inet6"), d, parse_if_inet6));
+    addresses
+}
+
+/// Collects `state/network.json`.
+pub fn collect(roots: &Roots) -> Artifact {
+    let live = asks_running_kernel(roots);
+    let mut d = Doc::start(
+        "state/network.json",
+        "rescue.live.network/1",
+        if live {
+            "/sys/class/net/*, rtnetlink (RTM_GETLINK, RTM_GETADDR), /proc/net/{route,ipv6_route,arp}"
+        } else {
+            "/sys/class/net/*, /proc/net/{fib_trie,route,if_inet6,ipv6_route,arp}"
+        },
+    );
+    let net = roots.proc.join("net");
+    let ifaces = interfaces(&roots.sys.join("class/net"), &mut d);
+    let routes = parsed(&net.join("route"), &mut d, parse_route);
+    let lo = ifaces
+        .iter()
+        .find(|i| i.kind == Some(ARPHRD_LOOPBACK))
+        .map(|i| i.name.as_str());
+    let addresses = match live.then(kernel_addresses) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            d.note(format!(
+                "the rtnetlink address dump failed ({}); addresses read from /proc/net/fib_trie and if_inet6 instead",
+                crate::error_chain(&e)
+            ));
+            file_addresses(&net, &routes, lo, &mut d)
+        }
+        None => file_addresses(&net, &routes, lo, &mut d),
+    };
     let routes6 = parsed(&net.join("ipv6_route"), &mut d, parse_ipv6_route);
     let arp = parsed(&net.join("arp"), &mut d, parse_arp);
     for i in &ifaces {
@@ -568,6 +673,52 @@ fd000000000000000000000000000000 ff 00000000000000000000000000000000 00 00000000
         assert_eq!(bad.len(), 1);
         assert_eq!(n[0].mac, "02:fc:00:00:00:05");
         assert_eq!(n[0].flags, 2);
+    }
+
+    #[test]
+    fn kernel_addresses_keep_interface_scope_and_flags() {
+        let a = AddrInfo {
+            index: 3,
+            prefix_len: 24,
+            scope: 0,
+            flags: 0x200 | 0x80 | 0x01,
+            local: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)),
+            peer: None,
+            label: Some("v0".into()),
+        };
+        let got = from_netlink(&a, Some("v0"));
+        assert_eq!(
+            (got.family.as_str(), got.address.as_str(), got.prefix_len),
+            ("inet", "192.0.2.5", Some(24))
+        );
+        assert_eq!(got.interface.as_deref(), Some("v0"));
+        assert_eq!(got.scope.as_deref(), Some("global"));
+        assert_eq!(got.flags, ["secondary", "permanent", "noprefixroute"]);
+        assert_eq!(got.label, None, "the label that is the interface's name");
+        let alias = from_netlink(
+            &AddrInfo {
+                label: Some("v0:1".into()),
+                ..a.clone()
+            },
+            Some("v0"),
+        );
+        assert_eq!(alias.label.as_deref(), Some("v0:1"));
+        let v6 = from_netlink(
+            &AddrInfo {
+                local: IpAddr::V6("fd00::5".parse().unwrap()),
+                scope: 253,
+                flags: 0x01 | 0x40,
+                label: None,
+                peer: Some(IpAddr::V6("fd00::6".parse().unwrap())),
+                ..a
+            },
+            None,
+        );
+        assert_eq!(v6.family, "inet6");
+        assert_eq!(v6.scope.as_deref(), Some("link"));
+        assert_eq!(v6.flags, ["temporary", "tentative"]);
+        assert_eq!(v6.peer.as_deref(), Some("fd00::6"));
+        assert_eq!(v6.interface, None);
     }
 
     #[test]
