@@ -152,6 +152,9 @@ pub struct RootSummary {
     pub mounted_at: Option<String>,
     /// How that was known.
     pub how: String,
+    /// How its body-file entries were listed (`the ext reader`, `the mounted walk`, and why not
+    /// the ext reader when it could have been).
+    pub listed_by: String,
 }
 
 /// The `--from`/`--to` window as given.
@@ -330,13 +333,14 @@ pub struct RootIn {
 }
 
 /// Builds the timeline of the system whose roots are mounted at `roots`: `feed` walks one root into
-/// the [`WalkStage`] (in production `examine::walk::walk(root, stage)`). The host name and zone come
-/// from the first root that has an `/etc`.
+/// the [`WalkStage`] (in production `examine::source::Root::walk`, which reads an ext filesystem's
+/// bytes itself and walks anything else through its mount) and says how it listed it. The host name
+/// and zone come from the first root that has an `/etc`.
 pub fn run(
     roots: &[RootIn],
     opts: &Options,
     progress: &mut dyn FnMut(Progress),
-    mut feed: impl FnMut(&Path, &mut WalkStage<'_>) -> Result<(), String>,
+    mut feed: impl FnMut(&Path, &mut WalkStage<'_>) -> Result<String, String>,
 ) -> Result<Summary, TimelineError> {
     let out = &opts.out;
     fs::create_dir_all(out).map_err(|source| TimelineError::CreateOut {
@@ -384,6 +388,7 @@ pub fn run(
                         "no filesystem holds /etc: names as found"
                     }
                     .to_owned(),
+                    listed_by: String::new(),
                 });
                 return (prefix, Vec::new());
             }
@@ -394,6 +399,7 @@ pub fn run(
                         prefix: e.mount_point.clone(),
                         mounted_at: Some(e.mount_point.clone()),
                         how: format!("/etc/fstab names it {} at {}", e.spec, e.mount_point),
+                        listed_by: String::new(),
                     });
                     (e.mount_point.clone(), e.mount_point.clone().into_bytes())
                 }
@@ -409,6 +415,7 @@ pub fn run(
                             ),
                             None => "its filesystem has no UUID or label we read".to_owned(),
                         },
+                        listed_by: String::new(),
                     });
                     (r.prefix.clone(), Vec::new())
                 }
@@ -433,12 +440,13 @@ pub fn run(
         error: None,
         progress,
     };
-    for (r, (prefix, mount_at)) in roots.iter().zip(&placed) {
+    for ((r, (prefix, mount_at)), summary) in roots.iter().zip(&placed).zip(&mut root_summaries) {
         stage.root = r.path.clone();
         stage.prefix = prefix.clone().into_bytes();
         stage.mount_at = mount_at.clone();
-        if let Err(why) = feed(&r.path, &mut stage) {
-            stage.problem(b"", format!("walking {}: {why}", r.path.display()));
+        match feed(&r.path, &mut stage) {
+            Ok(how) => summary.listed_by = how,
+            Err(why) => stage.problem(b"", format!("walking {}: {why}", r.path.display())),
         }
         if let Some(e) = stage.error.take() {
             return Err(e);

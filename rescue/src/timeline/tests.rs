@@ -11,7 +11,7 @@ fn run_on(root: &Path, opts: &Options) -> Result<Summary, TimelineError> {
     }];
     run(&roots, opts, &mut |_| {}, |r, stage| {
         crate::examine::walk::walk(r, stage)
-            .map(|_| ())
+            .map(|_| "the mounted walk".to_owned())
             .map_err(|e| crate::error_chain(&e))
     })
 }

@@ -116,9 +116,12 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         Progress::Sorting { events } => eprintln!("sorting {events} events"),
     };
     let s = timeline::run(&roots, &opts, &mut progress, |root, stage| {
-        crate::examine::walk::walk(root, stage)
-            .map(|_| ())
-            .map_err(|e| crate::error_chain(&e))
+        let Some(r) = ex.roots.iter().find(|r| r.path == root) else {
+            return Err(format!("{} is not a root of the source", root.display()));
+        };
+        let w = r.walk(stage).map_err(|e| crate::error_chain(&e))?;
+        eprintln!("body file of {} listed by {}", r.describe(), w.describe());
+        Ok(w.describe())
     })?;
     drop(ex);
 
