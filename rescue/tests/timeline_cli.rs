@@ -632,19 +632,15 @@ fn bodyfile_rows_match_fls_through_mactime() {
     mark("fls");
 }
 
-/// A GPT disk whose /var is its own partition (named by UUID in the root's /etc/fstab, the way the
-/// Debian installer writes it): the logs on it are found as /var/log/..., the body file names its
-/// files under /var, and the output says which partition was mounted where.
-#[test]
-fn logs_on_a_separate_var_partition_are_found() {
-    if !need_root("the separate /var check (loop devices)")
-        || !have("mke2fs", "the separate /var check")
-        || !have("sfdisk", "the separate /var check")
-    {
-        return;
-    }
+/// A GPT disk whose /var is its own partition, named in the root's /etc/fstab by `var_spec` (`/` by
+/// `root_spec`; `UUID` for the filesystem's, `PARTUUID` for the partition's): the logs on it are
+/// found as /var/log/..., the body file names its files under /var, and the output says which
+/// partition was mounted where.
+fn separate_var(root_spec: &str, var_spec: &str) {
     let d = tempfile::tempdir().unwrap();
     let var_uuid = "7d0c1e8a-54b1-4c6e-9a53-0f4e2c9b1a77";
+    let var_spec = var_spec.replace("{uuid}", var_uuid);
+    let root_spec = root_spec.replace("{uuid}", "0b7e3c52-1111-4222-8333-944455556666");
     let root = d.path().join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::create_dir_all(root.join("var")).unwrap();
@@ -653,8 +649,8 @@ fn logs_on_a_separate_var_partition_are_found() {
         root.join("etc/fstab"),
         format!(
             "# <file system> <mount point> <type> <options> <dump> <pass>\n\
-             UUID=0b7e3c52-1111-4222-8333-944455556666 / ext4 errors=remount-ro 0 1\n\
-             UUID={var_uuid} /var ext4 defaults 0 2\n"
+             {root_spec} / ext4 errors=remount-ro 0 1\n\
+             {var_spec} /var ext4 defaults 0 2\n"
         ),
     )
     .unwrap();
@@ -682,7 +678,8 @@ fn logs_on_a_separate_var_partition_are_found() {
         .take()
         .unwrap()
         .write_all(
-            b"label: gpt\nstart=2048, size=30720, type=linux\nstart=32768, size=40960, type=linux\n",
+            b"label: gpt\nstart=2048, size=30720, type=linux\n\
+              start=32768, size=40960, type=linux, uuid=6C2E8F6A-9A1B-4C55-8D1E-3F0C2B7A9E10, name=varpart\n",
         )
         .unwrap();
     assert!(child.wait().unwrap().success());
@@ -710,7 +707,7 @@ fn logs_on_a_separate_var_partition_are_found() {
     let said = text(&o);
     assert!(
         said.contains(&format!(
-            "filesystem /var: /etc/fstab names it UUID={var_uuid} at /var"
+            "filesystem /var: /etc/fstab names it {var_spec} at /var"
         )),
         "{said}"
     );
@@ -732,6 +729,26 @@ fn logs_on_a_separate_var_partition_are_found() {
         .filter_map(|r| r["mounted_at"].as_str())
         .collect();
     assert_eq!(mounted, ["/", "/var"], "{summary}");
+}
+
+/// /var named by filesystem UUID (Debian's installer), by the partition's PARTUUID and GPT name,
+/// and by device name beside a device-named `/` (older installers).
+#[test]
+fn logs_on_a_separate_var_partition_are_found() {
+    if !need_root("the separate /var check (loop devices)")
+        || !have("mke2fs", "the separate /var check")
+        || !have("sfdisk", "the separate /var check")
+    {
+        return;
+    }
+    separate_var("UUID={uuid}", "UUID={uuid}");
+    separate_var(
+        "UUID={uuid}",
+        "PARTUUID=6c2e8f6a-9a1b-4c55-8d1e-3f0c2b7a9e10",
+    );
+    separate_var("UUID={uuid}", "/dev/disk/by-partlabel/varpart");
+    separate_var("/dev/sda1", "/dev/sda2");
+    separate_var("/dev/nvme0n1p1", "/dev/nvme0n1p2");
     mark("separate-var");
 }
 

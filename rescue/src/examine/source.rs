@@ -91,6 +91,10 @@ pub struct Root {
     /// Where the filesystem's bytes are (an image file or block device, and the partition's range),
     /// `None` for a directory source.
     pub volume: Option<Volume>,
+    /// The partition's `PARTUUID` (GPT unique GUID, or MBR signature and number) and GPT name, as
+    /// the examined system's fstab may name it.
+    pub part_uuid: Option<String>,
+    pub part_label: Option<String>,
     _mount: Option<Mounted>,
 }
 
@@ -259,6 +263,8 @@ pub fn open(source: &Path, mount_base: &Path) -> Result<Examined, ExamineError> 
                 device: None,
                 options: None,
                 volume: None,
+                part_uuid: None,
+                part_label: None,
                 _mount: None,
             });
             return Ok(ex);
@@ -462,6 +468,17 @@ fn open_device(ex: &mut Examined, mount_base: &Path) -> Result<(), ExamineError>
                     len: e.size_bytes,
                 };
                 mount_one(ex, mount_base, &dev, Some(l), Some(e.number), sig, vol);
+                if let Some(r) = ex
+                    .roots
+                    .last_mut()
+                    .filter(|r| r.partition == Some(e.number))
+                {
+                    r.part_uuid = ex
+                        .table
+                        .as_deref()
+                        .and_then(|t| crate::inventory::partition_uuid(&file, sector, t, e.number));
+                    r.part_label = e.name.clone();
+                }
             }
             Err(err) => ex.notes.push(failed(Some(e.number), sig, &err)),
         }
@@ -499,6 +516,8 @@ fn mount_one(
             device: Some(m.device.clone()),
             options: Some(m.options.clone()),
             volume: Some(volume),
+            part_uuid: None,
+            part_label: None,
             _mount: Some(m),
         }),
         Err(e) => ex.notes.push(failed(partition, sig, &e)),

@@ -330,6 +330,10 @@ pub struct RootIn {
     pub prefix: String,
     /// The device it was mounted from (read-only), to read its UUID and label for the fstab match.
     pub device: Option<PathBuf>,
+    /// Its partition on the examined disk: number, `PARTUUID`, GPT name (fstab may name it so).
+    pub partition: Option<u32>,
+    pub part_uuid: Option<String>,
+    pub part_label: Option<String>,
 }
 
 /// Builds the timeline of the system whose roots are mounted at `roots`: `feed` walks one root into
@@ -364,9 +368,13 @@ pub fn run(
     let host = host_name(&system);
     // Where the system mounted each other root (fstab by UUID or label): a separate /var's logs
     // are then read as /var/log/...; its body-file names carry the mount point.
-    let fstab = fs::read_to_string(system.join("etc/fstab"))
-        .map(|t| mounts::parse_fstab(&t))
-        .unwrap_or_default();
+    let fstab_text = fs::read_to_string(system.join("etc/fstab")).unwrap_or_default();
+    let fstab = mounts::parse_fstab(&fstab_text);
+    let root_spec = mounts::root_spec(&fstab_text);
+    let root_disk = root_spec
+        .as_deref()
+        .and_then(mounts::disk_and_number)
+        .map(|d| d.0);
     let mut root_summaries = Vec::new();
     let placed: Vec<(String, Vec<u8>)> = roots
         .iter()
@@ -392,8 +400,20 @@ pub fn run(
                 });
                 return (prefix, Vec::new());
             }
-            let id = r.device.as_deref().and_then(mounts::fs_id);
-            match id.as_ref().and_then(|id| mounts::mount_point(&fstab, id)) {
+            let id = r
+                .device
+                .as_deref()
+                .and_then(mounts::fs_id)
+                .map(|id| mounts::FsId {
+                    partition: r.partition,
+                    part_uuid: r.part_uuid.clone(),
+                    part_label: r.part_label.clone(),
+                    ..id
+                });
+            match id
+                .as_ref()
+                .and_then(|id| mounts::mount_point(&fstab, id, root_disk))
+            {
                 Some(e) => {
                     root_summaries.push(RootSummary {
                         prefix: e.mount_point.clone(),

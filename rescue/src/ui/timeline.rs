@@ -95,6 +95,9 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
                     _ => String::new(),
                 },
                 device: r.device.clone(),
+                partition: r.partition,
+                part_uuid: r.part_uuid.clone(),
+                part_label: r.part_label.clone(),
             }
         })
         .collect();
