@@ -446,6 +446,38 @@ fn read_table_noting(file: &File, sector: u64) -> (Option<String>, Vec<TableEntr
     (table, out, notes)
 }
 
+/// A partition's `PARTUUID` as Linux names it (fstab `PARTUUID=`, `/dev/disk/by-partuuid/`): a GPT
+/// entry's unique GUID in lowercase, or for MBR the disk signature and the partition number
+/// (`1234abcd-02`); `None` without such a partition or an MBR signature.
+pub fn partition_uuid(file: &File, sector: u64, table: &str, number: u32) -> Option<String> {
+    match table {
+        "gpt" => {
+            let h = read_at(file, sector, 512);
+            if h.get(..8) != Some(b"EFI PART") || le32(&h, 84) != Some(128) {
+                return None;
+            }
+            let lb = if sector == 4096 {
+                gpt::disk::LogicalBlockSize::Lb4096
+            } else {
+                gpt::disk::LogicalBlockSize::Lb512
+            };
+            let disk = gpt::GptConfig::new()
+                .writable(false)
+                .logical_block_size(lb)
+                .open_from_device(file.try_clone().ok()?)
+                .ok()?;
+            disk.partitions()
+                .get(&number)
+                .map(|p| p.part_guid.to_string().to_ascii_lowercase())
+        }
+        "mbr" => {
+            let sig = le32(&read_at(file, 0, 512), 440).filter(|&s| s != 0)?;
+            Some(format!("{sig:08x}-{number:02x}"))
+        }
+        _ => None,
+    }
+}
+
 fn inspect(device: BlockDevice) -> DiskInventory {
     let mut inv = DiskInventory {
         table: None,

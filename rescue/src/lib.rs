@@ -15,6 +15,7 @@ pub mod devices;
 pub mod dm;
 pub mod evidence;
 pub mod examine;
+pub mod extfs;
 pub mod format;
 #[cfg(test)]
 mod fuzzing;

@@ -632,19 +632,15 @@ fn bodyfile_rows_match_fls_through_mactime() {
     mark("fls");
 }
 
-/// A GPT disk whose /var is its own partition (named by UUID in the root's /etc/fstab, the way the
-/// Debian installer writes it): the logs on it are found as /var/log/..., the body file names its
-/// files under /var, and the output says which partition was mounted where.
-#[test]
-fn logs_on_a_separate_var_partition_are_found() {
-    if !need_root("the separate /var check (loop devices)")
-        || !have("mke2fs", "the separate /var check")
-        || !have("sfdisk", "the separate /var check")
-    {
-        return;
-    }
+/// A GPT disk whose /var is its own partition, named in the root's /etc/fstab by `var_spec` (`/` by
+/// `root_spec`; `UUID` for the filesystem's, `PARTUUID` for the partition's): the logs on it are
+/// found as /var/log/..., the body file names its files under /var, and the output says which
+/// partition was mounted where.
+fn separate_var(root_spec: &str, var_spec: &str) {
     let d = tempfile::tempdir().unwrap();
     let var_uuid = "7d0c1e8a-54b1-4c6e-9a53-0f4e2c9b1a77";
+    let var_spec = var_spec.replace("{uuid}", var_uuid);
+    let root_spec = root_spec.replace("{uuid}", "0b7e3c52-1111-4222-8333-944455556666");
     let root = d.path().join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::create_dir_all(root.join("var")).unwrap();
@@ -653,8 +649,8 @@ fn logs_on_a_separate_var_partition_are_found() {
         root.join("etc/fstab"),
         format!(
             "# <file system> <mount point> <type> <options> <dump> <pass>\n\
-             UUID=0b7e3c52-1111-4222-8333-944455556666 / ext4 errors=remount-ro 0 1\n\
-             UUID={var_uuid} /var ext4 defaults 0 2\n"
+             {root_spec} / ext4 errors=remount-ro 0 1\n\
+             {var_spec} /var ext4 defaults 0 2\n"
         ),
     )
     .unwrap();
@@ -682,7 +678,8 @@ fn logs_on_a_separate_var_partition_are_found() {
         .take()
         .unwrap()
         .write_all(
-            b"label: gpt\nstart=2048, size=30720, type=linux\nstart=32768, size=40960, type=linux\n",
+            b"label: gpt\nstart=2048, size=30720, type=linux\n\
+              start=32768, size=40960, type=linux, uuid=6C2E8F6A-9A1B-4C55-8D1E-3F0C2B7A9E10, name=varpart\n",
         )
         .unwrap();
     assert!(child.wait().unwrap().success());
@@ -710,7 +707,7 @@ fn logs_on_a_separate_var_partition_are_found() {
     let said = text(&o);
     assert!(
         said.contains(&format!(
-            "filesystem /var: /etc/fstab names it UUID={var_uuid} at /var"
+            "filesystem /var: /etc/fstab names it {var_spec} at /var"
         )),
         "{said}"
     );
@@ -732,6 +729,26 @@ fn logs_on_a_separate_var_partition_are_found() {
         .filter_map(|r| r["mounted_at"].as_str())
         .collect();
     assert_eq!(mounted, ["/", "/var"], "{summary}");
+}
+
+/// /var named by filesystem UUID (Debian's installer), by the partition's PARTUUID and GPT name,
+/// and by device name beside a device-named `/` (older installers).
+#[test]
+fn logs_on_a_separate_var_partition_are_found() {
+    if !need_root("the separate /var check (loop devices)")
+        || !have("mke2fs", "the separate /var check")
+        || !have("sfdisk", "the separate /var check")
+    {
+        return;
+    }
+    separate_var("UUID={uuid}", "UUID={uuid}");
+    separate_var(
+        "UUID={uuid}",
+        "PARTUUID=6c2e8f6a-9a1b-4c55-8d1e-3f0c2b7a9e10",
+    );
+    separate_var("UUID={uuid}", "/dev/disk/by-partlabel/varpart");
+    separate_var("/dev/sda1", "/dev/sda2");
+    separate_var("/dev/nvme0n1p1", "/dev/nvme0n1p2");
     mark("separate-var");
 }
 
@@ -770,4 +787,237 @@ fn triage_findings_beside_the_output_become_events() {
     assert_eq!(evs[0]["source"], "triage");
     assert_eq!(evs[0]["timestamp_desc"], "Content Modification Time");
     assert_timesketch(&out);
+}
+
+/// The mactime rows with a symlink's ` -> target` cut from the name: fls writes the target of a
+/// symlink whose target lies in its inode but not of one whose target lies in a block.
+fn without_targets(rows: &BTreeSet<String>) -> BTreeSet<String> {
+    rows.iter()
+        .map(|r| match r.find(" -> ") {
+            Some(i) if r.ends_with('"') => format!("{}\"", &r[..i]),
+            _ => r.clone(),
+        })
+        .collect()
+}
+
+/// One filesystem made by `mke2fs ARGS -d TREE`, changed by `then` (e2fsck, debugfs), whose body
+/// file must come from the ext reader, give mactime the same rows as `fls -r -m /` (less the deleted
+/// names fls finds in directory slack and its virtual `$OrphanFiles`, which we do not list), and be
+/// line for line the body file of the same filesystem mounted `ro,noload` and walked.
+fn ext_reader_case(
+    d: &Path,
+    label: &str,
+    mkfs: &[&str],
+    tree: &Path,
+    then: &[&[&str]],
+    fls_reads_crtime: bool,
+) -> (String, BTreeSet<String>) {
+    let img = d.join(format!("{label}.img"));
+    run(Command::new("mke2fs")
+        .args(["-q", "-F"])
+        .args(mkfs)
+        .arg("-d")
+        .arg(tree)
+        .arg(&img)
+        .arg("64M"));
+    for cmd in then {
+        let o = Command::new(cmd[0])
+            .args(&cmd[1..])
+            .arg(&img)
+            .output()
+            .unwrap();
+        // e2fsck exits 1 when it changed the filesystem (here: directories re-indexed).
+        assert!(
+            o.status.code().is_some_and(|c| c <= 1),
+            "{label}: {cmd:?}: {}",
+            text(&o)
+        );
+    }
+    let out = d.join(format!("out-{label}"));
+    let o = rescue(&["timeline", s(&img), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{label}: {}", text(&o));
+    assert!(
+        text(&o).contains("listed by the ext reader\n"),
+        "{label}: {}",
+        text(&o)
+    );
+    let body = out.join("bodyfile.txt");
+    let (ours, err) = mactime_rows(&body);
+    assert!(err.trim().is_empty(), "{label}: mactime complains: {err}");
+
+    let fls = run(Command::new("fls").args(["-r", "-m", "/"]).arg(&img));
+    let deleted: String = fls
+        .lines()
+        .filter(|l| l.contains("(deleted"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // fls also reads the index records of an htree directory (`e2fsck -D` leaves them in the
+    // blocks' slack) as names of no type (`-/`), which neither the kernel nor we list.
+    let kept: String = fls
+        .lines()
+        .filter(|l| !l.contains("$OrphanFiles") && !l.contains("(deleted") && !l.contains("|-/"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let fls_body = d.join(format!("fls-{label}.body"));
+    std::fs::write(&fls_body, kept).unwrap();
+    let (theirs, _) = mactime_rows(&fls_body);
+    // Sleuth Kit reads birth times only where it takes the filesystem for ext4; the kernel (and so
+    // the mounted walk and we) reports them from any inode large enough to hold one.
+    let ours_cmp = if fls_reads_crtime {
+        ours.clone()
+    } else {
+        let no_crtime: String = std::fs::read_to_string(&body)
+            .unwrap()
+            .lines()
+            .map(|l| format!("{}|0\n", &l[..l.rfind('|').unwrap()]))
+            .collect();
+        let p = d.join(format!("ours-{label}-no-crtime.body"));
+        std::fs::write(&p, no_crtime).unwrap();
+        mactime_rows(&p).0
+    };
+    let (ours_n, theirs_n) = (without_targets(&ours_cmp), without_targets(&theirs));
+    assert_eq!(
+        ours_n,
+        theirs_n,
+        "{label}: mactime rows differ\nonly ours: {:#?}\nonly fls: {:#?}",
+        ours_n.difference(&theirs_n).take(20).collect::<Vec<_>>(),
+        theirs_n.difference(&ours_n).take(20).collect::<Vec<_>>()
+    );
+
+    // The same filesystem mounted and walked gives the same lines (same escaping, link targets).
+    let mnt = d.join(format!("mnt-{label}"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "ext4", "-o", "ro,noload,loop"])
+        .arg(&img)
+        .arg(&mnt));
+    let walked = d.join(format!("walked-{label}"));
+    let o = rescue(&["timeline", s(&mnt), "--out", s(&walked), "--tz", "UTC"]);
+    run(Command::new("umount").arg(&mnt));
+    assert!(o.status.success(), "{label}: {}", text(&o));
+    let sorted = |p: &Path| {
+        let mut v: Vec<String> = std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (sorted(&body), sorted(&walked.join("bodyfile.txt")));
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "{label}: as many lines as the mounted walk"
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "{label}: ext reader vs mounted walk");
+    }
+    (deleted, ours)
+}
+
+/// The ext reader (issue 14: body file without mounting) on the layouts it must read, each checked
+/// against Sleuth Kit's fls through mactime and against the mounted walk: ext4 with 64-bit group
+/// descriptors and flex_bg, an htree directory of 12 000 names (`e2fsck -D` indexes it), a file of
+/// uid 70000/gid 80000, birth times, and a file deleted by debugfs (fls lists it as deleted from the
+/// directory's slack; the body file, like the mounted walk, lists only live names); ext4 with inline
+/// data and meta_bg on 1 KiB blocks; ext3 and ext2 (block maps, 128-byte inodes without birth times).
+#[test]
+fn the_ext_reader_body_file_matches_fls_and_the_mounted_walk() {
+    if !need_root("the ext reader check (loop mounts)")
+        || !have("fls", "the ext reader check")
+        || !have("mactime", "the ext reader check")
+        || !have("mke2fs", "the ext reader check")
+        || !have("debugfs", "the ext reader check")
+        || !have("e2fsck", "the ext reader check")
+    {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    for dir in ["etc/ssh", "home/eve", "usr/bin", "tmp", "var/log", "big"] {
+        std::fs::create_dir_all(tree.join(dir)).unwrap();
+    }
+    std::fs::write(tree.join("etc/hostname"), "extbox\n").unwrap();
+    std::fs::write(tree.join("etc/gone"), "deleted later\n").unwrap();
+    std::fs::write(tree.join("usr/bin/tool"), vec![0x7f; 70_000]).unwrap();
+    std::fs::write(tree.join("home/eve/notes"), "high ids").unwrap();
+    std::fs::write(tree.join("tmp/new\nline|%"), "odd").unwrap();
+    std::os::unix::fs::symlink("../usr/bin/tool", tree.join("etc/short")).unwrap();
+    std::os::unix::fs::symlink("/".to_owned() + &"t".repeat(120), tree.join("etc/long")).unwrap();
+    std::os::unix::fs::chown(tree.join("home/eve/notes"), Some(70_000), Some(80_000)).unwrap();
+    run(Command::new("touch")
+        .args(["-d", "2021-06-07 08:09:10Z"])
+        .arg(tree.join("usr/bin/tool")));
+    let small = d.path().join("small");
+    run(Command::new("cp").arg("-a").arg(&tree).arg(&small));
+    for i in 0..12_000 {
+        std::fs::write(tree.join(format!("big/file-{i:05}")), b"").unwrap();
+    }
+
+    let (deleted, rows) = ext_reader_case(
+        d.path(),
+        "ext4",
+        &["-t", "ext4", "-I", "256", "-O", "64bit,flex_bg"],
+        &tree,
+        &[
+            &["e2fsck", "-fyD"],
+            &["debugfs", "-w", "-R", "rm /etc/gone"],
+        ],
+        true,
+    );
+    assert!(
+        deleted.contains("/etc/gone (deleted)"),
+        "fls lists the deleted file: {deleted}"
+    );
+    assert!(!rows.iter().any(|r| r.contains("/etc/gone")), "we do not");
+    let big: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.contains("\"/big/file-"))
+        .filter_map(|r| r.rsplit(',').next())
+        .collect();
+    assert_eq!(big.len(), 12_000, "every name of the htree directory");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(",70000,80000,") && r.ends_with("\"/home/eve/notes\"")),
+        "high uid and gid bits"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("2021-06-07T08:09:10Z,70000,m") && r.contains("/usr/bin/tool")),
+        "{rows:#?}"
+    );
+    ext_reader_case(
+        d.path(),
+        "inline",
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-I",
+            "256",
+            "-O",
+            "inline_data,meta_bg,^resize_inode",
+        ],
+        &small,
+        &[],
+        true,
+    );
+    ext_reader_case(d.path(), "ext3", &["-t", "ext3"], &small, &[], false);
+    let (_, ext2) = ext_reader_case(
+        d.path(),
+        "ext2",
+        &["-t", "ext2", "-I", "128"],
+        &small,
+        &[],
+        false,
+    );
+    assert!(
+        ext2.iter()
+            .filter(|r| r.split(',').nth(2).is_some_and(|m| m.ends_with('b')))
+            .all(|r| r.starts_with("0000-00-00")),
+        "no birth time on 128-byte inodes: {ext2:#?}"
+    );
+    mark("ext-reader");
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask bench timeline [--files N] [--log-mib N] [--runs N]`: the timeline's two costs, measured next to
 //! a peer. (1) The body file of an ext4 image holding N files (default 200 000, made once by
-//! `mke2fs -d` and cached under `target/cache/timeline-bench/`): `rescue timeline IMAGE` (loop mount
-//! ro,noload + walk + body file) against Sleuth Kit's `fls -r -m / IMAGE`, wall time and peak RSS
+//! `mke2fs -d` and cached under `target/cache/timeline-bench/`): `rescue timeline IMAGE` (the body file
+//! from the image's bytes by the ext reader, a loop mount ro,noload for the logs) against Sleuth Kit's `fls -r -m / IMAGE`, wall time and peak RSS
 //! (`/usr/bin/time -v`), medians of `--runs` (5) alternating runs, with the load average before and
 //! after. `rescue` is the binary `cargo xtask build` makes (no second release build). (2) Events per second over an auth.log + syslog set of N MiB
 //! (default 1024) of generated lines, end to end (parse, sort in bounded memory, JSONL + CSV).
@@ -255,12 +255,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     md.push_str(&format!(
         "Body file of an ext4 image with {files} files (`mke2fs -d`), median of {runs} alternating runs, \
          {cpus} CPUs, load average {load_before} before and {load_after} after, the image file in the \
-         page cache (each `rescue timeline` attaches a new loop device and mounts afresh, so every \
-         inode is read cold through ext4; `fls` reads the image file itself):\n\n"
+         page cache (both read the image file itself; `rescue timeline` also attaches a loop device \
+         and mounts it for the logs, and unmounts it):\n\n"
     ));
     md.push_str("| tool | wall s | peak RSS MiB | body-file lines |\n|---|---:|---:|---:|\n");
     md.push_str(&format!(
-        "| `rescue timeline IMAGE` (loop mount ro,noload, walk, body file) | {:.2} | {:.1} | {} |\n",
+        "| `rescue timeline IMAGE` (ext reader body file, loop mount ro,noload for logs) | {:.2} | {:.1} | {} |\n",
         ours.secs,
         ours.rss_kib as f64 / 1024.0,
         body_lines.0

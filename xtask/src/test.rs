@@ -72,6 +72,7 @@ const GATED_HOST_TESTS: &[&str] = &[
     "timeline-last",
     "timeline-fls",
     "timeline-separate-var",
+    "timeline-ext-reader",
     "live-state-processes-ps",
     "live-state-hidden",
     "live-state-sockets-ss",

@@ -88,10 +88,81 @@ pub struct Root {
     pub device: Option<PathBuf>,
     /// The mount options (`ro,nodev,nosuid,noexec,noload`).
     pub options: Option<String>,
+    /// Where the filesystem's bytes are (an image file or block device, and the partition's range),
+    /// `None` for a directory source.
+    pub volume: Option<Volume>,
+    /// The partition's `PARTUUID` (GPT unique GUID, or MBR signature and number) and GPT name, as
+    /// the examined system's fstab may name it.
+    pub part_uuid: Option<String>,
+    pub part_label: Option<String>,
     _mount: Option<Mounted>,
 }
 
+/// A filesystem's bytes: `len` bytes from byte `start` of the image file or block device `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub path: PathBuf,
+    pub start: u64,
+    pub len: u64,
+}
+
+/// How a root's entries were listed by [`Root::walk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Walked {
+    pub stats: super::walk::WalkStats,
+    /// `ext reader` or `mounted walk`.
+    pub backend: &'static str,
+    /// Why the ext reader was not used for an ext filesystem.
+    pub fallback: Option<String>,
+}
+
+impl Walked {
+    /// "the ext reader", "the mounted walk (the ext reader: ...)".
+    pub fn describe(&self) -> String {
+        match &self.fallback {
+            Some(why) => format!("the {} (not the ext reader: {why})", self.backend),
+            None => format!("the {}", self.backend),
+        }
+    }
+}
+
 impl Root {
+    /// Lists every entry below the root: an ext2/3/4 filesystem whose bytes are at hand is read by
+    /// [`crate::extfs`] (no kernel inode is made, so nothing has to be evicted at unmount); anything
+    /// else, or an ext filesystem the reader refuses (a feature it cannot read, a damaged superblock),
+    /// through the mount with [`super::walk::walk`]. The one place that chooses.
+    pub fn walk(
+        &self,
+        visitor: &mut dyn super::walk::Visitor,
+    ) -> Result<Walked, super::walk::WalkError> {
+        let ext = matches!(self.fstype.as_deref(), Some("ext2" | "ext3" | "ext4"));
+        let mut fallback = None;
+        if let (true, Some(v)) = (ext, &self.volume) {
+            match crate::acquire::source::Source::open(&v.path) {
+                Ok(src) => {
+                    let win = crate::extfs::Window::new(src, v.start, v.len);
+                    match super::walk::walk_ext(&win, v.len, &self.path, visitor) {
+                        Ok(stats) => {
+                            return Ok(Walked {
+                                stats,
+                                backend: "ext reader",
+                                fallback: None,
+                            });
+                        }
+                        Err(e) => fallback = Some(crate::error_chain(&e)),
+                    }
+                }
+                Err(e) => fallback = Some(crate::error_chain(&e)),
+            }
+        }
+        let stats = super::walk::walk(&self.path, visitor)?;
+        Ok(Walked {
+            stats,
+            backend: "mounted walk",
+            fallback,
+        })
+    }
+
     /// "partition 2 (ext4)", "the whole image (xfs)", "the directory".
     pub fn describe(&self) -> String {
         let fs = self.fstype.as_deref().unwrap_or("directory");
@@ -191,6 +262,9 @@ pub fn open(source: &Path, mount_base: &Path) -> Result<Examined, ExamineError> 
                 fstype: None,
                 device: None,
                 options: None,
+                volume: None,
+                part_uuid: None,
+                part_label: None,
                 _mount: None,
             });
             return Ok(ex);
@@ -366,7 +440,12 @@ fn open_device(ex: &mut Examined, mount_base: &Path) -> Result<(), ExamineError>
                 }
             }
         };
-        mount_one(ex, mount_base, &dev, lo, None, whole);
+        let vol = Volume {
+            path: path.clone(),
+            start: 0,
+            len: size,
+        };
+        mount_one(ex, mount_base, &dev, lo, None, whole, vol);
         return Ok(());
     }
     ex.table = table;
@@ -383,7 +462,23 @@ fn open_device(ex: &mut Examined, mount_base: &Path) -> Result<(), ExamineError>
         match mount::attach_loop(&path, Some((e.start_bytes, e.size_bytes))) {
             Ok(l) => {
                 let dev = l.path.clone();
-                mount_one(ex, mount_base, &dev, Some(l), Some(e.number), sig);
+                let vol = Volume {
+                    path: path.clone(),
+                    start: e.start_bytes,
+                    len: e.size_bytes,
+                };
+                mount_one(ex, mount_base, &dev, Some(l), Some(e.number), sig, vol);
+                if let Some(r) = ex
+                    .roots
+                    .last_mut()
+                    .filter(|r| r.partition == Some(e.number))
+                {
+                    r.part_uuid = ex
+                        .table
+                        .as_deref()
+                        .and_then(|t| crate::inventory::partition_uuid(&file, sector, t, e.number));
+                    r.part_label = e.name.clone();
+                }
             }
             Err(err) => ex.notes.push(failed(Some(e.number), sig, &err)),
         }
@@ -403,6 +498,7 @@ fn failed(partition: Option<u32>, sig: Option<&str>, err: &mount::MountError) ->
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn mount_one(
     ex: &mut Examined,
     mount_base: &Path,
@@ -410,6 +506,7 @@ fn mount_one(
     lo: Option<LoopDevice>,
     partition: Option<u32>,
     sig: Option<&str>,
+    volume: Volume,
 ) {
     match mount::mount_readonly(dev, lo, sig, mount_base, "examine") {
         Ok(m) => ex.roots.push(Root {
@@ -418,6 +515,9 @@ fn mount_one(
             fstype: Some(m.fstype.clone()),
             device: Some(m.device.clone()),
             options: Some(m.options.clone()),
+            volume: Some(volume),
+            part_uuid: None,
+            part_label: None,
             _mount: Some(m),
         }),
         Err(e) => ex.notes.push(failed(partition, sig, &e)),

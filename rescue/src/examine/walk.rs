@@ -22,9 +22,15 @@ use nix::dir::Dir;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-/// Errors that end a walk: only the root itself failing to open or stat.
+/// Errors that end a walk: only the root itself failing to open or stat, or the ext reader failing
+/// before its first entry (so a caller can still walk the mounted filesystem instead).
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
+    #[error("reading the ext filesystem without mounting")]
+    ReadExt {
+        #[source]
+        source: crate::extfs::ExtError,
+    },
     #[error("opening the root directory {path}")]
     OpenRoot {
         path: PathBuf,
@@ -159,12 +165,23 @@ pub fn stat_path(path: &Path) -> io::Result<Meta> {
     statx_at(libc::AT_FDCWD, &c, 0)
 }
 
+/// Where an entry came from: a directory of a mounted filesystem, or the ext reader.
+enum Origin<'a> {
+    Dir {
+        dirfd: RawFd,
+        name: &'a CStr,
+    },
+    Ext {
+        name: &'a [u8],
+        link_target: Option<&'a [u8]>,
+    },
+}
+
 /// One entry the walker reached.
 pub struct Entry<'a> {
     full: &'a [u8],
     root_len: usize,
-    name: &'a CStr,
-    dirfd: RawFd,
+    origin: Origin<'a>,
     /// Directory levels below the root (1 for the root's own entries).
     pub depth: usize,
     pub meta: Meta,
@@ -190,27 +207,42 @@ impl Entry<'_> {
 
     /// The entry's own name.
     pub fn name(&self) -> &[u8] {
-        self.name.to_bytes()
+        match &self.origin {
+            Origin::Dir { name, .. } => name.to_bytes(),
+            Origin::Ext { name, .. } => name,
+        }
     }
 
     /// Opens the entry for reading relative to its directory, refusing a symlink, without updating its
     /// access time where the kernel allows, without blocking on a FIFO or becoming a controlling tty.
+    /// An entry of the ext reader has no directory to open it in: an `Unsupported` error.
     pub fn open(&self) -> io::Result<File> {
-        open_at(self.dirfd, self.name)
+        match &self.origin {
+            Origin::Dir { dirfd, name } => open_at(*dirfd, name),
+            Origin::Ext { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "listed by the ext reader without mounting: its contents are not opened here",
+            )),
+        }
     }
 
     /// The target of a symlink, as raw bytes.
     pub fn read_link(&self) -> io::Result<Vec<u8>> {
+        let (dirfd, name) = match &self.origin {
+            Origin::Dir { dirfd, name } => (*dirfd, *name),
+            Origin::Ext { link_target, .. } => {
+                return link_target.map(<[u8]>::to_vec).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the symlink's target is unreadable",
+                    )
+                });
+            }
+        };
         let mut buf = vec![0u8; 4096];
         // SAFETY: readlinkat writes at most buf.len() bytes into the buffer we own.
-        let n = unsafe {
-            libc::readlinkat(
-                self.dirfd,
-                self.name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
+        let n =
+            unsafe { libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -321,6 +353,104 @@ pub fn walk(root: &Path, visitor: &mut dyn Visitor) -> Result<WalkStats, WalkErr
     };
     w.dir(dir, 1);
     Ok(w.stats)
+}
+
+/// Walks an ext2/3/4 filesystem from its bytes (`vol`, `vol_len` bytes) with [`crate::extfs`]
+/// instead of through a mount: the same entries in the same [`Entry`] type, paths placed under
+/// `host_root` (where the same filesystem is mounted, for [`Entry::host_path`]). Each entry's
+/// [`Meta`] is what `statx` on the mounted filesystem gives (the filesystem's device is that of
+/// `host_root`). An error comes only before the first entry; damage below the root is reported to
+/// [`Visitor::unreadable`] as `InvalidData` and skipped.
+pub fn walk_ext(
+    vol: &dyn crate::acquire::source::ReadAt,
+    vol_len: u64,
+    host_root: &Path,
+    visitor: &mut dyn Visitor,
+) -> Result<WalkStats, WalkError> {
+    use crate::extfs::{self, tree};
+    let mut fs =
+        extfs::ExtFs::open(vol, vol_len).map_err(|source| WalkError::ReadExt { source })?;
+    let dev = stat_path(host_root).map_or((0, 0), |m| m.dev);
+    let mut full = host_root.as_os_str().as_bytes().to_vec();
+    while full.len() > 1 && full.ends_with(b"/") {
+        full.pop();
+    }
+    if full != b"/" {
+        full.push(b'/');
+    }
+    struct Adapt<'v> {
+        full: Vec<u8>,
+        root_len: usize,
+        dev: (u32, u32),
+        visitor: &'v mut dyn Visitor,
+    }
+    impl tree::TreeVisitor for Adapt<'_> {
+        fn found(&mut self, f: &tree::Found<'_>) -> tree::Step {
+            let i = f.inode;
+            let t = |t: extfs::Time| Time {
+                secs: t.secs,
+                nanos: t.nanos,
+            };
+            let mode = u32::from(i.mode);
+            let kind = FileKind::from_mode(mode);
+            let meta = Meta {
+                kind,
+                mode: mode & 0o7777,
+                uid: i.uid,
+                gid: i.gid,
+                size: i.size,
+                inode: f.ino,
+                nlink: u32::from(i.links),
+                atime: t(i.atime),
+                mtime: t(i.mtime),
+                ctime: t(i.ctime),
+                crtime: i.crtime.map(t),
+                dev: self.dev,
+                rdev: if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
+                    i.rdev()
+                } else {
+                    (0, 0)
+                },
+            };
+            self.full.truncate(self.root_len);
+            self.full.extend_from_slice(f.path);
+            let visit = self.visitor.entry(&Entry {
+                full: &self.full,
+                root_len: self.root_len,
+                origin: Origin::Ext {
+                    name: f.name,
+                    link_target: f.link_target,
+                },
+                depth: f.depth,
+                meta,
+                other_filesystem: false,
+            });
+            match visit {
+                Visit::Continue => tree::Step::Continue,
+                Visit::Skip => tree::Step::Skip,
+                Visit::Stop => tree::Step::Stop,
+            }
+        }
+
+        fn damaged(&mut self, path: &[u8], why: &str) {
+            self.visitor.unreadable(
+                path,
+                &io::Error::new(io::ErrorKind::InvalidData, why.to_owned()),
+            );
+        }
+    }
+    let mut a = Adapt {
+        root_len: full.len(),
+        full,
+        dev,
+        visitor,
+    };
+    let s = tree::walk(&mut fs, &mut a).map_err(|source| WalkError::ReadExt { source })?;
+    Ok(WalkStats {
+        entries: s.entries,
+        unreadable: s.damaged,
+        stopped: s.stopped,
+    })
 }
 
 struct Walker<'v> {
@@ -443,8 +573,7 @@ impl Walker<'_> {
             let visit = self.visitor.entry(&Entry {
                 full: &self.full,
                 root_len: self.root_len,
-                name,
-                dirfd: fd,
+                origin: Origin::Dir { dirfd: fd, name },
                 depth,
                 meta,
                 other_filesystem,

@@ -152,6 +152,9 @@ pub struct RootSummary {
     pub mounted_at: Option<String>,
     /// How that was known.
     pub how: String,
+    /// How its body-file entries were listed (`the ext reader`, `the mounted walk`, and why not
+    /// the ext reader when it could have been).
+    pub listed_by: String,
 }
 
 /// The `--from`/`--to` window as given.
@@ -327,16 +330,21 @@ pub struct RootIn {
     pub prefix: String,
     /// The device it was mounted from (read-only), to read its UUID and label for the fstab match.
     pub device: Option<PathBuf>,
+    /// Its partition on the examined disk: number, `PARTUUID`, GPT name (fstab may name it so).
+    pub partition: Option<u32>,
+    pub part_uuid: Option<String>,
+    pub part_label: Option<String>,
 }
 
 /// Builds the timeline of the system whose roots are mounted at `roots`: `feed` walks one root into
-/// the [`WalkStage`] (in production `examine::walk::walk(root, stage)`). The host name and zone come
-/// from the first root that has an `/etc`.
+/// the [`WalkStage`] (in production `examine::source::Root::walk`, which reads an ext filesystem's
+/// bytes itself and walks anything else through its mount) and says how it listed it. The host name
+/// and zone come from the first root that has an `/etc`.
 pub fn run(
     roots: &[RootIn],
     opts: &Options,
     progress: &mut dyn FnMut(Progress),
-    mut feed: impl FnMut(&Path, &mut WalkStage<'_>) -> Result<(), String>,
+    mut feed: impl FnMut(&Path, &mut WalkStage<'_>) -> Result<String, String>,
 ) -> Result<Summary, TimelineError> {
     let out = &opts.out;
     fs::create_dir_all(out).map_err(|source| TimelineError::CreateOut {
@@ -360,9 +368,13 @@ pub fn run(
     let host = host_name(&system);
     // Where the system mounted each other root (fstab by UUID or label): a separate /var's logs
     // are then read as /var/log/...; its body-file names carry the mount point.
-    let fstab = fs::read_to_string(system.join("etc/fstab"))
-        .map(|t| mounts::parse_fstab(&t))
-        .unwrap_or_default();
+    let fstab_text = fs::read_to_string(system.join("etc/fstab")).unwrap_or_default();
+    let fstab = mounts::parse_fstab(&fstab_text);
+    let root_spec = mounts::root_spec(&fstab_text);
+    let root_disk = root_spec
+        .as_deref()
+        .and_then(mounts::disk_and_number)
+        .map(|d| d.0);
     let mut root_summaries = Vec::new();
     let placed: Vec<(String, Vec<u8>)> = roots
         .iter()
@@ -384,16 +396,30 @@ pub fn run(
                         "no filesystem holds /etc: names as found"
                     }
                     .to_owned(),
+                    listed_by: String::new(),
                 });
                 return (prefix, Vec::new());
             }
-            let id = r.device.as_deref().and_then(mounts::fs_id);
-            match id.as_ref().and_then(|id| mounts::mount_point(&fstab, id)) {
+            let id = r
+                .device
+                .as_deref()
+                .and_then(mounts::fs_id)
+                .map(|id| mounts::FsId {
+                    partition: r.partition,
+                    part_uuid: r.part_uuid.clone(),
+                    part_label: r.part_label.clone(),
+                    ..id
+                });
+            match id
+                .as_ref()
+                .and_then(|id| mounts::mount_point(&fstab, id, root_disk))
+            {
                 Some(e) => {
                     root_summaries.push(RootSummary {
                         prefix: e.mount_point.clone(),
                         mounted_at: Some(e.mount_point.clone()),
                         how: format!("/etc/fstab names it {} at {}", e.spec, e.mount_point),
+                        listed_by: String::new(),
                     });
                     (e.mount_point.clone(), e.mount_point.clone().into_bytes())
                 }
@@ -409,6 +435,7 @@ pub fn run(
                             ),
                             None => "its filesystem has no UUID or label we read".to_owned(),
                         },
+                        listed_by: String::new(),
                     });
                     (r.prefix.clone(), Vec::new())
                 }
@@ -433,12 +460,13 @@ pub fn run(
         error: None,
         progress,
     };
-    for (r, (prefix, mount_at)) in roots.iter().zip(&placed) {
+    for ((r, (prefix, mount_at)), summary) in roots.iter().zip(&placed).zip(&mut root_summaries) {
         stage.root = r.path.clone();
         stage.prefix = prefix.clone().into_bytes();
         stage.mount_at = mount_at.clone();
-        if let Err(why) = feed(&r.path, &mut stage) {
-            stage.problem(b"", format!("walking {}: {why}", r.path.display()));
+        match feed(&r.path, &mut stage) {
+            Ok(how) => summary.listed_by = how,
+            Err(why) => stage.problem(b"", format!("walking {}: {why}", r.path.display())),
         }
         if let Some(e) = stage.error.take() {
             return Err(e);

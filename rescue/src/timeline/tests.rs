@@ -8,10 +8,13 @@ fn run_on(root: &Path, opts: &Options) -> Result<Summary, TimelineError> {
         path: root.to_owned(),
         prefix: String::new(),
         device: None,
+        partition: None,
+        part_uuid: None,
+        part_label: None,
     }];
     run(&roots, opts, &mut |_| {}, |r, stage| {
         crate::examine::walk::walk(r, stage)
-            .map(|_| ())
+            .map(|_| "the mounted walk".to_owned())
             .map_err(|e| crate::error_chain(&e))
     })
 }

@@ -95,6 +95,9 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
                     _ => String::new(),
                 },
                 device: r.device.clone(),
+                partition: r.partition,
+                part_uuid: r.part_uuid.clone(),
+                part_label: r.part_label.clone(),
             }
         })
         .collect();
@@ -116,9 +119,12 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         Progress::Sorting { events } => eprintln!("sorting {events} events"),
     };
     let s = timeline::run(&roots, &opts, &mut progress, |root, stage| {
-        crate::examine::walk::walk(root, stage)
-            .map(|_| ())
-            .map_err(|e| crate::error_chain(&e))
+        let Some(r) = ex.roots.iter().find(|r| r.path == root) else {
+            return Err(format!("{} is not a root of the source", root.display()));
+        };
+        let w = r.walk(stage).map_err(|e| crate::error_chain(&e))?;
+        eprintln!("body file of {} listed by {}", r.describe(), w.describe());
+        Ok(w.describe())
     })?;
     drop(ex);
 
