@@ -113,7 +113,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Net { what } => ui::net::run(&what),
         Command::Lvm { what } => ui::storage::run_lvm(&what),
         Command::Md { what } => ui::storage::run_md(&what),
-        Command::Status => ui::status::run(),
+        Command::Status { wait } => ui::status::run(wait),
         Command::Drivers => ui::status::run_drivers(),
         Command::Poweroff => ui::status::run_power(PowerAction::PowerOff),
         Command::Reboot => ui::status::run_power(PowerAction::Reboot),

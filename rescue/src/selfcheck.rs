@@ -63,6 +63,12 @@ pub enum SelfCheckError {
         #[source]
         source: images::iso::IsoReadError,
     },
+    #[error("watching {path} for the whole-medium hash")]
+    WatchResult {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
 }
 
 /// One file the builder recorded.
@@ -156,7 +162,15 @@ impl SelfCheck {
     pub fn passed(&self) -> bool {
         self.medium.is_some() && !self.files.is_empty() && self.files.iter().all(|f| f.ok)
     }
+
+    /// Whether the whole-medium hash is still running.
+    pub fn hashing(&self) -> bool {
+        self.medium_sha256.is_none() && self.medium_hash_state.as_deref() == Some(HASH_COMPUTING)
+    }
 }
+
+/// `medium_hash_state` while the whole-medium hash runs.
+const HASH_COMPUTING: &str = "computing";
 
 /// A block device opened `O_RDONLY`; `fatfs` wants `Write` too, which always fails here.
 struct ReadOnly(File);
@@ -488,22 +502,86 @@ pub fn run() -> SelfCheck {
         build_id: Some(expected.build_id),
         medium: Some(medium),
         files,
-        medium_hash_state: Some("computing".to_owned()),
+        medium_hash_state: Some(HASH_COMPUTING.to_owned()),
         ..SelfCheck::default()
     }
 }
 
 /// Stores a result for the banner (atomically).
 pub fn store(result: &SelfCheck) -> io::Result<()> {
+    store_at(Path::new(RESULT_PATH), result)
+}
+
+fn store_at(path: &Path, result: &SelfCheck) -> io::Result<()> {
     let json = serde_json::to_vec(result).map_err(io::Error::other)?;
-    let tmp = format!("{RESULT_PATH}.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
     fs::write(&tmp, json)?;
-    fs::rename(tmp, RESULT_PATH)
+    fs::rename(tmp, path)
 }
 
 /// The stored result, if the check has run.
 pub fn stored() -> Option<SelfCheck> {
-    serde_json::from_slice(&fs::read(RESULT_PATH).ok()?).ok()
+    stored_at(Path::new(RESULT_PATH))
+}
+
+fn stored_at(path: &Path) -> Option<SelfCheck> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// The stored result once the whole-medium hash is done (or failed), waiting at most `timeout` for
+/// it; still computing after that, the result says so. Woken by inotify when the result is renamed
+/// into place ([`store`]), not by a timer. Outside the rescue system (no result directory) it
+/// returns at once.
+pub fn wait_hashed(timeout: std::time::Duration) -> Result<Option<SelfCheck>, SelfCheckError> {
+    wait_hashed_at(Path::new(RESULT_PATH), timeout)
+}
+
+fn wait_hashed_at(
+    path: &Path,
+    timeout: std::time::Duration,
+) -> Result<Option<SelfCheck>, SelfCheckError> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.is_dir() {
+        return Ok(stored_at(path));
+    }
+    let watch_err = |source| SelfCheckError::WatchResult {
+        path: dir.to_owned(),
+        source,
+    };
+    let inotify =
+        Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(watch_err)?;
+    inotify
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+        )
+        .map_err(watch_err)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        // The watch is in place before each look, so no store between a look and the wait is missed.
+        let check = stored_at(path);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !check.as_ref().is_some_and(SelfCheck::hashing) || left.is_zero() {
+            return Ok(check);
+        }
+        let wait = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&inotify),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, wait) {
+            Ok(_) => {}
+            // Ctrl-C at the prompt: stop waiting and show what there is.
+            Err(nix::errno::Errno::EINTR) => return Ok(stored_at(path)),
+            Err(e) => return Err(watch_err(e)),
+        }
+        match inotify.read_events() {
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+            Err(e) => return Err(watch_err(e)),
+        }
+    }
 }
 
 /// Runs the file check, stores it, calls `files_done`, then hashes the whole medium and stores again:
@@ -530,6 +608,48 @@ pub fn run_and_store_then(files_done: impl FnOnce()) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_for_the_medium_hash_returns_the_stored_hash_once_it_is_renamed_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("selfcheck.json");
+        let computing = SelfCheck {
+            medium_hash_state: Some(HASH_COMPUTING.to_owned()),
+            ..SelfCheck::default()
+        };
+        store_at(&path, &computing).unwrap();
+        // Still computing: the wait gives up after its timeout and says so.
+        let t0 = std::time::Instant::now();
+        let seen = wait_hashed_at(&path, std::time::Duration::from_millis(300)).unwrap();
+        assert!(seen.as_ref().is_some_and(SelfCheck::hashing), "{seen:?}");
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(300));
+        // The hash lands while a waiter waits: the waiter returns it, long before its timeout.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                tx.send(()).unwrap();
+                wait_hashed_at(&path, std::time::Duration::from_secs(600))
+            })
+        };
+        rx.recv().unwrap();
+        let done = SelfCheck {
+            medium_sha256: Some("b".repeat(64)),
+            medium_bytes: Some(4096),
+            ..SelfCheck::default()
+        };
+        store_at(&path, &done).unwrap();
+        let t0 = std::time::Instant::now();
+        let seen = waiter.join().unwrap().unwrap();
+        assert_eq!(seen, Some(done));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60));
+        // No result directory (the host, not the rescue system): nothing to wait for.
+        let elsewhere = dir.path().join("absent/selfcheck.json");
+        assert_eq!(
+            wait_hashed_at(&elsewhere, std::time::Duration::from_secs(600)).unwrap(),
+            None
+        );
+    }
 
     fn record(main: &[u8]) -> BootFiles {
         BootFiles {

@@ -11,7 +11,10 @@ fn rescue(args: &[&str]) -> Output {
 
 fn rescue_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rescue"));
-    c.args(args).env_remove("RESCUE_SYSTEM");
+    // Whole lines: these tests read what each line says; columns_cli checks that lines fit 80 and 40.
+    c.args(args)
+        .env_remove("RESCUE_SYSTEM")
+        .env("COLUMNS", "1000");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -911,6 +914,7 @@ fn inside_the_rescue_system_restore_screens_with_the_findings_the_case_recorded(
             .args(args)
             .env("RESCUE_SYSTEM", "1")
             .env("RESCUE_STATE_DIR", &state)
+            .env("COLUMNS", "1000")
             .env_remove("RESCUE_CONSOLE")
             .stdin(Stdio::null())
             .output()

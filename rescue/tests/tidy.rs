@@ -5,6 +5,9 @@
 //!   never print, read stdin, touch termios or exit the process.
 //! - Engine modules import nothing from `main`, `cli`, `init` or `ui`.
 //! - No import cycle between `rescue`'s top-level modules.
+//! - Tests wait on the thing they wait for, not on a timer: no `thread::sleep` call and no shell
+//!   `sleep N` in a test's source (`tests/`, `rescue/tests/`) unless an `allow(sleep):` comment on
+//!   the line or right above it says why.
 //!
 //! The scan works on source text with comments, string and character literals blanked out, so a doc
 //! comment naming `crate::ui` or a message containing "println!" does not count. Code under
@@ -413,6 +416,106 @@ fn engine_side_effects(files: &[SourceFile]) -> Vec<String> {
     found
 }
 
+/// The marker of a sleep that is not a poll; the reason follows it on the same line.
+const ALLOW_SLEEP: &str = "allow(sleep):";
+
+/// `path:line: what` for every sleep in test sources: a call of `sleep` (`thread::sleep`, `usleep`,
+/// `nanosleep`) in code, or a shell `sleep N` in a string (a guest script) outside comments. A line
+/// is allowed when it, or the comment lines right above it, carry [`ALLOW_SLEEP`] and a reason of at
+/// least three words.
+fn timed_waits(files: &[SourceFile]) -> Vec<String> {
+    let mut found = Vec::new();
+    for f in files {
+        let raw: Vec<&str> = f.text.lines().collect();
+        let allowed = |line: usize| {
+            let explained = |l: &str| {
+                l.split_once(ALLOW_SLEEP)
+                    .is_some_and(|(_, why)| why.split_whitespace().count() >= 3)
+            };
+            let at = line - 1;
+            explained(raw[at])
+                || raw[..at]
+                    .iter()
+                    .rev()
+                    .take_while(|l| l.trim_start().starts_with("//"))
+                    .any(|l| explained(l))
+        };
+        let mut hits = Vec::new();
+        let toks = tokens(&blank_comments_and_literals(&f.text));
+        for (i, (tok, line)) in toks.iter().enumerate() {
+            let Token::Ident(id) = tok else { continue };
+            let prev = i.checked_sub(1).and_then(|p| toks.get(p));
+            if ["sleep", "usleep", "nanosleep"].contains(&id.as_str())
+                && is_punct(toks.get(i + 1), '(')
+                && !is_ident(prev, "fn")
+            {
+                hits.push((*line, format!("sleeps ({id})")));
+            }
+        }
+        for (n, l) in raw.iter().enumerate() {
+            let t = l.trim_start();
+            if t.starts_with("//") || t.starts_with("/*") || t.starts_with('*') {
+                continue;
+            }
+            let mut rest = *l;
+            while let Some(at) = rest.find("sleep") {
+                let before = rest[..at].chars().next_back();
+                let after = &rest[at + "sleep".len()..];
+                let arg = after.trim_start_matches([' ', '\t']);
+                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    && after.len() > arg.len()
+                    && arg.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+                {
+                    hits.push((n + 1, "sleeps in a shell script (sleep N)".to_owned()));
+                }
+                rest = after;
+            }
+        }
+        hits.sort();
+        for (line, what) in hits {
+            if !allowed(line) {
+                found.push(format!("{}:{line}: {what}", f.path));
+            }
+        }
+    }
+    found
+}
+
+/// The test sources of the workspace: `tests/` (QEMU harness and scenarios) and `rescue/tests/`
+/// (CLI tests), without this file, whose fixtures plant sleeps on purpose.
+fn test_sources() -> Vec<SourceFile> {
+    let rescue = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    rs_files_under(&rescue.join("tests"), &mut paths);
+    rs_files_under(&rescue.join("../tests/src"), &mut paths);
+    rs_files_under(&rescue.join("../tests/tests"), &mut paths);
+    paths.retain(|p| !p.ends_with("rescue/tests/tidy.rs"));
+    paths.sort();
+    let files: Vec<SourceFile> = paths
+        .iter()
+        .map(|p| SourceFile {
+            module: String::new(),
+            path: p
+                .strip_prefix(rescue.join(".."))
+                .unwrap_or(p)
+                .display()
+                .to_string(),
+            text: fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display())),
+        })
+        .collect();
+    // Guard against a loader that silently finds nothing: both trees hold many tests.
+    assert!(
+        files.len() >= 30
+            && files.iter().any(|f| f.path.ends_with("tests/src/lib.rs"))
+            && files
+                .iter()
+                .any(|f| f.path.ends_with("rescue/tests/acquire_cli.rs")),
+        "tidy found too few test sources: {:?}",
+        files.iter().map(|f| &f.path).collect::<Vec<_>>()
+    );
+    files
+}
+
 /// Top-level modules a file refers to: `crate::m` (also inside `use crate::{m, …}` groups), `rescue::m`
 /// in the binary, and `super::…` chains that climb to the crate root. With the line of each reference.
 fn referenced_modules(file: &SourceFile, known: &BTreeSet<String>) -> Vec<(String, usize)> {
@@ -806,4 +909,49 @@ fn the_cycle_check_finds_a_planted_cycle() {
         })
         .collect();
     assert_eq!(module_cycles(&acyclic), Vec::<String>::new());
+}
+
+#[test]
+fn tests_wait_on_events_not_on_timers() {
+    let found = timed_waits(&test_sources());
+    assert!(
+        found.is_empty(),
+        "a test waits on a timer: wait on the output, event or file that says the thing happened \
+         (a console line, a QMP event, a uevent, a pidfd, a blocking read), or say why the sleep is \
+         no poll in an `{ALLOW_SLEEP} reason` comment:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_sleep_check_finds_planted_sleeps() {
+    let planted = r####"//! A doc comment may say thread::sleep(d) and `sleep 0.1`.
+use std::thread;
+use std::time::Duration;
+fn poll() {
+    thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_secs(1));
+    let script = "while [ ! -b /dev/vdb ]; do sleep 0.1; done";
+    let later = r#"i=0; until grep -q READY out; do sleep 1; done"#;
+    // allow(sleep): too short
+    thread::sleep(Duration::from_secs(2));
+    let fine = "exec /bin/sleepy 3; ln -s sleep x; asleep 2";
+    // allow(sleep): waits for the clock itself to pass a timestamp tick, not for an event
+    thread::sleep(Duration::from_millis(60));
+    let planted = b"#!/bin/sh\nexec sleep 1\n"; // allow(sleep): a planted file, never run here
+    let _ = (script, later, fine, planted);
+}
+fn sleep(d: Duration) -> Duration { d }
+"####;
+    let found = timed_waits(&fixture(&[("", "tests/tests/planted.rs", planted)]));
+    assert_eq!(
+        found,
+        [
+            "tests/tests/planted.rs:5: sleeps (sleep)",
+            "tests/tests/planted.rs:6: sleeps (sleep)",
+            "tests/tests/planted.rs:7: sleeps in a shell script (sleep N)",
+            "tests/tests/planted.rs:8: sleeps in a shell script (sleep N)",
+            "tests/tests/planted.rs:10: sleeps (sleep)",
+        ]
+    );
 }

@@ -17,6 +17,8 @@ fn rescue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rescue"))
         .args(args)
         .env_remove("RESCUE_SYSTEM")
+        // Whole lines: these tests read what each line says; columns_cli checks 80 and 40 columns.
+        .env("COLUMNS", "1000")
         .output()
         .unwrap()
 }

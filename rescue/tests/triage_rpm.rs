@@ -515,6 +515,7 @@ fn an_rpm_root_against_a_signed_repository_shows_a_package_rebuilt_by_the_attack
         version: "1.0",
         files: vec![pkgroots::RpmFile {
             path: "/usr/libexec/evil/agent",
+            // allow(sleep): a file planted in the suspect root, never run
             content: pkgroots::RpmContent::File(b"#!/bin/sh\nexec sleep 1\n".to_vec()),
             mode: 0o755,
             user: "root",

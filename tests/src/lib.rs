@@ -11,6 +11,8 @@
 //! skipped.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,6 +27,37 @@ pub mod storage;
 
 /// The prompt printed by the rescue system's line mode.
 pub const PROMPT: &str = "rescue> ";
+
+/// Shell functions for a guest script (busybox sh, with a `fail` function defined before): waits on
+/// the kernel's uevents instead of polling for a device node. `uevents_start` runs busybox's netlink
+/// listener (`uevent`), which writes one `ACTION DEVNAME` line per event into a fifo read on fd 3, and
+/// returns once an event it caused itself (`change null`, caused again after each second without it:
+/// the listener does not say when its socket is bound) came back through it, so no later event can be
+/// missed; `uevent_wait PATTERN` reads events until one matches the shell pattern (failing after
+/// 120 s without any event); `uevents_stop` ends the listener. The kernel creates a device node before
+/// it sends the device's `add` event.
+pub const GUEST_UEVENTS_SH: &str = r#"uevents_start() {
+  mkfifo /tmp/uevents || fail "mkfifo /tmp/uevents"
+  uevent sh -c 'echo "$ACTION $DEVNAME"' >/tmp/uevents &
+  UEVENT_PID=$!
+  exec 3</tmp/uevents
+  # The listener binds its socket a moment after it starts and says nothing when it has: cause an
+  # event until one comes back through it, each wait ending with an event or after a second.
+  n=0
+  until echo change >/sys/class/mem/null/uevent && read -r -t 1 ev <&3 && [ "$ev" = "change null" ]; do
+    n=$((n+1)); [ $n -gt 120 ] && fail "the uevent listener heard nothing"
+  done
+}
+uevent_wait() {
+  while read -r -t 120 ev <&3; do case "$ev" in $1) return 0;; esac; done
+  return 1
+}
+uevents_stop() {
+  kill $UEVENT_PID
+  exec 3<&-
+  rm -f /tmp/uevents
+}
+"#;
 
 /// Firmware to boot with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,7 +488,7 @@ impl QemuBuilder {
         // session is in command mode (and receives every event) before the guest runs.
         let events_path = self.workdir.join("qmp-events.sock");
         let _ = std::fs::remove_file(&events_path);
-        let listener = std::os::unix::net::UnixListener::bind(&events_path)
+        let events_listener = UnixListener::bind(&events_path)
             .with_context(|| format!("listening on {}", events_path.display()))?;
         cmd.arg("-chardev")
             .arg(format!(
@@ -464,11 +497,10 @@ impl QemuBuilder {
             ))
             .args(["-mon", "chardev=qmpevents,mode=control"]);
         // ttyS1 on a socket QEMU connects to as it starts, read like ttyS0.
-        let ttys1_log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        if self.ttys1 {
+        let ttys1_listener = if self.ttys1 {
             let path = self.workdir.join("ttyS1.sock");
             let _ = std::fs::remove_file(&path);
-            let listener = std::os::unix::net::UnixListener::bind(&path)
+            let listener = UnixListener::bind(&path)
                 .with_context(|| format!("listening on {}", path.display()))?;
             cmd.arg("-chardev")
                 .arg(format!(
@@ -476,13 +508,10 @@ impl QemuBuilder {
                     path.display()
                 ))
                 .args(["-serial", "chardev:ttys1"]);
-            let log = Arc::clone(&ttys1_log);
-            thread::spawn(move || {
-                if let Ok((stream, _)) = listener.accept() {
-                    pump(Box::new(stream), log);
-                }
-            });
-        }
+            Some(listener)
+        } else {
+            None
+        };
         let cmdline = display(&cmd);
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -490,8 +519,9 @@ impl QemuBuilder {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {cmdline}"))?;
+        let pidfd = pidfd_open(&child);
         let stdin = child.stdin.take().context("qemu stdin")?;
-        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let log = feed(Vec::new(), 0);
         for stream in [
             child
                 .stdout
@@ -505,132 +535,180 @@ impl QemuBuilder {
         .into_iter()
         .flatten()
         {
-            let log = Arc::clone(&log);
-            thread::spawn(move || pump(stream, log));
-        }
-        let events = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        {
-            let events = Arc::clone(&events);
-            thread::spawn(move || qmp_events(listener, events, ready_tx));
+            pump(stream, &log);
         }
         let mut vm = Qemu {
             child,
+            pidfd: None,
             stdin: Some(stdin),
             log,
             mark: 0,
             cmdline,
             qmp: self.qmp_socket(),
-            events,
+            events: feed(Vec::new(), 0),
             event_mark: 0,
-            ttys1: ttys1_log,
+            ttys1: feed(Vec::new(), 0),
             ttys1_mark: 0,
             grub_pending: self.grub_test_args
                 && matches!(self.boot, Boot::Medium(..) | Boot::UsbImage(_)),
         };
-        // QEMU connects before it starts the guest; only a QEMU that exits or hangs at start-up fails here.
+        vm.pidfd = Some(pidfd.map_err(|e| vm.failure(&format!("pidfd_open of qemu: {e}")))?);
+        // QEMU connects its sockets before it starts the guest; only a QEMU that exits or hangs at
+        // start-up fails here.
         let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match ready_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(Ok(())) => return Ok(vm),
-                Ok(Err(e)) => return Err(vm.failure(&format!("QMP event monitor: {e:#}"))),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(vm.failure("QMP event monitor: its thread ended"));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            if let Ok(Some(status)) = vm.child.try_wait() {
-                return Err(vm.failure(&format!(
-                    "qemu exited ({status}) before connecting its QMP event monitor"
-                )));
-            }
-            if Instant::now() >= deadline {
-                return Err(vm.failure("QEMU did not connect its QMP event monitor within 120 s"));
-            }
+        let events = vm.accept(&events_listener, "its QMP event monitor", deadline)?;
+        let reader = qmp_negotiate(events, deadline)
+            .map_err(|e| vm.failure(&format!("QMP event monitor: {e:#}")))?;
+        qmp_events(reader, &vm.events);
+        if let Some(listener) = ttys1_listener {
+            let stream = vm.accept(&listener, "ttyS1", deadline)?;
+            pump(Box::new(stream), &vm.ttys1);
+        }
+        Ok(vm)
+    }
+}
+
+/// What arrives from QEMU (a serial port's bytes, QMP events) and how many of its sources are still
+/// open: a wait on it ends when what it waits for arrived, or when no source is left to send it.
+struct Feed<T> {
+    items: T,
+    open: usize,
+}
+
+type Shared<T> = Arc<(Mutex<Feed<T>>, Condvar)>;
+
+fn feed<T>(items: T, open: usize) -> Shared<T> {
+    Arc::new((Mutex::new(Feed { items, open }), Condvar::new()))
+}
+
+/// `pidfd_open(2)` of QEMU's process: readable once it has exited, whatever reaps it.
+fn pidfd_open(child: &Child) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new file descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just returned to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Blocks until one of `fds` is readable or `timeout` passed; returns which are readable.
+fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> std::io::Result<Vec<bool>> {
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms =
+            libc::c_int::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `polls` is a valid array of `polls.len()` pollfd structs for the whole call.
+        let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, ms) };
+        if rc >= 0 {
+            return Ok(polls.iter().map(|p| p.revents != 0).collect());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }
 
-type Events = Arc<(Mutex<Vec<serde_json::Value>>, Condvar)>;
-
-/// Accepts QEMU's event monitor connection, enters command mode, reports that on `ready`, then keeps
-/// every event QEMU sends.
-fn qmp_events(
-    listener: std::os::unix::net::UnixListener,
-    events: Events,
-    ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
-) {
+/// Reads QEMU's event monitor greeting and enters command mode; fails on a monitor that says
+/// nothing until `deadline`.
+fn qmp_negotiate(
+    stream: UnixStream,
+    deadline: Instant,
+) -> anyhow::Result<std::io::BufReader<UnixStream>> {
     use std::io::BufRead;
-    let setup = || -> anyhow::Result<std::io::BufReader<std::os::unix::net::UnixStream>> {
-        let (stream, _) = listener.accept()?;
-        let mut reader = std::io::BufReader::new(stream.try_clone()?);
-        let mut writer = stream;
-        let mut line = String::new();
-        reader.read_line(&mut line)?; // greeting
-        writeln!(
-            writer,
-            "{}",
-            serde_json::json!({"execute": "qmp_capabilities"})
-        )?;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 {
-                bail!("QMP closed the connection during negotiation");
-            }
-            let v: serde_json::Value = serde_json::from_str(&line)?;
-            if v.get("return").is_some() {
-                return Ok(reader);
-            }
-            if let Some(err) = v.get("error") {
-                bail!("qmp_capabilities failed: {err}");
-            }
-        }
-    };
-    let mut reader = match setup() {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(()));
+    let left = deadline.saturating_duration_since(Instant::now());
+    stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+    let mut reader = std::io::BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
     let mut line = String::new();
+    reader.read_line(&mut line)?; // greeting
+    writeln!(
+        writer,
+        "{}",
+        serde_json::json!({"execute": "qmp_capabilities"})
+    )?;
     loop {
         line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => {
-                events.1.notify_all();
-                return;
-            }
-            Ok(_) => {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v.get("event").is_some()
-                    && let Ok(mut e) = events.0.lock()
-                {
-                    e.push(v);
-                }
-                events.1.notify_all();
-            }
+        if reader.read_line(&mut line)? == 0 {
+            bail!("QMP closed the connection during negotiation");
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        if v.get("return").is_some() {
+            reader.get_ref().set_read_timeout(None)?;
+            return Ok(reader);
+        }
+        if let Some(err) = v.get("error") {
+            bail!("qmp_capabilities failed: {err}");
         }
     }
 }
 
-fn pump(mut stream: Box<dyn Read + Send>, log: Arc<(Mutex<Vec<u8>>, Condvar)>) {
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                log.1.notify_all();
-                return;
-            }
-            Ok(n) => {
-                if let Ok(mut l) = log.0.lock() {
-                    l.extend_from_slice(&buf[..n]);
+/// Keeps every event QEMU sends on `reader` (a thread), until QEMU closes the monitor.
+fn qmp_events(mut reader: std::io::BufReader<UnixStream>, events: &Shared<Vec<serde_json::Value>>) {
+    use std::io::BufRead;
+    let events = Arc::clone(events);
+    if let Ok(mut f) = events.0.lock() {
+        f.open += 1;
+    }
+    thread::spawn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = reader.read_line(&mut line);
+            let Ok(mut f) = events.0.lock() else { return };
+            match read {
+                Ok(0) | Err(_) => {
+                    f.open -= 1;
+                    events.1.notify_all();
+                    return;
                 }
-                log.1.notify_all();
+                Ok(_) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v.get("event").is_some()
+                    {
+                        f.items.push(v);
+                    }
+                    events.1.notify_all();
+                }
             }
         }
+    });
+}
+
+/// Appends what `stream` delivers to `log` (a thread), until it ends.
+fn pump(mut stream: Box<dyn Read + Send>, log: &Shared<Vec<u8>>) {
+    let log = Arc::clone(log);
+    if let Ok(mut f) = log.0.lock() {
+        f.open += 1;
     }
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let read = stream.read(&mut buf);
+            let Ok(mut f) = log.0.lock() else { return };
+            match read {
+                Ok(0) | Err(_) => {
+                    f.open -= 1;
+                    log.1.notify_all();
+                    return;
+                }
+                Ok(n) => {
+                    f.items.extend_from_slice(&buf[..n]);
+                    log.1.notify_all();
+                }
+            }
+        }
+    });
 }
 
 /// The command line as a shell would show it.
@@ -644,20 +722,23 @@ pub fn display(cmd: &Command) -> String {
 /// A running VM.
 pub struct Qemu {
     child: Child,
+    /// QEMU's process as a pidfd: readable once it has exited ([`Qemu::wait_exit`]).
+    pidfd: Option<OwnedFd>,
     stdin: Option<ChildStdin>,
-    log: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    /// The serial console (ttyS0) and QEMU's own stderr.
+    log: Shared<Vec<u8>>,
     /// Offset in the log up to which output has been consumed by `expect`.
     mark: usize,
     pub cmdline: String,
     qmp: PathBuf,
     /// QMP events (`{"event": …, "data": …}`) in the order QEMU sent them.
-    events: Events,
+    events: Shared<Vec<serde_json::Value>>,
     /// Events before this index were consumed by `expect_event`.
     event_mark: usize,
     /// GRUB's menu is still to be answered by [`Qemu::wait_prompt`] (see `grub_test_args`).
     grub_pending: bool,
     /// What ttyS1 printed (with [`QemuBuilder::ttys1`]), and how far `expect_ttys1` consumed it.
-    ttys1: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    ttys1: Shared<Vec<u8>>,
     ttys1_mark: usize,
 }
 
@@ -712,8 +793,40 @@ impl Qemu {
         self.log
             .0
             .lock()
-            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .map(|l| String::from_utf8_lossy(&l.items).into_owned())
             .unwrap_or_default()
+    }
+
+    /// Accepts the connection QEMU makes to `listener` as it starts (before `deadline`), or fails if
+    /// QEMU exits first.
+    fn accept(
+        &mut self,
+        listener: &UnixListener,
+        what: &str,
+        deadline: Instant,
+    ) -> anyhow::Result<UnixStream> {
+        let pidfd = self.pidfd.as_ref().context("qemu pidfd")?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ready = poll_readable(&[listener.as_fd(), pidfd.as_fd()], left)?;
+        if ready[0] {
+            return Ok(listener.accept()?.0);
+        }
+        if ready[1] {
+            let status = self.exit_text();
+            return Err(self.failure(&format!("qemu exited ({status}) before connecting {what}")));
+        }
+        Err(self.failure(&format!("QEMU did not connect {what} within 120 s")))
+    }
+
+    /// QEMU's exit status once its output ended (it exits right after), for failure messages.
+    fn exit_text(&mut self) -> String {
+        if let Some(pidfd) = &self.pidfd {
+            let _ = poll_readable(&[pidfd.as_fd()], Duration::from_secs(10));
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => status.to_string(),
+            _ => "closed its output".to_owned(),
+        }
     }
 
     fn failure(&self, what: &str) -> anyhow::Error {
@@ -772,13 +885,13 @@ impl Qemu {
         self.ttys1
             .0
             .lock()
-            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .map(|l| String::from_utf8_lossy(&l.items).into_owned())
             .unwrap_or_default()
     }
 
     fn expect_in(
         &mut self,
-        log: &(Mutex<Vec<u8>>, Condvar),
+        log: &(Mutex<Feed<Vec<u8>>>, Condvar),
         mark: &mut usize,
         pattern: &str,
         timeout: Duration,
@@ -790,34 +903,38 @@ impl Qemu {
             .lock()
             .map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
         loop {
-            if let Some(pos) = find(&log[*mark..], pattern.as_bytes()) {
+            if let Some(pos) = find(&log.items[*mark..], pattern.as_bytes()) {
                 let end = *mark + pos + pattern.len();
-                let text = String::from_utf8_lossy(&log[*mark..end]).into_owned();
+                let text = String::from_utf8_lossy(&log.items[*mark..end]).into_owned();
                 *mark = end;
                 return Ok(text);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                // ttyS0 is in the failure's serial log; another port's output is shown here.
-                let seen = if port.is_empty() {
+            // ttyS0 is in the failure's serial log; another port's output is shown here.
+            let seen = |items: &[u8]| {
+                if port.is_empty() {
                     String::new()
                 } else {
-                    format!("; it printed:\n{}", String::from_utf8_lossy(&log))
-                };
+                    format!("; it printed:\n{}", String::from_utf8_lossy(items))
+                }
+            };
+            if log.open == 0 {
+                let seen = seen(&log.items);
+                drop(log);
+                let status = self.exit_text();
+                return Err(self.failure(&format!(
+                    "qemu exited ({status}) while waiting for {pattern:?}{port}{seen}"
+                )));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let seen = seen(&log.items);
                 drop(log);
                 return Err(self.failure(&format!(
                     "timed out after {timeout:?} waiting for {pattern:?}{port}{seen}"
                 )));
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                drop(log);
-                return Err(self.failure(&format!(
-                    "qemu exited ({status}) while waiting for {pattern:?}{port}"
-                )));
-            }
-            let wait = (deadline - now).min(Duration::from_millis(200));
             log = cvar
-                .wait_timeout(log, wait)
+                .wait_timeout(log, deadline - now)
                 .map_err(|_| anyhow::anyhow!("log lock poisoned"))?
                 .0;
         }
@@ -839,32 +956,37 @@ impl Qemu {
             .lock()
             .map_err(|_| anyhow::anyhow!("event lock poisoned"))?;
         loop {
-            if let Some(i) = list[self.event_mark..]
+            if let Some(i) = list.items[self.event_mark..]
                 .iter()
                 .position(|e| e["event"] == name && matches(&e["data"]))
             {
                 let i = self.event_mark + i;
                 self.event_mark = i + 1;
-                return Ok(list[i]["data"].clone());
+                return Ok(list.items[i]["data"].clone());
+            }
+            let seen = |items: &[serde_json::Value]| {
+                items.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            };
+            if list.open == 0 {
+                let seen = seen(&list.items);
+                drop(list);
+                let status = self.exit_text();
+                return Err(self.failure(&format!(
+                    "qemu exited ({status}) while waiting for the QMP event {name}; events so far:\n{}",
+                    seen.join("\n")
+                )));
             }
             let now = Instant::now();
             if now >= deadline {
-                let seen: Vec<String> = list.iter().map(|e| e.to_string()).collect();
+                let seen = seen(&list.items);
                 drop(list);
                 return Err(self.failure(&format!(
                     "timed out after {timeout:?} waiting for the QMP event {name}; events so far:\n{}",
                     seen.join("\n")
                 )));
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                drop(list);
-                return Err(self.failure(&format!(
-                    "qemu exited ({status}) while waiting for the QMP event {name}"
-                )));
-            }
-            let wait = (deadline - now).min(Duration::from_millis(200));
             list = cvar
-                .wait_timeout(list, wait)
+                .wait_timeout(list, deadline - now)
                 .map_err(|_| anyhow::anyhow!("event lock poisoned"))?
                 .0;
         }
@@ -966,20 +1088,15 @@ impl Qemu {
             .map_err(|e| self.failure(&format!("`{command}` printed invalid JSON ({e}): {line}")))
     }
 
-    /// Waits for QEMU to exit on its own.
+    /// Waits for QEMU to exit on its own (on its pidfd, which becomes readable when it does).
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(self.failure(&format!(
-                    "qemu still running {timeout:?} after it should have exited"
-                )));
-            }
-            thread::sleep(Duration::from_millis(100));
+        let pidfd = self.pidfd.as_ref().context("qemu pidfd")?;
+        if !poll_readable(&[pidfd.as_fd()], timeout)?[0] {
+            return Err(self.failure(&format!(
+                "qemu still running {timeout:?} after it should have exited"
+            )));
         }
+        Ok(self.child.wait()?)
     }
 
     /// Attaches an error to the log: use in tests as `vm.check(cond, "what")?`.

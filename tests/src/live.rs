@@ -224,22 +224,24 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /tmp /evidence /stick
 mount -t tmpfs tmpfs /tmp
 fail() {{ echo "LIVE-GUEST-FAILED: $*"; poweroff -f; }}
+{uevents}uevents_start
 # Memory compaction may move locked pages: the test program's reported addresses must hold.
 echo 0 > /proc/sys/vm/compact_unevictable_allowed || fail compact_unevictable_allowed
 for m in virtio_pci virtio_blk ext4 vfat nls_cp437 nls_utf8; do
   /sbin/modprobe $m || fail "modprobe $m"
 done
-i=0
 until findfs LABEL={EVIDENCE_LABEL} >/dev/null && findfs LABEL=RESCUE >/dev/null; do
-  i=$((i+1)); [ $i -gt 600 ] && fail "the evidence disk or the stick did not appear"; sleep 0.1
+  uevent_wait 'add *' || fail "the evidence disk or the stick did not appear"
 done
+uevents_stop
 mount -t ext4 "$(findfs LABEL={EVIDENCE_LABEL})" /evidence || fail "mount evidence"
 mount -t vfat -o ro,iocharset=utf8 "$(findfs LABEL=RESCUE)" /stick || fail "mount stick"
 echo LIVE-GUEST-READY
 # A read-eval loop rather than an interactive shell: the terminal's own echo, no line editor redrawing
 # long command lines.
 exec setsid cttyhack sh -c 'while printf "{GUEST_PROMPT}"; read -r line; do eval "$line"; done'
-"#
+"#,
+        uevents = crate::GUEST_UEVENTS_SH
     )
 }
 
@@ -406,17 +408,14 @@ pub fn start_pattern(
     seed: u64,
     pages: usize,
 ) -> anyhow::Result<PatternProcess> {
-    let out = format!("/tmp/pattern-{seed}.out");
-    sh_ok(
-        vm,
-        &format!("{program} pattern {seed} {pages} > {out} 2>&1 & true"),
-        Duration::from_secs(60),
-    )?;
+    // The program's output goes into a fifo that `head` reads until the first line: its READY line
+    // once the pages are locked, or what it said before it exited (then `head` sees the fifo's end).
+    let fifo = format!("/tmp/pattern-{seed}.fifo");
     let report = sh_ok(
         vm,
         &format!(
-            "until grep -q LIVETARGET-READY {out} || ! kill -0 $! 2>/dev/null; do sleep 0.1; done; \
-             cat {out}"
+            "mkfifo {fifo} && {{ {program} pattern {seed} {pages} > {fifo} 2>&1 & }} && \
+             head -n 1 {fifo}"
         ),
         Duration::from_secs(300),
     )?;

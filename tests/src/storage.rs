@@ -83,8 +83,7 @@ pub fn numbers_text() -> String {
 
 /// The script the guest runs as `rdinit` (busybox sh).
 fn script() -> String {
-    let mut s = String::from(
-        r#"#!/bin/busybox sh
+    let mut s = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -93,11 +92,12 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /tmp /run/lvm /run/lock/lvm /run/mdadm /mnt
 mount -t tmpfs tmpfs /tmp
 fail() { echo "STORAGE-FIXTURE-FAILED: $*"; sync; poweroff -f; }
+@UEVENTS@uevents_start
 for m in virtio_pci virtio_blk dm_mod md_mod raid0 raid1 raid10 raid456 ext4 xfs; do
   /sbin/modprobe $m || fail "modprobe $m"
 done
-i=0
-while [ ! -b LASTDISK ]; do i=$((i+1)); [ $i -gt 600 ] && fail "disks did not appear"; sleep 0.1; done
+[ -b LASTDISK ] || uevent_wait "add LASTNAME" || fail "disks did not appear"
+uevents_stop
 LVMCONF='activation{udev_sync=0 udev_rules=0} devices{obtain_device_list_from_udev=0}'
 lv() { lvm "$@" --config "$LVMCONF" || fail "lvm $*"; }
 files() {
@@ -121,8 +121,8 @@ lv lvs -a -o lv_name,lv_uuid,segtype,stripes,stripe_size,seg_pe_ranges forensic-
 lv pvs -o pv_name,pv_uuid,pe_start
 lv vgs -o vg_name,vg_uuid,seqno,vg_extent_size
 lv vgchange -a n forensic-vg
-"#,
-    );
+"#
+    .replace("@UEVENTS@", crate::GUEST_UEVENTS_SH);
     for (i, (name, level, meta, members)) in ARRAYS.iter().enumerate() {
         let devs: Vec<String> = members
             .iter()
@@ -173,7 +173,9 @@ lv vgchange -a n forensic-vg
          mdadm --stop /dev/md9 || fail stop {MD_LVM_ARRAY}\n"
     ));
     s.push_str("cat /proc/mdstat\nsync\necho STORAGE-FIXTURE-OK\npoweroff -f\n");
-    s.replace("LASTDISK", &vd(DISKS.len() - 1))
+    let last = vd(DISKS.len() - 1);
+    s.replace("LASTDISK", &last)
+        .replace("LASTNAME", last.trim_start_matches("/dev/"))
 }
 
 const TOOLS: &[&str] = &["busybox", "lvm", "mdadm", "mkfs.ext4", "mkfs.xfs"];

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tests::{Artifacts, Boot, Drive, Firmware, Qemu, QemuBuilder, gate, sha256_file};
 
@@ -36,26 +36,27 @@ fn copy_to(work: &Path, from: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(to)
 }
 
-/// Waits until `status` shows the medium's sha256 and returns it.
+/// The medium's sha256 as `status --wait` shows it once the background hash is done.
 fn medium_sha256(vm: &mut Qemu) -> anyhow::Result<String> {
-    let deadline = Instant::now() + HASH_TIMEOUT;
-    loop {
-        let status = vm.run("status", CMD_TIMEOUT)?;
-        if let Some(sha) = status.lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("medium sha256 ")
-                .and_then(|r| r.split_whitespace().next())
-                .filter(|h| h.len() == 64)
-                .map(str::to_owned)
-        }) {
-            return Ok(sha);
-        }
-        vm.check(
-            Instant::now() < deadline,
-            &format!("no medium sha256 after {HASH_TIMEOUT:?}:\n{status}"),
-        )?;
-        std::thread::sleep(Duration::from_secs(10));
-    }
+    let status = vm.run(
+        &format!("status --wait {}", HASH_TIMEOUT.as_secs()),
+        HASH_TIMEOUT + CMD_TIMEOUT,
+    )?;
+    let sha = status.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("medium sha256 ")
+            .and_then(|r| r.split_whitespace().next())
+            .filter(|h| h.len() == 64)
+            .map(str::to_owned)
+    });
+    vm.check(
+        sha.is_some(),
+        &format!(
+            "no medium sha256 after `status --wait {}`:\n{status}",
+            HASH_TIMEOUT.as_secs()
+        ),
+    )?;
+    Ok(sha.unwrap_or_default())
 }
 
 /// Boots `medium` on `drive`, checks banner, devices and the medium hash, powers off.

@@ -137,7 +137,12 @@ pub enum Command {
         what: storage::MdCommand,
     },
     /// Version, build, kernel, boot mode and write-block state.
-    Status,
+    Status {
+        /// Wait up to SECONDS for the whole-medium hash of the boot medium (it runs in the
+        /// background after boot) before showing the status.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
     /// Drivers loaded at boot and devices no driver matched.
     Drivers,
     /// Sync and power off (rescue system only).

@@ -49,20 +49,20 @@ pub fn run_case_new(
             "clock_offset_seconds": clock_offset,
         }),
     )?;
-    println!(
+    super::sayln!(
         "case {id} opened at {} (RTC {})",
         locked.state.opened_utc.as_deref().unwrap_or("-"),
         locked.state.opened_rtc.as_deref().unwrap_or("unreadable")
     );
     match clock_offset {
-        Some(o) => println!(
+        Some(o) => super::sayln!(
             "clock offset {o:+} s (true time minus this machine's clock): recorded in the case log and every manifest"
         ),
-        None => println!(
+        None => super::sayln!(
             "clock offset not recorded (no --true-time): the machine's clock is taken as right"
         ),
     }
-    println!(
+    super::sayln!(
         "next: unlock the evidence disk with `unlock DEVICE --confirm SERIAL`, then `mount-evidence PARTITION`"
     );
     Ok(0)
@@ -71,24 +71,24 @@ pub fn run_case_new(
 pub fn run_case_show() -> anyhow::Result<u8> {
     let locked = Locked::open()?;
     let s = &locked.state;
-    println!(
+    super::sayln!(
         "case        {}",
         s.case_id.as_deref().unwrap_or("(none: `case new ID`)")
     );
-    println!("examiner    {}", s.examiner.as_deref().unwrap_or("-"));
-    println!(
+    super::sayln!("examiner    {}", s.examiner.as_deref().unwrap_or("-"));
+    super::sayln!(
         "clock       {}",
         s.clock_offset_seconds.map_or_else(
             || "taken as right (no offset recorded)".to_owned(),
             |o| format!("offset {o:+} s (true time minus this machine's clock)")
         )
     );
-    println!(
+    super::sayln!(
         "opened      {} (RTC {})",
         s.opened_utc.as_deref().unwrap_or("-"),
         s.opened_rtc.as_deref().unwrap_or("-")
     );
-    println!(
+    super::sayln!(
         "sources     {}",
         if s.sources.is_empty() {
             "-".to_owned()
@@ -96,7 +96,7 @@ pub fn run_case_show() -> anyhow::Result<u8> {
             s.sources.join(" ")
         }
     );
-    println!(
+    super::sayln!(
         "unlocked    {}",
         if s.unlocked.is_empty() {
             "-".to_owned()
@@ -105,14 +105,18 @@ pub fn run_case_show() -> anyhow::Result<u8> {
         }
     );
     match &s.destination {
-        Some(d) => println!(
+        Some(d) => super::sayln!(
             "evidence    {} ({}) on {}",
-            d.device, d.fstype, d.mountpoint
+            d.device,
+            d.fstype,
+            d.mountpoint
         ),
-        None => println!("evidence    (not mounted; the case log is kept in RAM)"),
+        None => super::sayln!("evidence    (not mounted; the case log is kept in RAM)"),
     }
     if s.triages.is_empty() {
-        println!("triage      - (a restore screens with the findings of every triage run here)");
+        super::sayln!(
+            "triage      - (a restore screens with the findings of every triage run here)"
+        );
     }
     for t in &s.triages {
         let counts: Vec<String> = crate::triage::Severity::ALL
@@ -122,10 +126,10 @@ pub fn run_case_show() -> anyhow::Result<u8> {
                 format!("{} {name}", t.counts.get(name).copied().unwrap_or(0))
             })
             .collect();
-        println!("triage      {}: {}", t.source, counts.join(", "));
-        println!("            findings {}", t.findings);
+        super::sayln!("triage      {}: {}", t.source, counts.join(", "));
+        super::sayln!("            findings {}", t.findings);
     }
-    println!("case log    {}", locked.log_path().display());
+    super::sayln!("case log    {}", locked.log_path().display());
     Ok(0)
 }
 
@@ -138,7 +142,7 @@ pub fn run_unlock(device: &Path, confirm: &str) -> anyhow::Result<u8> {
                 &format!("unlock {}", device.display()),
                 serde_json::json!({"unlocked": names}),
             )?;
-            println!(
+            super::sayln!(
                 "unlocked for writing: {} (every other disk stays write-blocked)",
                 names.join(" ")
             );
@@ -163,7 +167,7 @@ pub fn run_format(
 ) -> anyhow::Result<u8> {
     let locked = Locked::open()?;
     let command = format!("format {} --fs {}", device.display(), fs.name());
-    println!("formatting {} as {} ...", device.display(), fs.name());
+    super::sayln!("formatting {} as {} ...", device.display(), fs.name());
     match crate::format::format(&locked, device, fs, confirm) {
         Ok(()) => {
             locked.log(
@@ -171,7 +175,7 @@ pub fn run_format(
                 &command,
                 serde_json::json!({"formatted": device.display().to_string(), "fs": fs.name(), "label": crate::format::LABEL}),
             )?;
-            println!(
+            super::sayln!(
                 "{} now holds an empty {} filesystem labelled {}; next: mount-evidence {}",
                 device.display(),
                 fs.name(),
@@ -200,11 +204,13 @@ pub fn run_mount_evidence(device: &Path) -> anyhow::Result<u8> {
         serde_json::to_value(&dest)?,
     )?;
     let case_id = locked.state.case_id.clone().unwrap_or_default();
-    println!(
+    super::sayln!(
         "evidence destination {} ({}) mounted on {}",
-        dest.device, dest.fstype, dest.mountpoint
+        dest.device,
+        dest.fstype,
+        dest.mountpoint
     );
-    println!(
+    super::sayln!(
         "case directory {}/{case_id}; case log moved there: {}",
         dest.mountpoint,
         locked.log_path().display()
@@ -218,7 +224,7 @@ pub fn run_case_acquire(mut args: crate::args::acquire::AcquireArgs) -> anyhow::
     let dest = Locked::open()?.state.destination;
     if let Some(split) = evidence::automatic_split(dest.as_ref(), &args.out, args.split) {
         args.split = Some(split);
-        println!(
+        super::sayln!(
             "the evidence disk is FAT32 (files < 4 GiB): splitting the image into {} segments",
             crate::devices::human_size(split)
         );
@@ -241,7 +247,7 @@ pub fn run_case_acquire(mut args: crate::args::acquire::AcquireArgs) -> anyhow::
         resume_with,
     } = settled
     {
-        eprintln!(
+        super::esayln!(
             "error: the evidence destination {device} disappeared during the acquisition; what was made durable stays on it.\n  reattach it, then: unlock DEVICE --confirm SERIAL, mount-evidence DEVICE, {resume_with}"
         );
         // The directory on the lost disk keeps its checkpoint: resumable.
@@ -272,11 +278,11 @@ pub fn run_case_target(device: &Path, reason: Option<&str>) -> anyhow::Result<u8
     let mut locked = Locked::open()?;
     let clearance = case::target_interlock(&mut locked, device, reason)?;
     match &clearance.overridden {
-        None => println!(
+        None => super::sayln!(
             "{} may be a reinstall/restore target: its evidence is acquired and verified",
             clearance.disk
         ),
-        Some(r) => println!(
+        Some(r) => super::sayln!(
             "{} may be a reinstall/restore target by override; reason logged: {r}",
             clearance.disk
         ),
@@ -288,7 +294,7 @@ pub fn run_case_target(device: &Path, reason: Option<&str>) -> anyhow::Result<u8
 /// but do not stop the rescue system.
 pub fn log_command(kind: &str, line: &str, detail: serde_json::Value) {
     if let Err(e) = Locked::open().and_then(|l| l.log(kind, line, detail)) {
-        eprintln!("warning: case log: {}", super::error_chain(&e));
+        super::esayln!("warning: case log: {}", super::error_chain(&e));
     }
 }
 
@@ -417,7 +423,7 @@ pub fn run_inventory(json: bool) -> anyhow::Result<u8> {
             serde_json::json!({"saved": path.display().to_string(), "disks": inv.disks.len()}),
         )?;
         if !json {
-            println!("saved {}", path.display());
+            super::sayln!("saved {}", path.display());
         }
     }
     Ok(0)

@@ -37,10 +37,31 @@ pub fn say(text: &str) {
     print!("{}", wrap_text(text, columns()));
 }
 
+/// `println!` for a person: the text word-wrapped to the console's width (see [`say`]). Machine
+/// output (JSON lines) keeps `println!`.
+macro_rules! sayln {
+    ($($arg:tt)*) => {
+        $crate::ui::say(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use sayln;
+
+/// `eprintln!` for a person: notes, progress and warnings on stderr, word-wrapped like [`say`].
+macro_rules! esayln {
+    ($($arg:tt)*) => {
+        eprint!(
+            "{}",
+            $crate::ui::wrap_text(&format!("{}", format_args!($($arg)*)), $crate::ui::columns())
+        )
+    };
+}
+pub(crate) use esayln;
+
 /// Columns assumed when the terminal does not say (a serial line that did not answer the size probe).
 pub const FALLBACK_COLUMNS: usize = 80;
 
-/// The width of the terminal on stdout (stderr when stdout is no terminal), else [`FALLBACK_COLUMNS`].
+/// The width of the terminal on stdout (stderr when stdout is no terminal), else `COLUMNS`, else
+/// [`FALLBACK_COLUMNS`].
 pub fn columns() -> usize {
     use std::os::fd::AsRawFd;
     for fd in [std::io::stdout().as_raw_fd(), std::io::stderr().as_raw_fd()] {
@@ -56,7 +77,16 @@ pub fn columns() -> usize {
             return usize::from(ws.ws_col);
         }
     }
-    FALLBACK_COLUMNS
+    columns_from_env(std::env::var("COLUMNS").ok().as_deref())
+}
+
+/// Without a terminal: `COLUMNS` when it holds a usable width (a script or a log that wants
+/// narrower lines), else [`FALLBACK_COLUMNS`].
+fn columns_from_env(value: Option<&str>) -> usize {
+    value
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|w| (20..=1000).contains(w))
+        .unwrap_or(FALLBACK_COLUMNS)
 }
 
 /// Word-wraps one line to `width` columns: continuation lines start with the line's own indentation plus
@@ -136,6 +166,16 @@ pub fn widest(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_terminal_columns_comes_from_the_environment_when_usable() {
+        assert_eq!(columns_from_env(Some("40")), 40);
+        assert_eq!(columns_from_env(Some(" 132\n")), 132);
+        assert_eq!(columns_from_env(None), FALLBACK_COLUMNS);
+        for bad in ["", "wide", "0", "5", "-40", "100000"] {
+            assert_eq!(columns_from_env(Some(bad)), FALLBACK_COLUMNS, "{bad:?}");
+        }
+    }
 
     #[test]
     fn wrapping_keeps_every_word_and_every_line_within_the_width() {

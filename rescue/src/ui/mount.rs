@@ -127,7 +127,7 @@ fn now() -> String {
 fn log_event(e: &MountEvent) {
     match e {
         MountEvent::WindowVerified { index, offset } => {
-            eprintln!("{} window {index} at offset {offset}: verified", now());
+            super::esayln!("{} window {index} at offset {offset}: verified", now());
         }
         MountEvent::WindowMismatch {
             index,
@@ -149,7 +149,7 @@ fn log_event(e: &MountEvent) {
             offset,
             length,
             error,
-        } => eprintln!(
+        } => super::esayln!(
             "{} read of {length} bytes at offset {offset} failed (EIO): {error}",
             now()
         ),
@@ -242,8 +242,8 @@ pub fn run_mount(args: &MountArgs) -> anyhow::Result<u8> {
             if text.is_empty() { "no message" } else { text }
         );
     }
-    print!("{line}");
-    println!(
+    super::say(&line);
+    super::sayln!(
         "served in the background by process {} (log: {}); `rescue umount {}` unmounts",
         child.id(),
         log_path.display(),
@@ -280,16 +280,16 @@ impl SignalUnmount {
                 if let Ok(sig) = set.wait()
                     && sig != Signal::SIGUSR1
                 {
-                    eprintln!("{} {sig}: unmounting {}", now(), mp.display());
+                    super::esayln!("{} {sig}: unmounting {}", now(), mp.display());
                     let r = match crate::mount::unmount(&mp, false) {
                         Err(MountError::Busy { .. }) => {
-                            eprintln!("{} in use: detaching it lazily", now());
+                            super::esayln!("{} in use: detaching it lazily", now());
                             crate::mount::unmount(&mp, true)
                         }
                         r => r,
                     };
                     if let Err(e) = r {
-                        eprintln!("{} {}", now(), crate::error_chain(&e));
+                        super::esayln!("{} {}", now(), crate::error_chain(&e));
                     }
                 }
             })
@@ -364,7 +364,7 @@ fn serve(args: &MountArgs) -> anyhow::Result<u8> {
     let pid = match PidFile::create(&mp) {
         Ok(p) => Some(p),
         Err(e) => {
-            eprintln!("warning: {e:#}; `rescue umount` will not wait for this server");
+            super::esayln!("warning: {e:#}; `rescue umount` will not wait for this server");
             None
         }
     };
@@ -381,7 +381,7 @@ fn serve(args: &MountArgs) -> anyhow::Result<u8> {
             }),
         );
     }
-    println!(
+    let line = format!(
         "mounted {location} on {}/image.raw ({} bytes, {format}{}), read-only",
         mp.display(),
         size,
@@ -391,8 +391,15 @@ fn serve(args: &MountArgs) -> anyhow::Result<u8> {
             String::new()
         }
     );
+    // To the background parent this is the one line that says the mount is up (it wraps it when
+    // it shows it); on a terminal it is for a person.
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        super::sayln!("{line}");
+    } else {
+        println!("{line}");
+    }
     let _ = std::io::stdout().flush();
-    eprintln!(
+    super::esayln!(
         "{} serving {location} on {}; Ctrl-C or `rescue umount {}` unmounts",
         now(),
         mp.display(),
@@ -402,7 +409,7 @@ fn serve(args: &MountArgs) -> anyhow::Result<u8> {
     drop(signals);
     drop(pid);
     result?;
-    eprintln!("{} {} unmounted; server exits", now(), mp.display());
+    super::esayln!("{} {} unmounted; server exits", now(), mp.display());
     Ok(EXIT_OK)
 }
 
@@ -417,14 +424,14 @@ pub fn run_umount(args: &UmountArgs) -> anyhow::Result<u8> {
     let pid_file = pid_path.as_ref().and_then(|p| File::open(p).ok());
     let mp = crate::mount::unmount(&args.mountpoint, args.lazy)?;
     let (Some(mut file), Some(pid_path)) = (pid_file, pid_path) else {
-        println!("unmounted {}", mp.display());
+        super::sayln!("unmounted {}", mp.display());
         return Ok(EXIT_OK);
     };
     let mut pid = String::new();
     let _ = file.read_to_string(&mut pid);
     let pid = pid.trim().to_owned();
     if args.lazy {
-        println!(
+        super::sayln!(
             "detached {}; server process {pid} exits when the last user closes it",
             mp.display()
         );
@@ -448,7 +455,7 @@ pub fn run_umount(args: &UmountArgs) -> anyhow::Result<u8> {
         }
     }
     let _ = fs::remove_file(&pid_path);
-    println!("unmounted {}; server process {pid} exited", mp.display());
+    super::sayln!("unmounted {}; server process {pid} exited", mp.display());
     Ok(EXIT_OK)
 }
 

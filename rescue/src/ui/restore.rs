@@ -45,7 +45,7 @@ fn mount_target(dev: &Path) -> anyhow::Result<(TargetMount, PathBuf)> {
     let node = match source::partition_to_mount(dev, source::SourceKind::Device, None)? {
         None => dev.to_owned(),
         Some(c) => {
-            println!("target: {}", c.describe());
+            super::sayln!("target: {}", c.describe());
             partition_node(dev, c.entry.number).ok_or_else(|| {
                 anyhow::anyhow!(
                     "{} has no device node for partition {}: the kernel has not read its partition table",
@@ -119,9 +119,9 @@ fn findings_files(a: &RestoreArgs) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>
             path.display()
         );
         if a.json {
-            eprintln!("{say}");
+            super::esayln!("{say}");
         } else {
-            println!("{say}");
+            super::sayln!("{say}");
         }
         if !given.contains(&std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())) {
             files.push(path.clone());
@@ -200,7 +200,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         let (root, shown) = if a.dry_run {
             let m = source::mount_readonly(&a.target, &mount_base)?;
             if let Some(p) = &m.partition {
-                println!("target: {}", p.describe());
+                super::sayln!("target: {}", p.describe());
             }
             let shown = format!(
                 "target {} ({}) mounted read-only for the dry run (ro,noload; nothing is written) on {}",
@@ -222,7 +222,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
             _target_mount = Some(MountedTarget::Writable { _mount: m });
             (root, shown)
         };
-        println!("{shown}");
+        super::sayln!("{shown}");
         root
     } else {
         if crate::system::in_rescue_system() {
@@ -267,9 +267,9 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
             source::SourceKind::Image | source::SourceKind::Device => {
                 let m = source::mount_readonly_partition(&a.source, &mount_base, a.partition)?;
                 if let Some(p) = &m.partition {
-                    println!("source: {}", p.describe());
+                    super::sayln!("source: {}", p.describe());
                 }
-                println!(
+                super::sayln!(
                     "source {} ({}) mounted read-only (ro,noload,nodev,nosuid,noexec)",
                     m.device.display(),
                     m.fstype
@@ -325,11 +325,14 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
                 f.action,
                 Action::Refused | Action::Held | Action::Missing | Action::Failed
             ) {
-                println!(
-                    "{:<9} {}: {}",
-                    f.action.name().to_uppercase(),
-                    f.path,
-                    f.reason.as_deref().unwrap_or("-")
+                print!(
+                    "{}",
+                    file_line(
+                        &f.action.name().to_uppercase(),
+                        &f.path,
+                        f.reason.as_deref().unwrap_or("-"),
+                        super::columns()
+                    )
                 );
             }
         }
@@ -338,7 +341,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
             .iter()
             .map(|(k, v)| format!("{v} {k}"))
             .collect();
-        println!(
+        super::sayln!(
             "{}restore {}: {}",
             if a.dry_run { "dry-run " } else { "" },
             if manifest.complete {
@@ -349,19 +352,19 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
             summary.join(", ")
         );
         if !manifest.review.is_empty() {
-            println!(
+            super::sayln!(
                 "held for review (not written; restore each by listing it with --include PATH): {}",
                 manifest.review.join(" ")
             );
         }
         for d in &diffs {
-            println!(
+            super::sayln!(
                 "account database compared with the new system's: {}",
                 d.display()
             );
         }
         if let Some(f) = &manifest.findings {
-            println!(
+            super::sayln!(
                 "findings: {} of {} findings naming a path name a file of this backup (source root {}){}",
                 f.matched.len(),
                 f.naming_paths,
@@ -374,12 +377,12 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
             );
         }
         if let Some(p) = &saved {
-            println!("restore manifest: {}", p.display());
+            super::sayln!("restore manifest: {}", p.display());
         }
     }
     if let Err(e) = walked {
         if matches!(e, RestoreError::TargetFull { .. }) {
-            eprintln!("error: {}", crate::error_chain(&e));
+            super::esayln!("error: {}", crate::error_chain(&e));
             return Ok(EXIT_INCOMPLETE);
         }
         return Err(e.into());
@@ -388,4 +391,46 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_NOT_VERIFIED);
     }
     Ok(0)
+}
+
+/// One file's verdict, `ACTION    path: reason`, fitted to `width`: the action keeps its column and
+/// the rest continues under the path, so the line still starts as scripts and people look for it.
+fn file_line(action: &str, path: &str, reason: &str, width: usize) -> String {
+    let head = format!("{action:<9} ");
+    let room = width.saturating_sub(head.len()).max(20);
+    let pad = " ".repeat(head.len().min(width.saturating_sub(room)));
+    super::wrap(&format!("{path}: {reason}"), room, 2)
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| format!("{}{}\n", if i == 0 { &head } else { &pad }, l.trim_end()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_verdict_fits_80_and_40_columns_and_keeps_its_columns() {
+        let reason = "setuid file: refused even with --allow-executables unless listed exactly: \
+                      --include /usr/local/bin/helper";
+        assert_eq!(
+            file_line("HELD", "etc/cron.d/job", "cron entry", 80),
+            "HELD      etc/cron.d/job: cron entry\n"
+        );
+        for width in [80, 40] {
+            let t = file_line("REFUSED", "usr/local/bin/helper", reason, width);
+            assert!(super::super::widest(&t) <= width, "{width}:\n{t}");
+            assert!(t.starts_with("REFUSED   usr/local/bin/helper:"), "{t}");
+            assert!(
+                t.lines().skip(1).all(|l| l.starts_with("          ")),
+                "{t}"
+            );
+            let words: Vec<&str> = t.split_whitespace().collect();
+            assert_eq!(
+                words.join(" "),
+                format!("REFUSED usr/local/bin/helper: {reason}")
+            );
+        }
+    }
 }

@@ -120,7 +120,19 @@ pub fn selfcheck_lines(check: Option<crate::selfcheck::SelfCheck>) -> String {
     out
 }
 
-pub fn run() -> anyhow::Result<u8> {
+/// `status [--wait SECONDS]`: the banner, after waiting for the whole-medium hash if asked to.
+pub fn run(wait: Option<u64>) -> anyhow::Result<u8> {
+    if let Some(seconds) = wait {
+        let check = crate::selfcheck::wait_hashed(std::time::Duration::from_secs(seconds))?;
+        if check
+            .as_ref()
+            .is_some_and(crate::selfcheck::SelfCheck::hashing)
+        {
+            super::say(&format!(
+                "the whole-medium hash is still running after {seconds} s\n"
+            ));
+        }
+    }
     print!(
         "{}",
         banner(

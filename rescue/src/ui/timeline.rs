@@ -74,7 +74,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
     };
     let ex = crate::examine::source::open(&a.source, &mount_base)?;
     for n in &ex.notes {
-        eprintln!("note: {}", n.message);
+        super::esayln!("note: {}", n.message);
     }
     if ex.roots.is_empty() {
         anyhow::bail!(
@@ -87,7 +87,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         .roots
         .iter()
         .map(|r| {
-            eprintln!("examining {} at {}", r.describe(), r.path.display());
+            super::esayln!("examining {} at {}", r.describe(), r.path.display());
             RootIn {
                 path: r.path.clone(),
                 prefix: match (several, r.partition) {
@@ -103,7 +103,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         .collect();
     let findings = findings_file(a);
     if let Some(f) = &findings {
-        eprintln!("triage findings: {}", f.display());
+        super::esayln!("triage findings: {}", f.display());
     }
     let opts = Options {
         out: a.out.clone(),
@@ -114,9 +114,9 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         sort_budget: 0,
     };
     let mut progress = |p: Progress| match p {
-        Progress::Walked { entries } => eprintln!("walked {entries} entries"),
-        Progress::Log { path, index, of } => eprintln!("log {index}/{of}: {path}"),
-        Progress::Sorting { events } => eprintln!("sorting {events} events"),
+        Progress::Walked { entries } => super::esayln!("walked {entries} entries"),
+        Progress::Log { path, index, of } => super::esayln!("log {index}/{of}: {path}"),
+        Progress::Sorting { events } => super::esayln!("sorting {events} events"),
     };
     let s = timeline::run(&roots, &opts, &mut progress, |root, stage| {
         let Some(r) = ex.roots.iter().find(|r| r.path == root) else {
@@ -129,7 +129,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
     drop(ex);
 
     let t = &s.timeline;
-    println!(
+    super::sayln!(
         "timeline of {} ({}): {} events, {} body-file entries",
         s.host,
         a.source.display(),
@@ -137,11 +137,11 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         s.bodyfile_entries
     );
     for (src, n) in &t.per_source {
-        println!("  {src:<14} {n}");
+        super::sayln!("  {src:<14} {n}");
     }
     if s.roots.len() > 1 {
         for r in &s.roots {
-            println!(
+            super::sayln!(
                 "filesystem {}: {}",
                 if r.prefix.is_empty() { "/" } else { &r.prefix },
                 r.how
@@ -149,16 +149,19 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         }
     }
     if let (Some(f), Some(l)) = (&t.first, &t.last) {
-        println!("span: {f} .. {l}");
+        super::sayln!("span: {f} .. {l}");
     }
     match &t.first_suspicious {
-        Some(fs) => println!(
+        Some(fs) => super::sayln!(
             "first suspicious: {} {} ({}): {}",
-            fs.datetime, fs.source, fs.why, fs.message
+            fs.datetime,
+            fs.source,
+            fs.why,
+            fs.message
         ),
-        None => println!("first suspicious: none flagged"),
+        None => super::sayln!("first suspicious: none flagged"),
     }
-    println!(
+    super::sayln!(
         "time zone for zone-less logs: {} ({}){}",
         s.zone.name,
         s.zone.from,
@@ -175,16 +178,16 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
         .map(|l| l.path.as_str())
         .collect();
     if !years.is_empty() {
-        println!(
+        super::sayln!(
             "year inferred from file mtimes and rotation order for {} file(s) (see timeline-summary.json)",
             years.len()
         );
     }
     if s.unparsed > 0 {
-        println!("{} unparsed lines kept in unparsed.jsonl", s.unparsed);
+        super::sayln!("{} unparsed lines kept in unparsed.jsonl", s.unparsed);
     }
     for l in s.logs.iter().filter(|l| l.error.is_some()) {
-        println!(
+        super::sayln!(
             "could not read {}: {}",
             l.path,
             l.error.as_deref().unwrap_or("")
@@ -192,21 +195,21 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
     }
     let skipped: u64 = s.logs.iter().map(|l| l.stats.skipped).sum();
     if skipped > 0 {
-        println!(
+        super::sayln!(
             "{skipped} journal records or fields not decoded (this reader decodes {})",
             s.journal_compression
         );
     }
     if !s.walk_problems.is_empty() {
-        println!(
+        super::sayln!(
             "{} paths could not be read (see timeline-summary.json)",
             s.walk_problems.len()
         );
     }
     if s.outside_window > 0 {
-        println!("{} events outside --from/--to left out", s.outside_window);
+        super::sayln!("{} events outside --from/--to left out", s.outside_window);
     }
-    println!(
+    super::sayln!(
         "written to {} (SHA256SUMS lists every file)",
         a.out.display()
     );
