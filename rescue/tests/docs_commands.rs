@@ -175,6 +175,8 @@ impl Xtask {
             .lines()
             .filter(|l| l.trim_start().starts_with("Some(\""))
             .flat_map(match_arms)
+            // `Some("--soak")` is a flag of the task, not a kind.
+            .filter(|a| a.names.iter().all(|n| !n.starts_with("--")))
             .collect();
         if !kinds.is_empty() {
             let Some((kind, after)) = rest.split_first() else {

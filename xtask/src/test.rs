@@ -393,7 +393,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         }
         Some(other) => bail!("unknown test option {other:?}"),
     }
+    let t = step("tools: Debian packages, s3s-fs, Python virtualenvs");
     let tools = GatedTools::ensure()?;
+    eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
 
     let t = step("cargo fmt --check");
     util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;

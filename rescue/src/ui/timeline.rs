@@ -123,7 +123,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
             return Err(format!("{} is not a root of the source", root.display()));
         };
         let w = r.walk(stage).map_err(|e| crate::error_chain(&e))?;
-        eprintln!("body file of {} listed by {}", r.describe(), w.describe());
+        super::esayln!("body file of {} listed by {}", r.describe(), w.describe());
         Ok(w.describe())
     })?;
     drop(ex);
