@@ -142,6 +142,7 @@ pub const TEST: &[(&str, &str)] = &[
     // LVM/md fixtures, made in a QEMU guest with these tools copied in (tests::storage, issue 20).
     ("lvm", "lvm2"),
     ("mkfs.xfs", "xfsprogs"),
+    ("mkfs.btrfs", "btrfs-progs"), // a dirty-log btrfs made at test time (btrfs_cli, issue 20)
     ("busybox", "busybox"),
     // The live-response scenario's test program, linked static (issue 15).
     ("gcc", "gcc"),

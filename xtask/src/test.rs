@@ -73,6 +73,7 @@ const GATED_HOST_TESTS: &[&str] = &[
     "timeline-fls",
     "timeline-separate-var",
     "timeline-ext-reader",
+    "btrfs-dirty-log",
     "live-state-processes-ps",
     "live-state-hidden",
     "live-state-sockets-ss",
