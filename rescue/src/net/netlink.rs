@@ -195,47 +195,83 @@ pub struct DumpPart {
 /// `Err` describes what is malformed.
 pub fn parse_dump(buf: &[u8], seq: u32) -> Result<DumpPart, String> {
     let mut part = DumpPart::default();
-    let mut rest = buf;
-    if rest.is_empty() {
+    for m in messages(buf)? {
+        let m = m?;
+        if m.seq != seq {
+            continue;
+        }
+        part.interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
+        match m.kind {
+            NLMSG_DONE => {
+                part.done = true;
+                return Ok(part);
+            }
+            NLMSG_ERROR => {
+                part.error = Some(m.error_code()?);
+                return Ok(part);
+            }
+            _ => part.messages.push((m.kind, m.payload.to_vec())),
+        }
+    }
+    Ok(part)
+}
+
+/// One netlink message of a datagram: its header fields and what follows the 16-byte header.
+struct Message<'a> {
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    payload: &'a [u8],
+}
+
+impl Message<'_> {
+    /// The code of an `NLMSG_ERROR` message (0 is an acknowledgement).
+    fn error_code(&self) -> Result<i32, String> {
+        match self.payload.get(..4) {
+            Some(c) => Ok(i32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
+            None => Err(format!(
+                "an error message of {} bytes, without its code",
+                self.payload.len() + 16
+            )),
+        }
+    }
+}
+
+/// The messages of a datagram, in order; an item is `Err` (and the last) where a header is cut short or
+/// claims more bytes than remain. `Err` at once for an empty datagram.
+fn messages(buf: &[u8]) -> Result<impl Iterator<Item = Result<Message<'_>, String>>, String> {
+    if buf.is_empty() {
         return Err("an empty datagram".to_owned());
     }
-    while !rest.is_empty() {
+    let mut rest = buf;
+    Ok(std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
         if rest.len() < 16 {
-            return Err(format!(
-                "{} bytes left, less than a message header",
-                rest.len()
-            ));
+            let e = format!("{} bytes left, less than a message header", rest.len());
+            rest = &[];
+            return Some(Err(e));
         }
         let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        let flags = u16::from_ne_bytes([rest[6], rest[7]]);
-        let s = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
         if len < 16 || len > rest.len() {
-            return Err(format!(
+            let e = format!(
                 "a message of type {kind} claims {len} bytes where {} remain",
                 rest.len()
-            ));
+            );
+            rest = &[];
+            return Some(Err(e));
         }
-        if s == seq {
-            part.interrupted |= flags & NLM_F_DUMP_INTR != 0;
-            match kind {
-                NLMSG_DONE => {
-                    part.done = true;
-                    return Ok(part);
-                }
-                NLMSG_ERROR => {
-                    if len < 20 {
-                        return Err(format!("an error message of {len} bytes, without its code"));
-                    }
-                    part.error = Some(i32::from_ne_bytes([rest[16], rest[17], rest[18], rest[19]]));
-                    return Ok(part);
-                }
-                _ => part.messages.push((kind, rest[16..len].to_vec())),
-            }
-        }
+        let m = Message {
+            kind,
+            flags: u16::from_ne_bytes([rest[6], rest[7]]),
+            seq: u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]),
+            payload: &rest[16..len],
+        };
         rest = rest.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
-    }
-    Ok(part)
+        Some(Ok(m))
+    }))
 }
 
 /// The routing attributes after a message's fixed part: `(type, payload)`; `Err` when one runs past
@@ -358,35 +394,11 @@ pub fn parse_addr(body: &[u8]) -> Result<Option<AddrInfo>, String> {
 /// refusal, `Ok(None)` when the datagram is well-formed but answers something else; `Err` describes
 /// what is malformed.
 pub fn parse_ack(buf: &[u8], seq: u32) -> Result<Option<i32>, String> {
-    let mut rest = buf;
-    if rest.is_empty() {
-        return Err("an empty datagram".to_owned());
-    }
-    while !rest.is_empty() {
-        if rest.len() < 16 {
-            return Err(format!(
-                "{} bytes left, less than a message header",
-                rest.len()
-            ));
+    for m in messages(buf)? {
+        let m = m?;
+        if m.kind == NLMSG_ERROR && m.seq == seq {
+            return m.error_code().map(Some);
         }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        let s = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        if len < 16 || len > rest.len() {
-            return Err(format!(
-                "a message of type {kind} claims {len} bytes where {} remain",
-                rest.len()
-            ));
-        }
-        if kind == NLMSG_ERROR && s == seq {
-            if len < 20 {
-                return Err(format!("an error message of {len} bytes, without its code"));
-            }
-            return Ok(Some(i32::from_ne_bytes([
-                rest[16], rest[17], rest[18], rest[19],
-            ])));
-        }
-        rest = rest.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
     }
     Ok(None)
 }
