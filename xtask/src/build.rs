@@ -224,10 +224,26 @@ fn path_in(bytes: &[u8], dir: &Path) -> Option<String> {
         .then_some(needle)
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (the second build of `cargo xtask test`
+/// shares the first one's), else `target` in the checkout.
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
 /// Builds the static rescue binary and checks that it has no program interpreter, and that it names
-/// neither the checkout nor cargo's home (crate sources) of this machine.
+/// neither the checkout, nor the target directory, nor cargo's home (crate sources) of this machine.
+///
+/// Cargo hands rustc the workspace's sources by paths relative to the checkout, so the checkout's own
+/// path never reaches rustc; only generated code under the target directory (build scripts' `OUT_DIR`)
+/// and crate sources under cargo's home are named by absolute path, and both are remapped. The flags
+/// are therefore the same from any checkout, and a second build from a copy elsewhere that shares the
+/// target directory reuses the compiled dependencies and recompiles only the workspace's crates.
 pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
     let root = util::project_root();
+    let target = target_dir(&root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     util::run(
         Command::new(cargo)
@@ -247,9 +263,9 @@ pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
                 "RUSTFLAGS",
                 format!(
                     "-C target-feature=+crt-static --remap-path-prefix={}=/cargo \
-                     --remap-path-prefix={}=/build",
+                     --remap-path-prefix={}=/target",
                     cargo_home().display(),
-                    root.display()
+                    target.display()
                 ),
             )
             // Not SOURCE_DATE_EPOCH: nothing in the binary reads the clock at build time, and C build
@@ -257,9 +273,13 @@ pub fn build_rescue_binary(commit: &str) -> anyhow::Result<PathBuf> {
             .env_remove("SOURCE_DATE_EPOCH")
             .env("RESCUE_GIT_COMMIT", commit),
     )?;
-    let bin = root.join("target").join(TARGET).join("release/rescue");
+    let bin = target.join(TARGET).join("release/rescue");
     let bytes = fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
-    for (what, dir) in [("checkout", root.clone()), ("cargo home", cargo_home())] {
+    for (what, dir) in [
+        ("checkout", root.clone()),
+        ("target directory", target.clone()),
+        ("cargo home", cargo_home()),
+    ] {
         if let Some(p) = path_in(&bytes, &dir) {
             bail!(
                 "{} names the {what} {p} of this build machine: another machine would build a \

@@ -137,11 +137,26 @@ fn copy_checkout(root: &Path, to: &Path) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// Builds the media a second time from a copy of the checkout at another path, with its own target
-/// directory (compiled binaries, scratch files, output); only the download cache of pinned packages
-/// (`target/cache`, every file checked against `xtask/inputs.lock`) is shared. Returns the output
-/// directory.
-fn build_from_copy(root: &Path, opts: &BuildOptions) -> anyhow::Result<std::path::PathBuf> {
+/// How the second build treats cargo's compiled dependencies.
+#[derive(Clone, Copy, PartialEq)]
+enum Deps {
+    /// Compiled again in the copy's own cargo target directory (`--reproducibility`).
+    Own,
+    /// Taken from the first build's cargo target directory (CI): the workspace's crates are compiled
+    /// again from the copy's sources (their paths differ, so cargo never reuses them), the dependencies,
+    /// compiled from cargo's home with the same flags, are not.
+    Shared,
+}
+
+/// Builds the media a second time from a copy of the checkout at another path, with its own scratch
+/// files and output, and cargo's compiled dependencies as `deps` says; the download cache of pinned
+/// packages (`target/cache`, every file checked against `xtask/inputs.lock`) is shared. Returns the
+/// output directory.
+fn build_from_copy(
+    root: &Path,
+    opts: &BuildOptions,
+    deps: Deps,
+) -> anyhow::Result<std::path::PathBuf> {
     let copy = root.join("target/repro-checkout");
     let target = copy.join("target");
     // The checkout files are copied afresh; the copy's own target directory (its compiled
@@ -169,19 +184,36 @@ fn build_from_copy(root: &Path, opts: &BuildOptions) -> anyhow::Result<std::path
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(&cache, &link)?;
     let out = target.join("rescue");
+    let mut c = match deps {
+        // xtask itself, compiled from the copy too.
+        Deps::Own => {
+            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+            c.args(["run", "--locked", "-q", "-p", "xtask", "--"])
+                .env("CARGO_TARGET_DIR", &target);
+            c
+        }
+        // This xtask, pointed at the copy; cargo builds the copy's crates into the shared target
+        // directory. (Compiling the copy's xtask there would replace the binary running now.)
+        Deps::Shared => {
+            let mut c = Command::new(std::env::current_exe().context("finding xtask's binary")?);
+            c.env("XTASK_PROJECT_ROOT", &copy)
+                .env("CARGO_TARGET_DIR", build::target_dir(root));
+            c
+        }
+    };
     eprintln!(
-        "xtask: {files} files copied to {}; building there with CARGO_TARGET_DIR={}",
+        "xtask: {files} files copied to {}; building there, {}",
         copy.display(),
-        target.display()
+        match deps {
+            Deps::Own => format!("everything compiled in {}", target.display()),
+            Deps::Shared =>
+                "the workspace's crates compiled again, the dependencies shared".to_owned(),
+        }
     );
     util::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-            .current_dir(&copy)
-            .args([
-                "run", "--locked", "-q", "-p", "xtask", "--", "build", "--out",
-            ])
+        c.current_dir(&copy)
+            .args(["build", "--out"])
             .arg(&out)
-            .env("CARGO_TARGET_DIR", &target)
             // The copy has no .git: the same commit and date as the first build.
             .env("SOURCE_DATE_EPOCH", opts.epoch.to_string())
             .env("RESCUE_GIT_COMMIT", &opts.commit),
@@ -196,7 +228,7 @@ fn reproducibility(root: &Path) -> anyhow::Result<()> {
     let opts = BuildOptions::parse(&[])?;
     let art = build::build(&opts)?;
     let t = Instant::now();
-    let second = build_from_copy(root, &opts)?;
+    let second = build_from_copy(root, &opts, Deps::Own)?;
     compare_builds(&art.dir, &second)?;
     eprintln!(
         "xtask: the second build, from the copy, took {:.0} s",
@@ -217,6 +249,11 @@ impl GatedTools {
     fn ensure() -> anyhow::Result<Self> {
         deps::ensure_packages(deps::BUILD)?;
         deps::ensure_packages(deps::TEST)?;
+        Self::made()
+    }
+
+    /// The tools that are neither Debian packages nor built by the build: made when missing.
+    fn made() -> anyhow::Result<Self> {
         Ok(Self {
             s3s_fs: crate::bench_s3::ensure_s3s_fs()?,
             dissect_python: crate::deps::ensure_dissect_target()?,
@@ -243,6 +280,61 @@ impl GatedTools {
         if let Some(m) = &art.modules_dir {
             c.env("RESCUE_KERNEL_MODULES_DIR", m);
         }
+    }
+}
+
+/// The gated suites' tools made by a child xtask (`test --tools`) while fmt, clippy and the builds
+/// run: its compile (s3s-fs) and downloads (pip) fill what the builds leave idle. Its output goes to
+/// `target/tools-setup.log`, shown when it fails.
+struct ToolsInBackground {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    started: Instant,
+}
+
+impl ToolsInBackground {
+    fn start(root: &Path) -> anyhow::Result<Self> {
+        let log = root.join("target/tools-setup.log");
+        fs::create_dir_all(root.join("target"))?;
+        let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(std::env::current_exe().context("finding xtask's binary")?)
+            .args(["test", "--tools"])
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting `xtask test --tools`")?;
+        eprintln!(
+            "xtask: making s3s-fs and the Python virtualenvs in the background (log: {})",
+            log.display()
+        );
+        Ok(Self {
+            child,
+            log,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for the child, then returns the tools (found, not made, when it succeeded).
+    fn finish(mut self) -> anyhow::Result<GatedTools> {
+        let status = self
+            .child
+            .wait()
+            .context("waiting for `xtask test --tools`")?;
+        eprintln!(
+            "    made in {:.0} s, in the background",
+            self.started.elapsed().as_secs_f64()
+        );
+        if !status.success() {
+            let text = fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            bail!(
+                "making the gated suites' tools failed ({status}); the end of {}:\n{tail}",
+                self.log.display()
+            );
+        }
+        GatedTools::made()
     }
 }
 
@@ -370,6 +462,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => {}
         Some("--reproducibility") => return reproducibility(&root),
+        // The child of a full run that makes the gated suites' tools (see `ToolsInBackground`).
+        Some("--tools") => return GatedTools::made().map(drop),
         Some("--soak") => {
             let mut runs = None;
             let mut busy = 2;
@@ -394,9 +488,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         }
         Some(other) => bail!("unknown test option {other:?}"),
     }
-    let t = step("tools: Debian packages, s3s-fs, Python virtualenvs");
-    let tools = GatedTools::ensure()?;
+    let t = step("Debian packages");
+    deps::ensure_packages(deps::BUILD)?;
+    deps::ensure_packages(deps::TEST)?;
     eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
+    let tools = ToolsInBackground::start(&root)?;
 
     let t = step("cargo fmt --check");
     util::run(cargo().args(["fmt", "--all", "--", "--check"]))?;
@@ -419,13 +515,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let art = build::build(&opts)?;
     eprintln!("    {:.0} s", t.elapsed().as_secs_f64());
     let t = step("cargo xtask build again, from a copy of the checkout at another path");
-    let second = build_from_copy(&root, &opts)?;
+    let second = build_from_copy(&root, &opts, Deps::Shared)?;
     compare_builds(&art.dir, &second)?;
     eprintln!(
-        "    {:.0} s (the copy compiles everything in its own target directory; only the \
-         download cache of pinned .debs is shared)",
+        "    {:.0} s (the copy compiles the workspace's crates from its own sources; the compiled \
+         dependencies are shared; `cargo xtask test --reproducibility` compiles everything twice)",
         t.elapsed().as_secs_f64()
     );
+
+    step("s3s-fs and the Python virtualenvs");
+    let tools = tools.finish()?;
 
     let markers = root.join("target/test-markers");
     let _ = fs::remove_dir_all(&markers);

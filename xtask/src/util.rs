@@ -9,8 +9,12 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-/// The workspace root (parent of `xtask/`).
+/// The workspace root (parent of `xtask/`), or `XTASK_PROJECT_ROOT` when set: `cargo xtask test`
+/// runs its own binary on a copy of the checkout that way for the second build.
 pub fn project_root() -> PathBuf {
+    if let Some(r) = std::env::var_os("XTASK_PROJECT_ROOT").filter(|r| !r.is_empty()) {
+        return PathBuf::from(r);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
