@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nix::fcntl::{Flock, FlockArg};
@@ -437,22 +437,24 @@ pub fn run_umount(args: &UmountArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_OK);
     }
-    // The server holds an exclusive lock on its pid file until it exits.
-    let start = Instant::now();
-    loop {
-        match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(_) => break,
-            Err((f, nix::Error::EWOULDBLOCK)) if start.elapsed() < EXIT_WAIT => {
-                file = f;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err((_, e)) if e == nix::Error::EWOULDBLOCK => bail!(
-                "unmounted {}, but server process {pid} has not exited after {} s",
-                mp.display(),
-                EXIT_WAIT.as_secs()
-            ),
-            Err((_, e)) => return Err(e).context(format!("waiting on {}", pid_path.display())),
-        }
+    // The server holds an exclusive lock on its pid file until it exits: a blocking shared lock
+    // returns the moment it has exited. (On a timeout the waiting thread is left to the process's end.)
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            Flock::lock(file, FlockArg::LockShared)
+                .map(drop)
+                .map_err(|(_, e)| e),
+        );
+    });
+    match rx.recv_timeout(EXIT_WAIT) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e).context(format!("waiting on {}", pid_path.display())),
+        Err(_) => bail!(
+            "unmounted {}, but server process {pid} has not exited after {} s",
+            mp.display(),
+            EXIT_WAIT.as_secs()
+        ),
     }
     let _ = fs::remove_file(&pid_path);
     super::sayln!("unmounted {}; server process {pid} exited", mp.display());
