@@ -357,3 +357,42 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     fs::write(bench.join("timeline.md"), &md)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLS: &str = "0|/a|12|r/rrw-r--r--|0|0|0|1|2|3|4\n0|/d|13|d/drwxr-xr-x|0|0|4096|1|2|3|4\n0|/$OrphanFiles|99|V/V---------|0|0|0|0|0|0|0\n";
+
+    fn files(ours: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("ours"), d.path().join("fls"));
+        fs::write(&a, ours).unwrap();
+        fs::write(&b, FLS).unwrap();
+        (d, a, b)
+    }
+
+    #[test]
+    fn body_files_with_the_same_lines_in_another_order_agree() {
+        let (_d, a, b) =
+            files("0|/d|13|d/drwxr-xr-x|0|0|4096|1|2|3|4\n0|/a|12|r/rrw-r--r--|0|0|0|1|2|3|4\n");
+        assert_eq!(same_body(&a, &b).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_missing_file_or_another_time_fails_the_bench_naming_the_line() {
+        let (_d, a, b) = files("0|/a|12|r/rrw-r--r--|0|0|0|1|2|3|4\n");
+        let e = same_body(&a, &b).unwrap_err().to_string();
+        assert!(
+            e.contains("0 lines only in") && e.contains("0|/d|13|"),
+            "{e}"
+        );
+        let (_d, a, b) =
+            files("0|/a|12|r/rrw-r--r--|0|0|0|1|2|3|5\n0|/d|13|d/drwxr-xr-x|0|0|4096|1|2|3|4\n");
+        let e = same_body(&a, &b).unwrap_err().to_string();
+        assert!(
+            e.contains("1 lines only in") && e.contains("|1|2|3|5"),
+            "{e}"
+        );
+    }
+}
