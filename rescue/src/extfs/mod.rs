@@ -414,6 +414,40 @@ mod tests {
         assert_eq!(link("d/ll"), Some("y".repeat(80)));
     }
 
+    /// `mke2fs -q -t ext4 -b 1024 -g 1024 -N 512 -O ^has_journal -d TREE IMG 4M`: TREE holds `a`..`e`,
+    /// each with 40 files and `sub` holding 10, and `e/hardlink-to-a-f1` (a name in group 2 for an
+    /// inode in group 0, so the walk comes back to a group it left); three groups of 128 inodes.
+    #[test]
+    fn a_cache_smaller_than_the_inode_tables_lists_the_same_tree_reading_groups_again() {
+        let img = seed(include_bytes!("../fuzz-seeds/ext4-groups.img.zst"));
+        let vol = Bytes(&img);
+        let walk = |limit: Option<usize>| {
+            let mut fs = ExtFs::open(&vol, img.len() as u64).unwrap();
+            if let Some(l) = limit {
+                fs.set_cache_limit(l);
+            }
+            let mut c = Collect::default();
+            tree::walk(&mut fs, &mut c).unwrap();
+            assert!(c.damaged.is_empty(), "{:?}", c.damaged);
+            let tables: u64 = fs
+                .groups
+                .iter()
+                .map(|g| u64::from(g.used_inodes(&fs.sb)) * u64::from(fs.sb.inode_size))
+                .sum();
+            (c.seen, fs.itable_bytes_read(), tables)
+        };
+        let (all, once, tables) = walk(None);
+        // lost+found, the hard link, and per directory itself, 40 files, `sub` and its 10.
+        assert_eq!(all.len(), 2 + 5 * (1 + 40 + 1 + 10));
+        assert_eq!(once, tables, "each group's table read once");
+        let (small, again, _) = walk(Some(1));
+        assert_eq!(small, all);
+        assert!(
+            again > once,
+            "one group at a time reads some again: {again} vs {once}"
+        );
+    }
+
     #[test]
     fn a_truncated_image_and_a_refused_feature_are_errors_naming_what_is_wrong() {
         let img = seed(include_bytes!("../fuzz-seeds/ext4-small.img.zst"));
