@@ -17,9 +17,10 @@
 //! skipped with a note; nothing on the device can make it panic or allocate beyond what the device
 //! itself holds.
 //!
-//! Memory: the inode tables of recently used groups (at most [`ITABLE_CACHE`] bytes), the entries of
-//! each directory on the current path (its names, and 8 bytes per entry), and one 4-byte inode number
-//! per directory already entered (a directory is never entered twice, so a corrupt tree cannot loop).
+//! Memory: the inode tables of recently used groups (at most [`ITABLE_CACHE`] bytes, 16 MiB), the
+//! entries of each directory on the current path (its names, and 8 bytes per entry), and one 4-byte
+//! inode number per directory already entered (a directory is never entered twice, so a corrupt tree
+//! cannot loop).
 //!
 //! Never: write, replay the journal, follow a symlink, print.
 
@@ -36,8 +37,13 @@ use crate::acquire::source::ReadAt;
 pub use inode::{Inode, Time};
 pub use layout::Superblock;
 
-/// Bytes of inode tables kept in memory.
-pub const ITABLE_CACHE: usize = 64 << 20;
+/// Bytes of inode tables kept in memory (least recently used group out first). The knee, measured
+/// walking two 200 000-file images with 4 to 64 MiB (docs/benchmarks.md): a `mke2fs -d` image reads
+/// each table once at any size; a tree the kernel wrote (Orlov spreads directories over the groups)
+/// reads 1.33× its tables at 4 MiB, 1.19× at 8, 1.11× at 16 and 1.0× from 32. Re-reads matter on a
+/// block device (`O_DIRECT`, no page cache); memory matters in a RAM-only system: 16 MiB keeps the
+/// walk's peak RSS near 20–23 MiB, where 64 MiB made it 52–58.
+pub const ITABLE_CACHE: usize = 16 << 20;
 
 /// Errors reading an ext filesystem as a whole, or one of its parts.
 #[derive(Debug, thiserror::Error)]
@@ -104,9 +110,13 @@ pub struct ExtFs<'r> {
     groups: Vec<layout::Group>,
     /// The used part of each group's inode table, for the groups read recently.
     itables: Vec<Option<Box<[u8]>>>,
-    /// Groups in `itables`, oldest first, and their bytes.
+    /// Groups in `itables`, least recently used first, and their bytes.
     loaded: std::collections::VecDeque<u32>,
     cached: usize,
+    /// At most this many bytes in `itables` ([`ITABLE_CACHE`] unless set).
+    cache_limit: usize,
+    /// Bytes of inode tables read so far (more than the tables hold when the cache was too small).
+    itable_read: u64,
     /// Groups whose inode table could not be read (each reported once).
     bad_groups: std::collections::HashMap<u32, String>,
 }
@@ -128,6 +138,8 @@ impl<'r> ExtFs<'r> {
             itables: (0..n).map(|_| None).collect(),
             loaded: Default::default(),
             cached: 0,
+            cache_limit: ITABLE_CACHE,
+            itable_read: 0,
             bad_groups: Default::default(),
         })
     }
@@ -174,6 +186,17 @@ impl<'r> ExtFs<'r> {
         self.vol_len
     }
 
+    /// Keeps at most `bytes` of inode tables in memory (at least the one group in use).
+    pub fn set_cache_limit(&mut self, bytes: usize) {
+        self.cache_limit = bytes;
+    }
+
+    /// Bytes of inode tables read so far: each table once when the cache holds them all, more when
+    /// groups had to be read again.
+    pub fn itable_bytes_read(&self) -> u64 {
+        self.itable_read
+    }
+
     /// Reads inode `ino` (1-based), through the cache of inode tables.
     pub fn inode(&mut self, ino: u64) -> Result<Inode, ExtError> {
         let sb = &self.sb;
@@ -208,45 +231,55 @@ impl<'r> ExtFs<'r> {
         if gi >= self.groups.len() {
             return Err(format!("group {g} does not exist"));
         }
+        if self.itables[gi].is_some() {
+            // Least recently used leaves first: a group in use moves to the back (a walk comes back
+            // to its parent directories' groups after each subtree).
+            if self.loaded.back() != Some(&g)
+                && let Some(at) = self.loaded.iter().position(|&x| x == g)
+            {
+                self.loaded.remove(at);
+                self.loaded.push_back(g);
+            }
+            return Ok(());
+        }
         if let Some(why) = self.bad_groups.get(&g) {
             return Err(why.clone());
         }
-        if self.itables[gi].is_none() {
-            let grp = self.groups[gi];
-            let used = grp.used_inodes(&self.sb) as usize;
-            let len = used * self.sb.inode_size as usize;
-            let offset = grp
-                .inode_table
-                .saturating_mul(u64::from(self.sb.block_size));
-            let mut buf = vec![0u8; 0];
-            if len > 0 {
-                if offset.saturating_add(len as u64) > self.vol_len {
-                    let why = format!(
-                        "group {g}'s inode table (block {}) lies past the end of the volume",
-                        grp.inode_table
-                    );
-                    self.bad_groups.insert(g, why.clone());
-                    return Err(why);
-                }
-                buf.resize(len, 0);
-                if let Err(e) = self.read(&mut buf, offset) {
-                    let why = format!("group {g}'s inode table: {}", crate::error_chain(&e));
-                    self.bad_groups.insert(g, why.clone());
-                    return Err(why);
-                }
+        let grp = self.groups[gi];
+        let used = grp.used_inodes(&self.sb) as usize;
+        let len = used * self.sb.inode_size as usize;
+        let offset = grp
+            .inode_table
+            .saturating_mul(u64::from(self.sb.block_size));
+        let mut buf = vec![0u8; 0];
+        if len > 0 {
+            if offset.saturating_add(len as u64) > self.vol_len {
+                let why = format!(
+                    "group {g}'s inode table (block {}) lies past the end of the volume",
+                    grp.inode_table
+                );
+                self.bad_groups.insert(g, why.clone());
+                return Err(why);
             }
-            while self.cached + len > ITABLE_CACHE {
-                let Some(old) = self.loaded.pop_front() else {
-                    break;
-                };
-                if let Some(b) = self.itables[old as usize].take() {
-                    self.cached -= b.len();
-                }
+            buf.resize(len, 0);
+            if let Err(e) = self.read(&mut buf, offset) {
+                let why = format!("group {g}'s inode table: {}", crate::error_chain(&e));
+                self.bad_groups.insert(g, why.clone());
+                return Err(why);
             }
-            self.cached += len;
-            self.loaded.push_back(g);
-            self.itables[gi] = Some(buf.into_boxed_slice());
         }
+        self.itable_read += len as u64;
+        while self.cached + len > self.cache_limit {
+            let Some(old) = self.loaded.pop_front() else {
+                break;
+            };
+            if let Some(b) = self.itables[old as usize].take() {
+                self.cached -= b.len();
+            }
+        }
+        self.cached += len;
+        self.loaded.push_back(g);
+        self.itables[gi] = Some(buf.into_boxed_slice());
         Ok(())
     }
 }
@@ -379,6 +412,40 @@ mod tests {
         assert_eq!(c.seen.len(), 8 + 40);
         let link = |p: &str| c.seen.iter().find(|s| s.0 == p).unwrap().3.clone();
         assert_eq!(link("d/ll"), Some("y".repeat(80)));
+    }
+
+    /// `mke2fs -q -t ext4 -b 1024 -g 1024 -N 512 -O ^has_journal -d TREE IMG 4M`: TREE holds `a`..`e`,
+    /// each with 40 files and `sub` holding 10, and `e/hardlink-to-a-f1` (a name in group 2 for an
+    /// inode in group 0, so the walk comes back to a group it left); three groups of 128 inodes.
+    #[test]
+    fn a_cache_smaller_than_the_inode_tables_lists_the_same_tree_reading_groups_again() {
+        let img = seed(include_bytes!("../fuzz-seeds/ext4-groups.img.zst"));
+        let vol = Bytes(&img);
+        let walk = |limit: Option<usize>| {
+            let mut fs = ExtFs::open(&vol, img.len() as u64).unwrap();
+            if let Some(l) = limit {
+                fs.set_cache_limit(l);
+            }
+            let mut c = Collect::default();
+            tree::walk(&mut fs, &mut c).unwrap();
+            assert!(c.damaged.is_empty(), "{:?}", c.damaged);
+            let tables: u64 = fs
+                .groups
+                .iter()
+                .map(|g| u64::from(g.used_inodes(&fs.sb)) * u64::from(fs.sb.inode_size))
+                .sum();
+            (c.seen, fs.itable_bytes_read(), tables)
+        };
+        let (all, once, tables) = walk(None);
+        // lost+found, the hard link, and per directory itself, 40 files, `sub` and its 10.
+        assert_eq!(all.len(), 2 + 5 * (1 + 40 + 1 + 10));
+        assert_eq!(once, tables, "each group's table read once");
+        let (small, again, _) = walk(Some(1));
+        assert_eq!(small, all);
+        assert!(
+            again > once,
+            "one group at a time reads some again: {again} vs {once}"
+        );
     }
 
     #[test]
