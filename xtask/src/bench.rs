@@ -12,11 +12,6 @@ use crate::{
     bench_acquire, bench_live, bench_mount, bench_s3, bench_timeline, bench_triage, deps, util,
 };
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("build") => bench_build(),
@@ -52,7 +47,7 @@ fn bench_build() -> anyhow::Result<()> {
     println!("| measure | value |\n|---|---|");
     println!(
         "| `cargo xtask build`, warm cache (median of 3) | {:.1} s |",
-        median(times)
+        util::median(times)
     );
     println!(
         "| initramfs.cpio.zst (profile generic) | {:.1} MiB |",
@@ -96,7 +91,10 @@ fn bench_boot() -> anyhow::Result<()> {
         u.push(time_to_prompt(&uefi)?);
     }
     println!("| boot to `rescue> ` under QEMU TCG (median of 3) | seconds |\n|---|---|");
-    println!("| direct kernel + initramfs (SeaBIOS) | {:.1} |", median(d));
-    println!("| rescue-usb.img via OVMF + UKI | {:.1} |", median(u));
+    println!(
+        "| direct kernel + initramfs (SeaBIOS) | {:.1} |",
+        util::median(d)
+    );
+    println!("| rescue-usb.img via OVMF + UKI | {:.1} |", util::median(u));
     Ok(())
 }

@@ -146,22 +146,6 @@ fn tail(bytes: &[u8]) -> String {
     lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
 fn fresh(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -405,7 +389,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         for (i, step) in plan.iter().enumerate() {
             let s = (step.run)().with_context(|| format!("benchmark {}", step.name))?;
             eprintln!("bench: round {} {}: {:.2} s", round + 1, step.name, s.secs);
-            let bytes = dir_size(&step.dir) + dir_size(&step.dir.join("acq"));
+            let bytes = util::dir_size(&step.dir) + util::dir_size(&step.dir.join("acq"));
             if !step.keep {
                 fs::remove_dir_all(&step.dir)
                     .with_context(|| format!("removing {}", step.dir.display()))?;
@@ -423,12 +407,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .then(|| s.last().map_or(0, |(_, b)| *b));
         rows.push(Row {
             name: step.name.to_string(),
-            secs: median(s.iter().map(|(x, _)| x.secs).collect()),
+            secs: util::median(s.iter().map(|(x, _)| x.secs).collect()),
             rss_kib: rss,
             out_bytes,
         });
     }
-    let sha = median(sha_speeds);
+    let sha = util::median(sha_speeds);
     let md = report(&rows, size, sha, &o)?;
     print!("{md}");
     util::write_atomic(&bench_dir.join("acquire.md"), md.as_bytes())?;

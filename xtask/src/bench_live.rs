@@ -81,17 +81,6 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     Ok(o)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// Seconds the memory step took according to `live-manifest.json`: its `elapsed_seconds`, else
 /// (older binaries) its whole-second times.
 fn memory_seconds(manifest: &serde_json::Value) -> Option<f64> {
@@ -152,7 +141,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let evidence_mib = u64::from(o.memory_mib) * 3 + 512;
     let (builder, _evidence) =
         live::suspect_host(&art, &work, o.memory_mib, evidence_mib, &[("avml", &avml)])?;
-    let load_before = loadavg();
+    let load_before = util::load_average();
     let mut vm = builder.spawn()?;
     live::wait_shell(&mut vm, Duration::from_secs(600))?;
     // The static binary on the stick, as a responder runs it from the mounted medium.
@@ -247,9 +236,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     live::sh_ok(&mut vm, "rm /tmp/hashprobe", T)?;
     vm.send_line("poweroff -f")?;
     let _ = vm.wait_exit(T);
-    let load_after = loadavg();
+    let load_after = util::load_average();
 
-    let med = |v: &[live::Timing], f: fn(&live::Timing) -> f64| median(v.iter().map(f).collect());
+    let med =
+        |v: &[live::Timing], f: fn(&live::Timing) -> f64| util::median(v.iter().map(f).collect());
     let (a, r) = (med(&avml, |t| t.wall), med(&ours, |t| t.wall));
     let mut table = format!(
         "| `{}` MiB guest RAM ({mib:.0} MiB System RAM), median of {} | wall s | MiB/s | peak RSS MiB | CPU s (user+sys) |\n\
@@ -269,25 +259,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         med(&ours, |t| t.user + t.sys),
     ));
     if !ours_mem.is_empty() {
-        let m = median(ours_mem);
+        let m = util::median(ours_mem);
         table.push_str(&format!(
             "| rescue live, memory step alone (its manifest's `elapsed_seconds`) | {m:.1} | {:.1} | | |\n",
             mib / m
         ));
     }
     if !blake3_mem.is_empty() {
-        let m = median(blake3_mem);
+        let m = util::median(blake3_mem);
         table.push_str(&format!(
             "| rescue live --hash blake3, memory step alone | {m:.1} | {:.1} | | |\n",
             mib / m
         ));
     }
-    let s = median(sha);
+    let s = util::median(sha);
     table.push_str(&format!(
         "| busybox sha256sum of 128 MiB in RAM (SHA-256 alone, one thread) | {s:.1} | {:.1} | | |\n",
         128.0 / s
     ));
-    let s = median(ours_sha);
+    let s = util::median(ours_sha);
     table.push_str(&format!(
         "| rescue verify of an acquisition of the same 128 MiB, in the page cache (rescue's SHA-256 alone) | {s:.1} | {:.1} | | |\n",
         128.0 / s

@@ -148,28 +148,6 @@ fn advise(f: &File, advice: libc::c_int) {
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let o = parse(args)?;
     deps::ensure_packages(&[
@@ -212,7 +190,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 .args(extra),
         )?;
         let secs = t.elapsed().as_secs_f64();
-        Ok((dir.clone(), (dir_size(&dir) >> 20, secs)))
+        Ok((dir.clone(), (util::dir_size(&dir) >> 20, secs)))
     };
     let zstd = |name: &str, label: &str, extra: &[&str], mnt: &str| -> anyhow::Result<Target> {
         let (dir, made) = acquire(name, extra)?;
@@ -267,13 +245,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let ewf_secs = t.elapsed().as_secs_f64();
     targets.push(Target {
         name: "`ewfmount`, E01 `-c fast`".into(),
-        made: Some((dir_size(&out.join("ewf")) >> 20, ewf_secs)),
+        made: Some((util::dir_size(&out.join("ewf")) >> 20, ewf_secs)),
         serve: Serve::Ewf(out.join("ewf/image.E01")),
         mnt: out.join("mnt-ewf"),
         seq: Vec::new(),
         random: Vec::new(),
     });
-    let load_before = loadavg();
+    let load_before = util::load_average();
     for run in 0..o.runs {
         for t in &mut targets {
             // Random first: sequential reads would fill the page cache the random reads then hit.
@@ -294,20 +272,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             );
         }
     }
-    let load_after = loadavg();
+    let load_after = util::load_average();
     let mut table = format!(
         "| reader ({} MiB disk, median of {}) | stored, made in | sequential, 1 MiB reads | random 4 KiB reads ({} per run) |\n|---|---|---|---|\n",
         o.size_mib, o.runs, o.reads
     );
     for t in &targets {
-        let r = median(t.random.clone());
+        let r = util::median(t.random.clone());
         let made = t
             .made
             .map_or_else(|| "-".to_owned(), |(mib, s)| format!("{mib} MiB, {s:.1} s"));
         table.push_str(&format!(
             "| {} | {made} | {:.0} MB/s | {:.2} MB/s ({:.0} reads/s) |\n",
             t.name,
-            median(t.seq.clone()),
+            util::median(t.seq.clone()),
             r,
             r * 1e6 / 4096.0
         ));

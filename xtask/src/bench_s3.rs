@@ -62,11 +62,6 @@ impl Drop for Server {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// One run: wall seconds, CPU seconds (user + system) and peak RSS in KiB.
 struct Sample {
     wall: f64,
@@ -297,8 +292,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let _ = fs::remove_dir_all(store.join(format!("bench/{}-{i}", OTHERS[k].0)));
         }
     }
-    let (l, r) = (median(local), median(remote));
-    let (cl, cr, cs) = (median(cpu_local), median(cpu_remote), median(cpu_server));
+    let (l, r) = (util::median(local), util::median(remote));
+    let (cl, cr, cs) = (
+        util::median(cpu_local),
+        util::median(cpu_remote),
+        util::median(cpu_server),
+    );
     let mb = size_mib as f64 * 1.048576;
     let ratio = l / r;
     let table = format!(
@@ -327,14 +326,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     );
     let mut lowest = f64::MAX;
     for (k, (wall, client, server, rss)) in others.into_iter().enumerate() {
-        let c = median(client);
+        let c = util::median(client);
         lowest = lowest.min(c);
         cpu.push_str(&format!(
             "| {} | {:.1} | {c:.1} | {:.2} | {:.1} | {:.0} MiB |\n",
             OTHERS[k].1,
-            median(wall),
+            util::median(wall),
             c / gib,
-            median(server),
+            util::median(server),
             rss as f64 / 1024.0
         ));
     }

@@ -62,13 +62,6 @@ fn timed(program: &Path, args: &[&str], stdout_to: Option<&Path>) -> anyhow::Res
 }
 
 /// The 1-minute load average, as `/proc/loadavg` says it (how quiet the machine was).
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 fn median(mut v: Vec<Sample>) -> Sample {
     v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     let rss = v.iter().map(|s| s.rss_kib).max().unwrap_or(0);
@@ -260,7 +253,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut fls = Vec::new();
     let mut lines = (0, 0);
     let mut same = 0;
-    let load_before = loadavg();
+    let load_before = util::load_average();
     let (out, fls_out) = (bench.join("timeline-body"), bench.join("fls.body"));
     for run in 0..runs {
         let _ = fs::remove_dir_all(&out);
@@ -294,7 +287,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             same = same_body(&body, &fls_out)?;
         }
     }
-    let load_after = loadavg();
+    let load_after = util::load_average();
     let (ours, fls) = (median(ours), median(fls));
 
     let logs = bench.join("timeline-logs");

@@ -374,14 +374,6 @@ fn qemu_scenarios(
     Ok(ran.len())
 }
 
-/// The 1-minute load average from `/proc/loadavg`.
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
 /// `cargo xtask test --soak N [--busy K]`: the QEMU scenarios N times in a row while K threads spin
 /// at the same priority (a machine that is busy with something else), failing on the first run that
 /// fails. The suite must not depend on a quiet machine: its waits are on console output, never on
@@ -417,10 +409,10 @@ fn soak(root: &Path, runs: usize, busy: usize) -> anyhow::Result<()> {
         let t = step(&format!(
             "QEMU scenarios, run {i} of {runs}, {busy} busy loops"
         ));
-        let load_before = load_average();
+        let load_before = util::load_average();
         let r = qemu_scenarios(&tools, &art, &markers);
         let secs = t.elapsed().as_secs_f64();
-        let load_after = load_average();
+        let load_after = util::load_average();
         match r {
             Ok(n) => {
                 eprintln!("    run {i}: {n} QEMU scenarios passed, {secs:.0} s");
