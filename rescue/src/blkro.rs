@@ -118,6 +118,14 @@ pub fn set_read_only(dev: &Path, ro: bool) -> Result<(), BlkRoError> {
     Ok(())
 }
 
+/// Clears the kernel's read-only flag (`BLKROSET` 0) through a handle already open on the device: for
+/// a device this process attached and is about to release, so that no second open can name another.
+pub fn clear_read_only_fd(file: &fs::File) -> nix::Result<()> {
+    let value: libc::c_int = 0;
+    // SAFETY: BLKROSET reads one c_int through the pointer, which points at a live local.
+    unsafe { ioctl_blkroset(file.as_raw_fd(), &value) }.map(drop)
+}
+
 /// Read-only state of one member of a device family, before and after protection.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct MemberState {

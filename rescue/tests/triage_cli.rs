@@ -399,10 +399,64 @@ fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_noth
         .args(["-c", "SHA256SUMS"])
         .current_dir(&out));
     dissect_cross_check(&disk, &clean, &report);
+    same_findings_through_the_mounted_walk(d, &disk, &report);
     // Nothing is left mounted or attached.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("examine-"), "unmounted afterwards");
     pkgroots::ran(what);
+}
+
+/// The image's entries came from the ext reader; the same filesystem mounted by util-linux and
+/// triaged as a directory (the mounted walk: a kernel lookup and inode per entry) gives the same
+/// findings, evidence and all; only the root's name (and the id made from it) differs.
+fn same_findings_through_the_mounted_walk(d: &Path, disk: &Path, report: &serde_json::Value) {
+    assert_eq!(
+        report["roots"][0]["walker"], "the ext reader",
+        "{}",
+        report["roots"][0]
+    );
+    let mnt = d.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run(Command::new("mount")
+        .args([
+            "-t",
+            "ext4",
+            "-o",
+            "ro,noload,loop,offset=1048576,sizelimit=943718400",
+        ])
+        .arg(disk)
+        .arg(&mnt));
+    let out = d.join("out-mounted");
+    let o = rescue(&["triage", s(&mnt), "--out", s(&out), "--since", "2020-01-01"]);
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let mounted: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
+    assert_eq!(mounted["roots"][0]["walker"], "the mounted walk");
+    let strip = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                let o = f.as_object_mut().unwrap();
+                o.remove("id");
+                o.remove("root");
+                f
+            })
+            .collect()
+    };
+    let (ext, walked) = (strip(report), strip(&mounted));
+    assert!(ext.len() > 20, "{} findings", ext.len());
+    for (a, b) in ext.iter().zip(&walked) {
+        assert_eq!(a, b, "ext reader vs mounted walk");
+    }
+    assert_eq!(ext.len(), walked.len(), "ext reader vs mounted walk");
+    assert_eq!(
+        report["roots"][0]["entries_walked"],
+        mounted["roots"][0]["entries_walked"]
+    );
 }
 
 /// dissect.target (fox-it; a venv `cargo xtask test` makes, `RESCUE_DISSECT_PYTHON`) on the same

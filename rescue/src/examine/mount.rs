@@ -93,6 +93,11 @@ pub struct LoopDevice {
 
 impl Drop for LoopDevice {
     fn drop(&mut self) {
+        // A write-block of this device while it was ours (`BLKROSET`, e.g. by a scan of every block
+        // device for md or LVM members) outlives the detach: whoever attaches the same /dev/loopN next
+        // would get a read-only device. Clear it first; until LOOP_CLR_FD the device stays read-only
+        // through its own LO_FLAGS_READ_ONLY, and the mount (if any) is already gone.
+        let _ = crate::blkro::clear_read_only_fd(&self.file);
         // SAFETY: LOOP_CLR_FD on the loop device we configured; autoclear would also release it once
         // the last user is gone.
         unsafe { libc::ioctl(self.file.as_raw_fd(), LOOP_CLR_FD) };
@@ -296,6 +301,46 @@ mod tests {
         }
         assert_eq!(describe_options("noload"), "ro,nodev,nosuid,noexec,noload");
         assert_eq!(describe_options(""), "ro,nodev,nosuid,noexec");
+    }
+
+    /// A loop device rescue attached and that got write-blocked (`BLKROSET`) while attached comes back
+    /// writable for the next user: the flag, which outlives LOOP_CLR_FD, is cleared on detach.
+    #[test]
+    fn a_detached_loop_device_attaches_writable_again() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
+                "needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
+            );
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("disk.img");
+        fs::File::create(&img).unwrap().set_len(4 << 20).unwrap();
+        let lo = attach_loop(&img, None).unwrap();
+        let dev = lo.path.clone();
+        crate::blkro::set_read_only(&dev, true).unwrap();
+        assert!(crate::blkro::is_read_only(&dev).unwrap());
+        drop(lo);
+        // Attach the same node again the way anyone would (util-linux, writable) and ask the kernel.
+        let out = std::process::Command::new("losetup")
+            .arg("--show")
+            .arg(&dev)
+            .arg(&img)
+            .output()
+            .unwrap();
+        let ro = crate::blkro::is_read_only(&dev);
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&dev)
+            .output();
+        assert!(out.status.success(), "losetup {}: {out:?}", dev.display());
+        assert!(
+            !ro.unwrap(),
+            "{} came back read-only after rescue detached it",
+            dev.display()
+        );
     }
 
     #[test]

@@ -215,14 +215,16 @@ impl Entry<'_> {
 
     /// Opens the entry for reading relative to its directory, refusing a symlink, without updating its
     /// access time where the kernel allows, without blocking on a FIFO or becoming a controlling tty.
-    /// An entry of the ext reader has no directory to open it in: an `Unsupported` error.
+    /// An entry of the ext reader has no directory handle: it is opened by its path under the mount
+    /// point (the same filesystem, mounted read-only), which costs a name lookup for this file only.
     pub fn open(&self) -> io::Result<File> {
         match &self.origin {
             Origin::Dir { dirfd, name } => open_at(*dirfd, name),
-            Origin::Ext { .. } => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "listed by the ext reader without mounting: its contents are not opened here",
-            )),
+            Origin::Ext { .. } => {
+                let path = std::ffi::CString::new(self.full)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                open_at(libc::AT_FDCWD, &path)
+            }
         }
     }
 

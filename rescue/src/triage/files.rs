@@ -1,4 +1,5 @@
-//! Detectors over every file of the root, in one walk ([`crate::examine::walk`]): setuid/setgid files
+//! Detectors over every file of the root, in one walk ([`crate::examine::source::Root::walk`]: the ext
+//! reader where the root is an ext filesystem whose bytes are at hand, else the mounted walk): setuid/setgid files
 //! and files with capabilities (`security.capability`) not owned by a package, executables and hidden
 //! entries in `/tmp`, `/var/tmp` and `/dev/shm`, hidden directories (and hidden files among binaries)
 //! in system paths, executables whose name imitates a system daemon or binary, kernel modules and PAM
@@ -8,12 +9,12 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::Path;
 
 use super::category as cat;
 use super::patterns;
 use super::{Collector, Progress, Severity};
-use crate::examine::walk::{self, Entry, FileKind, Visit, Visitor, WalkError, WalkStats};
+use crate::examine::source::Walked;
+use crate::examine::walk::{Entry, FileKind, Visit, Visitor, WalkError};
 
 /// Names attackers give their programs to pass for the system's own.
 const DAEMON_NAMES: [&str; 44] = [
@@ -486,10 +487,10 @@ impl Visitor for FileScan<'_, '_> {
 
 /// Walks the root once with every file detector.
 pub fn walk_root(
-    root: &Path,
+    root: &crate::examine::source::Root,
     c: &mut Collector<'_>,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<WalkStats, WalkError> {
+) -> Result<Walked, WalkError> {
     let web_roots = web_roots(c);
     let mut daemon_names: BTreeSet<Vec<u8>> =
         DAEMON_NAMES.iter().map(|n| n.as_bytes().to_vec()).collect();
@@ -506,7 +507,7 @@ pub fn walk_root(
         entries: 0,
         unreadable: 0,
     };
-    let stats = walk::walk(root, &mut scan)?;
+    let walked = root.walk(&mut scan)?;
     let reference = scan.newest_log.min(chrono::Utc::now().timestamp());
     let scripts = std::mem::take(&mut scan.scripts);
     for (p, mtime) in scripts {
@@ -527,5 +528,5 @@ pub fn walk_root(
             );
         }
     }
-    Ok(stats)
+    Ok(walked)
 }

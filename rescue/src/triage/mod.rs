@@ -180,6 +180,10 @@ pub struct RootReport {
     pub package_db: Option<String>,
     pub entries_walked: u64,
     pub unreadable: u64,
+    /// How the entries were listed: "the ext reader", or "the mounted walk" (with why not the ext
+    /// reader, for an ext filesystem it refused).
+    #[serde(default)]
+    pub walker: Option<String>,
 }
 
 /// Something that was not examined, and why (an encrypted partition, a missing package database).
@@ -469,6 +473,7 @@ pub fn run(
             package_db: None,
             entries_walked: 0,
             unreadable: 0,
+            walker: None,
         };
         if !rr.linux {
             notes.push(NoteReport {
@@ -496,13 +501,15 @@ pub fn run(
         let (walked, verified) = std::thread::scope(|s| {
             let verify = s.spawn(|| owners.verify(&root.path));
             config::run_all(&mut c);
-            let walked = files::walk_root(&root.path, &mut c, progress);
+            let walked = files::walk_root(root, &mut c, progress);
             (walked, verify.join())
         });
-        let stats = walked.map_err(|source| TriageError::Walk {
+        let walked = walked.map_err(|source| TriageError::Walk {
             path: root.path.clone(),
             source,
         })?;
+        rr.walker = Some(walked.describe());
+        let stats = walked.stats;
         let verify_note = match verified {
             Ok(Some(v)) => owners.integrity(v, &mut c),
             Ok(None) => None,
