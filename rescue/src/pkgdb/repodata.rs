@@ -820,7 +820,7 @@ mod fuzz {
     }
 
     #[test]
-    fn rpm_file_header_length_reservation() {
+    fn regression_rpm_file_header_length_reservation() {
         // A lead and a header intro claiming 16 MiB of header in 112 bytes: once reserved before a
         // byte of the header was read.
         let input =
