@@ -317,13 +317,15 @@ impl ToolsInBackground {
 
     /// Waits for the child, then returns the tools (found, not made, when it succeeded).
     fn finish(mut self) -> anyhow::Result<GatedTools> {
+        let waiting = Instant::now();
         let status = self
             .child
             .wait()
             .context("waiting for `xtask test --tools`")?;
         eprintln!(
-            "    made in {:.0} s, in the background",
-            self.started.elapsed().as_secs_f64()
+            "    started {:.0} s ago in the background; waited {:.0} s for it here",
+            self.started.elapsed().as_secs_f64(),
+            waiting.elapsed().as_secs_f64()
         );
         if !status.success() {
             let text = fs::read_to_string(&self.log).unwrap_or_default();
