@@ -175,9 +175,16 @@ fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
         0o644,
     );
     append(root, "/usr/bin/ls", "trojaned");
+    // One byte changed in place: same size, same metadata but the ctime, only the content tells.
+    let dir = root.join("usr/bin/dir");
+    let mut bytes = std::fs::read(&dir).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&dir, bytes).unwrap();
     put_elf("/usr/sbin/sshd-keygen", 0o755);
     vec![
         ("package", "/bin/ls", "high"),
+        ("package", "/bin/dir", "high"),
         ("package", "/usr/sbin/sshd-keygen", "medium"),
         ("account", "/etc/passwd", "critical"),
         ("account", "/etc/shadow", "critical"),
@@ -399,11 +406,42 @@ fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_noth
         .args(["-c", "SHA256SUMS"])
         .current_dir(&out));
     dissect_cross_check(&disk, &clean, &report);
+    debsums_cross_check(&clean, &report);
     same_findings_through_the_mounted_walk(d, &disk, &report);
     // Nothing is left mounted or attached.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("examine-"), "unmounted afterwards");
     pkgroots::ran(what);
+}
+
+/// `debsums --root` (not ours) on the compromised tree names the same package files with changed
+/// content as triage on its image, where the package files were read by inode from the image's
+/// bytes (the ext reader), the one-byte change in place among them.
+fn debsums_cross_check(root: &Path, report: &serde_json::Value) {
+    let o = Command::new("debsums")
+        .args(["-a", "-c", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    let prefix = root.to_string_lossy().into_owned();
+    let theirs: std::collections::BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.strip_prefix(prefix.as_str()).unwrap_or(l).to_owned())
+        .collect();
+    let ours: std::collections::BTreeSet<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["category"] == "package"
+                && f["why"].as_str().is_some_and(|w| {
+                    w.contains("changed since installation") && w.contains("content differs")
+                })
+        })
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(theirs.contains("/bin/dir"), "debsums: {theirs:?}");
+    assert_eq!(ours, theirs, "triage (by inode) vs debsums --root");
 }
 
 /// The image's entries came from the ext reader; the same filesystem mounted by util-linux and

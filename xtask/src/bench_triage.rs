@@ -337,7 +337,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "| command | what it does | wall s | peak RSS MiB | reported |\n|---|---|---:|---:|---|\n",
     );
     md.push_str(&format!(
-        "| rescue triage IMAGE | loop mount ro,noload; every entry from the ext reader through every detector; verify every package file through the mount | {:.2} | {:.1} | {} findings, {changed_pkg} changed package file(s) |\n",
+        "| rescue triage IMAGE | loop mount ro,noload; every entry from the ext reader through every detector; verify every package file (found through the mount, read by inode from the image) | {:.2} | {:.1} | {} findings, {changed_pkg} changed package file(s) |\n",
         ours.secs,
         mib(&ours),
         findings.len()

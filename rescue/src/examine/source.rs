@@ -127,6 +127,28 @@ impl Walked {
 }
 
 impl Root {
+    /// The bytes of an ext2/3/4 root, for [`crate::extfs`]; `None` for another filesystem, a
+    /// directory, or a source that cannot be opened again.
+    pub fn ext_volume(&self) -> Option<crate::extfs::Window<crate::acquire::source::Source>> {
+        self.open_ext_volume()?.ok()
+    }
+
+    fn open_ext_volume(
+        &self,
+    ) -> Option<
+        Result<
+            crate::extfs::Window<crate::acquire::source::Source>,
+            crate::acquire::source::SourceError,
+        >,
+    > {
+        let ext = matches!(self.fstype.as_deref(), Some("ext2" | "ext3" | "ext4"));
+        let v = self.volume.as_ref().filter(|_| ext)?;
+        Some(
+            crate::acquire::source::Source::open(&v.path)
+                .map(|src| crate::extfs::Window::new(src, v.start, v.len)),
+        )
+    }
+
     /// Lists every entry below the root: an ext2/3/4 filesystem whose bytes are at hand is read by
     /// [`crate::extfs`] (no kernel inode is made, so nothing has to be evicted at unmount); anything
     /// else, or an ext filesystem the reader refuses (a feature it cannot read, a damaged superblock),
@@ -135,23 +157,19 @@ impl Root {
         &self,
         visitor: &mut dyn super::walk::Visitor,
     ) -> Result<Walked, super::walk::WalkError> {
-        let ext = matches!(self.fstype.as_deref(), Some("ext2" | "ext3" | "ext4"));
         let mut fallback = None;
-        if let (true, Some(v)) = (ext, &self.volume) {
-            match crate::acquire::source::Source::open(&v.path) {
-                Ok(src) => {
-                    let win = crate::extfs::Window::new(src, v.start, v.len);
-                    match super::walk::walk_ext(&win, v.len, &self.path, visitor) {
-                        Ok(stats) => {
-                            return Ok(Walked {
-                                stats,
-                                backend: "ext reader",
-                                fallback: None,
-                            });
-                        }
-                        Err(e) => fallback = Some(crate::error_chain(&e)),
+        if let Some(opened) = self.open_ext_volume() {
+            match opened {
+                Ok(win) => match super::walk::walk_ext(&win, win.len(), &self.path, visitor) {
+                    Ok(stats) => {
+                        return Ok(Walked {
+                            stats,
+                            backend: "ext reader",
+                            fallback: None,
+                        });
                     }
-                }
+                    Err(e) => fallback = Some(crate::error_chain(&e)),
+                },
                 Err(e) => fallback = Some(crate::error_chain(&e)),
             }
         }

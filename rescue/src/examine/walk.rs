@@ -364,7 +364,7 @@ pub fn walk(root: &Path, visitor: &mut dyn Visitor) -> Result<WalkStats, WalkErr
 /// `host_root`). An error comes only before the first entry; damage below the root is reported to
 /// [`Visitor::unreadable`] as `InvalidData` and skipped.
 pub fn walk_ext(
-    vol: &dyn crate::acquire::source::ReadAt,
+    vol: &(dyn crate::acquire::source::ReadAt + Sync),
     vol_len: u64,
     host_root: &Path,
     visitor: &mut dyn Visitor,

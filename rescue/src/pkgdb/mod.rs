@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-pub use verify::{Change, Changed, VerifyProgress};
+pub use verify::{ByInode, Change, Changed, VerifyProgress};
 
 /// Errors reading a package database.
 #[derive(Debug, thiserror::Error)]
@@ -363,7 +363,18 @@ impl PackageDb {
         root: &Path,
         progress: &mut dyn FnMut(VerifyProgress),
     ) -> Result<Vec<Changed>, PkgDbError> {
-        verify::verify(self, root, progress)
+        verify::verify(self, root, None, progress)
+    }
+
+    /// [`PackageDb::verify`], reading the files the mount finds by their inode from `ext` (the
+    /// root's own ext filesystem): the same findings, without opening each file through the mount.
+    pub fn verify_by_inode(
+        &self,
+        root: &Path,
+        ext: &ByInode<'_>,
+        progress: &mut dyn FnMut(VerifyProgress),
+    ) -> Result<Vec<Changed>, PkgDbError> {
+        verify::verify(self, root, Some(ext), progress)
     }
 }
 

@@ -2,7 +2,10 @@
 //! permissions, owner and group, symlink target (as far as the database records them). Files are
 //! hashed in parallel on worker threads, streamed through a fixed buffer, opened beneath the root
 //! with `O_NOFOLLOW` ([`super::root`]); results come back to the caller's thread, which reports
-//! progress.
+//! progress. Where the caller has the root's ext filesystem at hand ([`ByInode`]), a file found by
+//! that `lstat` is read by its inode number through [`crate::extfs`] instead of being opened: no
+//! open, no page cache of the mount, large reads from the image; the mount still resolves every path
+//! and gives every fact compared, so the findings are the same.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -191,6 +194,44 @@ pub(crate) fn hash_stream(
     }
 }
 
+/// The ext filesystem of the root being verified (the bytes of the mounted filesystem, read by
+/// [`crate::extfs`]), to read package files by inode number.
+pub struct ByInode<'a> {
+    pub fs: &'a crate::extfs::ExtFs<'a>,
+    /// `st_dev` of the mounted root: a file on another device is not in `fs`.
+    pub dev: u64,
+}
+
+impl ByInode<'_> {
+    /// Hashes the regular file an `lstat` through the mount found (`st`) from its inode; `None`
+    /// when the inode is not that file as the mount sees it (another device, another size, mode,
+    /// owner or mtime) or cannot be read, and the caller opens it through the mount instead.
+    fn hash(
+        &self,
+        st: &nix::sys::stat::FileStat,
+        algo: DigestAlgo,
+        buf: &mut Vec<u8>,
+    ) -> Option<(Vec<u8>, u64)> {
+        if st.st_dev != self.dev {
+            return None;
+        }
+        let inode = self.fs.inode_uncached(st.st_ino).ok()?;
+        let same = u32::from(inode.mode) == st.st_mode
+            && i64::try_from(inode.size).ok() == Some(st.st_size)
+            && (inode.uid, inode.gid) == (st.st_uid, st.st_gid)
+            && (inode.mtime.secs, i64::from(inode.mtime.nanos)) == (st.st_mtime, st.st_mtime_nsec);
+        if !same {
+            return None;
+        }
+        let mut h = Hasher::new(algo);
+        let n = crate::extfs::file::read_contents(self.fs, st.st_ino, &inode, buf, &mut |b| {
+            h.update(b)
+        })
+        .ok()?;
+        Some((h.finish(), n))
+    }
+}
+
 /// Whether an entry has anything to check.
 fn checkable(f: &FileEntry) -> bool {
     f.digest.is_some()
@@ -200,7 +241,13 @@ fn checkable(f: &FileEntry) -> bool {
 }
 
 /// Checks one entry; `None` when it is as installed. Also returns the bytes hashed.
-fn check_one(root: &Root, acc: &Accounts, f: &FileEntry, buf: &mut [u8]) -> (Vec<Change>, u64) {
+fn check_one(
+    root: &Root,
+    ext: Option<&ByInode<'_>>,
+    acc: &Accounts,
+    f: &FileEntry,
+    buf: &mut Vec<u8>,
+) -> (Vec<Change>, u64) {
     let mut changes = Vec::new();
     let (fd, st) = match root.lstat(&f.path) {
         Ok(x) => x,
@@ -294,10 +341,14 @@ fn check_one(root: &Root, acc: &Accounts, f: &FileEntry, buf: &mut [u8]) -> (Vec
             });
             return (changes, 0);
         }
-        match root
-            .open_seen(&f.path, &st)
-            .and_then(|file| hash_stream(file, *algo, buf))
-        {
+        let by_inode = ext.and_then(|e| e.hash(&st, *algo, buf));
+        match by_inode.map_or_else(
+            || {
+                root.open_seen(&f.path, &st)
+                    .and_then(|file| hash_stream(file, *algo, buf))
+            },
+            Ok,
+        ) {
             Ok((digest, n)) => {
                 bytes = n;
                 if digest[..] != expected[..] {
@@ -323,6 +374,7 @@ const BUF: usize = 256 * 1024;
 pub(super) fn verify(
     db: &PackageDb,
     root_path: &Path,
+    ext: Option<&ByInode<'_>>,
     progress: &mut dyn FnMut(VerifyProgress),
 ) -> Result<Vec<Changed>, PkgDbError> {
     let root = Root::open(root_path).map_err(|source| PkgDbError::OpenRoot {
@@ -359,7 +411,7 @@ pub(super) fn verify(
                     }
                     let end = (start + CHUNK).min(work.len());
                     for (i, f) in work[start..end].iter().enumerate() {
-                        let (changes, n) = check_one(root, acc, f, &mut buf);
+                        let (changes, n) = check_one(root, ext, acc, f, &mut buf);
                         if tx.send((start + i, changes, n)).is_err() {
                             return;
                         }

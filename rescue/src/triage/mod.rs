@@ -498,8 +498,20 @@ pub fn run(
         let mut c = Collector::new(&fs, &owners, opts.since, &description);
         // The package verify (every package file read and hashed) runs on its own threads while this
         // one reads the configuration and walks the root: both are mostly waiting for the disk.
+        // Package files are found through the mount and, on an ext filesystem, read by inode from
+        // its bytes ([`crate::pkgdb::ByInode`]).
+        let volume = root.ext_volume();
+        let ext_fs = volume
+            .as_ref()
+            .and_then(|v| crate::extfs::ExtFs::open(v, v.len()).ok());
+        let by_inode = ext_fs.as_ref().and_then(|fs| {
+            Some(crate::pkgdb::ByInode {
+                fs,
+                dev: std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&root.path).ok()?),
+            })
+        });
         let (walked, verified) = std::thread::scope(|s| {
-            let verify = s.spawn(|| owners.verify(&root.path));
+            let verify = s.spawn(|| owners.verify(&root.path, by_inode.as_ref()));
             config::run_all(&mut c);
             let walked = files::walk_root(root, &mut c, progress);
             (walked, verify.join())

@@ -81,9 +81,14 @@ impl Owners {
     /// Checks every package file against the database ([`PackageDb::verify`]): the slow part of a
     /// triage (every package file read and hashed), so [`super::run`] runs it on its own thread beside
     /// the walk. `None` when the root has no database we read.
-    pub fn verify(&self, root: &Path) -> Option<Verified> {
+    /// With `ext` (the root's ext filesystem, read by [`crate::extfs`]) the files the mount finds
+    /// are read by their inode instead of opened through it: the same findings, fewer system calls.
+    pub fn verify(&self, root: &Path, ext: Option<&crate::pkgdb::ByInode<'_>>) -> Option<Verified> {
         let db = self.db.as_ref()?;
-        Some(Verified(db.verify(root, &mut |_| {})))
+        Some(Verified(match ext {
+            Some(ext) => db.verify_by_inode(root, ext, &mut |_| {}),
+            None => db.verify(root, &mut |_| {}),
+        }))
     }
 
     /// Package files that are not as installed, as findings: a changed program, library or other
@@ -290,7 +295,7 @@ mod tests {
         let owners = Owners::load(dir.path());
         let fs = super::super::RootFs::open(dir.path()).unwrap();
         let mut c = Collector::new(&fs, &owners, None, "the directory");
-        let verified = owners.verify(dir.path()).unwrap();
+        let verified = owners.verify(dir.path(), None).unwrap();
         assert_eq!(owners.integrity(verified, &mut c), None);
         let f = c.into_findings();
         assert_eq!(f.len(), 1, "{f:?}");
@@ -318,7 +323,7 @@ mod tests {
         let gone = dir.path().join("gone");
         std::fs::rename(&root, &gone).unwrap();
         let mut c = Collector::new(&fs, &owners, None, "the directory");
-        let verified = owners.verify(&root).unwrap();
+        let verified = owners.verify(&root, None).unwrap();
         let note = owners
             .integrity(verified, &mut c)
             .expect("a note, not silence");
