@@ -705,6 +705,50 @@ impl Drop for MountGuard {
     }
 }
 
+/// `md assemble` without devices scans every block device of the host: it only looks, so the disks it
+/// scanned keep their read-only flag as it was (a flag left set would make the host's own `fdisk`,
+/// `mkfs` or LVM tools fail until the next reboot); a device named on the command line is
+/// write-blocked before it is read.
+#[test]
+fn an_md_scan_leaves_host_disks_writable_and_a_named_disk_is_write_blocked() {
+    let f = fixture(4 << 20);
+    let dev = match Loop::attach(&f.src, false) {
+        Ok(l) => l,
+        Err(e) => {
+            gate("RESCUE_REQUIRE_LOOP", "losetup", &e);
+            return;
+        }
+    };
+    let read_only = || {
+        let o = run(Command::new("blockdev").args(["--getro", &dev.0]));
+        String::from_utf8_lossy(&o.stdout).trim() == "1"
+    };
+    assert!(!read_only(), "{} attached writable", dev.0);
+    let o = rescue(&["md", "assemble"]);
+    assert!(
+        text(&o).contains("device(s) scanned") || text(&o).contains("already a member"),
+        "the scan ran:\n{}",
+        text(&o)
+    );
+    assert!(
+        !read_only(),
+        "the scan set the read-only flag on {}, which it only looked at:\n{}",
+        dev.0,
+        text(&o)
+    );
+    let o = rescue(&["md", "assemble", &dev.0]);
+    assert!(
+        text(&o).contains(&format!("{}: no md superblock", dev.0)),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        read_only(),
+        "{} named is write-blocked before it is read",
+        dev.0
+    );
+}
+
 #[test]
 fn loop_device_acquisition_is_write_blocked_and_matches() {
     let f = fixture(16 << 20);

@@ -903,8 +903,8 @@ impl Qemu {
             .lock()
             .map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
         loop {
-            if let Some(pos) = find(&log.items[*mark..], pattern.as_bytes()) {
-                let end = *mark + pos + pattern.len();
+            if let Some(found) = find(&log.items[*mark..], pattern.as_bytes()) {
+                let end = *mark + found.end;
                 let text = String::from_utf8_lossy(&log.items[*mark..end]).into_owned();
                 *mark = end;
                 return Ok(text);
@@ -1112,8 +1112,46 @@ impl Drop for Qemu {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Where `needle` first occurs in `hay`, as the range it covers. A run of spaces in `needle` matches
+/// any run of whitespace in `hay` (one byte when it ends the needle): a console wraps a long line where
+/// a space was, into `\r\n` and an indentation. Other bytes, `\n` included, match only themselves.
+fn find(hay: &[u8], needle: &[u8]) -> Option<std::ops::Range<usize>> {
+    (0..=hay.len()).find_map(|start| match_at(hay, start, needle).map(|end| start..end))
+}
+
+/// The end of `needle` matched at `hay[start..]` by the rule of [`find`].
+fn match_at(hay: &[u8], start: usize, needle: &[u8]) -> Option<usize> {
+    let (mut i, mut j) = (start, 0);
+    while j < needle.len() {
+        if needle[j] == b' ' {
+            while needle.get(j) == Some(&b' ') {
+                j += 1;
+            }
+            if !hay.get(i)?.is_ascii_whitespace() {
+                return None;
+            }
+            i += 1;
+            if j < needle.len() {
+                while hay.get(i).is_some_and(u8::is_ascii_whitespace) {
+                    i += 1;
+                }
+            }
+        } else {
+            if *hay.get(i)? != needle[j] {
+                return None;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    Some(i)
+}
+
+/// Whether `text` (console output) says `phrase`, wherever the console wrapped it: runs of whitespace
+/// on either side compare as one space.
+pub fn says(text: &str, phrase: &str) -> bool {
+    let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    squeeze(text).contains(&squeeze(phrase))
 }
 
 /// SHA-256 of a file, hex.
@@ -1148,4 +1186,30 @@ pub fn make_disk(path: &Path, size: u64, seed: u8) -> anyhow::Result<()> {
         off += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_is_found_where_the_console_wrapped_it() {
+        let log = b"error: /dev/vdc is the rescue boot medium and\r\n       cannot be an evidence destination\r\nrescue> ";
+        let r = find(log, b"medium and cannot be").unwrap();
+        assert_eq!(&log[r.end - 6..r.end], b"cannot");
+        let r = find(log, b"rescue> ").unwrap();
+        assert_eq!(r.end, log.len());
+        assert!(find(log, b"medium andcannot").is_none());
+        assert!(find(log, b"destination rescue>").is_some());
+        // `\n` still means a line's end, and a trailing space only one byte.
+        let r = find(b"abc def\nx", b"\n").unwrap();
+        assert_eq!(r, 7..8);
+        assert_eq!(find(b"a  b", b"a ").unwrap(), 0..2);
+        assert!(find(b"partial \r", b"partial line").is_none());
+        assert!(says(
+            "error: x is the rescue boot\r\n       medium",
+            "the rescue boot medium"
+        ));
+        assert!(!says("the rescue\r\nboot", "rescue boot medium"));
+    }
 }

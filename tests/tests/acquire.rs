@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use sha2::Digest;
+use tests::says;
 use tests::{Boot, Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 #[test]
@@ -35,13 +36,13 @@ fn bad_sectors_are_zero_filled_and_listed_exactly() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        out.contains("(exit status 3)"),
+        says(&out, "(exit status 3)"),
         &format!("acquire exits 3 (complete with unreadable sectors):\n{out}"),
     )?;
     let manifest = vm.run_json("manifest /tmp/evidence --json", Duration::from_secs(60))?;
     let verify = vm.run("verify /tmp/evidence", Duration::from_secs(300))?;
     vm.check(
-        !verify.contains("(exit status"),
+        !says(&verify, "(exit status"),
         &format!("verify passes inside the rescue system:\n{verify}"),
     )?;
     vm.send_line("poweroff")?;

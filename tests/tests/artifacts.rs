@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use tests::says;
 use tests::{gate, sha256_file};
 
 fn tool(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
@@ -29,7 +30,7 @@ fn usb_image_passes_sgdisk_and_fsck() -> anyhow::Result<()> {
         return Ok(());
     };
     let (ok, out) = tool(Command::new("sgdisk").arg("-v").arg(art.usb_image()))?;
-    assert!(ok && out.contains("No problems found"), "sgdisk -v:\n{out}");
+    assert!(ok && says(&out, "No problems found"), "sgdisk -v:\n{out}");
     let (ok, table) = tool(Command::new("sgdisk").arg("-p").arg(art.usb_image()))?;
     assert!(ok, "sgdisk -p:\n{table}");
     // One partition, type EF00 (EFI system partition).

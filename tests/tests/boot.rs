@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use tests::says;
 use tests::{Boot, Bus, Disk, Firmware, QemuBuilder, gate, make_disk, sha256_file};
 
 /// As in bootmatrix: firmware, GRUB and the kernel under TCG on a loaded 2-core host (a soak run
@@ -35,12 +36,12 @@ fn direct_kernel_boot_reaches_prompt_and_powers_off() -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let mut vm = QemuBuilder::direct(&art, work.path()).spawn()?;
     let banner = vm.wait_prompt(BOOT_TIMEOUT)?;
-    vm.check(banner.contains("rescue 0."), "banner names the version")?;
+    vm.check(says(&banner, "rescue 0."), "banner names the version")?;
     vm.check(
-        banner.contains("boot BIOS"),
+        says(&banner, "boot BIOS"),
         "banner says the boot mode (SeaBIOS direct boot)",
     )?;
-    vm.check(banner.contains("console ttyS0"), "banner names the console")?;
+    vm.check(says(&banner, "console ttyS0"), "banner names the console")?;
     let help = vm.run("help", CMD_TIMEOUT)?;
     for cmd in [
         "devices", "acquire", "verify", "selftest", "poweroff", "reboot",
@@ -50,7 +51,7 @@ fn direct_kernel_boot_reaches_prompt_and_powers_off() -> anyhow::Result<()> {
     // Ctrl-C at the prompt discards the line; it must not kill the console (which would reprint the banner).
     vm.send_raw(b"devi\x03")?;
     let status = vm.run("status", CMD_TIMEOUT)?;
-    vm.check(status.contains("rescue 0."), "status prints the banner")?;
+    vm.check(says(&status, "rescue 0."), "status prints the banner")?;
     let log = vm.log();
     vm.check(
         log.matches("type 'help' for commands").count() == 2,
@@ -65,7 +66,7 @@ fn direct_kernel_boot_reaches_prompt_and_powers_off() -> anyhow::Result<()> {
     )?;
     let unknown = vm.run("frobnicate", CMD_TIMEOUT)?;
     vm.check(
-        unknown.contains("unrecognized subcommand") || unknown.contains("error"),
+        says(&unknown, "unrecognized subcommand") || unknown.contains("error"),
         "an unknown command gets an error",
     )?;
     poweroff(&mut vm)
@@ -84,9 +85,9 @@ fn usb_image_boots_through_ovmf() -> anyhow::Result<()> {
         .firmware(Firmware::Ovmf)
         .spawn()?;
     let banner = vm.wait_prompt(BOOT_TIMEOUT)?;
-    vm.check(banner.contains("boot UEFI"), "banner says UEFI")?;
+    vm.check(says(&banner, "boot UEFI"), "banner says UEFI")?;
     vm.check(
-        banner.contains("Secure Boot disabled"),
+        says(&banner, "Secure Boot disabled"),
         "banner reads Secure Boot state from efivars",
     )?;
     let disks = devices(&mut vm)?;
@@ -182,13 +183,10 @@ fn disks_on_every_bus_are_listed_read_only_and_refuse_writes() -> anyhow::Result
     }
     let out = vm.run("selftest write-block", CMD_TIMEOUT)?;
     vm.check(
-        out.contains("write-block selftest: PASSED"),
+        says(&out, "write-block selftest: PASSED"),
         &format!("selftest passes:\n{out}"),
     )?;
-    vm.check(
-        !out.contains("WRITE ACCEPTED"),
-        "no device accepted a write",
-    )?;
+    vm.check(!says(&out, "WRITE ACCEPTED"), "no device accepted a write")?;
     for d in &disks {
         let path = d["path"].as_str().unwrap_or("?");
         vm.check(
@@ -267,7 +265,7 @@ fn hotplugged_usb_disk_is_write_blocked_with_its_partitions() -> anyhow::Result<
     )?;
     let out = vm.run("selftest write-block", CMD_TIMEOUT)?;
     vm.check(
-        out.contains("write-block selftest: PASSED"),
+        says(&out, "write-block selftest: PASSED"),
         &format!("selftest passes:\n{out}"),
     )?;
     poweroff(&mut vm)?;
@@ -298,9 +296,9 @@ fn unattended_command_list_runs_and_powers_off() -> anyhow::Result<()> {
             .any(|l| l.starts_with("[{") && l.contains("\"name\":\"vda\"")),
         "devices --json ran",
     )?;
-    vm.check(log.contains("write-block selftest: PASSED"), "selftest ran")?;
+    vm.check(says(&log, "write-block selftest: PASSED"), "selftest ran")?;
     vm.check(
-        log.contains("syncing disks and powering off"),
+        says(&log, "syncing disks and powering off"),
         "it powered off by itself",
     )?;
     assert_eq!(sha256_file(&disk)?, before);

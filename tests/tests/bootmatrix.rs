@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use tests::says;
 use tests::{Artifacts, Boot, Drive, Firmware, Qemu, QemuBuilder, gate, sha256_file};
 
 /// Firmware, GRUB's 3 s menu and the kernel, under TCG on a loaded machine.
@@ -148,7 +149,7 @@ fn ovmf_boots_the_iso_as_a_sata_cd() -> anyhow::Result<()> {
     // The CD is the boot medium: never an evidence destination.
     let out = vm.run("unlock /dev/sr0 --confirm 000000", CMD_TIMEOUT)?;
     vm.check(
-        out.contains("boot medium"),
+        says(&out, "boot medium"),
         &format!("unlocking the boot CD is refused as the boot medium:\n{out}"),
     )?;
     poweroff(vm)
@@ -244,7 +245,7 @@ fn secure_boot_refuses_the_unsigned_uki() -> anyhow::Result<()> {
     let failed = vm.expect("Access Denied", BOOT_TIMEOUT)?;
     vm.check(
         failed.lines().last().is_some_and(|l| {
-            l.starts_with("BdsDxe: failed to load Boot") && l.contains("USB HARDDRIVE")
+            l.starts_with("BdsDxe: failed to load Boot") && says(l, "USB HARDDRIVE")
         }),
         "the firmware refused the stick's loader",
     )?;
@@ -254,7 +255,7 @@ fn secure_boot_refuses_the_unsigned_uki() -> anyhow::Result<()> {
     )?;
     let log = vm.log();
     vm.check(
-        !log.contains("rescue> ") && !log.contains("Linux version"),
+        !says(&log, "rescue> ") && !says(&log, "Linux version"),
         "the unsigned UKI must not start under Secure Boot",
     )
 }
@@ -370,15 +371,15 @@ fn selfcheck_reports_a_modified_initramfs_on_the_medium() -> anyhow::Result<()> 
     // The banner wraps the list of mismatches to the console; compare it with whitespace collapsed.
     let words = banner.split_whitespace().collect::<Vec<_>>().join(" ");
     vm.check(
-        words.contains("(ISO 9660): MISMATCH: RESCUE/RESCUE (sha256 "),
+        says(&words, "(ISO 9660): MISMATCH: RESCUE/RESCUE (sha256 "),
         "the banner reports the modified static binary",
     )?;
     vm.check(
-        words.contains("; RESCUE/INITRD.IMG (main part sha256"),
+        says(&words, "; RESCUE/INITRD.IMG (main part sha256"),
         "the banner reports the modified initramfs",
     )?;
     vm.check(
-        !banner.contains("RESCUE/VMLINUZ ("),
+        !says(&banner, "RESCUE/VMLINUZ ("),
         "the unmodified kernel is not reported",
     )?;
     poweroff(vm)
@@ -424,9 +425,9 @@ fn iso_passes_xorriso_isoinfo_and_fsck() -> anyhow::Result<()> {
     assert_eq!(entry("1"), ["BIOS", "y", "none"], "{report}");
     assert_eq!(entry("2"), ["UEFI", "y", "none"], "{report}");
     assert!(
-        report.contains("El Torito img path :   1  /BOOT/GRUB/ELTORITO.IMG")
-            && report.contains("El Torito img opts :   1  boot-info-table")
-            && report.contains("El Torito img path :   2  /EFI/ESP.IMG"),
+        says(&report, "El Torito img path :   1  /BOOT/GRUB/ELTORITO.IMG")
+            && says(&report, "El Torito img opts :   1  boot-info-table")
+            && says(&report, "El Torito img path :   2  /EFI/ESP.IMG"),
         "{report}"
     );
     // The hybrid MBR: partition 2 is the ESP image, type 0xef.
@@ -447,7 +448,7 @@ fn iso_passes_xorriso_isoinfo_and_fsck() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or("?");
     assert!(info.contains(&format!("Volume id: {volume_id}")), "{info}");
-    assert!(info.contains("El Torito VD version 1 found"), "{info}");
+    assert!(says(&info, "El Torito VD version 1 found"), "{info}");
     let size = std::fs::metadata(&iso)?.len();
     assert!(
         info.contains(&format!("Volume size is: {}", size / 2048)),
@@ -522,7 +523,7 @@ fn grub_menu_entry_sends_the_console_to_ttys1() -> anyhow::Result<()> {
     vm.grub_edit_and_boot(BOOT_TIMEOUT)?;
     let text = vm.expect_ttys1(tests::PROMPT, BOOT_TIMEOUT)?;
     vm.check(
-        text.contains("console ttyS1") && text.contains("rescue: every disk write-blocked"),
+        says(&text, "console ttyS1") && says(&text, "rescue: every disk write-blocked"),
         &format!("ttyS1 is the kernel console and its banner names it:\n{text}"),
     )?;
     // The kernel console (where PID 1 reports its boot steps) is ttyS1 only; ttyS0 still gets a prompt,
@@ -678,11 +679,11 @@ fn serial_transcript(name: &str, firmware: Firmware) -> anyhow::Result<Option<St
     };
     let transcript = log[start..end + tests::PROMPT.len()].to_owned();
     vm.check(
-        transcript.contains("GNU GRUB")
-            && transcript.contains("*rescue ")
-            && transcript.contains("executed automatically in")
+        says(&transcript, "GNU GRUB")
+            && says(&transcript, "*rescue ")
+            && says(&transcript, "executed automatically in")
             && transcript.contains("/RESCUE/VMLINUZ")
-            && transcript.contains("Booting a command list"),
+            && says(&transcript, "Booting a command list"),
         "the transcript holds GRUB's menu counting down with its chosen entry, GRUB's editor (where \
          the harness adds its test arguments) and the boot",
     )?;

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tests::fixtures::debugfs_dump;
+use tests::says;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
@@ -56,37 +57,37 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
 
     let out = vm.run("case new CASE-1 --examiner tester", T)?;
     vm.check(
-        out.contains("case CASE-1 opened"),
+        says(&out, "case CASE-1 opened"),
         &format!("case opened:\n{out}"),
     )?;
     let out = vm.run("mount-evidence /dev/vdb", T)?;
     vm.check(
-        out.contains("is not unlocked"),
+        says(&out, "is not unlocked"),
         &format!("a locked disk cannot be mounted:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vdb --confirm 0041", T)?;
     vm.check(
-        out.contains("has serial EVIDENCE-0042") && out.contains("(exit status 1)"),
+        says(&out, "has serial EVIDENCE-0042") && says(&out, "(exit status 1)"),
         &format!("wrong serial refused:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vdc --confirm BOOTSTICK-1", T)?;
     vm.check(
-        out.contains("is the rescue boot medium") && out.contains("(exit status 1)"),
+        says(&out, "is the rescue boot medium") && says(&out, "(exit status 1)"),
         &format!("the boot medium is never unlocked:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vdb --confirm E-0042", T)?;
     vm.check(
-        out.contains("unlocked for writing: vdb"),
+        says(&out, "unlocked for writing: vdb"),
         &format!("unlock with the last 6 characters:\n{out}"),
     )?;
     let out = vm.run("mount-evidence /dev/vdb", T)?;
     vm.check(
-        out.contains("mounted on /mnt/evidence"),
+        says(&out, "mounted on /mnt/evidence"),
         &format!("mounted:\n{out}"),
     )?;
     let out = vm.run("inventory", T)?;
     vm.check(
-        out.contains("saved /mnt/evidence/CASE-1/inventory.json"),
+        says(&out, "saved /mnt/evidence/CASE-1/inventory.json"),
         &format!("inventory saved in the case:\n{out}"),
     )?;
     let out = vm.run(
@@ -94,22 +95,22 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
         Duration::from_secs(300),
     )?;
     vm.check(
-        !out.contains("(exit status"),
+        !says(&out, "(exit status"),
         &format!("acquisition succeeded:\n{out}"),
     )?;
     let out = vm.run("case target /dev/vda", T)?;
     vm.check(
-        out.contains("not verified yet") && out.contains("(exit status 1)"),
+        says(&out, "not verified yet") && says(&out, "(exit status 1)"),
         &format!("an acquired but unverified disk is no reinstall target:\n{out}"),
     )?;
     let out = vm.run("case target /dev/vdc --reason 'reflash it'", T)?;
     vm.check(
-        out.contains("boot medium") && out.contains("(exit status 1)"),
+        says(&out, "boot medium") && says(&out, "(exit status 1)"),
         &format!("the boot medium is never a target, whatever the reason:\n{out}"),
     )?;
     let out = vm.run("case target /dev/vdb --reason x", T)?;
     vm.check(
-        out.contains("evidence destination") && out.contains("(exit status 1)"),
+        says(&out, "evidence destination") && says(&out, "(exit status 1)"),
         &format!("the evidence disk is never a target:\n{out}"),
     )?;
     let out = vm.run(
@@ -117,22 +118,22 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
         Duration::from_secs(300),
     )?;
     vm.check(
-        !out.contains("(exit status"),
+        !says(&out, "(exit status"),
         &format!("verify passed:\n{out}"),
     )?;
     let out = vm.run("case target /dev/vda", T)?;
     vm.check(
-        out.contains("may be a reinstall/restore target") && !out.contains("(exit status"),
+        says(&out, "may be a reinstall/restore target") && !says(&out, "(exit status"),
         &format!("after verify the source may be reinstalled:\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vda --confirm SRC1", T)?;
     vm.check(
-        out.contains("was chosen as a source"),
+        says(&out, "was chosen as a source"),
         &format!("a source disk can never be unlocked:\n{out}"),
     )?;
     let out = vm.run("acquire /dev/vdb --out /tmp/x", T)?;
     vm.check(
-        out.contains("(exit status 1)"),
+        says(&out, "(exit status 1)"),
         &format!("the evidence disk cannot be acquired as a source:\n{out}"),
     )?;
     let disks = vm.run_json("devices --json", T)?;
@@ -196,14 +197,14 @@ fn line_mode_case_flow_acquires_onto_the_unlocked_evidence_disk() -> anyhow::Res
     assert!(
         entries.iter().any(|e| e.detail["refused"]
             .as_str()
-            .is_some_and(|r| r.contains("has serial"))),
+            .is_some_and(|r| says(r, "has serial"))),
         "the refusal is logged"
     );
     assert!(
         entries.iter().any(|e| e.command == "case target /dev/vda"
             && e.detail["refused"]
                 .as_str()
-                .is_some_and(|r| r.contains("not verified"))),
+                .is_some_and(|r| says(r, "not verified"))),
         "the target refusal is logged"
     );
     let mut edited = bytes.clone();
@@ -269,18 +270,18 @@ fn line_mode_fat32_split_space_check_and_exfat_format() -> anyhow::Result<()> {
     let sda = out
         .lines()
         .skip_while(|l| !l.starts_with("sda"))
-        .find(|l| l.contains("hidden areas"))
+        .find(|l| says(l, "hidden areas"))
         .unwrap_or_default()
         .to_owned();
     vm.check(
-        sda.contains("HPA") && !sda.contains("not reported"),
+        sda.contains("HPA") && !says(&sda, "not reported"),
         &format!("HPA/DCO reported for the ATA disk: {sda:?}\n{out}"),
     )?;
     let out = vm.run("unlock /dev/vdc --confirm 000032", T)?;
-    vm.check(out.contains("unlocked for writing: vdc"), &out)?;
+    vm.check(says(&out, "unlocked for writing: vdc"), &out)?;
     let out = vm.run("mount-evidence /dev/vdc", T)?;
     vm.check(
-        out.contains("(vfat) mounted on /mnt/evidence"),
+        says(&out, "(vfat) mounted on /mnt/evidence"),
         &format!("FAT32 evidence mounted:\n{out}"),
     )?;
     let out = vm.run(
@@ -288,12 +289,12 @@ fn line_mode_fat32_split_space_check_and_exfat_format() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        out.contains("free but the raw image of /dev/vda needs") && out.contains("(exit status 1)"),
+        says(&out, "free but the raw image of /dev/vda needs") && says(&out, "(exit status 1)"),
         &format!("no space: refused before starting:\n{out}"),
     )?;
     let out = vm.run("manifest /mnt/evidence/C2/big", T)?;
     vm.check(
-        out.contains("(exit status"),
+        says(&out, "(exit status"),
         &format!("nothing was written for the refused acquisition:\n{out}"),
     )?;
     let out = vm.run(
@@ -301,7 +302,7 @@ fn line_mode_fat32_split_space_check_and_exfat_format() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        out.contains("splitting the image into") && !out.contains("(exit status"),
+        says(&out, "splitting the image into") && !says(&out, "(exit status"),
         &format!("FAT32: split automatically:\n{out}"),
     )?;
     let m = vm.run_json("manifest /mnt/evidence/C2/small --json", T)?;
@@ -311,18 +312,18 @@ fn line_mode_fat32_split_space_check_and_exfat_format() -> anyhow::Result<()> {
     )?;
     let out = vm.run("format /dev/vda --fs ext4 --confirm SRCBIG1", T)?;
     vm.check(
-        out.contains("never formatted") && out.contains("(exit status 1)"),
+        says(&out, "never formatted") && says(&out, "(exit status 1)"),
         &format!("a source disk is never formatted:\n{out}"),
     )?;
     let out = vm.run("format /dev/vdd --fs exfat --confirm EXF-000001", T)?;
     vm.check(
-        out.contains("is not unlocked") && out.contains("(exit status 1)"),
+        says(&out, "is not unlocked") && says(&out, "(exit status 1)"),
         &format!("a locked disk is not formatted:\n{out}"),
     )?;
     vm.run("unlock /dev/vdd --confirm EXF-000001", T)?;
     let out = vm.run("format /dev/vdd --fs exfat --confirm 000002", T)?;
     vm.check(
-        out.contains("has serial EXF-000001") && out.contains("(exit status 1)"),
+        says(&out, "has serial EXF-000001") && says(&out, "(exit status 1)"),
         &format!("a wrong serial formats nothing:\n{out}"),
     )?;
     let out = vm.run(
@@ -330,7 +331,7 @@ fn line_mode_fat32_split_space_check_and_exfat_format() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        out.contains("empty exfat filesystem labelled EVIDENCE") && !out.contains("(exit status"),
+        says(&out, "empty exfat filesystem labelled EVIDENCE") && !says(&out, "(exit status"),
         &format!("exFAT made inside the rescue system:\n{out}"),
     )?;
     vm.send_line("poweroff")?;
@@ -387,10 +388,12 @@ fn run_file_on_the_boot_medium_runs_unattended() -> anyhow::Result<()> {
     let mut vm = b.spawn()?;
     let out = vm.expect("rescue> poweroff", Duration::from_secs(300))?;
     vm.check(
-        out.contains("rescue.run: running /incident.txt from the boot medium")
-            && out.contains("case RUN-1 opened")
-            && out.contains("examiner    robot")
-            && out.contains("saved /run/rescue/inventory.json"),
+        says(
+            &out,
+            "rescue.run: running /incident.txt from the boot medium",
+        ) && says(&out, "case RUN-1 opened")
+            && says(&out, "examiner    robot")
+            && says(&out, "saved /run/rescue/inventory.json"),
         &format!("the command file ran:\n{out}"),
     )?;
     let status = vm.wait_exit(Duration::from_secs(60))?;
@@ -434,7 +437,7 @@ fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Res
     vm.send_raw(b"\x03")?;
     let out = vm.expect("stop? [y/N] ", T)?;
     vm.check(
-        out.contains("rescue acquire /dev/vda --out /tmp/ev --resume"),
+        says(&out, "rescue acquire /dev/vda --out /tmp/ev --resume"),
         &format!("the question shows how to resume:\n{out}"),
     )?;
     vm.send_line("n")?;
@@ -448,7 +451,7 @@ fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Res
     vm.send_line("y")?;
     let out = vm.expect(tests::PROMPT, Duration::from_secs(300))?;
     vm.check(
-        out.contains("interrupted after") && out.contains("(exit status 5)"),
+        says(&out, "interrupted after") && says(&out, "(exit status 5)"),
         &format!("stopped cleanly, resumable (exit 5):\n{out}"),
     )?;
     let out = vm.run(
@@ -456,7 +459,7 @@ fn ctrl_c_during_acquisition_asks_then_leaves_a_resumable_state() -> anyhow::Res
         Duration::from_secs(600),
     )?;
     vm.check(
-        out.contains("acquired /dev/vda") && !out.contains("(exit status"),
+        says(&out, "acquired /dev/vda") && !says(&out, "(exit status"),
         &format!("resumed to completion:\n{out}"),
     )?;
     let m = vm.run_json("manifest /tmp/ev --json", T)?;
@@ -526,7 +529,7 @@ fn evidence_disk_pulled_mid_acquisition_is_resumable() -> anyhow::Result<()> {
     vm.run("case new C3 --examiner tester", T)?;
     vm.run(&format!("unlock /dev/{ev} --confirm EV-LOST-1"), T)?;
     let out = vm.run(&format!("mount-evidence /dev/{ev}"), T)?;
-    vm.check(out.contains("mounted on /mnt/evidence"), &out)?;
+    vm.check(says(&out, "mounted on /mnt/evidence"), &out)?;
     vm.send_line(&format!(
         "acquire /dev/{src} --out /mnt/evidence/C3/d1 --evidence-id d1"
     ))?;
@@ -536,12 +539,12 @@ fn evidence_disk_pulled_mid_acquisition_is_resumable() -> anyhow::Result<()> {
     vm.hmp("device_del evdev")?;
     let out = vm.expect(tests::PROMPT, Duration::from_secs(300))?;
     vm.check(
-        out.contains("disappeared during the acquisition") && out.contains("(exit status 5)"),
+        says(&out, "disappeared during the acquisition") && says(&out, "(exit status 5)"),
         &format!("a clear error and a resumable exit:\n{out}"),
     )?;
     let out = vm.run("case show", T)?;
     vm.check(
-        out.contains("evidence    (not mounted"),
+        says(&out, "evidence    (not mounted"),
         &format!("the lost destination is forgotten:\n{out}"),
     )?;
     // Plug it back once QEMU has let go of the pulled device: QEMU says so with DEVICE_DELETED after
@@ -562,22 +565,22 @@ fn evidence_disk_pulled_mid_acquisition_is_resumable() -> anyhow::Result<()> {
     )?;
     let out = vm.run(&format!("mount-evidence /dev/{ev2}"), T)?;
     vm.check(
-        out.contains("is not unlocked"),
+        says(&out, "is not unlocked"),
         &format!("a returning disk is write-blocked until unlocked again:\n{out}"),
     )?;
     vm.run(&format!("unlock /dev/{ev2} --confirm EV-LOST-1"), T)?;
     let out = vm.run(&format!("mount-evidence /dev/{ev2}"), T)?;
-    vm.check(out.contains("mounted on /mnt/evidence"), &out)?;
+    vm.check(says(&out, "mounted on /mnt/evidence"), &out)?;
     let out = vm.run(
         &format!("acquire /dev/{src} --out /mnt/evidence/C3/d1 --evidence-id d1 --resume"),
         Duration::from_secs(600),
     )?;
     vm.check(
-        !out.contains("(exit status"),
+        !says(&out, "(exit status"),
         &format!("resumed onto the returned disk:\n{out}"),
     )?;
     let out = vm.run("verify /mnt/evidence/C3/d1", Duration::from_secs(300))?;
-    vm.check(!out.contains("(exit status"), &format!("verified:\n{out}"))?;
+    vm.check(!says(&out, "(exit status"), &format!("verified:\n{out}"))?;
     vm.send_line("poweroff")?;
     let status = vm.wait_exit(Duration::from_secs(60))?;
     vm.check(status.success(), "clean power-off")?;

@@ -18,6 +18,7 @@ use tests::fixtures::{
     Signer, debugfs_dump, debugfs_rdump, ext4_from, mkfs_ext4, run_tool, sha256_hex, tree,
     write_file,
 };
+use tests::says;
 use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, sha256_file};
 
 const T: Duration = Duration::from_secs(120);
@@ -140,7 +141,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         .spawn()?;
     let boot = vm.wait_prompt(T)?;
     vm.check(
-        boot.contains("guided mode") && boot.contains("next> 1  Case"),
+        says(&boot, "guided mode") && says(&boot, "next> 1  Case"),
         &format!("the guided menu is in front of the prompt at boot:\n{boot}"),
     )?;
 
@@ -156,11 +157,11 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line("2030-01-01 00:00:00")?;
     let out = vm.expect(PROMPT, T)?;
     vm.check(
-        out.contains("case CASE-G opened") && out.contains("clock offset +"),
+        says(&out, "case CASE-G opened") && says(&out, "clock offset +"),
         &format!("case opened with a clock offset:\n{out}"),
     )?;
     vm.check(
-        out.contains("next> 2"),
+        says(&out, "next> 2"),
         &format!("the menu moves on to the next step:\n{out}"),
     )?;
 
@@ -181,7 +182,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line("000000")?;
     let out = vm.expect(PROMPT, T)?;
     vm.check(
-        out.contains("has serial USBEVIDENCE-77") && out.contains("stays write-blocked"),
+        says(&out, "has serial USBEVIDENCE-77") && says(&out, "stays write-blocked"),
         &format!("a wrong serial leaves the disk locked:\n{out}"),
     )?;
     vm.send_line("3")?;
@@ -191,7 +192,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line("ENCE-77")?;
     let out = vm.expect("What to do with it", T)?;
     vm.check(
-        out.contains("unlocked for writing: vdb"),
+        says(&out, "unlocked for writing: vdb"),
         &format!("unlocked with the last 6 characters of its serial:\n{out}"),
     )?;
     vm.send_raw(b"j\r")?;
@@ -199,7 +200,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line("USBEVIDENCE-77")?;
     let out = vm.expect(PROMPT, Duration::from_secs(300))?;
     vm.check(
-        out.contains("empty ext4 filesystem") && out.contains("mounted on /mnt/evidence"),
+        says(&out, "empty ext4 filesystem") && says(&out, "mounted on /mnt/evidence"),
         &format!("evidence disk formatted and mounted:\n{out}"),
     )?;
 
@@ -211,7 +212,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line("")?;
     let out = vm.expect(PROMPT, LONG)?;
     vm.check(
-        out.contains("/dev/vda: acquired and verified"),
+        says(&out, "/dev/vda: acquired and verified"),
         &format!("acquired and verified:\n{out}"),
     )?;
 
@@ -227,7 +228,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
         out.contains(
             "[guided] triage /mnt/evidence/CASE-G/vda --out /mnt/evidence/CASE-G/triage-vda",
         ) && out.contains(&format!("/{BACKDOOR}"))
-            && out.contains("findings recorded in the case"),
+            && says(&out, "findings recorded in the case"),
         &format!("the guided triage shows the planted backdoor and records it:\n{out}"),
     )?;
 
@@ -244,7 +245,10 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line("")?;
     let out = vm.expect(PROMPT, LONG)?;
     vm.check(
-        out.contains("timeline written to /mnt/evidence/CASE-G/timeline-vda"),
+        says(
+            &out,
+            "timeline written to /mnt/evidence/CASE-G/timeline-vda",
+        ),
         &format!("the guided timeline is written into the case:\n{out}"),
     )?;
 
@@ -254,7 +258,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_raw(b"\r")?;
     let out = vm.expect("Reinstall how", T)?;
     vm.check(
-        out.contains("/dev/vda is cleared as the reinstall target"),
+        says(&out, "/dev/vda is cleared as the reinstall target"),
         &format!("verified disk cleared:\n{out}"),
     )?;
     // Deploy, kexec an installer, or nothing now: leave it.
@@ -270,7 +274,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_raw(b"j\r")?;
     let out = vm.expect(PROMPT, T)?;
     vm.check(
-        out.contains("evidence destination of this case") && !out.contains("Reason to overwrite"),
+        says(&out, "evidence destination of this case") && !says(&out, "Reason to overwrite"),
         &format!("the evidence disk is refused without asking for a reason:\n{out}"),
     )?;
 
@@ -293,8 +297,11 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.send_line(PASSPHRASE)?;
     let out = vm.expect("Power off now", LONG)?;
     vm.check(
-        out.contains("signed by")
-            && out.contains("report of case CASE-G written to /mnt/evidence/CASE-G/report"),
+        says(&out, "signed by")
+            && says(
+                &out,
+                "report of case CASE-G written to /mnt/evidence/CASE-G/report",
+            ),
         &format!("the report is built and signed:\n{out}"),
     )?;
     vm.check(
@@ -306,7 +313,7 @@ fn guided_flow_over_serial_acquires_onto_a_formatted_evidence_disk() -> anyhow::
     vm.check(status.success(), "clean power-off")?;
     let log = vm.log();
     vm.check(
-        log.contains("chain intact"),
+        says(&log, "chain intact"),
         "the report verified the case log's chain",
     )?;
     vm.check(
@@ -498,7 +505,7 @@ fn check_acquisition_and_timeline(case: &Path, source_sha: &str) -> anyhow::Resu
         .output()?;
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(
-        o.status.success() && said.contains("image.raw: OK"),
+        o.status.success() && says(&said, "image.raw: OK"),
         "sha256sum -c SHA256SUMS of the acquisition: {said}{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -746,7 +753,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     vm.expect("True UTC time now", T)?;
     vm.send_line("")?;
     let out = vm.expect(PROMPT, T)?;
-    vm.check(out.contains("case CASE-RR opened"), &out)?;
+    vm.check(says(&out, "case CASE-RR opened"), &out)?;
 
     // Step 3: the examiner's disk (vdd, fourth in the list) holds the IOC list and the backup's list.
     vm.send_line("3")?;
@@ -758,7 +765,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     vm.send_raw(b"\r")?;
     let out = vm.expect(PROMPT, T)?;
     vm.check(
-        out.contains("mounted on /mnt/evidence"),
+        says(&out, "mounted on /mnt/evidence"),
         &format!("the evidence disk is mounted:\n{out}"),
     )?;
 
@@ -770,9 +777,11 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     vm.send_line("")?;
     let out = vm.expect(PROMPT, LONG)?;
     vm.check(
-        out.contains("[guided] triage /dev/vda --out /mnt/evidence/CASE-RR/triage-vda")
-            && out.contains("/srv/data/.sync")
-            && out.contains("findings recorded in the case"),
+        says(
+            &out,
+            "[guided] triage /dev/vda --out /mnt/evidence/CASE-RR/triage-vda",
+        ) && out.contains("/srv/data/.sync")
+            && says(&out, "findings recorded in the case"),
         &format!("the guided triage shows the planted directory and records it:\n{out}"),
     )?;
 
@@ -784,7 +793,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     vm.send_line("rebuilt from the golden image after imaging offsite")?;
     let out = vm.expect("Reinstall how", T)?;
     vm.check(
-        out.contains("/dev/vda is cleared as the reinstall target"),
+        says(&out, "/dev/vda is cleared as the reinstall target"),
         &format!("cleared with a reason:\n{out}"),
     )?;
     vm.send_raw(b"\r")?;
@@ -809,7 +818,7 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     let out = vm.expect(PROMPT, Duration::from_secs(300))?;
     vm.check(
         out.contains(&format!("signed by {}", signer.fpr))
-            && out.contains("DEPLOYED and read back")
+            && says(&out, "DEPLOYED and read back")
             && out.contains(&golden_sha),
         &format!("the signed image was deployed and read back:\n{out}"),
     )?;
@@ -831,11 +840,14 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     let out = vm.expect("Restore these files now", Duration::from_secs(300))?;
     vm.check(
         out.contains("--dry-run")
-            && out.contains("REFUSED   srv/data/orders.db: corrupted")
-            && out.contains("REFUSED   usr/local/bin/helper: setuid")
-            && out.contains("REFUSED   srv/data/implant.so: sha256")
-            && out.contains("HELD      root/.ssh/authorized_keys")
-            && out.contains("screening with the findings of this case's triage of /dev/vda")
+            && says(&out, "REFUSED   srv/data/orders.db: corrupted")
+            && says(&out, "REFUSED   usr/local/bin/helper: setuid")
+            && says(&out, "REFUSED   srv/data/implant.so: sha256")
+            && says(&out, "HELD      root/.ssh/authorized_keys")
+            && says(
+                &out,
+                "screening with the findings of this case's triage of /dev/vda",
+            )
             && out.contains(&format!("HELD      {PLANTED}: finding")),
         &format!(
             "the dry run shows what stays out, the planted file by the case's findings:\n{out}"
@@ -844,16 +856,24 @@ fn guided_reinstall_and_restore_rebuild_the_server_from_a_signed_image_and_a_scr
     vm.send_raw(b"y")?;
     let out = vm.expect(PROMPT, Duration::from_secs(300))?;
     vm.check(
-        out.contains("restore complete: 2 held, 3 refused, 2 restored")
-            && out.contains("restore manifest: /mnt/evidence/CASE-RR/restore-manifest.json"),
+        says(&out, "restore complete: 2 held, 3 refused, 2 restored")
+            && says(
+                &out,
+                "restore manifest: /mnt/evidence/CASE-RR/restore-manifest.json",
+            ),
         &format!("restore summary:\n{out}"),
     )?;
 
     vm.send_line("9")?;
     let out = vm.expect("Build the incident report now", T)?;
     vm.check(
-        out.contains("triage      /dev/vda: 0 critical, 0 high, 0 medium, 1 low")
-            && out.contains("findings /mnt/evidence/CASE-RR/triage-vda/findings.json"),
+        says(
+            &out,
+            "triage      /dev/vda: 0 critical, 0 high, 0 medium, 1 low",
+        ) && says(
+            &out,
+            "findings /mnt/evidence/CASE-RR/triage-vda/findings.json",
+        ),
         &format!("case show lists the triage run:\n{out}"),
     )?;
     // No report in this scenario (the first one signs one).

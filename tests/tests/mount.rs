@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tests::says;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 #[test]
@@ -32,7 +33,7 @@ fn an_acquisition_mounts_inside_the_rescue_system() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        !out.contains("(exit status"),
+        !says(&out, "(exit status"),
         &format!("acquire succeeds:\n{out}"),
     )?;
     let out = vm.run(
@@ -40,8 +41,8 @@ fn an_acquisition_mounts_inside_the_rescue_system() -> anyhow::Result<()> {
         Duration::from_secs(120),
     )?;
     vm.check(
-        out.contains("mounted /tmp/acq on /tmp/disk/image.raw")
-            && out.contains("served in the background"),
+        says(&out, "mounted /tmp/acq on /tmp/disk/image.raw")
+            && says(&out, "served in the background"),
         &format!("mount serves in the background and the prompt comes back:\n{out}"),
     )?;
     let out = vm.run(
@@ -49,13 +50,13 @@ fn an_acquisition_mounts_inside_the_rescue_system() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        !out.contains("(exit status"),
+        !says(&out, "(exit status"),
         &format!("acquiring the mounted image succeeds:\n{out}"),
     )?;
     let manifest = vm.run_json("manifest /tmp/again --json", Duration::from_secs(60))?;
     let out = vm.run("umount /tmp/disk", Duration::from_secs(120))?;
     vm.check(
-        out.contains("unmounted /tmp/disk; server process") && out.contains("exited"),
+        says(&out, "unmounted /tmp/disk; server process") && out.contains("exited"),
         &format!("umount waits for the server:\n{out}"),
     )?;
     vm.send_line("poweroff")?;

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tests::fixtures::{Signer, ext4_from, initrd_with_trusted_key, run_tool as run};
+use tests::says;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 const T: Duration = Duration::from_secs(180);
@@ -159,11 +160,11 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
     vm.wait_prompt(T)?;
     let out = vm.run("reinstall keys", T)?;
     vm.check(
-        out.contains(&signer.fpr) && out.contains("Golden image builder <golden@example.org>"),
+        out.contains(&signer.fpr) && says(&out, "Golden image builder <golden@example.org>"),
         &format!("the embedded key is listed:\n{out}"),
     )?;
     let out = vm.run("case new CASE-R --examiner tester", T)?;
-    vm.check(out.contains("case CASE-R opened"), &out)?;
+    vm.check(says(&out, "case CASE-R opened"), &out)?;
     // No --keyring: the key embedded in the initramfs is the trust anchor.
     let src = "golden.img --media /dev/vda --sums SHA256SUMS --sig SHA256SUMS.sign";
     let out = vm.run(
@@ -171,7 +172,7 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
         T,
     )?;
     vm.check(
-        out.contains("never acquired in this case") && out.contains("(exit status 1)"),
+        says(&out, "never acquired in this case") && says(&out, "(exit status 1)"),
         &format!("the interlock wants a reason for a disk never acquired:\n{out}"),
     )?;
     let out = vm.run(
@@ -179,7 +180,7 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
         T,
     )?;
     vm.check(
-        out.contains("has serial TARGET-0007") && out.contains("(exit status 1)"),
+        says(&out, "has serial TARGET-0007") && says(&out, "(exit status 1)"),
         &format!("a wrong serial is refused:\n{out}"),
     )?;
     let out = vm.run(
@@ -187,7 +188,7 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
         T,
     )?;
     vm.check(
-        out.contains("is smaller than the image") && out.contains("(exit status 1)"),
+        says(&out, "is smaller than the image") && says(&out, "(exit status 1)"),
         &format!("a target smaller than the image is refused:\n{out}"),
     )?;
     let out = vm.run(
@@ -197,7 +198,7 @@ fn deploy_writes_a_verified_golden_image_to_the_target_disk() -> anyhow::Result<
     vm.check(
         out.contains(&format!("signed by {}", signer.fpr))
             && out.contains(&format!("DEPLOYED and read back: sha256 {golden_sha}"))
-            && out.contains("matches the verified checksum list"),
+            && says(&out, "matches the verified checksum list"),
         &format!("deployed and read back:\n{out}"),
     )?;
     let disks = vm.run_json("devices --json", T)?;
@@ -275,7 +276,7 @@ fn under_secure_boot_kexec_refuses_an_unsigned_installer_kernel_and_boots_a_sign
     let mut vm = b.spawn()?;
     let banner = vm.wait_prompt(Duration::from_secs(600))?;
     vm.check(
-        banner.contains("Secure Boot enabled"),
+        says(&banner, "Secure Boot enabled"),
         &format!("booted with Secure Boot enforced:\n{banner}"),
     )?;
     let sums = "--media /dev/vda --sums SHA256SUMS --sig SHA256SUMS.sign --keyring signer.asc";
@@ -284,15 +285,15 @@ fn under_secure_boot_kexec_refuses_an_unsigned_installer_kernel_and_boots_a_sign
         Duration::from_secs(600),
     )?;
     vm.check(
-        out.contains("sha256 matches entry unsigned.iso")
-            && (out.contains("signature was rejected") || out.contains("locked down"))
-            && out.contains("(exit status")
-            && !out.contains("booting the installer now"),
+        says(&out, "sha256 matches entry unsigned.iso")
+            && (says(&out, "signature was rejected") || says(&out, "locked down"))
+            && says(&out, "(exit status")
+            && !says(&out, "booting the installer now"),
         &format!("the unsigned kernel is refused, saying why:\n{out}"),
     )?;
     let out = vm.run("status", T)?;
     vm.check(
-        out.contains("Secure Boot enabled"),
+        says(&out, "Secure Boot enabled"),
         &format!("the rescue system is still running:\n{out}"),
     )?;
     vm.send_line(&format!("reinstall boot signed.iso {sums}"))?;

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sha2::Digest;
+use tests::says;
 use tests::{Bus, Disk, QemuBuilder, gate, make_disk, sha256_file};
 
 const ACCESS: &str = "QEMUTESTKEY";
@@ -151,7 +152,7 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
         Duration::from_secs(60),
     )?;
     vm.check(
-        out.contains("has no link"),
+        says(&out, "has no link"),
         &format!("no-link refusal:\n{out}"),
     )?;
     // Nobody answers DHCP: a clear timeout.
@@ -160,15 +161,15 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
         Duration::from_secs(60),
     )?;
     vm.check(
-        out.contains("no DHCP OFFER"),
+        says(&out, "no DHCP OFFER"),
         &format!("DHCP timeout:\n{out}"),
     )?;
 
     let out = vm.run(&format!("net up {good} --dhcp"), Duration::from_secs(120))?;
     vm.check(
         // restrict=on: QEMU's DHCP offers no router or DNS; the store's guestfwd address is on-link.
-        out.contains("10.0.2.15/24, gateway none (dhcp from 10.0.2.2)")
-            && !out.contains("(exit status"),
+        says(&out, "10.0.2.15/24, gateway none (dhcp from 10.0.2.2)")
+            && !says(&out, "(exit status"),
         &format!("DHCP lease from QEMU's server:\n{out}"),
     )?;
     let status = vm.run_json("net status --json", Duration::from_secs(60))?;
@@ -186,7 +187,7 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
         Duration::from_secs(900),
     )?;
     vm.check(
-        out.contains("acquired /dev/vda") && !out.contains("(exit status"),
+        says(&out, "acquired /dev/vda") && !says(&out, "(exit status"),
         &format!("acquire to the store:\n{out}"),
     )?;
     let verify = vm.run(
@@ -198,7 +199,7 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
         &format!("verify from the guest:\n{verify}"),
     )?;
     let down = vm.run("net down", Duration::from_secs(60))?;
-    vm.check(down.contains(": down"), &format!("net down:\n{down}"))?;
+    vm.check(says(&down, ": down"), &format!("net down:\n{down}"))?;
 
     // The same interface with a static address, route and DNS instead of DHCP.
     let out = vm.run(
@@ -206,7 +207,10 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
         Duration::from_secs(60),
     )?;
     vm.check(
-        out.contains("10.0.2.20/24, gateway 10.0.2.2 (static), dns 10.0.2.3"),
+        says(
+            &out,
+            "10.0.2.20/24, gateway 10.0.2.2 (static), dns 10.0.2.3",
+        ),
         &format!("static configuration:\n{out}"),
     )?;
     let status = vm.run_json("net status --json", Duration::from_secs(60))?;
@@ -228,7 +232,7 @@ fn dhcp_then_acquire_to_an_s3_store_on_the_host() -> anyhow::Result<()> {
         &format!("verify over the static address:\n{verify}"),
     )?;
     let down = vm.run("net down", Duration::from_secs(60))?;
-    vm.check(down.contains(": down"), &format!("net down:\n{down}"))?;
+    vm.check(says(&down, ": down"), &format!("net down:\n{down}"))?;
     vm.send_line("poweroff")?;
     vm.wait_exit(Duration::from_secs(60))?;
 

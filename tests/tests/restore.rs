@@ -13,6 +13,7 @@ use std::time::Duration;
 use tests::fixtures::{
     debugfs_dump, debugfs_rdump, mkfs_ext4 as mkfs, sha256_hex as sha256, tree, write_file as write,
 };
+use tests::says;
 use tests::{Bus, Disk, QemuBuilder, gate};
 
 const T: Duration = Duration::from_secs(180);
@@ -132,7 +133,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     let restore = "restore /dev/vda /dev/vdb --confirm NEWROOT-0001 --manifest /mnt/evidence/SHA256SUMS --blocklist /mnt/evidence/blocklist.txt --findings /mnt/evidence/findings.json";
     let out = vm.run(restore, T)?;
     vm.check(
-        out.contains("never acquired in this case") && out.contains("(exit status 1)"),
+        says(&out, "never acquired in this case") && says(&out, "(exit status 1)"),
         &format!("the interlock wants a reason:\n{out}"),
     )?;
     let out = vm.run(
@@ -140,7 +141,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         T,
     )?;
     vm.check(
-        out.contains("is the evidence destination") && out.contains("(exit status 1)"),
+        says(&out, "is the evidence destination") && says(&out, "(exit status 1)"),
         &format!("the evidence disk is never a restore target, reason or not:\n{out}"),
     )?;
     let out = vm.run(
@@ -148,18 +149,27 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        out.contains("REFUSED   srv/data/orders.db: corrupted")
-            && out.contains("REFUSED   usr/local/bin/helper: setuid")
-            && out.contains("REFUSED   srv/data/implant.so: sha256")
-            && out.contains("HELD      root/.ssh/authorized_keys: ssh authorized_keys")
-            && out.contains("HELD      etc/passwd: account database")
-            && out.contains("toor: UID 0: a second superuser")
+        says(&out, "REFUSED   srv/data/orders.db: corrupted")
+            && says(&out, "REFUSED   usr/local/bin/helper: setuid")
+            && says(&out, "REFUSED   srv/data/implant.so: sha256")
+            && says(
+                &out,
+                "HELD      root/.ssh/authorized_keys: ssh authorized_keys",
+            )
+            && says(&out, "HELD      etc/passwd: account database")
+            && says(&out, "toor: UID 0: a second superuser")
             && out.contains(
                 "HELD      var/www/html/up/shell.php: server-side script that runs commands",
             )
-            && out.contains("REFUSED   srv/data/dropper.txt: finding TMP-0007 (high, files)")
-            && out.contains("restore complete: 3 held, 4 refused, 3 restored")
-            && out.contains("restore manifest: /mnt/evidence/CASE-9/restore-manifest.json"),
+            && says(
+                &out,
+                "REFUSED   srv/data/dropper.txt: finding TMP-0007 (high, files)",
+            )
+            && says(&out, "restore complete: 3 held, 4 refused, 3 restored")
+            && says(
+                &out,
+                "restore manifest: /mnt/evidence/CASE-9/restore-manifest.json",
+            ),
         &format!("restore summary:\n{out}"),
     )?;
     // A rerun finds everything in place.
@@ -168,7 +178,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
         Duration::from_secs(300),
     )?;
     vm.check(
-        out.contains("3 identical"),
+        says(&out, "3 identical"),
         &format!("rerun skips identical files:\n{out}"),
     )?;
     vm.send_line("poweroff")?;
@@ -235,8 +245,7 @@ fn screened_restore_brings_back_only_the_good_files() -> anyhow::Result<()> {
     debugfs_dump(&evidence, "/CASE-9/restore-held/etc/passwd.diff", &diff)?;
     let diff = std::fs::read_to_string(&diff)?;
     assert!(
-        diff.contains("+ toor:<in shadow>:0:0::/root:/bin/bash   !! UID 0")
-            && diff.contains("- _apt:"),
+        says(&diff, "+ toor:<in shadow>:0:0::/root:/bin/bash   !! UID 0") && says(&diff, "- _apt:"),
         "the comparison beside the manifest:\n{diff}"
     );
     let log = work.path().join("case-log.jsonl");

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use tests::says;
 use tests::storage::{self, DISKS};
 use tests::{Bus, Disk, PROMPT, QemuBuilder, gate, sha256_file};
 
@@ -98,17 +99,17 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
     // A RAID5 with one member left out is refused, naming the missing role.
     let out = vm.run("md assemble --read-only /dev/vde /dev/vdf", T)?;
     vm.check(
-        out.contains("refused: array r5") && out.contains("missing member role 2"),
+        says(&out, "refused: array r5") && says(&out, "missing member role 2"),
         &format!("a RAID5 without its third member was not refused by name:\n{out}"),
     )?;
     vm.check(
-        !out.contains("read-only (array_state"),
+        !says(&out, "read-only (array_state"),
         &format!("a degraded RAID5 was assembled without --degraded:\n{out}"),
     )?;
     // A VG with one PV left out is refused, naming the PV.
     let out = vm.run("lvm activate --read-only /dev/vda", T)?;
     vm.check(
-        out.contains("refused: VG forensic-vg is missing PV") && out.contains("pv1"),
+        says(&out, "refused: VG forensic-vg is missing PV") && out.contains("pv1"),
         &format!("a VG without its second PV was not refused by name:\n{out}"),
     )?;
 
@@ -120,9 +121,9 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
             "not activated: members {ma} {mb} of md array {} (RAID1, not assembled) hold LVM PV",
             storage::MD_LVM_ARRAY
         )) && out.contains(&format!("of VG {}", storage::MD_LVM_VG))
-            && out.contains("run `md assemble --read-only` first")
-            && !out.contains("no LVM2 label")
-            && !out.contains(" -> /dev/mapper/"),
+            && says(&out, "run `md assemble --read-only` first")
+            && !says(&out, "no LVM2 label")
+            && !says(&out, " -> /dev/mapper/"),
         &format!(
             "lvm activate on the members of an unassembled md array did not say md first:\n{out}"
         ),
@@ -132,12 +133,12 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
     let out = vm.run("md assemble --read-only --degraded /dev/vde /dev/vdf", T)?;
     vm.check(
         out.contains("(/dev/md/r5)")
-            && out.contains("DEGRADED: roles [2] missing")
-            && out.contains("array_state readonly"),
+            && says(&out, "DEGRADED: roles [2] missing")
+            && says(&out, "array_state readonly"),
         &format!("--degraded did not read the RAID5 without its third member:\n{out}"),
     )?;
     vm.check(
-        out.contains("kernel modules loaded for this command:") && out.contains(" md_mod "),
+        says(&out, "kernel modules loaded for this command:") && says(&out, " md_mod "),
         &format!("md assemble did not load md_mod itself:\n{out}"),
     )?;
     let h = hashes_through(&mut vm, "/dev/md/r5")?;
@@ -147,7 +148,7 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
     )?;
     let out = vm.run("md stop", T)?;
     vm.check(
-        out.contains("/proc/mdstat: no array left"),
+        says(&out, "/proc/mdstat: no array left"),
         &format!("md stop left the degraded RAID5:\n{out}"),
     )?;
 
@@ -155,13 +156,16 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
     for name in ["r1", "r5", "2", "m10", "m11", storage::MD_LVM_ARRAY] {
         vm.check(
             out.lines().any(|l| {
-                l.contains(&format!("/dev/md/{name})")) && l.contains("array_state readonly")
+                l.contains(&format!("/dev/md/{name})")) && says(l, "array_state readonly")
             }),
             &format!("array {name} was not assembled read-only:\n{out}"),
         )?;
     }
     vm.check(
-        out.contains("kernel modules loaded for this command: raid0 raid1 raid10"),
+        says(
+            &out,
+            "kernel modules loaded for this command: raid0 raid1 raid10",
+        ),
         &format!("md assemble did not load the RAID personalities itself:\n{out}"),
     )?;
     let out = vm.run("lvm activate --read-only", T)?;
@@ -178,12 +182,12 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
     // The PV of raidvg was found on the assembled array, not on one of its members.
     vm.check(
         out.lines().any(|l| {
-            l.starts_with(&format!("VG {} ", storage::MD_LVM_VG)) && l.contains("PVs /dev/md1")
-        }) && !out.contains("not activated"),
+            l.starts_with(&format!("VG {} ", storage::MD_LVM_VG)) && says(l, "PVs /dev/md1")
+        }) && !says(&out, "not activated"),
         &format!("the VG on the md array was not activated from /dev/mdN:\n{out}"),
     )?;
     vm.check(
-        out.contains("linear, 3 segments") && out.contains("striped (2), 1 segment"),
+        says(&out, "linear, 3 segments") && says(&out, "striped (2), 1 segment"),
         &format!("LV layouts not as lvm2 made them:\n{out}"),
     )?;
     vm.check(
@@ -198,7 +202,7 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
     )?;
     let out = vm.run("md assemble --read-only", T)?;
     vm.check(
-        out.contains("/dev/vdc: already a member of /dev/md") && !out.contains("refused"),
+        says(&out, "/dev/vdc: already a member of /dev/md") && !out.contains("refused"),
         &format!("a second md assemble did not report the running arrays:\n{out}"),
     )?;
 
@@ -223,15 +227,15 @@ fn lvm_and_md_activate_read_only_and_tear_down() -> anyhow::Result<()> {
 
     let out = vm.run("lvm deactivate", T)?;
     vm.check(
-        out.contains("removed /dev/mapper/raidvg-root")
-            && out.contains("removed /dev/mapper/forensic--vg-root")
-            && out.contains("removed /dev/mapper/forensic--vg-data--striped")
-            && out.contains("/dev/mapper: no device left"),
+        says(&out, "removed /dev/mapper/raidvg-root")
+            && says(&out, "removed /dev/mapper/forensic--vg-root")
+            && says(&out, "removed /dev/mapper/forensic--vg-data--striped")
+            && says(&out, "/dev/mapper: no device left"),
         &format!("lvm deactivate did not empty /dev/mapper:\n{out}"),
     )?;
     let out = vm.run("md stop", T)?;
     vm.check(
-        out.matches("stopped /dev/md").count() == 6 && out.contains("/proc/mdstat: no array left"),
+        out.matches("stopped /dev/md").count() == 6 && says(&out, "/proc/mdstat: no array left"),
         &format!("md stop did not stop the six arrays:\n{out}"),
     )?;
     vm.send_line("poweroff")?;
@@ -287,7 +291,7 @@ fn guided_offer_activates_lvm_on_md_and_triage_reads_the_lv() -> anyhow::Result<
     let mut vm = b.spawn()?;
     let boot = vm.wait_prompt(T)?;
     vm.check(
-        boot.contains("guided mode"),
+        says(&boot, "guided mode"),
         &format!("the guided menu is in front of the prompt at boot:\n{boot}"),
     )?;
     let (vg, array) = (storage::MD_LVM_VG, storage::MD_LVM_ARRAY);
@@ -299,7 +303,7 @@ fn guided_offer_activates_lvm_on_md_and_triage_reads_the_lv() -> anyhow::Result<
             "not activated: members /dev/vda /dev/vdb of md array {array} (RAID1, not assembled) \
              hold LVM PV"
         )) && out.contains(&format!("of VG {vg}: the PV is inside the array"))
-            && !out.contains(" -> /dev/mapper/"),
+            && !says(&out, " -> /dev/mapper/"),
         &format!("lvm activate before md assemble did not say to assemble first:\n{out}"),
     )?;
 
@@ -315,7 +319,7 @@ fn guided_offer_activates_lvm_on_md_and_triage_reads_the_lv() -> anyhow::Result<
     vm.send_line("")?;
     let out = vm.expect(PROMPT, T)?;
     vm.check(
-        out.contains("case CASE-LVM opened"),
+        says(&out, "case CASE-LVM opened"),
         &format!("case opened:\n{out}"),
     )?;
 
@@ -323,22 +327,22 @@ fn guided_offer_activates_lvm_on_md_and_triage_reads_the_lv() -> anyhow::Result<
     vm.send_line("2")?;
     let out = vm.expect("Activate LVM/md read-only now", T)?;
     vm.check(
-        out.contains("md RAID members: /dev/vda /dev/vdb"),
+        says(&out, "md RAID members: /dev/vda /dev/vdb"),
         &format!("the inventory did not name the md members before the offer:\n{out}"),
     )?;
     vm.send_raw(b"y")?;
     let out = vm.expect(PROMPT, T)?;
     vm.check(
-        out.contains("[guided] md assemble --read-only")
+        says(&out, "[guided] md assemble --read-only")
             && out.lines().any(|l| {
-                l.contains(&format!("(/dev/md/{array})")) && l.contains("array_state readonly")
+                l.contains(&format!("(/dev/md/{array})")) && says(l, "array_state readonly")
             }),
         &format!("the guided offer did not assemble the RAID1 read-only:\n{out}"),
     )?;
     vm.check(
-        out.contains("[guided] lvm activate --read-only")
+        says(&out, "[guided] lvm activate --read-only")
             && out.contains(&format!("/dev/{vg}/root -> /dev/mapper/{vg}-root"))
-            && !out.contains("not activated"),
+            && !says(&out, "not activated"),
         &format!("the guided offer did not map the LV on the array:\n{out}"),
     )?;
 
@@ -354,19 +358,19 @@ fn guided_offer_activates_lvm_on_md_and_triage_reads_the_lv() -> anyhow::Result<
         out.contains(&format!(
             "[guided] triage /dev/mapper/{vg}-root --out /run/rescue/triage-{vg}-root"
         )) && out.contains(&format!("/{}", storage::MD_LVM_BACKDOOR))
-            && out.contains("findings recorded in the case"),
+            && says(&out, "findings recorded in the case"),
         &format!("the guided triage of the LV did not show the planted backdoor:\n{out}"),
     )?;
 
     let out = vm.run("lvm deactivate", T)?;
     vm.check(
         out.contains(&format!("removed /dev/mapper/{vg}-root"))
-            && out.contains("/dev/mapper: no device left"),
+            && says(&out, "/dev/mapper: no device left"),
         &format!("lvm deactivate did not empty /dev/mapper:\n{out}"),
     )?;
     let out = vm.run("md stop", T)?;
     vm.check(
-        out.contains("stopped /dev/md") && out.contains("/proc/mdstat: no array left"),
+        says(&out, "stopped /dev/md") && says(&out, "/proc/mdstat: no array left"),
         &format!("md stop did not stop the array:\n{out}"),
     )?;
     vm.send_line("poweroff")?;

@@ -82,12 +82,31 @@ pub struct PvDevice {
 
 /// Write-blocks `device` and reads its PV label and metadata; `Ok(None)` without a label.
 pub fn read_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
-    read_pv_at(device, 0)
+    read_pv_at(device, 0, true)
+}
+
+/// [`read_pv`] without write-blocking: a scan of every block device looks (reads cannot change a
+/// disk) and write-blocks only the PVs of a VG it then activates ([`activate`]). On a host a scan thus
+/// leaves no read-only flag on disks it merely looked at, which would make the host's own `fdisk`,
+/// `mkfs` or LVM tools fail until the next reboot.
+pub fn probe_pv(device: &Path) -> Result<Option<PvDevice>, LvmError> {
+    read_pv_at(device, 0, false)
+}
+
+/// Write-blocks `device`, its disk, partitions and holders.
+fn protect(device: &Path) -> Result<(), LvmError> {
+    crate::blkro::protect_family(device)
+        .map(drop)
+        .map_err(|source| LvmError::WriteBlock {
+            device: device.display().to_string(),
+            source,
+        })
 }
 
 /// [`read_pv`] of a PV whose first byte is at `base` on `device` (inside an md member: the array's data
-/// offset). Every offset of the label and metadata areas counts from `base`.
-fn read_pv_at(device: &Path, base: u64) -> Result<Option<PvDevice>, LvmError> {
+/// offset). Every offset of the label and metadata areas counts from `base`. With `protect` the device
+/// is write-blocked first.
+fn read_pv_at(device: &Path, base: u64, protect: bool) -> Result<Option<PvDevice>, LvmError> {
     let name = device.display().to_string();
     let read_err = |source| LvmError::Read {
         device: name.clone(),
@@ -97,10 +116,9 @@ fn read_pv_at(device: &Path, base: u64) -> Result<Option<PvDevice>, LvmError> {
     if !meta.file_type().is_block_device() {
         return Err(LvmError::NotBlockDevice(name));
     }
-    crate::blkro::protect_family(device).map_err(|source| LvmError::WriteBlock {
-        device: name.clone(),
-        source,
-    })?;
+    if protect {
+        self::protect(device)?;
+    }
     let file = fs::File::open(device).map_err(read_err)?;
     let at = |off: u64| base.saturating_add(off);
     let mut head = vec![0u8; 2048];
@@ -172,7 +190,7 @@ pub struct PvInsideArray {
 pub fn pv_inside_member(member: &crate::md::Member) -> Option<PvInsideArray> {
     let sb = &member.superblock;
     let pv = if sb.level == 1 {
-        read_pv_at(&member.device, sb.data_offset_bytes).ok()??
+        read_pv_at(&member.device, sb.data_offset_bytes, false).ok()??
     } else {
         let file = fs::File::open(&member.device).ok()?;
         let mut head = vec![0u8; 2048];
@@ -295,6 +313,9 @@ pub struct LvOutcome {
 /// Activates every visible LV of `plan` read-only. Refused LVs are reported, not fatal; a failing
 /// ioctl is.
 pub fn activate(ctl: &dm::Control, plan: &VgPlan) -> Result<Vec<LvOutcome>, LvmError> {
+    for (device, _) in plan.pvs.values() {
+        protect(device)?;
+    }
     let devs: BTreeMap<String, String> = plan
         .pvs
         .iter()

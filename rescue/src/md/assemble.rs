@@ -112,8 +112,32 @@ pub fn held_by(device: &Path) -> Option<String> {
         .find(|h| h.starts_with("md"))
 }
 
-/// Write-blocks `device` (a block device) and reads its md superblock; `Ok(None)` when it has none.
+/// Write-blocks `device` (a block device named by the operator) and reads its md superblock; `Ok(None)`
+/// when it has none.
 pub fn read_member(device: &Path) -> Result<Option<Member>, MdError> {
+    member(device, true)
+}
+
+/// Write-blocks `device`, its disk, partitions and holders.
+fn protect(device: &Path) -> Result<(), MdError> {
+    crate::blkro::protect_family(device)
+        .map(drop)
+        .map_err(|source| MdError::WriteBlock {
+            device: device.display().to_string(),
+            source,
+        })
+}
+
+/// Reads the md superblock of `device` without write-blocking it: a scan of every block device looks
+/// (reads cannot change a disk) and write-blocks only the members of an array it then assembles
+/// ([`assemble`]). On a host a scan thus leaves no read-only flag on disks it merely looked at, which
+/// would make the host's own `fdisk`, `mkfs` or LVM tools fail until the next reboot.
+pub fn probe_member(device: &Path) -> Result<Option<Member>, MdError> {
+    member(device, false)
+}
+
+/// The md superblock of `device`, write-blocked first with `protect`.
+fn member(device: &Path, protect: bool) -> Result<Option<Member>, MdError> {
     let name = device.display().to_string();
     let meta = fs::metadata(device).map_err(|source| MdError::Read {
         device: name.clone(),
@@ -122,10 +146,9 @@ pub fn read_member(device: &Path) -> Result<Option<Member>, MdError> {
     if !meta.file_type().is_block_device() {
         return Err(MdError::NotBlockDevice(name));
     }
-    crate::blkro::protect_family(device).map_err(|source| MdError::WriteBlock {
-        device: name.clone(),
-        source,
-    })?;
+    if protect {
+        self::protect(device)?;
+    }
     let file = fs::File::open(device).map_err(|source| MdError::Read {
         device: name.clone(),
         source,
@@ -205,8 +228,12 @@ pub struct Assembled {
     pub size_bytes: u64,
 }
 
-/// Assembles `plan` read-only; on any failure the half-made array is stopped again.
+/// Write-blocks every member of `plan`, then assembles it read-only; on any failure the half-made array
+/// is stopped again.
 pub fn assemble(plan: &ArrayPlan) -> Result<Assembled, MdError> {
+    for m in &plan.members {
+        protect(&m.device)?;
+    }
     load_modules(plan.level)?;
     let unit = free_unit().ok_or_else(|| MdError::Kernel {
         what: "every md unit md0..md127 is taken".into(),

@@ -25,10 +25,38 @@ pub mod triage;
 
 pub use crate::error_chain;
 
-/// Prints `error: …` with the whole cause chain to stderr.
+/// Prints `error: …` with the whole cause chain to stderr. On a console (stderr is a terminal: the
+/// serial line, the VGA console, an SSH session) the message is word-wrapped to the console's width,
+/// continuation lines aligned under the message; into a pipe or a log it stays one line that
+/// `grep error:` finds whole.
 pub fn print_error(err: &anyhow::Error) {
     let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-    eprintln!("error: {}", chain.join(": "));
+    print_labelled("error", &chain.join(": "));
+}
+
+/// Prints `LABEL: text` on stderr (`error`, `refused`, `warning`) the way [`print_error`] does: wrapped
+/// on a console, one line into a pipe or a log.
+pub fn print_labelled(label: &str, text: &str) {
+    use std::io::IsTerminal;
+    let console = std::io::stderr().is_terminal();
+    eprint!("{}", labelled_text(label, text, console.then(columns)));
+}
+
+/// The text [`print_labelled`] prints: one `LABEL: …` line, or with `width` the same words wrapped to
+/// it, continuation lines aligned after `LABEL: `.
+fn labelled_text(label: &str, text: &str, width: Option<usize>) -> String {
+    let text = format!("{label}: {text}");
+    let Some(width) = width else {
+        return format!("{text}\n");
+    };
+    let mut out = String::new();
+    for line in text.lines() {
+        for l in wrap(line, width, label.len() + 2) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Prints `text` on stdout, word-wrapped to the console's width (a path, a key or a digest stays whole
@@ -202,5 +230,39 @@ mod tests {
         assert_eq!(wrap("", 80, 2), [""]);
         assert_eq!(truncate("abcdef", 4), "ab..");
         assert_eq!(truncate("abc", 4), "abc");
+    }
+
+    #[test]
+    fn an_error_fits_the_console_and_stays_one_line_in_a_pipe() {
+        let err = anyhow::anyhow!(
+            "/dev/vdc is the rescue boot medium and cannot be an evidence destination"
+        )
+        .context("unlock /dev/vdc");
+        let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+        let error_text = |width| labelled_text("error", &chain.join(": "), width);
+        let one = error_text(None);
+        assert_eq!(
+            one,
+            "error: unlock /dev/vdc: /dev/vdc is the rescue boot medium and cannot be an evidence destination\n"
+        );
+        for width in [80, 40] {
+            let t = error_text(Some(width));
+            let lines: Vec<&str> = t.lines().collect();
+            assert!(lines.len() > 1, "{width}: {t:?}");
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= width),
+                "{width}: {t:?}"
+            );
+            assert!(
+                lines[1..]
+                    .iter()
+                    .all(|l| l.starts_with("       ") && !l.starts_with("        "))
+            );
+            assert_eq!(
+                t.split_whitespace().collect::<Vec<_>>(),
+                one.split_whitespace().collect::<Vec<_>>(),
+                "{width}: every word, in order"
+            );
+        }
     }
 }

@@ -18,7 +18,7 @@ fn case_log(kind: &str, command: &str, detail: serde_json::Value) {
         && let Ok(locked) = crate::case::Locked::open()
         && let Err(e) = locked.log(kind, command, detail)
     {
-        eprintln!("warning: case log: {}", crate::error_chain(&e));
+        super::print_labelled("warning", &format!("case log: {}", crate::error_chain(&e)));
     }
 }
 
@@ -75,7 +75,7 @@ fn lvm_candidates() -> Vec<PathBuf> {
         .into_iter()
         .filter(|d| {
             md::assemble::held_by(d).is_none()
-                && !matches!(md::assemble::read_member(d), Ok(Some(_)))
+                && !matches!(md::assemble::probe_member(d), Ok(Some(_)))
         })
         .collect();
     v.extend(
@@ -92,7 +92,7 @@ fn pvs_inside_unassembled_arrays(devices: &[PathBuf]) -> Vec<lvm::PvInsideArray>
     devices
         .iter()
         .filter(|d| md::assemble::held_by(d).is_none())
-        .filter_map(|d| md::assemble::read_member(d).ok().flatten())
+        .filter_map(|d| md::assemble::probe_member(d).ok().flatten())
         .filter_map(|m| lvm::pv_inside_member(&m))
         .collect()
 }
@@ -140,12 +140,19 @@ fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
     let mut code = EXIT_OK;
     let mut found = Vec::new();
     let mut unlabelled = Vec::new();
+    // A device the operator named is write-blocked before it is read; a scan only looks, and
+    // `lvm::activate` write-blocks the PVs of what it activates.
+    let read = if devices.is_empty() {
+        lvm::probe_pv
+    } else {
+        lvm::read_pv
+    };
     for d in &scan {
-        match lvm::read_pv(d) {
+        match read(d) {
             Ok(Some(pv)) => found.push(pv),
             Ok(None) => unlabelled.push(d.clone()),
             Err(e) => {
-                eprintln!("error: {}", crate::error_chain(&e));
+                super::print_labelled("error", &crate::error_chain(&e));
                 code = EXIT_FAILURE;
             }
         }
@@ -196,7 +203,7 @@ fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
         let p = match p {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("refused: {}", crate::error_chain(&e));
+                super::print_labelled("refused", &crate::error_chain(&e));
                 code = EXIT_FAILURE;
                 continue;
             }
@@ -228,7 +235,13 @@ fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
                     o.layout
                 ),
                 (None, Some(why)) => {
-                    eprintln!("  refused {}/{}: {why}", o.vg, o.lv);
+                    eprint!(
+                        "{}",
+                        super::wrap_text(
+                            &format!("  refused {}/{}: {why}\n", o.vg, o.lv),
+                            super::columns()
+                        )
+                    );
                     code = EXIT_FAILURE;
                 }
                 _ => {}
@@ -258,7 +271,13 @@ fn lvm_deactivate() -> anyhow::Result<u8> {
         match &r.error {
             None => println!("removed /dev/mapper/{}", r.name),
             Some(e) => {
-                eprintln!("could not remove /dev/mapper/{}: {e}", r.name);
+                eprint!(
+                    "{}",
+                    super::wrap_text(
+                        &format!("could not remove /dev/mapper/{}: {e}\n", r.name),
+                        super::columns()
+                    )
+                );
                 code = EXIT_FAILURE;
             }
         }
@@ -286,8 +305,15 @@ fn md_assemble(devices: &[PathBuf], degraded: bool, json: bool) -> anyhow::Resul
     let mut code = EXIT_OK;
     let mut members = Vec::new();
     let mut held = 0;
+    // A device the operator named is write-blocked before it is read; a scan only looks, and
+    // `md::assemble::assemble` write-blocks the members of what it assembles.
+    let read = if devices.is_empty() {
+        md::assemble::probe_member
+    } else {
+        md::assemble::read_member
+    };
     for d in &scan {
-        match md::assemble::read_member(d) {
+        match read(d) {
             Ok(Some(m)) => match md::assemble::held_by(d) {
                 Some(md) => {
                     held += 1;
@@ -302,7 +328,7 @@ fn md_assemble(devices: &[PathBuf], degraded: bool, json: bool) -> anyhow::Resul
                 }
             }
             Err(e) => {
-                eprintln!("error: {}", crate::error_chain(&e));
+                super::print_labelled("error", &crate::error_chain(&e));
                 code = EXIT_FAILURE;
             }
         }
@@ -345,7 +371,7 @@ fn md_assemble(devices: &[PathBuf], degraded: bool, json: bool) -> anyhow::Resul
             }
             Err(e) => {
                 let msg = crate::error_chain(&e);
-                eprintln!("refused: {msg}");
+                super::print_labelled("refused", &msg);
                 refused.push(msg);
                 code = EXIT_FAILURE;
             }
@@ -366,7 +392,13 @@ fn md_stop() -> anyhow::Result<u8> {
         match &s.error {
             None => println!("stopped {}", s.device.display()),
             Some(e) => {
-                eprintln!("could not stop {}: {e}", s.device.display());
+                eprint!(
+                    "{}",
+                    super::wrap_text(
+                        &format!("could not stop {}: {e}\n", s.device.display()),
+                        super::columns()
+                    )
+                );
                 code = EXIT_FAILURE;
             }
         }
