@@ -1196,7 +1196,7 @@ mod tests {
     fn a_pattern_is_found_where_the_console_wrapped_it() {
         let log = b"error: /dev/vdc is the rescue boot medium and\r\n       cannot be an evidence destination\r\nrescue> ";
         let r = find(log, b"medium and cannot be").unwrap();
-        assert_eq!(&log[r.end - 6..r.end], b"cannot");
+        assert_eq!(&log[r.end - 9..r.end], b"cannot be");
         let r = find(log, b"rescue> ").unwrap();
         assert_eq!(r.end, log.len());
         assert!(find(log, b"medium andcannot").is_none());
