@@ -842,7 +842,17 @@ impl Qemu {
     pub fn expect(&mut self, pattern: &str, timeout: Duration) -> anyhow::Result<String> {
         let log = Arc::clone(&self.log);
         let mut mark = self.mark;
-        let found = self.expect_in(&log, &mut mark, pattern, timeout, "");
+        let found = self.expect_in(&log, &mut mark, pattern, false, timeout, "");
+        self.mark = mark;
+        found
+    }
+
+    /// [`Qemu::expect`] byte for byte: a space in `pattern` matches one space and nothing else (for
+    /// GRUB's editor, whose redraws pad lines with spaces).
+    pub fn expect_exact(&mut self, pattern: &str, timeout: Duration) -> anyhow::Result<String> {
+        let log = Arc::clone(&self.log);
+        let mut mark = self.mark;
+        let found = self.expect_in(&log, &mut mark, pattern, true, timeout, "");
         self.mark = mark;
         found
     }
@@ -875,7 +885,7 @@ impl Qemu {
     pub fn expect_ttys1(&mut self, pattern: &str, timeout: Duration) -> anyhow::Result<String> {
         let log = Arc::clone(&self.ttys1);
         let mut mark = self.ttys1_mark;
-        let found = self.expect_in(&log, &mut mark, pattern, timeout, " on ttyS1");
+        let found = self.expect_in(&log, &mut mark, pattern, false, timeout, " on ttyS1");
         self.ttys1_mark = mark;
         found
     }
@@ -894,6 +904,7 @@ impl Qemu {
         log: &(Mutex<Feed<Vec<u8>>>, Condvar),
         mark: &mut usize,
         pattern: &str,
+        exact: bool,
         timeout: Duration,
         port: &str,
     ) -> anyhow::Result<String> {
@@ -903,7 +914,15 @@ impl Qemu {
             .lock()
             .map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
         loop {
-            if let Some(found) = find(&log.items[*mark..], pattern.as_bytes()) {
+            let hay = &log.items[*mark..];
+            let found = if exact {
+                hay.windows(pattern.len())
+                    .position(|w| w == pattern.as_bytes())
+                    .map(|at| at..at + pattern.len())
+            } else {
+                find(hay, pattern.as_bytes())
+            };
+            if let Some(found) = found {
                 let end = *mark + found.end;
                 let text = String::from_utf8_lossy(&log.items[*mark..end]).into_owned();
                 *mark = end;
@@ -1026,31 +1045,29 @@ impl Qemu {
     /// line (the newline after the entry's `{`), then the `linux` line: two lines down. Keys are
     /// single control bytes (next line, end of line), which a serial line cannot split the way it
     /// can split an arrow key's escape sequence; each is sent once the editor has drawn the entry.
-    /// The editor's redraw of the typed text is checked before booting: arguments that landed on a
-    /// line of their own would be run as a command (`error: can't find command`), and the kernel
-    /// would boot without them after GRUB's "Press any key to continue".
+    ///
+    /// The arguments are typed one key at a time, each once the editor has redrawn the line with the
+    /// key before it: the line's last word, then what was typed so far. On a busy machine GRUB (which
+    /// redraws the whole line after every key) dropped and doubled keys typed in one burst
+    /// (`no_timeer_chck`). Seeing the typed text right after the `linux` line's last word also
+    /// proves the arguments landed on that line, not on one of their own (which GRUB would run as a
+    /// command, booting the kernel without them).
     pub fn grub_edit_and_boot(&mut self, timeout: Duration) -> anyhow::Result<()> {
         self.grub_pending = false;
         let deadline = Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
         self.send_raw(b"e")?;
         self.expect("/RESCUE/VMLINUZ", left())?;
-        self.expect("/RESCUE/INITRD.IMG", left())?;
+        let drawn = self.expect("/RESCUE/INITRD.IMG", left())?;
+        let tail = linux_line_tail(&drawn).ok_or_else(|| {
+            self.failure("GRUB's editor drew no linux line before the initrd line")
+        })?;
         self.send_raw(b"\x0e\x0e\x05")?;
-        self.send_raw(format!(" {GRUB_TEST_ARGS}").as_bytes())?;
-        // The redraw after the last key: a cursor move (`ESC [ row ; col H`), then the line from
-        // the screen's left edge up to the typed text. On the `linux` line that is the end of the
-        // kernel command line; on an empty line, nothing.
-        let drawn = self.expect(GRUB_TEST_ARGS, left())?;
-        let before = &drawn[..drawn.len() - GRUB_TEST_ARGS.len()];
-        let line = before
-            .rfind("\x1b[")
-            .and_then(|i| before[i..].find('H').map(|h| &before[i + h + 1..]))
-            .unwrap_or(before);
-        if line.trim().is_empty() {
-            return Err(self.failure(&format!(
-                "GRUB's editor put {GRUB_TEST_ARGS:?} on a line of its own, not on the linux line"
-            )));
+        let typed = format!(" {GRUB_TEST_ARGS}");
+        for (i, key) in typed.char_indices() {
+            self.send_raw(key.to_string().as_bytes())?;
+            let echo = format!("{tail}{}", &typed[..i + key.len_utf8()]);
+            self.expect_exact(&echo, left())?;
         }
         self.send_raw(b"\x18")?;
         self.expect("Booting a command list", left())?;
@@ -1110,6 +1127,14 @@ impl Drop for Qemu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The last word of the `linux` line in GRUB's editor as `drawn` shows it up to the `initrd` line:
+/// the text before the initrd line's cursor move (`ESC [ row ; col H`) and indentation.
+fn linux_line_tail(drawn: &str) -> Option<String> {
+    let before = &drawn[..drawn.rfind("initrd")?];
+    let before = &before[..before.rfind("\x1b[")?];
+    before.split_whitespace().last().map(str::to_owned)
 }
 
 /// Where `needle` first occurs in `hay`, as the range it covers. A run of spaces in `needle` matches
@@ -1211,5 +1236,12 @@ mod tests {
             "the rescue boot medium"
         ));
         assert!(!says("the rescue\r\nboot", "rescue boot medium"));
+    }
+
+    #[test]
+    fn the_linux_line_ends_where_grub_moves_the_cursor_to_the_initrd_line() {
+        let drawn = "[7;3H        linux /RESCUE/VMLINUZ console=tty0 quiet nor\\\r\n\x1b[8;3Hesume raid=noautodetect                \x1b[9;3H        initrd /RESCUE/INITRD.IMG";
+        assert_eq!(linux_line_tail(drawn).as_deref(), Some("raid=noautodetect"));
+        assert_eq!(linux_line_tail("no editor here"), None);
     }
 }
