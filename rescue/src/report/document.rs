@@ -1,9 +1,11 @@
 //! The report document, `rescue.report/1` (documented in `docs/report.md`): what [`super::build`]
 //! writes as `report.json` and renders as Markdown and HTML, and what `rescue report verify` reads back.
 
+use super::index::EvidenceFile;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use super::index::EvidenceFile;
 
 /// `rescue.report/1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

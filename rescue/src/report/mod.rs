@@ -12,7 +12,6 @@ use std::fs;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::acquire::manifest::{self, Manifest};
@@ -27,7 +26,8 @@ pub mod sign;
 pub mod verify;
 
 pub use document::{
-    Report, Generated, CaseSection, Scope, Acquisition, Event, TimelineSection, FindingsSection, Finding, Action, ReinstallRestore, RestoreSummary, CaseLogSection, SignatureSection,
+    Acquisition, Action, CaseLogSection, CaseSection, Event, Finding, FindingsSection, Generated,
+    ReinstallRestore, Report, RestoreSummary, Scope, SignatureSection, TimelineSection,
 };
 
 pub use self::index::{EvidenceFile, INDEX_NAME};

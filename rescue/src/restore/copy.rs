@@ -3,6 +3,7 @@
 //! over the destination (never through a symlink). A file already identical is left alone.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::policy::Verdict;

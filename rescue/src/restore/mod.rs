@@ -17,13 +17,12 @@ pub mod target;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use policy::{Policy, Verdict};
 use serde::Serialize;
 
-use crate::reinstall::checksums::{self, Algorithm, Hasher};
+use crate::reinstall::checksums::{self, Algorithm};
 
 /// Schema of `restore-manifest.json`.
 pub const SCHEMA: &str = "rescue.restore/1";

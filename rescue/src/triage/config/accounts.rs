@@ -1,10 +1,9 @@
 //! Accounts: `/etc/passwd`, `/etc/shadow` and `/etc/group` (UID 0 besides root, login shells on
 //! system accounts, empty, weak or recently changed passwords, privileged groups).
 
-use crate::triage::category as cat;
-use crate::triage::rootfs::join;
-use crate::triage::{Collector, Severity};
 use super::{User, lines, login_shell};
+use crate::triage::category as cat;
+use crate::triage::{Collector, Severity};
 
 pub(super) fn accounts(c: &mut Collector<'_>) -> Vec<User> {
     let passwd_path = b"/etc/passwd";

@@ -1,11 +1,11 @@
 //! What starts programs: cron and at, systemd units and timers, SysV init scripts and `rc.local`,
 //! shell start-up files and XDG autostart.
 
+use super::{User, lines, script_lines};
 use crate::triage::category as cat;
 use crate::triage::patterns::suspicious_command;
 use crate::triage::rootfs::join;
 use crate::triage::{Collector, Severity};
-use super::{User, lines, script_lines};
 
 pub(super) fn cron(c: &mut Collector<'_>) {
     let mut system = vec![b"/etc/crontab".to_vec(), b"/etc/anacrontab".to_vec()];

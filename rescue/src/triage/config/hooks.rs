@@ -1,11 +1,11 @@
 //! Hooks into the system: the dynamic loader (`ld.so.preload`, `ld.so.conf`), udev rules, kernel
 //! module loading and apt hooks.
 
+use super::lines;
 use crate::triage::category as cat;
 use crate::triage::patterns::suspicious_command;
 use crate::triage::rootfs::join;
 use crate::triage::{Collector, Severity};
-use super::{lines};
 
 pub(super) fn loader(c: &mut Collector<'_>) {
     // Read raw: every non-blank line is a library loaded into every dynamically linked program.

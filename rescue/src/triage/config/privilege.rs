@@ -1,8 +1,8 @@
 //! Privilege: sudoers (and `sudoers.d`) and the PAM stacks.
 
+use super::lines;
 use crate::triage::category as cat;
 use crate::triage::{Collector, Severity};
-use super::{lines};
 
 pub(super) fn sudo(c: &mut Collector<'_>) {
     let mut files = vec![b"/etc/sudoers".to_vec()];

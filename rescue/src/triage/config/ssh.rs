@@ -1,10 +1,10 @@
 //! SSH: the server's configuration (and what it includes) and every account's `authorized_keys`,
 //! each key with its options and its `ssh-keygen -l` fingerprint.
 
+use super::{User, lines};
 use crate::triage::category as cat;
 use crate::triage::rootfs::join;
 use crate::triage::{Collector, Severity};
-use super::{User, lines};
 
 /// `sshd_config` and the files it includes, as (path, text).
 fn sshd_configs(c: &Collector<'_>) -> Vec<(Vec<u8>, String)> {
