@@ -1046,11 +1046,12 @@ impl Qemu {
     /// single control bytes (next line, end of line), which a serial line cannot split the way it
     /// can split an arrow key's escape sequence; each is sent once the editor has drawn the entry.
     ///
-    /// The arguments are typed one key at a time, each once the editor has redrawn the line with the
-    /// key before it: the line's last word, then what was typed so far. On a busy machine GRUB (which
-    /// redraws the whole line after every key) dropped and doubled keys typed in one burst
-    /// (`no_timeer_chck`). Seeing the typed text right after the `linux` line's last word also
-    /// proves the arguments landed on that line, not on one of their own (which GRUB would run as a
+    /// Every key (the moves and each character of the arguments) is sent once GRUB has finished the
+    /// one before: GRUB hides the cursor while it handles a key (`ESC [?25l`) and shows it again when
+    /// done (`ESC [?25h`). On a busy machine GRUB lost and doubled keys sent in a burst
+    /// (`no_timeer_chck`; under SeaBIOS a lost Ctrl-E put the arguments at the start of the line).
+    /// The last redraw must show the typed text right after the `linux` line's last word: the
+    /// arguments landed on that line whole, not on one of their own (which GRUB would run as a
     /// command, booting the kernel without them).
     pub fn grub_edit_and_boot(&mut self, timeout: Duration) -> anyhow::Result<()> {
         self.grub_pending = false;
@@ -1062,12 +1063,18 @@ impl Qemu {
         let tail = linux_line_tail(&drawn).ok_or_else(|| {
             self.failure("GRUB's editor drew no linux line before the initrd line")
         })?;
-        self.send_raw(b"\x0e\x0e\x05")?;
         let typed = format!(" {GRUB_TEST_ARGS}");
-        for (i, key) in typed.char_indices() {
-            self.send_raw(key.to_string().as_bytes())?;
-            let echo = format!("{tail}{}", &typed[..i + key.len_utf8()]);
-            self.expect_exact(&echo, left())?;
+        let mut last = String::new();
+        for key in b"\x0e\x0e\x05".iter().chain(typed.as_bytes()) {
+            self.send_raw(&[*key])?;
+            self.expect_exact("\x1b[?25l", left())?;
+            last = self.expect_exact("\x1b[?25h", left())?;
+        }
+        let want = format!("{tail}{typed}");
+        if !last.contains(&want) {
+            return Err(self.failure(&format!(
+                "GRUB's editor does not show {want:?} on the linux line after typing it"
+            )));
         }
         self.send_raw(b"\x18")?;
         self.expect("Booting a command list", left())?;
