@@ -30,8 +30,7 @@ pub use crate::error_chain;
 /// continuation lines aligned under the message; into a pipe or a log it stays one line that
 /// `grep error:` finds whole.
 pub fn print_error(err: &anyhow::Error) {
-    let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-    print_labelled("error", &chain.join(": "));
+    print_labelled("error", &error_chain(err.as_ref()));
 }
 
 /// Prints `LABEL: text` on stderr (`error`, `refused`, `warning`) the way [`print_error`] does: wrapped
@@ -238,8 +237,7 @@ mod tests {
             "/dev/vdc is the rescue boot medium and cannot be an evidence destination"
         )
         .context("unlock /dev/vdc");
-        let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-        let error_text = |width| labelled_text("error", &chain.join(": "), width);
+        let error_text = |width| labelled_text("error", &error_chain(err.as_ref()), width);
         let one = error_text(None);
         assert_eq!(
             one,

@@ -105,12 +105,12 @@ fn progress_line(json: bool, p: &crate::acquire::Progress, started: std::time::I
         crate::devices::human_size(p.durable_bytes),
         crate::devices::human_size((p.done_bytes as f64 / secs) as u64),
     );
-    eprint!("{}", super::wrap_text(&line, super::columns()));
+    super::esayln!("{line}");
 }
 
 /// A notice on stderr, wrapped to the console's width.
 fn notice(text: &str) {
-    eprint!("{}", super::wrap_text(text, super::columns()));
+    super::esayln!("{text}");
 }
 
 /// `acquire SOURCE --out s3://…`.

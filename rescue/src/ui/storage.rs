@@ -127,7 +127,7 @@ fn explain_pvs_inside_arrays(inside: &[lvm::PvInsideArray]) {
                 .map(|v| format!(" of VG {v}"))
                 .unwrap_or_default()
         );
-        eprint!("{}", super::wrap_text(&msg, super::columns()));
+        super::esayln!("{msg}");
     }
 }
 
@@ -235,13 +235,7 @@ fn lvm_activate(devices: &[PathBuf], json: bool) -> anyhow::Result<u8> {
                     o.layout
                 ),
                 (None, Some(why)) => {
-                    eprint!(
-                        "{}",
-                        super::wrap_text(
-                            &format!("  refused {}/{}: {why}\n", o.vg, o.lv),
-                            super::columns()
-                        )
-                    );
+                    super::esayln!("  refused {}/{}: {why}", o.vg, o.lv);
                     code = EXIT_FAILURE;
                 }
                 _ => {}
@@ -271,13 +265,7 @@ fn lvm_deactivate() -> anyhow::Result<u8> {
         match &r.error {
             None => println!("removed /dev/mapper/{}", r.name),
             Some(e) => {
-                eprint!(
-                    "{}",
-                    super::wrap_text(
-                        &format!("could not remove /dev/mapper/{}: {e}\n", r.name),
-                        super::columns()
-                    )
-                );
+                super::esayln!("could not remove /dev/mapper/{}: {e}", r.name);
                 code = EXIT_FAILURE;
             }
         }
@@ -392,13 +380,7 @@ fn md_stop() -> anyhow::Result<u8> {
         match &s.error {
             None => println!("stopped {}", s.device.display()),
             Some(e) => {
-                eprint!(
-                    "{}",
-                    super::wrap_text(
-                        &format!("could not stop {}: {e}\n", s.device.display()),
-                        super::columns()
-                    )
-                );
+                super::esayln!("could not stop {}: {e}", s.device.display());
                 code = EXIT_FAILURE;
             }
         }

@@ -86,7 +86,7 @@ pub fn run(a: &crate::args::triage::TriageArgs) -> anyhow::Result<u8> {
                 w.sums.display(),
                 w.sha256,
             );
-            print!("{}", super::wrap_text(&line, super::columns()));
+            super::say(&line);
         }
     }
     // Unmounted only now: the kernel drops every inode the walk read (a second or more on a large
