@@ -35,6 +35,8 @@ pub mod s3;
 pub mod selfcheck;
 pub mod selftest;
 pub mod system;
+#[cfg(test)]
+mod testing;
 pub mod timeline;
 pub mod triage;
 pub mod uevent;

@@ -717,12 +717,7 @@ mod tests {
     /// an ext4 on a loop over a file in the tmpfs is RAM.
     #[test]
     fn this_hosts_root_a_tmpfs_and_loop_devices_over_files() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            assert!(
-                std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
-                "needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
-            );
+        if !crate::testing::can_attach_loop_devices() {
             return;
         }
         let t = tempfile::tempdir().unwrap();
