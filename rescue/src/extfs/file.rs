@@ -8,11 +8,8 @@
 //! (which [`super::blocks::runs`] bounds by the volume).
 
 use super::blocks;
-use super::inode::Inode;
+use super::inode::{Inode, S_IFREG};
 use super::{ExtError, ExtFs};
-
-/// What the kernel stores as a regular file (`S_IFREG`).
-const S_IFREG: u16 = 0o100000;
 
 /// Streams the contents of the regular file `inode` (inode number `ino`) to `sink`, in order, in
 /// pieces of at most `buf`'s length (at least one block: a smaller buffer is grown). Returns the
@@ -91,6 +88,7 @@ fn zeros(upto: u64, at: &mut u64, sink: &mut dyn FnMut(&[u8]), buf: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::inode::S_IFMT;
     use super::super::tests::{Collect, seed};
     use super::super::{Bytes, tree};
     use super::*;
@@ -106,7 +104,7 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = vec![0u8; buf_len];
         for (path, ino, mode, _) in c.seen {
-            if mode & 0o170000 != S_IFREG {
+            if mode & S_IFMT != S_IFREG {
                 continue;
             }
             let inode = fs.inode_uncached(ino).unwrap();

@@ -7,6 +7,11 @@
 use super::layout::{Superblock, incompat, ro_compat};
 use super::{le16, le32};
 
+/// The file-type bits of `i_mode` (`S_IFMT`).
+pub const S_IFMT: u16 = 0o170000;
+/// A regular file (`S_IFREG`).
+pub const S_IFREG: u16 = 0o100000;
+
 /// A time: seconds since the epoch (signed, with the epoch bits) and nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Time {
@@ -81,7 +86,7 @@ impl Inode {
             t
         };
         let mode = le16(raw, 0x0);
-        let is_reg = mode & 0o170000 == 0o100000;
+        let is_reg = mode & S_IFMT == S_IFREG;
         let size_lo = u64::from(le32(raw, 0x4));
         let size = if is_reg || sb.has(incompat::LARGEDIR) {
             size_lo | u64::from(le32(raw, 0x6c)) << 32
@@ -125,7 +130,7 @@ impl Inode {
     }
 
     pub fn file_type(&self) -> u16 {
-        self.mode & 0o170000
+        self.mode & S_IFMT
     }
 
     pub fn is_dir(&self) -> bool {

@@ -200,19 +200,25 @@ impl<'r> ExtFs<'r> {
         self.itable_read
     }
 
-    /// Reads inode `ino` (1-based), through the cache of inode tables.
-    pub fn inode(&mut self, ino: u64) -> Result<Inode, ExtError> {
-        let sb = &self.sb;
-        if ino == 0 || ino > u64::from(sb.inodes_count) {
+    /// The group of inode `ino` (1-based) and its index in that group's inode table; an error for a
+    /// number outside the filesystem's inodes.
+    fn locate(&self, ino: u64) -> Result<(u64, u64), ExtError> {
+        if ino == 0 || ino > u64::from(self.sb.inodes_count) {
             return Err(ExtError::BadInode {
                 inode: ino,
                 why: format!("outside the filesystem's {} inodes", self.sb.inodes_count),
             });
         }
-        let ipg = u64::from(sb.inodes_per_group);
-        let group = u32::try_from((ino - 1) / ipg).unwrap_or(u32::MAX);
-        let index = ((ino - 1) % ipg) as usize;
-        let isz = sb.inode_size as usize;
+        let ipg = u64::from(self.sb.inodes_per_group);
+        Ok(((ino - 1) / ipg, (ino - 1) % ipg))
+    }
+
+    /// Reads inode `ino` (1-based), through the cache of inode tables.
+    pub fn inode(&mut self, ino: u64) -> Result<Inode, ExtError> {
+        let (group, index) = self.locate(ino)?;
+        let group = u32::try_from(group).unwrap_or(u32::MAX);
+        let index = index as usize;
+        let isz = self.sb.inode_size as usize;
         self.load_itable(group)
             .map_err(|why| ExtError::BadInode { inode: ino, why })?;
         let table = self.itables[group as usize].as_deref().unwrap_or(&[]);
@@ -232,15 +238,7 @@ impl<'r> ExtFs<'r> {
     /// wants a few inodes in no particular order, possibly on several threads at once.
     pub fn inode_uncached(&self, ino: u64) -> Result<Inode, ExtError> {
         let sb = &self.sb;
-        if ino == 0 || ino > u64::from(sb.inodes_count) {
-            return Err(ExtError::BadInode {
-                inode: ino,
-                why: format!("outside the filesystem's {} inodes", sb.inodes_count),
-            });
-        }
-        let ipg = u64::from(sb.inodes_per_group);
-        let group = (ino - 1) / ipg;
-        let index = (ino - 1) % ipg;
+        let (group, index) = self.locate(ino)?;
         let Some(grp) = usize::try_from(group).ok().and_then(|g| self.groups.get(g)) else {
             return Err(ExtError::BadInode {
                 inode: ino,
@@ -532,7 +530,7 @@ mod fuzz {
             let Ok(inode) = fs.inode_uncached(e.1) else {
                 continue;
             };
-            if inode.file_type() != 0o100000 || inode.size > 4 * b.len() as u64 {
+            if inode.file_type() != inode::S_IFREG || inode.size > 4 * b.len() as u64 {
                 continue;
             }
             let mut n = 0u64;
