@@ -61,7 +61,7 @@ fn timed(program: &Path, args: &[&str], stdout_to: Option<&Path>) -> anyhow::Res
     })
 }
 
-/// The 1-minute load average, as `/proc/loadavg` says it (how quiet the machine was).
+/// The run of median time, with the highest peak RSS of all runs.
 fn median(mut v: Vec<Sample>) -> Sample {
     v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
     let rss = v.iter().map(|s| s.rss_kib).max().unwrap_or(0);

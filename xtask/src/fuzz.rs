@@ -6,18 +6,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::util;
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    c.current_dir(util::project_root());
-    c
-}
+use crate::util::{self, cargo};
 
 /// The fuzz tests of the rescue library (regression tests of crashing inputs excluded), by name.
 fn fuzz_tests() -> anyhow::Result<Vec<String>> {

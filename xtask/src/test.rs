@@ -11,13 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::build::{self, BuildOptions};
+use crate::util::cargo;
 use crate::{deps, util};
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    c.current_dir(util::project_root());
-    c
-}
 
 fn step(name: &str) -> Instant {
     eprintln!("\n==> {name}");
@@ -187,7 +182,7 @@ fn build_from_copy(
     let mut c = match deps {
         // xtask itself, compiled from the copy too.
         Deps::Own => {
-            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+            let mut c = cargo();
             c.args(["run", "--locked", "-q", "-p", "xtask", "--"])
                 .env("CARGO_TARGET_DIR", &target);
             c
@@ -195,7 +190,7 @@ fn build_from_copy(
         // This xtask, pointed at the copy; cargo builds the copy's crates into the shared target
         // directory. (Compiling the copy's xtask there would replace the binary running now.)
         Deps::Shared => {
-            let mut c = Command::new(std::env::current_exe().context("finding xtask's binary")?);
+            let mut c = this_xtask()?;
             c.env("XTASK_PROJECT_ROOT", &copy)
                 .env("CARGO_TARGET_DIR", build::target_dir(root));
             c
@@ -283,6 +278,13 @@ impl GatedTools {
     }
 }
 
+/// A command running this xtask binary again (not the checkout's xtask, which cargo would compile).
+fn this_xtask() -> anyhow::Result<Command> {
+    Ok(Command::new(
+        std::env::current_exe().context("finding xtask's binary")?,
+    ))
+}
+
 /// The gated suites' tools made by a child xtask (`test --tools`) while fmt, clippy and the builds
 /// run: its compile (s3s-fs) and downloads (pip) fill what the builds leave idle. Its output goes to
 /// `target/tools-setup.log`, shown when it fails.
@@ -297,7 +299,7 @@ impl ToolsInBackground {
         let log = root.join("target/tools-setup.log");
         fs::create_dir_all(root.join("target"))?;
         let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(std::env::current_exe().context("finding xtask's binary")?)
+        let child = this_xtask()?
             .args(["test", "--tools"])
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)
