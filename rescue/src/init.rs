@@ -384,6 +384,10 @@ fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) ->
         PowerAction::Reboot => "syncing disks and rebooting",
         PowerAction::Kexec => "syncing disks and starting the loaded installer kernel",
     });
+    // Send that line before the prompts are stopped: when a prompt's session ends the kernel hangs its
+    // terminal up, and a hang-up discards whatever the UART has not sent yet. Failures are reported by
+    // the drain at the end.
+    let _ = drain_consoles(&console_devices(), DRAIN_TIMEOUT);
     for (_, (_, child)) in children.iter_mut() {
         let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
     }
