@@ -2,6 +2,7 @@
 //! the stream to every consumer thread. The pool is what bounds memory: the reader waits for a free
 //! buffer, so at most `count × size` bytes of stream data are ever in flight, whatever the disk size.
 
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use super::source::Extent;
@@ -40,10 +41,11 @@ impl AlignedBuf {
     }
 }
 
-/// A fixed set of buffers handed out and returned through a channel.
+/// A fixed set of buffers handed out and returned through a channel. Shared by reference between
+/// threads (the relayed stream hash reads on two), so the receiving end sits behind a lock.
 pub struct BufferPool {
     home: Sender<AlignedBuf>,
-    free: Receiver<AlignedBuf>,
+    free: Mutex<Receiver<AlignedBuf>>,
     size: usize,
     count: usize,
 }
@@ -59,7 +61,7 @@ impl BufferPool {
         }
         Self {
             home,
-            free,
+            free: Mutex::new(free),
             size,
             count,
         }
@@ -84,7 +86,7 @@ impl BufferPool {
 
     /// Waits for a free buffer. `None` cannot happen while the pool is alive, but is handled anyway.
     pub fn take(&self) -> Option<AlignedBuf> {
-        self.free.recv().ok()
+        self.free.lock().ok()?.recv().ok()
     }
 
     /// Wraps a filled buffer into a block that returns the buffer here when the last consumer drops it.
@@ -157,7 +159,7 @@ mod tests {
         let other = Arc::clone(&block);
         drop(block);
         assert!(
-            pool.free.try_recv().is_err(),
+            pool.free.lock().unwrap().try_recv().is_err(),
             "buffer returned while still shared"
         );
         assert_eq!(other.data(), b"abc");

@@ -136,7 +136,7 @@ pub trait Destination {
 
 /// The source as the driver reads it.
 pub struct SourceRead<'a> {
-    pub reader: &'a dyn ReadAt,
+    pub reader: &'a (dyn ReadAt + Sync),
     pub info: SourceInfo,
     pub read_only: ReadOnlyState,
     /// The source's size now (checked after the stream: a source that grew or shrank is refused).

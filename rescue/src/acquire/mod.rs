@@ -19,6 +19,7 @@ pub mod mapfile;
 pub mod pipeline;
 mod preflight;
 pub mod reader;
+mod relay;
 pub mod seekable;
 pub mod segments;
 mod settings;
@@ -335,7 +336,7 @@ pub fn acquire(
 /// [`driver::run`]'s; the directory is a [`local::LocalDir`].
 pub fn acquire_from(
     opts: &AcquireOptions,
-    reader: &dyn ReadAt,
+    reader: &(dyn ReadAt + Sync),
     info: SourceInfo,
     read_only: ReadOnlyState,
     current_size: &dyn Fn() -> Option<u64>,

@@ -283,16 +283,26 @@ fn spawn_ordered<'s, 'e, C: Send + 's>(
     }
 }
 
+/// The source of a stream: the next block read into a buffer from the pool, `Ok(None)` at the end.
+/// Called by one thread at a time, not always the same one (see [`super::relay`]).
+pub type Produce<'p> = dyn FnMut(&BufferPool) -> Result<Option<Block>, StreamError> + Send + 'p;
+
 /// Runs the stream to its end. `produce` yields blocks (`Ok(None)` at the end); `observe` sees every
 /// block after it was handed to the consumers and may stop the stream.
+///
+/// A stream whose only work is one hash (no windows, no output) is relayed between two reading
+/// threads instead ([`super::relay`]): the hash then reads bytes its own core has just copied.
 pub fn run(
     pool: &BufferPool,
     algorithms: &[HashAlgorithm],
     window: Option<u64>,
     output: Output,
-    produce: &mut dyn FnMut(&BufferPool) -> Result<Option<Block>, StreamError>,
+    produce: &mut Produce<'_>,
     observe: &mut dyn FnMut(&Block) -> Control,
 ) -> Result<StreamResult, Box<StreamFailure>> {
+    if let ([algo], None, Output::None) = (algorithms, window, &output) {
+        return super::relay::run(pool, *algo, produce, observe);
+    }
     // Blocks queued per consumer: as many as the pool holds, so that a consumer that is ahead (the
     // hash, say) never waits on one that is behind (the writer) before the pool itself runs dry; the
     // pool alone bounds memory. On 2 cores (2 GiB raw+sha256 into tmpfs, 5 runs interleaved) a depth

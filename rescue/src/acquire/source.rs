@@ -201,7 +201,7 @@ pub enum ReadBlockError {
 /// unreadable ranges zero-filled and attached to the block. The one producer for every pass over a
 /// source (acquisition to disk or object store, `--verify-source`).
 pub struct BlockReader<'a> {
-    src: &'a dyn ReadAt,
+    src: &'a (dyn ReadAt + Sync),
     offset: u64,
     size: u64,
     sector: usize,
@@ -210,7 +210,13 @@ pub struct BlockReader<'a> {
 
 impl<'a> BlockReader<'a> {
     /// Reads `src` from byte `start` up to `size`, bisecting failures down to `sector` bytes.
-    pub fn new(src: &'a dyn ReadAt, start: u64, size: u64, sector: u32, retries: u32) -> Self {
+    pub fn new(
+        src: &'a (dyn ReadAt + Sync),
+        start: u64,
+        size: u64,
+        sector: u32,
+        retries: u32,
+    ) -> Self {
         Self {
             src,
             offset: start,

@@ -17,7 +17,7 @@ use super::{Phase, Progress, STREAM_BUDGET, reading_observer};
 /// mismatch (the caller says what that leaves).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn verify_source(
-    reader: &dyn ReadAt,
+    reader: &(dyn ReadAt + Sync),
     size: u64,
     sector: u32,
     block: usize,
