@@ -300,7 +300,7 @@ pub fn run(
     produce: &mut Produce<'_>,
     observe: &mut dyn FnMut(&Block) -> Control,
 ) -> Result<StreamResult, Box<StreamFailure>> {
-    if let ([algo], None, Output::None) = (algorithms, window, &output) {
+    if let ([algo], None, Output::None, 2..) = (algorithms, window, &output, pool.count()) {
         return super::relay::run(pool, *algo, produce, observe);
     }
     // Blocks queued per consumer: as many as the pool holds, so that a consumer that is ahead (the

@@ -1,20 +1,22 @@
 //! The stream hash relayed between two reading threads, for a stream whose only work is one hash (a
 //! raw image verified without hash windows, the source re-read of `--verify-source`, one object store
-//! hash). Each thread reads a block and hashes it itself, while the bytes its own copy brought in are
-//! still in its core's cache; the hash state passes from one thread to the other in stream order, so
-//! one thread reads the next block while the other hashes.
+//! hash). Blocks are dealt alternately: each thread reads its block and hashes it itself, while the
+//! bytes its own copy brought in are still in its core's cache, and the hash state passes from one
+//! thread to the other in stream order, so one thread reads while the other hashes.
 //!
 //! With a reader thread and a separate hash thread, every cache line the hash touches was last written
 //! by the other core, and the hash waits on each one: on the 2-core build box (quiet, 2026-12-06,
-//! 2 GiB raw image on tmpfs) `verify` took 1.21–1.25 s against 1.09 s for SHA-256 of the same amount
-//! of hot memory (`openssl speed -evp sha256`: 1960 MB/s). Relayed, a test program hashing the same file
-//! took 1.10–1.11 s.
+//! 2 GiB raw image on tmpfs, `openssl speed -evp sha256` 1960–2010 MB/s, so 1.07–1.10 s for 2 GiB of
+//! hot memory) `verify` took 1.21–1.25 s that way and 1.09 s relayed.
 //!
-//! The blocks still come out in stream order, on the calling thread, for the observer (progress,
-//! cancel); memory stays bounded by the buffer pool.
+//! The calling thread is one of the two threads and the observer's: a block the other thread hashed
+//! waits in a channel until the calling thread's next turn (or its end), which keeps the order and
+//! leaves no third thread to wake up for every block. Memory stays bounded by the buffer pool: a thread
+//! reads only after the other has read the block before, so at most two blocks are held and two
+//! queued, and the calling thread empties the queue at every turn.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::channel;
 use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,22 +25,20 @@ use super::buffer::{Block, BufferPool};
 use super::hash::{HashAlgorithm, StreamHasher};
 use super::pipeline::{Control, Ending, Produce, StreamError, StreamFailure, StreamResult};
 
-/// How long a thread holding a block spins for its turn before it sleeps. Longer than a verify block
-/// takes to hash (2 MiB at 2 GB/s is 1 ms): in the steady state the other thread hands over while this
-/// one spins, with no wake-up to wait for (a wake-up costs tens of microseconds on a VM).
+/// How long a thread spins for its turn before it sleeps. Longer than a verify block takes to hash
+/// (2 MiB at 2 GB/s is 1 ms): in the steady state the other thread hands over while this one spins,
+/// with no wake-up to wait for (a wake-up costs tens of microseconds on a VM).
 const SPIN: Duration = Duration::from_millis(2);
-
-/// The source, called by one thread at a time, and the number of blocks it has produced.
-struct Reading<'a, 'p> {
-    produce: &'a mut Produce<'p>,
-    produced: usize,
-    ended: bool,
-}
 
 struct Relay<'a, 'p> {
     pool: &'a BufferPool,
-    reading: Mutex<Reading<'a, 'p>>,
-    /// Number of the next block to hash: the thread holding that block has the turn.
+    /// The source. Block `n` is read by thread `n % 2`, once block `n - 1` has been read.
+    produce: Mutex<&'a mut Produce<'p>>,
+    /// Blocks read so far.
+    produced: AtomicUsize,
+    /// The source has no more blocks.
+    ended: AtomicBool,
+    /// Number of the next block to hash.
     turn: AtomicUsize,
     hasher: Mutex<StreamHasher>,
     /// Where a thread whose turn has not come after [`SPIN`] sleeps.
@@ -49,7 +49,7 @@ struct Relay<'a, 'p> {
     error: Mutex<Option<StreamError>>,
 }
 
-/// Stops the relay when a worker thread unwinds, so the other one does not wait for a turn forever.
+/// Stops the relay when a thread unwinds, so the other one does not wait for a turn forever.
 struct HaltOnPanic<'r, 'a, 'p>(&'r Relay<'a, 'p>);
 
 impl Drop for HaltOnPanic<'_, '_, '_> {
@@ -61,10 +61,16 @@ impl Drop for HaltOnPanic<'_, '_, '_> {
 }
 
 impl Relay<'_, '_> {
-    fn halt(&self) {
-        self.stop.store(true, Ordering::Release);
+    /// Wakes a sleeping thread after a counter or flag changed. The lock is taken and released so that
+    /// a thread between its check and its wait cannot miss the wake-up.
+    fn wake(&self) {
         drop(self.sleep.lock());
         self.woken.notify_all();
+    }
+
+    fn halt(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake();
     }
 
     fn fail(&self, e: StreamError) {
@@ -74,19 +80,11 @@ impl Relay<'_, '_> {
         self.halt();
     }
 
-    /// Gives the turn to block `next`.
-    fn advance(&self, next: usize) {
-        self.turn.store(next, Ordering::Release);
-        // Taken and released so a thread between its check and its wait cannot miss the wake-up.
-        drop(self.sleep.lock());
-        self.woken.notify_all();
-    }
-
-    /// Waits until block `seq` may be hashed; false when the relay stopped.
-    fn wait_turn(&self, seq: usize) -> bool {
+    /// Waits until `ready()`; false when the relay stopped first.
+    fn wait_until(&self, ready: impl Fn() -> bool) -> bool {
         let start = Instant::now();
         loop {
-            if self.turn.load(Ordering::Acquire) == seq {
+            if ready() {
                 return true;
             }
             if self.stop.load(Ordering::Acquire) || start.elapsed() > SPIN {
@@ -98,7 +96,7 @@ impl Relay<'_, '_> {
             return false;
         };
         loop {
-            if self.turn.load(Ordering::Acquire) == seq {
+            if ready() {
                 return true;
             }
             if self.stop.load(Ordering::Acquire) {
@@ -111,53 +109,58 @@ impl Relay<'_, '_> {
         }
     }
 
-    /// One of the two threads: read a block, wait for its turn, hash it, hand it to the observer in
-    /// order, pass the turn on.
-    fn work(&self, observer: SyncSender<Block>) {
+    /// Thread `first` (0 or 1): reads blocks `first`, `first + 2`, …; hashes each in its turn and
+    /// hands it on with `deliver` (still in its turn, so blocks are delivered in stream order);
+    /// `deliver` returns false to stop the stream.
+    fn work(&self, first: usize, deliver: &mut dyn FnMut(Block) -> bool) {
         let _halt = HaltOnPanic(self);
-        while !self.stop.load(Ordering::Acquire) {
-            let (seq, block) = {
-                let Ok(mut r) = self.reading.lock() else {
-                    return;
-                };
-                if r.ended || self.stop.load(Ordering::Acquire) {
+        let mut seq = first;
+        loop {
+            let my_read = || {
+                self.produced.load(Ordering::Acquire) == seq || self.ended.load(Ordering::Acquire)
+            };
+            if !self.wait_until(my_read) || self.ended.load(Ordering::Acquire) {
+                return;
+            }
+            let read = match self.produce.lock() {
+                Ok(mut produce) => produce(self.pool),
+                Err(_) => return,
+            };
+            let block = match read {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    self.ended.store(true, Ordering::Release);
+                    self.wake();
                     return;
                 }
-                match (r.produce)(self.pool) {
-                    Ok(Some(b)) => {
-                        r.produced += 1;
-                        (r.produced - 1, b)
-                    }
-                    Ok(None) => {
-                        r.ended = true;
-                        return;
-                    }
-                    Err(e) => {
-                        r.ended = true;
-                        drop(r);
-                        self.fail(e);
-                        return;
-                    }
+                Err(e) => {
+                    self.fail(e);
+                    return;
                 }
             };
-            if !self.wait_turn(seq) {
+            self.produced.store(seq + 1, Ordering::Release);
+            self.wake();
+            if !self.wait_until(|| self.turn.load(Ordering::Acquire) == seq) {
                 return;
             }
             match self.hasher.lock() {
-                Ok(mut h) => h.update(block.data()),
+                Ok(mut h) => h.update_cached(block.data()),
                 Err(_) => return,
             }
-            let observed = observer.send(block).is_ok();
-            self.advance(seq + 1);
-            if !observed {
+            let go_on = deliver(block);
+            self.turn.store(seq + 1, Ordering::Release);
+            self.wake();
+            if !go_on {
                 self.halt();
                 return;
             }
+            seq += 2;
         }
     }
 }
 
-/// Runs a stream whose only consumer is the `algo` hash (see the module documentation).
+/// Runs a stream whose only consumer is the `algo` hash (see the module documentation). `pool` must
+/// hold at least two buffers.
 pub(super) fn run(
     pool: &BufferPool,
     algo: HashAlgorithm,
@@ -166,11 +169,9 @@ pub(super) fn run(
 ) -> Result<StreamResult, Box<StreamFailure>> {
     let relay = Relay {
         pool,
-        reading: Mutex::new(Reading {
-            produce,
-            produced: 0,
-            ended: false,
-        }),
+        produce: Mutex::new(produce),
+        produced: AtomicUsize::new(0),
+        ended: AtomicBool::new(false),
         turn: AtomicUsize::new(0),
         hasher: Mutex::new(algo.hasher()),
         sleep: Mutex::new(()),
@@ -178,52 +179,64 @@ pub(super) fn run(
         stop: AtomicBool::new(false),
         error: Mutex::new(None),
     };
-    let (ending, bytes, panicked) = thread::scope(|s| {
-        let (tx, rx) = sync_channel::<Block>(pool.count());
-        let mut workers = Vec::new();
-        for i in 0..2 {
-            let (tx, relay) = (tx.clone(), &relay);
-            match thread::Builder::new()
-                .name(format!("acq-{}-{i}", algo.name()))
-                .spawn_scoped(s, move || relay.work(tx))
-            {
-                Ok(j) => workers.push(j),
-                Err(source) => relay.fail(StreamError::SpawnThread {
-                    name: format!("{} relay", algo.name()),
+    let name = format!("{} relay", algo.name());
+    let (mut ending, mut bytes) = (Ending::Complete, 0);
+    let mut panicked = false;
+    thread::scope(|s| {
+        let (tx, rx) = channel::<Block>();
+        let other = match thread::Builder::new()
+            .name(format!("acq-{}", algo.name()))
+            .spawn_scoped(s, {
+                let relay = &relay;
+                move || relay.work(1, &mut |b| tx.send(b).is_ok())
+            }) {
+            Ok(j) => Some(j),
+            Err(source) => {
+                relay.fail(StreamError::SpawnThread {
+                    name: name.clone(),
                     source,
-                }),
+                });
+                None
             }
-        }
-        drop(tx);
-        let (mut ending, mut bytes) = (Ending::Complete, 0);
-        for b in &rx {
+        };
+        let mut see = |b: Block| {
             bytes = b.end();
-            if observe(&b) == Control::Stop {
+            let go_on = observe(&b) == Control::Continue;
+            if !go_on {
                 ending = Ending::Stopped;
-                relay.halt();
-                break;
             }
-        }
-        // Blocks still queued go back to the pool, so a thread waiting for a buffer can leave.
+            go_on
+        };
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // The other thread's blocks before this one, then this one.
+            relay.work(0, &mut |b| rx.try_iter().chain([b]).all(&mut see));
+            // The other thread's last blocks, once it is done.
+            if !relay.stop.load(Ordering::Acquire) {
+                for b in &rx {
+                    if !see(b) {
+                        relay.halt();
+                        break;
+                    }
+                }
+            }
+        }));
         drop(rx);
-        let panicked = workers.into_iter().any(|j| j.join().is_err());
-        (ending, bytes, panicked)
+        panicked = mine.is_err() || other.is_some_and(|j| j.join().is_err());
     });
     let mut error = relay.error.into_inner().unwrap_or(None);
     if panicked {
-        error.get_or_insert(StreamError::PanicThread(format!("{} relay", algo.name())));
+        error.get_or_insert(StreamError::PanicThread(name.clone()));
     }
-    if let Some(error) = error {
-        return Err(Box::new(StreamFailure {
-            error,
-            writer: None,
-            bytes,
-            sink: None,
-        }));
-    }
-    let hasher = relay.hasher.into_inner().map_err(|_| {
+    let hasher = match error {
+        Some(error) => Err(error),
+        None => relay
+            .hasher
+            .into_inner()
+            .map_err(|_| StreamError::PanicThread(name)),
+    };
+    let hasher = hasher.map_err(|error| {
         Box::new(StreamFailure {
-            error: StreamError::PanicThread(format!("{} relay", algo.name())),
+            error,
             writer: None,
             bytes,
             sink: None,
@@ -322,6 +335,44 @@ mod tests {
                 .collect();
             assert_eq!(seen, expected, "{len}");
         }
+    }
+
+    #[test]
+    fn the_relay_never_waits_on_itself_whatever_the_pool_size_and_the_observer_speed() {
+        // A thread waiting for a buffer that only the other can free, or for a turn nobody will give,
+        // would hang here: the watchdog turns that into a failure.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let data = data(300 * 4096 + 17);
+            for buffers in 2..=5 {
+                for slow_every in [1, 3, 7] {
+                    let pool = BufferPool::new(buffers, 4096);
+                    let mut n = 0;
+                    let r = pipeline::run(
+                        &pool,
+                        &[HashAlgorithm::Sha256],
+                        None,
+                        Output::None,
+                        &mut source(&data, 4096, Fault::None),
+                        &mut |_| {
+                            n += 1;
+                            if n % slow_every == 0 {
+                                thread::yield_now();
+                            }
+                            Control::Continue
+                        },
+                    )
+                    .map_err(|f| f.error)
+                    .unwrap();
+                    assert_eq!(r.hashes["sha256"], hex::encode(sha2::Sha256::digest(&data)));
+                    assert_eq!(n, 301, "{buffers} buffers");
+                }
+            }
+            done_tx.send(()).unwrap();
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the relay finished every stream");
     }
 
     #[test]
