@@ -384,11 +384,13 @@ pub fn verify(
         }
     };
     let pool = match format {
-        // A raw image is read in a few 2 MiB blocks. The hash threads prefetch ahead of what they
-        // hash (`hash::feed_prefetched`), so the block need not still be in a cache: measured on the
-        // 2-core build box, quiet (2 GiB on tmpfs, reader thread + SHA-256 thread), 4 blocks of
-        // 2 MiB took 1.35-1.40 s, 4 of 256 KiB 1.41-1.70 s, 16 of 256 KiB 1.47-1.51 s; SHA-256 of
-        // the same bytes hot in cache 1.23 s. Without the prefetch 4 of 256 KiB took 1.70-1.78 s.
+        // A raw image is read in a few 2 MiB blocks, each small enough to stay in a core's L2 while the
+        // thread that read it hashes it (`relay`, when the SHA-256 is the only work: blocks of 256 KiB,
+        // 1 MiB and 2 MiB measured alike there). When windows or more hashes need their own threads,
+        // those prefetch ahead of what they hash (`hash::feed_prefetched`): measured on the 2-core build
+        // box, quiet (2 GiB on tmpfs, reader thread + SHA-256 thread), 4 blocks of 2 MiB took
+        // 1.35-1.40 s, 4 of 256 KiB 1.41-1.70 s, 16 of 256 KiB 1.47-1.51 s; SHA-256 of the same bytes
+        // hot in cache 1.23 s. Without the prefetch 4 of 256 KiB took 1.70-1.78 s.
         ImageFormat::Raw => BufferPool::new(VERIFY_RAW_BUFFERS, VERIFY_RAW_BLOCK),
         // A zstd frame decodes into one block of the acquisition's size.
         ImageFormat::Zstd => BufferPool::new(((64 << 20) / block).max(4), block),
