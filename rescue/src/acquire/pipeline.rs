@@ -291,7 +291,8 @@ pub type Produce<'p> = dyn FnMut(&BufferPool) -> Result<Option<Block>, StreamErr
 /// block after it was handed to the consumers and may stop the stream.
 ///
 /// A stream whose only work is one hash (no windows, no output) is relayed between two reading
-/// threads instead ([`super::relay`]): the hash then reads bytes its own core has just copied.
+/// threads instead ([`super::relay`]) on a machine with two CPUs or more: the hash then reads bytes its
+/// own core has just copied.
 pub fn run(
     pool: &BufferPool,
     algorithms: &[HashAlgorithm],
@@ -300,7 +301,12 @@ pub fn run(
     produce: &mut Produce<'_>,
     observe: &mut dyn FnMut(&Block) -> Control,
 ) -> Result<StreamResult, Box<StreamFailure>> {
-    if let ([algo], None, Output::None, 2..) = (algorithms, window, &output, pool.count()) {
+    // Only with two CPUs or more: on one, a thread spinning for its turn would hold up the thread that
+    // has it.
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    if let ([algo], None, Output::None, 2.., 2..) =
+        (algorithms, window, &output, pool.count(), cpus)
+    {
         return super::relay::run(pool, *algo, produce, observe);
     }
     // Blocks queued per consumer: as many as the pool holds, so that a consumer that is ahead (the

@@ -297,6 +297,8 @@ mod tests {
         (0..len).map(|i| (i * 131 % 251) as u8).collect()
     }
 
+    /// Through the pipeline's entry point, which hands such a stream to the relay (with two CPUs or
+    /// more; the tests below call the relay itself).
     #[test]
     fn the_relayed_hash_is_the_hash_of_the_stream_and_blocks_arrive_in_order() {
         for (len, block) in [
@@ -348,11 +350,9 @@ mod tests {
                 for slow_every in [1, 3, 7] {
                     let pool = BufferPool::new(buffers, 4096);
                     let mut n = 0;
-                    let r = pipeline::run(
+                    let r = run(
                         &pool,
-                        &[HashAlgorithm::Sha256],
-                        None,
-                        Output::None,
+                        HashAlgorithm::Sha256,
                         &mut source(&data, 4096, Fault::None),
                         &mut |_| {
                             n += 1;
@@ -379,11 +379,9 @@ mod tests {
     fn a_read_error_a_stop_and_a_panic_end_the_relay_without_hanging() {
         let data = data(200 * 4096);
         let pool = BufferPool::new(4, 4096);
-        let f = pipeline::run(
+        let f = run(
             &pool,
-            &[HashAlgorithm::Sha256],
-            None,
-            Output::None,
+            HashAlgorithm::Sha256,
             &mut source(&data, 4096, Fault::Fail(50)),
             &mut |_| Control::Continue,
         )
@@ -397,11 +395,9 @@ mod tests {
         assert!(f.bytes <= 50 * 4096, "{}", f.bytes);
 
         let mut observed = 0;
-        let r = pipeline::run(
+        let r = run(
             &pool,
-            &[HashAlgorithm::Md5],
-            None,
-            Output::None,
+            HashAlgorithm::Md5,
             &mut source(&data, 4096, Fault::None),
             &mut |_| {
                 observed += 1;
@@ -417,11 +413,9 @@ mod tests {
         assert_eq!(r.ending, Ending::Stopped);
         assert_eq!(r.bytes, 3 * 4096);
 
-        let f = pipeline::run(
+        let f = run(
             &pool,
-            &[HashAlgorithm::Sha256],
-            None,
-            Output::None,
+            HashAlgorithm::Sha256,
             &mut source(&data, 4096, Fault::Panic(7)),
             &mut |_| Control::Continue,
         )
@@ -433,11 +427,9 @@ mod tests {
             f.error
         );
         // Every buffer came back: the pool serves a whole stream again.
-        let r = pipeline::run(
+        let r = run(
             &pool,
-            &[HashAlgorithm::Sha256],
-            None,
-            Output::None,
+            HashAlgorithm::Sha256,
             &mut source(&data, 4096, Fault::None),
             &mut |_| Control::Continue,
         )
