@@ -385,9 +385,10 @@ fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) ->
         PowerAction::Kexec => "syncing disks and starting the loaded installer kernel",
     });
     // Send that line before the prompts are stopped: when a prompt's session ends the kernel hangs its
-    // terminal up, and a hang-up discards whatever the UART has not sent yet. Failures are reported by
-    // the drain at the end.
-    let _ = drain_consoles(&console_devices(), DRAIN_TIMEOUT);
+    // terminal up, and a hang-up discards whatever the UART has not sent yet. A console that could not
+    // send it (stalled by flow control) is not waited for a second time below.
+    let consoles = console_devices();
+    let stalled = drain_consoles(&consoles, DRAIN_TIMEOUT);
     for (_, (_, child)) in children.iter_mut() {
         let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
     }
@@ -407,7 +408,14 @@ fn power(action: PowerAction, children: &mut BTreeMap<i32, (PathBuf, Child)>) ->
     nix::unistd::sync();
     // The last lines on a SOL log ("syncing disks and powering off", warnings) must leave the UART
     // before the machine goes.
-    for (tty, why) in drain_consoles(&console_devices(), DRAIN_TIMEOUT) {
+    let flowing: Vec<PathBuf> = consoles
+        .into_iter()
+        .filter(|tty| !stalled.iter().any(|(s, _)| s == tty))
+        .collect();
+    for (tty, why) in stalled
+        .into_iter()
+        .chain(drain_consoles(&flowing, DRAIN_TIMEOUT))
+    {
         console::warn(&format!("{}: {why}", tty.display()));
     }
     let how = match action {

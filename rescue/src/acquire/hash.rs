@@ -105,17 +105,9 @@ pub enum StreamHasher {
 }
 
 impl StreamHasher {
-    /// Feeds bytes.
+    /// Feeds bytes another core may have written, asking the CPU to fetch ahead of the hash.
     pub fn update(&mut self, data: &[u8]) {
-        feed_prefetched(data, |piece| match self {
-            Self::Sha256(h) => h.update(piece),
-            Self::Md5(h) => h.update(piece),
-            Self::Sha1(h) => h.update(piece),
-            Self::Sha512(h) => h.update(piece),
-            Self::Blake3(h) => {
-                h.update(piece);
-            }
-        });
+        feed_prefetched(data, |piece| self.update_cached(piece));
     }
 
     /// Feeds bytes this thread has just copied, still in its core's cache: no prefetch hints, which

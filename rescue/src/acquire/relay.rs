@@ -223,25 +223,22 @@ pub(super) fn run(
         drop(rx);
         panicked = mine.is_err() || other.is_some_and(|j| j.join().is_err());
     });
-    let mut error = relay.error.into_inner().unwrap_or(None);
-    if panicked {
-        error.get_or_insert(StreamError::PanicThread(name.clone()));
-    }
-    let hasher = match error {
-        Some(error) => Err(error),
-        None => relay
-            .hasher
-            .into_inner()
-            .map_err(|_| StreamError::PanicThread(name)),
-    };
-    let hasher = hasher.map_err(|error| {
+    let failure = |error| {
         Box::new(StreamFailure {
             error,
             writer: None,
             bytes,
             sink: None,
         })
-    })?;
+    };
+    if let Some(error) = relay.error.into_inner().unwrap_or(None) {
+        return Err(failure(error));
+    }
+    // A hasher poisoned by a panic is a panicked thread too.
+    let hasher = match relay.hasher.into_inner() {
+        Ok(h) if !panicked => h,
+        _ => return Err(failure(StreamError::PanicThread(name))),
+    };
     Ok(StreamResult {
         ending,
         hashes: [(algo.name().to_owned(), hasher.finish_hex())].into(),
