@@ -249,7 +249,7 @@ pub fn storage_fixtures(art: &Artifacts) -> anyhow::Result<StorageFixtures> {
             kernel: art.vmlinuz(),
             initrd,
             cmdline: "console=ttyS0,115200n8 rdinit=/storage-fixture panic=-1 no_timer_check \
-                      raid=noautodetect"
+                      cryptomgr.notests raid=noautodetect"
                 .to_owned(),
         },
         tmp.path(),
