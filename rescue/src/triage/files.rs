@@ -125,7 +125,9 @@ pub fn web_roots(c: &Collector<'_>) -> Vec<Vec<u8>> {
         files.extend(c.fs.files_in(dir.as_bytes()));
     }
     for f in files {
-        let Some(text) = c.fs.read_text(&f) else {
+        // `sites-enabled` and `conf-enabled` hold symlinks (a2ensite, a2enconf): followed, inside
+        // the root, as the server follows them.
+        let Some(text) = c.fs.read_through_links(&f) else {
             continue;
         };
         for line in text.lines() {

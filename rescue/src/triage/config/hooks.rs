@@ -22,7 +22,8 @@ pub(super) fn loader(c: &mut Collector<'_>) {
                 "a file named like ld.so.preload (a renamed or staged preload list)".into(),
             );
         }
-        let text = c.fs.read_text(&p).unwrap_or_default();
+        // ld.so follows a symlink here: so does this read (inside the root).
+        let text = c.fs.read_through_links(&p).unwrap_or_default();
         for (n, line) in lines(&text) {
             c.add_line(
                 Severity::Critical,
@@ -68,64 +69,60 @@ pub(super) fn loader(c: &mut Collector<'_>) {
 }
 
 pub(super) fn udev(c: &mut Collector<'_>) {
-    for dir in [
+    for p in c.fs.files_in_each(&[
         "/etc/udev/rules.d",
         "/usr/lib/udev/rules.d",
         "/lib/udev/rules.d",
         "/usr/local/lib/udev/rules.d",
-    ] {
-        for p in c.fs.files_in(dir.as_bytes()) {
-            let unowned = c.owners.unowned(&p);
-            let Some(text) = c.fs.read_text(&p) else {
+    ]) {
+        let unowned = c.owners.unowned(&p);
+        let Some(text) = c.fs.read_text(&p) else {
+            continue;
+        };
+        let mut runs = 0;
+        for (n, line) in lines(&text) {
+            if !line.contains("RUN") && !line.contains("PROGRAM") {
                 continue;
-            };
-            let mut runs = 0;
-            for (n, line) in lines(&text) {
-                if !line.contains("RUN") && !line.contains("PROGRAM") {
-                    continue;
-                }
-                runs += 1;
-                if let Some(why) = suspicious_command(line) {
-                    c.add_line(
-                        Severity::High,
-                        cat::UDEV,
-                        &p,
-                        n,
-                        line,
-                        format!("udev rule {why}"),
-                    );
-                } else if unowned {
-                    c.add_line(
-                        Severity::High,
-                        cat::UDEV,
-                        &p,
-                        n,
-                        line,
-                        "a udev rule not owned by any package runs a program (RUN/PROGRAM)".into(),
-                    );
-                }
             }
-            if unowned && runs == 0 {
-                c.add(
-                    Severity::Low,
+            runs += 1;
+            if let Some(why) = suspicious_command(line) {
+                c.add_line(
+                    Severity::High,
                     cat::UDEV,
                     &p,
-                    "a udev rules file not owned by any package".into(),
+                    n,
+                    line,
+                    format!("udev rule {why}"),
+                );
+            } else if unowned {
+                c.add_line(
+                    Severity::High,
+                    cat::UDEV,
+                    &p,
+                    n,
+                    line,
+                    "a udev rule not owned by any package runs a program (RUN/PROGRAM)".into(),
                 );
             }
+        }
+        if unowned && runs == 0 {
+            c.add(
+                Severity::Low,
+                cat::UDEV,
+                &p,
+                "a udev rules file not owned by any package".into(),
+            );
         }
     }
 }
 
 pub(super) fn kernel_modules(c: &mut Collector<'_>) {
     let mut load = vec![b"/etc/modules".to_vec()];
-    for dir in [
+    load.extend(c.fs.files_in_each(&[
         "/etc/modules-load.d",
         "/usr/lib/modules-load.d",
         "/lib/modules-load.d",
-    ] {
-        load.extend(c.fs.files_in(dir.as_bytes()));
-    }
+    ]));
     for p in load {
         let Some(text) = c.fs.read_text(&p) else {
             continue;
@@ -154,40 +151,40 @@ pub(super) fn kernel_modules(c: &mut Collector<'_>) {
             );
         }
     }
-    for dir in ["/etc/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"] {
-        for p in c.fs.files_in(dir.as_bytes()) {
-            c.if_unowned(
-                Severity::Medium,
-                cat::KERNEL_MODULE,
-                &p,
-                "a modprobe.d file",
-            );
-            let Some(text) = c.fs.read_text(&p) else {
-                continue;
-            };
-            for (n, line) in lines(&text) {
-                let w: Vec<&str> = line.split_whitespace().collect();
-                if matches!(w.first(), Some(&"install") | Some(&"remove")) {
-                    let cmd = w.get(2..).map(|r| r.join(" ")).unwrap_or_default();
-                    let harmless = [
-                        "/bin/true",
-                        "/bin/false",
-                        "/usr/bin/true",
-                        "/usr/bin/false",
-                        "true",
-                        "false",
-                    ]
-                    .contains(&cmd.as_str());
-                    if !harmless {
-                        c.add_line(
-                            Severity::High,
-                            cat::KERNEL_MODULE,
-                            &p,
-                            n,
-                            line,
-                            "modprobe runs a command instead of (or with) loading a module".into(),
-                        );
-                    }
+    for p in
+        c.fs.files_in_each(&["/etc/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d"])
+    {
+        c.if_unowned(
+            Severity::Medium,
+            cat::KERNEL_MODULE,
+            &p,
+            "a modprobe.d file",
+        );
+        let Some(text) = c.fs.read_text(&p) else {
+            continue;
+        };
+        for (n, line) in lines(&text) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if matches!(w.first(), Some(&"install") | Some(&"remove")) {
+                let cmd = w.get(2..).map(|r| r.join(" ")).unwrap_or_default();
+                let harmless = [
+                    "/bin/true",
+                    "/bin/false",
+                    "/usr/bin/true",
+                    "/usr/bin/false",
+                    "true",
+                    "false",
+                ]
+                .contains(&cmd.as_str());
+                if !harmless {
+                    c.add_line(
+                        Severity::High,
+                        cat::KERNEL_MODULE,
+                        &p,
+                        n,
+                        line,
+                        "modprobe runs a command instead of (or with) loading a module".into(),
+                    );
                 }
             }
         }
