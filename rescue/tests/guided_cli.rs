@@ -2,8 +2,9 @@
 //! with typed lines, and step 1 opens the case with the operator's true time (the clock offset lands in the
 //! case state and the case log).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 fn shell(state: &std::path::Path, input: &str) -> (String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rescue"))
@@ -85,12 +86,47 @@ fn guided_case_step_with_numbered_prompts_records_the_clock_offset() {
     assert!(entries.iter().any(|e| e.command == "guided step 1"));
 }
 
+/// `rescue ARGS` in rescue-system mode, its state in `state`, prompts as numbered lists.
+fn rescue_mode(state: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rescue"))
+        .args(args)
+        .env("RESCUE_SYSTEM", "1")
+        .env_remove("RESCUE_CONSOLE")
+        .env("RESCUE_STATE_DIR", state)
+        .env("RESCUE_MENU", "numbered")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads a Triage or Timeline step's output up to the prompt of its source list: what it read, and the
+/// number of the "another source" choice (it depends on the disks this host has). Reading also stops
+/// where the step ends, so a step without that choice fails the test instead of waiting for an answer.
+fn another_source(stdout: &mut impl Read) -> (String, String) {
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("(empty cancels): ") && !seen.contains("finished; next:") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the step lists its sources:\n{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let choice = seen
+        .lines()
+        .find(|l| l.contains("another source"))
+        .and_then(|l| l.trim().split(')').next())
+        .unwrap_or_else(|| panic!("the step offers another source:\n{seen}"))
+        .trim()
+        .to_owned();
+    (seen, choice)
+}
+
 /// Step 5 in rescue-system mode (state in a temp dir, numbered prompts): the operator picks "another
 /// source" (its number depends on the disks this host has, so it is read from the list), names a mounted
 /// root, and the step runs `triage` into the case, shows the table and records the findings in the case.
 #[test]
 fn guided_triage_step_records_the_findings_in_the_case() {
-    use std::io::BufRead;
     let d = tempfile::tempdir().unwrap();
     let state = d.path().join("state");
     let root = d.path().join("root");
@@ -103,45 +139,21 @@ fn guided_triage_step_records_the_findings_in_the_case() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, data).unwrap();
     }
-    let rescue_mode = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_rescue"))
-            .args(args)
-            .env("RESCUE_SYSTEM", "1")
-            .env_remove("RESCUE_CONSOLE")
-            .env("RESCUE_STATE_DIR", &state)
-            .env("RESCUE_MENU", "numbered")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let o = rescue_mode(&["case", "new", "G-18", "--examiner", "Guide"])
+    let o = rescue_mode(&state, &["case", "new", "G-18", "--examiner", "Guide"])
         .wait_with_output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
 
-    let mut child = rescue_mode(&["shell"]);
+    let mut child = rescue_mode(&state, &["shell"]);
     let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = child.stdout.take().unwrap();
     writeln!(stdin, "5").unwrap();
-    let mut seen = String::new();
-    let choice = loop {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "the step lists its sources:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("another source") {
-            break line.trim().split(')').next().unwrap().trim().to_owned();
-        }
-    };
+    let (seen, choice) = another_source(&mut stdout);
     assert!(seen.contains("Triage of"), "{seen}");
     write!(stdin, "{choice}\n{}\n\n", root.display()).unwrap();
     drop(stdin);
     let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    stdout.read_to_string(&mut rest).unwrap();
     let o = child.wait_with_output().unwrap();
     let out = format!("{seen}{rest}{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{out}");
@@ -180,10 +192,85 @@ fn guided_triage_step_records_the_findings_in_the_case() {
                 && e.detail["counts"]["low"].as_u64().is_some_and(|n| n > 0)),
         "the case log records the triage"
     );
-    let o = rescue_mode(&["case", "show"]).wait_with_output().unwrap();
+    let o = rescue_mode(&state, &["case", "show"])
+        .wait_with_output()
+        .unwrap();
     let shown = String::from_utf8_lossy(&o.stdout);
     assert!(
         shown.contains(&format!("triage      {}: 0 critical", root.display())),
         "case show lists the triage run:\n{shown}"
+    );
+}
+
+/// Step 6 accepts any source path as step 5 does (issue 20: an image that `rescue mount` serves, or a
+/// mounted root), not only the case's acquisitions and this host's disks: the operator picks "another
+/// source", names a mounted root, and the step runs `timeline` into the case directory on the evidence
+/// destination.
+#[test]
+fn guided_timeline_step_takes_another_source_by_its_path() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let evidence = d.path().join("evidence");
+    let root = d.path().join("root");
+    for (rel, data) in [
+        ("etc/hostname", &b"db7\n"[..]),
+        (
+            "var/log/dpkg.log",
+            b"2024-05-01 12:00:00 install netcat-openbsd:amd64 <none> 1.219-1\n",
+        ),
+    ] {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    let o = rescue_mode(&state, &["case", "new", "G-20", "--examiner", "Guide"])
+        .wait_with_output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    // The evidence destination step 3 would have mounted: a directory here.
+    let case_json = state.join("case.json");
+    let mut case: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&case_json).unwrap()).unwrap();
+    case["destination"] = serde_json::json!({
+        "device": "/dev/null",
+        "serial": null,
+        "mountpoint": evidence.display().to_string(),
+        "fstype": "ext4",
+    });
+    std::fs::write(&case_json, serde_json::to_vec(&case).unwrap()).unwrap();
+    std::fs::create_dir_all(evidence.join("G-20")).unwrap();
+
+    let mut child = rescue_mode(&state, &["shell"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    writeln!(stdin, "6").unwrap();
+    let (seen, choice) = another_source(&mut stdout);
+    assert!(seen.contains("Timeline of"), "{seen}");
+    // The source's path, then the zone, from and to.
+    write!(stdin, "{choice}\n{}\nUTC\n\n\n", root.display()).unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = format!("{seen}{rest}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("MOUNTPOINT/image.raw"),
+        "the path prompt names what rescue mount serves:\n{out}"
+    );
+    let dir = evidence.join("G-20/timeline-root");
+    assert!(
+        out.contains(&format!(
+            "[guided] timeline {} --out {} --tz UTC",
+            root.display(),
+            dir.display()
+        )),
+        "the step shows the line-mode command it runs:\n{out}"
+    );
+    assert!(out.contains("timeline written to"), "{out}");
+    let lines = std::fs::read_to_string(dir.join("timeline.jsonl")).unwrap();
+    assert!(
+        lines.contains("netcat-openbsd") && lines.contains("\"host\":\"db7\""),
+        "{lines}"
     );
 }

@@ -3,7 +3,8 @@
 //! store served by s3s-fs), mounted, and read back with tools someone else wrote: `sha256sum` of
 //! `MOUNTPOINT/image.raw` against the manifest, Sleuth Kit's `fls -r -m /` against `fls` on the
 //! original disk (directly and through a read-only loop device), plus reads at many offsets compared
-//! with the original. A damaged zstd frame with `--verify-windows` fails its window with EIO and
+//! with the original; from S3, s3s's own request log shows every read of the image object was a ranged
+//! GET of part of it. A damaged zstd frame with `--verify-windows` fails its window with EIO and
 //! nothing else; SIGTERM to a foreground server unmounts.
 //!
 //! Gates: FUSE mounts need root and `/dev/fuse` (`RESCUE_REQUIRE_LOOP=1`, set by `cargo xtask test`,
@@ -574,6 +575,21 @@ fn s3s_fs() -> Option<PathBuf> {
 struct Store {
     child: Child,
     port: u16,
+    /// Its log (every request it took, headers included), written by `logger`.
+    log: PathBuf,
+    logger: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Store {
+    /// Stops the server and returns its whole log.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(l) = self.logger.take() {
+            l.join().unwrap();
+        }
+        fs::read_to_string(&self.log).unwrap()
+    }
 }
 
 impl Drop for Store {
@@ -592,13 +608,15 @@ fn start_store(dir: &Path, bucket: &str) -> Option<Store> {
         .local_addr()
         .unwrap()
         .port();
-    let mut log = fs::File::create(dir.join("server.log")).unwrap();
+    let log_path = dir.join("server.log");
+    let mut log = fs::File::create(&log_path).unwrap();
     let mut child = Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", ACCESS, "--secret-key", SECRET])
         .arg(&root)
-        // Its log says when it listens: "server is running at http://…", printed after the bind.
-        .env("RUST_LOG", "info")
+        // Its log says when it listens: "server is running at http://…", printed after the bind; s3s
+        // logs each request (method, URI, headers) at debug level.
+        .env("RUST_LOG", "info,s3s::service=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log.try_clone().unwrap())
@@ -608,7 +626,7 @@ fn start_store(dir: &Path, bucket: &str) -> Option<Store> {
     // goes to server.log (a full pipe would stop the server).
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let logger = std::thread::spawn(move || {
         use std::io::Write;
         let mut out = BufReader::new(out);
         let mut seen = String::new();
@@ -635,7 +653,12 @@ fn start_store(dir: &Path, bucket: &str) -> Option<Store> {
             panic!("s3s-fs did not say it listens within {TIMEOUT:?}");
         }
     }
-    Some(Store { child, port })
+    Some(Store {
+        child,
+        port,
+        log: log_path,
+        logger: Some(logger),
+    })
 }
 
 #[test]
@@ -676,6 +699,41 @@ fn an_s3_acquisition_mounts_through_ranged_gets() {
     random_reads_match(&m.image(), &disk);
     ok(rescue(&["umount", mp.to_str().unwrap()]));
     assert!(!m.image().exists());
+
+    // Every byte came from ranged GETs of the stored object, none from a download of all of it: the
+    // server's own log of the requests it took (the acquisition before only PUT it).
+    let image = man["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["file"].as_str().is_some_and(|f| f.starts_with("image.")))
+        .unwrap_or_else(|| panic!("no image file in the manifest: {man}"));
+    let object = format!("/evidence/case-7/disk/{}", image["file"].as_str().unwrap());
+    let size = image["size_bytes"].as_u64().unwrap();
+    let log = store.stop();
+    let gets: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("method: GET, uri: {object},")))
+        .collect();
+    assert!(
+        gets.len() > 1,
+        "the reads went to the server as GETs of {object}:\n{log}"
+    );
+    for get in &gets {
+        let range = get
+            .split("\"range\": \"bytes=")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("a GET without a Range header: {get}"));
+        let (first, last) = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+            .unwrap_or_else(|| panic!("not a closed byte range: {get}"));
+        assert!(
+            first <= last && last - first + 1 < size,
+            "a range of {size}-byte {object} that is not a part of it: {get}"
+        );
+    }
 }
 
 /// The absolute path of `tool`, from `PATH`.

@@ -362,6 +362,11 @@ fn a_dry_run_refuses_what_the_real_run_refuses_and_mounts_nothing_writable() {
         "{}",
         text(&o)
     );
+    assert!(
+        text(&o).contains("(ro,nodev,nosuid,noexec,noload"),
+        "the options the ext4 target was mounted with: {}",
+        text(&o)
+    );
     let ro = Command::new("blockdev")
         .arg("--getro")
         .arg(&lo.0)
@@ -382,6 +387,83 @@ fn a_dry_run_refuses_what_the_real_run_refuses_and_mounts_nothing_writable() {
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains("restore-source-"), "unmounted afterwards");
+}
+
+/// Whether `tool` runs; a missing tool skips the test unless `RESCUE_REQUIRE_TOOLS` is set.
+fn have(tool: &str, what: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", "command -v \"$0\"", tool])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("RESCUE_REQUIRE_TOOLS").is_none(),
+            "{what} needs {tool} and RESCUE_REQUIRE_TOOLS forbids skipping it"
+        );
+        eprintln!("skipped {what}: {tool} is not installed");
+    }
+    ok
+}
+
+/// An XFS or btrfs source is mounted with its own options, and restore says which (issue 20): not the
+/// ext4 `ro,noload` it once printed whatever the filesystem.
+#[test]
+fn an_xfs_or_btrfs_source_is_shown_with_the_options_it_was_mounted_with() {
+    const NAME: &str = "an_xfs_or_btrfs_source_is_shown_with_the_options_it_was_mounted_with";
+    if !need_root(NAME) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    std::fs::create_dir_all(tree.join("srv")).unwrap();
+    std::fs::write(tree.join("srv/data.txt"), b"from btrfs").unwrap();
+    for fstype in ["btrfs", "xfs"] {
+        if !have(&format!("mkfs.{fstype}"), NAME) {
+            continue;
+        }
+        let img = d.path().join(format!("source.{fstype}"));
+        // mkfs.xfs refuses less than 300 MiB; the file stays sparse.
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(320 << 20)
+            .unwrap();
+        if fstype == "btrfs" {
+            run(Command::new("mkfs.btrfs")
+                .args(["-q", "-f", "--rootdir"])
+                .arg(&tree)
+                .arg(&img));
+        } else {
+            // Empty: Debian 12's mkfs.xfs cannot fill a filesystem from a directory.
+            run(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&img));
+        }
+        let dst = d.path().join(format!("root-{fstype}"));
+        std::fs::create_dir_all(&dst).unwrap();
+        let o = rescue(&["restore", s(&img), s(&dst)]);
+        assert!(o.status.success(), "{fstype}: {}", text(&o));
+        let out = text(&o);
+        let shown = out
+            .lines()
+            .find(|l| l.contains("mounted read-only"))
+            .unwrap_or_else(|| panic!("{fstype}: no line says how the source was mounted: {out}"));
+        // The options examine::mount decides for this filesystem (a kernel refusing the first spelling
+        // gets the next).
+        let options: Vec<String> = rescue::examine::mount::data_for(fstype)
+            .iter()
+            .map(|data| rescue::examine::mount::describe_options(data))
+            .collect();
+        assert!(
+            options
+                .iter()
+                .any(|o| shown.ends_with(&format!("({fstype}) mounted read-only ({o})"))),
+            "{fstype}: {shown}\nwant one of {options:?}"
+        );
+        if fstype == "btrfs" {
+            assert_eq!(
+                std::fs::read(dst.join("srv/data.txt")).unwrap(),
+                b"from btrfs"
+            );
+        }
+    }
 }
 
 // Screening a backup of a compromised root (issue 18): the stricter policy and triage findings.

@@ -39,7 +39,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR", alias = "findings-root")]
     pub source_root: Option<String>,
     /// Decide and report everything, write nothing: the target disk goes through the same interlock and
-    /// --confirm check as a real run, stays write-blocked and is mounted read-only (ro,noload).
+    /// --confirm check as a real run, stays write-blocked and is mounted read-only without journal or log replay.
     #[arg(long)]
     pub dry_run: bool,
     /// When SOURCE is a whole-disk image or disk: restore from partition N of its GPT/MBR [default:

@@ -1,8 +1,8 @@
 //! Restore sources: a directory (walked without following symlinks), a `tar` or `tar.zst` archive
 //! (streamed; member paths are passed on raw so the policy can refuse `../` and absolute names), or a
 //! filesystem in a disk image (attached through a read-only loop device) or on a disk (write-blocked
-//! first), mounted read-only without journal replay by [`crate::examine::mount`] (`ro,noload,nodev,
-//! nosuid,noexec` for ext4) and unmounted when dropped.
+//! first), mounted read-only without journal or log replay by [`crate::examine::mount`] (the options it
+//! chose are kept in [`Mounted::options`]) and unmounted when dropped.
 //! A whole-disk image or disk is read through its own partition table ([`crate::inventory::read_table`],
 //! GPT or MBR): the partition the operator names, or the only Linux filesystem, is attached as a
 //! read-only loop device over just that byte range.
@@ -247,6 +247,8 @@ pub struct Mounted {
     pub mountpoint: PathBuf,
     pub device: PathBuf,
     pub fstype: String,
+    /// The mount options [`crate::examine::mount`] chose for `fstype`, as `mount(8)` shows them.
+    pub options: String,
     /// The partition mounted, when the source is a whole disk with a partition table.
     pub partition: Option<ChosenPartition>,
     /// Unmounts (and detaches the loop device) when dropped.
@@ -473,6 +475,7 @@ fn try_mount(
         mountpoint: m.mountpoint.clone(),
         device: m.device.clone(),
         fstype: m.fstype.clone(),
+        options: m.options.clone(),
         partition,
         _mount: Box::new(m),
     })

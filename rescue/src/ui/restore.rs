@@ -33,7 +33,7 @@ impl Drop for TargetMount {
 /// Held until the restore ends; dropping it unmounts.
 enum MountedTarget {
     Writable { _mount: TargetMount },
-    ReadOnly { _mount: source::Mounted },
+    ReadOnly { _mount: Box<source::Mounted> },
 }
 
 /// Mounts the unlocked target disk read-write: the whole disk when it holds a filesystem, else the
@@ -203,13 +203,16 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
                 super::sayln!("target: {}", p.describe());
             }
             let shown = format!(
-                "target {} ({}) mounted read-only for the dry run (ro,noload; nothing is written) on {}",
+                "target {} ({}) mounted read-only for the dry run ({}; nothing is written) on {}",
                 m.device.display(),
                 m.fstype,
+                m.options,
                 m.mountpoint.display()
             );
             let root = m.mountpoint.clone();
-            _target_mount = Some(MountedTarget::ReadOnly { _mount: m });
+            _target_mount = Some(MountedTarget::ReadOnly {
+                _mount: Box::new(m),
+            });
             (root, shown)
         } else {
             let (m, dev) = mount_target(&a.target)?;
@@ -270,9 +273,10 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<u8> {
                     super::sayln!("source: {}", p.describe());
                 }
                 super::sayln!(
-                    "source {} ({}) mounted read-only (ro,noload,nodev,nosuid,noexec)",
+                    "source {} ({}) mounted read-only ({})",
                     m.device.display(),
-                    m.fstype
+                    m.fstype,
+                    m.options
                 );
                 let r = source::walk_dir(&m.mountpoint, &mut visit);
                 drop(m);

@@ -575,6 +575,30 @@ fn fresh_dir(dir: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// The source a Triage or Timeline step examines: one of [`examinable_sources`], or any other the
+/// operator types the path of (an image file, such as the `MOUNTPOINT/image.raw` that `rescue mount`
+/// serves for a compressed, split or remote acquisition; an acquisition directory; a mounted root).
+/// `None` when the operator cancels.
+fn choose_source(ask: &Ask, s: &CaseState, title: &str) -> anyhow::Result<Option<String>> {
+    let mut sources = examinable_sources(s)?;
+    sources.push((
+        String::new(),
+        "another source: an image file or a mounted root (type its path)".into(),
+    ));
+    let items: Vec<String> = sources.iter().map(|(_, l)| l.clone()).collect();
+    let Some(i) = ask.select(title, &items)? else {
+        return Ok(None);
+    };
+    if !sources[i].0.is_empty() {
+        return Ok(Some(sources[i].0.clone()));
+    }
+    ask_path(
+        ask,
+        "Path of the image (an acquisition served by 'rescue mount' is MOUNTPOINT/image.raw), \
+         acquisition directory or mounted root",
+    )
+}
+
 /// Triage of a source disk or an acquisition (or an image or mounted root the operator names) into the
 /// case directory; the `triage` command prints the findings by severity and records them in the case,
 /// so that every restore of the case screens with them.
@@ -594,26 +618,8 @@ pub(super) fn step_triage(ask: &Ask) -> anyhow::Result<()> {
             case::state_dir()
         }
     };
-    let mut sources = examinable_sources(&s)?;
-    sources.push((
-        String::new(),
-        "another source: an image file or a mounted root (type its path)".into(),
-    ));
-    let items: Vec<String> = sources.iter().map(|(_, l)| l.clone()).collect();
-    let Some(i) = ask.select("Triage of", &items)? else {
+    let Some(source) = choose_source(ask, &s, "Triage of")? else {
         return Ok(());
-    };
-    let source = if sources[i].0.is_empty() {
-        let Some(p) = ask_path(
-            ask,
-            "Path of the image, acquisition directory or mounted root",
-        )?
-        else {
-            return Ok(());
-        };
-        p
-    } else {
-        sources[i].0.clone()
     };
     let out = fresh_dir(
         &case_dir,
@@ -640,6 +646,8 @@ pub(super) fn step_triage(ask: &Ask) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The timeline of a source disk or an acquisition (or an image or mounted root the operator names)
+/// into the case directory on the evidence destination.
 pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
     let s = state();
     let (Some(case_id), Some(dest)) = (&s.case_id, &s.destination) else {
@@ -647,16 +655,9 @@ pub(super) fn step_timeline(ask: &Ask) -> anyhow::Result<()> {
         return Ok(());
     };
     let case_dir = Path::new(&dest.mountpoint).join(case_id);
-    let sources = examinable_sources(&s)?;
-    if sources.is_empty() {
-        say!("nothing to build a timeline of: acquire a disk (step 4) first");
-        return Ok(());
-    }
-    let items: Vec<String> = sources.iter().map(|(_, l)| l.clone()).collect();
-    let Some(i) = ask.select("Timeline of", &items)? else {
+    let Some(source) = choose_source(ask, &s, "Timeline of")? else {
         return Ok(());
     };
-    let source = sources[i].0.clone();
     let base = Path::new(&source)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
