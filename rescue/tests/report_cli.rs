@@ -140,8 +140,17 @@ fn make_case(root: &Path, with_triage: bool) -> PathBuf {
                 "timestamp": ts, "timestamp_desc": "mtime", "source": "bodyfile", "path": path, "host": "web1"})
             .to_string()
         };
+        // The attacker's login, flagged by the timeline, a day before the backdoor appears.
+        let mut login: serde_json::Value = serde_json::from_str(&line(
+            1_763_500_000_000_000,
+            "Accepted password for root from 203.0.113.9",
+            "/var/log/auth.log",
+        ))
+        .unwrap();
+        login["suspicious"] = "root login from the network".into();
         let mut timeline = [
             line(1_700_000_000_000_000, "boot", "/var/log/syslog"),
+            login.to_string(),
             line(
                 1_763_600_645_000_000,
                 "file written",
@@ -570,12 +579,38 @@ fn the_report_tells_the_case_with_true_times_findings_and_timeline() {
             .starts_with("2025-11-20T01:04:05")
     );
     let t = &r["timeline"];
-    assert_eq!(t["events"], 5);
+    assert_eq!(t["events"], 6);
     assert_eq!(t["unparsed_lines"], 2);
     assert_eq!(t["first_event"]["message"], "boot");
     assert_eq!(t["last_event"]["message"], "logout");
-    assert_eq!(t["first_attacker_activity"]["message"], "file written");
+    // Attacker activity starts with the flagged login (on no finding's path), ends with the backdoor.
+    assert_eq!(t["attacker_events"], 3, "{t}");
+    assert_eq!(
+        t["first_attacker_activity"]["message"],
+        "Accepted password for root from 203.0.113.9"
+    );
+    assert_eq!(
+        t["first_attacker_activity"]["suspicious"],
+        "root login from the network"
+    );
     assert_eq!(t["last_attacker_activity"]["message"], "file changed");
+    // Persistence with its times: the cron backdoor; the low hidden file in /tmp is no persistence.
+    let persistence = t["persistence"].as_array().unwrap();
+    assert_eq!(persistence.len(), 1, "{t}");
+    assert_eq!(persistence[0]["path"], "/etc/cron.d/backdoor");
+    assert_eq!(persistence[0]["category"], "cron");
+    assert_eq!(persistence[0]["mtime"], "2026-11-20T03:04:05Z");
+    assert!(
+        persistence[0]["first_seen"]
+            .as_str()
+            .unwrap()
+            .starts_with("2025-11-20T01:04:05")
+            && persistence[0]["last_seen"]
+                .as_str()
+                .unwrap()
+                .starts_with("2025-11-21T04:40:00"),
+        "{t}"
+    );
     // The restore: authorized_keys held for review, named as an open item.
     let restore = &r["reinstall_restore"]["restores"][0];
     assert!(
@@ -600,6 +635,11 @@ fn the_report_tells_the_case_with_true_times_findings_and_timeline() {
         assert!(md.contains(heading), "{heading}\n{md}");
     }
     assert!(md.contains("/etc/cron.d/backdoor"), "{md}");
+    assert!(
+        md.contains("flagged: root login from the network")
+            && md.contains("Persistence found by triage, earliest first (1)"),
+        "{md}"
+    );
     let html = fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(
         html.starts_with("<!DOCTYPE html>") && html.contains("@media print"),

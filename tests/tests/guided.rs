@@ -598,6 +598,29 @@ fn check_acquisition_and_timeline(case: &Path, source_sha: &str) -> anyhow::Resu
             .is_some_and(|t| t.starts_with("2026-11-28T02:17:43")),
         "the report gives the backdoor's first timeline event at its planted time: {finding}"
     );
+    // The attacker's story starts with the root login the timeline flagged in auth.log, two minutes
+    // before the backdoor, which the highlights list as persistence at its planted time.
+    let t = &r["timeline"];
+    let first = &t["first_attacker_activity"];
+    assert!(
+        first["datetime"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2026-11-28T02:15:02"))
+            && first["suspicious"] == "root logged in over SSH",
+        "the report's first attacker activity is the root login from auth.log: {first}"
+    );
+    assert!(
+        t["persistence"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| {
+                p["path"] == backdoor.as_str()
+                    && p["first_seen"]
+                        .as_str()
+                        .is_some_and(|f| f.starts_with("2026-11-28T02:17:43"))
+            })),
+        "the report lists the backdoor as persistence with its time: {}",
+        t["persistence"]
+    );
     Ok(())
 }
 

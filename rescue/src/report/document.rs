@@ -97,6 +97,9 @@ pub struct Event {
     pub path: String,
     /// The `timeline.jsonl` it came from (relative to the case directory).
     pub file: String,
+    /// Why the timeline flagged the event as suspicious (its `suspicious` field), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspicious: Option<String>,
 }
 
 /// Highlights of the timeline(s).
@@ -108,10 +111,30 @@ pub struct TimelineSection {
     pub unparsed_lines: u64,
     pub first_event: Option<Event>,
     pub last_event: Option<Event>,
-    /// Events on a path a finding names (or from triage): the first and the last.
+    /// Attacker activity: events the timeline flagged suspicious, events on a path a finding names,
+    /// and triage's own events. The first and the last of them, and how many.
     pub first_attacker_activity: Option<Event>,
     pub last_attacker_activity: Option<Event>,
     pub attacker_events: u64,
+    /// The persistence triage found (findings of a persistence category, medium or worse), each with
+    /// the times the timeline and its evidence give, earliest first.
+    #[serde(default)]
+    pub persistence: Vec<Persistence>,
+}
+
+/// One way the attacker stays, on the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Persistence {
+    /// The finding's id in `findings`.
+    pub id: String,
+    pub severity: String,
+    pub category: String,
+    pub path: String,
+    /// The first and last timeline events on its path.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// Its file's modification time from the finding's evidence.
+    pub mtime: Option<String>,
 }
 
 /// The triage findings.

@@ -27,7 +27,8 @@ pub mod verify;
 
 pub use document::{
     Acquisition, Action, CaseLogSection, CaseSection, Event, Finding, FindingsSection, Generated,
-    ReinstallRestore, Report, RestoreSummary, Scope, SignatureSection, TimelineSection,
+    Persistence, ReinstallRestore, Report, RestoreSummary, Scope, SignatureSection,
+    TimelineSection,
 };
 
 pub use self::index::{EvidenceFile, INDEX_NAME};
@@ -652,8 +653,29 @@ fn read_findings(case_dir: &Path, files: &[PathBuf]) -> Option<FindingsSection> 
     Some(section)
 }
 
-/// Streams every `timeline.jsonl` of the case: counts, the first and last event, and the events on
-/// paths a finding names (attacker activity), whose times go into those findings.
+/// Triage's categories of the ways an attacker stays (docs/triage.md); the report's timeline
+/// highlights list their findings of medium severity or worse with their times.
+const PERSISTENCE_CATEGORIES: [&str; 15] = [
+    "account",
+    "ssh",
+    "sudo",
+    "pam",
+    "cron",
+    "at",
+    "systemd",
+    "init",
+    "loader",
+    "shell",
+    "udev",
+    "kernel-module",
+    "setuid",
+    "capability",
+    "web",
+];
+
+/// Streams every `timeline.jsonl` of the case: counts, the first and last event, and the attacker
+/// activity: events the timeline flagged suspicious, triage's events and events on paths a finding
+/// names, whose times go into those findings. Then lists the persistence findings with their times.
 fn read_timelines(
     case_dir: &Path,
     files: &[PathBuf],
@@ -669,6 +691,7 @@ fn read_timelines(
         first_attacker_activity: None,
         last_attacker_activity: None,
         attacker_events: 0,
+        persistence: Vec::new(),
     };
     let mut seen: HashMap<usize, (i64, String, i64, String)> = HashMap::new();
     for f in files.iter().filter(|f| f.ends_with("timeline.jsonl")) {
@@ -696,6 +719,7 @@ fn read_timelines(
                 continue;
             };
             t.events += 1;
+            let suspicious = text(&v, "suspicious").filter(|w| !w.is_empty());
             let event = || Event {
                 datetime: text(&v, "datetime").unwrap_or_default(),
                 timestamp: ts,
@@ -703,6 +727,7 @@ fn read_timelines(
                 source: text(&v, "source").unwrap_or_default(),
                 path: text(&v, "path").unwrap_or_default(),
                 file: name.clone(),
+                suspicious: suspicious.clone(),
             };
             if t.first_event.as_ref().is_none_or(|e| ts < e.timestamp) {
                 t.first_event = Some(event());
@@ -713,7 +738,7 @@ fn read_timelines(
             let path = text(&v, "path").unwrap_or_default();
             let hit = paths.get(&path).copied();
             let from_triage = text(&v, "source").is_some_and(|s| s.contains("triage"));
-            if hit.is_none() && !from_triage {
+            if hit.is_none() && !from_triage && suspicious.is_none() {
                 continue;
             }
             t.attacker_events += 1;
@@ -748,8 +773,56 @@ fn read_timelines(
                 x.last_seen = Some(last);
             }
         }
+        t.persistence = persistence(f);
     }
     (!t.files.is_empty()).then_some(t)
+}
+
+/// The findings of a persistence category, medium or worse, earliest first: by the first timeline
+/// event on their path, else by their file's mtime; those with no time last.
+fn persistence(f: &FindingsSection) -> Vec<Persistence> {
+    let medium = severity_rank("medium");
+    let mut list: Vec<Persistence> = f
+        .items
+        .iter()
+        .filter(|x| {
+            PERSISTENCE_CATEGORIES.contains(&x.category.as_str())
+                && severity_rank(&x.severity) <= medium
+        })
+        .map(|x| Persistence {
+            id: x.id.clone(),
+            severity: x.severity.clone(),
+            category: x.category.clone(),
+            path: x.path.clone(),
+            first_seen: x.first_seen.clone(),
+            last_seen: x.last_seen.clone(),
+            mtime: x
+                .times
+                .get("mtime")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        let when = |p: &Persistence| {
+            [&p.first_seen, &p.mtime]
+                .into_iter()
+                .flatten()
+                .find_map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .ok()
+                        .map(|d| d.timestamp_micros())
+                })
+        };
+        match (when(a), when(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        }
+        .then_with(|| a.path.cmp(&b.path))
+    });
+    list
 }
 
 fn restore_summary(path: &Path, rel: &str) -> Option<RestoreSummary> {

@@ -189,10 +189,20 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
             let ev = |e: &Option<super::Event>| {
                 e.as_ref().map_or_else(
                     || "-".into(),
-                    |e| format!("{} {} ({}; {})", e.datetime, e.message, e.source, e.path),
+                    |e| {
+                        let why = e
+                            .suspicious
+                            .as_ref()
+                            .map(|w| format!("; flagged: {w}"))
+                            .unwrap_or_default();
+                        format!(
+                            "{} {} ({}; {}{why})",
+                            e.datetime, e.message, e.source, e.path
+                        )
+                    },
                 )
             };
-            vec![Block::Table(
+            let mut blocks = vec![Block::Table(
                 vec!["", ""],
                 vec![
                     vec!["timelines".into(), t.files.join(", ")],
@@ -205,7 +215,8 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
                     vec![
                         "attacker activity".into(),
                         format!(
-                            "{} events on paths the findings name or from triage",
+                            "{} events flagged suspicious by the timeline, on paths the findings \
+                             name, or from triage",
                             t.attacker_events
                         ),
                     ],
@@ -218,7 +229,45 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
                         ev(&t.last_attacker_activity),
                     ],
                 ],
-            )]
+            )];
+            blocks.push(Block::Para(if t.persistence.is_empty() {
+                "Persistence: none found by triage (no finding of a persistence category, medium or \
+                 worse)."
+                    .into()
+            } else {
+                format!(
+                    "Persistence found by triage, earliest first ({}):",
+                    t.persistence.len()
+                )
+            }));
+            if !t.persistence.is_empty() {
+                let rows = t
+                    .persistence
+                    .iter()
+                    .take(LIST_CAP)
+                    .map(|p| {
+                        let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+                        vec![
+                            opt(&p.first_seen),
+                            opt(&p.last_seen),
+                            opt(&p.mtime),
+                            format!("{} {}", p.severity, p.category),
+                            p.path.clone(),
+                        ]
+                    })
+                    .collect();
+                blocks.push(Block::Table(
+                    vec!["first seen", "last seen", "mtime", "finding", "path"],
+                    rows,
+                ));
+                if t.persistence.len() > LIST_CAP {
+                    blocks.push(Block::Para(format!(
+                        "... and {} more (all of them in report.json).",
+                        t.persistence.len() - LIST_CAP
+                    )));
+                }
+            }
+            blocks
         }
     };
     s.push(Section {
