@@ -881,3 +881,419 @@ fn a_broken_case_log_is_reported_as_broken_and_fails_verify() {
         text(&v)
     );
 }
+
+/// The text of the Markdown section `## title` (up to the next section).
+fn md_section<'a>(md: &'a str, title: &str) -> &'a str {
+    let head = format!("\n## {title}\n");
+    let start = md
+        .find(&head)
+        .unwrap_or_else(|| panic!("no section {title}:\n{md}"))
+        + head.len();
+    let end = md[start..].find("\n## ").map_or(md.len(), |i| start + i);
+    &md[start..end]
+}
+
+/// `sha256sum FILE`'s digest.
+fn sha256sum(path: &Path) -> String {
+    let o = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn report_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// The Host section states the machine's identity with its values: from the acquisition manifest
+/// (the kernel `uname -r` names) when there is no inventory, from `inventory.json` when there is one;
+/// memory captures in the case (`memory.lime`, `memory.lime.zst`) are in the Scope with their size
+/// and the SHA-256 `sha256sum` prints, and no longer an open item.
+#[test]
+fn host_identity_and_memory_captures_are_stated_with_their_values() {
+    let root = tempfile::tempdir().unwrap();
+    let case = make_case(root.path(), false);
+    let c = case.to_str().unwrap();
+    let dir = case.join("report");
+
+    // No inventory: the acquisition manifest's host, every field of it.
+    ok(rescue(&["report", "--case-dir", c], &[]));
+    let r = report_json(&dir);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(case.join("disk-1/manifest.json")).unwrap()).unwrap();
+    assert_eq!(r["host"], manifest["host"], "{}", r["host"]);
+    assert!(
+        r["host_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("the first acquisition manifest"),
+        "{}",
+        r["host_source"]
+    );
+    let uname = Command::new("uname").arg("-r").output().unwrap();
+    let kernel = String::from_utf8_lossy(&uname.stdout).trim().to_owned();
+    assert_eq!(r["host"]["kernel"], kernel.as_str());
+    let md = fs::read_to_string(dir.join("report.md")).unwrap();
+    let host = md_section(&md, "Host");
+    assert!(host.contains(&format!("| kernel | {kernel} |")), "{host}");
+    assert!(
+        host.contains(&format!(
+            "| boot_mode | {} |",
+            manifest["host"]["boot_mode"].as_str().unwrap()
+        )),
+        "{host}"
+    );
+    assert!(
+        host.contains("| from | the first acquisition manifest"),
+        "{host}"
+    );
+
+    // An inventory as `rescue inventory --json` writes it, on a machine with DMI: its host wins.
+    let inv = rescue(&["inventory", "--json"], &[]);
+    assert!(inv.status.success(), "{}", text(&inv));
+    let mut inventory: serde_json::Value = serde_json::from_slice(&inv.stdout).unwrap();
+    inventory["host"]["dmi_vendor"] = "ACME Servers".into();
+    inventory["host"]["dmi_product"] = "R740 | rack".into();
+    inventory["host"]["dmi_serial"] = "SN-4711".into();
+    fs::write(
+        case.join("inventory.json"),
+        serde_json::to_vec_pretty(&inventory).unwrap(),
+    )
+    .unwrap();
+
+    // Memory captures: a raw LiME file and a zstd one, as `live` names them.
+    let data = |n: u32, seed: u32| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i.wrapping_mul(seed).wrapping_add(7) >> 9) as u8)
+            .collect()
+    };
+    fs::create_dir_all(case.join("memory")).unwrap();
+    fs::create_dir_all(case.join("live-2/memory")).unwrap();
+    let raw = case.join("memory/memory.lime");
+    let zst = case.join("live-2/memory/memory.lime.zst");
+    fs::write(&raw, data(1_234_567, 2_246_822_519)).unwrap();
+    fs::write(&zst, data(54_321, 3_266_489_917)).unwrap();
+    // Not a memory capture, although its name has `lime` in it.
+    fs::write(case.join("sublime.txt"), "notes\n").unwrap();
+
+    ok(rescue(&["report", "--case-dir", c], &[]));
+    let r = report_json(&dir);
+    assert_eq!(r["host"], inventory["host"], "{}", r["host"]);
+    assert!(
+        r["host_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("inventory.json"),
+        "{}",
+        r["host_source"]
+    );
+    let md = fs::read_to_string(dir.join("report.md")).unwrap();
+    let host = md_section(&md, "Host");
+    for row in [
+        "| dmi_vendor | ACME Servers |",
+        "| dmi_product | R740 \\| rack |",
+        "| dmi_serial | SN-4711 |",
+        &format!("| kernel | {kernel} |"),
+    ] {
+        assert!(host.contains(row), "{row}\n{host}");
+    }
+    assert!(host.contains("| from | inventory.json"), "{host}");
+
+    let memory = r["scope"]["memory"].as_array().unwrap();
+    let listed: Vec<(&str, u64, &str)> = memory
+        .iter()
+        .map(|m| {
+            (
+                m["path"].as_str().unwrap(),
+                m["size_bytes"].as_u64().unwrap(),
+                m["sha256"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (raw_sha, zst_sha) = (sha256sum(&raw), sha256sum(&zst));
+    assert_eq!(
+        listed,
+        [
+            ("live-2/memory/memory.lime.zst", 54_321, zst_sha.as_str()),
+            ("memory/memory.lime", 1_234_567, raw_sha.as_str()),
+        ],
+        "{}",
+        r["scope"]
+    );
+    let scope = md_section(&md, "Scope");
+    for (path, size, sha) in &listed {
+        let line = format!("- memory capture {path} ({size} bytes, sha256 {sha})");
+        assert!(scope.contains(&line), "{line}\n{scope}");
+    }
+    assert!(!scope.contains("No memory capture"), "{scope}");
+    assert!(
+        !r["open_items"].to_string().contains("no memory capture"),
+        "{}",
+        r["open_items"]
+    );
+    let (sums_ok, sums) = sha256sum_c(&dir);
+    assert!(sums_ok, "{sums}");
+    assert!(sums.contains("../memory/memory.lime: OK"), "{sums}");
+}
+
+/// A loop device over a file, detached when dropped.
+struct Loop(String);
+
+impl Loop {
+    fn new(file: &Path) -> Loop {
+        let o = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "losetup: {}", text(&o));
+        Loop(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+fn need_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
+        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
+    );
+    eprintln!("skipped {what}: needs root");
+    false
+}
+
+/// Reinstall and restore as the report tells them: every `reinstall`, `restore` and `case target`
+/// result of the case log, with its verdict (verified, not verified, refused), and no other entry;
+/// for the restore, the files it refused (an executable, a file on the blocklist) and held, each
+/// with the reason the restore manifest gives, none of the refused written to the target.
+#[test]
+fn reinstall_and_restore_records_name_what_was_verified_refused_and_held() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    let case = d.join("case/C-9");
+    let state = d.join("state");
+    fs::create_dir_all(&case).unwrap();
+    let in_rescue = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rescue"))
+            .args(args)
+            .env("RESCUE_SYSTEM", "1")
+            .env("RESCUE_STATE_DIR", &state)
+            .env_remove("RESCUE_CONSOLE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    ok(in_rescue(&["case", "new", "C-9", "--examiner", "R"]));
+
+    // Two installer images and their checksum list, written by sha256sum; the second one then changed.
+    let media = d.join("media");
+    fs::create_dir_all(&media).unwrap();
+    fs::write(media.join("good.iso"), vec![0x5a; 70_000]).unwrap();
+    fs::write(media.join("bad.iso"), vec![0xa5; 70_000]).unwrap();
+    let o = Command::new("sha256sum")
+        .args(["good.iso", "bad.iso"])
+        .current_dir(&media)
+        .output()
+        .unwrap();
+    fs::write(media.join("SHA256SUMS"), &o.stdout).unwrap();
+    flip_byte(&media.join("bad.iso"), 100);
+    let sums = media.join("SHA256SUMS");
+    let verify = |iso: &str| {
+        in_rescue(&[
+            "reinstall",
+            "verify",
+            media.join(iso).to_str().unwrap(),
+            "--sums",
+            sums.to_str().unwrap(),
+            "--allow-unsigned",
+        ])
+    };
+    ok(verify("good.iso"));
+    let o = verify("bad.iso");
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+
+    // A restore inside the case: an executable and a blocklisted file refused, authorized_keys held.
+    let backup = d.join("backup");
+    fs::create_dir_all(backup.join("root/.ssh")).unwrap();
+    fs::create_dir_all(backup.join("usr/local/bin")).unwrap();
+    fs::create_dir_all(backup.join("srv")).unwrap();
+    fs::create_dir_all(backup.join("etc")).unwrap();
+    fs::write(
+        backup.join("root/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA x\n",
+    )
+    .unwrap();
+    fs::write(
+        backup.join("usr/local/bin/sync-agent"),
+        "#!/bin/sh\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(
+        backup.join("usr/local/bin/sync-agent"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    fs::write(backup.join("srv/payload.dat"), "beacon c2\n").unwrap();
+    fs::write(backup.join("etc/motd"), "hello\n").unwrap();
+    let blocklist = d.join("iocs.txt");
+    let o = Command::new("sha256sum")
+        .arg(backup.join("srv/payload.dat"))
+        .output()
+        .unwrap();
+    fs::write(&blocklist, &o.stdout).unwrap();
+    let target = d.join("newroot");
+    fs::create_dir_all(&target).unwrap();
+    ok(in_rescue(&[
+        "restore",
+        backup.to_str().unwrap(),
+        target.to_str().unwrap(),
+        "--blocklist",
+        blocklist.to_str().unwrap(),
+        "--report-dir",
+        case.to_str().unwrap(),
+        // The directory lies on this machine's disk, never acquired in this case.
+        "--reason",
+        "rebuilt system disk",
+    ]));
+    assert!(target.join("etc/motd").is_file());
+    for gone in [
+        "usr/local/bin/sync-agent",
+        "srv/payload.dat",
+        "root/.ssh/authorized_keys",
+    ] {
+        assert!(!target.join(gone).exists(), "{gone} was written");
+    }
+
+    // The interlock's verdict on a disk never acquired in this case.
+    let mut expected = vec![
+        (
+            format!("reinstall verify {}", media.join("good.iso").display()),
+            "verified: ",
+        ),
+        (
+            format!("reinstall verify {}", media.join("bad.iso").display()),
+            "ERROR: ",
+        ),
+        (
+            format!("restore {} {}", backup.display(), target.display()),
+            "complete: 1 held, 2 refused, 1 restored",
+        ),
+    ];
+    let _disk = if need_root("the case target record") {
+        let img = d.join("disk.img");
+        fs::File::create(&img).unwrap().set_len(8 << 20).unwrap();
+        let dev = Loop::new(&img);
+        let o = in_rescue(&["case", "target", &dev.0]);
+        assert!(!o.status.success(), "{}", text(&o));
+        expected.push((format!("case target {}", dev.0), "REFUSED: "));
+        ok(in_rescue(&[
+            "case",
+            "target",
+            &dev.0,
+            "--reason",
+            "wiped for reinstall",
+        ]));
+        expected.push((
+            format!("case target {}", dev.0),
+            "cleared by OVERRIDE: wiped for reinstall",
+        ));
+        Some(dev)
+    } else {
+        None
+    };
+    fs::rename(state.join("case-log.jsonl"), case.join("case-log.jsonl")).unwrap();
+
+    ok(rescue(
+        &["report", "--case-dir", case.to_str().unwrap()],
+        &[],
+    ));
+    let dir = case.join("report");
+    let r = report_json(&dir);
+    let rr = &r["reinstall_restore"];
+    let records = rr["records"].as_array().unwrap();
+    let all: Vec<(&str, &str)> = records
+        .iter()
+        .map(|a| {
+            (
+                a["command"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // The restore's own interlock clears the disk under the target directory (when it lies on one)
+    // on the reason given; which disk that is depends on this machine.
+    let (interlock, got): (Vec<_>, Vec<_>) = all.iter().partition(|(cmd, _)| {
+        cmd.starts_with("case target ") && !expected.iter().any(|(c, _)| c == cmd)
+    });
+    for (cmd, outcome) in &interlock {
+        assert_eq!(
+            *outcome, "cleared by OVERRIDE: rebuilt system disk",
+            "{cmd}"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "{rr}");
+    for ((cmd, outcome), (want_cmd, want)) in got.iter().zip(&expected) {
+        assert_eq!(cmd, want_cmd, "{rr}");
+        assert!(outcome.starts_with(want), "{cmd}: {outcome}");
+        assert_eq!(
+            records.iter().find(|a| a["command"] == *cmd).unwrap()["kind"],
+            "result"
+        );
+    }
+    assert!(got[0].1.contains("sha256"), "{}", got[0].1);
+
+    // The restore's files as its manifest says, reasons included.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(case.join("restore-manifest.json")).unwrap()).unwrap();
+    let reason = |path: &str, action: &str| -> String {
+        let f = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in the manifest: {manifest}"));
+        assert_eq!(f["action"], action, "{f}");
+        format!("{path}: {}", f["reason"].as_str().unwrap())
+    };
+    let refused = [
+        reason("srv/payload.dat", "refused"),
+        reason("usr/local/bin/sync-agent", "refused"),
+    ];
+    let held = [reason("root/.ssh/authorized_keys", "held")];
+    let restore = &rr["restores"][0];
+    assert_eq!(restore["refused"], serde_json::json!(refused), "{restore}");
+    assert_eq!(restore["held"], serde_json::json!(held), "{restore}");
+    assert!(refused[0].contains("blocklist"), "{}", refused[0]);
+
+    let md = fs::read_to_string(dir.join("report.md")).unwrap();
+    let section = md_section(&md, "Reinstall and restore");
+    for (cmd, outcome) in &all {
+        assert!(
+            section.contains(&format!("| {cmd} | {outcome} |")),
+            "{cmd}\n{section}"
+        );
+    }
+    let list = |items: &[String]| items.iter().map(|i| format!("- {i}\n")).collect::<String>();
+    assert!(
+        section.contains(&format!("Refused:\n\n{}", list(&refused))),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!("Held for review:\n\n{}", list(&held))),
+        "{section}"
+    );
+    // Only these: case new, the report itself and other entries are no reinstall record.
+    assert!(!section.contains("case new"), "{section}");
+}

@@ -1,9 +1,9 @@
 //! `rescue timeline` through the real binary (issue 14), each output checked by a tool someone else
 //! wrote: Sleuth Kit's `fls`/`mactime` against our body file on an ext4 image made by `mke2fs -d`,
 //! `journalctl --file … -o json` against our journal reader (journals written here by
-//! `systemd-journal-remote` in zstd, LZ4 and XZ, compact and regular), `last -f` against our wtmp events
-//! (wtmp made by `utmpdump -r`), `sha256sum -c` on the outputs; and Timesketch's required fields and
-//! types on every line, a one-line timeline included.
+//! `systemd-journal-remote` in zstd, LZ4 and XZ, compact and regular), `last -f` against our wtmp
+//! events and `lastb -f` against our btmp events (both made by `utmpdump -r`), `sha256sum -c` on the
+//! outputs; and Timesketch's required fields and types on every line, a one-line timeline included.
 //!
 //! Gated parts: a missing tool skips unless `RESCUE_REQUIRE_TOOLS=1`, root/loop devices unless
 //! `RESCUE_REQUIRE_LOOP=1` (both set by `cargo xtask test`); every gated part that ran leaves a marker
@@ -1041,4 +1041,342 @@ fn the_ext_reader_body_file_matches_fls_and_the_mounted_walk() {
         "no birth time on 128-byte inodes: {ext2:#?}"
     );
     mark("ext-reader");
+}
+
+/// Sets a file's modification time (the syslog-style parsers date the last line by it).
+fn set_mtime(path: &Path, unix_seconds: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds))
+        .unwrap();
+}
+
+/// Inside a case (`RESCUE_SYSTEM=1`), the timeline's summary lands in the case log as one `result`
+/// entry: events per source, the span, the first suspicious event (a root SSH login, before the
+/// account it then created) and the SHA-256 of each output, each the same as the written timeline says
+/// and as `sha256sum` computes.
+#[test]
+fn inside_a_case_the_summary_goes_to_the_case_log() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("web9");
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "web9\n").unwrap();
+    let auth = root.join("var/log/auth.log");
+    std::fs::write(
+        &auth,
+        "May  1 09:00:00 web9 sshd[100]: Failed password for invalid user admin from 198.51.100.7 port 4000 ssh2\n\
+         May  1 10:15:30 web9 sshd[101]: Accepted password for root from 203.0.113.9 port 4001 ssh2\n\
+         May  1 10:16:00 web9 useradd[200]: new user: name=backdoor, UID=1001\n",
+    )
+    .unwrap();
+    // 2024-05-02T00:00:00Z: the year of the May lines is 2024.
+    set_mtime(&auth, 1_714_608_000);
+    std::fs::write(
+        root.join("var/log/dpkg.log"),
+        "2024-04-30 08:00:00 install nginx:amd64 <none> 1.22.1-9\n\
+         2024-05-03 12:00:00 remove nginx:amd64 1.22.1-9 <none>\n",
+    )
+    .unwrap();
+    let state = d.path().join("state");
+    let in_case = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rescue"))
+            .args(args)
+            .env("RESCUE_SYSTEM", "1")
+            .env("RESCUE_STATE_DIR", &state)
+            .env_remove("RESCUE_CONSOLE")
+            .env("COLUMNS", "1000")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = in_case(&["case", "new", "C-14", "--examiner", "T"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = d.path().join("timeline-web9");
+    let o = in_case(&["timeline", s(&root), "--out", s(&out), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let log = std::fs::read_to_string(state.join("case-log.jsonl")).unwrap();
+    let command = format!("timeline {} --out {}", s(&root), s(&out));
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "result" && e["command"] == command.as_str())
+        .collect();
+    assert_eq!(entries.len(), 1, "one result entry for the run:\n{log}");
+    let detail = &entries[0]["detail"];
+    assert_eq!(detail["events"], 5, "{detail}");
+    assert_eq!(
+        detail["per_source"],
+        serde_json::json!({"auth.log": 3, "dpkg": 2}),
+        "{detail}"
+    );
+    assert_eq!(detail["first"], "2024-04-30T08:00:00+00:00", "{detail}");
+    assert_eq!(detail["last"], "2024-05-03T12:00:00+00:00", "{detail}");
+    assert_eq!(detail["suspicious"], 2, "{detail}");
+    assert_eq!(
+        detail["first_suspicious"],
+        serde_json::json!({
+            "datetime": "2024-05-01T10:15:30+00:00",
+            "source": "auth.log",
+            "path": "/var/log/auth.log",
+            "message": "sshd: Accepted password for root from 203.0.113.9 port 4001 ssh2",
+            "why": "root logged in over SSH",
+        }),
+        "{detail}"
+    );
+    assert_eq!(detail["unparsed"], 0, "{detail}");
+    assert_eq!(detail["zone"]["name"], "UTC", "{detail}");
+    assert_eq!(detail["out"], s(&out), "{detail}");
+
+    // The summary is the timeline's own: counts per source, first and last line, as written.
+    let evs = events(&out);
+    let mut per_source = serde_json::Map::new();
+    for e in &evs {
+        let n = per_source
+            .entry(e["source"].as_str().unwrap())
+            .or_insert(serde_json::json!(0));
+        *n = serde_json::json!(n.as_u64().unwrap() + 1);
+    }
+    assert_eq!(detail["per_source"], serde_json::Value::Object(per_source));
+    assert_eq!(detail["first"], evs[0]["datetime"]);
+    assert_eq!(detail["last"], evs[evs.len() - 1]["datetime"]);
+    // Each output's hash in the case log is the one sha256sum computes for the file.
+    let sums = detail["sha256"].as_object().unwrap();
+    for f in ["timeline.jsonl", "timeline.csv", "bodyfile.txt"] {
+        let line = run(Command::new("sha256sum").arg(out.join(f)));
+        assert_eq!(
+            sums[f].as_str(),
+            line.split_whitespace().next(),
+            "{f} in the case log: {detail}"
+        );
+    }
+    // Outside a case the same run writes nothing to a case log.
+    let before = std::fs::read(state.join("case-log.jsonl")).unwrap();
+    let o = rescue(&[
+        "timeline",
+        s(&root),
+        "--out",
+        s(&d.path().join("elsewhere")),
+        "--tz",
+        "UTC",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(state.join("case-log.jsonl")).unwrap(), before);
+}
+
+/// yum.log lines carry no year and no zone: the zone is the one given, the year that of the file's
+/// mtime for the last line, one less before each New Year in the file; a last line in a month after
+/// the mtime's month was written the year before. Every value of each event as a user reads it.
+#[test]
+fn yum_log_events_carry_their_inferred_year_zone_and_package() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("rocky");
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "db3\n").unwrap();
+    let yum = root.join("var/log/yum.log");
+    std::fs::write(
+        &yum,
+        "Dec 30 23:10:01 Installed: nmap-2:7.92-1.el8.x86_64\n\
+         Dec 31 08:00:00 Updated: openssl-libs-1:1.1.1k-9.el8.x86_64\n\
+         not a yum line\n\
+         Jan 02 03:04:05 Erased: telnet-1:0.17-76.el8.x86_64\n",
+    )
+    .unwrap();
+    // 2025-01-10T12:00:00Z: the January line is 2025, the December lines before it 2024.
+    set_mtime(&yum, 1_736_510_400);
+    let out = d.path().join("out");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out), "--tz", "+02:00"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 unparsed lines"), "{}", text(&o));
+    let evs = events(&out);
+    let got: Vec<(&str, i64, &str)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["datetime"].as_str().unwrap(),
+                e["timestamp"].as_i64().unwrap(),
+                e["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Local +02:00 times, two hours earlier in UTC.
+    assert_eq!(
+        got,
+        [
+            (
+                "2024-12-30T21:10:01+00:00",
+                1_735_593_001_000_000,
+                "Installed: nmap-2:7.92-1.el8.x86_64"
+            ),
+            (
+                "2024-12-31T06:00:00+00:00",
+                1_735_624_800_000_000,
+                "Updated: openssl-libs-1:1.1.1k-9.el8.x86_64"
+            ),
+            (
+                "2025-01-02T01:04:05+00:00",
+                1_735_779_845_000_000,
+                "Erased: telnet-1:0.17-76.el8.x86_64"
+            ),
+        ]
+    );
+    for e in &evs {
+        assert_eq!(e["source"], "yum", "{e}");
+        assert_eq!(e["path"], "/var/log/yum.log", "{e}");
+        assert_eq!(e["timestamp_desc"], "Package Change", "{e}");
+        // yum.log names no host: the examined system's hostname.
+        assert_eq!(e["host"], "db3", "{e}");
+        assert_eq!(e["local_time"], "+02:00", "{e}");
+        assert_eq!(
+            e["year_inferred"], "from the file's mtime 2025-01-10",
+            "{e}"
+        );
+        assert!(e.get("suspicious").is_none_or(|s| s.is_null()), "{e}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timeline-summary.json")).unwrap()).unwrap();
+    let note = summary.to_string();
+    assert!(
+        note.contains("the last line dated by the file's mtime (2025-01-10T12:00:00+00:00), 1 year boundary in the file"),
+        "{note}"
+    );
+    assert_timesketch(&out);
+
+    // Last line in November, mtime in February: the November was the year before.
+    std::fs::write(
+        &yum,
+        "Nov 20 08:00:00 Installed: socat-1.7.4.1-5.el9.x86_64\n",
+    )
+    .unwrap();
+    set_mtime(&yum, 1_738_368_000); // 2025-02-01T00:00:00Z
+    let out2 = d.path().join("out2");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out2), "--tz", "UTC"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let evs = events(&out2);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["datetime"], "2024-11-20T08:00:00+00:00");
+    assert_eq!(evs[0]["message"], "Installed: socat-1.7.4.1-5.el9.x86_64");
+}
+
+/// btmp records (written by sshd and login for failed attempts) are Failed Login events with the user,
+/// terminal and remote host as `lastb -f` shows them, microseconds kept, none flagged (failed logins are
+/// the Internet's background noise); the btmp made by `utmpdump -r`.
+#[test]
+fn btmp_events_match_lastb() {
+    if !have("utmpdump", "the btmp check") || !have("lastb", "the btmp check") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    let dump = "\
+[6] [01234] [    ] [admin   ] [ssh:notty   ] [198.51.100.7        ] [198.51.100.7   ] [2023-11-14T22:13:20,250000+00:00]
+[6] [01240] [    ] [root    ] [ssh:notty   ] [203.0.113.50        ] [203.0.113.50   ] [2023-11-14T23:01:02,000000+00:00]
+[6] [01250] [tty1] [oracle  ] [tty1        ] [console             ] [0.0.0.0        ] [2023-11-15T01:00:00,999999+00:00]
+";
+    let btmp = root.join("var/log/btmp");
+    let mut child = Command::new("utmpdump")
+        .arg("-r")
+        .arg("-o")
+        .arg(&btmp)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dump.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let lastb = run(Command::new("lastb")
+        .env("TZ", "UTC")
+        .args(["-w", "--time-format", "iso", "-f"])
+        .arg(&btmp));
+    let mut theirs = BTreeSet::new();
+    for l in lastb
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("btmp begins"))
+    {
+        // `user tty host time - time (duration)`
+        let f: Vec<&str> = l.split_whitespace().collect();
+        theirs.insert((
+            f[0].to_owned(),
+            f[1].to_owned(),
+            f[2].to_owned(),
+            f[3].to_owned(),
+        ));
+    }
+    assert_eq!(theirs.len(), 3, "{lastb}");
+
+    let out = d.path().join("out");
+    let o = rescue(&["timeline", s(&root), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let evs = events(&out);
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    let ours: BTreeSet<(String, String, String, String)> = evs
+        .iter()
+        .map(|e| {
+            let secs = e["timestamp"].as_i64().unwrap().div_euclid(1_000_000);
+            (
+                e["user"].as_str().unwrap().to_owned(),
+                e["terminal"].as_str().unwrap().to_owned(),
+                e["remote_host"].as_str().unwrap().to_owned(),
+                chrono::DateTime::from_timestamp(secs, 0)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%S+00:00")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, theirs, "lastb -f says:\n{lastb}");
+    let got: Vec<(i64, &str, i64)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["timestamp"].as_i64().unwrap(),
+                e["message"].as_str().unwrap(),
+                e["pid"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                1_700_000_000_250_000,
+                "failed login: admin on ssh:notty from 198.51.100.7",
+                1234
+            ),
+            (
+                1_700_002_862_000_000,
+                "failed login: root on ssh:notty from 203.0.113.50",
+                1240
+            ),
+            (
+                1_700_010_000_999_999,
+                "failed login: oracle on tty1 from console",
+                1250
+            ),
+        ]
+    );
+    for e in &evs {
+        assert_eq!(e["source"], "btmp", "{e}");
+        assert_eq!(e["path"], "/var/log/btmp", "{e}");
+        assert_eq!(e["timestamp_desc"], "Failed Login", "{e}");
+        assert!(e.get("suspicious").is_none_or(|s| s.is_null()), "{e}");
+    }
+    assert!(
+        text(&o).contains("first suspicious: none flagged"),
+        "{}",
+        text(&o)
+    );
+    assert_timesketch(&out);
+    mark("lastb");
 }

@@ -65,6 +65,7 @@ const GATED_HOST_TESTS: &[&str] = &[
     "an_rpm_root_against_a_signed_repository_shows_a_package_rebuilt_by_the_attacker",
     "timeline-journalctl",
     "timeline-last",
+    "timeline-lastb",
     "timeline-fls",
     "timeline-separate-var",
     "timeline-ext-reader",

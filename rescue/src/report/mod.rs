@@ -338,6 +338,13 @@ fn outcome(detail: &Value) -> String {
     if detail.get("kexec_loaded").is_some() {
         return "installer loaded for kexec".into();
     }
+    // The reinstall/restore interlock's clearance (`case target`), on the examiner's word or not.
+    if detail.get("cleared").and_then(Value::as_bool) == Some(true) {
+        return match detail.get("override_reason").and_then(Value::as_str) {
+            Some(why) => format!("cleared by OVERRIDE: {why}"),
+            None => "cleared".into(),
+        };
+    }
     if let Some(c) = detail.get("counts") {
         let complete = detail.get("complete").and_then(Value::as_bool) == Some(true);
         return format!(
@@ -957,6 +964,16 @@ mod tests {
             "NOT verified"
         );
         assert_eq!(o(serde_json::json!({"exit": 0})), "exit 0");
+        assert_eq!(
+            o(
+                serde_json::json!({"target": "/dev/sdb", "cleared": true, "override_reason": "rebuild"})
+            ),
+            "cleared by OVERRIDE: rebuild"
+        );
+        assert_eq!(
+            o(serde_json::json!({"target": "/dev/sdb", "cleared": true, "override_reason": null})),
+            "cleared"
+        );
         assert_eq!(
             o(serde_json::json!({"counts": {"restored": 3, "held": 1}, "complete": true})),
             "complete: 1 held, 3 restored"
