@@ -112,8 +112,11 @@ pub fn parse(ctx: &mut Context<'_>) -> Result<(), LogError> {
             )?;
             continue;
         };
-        if u.kind == 0 && !btmp {
-            continue; // EMPTY
+        // EMPTY: skipped in wtmp; in btmp only when the record holds nothing at all (a zeroed
+        // record would be a "failed login" in 1970 at the start of the timeline), since some
+        // writers leave the type of a real failed login at 0.
+        if u.kind == 0 && (!btmp || (u.sec == 0 && u.user.is_empty() && u.host.is_empty())) {
+            continue;
         }
         let mut e = ctx
             .event(u.sec * 1_000_000 + u.usec.clamp(0, 999_999), desc, msg)
@@ -213,6 +216,31 @@ mod tests {
         assert!(c.events[1].suspicious.is_some());
         assert_eq!(c.events[2].timestamp_desc, "Logout");
         assert!(c.unparsed[0].2.contains("partial"));
+    }
+
+    #[test]
+    fn a_zeroed_btmp_record_is_no_failed_login_in_1970() {
+        let mut f = vec![0u8; UTMP_SIZE];
+        f.extend(record(
+            0,
+            0,
+            "ssh:notty",
+            "admin",
+            "198.51.100.7",
+            1_700_000_300,
+        ));
+        f.extend(record(
+            6,
+            77,
+            "ssh:notty",
+            "oracle",
+            "198.51.100.7",
+            1_700_000_400,
+        ));
+        let (c, s) = run(LogKind::Btmp, "/var/log/btmp", &f, 0, &Zone::utc("t"));
+        assert_eq!((s.events, s.unparsed), (2, 0), "{:?}", c.events);
+        assert_eq!(c.events[0].timestamp, 1_700_000_300_000_000);
+        assert_eq!(c.events[1].timestamp, 1_700_000_400_000_000);
     }
 
     #[test]
