@@ -413,6 +413,68 @@ fn journal_events_match_journalctl() {
     mark("journalctl");
 }
 
+/// A row as `last`/`lastb -w --time-format iso` print it: user, terminal, host, time.
+type LastRow = (String, String, String, String);
+
+/// Writes the utmp file `path` from `utmpdump`'s text form (`utmpdump -r`).
+fn utmpdump_reverse(dump: &str, path: &Path) {
+    use std::io::Write;
+    let mut child = Command::new("utmpdump")
+        .arg("-r")
+        .arg("-o")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dump.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// What `tool` (`last` or `lastb`) prints for `file` in UTC, and its rows (the "… begins" line
+/// left out; "system boot" kept as one terminal).
+fn last_rows(tool: &str, file: &Path) -> (String, BTreeSet<LastRow>) {
+    let out = run(Command::new(tool)
+        .env("TZ", "UTC")
+        .args(["-w", "--time-format", "iso", "-f"])
+        .arg(file));
+    let rows = out
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains(" begins "))
+        .map(|l| {
+            // `user tty host time ...`
+            let l = l.replace("system boot", "system_boot");
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_owned(),
+                f[1].replace('_', " "),
+                f[2].to_owned(),
+                f[3].to_owned(),
+            )
+        })
+        .collect();
+    (out, rows)
+}
+
+/// A utmp event of ours as `last` would print it (time in whole seconds, UTC).
+fn last_row(e: &serde_json::Value) -> LastRow {
+    let secs = e["timestamp"].as_i64().unwrap().div_euclid(1_000_000);
+    (
+        e["user"].as_str().unwrap().to_owned(),
+        e["terminal"].as_str().unwrap().to_owned(),
+        e["remote_host"].as_str().unwrap().to_owned(),
+        chrono::DateTime::from_timestamp(secs, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S+00:00")
+            .to_string(),
+    )
+}
+
 #[test]
 fn wtmp_events_match_last() {
     if !have("utmpdump", "the wtmp check") || !have("last", "the wtmp check") {
@@ -428,66 +490,23 @@ fn wtmp_events_match_last() {
 [8] [01234] [ts/0] [        ] [pts/0       ] [                    ] [0.0.0.0        ] [2023-11-14T22:30:00,000000+00:00]
 ";
     let wtmp = root.join("var/log/wtmp");
-    let mut c = Command::new("utmpdump");
-    c.arg("-r").arg("-o").arg(&wtmp);
-    let mut child = c
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dump.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    let last = run(Command::new("last")
-        .env("TZ", "UTC")
-        .args(["-w", "--time-format", "iso", "-f"])
-        .arg(&wtmp));
+    utmpdump_reverse(dump, &wtmp);
+    let (last, theirs) = last_rows("last", &wtmp);
     let out = d.path().join("out");
     let o = rescue(&["timeline", s(&root), "--out", s(&out)]);
     assert!(o.status.success(), "{}", text(&o));
     let ours = events(&out);
-    let ours_set: BTreeSet<(String, String, String, String)> = ours
+    let ours_set: BTreeSet<LastRow> = ours
         .iter()
         .filter(|e| e["timestamp_desc"] == "Login" || e["timestamp_desc"] == "Boot")
         .map(|e| {
-            let secs = e["timestamp"].as_i64().unwrap() / 1_000_000;
-            let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap();
-            let (user, term) = if e["timestamp_desc"] == "Boot" {
-                ("reboot".to_owned(), "system boot".to_owned())
-            } else {
-                (
-                    e["user"].as_str().unwrap().to_owned(),
-                    e["terminal"].as_str().unwrap().to_owned(),
-                )
-            };
-            (
-                user,
-                term,
-                e["remote_host"].as_str().unwrap().to_owned(),
-                dt.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
-            )
+            let mut row = last_row(e);
+            if e["timestamp_desc"] == "Boot" {
+                (row.0, row.1) = ("reboot".to_owned(), "system boot".to_owned());
+            }
+            row
         })
         .collect();
-    let mut theirs = BTreeSet::new();
-    for l in last
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("wtmp begins"))
-    {
-        // `user tty host time ...`; "system boot" is two words.
-        let l = l.replace("system boot", "system_boot");
-        let f: Vec<&str> = l.split_whitespace().collect();
-        theirs.insert((
-            f[0].to_owned(),
-            f[1].replace('_', " "),
-            f[2].to_owned(),
-            f[3].to_owned(),
-        ));
-    }
     assert_eq!(theirs.len(), 3, "{last}");
     assert_eq!(ours_set, theirs, "last -f says:\n{last}");
     // The logout `last` pairs with root's session is our Logout event on pts/0.
@@ -1279,40 +1298,8 @@ fn btmp_events_match_lastb() {
 [6] [01250] [tty1] [oracle  ] [tty1        ] [console             ] [0.0.0.0        ] [2023-11-15T01:00:00,999999+00:00]
 ";
     let btmp = root.join("var/log/btmp");
-    let mut child = Command::new("utmpdump")
-        .arg("-r")
-        .arg("-o")
-        .arg(&btmp)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dump.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    let lastb = run(Command::new("lastb")
-        .env("TZ", "UTC")
-        .args(["-w", "--time-format", "iso", "-f"])
-        .arg(&btmp));
-    let mut theirs = BTreeSet::new();
-    for l in lastb
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("btmp begins"))
-    {
-        // `user tty host time - time (duration)`
-        let f: Vec<&str> = l.split_whitespace().collect();
-        theirs.insert((
-            f[0].to_owned(),
-            f[1].to_owned(),
-            f[2].to_owned(),
-            f[3].to_owned(),
-        ));
-    }
+    utmpdump_reverse(dump, &btmp);
+    let (lastb, theirs) = last_rows("lastb", &btmp);
     assert_eq!(theirs.len(), 3, "{lastb}");
 
     let out = d.path().join("out");
@@ -1320,21 +1307,7 @@ fn btmp_events_match_lastb() {
     assert!(o.status.success(), "{}", text(&o));
     let evs = events(&out);
     assert_eq!(evs.len(), 3, "{evs:?}");
-    let ours: BTreeSet<(String, String, String, String)> = evs
-        .iter()
-        .map(|e| {
-            let secs = e["timestamp"].as_i64().unwrap().div_euclid(1_000_000);
-            (
-                e["user"].as_str().unwrap().to_owned(),
-                e["terminal"].as_str().unwrap().to_owned(),
-                e["remote_host"].as_str().unwrap().to_owned(),
-                chrono::DateTime::from_timestamp(secs, 0)
-                    .unwrap()
-                    .format("%Y-%m-%dT%H:%M:%S+00:00")
-                    .to_string(),
-            )
-        })
-        .collect();
+    let ours: BTreeSet<LastRow> = evs.iter().map(last_row).collect();
     assert_eq!(ours, theirs, "lastb -f says:\n{lastb}");
     let got: Vec<(i64, &str, i64)> = evs
         .iter()
