@@ -47,6 +47,30 @@ fn capped(items: &[String]) -> Vec<String> {
     out
 }
 
+/// A table of the first [`LIST_CAP`] of `items`, each made a row by `row`, then a line saying how
+/// many `more` there are (all of them in report.json); nothing for no items.
+fn capped_table<T>(
+    blocks: &mut Vec<Block>,
+    header: Vec<&'static str>,
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+    more: &str,
+) {
+    if items.is_empty() {
+        return;
+    }
+    blocks.push(Block::Table(
+        header,
+        items.iter().take(LIST_CAP).map(row).collect(),
+    ));
+    if items.len() > LIST_CAP {
+        blocks.push(Block::Para(format!(
+            "... and {} {more} (all of them in report.json).",
+            items.len() - LIST_CAP
+        )));
+    }
+}
+
 fn outline(r: &Report) -> (String, Vec<Section>) {
     let title = format!(
         "Incident report: case {}",
@@ -240,33 +264,22 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
                     t.persistence.len()
                 )
             }));
-            if !t.persistence.is_empty() {
-                let rows = t
-                    .persistence
-                    .iter()
-                    .take(LIST_CAP)
-                    .map(|p| {
-                        let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-                        vec![
-                            opt(&p.first_seen),
-                            opt(&p.last_seen),
-                            opt(&p.mtime),
-                            format!("{} {}", p.severity, p.category),
-                            p.path.clone(),
-                        ]
-                    })
-                    .collect();
-                blocks.push(Block::Table(
-                    vec!["first seen", "last seen", "mtime", "finding", "path"],
-                    rows,
-                ));
-                if t.persistence.len() > LIST_CAP {
-                    blocks.push(Block::Para(format!(
-                        "... and {} more (all of them in report.json).",
-                        t.persistence.len() - LIST_CAP
-                    )));
-                }
-            }
+            let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+            capped_table(
+                &mut blocks,
+                vec!["first seen", "last seen", "mtime", "finding", "path"],
+                &t.persistence,
+                |p| {
+                    vec![
+                        opt(&p.first_seen),
+                        opt(&p.last_seen),
+                        opt(&p.mtime),
+                        format!("{} {}", p.severity, p.category),
+                        p.path.clone(),
+                    ]
+                },
+                "more",
+            );
             blocks
         }
     };
@@ -294,11 +307,11 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
                         .join(", ")
                 }
             ))];
-            let rows: Vec<Vec<String>> = f
-                .items
-                .iter()
-                .take(LIST_CAP)
-                .map(|x| {
+            capped_table(
+                &mut blocks,
+                vec!["severity", "category", "path", "why", "times"],
+                &f.items,
+                |x| {
                     let mut times: Vec<String> = x
                         .times
                         .iter()
@@ -314,20 +327,9 @@ fn outline(r: &Report) -> (String, Vec<Section>) {
                         x.why.clone(),
                         times.join("; "),
                     ]
-                })
-                .collect();
-            if !rows.is_empty() {
-                blocks.push(Block::Table(
-                    vec!["severity", "category", "path", "why", "times"],
-                    rows,
-                ));
-            }
-            if f.items.len() > LIST_CAP {
-                blocks.push(Block::Para(format!(
-                    "... and {} more findings (all of them in report.json).",
-                    f.items.len() - LIST_CAP
-                )));
-            }
+                },
+                "more findings",
+            );
             blocks
         }
     };
