@@ -122,6 +122,26 @@ fn another_source(stdout: &mut impl Read) -> (String, String) {
     (seen, choice)
 }
 
+/// Runs guided step `step` of the shell in rescue-system mode, picks "another source" from its list
+/// (which must carry `title`), answers with `path` and then `rest` (one answer per line), and returns
+/// everything printed once the shell has ended, after checking that it succeeded.
+fn another_source_step(state: &Path, step: &str, title: &str, path: &Path, rest: &str) -> String {
+    let mut child = rescue_mode(state, &["shell"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    writeln!(stdin, "{step}").unwrap();
+    let (seen, choice) = another_source(&mut stdout);
+    assert!(seen.contains(title), "{seen}");
+    write!(stdin, "{choice}\n{}\n{rest}", path.display()).unwrap();
+    drop(stdin);
+    let mut tail = String::new();
+    stdout.read_to_string(&mut tail).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = format!("{seen}{tail}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}");
+    out
+}
+
 /// Step 5 in rescue-system mode (state in a temp dir, numbered prompts): the operator picks "another
 /// source" (its number depends on the disks this host has, so it is read from the list), names a mounted
 /// root, and the step runs `triage` into the case, shows the table and records the findings in the case.
@@ -144,19 +164,7 @@ fn guided_triage_step_records_the_findings_in_the_case() {
         .unwrap();
     assert!(o.status.success(), "{o:?}");
 
-    let mut child = rescue_mode(&state, &["shell"]);
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    writeln!(stdin, "5").unwrap();
-    let (seen, choice) = another_source(&mut stdout);
-    assert!(seen.contains("Triage of"), "{seen}");
-    write!(stdin, "{choice}\n{}\n\n", root.display()).unwrap();
-    drop(stdin);
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let out = format!("{seen}{rest}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "{out}");
+    let out = another_source_step(&state, "5", "Triage of", &root, "\n");
     let findings = state.join("triage-root/findings.json");
     assert!(
         out.contains(&format!(
@@ -240,20 +248,8 @@ fn guided_timeline_step_takes_another_source_by_its_path() {
     std::fs::write(&case_json, serde_json::to_vec(&case).unwrap()).unwrap();
     std::fs::create_dir_all(evidence.join("G-20")).unwrap();
 
-    let mut child = rescue_mode(&state, &["shell"]);
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    writeln!(stdin, "6").unwrap();
-    let (seen, choice) = another_source(&mut stdout);
-    assert!(seen.contains("Timeline of"), "{seen}");
     // The source's path, then the zone, from and to.
-    write!(stdin, "{choice}\n{}\nUTC\n\n\n", root.display()).unwrap();
-    drop(stdin);
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let out = format!("{seen}{rest}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "{out}");
+    let out = another_source_step(&state, "6", "Timeline of", &root, "UTC\n\n\n");
     assert!(
         out.contains("MOUNTPOINT/image.raw"),
         "the path prompt names what rescue mount serves:\n{out}"
