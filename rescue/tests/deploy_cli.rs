@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/root.rs"]
+mod root;
+use root::need_root;
+
 fn rescue(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rescue"));
     c.args(args).env_remove("RESCUE_SYSTEM");
@@ -23,20 +27,6 @@ fn text(o: &Output) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Skips a root-only test, unless `RESCUE_REQUIRE_LOOP=1` (set by `cargo xtask test`) makes it a failure.
-fn need_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
-        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
-    );
-    eprintln!("skipped {what}: needs root");
-    false
 }
 
 /// A loop device attached with `losetup` (util-linux), detached when dropped.

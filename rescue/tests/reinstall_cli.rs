@@ -9,6 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/root.rs"]
+mod root;
+use root::need_root;
+
 struct Gpg {
     home: tempfile::TempDir,
 }
@@ -659,20 +663,6 @@ fn restore_cli_writes_the_manifest_and_resumes_identical_files() {
     let o = run();
     assert!(text(&o).contains("1 identical"), "{}", text(&o));
     assert!(!dst.join("etc/cron.d/job").exists());
-}
-
-/// Skips a root-only test, unless `RESCUE_REQUIRE_LOOP=1` (set by `cargo xtask test`) makes it a failure.
-fn need_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
-        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
-    );
-    eprintln!("skipped {what}: needs root");
-    false
 }
 
 struct Unmount(PathBuf);

@@ -5,6 +5,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+#[path = "common/root.rs"]
+mod root;
+use root::need_root;
+
 fn rescue(args: &[&str]) -> Output {
     rescue_env(args, &[])
 }
@@ -84,20 +88,6 @@ fn no_command_panics_when_its_reader_goes_away() {
             o.status
         );
     }
-}
-
-/// Skips a root-only test, unless `RESCUE_REQUIRE_LOOP=1` (set by `cargo xtask test`) makes it a failure.
-fn need_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
-        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
-    );
-    eprintln!("skipped {what}: needs root");
-    false
 }
 
 fn run(cmd: &mut Command) {

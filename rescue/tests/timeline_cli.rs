@@ -13,6 +13,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "common/root.rs"]
+mod root;
+use root::need_root;
+
 fn rescue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rescue"))
         .args(args)
@@ -50,19 +54,6 @@ fn have(tool: &str, what: &str) -> bool {
         eprintln!("skipped {what}: {tool} is not installed");
     }
     ok
-}
-
-fn need_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
-        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
-    );
-    eprintln!("skipped {what}: needs root");
-    false
 }
 
 /// Records that a gated check ran.

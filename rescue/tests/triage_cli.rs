@@ -9,6 +9,10 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "common/root.rs"]
+mod root;
+use root::need_root;
+
 fn rescue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rescue"))
         .args(args)
@@ -34,21 +38,6 @@ use pkgroots::run;
 
 #[path = "common/pkgroots.rs"]
 mod pkgroots;
-
-/// Skips a test that needs root (loop devices, mounts), unless `RESCUE_REQUIRE_LOOP=1` makes that a
-/// failure.
-fn need_root(what: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("RESCUE_REQUIRE_LOOP").is_err(),
-        "{what} needs root and RESCUE_REQUIRE_LOOP=1 forbids skipping it"
-    );
-    eprintln!("skipped {what}: needs root");
-    false
-}
 
 fn write(root: &Path, rel: &str, data: &str, mode: u32) {
     let p = root.join(rel.trim_start_matches('/'));
