@@ -810,24 +810,17 @@ fn persistence(f: &FindingsSection) -> Vec<Persistence> {
                 .map(str::to_owned),
         })
         .collect();
-    list.sort_by(|a, b| {
-        let when = |p: &Persistence| {
-            [&p.first_seen, &p.mtime]
-                .into_iter()
-                .flatten()
-                .find_map(|t| {
-                    chrono::DateTime::parse_from_rfc3339(t)
-                        .ok()
-                        .map(|d| d.timestamp_micros())
-                })
-        };
-        match (when(a), when(b)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        }
-        .then_with(|| a.path.cmp(&b.path))
+    // Parsed once per item: the times with nothing else to sort by (None) go last.
+    list.sort_by_cached_key(|p| {
+        let when = [&p.first_seen, &p.mtime]
+            .into_iter()
+            .flatten()
+            .find_map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .ok()
+                    .map(|d| d.timestamp_micros())
+            });
+        (when.is_none(), when, p.path.clone())
     });
     list
 }
@@ -944,6 +937,59 @@ fn open_items(r: &Report) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistence_is_listed_earliest_first_by_timeline_then_mtime_and_undated_last() {
+        let finding =
+            |id: &str, category: &str, severity: &str, first: Option<&str>, mtime: Option<&str>| {
+                Finding {
+                    id: id.into(),
+                    severity: severity.into(),
+                    category: category.into(),
+                    path: format!("/{id}"),
+                    why: String::new(),
+                    evidence: Value::Null,
+                    times: mtime
+                        .map(|m| [("mtime".to_owned(), Value::from(m))].into())
+                        .unwrap_or_default(),
+                    first_seen: first.map(str::to_owned),
+                    last_seen: first.map(str::to_owned),
+                }
+            };
+        let f = FindingsSection {
+            files: Vec::new(),
+            counts: BTreeMap::new(),
+            items: vec![
+                finding("undated", "cron", "high", None, None),
+                // A zone offset: 03:00+02:00 is 01:00 UTC, before the 02:00Z below.
+                finding(
+                    "late",
+                    "ssh",
+                    "critical",
+                    Some("2026-11-28T03:00:00+02:00"),
+                    None,
+                ),
+                finding(
+                    "early",
+                    "systemd",
+                    "medium",
+                    Some("2026-11-28T02:00:00Z"),
+                    None,
+                ),
+                finding(
+                    "by-mtime",
+                    "web",
+                    "high",
+                    None,
+                    Some("2026-11-28T00:30:00Z"),
+                ),
+                finding("low", "cron", "low", Some("2026-11-27T00:00:00Z"), None),
+                finding("temp", "temp", "high", Some("2026-11-27T00:00:00Z"), None),
+            ],
+        };
+        let ids: Vec<String> = persistence(&f).into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["by-mtime", "late", "early", "undated"]);
+    }
 
     #[test]
     fn the_clock_offset_moves_every_time() {
